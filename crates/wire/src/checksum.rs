@@ -1,0 +1,199 @@
+//! Internet checksum (RFC 1071), pseudo-headers, and incremental update (RFC 1624).
+//!
+//! Sums are kept as `u32` accumulators and folded once at the end, so a pseudo-header
+//! and a payload can be summed separately and combined with [`combine`].
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Ones-complement sum of `data` (not yet folded or inverted). An odd trailing byte is
+/// padded with zero, as RFC 1071 requires.
+#[inline]
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    }
+    let rest = chunks.remainder();
+    let mut i = 0;
+    while i + 1 < rest.len() {
+        acc += u64::from(u16::from_be_bytes([rest[i], rest[i + 1]]));
+        i += 2;
+    }
+    if i < rest.len() {
+        acc += u64::from(rest[i]) << 8;
+    }
+    fold64(acc)
+}
+
+#[inline]
+fn fold64(mut acc: u64) -> u32 {
+    while acc >> 32 != 0 {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
+}
+
+/// Adds partial sums together.
+#[inline]
+pub fn combine(sums: &[u32]) -> u32 {
+    fold64(sums.iter().map(|&s| u64::from(s)).sum())
+}
+
+/// Folds a partial sum to 16 bits and inverts it: the value written into a header.
+#[inline]
+pub fn finish(acc: u32) -> u16 {
+    let mut acc = acc;
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// Checksum of `data`, ready to store (the field inside `data` must be zero when computing,
+/// or the result is 0 when verifying a correct header).
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    finish(sum(data))
+}
+
+/// Partial sum of the IPv4 pseudo-header (RFC 768 / RFC 793).
+#[inline]
+pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u32) -> u32 {
+    let s = u32::from(src);
+    let d = u32::from(dst);
+    combine(&[
+        s >> 16,
+        s & 0xffff,
+        d >> 16,
+        d & 0xffff,
+        u32::from(protocol),
+        length >> 16,
+        length & 0xffff,
+    ])
+}
+
+/// Partial sum of the IPv6 pseudo-header (RFC 8200 section 8.1).
+#[inline]
+pub fn pseudo_header_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u32 {
+    combine(&[
+        sum(&src.octets()),
+        sum(&dst.octets()),
+        length >> 16,
+        length & 0xffff,
+        u32::from(next_header),
+    ])
+}
+
+/// Partial sum of the pseudo-header for either address family.
+///
+/// Both addresses must be of the same family; a mixed pair sums the IPv6 form of both.
+#[inline]
+pub fn pseudo_header(src: std::net::IpAddr, dst: std::net::IpAddr, protocol: u8, length: u32) -> u32 {
+    use std::net::IpAddr::V4;
+    match (src, dst) {
+        (V4(s), V4(d)) => pseudo_header_v4(s, d, protocol, length),
+        (s, d) => pseudo_header_v6(to_v6(s), to_v6(d), protocol, length),
+    }
+}
+
+fn to_v6(a: std::net::IpAddr) -> Ipv6Addr {
+    match a {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    }
+}
+
+/// RFC 1624 eqn. 3: the new checksum after a 16-bit word changes from `old` to `new`.
+///
+/// ```
+/// // Decrementing the TTL of an IPv4 header: TTL is the high byte of word 4.
+/// let mut hdr = [0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+/// let c = wire::checksum::checksum(&hdr);
+/// hdr[10..12].copy_from_slice(&c.to_be_bytes());
+/// let old = u16::from_be_bytes([hdr[8], hdr[9]]);
+/// hdr[8] -= 1;
+/// let new = u16::from_be_bytes([hdr[8], hdr[9]]);
+/// let updated = wire::checksum::update_u16(c, old, new);
+/// hdr[10..12].copy_from_slice(&updated.to_be_bytes());
+/// assert_eq!(wire::checksum::checksum(&hdr), 0);
+/// ```
+#[inline]
+pub fn update_u16(checksum: u16, old: u16, new: u16) -> u16 {
+    // HC' = ~(~HC + ~m + m')
+    finish(u32::from(!checksum) + u32::from(!old) + u32::from(new))
+}
+
+/// RFC 1624 update for a 32-bit field (an IPv4 address, say) changing from `old` to `new`.
+#[inline]
+pub fn update_u32(checksum: u16, old: u32, new: u32) -> u16 {
+    let c = update_u16(checksum, (old >> 16) as u16, (new >> 16) as u16);
+    update_u16(c, old as u16, new as u16)
+}
+
+/// RFC 1624 update for a 128-bit field (an IPv6 address in an L4 pseudo-header).
+#[inline]
+pub fn update_u128(checksum: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
+    let mut acc = u32::from(!checksum);
+    for i in (0..16).step_by(2) {
+        acc += u32::from(!u16::from_be_bytes([old[i], old[i + 1]]));
+        acc += u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
+    }
+    finish(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // The worked example of RFC 1071 section 3: sum 0xddf2, checksum 0x220d.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(finish(sum(&data)), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_is_zero_padded() {
+        assert_eq!(sum(&[0xab]), 0xab00);
+        assert_eq!(sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn incremental_matches_full_recompute() {
+        let mut data: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37)).collect();
+        data[10] = 0;
+        data[11] = 0;
+        let c = checksum(&data);
+        for at in (0..40).step_by(2).filter(|&i| i != 10) {
+            let old = u16::from_be_bytes([data[at], data[at + 1]]);
+            let mut changed = data.clone();
+            changed[at] ^= 0x5a;
+            changed[at + 1] = changed[at + 1].wrapping_add(3);
+            let new = u16::from_be_bytes([changed[at], changed[at + 1]]);
+            let inc = update_u16(c, old, new);
+            assert_eq!(inc, checksum(&changed), "word at {at}");
+        }
+    }
+
+    #[test]
+    fn incremental_u32_and_u128() {
+        let mut data = [0u8; 40];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(91).wrapping_add(7);
+        }
+        let c = checksum(&data);
+        let mut v4 = data;
+        v4[4..8].copy_from_slice(&[192, 0, 2, 77]);
+        let old = u32::from_be_bytes(data[4..8].try_into().unwrap());
+        assert_eq!(
+            update_u32(c, old, u32::from_be_bytes([192, 0, 2, 77])),
+            checksum(&v4)
+        );
+        let mut v6 = data;
+        let new = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        v6[8..24].copy_from_slice(&new);
+        let old: [u8; 16] = data[8..24].try_into().unwrap();
+        assert_eq!(update_u128(c, &old, &new), checksum(&v6));
+    }
+}

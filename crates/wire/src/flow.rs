@@ -1,0 +1,191 @@
+//! The flow key (VRF + 5-tuple) and the hashes computed from it.
+//!
+//! The key is 48 bytes with no implicit padding, so it is read as six 64-bit words and
+//! hashed with a few folded multiplies: fast, fixed-seed (identical on every worker and
+//! every run, which ECMP stickiness and RSS-style steering need), and well mixed.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Address family marker in a [`FlowKey`].
+pub const FAMILY_V4: u8 = 4;
+/// Address family marker in a [`FlowKey`].
+pub const FAMILY_V6: u8 = 6;
+
+/// What identifies a flow: VRF, addresses, protocol and ports (the ICMP echo identifier
+/// in both port fields for ICMP echo; zero where there are no ports).
+///
+/// IPv4 addresses occupy the first four bytes of `src`/`dst`; the rest stays zero.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, Debug, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// Source address bytes.
+    pub src: [u8; 16],
+    /// Destination address bytes.
+    pub dst: [u8; 16],
+    /// Source port (or ICMP identifier).
+    pub src_port: u16,
+    /// Destination port (or ICMP identifier).
+    pub dst_port: u16,
+    /// Routing instance; the parser leaves 0 and the pipeline fills it in.
+    pub vrf: u32,
+    /// IP protocol number.
+    pub proto: u8,
+    /// [`FAMILY_V4`], [`FAMILY_V6`] or 0 for "no IP".
+    pub family: u8,
+    pad: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
+
+const SEEDS: [u64; 4] = [
+    0x243f_6a88_85a3_08d3,
+    0x1319_8a2e_0370_7344,
+    0xa409_3822_299f_31d0,
+    0x082e_fa98_ec4e_6c89,
+];
+
+#[inline(always)]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+#[inline(always)]
+fn word(b: &[u8; 16], half: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[half * 8..half * 8 + 8]);
+    u64::from_le_bytes(w)
+}
+
+impl FlowKey {
+    /// An IPv4 flow.
+    pub fn v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, src_port: u16, dst_port: u16) -> Self {
+        let mut k = FlowKey { proto, src_port, dst_port, family: FAMILY_V4, ..Default::default() };
+        k.src[..4].copy_from_slice(&src.octets());
+        k.dst[..4].copy_from_slice(&dst.octets());
+        k
+    }
+
+    /// An IPv6 flow.
+    pub fn v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, src_port: u16, dst_port: u16) -> Self {
+        FlowKey {
+            src: src.octets(),
+            dst: dst.octets(),
+            proto,
+            src_port,
+            dst_port,
+            family: FAMILY_V6,
+            ..Default::default()
+        }
+    }
+
+    /// The same key with a VRF set.
+    #[inline]
+    pub const fn with_vrf(mut self, vrf: u32) -> Self {
+        self.vrf = vrf;
+        self
+    }
+
+    /// Source address as an `IpAddr` (`None` if the key holds no IP flow).
+    pub fn src_ip(&self) -> Option<IpAddr> {
+        Self::ip(self.family, &self.src)
+    }
+
+    /// Destination address as an `IpAddr`.
+    pub fn dst_ip(&self) -> Option<IpAddr> {
+        Self::ip(self.family, &self.dst)
+    }
+
+    fn ip(family: u8, b: &[u8; 16]) -> Option<IpAddr> {
+        match family {
+            FAMILY_V4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+            FAMILY_V6 => Some(IpAddr::V6(Ipv6Addr::from(*b))),
+            _ => None,
+        }
+    }
+
+    /// The key of the opposite direction (addresses and ports swapped).
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use wire::flow::FlowKey;
+    /// let k = FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, 40000, 80);
+    /// assert_eq!(k.reversed().reversed(), k);
+    /// assert_eq!(k.symmetric_hash(), k.reversed().symmetric_hash());
+    /// ```
+    #[inline]
+    pub const fn reversed(&self) -> Self {
+        let mut r = *self;
+        r.src = self.dst;
+        r.dst = self.src;
+        r.src_port = self.dst_port;
+        r.dst_port = self.src_port;
+        r
+    }
+
+    /// A 64-bit hash of the whole key (VRF included), fixed-seeded.
+    #[inline]
+    pub fn hash(&self) -> u64 {
+        let meta = u64::from(self.src_port)
+            | u64::from(self.dst_port) << 16
+            | u64::from(self.proto) << 32
+            | u64::from(self.family) << 40;
+        let a = fold_mul(word(&self.src, 0) ^ SEEDS[0], word(&self.src, 1) ^ SEEDS[1]);
+        let b = fold_mul(word(&self.dst, 0) ^ SEEDS[2], word(&self.dst, 1) ^ SEEDS[3]);
+        let c = fold_mul(meta ^ SEEDS[1], u64::from(self.vrf) ^ SEEDS[2]);
+        fold_mul(a ^ c.rotate_left(29), b ^ SEEDS[0])
+    }
+
+    /// A hash equal for both directions of a connection: the endpoints are put in a
+    /// canonical order first.
+    #[inline]
+    pub fn symmetric_hash(&self) -> u64 {
+        if (self.src, self.src_port) > (self.dst, self.dst_port) {
+            self.reversed().hash()
+        } else {
+            self.hash()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_every_field() {
+        let base = FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 17, 1000, 53);
+        let variants = [
+            FlowKey::v4(Ipv4Addr::new(10, 0, 0, 3), Ipv4Addr::new(10, 0, 0, 2), 17, 1000, 53),
+            FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 3), 17, 1000, 53),
+            FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, 1000, 53),
+            FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 17, 1001, 53),
+            FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 17, 1000, 54),
+            base.with_vrf(1),
+            base.reversed(),
+        ];
+        for v in variants {
+            assert_ne!(v.hash(), base.hash(), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn symmetric_hash_ignores_direction_only() {
+        let k = FlowKey::v6("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), 6, 5555, 443);
+        assert_eq!(k.symmetric_hash(), k.reversed().symmetric_hash());
+        let other = FlowKey { src_port: 5556, ..k };
+        assert_ne!(k.symmetric_hash(), other.symmetric_hash());
+    }
+
+    #[test]
+    fn low_bits_spread_over_buckets() {
+        // 64K sequential source ports into 1024 buckets: no bucket far from the mean of 64.
+        let mut buckets = vec![0u32; 1024];
+        for p in 0..65536u32 {
+            let k = FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, p as u16, 80);
+            buckets[(k.hash() & 1023) as usize] += 1;
+        }
+        let (min, max) = (buckets.iter().min().unwrap(), buckets.iter().max().unwrap());
+        assert!(*min > 25 && *max < 110, "min {min} max {max}");
+    }
+}

@@ -1,0 +1,474 @@
+//! The one-pass parse the forwarding pipeline runs once per packet.
+//!
+//! It walks Ethernet, up to two VLAN tags, IPv4 or IPv6 (extension headers included)
+//! and the L4 header, and when the packet is a VXLAN (UDP 4789), MPLS-over-UDP (UDP 6635)
+//! or GRE tunnel packet, the tunnel header and the inner packet the same way. It records
+//! offsets, protocols, fragment state and the flow key in a [`PacketMeta`]; it does not
+//! allocate and does not panic. It verifies IPv4 header checksums (cheap, and RFC 1812
+//! requires it of routers) but not L4 checksums, which forwarding does not need.
+//!
+//! ```
+//! use wire::parse::{parse, Tunnel};
+//! # let frame = wire::compose::example_vxlan_frame();
+//! let meta = parse(&frame).unwrap();
+//! if let Tunnel::Vxlan { vni } = meta.tunnel {
+//!     println!("VNI {vni}, inner flow {:?}", meta.inner.key);
+//! }
+//! ```
+
+use crate::ethernet::{self, EtherType, EthernetFrame};
+use crate::flow::FlowKey;
+use crate::gre::GrePacket;
+use crate::icmp::IcmpPacket;
+use crate::ip::{Fragment, IpProtocol};
+use crate::ipv4::Ipv4Packet;
+use crate::ipv6::{self, Ipv6Packet};
+use crate::mpls::{self, MplsRepr};
+use crate::tcp::TcpPacket;
+use crate::udp::{self, UdpPacket};
+use crate::vlan::{self, VlanTag};
+use crate::vxlan::{self, VxlanPacket};
+use crate::{Error, Layer, Reason, Result, arp, icmpv4, icmpv6};
+
+/// Offset meaning "this layer is absent".
+pub const ABSENT: u16 = u16::MAX;
+/// Most VLAN tags walked (an 802.1ad S-tag and an 802.1Q C-tag).
+pub const MAX_VLAN_TAGS: u8 = 2;
+/// Longest frame the parser accepts (offsets are 16-bit).
+pub const MAX_FRAME_LEN: usize = ABSENT as usize - 1;
+
+/// The network layer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum L3 {
+    /// Nothing parsed (yet).
+    #[default]
+    None,
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+    /// ARP.
+    Arp,
+    /// An EtherType this crate does not parse; see [`Headers::ethertype`].
+    Other,
+}
+
+/// Offsets and fields of one packet (the outer one, or the one inside a tunnel).
+/// Offsets are from the start of the frame; [`ABSENT`] marks a missing layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headers {
+    /// Ethernet header (absent for the IP packet inside MPLS or L3 GRE).
+    pub l2: u16,
+    /// Network header.
+    pub l3: u16,
+    /// Transport (or GRE, ICMP) header; absent for later fragments and non-IP.
+    pub l4: u16,
+    /// First byte after the L4 header.
+    pub payload: u16,
+    /// End of the L4 payload (UDP length, else the IP packet's end).
+    pub payload_end: u16,
+    /// End of the IP packet (Ethernet padding lies beyond).
+    pub l3_end: u16,
+    /// EtherType after any VLAN tags.
+    pub ethertype: EtherType,
+    /// VLAN id of the outermost tag (0 if untagged).
+    pub vlan_id: u16,
+    /// Number of VLAN tags.
+    pub vlans: u8,
+    /// Network layer kind.
+    pub l3_kind: L3,
+    /// Upper-layer protocol (after IPv6 extension headers).
+    pub l4_proto: IpProtocol,
+    /// Fragment state.
+    pub fragment: Fragment,
+    /// TCP control bits FIN..CWR (0 for other protocols).
+    pub tcp_flags: u8,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
+    /// The flow key (VRF 0).
+    pub key: FlowKey,
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Headers {
+            l2: ABSENT,
+            l3: ABSENT,
+            l4: ABSENT,
+            payload: ABSENT,
+            payload_end: ABSENT,
+            l3_end: ABSENT,
+            ethertype: EtherType::Unknown(0),
+            vlan_id: 0,
+            vlans: 0,
+            l3_kind: L3::None,
+            l4_proto: IpProtocol::Unknown(255),
+            fragment: Fragment::Whole,
+            tcp_flags: 0,
+            ttl: 0,
+            key: FlowKey::default(),
+        }
+    }
+}
+
+/// The tunnel a packet arrived in, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tunnel {
+    /// Not a tunnel packet.
+    #[default]
+    None,
+    /// VXLAN; the inner packet starts with Ethernet.
+    Vxlan {
+        /// VXLAN network identifier.
+        vni: u32,
+    },
+    /// MPLS over UDP (RFC 7510); the inner packet starts with IP.
+    MplsOverUdp {
+        /// Top label stack entry.
+        top: MplsRepr,
+        /// Labels in the stack.
+        depth: u8,
+    },
+    /// MPLS over GRE; the inner packet starts with IP.
+    MplsOverGre {
+        /// Top label stack entry.
+        top: MplsRepr,
+        /// Labels in the stack.
+        depth: u8,
+        /// GRE key, if present.
+        key: Option<u32>,
+    },
+    /// GRE carrying IPv4, IPv6 or Ethernet (0x6558) directly.
+    Gre {
+        /// Payload protocol type.
+        protocol: EtherType,
+        /// GRE key, if present.
+        key: Option<u32>,
+    },
+}
+
+/// Everything the pipeline learns from one pass over a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PacketMeta {
+    /// The packet as received.
+    pub outer: Headers,
+    /// The tunnel it came in, if any.
+    pub tunnel: Tunnel,
+    /// The packet inside the tunnel; meaningful only when `tunnel` is not `None`.
+    pub inner: Headers,
+}
+
+impl PacketMeta {
+    /// The headers forwarding acts on: the inner packet of a tunnel, else the outer.
+    #[inline]
+    pub fn innermost(&self) -> &Headers {
+        if self.tunnel == Tunnel::None { &self.outer } else { &self.inner }
+    }
+}
+
+/// Parses an Ethernet frame in one pass. See the [module docs](self).
+#[inline]
+pub fn parse(frame: &[u8]) -> Result<PacketMeta> {
+    let mut meta = PacketMeta::default();
+    parse_into(frame, &mut meta)?;
+    Ok(meta)
+}
+
+/// Parses an Ethernet frame into `meta`, overwriting it (for callers that keep an array
+/// of metadata per burst).
+pub fn parse_into(frame: &[u8], meta: &mut PacketMeta) -> Result<()> {
+    if frame.len() > MAX_FRAME_LEN {
+        return Err(Error::unsupported(Layer::Ethernet, "length"));
+    }
+    meta.outer = Headers::default();
+    meta.tunnel = Tunnel::None;
+    parse_ethernet(frame, 0, &mut meta.outer)?;
+    parse_tunnel(frame, meta)
+}
+
+/// Parses a packet that starts at the IP header (a TAP frame, a decapsulated payload).
+pub fn parse_ip(packet: &[u8]) -> Result<Headers> {
+    if packet.len() > MAX_FRAME_LEN {
+        return Err(Error::unsupported(Layer::Ipv4, "length"));
+    }
+    let mut h = Headers::default();
+    parse_ip_at(packet, 0, &mut h, Layer::Mpls, "payload")?;
+    Ok(h)
+}
+
+#[inline]
+fn off16(x: usize) -> u16 {
+    // Every offset is bounded by the frame length, checked against MAX_FRAME_LEN.
+    x as u16
+}
+
+fn parse_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
+    let eth = EthernetFrame::new_checked(&buf[at..])?;
+    h.l2 = off16(at);
+    let mut ethertype = eth.ethertype();
+    let mut off = at + ethernet::HEADER_LEN;
+    while matches!(ethertype, EtherType::Vlan | EtherType::QinQ) {
+        if h.vlans == MAX_VLAN_TAGS {
+            return Err(Error::new(Layer::Vlan, "tpid", Reason::TooDeep));
+        }
+        let tag = VlanTag::new_checked(&buf[off..])?;
+        if h.vlans == 0 {
+            h.vlan_id = tag.vid();
+        }
+        h.vlans += 1;
+        ethertype = tag.ethertype();
+        off += vlan::HEADER_LEN;
+    }
+    h.ethertype = ethertype;
+    match ethertype {
+        EtherType::Ipv4 => parse_ipv4(buf, off, h),
+        EtherType::Ipv6 => parse_ipv6(buf, off, h),
+        EtherType::Arp => {
+            arp::ArpPacket::new_checked(&buf[off..])?;
+            h.l3 = off16(off);
+            h.l3_end = off16(off + arp::HEADER_LEN);
+            h.l3_kind = L3::Arp;
+            Ok(())
+        }
+        _ => {
+            h.l3 = off16(off);
+            h.l3_kind = L3::Other;
+            Ok(())
+        }
+    }
+}
+
+/// Dispatches on the IP version nibble (MPLS and L3 GRE payloads carry no EtherType).
+fn parse_ip_at(buf: &[u8], at: usize, h: &mut Headers, layer: Layer, field: &'static str) -> Result<()> {
+    match buf.get(at).map(|b| b >> 4) {
+        Some(4) => parse_ipv4(buf, at, h),
+        Some(6) => parse_ipv6(buf, at, h),
+        Some(_) => Err(Error::unsupported(layer, field)),
+        None => Err(Error::truncated(layer, field)),
+    }
+}
+
+fn parse_ipv4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
+    let p = Ipv4Packet::new_checked(&buf[at..])?;
+    if p.version() != 4 {
+        return Err(Error::invalid(Layer::Ipv4, "version"));
+    }
+    if !p.verify_checksum() {
+        return Err(Error::new(Layer::Ipv4, "checksum", Reason::Checksum));
+    }
+    h.l3 = off16(at);
+    h.l3_kind = L3::Ipv4;
+    h.ttl = p.ttl();
+    let end = at + usize::from(p.total_len());
+    h.l3_end = off16(end);
+    let proto = p.protocol();
+    h.key = FlowKey::v4(p.src_addr(), p.dst_addr(), proto.into(), 0, 0);
+    h.fragment = Fragment::from_fields(p.frag_offset(), p.more_frags());
+    h.l4_proto = proto;
+    if h.fragment == Fragment::Later {
+        return Ok(());
+    }
+    parse_l4(&buf[..end], at + p.header_len(), h)
+}
+
+fn parse_ipv6(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
+    let p = Ipv6Packet::new_checked(&buf[at..])?;
+    if p.version() != 6 {
+        return Err(Error::invalid(Layer::Ipv6, "version"));
+    }
+    let walk = crate::ipv6ext::walk(p.payload(), p.next_header())?;
+    h.l3 = off16(at);
+    h.l3_kind = L3::Ipv6;
+    h.ttl = p.hop_limit();
+    let end = at + ipv6::HEADER_LEN + usize::from(p.payload_len());
+    h.l3_end = off16(end);
+    h.key = FlowKey::v6(p.src_addr(), p.dst_addr(), walk.protocol.into(), 0, 0);
+    h.fragment = walk.fragment;
+    h.l4_proto = walk.protocol;
+    if h.fragment == Fragment::Later {
+        return Ok(());
+    }
+    parse_l4(&buf[..end], at + ipv6::HEADER_LEN + walk.offset, h)
+}
+
+/// `buf` ends where the IP packet ends.
+fn parse_l4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
+    let seg = &buf[at..];
+    h.l4 = off16(at);
+    h.payload_end = off16(buf.len());
+    let (hl, sport, dport) = match (h.l4_proto, h.l3_kind) {
+        (IpProtocol::Udp, _) => {
+            let u = UdpPacket::new_checked(seg)?;
+            h.payload_end = off16(at + usize::from(u.len()));
+            (udp::HEADER_LEN, u.src_port(), u.dst_port())
+        }
+        (IpProtocol::Tcp, _) => {
+            let t = TcpPacket::new_checked(seg)?;
+            h.tcp_flags = t.flags().0 as u8;
+            (t.header_len(), t.src_port(), t.dst_port())
+        }
+        (IpProtocol::Icmp, L3::Ipv4) => {
+            let i = IcmpPacket::new_checked(seg, Layer::Icmpv4)?;
+            let echo = matches!(i.msg_type(), icmpv4::TYPE_ECHO_REQUEST | icmpv4::TYPE_ECHO_REPLY);
+            let id = if echo { i.echo_ident() } else { 0 };
+            (crate::icmp::HEADER_LEN, id, id)
+        }
+        (IpProtocol::Icmpv6, L3::Ipv6) => {
+            let i = IcmpPacket::new_checked(seg, Layer::Icmpv6)?;
+            let echo = matches!(i.msg_type(), icmpv6::TYPE_ECHO_REQUEST | icmpv6::TYPE_ECHO_REPLY);
+            let id = if echo { i.echo_ident() } else { 0 };
+            (crate::icmp::HEADER_LEN, id, id)
+        }
+        (IpProtocol::Gre, _) => {
+            let g = GrePacket::new_checked(seg)?;
+            g.check_reserved()?;
+            (g.header_len(), 0, 0)
+        }
+        _ => (0, 0, 0),
+    };
+    h.payload = off16(at + hl);
+    h.key.src_port = sport;
+    h.key.dst_port = dport;
+    Ok(())
+}
+
+fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta) -> Result<()> {
+    let o = &meta.outer;
+    if o.l4 == ABSENT {
+        return Ok(());
+    }
+    let (start, end) = (usize::from(o.payload), usize::from(o.payload_end));
+    let body = &buf[..end];
+    let mut inner = Headers::default();
+    let tunnel = match o.l4_proto {
+        IpProtocol::Udp if o.key.dst_port == udp::PORT_VXLAN => {
+            let v = VxlanPacket::new_checked(&body[start..])?;
+            let r = crate::vxlan::VxlanRepr::parse(&v)?;
+            parse_ethernet(body, start + vxlan::HEADER_LEN, &mut inner).map_err(Error::into_inner)?;
+            Tunnel::Vxlan { vni: r.vni }
+        }
+        IpProtocol::Udp if o.key.dst_port == udp::PORT_MPLS => {
+            let s = mpls::walk_stack(&body[start..])?;
+            parse_ip_at(body, start + s.payload_offset, &mut inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
+            Tunnel::MplsOverUdp { top: s.top, depth: s.depth }
+        }
+        IpProtocol::Gre => {
+            let g = GrePacket::new_unchecked(&body[usize::from(o.l4)..]);
+            if !g.verify_checksum() {
+                return Err(Error::new(Layer::Gre, "checksum", Reason::Checksum));
+            }
+            let key = g.key();
+            match g.protocol() {
+                EtherType::MplsUnicast => {
+                    let s = mpls::walk_stack(&body[start..])?;
+                    parse_ip_at(body, start + s.payload_offset, &mut inner, Layer::Mpls, "payload")
+                        .map_err(Error::into_inner)?;
+                    Tunnel::MplsOverGre { top: s.top, depth: s.depth, key }
+                }
+                p @ EtherType::Ipv4 => {
+                    parse_ipv4(body, start, &mut inner).map_err(Error::into_inner)?;
+                    Tunnel::Gre { protocol: p, key }
+                }
+                p @ EtherType::Ipv6 => {
+                    parse_ipv6(body, start, &mut inner).map_err(Error::into_inner)?;
+                    Tunnel::Gre { protocol: p, key }
+                }
+                p @ EtherType::TransparentEthernet => {
+                    parse_ethernet(body, start, &mut inner).map_err(Error::into_inner)?;
+                    Tunnel::Gre { protocol: p, key }
+                }
+                _ => return Ok(()),
+            }
+        }
+        _ => return Ok(()),
+    };
+    meta.tunnel = tunnel;
+    meta.inner = inner;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compose::{self, Header};
+    use crate::ethernet::{EthernetRepr, MacAddr};
+    use crate::ipv4::Ipv4Repr;
+    use crate::options::HeaderOptions;
+    use crate::udp::UdpRepr;
+    use std::net::Ipv4Addr;
+
+    fn eth() -> Header<'static> {
+        Header::Ethernet(EthernetRepr { src: MacAddr([2, 0, 0, 0, 0, 1]), dst: MacAddr([2, 0, 0, 0, 0, 2]), ethertype: EtherType::Ipv4 })
+    }
+
+    fn ip(src: [u8; 4], dst: [u8; 4]) -> Header<'static> {
+        Header::Ipv4(Ipv4Repr {
+            src: Ipv4Addr::from(src),
+            dst: Ipv4Addr::from(dst),
+            protocol: IpProtocol::Udp,
+            ttl: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 1,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            payload_len: 0,
+            options: HeaderOptions::default(),
+        })
+    }
+
+    #[test]
+    fn vxlan_outer_and_inner() {
+        let frame = compose::frame(
+            &[
+                eth(),
+                ip([192, 0, 2, 1], [192, 0, 2, 2]),
+                Header::Udp(UdpRepr { src_port: 49152, dst_port: 4789 }),
+                Header::Vxlan(crate::vxlan::VxlanRepr { vni: 5001 }),
+                eth(),
+                ip([10, 0, 0, 1], [10, 0, 0, 2]),
+                Header::Udp(UdpRepr { src_port: 1111, dst_port: 2222 }),
+            ],
+            b"payload",
+        )
+        .unwrap();
+        let m = parse(&frame).unwrap();
+        assert_eq!(m.tunnel, Tunnel::Vxlan { vni: 5001 });
+        assert_eq!((m.outer.l2, m.outer.l3, m.outer.l4, m.outer.payload), (0, 14, 34, 42));
+        assert_eq!((m.inner.l2, m.inner.l3, m.inner.l4, m.inner.payload), (50, 64, 84, 92));
+        assert_eq!(m.inner.key, FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 17, 1111, 2222));
+        assert_eq!(usize::from(m.inner.payload_end), frame.len());
+        assert_eq!(m.innermost(), &m.inner);
+    }
+
+    #[test]
+    fn inner_errors_are_marked_inner() {
+        let mut frame = compose::example_vxlan_frame();
+        let inner_ihl = 50 + 14;
+        frame[inner_ihl] = 0x44;
+        let e = parse(&frame).unwrap_err();
+        assert!(e.inner);
+        assert_eq!((e.layer, e.field), (Layer::Ipv4, "ihl"));
+    }
+
+    #[test]
+    fn never_panics_on_any_prefix() {
+        let frame = compose::example_vxlan_frame();
+        for len in 0..frame.len() {
+            assert!(parse(&frame[..len]).is_err(), "prefix {len}");
+        }
+    }
+
+    #[test]
+    fn too_many_vlan_tags() {
+        let mut f = vec![0u8; 12];
+        for _ in 0..3 {
+            f.extend_from_slice(&[0x81, 0x00, 0, 1]);
+        }
+        f.extend_from_slice(&[0x08, 0x00]);
+        f.resize(80, 0);
+        let e = parse(&f).unwrap_err();
+        assert_eq!((e.layer, e.reason), (Layer::Vlan, Reason::TooDeep));
+    }
+}

@@ -1,2 +1,3 @@
+//! Fuzz target `tcp`: see `wire_fuzz::tcp`.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| wire_fuzz::tcp(data));

@@ -5,6 +5,8 @@
 //! The binaries in `fuzz_targets/` call these under libFuzzer; `tests/replay.rs` calls
 //! them on the committed corpus so plain `cargo test` keeps the targets honest.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use wire::Layer;
 use wire::arp::{ArpPacket, ArpRepr};
 use wire::ethernet::{EthernetFrame, EthernetRepr};
 use wire::gre::{GrePacket, GreRepr};
@@ -21,11 +23,12 @@ use wire::tcp::{TcpPacket, TcpRepr};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vlan::{VlanRepr, VlanTag};
 use wire::vxlan::{VxlanPacket, VxlanRepr};
-use wire::Layer;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A target body: arbitrary bytes in, panics on a broken invariant.
+pub type Target = fn(&[u8]);
 
 /// Every target, by name, for the corpus replay.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("packet", packet),
     ("ethernet", ethernet),
     ("vlan", vlan),
@@ -42,12 +45,21 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("vxlan", vxlan),
 ];
 
-const V4: (IpAddr, IpAddr) = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
-const V6: (Ipv6Addr, Ipv6Addr) = (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1), Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2));
+const V4: (IpAddr, IpAddr) = (
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+);
+const V6: (Ipv6Addr, Ipv6Addr) = (
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1),
+    Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2),
+);
 
 fn check_headers(h: &Headers, len: usize) {
     for off in [h.l2, h.l3, h.l4, h.payload, h.payload_end, h.l3_end] {
-        assert!(off == ABSENT || usize::from(off) <= len, "offset {off} past frame of {len}");
+        assert!(
+            off == ABSENT || usize::from(off) <= len,
+            "offset {off} past frame of {len}"
+        );
     }
     if h.l4 != ABSENT {
         assert!(h.l3 < h.l4 && h.l4 <= h.payload && h.payload <= h.payload_end);
@@ -67,7 +79,13 @@ pub fn packet(data: &[u8]) {
 }
 
 /// Emits `repr` into a zeroed buffer with `tail` after the header, then re-parses it.
-fn reparse<R: PartialEq + core::fmt::Debug>(repr: R, len: usize, tail: &[u8], emit: impl Fn(&mut [u8]), parse: impl Fn(&[u8]) -> Option<R>) {
+fn reparse<R: PartialEq + core::fmt::Debug>(
+    repr: R,
+    len: usize,
+    tail: &[u8],
+    emit: impl Fn(&mut [u8]),
+    parse: impl Fn(&[u8]) -> Option<R>,
+) {
     let mut buf = vec![0u8; len + tail.len()];
     buf[len..].copy_from_slice(tail);
     emit(&mut buf);
@@ -76,10 +94,18 @@ fn reparse<R: PartialEq + core::fmt::Debug>(repr: R, len: usize, tail: &[u8], em
 
 /// Ethernet II.
 pub fn ethernet(data: &[u8]) {
-    let Ok(f) = EthernetFrame::new_checked(data) else { return };
+    let Ok(f) = EthernetFrame::new_checked(data) else {
+        return;
+    };
     let Ok(r) = EthernetRepr::parse(&f) else { return };
     let parse = |b: &[u8]| EthernetRepr::parse(&EthernetFrame::new_checked(b).ok()?).ok();
-    reparse(r, r.buffer_len(), f.payload(), |b| r.emit(&mut EthernetFrame::new_unchecked(b)), parse);
+    reparse(
+        r,
+        r.buffer_len(),
+        f.payload(),
+        |b| r.emit(&mut EthernetFrame::new_unchecked(b)),
+        parse,
+    );
 }
 
 /// 802.1Q / 802.1ad tags.
@@ -87,7 +113,13 @@ pub fn vlan(data: &[u8]) {
     let Ok(t) = VlanTag::new_checked(data) else { return };
     let Ok(r) = VlanRepr::parse(&t) else { return };
     let parse = |b: &[u8]| VlanRepr::parse(&VlanTag::new_checked(b).ok()?).ok();
-    reparse(r, r.buffer_len(), &[], |b| r.emit(&mut VlanTag::new_unchecked(b)), parse);
+    reparse(
+        r,
+        r.buffer_len(),
+        &[],
+        |b| r.emit(&mut VlanTag::new_unchecked(b)),
+        parse,
+    );
 }
 
 /// ARP.
@@ -95,7 +127,13 @@ pub fn arp(data: &[u8]) {
     let Ok(p) = ArpPacket::new_checked(data) else { return };
     let Ok(r) = ArpRepr::parse(&p) else { return };
     let parse = |b: &[u8]| ArpRepr::parse(&ArpPacket::new_checked(b).ok()?).ok();
-    reparse(r, r.buffer_len(), &[], |b| r.emit(&mut ArpPacket::new_unchecked(b)), parse);
+    reparse(
+        r,
+        r.buffer_len(),
+        &[],
+        |b| r.emit(&mut ArpPacket::new_unchecked(b)),
+        parse,
+    );
 }
 
 /// IPv4.
@@ -103,7 +141,13 @@ pub fn ipv4(data: &[u8]) {
     let Ok(p) = Ipv4Packet::new_checked(data) else { return };
     let Ok(r) = Ipv4Repr::parse(&p) else { return };
     let parse = |b: &[u8]| Ipv4Repr::parse(&Ipv4Packet::new_checked(b).ok()?).ok();
-    reparse(r, r.buffer_len(), p.payload(), |b| r.emit(&mut Ipv4Packet::new_unchecked(b)).unwrap(), parse);
+    reparse(
+        r,
+        r.buffer_len(),
+        p.payload(),
+        |b| r.emit(&mut Ipv4Packet::new_unchecked(b)).unwrap(),
+        parse,
+    );
 }
 
 /// IPv6 fixed header.
@@ -112,12 +156,20 @@ pub fn ipv6(data: &[u8]) {
     let Ok(r) = Ipv6Repr::parse(&p) else { return };
     let _ = ipv6ext::walk(p.payload(), p.next_header());
     let parse = |b: &[u8]| Ipv6Repr::parse(&Ipv6Packet::new_checked(b).ok()?).ok();
-    reparse(r, r.buffer_len(), p.payload(), |b| r.emit(&mut Ipv6Packet::new_unchecked(b)), parse);
+    reparse(
+        r,
+        r.buffer_len(),
+        p.payload(),
+        |b| r.emit(&mut Ipv6Packet::new_unchecked(b)),
+        parse,
+    );
 }
 
 /// IPv6 extension headers: the first byte picks the chain's first header type.
 pub fn ipv6_ext(data: &[u8]) {
-    let Some((&first, rest)) = data.split_first() else { return };
+    let Some((&first, rest)) = data.split_first() else {
+        return;
+    };
     if let Ok(w) = ipv6ext::walk(rest, IpProtocol::from(first)) {
         assert!(w.offset <= rest.len());
         assert!(usize::from(w.count) <= ipv6ext::MAX_EXT_HEADERS);
@@ -131,7 +183,13 @@ pub fn ipv6_ext(data: &[u8]) {
     if let Ok(h) = Ipv6FragHeader::new_checked(rest) {
         let r = Ipv6FragRepr::parse(&h).unwrap();
         let parse = |b: &[u8]| Ipv6FragRepr::parse(&Ipv6FragHeader::new_checked(b).ok()?).ok();
-        reparse(r, r.buffer_len(), &[], |b| r.emit(&mut Ipv6FragHeader::new_unchecked(b)), parse);
+        reparse(
+            r,
+            r.buffer_len(),
+            &[],
+            |b| r.emit(&mut Ipv6FragHeader::new_unchecked(b)),
+            parse,
+        );
     }
 }
 
@@ -163,20 +221,42 @@ pub fn tcp(data: &[u8]) {
 
 /// ICMPv4.
 pub fn icmpv4(data: &[u8]) {
-    let Ok(p) = IcmpPacket::new_checked(data, Layer::Icmpv4) else { return };
+    let Ok(p) = IcmpPacket::new_checked(data, Layer::Icmpv4) else {
+        return;
+    };
     let Ok(r) = Icmpv4Repr::parse(&p) else { return };
     let parse = |b: &[u8]| Icmpv4Repr::parse(&IcmpPacket::new_checked(b, Layer::Icmpv4).ok()?).ok();
-    reparse(r, r.buffer_len(), p.payload(), |b| r.emit(&mut IcmpPacket::new_unchecked(b)), parse);
+    reparse(
+        r,
+        r.buffer_len(),
+        p.payload(),
+        |b| r.emit(&mut IcmpPacket::new_unchecked(b)),
+        parse,
+    );
 }
 
 /// ICMPv6 including neighbour discovery (link-local pseudo-header).
 pub fn icmpv6(data: &[u8]) {
-    let Ok(p) = IcmpPacket::new_checked(data, Layer::Icmpv6) else { return };
-    let Ok(r) = Icmpv6Repr::parse(&p, V6.0, V6.1) else { return };
+    let Ok(p) = IcmpPacket::new_checked(data, Layer::Icmpv6) else {
+        return;
+    };
+    let Ok(r) = Icmpv6Repr::parse(&p, V6.0, V6.1) else {
+        return;
+    };
     let parse = |b: &[u8]| Icmpv6Repr::parse(&IcmpPacket::new_checked(b, Layer::Icmpv6).ok()?, V6.0, V6.1).ok();
     // ND messages re-emit only the options the repr keeps; other bodies ride along.
-    let tail = if r.buffer_len() > wire::icmp::HEADER_LEN { &[][..] } else { p.payload() };
-    reparse(r, r.buffer_len(), tail, |b| r.emit(&mut IcmpPacket::new_unchecked(b), V6.0, V6.1), parse);
+    let tail = if r.buffer_len() > wire::icmp::HEADER_LEN {
+        &[][..]
+    } else {
+        p.payload()
+    };
+    reparse(
+        r,
+        r.buffer_len(),
+        tail,
+        |b| r.emit(&mut IcmpPacket::new_unchecked(b), V6.0, V6.1),
+        parse,
+    );
 }
 
 /// MPLS entries and stacks.
@@ -187,7 +267,13 @@ pub fn mpls(data: &[u8]) {
     let Ok(e) = MplsEntry::new_checked(data) else { return };
     let r = MplsRepr::parse(&e).unwrap();
     let parse = |b: &[u8]| MplsRepr::parse(&MplsEntry::new_checked(b).ok()?).ok();
-    reparse(r, r.buffer_len(), &[], |b| r.emit(&mut MplsEntry::new_unchecked(b)).unwrap(), parse);
+    reparse(
+        r,
+        r.buffer_len(),
+        &[],
+        |b| r.emit(&mut MplsEntry::new_unchecked(b)).unwrap(),
+        parse,
+    );
 }
 
 /// GRE.

@@ -5,25 +5,38 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// Ones-complement sum of `data` (not yet folded or inverted). An odd trailing byte is
-/// padded with zero, as RFC 1071 requires.
+/// Ones-complement sum of `data` (folded to 16 bits, not inverted). An odd trailing byte
+/// is padded with zero, as RFC 1071 requires.
+///
+/// Words are added eight bytes at a time in native byte order and swapped once at the end:
+/// the ones-complement sum is byte-order independent (RFC 1071 section 2(B)).
 #[inline]
 pub fn sum(data: &[u8]) -> u32 {
     let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(4);
+    let mut carries: u64 = 0;
+    let mut add = |w: u64| {
+        let (s, o) = acc.overflowing_add(w);
+        acc = s;
+        carries += u64::from(o);
+    };
+    let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        acc += u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        add(u64::from_ne_bytes(w));
     }
     let rest = chunks.remainder();
-    let mut i = 0;
-    while i + 1 < rest.len() {
-        acc += u64::from(u16::from_be_bytes([rest[i], rest[i + 1]]));
-        i += 2;
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        add(u64::from_ne_bytes(w));
     }
-    if i < rest.len() {
-        acc += u64::from(rest[i]) << 8;
+    let folded = fold64((acc & 0xffff_ffff) + (acc >> 32) + carries);
+    let mut v = folded;
+    while v >> 16 != 0 {
+        v = (v & 0xffff) + (v >> 16);
     }
-    fold64(acc)
+    u32::from(u16::from_be(v as u16))
 }
 
 #[inline]
@@ -186,10 +199,7 @@ mod tests {
         let mut v4 = data;
         v4[4..8].copy_from_slice(&[192, 0, 2, 77]);
         let old = u32::from_be_bytes(data[4..8].try_into().unwrap());
-        assert_eq!(
-            update_u32(c, old, u32::from_be_bytes([192, 0, 2, 77])),
-            checksum(&v4)
-        );
+        assert_eq!(update_u32(c, old, u32::from_be_bytes([192, 0, 2, 77])), checksum(&v4));
         let mut v6 = data;
         let new = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
         v6[8..24].copy_from_slice(&new);

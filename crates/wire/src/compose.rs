@@ -207,7 +207,11 @@ fn emit_one(h: &Header<'_>, buf: &mut [u8], rest: usize, addrs: Option<(IpAddr, 
 /// tests and benchmarks.
 pub fn example_vxlan_frame() -> Vec<u8> {
     let eth = |src: u8, dst: u8| {
-        Header::Ethernet(EthernetRepr { src: MacAddr([2, 0, 0, 0, 0, src]), dst: MacAddr([2, 0, 0, 0, 0, dst]), ethertype: EtherType::Ipv4 })
+        Header::Ethernet(EthernetRepr {
+            src: MacAddr([2, 0, 0, 0, 0, src]),
+            dst: MacAddr([2, 0, 0, 0, 0, dst]),
+            ethertype: EtherType::Ipv4,
+        })
     };
     let ip = |src: [u8; 4], dst: [u8; 4]| {
         Header::Ipv4(Ipv4Repr {
@@ -228,11 +232,17 @@ pub fn example_vxlan_frame() -> Vec<u8> {
     let headers = [
         eth(1, 2),
         ip([192, 0, 2, 1], [192, 0, 2, 2]),
-        Header::Udp(UdpRepr { src_port: 49152, dst_port: crate::udp::PORT_VXLAN }),
+        Header::Udp(UdpRepr {
+            src_port: 49152,
+            dst_port: crate::udp::PORT_VXLAN,
+        }),
         Header::Vxlan(VxlanRepr { vni: 5001 }),
         eth(3, 4),
         ip([10, 0, 0, 1], [10, 0, 0, 2]),
-        Header::Udp(UdpRepr { src_port: 1111, dst_port: 2222 }),
+        Header::Udp(UdpRepr {
+            src_port: 1111,
+            dst_port: 2222,
+        }),
     ];
     // The headers above are all valid, so building cannot fail.
     frame(&headers, &[0xab; 18]).unwrap_or_default()

@@ -60,7 +60,13 @@ fn word(b: &[u8; 16], half: usize) -> u64 {
 impl FlowKey {
     /// An IPv4 flow.
     pub fn v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, src_port: u16, dst_port: u16) -> Self {
-        let mut k = FlowKey { proto, src_port, dst_port, family: FAMILY_V4, ..Default::default() };
+        let mut k = FlowKey {
+            proto,
+            src_port,
+            dst_port,
+            family: FAMILY_V4,
+            ..Default::default()
+        };
         k.src[..4].copy_from_slice(&src.octets());
         k.dst[..4].copy_from_slice(&dst.octets());
         k
@@ -171,7 +177,13 @@ mod tests {
 
     #[test]
     fn symmetric_hash_ignores_direction_only() {
-        let k = FlowKey::v6("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), 6, 5555, 443);
+        let k = FlowKey::v6(
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+            6,
+            5555,
+            443,
+        );
         assert_eq!(k.symmetric_hash(), k.reversed().symmetric_hash());
         let other = FlowKey { src_port: 5556, ..k };
         assert_ne!(k.symmetric_hash(), other.symmetric_hash());

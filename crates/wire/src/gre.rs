@@ -74,7 +74,8 @@ impl<T: AsRef<[u8]>> GrePacket<T> {
     /// Header length including present optional fields.
     #[inline]
     pub fn header_len(&self) -> usize {
-        BASE_LEN + 4 * (usize::from(self.has_checksum()) + usize::from(self.has_key()) + usize::from(self.has_sequence()))
+        BASE_LEN
+            + 4 * (usize::from(self.has_checksum()) + usize::from(self.has_key()) + usize::from(self.has_sequence()))
     }
     /// Key, if present.
     #[inline]
@@ -218,12 +219,25 @@ mod tests {
         // K bit, IPv4 payload, key 0x00000064.
         let b = [0x20, 0x00, 0x08, 0x00, 0, 0, 0, 100];
         let r = GreRepr::parse(&GrePacket::new_checked(&b[..]).unwrap()).unwrap();
-        assert_eq!(r, GreRepr { protocol: EtherType::Ipv4, checksum: false, key: Some(100), sequence: None });
+        assert_eq!(
+            r,
+            GreRepr {
+                protocol: EtherType::Ipv4,
+                checksum: false,
+                key: Some(100),
+                sequence: None
+            }
+        );
     }
 
     #[test]
     fn reserved_bits_and_version() {
-        for (flags, field) in [(0x4000u16, "reserved0"), (0x0800, "reserved0"), (0x0400, "reserved0"), (0x0001, "version")] {
+        for (flags, field) in [
+            (0x4000u16, "reserved0"),
+            (0x0800, "reserved0"),
+            (0x0400, "reserved0"),
+            (0x0001, "version"),
+        ] {
             let mut b = [0u8; 8];
             b[..2].copy_from_slice(&flags.to_be_bytes());
             let e = GreRepr::parse(&GrePacket::new_checked(&b[..]).unwrap()).unwrap_err();

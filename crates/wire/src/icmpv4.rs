@@ -69,7 +69,11 @@ impl Icmpv4Repr {
             (TYPE_ECHO_REPLY, 0) => Icmpv4Repr::EchoReply { ident: hi, seq_no: lo },
             (TYPE_DST_UNREACHABLE, _) if hi == 0 => Icmpv4Repr::DstUnreachable { code, next_hop_mtu: lo },
             (TYPE_TIME_EXCEEDED, _) if rest == 0 => Icmpv4Repr::TimeExceeded { code },
-            _ => Icmpv4Repr::Other { msg_type: t, code, rest },
+            _ => Icmpv4Repr::Other {
+                msg_type: t,
+                code,
+                rest,
+            },
         })
     }
 
@@ -81,12 +85,8 @@ impl Icmpv4Repr {
     /// Type, code and type-specific bytes.
     pub const fn fields(&self) -> (u8, u8, u32) {
         match *self {
-            Icmpv4Repr::EchoRequest { ident, seq_no } => {
-                (TYPE_ECHO_REQUEST, 0, ((ident as u32) << 16) | seq_no as u32)
-            }
-            Icmpv4Repr::EchoReply { ident, seq_no } => {
-                (TYPE_ECHO_REPLY, 0, ((ident as u32) << 16) | seq_no as u32)
-            }
+            Icmpv4Repr::EchoRequest { ident, seq_no } => (TYPE_ECHO_REQUEST, 0, ((ident as u32) << 16) | seq_no as u32),
+            Icmpv4Repr::EchoReply { ident, seq_no } => (TYPE_ECHO_REPLY, 0, ((ident as u32) << 16) | seq_no as u32),
             Icmpv4Repr::DstUnreachable { code, next_hop_mtu } => (TYPE_DST_UNREACHABLE, code, next_hop_mtu as u32),
             Icmpv4Repr::TimeExceeded { code } => (TYPE_TIME_EXCEEDED, code, 0),
             Icmpv4Repr::Other { msg_type, code, rest } => (msg_type, code, rest),
@@ -112,20 +112,41 @@ mod tests {
         // ping: type 8, id 0x1234, seq 1, data "ab"; checksum computed by hand.
         let b = [8, 0, 0x84, 0x68, 0x12, 0x34, 0, 1, b'a', b'b'];
         let p = IcmpPacket::new_checked(&b[..], Layer::Icmpv4).unwrap();
-        assert_eq!(Icmpv4Repr::parse(&p).unwrap(), Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 1 });
+        assert_eq!(
+            Icmpv4Repr::parse(&p).unwrap(),
+            Icmpv4Repr::EchoRequest {
+                ident: 0x1234,
+                seq_no: 1
+            }
+        );
         let mut out = [0u8; 10];
         out[8..].copy_from_slice(b"ab");
-        Icmpv4Repr::EchoRequest { ident: 0x1234, seq_no: 1 }.emit(&mut IcmpPacket::new_unchecked(&mut out[..]));
+        Icmpv4Repr::EchoRequest {
+            ident: 0x1234,
+            seq_no: 1,
+        }
+        .emit(&mut IcmpPacket::new_unchecked(&mut out[..]));
         assert_eq!(out, b);
     }
 
     #[test]
     fn frag_needed_and_time_exceeded() {
         for r in [
-            Icmpv4Repr::DstUnreachable { code: CODE_FRAG_NEEDED, next_hop_mtu: 1400 },
+            Icmpv4Repr::DstUnreachable {
+                code: CODE_FRAG_NEEDED,
+                next_hop_mtu: 1400,
+            },
             Icmpv4Repr::TimeExceeded { code: 0 },
-            Icmpv4Repr::Other { msg_type: 3, code: 4, rest: 0x0001_0578 },
-            Icmpv4Repr::Other { msg_type: 8, code: 1, rest: 7 },
+            Icmpv4Repr::Other {
+                msg_type: 3,
+                code: 4,
+                rest: 0x0001_0578,
+            },
+            Icmpv4Repr::Other {
+                msg_type: 8,
+                code: 1,
+                rest: 7,
+            },
         ] {
             let mut b = [0u8; 36];
             r.emit(&mut IcmpPacket::new_unchecked(&mut b[..]));

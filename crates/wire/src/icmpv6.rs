@@ -133,7 +133,10 @@ impl Icmpv6Repr {
             if msg.len() < ND_LEN {
                 return Err(Error::truncated(Layer::Icmpv6, "target"));
             }
-            Ok((get_array::<16>(msg, HEADER_LEN).into(), find_lladdr(&msg[ND_LEN..], opt_kind)?))
+            Ok((
+                get_array::<16>(msg, HEADER_LEN).into(),
+                find_lladdr(&msg[ND_LEN..], opt_kind)?,
+            ))
         };
         Ok(match (t, code) {
             (TYPE_DST_UNREACHABLE, _) if rest == 0 => Icmpv6Repr::DstUnreachable { code },
@@ -161,7 +164,11 @@ impl Icmpv6Repr {
                     lladdr,
                 }
             }
-            _ => Icmpv6Repr::Other { msg_type: t, code, rest: get_u32(msg, 4) },
+            _ => Icmpv6Repr::Other {
+                msg_type: t,
+                code,
+                rest: get_u32(msg, 4),
+            },
         })
     }
 
@@ -185,7 +192,12 @@ impl Icmpv6Repr {
             Icmpv6Repr::EchoRequest { ident, seq_no } => (TYPE_ECHO_REQUEST, 0, echo(ident, seq_no)),
             Icmpv6Repr::EchoReply { ident, seq_no } => (TYPE_ECHO_REPLY, 0, echo(ident, seq_no)),
             Icmpv6Repr::NeighborSolicit { .. } => (TYPE_NEIGHBOR_SOLICIT, 0, 0),
-            Icmpv6Repr::NeighborAdvert { router, solicited, override_, .. } => {
+            Icmpv6Repr::NeighborAdvert {
+                router,
+                solicited,
+                override_,
+                ..
+            } => {
                 let mut flags = 0;
                 if router {
                     flags |= NA_ROUTER;
@@ -245,24 +257,55 @@ mod tests {
         round_trip(Icmpv6Repr::PacketTooBig { mtu: 1280 }, 48);
         round_trip(Icmpv6Repr::TimeExceeded { code: 0 }, 48);
         round_trip(Icmpv6Repr::DstUnreachable { code: 4 }, 48);
-        round_trip(Icmpv6Repr::NeighborSolicit { target: t, lladdr: Some(MacAddr([2, 0, 0, 0, 0, 1])) }, 0);
-        round_trip(Icmpv6Repr::NeighborSolicit { target: t, lladdr: None }, 0);
         round_trip(
-            Icmpv6Repr::NeighborAdvert { router: true, solicited: true, override_: false, target: t, lladdr: Some(MacAddr([2, 0, 0, 0, 0, 2])) },
+            Icmpv6Repr::NeighborSolicit {
+                target: t,
+                lladdr: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+            },
             0,
         );
-        round_trip(Icmpv6Repr::Other { msg_type: 4, code: 1, rest: 40 }, 8);
+        round_trip(
+            Icmpv6Repr::NeighborSolicit {
+                target: t,
+                lladdr: None,
+            },
+            0,
+        );
+        round_trip(
+            Icmpv6Repr::NeighborAdvert {
+                router: true,
+                solicited: true,
+                override_: false,
+                target: t,
+                lladdr: Some(MacAddr([2, 0, 0, 0, 0, 2])),
+            },
+            0,
+        );
+        round_trip(
+            Icmpv6Repr::Other {
+                msg_type: 4,
+                code: 1,
+                rest: 40,
+            },
+            8,
+        );
     }
 
     #[test]
     fn checksum_includes_pseudo_header() {
         let (s, d) = addrs();
-        let mut b = vec![0u8; 8];
+        let mut b = [0u8; 8];
         Icmpv6Repr::EchoRequest { ident: 1, seq_no: 1 }.emit(&mut IcmpPacket::new_unchecked(&mut b[..]), s, d);
         let p = IcmpPacket::new_checked(&b[..], Layer::Icmpv6).unwrap();
         assert!(Icmpv6Repr::parse(&p, s, d).is_ok());
-        assert_eq!(Icmpv6Repr::parse(&p, "fe80::9".parse().unwrap(), d).unwrap_err().reason, Reason::Checksum);
-        assert_eq!(Icmpv6Repr::parse(&p, s, "ff02::2".parse().unwrap()).unwrap_err().reason, Reason::Checksum);
+        assert_eq!(
+            Icmpv6Repr::parse(&p, "fe80::9".parse().unwrap(), d).unwrap_err().reason,
+            Reason::Checksum
+        );
+        assert_eq!(
+            Icmpv6Repr::parse(&p, s, "ff02::2".parse().unwrap()).unwrap_err().reason,
+            Reason::Checksum
+        );
     }
 
     #[test]
@@ -278,12 +321,24 @@ mod tests {
             b
         };
         let parse = |b: &[u8]| Icmpv6Repr::parse(&IcmpPacket::new_checked(b, Layer::Icmpv6).unwrap(), s, d);
-        assert_eq!(parse(&build(&[1, 0, 0, 0, 0, 0, 0, 0])).unwrap_err().field, "option_length");
-        assert_eq!(parse(&build(&[1, 2, 0, 0, 0, 0, 0, 0])).unwrap_err().reason, Reason::Truncated);
+        assert_eq!(
+            parse(&build(&[1, 0, 0, 0, 0, 0, 0, 0])).unwrap_err().field,
+            "option_length"
+        );
+        assert_eq!(
+            parse(&build(&[1, 2, 0, 0, 0, 0, 0, 0])).unwrap_err().reason,
+            Reason::Truncated
+        );
         assert_eq!(parse(&build(&[1])).unwrap_err().reason, Reason::Truncated);
         // An unknown option is skipped; the lladdr after it is found.
         let r = parse(&build(&[14, 1, 9, 9, 9, 9, 9, 9, 1, 1, 2, 0, 0, 0, 0, 3])).unwrap();
-        assert_eq!(r, Icmpv6Repr::NeighborSolicit { target: t, lladdr: Some(MacAddr([2, 0, 0, 0, 0, 3])) });
+        assert_eq!(
+            r,
+            Icmpv6Repr::NeighborSolicit {
+                target: t,
+                lladdr: Some(MacAddr([2, 0, 0, 0, 0, 3]))
+            }
+        );
         // A solicitation cut short before its target.
         let mut short = build(&[]);
         short.truncate(20);

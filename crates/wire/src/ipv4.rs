@@ -4,8 +4,8 @@ use std::net::Ipv4Addr;
 
 use crate::bytes::{Field, get_array, get_u16, set_u16};
 use crate::checksum;
-use crate::options::HeaderOptions;
 use crate::ip::IpProtocol;
+use crate::options::HeaderOptions;
 use crate::{Error, Layer, Result};
 
 mod field {
@@ -300,8 +300,7 @@ mod tests {
 
     // 10.0.0.1 -> 10.0.0.2, UDP, TTL 64, DF, ident 0x1c46, 4 bytes payload.
     const PACKET: [u8; 24] = [
-        0x45, 0x00, 0x00, 0x18, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x11, 0x0a, 0x8d, 10, 0, 0, 1, 10,
-        0, 0, 2, 1, 2, 3, 4,
+        0x45, 0x00, 0x00, 0x18, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x11, 0x0a, 0x8d, 10, 0, 0, 1, 10, 0, 0, 2, 1, 2, 3, 4,
     ];
 
     fn with_checksum(mut b: Vec<u8>) -> Vec<u8> {
@@ -352,15 +351,9 @@ mod tests {
         assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err().field, "options");
         let mut b = PACKET;
         b[3] = 0x13; // total 19 < header 20
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err().reason,
-            Reason::Invalid
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err().reason, Reason::Invalid);
         b[3] = 0x19; // total 25 > buffer 24
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).unwrap_err().reason,
-            Reason::Truncated
-        );
+        assert_eq!(Ipv4Packet::new_checked(&b[..]).unwrap_err().reason, Reason::Truncated);
         // Ethernet padding after the total length is not payload.
         let mut padded = PACKET.to_vec();
         padded.extend_from_slice(&[0; 10]);

@@ -206,7 +206,9 @@ mod tests {
         let mut v = packet();
         v[0] = 0x4b;
         assert_eq!(
-            Ipv6Repr::parse(&Ipv6Packet::new_checked(&v[..]).unwrap()).unwrap_err().field,
+            Ipv6Repr::parse(&Ipv6Packet::new_checked(&v[..]).unwrap())
+                .unwrap_err()
+                .field,
             "version"
         );
     }

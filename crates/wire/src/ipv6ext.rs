@@ -277,7 +277,10 @@ mod tests {
     fn later_fragment_stops_the_walk() {
         let p = [17, 0, 0x00, 0x18, 0, 0, 0, 1, 0xde, 0xad];
         let w = walk(&p, IpProtocol::Ipv6Frag).unwrap();
-        assert_eq!((w.protocol, w.offset, w.fragment), (IpProtocol::Udp, 8, Fragment::Later));
+        assert_eq!(
+            (w.protocol, w.offset, w.fragment),
+            (IpProtocol::Udp, 8, Fragment::Later)
+        );
     }
 
     #[test]
@@ -320,17 +323,35 @@ mod tests {
     #[test]
     fn reprs_round_trip() {
         let data = [4u8, 0, 1, 2, 3, 4];
-        let r = Ipv6ExtRepr { next_header: IpProtocol::Tcp, data: &data };
+        let r = Ipv6ExtRepr {
+            next_header: IpProtocol::Tcp,
+            data: &data,
+        };
         let mut out = [0u8; 8];
         r.emit(&mut out).unwrap();
         let h = Ipv6ExtHeader::new_checked(&out[..]).unwrap();
         assert_eq!(Ipv6ExtRepr::parse(&h).unwrap(), r);
         assert_eq!((h.routing_type(), h.segments_left()), (4, 0));
-        assert!(Ipv6ExtRepr { next_header: IpProtocol::Tcp, data: &[0; 5] }.emit(&mut out).is_err());
+        assert!(
+            Ipv6ExtRepr {
+                next_header: IpProtocol::Tcp,
+                data: &[0; 5]
+            }
+            .emit(&mut out)
+            .is_err()
+        );
 
-        let f = Ipv6FragRepr { next_header: IpProtocol::Udp, frag_offset: 1480, more_frags: true, ident: 77 };
+        let f = Ipv6FragRepr {
+            next_header: IpProtocol::Udp,
+            frag_offset: 1480,
+            more_frags: true,
+            ident: 77,
+        };
         let mut out = [0u8; 8];
         f.emit(&mut Ipv6FragHeader::new_unchecked(&mut out[..]));
-        assert_eq!(Ipv6FragRepr::parse(&Ipv6FragHeader::new_checked(&out[..]).unwrap()).unwrap(), f);
+        assert_eq!(
+            Ipv6FragRepr::parse(&Ipv6FragHeader::new_checked(&out[..]).unwrap()).unwrap(),
+            f
+        );
     }
 }

@@ -90,7 +90,8 @@ impl MplsRepr {
         if self.label > MAX_LABEL {
             return Err(Error::invalid(Layer::Mpls, "label"));
         }
-        let word = (self.label << 12) | (u32::from(self.tc & 7) << 9) | (u32::from(self.bottom) << 8) | u32::from(self.ttl);
+        let word =
+            (self.label << 12) | (u32::from(self.tc & 7) << 9) | (u32::from(self.bottom) << 8) | u32::from(self.ttl);
         set_u32(e.buffer.as_mut(), 0, word);
         Ok(())
     }
@@ -135,11 +136,22 @@ mod tests {
         // label 100, TC 5, bottom, TTL 64
         let b = [0x00, 0x06, 0x4b, 0x40];
         let r = MplsRepr::parse(&MplsEntry::new_checked(&b[..]).unwrap()).unwrap();
-        assert_eq!(r, MplsRepr { label: 100, tc: 5, bottom: true, ttl: 64 });
+        assert_eq!(
+            r,
+            MplsRepr {
+                label: 100,
+                tc: 5,
+                bottom: true,
+                ttl: 64
+            }
+        );
         let mut out = [0u8; 4];
         r.emit(&mut MplsEntry::new_unchecked(&mut out[..])).unwrap();
         assert_eq!(out, b);
-        let big = MplsRepr { label: MAX_LABEL + 1, ..r };
+        let big = MplsRepr {
+            label: MAX_LABEL + 1,
+            ..r
+        };
         assert!(big.emit(&mut MplsEntry::new_unchecked(&mut out[..])).is_err());
     }
 

@@ -51,7 +51,10 @@ impl HeaderOptions {
 
 impl Default for HeaderOptions {
     fn default() -> Self {
-        HeaderOptions { len: 0, bytes: [0; MAX_OPTIONS_LEN] }
+        HeaderOptions {
+            len: 0,
+            bytes: [0; MAX_OPTIONS_LEN],
+        }
     }
 }
 

@@ -162,7 +162,11 @@ impl PacketMeta {
     /// The headers forwarding acts on: the inner packet of a tunnel, else the outer.
     #[inline]
     pub fn innermost(&self) -> &Headers {
-        if self.tunnel == Tunnel::None { &self.outer } else { &self.inner }
+        if self.tunnel == Tunnel::None {
+            &self.outer
+        } else {
+            &self.inner
+        }
     }
 }
 
@@ -174,8 +178,9 @@ pub fn parse(frame: &[u8]) -> Result<PacketMeta> {
     Ok(meta)
 }
 
-/// Parses an Ethernet frame into `meta`, overwriting it (for callers that keep an array
-/// of metadata per burst).
+/// Parses an Ethernet frame into `meta`, overwriting it. This is the hot-path form: the
+/// pipeline keeps one `PacketMeta` per burst slot, so nothing is copied. `meta.inner` is
+/// only written when a tunnel is found.
 pub fn parse_into(frame: &[u8], meta: &mut PacketMeta) -> Result<()> {
     if frame.len() > MAX_FRAME_LEN {
         return Err(Error::unsupported(Layer::Ethernet, "length"));
@@ -337,44 +342,55 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta) -> Result<()> {
     if o.l4 == ABSENT {
         return Ok(());
     }
-    let (start, end) = (usize::from(o.payload), usize::from(o.payload_end));
+    let (l4, start, end) = (usize::from(o.l4), usize::from(o.payload), usize::from(o.payload_end));
+    let (proto, dst_port) = (o.l4_proto, o.key.dst_port);
     let body = &buf[..end];
-    let mut inner = Headers::default();
-    let tunnel = match o.l4_proto {
-        IpProtocol::Udp if o.key.dst_port == udp::PORT_VXLAN => {
+    let inner = &mut meta.inner;
+    let tunnel = match proto {
+        IpProtocol::Udp if dst_port == udp::PORT_VXLAN => {
             let v = VxlanPacket::new_checked(&body[start..])?;
             let r = crate::vxlan::VxlanRepr::parse(&v)?;
-            parse_ethernet(body, start + vxlan::HEADER_LEN, &mut inner).map_err(Error::into_inner)?;
+            *inner = Headers::default();
+            parse_ethernet(body, start + vxlan::HEADER_LEN, inner).map_err(Error::into_inner)?;
             Tunnel::Vxlan { vni: r.vni }
         }
-        IpProtocol::Udp if o.key.dst_port == udp::PORT_MPLS => {
+        IpProtocol::Udp if dst_port == udp::PORT_MPLS => {
             let s = mpls::walk_stack(&body[start..])?;
-            parse_ip_at(body, start + s.payload_offset, &mut inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
-            Tunnel::MplsOverUdp { top: s.top, depth: s.depth }
+            *inner = Headers::default();
+            parse_ip_at(body, start + s.payload_offset, inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
+            Tunnel::MplsOverUdp {
+                top: s.top,
+                depth: s.depth,
+            }
         }
         IpProtocol::Gre => {
-            let g = GrePacket::new_unchecked(&body[usize::from(o.l4)..]);
+            let g = GrePacket::new_unchecked(&body[l4..]);
             if !g.verify_checksum() {
                 return Err(Error::new(Layer::Gre, "checksum", Reason::Checksum));
             }
             let key = g.key();
+            *inner = Headers::default();
             match g.protocol() {
                 EtherType::MplsUnicast => {
                     let s = mpls::walk_stack(&body[start..])?;
-                    parse_ip_at(body, start + s.payload_offset, &mut inner, Layer::Mpls, "payload")
+                    parse_ip_at(body, start + s.payload_offset, inner, Layer::Mpls, "payload")
                         .map_err(Error::into_inner)?;
-                    Tunnel::MplsOverGre { top: s.top, depth: s.depth, key }
+                    Tunnel::MplsOverGre {
+                        top: s.top,
+                        depth: s.depth,
+                        key,
+                    }
                 }
                 p @ EtherType::Ipv4 => {
-                    parse_ipv4(body, start, &mut inner).map_err(Error::into_inner)?;
+                    parse_ipv4(body, start, inner).map_err(Error::into_inner)?;
                     Tunnel::Gre { protocol: p, key }
                 }
                 p @ EtherType::Ipv6 => {
-                    parse_ipv6(body, start, &mut inner).map_err(Error::into_inner)?;
+                    parse_ipv6(body, start, inner).map_err(Error::into_inner)?;
                     Tunnel::Gre { protocol: p, key }
                 }
                 p @ EtherType::TransparentEthernet => {
-                    parse_ethernet(body, start, &mut inner).map_err(Error::into_inner)?;
+                    parse_ethernet(body, start, inner).map_err(Error::into_inner)?;
                     Tunnel::Gre { protocol: p, key }
                 }
                 _ => return Ok(()),
@@ -383,7 +399,6 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta) -> Result<()> {
         _ => return Ok(()),
     };
     meta.tunnel = tunnel;
-    meta.inner = inner;
     Ok(())
 }
 
@@ -398,7 +413,11 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn eth() -> Header<'static> {
-        Header::Ethernet(EthernetRepr { src: MacAddr([2, 0, 0, 0, 0, 1]), dst: MacAddr([2, 0, 0, 0, 0, 2]), ethertype: EtherType::Ipv4 })
+        Header::Ethernet(EthernetRepr {
+            src: MacAddr([2, 0, 0, 0, 0, 1]),
+            dst: MacAddr([2, 0, 0, 0, 0, 2]),
+            ethertype: EtherType::Ipv4,
+        })
     }
 
     fn ip(src: [u8; 4], dst: [u8; 4]) -> Header<'static> {
@@ -424,11 +443,17 @@ mod tests {
             &[
                 eth(),
                 ip([192, 0, 2, 1], [192, 0, 2, 2]),
-                Header::Udp(UdpRepr { src_port: 49152, dst_port: 4789 }),
+                Header::Udp(UdpRepr {
+                    src_port: 49152,
+                    dst_port: 4789,
+                }),
                 Header::Vxlan(crate::vxlan::VxlanRepr { vni: 5001 }),
                 eth(),
                 ip([10, 0, 0, 1], [10, 0, 0, 2]),
-                Header::Udp(UdpRepr { src_port: 1111, dst_port: 2222 }),
+                Header::Udp(UdpRepr {
+                    src_port: 1111,
+                    dst_port: 2222,
+                }),
             ],
             b"payload",
         )
@@ -437,7 +462,10 @@ mod tests {
         assert_eq!(m.tunnel, Tunnel::Vxlan { vni: 5001 });
         assert_eq!((m.outer.l2, m.outer.l3, m.outer.l4, m.outer.payload), (0, 14, 34, 42));
         assert_eq!((m.inner.l2, m.inner.l3, m.inner.l4, m.inner.payload), (50, 64, 84, 92));
-        assert_eq!(m.inner.key, FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 17, 1111, 2222));
+        assert_eq!(
+            m.inner.key,
+            FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 17, 1111, 2222)
+        );
         assert_eq!(usize::from(m.inner.payload_end), frame.len());
         assert_eq!(m.innermost(), &m.inner);
     }

@@ -24,7 +24,16 @@ impl Toeplitz {
         let mut table = Box::new([[0u32; 256]; MAX_INPUT]);
         for (pos, row) in table.iter_mut().enumerate() {
             // The 40 key bits starting at bit 8*pos.
-            let window = u64::from_be_bytes([key[pos], key[pos + 1], key[pos + 2], key[pos + 3], key[pos + 4], 0, 0, 0]);
+            let window = u64::from_be_bytes([
+                key[pos],
+                key[pos + 1],
+                key[pos + 2],
+                key[pos + 3],
+                key[pos + 4],
+                0,
+                0,
+                0,
+            ]);
             for (value, slot) in row.iter_mut().enumerate() {
                 let mut h = 0u32;
                 for bit in 0..8 {
@@ -41,7 +50,10 @@ impl Toeplitz {
     /// Hash of up to [`MAX_INPUT`] bytes (longer input is cut at 36 bytes).
     #[inline]
     pub fn hash(&self, input: &[u8]) -> u32 {
-        input.iter().zip(self.table.iter()).fold(0, |h, (&b, row)| h ^ row[usize::from(b)])
+        input
+            .iter()
+            .zip(self.table.iter())
+            .fold(0, |h, (&b, row)| h ^ row[usize::from(b)])
     }
 
     /// Hash of source address, destination address and, if given, source and destination
@@ -88,9 +100,30 @@ mod tests {
         ("202.188.127.2", 1303, "153.39.163.191", 44251, 0x5d1809c5, 0x10e828a2),
     ];
     const V6: [(&str, u16, &str, u16, u32, u32); 3] = [
-        ("3ffe:2501:200:3::1", 1766, "3ffe:2501:200:1fff::7", 2794, 0x2cc18cd5, 0x40207d3d),
-        ("ff02::1", 4739, "3ffe:501:8::260:97ff:fe40:efab", 14230, 0x0f0c461c, 0xdde51bbf),
-        ("fe80::200:f8ff:fe21:67cf", 38024, "3ffe:1900:4545:3:200:f8ff:fe21:67cf", 44251, 0x4b61e985, 0x02d1feef),
+        (
+            "3ffe:2501:200:3::1",
+            1766,
+            "3ffe:2501:200:1fff::7",
+            2794,
+            0x2cc18cd5,
+            0x40207d3d,
+        ),
+        (
+            "ff02::1",
+            4739,
+            "3ffe:501:8::260:97ff:fe40:efab",
+            14230,
+            0x0f0c461c,
+            0xdde51bbf,
+        ),
+        (
+            "fe80::200:f8ff:fe21:67cf",
+            38024,
+            "3ffe:1900:4545:3:200:f8ff:fe21:67cf",
+            44251,
+            0x4b61e985,
+            0x02d1feef,
+        ),
     ];
 
     #[test]
@@ -99,13 +132,20 @@ mod tests {
         for (dst, dp, src, sp, ip_only, with_ports) in V4.iter().chain(V6.iter()) {
             let (s, d): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
             assert_eq!(t.hash_tuple(s, d, None), Some(*ip_only), "{src} -> {dst}");
-            assert_eq!(t.hash_tuple(s, d, Some((*sp, *dp))), Some(*with_ports), "{src}:{sp} -> {dst}:{dp}");
+            assert_eq!(
+                t.hash_tuple(s, d, Some((*sp, *dp))),
+                Some(*with_ports),
+                "{src}:{sp} -> {dst}:{dp}"
+            );
         }
     }
 
     #[test]
     fn mixed_families_have_no_hash() {
         let t = Toeplitz::new(&MICROSOFT_KEY);
-        assert_eq!(t.hash_tuple("1.2.3.4".parse().unwrap(), "::1".parse().unwrap(), None), None);
+        assert_eq!(
+            t.hash_tuple("1.2.3.4".parse().unwrap(), "::1".parse().unwrap(), None),
+            None
+        );
     }
 }

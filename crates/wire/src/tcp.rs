@@ -221,7 +221,11 @@ impl TcpRepr {
         set_u16(b, field::DST_PORT.start, self.dst_port);
         set_u32(b, field::SEQ.start, self.seq_number);
         set_u32(b, field::ACK.start, self.ack_number);
-        set_u16(b, field::OFF_FLAGS.start, ((hl as u16 / 4) << 12) | (self.flags.0 & 0x01ff));
+        set_u16(
+            b,
+            field::OFF_FLAGS.start,
+            ((hl as u16 / 4) << 12) | (self.flags.0 & 0x01ff),
+        );
         set_u16(b, field::WINDOW.start, self.window);
         set_u16(b, field::CHECKSUM.start, 0);
         set_u16(b, field::URGENT.start, self.urgent);

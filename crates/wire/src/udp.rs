@@ -185,7 +185,12 @@ mod tests {
         let mut b = vec![0u8; 13];
         b[8..].copy_from_slice(b"hello");
         let mut p = UdpPacket::new_unchecked(&mut b[..]);
-        UdpRepr { src_port: 1234, dst_port: 53 }.emit(&mut p, 5).unwrap();
+        UdpRepr {
+            src_port: 1234,
+            dst_port: 53,
+        }
+        .emit(&mut p, 5)
+        .unwrap();
         p.fill_checksum(src, dst);
         b
     }
@@ -196,7 +201,13 @@ mod tests {
         // Independently computed: pseudo 0xc0a8+0x0101+0xc0a8+0x0102+17+13, segment words.
         assert_eq!(&b[..6], &[0x04, 0xd2, 0x00, 0x35, 0x00, 0x0d]);
         let p = UdpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!(UdpRepr::parse(&p, SRC, DST).unwrap(), UdpRepr { src_port: 1234, dst_port: 53 });
+        assert_eq!(
+            UdpRepr::parse(&p, SRC, DST).unwrap(),
+            UdpRepr {
+                src_port: 1234,
+                dst_port: 53
+            }
+        );
         assert_eq!(p.payload(), b"hello");
     }
 

@@ -132,7 +132,12 @@ mod tests {
         let r = VlanRepr::parse(&VlanTag::new_checked(&bytes[..]).unwrap()).unwrap();
         assert_eq!(
             r,
-            VlanRepr { pcp: 5, dei: true, vid: 0x123, ethertype: EtherType::Ipv6 }
+            VlanRepr {
+                pcp: 5,
+                dei: true,
+                vid: 0x123,
+                ethertype: EtherType::Ipv6
+            }
         );
         let mut out = [0u8; 4];
         r.emit(&mut VlanTag::new_unchecked(&mut out[..]));

@@ -6,6 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
+use wire::Layer;
 use wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use wire::compose::{self, Header};
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
@@ -25,7 +26,6 @@ use wire::tcp::{TcpFlags, TcpPacket, TcpRepr};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vlan::{VlanRepr, VlanTag};
 use wire::vxlan::{VxlanPacket, VxlanRepr};
-use wire::Layer;
 
 fn mac() -> impl Strategy<Value = MacAddr> {
     any::<[u8; 6]>().prop_map(MacAddr)
@@ -37,7 +37,8 @@ fn v6() -> impl Strategy<Value = Ipv6Addr> {
     any::<u128>().prop_map(Ipv6Addr::from)
 }
 fn options() -> impl Strategy<Value = HeaderOptions> {
-    (0usize..=10).prop_flat_map(|words| proptest::collection::vec(any::<u8>(), words * 4))
+    (0usize..=10)
+        .prop_flat_map(|words| proptest::collection::vec(any::<u8>(), words * 4))
         .prop_map(|b| HeaderOptions::new(&b).unwrap())
 }
 fn payload() -> impl Strategy<Value = Vec<u8>> {
@@ -45,38 +46,71 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn ipv4_repr() -> impl Strategy<Value = Ipv4Repr> {
-    (v4(), v4(), any::<u8>(), any::<u8>(), 0u8..64, 0u8..4, any::<u16>(), any::<bool>(), any::<bool>(), 0u16..8192, 0u16..2000, options())
-        .prop_map(|(src, dst, p, ttl, dscp, ecn, ident, df, mf, off, len, options)| Ipv4Repr {
-            src,
-            dst,
-            protocol: p.into(),
-            ttl,
-            dscp,
-            ecn,
-            ident,
-            dont_frag: df,
-            more_frags: mf,
-            frag_offset: off * 8,
-            payload_len: len,
-            options,
-        })
+    (
+        v4(),
+        v4(),
+        any::<u8>(),
+        any::<u8>(),
+        0u8..64,
+        0u8..4,
+        any::<u16>(),
+        any::<bool>(),
+        any::<bool>(),
+        0u16..8192,
+        0u16..2000,
+        options(),
+    )
+        .prop_map(
+            |(src, dst, p, ttl, dscp, ecn, ident, df, mf, off, len, options)| Ipv4Repr {
+                src,
+                dst,
+                protocol: p.into(),
+                ttl,
+                dscp,
+                ecn,
+                ident,
+                dont_frag: df,
+                more_frags: mf,
+                frag_offset: off * 8,
+                payload_len: len,
+                options,
+            },
+        )
 }
 
 fn ipv6_repr() -> impl Strategy<Value = Ipv6Repr> {
-    (v6(), v6(), any::<u8>(), any::<u8>(), any::<u8>(), 0u32..(1 << 20), 0u16..2000).prop_map(|(src, dst, nh, hl, tc, fl, len)| Ipv6Repr {
-        src,
-        dst,
-        next_header: nh.into(),
-        hop_limit: hl,
-        traffic_class: tc,
-        flow_label: fl,
-        payload_len: len,
-    })
+    (
+        v6(),
+        v6(),
+        any::<u8>(),
+        any::<u8>(),
+        any::<u8>(),
+        0u32..(1 << 20),
+        0u16..2000,
+    )
+        .prop_map(|(src, dst, nh, hl, tc, fl, len)| Ipv6Repr {
+            src,
+            dst,
+            next_header: nh.into(),
+            hop_limit: hl,
+            traffic_class: tc,
+            flow_label: fl,
+            payload_len: len,
+        })
 }
 
 fn tcp_repr() -> impl Strategy<Value = TcpRepr> {
-    (any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), 0u16..512, any::<u16>(), any::<u16>(), options()).prop_map(
-        |(sp, dp, seq, ack, flags, window, urgent, options)| TcpRepr {
+    (
+        any::<u16>(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u32>(),
+        0u16..512,
+        any::<u16>(),
+        any::<u16>(),
+        options(),
+    )
+        .prop_map(|(sp, dp, seq, ack, flags, window, urgent, options)| TcpRepr {
             src_port: sp,
             dst_port: dp,
             seq_number: seq,
@@ -85,8 +119,7 @@ fn tcp_repr() -> impl Strategy<Value = TcpRepr> {
             window,
             urgent,
             options,
-        },
-    )
+        })
 }
 
 fn icmpv4_repr() -> impl Strategy<Value = Icmpv4Repr> {
@@ -96,7 +129,8 @@ fn icmpv4_repr() -> impl Strategy<Value = Icmpv4Repr> {
         (any::<u8>(), any::<u16>()).prop_map(|(code, next_hop_mtu)| Icmpv4Repr::DstUnreachable { code, next_hop_mtu }),
         any::<u8>().prop_map(|code| Icmpv4Repr::TimeExceeded { code }),
         (any::<u8>(), any::<u8>(), any::<u32>())
-            .prop_filter("named types have their own variants", |(t, _, _)| ![0, 3, 8, 11].contains(t))
+            .prop_filter("named types have their own variants", |(t, _, _)| ![0, 3, 8, 11]
+                .contains(t))
             .prop_map(|(msg_type, code, rest)| Icmpv4Repr::Other { msg_type, code, rest }),
     ]
 }
@@ -109,19 +143,39 @@ fn icmpv6_repr() -> impl Strategy<Value = Icmpv6Repr> {
         (any::<u16>(), any::<u16>()).prop_map(|(ident, seq_no)| Icmpv6Repr::EchoRequest { ident, seq_no }),
         (any::<u16>(), any::<u16>()).prop_map(|(ident, seq_no)| Icmpv6Repr::EchoReply { ident, seq_no }),
         (v6(), proptest::option::of(mac())).prop_map(|(target, lladdr)| Icmpv6Repr::NeighborSolicit { target, lladdr }),
-        (any::<[bool; 3]>(), v6(), proptest::option::of(mac())).prop_map(|([router, solicited, override_], target, lladdr)| {
-            Icmpv6Repr::NeighborAdvert { router, solicited, override_, target, lladdr }
-        }),
+        (any::<[bool; 3]>(), v6(), proptest::option::of(mac())).prop_map(
+            |([router, solicited, override_], target, lladdr)| {
+                Icmpv6Repr::NeighborAdvert {
+                    router,
+                    solicited,
+                    override_,
+                    target,
+                    lladdr,
+                }
+            }
+        ),
         (any::<u8>(), any::<u8>(), any::<u32>())
-            .prop_filter("named types have their own variants", |(t, _, _)| ![1, 2, 3, 128, 129, 135, 136].contains(t))
+            .prop_filter("named types have their own variants", |(t, _, _)| ![
+                1, 2, 3, 128, 129, 135, 136
+            ]
+            .contains(t))
             .prop_map(|(msg_type, code, rest)| Icmpv6Repr::Other { msg_type, code, rest }),
     ]
 }
 
 fn gre_repr() -> impl Strategy<Value = GreRepr> {
-    (any::<u16>(), any::<bool>(), proptest::option::of(any::<u32>()), proptest::option::of(any::<u32>())).prop_map(
-        |(p, checksum, key, sequence)| GreRepr { protocol: p.into(), checksum, key, sequence },
+    (
+        any::<u16>(),
+        any::<bool>(),
+        proptest::option::of(any::<u32>()),
+        proptest::option::of(any::<u32>()),
     )
+        .prop_map(|(p, checksum, key, sequence)| GreRepr {
+            protocol: p.into(),
+            checksum,
+            key,
+            sequence,
+        })
 }
 
 fn ip_pair() -> impl Strategy<Value = (IpAddr, IpAddr)> {

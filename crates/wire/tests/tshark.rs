@@ -29,20 +29,50 @@ use wire::vxlan::VxlanRepr;
 
 /// tshark fields read back, in this order.
 const FIELDS: &[&str] = &[
-    "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "udp.srcport", "udp.dstport", "tcp.srcport", "tcp.dstport",
-    "vxlan.vni", "mpls.label", "mpls.bottom", "gre.proto", "gre.key", "ieee8021ad.id", "vlan.id", "icmp.type", "icmpv6.type",
-    "icmpv6.nd.ns.target_address", "ip.checksum.status", "udp.checksum.status", "tcp.checksum.status",
-    "icmp.checksum.status", "icmpv6.checksum.status", "gre.checksum.status", "_ws.expert.severity", "_ws.malformed",
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "udp.srcport",
+    "udp.dstport",
+    "tcp.srcport",
+    "tcp.dstport",
+    "vxlan.vni",
+    "mpls.label",
+    "mpls.bottom",
+    "gre.proto",
+    "gre.key",
+    "ieee8021ad.id",
+    "vlan.id",
+    "icmp.type",
+    "icmpv6.type",
+    "icmpv6.nd.ns.target_address",
+    "ip.checksum.status",
+    "udp.checksum.status",
+    "tcp.checksum.status",
+    "icmp.checksum.status",
+    "icmpv6.checksum.status",
+    "gre.checksum.status",
+    "_ws.expert.severity",
+    "_ws.malformed",
 ];
 
 /// Field values that must hold for every frame, whatever it contains.
 const STATUS_FIELDS: &[&str] = &[
-    "ip.checksum.status", "udp.checksum.status", "tcp.checksum.status", "icmp.checksum.status",
-    "icmpv6.checksum.status", "gre.checksum.status",
+    "ip.checksum.status",
+    "udp.checksum.status",
+    "tcp.checksum.status",
+    "icmp.checksum.status",
+    "icmpv6.checksum.status",
+    "gre.checksum.status",
 ];
 
 fn eth() -> Header<'static> {
-    Header::Ethernet(EthernetRepr { src: MacAddr([2, 0, 0, 0, 0, 1]), dst: MacAddr([2, 0, 0, 0, 0, 2]), ethertype: EtherType::Ipv4 })
+    Header::Ethernet(EthernetRepr {
+        src: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst: MacAddr([2, 0, 0, 0, 0, 2]),
+        ethertype: EtherType::Ipv4,
+    })
 }
 
 fn ip(src: IpAddr, dst: IpAddr) -> Header<'static> {
@@ -75,7 +105,10 @@ fn ip(src: IpAddr, dst: IpAddr) -> Header<'static> {
 }
 
 fn udp(sp: u16, dp: u16) -> Header<'static> {
-    Header::Udp(UdpRepr { src_port: sp, dst_port: dp })
+    Header::Udp(UdpRepr {
+        src_port: sp,
+        dst_port: dp,
+    })
 }
 
 fn tcp(sp: u16, dp: u16) -> Header<'static> {
@@ -92,7 +125,12 @@ fn tcp(sp: u16, dp: u16) -> Header<'static> {
 }
 
 fn mpls(label: u32) -> Header<'static> {
-    Header::Mpls(MplsRepr { label, tc: 0, bottom: false, ttl: 64 })
+    Header::Mpls(MplsRepr {
+        label,
+        tc: 0,
+        bottom: false,
+        ttl: 64,
+    })
 }
 
 struct Case {
@@ -124,7 +162,11 @@ fn cases() -> Vec<Case> {
                     expect.push((k, list(&v)));
                 }
             };
-            let tag = format!("outer{} inner{}", if oi == 0 { 4 } else { 6 }, if ii == 0 { 4 } else { 6 });
+            let tag = format!(
+                "outer{} inner{}",
+                if oi == 0 { 4 } else { 6 },
+                if ii == 0 { 4 } else { 6 }
+            );
             let inner_ports = |expect: &mut Vec<(&'static str, String)>, outer_udp: Option<(u16, u16)>| {
                 let (mut us, mut ud) = (Vec::new(), Vec::new());
                 if let Some((s, d)) = outer_udp {
@@ -147,25 +189,62 @@ fn cases() -> Vec<Case> {
             // VXLAN
             let vni = 5000 + 10 * oi as u32 + ii as u32;
             let frame = compose::frame(
-                &[eth(), ip(os, od), udp(49152, 4789), Header::Vxlan(VxlanRepr { vni }), eth(), ip(is, id), inner_l4],
+                &[
+                    eth(),
+                    ip(os, od),
+                    udp(49152, 4789),
+                    Header::Vxlan(VxlanRepr { vni }),
+                    eth(),
+                    ip(is, id),
+                    inner_l4,
+                ],
                 payload,
             )
             .unwrap();
             let mut expect = vec![("vxlan.vni", vni.to_string())];
             addrs(&mut expect);
             inner_ports(&mut expect, Some((49152, 4789)));
-            out.push(Case { name: format!("vxlan {tag}"), frame, expect });
+            out.push(Case {
+                name: format!("vxlan {tag}"),
+                frame,
+                expect,
+            });
 
             // MPLS over UDP, two labels
-            let frame = compose::frame(&[eth(), ip(os, od), udp(50001, 6635), mpls(100), mpls(200), ip(is, id), inner_l4], payload).unwrap();
+            let frame = compose::frame(
+                &[
+                    eth(),
+                    ip(os, od),
+                    udp(50001, 6635),
+                    mpls(100),
+                    mpls(200),
+                    ip(is, id),
+                    inner_l4,
+                ],
+                payload,
+            )
+            .unwrap();
             let mut expect = vec![("mpls.label", "100,200".into()), ("mpls.bottom", "0,1".into())];
             addrs(&mut expect);
             inner_ports(&mut expect, Some((50001, 6635)));
-            out.push(Case { name: format!("mpls-udp {tag}"), frame, expect });
+            out.push(Case {
+                name: format!("mpls-udp {tag}"),
+                frame,
+                expect,
+            });
 
             // MPLS over GRE with key and checksum
-            let gre = GreRepr { protocol: EtherType::MplsUnicast, checksum: true, key: Some(77), sequence: Some(5) };
-            let frame = compose::frame(&[eth(), ip(os, od), Header::Gre(gre), mpls(300), ip(is, id), inner_l4], payload).unwrap();
+            let gre = GreRepr {
+                protocol: EtherType::MplsUnicast,
+                checksum: true,
+                key: Some(77),
+                sequence: Some(5),
+            };
+            let frame = compose::frame(
+                &[eth(), ip(os, od), Header::Gre(gre), mpls(300), ip(is, id), inner_l4],
+                payload,
+            )
+            .unwrap();
             let mut expect = vec![
                 ("mpls.label", "300".into()),
                 ("mpls.bottom", "1".into()),
@@ -174,34 +253,105 @@ fn cases() -> Vec<Case> {
             ];
             addrs(&mut expect);
             inner_ports(&mut expect, None);
-            out.push(Case { name: format!("mpls-gre {tag}"), frame, expect });
+            out.push(Case {
+                name: format!("mpls-gre {tag}"),
+                frame,
+                expect,
+            });
 
             // GRE carrying IP directly
-            let gre = GreRepr { protocol: EtherType::Ipv4, checksum: false, key: None, sequence: None };
+            let gre = GreRepr {
+                protocol: EtherType::Ipv4,
+                checksum: false,
+                key: None,
+                sequence: None,
+            };
             let frame = compose::frame(&[eth(), ip(os, od), Header::Gre(gre), ip(is, id), inner_l4], payload).unwrap();
             let proto = if ii == 0 { "0x0800" } else { "0x86dd" };
             let mut expect = vec![("gre.proto", proto.into())];
             addrs(&mut expect);
             inner_ports(&mut expect, None);
-            out.push(Case { name: format!("gre-ip {tag}"), frame, expect });
+            out.push(Case {
+                name: format!("gre-ip {tag}"),
+                frame,
+                expect,
+            });
         }
     }
 
     // Ethernet over GRE, QinQ, ICMP echo, ICMPv6 NS, IPv6 with extension headers.
-    let gre = GreRepr { protocol: EtherType::TransparentEthernet, checksum: true, key: Some(9), sequence: None };
-    let frame = compose::frame(&[eth(), ip(u4(1), u4(2)), Header::Gre(gre), eth(), ip(v4(1), v4(2)), udp(50505, 50506)], payload).unwrap();
+    let gre = GreRepr {
+        protocol: EtherType::TransparentEthernet,
+        checksum: true,
+        key: Some(9),
+        sequence: None,
+    };
+    let frame = compose::frame(
+        &[
+            eth(),
+            ip(u4(1), u4(2)),
+            Header::Gre(gre),
+            eth(),
+            ip(v4(1), v4(2)),
+            udp(50505, 50506),
+        ],
+        payload,
+    )
+    .unwrap();
     out.push(Case {
         name: "gre-eth".into(),
         frame,
-        expect: vec![("gre.proto", "0x6558".into()), ("gre.key", "0x00000009".into()), ("ip.src", "192.0.2.1,10.0.0.1".into())],
+        expect: vec![
+            ("gre.proto", "0x6558".into()),
+            ("gre.key", "0x00000009".into()),
+            ("ip.src", "192.0.2.1,10.0.0.1".into()),
+        ],
     });
-    let tag = |vid| VlanRepr { pcp: 3, dei: false, vid, ethertype: EtherType::Ipv4 };
-    let frame = compose::frame(&[eth(), Header::QinQ(tag(100)), Header::Vlan(tag(200)), ip(v4(1), v4(2)), udp(50507, 50508)], payload).unwrap();
-    out.push(Case { name: "qinq".into(), frame, expect: vec![("ieee8021ad.id", "100".into()), ("vlan.id", "200".into()), ("udp.dstport", "50508".into())] });
-    let frame = compose::frame(&[eth(), ip(v4(1), v4(2)), Header::Icmpv4(Icmpv4Repr::EchoRequest { ident: 1, seq_no: 2 })], payload).unwrap();
-    out.push(Case { name: "icmp-echo".into(), frame, expect: vec![("icmp.type", "8".into())] });
+    let tag = |vid| VlanRepr {
+        pcp: 3,
+        dei: false,
+        vid,
+        ethertype: EtherType::Ipv4,
+    };
+    let frame = compose::frame(
+        &[
+            eth(),
+            Header::QinQ(tag(100)),
+            Header::Vlan(tag(200)),
+            ip(v4(1), v4(2)),
+            udp(50507, 50508),
+        ],
+        payload,
+    )
+    .unwrap();
+    out.push(Case {
+        name: "qinq".into(),
+        frame,
+        expect: vec![
+            ("ieee8021ad.id", "100".into()),
+            ("vlan.id", "200".into()),
+            ("udp.dstport", "50508".into()),
+        ],
+    });
+    let frame = compose::frame(
+        &[
+            eth(),
+            ip(v4(1), v4(2)),
+            Header::Icmpv4(Icmpv4Repr::EchoRequest { ident: 1, seq_no: 2 }),
+        ],
+        payload,
+    )
+    .unwrap();
+    out.push(Case {
+        name: "icmp-echo".into(),
+        frame,
+        expect: vec![("icmp.type", "8".into())],
+    });
     let target = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9);
-    let ns = Icmpv6Repr::NeighborSolicit { target, lladdr: Some(MacAddr([2, 0, 0, 0, 0, 1])) };
+    let ns = Icmpv6Repr::NeighborSolicit {
+        target,
+        lladdr: Some(MacAddr([2, 0, 0, 0, 0, 1])),
+    };
     let mut ns_ip = ip(v6(1), IpAddr::V6("ff02::1:ff00:9".parse().unwrap()));
     if let Header::Ipv6(r) = &mut ns_ip {
         r.hop_limit = 255;
@@ -210,21 +360,53 @@ fn cases() -> Vec<Case> {
     out.push(Case {
         name: "icmpv6-ns".into(),
         frame,
-        expect: vec![("icmpv6.type", "135".into()), ("icmpv6.nd.ns.target_address", target.to_string())],
+        expect: vec![
+            ("icmpv6.type", "135".into()),
+            ("icmpv6.nd.ns.target_address", target.to_string()),
+        ],
     });
     let opts = [1u8, 4, 0, 0, 0, 0];
     let frame = compose::frame(
-        &[eth(), ip(v6(1), v6(2)), Header::Ipv6Ext(IpProtocol::HopByHop, Ipv6ExtRepr { next_header: IpProtocol::Tcp, data: &opts }), Header::Ipv6Ext(IpProtocol::Ipv6Opts, Ipv6ExtRepr { next_header: IpProtocol::Tcp, data: &opts }), tcp(45000, 45001)],
+        &[
+            eth(),
+            ip(v6(1), v6(2)),
+            Header::Ipv6Ext(
+                IpProtocol::HopByHop,
+                Ipv6ExtRepr {
+                    next_header: IpProtocol::Tcp,
+                    data: &opts,
+                },
+            ),
+            Header::Ipv6Ext(
+                IpProtocol::Ipv6Opts,
+                Ipv6ExtRepr {
+                    next_header: IpProtocol::Tcp,
+                    data: &opts,
+                },
+            ),
+            tcp(45000, 45001),
+        ],
         payload,
     )
     .unwrap();
-    out.push(Case { name: "ipv6-ext-tcp".into(), frame, expect: vec![("tcp.dstport", "45001".into())] });
+    out.push(Case {
+        name: "ipv6-ext-tcp".into(),
+        frame,
+        expect: vec![("tcp.dstport", "45001".into())],
+    });
     out
 }
 
 fn write_pcap(path: &std::path::Path, frames: &[&[u8]]) {
     let mut b = Vec::new();
-    for v in [0xa1b2_c3d4u32.to_le_bytes().as_slice(), &2u16.to_le_bytes(), &4u16.to_le_bytes(), &[0; 8], &65535u32.to_le_bytes(), &1u32.to_le_bytes()] {
+    for v in [
+        0xa1b2_c3d4u32.to_le_bytes().as_slice(),
+        &2u16.to_le_bytes(),
+        &4u16.to_le_bytes(),
+        &[0; 8],
+        &65535u32.to_le_bytes(),
+        &1u32.to_le_bytes(),
+    ] {
         b.extend_from_slice(v);
     }
     for (i, f) in frames.iter().enumerate() {
@@ -246,8 +428,24 @@ fn tshark_decodes_what_we_build() {
     let pcap = dir.join("frames.pcap");
     write_pcap(&pcap, &cases.iter().map(|c| c.frame.as_slice()).collect::<Vec<_>>());
     let mut cmd = Command::new("tshark");
-    cmd.arg("-r").arg(&pcap).args(["-n", "-d", "udp.port==6635,mpls", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a", "-E", "aggregator=,"]);
-    for pref in ["ip.check_checksum:TRUE", "udp.check_checksum:TRUE", "tcp.check_checksum:TRUE"] {
+    cmd.arg("-r").arg(&pcap).args([
+        "-n",
+        "-d",
+        "udp.port==6635,mpls",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=,",
+    ]);
+    for pref in [
+        "ip.check_checksum:TRUE",
+        "udp.check_checksum:TRUE",
+        "tcp.check_checksum:TRUE",
+    ] {
         cmd.args(["-o", pref]);
     }
     for f in FIELDS {
@@ -262,7 +460,11 @@ fn tshark_decodes_what_we_build() {
         assert_eq!(got["_ws.malformed"], "", "{}: malformed\n{line}", case.name);
         for sev in got["_ws.expert.severity"].split(',').filter(|s| !s.is_empty()) {
             let sev: u32 = sev.parse().unwrap();
-            assert!(sev < 0x0080_0000, "{}: expert error (severity {sev:#x})\n{line}", case.name);
+            assert!(
+                sev < 0x0080_0000,
+                "{}: expert error (severity {sev:#x})\n{line}",
+                case.name
+            );
         }
         for f in STATUS_FIELDS {
             for s in got[f].split(',').filter(|s| !s.is_empty()) {
@@ -275,6 +477,10 @@ fn tshark_decodes_what_we_build() {
     }
     // Every checksum kind was actually validated somewhere.
     for f in STATUS_FIELDS {
-        assert!(out.lines().any(|l| FIELDS.iter().zip(l.split('|')).any(|(k, v)| k == f && v.contains('1'))), "{f} never validated");
+        assert!(
+            out.lines()
+                .any(|l| FIELDS.iter().zip(l.split('|')).any(|(k, v)| k == f && v.contains('1'))),
+            "{f} never validated"
+        );
     }
 }

@@ -1,0 +1,130 @@
+//! Benchmarks live in `benches/`; this library holds the frames they share, so every
+//! contender parses the same bytes. See `docs/PERFORMANCE.md` for results.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use wire::compose::{Header, frame};
+use wire::ethernet::{EtherType, EthernetRepr, MacAddr};
+use wire::gre::GreRepr;
+use wire::ip::IpProtocol;
+use wire::ipv4::Ipv4Repr;
+use wire::ipv6::Ipv6Repr;
+use wire::mpls::MplsRepr;
+use wire::options::HeaderOptions;
+use wire::tcp::{TcpFlags, TcpRepr};
+use wire::udp::UdpRepr;
+use wire::vxlan::VxlanRepr;
+
+fn eth() -> Header<'static> {
+    Header::Ethernet(EthernetRepr {
+        src: MacAddr([2, 0, 0, 0, 0, 1]),
+        dst: MacAddr([2, 0, 0, 0, 0, 2]),
+        ethertype: EtherType::Ipv4,
+    })
+}
+
+fn ip(src: IpAddr, dst: IpAddr) -> Header<'static> {
+    match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => Header::Ipv4(Ipv4Repr {
+            src,
+            dst,
+            protocol: IpProtocol::Udp,
+            ttl: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 1,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            payload_len: 0,
+            options: HeaderOptions::default(),
+        }),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => Header::Ipv6(Ipv6Repr {
+            src,
+            dst,
+            next_header: IpProtocol::Udp,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            payload_len: 0,
+        }),
+        _ => unreachable!("same family"),
+    }
+}
+
+fn tcp() -> Header<'static> {
+    Header::Tcp(TcpRepr {
+        src_port: 40000,
+        dst_port: 443,
+        seq_number: 1,
+        ack_number: 1,
+        flags: TcpFlags(TcpFlags::ACK),
+        window: 1024,
+        urgent: 0,
+        options: HeaderOptions::default(),
+    })
+}
+
+fn udp(dst_port: u16) -> Header<'static> {
+    Header::Udp(UdpRepr {
+        src_port: 40000,
+        dst_port,
+    })
+}
+
+fn v4(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+}
+
+fn mpls() -> Header<'static> {
+    Header::Mpls(MplsRepr {
+        label: 1000,
+        tc: 0,
+        bottom: true,
+        ttl: 64,
+    })
+}
+
+/// The benchmark frames, by name: 64-byte-class packets of each shape we forward.
+pub fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    let v6 = |last| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last));
+    let pad = [0u8; 18];
+    let gre = GreRepr {
+        protocol: EtherType::MplsUnicast,
+        checksum: false,
+        key: None,
+        sequence: None,
+    };
+    let build = |hs: &[Header<'_>]| frame(hs, &pad).expect("benchmark frames are valid");
+    vec![
+        ("udp4", build(&[eth(), ip(v4(1), v4(2)), udp(53)])),
+        ("tcp6", build(&[eth(), ip(v6(1), v6(2)), tcp()])),
+        (
+            "vxlan_tcp4",
+            build(&[
+                eth(),
+                ip(v4(1), v4(2)),
+                udp(4789),
+                Header::Vxlan(VxlanRepr { vni: 100 }),
+                eth(),
+                ip(v4(3), v4(4)),
+                tcp(),
+            ]),
+        ),
+        (
+            "mplsoudp_udp4",
+            build(&[eth(), ip(v4(1), v4(2)), udp(6635), mpls(), ip(v4(3), v4(4)), udp(53)]),
+        ),
+        (
+            "mplsogre_udp4",
+            build(&[
+                eth(),
+                ip(v4(1), v4(2)),
+                Header::Gre(gre),
+                mpls(),
+                ip(v4(3), v4(4)),
+                udp(53),
+            ]),
+        ),
+    ]
+}

@@ -129,6 +129,41 @@ impl FlowKey {
         r
     }
 
+    /// The key as six little-endian words: the form the flow table stores and compares.
+    #[inline]
+    pub fn to_words(&self) -> [u64; 6] {
+        [
+            word(&self.src, 0),
+            word(&self.src, 1),
+            word(&self.dst, 0),
+            word(&self.dst, 1),
+            u64::from(self.src_port) | u64::from(self.dst_port) << 16 | u64::from(self.vrf) << 32,
+            u64::from(self.proto) | u64::from(self.family) << 8,
+        ]
+    }
+
+    /// The inverse of [`to_words`](Self::to_words).
+    ///
+    /// ```
+    /// use std::net::Ipv4Addr;
+    /// use wire::flow::FlowKey;
+    /// let k = FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 17, 1, 2).with_vrf(7);
+    /// assert_eq!(FlowKey::from_words(k.to_words()), k);
+    /// ```
+    pub fn from_words(w: [u64; 6]) -> Self {
+        let mut k = FlowKey::default();
+        k.src[..8].copy_from_slice(&w[0].to_le_bytes());
+        k.src[8..].copy_from_slice(&w[1].to_le_bytes());
+        k.dst[..8].copy_from_slice(&w[2].to_le_bytes());
+        k.dst[8..].copy_from_slice(&w[3].to_le_bytes());
+        k.src_port = w[4] as u16;
+        k.dst_port = (w[4] >> 16) as u16;
+        k.vrf = (w[4] >> 32) as u32;
+        k.proto = w[5] as u8;
+        k.family = (w[5] >> 8) as u8;
+        k
+    }
+
     /// A 64-bit hash of the whole key (VRF included), fixed-seeded.
     #[inline]
     pub fn hash(&self) -> u64 {

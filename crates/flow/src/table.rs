@@ -1,0 +1,788 @@
+//! The table itself: buckets of slot words, hot and cold entry arrays, and the reader
+//! handle through which every operation goes.
+
+use core::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use wire::flow::FlowKey;
+
+use crate::action::{Action, Generations, Verdict};
+use crate::config::{ConfigError, FlowTableConfig, FullPolicy};
+use crate::epoch::Epochs;
+use crate::hold::{HoldPool, ParkResult, Ticket};
+use crate::stats::{Counters, FlowTableStats, bump};
+
+/// Most keys one burst call looks up.
+pub const MAX_BURST: usize = 64;
+/// Slots per bucket: 15 slot words and the insert bit fill one cache line.
+const SLOTS: usize = 15;
+const NO_FLOW: u32 = u32::MAX;
+
+// Slot word: 2-bit state, 30 low bits. VALID and CLAIMED carry the key's signature
+// (never 0); DEAD carries the retirement epoch stamp; CLAIMED|0 marks a delete in progress.
+const EMPTY: u32 = 0;
+const CLAIMED: u32 = 1 << 30;
+const VALID: u32 = 2 << 30;
+const DEAD: u32 = 3 << 30;
+const STATE_MASK: u32 = 3 << 30;
+const LOW_MASK: u32 = (1 << 30) - 1;
+
+// Cold state word.
+const ST_TCP_MASK: u32 = 0xff;
+const ST_HELD: u32 = 1 << 8;
+const TCP_FIN: u32 = 0x01;
+const TCP_RST: u32 = 0x04;
+
+#[repr(C, align(64))]
+#[derive(Default)]
+struct Bucket {
+    insert_lock: AtomicU32,
+    slots: [AtomicU32; SLOTS],
+}
+
+/// The line a lookup touches: key, action and generations.
+#[repr(C, align(64))]
+#[derive(Default)]
+struct Hot {
+    key: [AtomicU64; 6],
+    action: AtomicU64,
+    gens: AtomicU64,
+}
+
+/// The line a packet's accounting touches.
+#[repr(C, align(32))]
+#[derive(Default)]
+struct Cold {
+    packets: AtomicU64,
+    bytes: AtomicU64,
+    reverse: AtomicU32,
+    last_seen: AtomicU32,
+    state: AtomicU32,
+    hold: AtomicU32,
+}
+
+/// Why an insert did not install a flow. Each is counted in [`FlowTableStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertError {
+    /// The key is already present (look it up again).
+    Exists,
+    /// Both candidate buckets are full (after eviction, if configured, the next attempt may
+    /// succeed).
+    Full,
+    /// The flow's VRF is at its quota.
+    Quota,
+    /// Every hold record is in use.
+    HoldLimit,
+}
+
+impl fmt::Display for InsertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InsertError::Exists => "flow already present",
+            InsertError::Full => "flow table full",
+            InsertError::Quota => "VRF flow quota reached",
+            InsertError::HoldLimit => "too many held flows",
+        })
+    }
+}
+
+impl std::error::Error for InsertError {}
+
+/// The concurrent flow table. Share it by reference (or `Arc`) between workers; each
+/// worker operates through its own [`Reader`].
+pub struct FlowTable {
+    buckets: Box<[Bucket]>,
+    hot: Box<[Hot]>,
+    cold: Box<[Cold]>,
+    mask: usize,
+    cfg: FlowTableConfig,
+    epochs: Epochs,
+    holds: HoldPool,
+    counters: Counters,
+    vrf_counts: Box<[AtomicU32]>,
+    vrf_refusals: Box<[AtomicU64]>,
+    sweep_cursor: CachePadded<AtomicUsize>,
+}
+
+/// A flow found or installed by a reader; valid until that reader's next
+/// [`Reader::quiescent`] (the borrow checker enforces it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowId<'r> {
+    idx: u32,
+    _reader: PhantomData<&'r ()>,
+}
+
+impl FlowId<'_> {
+    /// Slot index, stable for the flow's life (for dumps and logs).
+    pub const fn index(self) -> u32 {
+        self.idx
+    }
+}
+
+/// Everything about one flow at one instant, for `show flows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowSnapshot {
+    /// Slot index.
+    pub index: u32,
+    /// The key.
+    pub key: FlowKey,
+    /// Cached action.
+    pub action: Action,
+    /// Snapshot generations the action came from.
+    pub generations: Generations,
+    /// Packets counted.
+    pub packets: u64,
+    /// Bytes counted.
+    pub bytes: u64,
+    /// Last time a packet was counted.
+    pub last_seen: u32,
+    /// Slot index of the reverse flow.
+    pub reverse: Option<u32>,
+    /// TCP flags seen on this direction.
+    pub tcp_flags: u8,
+}
+
+/// What one [`Reader::sweep`] call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SweepReport {
+    /// Slots visited.
+    pub visited: usize,
+    /// Flows removed for idleness.
+    pub aged: usize,
+    /// Retired slots made empty (their grace period is over).
+    pub reclaimed: usize,
+}
+
+#[inline(always)]
+fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is only a hint: it
+        // never faults and never changes memory, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const T as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Bucket pair and signature of a hash. Low bits pick the first bucket, high bits the
+/// second and the signature, so the three are independent.
+#[inline(always)]
+fn locate(hash: u64, mask: usize) -> (usize, usize, u32) {
+    let b1 = hash as usize & mask;
+    let mut b2 = (hash >> 32) as usize & mask;
+    if b2 == b1 {
+        b2 = b1 ^ (mask & 1);
+    }
+    let sig = ((hash >> 34) as u32 & LOW_MASK).max(1);
+    (b1, b2, sig)
+}
+
+impl FlowTable {
+    /// Allocates the whole table. Fails with the offending field on a bad configuration.
+    pub fn new(cfg: FlowTableConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let buckets = cfg.capacity.div_ceil(SLOTS).next_power_of_two().max(2);
+        let slots = buckets * SLOTS;
+        let quota_len = if cfg.vrf_quota.is_some() { cfg.quota_vrfs as usize } else { 0 };
+        Ok(FlowTable {
+            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            hot: (0..slots).map(|_| Hot::default()).collect(),
+            cold: (0..slots).map(|_| Cold::default()).collect(),
+            mask: buckets - 1,
+            epochs: Epochs::new(cfg.max_readers),
+            holds: HoldPool::new(cfg.max_held_flows, cfg.hold_packets_per_flow),
+            counters: Counters::default(),
+            vrf_counts: (0..quota_len).map(|_| AtomicU32::new(0)).collect(),
+            vrf_refusals: (0..quota_len).map(|_| AtomicU64::new(0)).collect(),
+            sweep_cursor: CachePadded::new(AtomicUsize::new(0)),
+            cfg,
+        })
+    }
+
+    /// Number of flow slots.
+    pub fn capacity(&self) -> usize {
+        self.hot.len()
+    }
+
+    /// Bytes allocated per flow slot (bucket share, hot line, cold record).
+    pub const fn bytes_per_flow() -> usize {
+        core::mem::size_of::<Hot>() + core::mem::size_of::<Cold>() + core::mem::size_of::<Bucket>() / SLOTS
+    }
+
+    /// The configuration the table was built with.
+    pub fn config(&self) -> &FlowTableConfig {
+        &self.cfg
+    }
+
+    /// Registers a reader (one per worker thread). `None` when `max_readers` are in use.
+    pub fn reader(&self) -> Option<Reader<'_>> {
+        Some(Reader { table: self, id: self.epochs.register()? })
+    }
+
+    /// Counters now.
+    pub fn stats(&self) -> FlowTableStats {
+        self.counters.snapshot(self.capacity() as u64, self.holds.in_use() as u64)
+    }
+
+    /// Flows and quota refusals of a VRF (zeros when quotas are off).
+    pub fn vrf_usage(&self, vrf: u32) -> (u32, u64) {
+        match self.quota_index(vrf) {
+            Some(i) => (self.vrf_counts[i].load(Ordering::Relaxed), self.vrf_refusals[i].load(Ordering::Relaxed)),
+            None => (0, 0),
+        }
+    }
+
+    fn quota_index(&self, vrf: u32) -> Option<usize> {
+        (!self.vrf_counts.is_empty()).then(|| (vrf as usize).min(self.vrf_counts.len() - 1))
+    }
+
+    #[inline(always)]
+    fn slot(&self, idx: usize) -> &AtomicU32 {
+        &self.buckets[idx / SLOTS].slots[idx % SLOTS]
+    }
+
+    #[inline(always)]
+    fn key_matches(&self, idx: usize, words: &[u64; 6]) -> bool {
+        let k = &self.hot[idx].key;
+        (0..6).all(|i| k[i].load(Ordering::Relaxed) == words[i])
+    }
+
+    #[inline]
+    fn find_in(&self, b: usize, want: u32, words: &[u64; 6]) -> Option<usize> {
+        let bucket = &self.buckets[b];
+        (0..SLOTS).find_map(|j| {
+            let idx = b * SLOTS + j;
+            (bucket.slots[j].load(Ordering::Acquire) == want && self.key_matches(idx, words)).then_some(idx)
+        })
+    }
+
+    #[inline]
+    fn find(&self, words: &[u64; 6], hash: u64) -> Option<usize> {
+        let (b1, b2, sig) = locate(hash, self.mask);
+        self.find_in(b1, VALID | sig, words).or_else(|| self.find_in(b2, VALID | sig, words))
+    }
+
+    fn lock(&self, b: usize) {
+        let l = &self.buckets[b].insert_lock;
+        while l.compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            std::hint::spin_loop();
+        }
+    }
+
+    fn unlock(&self, b: usize) {
+        self.buckets[b].insert_lock.store(0, Ordering::Release);
+    }
+
+    /// Claims a free slot of bucket `b` for a key with signature `sig`.
+    fn claim(&self, b: usize, sig: u32) -> Option<usize> {
+        let bucket = &self.buckets[b];
+        for j in 0..SLOTS {
+            let w = bucket.slots[j].load(Ordering::Acquire);
+            let free = w == EMPTY || (w & STATE_MASK == DEAD && self.epochs.reusable(w & LOW_MASK));
+            if free
+                && bucket.slots[j].compare_exchange(w, CLAIMED | sig, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            {
+                return Some(b * SLOTS + j);
+            }
+        }
+        None
+    }
+
+    /// Installs a key unpublished (state CLAIMED): the caller publishes or abandons it.
+    fn reserve(&self, key: &FlowKey, action: Action, gens: Generations, now: u32, hold: Option<Ticket>) -> Result<usize, InsertError> {
+        let words = key.to_words();
+        let (b1, b2, sig) = locate(key.hash(), self.mask);
+        self.lock(b1);
+        let result = self.reserve_locked(&words, key.vrf, b1, b2, sig, now);
+        if let Ok(idx) = result {
+            let h = &self.hot[idx];
+            for (slot, w) in h.key.iter().zip(words) {
+                slot.store(w, Ordering::Relaxed);
+            }
+            h.action.store(action.pack(), Ordering::Relaxed);
+            h.gens.store(gens.pack(), Ordering::Relaxed);
+            let c = &self.cold[idx];
+            c.packets.store(0, Ordering::Relaxed);
+            c.bytes.store(0, Ordering::Relaxed);
+            c.reverse.store(NO_FLOW, Ordering::Relaxed);
+            c.last_seen.store(now, Ordering::Relaxed);
+            c.state.store(if hold.is_some() { ST_HELD } else { 0 }, Ordering::Relaxed);
+            c.hold.store(hold.unwrap_or(0), Ordering::Relaxed);
+        }
+        // The unlock publishes the key to the next inserter's duplicate check.
+        self.unlock(b1);
+        result
+    }
+
+    fn reserve_locked(&self, words: &[u64; 6], vrf: u32, b1: usize, b2: usize, sig: u32, now: u32) -> Result<usize, InsertError> {
+        // A flow being installed by another worker (CLAIMED with our signature) counts too.
+        for want in [VALID | sig, CLAIMED | sig] {
+            if self.find_in(b1, want, words).or_else(|| self.find_in(b2, want, words)).is_some() {
+                return Err(InsertError::Exists);
+            }
+        }
+        let quota = self.quota_index(vrf);
+        if let (Some(i), Some(limit)) = (quota, self.cfg.vrf_quota)
+            && self.vrf_counts[i].fetch_add(1, Ordering::AcqRel) >= limit
+        {
+            self.vrf_counts[i].fetch_sub(1, Ordering::AcqRel);
+            self.vrf_refusals[i].fetch_add(1, Ordering::Relaxed);
+            bump(&self.counters.quota_refusals);
+            return Err(InsertError::Quota);
+        }
+        match self.claim(b1, sig).or_else(|| self.claim(b2, sig)) {
+            Some(idx) => Ok(idx),
+            None => {
+                if let Some(i) = quota {
+                    self.vrf_counts[i].fetch_sub(1, Ordering::AcqRel);
+                }
+                if self.cfg.full_policy == FullPolicy::EvictExpiredOrClosing {
+                    self.evict_one(b1, b2, now);
+                }
+                bump(&self.counters.full_refusals);
+                Err(InsertError::Full)
+            }
+        }
+    }
+
+    fn publish(&self, idx: usize) {
+        let w = self.slot(idx).load(Ordering::Relaxed);
+        self.slot(idx).store(VALID | (w & LOW_MASK), Ordering::Release);
+        self.counters.entries.fetch_add(1, Ordering::Relaxed);
+        bump(&self.counters.inserts);
+    }
+
+    /// Gives back a reserved slot nobody has seen.
+    fn abandon(&self, idx: usize) {
+        if let Some(i) = self.quota_index(self.vrf_of(idx)) {
+            self.vrf_counts[i].fetch_sub(1, Ordering::AcqRel);
+        }
+        self.slot(idx).store(EMPTY, Ordering::Release);
+    }
+
+    fn vrf_of(&self, idx: usize) -> u32 {
+        (self.hot[idx].key[4].load(Ordering::Relaxed) >> 32) as u32
+    }
+
+    /// Removes one published flow. The slot is reused only after a grace period.
+    fn retire(&self, idx: usize, dropped: &mut impl FnMut(u32)) -> bool {
+        let s = self.slot(idx);
+        let w = s.load(Ordering::Acquire);
+        if w & STATE_MASK != VALID || s.compare_exchange(w, CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            return false;
+        }
+        if let Some(i) = self.quota_index(self.vrf_of(idx)) {
+            self.vrf_counts[i].fetch_sub(1, Ordering::AcqRel);
+        }
+        let c = &self.cold[idx];
+        if c.state.fetch_and(!ST_HELD, Ordering::AcqRel) & ST_HELD != 0 {
+            self.holds.release(c.hold.load(Ordering::Relaxed), dropped);
+        }
+        // Only now is the slot unreachable, so the stamp orders after every reader's find.
+        let stamp = self.epochs.retire_stamp();
+        s.store(DEAD | stamp, Ordering::Release);
+        self.counters.entries.fetch_sub(1, Ordering::Relaxed);
+        bump(&self.counters.deletes);
+        true
+    }
+
+    /// Retires a flow and, if it still points back, its reverse.
+    fn retire_pair(&self, idx: usize, dropped: &mut impl FnMut(u32)) -> usize {
+        let rev = self.cold[idx].reverse.load(Ordering::Acquire);
+        let mut n = usize::from(self.retire(idx, dropped));
+        if rev != NO_FLOW && self.cold[rev as usize].reverse.load(Ordering::Acquire) == idx as u32 {
+            n += usize::from(self.retire(rev as usize, dropped));
+        }
+        n
+    }
+
+    fn is_valid(&self, idx: usize) -> bool {
+        self.slot(idx).load(Ordering::Acquire) & STATE_MASK == VALID
+    }
+
+    /// Last activity and "closing" state of a flow together with its reverse.
+    fn pair_activity(&self, idx: usize) -> (u32, bool, bool) {
+        let c = &self.cold[idx];
+        let mut last = c.last_seen.load(Ordering::Relaxed);
+        let mut state = c.state.load(Ordering::Relaxed);
+        let rev = c.reverse.load(Ordering::Acquire);
+        if rev != NO_FLOW && self.is_valid(rev as usize) {
+            let r = &self.cold[rev as usize];
+            let rl = r.last_seen.load(Ordering::Relaxed);
+            if (rl.wrapping_sub(last) as i32) > 0 {
+                last = rl;
+            }
+            state |= r.state.load(Ordering::Relaxed) & ST_TCP_MASK;
+        }
+        (last, state & (TCP_FIN | TCP_RST) != 0, state & ST_HELD != 0)
+    }
+
+    fn timeout(&self, idx: usize, closing: bool, held: bool) -> u32 {
+        let t = &self.cfg.timeouts;
+        if held {
+            return t.hold;
+        }
+        match (self.hot[idx].key[5].load(Ordering::Relaxed) & 0xff) as u8 {
+            6 if closing => t.tcp_closing,
+            6 => t.tcp_established,
+            17 => t.udp,
+            1 | 58 => t.icmp,
+            _ => t.other,
+        }
+    }
+
+    fn expired(&self, idx: usize, now: u32) -> (bool, bool, u32) {
+        let (last, closing, held) = self.pair_activity(idx);
+        // Workers' clocks differ a little: a last-seen "in the future" counts as now.
+        let idle = (now.wrapping_sub(last) as i32).max(0) as u32;
+        (idle > self.timeout(idx, closing, held), closing, idle)
+    }
+
+    fn evict_one(&self, b1: usize, b2: usize, now: u32) {
+        let victim = [b1, b2]
+            .into_iter()
+            .flat_map(|b| (0..SLOTS).map(move |j| b * SLOTS + j))
+            .filter(|&idx| self.is_valid(idx))
+            .filter_map(|idx| {
+                let (expired, closing, idle) = self.expired(idx, now);
+                (expired || closing).then_some((idle, idx))
+            })
+            .max();
+        if let Some((_, idx)) = victim {
+            // Parked packets of an evicted held flow cannot be held anywhere: they were
+            // bounded by the hold pool, and an evicted flow is never held (holds expire
+            // first), so nothing is dropped here.
+            let n = self.retire_pair(idx, &mut |_| {});
+            self.counters.evictions.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A worker's handle on the table. Every operation goes through one; ids it hands out
+/// live until its next [`quiescent`](Self::quiescent).
+pub struct Reader<'t> {
+    table: &'t FlowTable,
+    id: usize,
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        self.table.epochs.unregister(self.id);
+    }
+}
+
+impl<'t> Reader<'t> {
+    /// Announces that this reader holds no flow ids: call it between bursts. Retired slots
+    /// are reused only after every reader has done so.
+    #[inline]
+    pub fn quiescent(&mut self) {
+        self.table.epochs.quiescent(self.id);
+    }
+
+    /// The table.
+    pub fn table(&self) -> &'t FlowTable {
+        self.table
+    }
+
+    fn id(&self, idx: usize) -> FlowId<'_> {
+        FlowId { idx: idx as u32, _reader: PhantomData }
+    }
+
+    /// Looks up one key with its precomputed [`FlowKey::hash`].
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<FlowId<'_>> {
+        self.table.find(&key.to_words(), hash).map(|i| self.id(i))
+    }
+
+    /// Looks up a burst of keys with precomputed hashes (at most [`MAX_BURST`]; extra keys
+    /// are ignored). Fills `out` and returns the hit mask (bit i set when `keys[i]` hit).
+    ///
+    /// Three passes overlap the cache misses: prefetch both buckets of every key; scan the
+    /// slot words for the signature and prefetch the candidate entries; compare keys.
+    pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
+        let t = self.table;
+        let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
+        let mut cand = [usize::MAX; MAX_BURST];
+        for &h in &hashes[..n] {
+            let (b1, b2, _) = locate(h, t.mask);
+            prefetch(&t.buckets[b1]);
+            prefetch(&t.buckets[b2]);
+        }
+        for i in 0..n {
+            let (b1, b2, sig) = locate(hashes[i], t.mask);
+            let want = VALID | sig;
+            let first = [b1, b2].into_iter().find_map(|b| {
+                let bucket = &t.buckets[b];
+                (0..SLOTS).find(|&j| bucket.slots[j].load(Ordering::Acquire) == want).map(|j| b * SLOTS + j)
+            });
+            if let Some(idx) = first {
+                prefetch(&t.hot[idx]);
+                cand[i] = idx;
+            }
+        }
+        let mut mask = 0u64;
+        for i in 0..n {
+            out[i] = None;
+            if cand[i] == usize::MAX {
+                continue;
+            }
+            let words = keys[i].to_words();
+            // A signature collision sends us to the full two-bucket search.
+            let hit = if t.key_matches(cand[i], &words) { Some(cand[i]) } else { t.find(&words, hashes[i]) };
+            if let Some(idx) = hit {
+                out[i] = Some(self.id(idx));
+                mask |= 1 << i;
+            }
+        }
+        mask
+    }
+
+    /// Installs a forward flow and its reverse in one call, linked to each other. If the
+    /// reverse cannot be installed, neither is.
+    pub fn insert_pair(
+        &self,
+        fwd: &FlowKey,
+        rev: &FlowKey,
+        fwd_action: Action,
+        rev_action: Action,
+        gens: Generations,
+        now: u32,
+    ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
+        let t = self.table;
+        let f = t.reserve(fwd, fwd_action, gens, now, None)?;
+        if fwd == rev {
+            t.cold[f].reverse.store(f as u32, Ordering::Relaxed);
+            t.publish(f);
+            return Ok((self.id(f), self.id(f)));
+        }
+        let r = match t.reserve(rev, rev_action, gens, now, None) {
+            Ok(r) => r,
+            Err(e) => {
+                t.abandon(f);
+                return Err(e);
+            }
+        };
+        t.cold[f].reverse.store(r as u32, Ordering::Relaxed);
+        t.cold[r].reverse.store(f as u32, Ordering::Relaxed);
+        t.publish(r);
+        t.publish(f);
+        Ok((self.id(f), self.id(r)))
+    }
+
+    /// Installs a flow in the *hold* state: the first packet of a new connection does
+    /// this, so later packets find it and park instead of all taking the slow path.
+    pub fn insert_held(&self, key: &FlowKey, now: u32) -> Result<FlowId<'_>, InsertError> {
+        let t = self.table;
+        let Some(ticket) = t.holds.acquire() else {
+            bump(&t.counters.hold_refusals);
+            return Err(InsertError::HoldLimit);
+        };
+        match t.reserve(key, Action::HOLD, Generations::default(), now, Some(ticket)) {
+            Ok(idx) => {
+                t.publish(idx);
+                Ok(self.id(idx))
+            }
+            Err(e) => {
+                t.holds.release(ticket, &mut |_| {});
+                Err(e)
+            }
+        }
+    }
+
+    /// Parks a packet (a frame id) on a held flow.
+    pub fn park(&self, id: FlowId<'_>, token: u32) -> ParkResult {
+        let t = self.table;
+        let c = &t.cold[id.idx as usize];
+        if c.state.load(Ordering::Acquire) & ST_HELD == 0 {
+            return ParkResult::Resolved;
+        }
+        let r = t.holds.park(c.hold.load(Ordering::Relaxed), token);
+        if r == ParkResult::Overflow {
+            bump(&t.counters.hold_overflows);
+        }
+        r
+    }
+
+    /// Ends the hold of a flow with the slow path's decision: sets its action, installs
+    /// and links the reverse flow, and hands the parked packets to `parked` in arrival
+    /// order. If the reverse cannot be installed the forward flow is still resolved.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve(
+        &self,
+        id: FlowId<'_>,
+        rev: &FlowKey,
+        action: Action,
+        rev_action: Action,
+        gens: Generations,
+        now: u32,
+        mut parked: impl FnMut(u32),
+    ) -> Result<FlowId<'_>, InsertError> {
+        let t = self.table;
+        let f = id.idx as usize;
+        let reverse = t.reserve(rev, rev_action, gens, now, None);
+        if let Ok(r) = reverse {
+            t.cold[r].reverse.store(f as u32, Ordering::Relaxed);
+            t.cold[f].reverse.store(r as u32, Ordering::Release);
+            t.publish(r);
+        }
+        let h = &t.hot[f];
+        h.gens.store(gens.pack(), Ordering::Release);
+        h.action.store(action.pack(), Ordering::Release);
+        let c = &t.cold[f];
+        if c.state.fetch_and(!ST_HELD, Ordering::AcqRel) & ST_HELD != 0 {
+            t.holds.release(c.hold.load(Ordering::Relaxed), &mut parked);
+        }
+        reverse.map(|r| self.id(r))
+    }
+
+    /// Deletes a flow and its reverse. Packets parked on a held flow go to `dropped`.
+    /// Returns how many entries were removed (0 if another worker was first).
+    pub fn delete(&self, id: FlowId<'_>, mut dropped: impl FnMut(u32)) -> usize {
+        self.table.retire_pair(id.idx as usize, &mut dropped)
+    }
+
+    /// Access to a flow's fields and counters.
+    #[inline]
+    pub fn flow<'r>(&'r self, id: FlowId<'r>) -> FlowRef<'r> {
+        FlowRef { table: self.table, idx: id.idx as usize, _reader: PhantomData }
+    }
+
+    /// Ages flows: visits `budget` slots from a shared cursor (so workers and a
+    /// maintenance thread can share the job), removes pairs idle longer than their
+    /// timeout, and empties retired slots whose grace period is over. Packets parked on an
+    /// expired held flow go to `dropped`.
+    pub fn sweep(&self, now: u32, budget: usize, mut dropped: impl FnMut(u32)) -> SweepReport {
+        let t = self.table;
+        let total = t.capacity();
+        let budget = budget.min(total);
+        let start = t.sweep_cursor.fetch_add(budget, Ordering::Relaxed) % total;
+        let mut report = SweepReport { visited: budget, ..Default::default() };
+        for k in 0..budget {
+            let idx = (start + k) % total;
+            let s = t.slot(idx);
+            let w = s.load(Ordering::Acquire);
+            match w & STATE_MASK {
+                VALID if t.expired(idx, now).0 => {
+                    let n = t.retire_pair(idx, &mut dropped);
+                    t.counters.aged.fetch_add(n as u64, Ordering::Relaxed);
+                    report.aged += n;
+                }
+                DEAD if t.epochs.reusable(w & LOW_MASK) => {
+                    if s.compare_exchange(w, EMPTY, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                        report.reclaimed += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        report
+    }
+
+    /// Calls `f` with a snapshot of every live flow (for `show flows`). Concurrent changes
+    /// may or may not be seen; every snapshot is of a live entry.
+    pub fn for_each(&self, mut f: impl FnMut(FlowSnapshot)) {
+        for idx in 0..self.table.capacity() {
+            if self.table.is_valid(idx) {
+                f(self.flow(self.id(idx)).snapshot());
+            }
+        }
+    }
+}
+
+/// A flow's fields and counters, read and written atomically.
+pub struct FlowRef<'r> {
+    table: &'r FlowTable,
+    idx: usize,
+    _reader: PhantomData<&'r ()>,
+}
+
+impl<'r> FlowRef<'r> {
+    fn hot(&self) -> &'r Hot {
+        &self.table.hot[self.idx]
+    }
+    fn cold(&self) -> &'r Cold {
+        &self.table.cold[self.idx]
+    }
+
+    /// The key.
+    pub fn key(&self) -> FlowKey {
+        let k = &self.hot().key;
+        FlowKey::from_words(core::array::from_fn(|i| k[i].load(Ordering::Relaxed)))
+    }
+    /// Cached action.
+    #[inline]
+    pub fn action(&self) -> Action {
+        Action::unpack(self.hot().action.load(Ordering::Acquire))
+    }
+    /// Replaces the action (re-evaluation after a generation change).
+    pub fn set_action(&self, action: Action, gens: Generations) {
+        self.hot().gens.store(gens.pack(), Ordering::Release);
+        self.hot().action.store(action.pack(), Ordering::Release);
+    }
+    /// Generations the action was computed from.
+    #[inline]
+    pub fn generations(&self) -> Generations {
+        Generations::unpack(self.hot().gens.load(Ordering::Acquire))
+    }
+    /// True while the slow path has not decided.
+    pub fn is_held(&self) -> bool {
+        self.action().verdict == Verdict::Hold
+    }
+    /// True while the flow is in the table (it may be deleted concurrently).
+    pub fn is_live(&self) -> bool {
+        self.table.is_valid(self.idx)
+    }
+    /// Slot index of the reverse flow.
+    pub fn reverse(&self) -> Option<u32> {
+        let r = self.cold().reverse.load(Ordering::Acquire);
+        (r != NO_FLOW).then_some(r)
+    }
+    /// Counts a packet: packets, bytes, last-seen time and TCP flags (FIN/SYN/RST/ACK...).
+    #[inline]
+    pub fn record(&self, bytes: u32, now: u32, tcp_flags: u8) {
+        let c = self.cold();
+        c.packets.fetch_add(1, Ordering::Relaxed);
+        c.bytes.fetch_add(u64::from(bytes), Ordering::Relaxed);
+        if c.last_seen.load(Ordering::Relaxed) != now {
+            c.last_seen.store(now, Ordering::Relaxed);
+        }
+        let flags = u32::from(tcp_flags);
+        if c.state.load(Ordering::Relaxed) & flags != flags {
+            c.state.fetch_or(flags, Ordering::Relaxed);
+        }
+    }
+    /// Packets counted.
+    pub fn packets(&self) -> u64 {
+        self.cold().packets.load(Ordering::Relaxed)
+    }
+    /// Bytes counted.
+    pub fn bytes(&self) -> u64 {
+        self.cold().bytes.load(Ordering::Relaxed)
+    }
+    /// Last time a packet was counted.
+    pub fn last_seen(&self) -> u32 {
+        self.cold().last_seen.load(Ordering::Relaxed)
+    }
+    /// TCP flags seen.
+    pub fn tcp_flags(&self) -> u8 {
+        (self.cold().state.load(Ordering::Relaxed) & ST_TCP_MASK) as u8
+    }
+    /// Everything at once.
+    pub fn snapshot(&self) -> FlowSnapshot {
+        FlowSnapshot {
+            index: self.idx as u32,
+            key: self.key(),
+            action: self.action(),
+            generations: self.generations(),
+            packets: self.packets(),
+            bytes: self.bytes(),
+            last_seen: self.last_seen(),
+            reverse: self.reverse(),
+            tcp_flags: self.tcp_flags(),
+        }
+    }
+}

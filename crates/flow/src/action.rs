@@ -27,16 +27,31 @@ pub struct Action {
 
 impl Action {
     /// The action of a held flow.
-    pub const HOLD: Action = Action { verdict: Verdict::Hold, nexthop: 0, ecmp_member: 0, flags: 0 };
+    pub const HOLD: Action = Action {
+        verdict: Verdict::Hold,
+        nexthop: 0,
+        ecmp_member: 0,
+        flags: 0,
+    };
 
     /// Forward to `nexthop`.
     pub const fn allow(nexthop: u32) -> Self {
-        Action { verdict: Verdict::Allow, nexthop, ecmp_member: 0, flags: 0 }
+        Action {
+            verdict: Verdict::Allow,
+            nexthop,
+            ecmp_member: 0,
+            flags: 0,
+        }
     }
 
     /// Drop.
     pub const fn deny() -> Self {
-        Action { verdict: Verdict::Deny, nexthop: 0, ecmp_member: 0, flags: 0 }
+        Action {
+            verdict: Verdict::Deny,
+            nexthop: 0,
+            ecmp_member: 0,
+            flags: 0,
+        }
     }
 
     pub(crate) const fn pack(self) -> u64 {
@@ -54,7 +69,12 @@ impl Action {
             1 => Verdict::Allow,
             _ => Verdict::Deny,
         };
-        Action { verdict, flags: (w >> 8) as u8, ecmp_member: (w >> 16) as u8, nexthop: (w >> 32) as u32 }
+        Action {
+            verdict,
+            flags: (w >> 8) as u8,
+            ecmp_member: (w >> 16) as u8,
+            nexthop: (w >> 32) as u32,
+        }
     }
 }
 
@@ -75,7 +95,10 @@ impl Generations {
     }
 
     pub(crate) const fn unpack(w: u64) -> Self {
-        Generations { route: w as u32, policy: (w >> 32) as u32 }
+        Generations {
+            route: w as u32,
+            policy: (w >> 32) as u32,
+        }
     }
 }
 
@@ -88,11 +111,19 @@ mod tests {
         for a in [
             Action::HOLD,
             Action::deny(),
-            Action { verdict: Verdict::Allow, nexthop: u32::MAX, ecmp_member: 255, flags: 0xa5 },
+            Action {
+                verdict: Verdict::Allow,
+                nexthop: u32::MAX,
+                ecmp_member: 255,
+                flags: 0xa5,
+            },
         ] {
             assert_eq!(Action::unpack(a.pack()), a);
         }
-        let g = Generations { route: 7, policy: u32::MAX };
+        let g = Generations {
+            route: 7,
+            policy: u32::MAX,
+        };
         assert_eq!(Generations::unpack(g.pack()), g);
     }
 }

@@ -23,7 +23,14 @@ pub struct Timeouts {
 impl Default for Timeouts {
     /// Conntrack-like defaults, in seconds.
     fn default() -> Self {
-        Timeouts { tcp_established: 7200, tcp_closing: 10, udp: 30, icmp: 10, other: 30, hold: 2 }
+        Timeouts {
+            tcp_established: 7200,
+            tcp_closing: 10,
+            udp: 30,
+            icmp: 10,
+            other: 30,
+            hold: 2,
+        }
     }
 }
 

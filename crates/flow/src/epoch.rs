@@ -23,7 +23,9 @@ impl Epochs {
     pub(crate) fn new(max_readers: usize) -> Self {
         Epochs {
             global: CachePadded::new(AtomicU64::new(1)),
-            readers: (0..max_readers).map(|_| CachePadded::new(AtomicU64::new(OFFLINE))).collect(),
+            readers: (0..max_readers)
+                .map(|_| CachePadded::new(AtomicU64::new(OFFLINE)))
+                .collect(),
             safe: CachePadded::new(AtomicU64::new(1)),
         }
     }
@@ -32,7 +34,8 @@ impl Epochs {
     pub(crate) fn register(&self) -> Option<usize> {
         let now = self.global.load(Ordering::Acquire);
         self.readers.iter().position(|r| {
-            r.compare_exchange(OFFLINE, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+            r.compare_exchange(OFFLINE, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
         })
     }
 

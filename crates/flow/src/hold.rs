@@ -51,7 +51,10 @@ impl HoldPool {
         }
         HoldPool {
             records: (0..max_held)
-                .map(|_| Record { state: AtomicU32::new(CLOSED), tokens: Default::default() })
+                .map(|_| Record {
+                    state: AtomicU32::new(CLOSED),
+                    tokens: Default::default(),
+                })
                 .collect(),
             free,
             per_flow: per_flow as u32,
@@ -78,7 +81,10 @@ impl HoldPool {
             if n >= self.per_flow {
                 return ParkResult::Overflow;
             }
-            match r.state.compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire) {
+            match r
+                .state
+                .compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => {
                     r.tokens[n as usize].store(WRITTEN | u64::from(token), Ordering::Release);
                     return ParkResult::Parked;

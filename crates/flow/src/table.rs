@@ -187,7 +187,11 @@ impl FlowTable {
         cfg.validate()?;
         let buckets = cfg.capacity.div_ceil(SLOTS).next_power_of_two().max(2);
         let slots = buckets * SLOTS;
-        let quota_len = if cfg.vrf_quota.is_some() { cfg.quota_vrfs as usize } else { 0 };
+        let quota_len = if cfg.vrf_quota.is_some() {
+            cfg.quota_vrfs as usize
+        } else {
+            0
+        };
         Ok(FlowTable {
             buckets: (0..buckets).map(|_| Bucket::default()).collect(),
             hot: (0..slots).map(|_| Hot::default()).collect(),
@@ -220,18 +224,25 @@ impl FlowTable {
 
     /// Registers a reader (one per worker thread). `None` when `max_readers` are in use.
     pub fn reader(&self) -> Option<Reader<'_>> {
-        Some(Reader { table: self, id: self.epochs.register()? })
+        Some(Reader {
+            table: self,
+            id: self.epochs.register()?,
+        })
     }
 
     /// Counters now.
     pub fn stats(&self) -> FlowTableStats {
-        self.counters.snapshot(self.capacity() as u64, self.holds.in_use() as u64)
+        self.counters
+            .snapshot(self.capacity() as u64, self.holds.in_use() as u64)
     }
 
     /// Flows and quota refusals of a VRF (zeros when quotas are off).
     pub fn vrf_usage(&self, vrf: u32) -> (u32, u64) {
         match self.quota_index(vrf) {
-            Some(i) => (self.vrf_counts[i].load(Ordering::Relaxed), self.vrf_refusals[i].load(Ordering::Relaxed)),
+            Some(i) => (
+                self.vrf_counts[i].load(Ordering::Relaxed),
+                self.vrf_refusals[i].load(Ordering::Relaxed),
+            ),
             None => (0, 0),
         }
     }
@@ -263,12 +274,16 @@ impl FlowTable {
     #[inline]
     fn find(&self, words: &[u64; 6], hash: u64) -> Option<usize> {
         let (b1, b2, sig) = locate(hash, self.mask);
-        self.find_in(b1, VALID | sig, words).or_else(|| self.find_in(b2, VALID | sig, words))
+        self.find_in(b1, VALID | sig, words)
+            .or_else(|| self.find_in(b2, VALID | sig, words))
     }
 
     fn lock(&self, b: usize) {
         let l = &self.buckets[b].insert_lock;
-        while l.compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        while l
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
             std::hint::spin_loop();
         }
     }
@@ -284,7 +299,9 @@ impl FlowTable {
             let w = bucket.slots[j].load(Ordering::Acquire);
             let free = w == EMPTY || (w & STATE_MASK == DEAD && self.epochs.reusable(w & LOW_MASK));
             if free
-                && bucket.slots[j].compare_exchange(w, CLAIMED | sig, Ordering::Acquire, Ordering::Relaxed).is_ok()
+                && bucket.slots[j]
+                    .compare_exchange(w, CLAIMED | sig, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
             {
                 return Some(b * SLOTS + j);
             }
@@ -293,7 +310,14 @@ impl FlowTable {
     }
 
     /// Installs a key unpublished (state CLAIMED): the caller publishes or abandons it.
-    fn reserve(&self, key: &FlowKey, action: Action, gens: Generations, now: u32, hold: Option<Ticket>) -> Result<usize, InsertError> {
+    fn reserve(
+        &self,
+        key: &FlowKey,
+        action: Action,
+        gens: Generations,
+        now: u32,
+        hold: Option<Ticket>,
+    ) -> Result<usize, InsertError> {
         let words = key.to_words();
         let (b1, b2, sig) = locate(key.hash(), self.mask);
         self.lock(b1);
@@ -310,7 +334,8 @@ impl FlowTable {
             c.bytes.store(0, Ordering::Relaxed);
             c.reverse.store(NO_FLOW, Ordering::Relaxed);
             c.last_seen.store(now, Ordering::Relaxed);
-            c.state.store(if hold.is_some() { ST_HELD } else { 0 }, Ordering::Relaxed);
+            c.state
+                .store(if hold.is_some() { ST_HELD } else { 0 }, Ordering::Relaxed);
             c.hold.store(hold.unwrap_or(0), Ordering::Relaxed);
         }
         // The unlock publishes the key to the next inserter's duplicate check.
@@ -318,10 +343,22 @@ impl FlowTable {
         result
     }
 
-    fn reserve_locked(&self, words: &[u64; 6], vrf: u32, b1: usize, b2: usize, sig: u32, now: u32) -> Result<usize, InsertError> {
+    fn reserve_locked(
+        &self,
+        words: &[u64; 6],
+        vrf: u32,
+        b1: usize,
+        b2: usize,
+        sig: u32,
+        now: u32,
+    ) -> Result<usize, InsertError> {
         // A flow being installed by another worker (CLAIMED with our signature) counts too.
         for want in [VALID | sig, CLAIMED | sig] {
-            if self.find_in(b1, want, words).or_else(|| self.find_in(b2, want, words)).is_some() {
+            if self
+                .find_in(b1, want, words)
+                .or_else(|| self.find_in(b2, want, words))
+                .is_some()
+            {
                 return Err(InsertError::Exists);
             }
         }
@@ -372,7 +409,10 @@ impl FlowTable {
     fn retire(&self, idx: usize, dropped: &mut impl FnMut(u32)) -> bool {
         let s = self.slot(idx);
         let w = s.load(Ordering::Acquire);
-        if w & STATE_MASK != VALID || s.compare_exchange(w, CLAIMED, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        if w & STATE_MASK != VALID
+            || s.compare_exchange(w, CLAIMED, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
             return false;
         }
         if let Some(i) = self.quota_index(self.vrf_of(idx)) {
@@ -489,7 +529,10 @@ impl<'t> Reader<'t> {
     }
 
     fn id(&self, idx: usize) -> FlowId<'_> {
-        FlowId { idx: idx as u32, _reader: PhantomData }
+        FlowId {
+            idx: idx as u32,
+            _reader: PhantomData,
+        }
     }
 
     /// Looks up one key with its precomputed [`FlowKey::hash`].
@@ -517,7 +560,9 @@ impl<'t> Reader<'t> {
             let want = VALID | sig;
             let first = [b1, b2].into_iter().find_map(|b| {
                 let bucket = &t.buckets[b];
-                (0..SLOTS).find(|&j| bucket.slots[j].load(Ordering::Acquire) == want).map(|j| b * SLOTS + j)
+                (0..SLOTS)
+                    .find(|&j| bucket.slots[j].load(Ordering::Acquire) == want)
+                    .map(|j| b * SLOTS + j)
             });
             if let Some(idx) = first {
                 prefetch(&t.hot[idx]);
@@ -532,7 +577,11 @@ impl<'t> Reader<'t> {
             }
             let words = keys[i].to_words();
             // A signature collision sends us to the full two-bucket search.
-            let hit = if t.key_matches(cand[i], &words) { Some(cand[i]) } else { t.find(&words, hashes[i]) };
+            let hit = if t.key_matches(cand[i], &words) {
+                Some(cand[i])
+            } else {
+                t.find(&words, hashes[i])
+            };
             if let Some(idx) = hit {
                 out[i] = Some(self.id(idx));
                 mask |= 1 << i;
@@ -648,7 +697,11 @@ impl<'t> Reader<'t> {
     /// Access to a flow's fields and counters.
     #[inline]
     pub fn flow<'r>(&'r self, id: FlowId<'r>) -> FlowRef<'r> {
-        FlowRef { table: self.table, idx: id.idx as usize, _reader: PhantomData }
+        FlowRef {
+            table: self.table,
+            idx: id.idx as usize,
+            _reader: PhantomData,
+        }
     }
 
     /// Ages flows: visits `budget` slots from a shared cursor (so workers and a
@@ -660,7 +713,10 @@ impl<'t> Reader<'t> {
         let total = t.capacity();
         let budget = budget.min(total);
         let start = t.sweep_cursor.fetch_add(budget, Ordering::Relaxed) % total;
-        let mut report = SweepReport { visited: budget, ..Default::default() };
+        let mut report = SweepReport {
+            visited: budget,
+            ..Default::default()
+        };
         for k in 0..budget {
             let idx = (start + k) % total;
             let s = t.slot(idx);
@@ -671,10 +727,11 @@ impl<'t> Reader<'t> {
                     t.counters.aged.fetch_add(n as u64, Ordering::Relaxed);
                     report.aged += n;
                 }
-                DEAD if t.epochs.reusable(w & LOW_MASK) => {
-                    if s.compare_exchange(w, EMPTY, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
-                        report.reclaimed += 1;
-                    }
+                DEAD if t.epochs.reusable(w & LOW_MASK)
+                    && s.compare_exchange(w, EMPTY, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok() =>
+                {
+                    report.reclaimed += 1;
                 }
                 _ => {}
             }

@@ -7,7 +7,13 @@ use flow::{Action, FlowTable, FlowTableConfig, FullPolicy, Generations, InsertEr
 use wire::flow::FlowKey;
 
 fn key(n: u32, proto: u8) -> FlowKey {
-    FlowKey::v4(Ipv4Addr::from(0x0a00_0000 + n), Ipv4Addr::new(192, 0, 2, 1), proto, (n % 50000) as u16 + 1024, 80)
+    FlowKey::v4(
+        Ipv4Addr::from(0x0a00_0000 + n),
+        Ipv4Addr::new(192, 0, 2, 1),
+        proto,
+        (n % 50000) as u16 + 1024,
+        80,
+    )
 }
 
 fn table(capacity: usize) -> FlowTable {
@@ -19,7 +25,16 @@ fn pair_insert_lookup_delete() {
     let t = table(1024);
     let r = t.reader().unwrap();
     let k = key(1, 6);
-    let (f, b) = r.insert_pair(&k, &k.reversed(), Action::allow(5), Action::allow(6), Generations { route: 1, policy: 2 }, 10).unwrap();
+    let (f, b) = r
+        .insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(5),
+            Action::allow(6),
+            Generations { route: 1, policy: 2 },
+            10,
+        )
+        .unwrap();
     assert_eq!(r.lookup(&k, k.hash()), Some(f));
     assert_eq!(r.lookup(&k.reversed(), k.reversed().hash()), Some(b));
     assert_eq!(r.flow(f).reverse(), Some(b.index()));
@@ -27,10 +42,28 @@ fn pair_insert_lookup_delete() {
     assert_eq!(r.flow(b).action(), Action::allow(6));
     assert_eq!(r.flow(f).generations(), Generations { route: 1, policy: 2 });
     assert_eq!(r.flow(f).key(), k);
-    assert_eq!(r.insert_pair(&k, &k.reversed(), Action::deny(), Action::deny(), Generations::default(), 10), Err(InsertError::Exists));
+    assert_eq!(
+        r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::deny(),
+            Action::deny(),
+            Generations::default(),
+            10
+        ),
+        Err(InsertError::Exists)
+    );
     r.flow(f).record(100, 11, 0x12);
     r.flow(f).record(50, 12, 0x10);
-    assert_eq!((r.flow(f).packets(), r.flow(f).bytes(), r.flow(f).last_seen(), r.flow(f).tcp_flags()), (2, 150, 12, 0x12));
+    assert_eq!(
+        (
+            r.flow(f).packets(),
+            r.flow(f).bytes(),
+            r.flow(f).last_seen(),
+            r.flow(f).tcp_flags()
+        ),
+        (2, 150, 12, 0x12)
+    );
     assert_eq!(t.stats().entries, 2);
     assert_eq!(r.delete(f, |_| {}), 2);
     assert_eq!(r.delete(f, |_| {}), 0, "second delete finds nothing");
@@ -44,7 +77,16 @@ fn symmetric_key_is_its_own_reverse() {
     let t = table(64);
     let r = t.reader().unwrap();
     let k = FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 1), 1, 7, 7);
-    let (f, b) = r.insert_pair(&k, &k.reversed(), Action::allow(1), Action::allow(1), Generations::default(), 0).unwrap();
+    let (f, b) = r
+        .insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(1),
+            Action::allow(1),
+            Generations::default(),
+            0,
+        )
+        .unwrap();
     assert_eq!(f, b);
     assert_eq!(t.stats().entries, 1);
 }
@@ -55,10 +97,20 @@ fn burst_lookup_matches_single_lookups() {
     let r = t.reader().unwrap();
     for n in 0..1000 {
         let k = key(n, 17);
-        r.insert_pair(&k, &k.reversed(), Action::allow(n), Action::allow(n), Generations::default(), 0).unwrap();
+        r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(n),
+            Action::allow(n),
+            Generations::default(),
+            0,
+        )
+        .unwrap();
     }
     // Half present, half absent, in one burst of 64.
-    let keys: Vec<FlowKey> = (0..64).map(|i| if i % 2 == 0 { key(i * 7, 17) } else { key(5000 + i, 17) }).collect();
+    let keys: Vec<FlowKey> = (0..64)
+        .map(|i| if i % 2 == 0 { key(i * 7, 17) } else { key(5000 + i, 17) })
+        .collect();
     let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
     let mut out = [None; 64];
     let mask = r.lookup_burst(&keys, &hashes, &mut out);
@@ -82,7 +134,14 @@ fn full_table_refuses_and_counts() {
     let (mut ok, mut full) = (0, 0);
     for n in 0..200 {
         let k = key(n, 17);
-        match r.insert_pair(&k, &k.reversed(), Action::allow(1), Action::allow(1), Generations::default(), 0) {
+        match r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(1),
+            Action::allow(1),
+            Generations::default(),
+            0,
+        ) {
             Ok(_) => ok += 2,
             Err(InsertError::Full) => full += 1,
             Err(e) => panic!("{e}"),
@@ -110,7 +169,14 @@ fn eviction_frees_closing_flows_after_a_grace_period() {
     loop {
         let k = key(n, 6);
         n += 1;
-        match r.insert_pair(&k, &k.reversed(), Action::allow(1), Action::allow(1), Generations::default(), 0) {
+        match r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(1),
+            Action::allow(1),
+            Generations::default(),
+            0,
+        ) {
             Ok((f, _)) => r.flow(f).record(60, 0, 0x11),
             Err(InsertError::Full) => break,
             Err(e) => panic!("{e}"),
@@ -120,7 +186,17 @@ fn eviction_frees_closing_flows_after_a_grace_period() {
     let k = key(n - 1, 6);
     r.quiescent();
     // The evicted pair's slots are reusable now that the only reader has moved on.
-    assert!(r.insert_pair(&k, &k.reversed(), Action::allow(2), Action::allow(2), Generations::default(), 1).is_ok());
+    assert!(
+        r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(2),
+            Action::allow(2),
+            Generations::default(),
+            1
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -132,7 +208,9 @@ fn retired_slots_wait_for_every_reader() {
     let mut keys = Vec::new();
     for n in 0..1000 {
         let k = key(n, 17);
-        if a.insert_pair(&k, &k, Action::allow(1), Action::allow(1), Generations::default(), 0).is_ok() {
+        if a.insert_pair(&k, &k, Action::allow(1), Action::allow(1), Generations::default(), 0)
+            .is_ok()
+        {
             keys.push(k);
         }
     }
@@ -142,7 +220,12 @@ fn retired_slots_wait_for_every_reader() {
     a.delete(id, |_| {});
     // Reader b has not passed a quiescent point, so the slot stays retired.
     let fresh: Vec<FlowKey> = (5000..6000).map(|n| key(n, 17)).collect();
-    let try_fill = |r: &flow::Reader<'_>| fresh.iter().any(|k| r.insert_pair(k, k, Action::deny(), Action::deny(), Generations::default(), 0).is_ok());
+    let try_fill = |r: &flow::Reader<'_>| {
+        fresh.iter().any(|k| {
+            r.insert_pair(k, k, Action::deny(), Action::deny(), Generations::default(), 0)
+                .is_ok()
+        })
+    };
     assert!(!try_fill(&a), "slot reused while reader b may still hold it");
     drop(b);
     a.quiescent();
@@ -171,7 +254,17 @@ fn hold_park_resolve() {
     r.insert_held(&key(2, 17), 5).unwrap();
     assert_eq!(r.insert_held(&key(3, 17), 5), Err(InsertError::HoldLimit));
     let mut released = Vec::new();
-    let rev = r.resolve(h, &k.reversed(), Action::allow(9), Action::allow(8), Generations { route: 3, policy: 4 }, 6, |t| released.push(t)).unwrap();
+    let rev = r
+        .resolve(
+            h,
+            &k.reversed(),
+            Action::allow(9),
+            Action::allow(8),
+            Generations { route: 3, policy: 4 },
+            6,
+            |t| released.push(t),
+        )
+        .unwrap();
     assert_eq!(released, vec![100, 101, 102]);
     assert_eq!(r.flow(h).action(), Action::allow(9));
     assert_eq!(r.flow(h).reverse(), Some(rev.index()));
@@ -183,10 +276,28 @@ fn hold_park_resolve() {
 #[test]
 fn ageing_by_protocol_and_tcp_state() {
     let mut cfg = FlowTableConfig::with_capacity(1024);
-    cfg.timeouts = Timeouts { tcp_established: 100, tcp_closing: 5, udp: 20, icmp: 10, other: 30, hold: 2 };
+    cfg.timeouts = Timeouts {
+        tcp_established: 100,
+        tcp_closing: 5,
+        udp: 20,
+        icmp: 10,
+        other: 30,
+        hold: 2,
+    };
     let t = FlowTable::new(cfg).unwrap();
     let r = t.reader().unwrap();
-    let install = |k: FlowKey| r.insert_pair(&k, &k.reversed(), Action::allow(1), Action::allow(1), Generations::default(), 0).unwrap().0;
+    let install = |k: FlowKey| {
+        r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(1),
+            Action::allow(1),
+            Generations::default(),
+            0,
+        )
+        .unwrap()
+        .0
+    };
     let tcp = install(key(1, 6));
     let tcp_fin = install(key(2, 6));
     let udp = install(key(3, 17));
@@ -221,7 +332,15 @@ fn sweep_is_incremental() {
     let r = t.reader().unwrap();
     for n in 0..500 {
         let k = key(n, 17);
-        r.insert_pair(&k, &k.reversed(), Action::allow(1), Action::allow(1), Generations::default(), 0).unwrap();
+        r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(1),
+            Action::allow(1),
+            Generations::default(),
+            0,
+        )
+        .unwrap();
     }
     let mut aged = 0;
     let mut calls = 0;
@@ -244,7 +363,14 @@ fn vrf_quota() {
     let mut ok = 0;
     for n in 0..20 {
         let k = key(n, 17).with_vrf(3);
-        match r.insert_pair(&k, &k.reversed(), Action::allow(1), Action::allow(1), Generations::default(), 0) {
+        match r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(1),
+            Action::allow(1),
+            Generations::default(),
+            0,
+        ) {
             Ok(_) => ok += 1,
             Err(e) => assert_eq!(e, InsertError::Quota),
         }
@@ -254,7 +380,17 @@ fn vrf_quota() {
     assert!(t.vrf_usage(3).1 >= 15);
     // Another VRF is unaffected.
     let k = key(1, 17).with_vrf(4);
-    assert!(r.insert_pair(&k, &k.reversed(), Action::allow(1), Action::allow(1), Generations::default(), 0).is_ok());
+    assert!(
+        r.insert_pair(
+            &k,
+            &k.reversed(),
+            Action::allow(1),
+            Action::allow(1),
+            Generations::default(),
+            0
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -271,10 +407,25 @@ fn config_errors_name_the_field() {
 #[test]
 fn stats_and_memory() {
     let t = table(1 << 16);
-    assert!(FlowTable::bytes_per_flow() <= 128, "{} bytes per flow", FlowTable::bytes_per_flow());
+    assert!(
+        FlowTable::bytes_per_flow() <= 128,
+        "{} bytes per flow",
+        FlowTable::bytes_per_flow()
+    );
     let r = t.reader().unwrap();
     let k = key(1, 17);
-    r.insert_pair(&k, &k.reversed(), Action::allow(1), Action { verdict: Verdict::Deny, ..Action::deny() }, Generations::default(), 0).unwrap();
+    r.insert_pair(
+        &k,
+        &k.reversed(),
+        Action::allow(1),
+        Action {
+            verdict: Verdict::Deny,
+            ..Action::deny()
+        },
+        Generations::default(),
+        0,
+    )
+    .unwrap();
     let s = t.stats();
     assert_eq!(s.entries, 2);
     assert!(s.occupancy() > 0.0 && s.occupancy() < 0.001);

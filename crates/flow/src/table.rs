@@ -544,16 +544,16 @@ impl<'t> Reader<'t> {
     /// Looks up a burst of keys with precomputed hashes (at most [`MAX_BURST`]; extra keys
     /// are ignored). Fills `out` and returns the hit mask (bit i set when `keys[i]` hit).
     ///
-    /// Three passes overlap the cache misses: prefetch both buckets of every key; scan the
-    /// slot words for the signature and prefetch the candidate entries; compare keys.
+    /// Three passes overlap the cache misses: prefetch the first bucket of every key; scan
+    /// the slot words for the signature and prefetch the candidate entries; compare keys.
     pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
         let t = self.table;
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
         let mut cand = [usize::MAX; MAX_BURST];
+        // Inserts fill the first bucket before the second, so below ~90% load nearly
+        // every key is in its first bucket: prefetching the second would waste bandwidth.
         for &h in &hashes[..n] {
-            let (b1, b2, _) = locate(h, t.mask);
-            prefetch(&t.buckets[b1]);
-            prefetch(&t.buckets[b2]);
+            prefetch(&t.buckets[locate(h, t.mask).0]);
         }
         for i in 0..n {
             let (b1, b2, sig) = locate(hashes[i], t.mask);

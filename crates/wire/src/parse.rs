@@ -207,6 +207,7 @@ fn off16(x: usize) -> u16 {
     x as u16
 }
 
+#[inline]
 fn parse_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
     let eth = EthernetFrame::new_checked(&buf[at..])?;
     h.l2 = off16(at);
@@ -244,6 +245,7 @@ fn parse_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
 }
 
 /// Dispatches on the IP version nibble (MPLS and L3 GRE payloads carry no EtherType).
+#[inline]
 fn parse_ip_at(buf: &[u8], at: usize, h: &mut Headers, layer: Layer, field: &'static str) -> Result<()> {
     match buf.get(at).map(|b| b >> 4) {
         Some(4) => parse_ipv4(buf, at, h),
@@ -253,6 +255,7 @@ fn parse_ip_at(buf: &[u8], at: usize, h: &mut Headers, layer: Layer, field: &'st
     }
 }
 
+#[inline]
 fn parse_ipv4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
     let p = Ipv4Packet::new_checked(&buf[at..])?;
     if p.version() != 4 {
@@ -276,6 +279,7 @@ fn parse_ipv4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
     parse_l4(&buf[..end], at + p.header_len(), h)
 }
 
+#[inline]
 fn parse_ipv6(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
     let p = Ipv6Packet::new_checked(&buf[at..])?;
     if p.version() != 6 {
@@ -297,6 +301,7 @@ fn parse_ipv6(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
 }
 
 /// `buf` ends where the IP packet ends.
+#[inline]
 fn parse_l4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
     let seg = &buf[at..];
     h.l4 = off16(at);
@@ -337,6 +342,7 @@ fn parse_l4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
     Ok(())
 }
 
+#[inline]
 fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta) -> Result<()> {
     let o = &meta.outer;
     if o.l4 == ABSENT {

@@ -1,0 +1,316 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function.
+
+//! The flow table at 1M live flows versus papaya, scc, dashmap and `RwLock<HashMap>`
+//! (all with ahash) on the same keys, in the same run: hit and miss lookups (ours in
+//! bursts of 64), inserts, a 90/10 lookup/update mix, with 1 and 2 threads; plus the
+//! machine's floor, independent random reads over a buffer as large as our table.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use flow::{Action, FlowTable, FlowTableConfig, Generations};
+use wire::flow::FlowKey;
+
+const LIVE: usize = 1 << 20;
+const BURST: usize = 64;
+
+type Ahash = ahash::RandomState;
+
+fn key(n: u64) -> FlowKey {
+    // Spread the way real 5-tuples are: addresses and ports vary.
+    let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    FlowKey::v4(Ipv4Addr::from((x >> 32) as u32), Ipv4Addr::from(0x0a00_0000 | (n as u32 & 0xffff)), 6, x as u16, 443)
+}
+
+fn shuffled(n: usize, offset: u64) -> Vec<FlowKey> {
+    let mut v: Vec<FlowKey> = (0..n as u64).map(|i| key(i + offset)).collect();
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..v.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+trait Map: Sync {
+    fn name(&self) -> &'static str;
+    fn insert(&self, k: FlowKey, v: u64) -> bool;
+    fn get(&self, k: &FlowKey) -> Option<u64>;
+    fn remove(&self, k: &FlowKey);
+}
+
+struct Papaya(papaya::HashMap<FlowKey, u64, Ahash>);
+struct Scc(scc::HashMap<FlowKey, u64, Ahash>);
+struct Dash(dashmap::DashMap<FlowKey, u64, Ahash>);
+struct Locked(RwLock<HashMap<FlowKey, u64, Ahash>>);
+
+impl Map for Papaya {
+    fn name(&self) -> &'static str {
+        "papaya"
+    }
+    fn insert(&self, k: FlowKey, v: u64) -> bool {
+        self.0.pin().insert(k, v).is_none()
+    }
+    fn get(&self, k: &FlowKey) -> Option<u64> {
+        self.0.pin().get(k).copied()
+    }
+    fn remove(&self, k: &FlowKey) {
+        self.0.pin().remove(k);
+    }
+}
+impl Map for Scc {
+    fn name(&self) -> &'static str {
+        "scc"
+    }
+    fn insert(&self, k: FlowKey, v: u64) -> bool {
+        self.0.insert_sync(k, v).is_ok()
+    }
+    fn get(&self, k: &FlowKey) -> Option<u64> {
+        self.0.read_sync(k, |_, v| *v)
+    }
+    fn remove(&self, k: &FlowKey) {
+        self.0.remove_sync(k);
+    }
+}
+impl Map for Dash {
+    fn name(&self) -> &'static str {
+        "dashmap"
+    }
+    fn insert(&self, k: FlowKey, v: u64) -> bool {
+        self.0.insert(k, v).is_none()
+    }
+    fn get(&self, k: &FlowKey) -> Option<u64> {
+        self.0.get(k).map(|v| *v)
+    }
+    fn remove(&self, k: &FlowKey) {
+        self.0.remove(k);
+    }
+}
+impl Map for Locked {
+    fn name(&self) -> &'static str {
+        "rwlock_hashmap"
+    }
+    fn insert(&self, k: FlowKey, v: u64) -> bool {
+        self.0.write().unwrap().insert(k, v).is_none()
+    }
+    fn get(&self, k: &FlowKey) -> Option<u64> {
+        self.0.read().unwrap().get(k).copied()
+    }
+    fn remove(&self, k: &FlowKey) {
+        self.0.write().unwrap().remove(k);
+    }
+}
+
+fn new_peers() -> Vec<Box<dyn Map>> {
+    vec![
+        Box::new(Papaya(papaya::HashMap::with_capacity_and_hasher(LIVE, Ahash::new()))),
+        Box::new(Scc(scc::HashMap::with_capacity_and_hasher(LIVE, Ahash::new()))),
+        Box::new(Dash(dashmap::DashMap::with_capacity_and_hasher(LIVE, Ahash::new()))),
+        Box::new(Locked(RwLock::new(HashMap::with_capacity_and_hasher(LIVE, Ahash::new())))),
+    ]
+}
+
+fn our_table() -> FlowTable {
+    FlowTable::new(FlowTableConfig::with_capacity(2 * LIVE)).unwrap()
+}
+
+/// Runs `work(thread, iterations)` on `threads` threads and returns the wall time.
+fn timed(threads: usize, iters: u64, work: &(dyn Fn(usize, u64) + Sync)) -> Duration {
+    let per = iters.div_ceil(threads as u64);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            s.spawn(move || work(t, per));
+        }
+    });
+    start.elapsed()
+}
+
+fn bench_flow(c: &mut Criterion) {
+    let live = shuffled(LIVE, 0);
+    let absent = shuffled(LIVE, 1 << 40);
+    let live_hashes: Vec<u64> = live.iter().map(FlowKey::hash).collect();
+    let absent_hashes: Vec<u64> = absent.iter().map(FlowKey::hash).collect();
+
+    let table = our_table();
+    {
+        let r = table.reader().unwrap();
+        for (i, k) in live.iter().enumerate() {
+            r.insert_pair(k, k, Action::allow(i as u32), Action::allow(i as u32), Generations::default(), 0).unwrap();
+        }
+    }
+    let peers = new_peers();
+    for m in &peers {
+        for (i, k) in live.iter().enumerate() {
+            m.insert(*k, i as u64);
+        }
+    }
+
+    for threads in [1usize, 2] {
+        for (label, keys, hashes) in [("hit", &live, &live_hashes), ("miss", &absent, &absent_hashes)] {
+            let mut g = c.benchmark_group(format!("flow_lookup_{label}/{threads}t"));
+            g.throughput(Throughput::Elements(BURST as u64));
+            g.bench_function("vrouter_flow_burst", |b| {
+                b.iter_custom(|iters| {
+                    timed(threads, iters, &|t, n| {
+                        let mut r = table.reader().unwrap();
+                        let mut at = t * 7919 * BURST % (LIVE - BURST);
+                        let mut hits = 0u32;
+                        for _ in 0..n {
+                            // Ids live for one burst: the borrow checker ends them at quiescent().
+                            let mut out = [None; BURST];
+                            let m = r.lookup_burst(&keys[at..at + BURST], &hashes[at..at + BURST], &mut out);
+                            hits += m.count_ones();
+                            r.quiescent();
+                            at = (at + BURST) % (LIVE - BURST);
+                        }
+                        black_box(hits);
+                    })
+                })
+            });
+            for m in &peers {
+                g.bench_function(m.name(), |b| {
+                    b.iter_custom(|iters| {
+                        timed(threads, iters, &|t, n| {
+                            let mut at = t * 7919 * BURST % (LIVE - BURST);
+                            let mut hits = 0u32;
+                            for _ in 0..n {
+                                for k in &keys[at..at + BURST] {
+                                    hits += u32::from(m.get(k).is_some());
+                                }
+                                at = (at + BURST) % (LIVE - BURST);
+                            }
+                            black_box(hits);
+                        })
+                    })
+                });
+            }
+            g.finish();
+        }
+
+        // 90% hit lookups, 10% updates (delete one live flow, insert one new one).
+        let mut g = c.benchmark_group(format!("flow_mixed_90_10/{threads}t"));
+        g.throughput(Throughput::Elements(BURST as u64));
+        g.bench_function("vrouter_flow_burst", |b| {
+            b.iter_custom(|iters| {
+                timed(threads, iters, &|t, n| {
+                    let mut r = table.reader().unwrap();
+                    let mut at = t * 7919 * BURST % (LIVE - BURST);
+                    for i in 0..n {
+                        let mut out = [None; BURST];
+                        r.lookup_burst(&live[at..at + BURST - 6], &live_hashes[at..at + BURST - 6], &mut out);
+                        for j in 0..3 {
+                            let k = &absent[(at + j + t * 3) % LIVE];
+                            if let Some(id) = r.lookup(k, k.hash()) {
+                                r.delete(id, |_| {});
+                            } else {
+                                let _ = r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), i as u32);
+                            }
+                        }
+                        r.quiescent();
+                        at = (at + BURST) % (LIVE - BURST);
+                    }
+                })
+            })
+        });
+        for m in &peers {
+            g.bench_function(m.name(), |b| {
+                b.iter_custom(|iters| {
+                    timed(threads, iters, &|t, n| {
+                        let mut at = t * 7919 * BURST % (LIVE - BURST);
+                        for _ in 0..n {
+                            for k in &live[at..at + BURST - 6] {
+                                black_box(m.get(k));
+                            }
+                            for j in 0..3 {
+                                let k = absent[(at + j + t * 3) % LIVE];
+                                if m.get(&k).is_some() {
+                                    m.remove(&k);
+                                } else {
+                                    m.insert(k, 1);
+                                }
+                            }
+                            at = (at + BURST) % (LIVE - BURST);
+                        }
+                    })
+                })
+            });
+        }
+        g.finish();
+    }
+    drop(table);
+    drop(peers);
+
+    // Flow setup rate: inserts into an empty table until 1M flows, then a fresh table.
+    let mut g = c.benchmark_group("flow_insert");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    for threads in [1usize, 2] {
+        g.bench_function(BenchmarkId::new("vrouter_flow", format!("{threads}t")), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(LIVE as u64);
+                    let t = our_table();
+                    total += timed(threads, n, &|th, per| {
+                        let r = t.reader().unwrap();
+                        let base = th * (LIVE / 2);
+                        for k in &live[base..base + per as usize] {
+                            let _ = r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0);
+                        }
+                    });
+                    left -= n;
+                }
+                total
+            })
+        });
+        for make in 0..4 {
+            let name = new_peers()[make].name();
+            g.bench_function(BenchmarkId::new(name, format!("{threads}t")), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    let mut left = iters;
+                    while left > 0 {
+                        let n = left.min(LIVE as u64);
+                        let m = new_peers().swap_remove(make);
+                        total += timed(threads, n, &|th, per| {
+                            let base = th * (LIVE / 2);
+                            for k in &live[base..base + per as usize] {
+                                m.insert(*k, 1);
+                            }
+                        });
+                        left -= n;
+                    }
+                    total
+                })
+            });
+        }
+    }
+    g.finish();
+
+    // The floor: independent random 8-byte reads over a buffer the size of our table.
+    let words = our_table().capacity() * FlowTable::bytes_per_flow() / 8;
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let idx: Vec<usize> = live_hashes.iter().map(|h| (*h as usize) % words).collect();
+    let mut g = c.benchmark_group("flow_floor");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.bench_function("random_read_same_size", |b| {
+        let mut at = 0;
+        b.iter(|| {
+            let s: u64 = idx[at..at + BURST].iter().map(|&i| buf[i]).sum();
+            at = (at + BURST) % (LIVE - BURST);
+            black_box(s)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_flow);
+criterion_main!(benches);

@@ -23,7 +23,13 @@ type Ahash = ahash::RandomState;
 fn key(n: u64) -> FlowKey {
     // Spread the way real 5-tuples are: addresses and ports vary.
     let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    FlowKey::v4(Ipv4Addr::from((x >> 32) as u32), Ipv4Addr::from(0x0a00_0000 | (n as u32 & 0xffff)), 6, x as u16, 443)
+    FlowKey::v4(
+        Ipv4Addr::from((x >> 32) as u32),
+        Ipv4Addr::from(0x0a00_0000 | (n as u32 & 0xffff)),
+        6,
+        x as u16,
+        443,
+    )
 }
 
 fn shuffled(n: usize, offset: u64) -> Vec<FlowKey> {
@@ -112,7 +118,10 @@ fn new_peers() -> Vec<Box<dyn Map>> {
         Box::new(Papaya(papaya::HashMap::with_capacity_and_hasher(LIVE, Ahash::new()))),
         Box::new(Scc(scc::HashMap::with_capacity_and_hasher(LIVE, Ahash::new()))),
         Box::new(Dash(dashmap::DashMap::with_capacity_and_hasher(LIVE, Ahash::new()))),
-        Box::new(Locked(RwLock::new(HashMap::with_capacity_and_hasher(LIVE, Ahash::new())))),
+        Box::new(Locked(RwLock::new(HashMap::with_capacity_and_hasher(
+            LIVE,
+            Ahash::new(),
+        )))),
     ]
 }
 
@@ -142,7 +151,15 @@ fn bench_flow(c: &mut Criterion) {
     {
         let r = table.reader().unwrap();
         for (i, k) in live.iter().enumerate() {
-            r.insert_pair(k, k, Action::allow(i as u32), Action::allow(i as u32), Generations::default(), 0).unwrap();
+            r.insert_pair(
+                k,
+                k,
+                Action::allow(i as u32),
+                Action::allow(i as u32),
+                Generations::default(),
+                0,
+            )
+            .unwrap();
         }
     }
     let peers = new_peers();
@@ -210,7 +227,14 @@ fn bench_flow(c: &mut Criterion) {
                             if let Some(id) = r.lookup(k, k.hash()) {
                                 r.delete(id, |_| {});
                             } else {
-                                let _ = r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), i as u32);
+                                let _ = r.insert_pair(
+                                    k,
+                                    k,
+                                    Action::allow(1),
+                                    Action::allow(1),
+                                    Generations::default(),
+                                    i as u32,
+                                );
                             }
                         }
                         r.quiescent();

@@ -2,7 +2,7 @@
 //! only when every online reader has announced a later one, i.e. has passed a point where
 //! it holds no flow ids.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 

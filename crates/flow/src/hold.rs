@@ -5,7 +5,7 @@
 //! closes the record and drains it. The generation in the count word, also kept in the
 //! flow entry, stops a late parker from landing in a record reused by another flow.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -109,7 +109,7 @@ impl HoldPool {
                 if t & WRITTEN != 0 {
                     break t;
                 }
-                std::hint::spin_loop();
+                crate::sync::spin();
             };
             out(t as u32);
         }

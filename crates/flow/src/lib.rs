@@ -39,6 +39,7 @@ mod config;
 mod epoch;
 mod hold;
 mod stats;
+mod sync;
 mod table;
 
 pub use action::{Action, Generations, Verdict};

@@ -1,7 +1,7 @@
 //! Table-wide counters. They change on inserts, deletes and refusals, never on a lookup,
 //! and each sits on its own cache line.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 

@@ -1,9 +1,9 @@
 //! The table itself: buckets of slot words, hot and cold entry arrays, and the reader
 //! handle through which every operation goes.
 
+use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use wire::flow::FlowKey;
@@ -262,20 +262,22 @@ impl FlowTable {
         (0..6).all(|i| k[i].load(Ordering::Relaxed) == words[i])
     }
 
+    /// Finds the key in bucket `b` among slots whose word satisfies `state_ok`.
     #[inline]
-    fn find_in(&self, b: usize, want: u32, words: &[u64; 6]) -> Option<usize> {
+    fn find_in(&self, b: usize, words: &[u64; 6], state_ok: impl Fn(u32) -> bool) -> Option<usize> {
         let bucket = &self.buckets[b];
         (0..SLOTS).find_map(|j| {
             let idx = b * SLOTS + j;
-            (bucket.slots[j].load(Ordering::Acquire) == want && self.key_matches(idx, words)).then_some(idx)
+            (state_ok(bucket.slots[j].load(Ordering::Acquire)) && self.key_matches(idx, words)).then_some(idx)
         })
     }
 
     #[inline]
     fn find(&self, words: &[u64; 6], hash: u64) -> Option<usize> {
         let (b1, b2, sig) = locate(hash, self.mask);
-        self.find_in(b1, VALID | sig, words)
-            .or_else(|| self.find_in(b2, VALID | sig, words))
+        let valid = |w| w == VALID | sig;
+        self.find_in(b1, words, valid)
+            .or_else(|| self.find_in(b2, words, valid))
     }
 
     fn lock(&self, b: usize) {
@@ -284,7 +286,7 @@ impl FlowTable {
             .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            std::hint::spin_loop();
+            crate::sync::spin();
         }
     }
 
@@ -353,14 +355,15 @@ impl FlowTable {
         now: u32,
     ) -> Result<usize, InsertError> {
         // A flow being installed by another worker (CLAIMED with our signature) counts too.
-        for want in [VALID | sig, CLAIMED | sig] {
-            if self
-                .find_in(b1, want, words)
-                .or_else(|| self.find_in(b2, want, words))
-                .is_some()
-            {
-                return Err(InsertError::Exists);
-            }
+        // One load per slot decides both states: a slot going CLAIMED -> VALID between two
+        // separate passes would be missed by both (loom found exactly that).
+        let present = |w| w == VALID | sig || w == CLAIMED | sig;
+        if self
+            .find_in(b1, words, present)
+            .or_else(|| self.find_in(b2, words, present))
+            .is_some()
+        {
+            return Err(InsertError::Exists);
         }
         let quota = self.quota_index(vrf);
         if let (Some(i), Some(limit)) = (quota, self.cfg.vrf_quota)

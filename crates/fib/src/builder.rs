@@ -1,0 +1,262 @@
+//! The control plane's side: an editable copy of the state, and `publish`, which
+//! compiles what changed into a new snapshot and swaps it in atomically.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::FibError;
+use crate::ecmp::EcmpGroup;
+use crate::lpm::{Lpm4, Lpm6};
+use crate::nexthop::{Neighbor, Nexthop, NexthopId, VrfId};
+use crate::prefix::{Addr, Route};
+use crate::snapshot::{Compiled, Fib, Snapshot, VrfTables};
+
+/// Highest VRF id accepted (VRF tables are indexed by id).
+pub const MAX_VRF: VrfId = (1 << 20) - 1;
+
+#[derive(Default)]
+struct VrfRoutes {
+    v4: BTreeMap<(u32, u8), NexthopId>,
+    v6: BTreeMap<(u128, u8), NexthopId>,
+}
+
+/// Edits forwarding state and publishes it. Changes are invisible to readers until
+/// [`publish`](Self::publish), which applies the whole batch at once.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use fib::{Fib, FibBuilder, Nexthop};
+/// let fib = Fib::new();
+/// let mut b = FibBuilder::new();
+/// b.add_vrf(1).unwrap();
+/// b.set_nexthop(10, Nexthop::Interface { port: 0, gateway: Some("192.0.2.1".parse().unwrap()) }).unwrap();
+/// b.add_route(1, "10.0.0.0".parse().unwrap(), 8, 10).unwrap();
+/// assert_eq!(b.publish(&fib).unwrap(), 1);
+/// assert_eq!(fib.snapshot().lookup(1, "10.1.2.3".parse().unwrap()), Ok(10));
+/// ```
+#[derive(Default)]
+pub struct FibBuilder {
+    vrfs: BTreeMap<VrfId, VrfRoutes>,
+    nexthops: BTreeMap<NexthopId, Nexthop>,
+    labels: HashMap<u32, NexthopId>,
+    vnis: HashMap<u32, VrfId>,
+    neighbors: HashMap<(u32, IpAddr), Neighbor>,
+    dirty_vrfs: BTreeSet<VrfId>,
+    dirty_nexthops: bool,
+    dirty_labels: bool,
+    dirty_vnis: bool,
+    dirty_neighbors: bool,
+    /// Compiled ECMP groups of the last publish, so the next keeps their buckets.
+    ecmp: HashMap<NexthopId, EcmpGroup>,
+}
+
+/// A fresh copy of a map if it changed, else the previous snapshot's, shared.
+fn pick<K: Clone, V: Clone>(dirty: bool, mine: &HashMap<K, V>, theirs: &Arc<HashMap<K, V>>) -> Arc<HashMap<K, V>> {
+    if dirty { Arc::new(mine.clone()) } else { theirs.clone() }
+}
+
+fn split(addr: IpAddr) -> Result<(Option<u32>, Option<u128>), FibError> {
+    Ok(match addr {
+        IpAddr::V4(a) => (Some(a.into()), None),
+        IpAddr::V6(a) => (None, Some(a.into())),
+    })
+}
+
+impl FibBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        FibBuilder::default()
+    }
+
+    /// Creates a VRF (idempotent).
+    pub fn add_vrf(&mut self, vrf: VrfId) -> Result<(), FibError> {
+        if vrf > MAX_VRF {
+            return Err(FibError::new("vrf", format!("{vrf} exceeds the maximum {MAX_VRF}")));
+        }
+        self.vrfs.entry(vrf).or_default();
+        self.dirty_vrfs.insert(vrf);
+        Ok(())
+    }
+
+    /// Removes a VRF and its routes.
+    pub fn remove_vrf(&mut self, vrf: VrfId) {
+        if self.vrfs.remove(&vrf).is_some() {
+            self.dirty_vrfs.insert(vrf);
+        }
+    }
+
+    fn routes(&mut self, vrf: VrfId) -> Result<&mut VrfRoutes, FibError> {
+        self.dirty_vrfs.insert(vrf);
+        self.vrfs
+            .get_mut(&vrf)
+            .ok_or_else(|| FibError::new("vrf", format!("VRF {vrf} does not exist")))
+    }
+
+    /// Adds or replaces a route. Host bits must be clear (`10.0.0.1/8` is rejected,
+    /// naming the route): a typo in a prefix should not silently route something else.
+    pub fn add_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8, nexthop: NexthopId) -> Result<(), FibError> {
+        let bad = |what: &str| FibError::new("route", format!("{prefix}/{len} in VRF {vrf}: {what}"));
+        match split(prefix)? {
+            (Some(a), _) => {
+                if len > 32 {
+                    return Err(bad("length above 32"));
+                }
+                if a.network(len) != a {
+                    return Err(bad("host bits set"));
+                }
+                self.routes(vrf)?.v4.insert((a, len), nexthop);
+            }
+            (_, Some(a)) => {
+                if len > 128 {
+                    return Err(bad("length above 128"));
+                }
+                if a.network(len) != a {
+                    return Err(bad("host bits set"));
+                }
+                self.routes(vrf)?.v6.insert((a, len), nexthop);
+            }
+            _ => unreachable!("split returns one family"),
+        }
+        Ok(())
+    }
+
+    /// Removes a route; `false` if it was not there.
+    pub fn remove_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8) -> bool {
+        let Ok(r) = self.routes(vrf) else { return false };
+        match prefix {
+            IpAddr::V4(a) => r.v4.remove(&(a.into(), len)).is_some(),
+            IpAddr::V6(a) => r.v6.remove(&(a.into(), len)).is_some(),
+        }
+    }
+
+    /// Defines or replaces a nexthop. ECMP groups may not contain ECMP groups and have
+    /// 1 to 255 members.
+    pub fn set_nexthop(&mut self, id: NexthopId, nh: Nexthop) -> Result<(), FibError> {
+        if let Nexthop::Ecmp { members } = &nh {
+            if members.is_empty() || members.len() > 255 {
+                return Err(FibError::new(
+                    "nexthop",
+                    format!("ECMP group {id}: {} members (1-255 allowed)", members.len()),
+                ));
+            }
+            if let Some((m, _)) = members
+                .iter()
+                .find(|(m, _)| matches!(self.nexthops.get(m), Some(Nexthop::Ecmp { .. })))
+            {
+                return Err(FibError::new(
+                    "nexthop",
+                    format!("ECMP group {id}: member {m} is itself an ECMP group"),
+                ));
+            }
+        }
+        self.nexthops.insert(id, nh);
+        self.dirty_nexthops = true;
+        Ok(())
+    }
+
+    /// Removes a nexthop; routes still pointing at it resolve to a counted
+    /// `Miss::UnresolvedNexthop`.
+    pub fn remove_nexthop(&mut self, id: NexthopId) {
+        self.dirty_nexthops |= self.nexthops.remove(&id).is_some();
+    }
+
+    /// Maps an incoming MPLS label to a nexthop.
+    pub fn set_label(&mut self, label: u32, nexthop: NexthopId) -> Result<(), FibError> {
+        if label >= 1 << 20 {
+            return Err(FibError::new("label", format!("{label} exceeds 20 bits")));
+        }
+        self.labels.insert(label, nexthop);
+        self.dirty_labels = true;
+        Ok(())
+    }
+
+    /// Maps a VXLAN VNI to a VRF.
+    pub fn set_vni(&mut self, vni: u32, vrf: VrfId) -> Result<(), FibError> {
+        if vni >= 1 << 24 {
+            return Err(FibError::new("vni", format!("{vni} exceeds 24 bits")));
+        }
+        self.vnis.insert(vni, vrf);
+        self.dirty_vnis = true;
+        Ok(())
+    }
+
+    /// Adds or updates a neighbour.
+    pub fn set_neighbor(&mut self, port: u32, ip: IpAddr, neighbor: Neighbor) {
+        self.neighbors.insert((port, ip), neighbor);
+        self.dirty_neighbors = true;
+    }
+
+    /// Removes a neighbour.
+    pub fn remove_neighbor(&mut self, port: u32, ip: IpAddr) {
+        self.dirty_neighbors |= self.neighbors.remove(&(port, ip)).is_some();
+    }
+
+    /// Compiles what changed since the last publish into a new snapshot (sharing every
+    /// unchanged VRF table and map with the previous one) and swaps it in. Returns the new
+    /// generation.
+    pub fn publish(&mut self, fib: &Fib) -> Result<u32, FibError> {
+        let prev = fib.snapshot();
+        let mut vrfs = prev.vrfs.clone();
+        for &id in &self.dirty_vrfs {
+            let slot = id as usize;
+            if vrfs.len() <= slot {
+                vrfs.resize(slot + 1, None);
+            }
+            vrfs[slot] = self.vrfs.get(&id).map(|r| {
+                let v4: Vec<Route<u32>> =
+                    r.v4.iter()
+                        .map(|(&(net, len), &nexthop)| Route { net, len, nexthop })
+                        .collect();
+                let v6: Vec<Route<u128>> =
+                    r.v6.iter()
+                        .map(|(&(net, len), &nexthop)| Route { net, len, nexthop })
+                        .collect();
+                Arc::new(VrfTables {
+                    v4: Lpm4::build(&v4),
+                    v6: Lpm6::build(&v6),
+                    routes: v4.len() + v6.len(),
+                })
+            });
+        }
+        while vrfs.last().is_some_and(Option::is_none) {
+            vrfs.pop();
+        }
+        let nexthops = if self.dirty_nexthops {
+            let mut compiled = HashMap::with_capacity(self.nexthops.len());
+            let mut groups = HashMap::new();
+            for (&id, nh) in &self.nexthops {
+                let c = match nh {
+                    Nexthop::Ecmp { members } => {
+                        let g = EcmpGroup::build(members, self.ecmp.get(&id));
+                        groups.insert(id, g.clone());
+                        Compiled::Ecmp(g)
+                    }
+                    other => Compiled::Plain(other.clone()),
+                };
+                compiled.insert(id, c);
+            }
+            self.ecmp = groups;
+            Arc::new(compiled)
+        } else {
+            prev.nexthops.clone()
+        };
+        let snapshot = Snapshot {
+            generation: prev.generation.wrapping_add(1),
+            vrfs,
+            nexthops,
+            labels: pick(self.dirty_labels, &self.labels, &prev.labels),
+            vnis: pick(self.dirty_vnis, &self.vnis, &prev.vnis),
+            neighbors: pick(self.dirty_neighbors, &self.neighbors, &prev.neighbors),
+            stats: fib.stats.clone(),
+        };
+        let generation = snapshot.generation;
+        fib.current.store(Arc::new(snapshot));
+        self.dirty_vrfs.clear();
+        self.dirty_nexthops = false;
+        self.dirty_labels = false;
+        self.dirty_vnis = false;
+        self.dirty_neighbors = false;
+        Ok(generation)
+    }
+}

@@ -1,0 +1,330 @@
+//! An immutable, complete view of all forwarding state, and the atomically swapped
+//! pointer workers read it through.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use wire::ethernet::MacAddr;
+
+use crate::ecmp::EcmpGroup;
+use crate::lpm::{Lpm4, Lpm6};
+use crate::nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
+
+/// Deepest chain of VRF translations followed before giving up.
+pub const MAX_TRANSLATE_DEPTH: usize = 4;
+
+pub(crate) struct VrfTables {
+    pub(crate) v4: Lpm4,
+    pub(crate) v6: Lpm6,
+    pub(crate) routes: usize,
+}
+
+pub(crate) enum Compiled {
+    Plain(Nexthop),
+    Ecmp(EcmpGroup),
+}
+
+/// Why a destination could not be resolved. Each is counted in [`FibStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// No VRF with this id.
+    NoVrf,
+    /// No route covers the destination.
+    NoRoute,
+    /// The route points at a nexthop id that is not defined.
+    UnresolvedNexthop(NexthopId),
+    /// VRF translations chained deeper than [`MAX_TRANSLATE_DEPTH`] (a loop).
+    TranslateLoop,
+}
+
+/// Where a packet goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Drop.
+    Discard,
+    /// Deliver to this node.
+    Receive,
+    /// Send out of `port` to `next_hop` (`mac` is `None` while the neighbour is unknown
+    /// or incomplete: resolve it and park the packet).
+    Interface {
+        /// Egress port.
+        port: u32,
+        /// The IP whose MAC is needed.
+        next_hop: IpAddr,
+        /// Its MAC, if resolved.
+        mac: Option<MacAddr>,
+    },
+    /// Encapsulate; the underlay resolution says where the outer packet goes.
+    Tunnel {
+        /// Encapsulation.
+        encap: Encap,
+        /// Outer source.
+        src: IpAddr,
+        /// Outer destination.
+        dst: IpAddr,
+        /// Egress port of the outer packet.
+        port: u32,
+        /// Next hop of the outer packet.
+        next_hop: IpAddr,
+        /// Its MAC, if resolved.
+        mac: Option<MacAddr>,
+    },
+}
+
+/// A resolution and the choices that led to it, to cache in a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolved {
+    /// The final (non-ECMP, non-translate) nexthop.
+    pub nexthop: NexthopId,
+    /// ECMP member index chosen (0 without ECMP).
+    pub ecmp_member: u8,
+    /// What to do.
+    pub resolution: Resolution,
+}
+
+/// Counters of a FIB, shared by all its snapshots.
+#[derive(Debug, Default)]
+pub struct FibStats {
+    pub(crate) no_route: AtomicU64,
+    pub(crate) unresolved_nexthop: AtomicU64,
+    pub(crate) unresolved_neighbor: AtomicU64,
+    pub(crate) translate_loop: AtomicU64,
+}
+
+impl FibStats {
+    /// (no route, unresolved nexthop, unresolved neighbour, translate loop) counts.
+    pub fn get(&self) -> (u64, u64, u64, u64) {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            g(&self.no_route),
+            g(&self.unresolved_nexthop),
+            g(&self.unresolved_neighbor),
+            g(&self.translate_loop),
+        )
+    }
+}
+
+/// One published generation of all forwarding state. Immutable: workers hold it for a
+/// burst and never see a later change half-applied.
+pub struct Snapshot {
+    pub(crate) generation: u32,
+    pub(crate) vrfs: Vec<Option<Arc<VrfTables>>>,
+    pub(crate) nexthops: Arc<HashMap<NexthopId, Compiled>>,
+    pub(crate) labels: Arc<HashMap<u32, NexthopId>>,
+    pub(crate) vnis: Arc<HashMap<u32, VrfId>>,
+    pub(crate) neighbors: Arc<HashMap<(u32, IpAddr), Neighbor>>,
+    pub(crate) stats: Arc<FibStats>,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Snapshot {
+    /// Generation number (starts at 1, +1 per publish): flows cache it and are
+    /// re-evaluated when it changes.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    fn vrf(&self, vrf: VrfId) -> Option<&VrfTables> {
+        self.vrfs.get(vrf as usize)?.as_deref()
+    }
+
+    /// Longest-prefix match: the nexthop id of the best route to `dst` in `vrf`.
+    #[inline]
+    pub fn lookup(&self, vrf: VrfId, dst: IpAddr) -> Result<NexthopId, Miss> {
+        let t = self.vrf(vrf).ok_or(Miss::NoVrf)?;
+        let hit = match dst {
+            IpAddr::V4(a) => t.v4.lookup(a.into()),
+            IpAddr::V6(a) => t.v6.lookup(a.into()),
+        };
+        hit.ok_or(Miss::NoRoute)
+    }
+
+    /// Looks up a burst of IPv4 destinations in one VRF (prefetching across the burst).
+    pub fn lookup_v4_burst(&self, vrf: VrfId, dsts: &[u32], out: &mut [Option<NexthopId>]) {
+        match self.vrf(vrf) {
+            Some(t) => t.v4.lookup_burst(dsts, out),
+            None => out.iter_mut().for_each(|o| *o = None),
+        }
+    }
+
+    /// Looks up a burst of IPv6 destinations in one VRF (level by level, prefetching).
+    pub fn lookup_v6_burst(&self, vrf: VrfId, dsts: &[u128], out: &mut [Option<NexthopId>]) {
+        match self.vrf(vrf) {
+            Some(t) => t.v6.lookup_burst(dsts, out),
+            None => out.iter_mut().for_each(|o| *o = None),
+        }
+    }
+
+    /// Full resolution for a new flow: route lookup, VRF translations, the ECMP member
+    /// for `flow_hash`, and the neighbour (for tunnels, the underlay's). Misses are
+    /// counted.
+    pub fn resolve(&self, vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<Resolved, Miss> {
+        let r = self.resolve_inner(vrf, dst, flow_hash);
+        match r {
+            Err(Miss::NoRoute | Miss::NoVrf) => bump(&self.stats.no_route),
+            Err(Miss::UnresolvedNexthop(_)) => bump(&self.stats.unresolved_nexthop),
+            Err(Miss::TranslateLoop) => bump(&self.stats.translate_loop),
+            Ok(Resolved {
+                resolution: Resolution::Interface { mac: None, .. } | Resolution::Tunnel { mac: None, .. },
+                ..
+            }) => bump(&self.stats.unresolved_neighbor),
+            Ok(_) => {}
+        }
+        r
+    }
+
+    fn resolve_inner(&self, mut vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<Resolved, Miss> {
+        for _ in 0..MAX_TRANSLATE_DEPTH {
+            let mut id = self.lookup(vrf, dst)?;
+            let mut member = 0u8;
+            let mut nh = self.nexthops.get(&id).ok_or(Miss::UnresolvedNexthop(id))?;
+            if let Compiled::Ecmp(g) = nh {
+                let m = g.pick(flow_hash);
+                member = m as u8;
+                id = g.members[m].0;
+                nh = self.nexthops.get(&id).ok_or(Miss::UnresolvedNexthop(id))?;
+            }
+            let Compiled::Plain(nh) = nh else {
+                return Err(Miss::UnresolvedNexthop(id));
+            };
+            let resolution = match nh {
+                Nexthop::Discard => Resolution::Discard,
+                Nexthop::Receive => Resolution::Receive,
+                &Nexthop::Interface { port, gateway } => {
+                    let next_hop = gateway.unwrap_or(dst);
+                    Resolution::Interface {
+                        port,
+                        next_hop,
+                        mac: self.mac(port, next_hop),
+                    }
+                }
+                &Nexthop::Tunnel {
+                    encap,
+                    src,
+                    dst: outer,
+                    underlay_vrf,
+                } => {
+                    let under = self.resolve_inner(underlay_vrf, outer, flow_hash)?;
+                    match under.resolution {
+                        Resolution::Interface { port, next_hop, mac } => Resolution::Tunnel {
+                            encap,
+                            src,
+                            dst: outer,
+                            port,
+                            next_hop,
+                            mac,
+                        },
+                        // A tunnel whose underlay is not a plain interface is not forwardable.
+                        _ => return Err(Miss::UnresolvedNexthop(id)),
+                    }
+                }
+                &Nexthop::VrfTranslate { vrf: to } => {
+                    vrf = to;
+                    continue;
+                }
+                Nexthop::Ecmp { .. } => return Err(Miss::UnresolvedNexthop(id)),
+            };
+            return Ok(Resolved {
+                nexthop: id,
+                ecmp_member: member,
+                resolution,
+            });
+        }
+        Err(Miss::TranslateLoop)
+    }
+
+    /// The MAC of a usable neighbour.
+    pub fn mac(&self, port: u32, ip: IpAddr) -> Option<MacAddr> {
+        self.neighbors
+            .get(&(port, ip))
+            .filter(|n| n.state != NeighborState::Incomplete)
+            .map(|n| n.mac)
+    }
+
+    /// A neighbour entry in any state.
+    pub fn neighbor(&self, port: u32, ip: IpAddr) -> Option<Neighbor> {
+        self.neighbors.get(&(port, ip)).copied()
+    }
+
+    /// The nexthop an incoming MPLS label maps to (MPLSoUDP / MPLSoGRE decapsulation).
+    pub fn label(&self, label: u32) -> Option<NexthopId> {
+        self.labels.get(&label).copied()
+    }
+
+    /// The VRF a VXLAN VNI maps to.
+    pub fn vni(&self, vni: u32) -> Option<VrfId> {
+        self.vnis.get(&vni).copied()
+    }
+
+    /// A nexthop's definition (ECMP groups report `None`: resolve picks a member).
+    pub fn nexthop(&self, id: NexthopId) -> Option<&Nexthop> {
+        match self.nexthops.get(&id)? {
+            Compiled::Plain(n) => Some(n),
+            Compiled::Ecmp(_) => None,
+        }
+    }
+
+    /// Routes in a VRF (both families).
+    pub fn route_count(&self, vrf: VrfId) -> usize {
+        self.vrf(vrf).map_or(0, |t| t.routes)
+    }
+
+    /// Bytes of the compiled route tables of every VRF.
+    pub fn table_bytes(&self) -> usize {
+        self.vrfs
+            .iter()
+            .flatten()
+            .map(|t| t.v4.bytes() + t.v6.bytes() + core::mem::size_of::<VrfTables>())
+            .sum()
+    }
+}
+
+/// The published FIB: an atomically swapped snapshot pointer. Readers never block; a
+/// snapshot is freed when the last reader drops it.
+pub struct Fib {
+    pub(crate) current: ArcSwap<Snapshot>,
+    pub(crate) stats: Arc<FibStats>,
+}
+
+impl Fib {
+    /// An empty FIB (generation 0, no VRFs).
+    pub fn new() -> Self {
+        let stats = Arc::new(FibStats::default());
+        let empty = Snapshot {
+            generation: 0,
+            vrfs: Vec::new(),
+            nexthops: Arc::default(),
+            labels: Arc::default(),
+            vnis: Arc::default(),
+            neighbors: Arc::default(),
+            stats: stats.clone(),
+        };
+        Fib {
+            current: ArcSwap::from_pointee(empty),
+            stats,
+        }
+    }
+
+    /// The current snapshot; hold it for a burst, then drop it.
+    #[inline]
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Miss counters.
+    pub fn stats(&self) -> &FibStats {
+        &self.stats
+    }
+}
+
+impl Default for Fib {
+    fn default() -> Self {
+        Fib::new()
+    }
+}

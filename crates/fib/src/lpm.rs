@@ -82,3 +82,101 @@ impl Lpm6 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dir248::Dir248;
+    use crate::intervals::Intervals;
+    use crate::prefix::Addr;
+    use crate::trie6::Trie6;
+    use proptest::prelude::*;
+
+    /// The reference: longest matching prefix by scanning every route.
+    fn naive<A: Addr>(routes: &[Route<A>], a: A) -> Option<u32> {
+        routes
+            .iter()
+            .filter(|r| a.network(r.len) == r.net)
+            .max_by_key(|r| r.len)
+            .map(|r| r.nexthop)
+    }
+
+    /// Prefixes clustered enough to nest and overlap, with /0 and host routes.
+    fn routes4() -> impl Strategy<Value = Vec<Route<u32>>> {
+        proptest::collection::vec((any::<u32>(), 0u8..=32, 0u32..1000), 0..200).prop_map(|v| {
+            let mut seen = std::collections::BTreeMap::new();
+            for (a, len, nh) in v {
+                // Keep addresses within a few /8s so prefixes overlap often.
+                let a = (a & 0x03ff_ffff) | 0x0a00_0000;
+                seen.insert((a.network(len), len), nh);
+            }
+            seen.into_iter()
+                .map(|((net, len), nexthop)| Route { net, len, nexthop })
+                .collect()
+        })
+    }
+
+    fn routes6() -> impl Strategy<Value = Vec<Route<u128>>> {
+        proptest::collection::vec((any::<u128>(), 0u8..=128, 0u32..1000), 0..200).prop_map(|v| {
+            let mut seen = std::collections::BTreeMap::new();
+            for (a, len, nh) in v {
+                let a = (a & ((1u128 << 100) - 1)) | (0x2001_0db8u128 << 96);
+                seen.insert((a.network(len), len), nh);
+            }
+            seen.into_iter()
+                .map(|((net, len), nexthop)| Route { net, len, nexthop })
+                .collect()
+        })
+    }
+
+    /// Probe addresses: each route's first and last address, the one after, and randoms.
+    fn probes<A: Addr>(routes: &[Route<A>], extra: &[A]) -> Vec<A> {
+        let mut v: Vec<A> = extra.to_vec();
+        for r in routes {
+            v.push(r.net);
+            v.push(r.net.last(r.len));
+            if let Some(s) = r.net.last(r.len).succ() {
+                v.push(s);
+            }
+        }
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn ipv4_layouts_match_the_reference(routes in routes4(), extra in proptest::collection::vec(any::<u32>(), 32)) {
+            let small = Intervals::build(&routes);
+            let big = Dir248::build(&routes);
+            let addrs = probes(&routes, &extra);
+            let mut burst = vec![None; addrs.len().min(64)];
+            big.lookup_burst(&addrs[..burst.len()], &mut burst);
+            for (i, &a) in addrs.iter().enumerate() {
+                let want = naive(&routes, a);
+                prop_assert_eq!(small.lookup(a), want, "intervals {:#x}", a);
+                prop_assert_eq!(big.lookup(a), want, "dir-24-8 {:#x}", a);
+                if i < burst.len() {
+                    prop_assert_eq!(burst[i], want);
+                }
+            }
+        }
+
+        #[test]
+        fn ipv6_layouts_match_the_reference(routes in routes6(), extra in proptest::collection::vec(any::<u128>(), 32)) {
+            let small = Intervals::build(&routes);
+            let big = Trie6::build(&routes);
+            let addrs = probes(&routes, &extra);
+            let mut burst = vec![None; addrs.len().min(64)];
+            big.lookup_burst(&addrs[..burst.len()], &mut burst);
+            for (i, &a) in addrs.iter().enumerate() {
+                let want = naive(&routes, a);
+                prop_assert_eq!(small.lookup(a), want, "intervals {:#x}", a);
+                prop_assert_eq!(big.lookup(a), want, "trie {:#x}", a);
+                if i < burst.len() {
+                    prop_assert_eq!(burst[i], want);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The FIB through its public API: builder edits against a model, resolution of every
+//! nexthop kind and every miss, RCU publication under concurrent readers, ECMP quality,
+//! memory of many small VRFs, and configuration errors.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use fib::{ECMP_BUCKETS, Encap, Fib, FibBuilder, HashFields, Miss, Neighbor, NeighborState, Nexthop, Resolution};
+use proptest::prelude::*;
+use wire::ethernet::MacAddr;
+use wire::flow::FlowKey;
+
+fn v4(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Add(u32, bool, u128, u8, u32),
+    Remove(u32, bool, u128, u8),
+    Publish,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u32..3, any::<bool>(), any::<u128>(), any::<u8>(), 0u32..50).prop_map(|(v, six, a, l, n)| Op::Add(v, six, a, l, n)),
+        2 => (0u32..3, any::<bool>(), any::<u128>(), any::<u8>()).prop_map(|(v, six, a, l)| Op::Remove(v, six, a, l)),
+        1 => Just(Op::Publish),
+    ]
+}
+
+/// Turns random bits into a clustered prefix (so routes nest, and removes hit).
+fn prefix(six: bool, a: u128, l: u8) -> (IpAddr, u8) {
+    if six {
+        let len = l % 129;
+        let a =
+            ((a & 0xffff) << 64 | 0x2001_0db8u128 << 96) & (u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0));
+        (IpAddr::V6(Ipv6Addr::from(a)), len)
+    } else {
+        let len = l % 33;
+        let a = (0x0a00_0000 | (a as u32 & 0x00ff_ffff)) & (u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0));
+        (IpAddr::V4(Ipv4Addr::from(a)), len)
+    }
+}
+
+fn covers(net: IpAddr, len: u8, a: IpAddr) -> bool {
+    match (net, a) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => len == 0 || (u32::from(n) ^ u32::from(a)) >> (32 - u32::from(len)) == 0,
+        (IpAddr::V6(n), IpAddr::V6(a)) => len == 0 || (u128::from(n) ^ u128::from(a)) >> (128 - u32::from(len)) == 0,
+        _ => false,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn builder_matches_model(ops in proptest::collection::vec(op(), 1..120), probes in proptest::collection::vec((any::<bool>(), any::<u128>()), 40)) {
+        let fib = Fib::new();
+        let mut b = FibBuilder::new();
+        for v in 0..3 {
+            b.add_vrf(v).unwrap();
+        }
+        // The model: what was published, per VRF.
+        let mut pending: BTreeMap<(u32, IpAddr, u8), u32> = BTreeMap::new();
+        let mut published = pending.clone();
+        for op in ops {
+            match op {
+                Op::Add(v, six, a, l, nh) => {
+                    let (net, len) = prefix(six, a, l);
+                    b.add_route(v, net, len, nh).unwrap();
+                    pending.insert((v, net, len), nh);
+                }
+                Op::Remove(v, six, a, l) => {
+                    let (net, len) = prefix(six, a, l);
+                    prop_assert_eq!(b.remove_route(v, net, len), pending.remove(&(v, net, len)).is_some());
+                }
+                Op::Publish => {
+                    b.publish(&fib).unwrap();
+                    published = pending.clone();
+                }
+            }
+            // Readers see exactly the last published batch.
+            let snap = fib.snapshot();
+            for &(six, bits) in &probes {
+                let (addr, _) = prefix(six, bits, 128);
+                for v in 0..3 {
+                    let want = published
+                        .iter()
+                        .filter(|((pv, net, len), _)| *pv == v && covers(*net, *len, addr))
+                        .max_by_key(|((_, _, len), _)| *len)
+                        .map(|(_, nh)| *nh);
+                    let got = snap.lookup(v, addr).ok();
+                    prop_assert_eq!(got, want, "vrf {} addr {}", v, addr);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn resolution_of_every_nexthop_kind() {
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    for v in [0, 1, 2, 3] {
+        b.add_vrf(v).unwrap();
+    }
+    let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+    b.set_nexthop(
+        1,
+        Nexthop::Interface {
+            port: 3,
+            gateway: Some(v4("192.0.2.1")),
+        },
+    )
+    .unwrap();
+    b.set_nexthop(2, Nexthop::Discard).unwrap();
+    b.set_nexthop(3, Nexthop::Receive).unwrap();
+    b.set_nexthop(4, Nexthop::VrfTranslate { vrf: 0 }).unwrap();
+    b.set_nexthop(
+        5,
+        Nexthop::Tunnel {
+            encap: Encap::MplsOverUdp { label: 100 },
+            src: v4("192.0.2.10"),
+            dst: v4("198.51.100.7"),
+            underlay_vrf: 0,
+        },
+    )
+    .unwrap();
+    b.set_nexthop(6, Nexthop::Interface { port: 4, gateway: None }).unwrap();
+    b.set_nexthop(
+        7,
+        Nexthop::Ecmp {
+            members: vec![(1, 1), (6, 1)],
+        },
+    )
+    .unwrap();
+    b.set_nexthop(8, Nexthop::VrfTranslate { vrf: 3 }).unwrap();
+    b.set_neighbor(
+        3,
+        v4("192.0.2.1"),
+        Neighbor {
+            mac,
+            state: NeighborState::Reachable,
+        },
+    );
+    b.set_neighbor(
+        4,
+        v4("10.9.0.5"),
+        Neighbor {
+            mac,
+            state: NeighborState::Incomplete,
+        },
+    );
+    b.add_route(0, v4("0.0.0.0"), 0, 1).unwrap();
+    b.add_route(0, v4("10.9.0.0"), 16, 6).unwrap();
+    b.add_route(1, v4("10.1.0.0"), 16, 2).unwrap();
+    b.add_route(1, v4("10.2.0.1"), 32, 3).unwrap();
+    b.add_route(1, v4("10.3.0.0"), 16, 4).unwrap();
+    b.add_route(1, v4("10.4.0.0"), 16, 5).unwrap();
+    b.add_route(1, v4("10.5.0.0"), 16, 7).unwrap();
+    b.add_route(1, v4("10.6.0.0"), 16, 99).unwrap();
+    b.add_route(2, v4("0.0.0.0"), 0, 8).unwrap();
+    b.add_route(3, v4("0.0.0.0"), 0, 8).unwrap();
+    b.set_label(100, 3).unwrap();
+    b.set_vni(5001, 1).unwrap();
+    assert_eq!(b.publish(&fib).unwrap(), 1);
+    let s = fib.snapshot();
+    let r = |vrf, a| s.resolve(vrf, v4(a), 0x1234_5678_9abc_def0);
+    assert_eq!(r(1, "10.1.2.3").unwrap().resolution, Resolution::Discard);
+    assert_eq!(r(1, "10.2.0.1").unwrap().resolution, Resolution::Receive);
+    assert_eq!(
+        r(1, "10.3.0.1").unwrap().resolution,
+        Resolution::Interface {
+            port: 3,
+            next_hop: v4("192.0.2.1"),
+            mac: Some(mac)
+        }
+    );
+    assert_eq!(
+        r(1, "10.4.0.1").unwrap().resolution,
+        Resolution::Tunnel {
+            encap: Encap::MplsOverUdp { label: 100 },
+            src: v4("192.0.2.10"),
+            dst: v4("198.51.100.7"),
+            port: 3,
+            next_hop: v4("192.0.2.1"),
+            mac: Some(mac)
+        }
+    );
+    // An incomplete neighbour is a usable route with no MAC yet (counted).
+    assert_eq!(
+        s.resolve(0, v4("10.9.0.5"), 0).unwrap().resolution,
+        Resolution::Interface {
+            port: 4,
+            next_hop: v4("10.9.0.5"),
+            mac: None
+        }
+    );
+    assert_eq!(r(1, "10.6.0.1"), Err(Miss::UnresolvedNexthop(99)));
+    assert_eq!(r(1, "11.0.0.1"), Err(Miss::NoRoute));
+    assert_eq!(r(9, "10.1.0.1"), Err(Miss::NoVrf));
+    assert_eq!(r(2, "1.2.3.4"), Err(Miss::TranslateLoop));
+    assert_eq!(
+        (s.label(100), s.label(101), s.vni(5001), s.vni(1)),
+        (Some(3), None, Some(1), None)
+    );
+    let (no_route, unresolved_nh, unresolved_neigh, loops) = fib.stats().get();
+    assert_eq!((no_route, unresolved_nh, unresolved_neigh, loops), (2, 1, 1, 1));
+    // ECMP: members chosen by hash; both appear over many flows.
+    let mut seen = std::collections::BTreeSet::new();
+    for h in 0..64u64 {
+        let res = s
+            .resolve(1, v4("10.5.0.1"), h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .unwrap();
+        seen.insert((res.nexthop, res.ecmp_member));
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![(1, 0), (6, 1)]);
+}
+
+#[test]
+fn bad_changes_name_what_is_wrong() {
+    let mut b = FibBuilder::new();
+    b.add_vrf(1).unwrap();
+    let e = b.add_route(1, v4("10.0.0.1"), 8, 1).unwrap_err();
+    assert_eq!(e.what, "route");
+    assert!(e.detail.contains("10.0.0.1/8") && e.detail.contains("host bits"), "{e}");
+    assert!(
+        b.add_route(1, v4("10.0.0.0"), 33, 1)
+            .unwrap_err()
+            .detail
+            .contains("above 32")
+    );
+    assert!(
+        b.add_route(2, v4("10.0.0.0"), 8, 1)
+            .unwrap_err()
+            .detail
+            .contains("VRF 2")
+    );
+    assert_eq!(b.set_label(1 << 20, 1).unwrap_err().what, "label");
+    assert_eq!(b.set_vni(1 << 24, 1).unwrap_err().what, "vni");
+    b.set_nexthop(1, Nexthop::Ecmp { members: vec![(2, 1)] }).unwrap();
+    assert!(
+        b.set_nexthop(3, Nexthop::Ecmp { members: vec![(1, 1)] })
+            .unwrap_err()
+            .detail
+            .contains("itself an ECMP")
+    );
+    assert!(b.set_nexthop(4, Nexthop::Ecmp { members: vec![] }).is_err());
+}
+
+#[test]
+fn readers_never_see_half_a_batch() {
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    b.add_vrf(1).unwrap();
+    let prefixes: Vec<Ipv4Addr> = (0..64u32).map(|i| Ipv4Addr::from(0x0a00_0000 + (i << 8))).collect();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut last = 0;
+                let mut checks = 0u64;
+                while !stop.load(Ordering::Relaxed) || checks == 0 {
+                    let snap = fib.snapshot();
+                    let g = snap.generation();
+                    assert!(g >= last, "generation went backwards");
+                    last = g;
+                    if g == 0 {
+                        continue;
+                    }
+                    // Every route of batch g points to nexthop g: a torn read would mix them.
+                    for p in &prefixes {
+                        assert_eq!(snap.lookup(1, IpAddr::V4(*p)), Ok(g), "generation {g}");
+                    }
+                    checks += 1;
+                }
+            });
+        }
+        for g in 1..=300u32 {
+            for p in &prefixes {
+                b.add_route(1, IpAddr::V4(*p), 24, g).unwrap();
+            }
+            assert_eq!(b.publish(&fib).unwrap(), g);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+}
+
+/// Flows moved when one member leaves, and the chi-squared of the spread, for 2..64
+/// members: printed for docs/PERFORMANCE.md, bounded here.
+#[test]
+fn ecmp_resilience_and_balance() {
+    let flows: Vec<FlowKey> = (0..100_000u32)
+        .map(|i| {
+            FlowKey::v4(
+                Ipv4Addr::from(0x0a00_0000 + i),
+                Ipv4Addr::new(10, 255, 0, 1),
+                6,
+                (i % 60000) as u16 + 1024,
+                443,
+            )
+        })
+        .collect();
+    let fields = HashFields::default();
+    let hashes: Vec<u64> = flows.iter().map(|k| fields.hash(k)).collect();
+    eprintln!("| members | flows moved on removal | ideal 1/N | chi-squared | df |");
+    for n in [2u32, 3, 4, 8, 16, 32, 64] {
+        let fib = Fib::new();
+        let mut b = FibBuilder::new();
+        b.add_vrf(0).unwrap();
+        for m in 0..n {
+            b.set_nexthop(100 + m, Nexthop::Interface { port: m, gateway: None })
+                .unwrap();
+        }
+        b.set_nexthop(
+            1,
+            Nexthop::Ecmp {
+                members: (0..n).map(|m| (100 + m, 1)).collect(),
+            },
+        )
+        .unwrap();
+        b.add_route(0, v4("0.0.0.0"), 0, 1).unwrap();
+        b.publish(&fib).unwrap();
+        let before: Vec<u32> = hashes
+            .iter()
+            .map(|&h| fib.snapshot().resolve(0, v4("1.1.1.1"), h).unwrap().nexthop)
+            .collect();
+        let mut counts = vec![0f64; n as usize];
+        for &nh in &before {
+            counts[(nh - 100) as usize] += 1.0;
+        }
+        let expected = flows.len() as f64 / f64::from(n);
+        let chi2: f64 = counts.iter().map(|c| (c - expected).powi(2) / expected).sum();
+        // Remove the last member.
+        b.set_nexthop(
+            1,
+            Nexthop::Ecmp {
+                members: (0..n - 1).map(|m| (100 + m, 1)).collect(),
+            },
+        )
+        .unwrap();
+        b.publish(&fib).unwrap();
+        let snap = fib.snapshot();
+        let mut moved = 0;
+        for (i, &h) in hashes.iter().enumerate() {
+            let after = snap.resolve(0, v4("1.1.1.1"), h).unwrap().nexthop;
+            if after != before[i] {
+                assert_eq!(before[i], 100 + n - 1, "a flow of a remaining member moved");
+                moved += 1;
+            }
+        }
+        let frac = moved as f64 / flows.len() as f64;
+        eprintln!(
+            "| {n} | {frac:.4} | {:.4} | {chi2:.1} | {} |",
+            1.0 / f64::from(n),
+            n - 1
+        );
+        assert!(
+            (frac - 1.0 / f64::from(n)).abs() < 0.25 / f64::from(n),
+            "moved {frac} of flows with {n} members"
+        );
+        // df = n-1; 99.99th percentile is below df + 9*sqrt(2 df) + 10 for these df.
+        let df = f64::from(n - 1);
+        assert!(
+            chi2 < df + 9.0 * (2.0 * df).sqrt() + 10.0,
+            "chi2 {chi2} for {n} members"
+        );
+    }
+    assert_eq!(ECMP_BUCKETS % 64, 0);
+}
+
+#[test]
+fn many_small_vrfs_cost_kilobytes() {
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    b.set_nexthop(1, Nexthop::Discard).unwrap();
+    for vrf in 1..=4096u32 {
+        b.add_vrf(vrf).unwrap();
+        for i in 0..100u32 {
+            // Each tenant's subnets: a /24 each, each to its own nexthop, inside its own /16.
+            let net = 0x0a00_0000 | (vrf % 256) << 16 | i << 8;
+            b.add_route(vrf, IpAddr::V4(Ipv4Addr::from(net)), 24, i + 1).unwrap();
+        }
+    }
+    b.publish(&fib).unwrap();
+    let s = fib.snapshot();
+    let bytes = s.table_bytes();
+    eprintln!(
+        "4096 VRFs x 100 routes: {} KiB of tables, {:.1} bytes per route",
+        bytes / 1024,
+        bytes as f64 / 409_600.0
+    );
+    assert!(bytes < 64 << 20, "{bytes} bytes");
+    assert_eq!(s.lookup(4096, v4("10.0.99.7")), Ok(100));
+    assert_eq!(s.route_count(17), 100);
+}

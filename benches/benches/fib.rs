@@ -1,0 +1,347 @@
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function.
+
+//! Longest-prefix match at 1K, 100K and 1M IPv4 prefixes and 100K IPv6 prefixes (a
+//! BGP-like length mix), with uniform and skewed destinations, versus poptrie,
+//! prefix-trie and ip_network_table on the same prefixes and addresses, in one run; plus
+//! the random-read floor over a buffer as large as our table. Build time, memory and the
+//! route update rate are printed to stderr.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use fib::{Fib, FibBuilder};
+use ip_network_table::IpNetworkTable;
+use ipnet::{Ipv4Net, Ipv6Net};
+use prefix_trie::PrefixMap;
+
+const BURST: usize = 64;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn mask4(a: u32, len: u8) -> u32 {
+    if len == 0 { 0 } else { a & (u32::MAX << (32 - len)) }
+}
+
+fn mask6(a: u128, len: u8) -> u128 {
+    if len == 0 { 0 } else { a & (u128::MAX << (128 - len)) }
+}
+
+/// BGP-like IPv4 lengths: mostly /24, then /22-/23, /16-/21, few shorter or longer.
+fn v4_prefixes(n: usize, rng: &mut Rng) -> Vec<(u32, u8, u32)> {
+    let lens: [(u8, u32); 12] = [
+        (24, 580),
+        (23, 80),
+        (22, 100),
+        (21, 50),
+        (20, 50),
+        (19, 40),
+        (18, 20),
+        (17, 15),
+        (16, 25),
+        (12, 10),
+        (8, 2),
+        (28, 8),
+    ];
+    let total: u32 = lens.iter().map(|l| l.1).sum();
+    let mut seen = std::collections::HashSet::new();
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        let mut pick = (rng.next() % u64::from(total)) as u32;
+        let len = lens
+            .iter()
+            .find(|l| {
+                if pick < l.1 {
+                    true
+                } else {
+                    pick -= l.1;
+                    false
+                }
+            })
+            .unwrap()
+            .0;
+        let net = mask4(rng.next() as u32, len);
+        if seen.insert((net, len)) {
+            v.push((net, len, v.len() as u32 % 4096));
+        }
+    }
+    v
+}
+
+/// IPv6: prefixes inside 2,000 provider blocks (/32s), mostly /48, some /32-/44 and /56-/64.
+fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(u128, u8, u32)> {
+    let blocks: Vec<u128> = (0..2000)
+        .map(|_| mask6(0x2000u128 << 112 | u128::from(rng.next()) << 64, 32) & !(0xe000u128 << 112) | 0x2000u128 << 112)
+        .collect();
+    let lens: [(u8, u32); 8] = [
+        (48, 55),
+        (32, 10),
+        (40, 8),
+        (44, 10),
+        (36, 3),
+        (29, 2),
+        (56, 6),
+        (64, 6),
+    ];
+    let total: u32 = lens.iter().map(|l| l.1).sum();
+    let mut seen = std::collections::HashSet::new();
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        let mut pick = (rng.next() % u64::from(total)) as u32;
+        let len = lens
+            .iter()
+            .find(|l| {
+                if pick < l.1 {
+                    true
+                } else {
+                    pick -= l.1;
+                    false
+                }
+            })
+            .unwrap()
+            .0;
+        let block = blocks[(rng.next() % 2000) as usize];
+        let net = mask6(block | (u128::from(rng.next()) << 32) >> 32 & ((1u128 << 96) - 1), len);
+        if seen.insert((net, len)) {
+            v.push((net, len, v.len() as u32 % 4096));
+        }
+    }
+    v
+}
+
+/// Uniform: any address inside a random prefix. Skewed: 90% inside 1% of the prefixes.
+fn destinations<A: Copy>(
+    prefixes: &[(A, u8, u32)],
+    skewed: bool,
+    rng: &mut Rng,
+    fill: impl Fn(A, u8, u64) -> A,
+) -> Vec<A> {
+    (0..1 << 16)
+        .map(|_| {
+            let hot = prefixes.len().div_ceil(100);
+            let i = if skewed && rng.next() % 10 != 0 {
+                rng.next() as usize % hot
+            } else {
+                rng.next() as usize % prefixes.len()
+            };
+            let (net, len, _) = prefixes[i];
+            fill(net, len, rng.next())
+        })
+        .collect()
+}
+
+fn bench_v4(c: &mut Criterion, n: usize) {
+    let mut rng = Rng(0x1234_5678_9abc_def1 ^ n as u64);
+    let prefixes = v4_prefixes(n, &mut rng);
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).unwrap();
+    let t0 = Instant::now();
+    for &(net, len, nh) in &prefixes {
+        b.add_route(0, IpAddr::V4(Ipv4Addr::from(net)), len, nh).unwrap();
+    }
+    b.publish(&fib).unwrap();
+    let build = t0.elapsed();
+    let snap = fib.snapshot();
+    let bytes = snap.table_bytes();
+    eprintln!(
+        "ipv4 {n} prefixes: build+publish {:.0} ms ({:.0} routes/s), {} KiB ({:.1} B/prefix)",
+        build.as_secs_f64() * 1e3,
+        n as f64 / build.as_secs_f64(),
+        bytes / 1024,
+        bytes as f64 / n as f64
+    );
+    // Bulk construction: poptrie rebuilds its arrays on every single insert.
+    let pop: poptrie::Poptrie<(u32, u8), u32> = prefixes.iter().map(|&(net, len, nh)| ((net, len), nh)).collect();
+    let mut pt: PrefixMap<Ipv4Net, u32> = PrefixMap::new();
+    let mut int = IpNetworkTable::new();
+    for &(net, len, nh) in &prefixes {
+        pt.insert(Ipv4Net::new(Ipv4Addr::from(net), len).unwrap(), nh);
+        int.insert(ip_network::Ipv4Network::new(Ipv4Addr::from(net), len).unwrap(), nh);
+    }
+    for skewed in [false, true] {
+        let dsts = destinations(&prefixes, skewed, &mut rng, |net, len, r| {
+            net | (r as u32 & !mask4(u32::MAX, len))
+        });
+        // Every contender agrees on every destination.
+        for &d in dsts.iter().take(2000) {
+            let ours = snap.lookup(0, IpAddr::V4(Ipv4Addr::from(d))).ok();
+            assert_eq!(ours, pop.lookup(d).copied());
+            assert_eq!(
+                ours,
+                pt.get_lpm(&Ipv4Net::new(Ipv4Addr::from(d), 32).unwrap()).map(|x| *x.1)
+            );
+        }
+        let mut g = c.benchmark_group(format!("lpm_v4_{n}_{}", if skewed { "skewed" } else { "uniform" }));
+        g.throughput(Throughput::Elements(BURST as u64));
+        let d = &dsts;
+        g.bench_function("vrouter_fib_burst", |bch| {
+            let mut out = [None; BURST];
+            let mut i = 0;
+            bch.iter(|| {
+                i = (i + BURST) % (d.len() - BURST);
+                snap.lookup_v4_burst(0, &d[i..i + BURST], &mut out);
+                black_box(out[0])
+            })
+        });
+        g.bench_function("poptrie", |bch| {
+            let mut i = 0;
+            bch.iter(|| {
+                i = (i + BURST) % (d.len() - BURST);
+                d[i..i + BURST]
+                    .iter()
+                    .map(|&a| pop.lookup(a).copied().unwrap_or(0))
+                    .fold(0, u32::wrapping_add)
+            })
+        });
+        g.bench_function("prefix_trie", |bch| {
+            let mut i = 0;
+            bch.iter(|| {
+                i = (i + BURST) % (d.len() - BURST);
+                d[i..i + BURST]
+                    .iter()
+                    .map(|&a| {
+                        pt.get_lpm(&Ipv4Net::new(Ipv4Addr::from(a), 32).unwrap())
+                            .map_or(0, |x| *x.1)
+                    })
+                    .fold(0, u32::wrapping_add)
+            })
+        });
+        g.bench_function("ip_network_table", |bch| {
+            let mut i = 0;
+            bch.iter(|| {
+                i = (i + BURST) % (d.len() - BURST);
+                d[i..i + BURST]
+                    .iter()
+                    .map(|&a| int.longest_match(Ipv4Addr::from(a)).map_or(0, |x| *x.1))
+                    .fold(0, u32::wrapping_add)
+            })
+        });
+        if !skewed {
+            floor(&mut g, bytes, &mut rng);
+        }
+        g.finish();
+    }
+}
+
+fn floor(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, bytes: usize, rng: &mut Rng) {
+    let words = (bytes / 8).max(1024);
+    let buf: Vec<u64> = (0..words as u64).collect();
+    let idx: Vec<usize> = (0..1 << 16).map(|_| rng.next() as usize % words).collect();
+    g.bench_function("random_read_floor", |bch| {
+        let mut i = 0;
+        bch.iter(|| {
+            i = (i + BURST) % (idx.len() - BURST);
+            idx[i..i + BURST].iter().map(|&j| buf[j]).fold(0, u64::wrapping_add)
+        })
+    });
+}
+
+fn bench_v6(c: &mut Criterion) {
+    let n = 100_000;
+    let mut rng = Rng(0x0bad_cafe_f00d_1234);
+    let prefixes = v6_prefixes(n, &mut rng);
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).unwrap();
+    let t0 = Instant::now();
+    for &(net, len, nh) in &prefixes {
+        b.add_route(0, IpAddr::V6(Ipv6Addr::from(net)), len, nh).unwrap();
+    }
+    b.publish(&fib).unwrap();
+    let build = t0.elapsed();
+    let snap = fib.snapshot();
+    let bytes = snap.table_bytes();
+    eprintln!(
+        "ipv6 {n} prefixes: build+publish {:.0} ms, {} KiB ({:.1} B/prefix)",
+        build.as_secs_f64() * 1e3,
+        bytes / 1024,
+        bytes as f64 / n as f64
+    );
+    let pop: poptrie::Poptrie<(u128, u8), u32> = prefixes.iter().map(|&(net, len, nh)| ((net, len), nh)).collect();
+    let mut pt: PrefixMap<Ipv6Net, u32> = PrefixMap::new();
+    let mut int = IpNetworkTable::new();
+    for &(net, len, nh) in &prefixes {
+        pt.insert(Ipv6Net::new(Ipv6Addr::from(net), len).unwrap(), nh);
+        int.insert(ip_network::Ipv6Network::new(Ipv6Addr::from(net), len).unwrap(), nh);
+    }
+    let d = destinations(&prefixes, false, &mut rng, |net, len, r| {
+        net | (u128::from(r) * 0x1_0000_0001 & !mask6(u128::MAX, len))
+    });
+    for &a in d.iter().take(2000) {
+        let ours = snap.lookup(0, IpAddr::V6(Ipv6Addr::from(a))).ok();
+        assert_eq!(
+            ours,
+            pt.get_lpm(&Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap()).map(|x| *x.1)
+        );
+    }
+    let mut g = c.benchmark_group("lpm_v6_100000_uniform");
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.bench_function("vrouter_fib_burst", |bch| {
+        let mut out = [None; BURST];
+        let mut i = 0;
+        bch.iter(|| {
+            i = (i + BURST) % (d.len() - BURST);
+            snap.lookup_v6_burst(0, &d[i..i + BURST], &mut out);
+            black_box(out[0])
+        })
+    });
+    g.bench_function("poptrie", |bch| {
+        let mut i = 0;
+        bch.iter(|| {
+            i = (i + BURST) % (d.len() - BURST);
+            d[i..i + BURST]
+                .iter()
+                .map(|&a| pop.lookup(a).copied().unwrap_or(0))
+                .fold(0, u32::wrapping_add)
+        })
+    });
+    g.bench_function("prefix_trie", |bch| {
+        let mut i = 0;
+        bch.iter(|| {
+            i = (i + BURST) % (d.len() - BURST);
+            d[i..i + BURST]
+                .iter()
+                .map(|&a| {
+                    pt.get_lpm(&Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap())
+                        .map_or(0, |x| *x.1)
+                })
+                .fold(0, u32::wrapping_add)
+        })
+    });
+    g.bench_function("ip_network_table", |bch| {
+        let mut i = 0;
+        bch.iter(|| {
+            i = (i + BURST) % (d.len() - BURST);
+            d[i..i + BURST]
+                .iter()
+                .map(|&a| int.longest_match(Ipv6Addr::from(a)).map_or(0, |x| *x.1))
+                .fold(0, u32::wrapping_add)
+        })
+    });
+    floor(&mut g, bytes, &mut rng);
+    g.finish();
+}
+
+fn bench_fib(c: &mut Criterion) {
+    for n in [1_000, 100_000, 1_000_000] {
+        bench_v4(c, n);
+    }
+    bench_v6(c);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench_fib
+}
+criterion_main!(benches);

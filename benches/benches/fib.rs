@@ -128,7 +128,7 @@ fn destinations<A: Copy>(
     (0..1 << 16)
         .map(|_| {
             let hot = prefixes.len().div_ceil(100);
-            let i = if skewed && rng.next() % 10 != 0 {
+            let i = if skewed && !rng.next().is_multiple_of(10) {
                 rng.next() as usize % hot
             } else {
                 rng.next() as usize % prefixes.len()
@@ -137,6 +137,55 @@ fn destinations<A: Copy>(
             fill(net, len, rng.next())
         })
         .collect()
+}
+
+/// Our burst lookup: destinations in, nexthops out.
+type BurstLookup<'a, A> = &'a dyn Fn(&[A], &mut [Option<u32>]);
+
+/// One comparison group: our burst lookup and each peer's per-address lookup over the
+/// same destinations, plus (optionally) the random-read floor for `floor_bytes`.
+fn run_group<A: Copy>(
+    c: &mut Criterion,
+    name: &str,
+    d: &[A],
+    ours: BurstLookup<'_, A>,
+    peers: &[(&str, &dyn Fn(A) -> u32)],
+    floor_bytes: Option<usize>,
+) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(BURST as u64));
+    g.bench_function("vrouter_fib_burst", |bch| {
+        let mut out = [None; BURST];
+        let mut i = 0;
+        bch.iter(|| {
+            i = (i + BURST) % (d.len() - BURST);
+            ours(&d[i..i + BURST], &mut out);
+            black_box(out[0])
+        })
+    });
+    for (peer, lookup) in peers {
+        g.bench_function(*peer, |bch| {
+            let mut i = 0;
+            bch.iter(|| {
+                i = (i + BURST) % (d.len() - BURST);
+                d[i..i + BURST].iter().map(|&a| lookup(a)).fold(0, u32::wrapping_add)
+            })
+        });
+    }
+    if let Some(bytes) = floor_bytes {
+        let words = (bytes / 8).max(1024);
+        let buf: Vec<u64> = (0..words as u64).collect();
+        let mut rng = Rng(0x5eed);
+        let idx: Vec<usize> = (0..1 << 16).map(|_| rng.next() as usize % words).collect();
+        g.bench_function("random_read_floor", |bch| {
+            let mut i = 0;
+            bch.iter(|| {
+                i = (i + BURST) % (idx.len() - BURST);
+                idx[i..i + BURST].iter().map(|&j| buf[j]).fold(0, u64::wrapping_add)
+            })
+        });
+    }
+    g.finish();
 }
 
 fn bench_v4(c: &mut Criterion, n: usize) {
@@ -181,69 +230,25 @@ fn bench_v4(c: &mut Criterion, n: usize) {
                 pt.get_lpm(&Ipv4Net::new(Ipv4Addr::from(d), 32).unwrap()).map(|x| *x.1)
             );
         }
-        let mut g = c.benchmark_group(format!("lpm_v4_{n}_{}", if skewed { "skewed" } else { "uniform" }));
-        g.throughput(Throughput::Elements(BURST as u64));
-        let d = &dsts;
-        g.bench_function("vrouter_fib_burst", |bch| {
-            let mut out = [None; BURST];
-            let mut i = 0;
-            bch.iter(|| {
-                i = (i + BURST) % (d.len() - BURST);
-                snap.lookup_v4_burst(0, &d[i..i + BURST], &mut out);
-                black_box(out[0])
-            })
-        });
-        g.bench_function("poptrie", |bch| {
-            let mut i = 0;
-            bch.iter(|| {
-                i = (i + BURST) % (d.len() - BURST);
-                d[i..i + BURST]
-                    .iter()
-                    .map(|&a| pop.lookup(a).copied().unwrap_or(0))
-                    .fold(0, u32::wrapping_add)
-            })
-        });
-        g.bench_function("prefix_trie", |bch| {
-            let mut i = 0;
-            bch.iter(|| {
-                i = (i + BURST) % (d.len() - BURST);
-                d[i..i + BURST]
-                    .iter()
-                    .map(|&a| {
-                        pt.get_lpm(&Ipv4Net::new(Ipv4Addr::from(a), 32).unwrap())
-                            .map_or(0, |x| *x.1)
-                    })
-                    .fold(0, u32::wrapping_add)
-            })
-        });
-        g.bench_function("ip_network_table", |bch| {
-            let mut i = 0;
-            bch.iter(|| {
-                i = (i + BURST) % (d.len() - BURST);
-                d[i..i + BURST]
-                    .iter()
-                    .map(|&a| int.longest_match(Ipv4Addr::from(a)).map_or(0, |x| *x.1))
-                    .fold(0, u32::wrapping_add)
-            })
-        });
-        if !skewed {
-            floor(&mut g, bytes, &mut rng);
-        }
-        g.finish();
+        let name = format!("lpm_v4_{n}_{}", if skewed { "skewed" } else { "uniform" });
+        run_group(
+            c,
+            &name,
+            &dsts,
+            &|a, out| snap.lookup_v4_burst(0, a, out),
+            &[
+                ("poptrie", &|a| pop.lookup(a).copied().unwrap_or(0)),
+                ("prefix_trie", &|a| {
+                    pt.get_lpm(&Ipv4Net::new(Ipv4Addr::from(a), 32).unwrap())
+                        .map_or(0, |x| *x.1)
+                }),
+                ("ip_network_table", &|a| {
+                    int.longest_match(Ipv4Addr::from(a)).map_or(0, |x| *x.1)
+                }),
+            ],
+            (!skewed).then_some(bytes),
+        );
     }
-}
-
-fn floor(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, bytes: usize, rng: &mut Rng) {
-    let words = (bytes / 8).max(1024);
-    let buf: Vec<u64> = (0..words as u64).collect();
-    let idx: Vec<usize> = (0..1 << 16).map(|_| rng.next() as usize % words).collect();
-    g.bench_function("random_read_floor", |bch| {
-        let mut i = 0;
-        bch.iter(|| {
-            i = (i + BURST) % (idx.len() - BURST);
-            idx[i..i + BURST].iter().map(|&j| buf[j]).fold(0, u64::wrapping_add)
-        })
-    });
 }
 
 fn bench_v6(c: &mut Criterion) {
@@ -275,7 +280,7 @@ fn bench_v6(c: &mut Criterion) {
         int.insert(ip_network::Ipv6Network::new(Ipv6Addr::from(net), len).unwrap(), nh);
     }
     let d = destinations(&prefixes, false, &mut rng, |net, len, r| {
-        net | (u128::from(r) * 0x1_0000_0001 & !mask6(u128::MAX, len))
+        net | ((u128::from(r) * 0x1_0000_0001) & !mask6(u128::MAX, len))
     });
     for &a in d.iter().take(2000) {
         let ours = snap.lookup(0, IpAddr::V6(Ipv6Addr::from(a))).ok();
@@ -284,52 +289,23 @@ fn bench_v6(c: &mut Criterion) {
             pt.get_lpm(&Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap()).map(|x| *x.1)
         );
     }
-    let mut g = c.benchmark_group("lpm_v6_100000_uniform");
-    g.throughput(Throughput::Elements(BURST as u64));
-    g.bench_function("vrouter_fib_burst", |bch| {
-        let mut out = [None; BURST];
-        let mut i = 0;
-        bch.iter(|| {
-            i = (i + BURST) % (d.len() - BURST);
-            snap.lookup_v6_burst(0, &d[i..i + BURST], &mut out);
-            black_box(out[0])
-        })
-    });
-    g.bench_function("poptrie", |bch| {
-        let mut i = 0;
-        bch.iter(|| {
-            i = (i + BURST) % (d.len() - BURST);
-            d[i..i + BURST]
-                .iter()
-                .map(|&a| pop.lookup(a).copied().unwrap_or(0))
-                .fold(0, u32::wrapping_add)
-        })
-    });
-    g.bench_function("prefix_trie", |bch| {
-        let mut i = 0;
-        bch.iter(|| {
-            i = (i + BURST) % (d.len() - BURST);
-            d[i..i + BURST]
-                .iter()
-                .map(|&a| {
-                    pt.get_lpm(&Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap())
-                        .map_or(0, |x| *x.1)
-                })
-                .fold(0, u32::wrapping_add)
-        })
-    });
-    g.bench_function("ip_network_table", |bch| {
-        let mut i = 0;
-        bch.iter(|| {
-            i = (i + BURST) % (d.len() - BURST);
-            d[i..i + BURST]
-                .iter()
-                .map(|&a| int.longest_match(Ipv6Addr::from(a)).map_or(0, |x| *x.1))
-                .fold(0, u32::wrapping_add)
-        })
-    });
-    floor(&mut g, bytes, &mut rng);
-    g.finish();
+    run_group(
+        c,
+        "lpm_v6_100000_uniform",
+        &d,
+        &|a, out| snap.lookup_v6_burst(0, a, out),
+        &[
+            ("poptrie", &|a| pop.lookup(a).copied().unwrap_or(0)),
+            ("prefix_trie", &|a| {
+                pt.get_lpm(&Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap())
+                    .map_or(0, |x| *x.1)
+            }),
+            ("ip_network_table", &|a| {
+                int.longest_match(Ipv6Addr::from(a)).map_or(0, |x| *x.1)
+            }),
+        ],
+        Some(bytes),
+    );
 }
 
 fn bench_fib(c: &mut Criterion) {

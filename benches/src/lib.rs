@@ -3,12 +3,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use wire::compose::{Header, frame};
+use wire::compose::{Header, frame, ip_header};
 use wire::ethernet::{EtherType, EthernetRepr, MacAddr};
 use wire::gre::GreRepr;
 use wire::ip::IpProtocol;
-use wire::ipv4::Ipv4Repr;
-use wire::ipv6::Ipv6Repr;
 use wire::mpls::MplsRepr;
 use wire::options::HeaderOptions;
 use wire::tcp::{TcpFlags, TcpRepr};
@@ -24,32 +22,7 @@ fn eth() -> Header<'static> {
 }
 
 fn ip(src: IpAddr, dst: IpAddr) -> Header<'static> {
-    match (src, dst) {
-        (IpAddr::V4(src), IpAddr::V4(dst)) => Header::Ipv4(Ipv4Repr {
-            src,
-            dst,
-            protocol: IpProtocol::Udp,
-            ttl: 64,
-            dscp: 0,
-            ecn: 0,
-            ident: 1,
-            dont_frag: true,
-            more_frags: false,
-            frag_offset: 0,
-            payload_len: 0,
-            options: HeaderOptions::default(),
-        }),
-        (IpAddr::V6(src), IpAddr::V6(dst)) => Header::Ipv6(Ipv6Repr {
-            src,
-            dst,
-            next_header: IpProtocol::Udp,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-            payload_len: 0,
-        }),
-        _ => unreachable!("same family"),
-    }
+    ip_header(src, dst, IpProtocol::Udp).expect("same family")
 }
 
 fn tcp() -> Header<'static> {

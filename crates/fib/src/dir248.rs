@@ -14,8 +14,8 @@ pub(crate) struct Dir248 {
     tbl8: Vec<u32>,
 }
 
-impl Dir248 {
-    pub(crate) fn build(routes: &[Route<u32>]) -> Self {
+impl crate::lpm::BigTable<u32> for Dir248 {
+    fn build(routes: &[Route<u32>]) -> Self {
         let mut sorted = routes.to_vec();
         // Shorter prefixes first: longer ones then overwrite what they cover.
         sorted.sort_by_key(|r| r.len);
@@ -40,8 +40,9 @@ impl Dir248 {
         Dir248 { tbl24, tbl8 }
     }
 
-    #[inline(always)]
-    fn resolve(&self, e: u32, addr: u32) -> Option<u32> {
+    #[inline]
+    fn lookup(&self, addr: u32) -> Option<u32> {
+        let e = self.tbl24[(addr >> 8) as usize];
         let e = if e & GROUP != 0 {
             self.tbl8[((e & !GROUP) as usize) * 256 + (addr & 0xff) as usize]
         } else {
@@ -50,14 +51,9 @@ impl Dir248 {
         e.checked_sub(1)
     }
 
-    #[inline]
-    pub(crate) fn lookup(&self, addr: u32) -> Option<u32> {
-        self.resolve(self.tbl24[(addr >> 8) as usize], addr)
-    }
-
     /// Looks up a burst: prefetch every first-level entry, then read them (and the rare
     /// second level), so the misses overlap.
-    pub(crate) fn lookup_burst(&self, addrs: &[u32], out: &mut [Option<u32>]) {
+    fn lookup_burst(&self, addrs: &[u32], out: &mut [Option<u32>]) {
         for &a in addrs {
             crate::prefetch(&self.tbl24[(a >> 8) as usize]);
         }
@@ -66,7 +62,7 @@ impl Dir248 {
         }
     }
 
-    pub(crate) fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.tbl24.len() * 4 + self.tbl8.len() * 4
     }
 }

@@ -2,83 +2,58 @@
 
 use crate::dir248::Dir248;
 use crate::intervals::Intervals;
-use crate::prefix::Route;
+use crate::prefix::{Addr, Route};
 use crate::trie6::Trie6;
 
 /// Up to this many routes a VRF table is a sorted interval array (kilobytes); above it,
 /// a direct-indexed structure (DIR-24-8 for IPv4, a 16-8-8... trie for IPv6).
 pub const SMALL_TABLE_ROUTES: usize = 2048;
 
-pub(crate) enum Lpm4 {
-    Small(Intervals<u32>),
-    Big(Dir248),
+/// What a big layout offers; the small one is always [`Intervals`].
+pub(crate) trait BigTable<A>: Sized {
+    fn build(routes: &[Route<A>]) -> Self;
+    fn lookup(&self, a: A) -> Option<u32>;
+    fn lookup_burst(&self, addrs: &[A], out: &mut [Option<u32>]);
+    fn bytes(&self) -> usize;
 }
 
-pub(crate) enum Lpm6 {
-    Small(Intervals<u128>),
-    Big(Trie6),
+/// A VRF's table for one family: intervals when small, `B` when big.
+pub(crate) enum Lpm<A, B> {
+    Small(Intervals<A>),
+    Big(B),
 }
 
-impl Lpm4 {
-    pub(crate) fn build(routes: &[Route<u32>]) -> Self {
+pub(crate) type Lpm4 = Lpm<u32, Dir248>;
+pub(crate) type Lpm6 = Lpm<u128, Trie6>;
+
+impl<A: Addr, B: BigTable<A>> Lpm<A, B> {
+    pub(crate) fn build(routes: &[Route<A>]) -> Self {
         if routes.len() <= SMALL_TABLE_ROUTES {
-            Lpm4::Small(Intervals::build(routes))
+            Lpm::Small(Intervals::build(routes))
         } else {
-            Lpm4::Big(Dir248::build(routes))
+            Lpm::Big(B::build(routes))
         }
     }
 
     #[inline]
-    pub(crate) fn lookup(&self, a: u32) -> Option<u32> {
+    pub(crate) fn lookup(&self, a: A) -> Option<u32> {
         match self {
-            Lpm4::Small(t) => t.lookup(a),
-            Lpm4::Big(t) => t.lookup(a),
+            Lpm::Small(t) => t.lookup(a),
+            Lpm::Big(t) => t.lookup(a),
         }
     }
 
-    pub(crate) fn lookup_burst(&self, addrs: &[u32], out: &mut [Option<u32>]) {
+    pub(crate) fn lookup_burst(&self, addrs: &[A], out: &mut [Option<u32>]) {
         match self {
-            Lpm4::Small(t) => out.iter_mut().zip(addrs).for_each(|(o, &a)| *o = t.lookup(a)),
-            Lpm4::Big(t) => t.lookup_burst(addrs, out),
+            Lpm::Small(t) => out.iter_mut().zip(addrs).for_each(|(o, &a)| *o = t.lookup(a)),
+            Lpm::Big(t) => t.lookup_burst(addrs, out),
         }
     }
 
     pub(crate) fn bytes(&self) -> usize {
         match self {
-            Lpm4::Small(t) => t.bytes(),
-            Lpm4::Big(t) => t.bytes(),
-        }
-    }
-}
-
-impl Lpm6 {
-    pub(crate) fn build(routes: &[Route<u128>]) -> Self {
-        if routes.len() <= SMALL_TABLE_ROUTES {
-            Lpm6::Small(Intervals::build(routes))
-        } else {
-            Lpm6::Big(Trie6::build(routes))
-        }
-    }
-
-    #[inline]
-    pub(crate) fn lookup(&self, a: u128) -> Option<u32> {
-        match self {
-            Lpm6::Small(t) => t.lookup(a),
-            Lpm6::Big(t) => t.lookup(a),
-        }
-    }
-
-    pub(crate) fn lookup_burst(&self, addrs: &[u128], out: &mut [Option<u32>]) {
-        match self {
-            Lpm6::Small(t) => out.iter_mut().zip(addrs).for_each(|(o, &a)| *o = t.lookup(a)),
-            Lpm6::Big(t) => t.lookup_burst(addrs, out),
-        }
-    }
-
-    pub(crate) fn bytes(&self) -> usize {
-        match self {
-            Lpm6::Small(t) => t.bytes(),
-            Lpm6::Big(t) => t.bytes(),
+            Lpm::Small(t) => t.bytes(),
+            Lpm::Big(t) => t.bytes(),
         }
     }
 }
@@ -86,10 +61,6 @@ impl Lpm6 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dir248::Dir248;
-    use crate::intervals::Intervals;
-    use crate::prefix::Addr;
-    use crate::trie6::Trie6;
     use proptest::prelude::*;
 
     /// The reference: longest matching prefix by scanning every route.

@@ -19,8 +19,8 @@ fn chunk(addr: u128, pos: u32, bits: u32) -> usize {
     ((addr << pos) >> (128 - bits)) as usize
 }
 
-impl Trie6 {
-    pub(crate) fn build(routes: &[Route<u128>]) -> Self {
+impl crate::lpm::BigTable<u128> for Trie6 {
+    fn build(routes: &[Route<u128>]) -> Self {
         let mut sorted = routes.to_vec();
         // Shorter prefixes first, so longer ones overwrite (and no child node lies under a
         // range a prefix fills: such a child would need a longer prefix inserted earlier).
@@ -53,7 +53,7 @@ impl Trie6 {
     }
 
     #[inline]
-    pub(crate) fn lookup(&self, addr: u128) -> Option<u32> {
+    fn lookup(&self, addr: u128) -> Option<u32> {
         let mut e = self.arena[chunk(addr, 0, ROOT_BITS)];
         let mut pos = ROOT_BITS;
         while e & CHILD != 0 {
@@ -65,7 +65,7 @@ impl Trie6 {
 
     /// Level-synchronous burst walk: each round reads one level for every unfinished key
     /// after prefetching it for all of them.
-    pub(crate) fn lookup_burst(&self, addrs: &[u128], out: &mut [Option<u32>]) {
+    fn lookup_burst(&self, addrs: &[u128], out: &mut [Option<u32>]) {
         let n = addrs.len().min(out.len()).min(crate::MAX_BURST);
         let mut at = [0usize; crate::MAX_BURST];
         for i in 0..n {
@@ -94,7 +94,7 @@ impl Trie6 {
         }
     }
 
-    pub(crate) fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.arena.len() * 4
     }
 }
@@ -102,6 +102,7 @@ impl Trie6 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lpm::BigTable;
 
     #[test]
     fn nested_prefixes() {

@@ -3,7 +3,9 @@
 
 use std::net::Ipv4Addr;
 
-use flow::{Action, FlowTable, FlowTableConfig, FullPolicy, Generations, InsertError, ParkResult, Timeouts, Verdict};
+use flow::{
+    Action, FlowId, FlowTable, FlowTableConfig, FullPolicy, Generations, InsertError, ParkResult, Timeouts, Verdict,
+};
 use wire::flow::FlowKey;
 
 fn key(n: u32, proto: u8) -> FlowKey {
@@ -13,6 +15,23 @@ fn key(n: u32, proto: u8) -> FlowKey {
         proto,
         (n % 50000) as u16 + 1024,
         80,
+    )
+}
+
+/// Installs `k` and its reverse, both with `allow(nh)`.
+fn install<'r>(
+    r: &'r flow::Reader<'_>,
+    k: &FlowKey,
+    nh: u32,
+    now: u32,
+) -> Result<(FlowId<'r>, FlowId<'r>), InsertError> {
+    r.insert_pair(
+        k,
+        &k.reversed(),
+        Action::allow(nh),
+        Action::allow(nh),
+        Generations::default(),
+        now,
     )
 }
 
@@ -97,15 +116,7 @@ fn burst_lookup_matches_single_lookups() {
     let r = t.reader().unwrap();
     for n in 0..1000 {
         let k = key(n, 17);
-        r.insert_pair(
-            &k,
-            &k.reversed(),
-            Action::allow(n),
-            Action::allow(n),
-            Generations::default(),
-            0,
-        )
-        .unwrap();
+        install(&r, &k, n, 0).unwrap();
     }
     // Half present, half absent, in one burst of 64.
     let keys: Vec<FlowKey> = (0..64)
@@ -134,14 +145,7 @@ fn full_table_refuses_and_counts() {
     let (mut ok, mut full) = (0, 0);
     for n in 0..200 {
         let k = key(n, 17);
-        match r.insert_pair(
-            &k,
-            &k.reversed(),
-            Action::allow(1),
-            Action::allow(1),
-            Generations::default(),
-            0,
-        ) {
+        match install(&r, &k, 1, 0) {
             Ok(_) => ok += 2,
             Err(InsertError::Full) => full += 1,
             Err(e) => panic!("{e}"),
@@ -169,14 +173,7 @@ fn eviction_frees_closing_flows_after_a_grace_period() {
     loop {
         let k = key(n, 6);
         n += 1;
-        match r.insert_pair(
-            &k,
-            &k.reversed(),
-            Action::allow(1),
-            Action::allow(1),
-            Generations::default(),
-            0,
-        ) {
+        match install(&r, &k, 1, 0) {
             Ok((f, _)) => r.flow(f).record(60, 0, 0x11),
             Err(InsertError::Full) => break,
             Err(e) => panic!("{e}"),
@@ -186,17 +183,7 @@ fn eviction_frees_closing_flows_after_a_grace_period() {
     let k = key(n - 1, 6);
     r.quiescent();
     // The evicted pair's slots are reusable now that the only reader has moved on.
-    assert!(
-        r.insert_pair(
-            &k,
-            &k.reversed(),
-            Action::allow(2),
-            Action::allow(2),
-            Generations::default(),
-            1
-        )
-        .is_ok()
-    );
+    assert!(install(&r, &k, 2, 1).is_ok());
 }
 
 #[test]
@@ -286,18 +273,7 @@ fn ageing_by_protocol_and_tcp_state() {
     };
     let t = FlowTable::new(cfg).unwrap();
     let r = t.reader().unwrap();
-    let install = |k: FlowKey| {
-        r.insert_pair(
-            &k,
-            &k.reversed(),
-            Action::allow(1),
-            Action::allow(1),
-            Generations::default(),
-            0,
-        )
-        .unwrap()
-        .0
-    };
+    let install = |k: FlowKey| install(&r, &k, 1, 0).unwrap().0;
     let tcp = install(key(1, 6));
     let tcp_fin = install(key(2, 6));
     let udp = install(key(3, 17));
@@ -332,15 +308,7 @@ fn sweep_is_incremental() {
     let r = t.reader().unwrap();
     for n in 0..500 {
         let k = key(n, 17);
-        r.insert_pair(
-            &k,
-            &k.reversed(),
-            Action::allow(1),
-            Action::allow(1),
-            Generations::default(),
-            0,
-        )
-        .unwrap();
+        install(&r, &k, 1, 0).unwrap();
     }
     let mut aged = 0;
     let mut calls = 0;
@@ -363,14 +331,7 @@ fn vrf_quota() {
     let mut ok = 0;
     for n in 0..20 {
         let k = key(n, 17).with_vrf(3);
-        match r.insert_pair(
-            &k,
-            &k.reversed(),
-            Action::allow(1),
-            Action::allow(1),
-            Generations::default(),
-            0,
-        ) {
+        match install(&r, &k, 1, 0) {
             Ok(_) => ok += 1,
             Err(e) => assert_eq!(e, InsertError::Quota),
         }
@@ -380,17 +341,7 @@ fn vrf_quota() {
     assert!(t.vrf_usage(3).1 >= 15);
     // Another VRF is unaffected.
     let k = key(1, 17).with_vrf(4);
-    assert!(
-        r.insert_pair(
-            &k,
-            &k.reversed(),
-            Action::allow(1),
-            Action::allow(1),
-            Generations::default(),
-            0
-        )
-        .is_ok()
-    );
+    assert!(install(&r, &k, 1, 0).is_ok());
 }
 
 #[test]

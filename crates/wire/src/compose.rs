@@ -3,7 +3,7 @@
 //! for control traffic, tests, generators and benches, not the per-packet path (which
 //! rewrites and prepends in place).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use crate::arp::{ArpPacket, ArpRepr};
 use crate::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
@@ -16,7 +16,6 @@ use crate::ipv4::{Ipv4Packet, Ipv4Repr};
 use crate::ipv6::{Ipv6Packet, Ipv6Repr};
 use crate::ipv6ext::{Ipv6ExtRepr, Ipv6FragHeader, Ipv6FragRepr};
 use crate::mpls::{MplsEntry, MplsRepr};
-use crate::options::HeaderOptions;
 use crate::tcp::{TcpPacket, TcpRepr};
 use crate::udp::{UdpPacket, UdpRepr};
 use crate::vlan::{VlanRepr, VlanTag};
@@ -203,6 +202,16 @@ fn emit_one(h: &Header<'_>, buf: &mut [u8], rest: usize, addrs: Option<(IpAddr, 
     Ok(())
 }
 
+/// A header for either family, from a pair of addresses of the same family (`None` for
+/// a mixed pair): [`Ipv4Repr::new`] or [`Ipv6Repr::new`] with `protocol`.
+pub fn ip_header(src: IpAddr, dst: IpAddr, protocol: IpProtocol) -> Option<Header<'static>> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(Header::Ipv4(Ipv4Repr::new(s, d, protocol))),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(Header::Ipv6(Ipv6Repr::new(s, d, protocol))),
+        _ => None,
+    }
+}
+
 /// A sample VXLAN frame (UDP/IPv4 inside VXLAN 5001 inside UDP/IPv4), for examples,
 /// tests and benchmarks.
 pub fn example_vxlan_frame() -> Vec<u8> {
@@ -213,22 +222,7 @@ pub fn example_vxlan_frame() -> Vec<u8> {
             ethertype: EtherType::Ipv4,
         })
     };
-    let ip = |src: [u8; 4], dst: [u8; 4]| {
-        Header::Ipv4(Ipv4Repr {
-            src: Ipv4Addr::from(src),
-            dst: Ipv4Addr::from(dst),
-            protocol: IpProtocol::Udp,
-            ttl: 64,
-            dscp: 0,
-            ecn: 0,
-            ident: 0,
-            dont_frag: true,
-            more_frags: false,
-            frag_offset: 0,
-            payload_len: 0,
-            options: HeaderOptions::default(),
-        })
-    };
+    let ip = |src: [u8; 4], dst: [u8; 4]| Header::Ipv4(Ipv4Repr::new(src.into(), dst.into(), IpProtocol::Udp));
     let headers = [
         eth(1, 2),
         ip([192, 0, 2, 1], [192, 0, 2, 2]),

@@ -240,6 +240,25 @@ pub struct Ipv4Repr {
 }
 
 impl Ipv4Repr {
+    /// A plain header: TTL 64, don't-fragment, no options, no DSCP; lengths are filled in
+    /// by `compose`, or set `payload_len` before emitting.
+    pub fn new(src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol) -> Self {
+        Ipv4Repr {
+            src,
+            dst,
+            protocol,
+            ttl: 64,
+            dscp: 0,
+            ecn: 0,
+            ident: 0,
+            dont_frag: true,
+            more_frags: false,
+            frag_offset: 0,
+            payload_len: 0,
+            options: HeaderOptions::default(),
+        }
+    }
+
     /// Reads and validates the header: version 4 and a correct checksum.
     pub fn parse<T: AsRef<[u8]>>(p: &Ipv4Packet<T>) -> Result<Self> {
         if p.version() != 4 {

@@ -132,6 +132,19 @@ pub struct Ipv6Repr {
 }
 
 impl Ipv6Repr {
+    /// A plain header: hop limit 64, traffic class and flow label 0.
+    pub fn new(src: Ipv6Addr, dst: Ipv6Addr, next_header: IpProtocol) -> Self {
+        Ipv6Repr {
+            src,
+            dst,
+            next_header,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            payload_len: 0,
+        }
+    }
+
     /// Reads the fixed header; the version must be 6.
     pub fn parse<T: AsRef<[u8]>>(p: &Ipv6Packet<T>) -> Result<Self> {
         if p.version() != 6 {

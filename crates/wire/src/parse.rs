@@ -414,7 +414,6 @@ mod tests {
     use crate::compose::{self, Header};
     use crate::ethernet::{EthernetRepr, MacAddr};
     use crate::ipv4::Ipv4Repr;
-    use crate::options::HeaderOptions;
     use crate::udp::UdpRepr;
     use std::net::Ipv4Addr;
 
@@ -427,20 +426,7 @@ mod tests {
     }
 
     fn ip(src: [u8; 4], dst: [u8; 4]) -> Header<'static> {
-        Header::Ipv4(Ipv4Repr {
-            src: Ipv4Addr::from(src),
-            dst: Ipv4Addr::from(dst),
-            protocol: IpProtocol::Udp,
-            ttl: 64,
-            dscp: 0,
-            ecn: 0,
-            ident: 1,
-            dont_frag: true,
-            more_frags: false,
-            frag_offset: 0,
-            payload_len: 0,
-            options: HeaderOptions::default(),
-        })
+        Header::Ipv4(Ipv4Repr::new(src.into(), dst.into(), IpProtocol::Udp))
     }
 
     #[test]

@@ -295,16 +295,7 @@ proptest! {
                             vni in 0u32..(1 << 24), label in 16u32..(1 << 20), key in proptest::option::of(any::<u32>()),
                             sport in any::<u16>(), dport in any::<u16>(), tcp in any::<bool>(), data in payload(),
                             macs in (mac(), mac())) {
-        let ip = |(s, d): (IpAddr, IpAddr)| match (s, d) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => Header::Ipv4(Ipv4Repr {
-                src: s, dst: d, protocol: IpProtocol::Udp, ttl: 64, dscp: 0, ecn: 0, ident: 7,
-                dont_frag: true, more_frags: false, frag_offset: 0, payload_len: 0, options: HeaderOptions::default(),
-            }),
-            (IpAddr::V6(s), IpAddr::V6(d)) => Header::Ipv6(Ipv6Repr {
-                src: s, dst: d, next_header: IpProtocol::Udp, hop_limit: 64, traffic_class: 0, flow_label: 0, payload_len: 0,
-            }),
-            _ => unreachable!(),
-        };
+        let ip = |(s, d): (IpAddr, IpAddr)| compose::ip_header(s, d, IpProtocol::Udp).unwrap();
         let eth = Header::Ethernet(EthernetRepr { src: macs.0, dst: macs.1, ethertype: EtherType::Ipv4 });
         let mut hs = vec![eth, ip(outer)];
         match kind {

@@ -17,8 +17,6 @@ use wire::gre::GreRepr;
 use wire::icmpv4::Icmpv4Repr;
 use wire::icmpv6::Icmpv6Repr;
 use wire::ip::IpProtocol;
-use wire::ipv4::Ipv4Repr;
-use wire::ipv6::Ipv6Repr;
 use wire::ipv6ext::Ipv6ExtRepr;
 use wire::mpls::MplsRepr;
 use wire::options::HeaderOptions;
@@ -76,32 +74,16 @@ fn eth() -> Header<'static> {
 }
 
 fn ip(src: IpAddr, dst: IpAddr) -> Header<'static> {
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => Header::Ipv4(Ipv4Repr {
-            src: s,
-            dst: d,
-            protocol: IpProtocol::Udp,
-            ttl: 64,
-            dscp: 10,
-            ecn: 0,
-            ident: 0x1234,
-            dont_frag: true,
-            more_frags: false,
-            frag_offset: 0,
-            payload_len: 0,
-            options: HeaderOptions::default(),
-        }),
-        (IpAddr::V6(s), IpAddr::V6(d)) => Header::Ipv6(Ipv6Repr {
-            src: s,
-            dst: d,
-            next_header: IpProtocol::Udp,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0x12345,
-            payload_len: 0,
-        }),
-        _ => unreachable!(),
+    let mut h = compose::ip_header(src, dst, IpProtocol::Udp).expect("same family");
+    match &mut h {
+        Header::Ipv4(r) => {
+            r.dscp = 10;
+            r.ident = 0x1234;
+        }
+        Header::Ipv6(r) => r.flow_label = 0x12345,
+        _ => {}
     }
+    h
 }
 
 fn udp(sp: u16, dp: u16) -> Header<'static> {

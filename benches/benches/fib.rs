@@ -79,8 +79,9 @@ fn v4_prefixes(n: usize, rng: &mut Rng) -> Vec<(u32, u8, u32)> {
 
 /// IPv6: prefixes inside 2,000 provider blocks (/32s), mostly /48, some /32-/44 and /56-/64.
 fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(u128, u8, u32)> {
+    // Provider blocks: /32s inside 2000::/3.
     let blocks: Vec<u128> = (0..2000)
-        .map(|_| mask6(0x2000u128 << 112 | u128::from(rng.next()) << 64, 32) & !(0xe000u128 << 112) | 0x2000u128 << 112)
+        .map(|_| (0x2000_0000u128 | (u128::from(rng.next()) & 0x1fff_ffff)) << 96)
         .collect();
     let lens: [(u8, u32); 8] = [
         (48, 55),
@@ -110,7 +111,8 @@ fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(u128, u8, u32)> {
             .unwrap()
             .0;
         let block = blocks[(rng.next() % 2000) as usize];
-        let net = mask6(block | (u128::from(rng.next()) << 32) >> 32 & ((1u128 << 96) - 1), len);
+        // Random bits below the block's /32.
+        let net = mask6(block | ((u128::from(rng.next()) << 32) & ((1u128 << 96) - 1)), len);
         if seen.insert((net, len)) {
             v.push((net, len, v.len() as u32 % 4096));
         }

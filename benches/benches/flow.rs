@@ -141,6 +141,34 @@ fn timed(threads: usize, iters: u64, work: &(dyn Fn(usize, u64) + Sync)) -> Dura
     start.elapsed()
 }
 
+const INSERT_BATCH: usize = 1 << 16;
+
+/// Times `iters` batches of [`INSERT_BATCH`] new keys split over `threads`, on tables from
+/// `fresh` (built outside the timing whenever 1M keys are used up).
+fn insert_batches<M: Sync>(
+    iters: u64,
+    threads: usize,
+    keys: &[FlowKey],
+    fresh: impl Fn() -> M,
+    insert: &(dyn Fn(&M, &[FlowKey]) + Sync),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut table = fresh();
+    let mut used = 0;
+    for _ in 0..iters {
+        if used + INSERT_BATCH > keys.len() {
+            table = fresh();
+            used = 0;
+        }
+        let batch = &keys[used..used + INSERT_BATCH];
+        let per = INSERT_BATCH / threads;
+        let t = &table;
+        total += timed(threads, 1, &|th, _| insert(t, &batch[th * per..(th + 1) * per]));
+        used += INSERT_BATCH;
+    }
+    total
+}
+
 fn bench_flow(c: &mut Criterion) {
     let live = shuffled(LIVE, 0);
     let absent = shuffled(LIVE, 1 << 40);
@@ -272,47 +300,32 @@ fn bench_flow(c: &mut Criterion) {
     drop(peers);
 
     // Flow setup rate: inserts into an empty table until 1M flows, then a fresh table.
+    // Flow setup rate: batches of inserts of new keys into a table that is refilled from
+    // empty (untimed) whenever the next batch would pass 1M flows.
     let mut g = c.benchmark_group("flow_insert");
-    g.throughput(Throughput::Elements(1));
+    g.throughput(Throughput::Elements(INSERT_BATCH as u64));
     g.sample_size(10);
     for threads in [1usize, 2] {
         g.bench_function(BenchmarkId::new("vrouter_flow", format!("{threads}t")), |b| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let n = left.min(LIVE as u64);
-                    let t = our_table();
-                    total += timed(threads, n, &|th, per| {
-                        let r = t.reader().unwrap();
-                        let base = th * (LIVE / 2);
-                        for k in &live[base..base + per as usize] {
-                            let _ = r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0);
-                        }
-                    });
-                    left -= n;
-                }
-                total
+                insert_batches(iters, threads, &live, our_table, &|t: &FlowTable, keys: &[FlowKey]| {
+                    let r = t.reader().unwrap();
+                    for k in keys {
+                        let _ = r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0);
+                    }
+                })
             })
         });
         for make in 0..4 {
             let name = new_peers()[make].name();
             g.bench_function(BenchmarkId::new(name, format!("{threads}t")), |b| {
                 b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    let mut left = iters;
-                    while left > 0 {
-                        let n = left.min(LIVE as u64);
-                        let m = new_peers().swap_remove(make);
-                        total += timed(threads, n, &|th, per| {
-                            let base = th * (LIVE / 2);
-                            for k in &live[base..base + per as usize] {
-                                m.insert(*k, 1);
-                            }
-                        });
-                        left -= n;
-                    }
-                    total
+                    let fresh = || new_peers().swap_remove(make);
+                    insert_batches(iters, threads, &live, fresh, &|m: &Box<dyn Map>, keys: &[FlowKey]| {
+                        for k in keys {
+                            m.insert(*k, 1);
+                        }
+                    })
                 })
             });
         }

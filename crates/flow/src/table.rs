@@ -29,6 +29,12 @@ const DEAD: u32 = 3 << 30;
 const STATE_MASK: u32 = 3 << 30;
 const LOW_MASK: u32 = (1 << 30) - 1;
 
+// Bucket control word.
+const LOCKED: u32 = 1;
+/// Sticky: some key whose first bucket this is lives in its second bucket. Until it is
+/// set, lookups and duplicate checks never touch the second bucket's cache line.
+const OVERFLOWED: u32 = 2;
+
 // Cold state word.
 const ST_TCP_MASK: u32 = 0xff;
 const ST_HELD: u32 = 1 << 8;
@@ -38,7 +44,9 @@ const TCP_RST: u32 = 0x04;
 #[repr(C, align(64))]
 #[derive(Default)]
 struct Bucket {
-    insert_lock: AtomicU32,
+    /// [`LOCKED`] while an insert of a key whose first bucket this is runs; [`OVERFLOWED`]
+    /// once such a key has gone to its second bucket.
+    ctrl: AtomicU32,
     slots: [AtomicU32; SLOTS],
 }
 
@@ -277,21 +285,27 @@ impl FlowTable {
         let (b1, b2, sig) = locate(hash, self.mask);
         let valid = |w| w == VALID | sig;
         self.find_in(b1, words, valid)
-            .or_else(|| self.find_in(b2, words, valid))
+            .or_else(|| self.find_second(b1, b2, words, valid))
+    }
+
+    /// Searches the second bucket, only if the first has ever overflowed into it.
+    #[inline]
+    fn find_second(&self, b1: usize, b2: usize, words: &[u64; 6], state_ok: impl Fn(u32) -> bool) -> Option<usize> {
+        if self.buckets[b1].ctrl.load(Ordering::Acquire) & OVERFLOWED == 0 {
+            return None;
+        }
+        self.find_in(b2, words, state_ok)
     }
 
     fn lock(&self, b: usize) {
-        let l = &self.buckets[b].insert_lock;
-        while l
-            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        let c = &self.buckets[b].ctrl;
+        while c.fetch_or(LOCKED, Ordering::Acquire) & LOCKED != 0 {
             crate::sync::spin();
         }
     }
 
     fn unlock(&self, b: usize) {
-        self.buckets[b].insert_lock.store(0, Ordering::Release);
+        self.buckets[b].ctrl.fetch_and(!LOCKED, Ordering::Release);
     }
 
     /// Claims a free slot of bucket `b` for a key with signature `sig`.
@@ -360,7 +374,7 @@ impl FlowTable {
         let present = |w| w == VALID | sig || w == CLAIMED | sig;
         if self
             .find_in(b1, words, present)
-            .or_else(|| self.find_in(b2, words, present))
+            .or_else(|| self.find_second(b1, b2, words, present))
             .is_some()
         {
             return Err(InsertError::Exists);
@@ -374,7 +388,13 @@ impl FlowTable {
             bump(&self.counters.quota_refusals);
             return Err(InsertError::Quota);
         }
-        match self.claim(b1, sig).or_else(|| self.claim(b2, sig)) {
+        let second = || {
+            let idx = self.claim(b2, sig)?;
+            // Before the key is published: a reader that finds it must know to look.
+            self.buckets[b1].ctrl.fetch_or(OVERFLOWED, Ordering::AcqRel);
+            Some(idx)
+        };
+        match self.claim(b1, sig).or_else(second) {
             Some(idx) => Ok(idx),
             None => {
                 if let Some(i) = quota {
@@ -561,7 +581,9 @@ impl<'t> Reader<'t> {
         for i in 0..n {
             let (b1, b2, sig) = locate(hashes[i], t.mask);
             let want = VALID | sig;
-            let first = [b1, b2].into_iter().find_map(|b| {
+            let overflowed = t.buckets[b1].ctrl.load(Ordering::Acquire) & OVERFLOWED != 0;
+            let buckets = if overflowed { &[b1, b2][..] } else { &[b1][..] };
+            let first = buckets.iter().find_map(|&b| {
                 let bucket = &t.buckets[b];
                 (0..SLOTS)
                     .find(|&j| bucket.slots[j].load(Ordering::Acquire) == want)

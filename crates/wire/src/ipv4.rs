@@ -152,7 +152,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     /// True when the header checksum verifies. Always true when built for fuzzing.
     #[inline]
     pub fn verify_checksum(&self) -> bool {
-        cfg!(fuzzing) || checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
+        cfg!(fuzzing) || checksum::ipv4_header_valid(&self.buffer.as_ref()[..self.header_len()])
     }
     /// Payload: from IHL*4 to the total length.
     #[inline]

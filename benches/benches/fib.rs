@@ -38,7 +38,7 @@ fn mask6(a: u128, len: u8) -> u128 {
 
 /// BGP-like IPv4 lengths: mostly /24, then /22-/23, /16-/21, few shorter or longer.
 fn v4_prefixes(n: usize, rng: &mut Rng) -> Vec<(u32, u8, u32)> {
-    let lens: [(u8, u32); 12] = [
+    let lens = [
         (24, 580),
         (23, 80),
         (22, 100),
@@ -52,29 +52,7 @@ fn v4_prefixes(n: usize, rng: &mut Rng) -> Vec<(u32, u8, u32)> {
         (8, 2),
         (28, 8),
     ];
-    let total: u32 = lens.iter().map(|l| l.1).sum();
-    let mut seen = std::collections::HashSet::new();
-    let mut v = Vec::with_capacity(n);
-    while v.len() < n {
-        let mut pick = (rng.next() % u64::from(total)) as u32;
-        let len = lens
-            .iter()
-            .find(|l| {
-                if pick < l.1 {
-                    true
-                } else {
-                    pick -= l.1;
-                    false
-                }
-            })
-            .unwrap()
-            .0;
-        let net = mask4(rng.next() as u32, len);
-        if seen.insert((net, len)) {
-            v.push((net, len, v.len() as u32 % 4096));
-        }
-    }
-    v
+    distinct_prefixes(n, &lens, rng, |r, len| mask4(r.next() as u32, len))
 }
 
 /// IPv6: prefixes inside 2,000 provider blocks (/32s), mostly /48, some /32-/44 and /56-/64.
@@ -83,7 +61,7 @@ fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(u128, u8, u32)> {
     let blocks: Vec<u128> = (0..2000)
         .map(|_| (0x2000_0000u128 | (u128::from(rng.next()) & 0x1fff_ffff)) << 96)
         .collect();
-    let lens: [(u8, u32); 8] = [
+    let lens = [
         (48, 55),
         (32, 10),
         (40, 8),
@@ -93,6 +71,21 @@ fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(u128, u8, u32)> {
         (56, 6),
         (64, 6),
     ];
+    distinct_prefixes(n, &lens, rng, |r, len| {
+        let block = blocks[(r.next() % 2000) as usize];
+        // Random bits below the block's /32.
+        mask6(block | ((u128::from(r.next()) << 32) & ((1u128 << 96) - 1)), len)
+    })
+}
+
+/// `n` distinct prefixes with lengths drawn from `lens` (length, weight) and networks from
+/// `net`; nexthop ids cycle through 4,096.
+fn distinct_prefixes<A: Copy + Eq + std::hash::Hash>(
+    n: usize,
+    lens: &[(u8, u32)],
+    rng: &mut Rng,
+    net: impl Fn(&mut Rng, u8) -> A,
+) -> Vec<(A, u8, u32)> {
     let total: u32 = lens.iter().map(|l| l.1).sum();
     let mut seen = std::collections::HashSet::new();
     let mut v = Vec::with_capacity(n);
@@ -101,20 +94,15 @@ fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(u128, u8, u32)> {
         let len = lens
             .iter()
             .find(|l| {
-                if pick < l.1 {
-                    true
-                } else {
+                pick < l.1 || {
                     pick -= l.1;
                     false
                 }
             })
-            .unwrap()
-            .0;
-        let block = blocks[(rng.next() % 2000) as usize];
-        // Random bits below the block's /32.
-        let net = mask6(block | ((u128::from(rng.next()) << 32) & ((1u128 << 96) - 1)), len);
-        if seen.insert((net, len)) {
-            v.push((net, len, v.len() as u32 % 4096));
+            .map_or(lens[0].0, |l| l.0);
+        let a = net(rng, len);
+        if seen.insert((a, len)) {
+            v.push((a, len, v.len() as u32 % 4096));
         }
     }
     v

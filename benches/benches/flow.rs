@@ -321,7 +321,7 @@ fn bench_flow(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new(name, format!("{threads}t")), |b| {
                 b.iter_custom(|iters| {
                     let fresh = || new_peers().swap_remove(make);
-                    insert_batches(iters, threads, &live, fresh, &|m: &Box<dyn Map>, keys: &[FlowKey]| {
+                    insert_batches(iters, threads, &live, fresh, &|m, keys| {
                         for k in keys {
                             m.insert(*k, 1);
                         }

@@ -1,0 +1,373 @@
+//! Rule sets per endpoint, compiled into an immutable, generation-numbered [`Policy`]
+//! snapshot, and the [`PolicyStore`] workers load it from.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::addrset::addr_bits;
+use crate::classify::{MAX_BURST, Table};
+use crate::counters::{HitCounters, Local};
+use crate::rule::{Action, Direction, Fields, PolicyError, Rule, RuleId};
+
+/// Identifies a workload endpoint (an interface and its addresses), chosen by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(pub u32);
+
+/// An ordered rule list and what happens when no rule matches.
+///
+/// Rules are evaluated by ascending `priority`, ties in list order; the first match decides.
+/// Shared by `Arc` so a security group attached to many endpoints compiles once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleList {
+    /// The rules.
+    pub rules: Vec<Rule>,
+    /// Action when no rule matches.
+    pub default: Action,
+}
+
+/// A workload endpoint and its policy in each direction (`None` = open: everything allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Identifier.
+    pub id: EndpointId,
+    /// VRF its addresses live in.
+    pub vrf: u32,
+    /// Its addresses: flows from them use its egress list, flows to them its ingress list.
+    pub addrs: Vec<IpAddr>,
+    /// Rules for traffic arriving at the endpoint.
+    pub ingress: Option<Arc<RuleList>>,
+    /// Rules for traffic leaving the endpoint.
+    pub egress: Option<Arc<RuleList>>,
+}
+
+/// Everything the compiler takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySet {
+    /// The endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// The outcome of one rule list for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub action: Action,
+    /// The rule that matched; `None` when the list's default applied.
+    pub rule: Option<RuleId>,
+}
+
+/// A compiled rule list.
+pub struct RuleTable {
+    v4: Table<u32>,
+    v6: Table<u128>,
+    rules: Box<[(RuleId, Action)]>,
+    /// One per rule, then one for the default.
+    hits: HitCounters,
+    default: Action,
+}
+
+impl RuleTable {
+    fn compile(list: &RuleList, warnings: &mut Vec<PolicyError>) -> Result<Self, PolicyError> {
+        let mut order: Vec<(u32, &Rule)> = Vec::with_capacity(list.rules.len());
+        let mut seen = HashMap::new();
+        for r in &list.rules {
+            if seen.insert(r.id, ()).is_some() {
+                return Err(PolicyError {
+                    rule: Some(r.id),
+                    field: "id",
+                    reason: "the id appears twice in one rule list".into(),
+                });
+            }
+            match r.check()? {
+                Some(w) => warnings.push(w),
+                None => order.push((0, r)),
+            }
+        }
+        // Stable: equal priorities keep list order.
+        order.sort_by_key(|(_, r)| r.priority);
+        for (i, e) in order.iter_mut().enumerate() {
+            e.0 = i as u32;
+        }
+        Ok(RuleTable {
+            v4: Table::build(&order),
+            v6: Table::build(&order),
+            rules: order.iter().map(|(_, r)| (r.id, r.action)).collect(),
+            hits: HitCounters::new(order.len() + 1),
+            default: list.default,
+        })
+    }
+
+    /// Classifies one packet and counts the hit.
+    pub fn classify(&self, f: &Fields) -> Decision {
+        self.classify_counted(f, &self.hits.local())
+    }
+
+    #[inline]
+    fn classify_counted(&self, f: &Fields, hits: &Local<'_>) -> Decision {
+        let pos = if f.v6 {
+            self.v6.first_match(f)
+        } else {
+            self.v4.first_match(f)
+        };
+        self.decide(pos, hits)
+    }
+
+    #[inline]
+    fn decide(&self, pos: Option<u32>, hits: &Local<'_>) -> Decision {
+        hits.bump(pos.map_or(self.rules.len(), |p| p as usize));
+        match pos {
+            Some(p) => {
+                let (id, action) = self.rules[p as usize];
+                Decision { action, rule: Some(id) }
+            }
+            None => Decision {
+                action: self.default,
+                rule: None,
+            },
+        }
+    }
+
+    /// Classifies a burst: `out[i]` is the decision for `pkts[i]`. A burst of one family
+    /// (the usual case) is classified field by field across all its packets.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `pkts`.
+    pub fn classify_burst(&self, pkts: &[Fields], out: &mut [Decision]) {
+        let out = &mut out[..pkts.len()];
+        let hits = self.hits.local();
+        let mut pos = [None; MAX_BURST];
+        for (pkts, out) in pkts.chunks(MAX_BURST).zip(out.chunks_mut(MAX_BURST)) {
+            let v6 = pkts[0].v6;
+            if pkts.iter().any(|p| p.v6 != v6) {
+                for (p, o) in pkts.iter().zip(out) {
+                    *o = self.classify_counted(p, &hits);
+                }
+                continue;
+            }
+            if v6 {
+                self.v6.first_match_burst(pkts, &mut pos);
+            } else {
+                self.v4.first_match_burst(pkts, &mut pos);
+            }
+            for (o, &p) in out.iter_mut().zip(&pos) {
+                *o = self.decide(p, &hits);
+            }
+        }
+    }
+
+    /// Rules in evaluation order with their hit counts (rules left out with a warning are
+    /// absent).
+    pub fn hits(&self) -> impl Iterator<Item = (RuleId, u64)> + '_ {
+        self.rules.iter().enumerate().map(|(i, r)| (r.0, self.hits.get(i)))
+    }
+
+    /// Packets that matched no rule and took the default.
+    pub fn default_hits(&self) -> u64 {
+        self.hits.get(self.rules.len())
+    }
+
+    /// Rules compiled in.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether no rule was compiled in (the default decides everything).
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Memory held by the classifier, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.v4.bytes() + self.v6.bytes()
+    }
+}
+
+struct EndpointTables {
+    ingress: Option<Arc<RuleTable>>,
+    egress: Option<Arc<RuleTable>>,
+}
+
+/// The decision for a new flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowDecision {
+    /// Whether the flow (and with it its reverse direction) may pass.
+    pub allow: bool,
+    /// Whether a deciding rule asked for logging.
+    pub log: bool,
+    /// The source endpoint's egress decision, if it has an egress list.
+    pub egress: Option<Decision>,
+    /// The destination endpoint's ingress decision, if it has an ingress list.
+    pub ingress: Option<Decision>,
+    /// Generation of the snapshot that decided; a flow holding an older one is
+    /// re-evaluated on its next packet.
+    pub generation: u32,
+}
+
+/// An immutable compiled policy.
+pub struct Policy {
+    generation: u32,
+    endpoints: HashMap<EndpointId, EndpointTables>,
+    by_addr: HashMap<(u32, u128, bool), EndpointId>,
+}
+
+impl Policy {
+    /// Compiles `set`. Errors name the rule and field; rules that can never match are left
+    /// out and reported in the returned warnings.
+    pub fn compile(set: &PolicySet, generation: u32) -> Result<(Policy, Vec<PolicyError>), PolicyError> {
+        let mut warnings = Vec::new();
+        let mut compiled: HashMap<*const RuleList, Arc<RuleTable>> = HashMap::new();
+        let mut table = |l: &Option<Arc<RuleList>>, warnings: &mut Vec<PolicyError>| -> Result<_, PolicyError> {
+            let Some(l) = l else { return Ok(None) };
+            Ok(Some(match compiled.entry(Arc::as_ptr(l)) {
+                Entry::Occupied(e) => e.get().clone(),
+                Entry::Vacant(e) => e.insert(Arc::new(RuleTable::compile(l, warnings)?)).clone(),
+            }))
+        };
+        let mut endpoints = HashMap::new();
+        let mut by_addr = HashMap::new();
+        for ep in &set.endpoints {
+            let tables = EndpointTables {
+                ingress: table(&ep.ingress, &mut warnings)?,
+                egress: table(&ep.egress, &mut warnings)?,
+            };
+            if endpoints.insert(ep.id, tables).is_some() {
+                return Err(PolicyError {
+                    rule: None,
+                    field: "endpoints",
+                    reason: format!("endpoint {} is defined twice", ep.id.0),
+                });
+            }
+            for &a in &ep.addrs {
+                if let Some(other) = by_addr.insert((ep.vrf, addr_bits(a), a.is_ipv6()), ep.id) {
+                    return Err(PolicyError {
+                        rule: None,
+                        field: "addrs",
+                        reason: format!(
+                            "address {a} in VRF {} belongs to endpoints {} and {}",
+                            ep.vrf, other.0, ep.id.0
+                        ),
+                    });
+                }
+            }
+        }
+        Ok((
+            Policy {
+                generation,
+                endpoints,
+                by_addr,
+            },
+            warnings,
+        ))
+    }
+
+    /// The generation this snapshot was published with.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The compiled list of `ep` in `dir`; `None` if the endpoint is unknown or open.
+    pub fn table(&self, ep: EndpointId, dir: Direction) -> Option<&RuleTable> {
+        let t = self.endpoints.get(&ep)?;
+        match dir {
+            Direction::Ingress => t.ingress.as_deref(),
+            Direction::Egress => t.egress.as_deref(),
+        }
+    }
+
+    /// The endpoint owning `addr` in `vrf`.
+    pub fn endpoint_of(&self, vrf: u32, addr: IpAddr) -> Option<EndpointId> {
+        self.by_addr.get(&(vrf, addr_bits(addr), addr.is_ipv6())).copied()
+    }
+
+    /// Decides a new flow: the egress list of the endpoint owning the source address, then
+    /// the ingress list of the endpoint owning the destination; the flow passes only if
+    /// both allow (an endpoint that is unknown or open in that direction allows). The
+    /// reverse direction of an allowed flow is allowed without evaluation.
+    pub fn evaluate(&self, f: &Fields) -> FlowDecision {
+        let owner = |bits: u128| self.by_addr.get(&(f.vrf, bits, f.v6)).copied();
+        self.evaluate_endpoints(owner(f.src), owner(f.dst), f)
+    }
+
+    /// [`Policy::evaluate`] with the endpoints already known (e.g. from the ingress port).
+    pub fn evaluate_endpoints(&self, src: Option<EndpointId>, dst: Option<EndpointId>, f: &Fields) -> FlowDecision {
+        let egress = src
+            .and_then(|e| self.table(e, Direction::Egress))
+            .map(|t| t.classify(f));
+        // Ingress is only consulted if egress allowed, so its counters reflect traffic that
+        // actually reached it.
+        let ingress = if egress.is_none_or(|d| d.action.allows()) {
+            dst.and_then(|e| self.table(e, Direction::Ingress))
+                .map(|t| t.classify(f))
+        } else {
+            None
+        };
+        let allow = egress.is_none_or(|d| d.action.allows()) && ingress.is_none_or(|d| d.action.allows());
+        FlowDecision {
+            allow,
+            log: egress.is_some_and(|d| d.action.logs()) || ingress.is_some_and(|d| d.action.logs()),
+            egress,
+            ingress,
+            generation: self.generation,
+        }
+    }
+}
+
+/// The published policy: workers load the current snapshot, the control plane swaps in a
+/// new one. Generations start at 1 and rise by one per publish.
+pub struct PolicyStore {
+    current: ArcSwap<Policy>,
+    next: AtomicU32,
+}
+
+impl Default for PolicyStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PolicyStore {
+    /// A store holding the empty policy (everything open), generation 0.
+    pub fn new() -> Self {
+        let (empty, _) = Policy::compile(&PolicySet::default(), 0).expect("the empty set compiles");
+        PolicyStore {
+            current: ArcSwap::from_pointee(empty),
+            next: AtomicU32::new(1),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn load(&self) -> Arc<Policy> {
+        self.current.load_full()
+    }
+
+    /// Compiles `set` and, if it compiles, makes it current. On error the old policy stays.
+    /// Returns the new generation and the warnings.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use policy::*;
+    /// let store = PolicyStore::new();
+    /// let web = Arc::new(RuleList {
+    ///     rules: vec![Rule { proto: Some(6), dst_ports: Some(PortRange::single(80)), ..Rule::any(RuleId(1), Action::Allow) }],
+    ///     default: Action::Deny,
+    /// });
+    /// let ep = Endpoint { id: EndpointId(1), vrf: 0, addrs: vec!["10.0.0.2".parse().unwrap()], ingress: Some(web), egress: None };
+    /// let (generation, warnings) = store.publish(&PolicySet { endpoints: vec![ep] }).unwrap();
+    /// assert_eq!((generation, warnings.len()), (1, 0));
+    ///
+    /// let key = wire::flow::FlowKey::v4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 6, 40000, 80);
+    /// let d = store.load().evaluate(&Fields::from_key(&key, None));
+    /// assert!(d.allow && d.ingress.unwrap().rule == Some(RuleId(1)));
+    /// ```
+    pub fn publish(&self, set: &PolicySet) -> Result<(u32, Vec<PolicyError>), PolicyError> {
+        let generation = self.next.fetch_add(1, Ordering::Relaxed);
+        let (p, warnings) = Policy::compile(set, generation)?;
+        self.current.store(Arc::new(p));
+        Ok((generation, warnings))
+    }
+}

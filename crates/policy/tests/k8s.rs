@@ -1,0 +1,318 @@
+//! NetworkPolicy semantics, from the examples in the Kubernetes documentation
+//! (concepts/services-networking/network-policies).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use policy::k8s::{self, NetworkPolicy, NetworkPolicyPort, NetworkPolicyRule, Peer, PolicyType};
+use policy::*;
+use wire::flow::FlowKey;
+
+const DB: EndpointId = EndpointId(1);
+const FRONTEND: EndpointId = EndpointId(2);
+const OTHER: EndpointId = EndpointId(3);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn endpoints() -> Vec<(EndpointId, u32, Vec<IpAddr>)> {
+    vec![
+        (DB, 0, vec![ip("10.1.0.10")]),
+        (FRONTEND, 0, vec![ip("10.1.0.20")]),
+        (OTHER, 0, vec![ip("10.1.0.30")]),
+    ]
+}
+
+fn policy(name: &str, selected: &[EndpointId]) -> NetworkPolicy {
+    NetworkPolicy {
+        name: name.into(),
+        selected: selected.to_vec(),
+        policy_types: None,
+        ingress: vec![],
+        egress: vec![],
+    }
+}
+
+fn compile(policies: &[NetworkPolicy]) -> Policy {
+    let set = k8s::compile(&endpoints(), policies).unwrap();
+    Policy::compile(&set, 1).unwrap().0
+}
+
+fn allowed(p: &Policy, src: &str, dst: &str, proto: u8, dport: u16) -> bool {
+    let key = FlowKey::v4(src.parse().unwrap(), dst.parse().unwrap(), proto, 40000, dport);
+    p.evaluate(&Fields::from_key(&key, Some((8, 0)))).allow
+}
+
+#[test]
+fn unselected_endpoints_are_open() {
+    let p = compile(&[]);
+    assert!(allowed(&p, "10.1.0.20", "10.1.0.10", 6, 5432));
+    assert!(allowed(&p, "192.0.2.1", "10.1.0.30", 17, 53));
+}
+
+#[test]
+fn default_deny_all_ingress() {
+    // podSelector: {}, policyTypes: [Ingress], no rules.
+    let deny = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Ingress]),
+        ..policy("default-deny-ingress", &[DB, FRONTEND, OTHER])
+    };
+    let p = compile(&[deny]);
+    assert!(!allowed(&p, "10.1.0.20", "10.1.0.10", 6, 80));
+    assert!(!allowed(&p, "192.0.2.1", "10.1.0.30", 1, 0));
+    // Egress is not isolated: traffic leaving to an outside address passes.
+    assert!(allowed(&p, "10.1.0.10", "192.0.2.1", 6, 443));
+}
+
+#[test]
+fn allow_all_ingress_with_an_empty_rule() {
+    // ingress: [{}] selects every source and port.
+    let all = NetworkPolicy {
+        ingress: vec![NetworkPolicyRule::default()],
+        ..policy("allow-all-ingress", &[DB])
+    };
+    let p = compile(&[all]);
+    assert!(allowed(&p, "192.0.2.1", "10.1.0.10", 17, 9));
+    assert!(allowed(&p, "192.0.2.1", "10.1.0.10", 1, 0));
+}
+
+#[test]
+fn default_deny_all_egress_leaves_ingress_open() {
+    let deny = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Egress]),
+        ..policy("default-deny-egress", &[DB])
+    };
+    let p = compile(&[deny]);
+    assert!(!allowed(&p, "10.1.0.10", "192.0.2.1", 6, 443));
+    assert!(allowed(&p, "192.0.2.1", "10.1.0.10", 6, 5432));
+    assert!(p.table(DB, Direction::Ingress).is_none());
+}
+
+/// The documentation's `test-network-policy`: role=db pods accept TCP 6379 from
+/// 172.17.0.0/16 except 172.17.1.0/24, from namespace project=myproject and from pods
+/// role=frontend; they may send TCP 5978 to 10.0.0.0/24 only.
+#[test]
+fn the_documentation_example() {
+    let myproject = Arc::new(AddrSet::from_addrs([ip("10.2.0.5"), ip("10.2.0.6")]));
+    let frontend = Arc::new(AddrSet::from_addrs([ip("10.1.0.20")]));
+    let np = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Ingress, PolicyType::Egress]),
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![
+                Peer::IpBlock {
+                    cidr: "172.17.0.0/16".parse().unwrap(),
+                    except: vec!["172.17.1.0/24".parse().unwrap()],
+                },
+                Peer::Selected(myproject),
+                Peer::Selected(frontend),
+            ],
+            ports: vec![NetworkPolicyPort::tcp(6379)],
+        }],
+        egress: vec![NetworkPolicyRule {
+            peers: vec![Peer::IpBlock {
+                cidr: "10.0.0.0/24".parse().unwrap(),
+                except: vec![],
+            }],
+            ports: vec![NetworkPolicyPort::tcp(5978)],
+        }],
+        ..policy("test-network-policy", &[DB])
+    };
+    let p = compile(&[np]);
+    let db = "10.1.0.10";
+    assert!(allowed(&p, "172.17.5.5", db, 6, 6379));
+    assert!(!allowed(&p, "172.17.1.5", db, 6, 6379), "except");
+    assert!(allowed(&p, "10.2.0.6", db, 6, 6379), "namespace selector");
+    assert!(allowed(&p, "10.1.0.20", db, 6, 6379), "pod selector");
+    assert!(!allowed(&p, "10.1.0.30", db, 6, 6379), "unselected pod");
+    assert!(!allowed(&p, "10.1.0.20", db, 6, 6380), "other port");
+    assert!(!allowed(&p, "10.1.0.20", db, 17, 6379), "other protocol");
+    assert!(allowed(&p, db, "10.0.0.77", 6, 5978));
+    assert!(!allowed(&p, db, "10.0.1.77", 6, 5978));
+    assert!(!allowed(&p, db, "10.0.0.77", 6, 5979));
+    // The frontend is not selected: it may reach anything, but not DB on another port.
+    assert!(allowed(&p, "10.1.0.20", "10.1.0.30", 6, 1));
+}
+
+#[test]
+fn end_port_makes_a_range() {
+    let np = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Egress]),
+        egress: vec![NetworkPolicyRule {
+            peers: vec![Peer::IpBlock {
+                cidr: "10.0.0.0/24".parse().unwrap(),
+                except: vec![],
+            }],
+            ports: vec![NetworkPolicyPort {
+                protocol: 6,
+                port: Some(32000),
+                end_port: Some(32768),
+            }],
+        }],
+        ..policy("multi-port-egress", &[DB])
+    };
+    let p = compile(&[np]);
+    for (port, ok) in [
+        (31999, false),
+        (32000, true),
+        (32500, true),
+        (32768, true),
+        (32769, false),
+    ] {
+        assert_eq!(allowed(&p, "10.1.0.10", "10.0.0.1", 6, port), ok, "port {port}");
+    }
+}
+
+#[test]
+fn policies_selecting_one_endpoint_are_unioned() {
+    let a = NetworkPolicy {
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![NetworkPolicyPort::tcp(80)],
+        }],
+        ..policy("web", &[DB, OTHER])
+    };
+    let b = NetworkPolicy {
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![NetworkPolicyPort {
+                protocol: 17,
+                port: None,
+                end_port: None,
+            }],
+        }],
+        ..policy("any-udp", &[DB])
+    };
+    let p = compile(&[a, b]);
+    assert!(allowed(&p, "192.0.2.1", "10.1.0.10", 6, 80));
+    assert!(allowed(&p, "192.0.2.1", "10.1.0.10", 17, 1234));
+    assert!(!allowed(&p, "192.0.2.1", "10.1.0.10", 6, 81));
+    assert!(allowed(&p, "192.0.2.1", "10.1.0.30", 6, 80));
+    assert!(
+        !allowed(&p, "192.0.2.1", "10.1.0.30", 17, 1234),
+        "OTHER is selected only by `web`"
+    );
+}
+
+#[test]
+fn absent_policy_types_follow_the_rules_given() {
+    // No policyTypes and egress rules: both directions isolated.
+    let np = NetworkPolicy {
+        egress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![NetworkPolicyPort {
+                protocol: 17,
+                port: Some(53),
+                end_port: None,
+            }],
+        }],
+        ..policy("dns-only", &[FRONTEND])
+    };
+    let p = compile(&[np]);
+    assert!(allowed(&p, "10.1.0.20", "192.0.2.53", 17, 53));
+    assert!(!allowed(&p, "10.1.0.20", "192.0.2.53", 6, 443));
+    assert!(
+        !allowed(&p, "192.0.2.1", "10.1.0.20", 6, 80),
+        "ingress isolated with no rules"
+    );
+}
+
+#[test]
+fn selected_peer_and_both_ends_are_checked() {
+    // DB ingress allows only FRONTEND; FRONTEND egress allows only DB:5432.
+    let fe = Arc::new(AddrSet::from_addrs([ip("10.1.0.20")]));
+    let db = Arc::new(AddrSet::from_addrs([ip("10.1.0.10")]));
+    let a = NetworkPolicy {
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![Peer::Selected(fe)],
+            ports: vec![],
+        }],
+        ..policy("db-from-frontend", &[DB])
+    };
+    let b = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Egress]),
+        egress: vec![NetworkPolicyRule {
+            peers: vec![Peer::Selected(db)],
+            ports: vec![NetworkPolicyPort::tcp(5432)],
+        }],
+        ..policy("frontend-to-db", &[FRONTEND])
+    };
+    let p = compile(&[a, b]);
+    assert!(allowed(&p, "10.1.0.20", "10.1.0.10", 6, 5432));
+    assert!(!allowed(&p, "10.1.0.20", "10.1.0.10", 6, 22), "egress of the frontend");
+    assert!(!allowed(&p, "10.1.0.30", "10.1.0.10", 6, 5432), "ingress of the db");
+}
+
+#[test]
+fn bad_policies_are_rejected_with_the_field() {
+    let bad_end = NetworkPolicy {
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![NetworkPolicyPort {
+                protocol: 6,
+                port: Some(90),
+                end_port: Some(80),
+            }],
+        }],
+        ..policy("p1", &[DB])
+    };
+    let e = k8s::compile(&endpoints(), &[bad_end]).unwrap_err();
+    assert_eq!(e.field, "ports.endPort");
+    assert_eq!(
+        e.to_string(),
+        "field `ports.endPort`: policy `p1` ingress[0]: port 0: endPort 80 is below port 90"
+    );
+
+    let outside = NetworkPolicy {
+        egress: vec![NetworkPolicyRule {
+            peers: vec![Peer::IpBlock {
+                cidr: "10.0.0.0/24".parse().unwrap(),
+                except: vec!["10.0.1.0/24".parse().unwrap()],
+            }],
+            ports: vec![],
+        }],
+        ..policy("p2", &[DB])
+    };
+    let e = k8s::compile(&endpoints(), &[outside]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("policy `p2` egress[0]: peer 0: 10.0.1.0/24 is not inside 10.0.0.0/24"),
+        "{e}"
+    );
+
+    let proto = NetworkPolicy {
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![NetworkPolicyPort {
+                protocol: 1,
+                port: None,
+                end_port: None,
+            }],
+        }],
+        ..policy("p3", &[DB])
+    };
+    assert_eq!(
+        k8s::compile(&endpoints(), &[proto]).unwrap_err().field,
+        "ports.protocol"
+    );
+    assert_eq!(k8s::protocol("SCTP"), Some(132));
+    assert_eq!(k8s::protocol("ICMP"), None);
+}
+
+#[test]
+fn except_covering_the_block_leaves_a_rule_that_never_matches() {
+    let np = NetworkPolicy {
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![Peer::IpBlock {
+                cidr: "10.9.0.0/16".parse().unwrap(),
+                except: vec!["10.9.0.0/16".parse().unwrap()],
+            }],
+            ports: vec![],
+        }],
+        ..policy("nothing", &[DB])
+    };
+    let set = k8s::compile(&endpoints(), &[np]).unwrap();
+    let (p, warnings) = Policy::compile(&set, 1).unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert!(!allowed(&p, "10.9.1.1", "10.1.0.10", 6, 80));
+}

@@ -47,13 +47,21 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates `vrt-<tag><pid><n>` with its loopback up.
+    /// Creates `vrt-<tag><pid><n>` with its loopback up and IPv6 off by default, so the
+    /// kernel sends no router solicitations or MLD reports of its own into a test's counts
+    /// (tests that want IPv6 turn it on per interface).
     pub fn new(tag: &str) -> io::Result<Self> {
         require_root();
         let name = format!("vrt-{}", unique(tag));
         ip(&["netns", "add", &name])?;
         let ns = Netns { name };
         ns.exec(&["ip", "link", "set", "lo", "up"])?;
+        ns.exec(&[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ])?;
         Ok(ns)
     }
 
@@ -148,8 +156,10 @@ impl Veth {
             let _ = ip(&["link", "del", &v.a]);
             return Err(e);
         }
-        ns_a.exec(&["ip", "link", "set", &v.a, "up"])?;
-        ns_b.exec(&["ip", "link", "set", &v.b, "up"])?;
+        for (ns, end) in [(ns_a, &v.a), (ns_b, &v.b)] {
+            ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{end}.disable_ipv6=1")])?;
+            ns.exec(&["ip", "link", "set", end, "up"])?;
+        }
         Ok(v)
     }
 }
@@ -282,7 +292,8 @@ impl PacketSocket {
 }
 
 /// A minimal UDP/IPv4 Ethernet frame of `len` bytes (at least 60) whose payload starts
-/// with `seq` (big-endian u64), for counting and ordering checks.
+/// with `seq` (big-endian u64), for counting and ordering checks. The source port varies
+/// with `seq` (64 flows), so multi-queue devices spread the frames by flow hash.
 pub fn udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], seq: u64, len: usize) -> Vec<u8> {
     let len = len.max(60);
     let mut f = vec![0u8; len];
@@ -306,7 +317,7 @@ pub fn udp_frame(src_mac: [u8; 6], dst_mac: [u8; 6], seq: u64, len: usize) -> Ve
     }
     ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
     let udp = &mut f[34..42];
-    udp[0..2].copy_from_slice(&41111u16.to_be_bytes());
+    udp[0..2].copy_from_slice(&(41111 + (seq % 64) as u16).to_be_bytes());
     udp[2..4].copy_from_slice(&42222u16.to_be_bytes());
     udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
     f[42..50].copy_from_slice(&seq.to_be_bytes());

@@ -1,0 +1,174 @@
+//! The production port: one AF_XDP socket on one (interface, queue).
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use af_xdp::{Desc, SocketConfig, XdpProgram, XskSocket};
+
+use crate::frames::{FramePool, Place};
+use crate::port::{Pkt, Port};
+use crate::stats::WorkerCounters;
+
+/// An AF_XDP socket as a [`Port`]. Ports of one worker share its UMEM: a packet received
+/// on one and sent on another moves as a descriptor.
+pub struct AfXdpPort {
+    sock: XskSocket,
+    prog: Arc<XdpProgram>,
+    name: String,
+    index: u16,
+    descs: Vec<Desc>,
+    comp: Vec<u64>,
+    scratch: Vec<u64>,
+}
+
+/// Most descriptors moved per ring operation.
+const BATCH: usize = 256;
+
+impl AfXdpPort {
+    /// Opens `queue` of the interface `prog` is attached to, with frames from `pool`
+    /// (in the calling thread's network namespace). `share` is the worker's first AF_XDP
+    /// port, if it has one already: the UMEM is registered once and shared.
+    pub fn open(
+        pool: &FramePool,
+        prog: &Arc<XdpProgram>,
+        queue: u32,
+        cfg: SocketConfig,
+        share: Option<&AfXdpPort>,
+    ) -> af_xdp::Result<Self> {
+        let sock = XskSocket::new(pool.umem(), prog.ifname(), queue, cfg, share.map(|p| &p.sock))?;
+        Ok(AfXdpPort {
+            name: format!("{}:q{queue}", prog.ifname()),
+            sock,
+            prog: prog.clone(),
+            index: 0,
+            descs: vec![Desc::default(); BATCH],
+            comp: vec![0; BATCH],
+            scratch: Vec::with_capacity(BATCH),
+        })
+    }
+
+    /// The socket (for its kernel statistics).
+    pub fn socket(&self) -> &XskSocket {
+        &self.sock
+    }
+
+    fn restock(&mut self, pool: &mut FramePool, counters: Option<&WorkerCounters>) {
+        let room = self.sock.fill.free(self.sock.fill.size()) as usize;
+        if room == 0 {
+            return;
+        }
+        let want = room.min(BATCH);
+        self.scratch.clear();
+        pool.take_for(want, Place::KernelRx(self.index), &mut self.scratch);
+        if self.scratch.len() < want
+            && let Some(c) = counters
+        {
+            WorkerCounters::add(&c.fill_starved, 1);
+        }
+        let pushed = self.sock.fill.push(&self.scratch);
+        pool.untake(&self.scratch[pushed..], Place::KernelRx(self.index));
+    }
+
+    fn reclaim(&mut self, pool: &mut FramePool) -> usize {
+        let n = self.sock.comp.pop(&mut self.comp);
+        for &a in &self.comp[..n] {
+            pool.free(a, Place::KernelTx(self.index));
+        }
+        n
+    }
+}
+
+impl Port for AfXdpPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn start(&mut self, index: u16, pool: &mut FramePool) {
+        self.index = index;
+        while self.sock.fill.free(1) > 0 && pool.available() > 0 {
+            self.restock(pool, None);
+        }
+        if let Err(e) = self.prog.register(self.sock.queue(), self.sock.as_fd()) {
+            eprintln!("{}: {e}", self.name);
+        }
+    }
+
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Pkt], counters: &WorkerCounters) -> usize {
+        let want = out.len().min(BATCH);
+        let n = self.sock.rx.pop(&mut self.descs[..want]);
+        for (o, d) in out.iter_mut().zip(&self.descs[..n]) {
+            pool.moved(d.addr, Place::KernelRx(self.index), Place::Worker);
+            *o = Pkt {
+                addr: d.addr,
+                len: d.len,
+            };
+        }
+        WorkerCounters::add(&counters.rx, n as u64);
+        if n == 0 && self.sock.fill.needs_wakeup() {
+            let _ = self.sock.wake_rx();
+        }
+        n
+    }
+
+    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize {
+        let mut done = 0;
+        for chunk in pkts.chunks(BATCH) {
+            for (d, p) in self.descs.iter_mut().zip(chunk) {
+                *d = Desc {
+                    addr: p.addr,
+                    len: p.len,
+                    options: 0,
+                };
+            }
+            let pushed = self.sock.tx.push(&self.descs[..chunk.len()]);
+            for p in &chunk[..pushed] {
+                pool.moved(p.addr, Place::Worker, Place::KernelTx(self.index));
+            }
+            done += pushed;
+            if pushed < chunk.len() {
+                break;
+            }
+        }
+        if done > 0 && self.sock.tx.needs_wakeup() {
+            let _ = self.sock.kick_tx();
+        }
+        done
+    }
+
+    fn poll(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
+        self.reclaim(pool);
+        if self.sock.tx.pending() > 0 && self.sock.tx.needs_wakeup() {
+            let _ = self.sock.kick_tx();
+        }
+        self.restock(pool, Some(counters));
+    }
+
+    fn kernel_drops(&self) -> u64 {
+        self.sock.stats().map_or(0, |s| {
+            s.rx_dropped + s.rx_ring_full + s.rx_invalid_descs + s.tx_invalid_descs
+        })
+    }
+
+    fn drain(&mut self, pool: &mut FramePool) -> u64 {
+        let _ = self.prog.unregister(self.sock.queue());
+        let deadline = Instant::now() + Duration::from_millis(500);
+        loop {
+            let n = self.sock.rx.pop(&mut self.descs);
+            for d in &self.descs[..n] {
+                pool.moved(d.addr, Place::KernelRx(self.index), Place::Worker);
+                pool.free(d.addr, Place::Worker);
+            }
+            let _ = self.sock.kick_tx();
+            let c = self.reclaim(pool);
+            let in_tx = pool.census().kernel_tx[usize::from(self.index)];
+            if (n == 0 && c == 0 && in_tx == 0) || Instant::now() > deadline {
+                break;
+            }
+            if n == 0 && c == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        u64::from(self.sock.fill.pending())
+    }
+}

@@ -1,0 +1,162 @@
+//! Ports: where bursts of packets come from and go to.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::frames::{FramePool, Place};
+use crate::stats::{DropReason, WorkerCounters};
+
+/// A packet held by a worker: where its first byte is in the pool and how long it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pkt {
+    /// Address of the first byte (headroom lies in front of it, inside the same frame).
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// A source and sink of packet bursts, owned by one worker.
+///
+/// Frames move between the port and the worker's [`FramePool`]; a port records every move
+/// so the pool's accounting stays whole. Calls are per burst, never per packet.
+pub trait Port: Send {
+    /// Name for counters and messages.
+    fn name(&self) -> &str;
+
+    /// Called once before the first burst, with the port's index in its worker.
+    fn start(&mut self, index: u16, pool: &mut FramePool);
+
+    /// Receives up to `out.len()` packets; returns how many. The frames are the worker's.
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Pkt], counters: &WorkerCounters) -> usize;
+
+    /// Takes packets to send, in order; returns how many it took (the rest stay the
+    /// worker's, to drop or retry).
+    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize;
+
+    /// Housekeeping between bursts: reclaim sent frames, restock receive frames, wake the
+    /// kernel when it asks.
+    fn poll(&mut self, pool: &mut FramePool, counters: &WorkerCounters);
+
+    /// Stops receiving and takes back every frame it can (at worker stop). Returns the
+    /// frames the kernel keeps until the port is closed (its fill ring), for accounting.
+    fn drain(&mut self, pool: &mut FramePool) -> u64;
+
+    /// Packets the kernel dropped before they reached the port (ring full, no frame,
+    /// invalid descriptors); 0 for ports without a kernel side.
+    fn kernel_drops(&self) -> u64 {
+        0
+    }
+}
+
+/// The outside end of a [`MemoryPort`]: packets are injected here and collected from here,
+/// by tests, benchmarks or an embedder that brings its own packets (e.g. from its own
+/// DPDK). Bounded both ways; a full queue refuses (and counts) rather than blocks.
+pub struct MemoryLink {
+    to_port: ArrayQueue<Vec<u8>>,
+    from_port: ArrayQueue<Vec<u8>>,
+    refused_in: AtomicU64,
+}
+
+impl MemoryLink {
+    /// Queues of `capacity` packets each way.
+    pub fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(MemoryLink {
+            to_port: ArrayQueue::new(capacity),
+            from_port: ArrayQueue::new(capacity),
+            refused_in: AtomicU64::new(0),
+        })
+    }
+
+    /// Hands a frame to the port; `false` (and counted) if the queue is full.
+    pub fn inject(&self, frame: &[u8]) -> bool {
+        let ok = self.to_port.push(frame.to_vec()).is_ok();
+        if !ok {
+            self.refused_in.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// A frame the port sent, if any.
+    pub fn take(&self) -> Option<Vec<u8>> {
+        self.from_port.pop()
+    }
+
+    /// Frames refused by [`MemoryLink::inject`] because the queue was full.
+    pub fn refused(&self) -> u64 {
+        self.refused_in.load(Ordering::Relaxed)
+    }
+
+    /// Frames injected and not yet received by the port.
+    pub fn pending_in(&self) -> usize {
+        self.to_port.len()
+    }
+}
+
+/// An in-process port: packets are copied from its [`MemoryLink`] into pool frames on
+/// receive and out of them on transmit.
+pub struct MemoryPort {
+    name: String,
+    link: Arc<MemoryLink>,
+}
+
+impl MemoryPort {
+    /// A port named `name` on `link`.
+    pub fn new(name: &str, link: Arc<MemoryLink>) -> Self {
+        MemoryPort {
+            name: name.into(),
+            link,
+        }
+    }
+}
+
+impl Port for MemoryPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn start(&mut self, _index: u16, _pool: &mut FramePool) {}
+
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Pkt], counters: &WorkerCounters) -> usize {
+        let room = pool.umem().config().frame_size as usize - pool.headroom() as usize;
+        let mut n = 0;
+        while n < out.len() {
+            let Some(frame) = self.link.to_port.pop() else { break };
+            WorkerCounters::add(&counters.rx, 1);
+            if frame.len() > room {
+                counters.dropped(DropReason::TooLong, 1);
+                continue;
+            }
+            let Some(base) = pool.alloc() else {
+                counters.dropped(DropReason::NoFreeFrame, 1);
+                continue;
+            };
+            let addr = base + u64::from(pool.headroom());
+            pool.bytes_mut(addr, frame.len()).copy_from_slice(&frame);
+            out[n] = Pkt {
+                addr,
+                len: frame.len() as u32,
+            };
+            n += 1;
+        }
+        n
+    }
+
+    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize {
+        for (k, p) in pkts.iter().enumerate() {
+            let bytes = pool.bytes_mut(p.addr, p.len as usize).to_vec();
+            if self.link.from_port.push(bytes).is_err() {
+                return k;
+            }
+            pool.free(p.addr, Place::Worker);
+        }
+        pkts.len()
+    }
+
+    fn poll(&mut self, _pool: &mut FramePool, _counters: &WorkerCounters) {}
+
+    fn drain(&mut self, _pool: &mut FramePool) -> u64 {
+        0
+    }
+}

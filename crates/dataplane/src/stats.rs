@@ -1,0 +1,156 @@
+//! Per-worker counters: written by their worker alone with plain loads and stores (no
+//! locked instructions on the hot path), read by anyone and summed over workers.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $name:ident = $text:literal,)*) => {
+        /// Why a packet was dropped. Each reason has a counter and a description.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $($(#[$doc])* $name,)* }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+
+            /// What the drop means, for operators.
+            pub const fn description(self) -> &'static str {
+                match self { $(DropReason::$name => $text,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// The egress port's TX ring was full.
+    TxRingFull = "egress TX ring full",
+    /// No free frame to copy a received packet into (memory ports).
+    NoFreeFrame = "no free frame",
+    /// The packet does not fit in a frame after the headroom (memory ports).
+    TooLong = "packet longer than a frame",
+    /// The handler sent the packet to a port that does not exist.
+    NoSuchPort = "egress port does not exist",
+    /// The handler dropped it (reflect/forward apps: not Ethernet).
+    Malformed = "malformed packet",
+    /// The handler dropped it by its own decision.
+    Filtered = "dropped by the packet handler",
+}
+
+/// Counters of one worker.
+#[derive(Default)]
+pub struct WorkerCounters {
+    /// Packets received.
+    pub rx: AtomicU64,
+    /// Packets handed to a TX ring or queue.
+    pub tx: AtomicU64,
+    /// Polls of all ports that found nothing.
+    pub empty_polls: AtomicU64,
+    /// Times a fill ring could not be topped up because no frame was free.
+    pub fill_starved: AtomicU64,
+    /// Bursts processed.
+    pub bursts: AtomicU64,
+    drops: [AtomicU64; 8],
+}
+
+impl WorkerCounters {
+    /// Adds `n`; only the owning worker calls this.
+    #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` drops for `why`; only the owning worker calls this.
+    #[inline]
+    pub fn dropped(&self, why: DropReason, n: u64) {
+        Self::add(&self.drops[why as usize], n);
+    }
+
+    /// A consistent-enough copy for reporting.
+    pub fn snapshot(&self) -> Stats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            rx: get(&self.rx),
+            tx: get(&self.tx),
+            empty_polls: get(&self.empty_polls),
+            fill_starved: get(&self.fill_starved),
+            bursts: get(&self.bursts),
+            drops: DropReason::ALL
+                .iter()
+                .map(|&r| (r, get(&self.drops[r as usize])))
+                .collect(),
+        }
+    }
+}
+
+/// A worker's counters padded to their own cache lines.
+pub type SharedCounters = std::sync::Arc<CachePadded<WorkerCounters>>;
+
+/// Counter values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets received.
+    pub rx: u64,
+    /// Packets transmitted.
+    pub tx: u64,
+    /// Empty polls.
+    pub empty_polls: u64,
+    /// Fill-ring starvation events.
+    pub fill_starved: u64,
+    /// Bursts processed.
+    pub bursts: u64,
+    /// Drops per reason.
+    pub drops: Vec<(DropReason, u64)>,
+}
+
+impl Stats {
+    /// All drops.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().map(|d| d.1).sum()
+    }
+
+    /// Drops for one reason.
+    pub fn dropped_for(&self, why: DropReason) -> u64 {
+        self.drops.iter().find(|d| d.0 == why).map_or(0, |d| d.1)
+    }
+
+    /// Sum over workers.
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Stats>) -> Stats {
+        let mut t = Stats {
+            drops: DropReason::ALL.iter().map(|&r| (r, 0)).collect(),
+            ..Stats::default()
+        };
+        for s in all {
+            t.rx += s.rx;
+            t.tx += s.tx;
+            t.empty_polls += s.empty_polls;
+            t.fill_starved += s.fill_starved;
+            t.bursts += s.bursts;
+            for (a, b) in t.drops.iter_mut().zip(&s.drops) {
+                a.1 += b.1;
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_a_counter_and_a_description() {
+        assert!(DropReason::ALL.len() <= 8);
+        let c = WorkerCounters::default();
+        for (i, &r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r as usize, i);
+            assert!(!r.description().is_empty());
+            c.dropped(r, i as u64 + 1);
+        }
+        let s = c.snapshot();
+        assert_eq!(s.dropped_for(DropReason::TxRingFull), 1);
+        assert_eq!(Stats::sum([&s, &s]).dropped(), 2 * s.dropped());
+    }
+}

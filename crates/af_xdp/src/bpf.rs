@@ -177,54 +177,8 @@ impl XdpProgram {
             ..Default::default()
         };
         let map = owned(bpf(BPF_MAP_CREATE, &mut m).map_err(|e| from_io("creating the XSKMAP (bpf MAP_CREATE)", e))?);
-        let prog = load(map.as_raw_fd())?;
-        let try_link = |flags| {
-            let mut l = LinkCreateAttr {
-                prog_fd: prog.as_raw_fd() as u32,
-                target_ifindex: ifindex,
-                attach_type: BPF_ATTACH_XDP,
-                flags,
-            };
-            bpf(BPF_LINK_CREATE, &mut l).map(owned)
-        };
-        let refused = |mode, source: io::Error| match source.raw_os_error() {
-            Some(libc::EPERM) | Some(libc::EACCES) => Error::Permission {
-                op: "attaching the XDP program (bpf LINK_CREATE)",
-            },
-            _ => Error::AttachRefused {
-                ifname: ifname.to_string(),
-                mode,
-                source,
-            },
-        };
-        let (link, mode, fallback) = match mode {
-            AttachMode::Native => (
-                try_link(XDP_FLAGS_DRV_MODE).map_err(|e| refused("native", e))?,
-                XdpMode::Native,
-                None,
-            ),
-            AttachMode::Generic => (
-                try_link(XDP_FLAGS_SKB_MODE).map_err(|e| refused("generic", e))?,
-                XdpMode::Generic,
-                None,
-            ),
-            AttachMode::Auto => match try_link(XDP_FLAGS_DRV_MODE) {
-                Ok(l) => (l, XdpMode::Native, None),
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
-                    return Err(refused("native", e));
-                }
-                Err(native) => {
-                    let l = try_link(XDP_FLAGS_SKB_MODE).map_err(|e| refused("generic", e))?;
-                    let why = match native.raw_os_error() {
-                        Some(libc::ERANGE) => format!(
-                            "native XDP refused on `{ifname}` ({native}: a veth peer MTU above 3506?); using generic mode"
-                        ),
-                        _ => format!("native XDP refused on `{ifname}` ({native}); using generic mode"),
-                    };
-                    (l, XdpMode::Generic, Some(why))
-                }
-            },
-        };
+        let prog = load(&redirect_program(map.as_raw_fd()))?;
+        let (link, mode, fallback) = link(&prog, ifname, ifindex, mode)?;
         Ok(XdpProgram {
             map,
             _prog: prog,
@@ -294,8 +248,81 @@ impl XdpProgram {
     }
 }
 
-fn load(map_fd: i32) -> Result<OwnedFd> {
-    let insns = redirect_program(map_fd);
+/// Attaches `prog` to the interface with a BPF link, in `mode` (falling back for `Auto`).
+fn link(prog: &OwnedFd, ifname: &str, ifindex: u32, mode: AttachMode) -> Result<(OwnedFd, XdpMode, Option<String>)> {
+    let try_link = |flags| {
+        let mut l = LinkCreateAttr {
+            prog_fd: prog.as_raw_fd() as u32,
+            target_ifindex: ifindex,
+            attach_type: BPF_ATTACH_XDP,
+            flags,
+        };
+        bpf(BPF_LINK_CREATE, &mut l).map(owned)
+    };
+    let refused = |mode, source: io::Error| match source.raw_os_error() {
+        Some(libc::EPERM) | Some(libc::EACCES) => Error::Permission {
+            op: "attaching the XDP program (bpf LINK_CREATE)",
+        },
+        _ => Error::AttachRefused {
+            ifname: ifname.to_string(),
+            mode,
+            source,
+        },
+    };
+    Ok(match mode {
+        AttachMode::Native => (try_link(XDP_FLAGS_DRV_MODE).map_err(|e| refused("native", e))?, XdpMode::Native, None),
+        AttachMode::Generic => (try_link(XDP_FLAGS_SKB_MODE).map_err(|e| refused("generic", e))?, XdpMode::Generic, None),
+        AttachMode::Auto => match try_link(XDP_FLAGS_DRV_MODE) {
+            Ok(l) => (l, XdpMode::Native, None),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+                return Err(refused("native", e));
+            }
+            Err(native) => {
+                let l = try_link(XDP_FLAGS_SKB_MODE).map_err(|e| refused("generic", e))?;
+                let why = match native.raw_os_error() {
+                    Some(libc::ERANGE) => format!(
+                        "native XDP refused on `{ifname}` ({native}: a veth peer MTU above 3506?); using generic mode"
+                    ),
+                    _ => format!("native XDP refused on `{ifname}` ({native}); using generic mode"),
+                };
+                (l, XdpMode::Generic, Some(why))
+            }
+        },
+    })
+}
+
+/// A program that drops every packet (`XDP_DROP`): the ceiling of the XDP receive path in
+/// benchmarks, and a cheap sink for test traffic.
+#[derive(Debug)]
+pub struct XdpDrop {
+    _prog: OwnedFd,
+    _link: OwnedFd,
+    mode: XdpMode,
+}
+
+impl XdpDrop {
+    /// Attaches it to `ifname`; detached when dropped.
+    pub fn attach(ifname: &str, mode: AttachMode) -> Result<Self> {
+        const MOV64_K: u8 = 0xb7;
+        const EXIT: u8 = 0x95;
+        const XDP_DROP: i32 = 1;
+        let ifindex = iface::index(ifname)?;
+        let prog = load(&[insn(MOV64_K, 0, 0, 0, XDP_DROP), insn(EXIT, 0, 0, 0, 0)])?;
+        let (link, mode, _) = link(&prog, ifname, ifindex, mode)?;
+        Ok(XdpDrop {
+            _prog: prog,
+            _link: link,
+            mode,
+        })
+    }
+
+    /// The mode in use.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+}
+
+fn load(insns: &[u64]) -> Result<OwnedFd> {
     let license = c"Dual MIT/GPL";
     let mut log = vec![0u8; 16 * 1024];
     let mut p = ProgLoadAttr {

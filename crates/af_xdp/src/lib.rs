@@ -37,7 +37,7 @@ mod ring;
 mod socket;
 mod umem;
 
-pub use bpf::{AttachMode, XdpMode, XdpProgram};
+pub use bpf::{AttachMode, XdpDrop, XdpMode, XdpProgram};
 pub use error::{Error, Result};
 pub use ring::{ConsumerRing, Desc, ProducerRing};
 pub use socket::{SocketConfig, SocketStats, XskSocket, ZeroCopy};

@@ -137,6 +137,8 @@ impl FramePool {
     /// from or sent to the kernel).
     #[inline]
     pub fn moved(&mut self, addr: u64, from: Place, to: Place) {
+        #[cfg(not(debug_assertions))]
+        let _ = addr;
         #[cfg(debug_assertions)]
         {
             let i = (self.frame_base(addr) / self.frame_size) as usize;

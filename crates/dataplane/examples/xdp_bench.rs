@@ -1,0 +1,259 @@
+//! I/O path benchmark on veth, as root: the same generator (ours, AF_XDP TX pinned to one
+//! CPU; then `trafgen` if installed) feeds 64-byte UDP frames into a DUT namespace set up
+//! six ways in one run: an XDP_DROP program (the ceiling), our AF_XDP RX, reflect and
+//! port-to-port forward (one worker on the other CPU), the kernel forwarding through a
+//! router namespace, and the same with RPS moving its work to the other CPU.
+//!
+//! `cargo run --release -p dataplane --example xdp_bench [SECONDS]`
+//!
+//! Topology: gen --v1-- dut --v2-- sink (XDP_DROP on the sink, so delivering costs nothing).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use af_xdp::{AttachMode, SocketConfig, Umem, UmemConfig, XdpDrop, XdpProgram, XskSocket, ZeroCopy};
+use dataplane::*;
+use testnet::{Netns, Veth};
+
+const GEN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const DUT1_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+const DUT2_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
+const SINK_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
+
+fn mac(m: [u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// 64-byte frame on the wire (60 + FCS): UDP 10.1.0.1 -> 10.2.0.2, routed by the DUT.
+fn frame(src_port: u16) -> Vec<u8> {
+    let mut f = testnet::udp_frame(GEN_MAC, DUT1_MAC, 0, 60);
+    f[26..30].copy_from_slice(&[10, 1, 0, 1]);
+    f[30..34].copy_from_slice(&[10, 2, 0, 2]);
+    f[24..26].copy_from_slice(&[0, 0]);
+    let mut sum = 0u32;
+    for c in f[14..34].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    f[24..26].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    f[34..36].copy_from_slice(&src_port.to_be_bytes());
+    f
+}
+
+/// Our generator: AF_XDP TX (copy mode) on `ifname`, pinned to `cpu`, until `stop`.
+fn xsk_generator(ifname: &str, cpu: usize, stop: &AtomicBool, sent: &AtomicU64) {
+    pin_current_thread(cpu).unwrap();
+    let umem = Arc::new(Umem::new(UmemConfig { frame_count: 4096, ..Default::default() }).unwrap());
+    let cfg = SocketConfig { zero_copy: ZeroCopy::Off, ..Default::default() };
+    // The previous run's socket is released asynchronously: retry while the queue is busy.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut sock = loop {
+        match XskSocket::new(&umem, ifname, 0, cfg, None) {
+            Ok(s) => break s,
+            Err(af_xdp::Error::Sys { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("generator: {e}"),
+        }
+    };
+    let mut free: Vec<u64> = Vec::new();
+    for i in 0..4096 {
+        let a = umem.frame_addr(i);
+        let f = frame(40000 + (i % 256) as u16);
+        // SAFETY: the frames are not on any ring yet.
+        unsafe { umem.bytes_mut(a, f.len()) }.unwrap().copy_from_slice(&f);
+        free.push(a);
+    }
+    let mut descs = Vec::with_capacity(64);
+    let mut comp = [0u64; 256];
+    while !stop.load(Ordering::Relaxed) {
+        let n = sock.comp.pop(&mut comp);
+        free.extend_from_slice(&comp[..n]);
+        sent.fetch_add(n as u64, Ordering::Relaxed);
+        descs.clear();
+        descs.extend(free.iter().rev().take(64).map(|&addr| af_xdp::Desc { addr, len: 60, options: 0 }));
+        let pushed = sock.tx.push(&descs);
+        free.truncate(free.len() - pushed);
+        let _ = sock.kick_tx();
+    }
+}
+
+struct World {
+    sender: Netns,
+    dut: Netns,
+    sink: Netns,
+    v1: Veth,
+    v2: Veth,
+}
+
+impl World {
+    fn new() -> World {
+        let (sender, dut, sink) = (Netns::new("gen").unwrap(), Netns::new("dut").unwrap(), Netns::new("snk").unwrap());
+        let v1 = Veth::new(&sender, &dut, 1).unwrap();
+        let v2 = Veth::new(&sink, &dut, 1).unwrap();
+        for (ns, dev, m) in [(&sender, &v1.a, GEN_MAC), (&dut, &v1.b, DUT1_MAC), (&dut, &v2.b, DUT2_MAC), (&sink, &v2.a, SINK_MAC)] {
+            ns.exec(&["ip", "link", "set", "dev", dev, "address", &mac(m)]).unwrap();
+        }
+        dut.exec(&["ip", "addr", "add", "10.1.0.254/24", "dev", &v1.b]).unwrap();
+        dut.exec(&["ip", "addr", "add", "10.2.0.254/24", "dev", &v2.b]).unwrap();
+        dut.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+        dut.exec(&["ip", "neigh", "add", "10.2.0.2", "lladdr", &mac(SINK_MAC), "dev", &v2.b, "nud", "permanent"]).unwrap();
+        World { sender, dut, sink, v1, v2 }
+    }
+
+    fn counter(&self, ns: &Netns, dev: &str, name: &str) -> u64 {
+        let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{name}")]).unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Gen {
+    Ours,
+    Trafgen,
+}
+
+/// Runs the generator for warm-up + `secs`; `measure` returns the DUT's count, read at
+/// both ends of the window. Returns (generator Mpps, DUT Mpps).
+fn run(w: &World, g: Gen, secs: f64, measure: &dyn Fn() -> u64) -> (f64, f64) {
+    let stop = AtomicBool::new(false);
+    let sent = AtomicU64::new(0);
+    let gen_tx = || w.counter(&w.sender, &w.v1.a, "tx_packets");
+    std::thread::scope(|s| {
+        let mut child = None;
+        match g {
+            Gen::Ours => {
+                s.spawn(|| {
+                    w.sender.enter().unwrap();
+                    xsk_generator(&w.v1.a, 0, &stop, &sent)
+                });
+            }
+            Gen::Trafgen => {
+                let bytes: Vec<String> = frame(40000).iter().map(|b| format!("{b:#04x}")).collect();
+                let conf = std::env::temp_dir().join(format!("vr-trafgen-{}.cfg", std::process::id()));
+                std::fs::write(&conf, format!("{{ {} }}\n", bytes.join(", "))).unwrap();
+                child = Some(
+                    std::process::Command::new("ip")
+                        .args(["netns", "exec", w.sender.name(), "trafgen", "--dev", &w.v1.a, "--conf"])
+                        .arg(&conf)
+                        .args(["--cpus", "1", "-q"])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::fs::File::create(conf.with_extension("err")).unwrap())
+                        .spawn()
+                        .unwrap(),
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        let (g0, d0, t0) = (gen_tx(), measure(), Instant::now());
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        let (g1, d1, dt) = (gen_tx(), measure(), t0.elapsed().as_secs_f64());
+        stop.store(true, Ordering::Relaxed);
+        if let Some(mut c) = child {
+            let _ = c.kill(); // the PID we started
+            let _ = c.wait();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        ((g1 - g0) as f64 / dt / 1e6, (d1 - d0) as f64 / dt / 1e6)
+    })
+}
+
+struct DropAll;
+impl Handler for DropAll {
+    fn process(&mut self, _: u16, pkts: &mut [Pkt], _: &mut FramePool, v: &mut [Verdict]) {
+        v[..pkts.len()].fill(Verdict::Drop(DropReason::Filtered));
+    }
+}
+
+fn workers(w: &World, forward: bool, handler: fn() -> Box<dyn Handler>) -> (WorkerSet, Vec<XdpProgram>) {
+    w.dut.run(|| {
+        let p1 = Arc::new(XdpProgram::attach(&w.v1.b, AttachMode::Native).unwrap());
+        let p2 = forward.then(|| Arc::new(XdpProgram::attach(&w.v2.b, AttachMode::Native).unwrap()));
+        let (q1, q2) = (p1.clone(), p2.clone());
+        let set = WorkerSet::start(&[1], move |_, _| {
+            let umem = Arc::new(Umem::new(UmemConfig::default()).map_err(|e| e.to_string())?);
+            let pool = FramePool::new(umem, if q2.is_some() { 2 } else { 1 });
+            let a = AfXdpPort::open(&pool, &q1, 0, SocketConfig::default(), None).map_err(|e| e.to_string())?;
+            let mut ports: Vec<Box<dyn Port>> = Vec::new();
+            if let Some(q2) = &q2 {
+                let b = AfXdpPort::open(&pool, q2, 0, SocketConfig::default(), Some(&a)).map_err(|e| e.to_string())?;
+                ports.push(Box::new(a));
+                ports.push(Box::new(b));
+            } else {
+                ports.push(Box::new(a));
+            }
+            Ok(Worker::new(pool, ports, handler()))
+        })
+        .unwrap();
+        let progs = [Arc::try_unwrap(p1).ok()].into_iter().flatten();
+        (set, progs.chain(p2.and_then(|p| Arc::try_unwrap(p).ok())).collect())
+    })
+}
+
+fn main() {
+    testnet::require_root();
+    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let w = World::new();
+    let _sink = w.sink.run(|| XdpDrop::attach(&w.v2.a, AttachMode::Native).unwrap());
+    let gens: Vec<Gen> = if std::process::Command::new("trafgen").arg("--version").output().is_ok() {
+        vec![Gen::Ours, Gen::Trafgen]
+    } else {
+        eprintln!("trafgen not installed (apt install netsniff-ng): only our generator");
+        vec![Gen::Ours]
+    };
+    println!("| generator | DUT | generator Mpps | DUT Mpps | vs XDP_DROP | vs kernel | vs kernel+RPS |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for g in gens {
+        let gname = if g == Gen::Ours { "ours (AF_XDP TX)" } else { "trafgen" };
+        let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+        // The ceiling: XDP_DROP on the DUT's port.
+        {
+            let _d = w.dut.run(|| XdpDrop::attach(&w.v1.b, AttachMode::Native).unwrap());
+            let (gm, dm) = run(&w, g, secs, &|| w.counter(&w.dut, &w.v1.b, "rx_packets"));
+            rows.push(("XDP_DROP", gm, dm));
+        }
+        for (name, fwd, h) in [
+            ("AF_XDP RX (drop all)", false, (|| Box::new(DropAll) as Box<dyn Handler>) as fn() -> Box<dyn Handler>),
+            ("AF_XDP reflect", false, || Box::new(apps::Reflect)),
+            ("AF_XDP port-to-port", true, || Box::new(apps::Forward { peer: vec![1, 0] })),
+        ] {
+            let (set, progs) = workers(&w, fwd, h);
+            let count = |s: &WorkerSet| {
+                let t = Stats::sum(&s.stats());
+                if name.contains("RX") { t.rx } else { t.tx }
+            };
+            let (gm, dm) = run(&w, g, secs, &|| count(&set));
+            let reports = set.stop();
+            for r in &reports {
+                assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+            }
+            drop(progs);
+            rows.push((name, gm, dm));
+        }
+        let fwd = |w: &World| w.counter(&w.dut, &w.v2.b, "tx_packets");
+        let (gm, dm) = run(&w, g, secs, &|| fwd(&w));
+        rows.push(("kernel forwarding", gm, dm));
+        w.dut.exec(&["sh", "-c", &format!("echo 2 > /sys/class/net/{}/queues/rx-0/rps_cpus", w.v1.b)]).unwrap();
+        let (gm, dm) = run(&w, g, secs, &|| fwd(&w));
+        w.dut.exec(&["sh", "-c", &format!("echo 0 > /sys/class/net/{}/queues/rx-0/rps_cpus", w.v1.b)]).unwrap();
+        rows.push(("kernel forwarding + RPS", gm, dm));
+        let ceiling = rows[0].2;
+        let (kernel, rps) = (rows[4].2, rows[5].2);
+        let rps = if rps > 0.0 { rps } else { f64::NAN };
+        for (name, gm, dm) in &rows {
+            if *gm == 0.0 {
+                println!("| {gname} | {name} | generator failed (see {}) | | | | |", std::env::temp_dir().display());
+                continue;
+            }
+            println!(
+                "| {gname} | {name} | {gm:.3} | {dm:.3} | {:.2} | {:.2} | {:.2} |",
+                dm / ceiling,
+                dm / kernel,
+                dm / rps
+            );
+        }
+    }
+}

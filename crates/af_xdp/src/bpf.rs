@@ -270,8 +270,16 @@ fn link(prog: &OwnedFd, ifname: &str, ifindex: u32, mode: AttachMode) -> Result<
         },
     };
     Ok(match mode {
-        AttachMode::Native => (try_link(XDP_FLAGS_DRV_MODE).map_err(|e| refused("native", e))?, XdpMode::Native, None),
-        AttachMode::Generic => (try_link(XDP_FLAGS_SKB_MODE).map_err(|e| refused("generic", e))?, XdpMode::Generic, None),
+        AttachMode::Native => (
+            try_link(XDP_FLAGS_DRV_MODE).map_err(|e| refused("native", e))?,
+            XdpMode::Native,
+            None,
+        ),
+        AttachMode::Generic => (
+            try_link(XDP_FLAGS_SKB_MODE).map_err(|e| refused("generic", e))?,
+            XdpMode::Generic,
+            None,
+        ),
         AttachMode::Auto => match try_link(XDP_FLAGS_DRV_MODE) {
             Ok(l) => (l, XdpMode::Native, None),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {

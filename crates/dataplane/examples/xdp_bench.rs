@@ -46,14 +46,25 @@ fn frame(src_port: u16) -> Vec<u8> {
 /// Our generator: AF_XDP TX (copy mode) on `ifname`, pinned to `cpu`, until `stop`.
 fn xsk_generator(ifname: &str, cpu: usize, stop: &AtomicBool, sent: &AtomicU64) {
     pin_current_thread(cpu).unwrap();
-    let umem = Arc::new(Umem::new(UmemConfig { frame_count: 4096, ..Default::default() }).unwrap());
-    let cfg = SocketConfig { zero_copy: ZeroCopy::Off, ..Default::default() };
+    let umem = Arc::new(
+        Umem::new(UmemConfig {
+            frame_count: 4096,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let cfg = SocketConfig {
+        zero_copy: ZeroCopy::Off,
+        ..Default::default()
+    };
     // The previous run's socket is released asynchronously: retry while the queue is busy.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut sock = loop {
         match XskSocket::new(&umem, ifname, 0, cfg, None) {
             Ok(s) => break s,
-            Err(af_xdp::Error::Sys { source, .. }) if source.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+            Err(af_xdp::Error::Sys { source, .. })
+                if source.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(50))
             }
             Err(e) => panic!("generator: {e}"),
@@ -74,7 +85,11 @@ fn xsk_generator(ifname: &str, cpu: usize, stop: &AtomicBool, sent: &AtomicU64) 
         free.extend_from_slice(&comp[..n]);
         sent.fetch_add(n as u64, Ordering::Relaxed);
         descs.clear();
-        descs.extend(free.iter().rev().take(64).map(|&addr| af_xdp::Desc { addr, len: 60, options: 0 }));
+        descs.extend(free.iter().rev().take(64).map(|&addr| af_xdp::Desc {
+            addr,
+            len: 60,
+            options: 0,
+        }));
         let pushed = sock.tx.push(&descs);
         free.truncate(free.len() - pushed);
         let _ = sock.kick_tx();
@@ -91,21 +106,50 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let (sender, dut, sink) = (Netns::new("gen").unwrap(), Netns::new("dut").unwrap(), Netns::new("snk").unwrap());
+        let (sender, dut, sink) = (
+            Netns::new("gen").unwrap(),
+            Netns::new("dut").unwrap(),
+            Netns::new("snk").unwrap(),
+        );
         let v1 = Veth::new(&sender, &dut, 1).unwrap();
         let v2 = Veth::new(&sink, &dut, 1).unwrap();
-        for (ns, dev, m) in [(&sender, &v1.a, GEN_MAC), (&dut, &v1.b, DUT1_MAC), (&dut, &v2.b, DUT2_MAC), (&sink, &v2.a, SINK_MAC)] {
+        for (ns, dev, m) in [
+            (&sender, &v1.a, GEN_MAC),
+            (&dut, &v1.b, DUT1_MAC),
+            (&dut, &v2.b, DUT2_MAC),
+            (&sink, &v2.a, SINK_MAC),
+        ] {
             ns.exec(&["ip", "link", "set", "dev", dev, "address", &mac(m)]).unwrap();
         }
         dut.exec(&["ip", "addr", "add", "10.1.0.254/24", "dev", &v1.b]).unwrap();
         dut.exec(&["ip", "addr", "add", "10.2.0.254/24", "dev", &v2.b]).unwrap();
         dut.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
-        dut.exec(&["ip", "neigh", "add", "10.2.0.2", "lladdr", &mac(SINK_MAC), "dev", &v2.b, "nud", "permanent"]).unwrap();
-        World { sender, dut, sink, v1, v2 }
+        dut.exec(&[
+            "ip",
+            "neigh",
+            "add",
+            "10.2.0.2",
+            "lladdr",
+            &mac(SINK_MAC),
+            "dev",
+            &v2.b,
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+        World {
+            sender,
+            dut,
+            sink,
+            v1,
+            v2,
+        }
     }
 
     fn counter(&self, ns: &Netns, dev: &str, name: &str) -> u64 {
-        let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{name}")]).unwrap();
+        let out = ns
+            .exec(&["cat", &format!("/sys/class/net/{dev}/statistics/{name}")])
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
     }
 }
@@ -216,9 +260,15 @@ fn main() {
             rows.push(("XDP_DROP", gm, dm));
         }
         for (name, fwd, h) in [
-            ("AF_XDP RX (drop all)", false, (|| Box::new(DropAll) as Box<dyn Handler>) as fn() -> Box<dyn Handler>),
+            (
+                "AF_XDP RX (drop all)",
+                false,
+                (|| Box::new(DropAll) as Box<dyn Handler>) as fn() -> Box<dyn Handler>,
+            ),
             ("AF_XDP reflect", false, || Box::new(apps::Reflect)),
-            ("AF_XDP port-to-port", true, || Box::new(apps::Forward { peer: vec![1, 0] })),
+            ("AF_XDP port-to-port", true, || {
+                Box::new(apps::Forward { peer: vec![1, 0] })
+            }),
         ] {
             let (set, progs) = workers(&w, fwd, h);
             let count = |s: &WorkerSet| {
@@ -236,16 +286,31 @@ fn main() {
         let fwd = |w: &World| w.counter(&w.dut, &w.v2.b, "tx_packets");
         let (gm, dm) = run(&w, g, secs, &|| fwd(&w));
         rows.push(("kernel forwarding", gm, dm));
-        w.dut.exec(&["sh", "-c", &format!("echo 2 > /sys/class/net/{}/queues/rx-0/rps_cpus", w.v1.b)]).unwrap();
+        w.dut
+            .exec(&[
+                "sh",
+                "-c",
+                &format!("echo 2 > /sys/class/net/{}/queues/rx-0/rps_cpus", w.v1.b),
+            ])
+            .unwrap();
         let (gm, dm) = run(&w, g, secs, &|| fwd(&w));
-        w.dut.exec(&["sh", "-c", &format!("echo 0 > /sys/class/net/{}/queues/rx-0/rps_cpus", w.v1.b)]).unwrap();
+        w.dut
+            .exec(&[
+                "sh",
+                "-c",
+                &format!("echo 0 > /sys/class/net/{}/queues/rx-0/rps_cpus", w.v1.b),
+            ])
+            .unwrap();
         rows.push(("kernel forwarding + RPS", gm, dm));
         let ceiling = rows[0].2;
         let (kernel, rps) = (rows[4].2, rows[5].2);
         let rps = if rps > 0.0 { rps } else { f64::NAN };
         for (name, gm, dm) in &rows {
             if *gm == 0.0 {
-                println!("| {gname} | {name} | generator failed (see {}) | | | | |", std::env::temp_dir().display());
+                println!(
+                    "| {gname} | {name} | generator failed (see {}) | | | | |",
+                    std::env::temp_dir().display()
+                );
                 continue;
             }
             println!(

@@ -233,8 +233,17 @@ impl FlowTable {
     /// Registers a reader (one per worker thread). `None` when `max_readers` are in use.
     pub fn reader(&self) -> Option<Reader<'_>> {
         Some(Reader {
-            table: self,
+            table: TableRef::Borrowed(self),
             id: self.epochs.register()?,
+        })
+    }
+
+    /// A reader that keeps the table alive itself, for a worker that owns its state
+    /// (`'static`) rather than borrowing the table from a scope.
+    pub fn shared_reader(self: &std::sync::Arc<Self>) -> Option<Reader<'static>> {
+        Some(Reader {
+            id: self.epochs.register()?,
+            table: TableRef::Shared(self.clone()),
         })
     }
 
@@ -528,13 +537,18 @@ impl FlowTable {
 /// A worker's handle on the table. Every operation goes through one; ids it hands out
 /// live until its next [`quiescent`](Self::quiescent).
 pub struct Reader<'t> {
-    table: &'t FlowTable,
+    table: TableRef<'t>,
     id: usize,
+}
+
+enum TableRef<'t> {
+    Borrowed(&'t FlowTable),
+    Shared(std::sync::Arc<FlowTable>),
 }
 
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
-        self.table.epochs.unregister(self.id);
+        self.t().epochs.unregister(self.id);
     }
 }
 
@@ -543,12 +557,21 @@ impl<'t> Reader<'t> {
     /// are reused only after every reader has done so.
     #[inline]
     pub fn quiescent(&mut self) {
-        self.table.epochs.quiescent(self.id);
+        self.t().epochs.quiescent(self.id);
     }
 
     /// The table.
-    pub fn table(&self) -> &'t FlowTable {
-        self.table
+    #[inline]
+    pub fn table(&self) -> &FlowTable {
+        self.t()
+    }
+
+    #[inline]
+    fn t(&self) -> &FlowTable {
+        match &self.table {
+            TableRef::Borrowed(t) => t,
+            TableRef::Shared(t) => t,
+        }
     }
 
     fn id(&self, idx: usize) -> FlowId<'_> {
@@ -561,7 +584,7 @@ impl<'t> Reader<'t> {
     /// Looks up one key with its precomputed [`FlowKey::hash`].
     #[inline]
     pub fn lookup(&self, key: &FlowKey, hash: u64) -> Option<FlowId<'_>> {
-        self.table.find(&key.to_words(), hash).map(|i| self.id(i))
+        self.t().find(&key.to_words(), hash).map(|i| self.id(i))
     }
 
     /// Looks up a burst of keys with precomputed hashes (at most [`MAX_BURST`]; extra keys
@@ -570,7 +593,7 @@ impl<'t> Reader<'t> {
     /// Three passes overlap the cache misses: prefetch the first bucket of every key; scan
     /// the slot words for the signature and prefetch the candidate entries; compare keys.
     pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
-        let t = self.table;
+        let t = self.t();
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
         let mut cand = [usize::MAX; MAX_BURST];
         // Inserts fill the first bucket before the second, so below ~90% load nearly
@@ -626,7 +649,7 @@ impl<'t> Reader<'t> {
         gens: Generations,
         now: u32,
     ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
-        let t = self.table;
+        let t = self.t();
         let f = t.reserve(fwd, fwd_action, gens, now, None)?;
         if fwd == rev {
             t.cold[f].reverse.store(f as u32, Ordering::Relaxed);
@@ -650,7 +673,7 @@ impl<'t> Reader<'t> {
     /// Installs a flow in the *hold* state: the first packet of a new connection does
     /// this, so later packets find it and park instead of all taking the slow path.
     pub fn insert_held(&self, key: &FlowKey, now: u32) -> Result<FlowId<'_>, InsertError> {
-        let t = self.table;
+        let t = self.t();
         let Some(ticket) = t.holds.acquire() else {
             bump(&t.counters.hold_refusals);
             return Err(InsertError::HoldLimit);
@@ -669,7 +692,7 @@ impl<'t> Reader<'t> {
 
     /// Parks a packet (a frame id) on a held flow.
     pub fn park(&self, id: FlowId<'_>, token: u32) -> ParkResult {
-        let t = self.table;
+        let t = self.t();
         let c = &t.cold[id.idx as usize];
         if c.state.load(Ordering::Acquire) & ST_HELD == 0 {
             return ParkResult::Resolved;
@@ -695,7 +718,7 @@ impl<'t> Reader<'t> {
         now: u32,
         mut parked: impl FnMut(u32),
     ) -> Result<FlowId<'_>, InsertError> {
-        let t = self.table;
+        let t = self.t();
         let f = id.idx as usize;
         let reverse = t.reserve(rev, rev_action, gens, now, None);
         if let Ok(r) = reverse {
@@ -716,14 +739,14 @@ impl<'t> Reader<'t> {
     /// Deletes a flow and its reverse. Packets parked on a held flow go to `dropped`.
     /// Returns how many entries were removed (0 if another worker was first).
     pub fn delete(&self, id: FlowId<'_>, mut dropped: impl FnMut(u32)) -> usize {
-        self.table.retire_pair(id.idx as usize, &mut dropped)
+        self.t().retire_pair(id.idx as usize, &mut dropped)
     }
 
     /// Access to a flow's fields and counters.
     #[inline]
     pub fn flow<'r>(&'r self, id: FlowId<'r>) -> FlowRef<'r> {
         FlowRef {
-            table: self.table,
+            table: self.t(),
             idx: id.idx as usize,
             _reader: PhantomData,
         }
@@ -734,7 +757,7 @@ impl<'t> Reader<'t> {
     /// timeout, and empties retired slots whose grace period is over. Packets parked on an
     /// expired held flow go to `dropped`.
     pub fn sweep(&self, now: u32, budget: usize, mut dropped: impl FnMut(u32)) -> SweepReport {
-        let t = self.table;
+        let t = self.t();
         let total = t.capacity();
         let budget = budget.min(total);
         let start = t.sweep_cursor.fetch_add(budget, Ordering::Relaxed) % total;
@@ -767,8 +790,8 @@ impl<'t> Reader<'t> {
     /// Calls `f` with a snapshot of every live flow (for `show flows`). Concurrent changes
     /// may or may not be seen; every snapshot is of a live entry.
     pub fn for_each(&self, mut f: impl FnMut(FlowSnapshot)) {
-        for idx in 0..self.table.capacity() {
-            if self.table.is_valid(idx) {
+        for idx in 0..self.t().capacity() {
+            if self.t().is_valid(idx) {
                 f(self.flow(self.id(idx)).snapshot());
             }
         }

@@ -381,3 +381,29 @@ fn stats_and_memory() {
     assert_eq!(s.entries, 2);
     assert!(s.occupancy() > 0.0 && s.occupancy() < 0.001);
 }
+
+#[test]
+fn a_shared_reader_keeps_the_table_alive_on_another_thread() {
+    let table = std::sync::Arc::new(flow::FlowTable::new(flow::FlowTableConfig::with_capacity(1024)).unwrap());
+    let key = wire::flow::FlowKey::v4("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), 17, 1, 2);
+    let reader = table.shared_reader().unwrap();
+    drop(table); // the reader holds it now
+    std::thread::spawn(move || {
+        let gens = flow::Generations::default();
+        reader
+            .insert_pair(
+                &key,
+                &key.reversed(),
+                flow::Action::allow(3),
+                flow::Action::allow(4),
+                gens,
+                0,
+            )
+            .unwrap();
+        let id = reader.lookup(&key, key.hash()).unwrap();
+        assert_eq!(reader.flow(id).action(), flow::Action::allow(3));
+        assert_eq!(reader.table().stats().entries, 2);
+    })
+    .join()
+    .unwrap();
+}

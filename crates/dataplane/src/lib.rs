@@ -32,6 +32,7 @@
 mod afxdp;
 pub mod apps;
 mod frames;
+pub mod pipeline;
 mod port;
 mod stats;
 mod worker;

@@ -37,6 +37,34 @@ drop_reasons! {
     Malformed = "malformed packet",
     /// The handler dropped it by its own decision.
     Filtered = "dropped by the packet handler",
+    /// The source address is not the workload's own (anti-spoofing).
+    Spoofed = "source address not owned by the workload port",
+    /// No route to the destination in its VRF.
+    NoRoute = "no route",
+    /// The route's nexthop discards.
+    Discard = "route to discard",
+    /// Denied by policy.
+    PolicyDenied = "denied by policy",
+    /// The next hop's MAC address is not known.
+    NoNeighbor = "next hop MAC unknown",
+    /// TTL or hop limit ran out.
+    TtlExpired = "TTL expired",
+    /// A VXLAN packet for a VNI with no VRF.
+    UnknownVni = "unknown VNI",
+    /// An MPLS packet with a label that maps to nothing.
+    UnknownLabel = "unknown MPLS label",
+    /// Not addressed to this router (another MAC, another tunnel endpoint).
+    NotForUs = "not addressed to this router",
+    /// For the host's own stack, and no exception path is configured.
+    ToHost = "for the host, no exception path",
+    /// After encapsulation the packet would exceed the egress MTU.
+    TooBig = "encapsulated packet exceeds the egress MTU",
+    /// Not enough headroom in the frame to encapsulate.
+    NoHeadroom = "no headroom to encapsulate",
+    /// A header combination the pipeline does not handle (VLAN-tagged, IPv6 underlay).
+    Unsupported = "unsupported packet or tunnel",
+    /// An ARP or neighbour packet the router does not answer.
+    ArpIgnored = "ARP not for a router address",
 }
 
 /// Counters of one worker.
@@ -52,7 +80,7 @@ pub struct WorkerCounters {
     pub fill_starved: AtomicU64,
     /// Bursts processed.
     pub bursts: AtomicU64,
-    drops: [AtomicU64; 8],
+    drops: [AtomicU64; 32],
 }
 
 impl WorkerCounters {
@@ -142,7 +170,7 @@ mod tests {
 
     #[test]
     fn every_reason_has_a_counter_and_a_description() {
-        assert!(DropReason::ALL.len() <= 8);
+        assert!(DropReason::ALL.len() <= 32);
         let c = WorkerCounters::default();
         for (i, &r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(r as usize, i);

@@ -1,0 +1,662 @@
+//! The forwarding pipeline: what a vRouter does to every burst.
+//!
+//! Stages, each over the whole burst: parse (once) and classify (ARP answered, tunnels to
+//! this node decapsulated into their VRF, workload sources checked against spoofing) ->
+//! flow lookup for the burst -> on a miss (or a flow computed from an older routing or
+//! policy generation) the slow path: policy, LPM in the VRF, ECMP member by flow hash, and
+//! the forward and reverse flows installed -> act: L3 rewrite (MACs, TTL, incremental
+//! checksum) and encapsulation into the frame's headroom, or a drop with its reason.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use fib::{Encap, Fib, Nexthop, Resolution};
+use flow::{Action, FlowTable, Generations, Reader, Verdict as FlowVerdict};
+use policy::{Fields, PolicyStore};
+use wire::arp::{ArpOperation, ArpPacket, ArpRepr};
+use wire::checksum;
+use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
+use wire::flow::FlowKey;
+use wire::ip::IpProtocol;
+use wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use wire::mpls::{MplsEntry, MplsRepr};
+use wire::parse::{L3, PacketMeta, Tunnel, parse_into};
+use wire::udp::{UdpPacket, UdpRepr};
+use wire::vxlan::VxlanRepr;
+
+use crate::frames::FramePool;
+use crate::port::Pkt;
+use crate::stats::DropReason;
+use crate::worker::{BURST, Handler, Verdict};
+
+/// What a port connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortRole {
+    /// The underlay: tunnels to and from other nodes, plain routing in `vrf`.
+    Fabric {
+        /// The underlay VRF.
+        vrf: u32,
+    },
+    /// One workload (a pod or VM interface).
+    Workload {
+        /// The tenant VRF its traffic belongs to.
+        vrf: u32,
+        /// Its addresses: any other source is spoofed and dropped.
+        addrs: Vec<IpAddr>,
+        /// Its MAC (the control plane knows it, as OpenContrail's agent does).
+        mac: MacAddr,
+        /// Gateway addresses the router answers ARP for on this port.
+        gateways: Vec<IpAddr>,
+    },
+}
+
+/// One port of the node, by its index in every worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Name for messages.
+    pub name: String,
+    /// The router's MAC on this port.
+    pub mac: MacAddr,
+    /// Largest IP packet the port sends.
+    pub mtu: u16,
+    /// The router's own addresses on this port (answered for in ARP).
+    pub addrs: Vec<IpAddr>,
+    /// What it connects to.
+    pub role: PortRole,
+}
+
+/// The node: its ports and the underlay addresses tunnels to it arrive at.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NodeConfig {
+    /// Ports, in worker port order.
+    pub ports: Vec<PortConfig>,
+    /// Tunnel endpoint addresses of this node.
+    pub tunnel_endpoints: Vec<IpAddr>,
+}
+
+/// The state every worker shares.
+#[derive(Clone)]
+pub struct Tables {
+    /// Routing.
+    pub fib: Arc<Fib>,
+    /// Policy.
+    pub policy: Arc<PolicyStore>,
+    /// Flows.
+    pub flows: Arc<FlowTable>,
+    /// The node.
+    pub node: Arc<NodeConfig>,
+    /// Time zero for flow timestamps (seconds since it).
+    pub epoch: Instant,
+}
+
+/// `Action::flags` bit: this entry is the reverse of the flow's first packet.
+const FLAG_REVERSE: u8 = 1;
+/// `Action::flags` bit: a deciding rule asked for logging.
+const FLAG_LOG: u8 = 2;
+
+/// VXLAN outer headers: Ethernet, IPv4, UDP, VXLAN.
+const VXLAN_OVERHEAD: usize = 14 + 20 + 8 + 8;
+/// MPLSoUDP outer headers replacing the inner Ethernet: Ethernet, IPv4, UDP, one label.
+const MPLS_UDP_OVERHEAD: usize = 14 + 20 + 8 + 4;
+/// MPLSoGRE outer headers replacing the inner Ethernet: Ethernet, IPv4, GRE, one label.
+const MPLS_GRE_OVERHEAD: usize = 14 + 20 + 4 + 4;
+
+/// Where a packet goes once decided.
+enum Plan {
+    /// Out of `port` to `mac`, as is (L3 rewritten).
+    Direct { port: u16, mac: MacAddr },
+    /// Encapsulated, then out of `port` to `mac`.
+    Encap {
+        encap: Encap,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        port: u16,
+        mac: MacAddr,
+    },
+}
+
+/// One worker's pipeline.
+pub struct Pipeline {
+    t: Tables,
+    reader: Reader<'static>,
+    metas: Vec<PacketMeta>,
+    keys: Vec<FlowKey>,
+    hashes: Vec<u64>,
+    /// ICMP (type, code) of each packet that has them.
+    icmp: Vec<Option<(u8, u8)>>,
+    /// Index into the burst of each packet that reached the flow stage.
+    pending: Vec<usize>,
+}
+
+impl Pipeline {
+    /// A pipeline over `tables`; `None` if the flow table has no reader slot left.
+    pub fn new(tables: Tables) -> Option<Self> {
+        Some(Pipeline {
+            reader: tables.flows.shared_reader()?,
+            t: tables,
+            metas: vec![PacketMeta::default(); BURST],
+            keys: vec![FlowKey::default(); BURST],
+            hashes: vec![0; BURST],
+            icmp: vec![None; BURST],
+            pending: Vec::with_capacity(BURST),
+        })
+    }
+
+    fn now(&self) -> u32 {
+        self.t.epoch.elapsed().as_secs() as u32
+    }
+}
+
+impl Handler for Pipeline {
+    fn process(&mut self, port: u16, pkts: &mut [Pkt], pool: &mut FramePool, verdicts: &mut [Verdict]) {
+        let node = self.t.node.clone();
+        let fib = self.t.fib.snapshot();
+        let Some(pc) = node.ports.get(usize::from(port)) else {
+            verdicts.fill(Verdict::Drop(DropReason::NoSuchPort));
+            return;
+        };
+        // Stage 1: parse, answer ARP, decapsulate, pick the VRF.
+        self.pending.clear();
+        for i in 0..pkts.len() {
+            match self.classify(pc, port, &fib, &mut pkts[i], pool, i) {
+                Ok(None) => self.pending.push(i),
+                Ok(Some(v)) => verdicts[i] = v,
+                Err(why) => verdicts[i] = Verdict::Drop(why),
+            }
+        }
+        // Stage 2: flow lookup for the burst.
+        let n = self.pending.len();
+        let mut keys = [FlowKey::default(); BURST];
+        let mut hashes = [0u64; BURST];
+        for (k, &i) in self.pending.iter().enumerate() {
+            keys[k] = self.keys[i];
+            hashes[k] = self.hashes[i];
+        }
+        let mut hits = [None; BURST];
+        self.reader.lookup_burst(&keys[..n], &hashes[..n], &mut hits[..n]);
+        let gens = Generations {
+            route: fib.generation(),
+            policy: self.t.policy.load().generation(),
+        };
+        let now = self.now();
+        // Stage 3: decide (slow path on a miss or a stale flow), then act.
+        let mut actions = [Action::deny(); BURST];
+        for (k, hit) in hits[..n].iter().enumerate() {
+            let i = self.pending[k];
+            let bytes = pkts[i].len;
+            let tcp = self.metas[i].innermost().tcp_flags;
+            actions[k] = match hit {
+                Some(id) => {
+                    let f = self.reader.flow(*id);
+                    f.record(bytes, now, tcp);
+                    let a = f.action();
+                    if f.generations() == gens || a.verdict == FlowVerdict::Hold {
+                        a
+                    } else {
+                        // Computed from an older routing or policy: decide again, keeping
+                        // which direction this entry is.
+                        let fresh = decide(
+                            &self.t,
+                            &fib,
+                            &keys[k],
+                            hashes[k],
+                            a.flags & FLAG_REVERSE != 0,
+                            self.icmp[i],
+                        );
+                        f.set_action(fresh, gens);
+                        fresh
+                    }
+                }
+                None => slow_path(
+                    &self.t,
+                    &self.reader,
+                    &fib,
+                    &keys[k],
+                    hashes[k],
+                    self.icmp[i],
+                    gens,
+                    now,
+                ),
+            };
+        }
+        for (k, &i) in self.pending.iter().enumerate() {
+            verdicts[i] = match act(&self.t, &fib, actions[k], &mut pkts[i], pool, &self.metas[i], hashes[k]) {
+                Ok(v) => v,
+                Err(why) => Verdict::Drop(why),
+            };
+        }
+    }
+}
+
+impl Pipeline {
+    /// Stage 1 for one packet. `Ok(None)`: it goes on to the flow stage with its key in
+    /// `self.keys[i]`.
+    fn classify(
+        &mut self,
+        pc: &PortConfig,
+        port: u16,
+        fib: &fib::Snapshot,
+        pkt: &mut Pkt,
+        pool: &mut FramePool,
+        i: usize,
+    ) -> Result<Option<Verdict>, DropReason> {
+        let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
+        let meta = &mut self.metas[i];
+        parse_into(frame, meta).map_err(|_| DropReason::Malformed)?;
+        if meta.outer.vlans > 0 {
+            return Err(DropReason::Unsupported);
+        }
+        let eth = EthernetFrame::new_unchecked(&frame[..]);
+        if meta.outer.ethertype == EtherType::Arp {
+            return answer_arp(pc, frame, port).map(Some);
+        }
+        let dst_mac = eth.dst_addr();
+        if dst_mac != pc.mac && !dst_mac.is_multicast() {
+            return Err(DropReason::NotForUs);
+        }
+        let vrf = match &pc.role {
+            PortRole::Workload { vrf, addrs, .. } => {
+                let src = meta.outer.key.src_ip();
+                if !addrs.is_empty() && !src.is_some_and(|s| addrs.contains(&s)) {
+                    return Err(DropReason::Spoofed);
+                }
+                *vrf
+            }
+            PortRole::Fabric { vrf } => {
+                let to_us = meta
+                    .outer
+                    .key
+                    .dst_ip()
+                    .is_some_and(|d| self.t.node.tunnel_endpoints.contains(&d));
+                match (meta.tunnel, to_us) {
+                    (Tunnel::None, _) if meta.outer.key.dst_ip().is_some_and(|d| pc.addrs.contains(&d)) => {
+                        return Err(DropReason::ToHost);
+                    }
+                    (Tunnel::None, _) | (_, false) => *vrf,
+                    (Tunnel::Vxlan { vni }, true) => {
+                        let vrf = fib.vni(vni).ok_or(DropReason::UnknownVni)?;
+                        // The inner Ethernet frame becomes the packet.
+                        let off = u32::from(meta.inner.l2);
+                        pkt.addr += u64::from(off);
+                        pkt.len = u32::from(meta.outer.l3_end) - off;
+                        reparse(pool, pkt, meta)?;
+                        vrf
+                    }
+                    (Tunnel::MplsOverUdp { top, .. } | Tunnel::MplsOverGre { top, .. }, true) => {
+                        let vrf = label_vrf(fib, &self.t.node, top.label).ok_or(DropReason::UnknownLabel)?;
+                        // The inner IP packet gets an Ethernet header where the label was.
+                        let l3 = u32::from(meta.inner.l3);
+                        let ethertype = if meta.inner.l3_kind == L3::Ipv6 {
+                            EtherType::Ipv6
+                        } else {
+                            EtherType::Ipv4
+                        };
+                        pkt.addr += u64::from(l3 - 14);
+                        pkt.len = u32::from(meta.outer.l3_end) - (l3 - 14);
+                        let f = pool.bytes_mut(pkt.addr, 14);
+                        EthernetRepr {
+                            src: MacAddr([0; 6]),
+                            dst: pc.mac,
+                            ethertype,
+                        }
+                        .emit(&mut EthernetFrame::new_unchecked(f));
+                        reparse(pool, pkt, meta)?;
+                        vrf
+                    }
+                    (Tunnel::Gre { .. }, true) => return Err(DropReason::Unsupported),
+                }
+            }
+        };
+        let h = meta.innermost();
+        if h.l3_kind == L3::None {
+            return Err(DropReason::Unsupported);
+        }
+        self.keys[i] = h.key.with_vrf(vrf);
+        self.hashes[i] = self.keys[i].hash();
+        self.icmp[i] = None;
+        if matches!(h.l4_proto, IpProtocol::Icmp | IpProtocol::Icmpv6) && h.l4 != wire::parse::ABSENT {
+            let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
+            let l4 = usize::from(h.l4);
+            self.icmp[i] = f.get(l4..l4 + 2).map(|b| (b[0], b[1]));
+        }
+        Ok(None)
+    }
+}
+
+/// Decides a new flow and installs it with its reverse. If the table refuses (full,
+/// quota: counted by the table) the packet is still forwarded by the decision.
+#[allow(clippy::too_many_arguments)]
+fn slow_path(
+    t: &Tables,
+    reader: &Reader<'_>,
+    fib: &fib::Snapshot,
+    key: &FlowKey,
+    hash: u64,
+    icmp: Option<(u8, u8)>,
+    gens: Generations,
+    now: u32,
+) -> Action {
+    let fwd = decide(t, fib, key, hash, false, icmp);
+    let rkey = key.reversed();
+    let mut rev = decide(t, fib, &rkey, rkey.hash(), true, icmp.map(reply_of));
+    // The reply inherits the verdict; it keeps its own route.
+    if fwd.verdict != FlowVerdict::Allow {
+        rev = Action {
+            flags: rev.flags,
+            ..fwd
+        };
+    }
+    let _ = reader.insert_pair(key, &rkey, fwd, rev, gens, now);
+    fwd
+}
+
+fn reparse(pool: &mut FramePool, pkt: &Pkt, meta: &mut PacketMeta) -> Result<(), DropReason> {
+    let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
+    parse_into(frame, meta).map_err(|_| DropReason::Malformed)
+}
+
+/// The VRF an MPLS label delivers into: a VRF-translate nexthop names it; an interface
+/// nexthop to a workload port means that port's VRF.
+fn label_vrf(fib: &fib::Snapshot, node: &NodeConfig, label: u32) -> Option<u32> {
+    match fib.nexthop(fib.label(label)?)? {
+        Nexthop::VrfTranslate { vrf } => Some(*vrf),
+        Nexthop::Interface { port, .. } => match &node.ports.get(*port as usize)?.role {
+            PortRole::Workload { vrf, .. } => Some(*vrf),
+            PortRole::Fabric { vrf } => Some(*vrf),
+        },
+        _ => None,
+    }
+}
+
+/// The ICMP message an echo is answered with, and back (policy judges a flow by its
+/// first direction's message).
+fn reply_of((t, c): (u8, u8)) -> (u8, u8) {
+    match t {
+        8 => (0, c),
+        0 => (8, c),
+        128 => (129, c),
+        129 => (128, c),
+        _ => (t, c),
+    }
+}
+
+/// Policy and route for one direction of a flow. `reverse`: `key` is the reply
+/// direction, so policy is evaluated on the original direction (`icmp` is this
+/// direction's ICMP type and code).
+fn decide(t: &Tables, fib: &fib::Snapshot, key: &FlowKey, hash: u64, reverse: bool, icmp: Option<(u8, u8)>) -> Action {
+    let (original, icmp) = if reverse {
+        (key.reversed(), icmp.map(reply_of))
+    } else {
+        (*key, icmp)
+    };
+    let fields = Fields::from_key(&original, icmp);
+    let verdict = t.policy.load().evaluate(&fields);
+    let mut flags = if reverse { FLAG_REVERSE } else { 0 };
+    if verdict.log {
+        flags |= FLAG_LOG;
+    }
+    if !verdict.allow {
+        return Action {
+            flags,
+            ..Action::deny()
+        };
+    }
+    let Some(dst) = key.dst_ip() else {
+        return Action {
+            flags,
+            ..Action::deny()
+        };
+    };
+    match fib.resolve(key.vrf, dst, hash) {
+        Ok(r) => Action {
+            verdict: FlowVerdict::Allow,
+            nexthop: r.nexthop,
+            ecmp_member: r.ecmp_member,
+            flags,
+        },
+        // No route: cached as a drop marked with nexthop `u32::MAX` (counted as "no
+        // route", not as policy), re-decided when the routing generation changes.
+        Err(_) => Action {
+            verdict: FlowVerdict::Deny,
+            nexthop: u32::MAX,
+            ecmp_member: 0,
+            flags,
+        },
+    }
+}
+
+/// Stage 4 for one packet.
+fn act(
+    t: &Tables,
+    fib: &fib::Snapshot,
+    a: Action,
+    pkt: &mut Pkt,
+    pool: &mut FramePool,
+    meta: &PacketMeta,
+    hash: u64,
+) -> Result<Verdict, DropReason> {
+    match a.verdict {
+        FlowVerdict::Deny if a.nexthop == u32::MAX => return Err(DropReason::NoRoute),
+        FlowVerdict::Deny | FlowVerdict::Hold => return Err(DropReason::PolicyDenied),
+        FlowVerdict::Allow => {}
+    }
+    let h = meta.innermost();
+    let dst = h.key.dst_ip().ok_or(DropReason::Unsupported)?;
+    let plan = match fib.nexthop(a.nexthop).ok_or(DropReason::NoRoute)? {
+        Nexthop::Discard => return Err(DropReason::Discard),
+        Nexthop::Receive => return Err(DropReason::ToHost),
+        Nexthop::Interface { port, gateway } => {
+            let next = gateway.unwrap_or(dst);
+            let mac = fib.mac(*port, next).ok_or(DropReason::NoNeighbor)?;
+            Plan::Direct {
+                port: *port as u16,
+                mac,
+            }
+        }
+        Nexthop::Tunnel {
+            encap,
+            src,
+            dst: tdst,
+            underlay_vrf,
+        } => {
+            let (IpAddr::V4(src), IpAddr::V4(tdst)) = (*src, *tdst) else {
+                return Err(DropReason::Unsupported);
+            };
+            match fib
+                .resolve(*underlay_vrf, IpAddr::V4(tdst), hash)
+                .map_err(|_| DropReason::NoRoute)?
+                .resolution
+            {
+                Resolution::Interface {
+                    port, mac: Some(mac), ..
+                } => Plan::Encap {
+                    encap: *encap,
+                    src,
+                    dst: tdst,
+                    port: port as u16,
+                    mac,
+                },
+                Resolution::Interface { mac: None, .. } => return Err(DropReason::NoNeighbor),
+                _ => return Err(DropReason::Unsupported),
+            }
+        }
+        Nexthop::Ecmp { .. } | Nexthop::VrfTranslate { .. } => return Err(DropReason::NoRoute),
+    };
+    // L3 rewrite of the (inner) packet: TTL and checksum.
+    let l3 = usize::from(h.l3);
+    let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
+    match h.l3_kind {
+        L3::Ipv4 => {
+            let ttl = frame[l3 + 8];
+            if ttl <= 1 {
+                return Err(DropReason::TtlExpired);
+            }
+            let old = u16::from_be_bytes([ttl, frame[l3 + 9]]);
+            frame[l3 + 8] = ttl - 1;
+            let new = u16::from_be_bytes([ttl - 1, frame[l3 + 9]]);
+            let c = u16::from_be_bytes([frame[l3 + 10], frame[l3 + 11]]);
+            frame[l3 + 10..l3 + 12].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
+        }
+        L3::Ipv6 => {
+            if frame[l3 + 7] <= 1 {
+                return Err(DropReason::TtlExpired);
+            }
+            frame[l3 + 7] -= 1;
+        }
+        _ => return Err(DropReason::Unsupported),
+    }
+    let node = &t.node;
+    match plan {
+        Plan::Direct { port, mac } => {
+            let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
+            let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+            eth.set_dst_addr(mac);
+            eth.set_src_addr(pc.mac);
+            Ok(Verdict::Tx(port))
+        }
+        Plan::Encap {
+            encap,
+            src,
+            dst,
+            port,
+            mac,
+        } => {
+            let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
+            encapsulate(pool, pkt, encap, src, dst, pc.mac, mac, pc.mtu, hash, meta)?;
+            Ok(Verdict::Tx(port))
+        }
+    }
+}
+
+/// Prepends the outer headers in the frame's headroom; moves `pkt` to the new start.
+#[allow(clippy::too_many_arguments)]
+fn encapsulate(
+    pool: &mut FramePool,
+    pkt: &mut Pkt,
+    encap: Encap,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    src_mac: MacAddr,
+    dst_mac: MacAddr,
+    mtu: u16,
+    hash: u64,
+    meta: &PacketMeta,
+) -> Result<(), DropReason> {
+    let h = meta.innermost();
+    // VXLAN carries the inner Ethernet frame; MPLS carries the IP packet (the inner
+    // Ethernet header is dropped and the outer headers take its place and more).
+    let (overhead, keep_from) = match encap {
+        Encap::Vxlan { .. } => (VXLAN_OVERHEAD, 0u32),
+        Encap::MplsOverUdp { .. } => (MPLS_UDP_OVERHEAD, u32::from(h.l3)),
+        Encap::MplsOverGre { .. } => (MPLS_GRE_OVERHEAD, u32::from(h.l3)),
+    };
+    let inner_len = pkt.len - keep_from;
+    let new_addr = (pkt.addr + u64::from(keep_from))
+        .checked_sub(overhead as u64)
+        .ok_or(DropReason::NoHeadroom)?;
+    if pool.frame_base(new_addr) != pool.frame_base(pkt.addr) || new_addr < pool.frame_base(pkt.addr) {
+        return Err(DropReason::NoHeadroom);
+    }
+    let total = overhead as u32 + inner_len;
+    if total - 14 > u32::from(mtu) {
+        return Err(DropReason::TooBig);
+    }
+    let inner_ttl = meta.innermost().ttl.saturating_sub(1).max(1);
+    pkt.addr = new_addr;
+    pkt.len = total;
+    let f = pool.bytes_mut(pkt.addr, overhead);
+    EthernetRepr {
+        src: src_mac,
+        dst: dst_mac,
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut f[..14]));
+    let ip_payload = (total - 14 - 20) as u16;
+    let (proto, after_ip) = match encap {
+        Encap::Vxlan { .. } | Encap::MplsOverUdp { .. } => (IpProtocol::Udp, 34),
+        Encap::MplsOverGre { .. } => (IpProtocol::Gre, 34),
+    };
+    let mut ip = Ipv4Repr::new(src, dst, proto);
+    ip.payload_len = ip_payload;
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..34]))
+        .map_err(|_| DropReason::TooBig)?;
+    // Underlay ECMP entropy: the source port follows the inner flow.
+    let sport = 49152 | (hash as u16 & 0x3fff);
+    match encap {
+        Encap::Vxlan { vni } => {
+            UdpRepr {
+                src_port: sport,
+                dst_port: wire::udp::PORT_VXLAN,
+            }
+            .emit(
+                &mut UdpPacket::new_unchecked(&mut f[after_ip..after_ip + 8]),
+                usize::from(ip_payload) - 8,
+            )
+            .map_err(|_| DropReason::TooBig)?;
+            VxlanRepr { vni }
+                .emit(&mut f[42..50])
+                .map_err(|_| DropReason::Unsupported)?;
+        }
+        Encap::MplsOverUdp { label } => {
+            UdpRepr {
+                src_port: sport,
+                dst_port: wire::udp::PORT_MPLS,
+            }
+            .emit(
+                &mut UdpPacket::new_unchecked(&mut f[after_ip..after_ip + 8]),
+                usize::from(ip_payload) - 8,
+            )
+            .map_err(|_| DropReason::TooBig)?;
+            MplsRepr {
+                label,
+                tc: 0,
+                bottom: true,
+                ttl: inner_ttl,
+            }
+            .emit(&mut MplsEntry::new_unchecked(&mut f[42..46]))
+            .map_err(|_| DropReason::Unsupported)?;
+        }
+        Encap::MplsOverGre { label } => {
+            f[34..36].copy_from_slice(&[0, 0]);
+            f[36..38].copy_from_slice(&u16::from(EtherType::MplsUnicast).to_be_bytes());
+            MplsRepr {
+                label,
+                tc: 0,
+                bottom: true,
+                ttl: inner_ttl,
+            }
+            .emit(&mut MplsEntry::new_unchecked(&mut f[38..42]))
+            .map_err(|_| DropReason::Unsupported)?;
+        }
+    }
+    Ok(())
+}
+
+/// Answers an ARP request for one of the port's addresses or gateways, in place.
+fn answer_arp(pc: &PortConfig, frame: &mut [u8], port: u16) -> Result<Verdict, DropReason> {
+    let req = ArpRepr::parse(&ArpPacket::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?)
+        .map_err(|_| DropReason::Malformed)?;
+    let ours = |ip: Ipv4Addr| {
+        let ip = IpAddr::V4(ip);
+        pc.addrs.contains(&ip) || matches!(&pc.role, PortRole::Workload { gateways, .. } if gateways.contains(&ip))
+    };
+    if req.operation != ArpOperation::Request || !ours(req.target_ip) {
+        return Err(DropReason::ArpIgnored);
+    }
+    let reply = ArpRepr {
+        operation: ArpOperation::Reply,
+        sender_mac: pc.mac,
+        sender_ip: req.target_ip,
+        target_mac: req.sender_mac,
+        target_ip: req.sender_ip,
+    };
+    EthernetRepr {
+        src: pc.mac,
+        dst: req.sender_mac,
+        ethertype: EtherType::Arp,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut frame[..14]));
+    reply.emit(&mut ArpPacket::new_unchecked(&mut frame[14..]));
+    Ok(Verdict::Tx(port))
+}

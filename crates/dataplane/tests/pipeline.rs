@@ -1,0 +1,490 @@
+//! The pipeline on memory ports: ARP, routing between workloads, anti-spoofing, policy
+//! (also a new deny cutting an established flow), VXLAN/MPLSoUDP/MPLSoGRE encapsulation and
+//! decapsulation, TTL expiry, no route; every emitted frame parsed back, and decoded by
+//! tshark.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dataplane::pipeline::{NodeConfig, Pipeline, PortConfig, PortRole, Tables};
+use dataplane::*;
+use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
+use flow::{FlowTable, FlowTableConfig};
+use policy::{Action, Endpoint, EndpointId, PolicySet, PolicyStore, PortRange, Rule, RuleId, RuleList};
+use wire::arp::{ArpOperation, ArpRepr};
+use wire::compose::{Header, frame};
+use wire::ethernet::{EtherType, EthernetRepr, MacAddr};
+use wire::ip::IpProtocol;
+use wire::ipv4::Ipv4Repr;
+use wire::mpls::MplsRepr;
+use wire::parse::{Tunnel, parse};
+use wire::udp::UdpRepr;
+use wire::vxlan::VxlanRepr;
+
+const M1: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+const M2: MacAddr = MacAddr([2, 0, 0, 0, 2, 2]);
+const MR: MacAddr = MacAddr([2, 0, 0, 0, 9, 9]);
+const P0: MacAddr = MacAddr([2, 0xaa, 0, 0, 0, 0]);
+const P1: MacAddr = MacAddr([2, 0xaa, 0, 0, 0, 1]);
+const P2: MacAddr = MacAddr([2, 0xaa, 0, 0, 0, 2]);
+
+fn ip4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+struct Node {
+    links: Vec<Arc<MemoryLink>>,
+    worker: Worker,
+    fib: Arc<Fib>,
+    policy: Arc<PolicyStore>,
+    flows: Arc<FlowTable>,
+}
+
+fn node() -> Node {
+    let fib = Arc::new(Fib::new());
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).unwrap();
+    b.add_vrf(1).unwrap();
+    b.set_nexthop(1, Nexthop::Interface { port: 0, gateway: None }).unwrap();
+    b.set_nexthop(2, Nexthop::Interface { port: 1, gateway: None }).unwrap();
+    b.set_nexthop(4, Nexthop::Interface { port: 2, gateway: None }).unwrap();
+    let tunnel = |encap| Nexthop::Tunnel {
+        encap,
+        src: ip("192.0.2.1"),
+        dst: ip("192.0.2.2"),
+        underlay_vrf: 0,
+    };
+    b.set_nexthop(10, tunnel(Encap::Vxlan { vni: 42 })).unwrap();
+    b.set_nexthop(11, tunnel(Encap::MplsOverUdp { label: 200 })).unwrap();
+    b.set_nexthop(12, tunnel(Encap::MplsOverGre { label: 300 })).unwrap();
+    b.set_nexthop(20, Nexthop::VrfTranslate { vrf: 1 }).unwrap();
+    b.add_route(1, ip("10.0.1.2"), 32, 1).unwrap();
+    b.add_route(1, ip("10.0.2.2"), 32, 2).unwrap();
+    b.add_route(1, ip("10.9.0.0"), 16, 10).unwrap();
+    b.add_route(1, ip("10.8.0.0"), 16, 11).unwrap();
+    b.add_route(1, ip("10.7.0.0"), 16, 12).unwrap();
+    b.add_route(0, ip("192.0.2.0"), 24, 4).unwrap();
+    b.set_vni(42, 1).unwrap();
+    b.set_label(100, 20).unwrap();
+    let n = |mac| Neighbor {
+        mac,
+        state: NeighborState::Reachable,
+    };
+    b.set_neighbor(0, ip("10.0.1.2"), n(M1));
+    b.set_neighbor(1, ip("10.0.2.2"), n(M2));
+    b.set_neighbor(2, ip("192.0.2.2"), n(MR));
+    b.publish(&fib).unwrap();
+    let workload = |name: &str, mac, gw: &str, addr: &str, wmac| PortConfig {
+        name: name.into(),
+        mac,
+        mtu: 1500,
+        addrs: vec![],
+        role: PortRole::Workload {
+            vrf: 1,
+            addrs: vec![ip(addr)],
+            mac: wmac,
+            gateways: vec![ip(gw)],
+        },
+    };
+    let cfg = NodeConfig {
+        ports: vec![
+            workload("w1", P0, "10.0.1.1", "10.0.1.2", M1),
+            workload("w2", P1, "10.0.2.1", "10.0.2.2", M2),
+            PortConfig {
+                name: "fabric".into(),
+                mac: P2,
+                mtu: 1500,
+                addrs: vec![ip("192.0.2.1")],
+                role: PortRole::Fabric { vrf: 0 },
+            },
+        ],
+        tunnel_endpoints: vec![ip("192.0.2.1")],
+    };
+    let policy = Arc::new(PolicyStore::new());
+    let flows = Arc::new(FlowTable::new(FlowTableConfig::with_capacity(4096)).unwrap());
+    let tables = Tables {
+        fib: fib.clone(),
+        policy: policy.clone(),
+        flows: flows.clone(),
+        node: Arc::new(cfg),
+        epoch: Instant::now(),
+    };
+    let links: Vec<_> = (0..3).map(|_| MemoryLink::new(256)).collect();
+    let ports: Vec<Box<dyn Port>> = links
+        .iter()
+        .enumerate()
+        .map(|(i, l)| Box::new(MemoryPort::new(&format!("p{i}"), l.clone())) as Box<dyn Port>)
+        .collect();
+    let umem = Arc::new(
+        af_xdp::Umem::new(af_xdp::UmemConfig {
+            frame_count: 256,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    let worker = Worker::new(FramePool::new(umem, 3), ports, Box::new(Pipeline::new(tables).unwrap()));
+    Node {
+        links,
+        worker,
+        fib,
+        policy,
+        flows,
+    }
+}
+
+impl Node {
+    /// Injects `frame` on `port`, runs the worker, returns (egress port, frame) if sent.
+    fn send(&mut self, port: usize, frame: &[u8]) -> Option<(usize, Vec<u8>)> {
+        assert!(self.links[port].inject(frame));
+        self.worker.run_once();
+        self.links
+            .iter()
+            .enumerate()
+            .find_map(|(i, l)| l.take().map(|f| (i, f)))
+    }
+
+    fn drops(&self, why: DropReason) -> u64 {
+        self.worker.counters().snapshot().dropped_for(why)
+    }
+}
+
+fn udp(src_mac: MacAddr, dst_mac: MacAddr, src: &str, dst: &str, sport: u16, dport: u16, ttl: u8) -> Vec<u8> {
+    let mut ipr = Ipv4Repr::new(ip4(src), ip4(dst), IpProtocol::Udp);
+    ipr.ttl = ttl;
+    frame(
+        &[
+            Header::Ethernet(EthernetRepr {
+                src: src_mac,
+                dst: dst_mac,
+                ethertype: EtherType::Ipv4,
+            }),
+            Header::Ipv4(ipr),
+            Header::Udp(UdpRepr {
+                src_port: sport,
+                dst_port: dport,
+            }),
+        ],
+        b"payload!",
+    )
+    .unwrap()
+}
+
+#[test]
+fn arp_for_the_gateway_is_answered() {
+    let mut n = node();
+    let req = frame(
+        &[
+            Header::Ethernet(EthernetRepr {
+                src: M1,
+                dst: MacAddr::BROADCAST,
+                ethertype: EtherType::Arp,
+            }),
+            Header::Arp(ArpRepr {
+                operation: ArpOperation::Request,
+                sender_mac: M1,
+                sender_ip: ip4("10.0.1.2"),
+                target_mac: MacAddr([0; 6]),
+                target_ip: ip4("10.0.1.1"),
+            }),
+        ],
+        &[],
+    )
+    .unwrap();
+    let (port, reply) = n.send(0, &req).unwrap();
+    assert_eq!(port, 0);
+    let arp = ArpRepr::parse(&wire::arp::ArpPacket::new_checked(&reply[14..]).unwrap()).unwrap();
+    assert_eq!(arp.operation, ArpOperation::Reply);
+    assert_eq!((arp.sender_mac, arp.sender_ip), (P0, ip4("10.0.1.1")));
+    assert_eq!((arp.target_mac, arp.target_ip), (M1, ip4("10.0.1.2")));
+    assert_eq!(&reply[..6], &M1.0);
+    // Not ours: ignored, counted.
+    let mut other = req.clone();
+    other[14 + 24..14 + 28].copy_from_slice(&[10, 0, 1, 77]);
+    assert!(n.send(0, &other).is_none());
+    assert_eq!(n.drops(DropReason::ArpIgnored), 1);
+}
+
+#[test]
+fn routes_between_workloads_with_l3_rewrite_and_a_flow_pair() {
+    let mut n = node();
+    let (port, out) = n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64)).unwrap();
+    assert_eq!(port, 1);
+    let m = parse(&out).unwrap(); // also verifies the IPv4 checksum
+    assert_eq!(&out[..12], &[M2.0, P1.0].concat()[..]);
+    assert_eq!(m.outer.ttl, 63);
+    assert_eq!(n.flows.stats().entries, 2, "forward and reverse installed");
+    // The reply takes the reverse flow.
+    let (port, back) = n.send(1, &udp(M2, P1, "10.0.2.2", "10.0.1.2", 53, 40000, 64)).unwrap();
+    assert_eq!(port, 0);
+    assert_eq!(&back[..6], &M1.0);
+    assert_eq!(n.flows.stats().entries, 2);
+    // Spoofed source from w1.
+    assert!(n.send(0, &udp(M1, P0, "10.0.1.99", "10.0.2.2", 1, 2, 64)).is_none());
+    assert_eq!(n.drops(DropReason::Spoofed), 1);
+    // TTL 1 cannot be forwarded.
+    assert!(n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40001, 53, 1)).is_none());
+    assert_eq!(n.drops(DropReason::TtlExpired), 1);
+    // No route.
+    assert!(
+        n.send(0, &udp(M1, P0, "10.0.1.2", "172.16.0.1", 40002, 53, 64))
+            .is_none()
+    );
+    assert_eq!(n.drops(DropReason::NoRoute), 1);
+    // Another MAC.
+    assert!(n.send(0, &udp(M1, M2, "10.0.1.2", "10.0.2.2", 40003, 53, 64)).is_none());
+    assert_eq!(n.drops(DropReason::NotForUs), 1);
+    let s = n.worker.counters().snapshot();
+    assert_eq!(s.rx, s.tx + s.dropped());
+}
+
+fn deny_udp_port(port: u16) -> PolicySet {
+    let list = Arc::new(RuleList {
+        rules: vec![Rule {
+            proto: Some(17),
+            dst_ports: Some(PortRange::single(port)),
+            ..Rule::any(RuleId(1), Action::Deny)
+        }],
+        default: Action::Allow,
+    });
+    PolicySet {
+        endpoints: vec![Endpoint {
+            id: EndpointId(2),
+            vrf: 1,
+            addrs: vec![ip("10.0.2.2")],
+            ingress: Some(list),
+            egress: None,
+        }],
+    }
+}
+
+#[test]
+fn policy_denies_and_a_new_deny_cuts_an_established_flow() {
+    let mut n = node();
+    n.policy.publish(&deny_udp_port(53)).unwrap();
+    assert!(n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64)).is_none());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 1);
+    assert!(
+        n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 5353, 64))
+            .is_some()
+    );
+    // The established 5353 flow and its replies pass ...
+    assert!(
+        n.send(1, &udp(M2, P1, "10.0.2.2", "10.0.1.2", 5353, 40000, 64))
+            .is_some()
+    );
+    // ... until the operator denies 5353: the very next packet is dropped, both ways.
+    n.policy.publish(&deny_udp_port(5353)).unwrap();
+    assert!(
+        n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 5353, 64))
+            .is_none()
+    );
+    assert!(
+        n.send(1, &udp(M2, P1, "10.0.2.2", "10.0.1.2", 5353, 40000, 64))
+            .is_none()
+    );
+    assert_eq!(n.drops(DropReason::PolicyDenied), 3);
+    // And port 53 is open again.
+    assert!(n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64)).is_some());
+}
+
+#[test]
+fn encapsulates_into_each_tunnel_type() {
+    let mut n = node();
+    let mut frames = Vec::new();
+    for (dst, want) in [
+        ("10.9.0.5", "vxlan"),
+        ("10.8.0.5", "mpls-udp"),
+        ("10.7.0.5", "mpls-gre"),
+    ] {
+        let (port, out) = n.send(0, &udp(M1, P0, "10.0.1.2", dst, 40000, 7777, 64)).unwrap();
+        assert_eq!(port, 2, "{want}");
+        let m = parse(&out).unwrap();
+        assert_eq!(&out[..12], &[MR.0, P2.0].concat()[..]);
+        assert_eq!(
+            (m.outer.key.src_ip(), m.outer.key.dst_ip()),
+            (Some(ip("192.0.2.1")), Some(ip("192.0.2.2")))
+        );
+        match (want, m.tunnel) {
+            ("vxlan", Tunnel::Vxlan { vni: 42 }) => {}
+            ("mpls-udp", Tunnel::MplsOverUdp { top, .. }) => assert_eq!((top.label, top.bottom), (200, true)),
+            ("mpls-gre", Tunnel::MplsOverGre { top, .. }) => assert_eq!(top.label, 300),
+            (w, t) => panic!("{w}: {t:?}"),
+        }
+        assert_eq!(m.inner.key.dst_ip(), Some(ip(dst)));
+        assert_eq!(m.inner.ttl, 63);
+        if want != "mpls-gre" {
+            assert!(m.outer.key.src_port >= 49152, "entropy source port");
+        }
+        frames.push(out);
+    }
+    tshark_decodes(&frames);
+}
+
+fn outer(headers_after_udp: Vec<Header<'static>>, proto_udp: bool) -> Vec<Header<'static>> {
+    let mut h = vec![
+        Header::Ethernet(EthernetRepr {
+            src: MR,
+            dst: P2,
+            ethertype: EtherType::Ipv4,
+        }),
+        Header::Ipv4(Ipv4Repr::new(ip4("192.0.2.2"), ip4("192.0.2.1"), IpProtocol::Udp)),
+    ];
+    if proto_udp {
+        h.push(Header::Udp(UdpRepr {
+            src_port: 50000,
+            dst_port: if matches!(headers_after_udp[0], Header::Vxlan(_)) {
+                4789
+            } else {
+                6635
+            },
+        }));
+    }
+    h.extend(headers_after_udp);
+    h
+}
+
+#[test]
+fn decapsulates_each_tunnel_type_into_its_vrf() {
+    let mut n = node();
+    let inner_ip = Header::Ipv4(Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp));
+    let inner_udp = Header::Udp(UdpRepr {
+        src_port: 1000,
+        dst_port: 2000,
+    });
+    let mpls = Header::Mpls(MplsRepr {
+        label: 100,
+        tc: 0,
+        bottom: true,
+        ttl: 64,
+    });
+    let cases = [
+        (
+            "vxlan",
+            outer(
+                vec![
+                    Header::Vxlan(VxlanRepr { vni: 42 }),
+                    Header::Ethernet(EthernetRepr {
+                        src: MR,
+                        dst: P2,
+                        ethertype: EtherType::Ipv4,
+                    }),
+                    inner_ip,
+                    inner_udp,
+                ],
+                true,
+            ),
+        ),
+        ("mpls-udp", outer(vec![mpls, inner_ip, inner_udp], true)),
+        (
+            "mpls-gre",
+            outer(
+                vec![
+                    Header::Gre(wire::gre::GreRepr {
+                        protocol: EtherType::MplsUnicast,
+                        checksum: false,
+                        key: None,
+                        sequence: None,
+                    }),
+                    mpls,
+                    inner_ip,
+                    inner_udp,
+                ],
+                false,
+            ),
+        ),
+    ];
+    for (name, headers) in cases {
+        let f = frame(&headers, b"inner").unwrap();
+        let (port, out) = n
+            .send(2, &f)
+            .unwrap_or_else(|| panic!("{name}: dropped {:?}", n.worker.counters().snapshot()));
+        assert_eq!(port, 1, "{name}");
+        let m = parse(&out).unwrap();
+        assert_eq!(m.tunnel, Tunnel::None, "{name}");
+        assert_eq!(&out[..12], &[M2.0, P1.0].concat()[..], "{name}");
+        assert_eq!(m.outer.key.dst_ip(), Some(ip("10.0.2.2")));
+        assert_eq!(&out[out.len() - 5..], b"inner");
+    }
+    // An unknown VNI is dropped and counted.
+    let bad = frame(&cases_vni(43), b"x").unwrap();
+    assert!(n.send(2, &bad).is_none());
+    assert_eq!(n.drops(DropReason::UnknownVni), 1);
+}
+
+fn cases_vni(vni: u32) -> Vec<Header<'static>> {
+    outer(
+        vec![
+            Header::Vxlan(VxlanRepr { vni }),
+            Header::Ethernet(EthernetRepr {
+                src: MR,
+                dst: P2,
+                ethertype: EtherType::Ipv4,
+            }),
+            Header::Ipv4(Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp)),
+            Header::Udp(UdpRepr {
+                src_port: 1,
+                dst_port: 2,
+            }),
+        ],
+        true,
+    )
+}
+
+/// Writes the frames to a pcap and checks tshark decodes every layer without complaint.
+fn tshark_decodes(frames: &[Vec<u8>]) {
+    let path = std::env::temp_dir().join(format!("vr-pipeline-{}.pcap", std::process::id()));
+    let mut pcap = Vec::new();
+    pcap.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    pcap.extend_from_slice(&2u16.to_le_bytes());
+    pcap.extend_from_slice(&4u16.to_le_bytes());
+    pcap.extend_from_slice(&[0; 8]);
+    pcap.extend_from_slice(&65535u32.to_le_bytes());
+    pcap.extend_from_slice(&1u32.to_le_bytes());
+    for f in frames {
+        pcap.extend_from_slice(&[0; 8]);
+        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(f);
+    }
+    std::fs::write(&path, pcap).unwrap();
+    let out = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            path.to_str().unwrap(),
+            "-d",
+            "udp.port==6635,mpls",
+            "-T",
+            "fields",
+            "-e",
+            "frame.protocols",
+            "-e",
+            "_ws.expert.message",
+            "-e",
+            "ip.checksum.status",
+        ])
+        .args(["-o", "ip.check_checksum:TRUE"])
+        .output()
+        .expect("tshark installed (scripts/test installs it)");
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        frames.len(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (line, want) in lines
+        .iter()
+        .zip(["vxlan:eth:ethertype:ip:udp", "mpls:ip:udp", "gre:mpls:ip:udp"])
+    {
+        assert!(line.contains(want), "{line} lacks {want}");
+        assert!(!line.to_lowercase().contains("malformed"), "{line}");
+        let status = line.split('\t').nth(2).unwrap_or("");
+        assert!(status.split(',').all(|s| s == "1"), "checksums (1 = good): {line}");
+    }
+}

@@ -40,6 +40,7 @@ struct Node {
     links: Vec<Arc<MemoryLink>>,
     worker: Worker,
     fib: Arc<Fib>,
+    routes: FibBuilder,
     policy: Arc<PolicyStore>,
     flows: Arc<FlowTable>,
 }
@@ -239,6 +240,20 @@ fn routes_between_workloads_with_l3_rewrite_and_a_flow_pair() {
     assert_eq!(n.drops(DropReason::NotForUs), 1);
     let s = n.worker.counters().snapshot();
     assert_eq!(s.rx, s.tx + s.dropped());
+}
+
+#[test]
+fn a_route_change_moves_an_established_flow_on_its_next_packet() {
+    let mut n = node();
+    let pkt = udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64);
+    assert_eq!(n.send(0, &pkt).unwrap().0, 1);
+    // 10.0.2.2 moves behind the VXLAN tunnel (a live migration, say).
+    n.routes.add_route(1, ip("10.0.2.2"), 32, 10).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    let (port, out) = n.send(0, &pkt).unwrap();
+    assert_eq!(port, 2);
+    assert_eq!(parse(&out).unwrap().tunnel, Tunnel::Vxlan { vni: 42 });
+    assert_eq!(n.flows.stats().entries, 2, "the same flow, re-decided");
 }
 
 fn deny_udp_port(port: u16) -> PolicySet {

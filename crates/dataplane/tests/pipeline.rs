@@ -132,6 +132,7 @@ fn node() -> Node {
         links,
         worker,
         fib,
+        routes: b,
         policy,
         flows,
     }

@@ -90,6 +90,11 @@ pub struct Tables {
     pub epoch: Instant,
 }
 
+/// Neighbour entries under this port number are overlay MACs: the inner destination MAC
+/// to use when VXLAN-encapsulating to that inner address (a VTEP's forwarding entries).
+/// Without one the inner frame keeps the MACs it arrived with.
+pub const OVERLAY_NEIGHBOR_PORT: u32 = u32::MAX;
+
 /// `Action::flags` bit: this entry is the reverse of the flow's first packet.
 const FLAG_REVERSE: u8 = 1;
 /// `Action::flags` bit: a deciding rule asked for logging.
@@ -518,12 +523,17 @@ fn act(
         Plan::Encap {
             encap,
             src,
-            dst,
+            dst: tunnel_dst,
             port,
             mac,
         } => {
             let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
-            encapsulate(pool, pkt, encap, src, dst, pc.mac, mac, pc.mtu, hash, meta)?;
+            if let (Encap::Vxlan { .. }, Some(inner_mac)) = (encap, fib.mac(OVERLAY_NEIGHBOR_PORT, dst)) {
+                let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+                eth.set_dst_addr(inner_mac);
+                eth.set_src_addr(pc.mac);
+            }
+            encapsulate(pool, pkt, encap, src, tunnel_dst, pc.mac, mac, pc.mtu, hash, meta)?;
             Ok(Verdict::Tx(port))
         }
     }

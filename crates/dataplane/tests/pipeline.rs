@@ -78,6 +78,12 @@ fn node() -> Node {
     b.set_neighbor(0, ip("10.0.1.2"), n(M1));
     b.set_neighbor(1, ip("10.0.2.2"), n(M2));
     b.set_neighbor(2, ip("192.0.2.2"), n(MR));
+    // The VXLAN peer's inner MAC for 10.9.0.5.
+    b.set_neighbor(
+        dataplane::pipeline::OVERLAY_NEIGHBOR_PORT,
+        ip("10.9.0.5"),
+        n(MacAddr([2, 0, 0, 0, 9, 5])),
+    );
     b.publish(&fib).unwrap();
     let workload = |name: &str, mac, gw: &str, addr: &str, wmac| PortConfig {
         name: name.into(),
@@ -331,6 +337,14 @@ fn encapsulates_into_each_tunnel_type() {
             (w, t) => panic!("{w}: {t:?}"),
         }
         assert_eq!(m.inner.key.dst_ip(), Some(ip(dst)));
+        if want == "vxlan" {
+            let inner = usize::from(m.inner.l2);
+            assert_eq!(
+                &out[inner..inner + 12],
+                &[[2, 0, 0, 0, 9, 5], P2.0].concat()[..],
+                "inner MACs"
+            );
+        }
         assert_eq!(m.inner.ttl, 63);
         if want != "mpls-gre" {
             assert!(m.outer.key.src_port >= 49152, "entropy source port");

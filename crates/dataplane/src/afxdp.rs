@@ -53,8 +53,18 @@ impl AfXdpPort {
         &self.sock
     }
 
+    /// Tops the fill ring up to this port's share of the pool: half the frames, split
+    /// evenly over the worker's ports (the other half is for packets in flight and TX),
+    /// capped by the ring size. Without a share, the first port of a worker would take
+    /// every frame and starve the others.
     fn restock(&mut self, pool: &mut FramePool, counters: Option<&WorkerCounters>) {
-        let room = self.sock.fill.free(self.sock.fill.size()) as usize;
+        let ports = pool.census().kernel_rx.len().max(1);
+        let share = (pool.umem().config().frame_count as usize / (2 * ports)).min(self.sock.fill.size() as usize);
+        let held = pool.census().kernel_rx[usize::from(self.index)] as usize;
+        if held >= share {
+            return;
+        }
+        let room = (self.sock.fill.free(self.sock.fill.size()) as usize).min(share - held);
         if room == 0 {
             return;
         }
@@ -86,8 +96,12 @@ impl Port for AfXdpPort {
 
     fn start(&mut self, index: u16, pool: &mut FramePool) {
         self.index = index;
-        while self.sock.fill.free(1) > 0 && pool.available() > 0 {
+        loop {
+            let before = pool.available();
             self.restock(pool, None);
+            if pool.available() == before {
+                break;
+            }
         }
         if let Err(e) = self.prog.register(self.sock.queue(), self.sock.as_fd()) {
             eprintln!("{}: {e}", self.name);

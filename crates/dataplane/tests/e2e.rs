@@ -464,3 +464,187 @@ fn vxlan_interoperates_with_the_linux_kernel() {
         assert_eq!(r.stats.rx, r.stats.tx + r.stats.dropped());
     }
 }
+
+/// Which overlay the two-node tests run.
+#[derive(Clone, Copy)]
+enum Overlay {
+    Vxlan,
+    MplsUdp,
+    MplsGre,
+}
+
+/// One vrouter node of the overlay tests: two tenants' workloads with the same address
+/// (10.N.0.2 in VRF 1 and in VRF 2) and a fabric port.
+struct OverlayNode {
+    ns: Netns,
+    tenants: [Netns; 2],
+    devs: [String; 2],
+}
+
+fn overlay_node(n: u8, peer: u8, fabric_dev: &str, ns: Netns, overlay: Overlay) -> (OverlayNode, Tables) {
+    let tenants = [Netns::new("t1").unwrap(), Netns::new("t2").unwrap()];
+    let mut devs = [String::new(), String::new()];
+    let mut ports = Vec::new();
+    let fib = Arc::new(Fib::new());
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).unwrap();
+    let underlay = |x: u8| ip(&format!("192.0.2.{x}"));
+    let fab_mac = |x: u8| MacAddr([2, 0xf, 0, 0, 0, x]);
+    for (t, tenant) in tenants.iter().enumerate() {
+        let vrf = t as u32 + 1;
+        let v = Veth::new(tenant, &ns, 1).unwrap();
+        let wmac = MacAddr([2, 0, 0, n, t as u8, 2]);
+        let gmac = MacAddr([2, 0xa, 0, n, t as u8, 1]);
+        set_mac(tenant, &v.a, wmac);
+        set_mac(&ns, &v.b, gmac);
+        no_offloads(tenant, &v.a);
+        let addr = format!("10.{n}.0.2");
+        tenant
+            .exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &v.a])
+            .unwrap();
+        tenant
+            .exec(&["ip", "route", "add", "default", "via", &format!("10.{n}.0.1")])
+            .unwrap();
+        ports.push(PortConfig {
+            name: format!("t{t}"),
+            mac: gmac,
+            mtu: 1500,
+            addrs: vec![],
+            role: PortRole::Workload {
+                vrf,
+                addrs: vec![ip(&addr)],
+                mac: wmac,
+                gateways: vec![ip(&format!("10.{n}.0.1"))],
+            },
+        });
+        b.add_vrf(vrf).unwrap();
+        let local = 10 + vrf;
+        let remote = 20 + vrf;
+        b.set_nexthop(
+            local,
+            Nexthop::Interface {
+                port: t as u32,
+                gateway: None,
+            },
+        )
+        .unwrap();
+        b.add_route(vrf, ip(&addr), 32, local).unwrap();
+        b.set_neighbor(t as u32, ip(&addr), neighbor(wmac));
+        // Tenant id in the tunnel: VNI 100+vrf, label 1000+vrf.
+        let encap = match overlay {
+            Overlay::Vxlan => Encap::Vxlan { vni: 100 + vrf },
+            Overlay::MplsUdp => Encap::MplsOverUdp { label: 1000 + vrf },
+            Overlay::MplsGre => Encap::MplsOverGre { label: 1000 + vrf },
+        };
+        b.set_nexthop(
+            remote,
+            Nexthop::Tunnel {
+                encap,
+                src: underlay(n),
+                dst: underlay(peer),
+                underlay_vrf: 0,
+            },
+        )
+        .unwrap();
+        b.add_route(vrf, ip(&format!("10.{peer}.0.2")), 32, remote).unwrap();
+        b.set_vni(100 + vrf, vrf).unwrap();
+        b.set_label(1000 + vrf, local).unwrap();
+        // The pair lives as long as the namespaces holding its ends.
+        devs[t] = v.b;
+    }
+    b.set_nexthop(1, Nexthop::Interface { port: 2, gateway: None }).unwrap();
+    b.add_route(0, ip("192.0.2.0"), 24, 1).unwrap();
+    b.set_neighbor(2, underlay(peer), neighbor(fab_mac(peer)));
+    b.publish(&fib).unwrap();
+    set_mac(&ns, fabric_dev, fab_mac(n));
+    ports.push(PortConfig {
+        name: "fabric".into(),
+        mac: fab_mac(n),
+        mtu: 1500,
+        addrs: vec![underlay(n)],
+        role: PortRole::Fabric { vrf: 0 },
+    });
+    let tables = Tables {
+        fib,
+        policy: Arc::new(PolicyStore::new()),
+        flows: Arc::new(FlowTable::new(FlowTableConfig::with_capacity(1 << 16)).unwrap()),
+        node: Arc::new(NodeConfig {
+            ports,
+            tunnel_endpoints: vec![underlay(n)],
+        }),
+        epoch: Instant::now(),
+    };
+    (OverlayNode { ns, tenants, devs }, tables)
+}
+
+fn rx_packets(ns: &Netns, dev: &str) -> u64 {
+    let out = ns
+        .exec(&["cat", &format!("/sys/class/net/{dev}/statistics/rx_packets")])
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Two vrouter nodes, two tenants each with the same workload addresses, over `overlay`:
+/// each tenant reaches its own peer (ping and TCP both ways) and nothing leaks to the
+/// other tenant.
+fn two_nodes(overlay: Overlay) {
+    let (na, nb) = (Netns::new("na").unwrap(), Netns::new("nb").unwrap());
+    let fabric = Veth::new(&na, &nb, 1).unwrap();
+    let (a, ta) = overlay_node(1, 2, &fabric.a, na, overlay);
+    let (b, tb) = overlay_node(2, 1, &fabric.b, nb, overlay);
+    let (sa, _pa) = start(&a.ns, &[a.devs[0].clone(), a.devs[1].clone(), fabric.a.clone()], ta);
+    let (sb, _pb) = start(&b.ns, &[b.devs[0].clone(), b.devs[1].clone(), fabric.b.clone()], tb);
+    let workload_dev = |ns: &Netns| {
+        String::from_utf8_lossy(&ns.exec(&["ls", "/sys/class/net"]).unwrap().stdout)
+            .split_whitespace()
+            .find(|d| d.starts_with("va"))
+            .unwrap()
+            .to_string()
+    };
+    // Pings first, while nothing else moves: the other tenant's workload, which has the
+    // same address on the other node, must receive nothing.
+    for t in 0..2 {
+        let other = 1 - t;
+        let dev = workload_dev(&b.tenants[other]);
+        let before = rx_packets(&b.tenants[other], &dev);
+        assert!(
+            ping(&a.tenants[t], "10.2.0.2"),
+            "tenant {t}: node 1 -> node 2: {:?} {:?}",
+            sa.stats(),
+            sb.stats()
+        );
+        assert!(ping(&b.tenants[t], "10.1.0.2"), "tenant {t}: node 2 -> node 1");
+        assert_eq!(
+            rx_packets(&b.tenants[other], &dev),
+            before,
+            "nothing of tenant {t} reached tenant {other}"
+        );
+    }
+    for t in 0..2 {
+        let _echo = Echo::start(&b.tenants[t], 7000 + t as u16);
+        assert_eq!(
+            tcp_rounds(&a.tenants[t], "10.2.0.2", 7000 + t as u16, 5, &|| ()),
+            5,
+            "tenant {t}: TCP"
+        );
+    }
+    for r in sa.stop().into_iter().chain(sb.stop()) {
+        assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+        assert_eq!(r.stats.rx, r.stats.tx + r.stats.dropped(), "{:?}", r.stats);
+    }
+}
+
+#[test]
+fn overlay_two_nodes_two_tenants_vxlan() {
+    two_nodes(Overlay::Vxlan);
+}
+
+#[test]
+fn overlay_two_nodes_two_tenants_mpls_over_udp() {
+    two_nodes(Overlay::MplsUdp);
+}
+
+#[test]
+fn overlay_two_nodes_two_tenants_mpls_over_gre() {
+    two_nodes(Overlay::MplsGre);
+}

@@ -1,7 +1,9 @@
 //! The control plane's side: an editable copy of the state, and `publish`, which
 //! compiles what changed into a new snapshot and swaps it in atomically.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::snapshot::Map;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -39,20 +41,20 @@ struct VrfRoutes {
 pub struct FibBuilder {
     vrfs: BTreeMap<VrfId, VrfRoutes>,
     nexthops: BTreeMap<NexthopId, Nexthop>,
-    labels: HashMap<u32, NexthopId>,
-    vnis: HashMap<u32, VrfId>,
-    neighbors: HashMap<(u32, IpAddr), Neighbor>,
+    labels: Map<u32, NexthopId>,
+    vnis: Map<u32, VrfId>,
+    neighbors: Map<(u32, IpAddr), Neighbor>,
     dirty_vrfs: BTreeSet<VrfId>,
     dirty_nexthops: bool,
     dirty_labels: bool,
     dirty_vnis: bool,
     dirty_neighbors: bool,
     /// Compiled ECMP groups of the last publish, so the next keeps their buckets.
-    ecmp: HashMap<NexthopId, EcmpGroup>,
+    ecmp: Map<NexthopId, EcmpGroup>,
 }
 
 /// A fresh copy of a map if it changed, else the previous snapshot's, shared.
-fn pick<K: Clone, V: Clone>(dirty: bool, mine: &HashMap<K, V>, theirs: &Arc<HashMap<K, V>>) -> Arc<HashMap<K, V>> {
+fn pick<K: Clone, V: Clone>(dirty: bool, mine: &Map<K, V>, theirs: &Arc<Map<K, V>>) -> Arc<Map<K, V>> {
     if dirty { Arc::new(mine.clone()) } else { theirs.clone() }
 }
 
@@ -223,8 +225,8 @@ impl FibBuilder {
             vrfs.pop();
         }
         let nexthops = if self.dirty_nexthops {
-            let mut compiled = HashMap::with_capacity(self.nexthops.len());
-            let mut groups = HashMap::new();
+            let mut compiled = Map::with_capacity_and_hasher(self.nexthops.len(), Default::default());
+            let mut groups = Map::default();
             for (&id, nh) in &self.nexthops {
                 let c = match nh {
                     Nexthop::Ecmp { members } => {

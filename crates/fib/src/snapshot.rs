@@ -1,7 +1,6 @@
 //! An immutable, complete view of all forwarding state, and the atomically swapped
 //! pointer workers read it through.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +11,10 @@ use wire::ethernet::MacAddr;
 use crate::ecmp::EcmpGroup;
 use crate::lpm::{Lpm4, Lpm6};
 use crate::nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
+
+/// The tables' hash maps: keys are small ids and addresses looked up per packet, so a
+/// fast hasher (ahash) rather than SipHash.
+pub(crate) type Map<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 /// Deepest chain of VRF translations followed before giving up.
 pub const MAX_TRANSLATE_DEPTH: usize = 4;
@@ -112,10 +115,10 @@ impl FibStats {
 pub struct Snapshot {
     pub(crate) generation: u32,
     pub(crate) vrfs: Vec<Option<Arc<VrfTables>>>,
-    pub(crate) nexthops: Arc<HashMap<NexthopId, Compiled>>,
-    pub(crate) labels: Arc<HashMap<u32, NexthopId>>,
-    pub(crate) vnis: Arc<HashMap<u32, VrfId>>,
-    pub(crate) neighbors: Arc<HashMap<(u32, IpAddr), Neighbor>>,
+    pub(crate) nexthops: Arc<Map<NexthopId, Compiled>>,
+    pub(crate) labels: Arc<Map<u32, NexthopId>>,
+    pub(crate) vnis: Arc<Map<u32, VrfId>>,
+    pub(crate) neighbors: Arc<Map<(u32, IpAddr), Neighbor>>,
     pub(crate) stats: Arc<FibStats>,
 }
 

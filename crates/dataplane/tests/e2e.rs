@@ -78,18 +78,26 @@ struct Echo(std::process::Child);
 
 impl Echo {
     fn start(ns: &Netns, port: u16) -> Echo {
+        Self::named(ns, port, "")
+    }
+
+    /// Like `start`, but each echoed line is prefixed with `name` and a space (empty: no
+    /// prefix); threaded, so connections can stay open side by side.
+    fn named(ns: &Netns, port: u16, name: &str) -> Echo {
+        let prefix = if name.is_empty() {
+            String::new()
+        } else {
+            format!("{name} ")
+        };
         let code = [
-            "import socket",
-            "s = socket.socket()",
-            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
-            &format!("s.bind(('0.0.0.0', {port}))"),
-            "s.listen(8)",
-            "while True:",
-            "    c, _ = s.accept()",
-            "    f = c.makefile('rwb', 0)",
-            "    for l in f:",
-            "        f.write(l)",
-            "    c.close()",
+            "import socketserver",
+            "class H(socketserver.StreamRequestHandler):",
+            "    def handle(self):",
+            "        for l in self.rfile:",
+            &format!("            self.wfile.write(b'{prefix}' + l)"),
+            "socketserver.ThreadingTCPServer.allow_reuse_address = True",
+            "socketserver.ThreadingTCPServer.daemon_threads = True",
+            &format!("socketserver.ThreadingTCPServer(('0.0.0.0', {port}), H).serve_forever()"),
         ]
         .join("\n");
         let c = Command::new("ip")
@@ -647,4 +655,174 @@ fn overlay_two_nodes_two_tenants_mpls_over_udp() {
 #[test]
 fn overlay_two_nodes_two_tenants_mpls_over_gre() {
     two_nodes(Overlay::MplsGre);
+}
+
+/// A line-based TCP client that keeps its connection: sends a line, returns the reply.
+struct Conn {
+    r: std::io::BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl Conn {
+    fn open(ns: &Netns, dst: &str, port: u16) -> Option<Conn> {
+        ns.run(|| {
+            let s =
+                std::net::TcpStream::connect_timeout(&std::net::SocketAddr::new(ip(dst), port), Duration::from_secs(2))
+                    .ok()?;
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            Some(Conn {
+                r: std::io::BufReader::new(s.try_clone().unwrap()),
+                w: s,
+            })
+        })
+    }
+
+    /// The backend name that answered, or `None` if the connection no longer works.
+    fn ask(&mut self) -> Option<String> {
+        use std::io::{BufRead, Write};
+        self.w.write_all(b"hello\n").ok()?;
+        let mut line = String::new();
+        match self.r.read_line(&mut line) {
+            Ok(n) if n > 0 => line.split_whitespace().next().map(str::to_string),
+            _ => None,
+        }
+    }
+}
+
+/// A service address routed to an ECMP group of three backends (kube-proxy's job done by
+/// routing): connections spread over all three, each stays on one backend, and removing
+/// a backend moves only the connections it had.
+#[test]
+fn services_by_ecmp_spread_and_stick() {
+    const VIP: &str = "10.96.0.10";
+    let client = Netns::new("c").unwrap();
+    let node = Netns::new("n").unwrap();
+    let backends: Vec<Netns> = (0..3).map(|_| Netns::new("b").unwrap()).collect();
+    let mut devs = Vec::new();
+    let mut ports = Vec::new();
+    let fib = Arc::new(Fib::new());
+    let mut b = FibBuilder::new();
+    b.add_vrf(1).unwrap();
+    let all: Vec<(&Netns, String)> = std::iter::once((&client, "10.0.1.2".to_string()))
+        .chain(
+            backends
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| (ns, format!("10.0.3.{}", i + 1))),
+        )
+        .collect();
+    for (i, (ns, addr)) in all.iter().enumerate() {
+        let v = Veth::new(ns, &node, 1).unwrap();
+        let wmac = MacAddr([2, 0, 0, 3, i as u8, 2]);
+        let gmac = MacAddr([2, 0xa, 0, 3, i as u8, 1]);
+        set_mac(ns, &v.a, wmac);
+        set_mac(&node, &v.b, gmac);
+        no_offloads(ns, &v.a);
+        let gw = if i == 0 { "10.0.1.1" } else { "10.0.3.254" };
+        ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &v.a])
+            .unwrap();
+        ns.exec(&["ip", "route", "add", "default", "via", gw]).unwrap();
+        let mut owned = vec![ip(addr)];
+        if i > 0 {
+            // Every backend owns the service address (the OpenContrail ECMP service model).
+            ns.exec(&["ip", "addr", "add", &format!("{VIP}/32"), "dev", &v.a])
+                .unwrap();
+            owned.push(ip(VIP));
+            b.set_neighbor(i as u32, ip(VIP), neighbor(wmac));
+        }
+        b.set_nexthop(
+            10 + i as u32,
+            Nexthop::Interface {
+                port: i as u32,
+                gateway: None,
+            },
+        )
+        .unwrap();
+        b.add_route(1, ip(addr), 32, 10 + i as u32).unwrap();
+        b.set_neighbor(i as u32, ip(addr), neighbor(wmac));
+        ports.push(PortConfig {
+            name: format!("p{i}"),
+            mac: gmac,
+            mtu: 1500,
+            addrs: vec![],
+            role: PortRole::Workload {
+                vrf: 1,
+                addrs: owned,
+                mac: wmac,
+                gateways: vec![ip(gw)],
+            },
+        });
+        devs.push(v.b);
+    }
+    let group = |members: &[u32]| Nexthop::Ecmp {
+        members: members.iter().map(|&m| (m, 1)).collect(),
+    };
+    b.set_nexthop(50, group(&[11, 12, 13])).unwrap();
+    b.add_route(1, ip(VIP), 32, 50).unwrap();
+    b.publish(&fib).unwrap();
+    let tables = Tables {
+        fib: fib.clone(),
+        policy: Arc::new(PolicyStore::new()),
+        flows: Arc::new(FlowTable::new(FlowTableConfig::with_capacity(1 << 16)).unwrap()),
+        node: Arc::new(NodeConfig {
+            ports,
+            tunnel_endpoints: vec![],
+        }),
+        epoch: Instant::now(),
+    };
+    let (set, _progs) = start(&node, &devs, tables);
+    let _servers: Vec<Echo> = backends
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| Echo::named(ns, 8080, &format!("b{i}")))
+        .collect();
+
+    // Many short connections: all three backends serve, each connection one backend.
+    let mut served = std::collections::HashMap::new();
+    for _ in 0..30 {
+        let mut c = Conn::open(&client, VIP, 8080).expect("connect to the service");
+        let first = c.ask().expect("answered");
+        for _ in 0..3 {
+            assert_eq!(
+                c.ask().as_deref(),
+                Some(first.as_str()),
+                "a connection stays on its backend"
+            );
+        }
+        *served.entry(first).or_insert(0) += 1;
+    }
+    assert_eq!(served.len(), 3, "connections spread over all backends: {served:?}");
+
+    // Long-lived connections, then backend 2 leaves the group.
+    let mut open: Vec<(Conn, String)> = Vec::new();
+    while open.len() < 12 {
+        let mut c = Conn::open(&client, VIP, 8080).unwrap();
+        let who = c.ask().unwrap();
+        open.push((c, who));
+    }
+    assert!(
+        open.iter().any(|(_, w)| w == "b2"),
+        "some connection on the backend that leaves"
+    );
+    b.set_nexthop(50, group(&[11, 12])).unwrap();
+    b.publish(&fib).unwrap();
+    for (c, who) in &mut open {
+        let now = c.ask();
+        if who != "b2" {
+            assert_eq!(
+                now.as_deref(),
+                Some(who.as_str()),
+                "connections on remaining backends stay put"
+            );
+        } else {
+            assert_ne!(now.as_deref(), Some("b2"), "the removed backend gets nothing new");
+        }
+    }
+    let mut fresh = Conn::open(&client, VIP, 8080).unwrap();
+    assert_ne!(fresh.ask().as_deref(), Some("b2"));
+    drop(open);
+    for r in set.stop() {
+        assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+        assert_eq!(r.stats.rx, r.stats.tx + r.stats.dropped());
+    }
 }

@@ -13,10 +13,15 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Whether the process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: `geteuid` has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Panics with a clear message unless running as root.
 pub fn require_root() {
-    // SAFETY: `geteuid` has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         panic!("this test creates network namespaces and must run as root (see README: ./scripts/test)");
     }
 }

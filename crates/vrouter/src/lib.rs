@@ -1,0 +1,142 @@
+//! vrouter: a userspace vRouter over AF_XDP. This crate is the public face: [`Router`]
+//! runs the forwarding pipeline on pinned workers over AF_XDP ports; the building blocks
+//! are re-exported (`wire`, `flow`, `fib`, `policy`, `af_xdp`, `dataplane`); [`lab`]
+//! builds namespace topologies with real traffic for the demo and the end-to-end tests.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use vrouter::{Router, NodeConfig, PortConfig, PortRole};
+//! use vrouter::fib::{Fib, FibBuilder, Nexthop};
+//!
+//! let fib = Arc::new(Fib::new());
+//! let mut b = FibBuilder::new();
+//! b.add_vrf(0).unwrap();
+//! b.set_nexthop(1, Nexthop::Interface { port: 1, gateway: None }).unwrap();
+//! b.add_route(0, "10.0.0.0".parse().unwrap(), 8, 1).unwrap();
+//! b.publish(&fib).unwrap();
+//! let port = |name: &str| PortConfig {
+//!     name: name.into(),
+//!     mac: vrouter::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
+//!     mtu: 1500,
+//!     addrs: vec![],
+//!     role: PortRole::Fabric { vrf: 0 },
+//! };
+//! let node = NodeConfig { ports: vec![port("eth0"), port("eth1")], tunnel_endpoints: vec![] };
+//! let router = Router::new(node, fib, 1 << 20).unwrap();
+//! let running = router.start_af_xdp(&["eth0".into(), "eth1".into()], &[], vrouter::af_xdp::AttachMode::Auto).unwrap();
+//! println!("{:?}", running.stats());
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use af_xdp;
+pub use dataplane;
+pub use dataplane::pipeline::{NodeConfig, PortConfig, PortRole, Tables};
+pub use dataplane::{DropReason, Stats, WorkerReport};
+pub use fib;
+pub use flow;
+pub use policy;
+pub use wire;
+
+use af_xdp::{AttachMode, SocketConfig, Umem, UmemConfig, XdpProgram};
+use dataplane::pipeline::Pipeline;
+use dataplane::{AfXdpPort, FramePool, Port, Worker, WorkerSet};
+
+pub mod lab;
+
+/// A configured router: its node, FIB, policy and flow table, ready to run.
+#[derive(Clone)]
+pub struct Router {
+    tables: Tables,
+}
+
+impl Router {
+    /// A router for `node` routing with `fib`, with room for `flows` flow entries and
+    /// everything allowed until a policy is published.
+    pub fn new(node: NodeConfig, fib: Arc<fib::Fib>, flows: usize) -> Result<Self, String> {
+        let mut cfg = flow::FlowTableConfig::with_capacity(flows);
+        cfg.max_readers = 64;
+        Ok(Router {
+            tables: Tables {
+                fib,
+                policy: Arc::new(policy::PolicyStore::new()),
+                flows: Arc::new(flow::FlowTable::new(cfg).map_err(|e| format!("flow table: {e}"))?),
+                node: Arc::new(node),
+                epoch: Instant::now(),
+            },
+        })
+    }
+
+    /// The shared tables (publish routes and policy through them while running).
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Attaches the XDP program to `devs` (one per node port, in order, in the calling
+    /// thread's network namespace) and starts one pipeline worker per CPU of `cpus`
+    /// (empty: all), worker `i` on queue `i` of every port, sharing one UMEM per worker.
+    pub fn start_af_xdp(&self, devs: &[String], cpus: &[usize], mode: AttachMode) -> Result<Running, String> {
+        if devs.len() != self.tables.node.ports.len() {
+            return Err(format!(
+                "{} devices for {} ports",
+                devs.len(),
+                self.tables.node.ports.len()
+            ));
+        }
+        let progs = devs
+            .iter()
+            .map(|d| XdpProgram::attach(d, mode).map(Arc::new).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (p, tables) = (progs.clone(), self.tables.clone());
+        let frames = (devs.len() as u32 * 2048).next_power_of_two().max(4096);
+        let set = WorkerSet::start(cpus, move |i, _cpu| {
+            let e = |e: af_xdp::Error| e.to_string();
+            let umem = Arc::new(
+                Umem::new(UmemConfig {
+                    frame_count: frames,
+                    ..Default::default()
+                })
+                .map_err(e)?,
+            );
+            let pool = FramePool::new(umem, p.len());
+            let mut ports: Vec<AfXdpPort> = Vec::new();
+            for prog in &p {
+                ports.push(AfXdpPort::open(&pool, prog, i as u32, SocketConfig::default(), ports.first()).map_err(e)?);
+            }
+            let ports = ports.into_iter().map(|p| Box::new(p) as Box<dyn Port>).collect();
+            let pipeline = Pipeline::new(tables.clone()).ok_or("the flow table has no reader slot left")?;
+            Ok(Worker::new(pool, ports, Box::new(pipeline)))
+        })?;
+        Ok(Running {
+            set: Some(set),
+            _progs: progs,
+        })
+    }
+}
+
+/// Workers running; stops them (and detaches XDP) when dropped.
+pub struct Running {
+    set: Option<WorkerSet>,
+    _progs: Vec<Arc<XdpProgram>>,
+}
+
+impl Running {
+    /// Counters per worker, now.
+    pub fn stats(&self) -> Vec<Stats> {
+        self.set.as_ref().map_or_else(Vec::new, |s| s.stats())
+    }
+
+    /// Stops the workers; their reports include the frame accounting check.
+    pub fn stop(mut self) -> Vec<WorkerReport> {
+        self.set.take().map_or_else(Vec::new, |s| s.stop())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.set.take() {
+            s.stop();
+        }
+    }
+}

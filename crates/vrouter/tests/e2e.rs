@@ -1,0 +1,257 @@
+//! End to end, real traffic: workloads in namespaces, vrouter nodes on AF_XDP, the
+//! kernel's own ping, TCP, iperf3 and VXLAN device on the other side. As root.
+
+use std::sync::Arc;
+
+use vrouter::DropReason;
+use vrouter::fib::{Encap, FibBuilder, Nexthop};
+use vrouter::lab::*;
+use vrouter::policy::{Action, Endpoint, EndpointId, PolicySet, PortRange, Rule, RuleId, RuleList};
+use vrouter::wire::ethernet::MacAddr;
+use vrouter::{PortConfig, PortRole};
+
+fn deny_tcp(port: u16) -> PolicySet {
+    let list = Arc::new(RuleList {
+        rules: vec![Rule {
+            proto: Some(6),
+            dst_ports: Some(PortRange::single(port)),
+            ..Rule::any(RuleId(1), Action::Deny)
+        }],
+        default: Action::Allow,
+    });
+    PolicySet {
+        endpoints: vec![Endpoint {
+            id: EndpointId(2),
+            vrf: 1,
+            addrs: vec![ip("10.0.2.2")],
+            ingress: Some(list),
+            egress: None,
+        }],
+    }
+}
+
+#[test]
+fn pure_l3_ping_tcp_and_policy() {
+    let mut lab = L3Lab::new();
+    assert!(ping(&lab.w1.ns, "10.0.2.2"), "w1 -> w2: {:?}", lab.node.stats());
+    assert!(ping(&lab.w2.ns, "10.0.1.2"), "w2 -> w1");
+    let _servers: Vec<Echo> = [5001, 5002, 5003].iter().map(|&p| Echo::start(&lab.w2.ns, p)).collect();
+    let policy = lab.node.router.tables().policy.clone();
+    policy.publish(&deny_tcp(5001)).unwrap();
+    assert_eq!(tcp_rounds(&lab.w1.ns, "10.0.2.2", 5001, 3, &|| ()), 0, "denied port");
+    assert_eq!(tcp_rounds(&lab.w1.ns, "10.0.2.2", 5002, 3, &|| ()), 3, "allowed port");
+    // A new deny cuts an established connection: the first line is echoed, then the
+    // operator denies 5003 and nothing more gets through.
+    let got = tcp_rounds(&lab.w1.ns, "10.0.2.2", 5003, 4, &|| {
+        policy.publish(&deny_tcp(5003)).unwrap();
+    });
+    assert_eq!(got, 1, "established connection cut by the new deny");
+    assert!(lab.node.stats().dropped_for(DropReason::PolicyDenied) > 0);
+    lab.node.stop().unwrap();
+}
+
+#[test]
+fn pure_l3_iperf3_both_ways() {
+    let mut lab = L3Lab::new();
+    for (server, client, dst) in [(&lab.w2, &lab.w1, "10.0.2.2"), (&lab.w1, &lab.w2, "10.0.1.2")] {
+        let bps = iperf3(&server.ns, &client.ns, dst, 2).unwrap_or(0.0);
+        assert!(bps > 1e6, "iperf3 to {dst}: {bps} bit/s");
+    }
+    lab.node.stop().unwrap();
+}
+
+/// Two nodes, two tenants with the same workload addresses, over `overlay`: each tenant
+/// reaches its own peer and nothing leaks to the other tenant.
+fn two_nodes(overlay: Overlay) {
+    let mut lab = OverlayLab::new(overlay, 2);
+    // Pings first, while nothing else moves: the other tenant's workload, which has the
+    // same address on the other node, must receive nothing.
+    for t in 0..2 {
+        let other = &lab.b.1[1 - t];
+        let dev = String::from_utf8_lossy(&other.ns.exec(&["ls", "/sys/class/net"]).unwrap().stdout)
+            .split_whitespace()
+            .find(|d| d.starts_with("va"))
+            .unwrap()
+            .to_string();
+        let before = rx_packets(&other.ns, &dev);
+        assert!(
+            ping(&lab.a.1[t].ns, "10.2.0.2"),
+            "tenant {t}: node 1 -> node 2: {:?} {:?}",
+            lab.a.0.stats(),
+            lab.b.0.stats()
+        );
+        assert!(ping(&lab.b.1[t].ns, "10.1.0.2"), "tenant {t}: node 2 -> node 1");
+        assert_eq!(
+            rx_packets(&other.ns, &dev),
+            before,
+            "nothing of tenant {t} reached the other tenant"
+        );
+    }
+    for t in 0..2 {
+        let _echo = Echo::start(&lab.b.1[t].ns, 7000 + t as u16);
+        assert_eq!(
+            tcp_rounds(&lab.a.1[t].ns, "10.2.0.2", 7000 + t as u16, 5, &|| ()),
+            5,
+            "tenant {t}: TCP"
+        );
+    }
+    lab.a.0.stop().unwrap();
+    lab.b.0.stop().unwrap();
+}
+
+#[test]
+fn overlay_two_nodes_two_tenants_vxlan() {
+    two_nodes(Overlay::Vxlan);
+}
+
+#[test]
+fn overlay_two_nodes_two_tenants_mpls_over_udp() {
+    two_nodes(Overlay::MplsUdp);
+}
+
+#[test]
+fn overlay_two_nodes_two_tenants_mpls_over_gre() {
+    two_nodes(Overlay::MplsGre);
+}
+
+/// vrouter's VXLAN against a Linux kernel `vxlan` device in another namespace.
+#[test]
+fn vxlan_interoperates_with_the_linux_kernel() {
+    const LX: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
+    const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
+    const VX: MacAddr = MacAddr([2, 0, 0, 0, 9, 2]);
+    let (node, linux) = (Netns::new("n").unwrap(), Netns::new("lx").unwrap());
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).unwrap();
+    b.add_vrf(1).unwrap();
+    let (w1, p0) = workload(&node, "w", 1, 1, "10.0.1.2", "10.0.1.1", 0, &mut b, &[]);
+    let u = Veth::new(&linux, &node, 1).unwrap();
+    set_mac(&node, &u.b, FAB);
+    set_mac(&linux, &u.a, LX);
+    no_offloads(&linux, &u.a);
+    linux.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", &u.a]).unwrap();
+    linux
+        .exec(&[
+            "ip",
+            "link",
+            "add",
+            "vxlan0",
+            "type",
+            "vxlan",
+            "id",
+            "42",
+            "local",
+            "192.0.2.2",
+            "remote",
+            "192.0.2.1",
+            "dstport",
+            "4789",
+            "dev",
+            &u.a,
+        ])
+        .unwrap();
+    set_mac(&linux, "vxlan0", VX);
+    linux
+        .exec(&["ip", "addr", "add", "10.9.0.2/24", "dev", "vxlan0"])
+        .unwrap();
+    linux.exec(&["ip", "link", "set", "vxlan0", "up"]).unwrap();
+    linux
+        .exec(&["ip", "route", "add", "10.0.1.0/24", "dev", "vxlan0"])
+        .unwrap();
+    linux
+        .exec(&[
+            "ip",
+            "neigh",
+            "add",
+            "10.0.1.2",
+            "lladdr",
+            "02:0a:00:00:09:01",
+            "dev",
+            "vxlan0",
+            "nud",
+            "permanent",
+        ])
+        .unwrap();
+    b.set_nexthop(2, Nexthop::Interface { port: 1, gateway: None }).unwrap();
+    b.set_nexthop(
+        3,
+        Nexthop::Tunnel {
+            encap: Encap::Vxlan { vni: 42 },
+            src: ip("192.0.2.1"),
+            dst: ip("192.0.2.2"),
+            underlay_vrf: 0,
+        },
+    )
+    .unwrap();
+    b.add_route(1, ip("10.9.0.0"), 24, 3).unwrap();
+    b.add_route(0, ip("192.0.2.0"), 24, 2).unwrap();
+    b.set_vni(42, 1).unwrap();
+    b.set_neighbor(1, ip("192.0.2.2"), neighbor(LX));
+    b.set_neighbor(
+        vrouter::dataplane::pipeline::OVERLAY_NEIGHBOR_PORT,
+        ip("10.9.0.2"),
+        neighbor(VX),
+    );
+    let fabric = PortConfig {
+        name: "fabric".into(),
+        mac: FAB,
+        mtu: 1500,
+        addrs: vec![ip("192.0.2.1")],
+        role: PortRole::Fabric { vrf: 0 },
+    };
+    let mut n = Node::start(
+        node,
+        vec![p0, fabric],
+        &[w1.port_dev.clone(), u.b.clone()],
+        vec![ip("192.0.2.1")],
+        b,
+        0,
+    );
+    assert!(ping(&w1.ns, "10.9.0.2"), "workload -> Linux VXLAN: {:?}", n.stats());
+    assert!(ping(&linux, "10.0.1.2"), "Linux VXLAN -> workload");
+    let _echo = Echo::start(&linux, 6000);
+    assert_eq!(tcp_rounds(&w1.ns, "10.9.0.2", 6000, 5, &|| ()), 5, "TCP through VXLAN");
+    let _echo2 = Echo::start(&w1.ns, 6001);
+    assert_eq!(tcp_rounds(&linux, "10.0.1.2", 6001, 5, &|| ()), 5, "TCP the other way");
+    n.stop().unwrap();
+}
+
+/// A service address routed to an ECMP group of three backends: connections spread over
+/// all three, each stays on one backend, and removing a backend leaves the others'
+/// connections where they are.
+#[test]
+fn services_by_ecmp_spread_and_stick() {
+    let mut lab = ServiceLab::new();
+    let served = lab.spread(30).unwrap();
+    assert_eq!(served.len(), 3, "connections spread over all backends: {served:?}");
+    let mut open: Vec<(Conn, String)> = Vec::new();
+    while open.len() < 12 {
+        let mut c = Conn::open(&lab.client.ns, SERVICE_VIP, SERVICE_PORT).unwrap();
+        let who = c.ask().unwrap();
+        open.push((c, who));
+    }
+    assert!(
+        open.iter().any(|(_, w)| w == "b2"),
+        "some connection on the backend that leaves"
+    );
+    lab.node
+        .routes
+        .set_nexthop(SERVICE_NEXTHOP, ServiceLab::group(&[0, 1]))
+        .unwrap();
+    lab.node.routes.publish(&lab.node.fib).unwrap();
+    for (c, who) in &mut open {
+        let now = c.ask();
+        if who != "b2" {
+            assert_eq!(
+                now.as_deref(),
+                Some(who.as_str()),
+                "connections on remaining backends stay put"
+            );
+        } else {
+            assert_ne!(now.as_deref(), Some("b2"), "the removed backend gets nothing new");
+        }
+    }
+    drop(open);
+    assert!(!lab.spread(6).unwrap().contains_key("b2"));
+    lab.node.stop().unwrap();
+}

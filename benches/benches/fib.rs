@@ -18,15 +18,7 @@ use prefix_trie::PrefixMap;
 
 const BURST: usize = 64;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use vrouter_benches::Rng;
 
 fn mask4(a: u32, len: u8) -> u32 {
     if len == 0 { 0 } else { a & (u32::MAX << (32 - len)) }
@@ -52,14 +44,14 @@ fn v4_prefixes(n: usize, rng: &mut Rng) -> Vec<(u32, u8, u32)> {
         (8, 2),
         (28, 8),
     ];
-    distinct_prefixes(n, &lens, rng, |r, len| mask4(r.next() as u32, len))
+    distinct_prefixes(n, &lens, rng, |r, len| mask4(r.next_u64() as u32, len))
 }
 
 /// IPv6: prefixes inside 2,000 provider blocks (/32s), mostly /48, some /32-/44 and /56-/64.
 fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(u128, u8, u32)> {
     // Provider blocks: /32s inside 2000::/3.
     let blocks: Vec<u128> = (0..2000)
-        .map(|_| (0x2000_0000u128 | (u128::from(rng.next()) & 0x1fff_ffff)) << 96)
+        .map(|_| (0x2000_0000u128 | (u128::from(rng.next_u64()) & 0x1fff_ffff)) << 96)
         .collect();
     let lens = [
         (48, 55),
@@ -72,9 +64,9 @@ fn v6_prefixes(n: usize, rng: &mut Rng) -> Vec<(u128, u8, u32)> {
         (64, 6),
     ];
     distinct_prefixes(n, &lens, rng, |r, len| {
-        let block = blocks[(r.next() % 2000) as usize];
+        let block = blocks[(r.next_u64() % 2000) as usize];
         // Random bits below the block's /32.
-        mask6(block | ((u128::from(r.next()) << 32) & ((1u128 << 96) - 1)), len)
+        mask6(block | ((u128::from(r.next_u64()) << 32) & ((1u128 << 96) - 1)), len)
     })
 }
 
@@ -90,7 +82,7 @@ fn distinct_prefixes<A: Copy + Eq + std::hash::Hash>(
     let mut seen = std::collections::HashSet::new();
     let mut v = Vec::with_capacity(n);
     while v.len() < n {
-        let mut pick = (rng.next() % u64::from(total)) as u32;
+        let mut pick = (rng.next_u64() % u64::from(total)) as u32;
         let len = lens
             .iter()
             .find(|l| {
@@ -118,13 +110,13 @@ fn destinations<A: Copy>(
     (0..1 << 16)
         .map(|_| {
             let hot = prefixes.len().div_ceil(100);
-            let i = if skewed && !rng.next().is_multiple_of(10) {
-                rng.next() as usize % hot
+            let i = if skewed && !rng.next_u64().is_multiple_of(10) {
+                rng.next_u64() as usize % hot
             } else {
-                rng.next() as usize % prefixes.len()
+                rng.next_u64() as usize % prefixes.len()
             };
             let (net, len, _) = prefixes[i];
-            fill(net, len, rng.next())
+            fill(net, len, rng.next_u64())
         })
         .collect()
 }
@@ -166,7 +158,7 @@ fn run_group<A: Copy>(
         let words = (bytes / 8).max(1024);
         let buf: Vec<u64> = (0..words as u64).collect();
         let mut rng = Rng(0x5eed);
-        let idx: Vec<usize> = (0..1 << 16).map(|_| rng.next() as usize % words).collect();
+        let idx: Vec<usize> = (0..1 << 16).map(|_| rng.next_u64() as usize % words).collect();
         g.bench_function("random_read_floor", |bch| {
             let mut i = 0;
             bch.iter(|| {

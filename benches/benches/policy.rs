@@ -17,18 +17,7 @@ use policy::{
 
 const BURST: usize = 64;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use vrouter_benches::Rng;
 
 fn set(cidrs: &[(u32, u8)]) -> Arc<AddrSet> {
     let c: Vec<Cidr> = cidrs

@@ -101,3 +101,21 @@ pub fn frames() -> Vec<(&'static str, Vec<u8>)> {
         ),
     ]
 }
+
+/// A xorshift generator: reproducible inputs for every bench, no dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}

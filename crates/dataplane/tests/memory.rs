@@ -9,25 +9,27 @@ fn frame(seq: u64) -> Vec<u8> {
     testnet::udp_frame([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], seq, 60 + (seq % 200) as usize)
 }
 
-#[test]
-fn a_million_packets_forwarded_and_every_frame_accounted() {
+/// A worker forwarding between two memory ports (queues of `cap_a` and `cap_b`) by `peer`.
+fn forwarder(frames: u32, cap_a: usize, cap_b: usize, peer: Vec<u16>) -> (Arc<MemoryLink>, Arc<MemoryLink>, Worker) {
     let umem = Arc::new(
         af_xdp::Umem::new(af_xdp::UmemConfig {
-            frame_count: 512,
+            frame_count: frames,
             ..Default::default()
         })
         .unwrap(),
     );
-    let (a, b) = (MemoryLink::new(1024), MemoryLink::new(1024));
+    let (a, b) = (MemoryLink::new(cap_a), MemoryLink::new(cap_b));
     let ports: Vec<Box<dyn Port>> = vec![
         Box::new(MemoryPort::new("a", a.clone())),
         Box::new(MemoryPort::new("b", b.clone())),
     ];
-    let mut w = Worker::new(
-        FramePool::new(umem, 2),
-        ports,
-        Box::new(apps::Forward { peer: vec![1, 0] }),
-    );
+    let w = Worker::new(FramePool::new(umem, 2), ports, Box::new(apps::Forward { peer }));
+    (a, b, w)
+}
+
+#[test]
+fn a_million_packets_forwarded_and_every_frame_accounted() {
+    let (a, b, mut w) = forwarder(512, 1024, 1024, vec![1, 0]);
     const N: u64 = 1_000_000;
     let (mut sent, mut got_b, mut got_a) = (0u64, 0u64, 0u64);
     let mut next_b = 0u64;
@@ -62,24 +64,8 @@ fn a_million_packets_forwarded_and_every_frame_accounted() {
 
 #[test]
 fn drops_are_counted_by_reason_and_lose_no_frame() {
-    let umem = Arc::new(
-        af_xdp::Umem::new(af_xdp::UmemConfig {
-            frame_count: 64,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
-    let (a, b) = (MemoryLink::new(4096), MemoryLink::new(16));
-    let ports: Vec<Box<dyn Port>> = vec![
-        Box::new(MemoryPort::new("a", a.clone())),
-        Box::new(MemoryPort::new("b", b.clone())),
-    ];
     // Port 0 forwards to 1; port 1 to a port that does not exist.
-    let mut w = Worker::new(
-        FramePool::new(umem, 2),
-        ports,
-        Box::new(apps::Forward { peer: vec![1, 7] }),
-    );
+    let (a, b, mut w) = forwarder(64, 4096, 16, vec![1, 7]);
     for s in 0..100 {
         a.inject(&frame(s));
     }

@@ -150,6 +150,23 @@ fn packet() -> impl Strategy<Value = Fields> {
         })
 }
 
+/// A policy set of one endpoint with `list` in direction `dir`.
+fn one_endpoint(id: u32, dir: Direction, list: Arc<RuleList>) -> PolicySet {
+    let (ingress, egress) = match dir {
+        Direction::Ingress => (Some(list), None),
+        Direction::Egress => (None, Some(list)),
+    };
+    PolicySet {
+        endpoints: vec![Endpoint {
+            id: EndpointId(id),
+            vrf: 0,
+            addrs: vec![],
+            ingress,
+            egress,
+        }],
+    }
+}
+
 fn naive(list: &RuleList, p: &Fields) -> Decision {
     let mut order: Vec<&Rule> = list.rules.iter().collect();
     order.sort_by_key(|r| r.priority);
@@ -205,7 +222,7 @@ proptest! {
             ..Rule::any(RuleId(i as u32), action)
         }).collect();
         let list = RuleList { rules, default: Action::Deny };
-        let set = PolicySet { endpoints: vec![Endpoint { id: EndpointId(1), vrf: 0, addrs: vec![], ingress: Some(Arc::new(list.clone())), egress: None }] };
+        let set = one_endpoint(1, Direction::Ingress, Arc::new(list.clone()));
         match Policy::compile(&set, 1) {
             Err(e) => prop_assert!(e.rule.is_some(), "{}", e),
             Ok(_) => check_against_scan(list, &pkts)?,
@@ -216,15 +233,7 @@ proptest! {
 fn check_against_scan(list: RuleList, pkts: &[Fields]) -> Result<(), TestCaseError> {
     {
         let list = Arc::new(list);
-        let set = PolicySet {
-            endpoints: vec![Endpoint {
-                id: EndpointId(1),
-                vrf: 0,
-                addrs: vec![],
-                ingress: Some(list.clone()),
-                egress: None,
-            }],
-        };
+        let set = one_endpoint(1, Direction::Ingress, list.clone());
         let (policy, _) = Policy::compile(&set, 1).unwrap();
         let table = policy.table(EndpointId(1), Direction::Ingress).unwrap();
         let mut out = vec![
@@ -285,15 +294,7 @@ fn large_rule_sets_match_linear_scan() {
             default: list.default,
         };
         let big = Arc::new(big);
-        let set = PolicySet {
-            endpoints: vec![Endpoint {
-                id: EndpointId(1),
-                vrf: 0,
-                addrs: vec![],
-                ingress: None,
-                egress: Some(big.clone()),
-            }],
-        };
+        let set = one_endpoint(1, Direction::Egress, big.clone());
         let (policy, _) = Policy::compile(&set, 1).unwrap();
         let table = policy.table(EndpointId(1), Direction::Egress).unwrap();
         for _ in 0..2000 {
@@ -316,15 +317,7 @@ fn errors_name_rule_and_field_and_nothing_is_published() {
         ],
         default: Action::Allow,
     });
-    let set = PolicySet {
-        endpoints: vec![Endpoint {
-            id: EndpointId(3),
-            vrf: 0,
-            addrs: vec![],
-            ingress: Some(bad),
-            egress: None,
-        }],
-    };
+    let set = one_endpoint(3, Direction::Ingress, bad);
     let store = PolicyStore::new();
     let e = store.publish(&set).err().unwrap();
     assert_eq!(e.to_string(), "rule 2: field `src_ports`: range low 10 is above high 9");
@@ -334,15 +327,7 @@ fn errors_name_rule_and_field_and_nothing_is_published() {
         rules: vec![Rule::any(RuleId(1), Action::Allow), Rule::any(RuleId(1), Action::Deny)],
         default: Action::Allow,
     });
-    let set = PolicySet {
-        endpoints: vec![Endpoint {
-            id: EndpointId(3),
-            vrf: 0,
-            addrs: vec![],
-            ingress: Some(dup),
-            egress: None,
-        }],
-    };
+    let set = one_endpoint(3, Direction::Ingress, dup);
     assert_eq!(store.publish(&set).err().unwrap().field, "id");
 
     let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
@@ -385,15 +370,7 @@ fn never_matching_rules_are_dropped_with_a_warning() {
         ],
         default: Action::Deny,
     });
-    let set = PolicySet {
-        endpoints: vec![Endpoint {
-            id: EndpointId(1),
-            vrf: 0,
-            addrs: vec![],
-            ingress: Some(list),
-            egress: None,
-        }],
-    };
+    let set = one_endpoint(1, Direction::Ingress, list);
     let (p, warnings) = Policy::compile(&set, 1).unwrap();
     assert_eq!(warnings.len(), 1);
     assert_eq!((warnings[0].rule, warnings[0].field), (Some(RuleId(9)), "src"));

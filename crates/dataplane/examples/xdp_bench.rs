@@ -212,7 +212,24 @@ impl Handler for DropAll {
     }
 }
 
+/// `VR_BUSY_POLL=1`: preferred busy polling on the DUT sockets and devices.
+fn busy_poll() -> bool {
+    std::env::var_os("VR_BUSY_POLL").is_some()
+}
+
 fn workers(w: &World, forward: bool, handler: fn() -> Box<dyn Handler>) -> (WorkerSet, Vec<XdpProgram>) {
+    let cfg = SocketConfig {
+        busy_poll_budget: if busy_poll() { 64 } else { 0 },
+        ..SocketConfig::default()
+    };
+    if busy_poll() {
+        for dev in [&w.v1.b, &w.v2.b] {
+            let knobs = format!(
+                "echo 2 > /sys/class/net/{dev}/napi_defer_hard_irqs; echo 200000 > /sys/class/net/{dev}/gro_flush_timeout"
+            );
+            w.dut.exec(&["sh", "-c", &knobs]).unwrap();
+        }
+    }
     w.dut.run(|| {
         let p1 = Arc::new(XdpProgram::attach(&w.v1.b, AttachMode::Native).unwrap());
         let p2 = forward.then(|| Arc::new(XdpProgram::attach(&w.v2.b, AttachMode::Native).unwrap()));
@@ -220,10 +237,10 @@ fn workers(w: &World, forward: bool, handler: fn() -> Box<dyn Handler>) -> (Work
         let set = WorkerSet::start(&[1], move |_, _| {
             let umem = Arc::new(Umem::new(UmemConfig::default()).map_err(|e| e.to_string())?);
             let pool = FramePool::new(umem, if q2.is_some() { 2 } else { 1 });
-            let a = AfXdpPort::open(&pool, &q1, 0, SocketConfig::default(), None).map_err(|e| e.to_string())?;
+            let a = AfXdpPort::open(&pool, &q1, 0, cfg, None).map_err(|e| e.to_string())?;
             let mut ports: Vec<Box<dyn Port>> = Vec::new();
             if let Some(q2) = &q2 {
-                let b = AfXdpPort::open(&pool, q2, 0, SocketConfig::default(), Some(&a)).map_err(|e| e.to_string())?;
+                let b = AfXdpPort::open(&pool, q2, 0, cfg, Some(&a)).map_err(|e| e.to_string())?;
                 ports.push(Box::new(a));
                 ports.push(Box::new(b));
             } else {

@@ -119,7 +119,7 @@ impl Port for AfXdpPort {
             };
         }
         WorkerCounters::add(&counters.rx, n as u64);
-        if n == 0 && self.sock.fill.needs_wakeup() {
+        if n == 0 && (self.sock.is_busy_poll() || self.sock.fill.needs_wakeup()) {
             let _ = self.sock.wake_rx();
         }
         n
@@ -144,7 +144,7 @@ impl Port for AfXdpPort {
                 break;
             }
         }
-        if done > 0 && self.sock.tx.needs_wakeup() {
+        if done > 0 && (self.sock.is_busy_poll() || self.sock.tx.needs_wakeup()) {
             let _ = self.sock.kick_tx();
         }
         done

@@ -132,6 +132,52 @@ pub struct Pipeline {
     icmp: Vec<Option<(u8, u8)>>,
     /// Index into the burst of each packet that reached the flow stage.
     pending: Vec<usize>,
+    /// ICMP errors this worker may still send.
+    icmp_limit: TokenBucket,
+}
+
+/// ICMP errors (time exceeded, fragmentation needed) per second per worker, and burst:
+/// enough for traceroute and PMTU discovery, too few to amplify an attack.
+pub const ICMP_ERRORS_PER_SEC: u32 = 100;
+
+/// A token bucket of [`ICMP_ERRORS_PER_SEC`].
+struct TokenBucket {
+    tokens: u32,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    fn take(&mut self) -> bool {
+        let elapsed = self.refilled.elapsed();
+        let add = (elapsed.as_micros() as u64 * u64::from(ICMP_ERRORS_PER_SEC) / 1_000_000) as u32;
+        if add > 0 {
+            self.tokens = (self.tokens + add).min(ICMP_ERRORS_PER_SEC);
+            self.refilled = Instant::now();
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// Why `act` did not forward: a plain drop, or one that deserves an ICMP error to the
+/// source (sent when the rate limit allows, else counted as `why`).
+enum Refused {
+    Drop(DropReason),
+    Icmp {
+        why: DropReason,
+        kind: u8,
+        code: u8,
+        mtu: u16,
+    },
+}
+
+impl From<DropReason> for Refused {
+    fn from(why: DropReason) -> Self {
+        Refused::Drop(why)
+    }
 }
 
 impl Pipeline {
@@ -145,6 +191,10 @@ impl Pipeline {
             hashes: vec![0; BURST],
             icmp: vec![None; BURST],
             pending: Vec::with_capacity(BURST),
+            icmp_limit: TokenBucket {
+                tokens: ICMP_ERRORS_PER_SEC,
+                refilled: Instant::now(),
+            },
         })
     }
 
@@ -228,7 +278,15 @@ impl Handler for Pipeline {
         for (k, &i) in self.pending.iter().enumerate() {
             verdicts[i] = match act(&self.t, &fib, actions[k], &mut pkts[i], pool, &self.metas[i], hashes[k]) {
                 Ok(v) => v,
-                Err(why) => Verdict::Drop(why),
+                Err(Refused::Drop(why)) => Verdict::Drop(why),
+                Err(Refused::Icmp { why, kind, code, mtu }) => {
+                    let meta = &self.metas[i];
+                    if meta.tunnel == Tunnel::None && self.icmp_limit.take() {
+                        icmp4_error(pool, &mut pkts[i], meta, pc, port, kind, code, mtu).unwrap_or(Verdict::Drop(why))
+                    } else {
+                        Verdict::Drop(why)
+                    }
+                }
             };
         }
     }
@@ -440,17 +498,17 @@ fn act(
     pool: &mut FramePool,
     meta: &PacketMeta,
     hash: u64,
-) -> Result<Verdict, DropReason> {
+) -> Result<Verdict, Refused> {
     match a.verdict {
-        FlowVerdict::Deny if a.nexthop == u32::MAX => return Err(DropReason::NoRoute),
-        FlowVerdict::Deny | FlowVerdict::Hold => return Err(DropReason::PolicyDenied),
+        FlowVerdict::Deny if a.nexthop == u32::MAX => return Err(DropReason::NoRoute.into()),
+        FlowVerdict::Deny | FlowVerdict::Hold => return Err(DropReason::PolicyDenied.into()),
         FlowVerdict::Allow => {}
     }
     let h = meta.innermost();
     let dst = h.key.dst_ip().ok_or(DropReason::Unsupported)?;
     let plan = match fib.nexthop(a.nexthop).ok_or(DropReason::NoRoute)? {
-        Nexthop::Discard => return Err(DropReason::Discard),
-        Nexthop::Receive => return Err(DropReason::ToHost),
+        Nexthop::Discard => return Err(DropReason::Discard.into()),
+        Nexthop::Receive => return Err(DropReason::ToHost.into()),
         Nexthop::Interface { port, gateway } => {
             let next = gateway.unwrap_or(dst);
             let mac = fib.mac(*port, next).ok_or(DropReason::NoNeighbor)?;
@@ -466,7 +524,7 @@ fn act(
             underlay_vrf,
         } => {
             let (IpAddr::V4(src), IpAddr::V4(tdst)) = (*src, *tdst) else {
-                return Err(DropReason::Unsupported);
+                return Err(DropReason::Unsupported.into());
             };
             match fib
                 .resolve(*underlay_vrf, IpAddr::V4(tdst), hash)
@@ -482,11 +540,11 @@ fn act(
                     port: port as u16,
                     mac,
                 },
-                Resolution::Interface { mac: None, .. } => return Err(DropReason::NoNeighbor),
-                _ => return Err(DropReason::Unsupported),
+                Resolution::Interface { mac: None, .. } => return Err(DropReason::NoNeighbor.into()),
+                _ => return Err(DropReason::Unsupported.into()),
             }
         }
-        Nexthop::Ecmp { .. } | Nexthop::VrfTranslate { .. } => return Err(DropReason::NoRoute),
+        Nexthop::Ecmp { .. } | Nexthop::VrfTranslate { .. } => return Err(DropReason::NoRoute.into()),
     };
     // L3 rewrite of the (inner) packet: TTL and checksum.
     let l3 = usize::from(h.l3);
@@ -495,7 +553,12 @@ fn act(
         L3::Ipv4 => {
             let ttl = frame[l3 + 8];
             if ttl <= 1 {
-                return Err(DropReason::TtlExpired);
+                return Err(Refused::Icmp {
+                    why: DropReason::TtlExpired,
+                    kind: wire::icmpv4::TYPE_TIME_EXCEEDED,
+                    code: 0,
+                    mtu: 0,
+                });
             }
             let old = u16::from_be_bytes([ttl, frame[l3 + 9]]);
             frame[l3 + 8] = ttl - 1;
@@ -505,12 +568,14 @@ fn act(
         }
         L3::Ipv6 => {
             if frame[l3 + 7] <= 1 {
-                return Err(DropReason::TtlExpired);
+                return Err(DropReason::TtlExpired.into());
             }
             frame[l3 + 7] -= 1;
         }
-        _ => return Err(DropReason::Unsupported),
+        _ => return Err(DropReason::Unsupported.into()),
     }
+    // Don't-fragment, for the "fragmentation needed" answer to an oversized encapsulation.
+    let dont_frag = h.l3_kind == L3::Ipv4 && frame[l3 + 6] & 0x40 != 0;
     let node = &t.node;
     match plan {
         Plan::Direct { port, mac } => {
@@ -533,10 +598,95 @@ fn act(
                 eth.set_dst_addr(inner_mac);
                 eth.set_src_addr(pc.mac);
             }
-            encapsulate(pool, pkt, encap, src, tunnel_dst, pc.mac, mac, pc.mtu, hash, meta)?;
-            Ok(Verdict::Tx(port))
+            match encapsulate(pool, pkt, encap, src, tunnel_dst, pc.mac, mac, pc.mtu, hash, meta) {
+                Ok(()) => Ok(Verdict::Tx(port)),
+                Err(DropReason::TooBig) if dont_frag => Err(Refused::Icmp {
+                    why: DropReason::TooBig,
+                    kind: wire::icmpv4::TYPE_DST_UNREACHABLE,
+                    code: wire::icmpv4::CODE_FRAG_NEEDED,
+                    mtu: pc.mtu.saturating_sub(overhead_for(encap) as u16),
+                }),
+                Err(why) => Err(why.into()),
+            }
         }
     }
+}
+
+/// Bytes an encapsulation adds in front of the inner IP packet (the inner Ethernet header
+/// for VXLAN counts, as it is carried).
+fn overhead_for(encap: Encap) -> usize {
+    match encap {
+        Encap::Vxlan { .. } => VXLAN_OVERHEAD,
+        Encap::MplsOverUdp { .. } => MPLS_UDP_OVERHEAD,
+        Encap::MplsOverGre { .. } => MPLS_GRE_OVERHEAD,
+    }
+}
+
+/// Turns the packet, in place, into an ICMPv4 error to its source, sent back out of the
+/// port it came in on: Ethernet, IPv4 from the router's address on that port, ICMP
+/// `kind`/`code` (`mtu` in the next-hop MTU field), then the original IP header and the
+/// first 8 bytes of its payload (RFC 792). `None` when it cannot be built (not IPv4, no
+/// router address on the port, no headroom).
+#[allow(clippy::too_many_arguments)]
+fn icmp4_error(
+    pool: &mut FramePool,
+    pkt: &mut Pkt,
+    meta: &PacketMeta,
+    pc: &PortConfig,
+    port: u16,
+    kind: u8,
+    code: u8,
+    mtu: u16,
+) -> Option<Verdict> {
+    let h = &meta.outer;
+    if h.l3_kind != L3::Ipv4 {
+        return None;
+    }
+    let own = match &pc.role {
+        PortRole::Workload { gateways, .. } => pc.addrs.iter().chain(gateways),
+        PortRole::Fabric { .. } => pc.addrs.iter().chain([].iter()),
+    }
+    .find_map(|a| match a {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    })?;
+    let l3 = usize::from(h.l3);
+    let (orig_src, dst_mac, quote) = {
+        let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
+        let ihl = usize::from(f[l3] & 0xf) * 4;
+        let quote = (ihl + 8).min(f.len() - l3);
+        (
+            Ipv4Addr::new(f[l3 + 12], f[l3 + 13], f[l3 + 14], f[l3 + 15]),
+            MacAddr(f[6..12].try_into().ok()?),
+            quote,
+        )
+    };
+    const HEAD: usize = 14 + 20 + 8;
+    let start = (pkt.addr + l3 as u64).checked_sub(HEAD as u64)?;
+    if pool.frame_base(start) != pool.frame_base(pkt.addr) {
+        return None;
+    }
+    pkt.addr = start;
+    pkt.len = (HEAD + quote) as u32;
+    let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
+    EthernetRepr {
+        src: pc.mac,
+        dst: dst_mac,
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut f[..14]));
+    let mut ip = Ipv4Repr::new(own, orig_src, IpProtocol::Icmp);
+    ip.dont_frag = false;
+    ip.payload_len = (8 + quote) as u16;
+    ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..34])).ok()?;
+    f[34] = kind;
+    f[35] = code;
+    f[36..38].copy_from_slice(&[0, 0]);
+    f[38..40].copy_from_slice(&[0, 0]);
+    f[40..42].copy_from_slice(&mtu.to_be_bytes());
+    let c = checksum::checksum(&f[34..]);
+    f[36..38].copy_from_slice(&c.to_be_bytes());
+    Some(Verdict::Tx(port))
 }
 
 /// Prepends the outer headers in the frame's headroom; moves `pkt` to the new start.

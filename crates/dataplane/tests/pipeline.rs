@@ -233,9 +233,24 @@ fn routes_between_workloads_with_l3_rewrite_and_a_flow_pair() {
     // Spoofed source from w1.
     assert!(n.send(0, &udp(M1, P0, "10.0.1.99", "10.0.2.2", 1, 2, 64)).is_none());
     assert_eq!(n.drops(DropReason::Spoofed), 1);
-    // TTL 1 cannot be forwarded.
-    assert!(n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40001, 53, 1)).is_none());
-    assert_eq!(n.drops(DropReason::TtlExpired), 1);
+    // TTL 1 cannot be forwarded: the source hears why (ICMP time exceeded from its
+    // gateway), quoting the packet's header.
+    let (port, err) = n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40001, 53, 1)).unwrap();
+    assert_eq!(port, 0);
+    let m = parse(&err).unwrap();
+    assert_eq!(
+        (m.outer.key.src_ip(), m.outer.key.dst_ip()),
+        (Some(ip("10.0.1.1")), Some(ip("10.0.1.2")))
+    );
+    assert_eq!(&err[..12], &[M1.0, P0.0].concat()[..]);
+    let icmp = usize::from(m.outer.l4);
+    assert_eq!((err[icmp], err[icmp + 1]), (11, 0));
+    assert_eq!(
+        &err[icmp + 8 + 12..icmp + 8 + 20],
+        &[10, 0, 1, 2, 10, 0, 2, 2],
+        "quoted header"
+    );
+    assert_eq!(err.len(), icmp + 8 + 28);
     // No route.
     assert!(
         n.send(0, &udp(M1, P0, "10.0.1.2", "172.16.0.1", 40002, 53, 64))
@@ -247,6 +262,49 @@ fn routes_between_workloads_with_l3_rewrite_and_a_flow_pair() {
     assert_eq!(n.drops(DropReason::NotForUs), 1);
     let s = n.worker.counters().snapshot();
     assert_eq!(s.rx, s.tx + s.dropped());
+    tshark_decodes(&[err], &["eth:ethertype:ip:icmp:ip:udp"]);
+}
+
+#[test]
+fn an_oversized_packet_for_a_tunnel_gets_fragmentation_needed() {
+    let mut n = node();
+    // 1500-byte IP packet with DF into VXLAN over a 1500-byte underlay.
+    let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.9.0.5"), IpProtocol::Udp);
+    ipr.ttl = 64;
+    let big = frame(
+        &[
+            Header::Ethernet(EthernetRepr {
+                src: M1,
+                dst: P0,
+                ethertype: EtherType::Ipv4,
+            }),
+            Header::Ipv4(ipr),
+            Header::Udp(UdpRepr {
+                src_port: 1,
+                dst_port: 2,
+            }),
+        ],
+        &[0u8; 1472],
+    )
+    .unwrap();
+    let (port, err) = n.send(0, &big).unwrap();
+    assert_eq!(port, 0);
+    let m = parse(&err).unwrap();
+    let icmp = usize::from(m.outer.l4);
+    assert_eq!((err[icmp], err[icmp + 1]), (3, 4));
+    assert_eq!(
+        u16::from_be_bytes([err[icmp + 6], err[icmp + 7]]),
+        1450,
+        "next-hop MTU leaves room for VXLAN"
+    );
+    // Without DF it is a counted drop.
+    let mut no_df = big.clone();
+    no_df[20] = 0;
+    let c = u16::from_be_bytes([no_df[24], no_df[25]]);
+    no_df[24..26].copy_from_slice(&wire::checksum::update_u16(c, 0x4000, 0).to_be_bytes());
+    assert!(n.send(0, &no_df).is_none());
+    assert_eq!(n.drops(DropReason::TooBig), 1);
+    tshark_decodes(&[err], &["eth:ethertype:ip:icmp:ip:udp"]);
 }
 
 #[test]
@@ -351,7 +409,10 @@ fn encapsulates_into_each_tunnel_type() {
         }
         frames.push(out);
     }
-    tshark_decodes(&frames);
+    tshark_decodes(
+        &frames,
+        &["vxlan:eth:ethertype:ip:udp", "mpls:ip:udp", "gre:mpls:ip:udp"],
+    );
 }
 
 fn outer(headers_after_udp: Vec<Header<'static>>, proto_udp: bool) -> Vec<Header<'static>> {
@@ -465,8 +526,10 @@ fn cases_vni(vni: u32) -> Vec<Header<'static>> {
 }
 
 /// Writes the frames to a pcap and checks tshark decodes every layer without complaint.
-fn tshark_decodes(frames: &[Vec<u8>]) {
-    let path = std::env::temp_dir().join(format!("vr-pipeline-{}.pcap", std::process::id()));
+fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("vr-pipeline-{}-{n}.pcap", std::process::id()));
     let mut pcap = Vec::new();
     pcap.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
     pcap.extend_from_slice(&2u16.to_le_bytes());
@@ -508,10 +571,7 @@ fn tshark_decodes(frames: &[Vec<u8>]) {
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for (line, want) in lines
-        .iter()
-        .zip(["vxlan:eth:ethertype:ip:udp", "mpls:ip:udp", "gre:mpls:ip:udp"])
-    {
+    for (line, want) in lines.iter().zip(want) {
         assert!(line.contains(want), "{line} lacks {want}");
         assert!(!line.to_lowercase().contains("malformed"), "{line}");
         let status = line.split('\t').nth(2).unwrap_or("");

@@ -35,6 +35,28 @@ fn pure_l3_ping_tcp_and_policy() {
     let mut lab = L3Lab::new();
     assert!(ping(&lab.w1.ns, "10.0.2.2"), "w1 -> w2: {:?}", lab.node.stats());
     assert!(ping(&lab.w2.ns, "10.0.1.2"), "w2 -> w1");
+    // TTL 1: the gateway answers "time exceeded" (what traceroute relies on).
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.w1.ns.name(),
+            "ping",
+            "-c",
+            "1",
+            "-t",
+            "1",
+            "-W",
+            "1",
+            "10.0.2.2",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("From 10.0.1.1") && text.contains("Time to live exceeded"),
+        "{text}"
+    );
     let _servers: Vec<Echo> = [5001, 5002, 5003].iter().map(|&p| Echo::start(&lab.w2.ns, p)).collect();
     let policy = lab.node.router.tables().policy.clone();
     policy.publish(&deny_tcp(5001)).unwrap();

@@ -35,10 +35,12 @@ mod frames;
 pub mod pipeline;
 mod port;
 mod stats;
+mod tap;
 mod worker;
 
 pub use afxdp::AfXdpPort;
 pub use frames::{Census, FramePool, Place};
 pub use port::{MemoryLink, MemoryPort, Pkt, Port};
 pub use stats::{DropReason, SharedCounters, Stats, WorkerCounters};
+pub use tap::TapPort;
 pub use worker::{BURST, Handler, Verdict, Worker, WorkerReport, WorkerSet, online_cpus, pin_current_thread};

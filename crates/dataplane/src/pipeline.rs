@@ -38,6 +38,15 @@ pub enum PortRole {
         /// The underlay VRF.
         vrf: u32,
     },
+    /// The host's own stack (a TAP device, the exception path): traffic for the node's
+    /// addresses goes there; what the host sends is routed in `vrf`. Every ARP request
+    /// from the host is answered (the router is its next hop for everything).
+    Host {
+        /// The VRF the host's traffic is routed in.
+        vrf: u32,
+        /// The MAC of the host side of the TAP.
+        mac: MacAddr,
+    },
     /// One workload (a pod or VM interface).
     Workload {
         /// The tenant VRF its traffic belongs to.
@@ -132,6 +141,8 @@ pub struct Pipeline {
     icmp: Vec<Option<(u8, u8)>>,
     /// Index into the burst of each packet that reached the flow stage.
     pending: Vec<usize>,
+    /// The exception-path port, if the node has one: (index, host-side MAC, our MAC).
+    host: Option<(u16, MacAddr, MacAddr)>,
     /// ICMP errors this worker may still send.
     icmp_limit: TokenBucket,
 }
@@ -183,7 +194,12 @@ impl From<DropReason> for Refused {
 impl Pipeline {
     /// A pipeline over `tables`; `None` if the flow table has no reader slot left.
     pub fn new(tables: Tables) -> Option<Self> {
+        let host = tables.node.ports.iter().enumerate().find_map(|(i, p)| match p.role {
+            PortRole::Host { mac, .. } => Some((i as u16, mac, p.mac)),
+            _ => None,
+        });
         Some(Pipeline {
+            host,
             reader: tables.flows.shared_reader()?,
             t: tables,
             metas: vec![PacketMeta::default(); BURST],
@@ -276,7 +292,16 @@ impl Handler for Pipeline {
             };
         }
         for (k, &i) in self.pending.iter().enumerate() {
-            verdicts[i] = match act(&self.t, &fib, actions[k], &mut pkts[i], pool, &self.metas[i], hashes[k]) {
+            verdicts[i] = match act(
+                &self.t,
+                self.host,
+                &fib,
+                actions[k],
+                &mut pkts[i],
+                pool,
+                &self.metas[i],
+                hashes[k],
+            ) {
                 Ok(v) => v,
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
                 Err(Refused::Icmp { why, kind, code, mtu }) => {
@@ -314,6 +339,7 @@ impl Pipeline {
         if meta.outer.ethertype == EtherType::Arp {
             return answer_arp(pc, frame, port).map(Some);
         }
+        let host = self.host;
         let dst_mac = eth.dst_addr();
         if dst_mac != pc.mac && !dst_mac.is_multicast() {
             return Err(DropReason::NotForUs);
@@ -326,6 +352,7 @@ impl Pipeline {
                 }
                 *vrf
             }
+            PortRole::Host { vrf, .. } => *vrf,
             PortRole::Fabric { vrf } => {
                 let to_us = meta
                     .outer
@@ -334,7 +361,7 @@ impl Pipeline {
                     .is_some_and(|d| self.t.node.tunnel_endpoints.contains(&d));
                 match (meta.tunnel, to_us) {
                     (Tunnel::None, _) if meta.outer.key.dst_ip().is_some_and(|d| pc.addrs.contains(&d)) => {
-                        return Err(DropReason::ToHost);
+                        return to_host(host, pool, pkt).map(Some);
                     }
                     (Tunnel::None, _) | (_, false) => *vrf,
                     (Tunnel::Vxlan { vni }, true) => {
@@ -425,8 +452,7 @@ fn label_vrf(fib: &fib::Snapshot, node: &NodeConfig, label: u32) -> Option<u32> 
     match fib.nexthop(fib.label(label)?)? {
         Nexthop::VrfTranslate { vrf } => Some(*vrf),
         Nexthop::Interface { port, .. } => match &node.ports.get(*port as usize)?.role {
-            PortRole::Workload { vrf, .. } => Some(*vrf),
-            PortRole::Fabric { vrf } => Some(*vrf),
+            PortRole::Workload { vrf, .. } | PortRole::Fabric { vrf } | PortRole::Host { vrf, .. } => Some(*vrf),
         },
         _ => None,
     }
@@ -490,8 +516,10 @@ fn decide(t: &Tables, fib: &fib::Snapshot, key: &FlowKey, hash: u64, reverse: bo
 }
 
 /// Stage 4 for one packet.
+#[allow(clippy::too_many_arguments)]
 fn act(
     t: &Tables,
+    host: Option<(u16, MacAddr, MacAddr)>,
     fib: &fib::Snapshot,
     a: Action,
     pkt: &mut Pkt,
@@ -508,7 +536,7 @@ fn act(
     let dst = h.key.dst_ip().ok_or(DropReason::Unsupported)?;
     let plan = match fib.nexthop(a.nexthop).ok_or(DropReason::NoRoute)? {
         Nexthop::Discard => return Err(DropReason::Discard.into()),
-        Nexthop::Receive => return Err(DropReason::ToHost.into()),
+        Nexthop::Receive => return to_host(host, pool, pkt).map_err(Refused::Drop),
         Nexthop::Interface { port, gateway } => {
             let next = gateway.unwrap_or(dst);
             let mac = fib.mac(*port, next).ok_or(DropReason::NoNeighbor)?;
@@ -644,7 +672,7 @@ fn icmp4_error(
     }
     let own = match &pc.role {
         PortRole::Workload { gateways, .. } => pc.addrs.iter().chain(gateways),
-        PortRole::Fabric { .. } => pc.addrs.iter().chain([].iter()),
+        PortRole::Fabric { .. } | PortRole::Host { .. } => pc.addrs.iter().chain([].iter()),
     }
     .find_map(|a| match a {
         IpAddr::V4(v4) => Some(*v4),
@@ -793,13 +821,25 @@ fn encapsulate(
     Ok(())
 }
 
+/// Hands a packet for the node itself to the host's stack through the exception port.
+fn to_host(host: Option<(u16, MacAddr, MacAddr)>, pool: &mut FramePool, pkt: &Pkt) -> Result<Verdict, DropReason> {
+    let (port, host_mac, our_mac) = host.ok_or(DropReason::ToHost)?;
+    let f = pool.bytes_mut(pkt.addr, 14);
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst_addr(host_mac);
+    eth.set_src_addr(our_mac);
+    Ok(Verdict::Tx(port))
+}
+
 /// Answers an ARP request for one of the port's addresses or gateways, in place.
 fn answer_arp(pc: &PortConfig, frame: &mut [u8], port: u16) -> Result<Verdict, DropReason> {
     let req = ArpRepr::parse(&ArpPacket::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?)
         .map_err(|_| DropReason::Malformed)?;
     let ours = |ip: Ipv4Addr| {
         let ip = IpAddr::V4(ip);
-        pc.addrs.contains(&ip) || matches!(&pc.role, PortRole::Workload { gateways, .. } if gateways.contains(&ip))
+        pc.addrs.contains(&ip)
+            || matches!(&pc.role, PortRole::Workload { gateways, .. } if gateways.contains(&ip))
+            || matches!(pc.role, PortRole::Host { .. })
     };
     if req.operation != ArpOperation::Request || !ours(req.target_ip) {
         return Err(DropReason::ArpIgnored);

@@ -41,7 +41,7 @@ pub use wire;
 
 use af_xdp::{AttachMode, SocketConfig, Umem, UmemConfig, XdpProgram};
 use dataplane::pipeline::Pipeline;
-use dataplane::{AfXdpPort, FramePool, Port, Worker, WorkerSet};
+use dataplane::{AfXdpPort, FramePool, Port, TapPort, Worker, WorkerSet};
 
 pub mod lab;
 
@@ -73,22 +73,27 @@ impl Router {
         &self.tables
     }
 
-    /// Attaches the XDP program to `devs` (one per node port, in order, in the calling
-    /// thread's network namespace) and starts one pipeline worker per CPU of `cpus`
-    /// (empty: all), worker `i` on queue `i` of every port, sharing one UMEM per worker.
+    /// Starts one pipeline worker per CPU of `cpus` (empty: all) over `devs`, one per
+    /// node port in order, in the calling thread's network namespace: an AF_XDP port with
+    /// the XDP program attached for every port, except a `PortRole::Host` port, which is
+    /// the TAP device of that name (created if missing; one queue per worker). Worker `i`
+    /// uses queue `i` of every interface; its AF_XDP ports share one UMEM.
     pub fn start_af_xdp(&self, devs: &[String], cpus: &[usize], mode: AttachMode) -> Result<Running, String> {
-        if devs.len() != self.tables.node.ports.len() {
-            return Err(format!(
-                "{} devices for {} ports",
-                devs.len(),
-                self.tables.node.ports.len()
-            ));
+        let ports = &self.tables.node.ports;
+        if devs.len() != ports.len() {
+            return Err(format!("{} devices for {} ports", devs.len(), ports.len()));
         }
         let progs = devs
             .iter()
-            .map(|d| XdpProgram::attach(d, mode).map(Arc::new).map_err(|e| e.to_string()))
+            .zip(ports)
+            .map(|(d, pc)| match pc.role {
+                PortRole::Host { .. } => Ok(None),
+                _ => XdpProgram::attach(d, mode)
+                    .map(|p| Some(Arc::new(p)))
+                    .map_err(|e| e.to_string()),
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let (p, tables) = (progs.clone(), self.tables.clone());
+        let (p, tables, names) = (progs.clone(), self.tables.clone(), devs.to_vec());
         let frames = (devs.len() as u32 * 2048).next_power_of_two().max(4096);
         let set = WorkerSet::start(cpus, move |i, _cpu| {
             let e = |e: af_xdp::Error| e.to_string();
@@ -100,17 +105,34 @@ impl Router {
                 .map_err(e)?,
             );
             let pool = FramePool::new(umem, p.len());
-            let mut ports: Vec<AfXdpPort> = Vec::new();
-            for prog in &p {
-                ports.push(AfXdpPort::open(&pool, prog, i as u32, SocketConfig::default(), ports.first()).map_err(e)?);
+            let mut xdp: Vec<(usize, AfXdpPort)> = Vec::new();
+            let mut taps: Vec<(usize, TapPort)> = Vec::new();
+            for (k, prog) in p.iter().enumerate() {
+                match prog {
+                    Some(prog) => {
+                        let first = xdp.first().map(|(_, port)| port);
+                        let port = AfXdpPort::open(&pool, prog, i as u32, SocketConfig::default(), first).map_err(e)?;
+                        xdp.push((k, port));
+                    }
+                    None => taps.push((
+                        k,
+                        TapPort::open(&names[k]).map_err(|e| format!("TAP {}: {e}", names[k]))?,
+                    )),
+                }
             }
-            let ports = ports.into_iter().map(|p| Box::new(p) as Box<dyn Port>).collect();
+            let mut all: Vec<(usize, Box<dyn Port>)> = xdp
+                .into_iter()
+                .map(|(k, p)| (k, Box::new(p) as Box<dyn Port>))
+                .collect();
+            all.extend(taps.into_iter().map(|(k, p)| (k, Box::new(p) as Box<dyn Port>)));
+            all.sort_by_key(|(k, _)| *k);
+            let ports = all.into_iter().map(|(_, p)| p).collect();
             let pipeline = Pipeline::new(tables.clone()).ok_or("the flow table has no reader slot left")?;
             Ok(Worker::new(pool, ports, Box::new(pipeline)))
         })?;
         Ok(Running {
             set: Some(set),
-            _progs: progs,
+            _progs: progs.into_iter().flatten().collect(),
         })
     }
 }

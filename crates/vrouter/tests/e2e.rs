@@ -277,3 +277,61 @@ fn services_by_ecmp_spread_and_stick() {
     assert!(!lab.spread(6).unwrap().contains_key("b2"));
     lab.node.stop().unwrap();
 }
+
+/// The exception path: the node's own address lives on a TAP device in the node's host
+/// stack (OpenContrail's vhost0); a peer on the fabric reaches it through vrouter, and
+/// the host's answers go back out through the TAP and vrouter.
+#[test]
+fn the_host_stack_is_reached_through_the_tap() {
+    const PEER: MacAddr = MacAddr([2, 0, 0, 0, 8, 2]);
+    const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 8, 1]);
+    const HOST: MacAddr = MacAddr([2, 0, 0, 0, 8, 0x55]);
+    const TAPSIDE: MacAddr = MacAddr([2, 0xa, 0, 0, 8, 0x56]);
+    let (node, peer) = (Netns::new("n").unwrap(), Netns::new("p").unwrap());
+    let v = Veth::new(&peer, &node, 1).unwrap();
+    set_mac(&peer, &v.a, PEER);
+    set_mac(&node, &v.b, FAB);
+    no_offloads(&peer, &v.a);
+    peer.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", &v.a]).unwrap();
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).unwrap();
+    b.set_nexthop(1, Nexthop::Interface { port: 0, gateway: None }).unwrap();
+    b.add_route(0, ip("192.0.2.0"), 24, 1).unwrap();
+    b.set_neighbor(0, ip("192.0.2.2"), neighbor(PEER));
+    let tap = testnet::unique("vh");
+    let ports = vec![
+        PortConfig {
+            name: "fabric".into(),
+            mac: FAB,
+            mtu: 1500,
+            addrs: vec![ip("192.0.2.1")],
+            role: PortRole::Fabric { vrf: 0 },
+        },
+        PortConfig {
+            name: tap.clone(),
+            mac: TAPSIDE,
+            mtu: 1500,
+            addrs: vec![],
+            role: PortRole::Host { vrf: 0, mac: HOST },
+        },
+    ];
+    let mut n = Node::start(node, ports, &[v.b.clone(), tap.clone()], vec![], b, 0);
+    // The host side of the TAP carries the node's address.
+    set_mac(&n.ns, &tap, HOST);
+    no_offloads(&n.ns, &tap);
+    n.ns.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", &tap]).unwrap();
+    n.ns.exec(&["ip", "link", "set", &tap, "up"]).unwrap();
+    assert!(
+        ping(&peer, "192.0.2.1"),
+        "peer -> node's host stack through the TAP: {:?}",
+        n.stats()
+    );
+    assert!(ping(&n.ns, "192.0.2.2"), "node's host stack -> peer");
+    let _echo = Echo::start(&n.ns, 2222);
+    assert_eq!(
+        tcp_rounds(&peer, "192.0.2.1", 2222, 3, &|| ()),
+        3,
+        "TCP to the host stack"
+    );
+    n.stop().unwrap();
+}

@@ -339,6 +339,12 @@ impl Pipeline {
         if meta.outer.ethertype == EtherType::Arp {
             return answer_arp(pc, frame, port).map(Some);
         }
+        if meta.outer.l4_proto == IpProtocol::Icmpv6
+            && meta.tunnel == Tunnel::None
+            && frame.get(usize::from(meta.outer.l4)) == Some(&wire::icmpv6::TYPE_NEIGHBOR_SOLICIT)
+        {
+            return answer_ns(pc, frame, &meta.outer, pkt, port).map(Some);
+        }
         let host = self.host;
         let dst_mac = eth.dst_addr();
         if dst_mac != pc.mac && !dst_mac.is_multicast() {
@@ -831,17 +837,83 @@ fn to_host(host: Option<(u16, MacAddr, MacAddr)>, pool: &mut FramePool, pkt: &Pk
     Ok(Verdict::Tx(port))
 }
 
+/// Whether the router answers address resolution for `ip` on this port: its own
+/// addresses, a workload's gateways, anything the host asks for.
+fn answers_for(pc: &PortConfig, ip: IpAddr) -> bool {
+    pc.addrs.contains(&ip)
+        || matches!(&pc.role, PortRole::Workload { gateways, .. } if gateways.contains(&ip))
+        || matches!(pc.role, PortRole::Host { .. })
+}
+
+/// Answers an IPv6 neighbour solicitation for one of the port's addresses or gateways
+/// with a neighbour advertisement, in place (the same 86 bytes: Ethernet, IPv6, NA with
+/// the target link-layer address option).
+fn answer_ns(
+    pc: &PortConfig,
+    frame: &mut [u8],
+    h: &wire::parse::Headers,
+    pkt: &mut Pkt,
+    port: u16,
+) -> Result<Verdict, DropReason> {
+    use wire::icmp::IcmpPacket;
+    use wire::icmpv6::Icmpv6Repr;
+    use wire::ipv6::{Ipv6Packet, Ipv6Repr};
+    let (l3, l4, end) = (usize::from(h.l3), usize::from(h.l4), usize::from(h.payload_end));
+    let (Some(IpAddr::V6(src)), Some(IpAddr::V6(dst))) = (h.key.src_ip(), h.key.dst_ip()) else {
+        return Err(DropReason::Malformed);
+    };
+    let icmp = IcmpPacket::new_checked(&frame[l4..end], wire::Layer::Icmpv6).map_err(|_| DropReason::Malformed)?;
+    let Icmpv6Repr::NeighborSolicit { target, lladdr } =
+        Icmpv6Repr::parse(&icmp, src, dst).map_err(|_| DropReason::Malformed)?
+    else {
+        return Err(DropReason::Malformed);
+    };
+    if !answers_for(pc, IpAddr::V6(target)) {
+        return Err(DropReason::ArpIgnored);
+    }
+    let eth_src = EthernetFrame::new_unchecked(&frame[..]).src_addr();
+    let unspecified = src.is_unspecified();
+    let to = if unspecified {
+        "ff02::1".parse().expect("all-nodes")
+    } else {
+        src
+    };
+    let na = Icmpv6Repr::NeighborAdvert {
+        router: true,
+        solicited: !unspecified,
+        override_: true,
+        target,
+        lladdr: Some(pc.mac),
+    };
+    let len = l3 + 40 + na.buffer_len();
+    if frame.len() < len {
+        return Err(DropReason::Malformed);
+    }
+    let dst_mac = if unspecified {
+        MacAddr([0x33, 0x33, 0, 0, 0, 1])
+    } else {
+        lladdr.unwrap_or(eth_src)
+    };
+    EthernetRepr {
+        src: pc.mac,
+        dst: dst_mac,
+        ethertype: EtherType::Ipv6,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut frame[..14]));
+    let mut ip = Ipv6Repr::new(target, to, IpProtocol::Icmpv6);
+    ip.hop_limit = 255;
+    ip.payload_len = na.buffer_len() as u16;
+    ip.emit(&mut Ipv6Packet::new_unchecked(&mut frame[l3..l3 + 40]));
+    na.emit(&mut IcmpPacket::new_unchecked(&mut frame[l3 + 40..len]), target, to);
+    pkt.len = len as u32;
+    Ok(Verdict::Tx(port))
+}
+
 /// Answers an ARP request for one of the port's addresses or gateways, in place.
 fn answer_arp(pc: &PortConfig, frame: &mut [u8], port: u16) -> Result<Verdict, DropReason> {
     let req = ArpRepr::parse(&ArpPacket::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?)
         .map_err(|_| DropReason::Malformed)?;
-    let ours = |ip: Ipv4Addr| {
-        let ip = IpAddr::V4(ip);
-        pc.addrs.contains(&ip)
-            || matches!(&pc.role, PortRole::Workload { gateways, .. } if gateways.contains(&ip))
-            || matches!(pc.role, PortRole::Host { .. })
-    };
-    if req.operation != ArpOperation::Request || !ours(req.target_ip) {
+    if req.operation != ArpOperation::Request || !answers_for(pc, IpAddr::V4(req.target_ip)) {
         return Err(DropReason::ArpIgnored);
     }
     let reply = ArpRepr {

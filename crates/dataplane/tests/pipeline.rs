@@ -99,7 +99,15 @@ fn node() -> Node {
     };
     let cfg = NodeConfig {
         ports: vec![
-            workload("w1", P0, "10.0.1.1", "10.0.1.2", M1),
+            PortConfig {
+                role: PortRole::Workload {
+                    vrf: 1,
+                    addrs: vec![ip("10.0.1.2")],
+                    mac: M1,
+                    gateways: vec![ip("10.0.1.1"), ip("fd00:1::1")],
+                },
+                ..workload("w1", P0, "10.0.1.1", "10.0.1.2", M1)
+            },
             workload("w2", P1, "10.0.2.1", "10.0.2.2", M2),
             PortConfig {
                 name: "fabric".into(),
@@ -213,6 +221,59 @@ fn arp_for_the_gateway_is_answered() {
     let mut other = req.clone();
     other[14 + 24..14 + 28].copy_from_slice(&[10, 0, 1, 77]);
     assert!(n.send(0, &other).is_none());
+    assert_eq!(n.drops(DropReason::ArpIgnored), 1);
+}
+
+#[test]
+fn neighbour_solicitation_for_the_gateway_is_answered() {
+    use wire::icmp::IcmpPacket;
+    use wire::icmpv6::Icmpv6Repr;
+    use wire::ipv6::Ipv6Repr;
+    let mut n = node();
+    let (me, gw): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        ("fd00:1::2".parse().unwrap(), "fd00:1::1".parse().unwrap());
+    let ns = |target| {
+        let mut ip6 = Ipv6Repr::new(me, "ff02::1:ff00:1".parse().unwrap(), IpProtocol::Icmpv6);
+        ip6.hop_limit = 255;
+        frame(
+            &[
+                Header::Ethernet(EthernetRepr {
+                    src: M1,
+                    dst: MacAddr([0x33, 0x33, 0xff, 0, 0, 1]),
+                    ethertype: EtherType::Ipv6,
+                }),
+                Header::Ipv6(ip6),
+                Header::Icmpv6(Icmpv6Repr::NeighborSolicit {
+                    target,
+                    lladdr: Some(M1),
+                }),
+            ],
+            &[],
+        )
+        .unwrap()
+    };
+    let (port, na) = n.send(0, &ns(gw)).unwrap();
+    assert_eq!(port, 0);
+    assert_eq!(&na[..12], &[M1.0, P0.0].concat()[..]);
+    let m = parse(&na).unwrap();
+    assert_eq!(
+        (m.outer.key.src_ip(), m.outer.key.dst_ip()),
+        (Some(IpAddr::V6(gw)), Some(IpAddr::V6(me)))
+    );
+    let icmp = IcmpPacket::new_checked(&na[usize::from(m.outer.l4)..], wire::Layer::Icmpv6).unwrap();
+    let r = Icmpv6Repr::parse(&icmp, gw, me).unwrap(); // checksum verified
+    assert_eq!(
+        r,
+        Icmpv6Repr::NeighborAdvert {
+            router: true,
+            solicited: true,
+            override_: true,
+            target: gw,
+            lladdr: Some(P0)
+        }
+    );
+    // Someone else's address: ignored, counted.
+    assert!(n.send(0, &ns("fd00:1::77".parse().unwrap())).is_none());
     assert_eq!(n.drops(DropReason::ArpIgnored), 1);
 }
 

@@ -215,8 +215,14 @@ pub struct Workload {
     pub dev: String,
 }
 
+/// The IPv6 twin of a lab IPv4 address: `a.b.c.d` -> `fd00:a:b:c::d` (hex).
+pub fn v6_of(v4: &str) -> String {
+    let o: Vec<u8> = v4.split('.').map(|x| x.parse().expect("IPv4 literal")).collect();
+    format!("fd00:{:x}:{:x}:{:x}::{:x}", o[0], o[1], o[2], o[3])
+}
+
 /// Wires a new workload namespace to `node`: address `addr/24` (plus `extra` /32
-/// addresses it also owns) with gateway `gw`, MACs chosen from `id`; adds its host route
+/// addresses it also owns) with gateway `gw`, and their IPv6 twins (`v6_of`, /64), MACs chosen from `id`; adds its host route
 /// (nexthop `1000 + port`) and neighbour entries in `vrf` to `fib`; returns it with its
 /// port config.
 #[allow(clippy::too_many_arguments)]
@@ -241,7 +247,16 @@ pub fn workload(
     ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &v.a])
         .expect("address");
     ns.exec(&["ip", "route", "add", "default", "via", gw]).expect("route");
-    let mut owned = vec![ip(addr)];
+    // IPv6 too, mirroring the IPv4 plan (see `v6_of`); no DAD, so it is usable at once.
+    let (addr6, gw6) = (v6_of(addr), v6_of(gw));
+    ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=0", v.a)])
+        .expect("ipv6 on");
+    ns.exec(&["ip", "-6", "addr", "add", &format!("{addr6}/64"), "dev", &v.a, "nodad"])
+        .expect("address");
+    ns.exec(&["ip", "-6", "route", "add", "default", "via", &gw6, "dev", &v.a])
+        .expect("route");
+    fib.add_route(vrf, ip(&addr6), 128, 1000 + port).expect("route");
+    let mut owned = vec![ip(addr), ip(&addr6)];
     for x in extra {
         ns.exec(&["ip", "addr", "add", &format!("{x}/32"), "dev", &v.a])
             .expect("address");
@@ -263,7 +278,7 @@ pub fn workload(
             vrf,
             addrs: owned,
             mac: wmac,
-            gateways: vec![ip(gw)],
+            gateways: vec![ip(gw), ip(&gw6)],
         },
     };
     (

@@ -35,6 +35,13 @@ fn pure_l3_ping_tcp_and_policy() {
     let mut lab = L3Lab::new();
     assert!(ping(&lab.w1.ns, "10.0.2.2"), "w1 -> w2: {:?}", lab.node.stats());
     assert!(ping(&lab.w2.ns, "10.0.1.2"), "w2 -> w1");
+    // IPv6: neighbour discovery for the gateway answered by vrouter, then routed.
+    assert!(
+        ping(&lab.w1.ns, &v6_of("10.0.2.2")),
+        "w1 -> w2 over IPv6: {:?}",
+        lab.node.stats()
+    );
+    assert!(ping(&lab.w2.ns, &v6_of("10.0.1.2")), "w2 -> w1 over IPv6");
     // TTL 1: the gateway answers "time exceeded" (what traceroute relies on).
     let out = std::process::Command::new("ip")
         .args([

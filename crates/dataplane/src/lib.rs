@@ -31,6 +31,7 @@
 
 mod afxdp;
 pub mod apps;
+mod frag;
 mod frames;
 pub mod pipeline;
 mod port;
@@ -39,6 +40,7 @@ mod tap;
 mod worker;
 
 pub use afxdp::AfXdpPort;
+pub use frag::{FRAG_SLOTS, FRAG_TIMEOUT_SECS};
 pub use frames::{Census, FramePool, Place};
 pub use port::{MemoryLink, MemoryPort, Pkt, Port};
 pub use stats::{DropReason, SharedCounters, Stats, WorkerCounters};

@@ -18,13 +18,14 @@ use wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use wire::checksum;
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use wire::flow::FlowKey;
-use wire::ip::IpProtocol;
+use wire::ip::{Fragment, IpProtocol};
 use wire::ipv4::{Ipv4Packet, Ipv4Repr};
 use wire::mpls::{MplsEntry, MplsRepr};
 use wire::parse::{L3, PacketMeta, Tunnel, parse_into};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vxlan::VxlanRepr;
 
+use crate::frag::FragTable;
 use crate::frames::FramePool;
 use crate::port::Pkt;
 use crate::stats::DropReason;
@@ -141,6 +142,8 @@ pub struct Pipeline {
     icmp: Vec<Option<(u8, u8)>>,
     /// Index into the burst of each packet that reached the flow stage.
     pending: Vec<usize>,
+    /// IPv4 fragments being followed.
+    frags: FragTable,
     /// The exception-path port, if the node has one: (index, host-side MAC, our MAC).
     host: Option<(u16, MacAddr, MacAddr)>,
     /// ICMP errors this worker may still send.
@@ -200,6 +203,7 @@ impl Pipeline {
         });
         Some(Pipeline {
             host,
+            frags: FragTable::new(),
             reader: tables.flows.shared_reader()?,
             t: tables,
             metas: vec![PacketMeta::default(); BURST],
@@ -318,6 +322,42 @@ impl Handler for Pipeline {
 }
 
 impl Pipeline {
+    /// IPv4 fragments: the first leaves its ports, later ones take them (so they hit the
+    /// first one's flow); an IPv6 later fragment is not followed (counted unsupported).
+    fn follow_fragment(
+        &mut self,
+        i: usize,
+        h: &wire::parse::Headers,
+        pool: &mut FramePool,
+        pkt: &Pkt,
+    ) -> Result<(), DropReason> {
+        if h.l3_kind != L3::Ipv4 {
+            return if h.fragment == Fragment::Later {
+                Err(DropReason::Unsupported)
+            } else {
+                Ok(())
+            };
+        }
+        let l3 = usize::from(h.l3);
+        let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
+        let ident = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]);
+        let more = f[l3 + 6] & 0x20 != 0;
+        let k = &mut self.keys[i];
+        let (src, dst): ([u8; 4], [u8; 4]) = (k.src[..4].try_into().expect("4"), k.dst[..4].try_into().expect("4"));
+        if h.fragment == Fragment::First {
+            self.frags
+                .first(k.vrf, src, dst, k.proto, ident, (k.src_port, k.dst_port));
+            return Ok(());
+        }
+        let (sp, dp) = self
+            .frags
+            .later(k.vrf, src, dst, k.proto, ident, !more)
+            .ok_or(DropReason::FragmentOrphan)?;
+        k.src_port = sp;
+        k.dst_port = dp;
+        Ok(())
+    }
+
     /// Stage 1 for one packet. `Ok(None)`: it goes on to the flow stage with its key in
     /// `self.keys[i]`.
     fn classify(
@@ -404,11 +444,14 @@ impl Pipeline {
                 }
             }
         };
-        let h = meta.innermost();
+        let h = *meta.innermost();
         if h.l3_kind == L3::None {
             return Err(DropReason::Unsupported);
         }
         self.keys[i] = h.key.with_vrf(vrf);
+        if h.fragment != Fragment::Whole {
+            self.follow_fragment(i, &h, pool, pkt)?;
+        }
         self.hashes[i] = self.keys[i].hash();
         self.icmp[i] = None;
         if matches!(h.l4_proto, IpProtocol::Icmp | IpProtocol::Icmpv6) && h.l4 != wire::parse::ABSENT {

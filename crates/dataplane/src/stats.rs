@@ -65,6 +65,8 @@ drop_reasons! {
     Unsupported = "unsupported packet or tunnel",
     /// An ARP or neighbour packet the router does not answer.
     ArpIgnored = "ARP not for a router address",
+    /// A later IP fragment whose first fragment was not seen (or aged out).
+    FragmentOrphan = "fragment without its first fragment",
 }
 
 /// Counters of one worker.

@@ -639,3 +639,54 @@ fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) {
         assert!(status.split(',').all(|s| s == "1"), "checksums (1 = good): {line}");
     }
 }
+
+/// An IPv4 fragment of a UDP datagram from w1 to w2: the first carries the UDP header.
+fn fragment(ident: u16, first: bool, dport: u16) -> Vec<u8> {
+    let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.0.2.2"), IpProtocol::Udp);
+    ipr.ident = ident;
+    ipr.dont_frag = false;
+    ipr.more_frags = first;
+    ipr.frag_offset = if first { 0 } else { 64 };
+    let eth = Header::Ethernet(EthernetRepr {
+        src: M1,
+        dst: P0,
+        ethertype: EtherType::Ipv4,
+    });
+    if first {
+        frame(
+            &[
+                eth,
+                Header::Ipv4(ipr),
+                Header::Udp(UdpRepr {
+                    src_port: 40000,
+                    dst_port: dport,
+                }),
+            ],
+            &[7u8; 56],
+        )
+        .unwrap()
+    } else {
+        frame(&[eth, Header::Ipv4(ipr)], &[9u8; 40]).unwrap()
+    }
+}
+
+#[test]
+fn later_fragments_follow_their_first_fragments_decision() {
+    let mut n = node();
+    n.policy.publish(&deny_udp_port(53)).unwrap();
+    // Allowed datagram: both fragments forwarded to w2.
+    assert_eq!(n.send(0, &fragment(1, true, 5353)).map(|o| o.0), Some(1));
+    let (port, later) = n.send(0, &fragment(1, false, 5353)).unwrap();
+    assert_eq!(port, 1);
+    assert_eq!(&later[later.len() - 40..], &[9u8; 40]);
+    // Denied datagram: the later fragment, which has no ports, is denied too.
+    assert!(n.send(0, &fragment(2, true, 53)).is_none());
+    assert!(n.send(0, &fragment(2, false, 53)).is_none());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 2);
+    // A later fragment whose first was never seen.
+    assert!(n.send(0, &fragment(3, false, 5353)).is_none());
+    assert_eq!(n.drops(DropReason::FragmentOrphan), 1);
+    // The last fragment ended datagram 1: a repeat is an orphan.
+    assert!(n.send(0, &fragment(1, false, 5353)).is_none());
+    assert_eq!(n.drops(DropReason::FragmentOrphan), 2);
+}

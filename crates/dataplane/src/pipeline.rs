@@ -292,6 +292,7 @@ impl Handler for Pipeline {
                     self.icmp[i],
                     gens,
                     now,
+                    (bytes, tcp),
                 ),
             };
         }
@@ -463,7 +464,8 @@ impl Pipeline {
     }
 }
 
-/// Decides a new flow and installs it with its reverse. If the table refuses (full,
+/// Decides a new flow and installs it with its reverse; `first` is the first packet's
+/// (bytes, TCP flags). If the table refuses (full,
 /// quota: counted by the table) the packet is still forwarded by the decision.
 #[allow(clippy::too_many_arguments)]
 fn slow_path(
@@ -475,6 +477,7 @@ fn slow_path(
     icmp: Option<(u8, u8)>,
     gens: Generations,
     now: u32,
+    first: (u32, u8),
 ) -> Action {
     let fwd = decide(t, fib, key, hash, false, icmp);
     let rkey = key.reversed();
@@ -486,7 +489,10 @@ fn slow_path(
             ..fwd
         };
     }
-    let _ = reader.insert_pair(key, &rkey, fwd, rev, gens, now);
+    // The first packet counts in its flow like every later one.
+    if let Ok((id, _)) = reader.insert_pair(key, &rkey, fwd, rev, gens, now) {
+        reader.flow(id).record(first.0, now, first.1);
+    }
     fwd
 }
 

@@ -137,6 +137,31 @@ impl Router {
     }
 }
 
+impl Router {
+    /// One pipeline worker over in-memory ports, one per node port, for embedders that
+    /// bring their own packets (from their own DPDK, a test, a simulator): push frames
+    /// into the returned links, call [`Worker::run_once`], take frames out. The caller
+    /// owns the worker and drives it from one thread.
+    pub fn memory_worker(&self, frames: u32) -> Result<(Worker, Vec<Arc<dataplane::MemoryLink>>), String> {
+        let umem = Arc::new(
+            Umem::new(UmemConfig {
+                frame_count: frames,
+                ..Default::default()
+            })
+            .map_err(|e| e.to_string())?,
+        );
+        let n = self.tables.node.ports.len();
+        let links: Vec<_> = (0..n).map(|_| dataplane::MemoryLink::new(1024)).collect();
+        let ports = links
+            .iter()
+            .zip(&self.tables.node.ports)
+            .map(|(l, pc)| Box::new(dataplane::MemoryPort::new(&pc.name, l.clone())) as Box<dyn Port>)
+            .collect();
+        let pipeline = Pipeline::new(self.tables.clone()).ok_or("the flow table has no reader slot left")?;
+        Ok((Worker::new(FramePool::new(umem, n), ports, Box::new(pipeline)), links))
+    }
+}
+
 /// Workers running; stops them (and detaches XDP) when dropped.
 pub struct Running {
     set: Option<WorkerSet>,

@@ -1,0 +1,622 @@
+//! The C API. A router is built (ports, VRFs, routes, nexthops including VXLAN, MPLSoUDP
+//! and MPLSoGRE tunnels and ECMP, VNIs, labels, neighbours, a deny-port policy), started
+//! on in-memory ports, then driven by the embedder: push frames in, poll, pull frames out,
+//! read counters, dump flows. `ffi/include/vrouter.h` is generated from this file.
+//!
+//! The entry points take raw pointers from C and are not `unsafe fn`: their contract
+//! (valid, NUL-terminated strings; buffers of the stated length; handles from
+//! `vr_router_new`) is written in the header, and C callers cannot see Rust's `unsafe`.
+//!
+//! Safety of the boundary: every entry point runs inside `catch_unwind`; handles are
+//! checked against a registry of live routers before use, so NULL and freed handles are
+//! errors, not dereferences.
+
+#![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: the contract is in the header.
+
+use std::collections::HashSet;
+use std::ffi::{CStr, CString, c_char};
+use std::net::IpAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
+
+use vrouter::dataplane::{MemoryLink, Worker};
+use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
+use vrouter::policy::{Action, Endpoint, EndpointId, PolicySet, PortRange, Rule, RuleId, RuleList};
+use vrouter::wire::ethernet::MacAddr;
+use vrouter::{NodeConfig, PortConfig, PortRole, Router};
+
+/// Result of every call.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrResult {
+    /// Success.
+    VrOk = 0,
+    /// A pointer argument was NULL.
+    VrNullParameter = 1,
+    /// The handle is not a live router (freed, or never created).
+    VrStaleHandle = 2,
+    /// An argument is invalid (address, prefix, MAC, port index, ...); see
+    /// `vr_router_last_error`.
+    VrInvalidArgument = 3,
+    /// Not allowed in the router's current state (e.g. adding a port after start).
+    VrInvalidState = 4,
+    /// Nothing to pull.
+    VrEmpty = 5,
+    /// The caller's buffer is too small for the frame (it stays queued).
+    VrBufferTooSmall = 6,
+    /// A queue is full; the frame was not taken.
+    VrFull = 7,
+    /// An internal error; see `vr_router_last_error`.
+    VrInternal = 8,
+    /// A bug: a panic was caught at the boundary.
+    VrPanic = 9,
+}
+
+/// Counters of a router.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VrStats {
+    /// Frames received from all ports.
+    pub rx: u64,
+    /// Frames sent.
+    pub tx: u64,
+    /// Frames dropped (all reasons).
+    pub dropped: u64,
+    /// Live flow entries (each direction counts).
+    pub flows: u64,
+}
+
+/// Port kinds for `vr_router_add_port`.
+pub const VR_PORT_FABRIC: u32 = 0;
+/// A workload port.
+pub const VR_PORT_WORKLOAD: u32 = 1;
+
+/// An opaque router (a Rust `Box` inside): create with `vr_router_new`, release with
+/// `vr_router_free`.
+pub struct VrRouter {
+    ports: Vec<PortConfig>,
+    endpoints: Vec<IpAddr>,
+    fib: Arc<Fib>,
+    routes: FibBuilder,
+    running: Option<(Router, Worker, Vec<Arc<MemoryLink>>)>,
+    /// A frame pulled into too small a buffer, per port: returned by the next pull.
+    held: Vec<Option<Vec<u8>>>,
+    error: CString,
+}
+
+static LIVE: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+fn live(p: *const VrRouter) -> bool {
+    LIVE.lock()
+        .map(|l| l.as_ref().is_some_and(|s| s.contains(&(p as usize))))
+        .unwrap_or(false)
+}
+
+/// Runs `f` on the router behind `r` with the boundary checks.
+fn with(r: *mut VrRouter, f: impl FnOnce(&mut VrRouter) -> Result<(), (VrResult, String)>) -> VrResult {
+    if r.is_null() {
+        return VrResult::VrNullParameter;
+    }
+    if !live(r) {
+        return VrResult::VrStaleHandle;
+    }
+    // SAFETY: `r` is non-null and registered as live: it came from `vr_router_new` and
+    // has not been passed to `vr_router_free`; the API requires one thread at a time per
+    // handle, so this is the only reference.
+    let router = unsafe { &mut *r };
+    match catch_unwind(AssertUnwindSafe(|| f(router))) {
+        Ok(Ok(())) => VrResult::VrOk,
+        Ok(Err((code, msg))) => {
+            router.error = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+            code
+        }
+        Err(_) => VrResult::VrPanic,
+    }
+}
+
+fn bad(msg: impl Into<String>) -> (VrResult, String) {
+    (VrResult::VrInvalidArgument, msg.into())
+}
+
+fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, (VrResult, String)> {
+    if p.is_null() {
+        return Err((VrResult::VrNullParameter, format!("{what} is NULL")));
+    }
+    // SAFETY: the caller passes a NUL-terminated string (documented), valid for the call.
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| bad(format!("{what} is not UTF-8")))
+}
+
+fn addr(p: *const c_char, what: &str) -> Result<IpAddr, (VrResult, String)> {
+    let s = text(p, what)?;
+    s.parse().map_err(|_| bad(format!("{what} `{s}` is not an IP address")))
+}
+
+fn mac(p: *const u8) -> Result<MacAddr, (VrResult, String)> {
+    if p.is_null() {
+        return Err((VrResult::VrNullParameter, "mac is NULL".into()));
+    }
+    // SAFETY: the caller passes 6 readable bytes (documented).
+    Ok(MacAddr(
+        unsafe { std::slice::from_raw_parts(p, 6) }.try_into().expect("6 bytes"),
+    ))
+}
+
+fn not_started(r: &VrRouter) -> Result<(), (VrResult, String)> {
+    if r.running.is_some() {
+        return Err((
+            VrResult::VrInvalidState,
+            "the router is started: ports and endpoints are fixed".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Text for a result code (static, never NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_result_message(code: VrResult) -> *const c_char {
+    let s: &'static CStr = match code {
+        VrResult::VrOk => c"ok",
+        VrResult::VrNullParameter => c"a pointer argument was NULL",
+        VrResult::VrStaleHandle => c"not a live router handle (freed or never created)",
+        VrResult::VrInvalidArgument => c"invalid argument (see vr_router_last_error)",
+        VrResult::VrInvalidState => c"not allowed in the router's current state",
+        VrResult::VrEmpty => c"nothing to pull",
+        VrResult::VrBufferTooSmall => c"buffer too small for the frame",
+        VrResult::VrFull => c"queue full",
+        VrResult::VrInternal => c"internal error (see vr_router_last_error)",
+        VrResult::VrPanic => c"internal bug: a panic was stopped at the API boundary",
+    };
+    s.as_ptr()
+}
+
+/// Creates a router. `*out` receives the handle. Release it with `vr_router_free`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_new(out: *mut *mut VrRouter) -> VrResult {
+    if out.is_null() {
+        return VrResult::VrNullParameter;
+    }
+    catch_unwind(AssertUnwindSafe(|| {
+        let mut routes = FibBuilder::new();
+        routes.add_vrf(0).expect("VRF 0 is valid");
+        let r = Box::into_raw(Box::new(VrRouter {
+            ports: Vec::new(),
+            endpoints: Vec::new(),
+            fib: Arc::new(Fib::new()),
+            routes,
+            running: None,
+            held: Vec::new(),
+            error: CString::default(),
+        }));
+        LIVE.lock()
+            .expect("registry")
+            .get_or_insert_with(HashSet::new)
+            .insert(r as usize);
+        // SAFETY: `out` is non-null (checked) and points to writable storage (documented).
+        unsafe { *out = r };
+        VrResult::VrOk
+    }))
+    .unwrap_or(VrResult::VrPanic)
+}
+
+/// Releases a router and everything it holds. NULL is ignored; a stale handle returns
+/// VR_STALE_HANDLE and touches nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_free(r: *mut VrRouter) -> VrResult {
+    if r.is_null() {
+        return VrResult::VrOk;
+    }
+    let removed = LIVE
+        .lock()
+        .map(|mut l| l.as_mut().is_some_and(|s| s.remove(&(r as usize))))
+        .unwrap_or(false);
+    if !removed {
+        return VrResult::VrStaleHandle;
+    }
+    // SAFETY: `r` was live (created by `vr_router_new`, now unregistered exactly once).
+    catch_unwind(AssertUnwindSafe(|| drop(unsafe { Box::from_raw(r) }))).map_or(VrResult::VrPanic, |_| VrResult::VrOk)
+}
+
+/// Details of the last failed call on `r` (valid until the next call on `r`); "" if none.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_last_error(r: *const VrRouter) -> *const c_char {
+    if r.is_null() || !live(r) {
+        return c"not a live router handle".as_ptr();
+    }
+    // SAFETY: live handle (checked), read-only access.
+    unsafe { (*r).error.as_ptr() }
+}
+
+/// Adds port `*index_out` (indices count from 0 in call order). `kind` is VR_PORT_FABRIC
+/// (routing in `vrf`; `addr` is the router's address on it, may be NULL) or
+/// VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC `peer_mac`, whose gateway
+/// `gateway` the router answers for). `mac` is the router's MAC on the port (6 bytes).
+/// Only before `vr_router_start`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub extern "C" fn vr_router_add_port(
+    r: *mut VrRouter,
+    kind: u32,
+    vrf: u32,
+    mac_: *const u8,
+    addr_: *const c_char,
+    peer_mac: *const u8,
+    gateway: *const c_char,
+    index_out: *mut u32,
+) -> VrResult {
+    with(r, |r| {
+        not_started(r)?;
+        if index_out.is_null() {
+            return Err((VrResult::VrNullParameter, "index_out is NULL".into()));
+        }
+        let own = mac(mac_)?;
+        let role = match kind {
+            VR_PORT_FABRIC => PortRole::Fabric { vrf },
+            VR_PORT_WORKLOAD => PortRole::Workload {
+                vrf,
+                addrs: vec![addr(addr_, "addr")?],
+                mac: mac(peer_mac)?,
+                gateways: vec![addr(gateway, "gateway")?],
+            },
+            k => return Err(bad(format!("kind {k} is neither VR_PORT_FABRIC nor VR_PORT_WORKLOAD"))),
+        };
+        let addrs = if kind == VR_PORT_FABRIC && !addr_.is_null() {
+            vec![addr(addr_, "addr")?]
+        } else {
+            vec![]
+        };
+        let index = r.ports.len() as u32;
+        r.ports.push(PortConfig {
+            name: format!("port{index}"),
+            mac: own,
+            mtu: 1500,
+            addrs,
+            role,
+        });
+        // SAFETY: non-null (checked), writable (documented).
+        unsafe { *index_out = index };
+        Ok(())
+    })
+}
+
+/// Makes `endpoint` (an IP address of this node) a tunnel endpoint: VXLAN/MPLS packets
+/// to it are decapsulated. Only before `vr_router_start`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_add_tunnel_endpoint(r: *mut VrRouter, endpoint: *const c_char) -> VrResult {
+    with(r, |r| {
+        not_started(r)?;
+        let a = addr(endpoint, "endpoint")?;
+        r.endpoints.push(a);
+        Ok(())
+    })
+}
+
+/// Adds a VRF (id below 65536).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_add_vrf(r: *mut VrRouter, vrf: u32) -> VrResult {
+    with(r, |r| r.routes.add_vrf(vrf).map_err(|e| bad(e.to_string())))
+}
+
+/// Adds or replaces the route `prefix` ("10.0.0.0/8", "fd00::/64") in `vrf` to `nexthop`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_add_route(r: *mut VrRouter, vrf: u32, prefix: *const c_char, nexthop: u32) -> VrResult {
+    with(r, |r| {
+        let p = text(prefix, "prefix")?;
+        let (a, l) = p
+            .split_once('/')
+            .ok_or_else(|| bad(format!("prefix `{p}` is not ADDRESS/LENGTH")))?;
+        let a: IpAddr = a.parse().map_err(|_| bad(format!("prefix `{p}`: not an address")))?;
+        let l: u8 = l.parse().map_err(|_| bad(format!("prefix `{p}`: bad length")))?;
+        r.routes.add_route(vrf, a, l, nexthop).map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// Defines nexthop `id`: out of `port` (to the destination itself, or to `gateway` if not
+/// NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_nexthop_port(r: *mut VrRouter, id: u32, port: u32, gateway: *const c_char) -> VrResult {
+    with(r, |r| {
+        let gateway = if gateway.is_null() {
+            None
+        } else {
+            Some(addr(gateway, "gateway")?)
+        };
+        r.routes
+            .set_nexthop(id, Nexthop::Interface { port, gateway })
+            .map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// Tunnel kinds for `vr_router_set_nexthop_tunnel`.
+pub const VR_TUNNEL_VXLAN: u32 = 0;
+/// MPLS over UDP (label).
+pub const VR_TUNNEL_MPLS_UDP: u32 = 1;
+/// MPLS over GRE (label).
+pub const VR_TUNNEL_MPLS_GRE: u32 = 2;
+
+/// Defines nexthop `id`: encapsulate (`kind` VR_TUNNEL_*, `key` = VNI or MPLS label) from
+/// `src` to `dst`, the outer packet routed in `underlay_vrf`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_nexthop_tunnel(
+    r: *mut VrRouter,
+    id: u32,
+    kind: u32,
+    key: u32,
+    src: *const c_char,
+    dst: *const c_char,
+    underlay_vrf: u32,
+) -> VrResult {
+    with(r, |r| {
+        let encap = match kind {
+            VR_TUNNEL_VXLAN => Encap::Vxlan { vni: key },
+            VR_TUNNEL_MPLS_UDP => Encap::MplsOverUdp { label: key },
+            VR_TUNNEL_MPLS_GRE => Encap::MplsOverGre { label: key },
+            k => return Err(bad(format!("tunnel kind {k} is not a VR_TUNNEL_* value"))),
+        };
+        let nh = Nexthop::Tunnel {
+            encap,
+            src: addr(src, "src")?,
+            dst: addr(dst, "dst")?,
+            underlay_vrf,
+        };
+        r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// Defines nexthop `id` as equal-cost multipath over `count` member nexthops (weight 1
+/// each; flows stick to their member).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_nexthop_ecmp(r: *mut VrRouter, id: u32, members: *const u32, count: u32) -> VrResult {
+    with(r, |r| {
+        if members.is_null() {
+            return Err((VrResult::VrNullParameter, "members is NULL".into()));
+        }
+        // SAFETY: `count` readable u32s at `members` (documented).
+        let m = unsafe { std::slice::from_raw_parts(members, count as usize) };
+        let nh = Nexthop::Ecmp {
+            members: m.iter().map(|&x| (x, 1)).collect(),
+        };
+        r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// Maps an incoming VXLAN `vni` to `vrf`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_vni(r: *mut VrRouter, vni: u32, vrf: u32) -> VrResult {
+    with(r, |r| r.routes.set_vni(vni, vrf).map_err(|e| bad(e.to_string())))
+}
+
+/// Maps an incoming MPLS `label` to `nexthop`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_label(r: *mut VrRouter, label: u32, nexthop: u32) -> VrResult {
+    with(r, |r| {
+        r.routes.set_label(label, nexthop).map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// The MAC (6 bytes) of `ip` on `port`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_neighbor(r: *mut VrRouter, port: u32, ip: *const c_char, mac_: *const u8) -> VrResult {
+    with(r, |r| {
+        let n = Neighbor {
+            mac: mac(mac_)?,
+            state: NeighborState::Reachable,
+        };
+        r.routes.set_neighbor(port, addr(ip, "ip")?, n);
+        Ok(())
+    })
+}
+
+/// Makes the routes, nexthops, labels, VNIs and neighbours set so far live (atomically;
+/// flows computed before are re-decided on their next packet).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_publish(r: *mut VrRouter) -> VrResult {
+    with(r, |r| {
+        r.routes.publish(&r.fib).map(|_| ()).map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// Denies `proto` (6 TCP, 17 UDP) traffic to destination port `port` arriving at the
+/// workload owning `workload_addr` in `vrf`; everything else stays allowed. Replaces the
+/// previous policy; established flows are re-decided on their next packet.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_deny_port(
+    r: *mut VrRouter,
+    vrf: u32,
+    workload_addr: *const c_char,
+    proto: u8,
+    port: u16,
+) -> VrResult {
+    with(r, |r| {
+        let (router, _, _) = r
+            .running
+            .as_ref()
+            .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
+        let list = Arc::new(RuleList {
+            rules: vec![Rule {
+                proto: Some(proto),
+                dst_ports: Some(PortRange::single(port)),
+                ..Rule::any(RuleId(1), Action::Deny)
+            }],
+            default: Action::Allow,
+        });
+        let set = PolicySet {
+            endpoints: vec![Endpoint {
+                id: EndpointId(1),
+                vrf,
+                addrs: vec![addr(workload_addr, "workload_addr")?],
+                ingress: Some(list),
+                egress: None,
+            }],
+        };
+        router
+            .tables()
+            .policy
+            .publish(&set)
+            .map(|_| ())
+            .map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// Publishes the routes and starts the router on in-memory ports (one per added port).
+/// Drive it with vr_router_push / vr_router_poll / vr_router_pull from one thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
+    with(r, |r| {
+        not_started(r)?;
+        if r.ports.is_empty() {
+            return Err((VrResult::VrInvalidState, "add ports first".into()));
+        }
+        r.routes.publish(&r.fib).map_err(|e| bad(e.to_string()))?;
+        let node = NodeConfig {
+            ports: r.ports.clone(),
+            tunnel_endpoints: r.endpoints.clone(),
+        };
+        let router = Router::new(node, r.fib.clone(), 1 << 16).map_err(|e| (VrResult::VrInternal, e))?;
+        let (worker, links) = router.memory_worker(1024).map_err(|e| (VrResult::VrInternal, e))?;
+        r.held = vec![None; links.len()];
+        r.running = Some((router, worker, links));
+        Ok(())
+    })
+}
+
+fn link(r: &VrRouter, port: u32) -> Result<&Arc<MemoryLink>, (VrResult, String)> {
+    let (_, _, links) = r
+        .running
+        .as_ref()
+        .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
+    links.get(port as usize).ok_or_else(|| bad(format!("no port {port}")))
+}
+
+/// Queues a frame (`len` bytes at `data`, copied) as received on `port`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_push(r: *mut VrRouter, port: u32, data: *const u8, len: usize) -> VrResult {
+    with(r, |r| {
+        if data.is_null() {
+            return Err((VrResult::VrNullParameter, "data is NULL".into()));
+        }
+        // SAFETY: `len` readable bytes at `data` (documented).
+        let frame = unsafe { std::slice::from_raw_parts(data, len) };
+        if link(r, port)?.inject(frame) {
+            Ok(())
+        } else {
+            Err((VrResult::VrFull, format!("port {port} input queue full")))
+        }
+    })
+}
+
+/// Processes everything queued (one burst per port per pass, until idle). `*processed`
+/// (may be NULL) receives the number of frames handled.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_poll(r: *mut VrRouter, processed: *mut u64) -> VrResult {
+    with(r, |r| {
+        let (_, worker, _) = r
+            .running
+            .as_mut()
+            .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
+        let mut total = 0u64;
+        loop {
+            let n = worker.run_once();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        if !processed.is_null() {
+            // SAFETY: non-null, writable (documented).
+            unsafe { *processed = total };
+        }
+        Ok(())
+    })
+}
+
+/// Takes the next frame sent out of `port` into `buf` (`cap` bytes); `*len` receives its
+/// length. VR_EMPTY if none; VR_BUFFER_TOO_SMALL (and `*len` = needed) if it does not fit.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_pull(r: *mut VrRouter, port: u32, buf: *mut u8, cap: usize, len: *mut usize) -> VrResult {
+    with(r, |r| {
+        if buf.is_null() || len.is_null() {
+            return Err((VrResult::VrNullParameter, "buf or len is NULL".into()));
+        }
+        let l = link(r, port)?.clone();
+        let Some(frame) = r.held[port as usize].take().or_else(|| l.take()) else {
+            return Err((VrResult::VrEmpty, String::new()));
+        };
+        // SAFETY: `len` is non-null and writable (documented).
+        unsafe { *len = frame.len() };
+        if frame.len() > cap {
+            let need = frame.len();
+            r.held[port as usize] = Some(frame);
+            return Err((VrResult::VrBufferTooSmall, format!("the frame needs {need} bytes")));
+        }
+        // SAFETY: `cap >= frame.len()` writable bytes at `buf` (documented).
+        unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), buf, frame.len()) };
+        Ok(())
+    })
+}
+
+/// Current counters.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResult {
+    with(r, |r| {
+        if out.is_null() {
+            return Err((VrResult::VrNullParameter, "out is NULL".into()));
+        }
+        let (router, worker, _) = r
+            .running
+            .as_ref()
+            .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
+        let s = worker.counters().snapshot();
+        let st = VrStats {
+            rx: s.rx,
+            tx: s.tx,
+            dropped: s.dropped(),
+            flows: router.tables().flows.stats().entries,
+        };
+        // SAFETY: non-null, writable (documented).
+        unsafe { *out = st };
+        Ok(())
+    })
+}
+
+/// Calls `cb(ctx, line)` once per live flow with a one-line text description (valid only
+/// during the call).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_dump_flows(
+    r: *mut VrRouter,
+    cb: Option<extern "C" fn(*mut std::ffi::c_void, *const c_char)>,
+    ctx: *mut std::ffi::c_void,
+) -> VrResult {
+    with(r, |r| {
+        let cb = cb.ok_or((VrResult::VrNullParameter, "cb is NULL".into()))?;
+        let (router, _, _) = r
+            .running
+            .as_ref()
+            .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
+        let reader = router
+            .tables()
+            .flows
+            .reader()
+            .ok_or((VrResult::VrInternal, "no flow reader slot".into()))?;
+        reader.for_each(|f| {
+            let k = f.key;
+            let ip = |a: Option<IpAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
+            let line = format!(
+                "vrf {} {} {} -> {} {} proto {} {:?} packets {}",
+                k.vrf,
+                ip(k.src_ip()),
+                k.src_port,
+                ip(k.dst_ip()),
+                k.dst_port,
+                k.proto,
+                f.action.verdict,
+                f.packets
+            );
+            if let Ok(c) = CString::new(line) {
+                cb(ctx, c.as_ptr());
+            }
+        });
+        Ok(())
+    })
+}

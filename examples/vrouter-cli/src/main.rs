@@ -3,15 +3,26 @@
 //! removes everything it made. Needs root.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use vrouter::lab::{self, L3Lab, Node, Overlay, OverlayLab, ServiceLab};
+use vrouter::{Router, af_xdp::AttachMode, fib::Fib};
 
-const USAGE: &str = "usage: vrouter demo\n\n  demo   build a namespace lab (workloads, two nodes, a service with three backends),\n         run pure L3 and each overlay with real traffic, print the results (root)";
+mod config;
+
+const USAGE: &str = "usage: vrouter demo | vrouter run --config FILE | vrouter check --config FILE\n\n  demo    build a namespace lab (workloads, two nodes, a service with three backends),\n          run pure L3 and each overlay with real traffic, print the results (root)\n  run     start the router described by FILE on its interfaces (AF_XDP, root);\n          SIGHUP reloads routes from FILE, SIGINT/SIGTERM stop and detach XDP\n  check   check FILE and report the first error (line, field, reason)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(),
+        Some(cmd @ ("run" | "check")) => match (args.get(1).map(String::as_str), args.get(2)) {
+            (Some("--config"), Some(path)) => run(path, cmd == "check"),
+            _ => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -152,4 +163,100 @@ fn demo() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Blocks the stop and reload signals in this thread (and the threads it starts), so
+/// `sigwait` receives them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset, which initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live sigset_t; the signal numbers are valid; pthread_sigmask
+    // only changes this thread's mask.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    set
+}
+
+fn run(path: &str, check_only: bool) -> ExitCode {
+    let load = || {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("{path}: {e}"))
+            .and_then(|t| config::parse(path, &t))
+    };
+    let mut cfg = match load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if check_only {
+        println!("{path}: ok ({} ports)", cfg.node.ports.len());
+        return ExitCode::SUCCESS;
+    }
+    let set = block_signals();
+    let fib = Arc::new(Fib::new());
+    if let Err(e) = cfg.routes.publish(&fib) {
+        eprintln!("{path}: {e}");
+        return ExitCode::FAILURE;
+    }
+    let router = match Router::new(cfg.node.clone(), fib.clone(), 1 << 20) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let running = match router.start_af_xdp(&cfg.devices, &cfg.cpus, AttachMode::Auto) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("starting: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "vrouter running: {} ports, {} workers",
+        cfg.devices.len(),
+        running.stats().len()
+    );
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` holds the blocked signals; `sig` is a live int.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            continue;
+        }
+        if sig == libc::SIGHUP {
+            match load() {
+                Ok(mut new) if new.node == cfg.node && new.devices == cfg.devices => match new.routes.publish(&fib) {
+                    Ok(g) => println!(
+                        "reloaded {path}: routing generation {g}; established flows re-decided on their next packet"
+                    ),
+                    Err(e) => eprintln!("reload refused: {e}"),
+                },
+                Ok(_) => eprintln!("reload refused: ports changed; restart to change ports"),
+                Err(e) => eprintln!("reload refused, still running the old configuration: {e}"),
+            }
+            continue;
+        }
+        break;
+    }
+    let reports = running.stop();
+    let stats = vrouter::Stats::sum(reports.iter().map(|r| &r.stats));
+    for (i, r) in reports.iter().enumerate() {
+        if let Err(e) = &r.frames_ok {
+            eprintln!("worker {i}: frame accounting: {e}");
+        }
+    }
+    println!(
+        "stopped: rx {} tx {} dropped {}; XDP detached",
+        stats.rx,
+        stats.tx,
+        stats.dropped()
+    );
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,527 @@
+//! The router's TOML configuration: ports, VRFs, nexthops (interface, tunnel, ECMP),
+//! routes, neighbours, VNIs, labels, tunnel endpoints, CPUs. Checked as a whole before
+//! anything starts; every error names the line, the field and the reason.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use toml::Spanned;
+use vrouter::fib::{Encap, FibBuilder, Neighbor, NeighborState, Nexthop};
+use vrouter::wire::ethernet::MacAddr;
+use vrouter::{NodeConfig, PortConfig, PortRole};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    cpus: Vec<usize>,
+    #[serde(default)]
+    tunnel_endpoints: Vec<Spanned<String>>,
+    #[serde(default)]
+    vrf: Vec<Spanned<VrfDef>>,
+    #[serde(default)]
+    port: Vec<Spanned<PortDef>>,
+    #[serde(default)]
+    nexthop: Vec<Spanned<NexthopDef>>,
+    #[serde(default)]
+    route: Vec<Spanned<RouteDef>>,
+    #[serde(default)]
+    neighbor: Vec<Spanned<NeighborDef>>,
+    #[serde(default)]
+    vni: Vec<Spanned<VniDef>>,
+    #[serde(default)]
+    label: Vec<Spanned<LabelDef>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VrfDef {
+    id: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortDef {
+    name: String,
+    device: String,
+    kind: String,
+    vrf: u32,
+    mac: String,
+    #[serde(default = "mtu")]
+    mtu: u16,
+    #[serde(default)]
+    addresses: Vec<String>,
+    workload_mac: Option<String>,
+    #[serde(default)]
+    workload_addresses: Vec<String>,
+    #[serde(default)]
+    gateways: Vec<String>,
+    host_mac: Option<String>,
+}
+
+fn mtu() -> u16 {
+    1500
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NexthopDef {
+    id: u32,
+    port: Option<String>,
+    gateway: Option<String>,
+    tunnel: Option<String>,
+    key: Option<u32>,
+    src: Option<String>,
+    dst: Option<String>,
+    #[serde(default)]
+    underlay_vrf: u32,
+    ecmp: Option<Vec<u32>>,
+    #[serde(default)]
+    discard: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteDef {
+    vrf: u32,
+    prefix: String,
+    nexthop: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NeighborDef {
+    port: String,
+    ip: String,
+    mac: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VniDef {
+    vni: u32,
+    vrf: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabelDef {
+    label: u32,
+    nexthop: u32,
+}
+
+/// A checked configuration, ready to start.
+pub(crate) struct Config {
+    /// The node's ports and tunnel endpoints.
+    pub(crate) node: NodeConfig,
+    /// Interface (or TAP) name per port, in order.
+    pub(crate) devices: Vec<String>,
+    /// Worker CPUs (empty: all).
+    pub(crate) cpus: Vec<usize>,
+    /// The routing state, checked, to publish.
+    pub(crate) routes: FibBuilder,
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a str,
+}
+
+impl Ctx<'_> {
+    fn line(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn err(&self, at: usize, what: &str, field: &str, reason: impl std::fmt::Display) -> String {
+        format!("{}:{}: {what}: field `{field}`: {reason}", self.path, self.line(at))
+    }
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr, String> {
+    s.parse().map_err(|_| format!("`{s}` is not an IP address"))
+}
+
+fn parse_mac(s: &str) -> Result<MacAddr, String> {
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("`{s}` is not a MAC address"))?;
+    let a: [u8; 6] = parts
+        .try_into()
+        .map_err(|_| format!("`{s}` is not a MAC address (six hex bytes)"))?;
+    Ok(MacAddr(a))
+}
+
+/// Reads and checks `text` (from `path`, for messages).
+pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
+    let cx = Ctx { text, path };
+    let f: File = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| cx.line(s.start));
+        format!("{path}:{line}: {}", e.message())
+    })?;
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).expect("VRF 0");
+    for v in &f.vrf {
+        if v.get_ref().id != 0 {
+            b.add_vrf(v.get_ref().id)
+                .map_err(|e| cx.err(v.span().start, "vrf", "id", e))?;
+        }
+    }
+    let mut ports = Vec::new();
+    let mut devices = Vec::new();
+    let mut index: HashMap<String, u32> = HashMap::new();
+    for (i, sp) in f.port.iter().enumerate() {
+        let (p, at) = (sp.get_ref(), sp.span().start);
+        let what = format!("port `{}`", p.name);
+        let e = |field: &str, reason: String| cx.err(at, &what, field, reason);
+        if index.insert(p.name.clone(), i as u32).is_some() {
+            return Err(e("name", "defined twice".into()));
+        }
+        if devices.contains(&p.device) {
+            return Err(e("device", format!("`{}` is used by another port", p.device)));
+        }
+        let ips = |field: &str, v: &[String]| {
+            v.iter()
+                .map(|s| parse_ip(s).map_err(|r| e(field, r)))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let role = match p.kind.as_str() {
+            "fabric" => PortRole::Fabric { vrf: p.vrf },
+            "workload" => {
+                let mac = p
+                    .workload_mac
+                    .as_deref()
+                    .ok_or_else(|| e("workload_mac", "required for a workload port".into()))?;
+                if p.workload_addresses.is_empty() {
+                    return Err(e(
+                        "workload_addresses",
+                        "a workload port needs the workload's addresses".into(),
+                    ));
+                }
+                PortRole::Workload {
+                    vrf: p.vrf,
+                    addrs: ips("workload_addresses", &p.workload_addresses)?,
+                    mac: parse_mac(mac).map_err(|r| e("workload_mac", r))?,
+                    gateways: ips("gateways", &p.gateways)?,
+                }
+            }
+            "host" => PortRole::Host {
+                vrf: p.vrf,
+                mac: parse_mac(
+                    p.host_mac
+                        .as_deref()
+                        .ok_or_else(|| e("host_mac", "required for a host port".into()))?,
+                )
+                .map_err(|r| e("host_mac", r))?,
+            },
+            other => return Err(e("kind", format!("`{other}` is not fabric, workload or host"))),
+        };
+        if p.vrf != 0 && !f.vrf.iter().any(|v| v.get_ref().id == p.vrf) {
+            return Err(e("vrf", format!("VRF {} is not defined in a [[vrf]] table", p.vrf)));
+        }
+        if p.mtu < 576 || p.mtu > 9000 {
+            return Err(e("mtu", format!("{} is outside 576..=9000", p.mtu)));
+        }
+        ports.push(PortConfig {
+            name: p.name.clone(),
+            mac: parse_mac(&p.mac).map_err(|r| e("mac", r))?,
+            mtu: p.mtu,
+            addrs: ips("addresses", &p.addresses)?,
+            role,
+        });
+        devices.push(p.device.clone());
+    }
+    if ports.is_empty() {
+        return Err(format!("{path}: no [[port]] defined"));
+    }
+    let port_of = |name: &str, at: usize, what: &str| {
+        index
+            .get(name)
+            .copied()
+            .ok_or_else(|| cx.err(at, what, "port", format!("no port named `{name}`")))
+    };
+    let mut ids = HashMap::new();
+    for sp in &f.nexthop {
+        let (n, at) = (sp.get_ref(), sp.span().start);
+        let what = format!("nexthop {}", n.id);
+        let e = |field: &str, reason: String| cx.err(at, &what, field, reason);
+        if ids.insert(n.id, ()).is_some() {
+            return Err(e("id", "defined twice".into()));
+        }
+        let kinds = [n.port.is_some(), n.tunnel.is_some(), n.ecmp.is_some(), n.discard]
+            .iter()
+            .filter(|&&k| k)
+            .count();
+        if kinds != 1 {
+            return Err(e(
+                "port",
+                "exactly one of `port`, `tunnel`, `ecmp`, `discard` must be given".into(),
+            ));
+        }
+        let nh = if let Some(port) = &n.port {
+            let gateway = n
+                .gateway
+                .as_deref()
+                .map(parse_ip)
+                .transpose()
+                .map_err(|r| e("gateway", r))?;
+            Nexthop::Interface {
+                port: port_of(port, at, &what)?,
+                gateway,
+            }
+        } else if let Some(t) = &n.tunnel {
+            let key = n
+                .key
+                .ok_or_else(|| e("key", "a tunnel needs `key` (VNI or MPLS label)".into()))?;
+            let encap = match t.as_str() {
+                "vxlan" => Encap::Vxlan { vni: key },
+                "mpls-udp" => Encap::MplsOverUdp { label: key },
+                "mpls-gre" => Encap::MplsOverGre { label: key },
+                other => return Err(e("tunnel", format!("`{other}` is not vxlan, mpls-udp or mpls-gre"))),
+            };
+            let src = parse_ip(
+                n.src
+                    .as_deref()
+                    .ok_or_else(|| e("src", "a tunnel needs `src`".into()))?,
+            )
+            .map_err(|r| e("src", r))?;
+            let dst = parse_ip(
+                n.dst
+                    .as_deref()
+                    .ok_or_else(|| e("dst", "a tunnel needs `dst`".into()))?,
+            )
+            .map_err(|r| e("dst", r))?;
+            Nexthop::Tunnel {
+                encap,
+                src,
+                dst,
+                underlay_vrf: n.underlay_vrf,
+            }
+        } else if let Some(m) = &n.ecmp {
+            Nexthop::Ecmp {
+                members: m.iter().map(|&x| (x, 1)).collect(),
+            }
+        } else {
+            Nexthop::Discard
+        };
+        b.set_nexthop(n.id, nh).map_err(|r| e("id", r.to_string()))?;
+    }
+    for sp in &f.nexthop {
+        if let Some(m) = &sp.get_ref().ecmp
+            && let Some(missing) = m.iter().find(|x| !ids.contains_key(x))
+        {
+            return Err(cx.err(
+                sp.span().start,
+                &format!("nexthop {}", sp.get_ref().id),
+                "ecmp",
+                format!("member {missing} is not defined"),
+            ));
+        }
+    }
+    for sp in &f.route {
+        let (r, at) = (sp.get_ref(), sp.span().start);
+        let what = format!("route {} in VRF {}", r.prefix, r.vrf);
+        if !ids.contains_key(&r.nexthop) {
+            return Err(cx.err(at, &what, "nexthop", format!("nexthop {} is not defined", r.nexthop)));
+        }
+        let (a, l) = r
+            .prefix
+            .split_once('/')
+            .ok_or_else(|| cx.err(at, &what, "prefix", "not ADDRESS/LENGTH"))?;
+        let a = parse_ip(a).map_err(|x| cx.err(at, &what, "prefix", x))?;
+        let l: u8 = l.parse().map_err(|_| cx.err(at, &what, "prefix", "bad length"))?;
+        b.add_route(r.vrf, a, l, r.nexthop)
+            .map_err(|x| cx.err(at, &what, "prefix", x))?;
+    }
+    for sp in &f.neighbor {
+        let (n, at) = (sp.get_ref(), sp.span().start);
+        let what = format!("neighbor {}", n.ip);
+        let mac = parse_mac(&n.mac).map_err(|x| cx.err(at, &what, "mac", x))?;
+        let ip = parse_ip(&n.ip).map_err(|x| cx.err(at, &what, "ip", x))?;
+        b.set_neighbor(
+            port_of(&n.port, at, &what)?,
+            ip,
+            Neighbor {
+                mac,
+                state: NeighborState::Reachable,
+            },
+        );
+    }
+    for sp in &f.vni {
+        let v = sp.get_ref();
+        b.set_vni(v.vni, v.vrf)
+            .map_err(|x| cx.err(sp.span().start, &format!("vni {}", v.vni), "vrf", x))?;
+    }
+    for sp in &f.label {
+        let l = sp.get_ref();
+        if !ids.contains_key(&l.nexthop) {
+            return Err(cx.err(
+                sp.span().start,
+                &format!("label {}", l.label),
+                "nexthop",
+                format!("nexthop {} is not defined", l.nexthop),
+            ));
+        }
+        b.set_label(l.label, l.nexthop)
+            .map_err(|x| cx.err(sp.span().start, &format!("label {}", l.label), "label", x))?;
+    }
+    let tunnel_endpoints = f
+        .tunnel_endpoints
+        .iter()
+        .map(|s| parse_ip(s.get_ref()).map_err(|x| cx.err(s.span().start, "tunnel_endpoints", "tunnel_endpoints", x)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Config {
+        node: NodeConfig {
+            ports,
+            tunnel_endpoints,
+        },
+        devices,
+        cpus: f.cpus,
+        routes: b,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+tunnel_endpoints = ["192.0.2.1"]
+
+[[vrf]]
+id = 1
+
+[[port]]
+name = "fabric"
+device = "eth1"
+kind = "fabric"
+vrf = 0
+mac = "02:0a:00:00:00:01"
+addresses = ["192.0.2.1"]
+
+[[port]]
+name = "pod1"
+device = "veth-pod1"
+kind = "workload"
+vrf = 1
+mac = "02:0a:00:00:01:01"
+workload_mac = "02:00:00:00:01:02"
+workload_addresses = ["10.0.1.2"]
+gateways = ["10.0.1.1"]
+
+[[nexthop]]
+id = 1
+port = "pod1"
+
+[[nexthop]]
+id = 2
+port = "fabric"
+
+[[nexthop]]
+id = 3
+tunnel = "vxlan"
+key = 42
+src = "192.0.2.1"
+dst = "192.0.2.2"
+
+[[route]]
+vrf = 1
+prefix = "10.0.1.2/32"
+nexthop = 1
+
+[[route]]
+vrf = 1
+prefix = "10.9.0.0/16"
+nexthop = 3
+
+[[route]]
+vrf = 0
+prefix = "192.0.2.0/24"
+nexthop = 2
+
+[[neighbor]]
+port = "fabric"
+ip = "192.0.2.2"
+mac = "02:00:00:00:09:09"
+
+[[vni]]
+vni = 42
+vrf = 1
+"#;
+
+    #[test]
+    fn a_good_config_builds_the_node() {
+        use vrouter::fib::Fib;
+        let mut c = parse("good.toml", GOOD).unwrap();
+        assert_eq!(c.devices, ["eth1", "veth-pod1"]);
+        assert_eq!(c.node.ports.len(), 2);
+        let fib = Fib::new();
+        c.routes.publish(&fib).unwrap();
+        let snap = fib.snapshot();
+        assert!(snap.resolve(1, "10.9.1.1".parse().unwrap(), 0).is_ok());
+        assert_eq!(snap.vni(42), Some(1));
+    }
+
+    #[test]
+    fn bad_configs_name_line_field_and_reason() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "kind = \"fabric\"\nvrf = 0\nmac",
+                "kind = \"fabrik\"\nvrf = 0\nmac",
+                "good.toml:7: port `fabric`: field `kind`: `fabrik` is not fabric, workload or host",
+            ),
+            (
+                "port = \"pod1\"",
+                "port = \"pod9\"",
+                "good.toml:25: nexthop 1: field `port`: no port named `pod9`",
+            ),
+            (
+                "prefix = \"10.9.0.0/16\"",
+                "prefix = \"10.9.0.1/16\"",
+                "good.toml:45: route 10.9.0.1/16 in VRF 1: field `prefix`: route: 10.9.0.1/16 in VRF 1: host bits set",
+            ),
+            (
+                "nexthop = 3",
+                "nexthop = 7",
+                "good.toml:45: route 10.9.0.0/16 in VRF 1: field `nexthop`: nexthop 7 is not defined",
+            ),
+            (
+                "mac = \"02:00:00:00:09:09\"",
+                "mac = \"02:00:00:00:09\"",
+                "good.toml:55: neighbor 192.0.2.2: field `mac`: `02:00:00:00:09` is not a MAC address (six hex bytes)",
+            ),
+            (
+                "tunnel = \"vxlan\"",
+                "tunnel = \"geneve\"",
+                "good.toml:33: nexthop 3: field `tunnel`: `geneve` is not vxlan, mpls-udp or mpls-gre",
+            ),
+            (
+                "name = \"pod1\"",
+                "name = \"fabric\"",
+                "good.toml:15: port `fabric`: field `name`: defined twice",
+            ),
+            (
+                "vrf = 1\nmac = \"02:0a:00:00:01:01\"",
+                "vrf = 5\nmac = \"02:0a:00:00:01:01\"",
+                "good.toml:15: port `pod1`: field `vrf`: VRF 5 is not defined in a [[vrf]] table",
+            ),
+            (
+                "workload_mac = \"02:00:00:00:01:02\"\n",
+                "",
+                "good.toml:15: port `pod1`: field `workload_mac`: required for a workload port",
+            ),
+            ("id = 3\n", "id = 3\nbogus = 1\n", "good.toml:35: unknown field `bogus`"),
+            ("[[vni]]", "[[vni]", "good.toml:60: unclosed array table"),
+        ];
+        for (from, to, want) in cases {
+            assert!(GOOD.contains(from), "{from}");
+            let bad = GOOD.replacen(from, to, 1);
+            let e = parse("good.toml", &bad)
+                .err()
+                .unwrap_or_else(|| panic!("{to}: accepted"));
+            assert!(e.starts_with(want), "for `{to}`:\n got: {e}\nwant: {want}");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `vrouter run --config FILE` as a real process in a namespace lab: it forwards between
+//! two workloads, reloads on SIGHUP, stops on SIGTERM leaving no XDP program attached; a
+//! bad config starts nothing.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use vrouter::lab::{Netns, Veth, no_offloads, ping, set_mac};
+use vrouter::wire::ethernet::MacAddr;
+
+fn mac(m: MacAddr) -> String {
+    m.0.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+fn xdp_attached(ns: &Netns, dev: &str) -> bool {
+    String::from_utf8_lossy(&ns.exec(&["ip", "-d", "link", "show", "dev", dev]).unwrap().stdout).contains("prog/xdp")
+}
+
+#[test]
+fn run_forwards_reloads_and_stops_cleanly() {
+    let node = Netns::new("n").unwrap();
+    let mut ws = Vec::new();
+    let mut ports = String::new();
+    let mut rest = String::new();
+    for i in 1..=2u8 {
+        let w = Netns::new("w").unwrap();
+        let v = Veth::new(&w, &node, 1).unwrap();
+        let (wm, gm) = (MacAddr([2, 0, 0, 0, i, 2]), MacAddr([2, 0xa, 0, 0, i, 1]));
+        set_mac(&w, &v.a, wm);
+        set_mac(&node, &v.b, gm);
+        no_offloads(&w, &v.a);
+        w.exec(&["ip", "addr", "add", &format!("10.0.{i}.2/24"), "dev", &v.a])
+            .unwrap();
+        w.exec(&["ip", "route", "add", "default", "via", &format!("10.0.{i}.1")])
+            .unwrap();
+        ports += &format!(
+            "[[port]]\nname = \"w{i}\"\ndevice = \"{}\"\nkind = \"workload\"\nvrf = 1\nmac = \"{}\"\nworkload_mac = \"{}\"\nworkload_addresses = [\"10.0.{i}.2\"]\ngateways = [\"10.0.{i}.1\"]\n\n",
+            v.b,
+            mac(gm),
+            mac(wm)
+        );
+        rest += &format!(
+            "[[nexthop]]\nid = {i}\nport = \"w{i}\"\n\n[[route]]\nvrf = 1\nprefix = \"10.0.{i}.2/32\"\nnexthop = {i}\n\n[[neighbor]]\nport = \"w{i}\"\nip = \"10.0.{i}.2\"\nmac = \"{}\"\n\n",
+            mac(wm)
+        );
+        ws.push((w, v.b));
+    }
+    let config = format!("cpus = [0]\n\n[[vrf]]\nid = 1\n\n{ports}{rest}");
+    let path = std::env::temp_dir().join(format!("vrouter-run-{}.toml", std::process::id()));
+    std::fs::write(&path, &config).unwrap();
+
+    // A bad config: nothing starts.
+    let bad = std::env::temp_dir().join(format!("vrouter-bad-{}.toml", std::process::id()));
+    std::fs::write(
+        &bad,
+        config.replace("prefix = \"10.0.2.2/32\"", "prefix = \"10.0.2.2/16\""),
+    )
+    .unwrap();
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node.name(),
+            env!("CARGO_BIN_EXE_vrouter"),
+            "run",
+            "--config",
+        ])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("field `prefix`") && err.contains("host bits set"), "{err}");
+    assert!(!xdp_attached(&node, &ws[0].1), "nothing started on a bad config");
+
+    let mut child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node.name(),
+            env!("CARGO_BIN_EXE_vrouter"),
+            "run",
+            "--config",
+        ])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("vrouter running: 2 ports, 1 workers"), "{first}");
+    assert!(xdp_attached(&node, &ws[0].1));
+    assert!(ping(&ws[0].0, "10.0.2.2"), "w1 -> w2 through `vrouter run`");
+
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: signalling the process this test started.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    let reload = lines.next().unwrap().unwrap();
+    assert!(reload.starts_with("reloaded"), "{reload}");
+    assert!(ping(&ws[1].0, "10.0.1.2"), "still forwarding after the reload");
+
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let stopped = lines.next().unwrap().unwrap();
+    assert!(
+        stopped.starts_with("stopped:") && stopped.contains("XDP detached"),
+        "{stopped}"
+    );
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_file(&path);
+    for (_, dev) in &ws {
+        // The kernel may release the link a moment after the process exits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while xdp_attached(&node, dev) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(!xdp_attached(&node, dev), "SIGTERM leaves no XDP program on {dev}");
+    }
+}
+
+#[test]
+fn check_reports_the_first_error() {
+    let path = std::env::temp_dir().join(format!("vrouter-check-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "[[port]]\nname = \"p\"\ndevice = \"eth9\"\nkind = \"router\"\nvrf = 0\nmac = \"02:00:00:00:00:01\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vrouter"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(":1: port `p`: field `kind`: `router` is not fabric, workload or host"),
+        "{err}"
+    );
+}

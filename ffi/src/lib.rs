@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::{MemoryLink, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
-use vrouter::policy::{Action, Endpoint, EndpointId, PolicySet, PortRange, Rule, RuleId, RuleList};
+use vrouter::policy::{EndpointId, PolicySet, RuleList};
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{NodeConfig, PortConfig, PortRole, Router};
 
@@ -433,23 +433,8 @@ pub extern "C" fn vr_router_deny_port(
             .running
             .as_ref()
             .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
-        let list = Arc::new(RuleList {
-            rules: vec![Rule {
-                proto: Some(proto),
-                dst_ports: Some(PortRange::single(port)),
-                ..Rule::any(RuleId(1), Action::Deny)
-            }],
-            default: Action::Allow,
-        });
-        let set = PolicySet {
-            endpoints: vec![Endpoint {
-                id: EndpointId(1),
-                vrf,
-                addrs: vec![addr(workload_addr, "workload_addr")?],
-                ingress: Some(list),
-                egress: None,
-            }],
-        };
+        let addrs = vec![addr(workload_addr, "workload_addr")?];
+        let set = PolicySet::ingress_for(EndpointId(1), vrf, addrs, RuleList::deny_port(proto, port));
         router
             .tables()
             .policy

@@ -13,13 +13,14 @@ pub const FRAG_SLOTS: usize = 1024;
 /// Seconds a datagram's entry lives after its first fragment.
 pub const FRAG_TIMEOUT_SECS: u64 = 2;
 
+/// Identifies a datagram: VRF, addresses, protocol, IP identification.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Key {
-    vrf: u32,
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    ident: u16,
+pub(crate) struct Key {
+    pub(crate) vrf: u32,
+    pub(crate) src: [u8; 4],
+    pub(crate) dst: [u8; 4],
+    pub(crate) proto: u8,
+    pub(crate) ident: u16,
 }
 
 #[derive(Clone, Copy)]
@@ -62,69 +63,32 @@ impl FragTable {
         e.is_some_and(|e| now.saturating_sub(e.born) < FRAG_TIMEOUT_SECS)
     }
 
-    /// The first fragment of a datagram passed with these ports. `false` if the table
-    /// is full around its slot (later fragments will then be dropped).
-    pub(crate) fn first(
-        &mut self,
-        vrf: u32,
-        src: [u8; 4],
-        dst: [u8; 4],
-        proto: u8,
-        ident: u16,
-        ports: (u16, u16),
-    ) -> bool {
-        let key = Key {
-            vrf,
-            src,
-            dst,
-            proto,
-            ident,
-        };
+    /// The first slot of `key`'s probe sequence that `fits`.
+    fn probe(&self, key: &Key, fits: impl Fn(&Option<Entry>) -> bool) -> Option<usize> {
+        let h = Self::home(key);
+        (0..PROBE).map(|p| (h + p) % FRAG_SLOTS).find(|&i| fits(&self.slots[i]))
+    }
+
+    /// The first fragment of datagram `key` passed with these ports. `false` if the
+    /// table is full around its slot (its later fragments will then be dropped).
+    pub(crate) fn first(&mut self, key: Key, ports: (u16, u16)) -> bool {
         let now = self.now();
-        let h = Self::home(&key);
-        for p in 0..PROBE {
-            let i = (h + p) % FRAG_SLOTS;
-            let slot = self.slots[i];
-            if !self.live(&slot, now) || slot.is_some_and(|e| e.key == key) {
-                self.slots[i] = Some(Entry { key, ports, born: now });
-                return true;
-            }
-        }
-        false
+        let Some(i) = self.probe(&key, |s| !self.live(s, now) || s.is_some_and(|e| e.key == key)) else {
+            return false;
+        };
+        self.slots[i] = Some(Entry { key, ports, born: now });
+        true
     }
 
     /// The ports of a later fragment's datagram; `last` (no more fragments) ends the entry.
-    pub(crate) fn later(
-        &mut self,
-        vrf: u32,
-        src: [u8; 4],
-        dst: [u8; 4],
-        proto: u8,
-        ident: u16,
-        last: bool,
-    ) -> Option<(u16, u16)> {
-        let key = Key {
-            vrf,
-            src,
-            dst,
-            proto,
-            ident,
-        };
+    pub(crate) fn later(&mut self, key: Key, last: bool) -> Option<(u16, u16)> {
         let now = self.now();
-        let h = Self::home(&key);
-        for p in 0..PROBE {
-            let i = (h + p) % FRAG_SLOTS;
-            if let Some(e) = self.slots[i]
-                && e.key == key
-                && self.live(&self.slots[i], now)
-            {
-                if last {
-                    self.slots[i] = None;
-                }
-                return Some(e.ports);
-            }
+        let i = self.probe(&key, |s| self.live(s, now) && s.is_some_and(|e| e.key == key))?;
+        let ports = self.slots[i]?.ports;
+        if last {
+            self.slots[i] = None;
         }
-        None
+        Some(ports)
     }
 }
 
@@ -132,32 +96,41 @@ impl FragTable {
 mod tests {
     use super::*;
 
+    fn key(vrf: u32, ident: u16) -> Key {
+        Key {
+            vrf,
+            src: [10, 0, 0, 1],
+            dst: [10, 0, 0, 2],
+            proto: 17,
+            ident,
+        }
+    }
+
     #[test]
     fn later_fragments_find_their_first_and_the_last_ends_it() {
         let mut t = FragTable::new();
-        let (s, d) = ([10, 0, 0, 1], [10, 0, 0, 2]);
-        assert!(t.first(1, s, d, 17, 77, (4000, 53)));
-        assert_eq!(t.later(1, s, d, 17, 77, false), Some((4000, 53)));
-        assert_eq!(t.later(2, s, d, 17, 77, false), None, "another VRF");
-        assert_eq!(t.later(1, s, d, 17, 78, false), None, "another datagram");
-        assert_eq!(t.later(1, s, d, 17, 77, true), Some((4000, 53)));
-        assert_eq!(t.later(1, s, d, 17, 77, false), None, "ended by the last fragment");
+        let k = key(1, 77);
+        assert!(t.first(k, (4000, 53)));
+        assert_eq!(t.later(k, false), Some((4000, 53)));
+        assert_eq!(t.later(key(2, 77), false), None, "another VRF");
+        assert_eq!(t.later(key(1, 78), false), None, "another datagram");
+        assert_eq!(t.later(k, true), Some((4000, 53)));
+        assert_eq!(t.later(k, false), None, "ended by the last fragment");
     }
 
     #[test]
     fn a_full_neighbourhood_refuses_rather_than_overwrites() {
         let mut t = FragTable::new();
-        let (s, d) = ([10, 0, 0, 1], [10, 0, 0, 2]);
         let mut stored = 0;
         for id in 0..(FRAG_SLOTS as u16 * 2) {
-            if t.first(1, s, d, 17, id, (id, id)) {
+            if t.first(key(1, id), (id, id)) {
                 stored += 1;
             }
         }
         assert!(stored <= FRAG_SLOTS);
         // Everything stored is still found with its own ports.
         let found = (0..(FRAG_SLOTS as u16 * 2))
-            .filter(|&id| t.later(1, s, d, 17, id, false) == Some((id, id)))
+            .filter(|&id| t.later(key(1, id), false) == Some((id, id)))
             .count();
         assert_eq!(found, stored);
     }

@@ -25,7 +25,7 @@ use wire::parse::{L3, PacketMeta, Tunnel, parse_into};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vxlan::VxlanRepr;
 
-use crate::frag::FragTable;
+use crate::frag::{FragTable, Key as FragKey};
 use crate::frames::FramePool;
 use crate::port::Pkt;
 use crate::stats::DropReason;
@@ -344,16 +344,18 @@ impl Pipeline {
         let ident = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]);
         let more = f[l3 + 6] & 0x20 != 0;
         let k = &mut self.keys[i];
-        let (src, dst): ([u8; 4], [u8; 4]) = (k.src[..4].try_into().expect("4"), k.dst[..4].try_into().expect("4"));
+        let key = FragKey {
+            vrf: k.vrf,
+            src: k.src[..4].try_into().expect("4 bytes"),
+            dst: k.dst[..4].try_into().expect("4 bytes"),
+            proto: k.proto,
+            ident,
+        };
         if h.fragment == Fragment::First {
-            self.frags
-                .first(k.vrf, src, dst, k.proto, ident, (k.src_port, k.dst_port));
+            self.frags.first(key, (k.src_port, k.dst_port));
             return Ok(());
         }
-        let (sp, dp) = self
-            .frags
-            .later(k.vrf, src, dst, k.proto, ident, !more)
-            .ok_or(DropReason::FragmentOrphan)?;
+        let (sp, dp) = self.frags.later(key, !more).ok_or(DropReason::FragmentOrphan)?;
         k.src_port = sp;
         k.dst_port = dp;
         Ok(())

@@ -11,7 +11,7 @@ use dataplane::pipeline::{NodeConfig, Pipeline, PortConfig, PortRole, Tables};
 use dataplane::*;
 use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
 use flow::{FlowTable, FlowTableConfig};
-use policy::{Action, Endpoint, EndpointId, PolicySet, PolicyStore, PortRange, Rule, RuleId, RuleList};
+use policy::{EndpointId, PolicySet, PolicyStore, RuleList};
 use wire::arp::{ArpOperation, ArpRepr};
 use wire::compose::{Header, frame};
 use wire::ethernet::{EtherType, EthernetRepr, MacAddr};
@@ -383,23 +383,7 @@ fn a_route_change_moves_an_established_flow_on_its_next_packet() {
 }
 
 fn deny_udp_port(port: u16) -> PolicySet {
-    let list = Arc::new(RuleList {
-        rules: vec![Rule {
-            proto: Some(17),
-            dst_ports: Some(PortRange::single(port)),
-            ..Rule::any(RuleId(1), Action::Deny)
-        }],
-        default: Action::Allow,
-    });
-    PolicySet {
-        endpoints: vec![Endpoint {
-            id: EndpointId(2),
-            vrf: 1,
-            addrs: vec![ip("10.0.2.2")],
-            ingress: Some(list),
-            egress: None,
-        }],
-    }
+    PolicySet::ingress_for(EndpointId(2), 1, vec![ip("10.0.2.2")], RuleList::deny_port(17, port))
 }
 
 #[test]

@@ -52,6 +52,40 @@ pub struct PolicySet {
     pub endpoints: Vec<Endpoint>,
 }
 
+impl PolicySet {
+    /// One endpoint owning `addrs` in `vrf`, with `ingress` rules and an open egress.
+    pub fn ingress_for(id: EndpointId, vrf: u32, addrs: Vec<IpAddr>, ingress: RuleList) -> Self {
+        PolicySet {
+            endpoints: vec![Endpoint {
+                id,
+                vrf,
+                addrs,
+                ingress: Some(Arc::new(ingress)),
+                egress: None,
+            }],
+        }
+    }
+}
+
+impl RuleList {
+    /// Denies `proto` traffic to destination `port` (rule id 1), allows the rest.
+    ///
+    /// ```
+    /// let l = policy::RuleList::deny_port(6, 22);
+    /// assert_eq!(l.rules.len(), 1);
+    /// ```
+    pub fn deny_port(proto: u8, port: u16) -> Self {
+        RuleList {
+            rules: vec![Rule {
+                proto: Some(proto),
+                dst_ports: Some(crate::PortRange::single(port)),
+                ..Rule::any(RuleId(1), Action::Deny)
+            }],
+            default: Action::Allow,
+        }
+    }
+}
+
 /// The outcome of one rule list for one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {

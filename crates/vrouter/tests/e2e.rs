@@ -1,33 +1,15 @@
 //! End to end, real traffic: workloads in namespaces, vrouter nodes on AF_XDP, the
 //! kernel's own ping, TCP, iperf3 and VXLAN device on the other side. As root.
 
-use std::sync::Arc;
-
 use vrouter::DropReason;
 use vrouter::fib::{Encap, FibBuilder, Nexthop};
 use vrouter::lab::*;
-use vrouter::policy::{Action, Endpoint, EndpointId, PolicySet, PortRange, Rule, RuleId, RuleList};
+use vrouter::policy::{EndpointId, PolicySet, RuleList};
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{PortConfig, PortRole};
 
 fn deny_tcp(port: u16) -> PolicySet {
-    let list = Arc::new(RuleList {
-        rules: vec![Rule {
-            proto: Some(6),
-            dst_ports: Some(PortRange::single(port)),
-            ..Rule::any(RuleId(1), Action::Deny)
-        }],
-        default: Action::Allow,
-    });
-    PolicySet {
-        endpoints: vec![Endpoint {
-            id: EndpointId(2),
-            vrf: 1,
-            addrs: vec![ip("10.0.2.2")],
-            ingress: Some(list),
-            egress: None,
-        }],
-    }
+    PolicySet::ingress_for(EndpointId(2), 1, vec![ip("10.0.2.2")], RuleList::deny_port(6, port))
 }
 
 #[test]

@@ -292,6 +292,11 @@ impl WorkerSet {
         self.counters.iter().map(|c| c.snapshot()).collect()
     }
 
+    /// Handles on each worker's counters, for readers on other threads.
+    pub fn counters(&self) -> Vec<SharedCounters> {
+        self.counters.clone()
+    }
+
     /// Stops every worker, drains its ports and returns its report.
     pub fn stop(self) -> Vec<WorkerReport> {
         self.stop.store(true, Ordering::Relaxed);

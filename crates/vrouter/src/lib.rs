@@ -174,6 +174,11 @@ impl Running {
         self.set.as_ref().map_or_else(Vec::new, |s| s.stats())
     }
 
+    /// Handles on the workers' counters (to read them from another thread).
+    pub fn counters(&self) -> Vec<dataplane::SharedCounters> {
+        self.set.as_ref().map_or_else(Vec::new, |s| s.counters())
+    }
+
     /// Stops the workers; their reports include the frame accounting check.
     pub fn stop(mut self) -> Vec<WorkerReport> {
         self.set.take().map_or_else(Vec::new, |s| s.stop())

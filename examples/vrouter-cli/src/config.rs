@@ -121,6 +121,17 @@ pub(crate) struct Config {
     pub(crate) cpus: Vec<usize>,
     /// The routing state, checked, to publish.
     pub(crate) routes: FibBuilder,
+    /// Readable listings of what was configured, for `vrouter ctl show`.
+    pub(crate) listing: Listing,
+}
+
+/// `show vrfs|routes|nexthops|neighbors` text, one line per item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Listing {
+    pub(crate) vrfs: Vec<String>,
+    pub(crate) routes: Vec<String>,
+    pub(crate) nexthops: Vec<String>,
+    pub(crate) neighbors: Vec<String>,
 }
 
 struct Ctx<'a> {
@@ -372,6 +383,24 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
         .iter()
         .map(|s| parse_ip(s.get_ref()).map_err(|x| cx.err(s.span().start, "tunnel_endpoints", "tunnel_endpoints", x)))
         .collect::<Result<Vec<_>, _>>()?;
+    let listing = Listing {
+        vrfs: std::iter::once("0".to_string())
+            .chain(f.vrf.iter().map(|v| v.get_ref().id.to_string()))
+            .collect(),
+        routes: f
+            .route
+            .iter()
+            .map(|r| r.get_ref())
+            .map(|r| format!("vrf {} {} -> nexthop {}", r.vrf, r.prefix, r.nexthop))
+            .collect(),
+        nexthops: f.nexthop.iter().map(|n| describe(n.get_ref())).collect(),
+        neighbors: f
+            .neighbor
+            .iter()
+            .map(|n| n.get_ref())
+            .map(|n| format!("{} {} on {}", n.ip, n.mac, n.port))
+            .collect(),
+    };
     Ok(Config {
         node: NodeConfig {
             ports,
@@ -380,7 +409,29 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
         devices,
         cpus: f.cpus,
         routes: b,
+        listing,
     })
+}
+
+fn describe(n: &NexthopDef) -> String {
+    match (&n.port, &n.tunnel, &n.ecmp) {
+        (Some(p), _, _) => format!(
+            "{}: port {p}{}",
+            n.id,
+            n.gateway.as_ref().map_or(String::new(), |g| format!(" via {g}"))
+        ),
+        (_, Some(t), _) => {
+            let (src, dst) = (n.src.as_deref().unwrap_or("?"), n.dst.as_deref().unwrap_or("?"));
+            format!(
+                "{}: {t} key {} {src} -> {dst} (underlay vrf {})",
+                n.id,
+                n.key.unwrap_or(0),
+                n.underlay_vrf
+            )
+        }
+        (_, _, Some(m)) => format!("{}: ecmp {m:?}", n.id),
+        _ => format!("{}: discard", n.id),
+    }
 }
 
 #[cfg(test)]

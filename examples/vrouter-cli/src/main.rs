@@ -9,20 +9,50 @@ use vrouter::lab::{self, L3Lab, Node, Overlay, OverlayLab, ServiceLab};
 use vrouter::{Router, af_xdp::AttachMode, fib::Fib};
 
 mod config;
+mod ctl;
 
-const USAGE: &str = "usage: vrouter demo | vrouter run --config FILE | vrouter check --config FILE\n\n  demo    build a namespace lab (workloads, two nodes, a service with three backends),\n          run pure L3 and each overlay with real traffic, print the results (root)\n  run     start the router described by FILE on its interfaces (AF_XDP, root);\n          SIGHUP reloads routes from FILE, SIGINT/SIGTERM stop and detach XDP\n  check   check FILE and report the first error (line, field, reason)";
+/// Where `run` listens and `ctl` connects unless `--socket` says otherwise.
+const DEFAULT_SOCKET: &str = "/run/vrouter.sock";
+
+const USAGE: &str = "usage: vrouter demo | vrouter run --config FILE [--socket PATH] | vrouter check --config FILE\n       vrouter ctl [--socket PATH] show ports|vrfs|routes|nexthops|flows|neighbors|stats|drops | reload\n\n  demo    build a namespace lab (workloads, two nodes, a service with three backends),\n          run pure L3 and each overlay with real traffic, print the results (root)\n  run     start the router described by FILE on its interfaces (AF_XDP, root);\n          SIGHUP reloads routes from FILE, SIGINT/SIGTERM stop and detach XDP\n  check   check FILE and report the first error (line, field, reason)\n  ctl     ask the running router (control socket, root only; default /run/vrouter.sock)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo(),
-        Some(cmd @ ("run" | "check")) => match (args.get(1).map(String::as_str), args.get(2)) {
-            (Some("--config"), Some(path)) => run(path, cmd == "check"),
+        Some(cmd @ ("run" | "check")) => match (
+            args.get(1).map(String::as_str),
+            args.get(2),
+            args.get(3).map(String::as_str),
+            args.get(4),
+        ) {
+            (Some("--config"), Some(path), None, None) => run(path, cmd == "check", DEFAULT_SOCKET),
+            (Some("--config"), Some(path), Some("--socket"), Some(sock)) => run(path, cmd == "check", sock),
             _ => {
                 eprintln!("{USAGE}");
                 ExitCode::from(2)
             }
         },
+        Some("ctl") => {
+            let (sock, words) = match args.get(1).map(String::as_str) {
+                Some("--socket") if args.len() > 2 => (args[2].as_str(), &args[3..]),
+                _ => (DEFAULT_SOCKET, &args[1..]),
+            };
+            match ctl::client(sock, &words.join(" ")) {
+                Ok(out) => {
+                    print!("{out}");
+                    if out.starts_with("error") {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -182,7 +212,7 @@ fn block_signals() -> libc::sigset_t {
     set
 }
 
-fn run(path: &str, check_only: bool) -> ExitCode {
+fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
     let load = || {
         std::fs::read_to_string(path)
             .map_err(|e| format!("{path}: {e}"))
@@ -219,8 +249,20 @@ fn run(path: &str, check_only: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let listing = Arc::new(std::sync::Mutex::new(cfg.listing.clone()));
+    let state = ctl::State {
+        node: cfg.node.clone(),
+        devices: cfg.devices.clone(),
+        tables: router.tables().clone(),
+        counters: running.counters(),
+        listing: listing.clone(),
+    };
+    if let Err(e) = ctl::serve(socket, state) {
+        eprintln!("control socket {socket}: {e}");
+        return ExitCode::FAILURE;
+    }
     println!(
-        "vrouter running: {} ports, {} workers",
+        "vrouter running: {} ports, {} workers, control socket {socket}",
         cfg.devices.len(),
         running.stats().len()
     );
@@ -233,9 +275,14 @@ fn run(path: &str, check_only: bool) -> ExitCode {
         if sig == libc::SIGHUP {
             match load() {
                 Ok(mut new) if new.node == cfg.node && new.devices == cfg.devices => match new.routes.publish(&fib) {
-                    Ok(g) => println!(
-                        "reloaded {path}: routing generation {g}; established flows re-decided on their next packet"
-                    ),
+                    Ok(g) => {
+                        if let Ok(mut l) = listing.lock() {
+                            *l = new.listing.clone();
+                        }
+                        println!(
+                            "reloaded {path}: routing generation {g}; established flows re-decided on their next packet"
+                        )
+                    }
                     Err(e) => eprintln!("reload refused: {e}"),
                 },
                 Ok(_) => eprintln!("reload refused: ports changed; restart to change ports"),
@@ -258,5 +305,6 @@ fn run(path: &str, check_only: bool) -> ExitCode {
         stats.tx,
         stats.dropped()
     );
+    let _ = std::fs::remove_file(socket);
     ExitCode::SUCCESS
 }

@@ -74,6 +74,8 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(err.contains("field `prefix`") && err.contains("host bits set"), "{err}");
     assert!(!xdp_attached(&node, &ws[0].1), "nothing started on a bad config");
 
+    let sock = std::env::temp_dir().join(format!("vrouter-ctl-{}.sock", std::process::id()));
+    let sock = sock.to_str().unwrap().to_string();
     let mut child = Command::new("ip")
         .args([
             "netns",
@@ -84,6 +86,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
             "--config",
         ])
         .arg(&path)
+        .args(["--socket", &sock])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -94,7 +97,52 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(xdp_attached(&node, &ws[0].1));
     assert!(ping(&ws[0].0, "10.0.2.2"), "w1 -> w2 through `vrouter run`");
 
+    // The control socket: root only, commands answered, garbage refused, the router
+    // unharmed by a client that hangs up without a word.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vrouter"))
+            .args(["ctl", "--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    drop(std::os::unix::net::UnixStream::connect(&sock).unwrap());
+    let (ok, stats) = ctl(&["show", "stats"]);
+    assert!(
+        ok && stats.starts_with("total rx ") && stats.contains("worker 0"),
+        "{stats}"
+    );
+    let (_, flows) = ctl(&["show", "flows"]);
+    assert!(
+        flows.contains("vrf 1 10.0.1.2") && flows.contains("proto 1 Allow"),
+        "{flows}"
+    );
+    let (_, routes) = ctl(&["show", "routes"]);
+    assert!(routes.contains("vrf 1 10.0.2.2/32 -> nexthop 2"), "{routes}");
+    let (_, ports) = ctl(&["show", "ports"]);
+    assert!(ports.lines().count() == 2 && ports.contains("w1 dev"), "{ports}");
+    let (_, drops) = ctl(&["show", "drops"]);
+    assert!(
+        drops.contains("PolicyDenied") && drops.contains("denied by policy"),
+        "{drops}"
+    );
+    for cmd in [&["show", "nexthops"][..], &["show", "neighbors"], &["show", "vrfs"]] {
+        let (ok, out) = ctl(cmd);
+        assert!(ok && !out.trim().is_empty(), "{cmd:?}: {out}");
+    }
+    let (ok, garbage) = ctl(&["frobnicate", "\u{1}"]);
+    assert!(!ok && garbage.starts_with("error: unknown command"), "{garbage}");
+    assert!(ping(&ws[1].0, "10.0.1.2"), "still forwarding after the control traffic");
+
     let pid = child.id() as libc::pid_t;
+    // Reload through the control socket (the same path as SIGHUP).
+    let (ok, _) = ctl(&["reload"]);
+    assert!(ok);
+    let reload = lines.next().unwrap().unwrap();
+    assert!(reload.starts_with("reloaded"), "{reload}");
     // SAFETY: signalling the process this test started.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     let reload = lines.next().unwrap().unwrap();

@@ -1,0 +1,146 @@
+//! The control socket: one command per connection, one text answer. Only root may
+//! connect (the socket is created mode 0600). A client that sends garbage gets an error
+//! line; one that disconnects early is simply dropped; the router keeps forwarding.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use vrouter::dataplane::SharedCounters;
+use vrouter::{DropReason, NodeConfig, Stats, Tables};
+
+use crate::config::Listing;
+
+/// What the control thread can read.
+pub(crate) struct State {
+    pub(crate) node: NodeConfig,
+    pub(crate) devices: Vec<String>,
+    pub(crate) tables: Tables,
+    pub(crate) counters: Vec<SharedCounters>,
+    pub(crate) listing: Arc<Mutex<Listing>>,
+}
+
+const HELP: &str = "commands: show ports|vrfs|routes|nexthops|flows|neighbors|stats|drops, reload";
+
+/// Most flows `show flows` prints.
+const MAX_FLOWS: usize = 1000;
+
+/// Binds `path` (replacing a stale socket) with mode 0600 and serves it on a thread.
+pub(crate) fn serve(path: &str, state: State) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    std::thread::Builder::new().name("vrouter-ctl".into()).spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let _ = handle(conn, &state);
+        }
+    })?;
+    Ok(())
+}
+
+fn handle(conn: UnixStream, state: &State) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut line = String::new();
+    // At most one short line: a client cannot make us buffer without bound.
+    BufReader::new((&conn).take(4096)).read_line(&mut line)?;
+    let answer = answer(line.trim(), state);
+    (&conn).write_all(answer.as_bytes())
+}
+
+fn answer(cmd: &str, s: &State) -> String {
+    let words: Vec<&str> = cmd.split_whitespace().collect();
+    let lines: Vec<String> = match words.as_slice() {
+        ["show", "ports"] => s
+            .node
+            .ports
+            .iter()
+            .zip(&s.devices)
+            .enumerate()
+            .map(|(i, (p, d))| format!("{i} {} dev {d} mac {} mtu {} {:?}", p.name, p.mac, p.mtu, p.role))
+            .collect(),
+        ["show", "vrfs"] => s.listing.lock().map(|l| l.vrfs.clone()).unwrap_or_default(),
+        ["show", "routes"] => s.listing.lock().map(|l| l.routes.clone()).unwrap_or_default(),
+        ["show", "nexthops"] => s.listing.lock().map(|l| l.nexthops.clone()).unwrap_or_default(),
+        ["show", "neighbors"] => s.listing.lock().map(|l| l.neighbors.clone()).unwrap_or_default(),
+        ["show", "stats"] => {
+            let per: Vec<Stats> = s.counters.iter().map(|c| c.snapshot()).collect();
+            let t = Stats::sum(&per);
+            let f = s.tables.flows.stats();
+            let mut v = vec![format!(
+                "total rx {} tx {} dropped {} flows {} of {}",
+                t.rx,
+                t.tx,
+                t.dropped(),
+                f.entries,
+                f.capacity
+            )];
+            v.extend(per.iter().enumerate().map(|(i, w)| {
+                format!(
+                    "worker {i} rx {} tx {} dropped {} bursts {} empty_polls {} fill_starved {}",
+                    w.rx,
+                    w.tx,
+                    w.dropped(),
+                    w.bursts,
+                    w.empty_polls,
+                    w.fill_starved
+                )
+            }));
+            v
+        }
+        ["show", "drops"] => {
+            let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
+            DropReason::ALL
+                .iter()
+                .map(|&r| format!("{:<16} {:>12}  {}", format!("{r:?}"), t.dropped_for(r), r.description()))
+                .collect()
+        }
+        ["show", "flows"] => match s.tables.flows.reader() {
+            None => vec!["error: no flow reader slot free".into()],
+            Some(reader) => {
+                let mut v = Vec::new();
+                reader.for_each(|f| {
+                    if v.len() < MAX_FLOWS {
+                        let k = f.key;
+                        let ip = |a: Option<std::net::IpAddr>| a.map_or_else(|| "?".into(), |a| a.to_string());
+                        v.push(format!(
+                            "vrf {} {} {} -> {} {} proto {} {:?} packets {} bytes {}",
+                            k.vrf,
+                            ip(k.src_ip()),
+                            k.src_port,
+                            ip(k.dst_ip()),
+                            k.dst_port,
+                            k.proto,
+                            f.action.verdict,
+                            f.packets,
+                            f.bytes
+                        ));
+                    }
+                });
+                v
+            }
+        },
+        ["reload"] => {
+            // The main thread reloads on SIGHUP: the same path as `kill -HUP`.
+            // SAFETY: signalling our own process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+            vec!["reload requested (see the router's output)".into()]
+        }
+        [] => vec![format!("error: empty command; {HELP}")],
+        _ => vec![format!("error: unknown command `{cmd}`; {HELP}")],
+    };
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// `vrouter ctl`: sends `cmd` to the socket and prints the answer.
+pub(crate) fn client(path: &str, cmd: &str) -> Result<String, String> {
+    let mut s =
+        UnixStream::connect(path).map_err(|e| format!("{path}: {e} (is `vrouter run` running, and are you root?)"))?;
+    s.write_all(format!("{cmd}\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}

@@ -16,6 +16,7 @@ use vrouter::{NodeConfig, PortConfig, PortRole};
 struct File {
     #[serde(default)]
     cpus: Vec<usize>,
+    metrics: Option<Spanned<String>>,
     #[serde(default)]
     tunnel_endpoints: Vec<Spanned<String>>,
     #[serde(default)]
@@ -123,6 +124,8 @@ pub(crate) struct Config {
     pub(crate) routes: FibBuilder,
     /// Readable listings of what was configured, for `vrouter ctl show`.
     pub(crate) listing: Listing,
+    /// Where to serve Prometheus metrics (a loopback address), if anywhere.
+    pub(crate) metrics: Option<std::net::SocketAddr>,
 }
 
 /// `show vrfs|routes|nexthops|neighbors` text, one line per item.
@@ -401,6 +404,22 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
             .map(|n| format!("{} {} on {}", n.ip, n.mac, n.port))
             .collect(),
     };
+    let metrics = match &f.metrics {
+        None => None,
+        Some(m) => {
+            let bad = |why: String| cx.err(m.span().start, "metrics", "metrics", why);
+            let a: std::net::SocketAddr = m
+                .get_ref()
+                .parse()
+                .map_err(|_| bad(format!("`{}` is not ADDRESS:PORT", m.get_ref())))?;
+            if !a.ip().is_loopback() {
+                return Err(bad(format!(
+                    "{a} is not a loopback address (metrics are not served off the box)"
+                )));
+            }
+            Some(a)
+        }
+    };
     Ok(Config {
         node: NodeConfig {
             ports,
@@ -410,6 +429,7 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
         cpus: f.cpus,
         routes: b,
         listing,
+        metrics,
     })
 }
 
@@ -565,6 +585,11 @@ vrf = 1
             ),
             ("id = 3\n", "id = 3\nbogus = 1\n", "good.toml:35: unknown field `bogus`"),
             ("[[vni]]", "[[vni]", "good.toml:60: unclosed array table"),
+            (
+                "tunnel_endpoints",
+                "metrics = \"0.0.0.0:9469\"\ntunnel_endpoints",
+                "good.toml:2: metrics: field `metrics`: 0.0.0.0:9469 is not a loopback address",
+            ),
         ];
         for (from, to, want) in cases {
             assert!(GOOD.contains(from), "{from}");

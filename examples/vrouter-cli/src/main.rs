@@ -10,6 +10,7 @@ use vrouter::{Router, af_xdp::AttachMode, fib::Fib};
 
 mod config;
 mod ctl;
+mod metrics;
 
 /// Where `run` listens and `ctl` connects unless `--socket` says otherwise.
 const DEFAULT_SOCKET: &str = "/run/vrouter.sock";
@@ -259,6 +260,12 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
     };
     if let Err(e) = ctl::serve(socket, state) {
         eprintln!("control socket {socket}: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(addr) = cfg.metrics
+        && let Err(e) = metrics::serve(addr, router.tables().clone(), running.counters())
+    {
+        eprintln!("metrics on {addr}: {e}");
         return ExitCode::FAILURE;
     }
     println!(

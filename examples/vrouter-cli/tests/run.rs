@@ -45,7 +45,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
         );
         ws.push((w, v.b));
     }
-    let config = format!("cpus = [0]\n\n[[vrf]]\nid = 1\n\n{ports}{rest}");
+    let config = format!("cpus = [0]\nmetrics = \"127.0.0.1:9469\"\n\n[[vrf]]\nid = 1\n\n{ports}{rest}");
     let path = std::env::temp_dir().join(format!("vrouter-run-{}.toml", std::process::id()));
     std::fs::write(&path, &config).unwrap();
 
@@ -133,6 +133,22 @@ fn run_forwards_reloads_and_stops_cleanly() {
         let (ok, out) = ctl(cmd);
         assert!(ok && !out.trim().is_empty(), "{cmd:?}: {out}");
     }
+    // Prometheus text on loopback (inside the node's namespace).
+    let metrics = node.run(|| {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect("127.0.0.1:9469").unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    });
+    assert!(metrics.starts_with("HTTP/1.0 200 OK"), "{metrics}");
+    assert!(metrics.contains("# TYPE vrouter_rx_packets_total counter"), "{metrics}");
+    assert!(metrics.contains("vrouter_rx_packets_total{worker=\"0\"}"), "{metrics}");
+    assert!(
+        metrics.contains("vrouter_dropped_packets_total{reason=\"PolicyDenied\"} 0"),
+        "{metrics}"
+    );
     let (ok, garbage) = ctl(&["frobnicate", "\u{1}"]);
     assert!(!ok && garbage.starts_with("error: unknown command"), "{garbage}");
     assert!(ping(&ws[1].0, "10.0.1.2"), "still forwarding after the control traffic");

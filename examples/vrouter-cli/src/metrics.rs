@@ -1,0 +1,105 @@
+//! Prometheus text metrics over HTTP on a loopback address: per-worker packet counters,
+//! drops by reason, flow table use.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use vrouter::dataplane::SharedCounters;
+use vrouter::{DropReason, Tables};
+
+/// Serves `GET /metrics` on `addr` from a thread.
+pub(crate) fn serve(addr: SocketAddr, tables: Tables, counters: Vec<SharedCounters>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
+    std::thread::Builder::new()
+        .name("vrouter-metrics".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let _ = answer(conn, &tables, &counters);
+            }
+        })?;
+    Ok(())
+}
+
+fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters]) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut req = [0u8; 1024];
+    let n = conn.read(&mut req)?;
+    let ok = req[..n].starts_with(b"GET /metrics");
+    let body = if ok {
+        render(tables, counters)
+    } else {
+        "not found: try /metrics\n".into()
+    };
+    let status = if ok { "200 OK" } else { "404 Not Found" };
+    write!(
+        conn,
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
+        out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        for (labels, v) in rows {
+            out += &format!("{name}{labels} {v}\n");
+        }
+    };
+    let per: Vec<_> = counters.iter().map(|c| c.snapshot()).collect();
+    let by_worker = |f: fn(&vrouter::Stats) -> u64| {
+        per.iter()
+            .enumerate()
+            .map(|(i, s)| (format!("{{worker=\"{i}\"}}"), f(s)))
+            .collect()
+    };
+    family(
+        "vrouter_rx_packets_total",
+        "Packets received.",
+        "counter",
+        by_worker(|s| s.rx),
+    );
+    family(
+        "vrouter_tx_packets_total",
+        "Packets transmitted.",
+        "counter",
+        by_worker(|s| s.tx),
+    );
+    family(
+        "vrouter_empty_polls_total",
+        "Polls that found no packet.",
+        "counter",
+        by_worker(|s| s.empty_polls),
+    );
+    family(
+        "vrouter_fill_starved_total",
+        "Times a fill ring could not be restocked.",
+        "counter",
+        by_worker(|s| s.fill_starved),
+    );
+    let total = vrouter::Stats::sum(&per);
+    family(
+        "vrouter_dropped_packets_total",
+        "Packets dropped, by reason.",
+        "counter",
+        DropReason::ALL
+            .iter()
+            .map(|&r| (format!("{{reason=\"{r:?}\"}}"), total.dropped_for(r)))
+            .collect(),
+    );
+    let f = tables.flows.stats();
+    family(
+        "vrouter_flows",
+        "Live flow entries (each direction counts).",
+        "gauge",
+        vec![(String::new(), f.entries)],
+    );
+    family(
+        "vrouter_flow_capacity",
+        "Flow table slots.",
+        "gauge",
+        vec![(String::new(), f.capacity)],
+    );
+    out
+}

@@ -6,8 +6,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::Deserialize;
+use std::sync::Arc;
 use toml::Spanned;
+
 use vrouter::fib::{Encap, FibBuilder, Neighbor, NeighborState, Nexthop};
+use vrouter::policy::{
+    Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, PROTO_SCTP, Policy, PolicySet, PortRange, Rule, RuleId,
+    RuleList,
+};
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{NodeConfig, PortConfig, PortRole};
 
@@ -33,6 +39,40 @@ struct File {
     vni: Vec<Spanned<VniDef>>,
     #[serde(default)]
     label: Vec<Spanned<LabelDef>>,
+    #[serde(default)]
+    policy: Vec<Spanned<PolicyDef>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyDef {
+    endpoint: String,
+    direction: String,
+    #[serde(default = "allow")]
+    default: String,
+    #[serde(default)]
+    rule: Vec<RuleDef>,
+}
+
+fn allow() -> String {
+    "allow".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDef {
+    #[serde(default)]
+    priority: u32,
+    action: String,
+    proto: Option<String>,
+    src_ports: Option<String>,
+    dst_ports: Option<String>,
+    #[serde(default)]
+    src: Vec<String>,
+    #[serde(default)]
+    dst: Vec<String>,
+    icmp_type: Option<u8>,
+    icmp_code: Option<u8>,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +166,8 @@ pub(crate) struct Config {
     pub(crate) listing: Listing,
     /// Where to serve Prometheus metrics (a loopback address), if anywhere.
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Per-workload policies (an endpoint per workload port; no `[[policy]]`: all open).
+    pub(crate) policy: PolicySet,
 }
 
 /// `show vrfs|routes|nexthops|neighbors` text, one line per item.
@@ -404,6 +446,7 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
             .map(|n| format!("{} {} on {}", n.ip, n.mac, n.port))
             .collect(),
     };
+    let policy = policies(&cx, &f, &ports)?;
     let metrics = match &f.metrics {
         None => None,
         Some(m) => {
@@ -430,7 +473,151 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
         routes: b,
         listing,
         metrics,
+        policy,
     })
+}
+
+fn action(s: &str) -> Result<Action, String> {
+    Ok(match s {
+        "allow" => Action::Allow,
+        "deny" => Action::Deny,
+        "allow-log" => Action::AllowLog,
+        "deny-log" => Action::DenyLog,
+        o => return Err(format!("`{o}` is not allow, deny, allow-log or deny-log")),
+    })
+}
+
+fn proto(s: &str) -> Result<u8, String> {
+    Ok(match s {
+        "tcp" => 6,
+        "udp" => 17,
+        "icmp" => 1,
+        "icmpv6" => 58,
+        "sctp" => PROTO_SCTP,
+        o => o
+            .parse()
+            .map_err(|_| format!("`{o}` is not tcp, udp, icmp, icmpv6, sctp or a protocol number"))?,
+    })
+}
+
+fn port_range(s: &str) -> Result<PortRange, String> {
+    let bad = || format!("`{s}` is not PORT or LOW-HIGH");
+    match s.split_once('-') {
+        Some((a, b)) => Ok(PortRange::new(
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        )),
+        None => Ok(PortRange::single(s.trim().parse().map_err(|_| bad())?)),
+    }
+}
+
+fn cidrs(v: &[String]) -> Result<Option<Arc<AddrSet>>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let c = v
+        .iter()
+        .map(|c| c.parse::<Cidr>().map_err(|e| format!("`{c}`: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Arc::new(AddrSet::from_cidrs(&c))))
+}
+
+/// Builds the policy set: one endpoint per workload port (its addresses, in its VRF),
+/// with the `[[policy]]` lists that name it; rules are checked by the policy compiler
+/// and its errors are reported at the policy's line.
+fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, String> {
+    let mut lists: HashMap<(String, bool), (usize, RuleList)> = HashMap::new();
+    for sp in &f.policy {
+        let (p, at) = (sp.get_ref(), sp.span().start);
+        let what = format!("policy for `{}`", p.endpoint);
+        let e = |field: &str, why: String| cx.err(at, &what, field, why);
+        let port = ports
+            .iter()
+            .find(|q| q.name == p.endpoint)
+            .ok_or_else(|| e("endpoint", format!("no port named `{}`", p.endpoint)))?;
+        if !matches!(port.role, PortRole::Workload { .. }) {
+            return Err(e("endpoint", "policies apply to workload ports".into()));
+        }
+        let egress = match p.direction.as_str() {
+            "ingress" => false,
+            "egress" => true,
+            o => return Err(e("direction", format!("`{o}` is not ingress or egress"))),
+        };
+        let mut rules = Vec::new();
+        for (i, r) in p.rule.iter().enumerate() {
+            let re = |field: &str, why: String| e(&format!("rule[{i}].{field}"), why);
+            let icmp = r.icmp_type.map(|kind| IcmpMatch {
+                kind,
+                code: r.icmp_code,
+            });
+            rules.push(Rule {
+                id: RuleId(i as u32 + 1),
+                priority: r.priority,
+                action: action(&r.action).map_err(|w| re("action", w))?,
+                vrf: None,
+                src: cidrs(&r.src).map_err(|w| re("src", w))?,
+                dst: cidrs(&r.dst).map_err(|w| re("dst", w))?,
+                proto: r.proto.as_deref().map(proto).transpose().map_err(|w| re("proto", w))?,
+                src_ports: r
+                    .src_ports
+                    .as_deref()
+                    .map(port_range)
+                    .transpose()
+                    .map_err(|w| re("src_ports", w))?,
+                dst_ports: r
+                    .dst_ports
+                    .as_deref()
+                    .map(port_range)
+                    .transpose()
+                    .map_err(|w| re("dst_ports", w))?,
+                icmp,
+            });
+        }
+        let list = RuleList {
+            rules,
+            default: action(&p.default).map_err(|w| e("default", w))?,
+        };
+        // The compiler's own checks (port ranges, protocol/port combinations), per list.
+        let probe = PolicySet {
+            endpoints: vec![Endpoint {
+                id: EndpointId(0),
+                vrf: 0,
+                addrs: vec![],
+                ingress: Some(Arc::new(list.clone())),
+                egress: None,
+            }],
+        };
+        Policy::compile(&probe, 0).map_err(|err| {
+            e(
+                &format!("rule[{}].{}", err.rule.map_or(0, |r| r.0 - 1), err.field),
+                err.reason,
+            )
+        })?;
+        if lists.insert((p.endpoint.clone(), egress), (at, list)).is_some() {
+            return Err(e(
+                "direction",
+                format!("a second {} policy for the same endpoint", p.direction),
+            ));
+        }
+    }
+    let mut endpoints = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        if let PortRole::Workload { vrf, addrs, .. } = &port.role {
+            let take = |egress| {
+                lists
+                    .get(&(port.name.clone(), egress))
+                    .map(|(_, l)| Arc::new(l.clone()))
+            };
+            endpoints.push(Endpoint {
+                id: EndpointId(i as u32),
+                vrf: *vrf,
+                addrs: addrs.clone(),
+                ingress: take(false),
+                egress: take(true),
+            });
+        }
+    }
+    Ok(PolicySet { endpoints })
 }
 
 fn describe(n: &NexthopDef) -> String {
@@ -520,6 +707,16 @@ mac = "02:00:00:00:09:09"
 [[vni]]
 vni = 42
 vrf = 1
+
+[[policy]]
+endpoint = "pod1"
+direction = "ingress"
+default = "allow"
+[[policy.rule]]
+action = "deny-log"
+proto = "tcp"
+dst_ports = "22"
+src = ["10.0.0.0/8"]
 "#;
 
     #[test]
@@ -533,6 +730,13 @@ vrf = 1
         let snap = fib.snapshot();
         assert!(snap.resolve(1, "10.9.1.1".parse().unwrap(), 0).is_ok());
         assert_eq!(snap.vni(42), Some(1));
+        // The workload is an endpoint with the ingress list.
+        let (p, _) = vrouter::policy::Policy::compile(&c.policy, 1).unwrap();
+        let key =
+            vrouter::wire::flow::FlowKey::v4("10.1.0.1".parse().unwrap(), "10.0.1.2".parse().unwrap(), 6, 40000, 22)
+                .with_vrf(1);
+        let d = p.evaluate(&vrouter::policy::Fields::from_key(&key, None));
+        assert!(!d.allow && d.log);
     }
 
     #[test]

@@ -243,6 +243,10 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = router.tables().policy.publish(&cfg.policy) {
+        eprintln!("{path}: policy: {e}");
+        return ExitCode::FAILURE;
+    }
     let running = match router.start_af_xdp(&cfg.devices, &cfg.cpus, AttachMode::Auto) {
         Ok(r) => r,
         Err(e) => {
@@ -285,6 +289,9 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
                     Ok(g) => {
                         if let Ok(mut l) = listing.lock() {
                             *l = new.listing.clone();
+                        }
+                        if let Err(e) = router.tables().policy.publish(&new.policy) {
+                            eprintln!("reload: policy refused, the old policy stays: {e}");
                         }
                         println!(
                             "reloaded {path}: routing generation {g}; established flows re-decided on their next packet"

@@ -159,11 +159,23 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(ok);
     let reload = lines.next().unwrap().unwrap();
     assert!(reload.starts_with("reloaded"), "{reload}");
+    // A policy arrives by SIGHUP: w2 refuses echo requests; its own pings to w1 still
+    // work, their replies riding the allowed flow back (stateful).
+    let policy = "\n[[policy]]\nendpoint = \"w2\"\ndirection = \"ingress\"\n[[policy.rule]]\naction = \"deny\"\nproto = \"icmp\"\nicmp_type = 8\n";
+    std::fs::write(&path, format!("{config}{policy}")).unwrap();
     // SAFETY: signalling the process this test started.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     let reload = lines.next().unwrap().unwrap();
     assert!(reload.starts_with("reloaded"), "{reload}");
-    assert!(ping(&ws[1].0, "10.0.1.2"), "still forwarding after the reload");
+    assert!(!ping(&ws[0].0, "10.0.2.2"), "w2 denies echo requests after the reload");
+    assert!(ping(&ws[1].0, "10.0.1.2"), "w2 -> w1 still works, replies included");
+    let (_, drops) = ctl(&["show", "drops"]);
+    assert!(
+        drops
+            .lines()
+            .any(|l| l.starts_with("PolicyDenied") && !l.contains(" 0  ")),
+        "{drops}"
+    );
 
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -102,6 +102,7 @@ fn tables(flows: usize) -> Tables {
         flows: Arc::new(FlowTable::new(cfg).unwrap()),
         node: Arc::new(node),
         epoch: Instant::now(),
+        taps: Default::default(),
     }
 }
 

@@ -37,6 +37,7 @@ pub mod pipeline;
 mod port;
 mod stats;
 mod tap;
+mod taps;
 mod worker;
 
 pub use afxdp::AfXdpPort;
@@ -45,4 +46,5 @@ pub use frames::{Census, FramePool, Place};
 pub use port::{MemoryLink, MemoryPort, Pkt, Port};
 pub use stats::{DropReason, SharedCounters, Stats, WorkerCounters};
 pub use tap::TapPort;
+pub use taps::{TAP_QUEUE, Taps};
 pub use worker::{BURST, Handler, Verdict, Worker, WorkerReport, WorkerSet, online_cpus, pin_current_thread};

@@ -98,6 +98,8 @@ pub struct Tables {
     pub node: Arc<NodeConfig>,
     /// Time zero for flow timestamps (seconds since it).
     pub epoch: Instant,
+    /// Capture and trace switches.
+    pub taps: Arc<crate::taps::Taps>,
 }
 
 /// Neighbour entries under this port number are overlay MACs: the inner destination MAC
@@ -257,6 +259,7 @@ impl Handler for Pipeline {
         let now = self.now();
         // Stage 3: decide (slow path on a miss or a stale flow), then act.
         let mut actions = [Action::deny(); BURST];
+        let mut how = ["flow hit"; BURST];
         for (k, hit) in hits[..n].iter().enumerate() {
             let i = self.pending[k];
             let bytes = pkts[i].len;
@@ -280,20 +283,24 @@ impl Handler for Pipeline {
                             self.icmp[i],
                         );
                         f.set_action(fresh, gens);
+                        how[k] = "flow stale: re-decided";
                         fresh
                     }
                 }
-                None => slow_path(
-                    &self.t,
-                    &self.reader,
-                    &fib,
-                    &keys[k],
-                    hashes[k],
-                    self.icmp[i],
-                    gens,
-                    now,
-                    (bytes, tcp),
-                ),
+                None => {
+                    how[k] = "flow miss: policy + route, pair installed";
+                    slow_path(
+                        &self.t,
+                        &self.reader,
+                        &fib,
+                        &keys[k],
+                        hashes[k],
+                        self.icmp[i],
+                        gens,
+                        now,
+                        (bytes, tcp),
+                    )
+                }
             };
         }
         for (k, &i) in self.pending.iter().enumerate() {
@@ -318,6 +325,48 @@ impl Handler for Pipeline {
                     }
                 }
             };
+        }
+        if self.t.taps.tracing() {
+            self.trace(port, pkts, verdicts, &how[..n]);
+        }
+    }
+}
+
+impl Pipeline {
+    /// One line per packet of the burst for `vrouter ctl trace`: ingress, what the
+    /// packet was taken for, the flow stage's path and the outcome.
+    fn trace(&self, port: u16, pkts: &[Pkt], verdicts: &[Verdict], how: &[&str]) {
+        let mut k = 0;
+        for (i, (p, v)) in pkts.iter().zip(verdicts).enumerate() {
+            let flow_stage = self.pending.get(k) == Some(&i);
+            let what = if flow_stage {
+                let key = &self.keys[i];
+                let ip = |a: Option<IpAddr>| a.map_or_else(|| "?".into(), |a| a.to_string());
+                let tunnel = match self.metas[i].tunnel {
+                    Tunnel::None => String::new(),
+                    t => format!("decap {t:?}, "),
+                };
+                let line = format!(
+                    "{tunnel}vrf {} {} {} -> {} {} proto {}: {}",
+                    key.vrf,
+                    ip(key.src_ip()),
+                    key.src_port,
+                    ip(key.dst_ip()),
+                    key.dst_port,
+                    key.proto,
+                    how[k]
+                );
+                k += 1;
+                line
+            } else {
+                format!(
+                    "{:?} (answered or refused before the flow stage)",
+                    self.metas[i].outer.ethertype
+                )
+            };
+            self.t
+                .taps
+                .record_trace(|| format!("port {port} len {}: {what} => {v:?}", p.len));
         }
     }
 }

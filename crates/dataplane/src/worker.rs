@@ -11,6 +11,7 @@ use crossbeam_utils::CachePadded;
 use crate::frames::{Census, FramePool, Place};
 use crate::port::{Pkt, Port};
 use crate::stats::{DropReason, SharedCounters, Stats, WorkerCounters};
+use crate::taps::Taps;
 
 /// Packets per burst.
 pub const BURST: usize = 64;
@@ -42,6 +43,7 @@ pub struct Worker {
     verdicts: [Verdict; BURST],
     out: Vec<Vec<Pkt>>,
     started: bool,
+    taps: Arc<Taps>,
 }
 
 /// What a stopped worker reports.
@@ -73,7 +75,14 @@ impl Worker {
             verdicts: [Verdict::Drop(DropReason::Filtered); BURST],
             out: (0..n).map(|_| Vec::with_capacity(BURST)).collect(),
             started: false,
+            taps: Arc::new(Taps::default()),
         }
+    }
+
+    /// Shares `taps` (capture switches) with this worker.
+    pub fn with_taps(mut self, taps: Arc<Taps>) -> Self {
+        self.taps = taps;
+        self
     }
 
     /// The worker's counters (readable from any thread while it runs).
@@ -108,6 +117,12 @@ impl Worker {
             }
             total += n;
             WorkerCounters::add(&c.bursts, 1);
+            if self.taps.capturing() == Some(i as u16) {
+                for p in &self.pkts[..n] {
+                    self.taps
+                        .record_frame(i as u16, self.pool.bytes_mut(p.addr, p.len as usize));
+                }
+            }
             self.handler
                 .process(i as u16, &mut self.pkts[..n], &mut self.pool, &mut self.verdicts[..n]);
             for (p, v) in self.pkts[..n].iter().zip(&self.verdicts[..n]) {

@@ -127,6 +127,7 @@ fn node() -> Node {
         flows: flows.clone(),
         node: Arc::new(cfg),
         epoch: Instant::now(),
+        taps: Default::default(),
     };
     let links: Vec<_> = (0..3).map(|_| MemoryLink::new(256)).collect();
     let ports: Vec<Box<dyn Port>> = links

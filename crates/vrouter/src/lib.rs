@@ -64,6 +64,7 @@ impl Router {
                 flows: Arc::new(flow::FlowTable::new(cfg).map_err(|e| format!("flow table: {e}"))?),
                 node: Arc::new(node),
                 epoch: Instant::now(),
+                taps: Default::default(),
             },
         })
     }
@@ -128,7 +129,7 @@ impl Router {
             all.sort_by_key(|(k, _)| *k);
             let ports = all.into_iter().map(|(_, p)| p).collect();
             let pipeline = Pipeline::new(tables.clone()).ok_or("the flow table has no reader slot left")?;
-            Ok(Worker::new(pool, ports, Box::new(pipeline)))
+            Ok(Worker::new(pool, ports, Box::new(pipeline)).with_taps(tables.taps.clone()))
         })?;
         Ok(Running {
             set: Some(set),
@@ -158,7 +159,9 @@ impl Router {
             .map(|(l, pc)| Box::new(dataplane::MemoryPort::new(&pc.name, l.clone())) as Box<dyn Port>)
             .collect();
         let pipeline = Pipeline::new(self.tables.clone()).ok_or("the flow table has no reader slot left")?;
-        Ok((Worker::new(FramePool::new(umem, n), ports, Box::new(pipeline)), links))
+        let worker =
+            Worker::new(FramePool::new(umem, n), ports, Box::new(pipeline)).with_taps(self.tables.taps.clone());
+        Ok((worker, links))
     }
 }
 

@@ -22,7 +22,11 @@ pub(crate) struct State {
     pub(crate) listing: Arc<Mutex<Listing>>,
 }
 
-const HELP: &str = "commands: show ports|vrfs|routes|nexthops|flows|neighbors|stats|drops, reload";
+const HELP: &str =
+    "commands: show ports|vrfs|routes|nexthops|flows|neighbors|stats|drops, trace N, capture PORT FILE [COUNT], reload";
+
+/// How long `trace` and `capture` wait for packets.
+const TAP_WAIT: Duration = Duration::from_secs(5);
 
 /// Most flows `show flows` prints.
 const MAX_FLOWS: usize = 1000;
@@ -121,6 +125,18 @@ fn answer(cmd: &str, s: &State) -> String {
                 v
             }
         },
+        ["trace", n] => match n.parse::<u32>() {
+            Ok(n) if n > 0 && n <= crate::vrouter_taps_max() => trace(s, n),
+            _ => vec![format!(
+                "error: `trace N` takes a packet count 1..={}",
+                crate::vrouter_taps_max()
+            )],
+        },
+        ["capture", port, file] => capture(s, port, file, 100),
+        ["capture", port, file, count] => match count.parse::<usize>() {
+            Ok(c) if c > 0 && c <= crate::vrouter_taps_max() as usize => capture(s, port, file, c),
+            _ => vec![format!("error: COUNT must be 1..={}", crate::vrouter_taps_max())],
+        },
         ["reload"] => {
             // The main thread reloads on SIGHUP: the same path as `kill -HUP`.
             // SAFETY: signalling our own process.
@@ -143,4 +159,79 @@ pub(crate) fn client(path: &str, cmd: &str) -> Result<String, String> {
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// Traces the next `n` packets through the pipeline, waiting up to [`TAP_WAIT`].
+fn trace(s: &State, n: u32) -> Vec<String> {
+    let taps = &s.tables.taps;
+    while taps.next_trace().is_some() {}
+    taps.trace(n);
+    let deadline = std::time::Instant::now() + TAP_WAIT;
+    let mut lines = Vec::new();
+    while lines.len() < n as usize && std::time::Instant::now() < deadline {
+        match taps.next_trace() {
+            Some(l) => lines.push(l),
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    taps.trace(0);
+    if lines.is_empty() {
+        lines.push(format!("no packets in {}s", TAP_WAIT.as_secs()));
+    }
+    lines
+}
+
+/// Captures up to `count` frames received on `port` (a name or index) into a pcap file.
+fn capture(s: &State, port: &str, file: &str, count: usize) -> Vec<String> {
+    let index = s
+        .node
+        .ports
+        .iter()
+        .position(|p| p.name == port)
+        .or_else(|| port.parse().ok().filter(|&i: &usize| i < s.node.ports.len()));
+    let Some(index) = index else {
+        return vec![format!("error: no port `{port}`")];
+    };
+    let taps = &s.tables.taps;
+    while taps.next_frame().is_some() {}
+    taps.capture(Some(index as u16));
+    let deadline = std::time::Instant::now() + TAP_WAIT;
+    let mut frames = Vec::new();
+    while frames.len() < count && std::time::Instant::now() < deadline {
+        match taps.next_frame() {
+            Some((_, f)) => frames.push(f),
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    taps.capture(None);
+    match write_pcap(file, &frames) {
+        Ok(()) => vec![format!(
+            "captured {} frames from {} to {file}",
+            frames.len(),
+            s.node.ports[index].name
+        )],
+        Err(e) => vec![format!("error: writing {file}: {e}")],
+    }
+}
+
+/// A classic pcap file (microsecond timestamps of the write, Ethernet link type).
+fn write_pcap(path: &str, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    for f in frames {
+        out.extend_from_slice(&(now.as_secs() as u32).to_le_bytes());
+        out.extend_from_slice(&now.subsec_micros().to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    std::fs::write(path, out)
 }

@@ -12,10 +12,15 @@ mod config;
 mod ctl;
 mod metrics;
 
+/// The most packets one `trace` or `capture` collects.
+fn vrouter_taps_max() -> u32 {
+    vrouter::dataplane::TAP_QUEUE as u32
+}
+
 /// Where `run` listens and `ctl` connects unless `--socket` says otherwise.
 const DEFAULT_SOCKET: &str = "/run/vrouter.sock";
 
-const USAGE: &str = "usage: vrouter demo | vrouter run --config FILE [--socket PATH] | vrouter check --config FILE\n       vrouter ctl [--socket PATH] show ports|vrfs|routes|nexthops|flows|neighbors|stats|drops | reload\n\n  demo    build a namespace lab (workloads, two nodes, a service with three backends),\n          run pure L3 and each overlay with real traffic, print the results (root)\n  run     start the router described by FILE on its interfaces (AF_XDP, root);\n          SIGHUP reloads routes from FILE, SIGINT/SIGTERM stop and detach XDP\n  check   check FILE and report the first error (line, field, reason)\n  ctl     ask the running router (control socket, root only; default /run/vrouter.sock)";
+const USAGE: &str = "usage: vrouter demo | vrouter run --config FILE [--socket PATH] | vrouter check --config FILE\n       vrouter ctl [--socket PATH] show ports|vrfs|routes|nexthops|flows|neighbors|stats|drops | trace N | capture PORT FILE [COUNT] | reload\n\n  demo    build a namespace lab (workloads, two nodes, a service with three backends),\n          run pure L3 and each overlay with real traffic, print the results (root)\n  run     start the router described by FILE on its interfaces (AF_XDP, root);\n          SIGHUP reloads routes from FILE, SIGINT/SIGTERM stop and detach XDP\n  check   check FILE and report the first error (line, field, reason)\n  ctl     ask the running router (control socket, root only; default /run/vrouter.sock)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

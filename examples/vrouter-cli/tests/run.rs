@@ -153,6 +153,30 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(!ok && garbage.starts_with("error: unknown command"), "{garbage}");
     assert!(ping(&ws[1].0, "10.0.1.2"), "still forwarding after the control traffic");
 
+    // trace and capture while traffic flows.
+    std::thread::scope(|sc| {
+        let w1 = &ws[0].0;
+        sc.spawn(move || w1.exec(&["ping", "-c", "15", "-i", "0.2", "10.0.2.2"]));
+        let (ok, trace) = ctl(&["trace", "4"]);
+        assert!(ok && trace.lines().count() == 4, "{trace}");
+        assert!(
+            trace.contains("vrf 1 10.0.1.2") && trace.contains("proto 1") && trace.contains("=> Tx("),
+            "{trace}"
+        );
+        let pcap = std::env::temp_dir().join(format!("vrouter-cap-{}.pcap", std::process::id()));
+        let (ok, cap) = ctl(&["capture", "w1", pcap.to_str().unwrap(), "3"]);
+        assert!(ok && cap.starts_with("captured 3 frames from w1"), "{cap}");
+        let out = Command::new("tshark")
+            .args(["-r", pcap.to_str().unwrap(), "-T", "fields", "-e", "frame.protocols"])
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&pcap);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.lines().all(|l| l.starts_with("eth:ethertype:")), "{text}");
+        assert!(text.contains("icmp"), "{text}");
+    });
+
     let pid = child.id() as libc::pid_t;
     // Reload through the control socket (the same path as SIGHUP).
     let (ok, _) = ctl(&["reload"]);

@@ -235,6 +235,12 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         println!("{path}: ok ({} ports)", cfg.node.ports.len());
         return ExitCode::SUCCESS;
     }
+    // Structured logs (key=value) on stderr; stdout keeps one plain status line per event.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
     let set = block_signals();
     let fib = Arc::new(Fib::new());
     if let Err(e) = cfg.routes.publish(&fib) {
@@ -255,6 +261,7 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
     let running = match router.start_af_xdp(&cfg.devices, &cfg.cpus, AttachMode::Auto) {
         Ok(r) => r,
         Err(e) => {
+            tracing::error!(error = %e, "start failed");
             eprintln!("starting: {e}");
             return ExitCode::FAILURE;
         }
@@ -277,6 +284,7 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         eprintln!("metrics on {addr}: {e}");
         return ExitCode::FAILURE;
     }
+    tracing::info!(ports = cfg.devices.len(), workers = running.stats().len(), socket, metrics = ?cfg.metrics, "started");
     println!(
         "vrouter running: {} ports, {} workers, control socket {socket}",
         cfg.devices.len(),
@@ -296,16 +304,17 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
                             *l = new.listing.clone();
                         }
                         if let Err(e) = router.tables().policy.publish(&new.policy) {
-                            eprintln!("reload: policy refused, the old policy stays: {e}");
+                            tracing::warn!(error = %e, "reload: policy refused, the old policy stays");
                         }
+                        tracing::info!(generation = g, "reloaded");
                         println!(
                             "reloaded {path}: routing generation {g}; established flows re-decided on their next packet"
                         )
                     }
-                    Err(e) => eprintln!("reload refused: {e}"),
+                    Err(e) => tracing::warn!(error = %e, "reload refused"),
                 },
-                Ok(_) => eprintln!("reload refused: ports changed; restart to change ports"),
-                Err(e) => eprintln!("reload refused, still running the old configuration: {e}"),
+                Ok(_) => tracing::warn!("reload refused: ports changed; restart to change ports"),
+                Err(e) => tracing::warn!(error = %e, "reload refused, still running the old configuration"),
             }
             continue;
         }
@@ -315,9 +324,15 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
     let stats = vrouter::Stats::sum(reports.iter().map(|r| &r.stats));
     for (i, r) in reports.iter().enumerate() {
         if let Err(e) = &r.frames_ok {
-            eprintln!("worker {i}: frame accounting: {e}");
+            tracing::error!(worker = i, error = %e, "frame accounting");
         }
     }
+    tracing::info!(
+        rx = stats.rx,
+        tx = stats.tx,
+        dropped = stats.dropped(),
+        "stopped; XDP detached"
+    );
     println!(
         "stopped: rx {} tx {} dropped {}; XDP detached",
         stats.rx,

@@ -585,19 +585,7 @@ pub extern "C" fn vr_router_dump_flows(
             .reader()
             .ok_or((VrResult::VrInternal, "no flow reader slot".into()))?;
         reader.for_each(|f| {
-            let k = f.key;
-            let ip = |a: Option<IpAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
-            let line = format!(
-                "vrf {} {} {} -> {} {} proto {} {:?} packets {}",
-                k.vrf,
-                ip(k.src_ip()),
-                k.src_port,
-                ip(k.dst_ip()),
-                k.dst_port,
-                k.proto,
-                f.action.verdict,
-                f.packets
-            );
+            let line = format!("{} {:?} packets {}", f.key, f.action.verdict, f.packets);
             if let Ok(c) = CString::new(line) {
                 cb(ctx, c.as_ptr());
             }

@@ -340,22 +340,11 @@ impl Pipeline {
         for (i, (p, v)) in pkts.iter().zip(verdicts).enumerate() {
             let flow_stage = self.pending.get(k) == Some(&i);
             let what = if flow_stage {
-                let key = &self.keys[i];
-                let ip = |a: Option<IpAddr>| a.map_or_else(|| "?".into(), |a| a.to_string());
                 let tunnel = match self.metas[i].tunnel {
                     Tunnel::None => String::new(),
                     t => format!("decap {t:?}, "),
                 };
-                let line = format!(
-                    "{tunnel}vrf {} {} {} -> {} {} proto {}: {}",
-                    key.vrf,
-                    ip(key.src_ip()),
-                    key.src_port,
-                    ip(key.dst_ip()),
-                    key.dst_port,
-                    key.proto,
-                    how[k]
-                );
+                let line = format!("{tunnel}{}: {}", self.keys[i], how[k]);
                 k += 1;
                 line
             } else {

@@ -57,6 +57,23 @@ fn word(b: &[u8; 16], half: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// `vrf 1 10.0.1.2 40000 -> 10.0.2.2 53 proto 17`: how flows are shown to operators.
+impl std::fmt::Display for FlowKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ip = |a: Option<IpAddr>| a.map_or_else(|| "?".to_string(), |a| a.to_string());
+        write!(
+            f,
+            "vrf {} {} {} -> {} {} proto {}",
+            self.vrf,
+            ip(self.src_ip()),
+            self.src_port,
+            ip(self.dst_ip()),
+            self.dst_port,
+            self.proto
+        )
+    }
+}
+
 impl FlowKey {
     /// An IPv4 flow.
     pub fn v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, src_port: u16, dst_port: u16) -> Self {
@@ -191,6 +208,14 @@ impl FlowKey {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn displays_as_operators_read_it() {
+        let k = FlowKey::v4(Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2), 17, 40000, 53).with_vrf(1);
+        assert_eq!(k.to_string(), "vrf 1 10.0.1.2 40000 -> 10.0.2.2 53 proto 17");
+        let k6 = FlowKey::v6("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap(), 6, 1, 2);
+        assert_eq!(k6.to_string(), "vrf 0 fd00::1 1 -> fd00::2 2 proto 6");
+    }
     use super::*;
 
     #[test]

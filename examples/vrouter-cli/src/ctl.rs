@@ -106,19 +106,9 @@ fn answer(cmd: &str, s: &State) -> String {
                 let mut v = Vec::new();
                 reader.for_each(|f| {
                     if v.len() < MAX_FLOWS {
-                        let k = f.key;
-                        let ip = |a: Option<std::net::IpAddr>| a.map_or_else(|| "?".into(), |a| a.to_string());
                         v.push(format!(
-                            "vrf {} {} {} -> {} {} proto {} {:?} packets {} bytes {}",
-                            k.vrf,
-                            ip(k.src_ip()),
-                            k.src_port,
-                            ip(k.dst_ip()),
-                            k.dst_port,
-                            k.proto,
-                            f.action.verdict,
-                            f.packets,
-                            f.bytes
+                            "{} {:?} packets {} bytes {}",
+                            f.key, f.action.verdict, f.packets, f.bytes
                         ));
                     }
                 });

@@ -264,6 +264,25 @@ vr_result vr_router_deny_port(struct vr_router *r,
 vr_result vr_router_start(struct vr_router *r);
 
 /*
+ Publishes the routes and starts one pinned worker per CPU of `cpus` (`n_cpus` entries;
+ 0 = all CPUs) over the interfaces `devices` (`n_devices` NUL-terminated names, one per
+ added port, in order), attaching the XDP program (native, generic as a fallback), in
+ the calling thread's network namespace. Needs root (CAP_NET_ADMIN, CAP_BPF,
+ CAP_NET_RAW). Packets then come from the interfaces; push/poll/pull do not apply.
+ */
+vr_result vr_router_start_workers(struct vr_router *r,
+                                  const char *const *devices,
+                                  uint32_t n_devices,
+                                  const uint32_t *cpus,
+                                  uint32_t n_cpus);
+
+/*
+ Stops the router (workers stop and XDP is detached; memory ports are dropped). It can
+ be started again.
+ */
+vr_result vr_router_stop(struct vr_router *r);
+
+/*
  Queues a frame (`len` bytes at `data`, copied) as received on `port`.
  */
 vr_result vr_router_push(struct vr_router *r, uint32_t port, const uint8_t *data, uintptr_t len);

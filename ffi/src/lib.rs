@@ -78,10 +78,46 @@ pub struct VrRouter {
     endpoints: Vec<IpAddr>,
     fib: Arc<Fib>,
     routes: FibBuilder,
-    running: Option<(Router, Worker, Vec<Arc<MemoryLink>>)>,
+    running: Option<Started>,
     /// A frame pulled into too small a buffer, per port: returned by the next pull.
     held: Vec<Option<Vec<u8>>>,
     error: CString,
+}
+
+/// A started router and how packets reach it.
+struct Started {
+    router: Router,
+    mode: Mode,
+}
+
+enum Mode {
+    /// In-memory ports driven by the caller (push, poll, pull).
+    Memory {
+        worker: Box<Worker>,
+        links: Vec<Arc<MemoryLink>>,
+    },
+    /// Pinned workers over AF_XDP interfaces.
+    Workers(vrouter::Running),
+}
+
+fn started(r: &VrRouter) -> Result<&Started, (VrResult, String)> {
+    r.running
+        .as_ref()
+        .ok_or((VrResult::VrInvalidState, "start the router first".into()))
+}
+
+/// The caller-driven worker and its ports.
+type MemoryPorts<'a> = (&'a mut Worker, &'a [Arc<MemoryLink>]);
+
+fn memory(r: &mut VrRouter) -> Result<MemoryPorts<'_>, (VrResult, String)> {
+    match r.running.as_mut().map(|s| &mut s.mode) {
+        Some(Mode::Memory { worker, links }) => Ok((&mut **worker, links)),
+        Some(Mode::Workers(_)) => Err((
+            VrResult::VrInvalidState,
+            "started with workers: packets come from the interfaces".into(),
+        )),
+        None => Err((VrResult::VrInvalidState, "start the router first".into())),
+    }
 }
 
 static LIVE: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
@@ -429,10 +465,7 @@ pub extern "C" fn vr_router_deny_port(
     port: u16,
 ) -> VrResult {
     with(r, |r| {
-        let (router, _, _) = r
-            .running
-            .as_ref()
-            .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
+        let router = &started(r)?.router;
         let addrs = vec![addr(workload_addr, "workload_addr")?];
         let set = PolicySet::ingress_for(EndpointId(1), vrf, addrs, RuleList::deny_port(proto, port));
         router
@@ -461,17 +494,94 @@ pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
         let router = Router::new(node, r.fib.clone(), 1 << 16).map_err(|e| (VrResult::VrInternal, e))?;
         let (worker, links) = router.memory_worker(1024).map_err(|e| (VrResult::VrInternal, e))?;
         r.held = vec![None; links.len()];
-        r.running = Some((router, worker, links));
+        r.running = Some(Started {
+            router,
+            mode: Mode::Memory {
+                worker: Box::new(worker),
+                links,
+            },
+        });
         Ok(())
     })
 }
 
-fn link(r: &VrRouter, port: u32) -> Result<&Arc<MemoryLink>, (VrResult, String)> {
-    let (_, _, links) = r
-        .running
-        .as_ref()
-        .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
-    links.get(port as usize).ok_or_else(|| bad(format!("no port {port}")))
+fn link(r: &mut VrRouter, port: u32) -> Result<Arc<MemoryLink>, (VrResult, String)> {
+    let (_, links) = memory(r)?;
+    links
+        .get(port as usize)
+        .cloned()
+        .ok_or_else(|| bad(format!("no port {port}")))
+}
+
+/// Publishes the routes and starts one pinned worker per CPU of `cpus` (`n_cpus` entries;
+/// 0 = all CPUs) over the interfaces `devices` (`n_devices` NUL-terminated names, one per
+/// added port, in order), attaching the XDP program (native, generic as a fallback), in
+/// the calling thread's network namespace. Needs root (CAP_NET_ADMIN, CAP_BPF,
+/// CAP_NET_RAW). Packets then come from the interfaces; push/poll/pull do not apply.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_start_workers(
+    r: *mut VrRouter,
+    devices: *const *const c_char,
+    n_devices: u32,
+    cpus: *const u32,
+    n_cpus: u32,
+) -> VrResult {
+    with(r, |r| {
+        not_started(r)?;
+        if devices.is_null() || (cpus.is_null() && n_cpus > 0) {
+            return Err((VrResult::VrNullParameter, "devices or cpus is NULL".into()));
+        }
+        // SAFETY: `n_devices` readable pointers at `devices`, `n_cpus` u32s at `cpus`
+        // (documented).
+        let (devs, cpus) = unsafe {
+            (
+                std::slice::from_raw_parts(devices, n_devices as usize),
+                if n_cpus == 0 {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(cpus, n_cpus as usize)
+                },
+            )
+        };
+        let devs = devs
+            .iter()
+            .map(|&d| text(d, "device").map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
+        r.routes.publish(&r.fib).map_err(|e| bad(e.to_string()))?;
+        let node = NodeConfig {
+            ports: r.ports.clone(),
+            tunnel_endpoints: r.endpoints.clone(),
+        };
+        let router = Router::new(node, r.fib.clone(), 1 << 20).map_err(|e| (VrResult::VrInternal, e))?;
+        let running = router
+            .start_af_xdp(&devs, &cpus, vrouter::af_xdp::AttachMode::Auto)
+            .map_err(|e| (VrResult::VrInternal, e))?;
+        r.running = Some(Started {
+            router,
+            mode: Mode::Workers(running),
+        });
+        Ok(())
+    })
+}
+
+/// Stops the router (workers stop and XDP is detached; memory ports are dropped). It can
+/// be started again.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_stop(r: *mut VrRouter) -> VrResult {
+    with(r, |r| {
+        let s = r
+            .running
+            .take()
+            .ok_or((VrResult::VrInvalidState, "not started".into()))?;
+        if let Mode::Workers(running) = s.mode {
+            for rep in running.stop() {
+                rep.frames_ok
+                    .map_err(|e| (VrResult::VrInternal, format!("frame accounting: {e}")))?;
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Queues a frame (`len` bytes at `data`, copied) as received on `port`.
@@ -496,10 +606,7 @@ pub extern "C" fn vr_router_push(r: *mut VrRouter, port: u32, data: *const u8, l
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_poll(r: *mut VrRouter, processed: *mut u64) -> VrResult {
     with(r, |r| {
-        let (_, worker, _) = r
-            .running
-            .as_mut()
-            .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
+        let (worker, _) = memory(r)?;
         let mut total = 0u64;
         loop {
             let n = worker.run_once();
@@ -524,7 +631,7 @@ pub extern "C" fn vr_router_pull(r: *mut VrRouter, port: u32, buf: *mut u8, cap:
         if buf.is_null() || len.is_null() {
             return Err((VrResult::VrNullParameter, "buf or len is NULL".into()));
         }
-        let l = link(r, port)?.clone();
+        let l = link(r, port)?;
         let Some(frame) = r.held[port as usize].take().or_else(|| l.take()) else {
             return Err((VrResult::VrEmpty, String::new()));
         };
@@ -548,11 +655,12 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
         if out.is_null() {
             return Err((VrResult::VrNullParameter, "out is NULL".into()));
         }
-        let (router, worker, _) = r
-            .running
-            .as_ref()
-            .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
-        let s = worker.counters().snapshot();
+        let st = started(r)?;
+        let router = &st.router;
+        let s = match &st.mode {
+            Mode::Memory { worker, .. } => worker.counters().snapshot(),
+            Mode::Workers(running) => vrouter::Stats::sum(&running.stats()),
+        };
         let st = VrStats {
             rx: s.rx,
             tx: s.tx,
@@ -575,10 +683,7 @@ pub extern "C" fn vr_router_dump_flows(
 ) -> VrResult {
     with(r, |r| {
         let cb = cb.ok_or((VrResult::VrNullParameter, "cb is NULL".into()))?;
-        let (router, _, _) = r
-            .running
-            .as_ref()
-            .ok_or((VrResult::VrInvalidState, "start the router first".into()))?;
+        let router = &started(r)?.router;
         let reader = router
             .tables()
             .flows

@@ -183,6 +183,21 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(ok);
     let reload = lines.next().unwrap().unwrap();
     assert!(reload.starts_with("reloaded"), "{reload}");
+    // Reloads under traffic lose nothing of an established flow.
+    std::thread::scope(|sc| {
+        let w1 = &ws[0].0;
+        let flood = sc.spawn(move || w1.exec(&["ping", "-c", "200", "-i", "0.01", "10.0.2.2"]));
+        for _ in 0..5 {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert!(ctl(&["reload"]).0);
+            let line = lines.next().unwrap().unwrap();
+            assert!(line.starts_with("reloaded"), "{line}");
+        }
+        let out = flood.join().unwrap().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("200 received, 0% packet loss"), "{text}");
+    });
+
     // A policy arrives by SIGHUP: w2 refuses echo requests; its own pings to w1 still
     // work, their replies riding the allowed flow back (stateful).
     let policy = "\n[[policy]]\nendpoint = \"w2\"\ndirection = \"ingress\"\n[[policy.rule]]\naction = \"deny\"\nproto = \"icmp\"\nicmp_type = 8\n";

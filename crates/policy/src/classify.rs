@@ -85,6 +85,9 @@ impl Arena {
     }
 }
 
+/// Up to this many boundaries a field is searched by counting, not bisecting.
+const SCAN_LIMIT: usize = 32;
+
 /// One field, partitioned into elementary intervals.
 struct Dim<T> {
     /// First value of each interval; `starts[0] == T::MIN`.
@@ -147,8 +150,14 @@ impl<T: Key> Dim<T> {
 
     #[inline]
     fn find(&self, x: T) -> u32 {
-        // `starts[0] == MIN <= x`, so the count is at least 1.
-        self.class[self.starts.partition_point(|&s| s <= x) - 1]
+        // `starts[0] == MIN <= x`, so the count is at least 1. Few boundaries: count them
+        // without branches (the compiler vectorises it); many: binary search.
+        let below = if self.starts.len() <= SCAN_LIMIT {
+            self.starts.iter().map(|&s| usize::from(s <= x)).sum()
+        } else {
+            self.starts.partition_point(|&s| s <= x)
+        };
+        self.class[below - 1]
     }
 
     /// `out[i]` = class of `xs[i]`: one field across the whole burst keeps its keys hot

@@ -103,6 +103,7 @@ fn tables(flows: usize) -> Tables {
         node: Arc::new(node),
         epoch: Instant::now(),
         taps: Default::default(),
+        neighbors: Default::default(),
     }
 }
 

@@ -5,9 +5,10 @@
 //! flow lookup for the burst -> on a miss (or a flow computed from an older routing or
 //! policy generation) the slow path: policy, LPM in the VRF, ECMP member by flow hash, and
 //! the forward and reverse flows installed -> act: L3 rewrite (MACs, TTL, incremental
-//! checksum) and encapsulation into the frame's headroom, or a drop with its reason.
+//! checksum) and encapsulation into the frame's headroom, or a drop with its reason; a
+//! packet whose next hop's MAC is unknown is parked while ARP / ND resolves it ([`crate::neigh`]).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,9 +28,10 @@ use wire::vxlan::VxlanRepr;
 
 use crate::frag::{FragTable, Key as FragKey};
 use crate::frames::FramePool;
+use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, Parked, Resolver, Step};
 use crate::port::Pkt;
 use crate::stats::DropReason;
-use crate::worker::{BURST, Handler, Verdict};
+use crate::worker::{BURST, Emitted, Handler, Verdict};
 
 /// What a port connects to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +56,8 @@ pub enum PortRole {
         vrf: u32,
         /// Its addresses: any other source is spoofed and dropped.
         addrs: Vec<IpAddr>,
-        /// Its MAC (the control plane knows it, as OpenContrail's agent does).
+        /// Its MAC (the control plane knows it, as OpenContrail's agent does): packets to
+        /// its addresses are sent there without asking ARP / ND.
         mac: MacAddr,
         /// Gateway addresses the router answers ARP for on this port.
         gateways: Vec<IpAddr>,
@@ -100,6 +103,8 @@ pub struct Tables {
     pub epoch: Instant,
     /// Capture and trace switches.
     pub taps: Arc<crate::taps::Taps>,
+    /// Learned next-hop MACs.
+    pub neighbors: Arc<NeighborCache>,
 }
 
 /// Neighbour entries under this port number are overlay MACs: the inner destination MAC
@@ -120,16 +125,22 @@ const MPLS_UDP_OVERHEAD: usize = 14 + 20 + 8 + 4;
 const MPLS_GRE_OVERHEAD: usize = 14 + 20 + 4 + 4;
 
 /// Where a packet goes once decided.
+/// `next` is the IP whose MAC `mac` is, or is to be resolved.
 enum Plan {
     /// Out of `port` to `mac`, as is (L3 rewritten).
-    Direct { port: u16, mac: MacAddr },
+    Direct {
+        port: u16,
+        next: IpAddr,
+        mac: Option<MacAddr>,
+    },
     /// Encapsulated, then out of `port` to `mac`.
     Encap {
         encap: Encap,
         src: Ipv4Addr,
         dst: Ipv4Addr,
         port: u16,
-        mac: MacAddr,
+        next: IpAddr,
+        mac: Option<MacAddr>,
     },
 }
 
@@ -150,6 +161,10 @@ pub struct Pipeline {
     host: Option<(u16, MacAddr, MacAddr)>,
     /// ICMP errors this worker may still send.
     icmp_limit: TokenBucket,
+    /// Next hops being resolved, with packets parked on them.
+    resolver: Resolver,
+    /// When learned neighbours were last aged (seconds on the tables' clock).
+    aged: u32,
 }
 
 /// ICMP errors (time exceeded, fragmentation needed) per second per worker, and burst:
@@ -184,10 +199,56 @@ enum Refused {
     Drop(DropReason),
     Icmp {
         why: DropReason,
-        kind: u8,
-        code: u8,
-        mtu: u16,
+        err: IcmpError,
     },
+    /// Ready but for the next hop's MAC: park it on `port`'s resolution of `next`.
+    Park {
+        port: u16,
+        next: IpAddr,
+    },
+}
+
+/// The ICMP errors the router sends, for IPv4 and IPv6 alike.
+#[derive(Clone, Copy)]
+enum IcmpError {
+    /// TTL / hop limit expired in transit.
+    TimeExceeded,
+    /// Too big for the egress (after encapsulation): fragmentation needed / packet too big.
+    TooBig { mtu: u16 },
+}
+
+/// What `act` reads besides the packet: the shared tables, this burst's routing and
+/// learned-neighbour snapshots, the clock.
+struct Ctx<'a> {
+    t: &'a Tables,
+    host: Option<(u16, MacAddr, MacAddr)>,
+    fib: &'a fib::Snapshot,
+    learned: &'a LearnedMap,
+    now: u32,
+}
+
+impl Ctx<'_> {
+    /// The MAC of `ip` on `port`: the control plane's neighbours first, then a workload
+    /// port's own MAC for the workload's addresses, then what was learned (a stale entry is
+    /// used while `resolver` confirms it). `None`: to be resolved.
+    fn mac(&self, resolver: &mut Resolver, port: u32, ip: IpAddr) -> Option<MacAddr> {
+        if let Some(m) = self.fib.mac(port, ip) {
+            return Some(m);
+        }
+        if let Some(PortRole::Workload { addrs, mac, .. }) = self.t.node.ports.get(port as usize).map(|p| &p.role)
+            && addrs.contains(&ip)
+        {
+            return Some(*mac);
+        }
+        match neigh::lookup(self.learned, self.t.neighbors.config(), port, ip, self.now) {
+            Lookup::Known(m) => Some(m),
+            Lookup::Stale(m) => {
+                resolver.confirm(port as u16, ip, self.now);
+                Some(m)
+            }
+            Lookup::Unknown => None,
+        }
+    }
 }
 
 impl From<DropReason> for Refused {
@@ -207,7 +268,6 @@ impl Pipeline {
             host,
             frags: FragTable::new(),
             reader: tables.flows.shared_reader()?,
-            t: tables,
             metas: vec![PacketMeta::default(); BURST],
             keys: vec![FlowKey::default(); BURST],
             hashes: vec![0; BURST],
@@ -217,6 +277,9 @@ impl Pipeline {
                 tokens: ICMP_ERRORS_PER_SEC,
                 refilled: Instant::now(),
             },
+            resolver: Resolver::new(tables.neighbors.clone()),
+            aged: 0,
+            t: tables,
         })
     }
 
@@ -226,6 +289,42 @@ impl Pipeline {
 }
 
 impl Handler for Pipeline {
+    /// Resolution between bursts: requests (re)sent, parked packets released with the
+    /// learned MAC or dropped when the next hop never answered.
+    fn pending(&mut self, pool: &mut FramePool, stopping: bool, out: &mut Vec<Emitted>) {
+        if self.resolver.is_idle() {
+            return;
+        }
+        let mut steps = Vec::new();
+        self.resolver.poll(stopping, |s| steps.push(s));
+        for step in steps {
+            match step {
+                Step::Request { port, ip } => {
+                    if let Some(pkt) = self.request(pool, port, ip) {
+                        out.push(Emitted {
+                            pkt,
+                            verdict: Verdict::Tx(port),
+                            originated: true,
+                        });
+                    }
+                }
+                Step::Release(mac, parked) => out.extend(parked.into_iter().map(|p| {
+                    pool.bytes_mut(p.pkt.addr, 6).copy_from_slice(&mac.0);
+                    Emitted {
+                        pkt: p.pkt,
+                        verdict: Verdict::Tx(p.port),
+                        originated: false,
+                    }
+                })),
+                Step::GiveUp(parked) => out.extend(parked.into_iter().map(|p| Emitted {
+                    pkt: p.pkt,
+                    verdict: Verdict::Drop(DropReason::NeighborUnresolved),
+                    originated: false,
+                })),
+            }
+        }
+    }
+
     fn process(&mut self, port: u16, pkts: &mut [Pkt], pool: &mut FramePool, verdicts: &mut [Verdict]) {
         let node = self.t.node.clone();
         let fib = self.t.fib.snapshot();
@@ -303,28 +402,38 @@ impl Handler for Pipeline {
                 }
             };
         }
+        let learned = self.t.neighbors.snapshot();
+        let cx = Ctx {
+            t: &self.t,
+            host: self.host,
+            fib: &fib,
+            learned: &learned,
+            now,
+        };
         for (k, &i) in self.pending.iter().enumerate() {
-            verdicts[i] = match act(
-                &self.t,
-                self.host,
-                &fib,
-                actions[k],
-                &mut pkts[i],
-                pool,
-                &self.metas[i],
-                hashes[k],
-            ) {
+            let meta = &self.metas[i];
+            verdicts[i] = match act(&cx, &mut self.resolver, actions[k], &mut pkts[i], pool, meta, hashes[k]) {
                 Ok(v) => v,
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
-                Err(Refused::Icmp { why, kind, code, mtu }) => {
-                    let meta = &self.metas[i];
+                Err(Refused::Icmp { why, err }) => {
                     if meta.tunnel == Tunnel::None && self.icmp_limit.take() {
-                        icmp4_error(pool, &mut pkts[i], meta, pc, port, kind, code, mtu).unwrap_or(Verdict::Drop(why))
+                        icmp_error(pool, &mut pkts[i], meta, pc, port, err).unwrap_or(Verdict::Drop(why))
                     } else {
                         Verdict::Drop(why)
                     }
                 }
+                Err(Refused::Park { port, next }) => {
+                    let p = Parked { pkt: pkts[i], port };
+                    match self.resolver.park(next, p, now) {
+                        Ok(()) => Verdict::Keep,
+                        Err(_) => Verdict::Drop(DropReason::ParkFull),
+                    }
+                }
             };
+        }
+        if now != self.aged {
+            self.aged = now;
+            self.t.neighbors.expire(now);
         }
         if self.t.taps.tracing() {
             self.trace(port, pkts, verdicts, &how[..n]);
@@ -333,6 +442,37 @@ impl Handler for Pipeline {
 }
 
 impl Pipeline {
+    /// Builds the ARP request or neighbour solicitation for `ip` out of `port` in a fresh
+    /// frame, from the port's own (or gateway) address of that family.
+    fn request(&self, pool: &mut FramePool, port: u16, ip: IpAddr) -> Option<Pkt> {
+        let pc = self.t.node.ports.get(usize::from(port))?;
+        let gateways = match &pc.role {
+            PortRole::Workload { gateways, .. } => &gateways[..],
+            _ => &[],
+        };
+        let mut own = pc.addrs.iter().chain(gateways);
+        let base = pool.alloc()?;
+        let addr = base + u64::from(pool.headroom());
+        let f = pool.bytes_mut(addr, 128);
+        let len = match ip {
+            IpAddr::V4(t) => {
+                let src = own.find_map(|a| match a {
+                    IpAddr::V4(a) => Some(*a),
+                    IpAddr::V6(_) => None,
+                });
+                neigh::arp_request(f, pc.mac, src, t)
+            }
+            IpAddr::V6(t) => {
+                let src = own.find_map(|a| match a {
+                    IpAddr::V6(a) => Some(*a),
+                    IpAddr::V4(_) => None,
+                });
+                neigh::ns_request(f, pc.mac, src, t)
+            }
+        };
+        Some(Pkt { addr, len: len as u32 })
+    }
+
     /// One line per packet of the burst for `vrouter ctl trace`: ingress, what the
     /// packet was taken for, the flow stage's path and the outcome.
     fn trace(&self, port: u16, pkts: &[Pkt], verdicts: &[Verdict], how: &[&str]) {
@@ -417,14 +557,18 @@ impl Pipeline {
             return Err(DropReason::Unsupported);
         }
         let eth = EthernetFrame::new_unchecked(&frame[..]);
+        let now = self.t.epoch.elapsed().as_secs() as u32;
         if meta.outer.ethertype == EtherType::Arp {
-            return answer_arp(pc, frame, port).map(Some);
+            return answer_arp(&self.t.neighbors, pc, frame, port, now).map(Some);
         }
         if meta.outer.l4_proto == IpProtocol::Icmpv6
             && meta.tunnel == Tunnel::None
-            && frame.get(usize::from(meta.outer.l4)) == Some(&wire::icmpv6::TYPE_NEIGHBOR_SOLICIT)
+            && matches!(
+                frame.get(usize::from(meta.outer.l4)),
+                Some(&(wire::icmpv6::TYPE_NEIGHBOR_SOLICIT | wire::icmpv6::TYPE_NEIGHBOR_ADVERT))
+            )
         {
-            return answer_ns(pc, frame, &meta.outer, pkt, port).map(Some);
+            return neighbor_discovery(&self.t.neighbors, pc, frame, &meta.outer, pkt, port, now).map(Some);
         }
         let host = self.host;
         let dst_mac = eth.dst_addr();
@@ -611,17 +755,16 @@ fn decide(t: &Tables, fib: &fib::Snapshot, key: &FlowKey, hash: u64, reverse: bo
 }
 
 /// Stage 4 for one packet.
-#[allow(clippy::too_many_arguments)]
 fn act(
-    t: &Tables,
-    host: Option<(u16, MacAddr, MacAddr)>,
-    fib: &fib::Snapshot,
+    cx: &Ctx<'_>,
+    resolver: &mut Resolver,
     a: Action,
     pkt: &mut Pkt,
     pool: &mut FramePool,
     meta: &PacketMeta,
     hash: u64,
 ) -> Result<Verdict, Refused> {
+    let (t, fib) = (cx.t, cx.fib);
     match a.verdict {
         FlowVerdict::Deny if a.nexthop == u32::MAX => return Err(DropReason::NoRoute.into()),
         FlowVerdict::Deny | FlowVerdict::Hold => return Err(DropReason::PolicyDenied.into()),
@@ -631,13 +774,13 @@ fn act(
     let dst = h.key.dst_ip().ok_or(DropReason::Unsupported)?;
     let plan = match fib.nexthop(a.nexthop).ok_or(DropReason::NoRoute)? {
         Nexthop::Discard => return Err(DropReason::Discard.into()),
-        Nexthop::Receive => return to_host(host, pool, pkt).map_err(Refused::Drop),
+        Nexthop::Receive => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
         Nexthop::Interface { port, gateway } => {
             let next = gateway.unwrap_or(dst);
-            let mac = fib.mac(*port, next).ok_or(DropReason::NoNeighbor)?;
             Plan::Direct {
                 port: *port as u16,
-                mac,
+                next,
+                mac: cx.mac(resolver, *port, next),
             }
         }
         Nexthop::Tunnel {
@@ -654,16 +797,14 @@ fn act(
                 .map_err(|_| DropReason::NoRoute)?
                 .resolution
             {
-                Resolution::Interface {
-                    port, mac: Some(mac), ..
-                } => Plan::Encap {
+                Resolution::Interface { port, next_hop, mac } => Plan::Encap {
                     encap: *encap,
                     src,
                     dst: tdst,
                     port: port as u16,
-                    mac,
+                    next: next_hop,
+                    mac: mac.or_else(|| cx.mac(resolver, port, next_hop)),
                 },
-                Resolution::Interface { mac: None, .. } => return Err(DropReason::NoNeighbor.into()),
                 _ => return Err(DropReason::Unsupported.into()),
             }
         }
@@ -678,9 +819,7 @@ fn act(
             if ttl <= 1 {
                 return Err(Refused::Icmp {
                     why: DropReason::TtlExpired,
-                    kind: wire::icmpv4::TYPE_TIME_EXCEEDED,
-                    code: 0,
-                    mtu: 0,
+                    err: IcmpError::TimeExceeded,
                 });
             }
             let old = u16::from_be_bytes([ttl, frame[l3 + 9]]);
@@ -691,47 +830,63 @@ fn act(
         }
         L3::Ipv6 => {
             if frame[l3 + 7] <= 1 {
-                return Err(DropReason::TtlExpired.into());
+                return Err(Refused::Icmp {
+                    why: DropReason::TtlExpired,
+                    err: IcmpError::TimeExceeded,
+                });
             }
             frame[l3 + 7] -= 1;
         }
         _ => return Err(DropReason::Unsupported.into()),
     }
-    // Don't-fragment, for the "fragmentation needed" answer to an oversized encapsulation.
-    let dont_frag = h.l3_kind == L3::Ipv4 && frame[l3 + 6] & 0x40 != 0;
+    // Whether an oversized encapsulation is answered with "fragmentation needed" / "packet
+    // too big": IPv4 with don't-fragment, and all IPv6 (routers never fragment it).
+    let dont_frag = h.l3_kind == L3::Ipv6 || frame[l3 + 6] & 0x40 != 0;
     let node = &t.node;
-    match plan {
-        Plan::Direct { port, mac } => {
+    // Without the next hop's MAC the packet is finished but for its first six bytes.
+    let (port, next, mac) = match plan {
+        Plan::Direct { port, next, mac } => {
             let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
             let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
-            eth.set_dst_addr(mac);
+            eth.set_dst_addr(mac.unwrap_or(MacAddr([0; 6])));
             eth.set_src_addr(pc.mac);
-            Ok(Verdict::Tx(port))
+            (port, next, mac)
         }
         Plan::Encap {
             encap,
             src,
             dst: tunnel_dst,
             port,
+            next,
             mac,
         } => {
             let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
+            let outer_mac = mac.unwrap_or(MacAddr([0; 6]));
+            match encapsulate(pool, pkt, encap, src, tunnel_dst, pc.mac, outer_mac, pc.mtu, hash, meta) {
+                Ok(()) => {}
+                Err(DropReason::TooBig) if dont_frag => {
+                    return Err(Refused::Icmp {
+                        why: DropReason::TooBig,
+                        err: IcmpError::TooBig {
+                            mtu: pc.mtu.saturating_sub(overhead_for(encap) as u16),
+                        },
+                    });
+                }
+                Err(why) => return Err(why.into()),
+            }
+            // VXLAN carries the inner Ethernet header: address it to the inner destination.
             if let (Encap::Vxlan { .. }, Some(inner_mac)) = (encap, fib.mac(OVERLAY_NEIGHBOR_PORT, dst)) {
-                let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
+                let f = pool.bytes_mut(pkt.addr, VXLAN_OVERHEAD + 14);
+                let mut eth = EthernetFrame::new_unchecked(&mut f[VXLAN_OVERHEAD..]);
                 eth.set_dst_addr(inner_mac);
                 eth.set_src_addr(pc.mac);
             }
-            match encapsulate(pool, pkt, encap, src, tunnel_dst, pc.mac, mac, pc.mtu, hash, meta) {
-                Ok(()) => Ok(Verdict::Tx(port)),
-                Err(DropReason::TooBig) if dont_frag => Err(Refused::Icmp {
-                    why: DropReason::TooBig,
-                    kind: wire::icmpv4::TYPE_DST_UNREACHABLE,
-                    code: wire::icmpv4::CODE_FRAG_NEEDED,
-                    mtu: pc.mtu.saturating_sub(overhead_for(encap) as u16),
-                }),
-                Err(why) => Err(why.into()),
-            }
+            (port, next, mac)
         }
+    };
+    match mac {
+        Some(_) => Ok(Verdict::Tx(port)),
+        None => Err(Refused::Park { port, next }),
     }
 }
 
@@ -745,70 +900,93 @@ fn overhead_for(encap: Encap) -> usize {
     }
 }
 
-/// Turns the packet, in place, into an ICMPv4 error to its source, sent back out of the
-/// port it came in on: Ethernet, IPv4 from the router's address on that port, ICMP
-/// `kind`/`code` (`mtu` in the next-hop MTU field), then the original IP header and the
-/// first 8 bytes of its payload (RFC 792). `None` when it cannot be built (not IPv4, no
-/// router address on the port, no headroom).
-#[allow(clippy::too_many_arguments)]
-fn icmp4_error(
+/// Turns the packet, in place, into an ICMP error to its source, sent back out of the port
+/// it came in on: Ethernet, IP from the router's address on that port (of the packet's
+/// family), the ICMP header, then the quoted original packet — its IP header and 8 bytes
+/// for IPv4 (RFC 792), as much as fits in 1280 bytes for IPv6 (RFC 4443). `None` when it
+/// cannot be built (no router address of that family on the port, no headroom).
+fn icmp_error(
     pool: &mut FramePool,
     pkt: &mut Pkt,
     meta: &PacketMeta,
     pc: &PortConfig,
     port: u16,
-    kind: u8,
-    code: u8,
-    mtu: u16,
+    err: IcmpError,
 ) -> Option<Verdict> {
     let h = &meta.outer;
-    if h.l3_kind != L3::Ipv4 {
-        return None;
-    }
+    let v6 = match h.l3_kind {
+        L3::Ipv4 => false,
+        L3::Ipv6 => true,
+        _ => return None,
+    };
     let own = match &pc.role {
         PortRole::Workload { gateways, .. } => pc.addrs.iter().chain(gateways),
         PortRole::Fabric { .. } | PortRole::Host { .. } => pc.addrs.iter().chain([].iter()),
     }
-    .find_map(|a| match a {
-        IpAddr::V4(v4) => Some(*v4),
-        IpAddr::V6(_) => None,
-    })?;
+    .copied()
+    .find(|a| a.is_ipv6() == v6)?;
     let l3 = usize::from(h.l3);
+    let ip_len = if v6 { 40 } else { 20 };
+    let head = 14 + ip_len + 8;
     let (orig_src, dst_mac, quote) = {
         let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
-        let ihl = usize::from(f[l3] & 0xf) * 4;
-        let quote = (ihl + 8).min(f.len() - l3);
-        (
-            Ipv4Addr::new(f[l3 + 12], f[l3 + 13], f[l3 + 14], f[l3 + 15]),
-            MacAddr(f[6..12].try_into().ok()?),
-            quote,
-        )
+        let rest = f.len() - l3;
+        let quote = if v6 {
+            rest.min(1280 - 48)
+        } else {
+            (usize::from(f[l3] & 0xf) * 4 + 8).min(rest)
+        };
+        let src = if v6 {
+            IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&f[l3 + 8..l3 + 24]).ok()?))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(f[l3 + 12], f[l3 + 13], f[l3 + 14], f[l3 + 15]))
+        };
+        (src, MacAddr(f[6..12].try_into().ok()?), quote)
     };
-    const HEAD: usize = 14 + 20 + 8;
-    let start = (pkt.addr + l3 as u64).checked_sub(HEAD as u64)?;
+    let start = (pkt.addr + l3 as u64).checked_sub(head as u64)?;
     if pool.frame_base(start) != pool.frame_base(pkt.addr) {
         return None;
     }
     pkt.addr = start;
-    pkt.len = (HEAD + quote) as u32;
+    pkt.len = (head + quote) as u32;
     let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
     EthernetRepr {
         src: pc.mac,
         dst: dst_mac,
-        ethertype: EtherType::Ipv4,
+        ethertype: if v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
     }
     .emit(&mut EthernetFrame::new_unchecked(&mut f[..14]));
-    let mut ip = Ipv4Repr::new(own, orig_src, IpProtocol::Icmp);
-    ip.dont_frag = false;
-    ip.payload_len = (8 + quote) as u16;
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..34])).ok()?;
-    f[34] = kind;
-    f[35] = code;
-    f[36..38].copy_from_slice(&[0, 0]);
-    f[38..40].copy_from_slice(&[0, 0]);
-    f[40..42].copy_from_slice(&mtu.to_be_bytes());
-    let c = checksum::checksum(&f[34..]);
-    f[36..38].copy_from_slice(&c.to_be_bytes());
+    let icmp_at = 14 + ip_len;
+    match (own, orig_src) {
+        (IpAddr::V4(own), IpAddr::V4(to)) => {
+            let mut ip = Ipv4Repr::new(own, to, IpProtocol::Icmp);
+            ip.dont_frag = false;
+            ip.payload_len = (8 + quote) as u16;
+            ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..icmp_at])).ok()?;
+            let (kind, code, mtu) = match err {
+                IcmpError::TimeExceeded => (wire::icmpv4::TYPE_TIME_EXCEEDED, 0, 0),
+                IcmpError::TooBig { mtu } => (wire::icmpv4::TYPE_DST_UNREACHABLE, wire::icmpv4::CODE_FRAG_NEEDED, mtu),
+            };
+            f[icmp_at..icmp_at + 8].copy_from_slice(&[kind, code, 0, 0, 0, 0, 0, 0]);
+            f[icmp_at + 6..icmp_at + 8].copy_from_slice(&mtu.to_be_bytes());
+            let c = checksum::checksum(&f[icmp_at..]);
+            f[icmp_at + 2..icmp_at + 4].copy_from_slice(&c.to_be_bytes());
+        }
+        (IpAddr::V6(own), IpAddr::V6(to)) => {
+            use wire::icmp::IcmpPacket;
+            use wire::icmpv6::Icmpv6Repr;
+            use wire::ipv6::{Ipv6Packet, Ipv6Repr};
+            let mut ip = Ipv6Repr::new(own, to, IpProtocol::Icmpv6);
+            ip.payload_len = (8 + quote) as u16;
+            ip.emit(&mut Ipv6Packet::new_unchecked(&mut f[14..icmp_at]));
+            let msg = match err {
+                IcmpError::TimeExceeded => Icmpv6Repr::TimeExceeded { code: 0 },
+                IcmpError::TooBig { mtu } => Icmpv6Repr::PacketTooBig { mtu: u32::from(mtu) },
+            };
+            msg.emit(&mut IcmpPacket::new_unchecked(&mut f[icmp_at..]), own, to);
+        }
+        _ => return None,
+    }
     Some(Verdict::Tx(port))
 }
 
@@ -934,15 +1112,35 @@ fn answers_for(pc: &PortConfig, ip: IpAddr) -> bool {
         || matches!(pc.role, PortRole::Host { .. })
 }
 
-/// Answers an IPv6 neighbour solicitation for one of the port's addresses or gateways
-/// with a neighbour advertisement, in place (the same 86 bytes: Ethernet, IPv6, NA with
-/// the target link-layer address option).
-fn answer_ns(
+/// Learns `ip` -> `mac` heard on `port` when the port's role allows it: a workload's own
+/// addresses only; on other ports what someone asked for, refreshes, and (`asked_us`)
+/// senders of requests for the router's addresses.
+fn learn(nb: &NeighborCache, pc: &PortConfig, port: u16, ip: IpAddr, mac: MacAddr, asked_us: bool, now: u32) {
+    if ip.is_unspecified() || mac.is_multicast() {
+        return;
+    }
+    let allowed = match &pc.role {
+        PortRole::Workload { addrs, .. } => addrs.contains(&ip),
+        PortRole::Host { .. } => true,
+        PortRole::Fabric { .. } => asked_us || nb.expected(u32::from(port), ip),
+    };
+    if allowed {
+        nb.learn(u32::from(port), ip, mac, now);
+    }
+}
+
+/// Neighbour discovery: an advertisement is learned from (when allowed) and consumed; a
+/// solicitation for one of the port's addresses or gateways is learned from and answered
+/// with an advertisement, in place (the same 86 bytes: Ethernet, IPv6, NA with the target
+/// link-layer address option).
+fn neighbor_discovery(
+    nb: &NeighborCache,
     pc: &PortConfig,
     frame: &mut [u8],
     h: &wire::parse::Headers,
     pkt: &mut Pkt,
     port: u16,
+    now: u32,
 ) -> Result<Verdict, DropReason> {
     use wire::icmp::IcmpPacket;
     use wire::icmpv6::Icmpv6Repr;
@@ -952,15 +1150,22 @@ fn answer_ns(
         return Err(DropReason::Malformed);
     };
     let icmp = IcmpPacket::new_checked(&frame[l4..end], wire::Layer::Icmpv6).map_err(|_| DropReason::Malformed)?;
-    let Icmpv6Repr::NeighborSolicit { target, lladdr } =
-        Icmpv6Repr::parse(&icmp, src, dst).map_err(|_| DropReason::Malformed)?
-    else {
-        return Err(DropReason::Malformed);
+    let eth_src = EthernetFrame::new_unchecked(&frame[..]).src_addr();
+    let (target, lladdr) = match Icmpv6Repr::parse(&icmp, src, dst).map_err(|_| DropReason::Malformed)? {
+        Icmpv6Repr::NeighborSolicit { target, lladdr } => (target, lladdr),
+        Icmpv6Repr::NeighborAdvert { target, lladdr, .. } => {
+            let mac = lladdr.unwrap_or(eth_src);
+            learn(nb, pc, port, IpAddr::V6(target), mac, false, now);
+            return Err(DropReason::NeighborReply);
+        }
+        _ => return Err(DropReason::Malformed),
     };
     if !answers_for(pc, IpAddr::V6(target)) {
         return Err(DropReason::ArpIgnored);
     }
-    let eth_src = EthernetFrame::new_unchecked(&frame[..]).src_addr();
+    if let Some(mac) = lladdr {
+        learn(nb, pc, port, IpAddr::V6(src), mac, true, now);
+    }
     let unspecified = src.is_unspecified();
     let to = if unspecified {
         "ff02::1".parse().expect("all-nodes")
@@ -998,11 +1203,32 @@ fn answer_ns(
     Ok(Verdict::Tx(port))
 }
 
-/// Answers an ARP request for one of the port's addresses or gateways, in place.
-fn answer_arp(pc: &PortConfig, frame: &mut [u8], port: u16) -> Result<Verdict, DropReason> {
+/// ARP: the sender is learned from (when allowed); a request for one of the port's
+/// addresses or gateways is answered in place, a reply consumed.
+fn answer_arp(
+    nb: &NeighborCache,
+    pc: &PortConfig,
+    frame: &mut [u8],
+    port: u16,
+    now: u32,
+) -> Result<Verdict, DropReason> {
     let req = ArpRepr::parse(&ArpPacket::new_checked(&frame[14..]).map_err(|_| DropReason::Malformed)?)
         .map_err(|_| DropReason::Malformed)?;
-    if req.operation != ArpOperation::Request || !answers_for(pc, IpAddr::V4(req.target_ip)) {
+    let for_us = answers_for(pc, IpAddr::V4(req.target_ip));
+    let request = req.operation == ArpOperation::Request;
+    learn(
+        nb,
+        pc,
+        port,
+        IpAddr::V4(req.sender_ip),
+        req.sender_mac,
+        request && for_us,
+        now,
+    );
+    if !request {
+        return Err(DropReason::NeighborReply);
+    }
+    if !for_us {
         return Err(DropReason::ArpIgnored);
     }
     let reply = ArpRepr {

@@ -45,8 +45,6 @@ drop_reasons! {
     Discard = "route to discard",
     /// Denied by policy.
     PolicyDenied = "denied by policy",
-    /// The next hop's MAC address is not known.
-    NoNeighbor = "next hop MAC unknown",
     /// TTL or hop limit ran out.
     TtlExpired = "TTL expired",
     /// A VXLAN packet for a VNI with no VRF.
@@ -67,6 +65,12 @@ drop_reasons! {
     ArpIgnored = "ARP not for a router address",
     /// A later IP fragment whose first fragment was not seen (or aged out).
     FragmentOrphan = "fragment without its first fragment",
+    /// Parked while its next hop was resolved, and the next hop never answered.
+    NeighborUnresolved = "next hop did not answer ARP / neighbour solicitation",
+    /// Its next hop is being resolved and no room was left to park it.
+    ParkFull = "no room to park while the next hop is resolved",
+    /// An ARP reply or neighbour advertisement, taken in (learned or refused as unasked).
+    NeighborReply = "ARP reply / neighbour advertisement consumed",
 }
 
 /// Counters of one worker.
@@ -76,6 +80,8 @@ pub struct WorkerCounters {
     pub rx: AtomicU64,
     /// Packets handed to a TX ring or queue.
     pub tx: AtomicU64,
+    /// Packets the worker made itself (ARP requests, neighbour solicitations).
+    pub originated: AtomicU64,
     /// Polls of all ports that found nothing.
     pub empty_polls: AtomicU64,
     /// Times a fill ring could not be topped up because no frame was free.
@@ -104,6 +110,7 @@ impl WorkerCounters {
         Stats {
             rx: get(&self.rx),
             tx: get(&self.tx),
+            originated: get(&self.originated),
             empty_polls: get(&self.empty_polls),
             fill_starved: get(&self.fill_starved),
             bursts: get(&self.bursts),
@@ -125,6 +132,8 @@ pub struct Stats {
     pub rx: u64,
     /// Packets transmitted.
     pub tx: u64,
+    /// Packets the router made itself (ARP requests, neighbour solicitations).
+    pub originated: u64,
     /// Empty polls.
     pub empty_polls: u64,
     /// Fill-ring starvation events.
@@ -141,6 +150,12 @@ impl Stats {
         self.drops.iter().map(|d| d.1).sum()
     }
 
+    /// Whether every packet is accounted for: each received or originated one was sent or
+    /// dropped with a reason (true of a stopped worker; a running one may hold some).
+    pub fn conserved(&self) -> bool {
+        self.rx + self.originated == self.tx + self.dropped()
+    }
+
     /// Drops for one reason.
     pub fn dropped_for(&self, why: DropReason) -> u64 {
         self.drops.iter().find(|d| d.0 == why).map_or(0, |d| d.1)
@@ -155,6 +170,7 @@ impl Stats {
         for s in all {
             t.rx += s.rx;
             t.tx += s.tx;
+            t.originated += s.originated;
             t.empty_polls += s.empty_polls;
             t.fill_starved += s.fill_starved;
             t.bursts += s.bursts;

@@ -23,6 +23,20 @@ pub enum Verdict {
     Tx(u16),
     /// Drop, counted under this reason.
     Drop(DropReason),
+    /// The handler keeps the packet (its frame stays in the worker) and hands it back
+    /// later through [`Handler::pending`]: parked while its next hop is resolved.
+    Keep,
+}
+
+/// A packet a handler hands to the worker between bursts.
+#[derive(Debug, Clone, Copy)]
+pub struct Emitted {
+    /// The packet.
+    pub pkt: Pkt,
+    /// Where it goes (never [`Verdict::Keep`]).
+    pub verdict: Verdict,
+    /// The handler made it (an ARP request): counted as originated, not received.
+    pub originated: bool,
 }
 
 /// The packet work a worker runs on every burst (the forwarding pipeline, or the reference
@@ -31,6 +45,11 @@ pub enum Verdict {
 pub trait Handler: Send {
     /// Decides `verdicts[i]` for `pkts[i]`, received on port `port`.
     fn process(&mut self, port: u16, pkts: &mut [Pkt], pool: &mut FramePool, verdicts: &mut [Verdict]);
+
+    /// Between bursts: packets the handler originated or kept earlier, now to be sent or
+    /// dropped. `stopping`: the worker is stopping, so everything kept must come back now.
+    /// Handlers that never keep or originate packets leave this out.
+    fn pending(&mut self, _pool: &mut FramePool, _stopping: bool, _out: &mut Vec<Emitted>) {}
 }
 
 /// One worker: its ports, pool, handler and counters.
@@ -42,6 +61,7 @@ pub struct Worker {
     pkts: [Pkt; BURST],
     verdicts: [Verdict; BURST],
     out: Vec<Vec<Pkt>>,
+    emitted: Vec<Emitted>,
     started: bool,
     taps: Arc<Taps>,
 }
@@ -74,6 +94,7 @@ impl Worker {
             pkts: [Pkt::default(); BURST],
             verdicts: [Verdict::Drop(DropReason::Filtered); BURST],
             out: (0..n).map(|_| Vec::with_capacity(BURST)).collect(),
+            emitted: Vec::new(),
             started: false,
             taps: Arc::new(Taps::default()),
         }
@@ -108,15 +129,14 @@ impl Worker {
     /// the packets received.
     pub fn run_once(&mut self) -> usize {
         self.start();
-        let c = &*self.counters;
         let mut total = 0;
         for i in 0..self.ports.len() {
-            let n = self.ports[i].rx_burst(&mut self.pool, &mut self.pkts, c);
+            let n = self.ports[i].rx_burst(&mut self.pool, &mut self.pkts, &self.counters);
             if n == 0 {
                 continue;
             }
             total += n;
-            WorkerCounters::add(&c.bursts, 1);
+            WorkerCounters::add(&self.counters.bursts, 1);
             if self.taps.capturing() == Some(i as u16) {
                 for p in &self.pkts[..n] {
                     self.taps
@@ -125,39 +145,76 @@ impl Worker {
             }
             self.handler
                 .process(i as u16, &mut self.pkts[..n], &mut self.pool, &mut self.verdicts[..n]);
-            for (p, v) in self.pkts[..n].iter().zip(&self.verdicts[..n]) {
-                match *v {
-                    Verdict::Tx(q) if usize::from(q) < self.out.len() => self.out[usize::from(q)].push(*p),
-                    Verdict::Tx(_) => {
-                        c.dropped(DropReason::NoSuchPort, 1);
-                        self.pool.free(p.addr, Place::Worker);
-                    }
-                    Verdict::Drop(why) => {
-                        c.dropped(why, 1);
-                        self.pool.free(p.addr, Place::Worker);
-                    }
-                }
+            for k in 0..n {
+                self.dispatch(self.pkts[k], self.verdicts[k]);
             }
-            for (q, out) in self.out.iter_mut().enumerate() {
-                if out.is_empty() {
-                    continue;
-                }
-                let sent = self.ports[q].tx_burst(&mut self.pool, out);
-                WorkerCounters::add(&c.tx, sent as u64);
-                for p in &out[sent..] {
-                    c.dropped(DropReason::TxRingFull, 1);
-                    self.pool.free(p.addr, Place::Worker);
-                }
-                out.clear();
-            }
+            self.flush();
         }
+        self.emit_pending(false);
         if total == 0 {
-            WorkerCounters::add(&c.empty_polls, 1);
+            WorkerCounters::add(&self.counters.empty_polls, 1);
         }
         for p in &mut self.ports {
-            p.poll(&mut self.pool, c);
+            p.poll(&mut self.pool, &self.counters);
         }
         total
+    }
+
+    /// Queues one packet by its verdict (frees it if dropped).
+    #[inline]
+    fn dispatch(&mut self, p: Pkt, v: Verdict) {
+        let c = &*self.counters;
+        match v {
+            Verdict::Tx(q) if usize::from(q) < self.out.len() => self.out[usize::from(q)].push(p),
+            Verdict::Tx(_) => {
+                c.dropped(DropReason::NoSuchPort, 1);
+                self.pool.free(p.addr, Place::Worker);
+            }
+            Verdict::Drop(why) => {
+                c.dropped(why, 1);
+                self.pool.free(p.addr, Place::Worker);
+            }
+            Verdict::Keep => {}
+        }
+    }
+
+    /// Sends what is queued per port; what a full TX ring refuses is dropped and counted.
+    fn flush(&mut self) {
+        let c = &*self.counters;
+        for (q, out) in self.out.iter_mut().enumerate() {
+            if out.is_empty() {
+                continue;
+            }
+            let sent = self.ports[q].tx_burst(&mut self.pool, out);
+            WorkerCounters::add(&c.tx, sent as u64);
+            for p in &out[sent..] {
+                c.dropped(DropReason::TxRingFull, 1);
+                self.pool.free(p.addr, Place::Worker);
+            }
+            out.clear();
+        }
+    }
+
+    /// Sends or drops what the handler hands back between bursts.
+    fn emit_pending(&mut self, stopping: bool) {
+        self.handler.pending(&mut self.pool, stopping, &mut self.emitted);
+        if self.emitted.is_empty() {
+            return;
+        }
+        let mut emitted = std::mem::take(&mut self.emitted);
+        for e in emitted.drain(..) {
+            if e.originated {
+                WorkerCounters::add(&self.counters.originated, 1);
+            }
+            let v = if e.verdict == Verdict::Keep {
+                Verdict::Drop(DropReason::Filtered)
+            } else {
+                e.verdict
+            };
+            self.dispatch(e.pkt, v);
+        }
+        self.emitted = emitted;
+        self.flush();
     }
 
     /// Busy-polls until `stop` is set.
@@ -170,6 +227,7 @@ impl Worker {
 
     /// Drains every port and checks the frame accounting.
     pub fn finish(mut self) -> WorkerReport {
+        self.emit_pending(true);
         let held: Vec<u64> = self.ports.iter_mut().map(|p| p.drain(&mut self.pool)).collect();
         let kernel_drops = self.ports.iter().map(|p| p.kernel_drops()).collect();
         let census = self.pool.census().clone();

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use dataplane::neigh::{NeighborCache, NeighborConfig};
 use dataplane::pipeline::{NodeConfig, Pipeline, PortConfig, PortRole, Tables};
 use dataplane::*;
 use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
@@ -43,9 +44,14 @@ struct Node {
     routes: FibBuilder,
     policy: Arc<PolicyStore>,
     flows: Arc<FlowTable>,
+    neighbors: Arc<NeighborCache>,
 }
 
 fn node() -> Node {
+    node_with(NeighborConfig::default())
+}
+
+fn node_with(neighbor_config: NeighborConfig) -> Node {
     let fib = Arc::new(Fib::new());
     let mut b = FibBuilder::new();
     b.add_vrf(0).unwrap();
@@ -69,6 +75,26 @@ fn node() -> Node {
     b.add_route(1, ip("10.8.0.0"), 16, 11).unwrap();
     b.add_route(1, ip("10.7.0.0"), 16, 12).unwrap();
     b.add_route(0, ip("192.0.2.0"), 24, 4).unwrap();
+    // Behind routers on the fabric whose MACs nobody configured.
+    b.set_nexthop(
+        30,
+        Nexthop::Interface {
+            port: 2,
+            gateway: Some(ip("192.0.2.9")),
+        },
+    )
+    .unwrap();
+    b.set_nexthop(
+        31,
+        Nexthop::Interface {
+            port: 2,
+            gateway: Some(ip("fd00:f::9")),
+        },
+    )
+    .unwrap();
+    b.add_route(1, ip("10.6.0.0"), 16, 30).unwrap();
+    b.add_route(1, ip("fd00:6::"), 32, 31).unwrap();
+    b.add_route(1, ip("fd00:9::"), 32, 10).unwrap();
     b.set_vni(42, 1).unwrap();
     b.set_label(100, 20).unwrap();
     let n = |mac| Neighbor {
@@ -102,7 +128,7 @@ fn node() -> Node {
             PortConfig {
                 role: PortRole::Workload {
                     vrf: 1,
-                    addrs: vec![ip("10.0.1.2")],
+                    addrs: vec![ip("10.0.1.2"), ip("fd00:1::2")],
                     mac: M1,
                     gateways: vec![ip("10.0.1.1"), ip("fd00:1::1")],
                 },
@@ -113,7 +139,7 @@ fn node() -> Node {
                 name: "fabric".into(),
                 mac: P2,
                 mtu: 1500,
-                addrs: vec![ip("192.0.2.1")],
+                addrs: vec![ip("192.0.2.1"), ip("fd00:f::1")],
                 role: PortRole::Fabric { vrf: 0 },
             },
         ],
@@ -128,7 +154,9 @@ fn node() -> Node {
         node: Arc::new(cfg),
         epoch: Instant::now(),
         taps: Default::default(),
+        neighbors: Arc::new(NeighborCache::new(neighbor_config)),
     };
+    let neighbors = tables.neighbors.clone();
     let links: Vec<_> = (0..3).map(|_| MemoryLink::new(256)).collect();
     let ports: Vec<Box<dyn Port>> = links
         .iter()
@@ -150,6 +178,7 @@ fn node() -> Node {
         routes: b,
         policy,
         flows,
+        neighbors,
     }
 }
 
@@ -323,7 +352,7 @@ fn routes_between_workloads_with_l3_rewrite_and_a_flow_pair() {
     assert!(n.send(0, &udp(M1, M2, "10.0.1.2", "10.0.2.2", 40003, 53, 64)).is_none());
     assert_eq!(n.drops(DropReason::NotForUs), 1);
     let s = n.worker.counters().snapshot();
-    assert_eq!(s.rx, s.tx + s.dropped());
+    assert!(s.conserved(), "{s:?}");
     tshark_decodes(&[err], &["eth:ethertype:ip:icmp:ip:udp"]);
 }
 
@@ -604,6 +633,8 @@ fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) {
             "_ws.expert.message",
             "-e",
             "ip.checksum.status",
+            "-e",
+            "icmpv6.checksum.status",
         ])
         .args(["-o", "ip.check_checksum:TRUE"])
         .output()
@@ -620,8 +651,11 @@ fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) {
     for (line, want) in lines.iter().zip(want) {
         assert!(line.contains(want), "{line} lacks {want}");
         assert!(!line.to_lowercase().contains("malformed"), "{line}");
-        let status = line.split('\t').nth(2).unwrap_or("");
-        assert!(status.split(',').all(|s| s == "1"), "checksums (1 = good): {line}");
+        let statuses = line.split('\t').skip(2).flat_map(|c| c.split(','));
+        assert!(
+            statuses.filter(|s| !s.is_empty()).all(|s| s == "1"),
+            "checksums (1 = good): {line}"
+        );
     }
 }
 
@@ -674,4 +708,248 @@ fn later_fragments_follow_their_first_fragments_decision() {
     // The last fragment ended datagram 1: a repeat is an orphan.
     assert!(n.send(0, &fragment(1, false, 5353)).is_none());
     assert_eq!(n.drops(DropReason::FragmentOrphan), 2);
+}
+
+fn udp6(src: &str, dst: &str, sport: u16, hop_limit: u8, payload: &[u8]) -> Vec<u8> {
+    let mut ipr = wire::ipv6::Ipv6Repr::new(src.parse().unwrap(), dst.parse().unwrap(), IpProtocol::Udp);
+    ipr.hop_limit = hop_limit;
+    frame(
+        &[
+            Header::Ethernet(EthernetRepr {
+                src: M1,
+                dst: P0,
+                ethertype: EtherType::Ipv6,
+            }),
+            Header::Ipv6(ipr),
+            Header::Udp(UdpRepr {
+                src_port: sport,
+                dst_port: 5000,
+            }),
+        ],
+        payload,
+    )
+    .unwrap()
+}
+
+fn arp(op: ArpOperation, sender_mac: MacAddr, sender: &str, target_mac: MacAddr, target: &str) -> Vec<u8> {
+    frame(
+        &[
+            Header::Ethernet(EthernetRepr {
+                src: sender_mac,
+                dst: if op == ArpOperation::Request {
+                    MacAddr::BROADCAST
+                } else {
+                    target_mac
+                },
+                ethertype: EtherType::Arp,
+            }),
+            Header::Arp(ArpRepr {
+                operation: op,
+                sender_mac,
+                sender_ip: ip4(sender),
+                target_mac,
+                target_ip: ip4(target),
+            }),
+        ],
+        &[],
+    )
+    .unwrap()
+}
+
+/// Every frame waiting on `port`'s link.
+fn take_all(n: &Node, port: usize) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| n.links[port].take()).collect()
+}
+
+#[test]
+fn an_unknown_next_hop_is_resolved_by_arp_while_its_packets_wait() {
+    const GW: MacAddr = MacAddr([2, 0, 0, 0, 0x99, 9]);
+    let mut n = node();
+    let pkt = |sport| udp(M1, P0, "10.0.1.2", "10.6.0.1", sport, 5000, 64);
+    // The first packet is parked and the router asks for the gateway's MAC.
+    let (port, req) = n.send(0, &pkt(1000)).unwrap();
+    assert_eq!(port, 2);
+    let a = ArpRepr::parse(&wire::arp::ArpPacket::new_checked(&req[14..]).unwrap()).unwrap();
+    assert_eq!(&req[..6], &MacAddr::BROADCAST.0);
+    assert_eq!(a.operation, ArpOperation::Request);
+    assert_eq!(
+        (a.sender_mac, a.sender_ip, a.target_ip),
+        (P2, ip4("192.0.2.1"), ip4("192.0.2.9"))
+    );
+    // Three more wait with it (four per next hop), the fifth is refused; no second request
+    // before the retry time.
+    for sport in 1001..1005 {
+        assert!(n.send(0, &pkt(sport)).is_none());
+    }
+    assert_eq!(n.drops(DropReason::ParkFull), 1);
+    // An unasked reply about another address is not learned.
+    assert!(
+        n.send(2, &arp(ArpOperation::Reply, GW, "192.0.2.77", P2, "192.0.2.1"))
+            .is_none()
+    );
+    assert!(n.neighbors.snapshot().is_empty());
+    // The answer releases the four, in order, to the learned MAC.
+    assert!(n.links[2].inject(&arp(ArpOperation::Reply, GW, "192.0.2.9", P2, "192.0.2.1")));
+    n.worker.run_once();
+    let out = take_all(&n, 2);
+    assert_eq!(out.len(), 4);
+    for (f, sport) in out.iter().zip(1000u16..) {
+        assert_eq!(&f[..12], &[GW.0, P2.0].concat()[..]);
+        let m = parse(f).unwrap();
+        assert_eq!((m.outer.key.src_port, m.outer.ttl), (sport, 63));
+    }
+    assert_eq!(n.drops(DropReason::NeighborReply), 2);
+    // Later packets go straight out.
+    let (port, f) = n.send(0, &pkt(1000)).unwrap();
+    assert_eq!((port, &f[..6]), (2, &GW.0[..]));
+    tshark_decodes(&[req, f], &["eth:ethertype:arp", "eth:ethertype:ip:udp"]);
+    let r = n.worker.finish();
+    r.frames_ok.unwrap();
+    assert!(r.stats.conserved(), "{:?}", r.stats);
+    assert_eq!(r.stats.originated, 1);
+}
+
+#[test]
+fn an_unknown_ipv6_next_hop_is_resolved_by_neighbour_solicitation() {
+    use wire::icmp::IcmpPacket;
+    use wire::icmpv6::Icmpv6Repr;
+    const GW: MacAddr = MacAddr([2, 0, 0, 0, 0x99, 6]);
+    let mut n = node();
+    let (port, ns) = n.send(0, &udp6("fd00:1::2", "fd00:6::1", 1000, 64, b"x")).unwrap();
+    assert_eq!(port, 2);
+    let m = parse(&ns).unwrap();
+    let (me, group): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        ("fd00:f::1".parse().unwrap(), "ff02::1:ff00:9".parse().unwrap());
+    assert_eq!(&ns[..6], &[0x33, 0x33, 0xff, 0, 0, 9]);
+    let icmp = IcmpPacket::new_checked(&ns[usize::from(m.outer.l4)..], wire::Layer::Icmpv6).unwrap();
+    let target = "fd00:f::9".parse().unwrap();
+    assert_eq!(
+        Icmpv6Repr::parse(&icmp, me, group).unwrap(),
+        Icmpv6Repr::NeighborSolicit {
+            target,
+            lladdr: Some(P2)
+        }
+    );
+    // The advertisement releases the packet.
+    let mut ip6 = wire::ipv6::Ipv6Repr::new(target, me, IpProtocol::Icmpv6);
+    ip6.hop_limit = 255;
+    let na = frame(
+        &[
+            Header::Ethernet(EthernetRepr {
+                src: GW,
+                dst: P2,
+                ethertype: EtherType::Ipv6,
+            }),
+            Header::Ipv6(ip6),
+            Header::Icmpv6(Icmpv6Repr::NeighborAdvert {
+                router: true,
+                solicited: true,
+                override_: true,
+                target,
+                lladdr: Some(GW),
+            }),
+        ],
+        &[],
+    )
+    .unwrap();
+    let (port, f) = n.send(2, &na).unwrap();
+    assert_eq!((port, &f[..12]), (2, &[GW.0, P2.0].concat()[..]));
+    assert_eq!(parse(&f).unwrap().outer.ttl, 63, "hop limit decremented");
+    tshark_decodes(&[ns, f], &["eth:ethertype:ipv6:icmpv6", "eth:ethertype:ipv6:udp"]);
+}
+
+#[test]
+fn a_next_hop_that_never_answers_costs_its_parked_packets_after_the_last_try() {
+    let mut n = node_with(NeighborConfig {
+        retry: std::time::Duration::from_millis(20),
+        tries: 2,
+        ..Default::default()
+    });
+    assert!(n.links[0].inject(&udp(M1, P0, "10.0.1.2", "10.6.0.1", 1, 2, 64)));
+    let start = Instant::now();
+    let mut requests = 0;
+    while n.drops(DropReason::NeighborUnresolved) == 0 && start.elapsed().as_secs() < 5 {
+        n.worker.run_once();
+        requests += take_all(&n, 2).len();
+    }
+    assert_eq!((requests, n.drops(DropReason::NeighborUnresolved)), (2, 1));
+    let r = n.worker.finish();
+    r.frames_ok.unwrap();
+    assert!(r.stats.conserved(), "{:?}", r.stats);
+}
+
+#[test]
+fn stopping_drops_what_is_parked_and_loses_no_frame() {
+    let mut n = node();
+    assert!(n.send(0, &udp(M1, P0, "10.0.1.2", "10.6.0.1", 1, 2, 64)).is_some());
+    let r = n.worker.finish();
+    r.frames_ok.unwrap();
+    assert_eq!(r.stats.dropped_for(DropReason::NeighborUnresolved), 1);
+    assert!(r.stats.conserved(), "{:?}", r.stats);
+}
+
+#[test]
+fn learning_is_guarded_per_port_role() {
+    const X: MacAddr = MacAddr([2, 0, 0, 0, 0x77, 7]);
+    let mut n = node();
+    // A fabric host asking for the router's address is learned (it will be answered).
+    assert!(
+        n.send(
+            2,
+            &arp(ArpOperation::Request, X, "192.0.2.50", MacAddr([0; 6]), "192.0.2.1")
+        )
+        .is_some()
+    );
+    // A workload cannot teach the router someone else's address.
+    assert!(
+        n.send(
+            0,
+            &arp(ArpOperation::Request, X, "10.0.2.2", MacAddr([0; 6]), "10.0.1.1")
+        )
+        .is_some()
+    );
+    // Nor can a gratuitous reply on the fabric.
+    assert!(
+        n.send(
+            2,
+            &arp(ArpOperation::Reply, X, "192.0.2.51", MacAddr::BROADCAST, "192.0.2.51")
+        )
+        .is_none()
+    );
+    let learned: Vec<_> = n.neighbors.snapshot().keys().copied().collect();
+    assert_eq!(learned, [(2, ip("192.0.2.50"))]);
+}
+
+#[test]
+fn ipv6_errors_time_exceeded_and_packet_too_big() {
+    use wire::icmp::IcmpPacket;
+    use wire::icmpv6::Icmpv6Repr;
+    let mut n = node();
+    let (me, gw): (std::net::Ipv6Addr, std::net::Ipv6Addr) =
+        ("fd00:1::2".parse().unwrap(), "fd00:1::1".parse().unwrap());
+    let check = |f: &[u8], want: Icmpv6Repr, quoted: usize| {
+        assert_eq!(&f[..12], &[M1.0, P0.0].concat()[..]);
+        let m = parse(f).unwrap();
+        assert_eq!(
+            (m.outer.key.src_ip(), m.outer.key.dst_ip()),
+            (Some(IpAddr::V6(gw)), Some(IpAddr::V6(me)))
+        );
+        let icmp = IcmpPacket::new_checked(&f[usize::from(m.outer.l4)..], wire::Layer::Icmpv6).unwrap();
+        assert_eq!(Icmpv6Repr::parse(&icmp, gw, me).unwrap(), want);
+        assert_eq!(f.len(), 14 + 40 + 8 + quoted);
+    };
+    let expiring = udp6("fd00:1::2", "fd00:6::1", 7, 1, b"abc");
+    let (port, te) = n.send(0, &expiring).unwrap();
+    assert_eq!(port, 0);
+    check(&te, Icmpv6Repr::TimeExceeded { code: 0 }, expiring.len() - 14);
+    assert_eq!(&te[62..], &expiring[14..], "the whole packet quoted");
+    // 1500 bytes into VXLAN over a 1500-byte underlay: too big, quoted up to 1280 bytes.
+    let big = udp6("fd00:1::2", "fd00:9::5", 8, 64, &[0u8; 1452]);
+    let (port, ptb) = n.send(0, &big).unwrap();
+    assert_eq!(port, 0);
+    check(&ptb, Icmpv6Repr::PacketTooBig { mtu: 1450 }, 1280 - 48);
+    tshark_decodes(
+        &[te, ptb],
+        &["eth:ethertype:ipv6:icmpv6:ipv6:udp", "eth:ethertype:ipv6:icmpv6:ipv6"],
+    );
 }

@@ -92,7 +92,82 @@ pub fn iperf3(server: &Netns, client: &Netns, dst: &str, secs: u32) -> Option<f6
         .ok()
 }
 
-/// Packets an interface has received.
+/// A `tcpdump` capture of one interface in a namespace, to a pcap file: what the wire
+/// carried, read back by a decoder we did not write. Stopped (and the file removed) on drop.
+pub struct Capture {
+    child: Child,
+    path: std::path::PathBuf,
+}
+
+impl Capture {
+    /// Starts capturing `dev` in `ns`; returns once tcpdump listens.
+    pub fn start(ns: &Netns, dev: &str) -> Result<Capture, String> {
+        let path = std::env::temp_dir().join(format!("{}.pcap", testnet::unique("cap")));
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns.name(),
+                "tcpdump",
+                "--immediate-mode",
+                "-p",
+                "-U",
+                "-n",
+                "-i",
+                dev,
+                "-w",
+            ])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("tcpdump: {e}"))?;
+        let stderr = child.stderr.take().ok_or("tcpdump stderr")?;
+        let mut cap = Capture { child, path };
+        let mut line = String::new();
+        BufReader::new(stderr)
+            .read_line(&mut line)
+            .map_err(|e| format!("tcpdump: {e}"))?;
+        if !line.contains("listening") {
+            let _ = cap.child.kill();
+            return Err(format!("tcpdump did not start: {line}"));
+        }
+        Ok(cap)
+    }
+
+    /// Stops the capture and decodes it with tshark (MPLS recognised on UDP 6635): one
+    /// line per frame, its protocol stack, then any expert message (a malformed packet
+    /// says so there).
+    pub fn decode(mut self) -> Result<Vec<String>, String> {
+        // Immediate mode hands each packet to tcpdump as it arrives; a moment lets the last
+        // ones reach the file before tcpdump is asked to stop.
+        std::thread::sleep(Duration::from_millis(200));
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.path)
+            .args(["-d", "udp.port==6635,mpls", "-T", "fields"])
+            .args(["-e", "frame.protocols", "-e", "_ws.expert.message"])
+            .output()
+            .map_err(|e| format!("tshark: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect())
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Packets `dev` in `ns` has received.
 pub fn rx_packets(ns: &Netns, dev: &str) -> u64 {
     let out = ns
         .exec(&["cat", &format!("/sys/class/net/{dev}/statistics/rx_packets")])
@@ -266,9 +341,6 @@ pub fn workload(
     fib.set_nexthop(nh, Nexthop::Interface { port, gateway: None })
         .expect("nexthop");
     fib.add_route(vrf, ip(addr), 32, nh).expect("route");
-    for a in &owned {
-        fib.set_neighbor(port, *a, neighbor(wmac));
-    }
     let pc = PortConfig {
         name: format!("{tag}{id}"),
         mac: gmac,
@@ -352,7 +424,7 @@ impl Node {
         let reports = self.running.take().map_or_else(Vec::new, |r| r.stop());
         for r in &reports {
             r.frames_ok.clone()?;
-            if r.stats.rx != r.stats.tx + r.stats.dropped() {
+            if !r.stats.conserved() {
                 return Err(format!("packets not conserved: {:?}", r.stats));
             }
         }
@@ -434,6 +506,13 @@ pub struct OverlayLab {
     pub a: (Node, Vec<Workload>),
     /// Node 2 and its workloads per tenant.
     pub b: (Node, Vec<Workload>),
+    /// The underlay: a namespace with a Linux bridge (the switch) and a link from each
+    /// node; `wire_a` is the switch's end of node 1's link, where a capture sees
+    /// everything node 1 sends and receives (AF_XDP bypasses captures on the node's own
+    /// end).
+    pub wire: Netns,
+    /// The switch port facing node 1.
+    pub wire_a: String,
 }
 
 impl OverlayLab {
@@ -443,10 +522,26 @@ impl OverlayLab {
             Netns::new("na").expect("namespace"),
             Netns::new("nb").expect("namespace"),
         );
-        let fabric = Veth::new(&na, &nb, 1).expect("veth");
-        let a = Self::node(na, 1, 2, &fabric.a, overlay, tenants);
-        let b = Self::node(nb, 2, 1, &fabric.b, overlay, tenants);
-        OverlayLab { a, b }
+        let wire = Netns::new("sw").expect("namespace");
+        let (la, lb) = (
+            Veth::new(&na, &wire, 1).expect("veth"),
+            Veth::new(&nb, &wire, 1).expect("veth"),
+        );
+        wire.exec(&["ip", "link", "add", "br0", "type", "bridge"])
+            .expect("bridge");
+        for port in [&la.b, &lb.b] {
+            wire.exec(&["ip", "link", "set", port, "master", "br0"])
+                .expect("bridge port");
+        }
+        wire.exec(&["ip", "link", "set", "br0", "up"]).expect("bridge up");
+        let a = Self::node(na, 1, 2, &la.a, overlay, tenants);
+        let b = Self::node(nb, 2, 1, &lb.a, overlay, tenants);
+        OverlayLab {
+            a,
+            b,
+            wire,
+            wire_a: la.b,
+        }
     }
 
     fn node(ns: Netns, n: u8, peer: u8, fabric_dev: &str, overlay: Overlay, tenants: u32) -> (Node, Vec<Workload>) {
@@ -510,7 +605,6 @@ impl OverlayLab {
         )
         .expect("nexthop");
         b.add_route(0, ip("192.0.2.0"), 24, 1).expect("route");
-        b.set_neighbor(fabric_port, underlay(peer), neighbor(fab_mac(peer)));
         set_mac(&ns, fabric_dev, fab_mac(n));
         ports.push(PortConfig {
             name: "fabric".into(),

@@ -65,6 +65,7 @@ impl Router {
                 node: Arc::new(node),
                 epoch: Instant::now(),
                 taps: Default::default(),
+                neighbors: Default::default(),
             },
         })
     }

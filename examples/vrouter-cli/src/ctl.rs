@@ -67,7 +67,22 @@ fn answer(cmd: &str, s: &State) -> String {
         ["show", "vrfs"] => s.listing.lock().map(|l| l.vrfs.clone()).unwrap_or_default(),
         ["show", "routes"] => s.listing.lock().map(|l| l.routes.clone()).unwrap_or_default(),
         ["show", "nexthops"] => s.listing.lock().map(|l| l.nexthops.clone()).unwrap_or_default(),
-        ["show", "neighbors"] => s.listing.lock().map(|l| l.neighbors.clone()).unwrap_or_default(),
+        ["show", "neighbors"] => {
+            let mut v: Vec<String> = s
+                .listing
+                .lock()
+                .map(|l| l.neighbors.iter().map(|n| format!("{n} static")).collect())
+                .unwrap_or_default();
+            let now = s.tables.epoch.elapsed().as_secs() as u32;
+            let learned = s.tables.neighbors.snapshot();
+            let mut learned: Vec<_> = learned.iter().collect();
+            learned.sort_by_key(|(k, _)| **k);
+            v.extend(learned.into_iter().map(|((port, ip), l)| {
+                let port = s.node.ports.get(*port as usize).map_or("?", |p| p.name.as_str());
+                format!("{ip} {} on {port} learned {}s ago", l.mac, now.saturating_sub(l.at))
+            }));
+            v
+        }
         ["show", "stats"] => {
             let per: Vec<Stats> = s.counters.iter().map(|c| c.snapshot()).collect();
             let t = Stats::sum(&per);

@@ -1,4 +1,4 @@
-//! Following IPv4 fragments: only the first fragment carries the ports, so the first one
+//! Following IP fragments (IPv4 and IPv6): only the first fragment carries the ports, so the first one
 //! is classified like any packet and leaves its ports here; later fragments of the same
 //! datagram borrow them and so hit the first one's flow and its decision.
 //!
@@ -13,14 +13,15 @@ pub const FRAG_SLOTS: usize = 1024;
 /// Seconds a datagram's entry lives after its first fragment.
 pub const FRAG_TIMEOUT_SECS: u64 = 2;
 
-/// Identifies a datagram: VRF, addresses, protocol, IP identification.
+/// Identifies a datagram: VRF, addresses (IPv4 in the first 4 bytes), protocol, IP
+/// identification (16 bits in IPv4, 32 in the IPv6 fragment header).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Key {
     pub(crate) vrf: u32,
-    pub(crate) src: [u8; 4],
-    pub(crate) dst: [u8; 4],
+    pub(crate) src: [u8; 16],
+    pub(crate) dst: [u8; 16],
     pub(crate) proto: u8,
-    pub(crate) ident: u16,
+    pub(crate) ident: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -52,9 +53,12 @@ impl FragTable {
     }
 
     fn home(k: &Key) -> usize {
-        let mut h =
-            u64::from(k.vrf) ^ u64::from(u32::from_be_bytes(k.src)) << 20 ^ u64::from(u32::from_be_bytes(k.dst));
-        h ^= u64::from(k.ident) << 40 ^ u64::from(k.proto) << 56;
+        let fold = |a: &[u8; 16]| {
+            a.chunks(8)
+                .fold(0u64, |h, c| h ^ u64::from_be_bytes(c.try_into().expect("8")))
+        };
+        let mut h = u64::from(k.vrf) ^ fold(&k.src) << 20 ^ fold(&k.dst);
+        h ^= u64::from(k.ident) << 24 ^ u64::from(k.proto) << 56;
         h = h.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> 32) as usize % FRAG_SLOTS
     }
@@ -96,11 +100,16 @@ impl FragTable {
 mod tests {
     use super::*;
 
-    fn key(vrf: u32, ident: u16) -> Key {
+    fn key(vrf: u32, ident: u32) -> Key {
+        let addr = |last| {
+            let mut a = [0; 16];
+            a[..4].copy_from_slice(&[10, 0, 0, last]);
+            a
+        };
         Key {
             vrf,
-            src: [10, 0, 0, 1],
-            dst: [10, 0, 0, 2],
+            src: addr(1),
+            dst: addr(2),
             proto: 17,
             ident,
         }
@@ -122,15 +131,15 @@ mod tests {
     fn a_full_neighbourhood_refuses_rather_than_overwrites() {
         let mut t = FragTable::new();
         let mut stored = 0;
-        for id in 0..(FRAG_SLOTS as u16 * 2) {
-            if t.first(key(1, id), (id, id)) {
+        for id in 0..(FRAG_SLOTS as u32 * 2) {
+            if t.first(key(1, id), (id as u16, id as u16)) {
                 stored += 1;
             }
         }
         assert!(stored <= FRAG_SLOTS);
         // Everything stored is still found with its own ports.
-        let found = (0..(FRAG_SLOTS as u16 * 2))
-            .filter(|&id| t.later(key(1, id), false) == Some((id, id)))
+        let found = (0..(FRAG_SLOTS as u32 * 2))
+            .filter(|&id| t.later(key(1, id), false) == Some((id as u16, id as u16)))
             .count();
         assert_eq!(found, stored);
     }

@@ -501,8 +501,9 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// IPv4 fragments: the first leaves its ports, later ones take them (so they hit the
-    /// first one's flow); an IPv6 later fragment is not followed (counted unsupported).
+    /// IP fragments: the first leaves its ports, later ones take them (so they hit the
+    /// first one's flow). The datagram is named by the IPv4 identification or the IPv6
+    /// fragment header's.
     fn follow_fragment(
         &mut self,
         i: usize,
@@ -510,22 +511,28 @@ impl Pipeline {
         pool: &mut FramePool,
         pkt: &Pkt,
     ) -> Result<(), DropReason> {
-        if h.l3_kind != L3::Ipv4 {
-            return if h.fragment == Fragment::Later {
-                Err(DropReason::Unsupported)
-            } else {
-                Ok(())
-            };
-        }
         let l3 = usize::from(h.l3);
         let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
-        let ident = u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]);
-        let more = f[l3 + 6] & 0x20 != 0;
+        let (ident, more) = match h.l3_kind {
+            L3::Ipv4 => (
+                u32::from(u16::from_be_bytes([f[l3 + 4], f[l3 + 5]])),
+                f[l3 + 6] & 0x20 != 0,
+            ),
+            L3::Ipv6 => {
+                let payload = f.get(l3 + 40..usize::from(h.l3_end)).ok_or(DropReason::Malformed)?;
+                let walk = wire::ipv6ext::walk(payload, f[l3 + 6].into()).map_err(|_| DropReason::Malformed)?;
+                // The fragment header is the last one walked for a later fragment; for the
+                // first, "more" is implied.
+                let more = walk.fragment != Fragment::Later || payload[walk.offset - 8 + 3] & 1 != 0;
+                (walk.ident, more)
+            }
+            _ => return Err(DropReason::Unsupported),
+        };
         let k = &mut self.keys[i];
         let key = FragKey {
             vrf: k.vrf,
-            src: k.src[..4].try_into().expect("4 bytes"),
-            dst: k.dst[..4].try_into().expect("4 bytes"),
+            src: k.src,
+            dst: k.dst,
             proto: k.proto,
             ident,
         };

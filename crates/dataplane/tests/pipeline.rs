@@ -71,6 +71,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
     b.set_nexthop(20, Nexthop::VrfTranslate { vrf: 1 }).unwrap();
     b.add_route(1, ip("10.0.1.2"), 32, 1).unwrap();
     b.add_route(1, ip("10.0.2.2"), 32, 2).unwrap();
+    b.add_route(1, ip("fd00:2::2"), 128, 2).unwrap();
     b.add_route(1, ip("10.9.0.0"), 16, 10).unwrap();
     b.add_route(1, ip("10.8.0.0"), 16, 11).unwrap();
     b.add_route(1, ip("10.7.0.0"), 16, 12).unwrap();
@@ -134,7 +135,15 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
                 },
                 ..workload("w1", P0, "10.0.1.1", "10.0.1.2", M1)
             },
-            workload("w2", P1, "10.0.2.1", "10.0.2.2", M2),
+            PortConfig {
+                role: PortRole::Workload {
+                    vrf: 1,
+                    addrs: vec![ip("10.0.2.2"), ip("fd00:2::2")],
+                    mac: M2,
+                    gateways: vec![ip("10.0.2.1")],
+                },
+                ..workload("w2", P1, "10.0.2.1", "10.0.2.2", M2)
+            },
             PortConfig {
                 name: "fabric".into(),
                 mac: P2,
@@ -413,7 +422,7 @@ fn a_route_change_moves_an_established_flow_on_its_next_packet() {
 }
 
 fn deny_udp_port(port: u16) -> PolicySet {
-    PolicySet::ingress_for(EndpointId(2), 1, vec![ip("10.0.2.2")], RuleList::deny_port(17, port))
+    PolicySet::ingress_for(EndpointId(2), 1, vec![ip("10.0.2.2"), ip("fd00:2::2")], RuleList::deny_port(17, port))
 }
 
 #[test]
@@ -707,6 +716,59 @@ fn later_fragments_follow_their_first_fragments_decision() {
     assert_eq!(n.drops(DropReason::FragmentOrphan), 1);
     // The last fragment ended datagram 1: a repeat is an orphan.
     assert!(n.send(0, &fragment(1, false, 5353)).is_none());
+    assert_eq!(n.drops(DropReason::FragmentOrphan), 2);
+}
+
+/// An IPv6 fragment of a UDP datagram from w1 to w2: the first carries the UDP header.
+fn fragment6(ident: u32, first: bool, dport: u16) -> Vec<u8> {
+    use wire::ipv6ext::Ipv6FragRepr;
+    let ipr = wire::ipv6::Ipv6Repr::new(
+        "fd00:1::2".parse().unwrap(),
+        "fd00:2::2".parse().unwrap(),
+        IpProtocol::Ipv6Frag,
+    );
+    let frag = Ipv6FragRepr {
+        next_header: IpProtocol::Udp,
+        frag_offset: if first { 0 } else { 64 },
+        more_frags: first,
+        ident,
+    };
+    let eth = Header::Ethernet(EthernetRepr {
+        src: M1,
+        dst: P0,
+        ethertype: EtherType::Ipv6,
+    });
+    if first {
+        let udp = Header::Udp(UdpRepr {
+            src_port: 40000,
+            dst_port: dport,
+        });
+        frame(&[eth, Header::Ipv6(ipr), Header::Ipv6Frag(frag), udp], &[7u8; 56]).unwrap()
+    } else {
+        frame(&[eth, Header::Ipv6(ipr), Header::Ipv6Frag(frag)], &[9u8; 40]).unwrap()
+    }
+}
+
+#[test]
+fn later_ipv6_fragments_follow_their_first_fragments_decision() {
+    let mut n = node();
+    n.policy.publish(&deny_udp_port(53)).unwrap();
+    let big = 0x8000_0001; // identifications are 32 bits in IPv6
+    assert_eq!(n.send(0, &fragment6(big, true, 5353)).map(|o| o.0), Some(1));
+    let (port, later) = n.send(0, &fragment6(big, false, 5353)).unwrap();
+    assert_eq!(port, 1);
+    assert_eq!(&later[..6], &M2.0);
+    assert_eq!(&later[later.len() - 40..], &[9u8; 40]);
+    // Same low 16 bits, another datagram: not confused with the first.
+    assert!(n.send(0, &fragment6(1, false, 5353)).is_none());
+    assert_eq!(n.drops(DropReason::FragmentOrphan), 1);
+    assert!(n.send(0, &fragment6(2, true, 53)).is_none());
+    assert!(n.send(0, &fragment6(2, false, 53)).is_none());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 2);
+    assert!(
+        n.send(0, &fragment6(big, false, 5353)).is_none(),
+        "ended by the last fragment"
+    );
     assert_eq!(n.drops(DropReason::FragmentOrphan), 2);
 }
 

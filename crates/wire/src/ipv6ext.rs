@@ -206,6 +206,8 @@ pub struct ExtWalk {
     pub fragment: Fragment,
     /// Number of extension headers stepped over.
     pub count: u8,
+    /// The fragment header's identification (0 without one).
+    pub ident: u32,
 }
 
 /// Walks the extension headers of an IPv6 payload to the upper layer.
@@ -218,6 +220,7 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
     let mut offset = 0usize;
     let mut fragment = Fragment::Whole;
     let mut count = 0u8;
+    let mut ident = 0;
     while is_extension(protocol) {
         if usize::from(count) == MAX_EXT_HEADERS {
             return Err(Error::new(Layer::Ipv6Ext, "next_header", Reason::TooDeep));
@@ -232,6 +235,7 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
             offset += FRAG_HEADER_LEN;
             protocol = f.next_header();
             fragment = Fragment::from_fields(f.frag_offset(), f.more_frags());
+            ident = f.ident();
             if fragment == Fragment::Later {
                 break;
             }
@@ -246,6 +250,7 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
         offset,
         fragment,
         count,
+        ident,
     })
 }
 

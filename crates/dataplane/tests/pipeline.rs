@@ -422,7 +422,12 @@ fn a_route_change_moves_an_established_flow_on_its_next_packet() {
 }
 
 fn deny_udp_port(port: u16) -> PolicySet {
-    PolicySet::ingress_for(EndpointId(2), 1, vec![ip("10.0.2.2"), ip("fd00:2::2")], RuleList::deny_port(17, port))
+    PolicySet::ingress_for(
+        EndpointId(2),
+        1,
+        vec![ip("10.0.2.2"), ip("fd00:2::2")],
+        RuleList::deny_port(17, port),
+    )
 }
 
 #[test]

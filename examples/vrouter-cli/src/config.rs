@@ -2,13 +2,14 @@
 //! routes, neighbours, VNIs, labels, tunnel endpoints, CPUs. Checked as a whole before
 //! anything starts; every error names the line, the field and the reason.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use serde::Deserialize;
 use std::sync::Arc;
 use toml::Spanned;
 
+use crate::k8s;
 use vrouter::fib::{Encap, FibBuilder, Neighbor, NeighborState, Nexthop};
 use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, PROTO_SCTP, Policy, PolicySet, PortRange, Rule, RuleId,
@@ -41,6 +42,40 @@ struct File {
     label: Vec<Spanned<LabelDef>>,
     #[serde(default)]
     policy: Vec<Spanned<PolicyDef>>,
+    /// Kubernetes NetworkPolicy YAML files (instead of `[[policy]]`).
+    #[serde(default)]
+    network_policies: Vec<Spanned<String>>,
+    #[serde(default)]
+    namespace: Vec<Spanned<NamespaceDef>>,
+    #[serde(default)]
+    pod: Vec<Spanned<PodDef>>,
+}
+
+/// A namespace's labels, for `namespaceSelector`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamespaceDef {
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+/// A pod, for NetworkPolicy selectors: on this node when it names its workload port.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PodDef {
+    name: String,
+    #[serde(default = "default_namespace")]
+    namespace: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    addresses: Vec<String>,
+    port: Option<String>,
+}
+
+fn default_namespace() -> String {
+    "default".into()
 }
 
 #[derive(Deserialize)]
@@ -526,6 +561,17 @@ fn cidrs(v: &[String]) -> Result<Option<Arc<AddrSet>>, String> {
 /// with the `[[policy]]` lists that name it; rules are checked by the policy compiler
 /// and its errors are reported at the policy's line.
 fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, String> {
+    if !f.network_policies.is_empty() {
+        if let Some(p) = f.policy.first() {
+            return Err(cx.err(
+                p.span().start,
+                "policy",
+                "policy",
+                "`[[policy]]` and `network_policies` cannot be mixed: use one",
+            ));
+        }
+        return network_policies(cx, f, ports);
+    }
     let mut lists: HashMap<(String, bool), (usize, RuleList)> = HashMap::new();
     for sp in &f.policy {
         let (p, at) = (sp.get_ref(), sp.span().start);
@@ -618,6 +664,93 @@ fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, S
         }
     }
     Ok(PolicySet { endpoints })
+}
+
+/// Builds the policy set from Kubernetes NetworkPolicy YAML: the `[[pod]]` and
+/// `[[namespace]]` tables are what selectors resolve against; every workload port is an
+/// endpoint, as with `[[policy]]`.
+fn network_policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, String> {
+    let mut cluster = k8s::Cluster::default();
+    for sp in &f.namespace {
+        let n = sp.get_ref();
+        if cluster.namespaces.insert(n.name.clone(), n.labels.clone()).is_some() {
+            let what = format!("namespace `{}`", n.name);
+            return Err(cx.err(sp.span().start, &what, "name", "defined twice"));
+        }
+    }
+    let mut on_ports = HashMap::new();
+    for sp in &f.pod {
+        let (p, at) = (sp.get_ref(), sp.span().start);
+        let what = format!("pod `{}`", p.name);
+        let e = |field: &str, why: String| cx.err(at, &what, field, why);
+        let mut addrs = p
+            .addresses
+            .iter()
+            .map(|a| parse_ip(a))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|w| e("addresses", w))?;
+        let endpoint = match &p.port {
+            None => None,
+            Some(name) => {
+                let (i, port) = ports
+                    .iter()
+                    .enumerate()
+                    .find(|(_, q)| &q.name == name)
+                    .ok_or_else(|| e("port", format!("no port named `{name}`")))?;
+                let PortRole::Workload { addrs: owned, .. } = &port.role else {
+                    return Err(e("port", format!("`{name}` is not a workload port")));
+                };
+                if let Some(other) = on_ports.insert(i, p.name.clone()) {
+                    return Err(e("port", format!("`{name}` already belongs to pod `{other}`")));
+                }
+                if addrs.is_empty() {
+                    addrs = owned.clone();
+                }
+                Some(EndpointId(i as u32))
+            }
+        };
+        if addrs.is_empty() {
+            return Err(e("addresses", "a pod without a `port` needs its addresses".into()));
+        }
+        cluster.pods.push(k8s::Pod {
+            namespace: p.namespace.clone(),
+            labels: p.labels.clone(),
+            addrs,
+            endpoint,
+        });
+    }
+    let dir = std::path::Path::new(cx.path)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    let mut policies = Vec::new();
+    for sp in &f.network_policies {
+        let (file, at) = (sp.get_ref(), sp.span().start);
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|err| {
+            cx.err(
+                at,
+                "network_policies",
+                "network_policies",
+                format!("`{}`: {err}", path.display()),
+            )
+        })?;
+        let read = k8s::read(&path.display().to_string(), &text, &cluster)
+            .map_err(|err| format!("{}:{}: {err}", cx.path, cx.line(at)))?;
+        policies.extend(read);
+    }
+    let endpoints: Vec<_> = ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, port)| match &port.role {
+            PortRole::Workload { vrf, addrs, .. } => Some((EndpointId(i as u32), *vrf, addrs.clone())),
+            _ => None,
+        })
+        .collect();
+    let at = f.network_policies[0].span().start;
+    let set = vrouter::policy::k8s::compile(&endpoints, &policies)
+        .map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
+    Policy::compile(&set, 0).map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
+    Ok(set)
 }
 
 fn describe(n: &NexthopDef) -> String {
@@ -803,5 +936,131 @@ src = ["10.0.0.0/8"]
                 .unwrap_or_else(|| panic!("{to}: accepted"));
             assert!(e.starts_with(want), "for `{to}`:\n got: {e}\nwant: {want}");
         }
+    }
+
+    /// GOOD with its `[[policy]]` replaced by NetworkPolicy YAML in a temporary directory.
+    fn with_yaml(extra: &str, yaml: &str) -> Result<Config, String> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vrouter-k8s-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("netpol.yaml"), yaml).unwrap();
+        let toml = GOOD[..GOOD.find("[[policy]]").unwrap()].replace(
+            "tunnel_endpoints = [\"192.0.2.1\"]",
+            "tunnel_endpoints = [\"192.0.2.1\"]\nnetwork_policies = [\"netpol.yaml\"]",
+        ) + extra;
+        let path = dir.join("router.toml");
+        let r = parse(path.to_str().unwrap(), &toml);
+        std::fs::remove_dir_all(&dir).unwrap();
+        r
+    }
+
+    const PODS: &str = r#"
+[[namespace]]
+name = "ops"
+labels = { team = "ops" }
+
+[[pod]]
+name = "db-0"
+namespace = "prod"
+labels = { app = "db" }
+port = "pod1"
+
+[[pod]]
+name = "web-7"
+namespace = "prod"
+labels = { app = "web" }
+addresses = ["10.9.0.7"]
+"#;
+
+    const NETPOL: &str = r#"apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: db, namespace: prod }
+spec:
+  podSelector: { matchLabels: { app: db } }
+  ingress:
+    - from: [{ podSelector: { matchLabels: { app: web } } }]
+      ports: [{ port: 5432 }]
+"#;
+
+    #[test]
+    fn network_policy_yaml_resolves_against_the_pods_of_the_config() {
+        let c = with_yaml(PODS, NETPOL).unwrap();
+        let (p, _) = vrouter::policy::Policy::compile(&c.policy, 1).unwrap();
+        let verdict = |src: &str, port| {
+            let key =
+                vrouter::wire::flow::FlowKey::v4(src.parse().unwrap(), "10.0.1.2".parse().unwrap(), 6, 40000, port)
+                    .with_vrf(1);
+            p.evaluate(&vrouter::policy::Fields::from_key(&key, None)).allow
+        };
+        assert!(verdict("10.9.0.7", 5432), "the remote web pod reaches the database");
+        assert!(!verdict("10.9.0.7", 22));
+        assert!(!verdict("10.9.0.8", 5432), "an address that is no web pod");
+    }
+
+    #[test]
+    fn bad_pods_and_yaml_name_their_place() {
+        let cases = [
+            (
+                PODS.replace("port = \"pod1\"", "port = \"pod9\""),
+                NETPOL.to_string(),
+                "pod `db-0`: field `port`: no port named `pod9`",
+            ),
+            (
+                PODS.replace("port = \"pod1\"", "port = \"fabric\""),
+                NETPOL.to_string(),
+                "field `port`: `fabric` is not a workload port",
+            ),
+            (
+                PODS.replace("addresses = [\"10.9.0.7\"]", ""),
+                NETPOL.to_string(),
+                "pod `web-7`: field `addresses`: a pod without a `port` needs its addresses",
+            ),
+            (
+                PODS.replace("addresses = [\"10.9.0.7\"]", "addresses = [\"10.9.0\"]"),
+                NETPOL.to_string(),
+                "pod `web-7`: field `addresses`: `10.9.0` is not an IP address",
+            ),
+            (
+                format!("{PODS}\n[[namespace]]\nname = \"ops\"\n"),
+                NETPOL.to_string(),
+                "namespace `ops`: field `name`: defined twice",
+            ),
+            (
+                PODS.to_string(),
+                NETPOL.replace("5432", "postgres"),
+                "netpol.yaml: NetworkPolicy `db`: field `spec.ingress[0].ports[0].port`: named port `postgres`",
+            ),
+            (
+                PODS.to_string(),
+                NETPOL
+                    .replace("ingress:", "ingress:\n  - from: [")
+                    .replace("kind", "kind:"),
+                "netpol.yaml: document 1: ",
+            ),
+            (
+                format!("{PODS}\n[[policy]]\nendpoint = \"pod1\"\ndirection = \"ingress\"\n"),
+                NETPOL.to_string(),
+                "`[[policy]]` and `network_policies` cannot be mixed",
+            ),
+        ];
+        for (pods, yaml, want) in cases {
+            let e = with_yaml(&pods, &yaml)
+                .err()
+                .unwrap_or_else(|| panic!("accepted: {want}"));
+            assert!(e.contains("router.toml:"), "{e}");
+            assert!(e.contains(want), "got: {e}\nwant: {want}");
+        }
+        // A missing file is named.
+        let e = parse(
+            "/nonexistent/router.toml",
+            &GOOD[..GOOD.find("[[policy]]").unwrap()].replace(
+                "tunnel_endpoints = [\"192.0.2.1\"]",
+                "tunnel_endpoints = [\"192.0.2.1\"]\nnetwork_policies = [\"gone.yaml\"]",
+            ),
+        )
+        .err()
+        .unwrap();
+        assert!(e.contains("`/nonexistent/gone.yaml`: No such file"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use vrouter::{Router, af_xdp::AttachMode, fib::Fib};
 
 mod config;
 mod ctl;
+mod k8s;
 mod metrics;
 
 /// The most packets one `trace` or `capture` collects.

@@ -1,7 +1,8 @@
 /*
  * Embedding vrouter from C: a node with two workloads and a fabric port on in-memory
  * ports; one frame routed between the workloads, one encapsulated in VXLAN towards
- * another node; counters and flows printed. Built and run (also under AddressSanitizer)
+ * another node; a policy denying a port range, then a new policy cutting an established
+ * flow; counters and flows printed. Built and run (also under AddressSanitizer)
  * by `cargo test -p vrouter-ffi`.
  */
 #include <stdio.h>
@@ -19,8 +20,8 @@
         }                                                                                \
     } while (0)
 
-/* A UDP/IPv4 frame from 10.0.1.2 to dst, Ethernet to the router's port MAC. */
-static size_t udp_frame(uint8_t *f, const uint8_t src_mac[6], const uint8_t dst_mac[6], const uint8_t dst[4]) {
+/* A UDP/IPv4 frame from 10.0.1.2 port 40000 to dst:dport, Ethernet to the router's port MAC. */
+static size_t udp_frame(uint8_t *f, const uint8_t src_mac[6], const uint8_t dst_mac[6], const uint8_t dst[4], uint16_t dport) {
     memset(f, 0, 64);
     memcpy(f, dst_mac, 6);
     memcpy(f + 6, src_mac, 6);
@@ -35,7 +36,7 @@ static size_t udp_frame(uint8_t *f, const uint8_t src_mac[6], const uint8_t dst_
     sum = ~sum & 0xffff;
     ip[10] = (uint8_t)(sum >> 8); ip[11] = (uint8_t)sum;
     uint8_t *udp = ip + 20;
-    udp[0] = 0x9c; udp[1] = 0x40; udp[2] = 0x00; udp[3] = 0x35; udp[5] = 26;
+    udp[0] = 0x9c; udp[1] = 0x40; udp[2] = (uint8_t)(dport >> 8); udp[3] = (uint8_t)dport; udp[5] = 26;
     return 60;
 }
 
@@ -68,7 +69,16 @@ int main(void) {
     CHECK(vr_router_set_neighbor(router, p_w1, "10.0.1.2", w1));
     CHECK(vr_router_set_neighbor(router, p_w2, "10.0.2.2", w2));
     CHECK(vr_router_set_neighbor(router, p_fab, "192.0.2.2", peer));
+    /* w2 accepts nothing on UDP 5000-5999 from 10/8 (logged); everything else is allowed. */
+    vr_rule deny_range = {.priority = 10, .action = VR_DENY_LOG, .proto = 17, .src = "10.0.0.0/8",
+                         .dst_port_min = 5000, .dst_port_max = 5999};
+    CHECK(vr_router_set_policy(router, p_w2, VR_INGRESS, &deny_range, 1, VR_ALLOW));
     CHECK(vr_router_start(router));
+
+    /* A bad rule is refused with the rule and field named. */
+    vr_rule backwards = {.action = VR_DENY, .proto = 6, .dst_port_min = 9000, .dst_port_max = 8000};
+    vr_result bad_rule = vr_router_set_policy(router, p_w2, VR_INGRESS, &backwards, 1, VR_ALLOW);
+    printf("bad rule: %s: %s\n", vr_result_message(bad_rule), vr_router_last_error(router));
 
     /* A bad prefix is an error with a message, not a crash. */
     vr_result rc = vr_router_add_route(router, 1, "10.0.0.1/8", 1);
@@ -76,9 +86,9 @@ int main(void) {
 
     uint8_t frame[2048];
     const uint8_t to_w2[4] = {10, 0, 2, 2}, to_remote[4] = {10, 9, 0, 5};
-    size_t n = udp_frame(frame, w1, gw1, to_w2);
+    size_t n = udp_frame(frame, w1, gw1, to_w2, 53);
     CHECK(vr_router_push(router, p_w1, frame, n));
-    n = udp_frame(frame, w1, gw1, to_remote);
+    n = udp_frame(frame, w1, gw1, to_remote, 53);
     CHECK(vr_router_push(router, p_w1, frame, n));
     uint64_t processed = 0;
     CHECK(vr_router_poll(router, &processed));
@@ -94,6 +104,22 @@ int main(void) {
            out[80], out[81], out[82], out[83]);
     rc = vr_router_pull(router, p_fab, out, sizeof out, &len);
     printf("nothing more: %s\n", vr_result_message(rc));
+
+    /* Port 5353 falls in the denied range. */
+    n = udp_frame(frame, w1, gw1, to_w2, 5353);
+    CHECK(vr_router_push(router, p_w1, frame, n));
+    CHECK(vr_router_poll(router, &processed));
+    printf("to w2 port 5353: %s\n", vr_result_message(vr_router_pull(router, p_w2, out, sizeof out, &len)));
+
+    /* A new policy denying UDP 53 cuts the established flow on its next packet. */
+    vr_rule deny_dns = {.action = VR_DENY, .proto = 17, .dst_port_min = 53, .dst_port_max = 53};
+    CHECK(vr_router_set_policy(router, p_w2, VR_INGRESS, &deny_dns, 1, VR_ALLOW));
+    CHECK(vr_router_publish_policy(router));
+    n = udp_frame(frame, w1, gw1, to_w2, 53);
+    CHECK(vr_router_push(router, p_w1, frame, n));
+    CHECK(vr_router_poll(router, &processed));
+    printf("to w2 port 53 after the new policy: %s\n",
+           vr_result_message(vr_router_pull(router, p_w2, out, sizeof out, &len)));
 
     vr_stats stats;
     CHECK(vr_router_stats(router, &stats));

@@ -22,6 +22,36 @@
 #include <stdlib.h>
 
 /*
+ Rule action: allow.
+ */
+#define VR_ALLOW 0
+
+/*
+ Rule action: deny.
+ */
+#define VR_DENY 1
+
+/*
+ Rule action: allow and log.
+ */
+#define VR_ALLOW_LOG 2
+
+/*
+ Rule action: deny and log.
+ */
+#define VR_DENY_LOG 3
+
+/*
+ Policy direction: traffic arriving at the workload.
+ */
+#define VR_INGRESS 0
+
+/*
+ Policy direction: traffic the workload sends.
+ */
+#define VR_EGRESS 1
+
+/*
  Port kinds for `vr_router_add_port`.
  */
 #define VR_PORT_FABRIC 0
@@ -109,6 +139,48 @@ typedef uint32_t vr_result;
  `vr_router_free`.
  */
 typedef struct vr_router vr_router;
+
+/*
+ One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
+ */
+typedef struct vr_rule {
+  /*
+   Lower is evaluated first; equal priorities keep array order.
+   */
+  uint32_t priority;
+  /*
+   VR_ALLOW, VR_DENY, VR_ALLOW_LOG or VR_DENY_LOG.
+   */
+  uint8_t action;
+  /*
+   IP protocol number (6 TCP, 17 UDP, 132 SCTP, 1 ICMP, 58 ICMPv6); 0 = any.
+   */
+  uint8_t proto;
+  /*
+   Source prefix ("10.0.0.0/8", "fd00::/64"); NULL = any.
+   */
+  const char *src;
+  /*
+   Destination prefix; NULL = any.
+   */
+  const char *dst;
+  /*
+   Source ports `src_port_min..=src_port_max` (TCP, UDP, SCTP); both 0 = any.
+   */
+  uint16_t src_port_min;
+  /*
+   Last source port.
+   */
+  uint16_t src_port_max;
+  /*
+   Destination ports `dst_port_min..=dst_port_max`; both 0 = any.
+   */
+  uint16_t dst_port_min;
+  /*
+   Last destination port.
+   */
+  uint16_t dst_port_max;
+} vr_rule;
 
 /*
  Counters of a router.
@@ -247,15 +319,26 @@ vr_result vr_router_set_neighbor(struct vr_router *r,
 vr_result vr_router_publish(struct vr_router *r);
 
 /*
- Denies `proto` (6 TCP, 17 UDP) traffic to destination port `port` arriving at the
- workload owning `workload_addr` in `vrf`; everything else stays allowed. Replaces the
- previous policy; established flows are re-decided on their next packet.
+ Sets the rule list of workload port `port` for `direction` (VR_INGRESS or VR_EGRESS):
+ `count` rules from `rules` (first match wins, by priority then order), then
+ `default_action` for what matches none. Replaces that port and direction's previous
+ list; `count` 0 with VR_ALLOW as default opens it again. Checked now (bad prefixes,
+ port ranges, ports without TCP/UDP/SCTP are VR_INVALID_ARGUMENT naming the rule and
+ field); live from the next `vr_router_publish_policy` (or `vr_router_start`). Strings
+ are copied. A workload port without a list for a direction is open in it.
  */
-vr_result vr_router_deny_port(struct vr_router *r,
-                              uint32_t vrf,
-                              const char *workload_addr,
-                              uint8_t proto,
-                              uint16_t port);
+vr_result vr_router_set_policy(struct vr_router *r,
+                               uint32_t port,
+                               uint8_t direction,
+                               const struct vr_rule *rules,
+                               uint32_t count,
+                               uint8_t default_action);
+
+/*
+ Makes the policy lists set so far live, atomically: new flows are decided by them and
+ established flows are re-decided on their next packet (a new deny cuts them).
+ */
+vr_result vr_router_publish_policy(struct vr_router *r);
 
 /*
  Publishes the routes and starts the router on in-memory ports (one per added port).

@@ -1,5 +1,6 @@
 //! The C API. A router is built (ports, VRFs, routes, nexthops including VXLAN, MPLSoUDP
-//! and MPLSoGRE tunnels and ECMP, VNIs, labels, neighbours, a deny-port policy), started
+//! and MPLSoGRE tunnels and ECMP, VNIs, labels, neighbours, per-workload policy rule
+//! lists), started
 //! on in-memory ports, then driven by the embedder: push frames in, poll, pull frames out,
 //! read counters, dump flows. `ffi/include/vrouter.h` is generated from this file.
 //!
@@ -13,7 +14,7 @@
 
 #![allow(clippy::not_unsafe_ptr_arg_deref)] // C entry points: the contract is in the header.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString, c_char};
 use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -21,7 +22,9 @@ use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::{MemoryLink, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
-use vrouter::policy::{EndpointId, PolicySet, RuleList};
+use vrouter::policy::{
+    Action, AddrSet, Cidr, Endpoint, EndpointId, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
+};
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{NodeConfig, PortConfig, PortRole, Router};
 
@@ -66,6 +69,43 @@ pub struct VrStats {
     pub flows: u64,
 }
 
+/// One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct VrRule {
+    /// Lower is evaluated first; equal priorities keep array order.
+    pub priority: u32,
+    /// VR_ALLOW, VR_DENY, VR_ALLOW_LOG or VR_DENY_LOG.
+    pub action: u8,
+    /// IP protocol number (6 TCP, 17 UDP, 132 SCTP, 1 ICMP, 58 ICMPv6); 0 = any.
+    pub proto: u8,
+    /// Source prefix ("10.0.0.0/8", "fd00::/64"); NULL = any.
+    pub src: *const c_char,
+    /// Destination prefix; NULL = any.
+    pub dst: *const c_char,
+    /// Source ports `src_port_min..=src_port_max` (TCP, UDP, SCTP); both 0 = any.
+    pub src_port_min: u16,
+    /// Last source port.
+    pub src_port_max: u16,
+    /// Destination ports `dst_port_min..=dst_port_max`; both 0 = any.
+    pub dst_port_min: u16,
+    /// Last destination port.
+    pub dst_port_max: u16,
+}
+
+/// Rule action: allow.
+pub const VR_ALLOW: u8 = 0;
+/// Rule action: deny.
+pub const VR_DENY: u8 = 1;
+/// Rule action: allow and log.
+pub const VR_ALLOW_LOG: u8 = 2;
+/// Rule action: deny and log.
+pub const VR_DENY_LOG: u8 = 3;
+/// Policy direction: traffic arriving at the workload.
+pub const VR_INGRESS: u8 = 0;
+/// Policy direction: traffic the workload sends.
+pub const VR_EGRESS: u8 = 1;
+
 /// Port kinds for `vr_router_add_port`.
 pub const VR_PORT_FABRIC: u32 = 0;
 /// A workload port.
@@ -79,6 +119,8 @@ pub struct VrRouter {
     fib: Arc<Fib>,
     routes: FibBuilder,
     running: Option<Started>,
+    /// Rule lists per (workload port, egress), published by `vr_router_publish_policy`.
+    policies: HashMap<(u32, bool), RuleList>,
     /// A frame pulled into too small a buffer, per port: returned by the next pull.
     held: Vec<Option<Vec<u8>>>,
     error: CString,
@@ -224,6 +266,7 @@ pub extern "C" fn vr_router_new(out: *mut *mut VrRouter) -> VrResult {
             running: None,
             held: Vec::new(),
             error: CString::default(),
+            policies: HashMap::new(),
         }));
         LIVE.lock()
             .expect("registry")
@@ -453,22 +496,141 @@ pub extern "C" fn vr_router_publish(r: *mut VrRouter) -> VrResult {
     })
 }
 
-/// Denies `proto` (6 TCP, 17 UDP) traffic to destination port `port` arriving at the
-/// workload owning `workload_addr` in `vrf`; everything else stays allowed. Replaces the
-/// previous policy; established flows are re-decided on their next packet.
+fn action(a: u8) -> Result<Action, (VrResult, String)> {
+    Ok(match a {
+        VR_ALLOW => Action::Allow,
+        VR_DENY => Action::Deny,
+        VR_ALLOW_LOG => Action::AllowLog,
+        VR_DENY_LOG => Action::DenyLog,
+        o => {
+            return Err(bad(format!(
+                "action {o} is not VR_ALLOW, VR_DENY, VR_ALLOW_LOG or VR_DENY_LOG"
+            )));
+        }
+    })
+}
+
+/// Reads one C rule; errors name the rule (index from 0) and field.
+fn rule(i: usize, c: &VrRule) -> Result<Rule, (VrResult, String)> {
+    let at = |field: &str, (code, why): (VrResult, String)| (code, format!("rules[{i}].{field}: {why}"));
+    let prefix = |p: *const c_char, field: &str| -> Result<Option<Arc<AddrSet>>, (VrResult, String)> {
+        if p.is_null() {
+            return Ok(None);
+        }
+        let s = text(p, field).map_err(|e| at(field, e))?;
+        let c: Cidr = s.parse().map_err(|e| at(field, bad(format!("`{s}`: {e}"))))?;
+        Ok(Some(Arc::new(AddrSet::from_cidrs(&[c]))))
+    };
+    let ports = |lo: u16, hi: u16| (lo, hi) != (0, 0);
+    Ok(Rule {
+        id: RuleId(i as u32 + 1),
+        priority: c.priority,
+        action: action(c.action).map_err(|e| at("action", e))?,
+        vrf: None,
+        src: prefix(c.src, "src")?,
+        dst: prefix(c.dst, "dst")?,
+        proto: (c.proto != 0).then_some(c.proto),
+        src_ports: ports(c.src_port_min, c.src_port_max).then(|| PortRange::new(c.src_port_min, c.src_port_max)),
+        dst_ports: ports(c.dst_port_min, c.dst_port_max).then(|| PortRange::new(c.dst_port_min, c.dst_port_max)),
+        icmp: None,
+    })
+}
+
+/// Sets the rule list of workload port `port` for `direction` (VR_INGRESS or VR_EGRESS):
+/// `count` rules from `rules` (first match wins, by priority then order), then
+/// `default_action` for what matches none. Replaces that port and direction's previous
+/// list; `count` 0 with VR_ALLOW as default opens it again. Checked now (bad prefixes,
+/// port ranges, ports without TCP/UDP/SCTP are VR_INVALID_ARGUMENT naming the rule and
+/// field); live from the next `vr_router_publish_policy` (or `vr_router_start`). Strings
+/// are copied. A workload port without a list for a direction is open in it.
 #[unsafe(no_mangle)]
-pub extern "C" fn vr_router_deny_port(
+pub extern "C" fn vr_router_set_policy(
     r: *mut VrRouter,
-    vrf: u32,
-    workload_addr: *const c_char,
-    proto: u8,
-    port: u16,
+    port: u32,
+    direction: u8,
+    rules: *const VrRule,
+    count: u32,
+    default_action: u8,
 ) -> VrResult {
     with(r, |r| {
-        let router = &started(r)?.router;
-        let addrs = vec![addr(workload_addr, "workload_addr")?];
-        let set = PolicySet::ingress_for(EndpointId(1), vrf, addrs, RuleList::deny_port(proto, port));
-        router
+        if !matches!(
+            r.ports.get(port as usize).map(|p| &p.role),
+            Some(PortRole::Workload { .. })
+        ) {
+            return Err(bad(format!("port {port} is not a workload port")));
+        }
+        let egress = match direction {
+            VR_INGRESS => false,
+            VR_EGRESS => true,
+            d => return Err(bad(format!("direction {d} is not VR_INGRESS or VR_EGRESS"))),
+        };
+        if rules.is_null() && count > 0 {
+            return Err((VrResult::VrNullParameter, "rules is NULL".into()));
+        }
+        let given: &[VrRule] = if count == 0 {
+            &[]
+        } else {
+            // SAFETY: non-null (checked) and `count` readable rules (documented).
+            unsafe { std::slice::from_raw_parts(rules, count as usize) }
+        };
+        let list = RuleList {
+            rules: given
+                .iter()
+                .enumerate()
+                .map(|(i, c)| rule(i, c))
+                .collect::<Result<_, _>>()?,
+            default: action(default_action).map_err(|(c, w)| (c, format!("default_action: {w}")))?,
+        };
+        // The compiler's own checks, on this list alone.
+        let probe = PolicySet {
+            endpoints: vec![Endpoint {
+                id: EndpointId(0),
+                vrf: 0,
+                addrs: vec![],
+                ingress: Some(Arc::new(list.clone())),
+                egress: None,
+            }],
+        };
+        Policy::compile(&probe, 0).map_err(|e| match e.rule {
+            Some(id) => bad(format!("rules[{}].{}: {}", id.0 - 1, e.field, e.reason)),
+            None => bad(e.to_string()),
+        })?;
+        r.policies.insert((port, egress), list);
+        Ok(())
+    })
+}
+
+/// The policy set of the lists given so far: one endpoint per workload port.
+fn policy_set(r: &VrRouter) -> PolicySet {
+    let endpoints = r
+        .ports
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match &p.role {
+            PortRole::Workload { vrf, addrs, .. } => {
+                let list = |egress| r.policies.get(&(i as u32, egress)).cloned().map(Arc::new);
+                Some(Endpoint {
+                    id: EndpointId(i as u32),
+                    vrf: *vrf,
+                    addrs: addrs.clone(),
+                    ingress: list(false),
+                    egress: list(true),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    PolicySet { endpoints }
+}
+
+/// Makes the policy lists set so far live, atomically: new flows are decided by them and
+/// established flows are re-decided on their next packet (a new deny cuts them).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_publish_policy(r: *mut VrRouter) -> VrResult {
+    with(r, |r| {
+        let set = policy_set(r);
+        started(r)?
+            .router
             .tables()
             .policy
             .publish(&set)
@@ -492,6 +654,11 @@ pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
             tunnel_endpoints: r.endpoints.clone(),
         };
         let router = Router::new(node, r.fib.clone(), 1 << 16).map_err(|e| (VrResult::VrInternal, e))?;
+        router
+            .tables()
+            .policy
+            .publish(&policy_set(r))
+            .map_err(|e| bad(e.to_string()))?;
         let (worker, links) = router.memory_worker(1024).map_err(|e| (VrResult::VrInternal, e))?;
         r.held = vec![None; links.len()];
         r.running = Some(Started {
@@ -554,6 +721,11 @@ pub extern "C" fn vr_router_start_workers(
             tunnel_endpoints: r.endpoints.clone(),
         };
         let router = Router::new(node, r.fib.clone(), 1 << 20).map_err(|e| (VrResult::VrInternal, e))?;
+        router
+            .tables()
+            .policy
+            .publish(&policy_set(r))
+            .map_err(|e| bad(e.to_string()))?;
         let running = router
             .start_af_xdp(&devs, &cpus, vrouter::af_xdp::AttachMode::Auto)
             .map_err(|e| (VrResult::VrInternal, e))?;

@@ -564,8 +564,8 @@ impl Pipeline {
             return Err(DropReason::Unsupported);
         }
         let eth = EthernetFrame::new_unchecked(&frame[..]);
-        let now = self.t.epoch.elapsed().as_secs() as u32;
         if meta.outer.ethertype == EtherType::Arp {
+            let now = self.t.epoch.elapsed().as_secs() as u32;
             return answer_arp(&self.t.neighbors, pc, frame, port, now).map(Some);
         }
         if meta.outer.l4_proto == IpProtocol::Icmpv6
@@ -575,6 +575,7 @@ impl Pipeline {
                 Some(&(wire::icmpv6::TYPE_NEIGHBOR_SOLICIT | wire::icmpv6::TYPE_NEIGHBOR_ADVERT))
             )
         {
+            let now = self.t.epoch.elapsed().as_secs() as u32;
             return neighbor_discovery(&self.t.neighbors, pc, frame, &meta.outer, pkt, port, now).map(Some);
         }
         let host = self.host;

@@ -1,0 +1,139 @@
+//! The C policy calls' bad input, called from Rust: each refusal has its code and a
+//! message naming the rule and field.
+
+use std::ffi::{CStr, CString};
+use std::ptr;
+
+use vrouter_c::*;
+
+fn last_error(r: *mut VrRouter) -> String {
+    // SAFETY: the router is live; the message is a NUL-terminated string it owns.
+    unsafe { CStr::from_ptr(vr_router_last_error(r)) }
+        .to_string_lossy()
+        .into()
+}
+
+fn rule() -> VrRule {
+    VrRule {
+        priority: 0,
+        action: VR_DENY,
+        proto: 6,
+        src: ptr::null(),
+        dst: ptr::null(),
+        src_port_min: 0,
+        src_port_max: 0,
+        dst_port_min: 22,
+        dst_port_max: 22,
+    }
+}
+
+#[test]
+fn bad_rules_are_refused_with_rule_and_field_named() {
+    let mut r = ptr::null_mut();
+    assert_eq!(vr_router_new(&mut r), VrResult::VrOk);
+    let (mac, gw, me) = (
+        [2u8, 0, 0, 0, 0, 1],
+        CString::new("10.0.1.1").unwrap(),
+        CString::new("10.0.1.2").unwrap(),
+    );
+    let mut fabric = 0;
+    let mut pod = 0;
+    let fab_addr = CString::new("192.0.2.1").unwrap();
+    assert_eq!(
+        vr_router_add_port(
+            r,
+            VR_PORT_FABRIC,
+            0,
+            mac.as_ptr(),
+            fab_addr.as_ptr(),
+            ptr::null(),
+            ptr::null(),
+            &mut fabric
+        ),
+        VrResult::VrOk
+    );
+    assert_eq!(
+        vr_router_add_port(
+            r,
+            VR_PORT_WORKLOAD,
+            1,
+            mac.as_ptr(),
+            me.as_ptr(),
+            mac.as_ptr(),
+            gw.as_ptr(),
+            &mut pod
+        ),
+        VrResult::VrOk
+    );
+    let good = rule();
+    assert_eq!(
+        vr_router_set_policy(r, pod, VR_INGRESS, &good, 1, VR_ALLOW),
+        VrResult::VrOk
+    );
+    let bad_prefix = CString::new("10.0.0.1/8").unwrap();
+    let cases: Vec<(u32, u8, VrRule, u8, VrResult, &str)> = vec![
+        (
+            fabric,
+            VR_INGRESS,
+            good,
+            VR_ALLOW,
+            VrResult::VrInvalidArgument,
+            "port 0 is not a workload port",
+        ),
+        (
+            pod,
+            7,
+            good,
+            VR_ALLOW,
+            VrResult::VrInvalidArgument,
+            "direction 7 is not VR_INGRESS or VR_EGRESS",
+        ),
+        (
+            pod,
+            VR_EGRESS,
+            VrRule { action: 9, ..good },
+            VR_ALLOW,
+            VrResult::VrInvalidArgument,
+            "rules[0].action: action 9",
+        ),
+        (
+            pod,
+            VR_EGRESS,
+            good,
+            5,
+            VrResult::VrInvalidArgument,
+            "default_action: action 5",
+        ),
+        (
+            pod,
+            VR_EGRESS,
+            VrRule {
+                src: bad_prefix.as_ptr(),
+                ..good
+            },
+            VR_ALLOW,
+            VrResult::VrInvalidArgument,
+            "rules[0].src: `10.0.0.1/8`",
+        ),
+        (
+            pod,
+            VR_EGRESS,
+            VrRule { proto: 1, ..good },
+            VR_ALLOW,
+            VrResult::VrInvalidArgument,
+            "rules[0].dst_ports",
+        ),
+    ];
+    for (port, dir, rule, default, code, want) in cases {
+        assert_eq!(vr_router_set_policy(r, port, dir, &rule, 1, default), code, "{want}");
+        let e = last_error(r);
+        assert!(e.contains(want), "got `{e}`, want `{want}`");
+    }
+    assert_eq!(
+        vr_router_set_policy(r, pod, VR_INGRESS, ptr::null(), 2, VR_ALLOW),
+        VrResult::VrNullParameter
+    );
+    assert_eq!(vr_router_publish_policy(r), VrResult::VrInvalidState, "not started");
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+    assert_eq!(vr_router_publish_policy(r), VrResult::VrStaleHandle);
+}

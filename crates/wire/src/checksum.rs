@@ -84,7 +84,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// The hot path's form of `checksum(hdr) == 0`: at most fifteen 32-bit words summed into
 /// a `u64` cannot overflow, so there are no carries to track, and an all-ones result
 /// reads the same in either byte order.
-#[inline]
+#[inline(always)]
 pub fn ipv4_header_valid(hdr: &[u8]) -> bool {
     let word = |i: usize| u64::from(u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]));
     let mut acc: u64 = 0;

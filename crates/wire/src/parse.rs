@@ -7,7 +7,7 @@
 //! allocate and does not panic. It verifies IPv4 header checksums (cheap, and RFC 1812
 //! requires it of routers) but not L4 checksums, which forwarding does not need.
 //!
-//! The common frame (untagged Ethernet, IPv4 without options, not fragmented, UDP or TCP)
+//! The common frame (untagged Ethernet, IPv4 without options, not fragmented, UDP, TCP or GRE)
 //! takes a straight-line fast path that checks exactly what the general walk checks; any
 //! other frame, or one the fast path doubts, goes the general way. A property test holds
 //! the two to the same answers.
@@ -219,9 +219,9 @@ fn fast_ethernet(buf: &[u8], at: usize) -> Option<Headers> {
     Some(h)
 }
 
-/// The fast path for IPv4 without options, not fragmented, carrying UDP or TCP, at `l3`:
-/// the same checks as the general walk (lengths, header checksum, UDP length, TCP data
-/// offset), in a straight line. `None` sends the packet the general way, which also
+/// The fast path for IPv4 without options, not fragmented, carrying UDP, TCP or GRE, at
+/// `l3`: the same checks as the general walk (lengths, header checksum, UDP length, TCP
+/// data offset, GRE flags), in a straight line. `None` sends the packet the general way, which also
 /// names any error.
 #[inline(always)]
 fn fast_ipv4(buf: &[u8], l3: usize) -> Option<Headers> {
@@ -253,9 +253,21 @@ fn fast_ipv4(buf: &[u8], l3: usize) -> Option<Headers> {
             }
             (header, end, seg[13])
         }
+        IpProtocol::Gre => {
+            let g = GrePacket::new_checked(seg).ok()?;
+            g.check_reserved().ok()?;
+            (g.header_len(), end, 0)
+        }
         _ => return None,
     };
-    let port = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
+    // GRE has no ports.
+    let port = |i: usize| {
+        if proto == IpProtocol::Gre {
+            0
+        } else {
+            u16::from_be_bytes([seg[i], seg[i + 1]])
+        }
+    };
     let key = FlowKey::v4(
         [ip[12], ip[13], ip[14], ip[15]].into(),
         [ip[16], ip[17], ip[18], ip[19]].into(),
@@ -667,6 +679,26 @@ mod tests {
                     l4.extend((0..6).map(|_| self.next() as u8));
                     l4.extend((0..payload_len).map(|_| self.next() as u8));
                 }
+                47 if depth == 0 => {
+                    // GRE: checksum / key / sequence flags, MPLS or IPv4 inside.
+                    let flags = if self.chance(8) {
+                        self.next() as u8
+                    } else {
+                        self.pick(&[0u8, 0x20, 0x30, 0x10])
+                    };
+                    let mpls = self.chance(2);
+                    l4.extend_from_slice(&[flags, 0]);
+                    l4.extend_from_slice(if mpls { &[0x88, 0x47] } else { &[0x08, 0x00] });
+                    for bit in [0x20u8, 0x10] {
+                        if flags & bit != 0 {
+                            l4.extend((0..4).map(|_| self.next() as u8));
+                        }
+                    }
+                    if mpls {
+                        l4.extend_from_slice(&[0x00, 0x06, 0x41, 0x40]);
+                    }
+                    l4.extend(self.ip_packet(depth + 1));
+                }
                 _ => l4.extend((0..8 + payload_len).map(|_| self.next() as u8)),
             }
             let total = (20 + l4.len()) as i64 + if self.chance(8) { self.pick(&[-1i64, 1, -30]) } else { 0 };
@@ -735,7 +767,7 @@ mod tests {
 
     #[test]
     fn the_generator_reaches_the_fast_path_and_tunnels() {
-        let (mut fast_outer, mut vxlan, mut mpls, mut errors) = (0, 0, 0, 0);
+        let (mut fast_outer, mut vxlan, mut mpls, mut gre, mut errors) = (0, 0, 0, 0, 0);
         for seed in 0..5000 {
             let f = Gen(seed).frame();
             match parse(&f) {
@@ -743,13 +775,14 @@ mod tests {
                     fast_outer += usize::from(fast_ethernet(&f, 0).is_some());
                     vxlan += usize::from(matches!(m.tunnel, Tunnel::Vxlan { .. }));
                     mpls += usize::from(matches!(m.tunnel, Tunnel::MplsOverUdp { .. }));
+                    gre += usize::from(matches!(m.tunnel, Tunnel::MplsOverGre { .. } | Tunnel::Gre { .. }));
                 }
                 Err(_) => errors += 1,
             }
         }
         assert!(
-            fast_outer > 1000 && vxlan > 100 && mpls > 100 && errors > 300,
-            "{fast_outer} {vxlan} {mpls} {errors}"
+            fast_outer > 1000 && vxlan > 100 && mpls > 100 && gre > 100 && errors > 300,
+            "{fast_outer} {vxlan} {mpls} {gre} {errors}"
         );
     }
 }

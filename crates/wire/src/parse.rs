@@ -7,7 +7,7 @@
 //! allocate and does not panic. It verifies IPv4 header checksums (cheap, and RFC 1812
 //! requires it of routers) but not L4 checksums, which forwarding does not need.
 //!
-//! The common frame (untagged Ethernet, IPv4 without options, not fragmented, UDP, TCP or GRE)
+//! The common frame (untagged Ethernet, IPv4 without options, not fragmented, UDP or TCP)
 //! takes a straight-line fast path that checks exactly what the general walk checks; any
 //! other frame, or one the fast path doubts, goes the general way. A property test holds
 //! the two to the same answers.
@@ -219,9 +219,9 @@ fn fast_ethernet(buf: &[u8], at: usize) -> Option<Headers> {
     Some(h)
 }
 
-/// The fast path for IPv4 without options, not fragmented, carrying UDP, TCP or GRE, at
-/// `l3`: the same checks as the general walk (lengths, header checksum, UDP length, TCP
-/// data offset, GRE flags), in a straight line. `None` sends the packet the general way, which also
+/// The fast path for IPv4 without options, not fragmented, carrying UDP or TCP, at `l3`:
+/// the same checks as the general walk (lengths, header checksum, UDP length, TCP data
+/// offset), in a straight line. `None` sends the packet the general way, which also
 /// names any error.
 #[inline(always)]
 fn fast_ipv4(buf: &[u8], l3: usize) -> Option<Headers> {
@@ -253,21 +253,9 @@ fn fast_ipv4(buf: &[u8], l3: usize) -> Option<Headers> {
             }
             (header, end, seg[13])
         }
-        IpProtocol::Gre => {
-            let g = GrePacket::new_checked(seg).ok()?;
-            g.check_reserved().ok()?;
-            (g.header_len(), end, 0)
-        }
         _ => return None,
     };
-    // GRE has no ports.
-    let port = |i: usize| {
-        if proto == IpProtocol::Gre {
-            0
-        } else {
-            u16::from_be_bytes([seg[i], seg[i + 1]])
-        }
-    };
+    let port = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
     let key = FlowKey::v4(
         [ip[12], ip[13], ip[14], ip[15]].into(),
         [ip[16], ip[17], ip[18], ip[19]].into(),

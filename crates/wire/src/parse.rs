@@ -197,63 +197,67 @@ fn parse_with(frame: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
         return Err(Error::unsupported(Layer::Ethernet, "length"));
     }
     meta.tunnel = Tunnel::None;
-    match fast.then(|| fast_ethernet(frame, 0)).flatten() {
-        Some(h) => meta.outer = h,
-        None => {
-            meta.outer = Headers::default();
-            parse_ethernet(frame, 0, &mut meta.outer)?;
-        }
+    if !(fast && fast_ethernet(frame, 0, &mut meta.outer)) {
+        meta.outer = Headers::default();
+        parse_ethernet(frame, 0, &mut meta.outer)?;
     }
     parse_tunnel(frame, meta, fast)
 }
 
-/// The fast path for untagged Ethernet + IPv4 at `at`: `None` for anything else.
+/// The fast path for untagged Ethernet + IPv4 at `at`: fills `h` and says `true`, or
+/// leaves `h` alone and says `false` for anything else.
 #[inline(always)]
-fn fast_ethernet(buf: &[u8], at: usize) -> Option<Headers> {
-    if buf.get(at + 12..at + 14)? != [0x08, 0x00] {
-        return None;
+fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> bool {
+    if buf.get(at + 12..at + 14) != Some(&[0x08, 0x00][..]) || !fast_ipv4(buf, at + ethernet::HEADER_LEN, h) {
+        return false;
     }
-    let mut h = fast_ipv4(buf, at + ethernet::HEADER_LEN)?;
     h.l2 = off16(at);
     h.ethertype = EtherType::Ipv4;
-    Some(h)
+    true
 }
 
 /// The fast path for IPv4 without options, not fragmented, carrying UDP or TCP, at `l3`:
 /// the same checks as the general walk (lengths, header checksum, UDP length, TCP data
-/// offset), in a straight line. `None` sends the packet the general way, which also
-/// names any error.
+/// offset), in a straight line, then fills `h`. `false` (with `h` untouched) sends the
+/// packet the general way, which also names any error.
 #[inline(always)]
-fn fast_ipv4(buf: &[u8], l3: usize) -> Option<Headers> {
-    let ip = buf.get(l3..l3 + 20)?;
+fn fast_ipv4(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
+    let Some(ip) = buf.get(l3..l3 + 20) else {
+        return false;
+    };
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let end = l3 + total;
     // Version 4 with a 20-byte header; whole (no offset, no more-fragments).
-    if ip[0] != 0x45 || total < 20 || end > buf.len() || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
-        return None;
+    let proto = IpProtocol::from(ip[9]);
+    if ip[0] != 0x45
+        || total < 20
+        || end > buf.len()
+        || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
+        || !matches!(proto, IpProtocol::Udp | IpProtocol::Tcp)
+    {
+        return false;
     }
     if !(cfg!(fuzzing) || crate::checksum::ipv4_header_valid(ip)) {
-        return None;
+        return false;
     }
     let l4 = l3 + 20;
     let seg = &buf[l4..end];
-    let proto = IpProtocol::from(ip[9]);
     let (header, payload_end, tcp_flags) = match proto {
         IpProtocol::Udp if seg.len() >= udp::HEADER_LEN => {
             let len = usize::from(u16::from_be_bytes([seg[4], seg[5]]));
             if len < udp::HEADER_LEN || len > seg.len() {
-                return None;
+                return false;
             }
             (udp::HEADER_LEN, l4 + len, 0)
         }
         IpProtocol::Tcp if seg.len() >= 20 => {
             let header = usize::from(seg[12] >> 4) * 4;
             if header < 20 || header > seg.len() {
-                return None;
+                return false;
             }
             (header, end, seg[13])
         }
-        _ => return None,
+        _ => return false,
     };
     let port = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
     let key = FlowKey::v4(
@@ -263,7 +267,7 @@ fn fast_ipv4(buf: &[u8], l3: usize) -> Option<Headers> {
         port(0),
         port(2),
     );
-    Some(Headers {
+    *h = Headers {
         l2: ABSENT,
         l3: off16(l3),
         l4: off16(l4),
@@ -279,7 +283,8 @@ fn fast_ipv4(buf: &[u8], l3: usize) -> Option<Headers> {
         tcp_flags,
         ttl: ip[8],
         key,
-    })
+    };
+    true
 }
 
 /// Parses a packet that starts at the IP header (a TAP frame, a decapsulated payload).
@@ -448,24 +453,18 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
             let v = VxlanPacket::new_checked(&body[start..])?;
             let r = crate::vxlan::VxlanRepr::parse(&v)?;
             let at = start + vxlan::HEADER_LEN;
-            match fast.then(|| fast_ethernet(body, at)).flatten() {
-                Some(h) => *inner = h,
-                None => {
-                    *inner = Headers::default();
-                    parse_ethernet(body, at, inner).map_err(Error::into_inner)?;
-                }
+            if !(fast && fast_ethernet(body, at, inner)) {
+                *inner = Headers::default();
+                parse_ethernet(body, at, inner).map_err(Error::into_inner)?;
             }
             Tunnel::Vxlan { vni: r.vni }
         }
         IpProtocol::Udp if dst_port == udp::PORT_MPLS => {
             let s = mpls::walk_stack(&body[start..])?;
             let at = start + s.payload_offset;
-            match fast.then(|| fast_ipv4(body, at)).flatten() {
-                Some(h) => *inner = h,
-                None => {
-                    *inner = Headers::default();
-                    parse_ip_at(body, at, inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
-                }
+            if !(fast && fast_ipv4(body, at, inner)) {
+                *inner = Headers::default();
+                parse_ip_at(body, at, inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
             }
             Tunnel::MplsOverUdp {
                 top: s.top,
@@ -483,9 +482,8 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
                 EtherType::MplsUnicast => {
                     let s = mpls::walk_stack(&body[start..])?;
                     let at = start + s.payload_offset;
-                    match fast.then(|| fast_ipv4(body, at)).flatten() {
-                        Some(h) => *inner = h,
-                        None => parse_ip_at(body, at, inner, Layer::Mpls, "payload").map_err(Error::into_inner)?,
+                    if !(fast && fast_ipv4(body, at, inner)) {
+                        parse_ip_at(body, at, inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
                     }
                     Tunnel::MplsOverGre {
                         top: s.top,
@@ -760,7 +758,7 @@ mod tests {
             let f = Gen(seed).frame();
             match parse(&f) {
                 Ok(m) => {
-                    fast_outer += usize::from(fast_ethernet(&f, 0).is_some());
+                    fast_outer += usize::from(fast_ethernet(&f, 0, &mut Headers::default()));
                     vxlan += usize::from(matches!(m.tunnel, Tunnel::Vxlan { .. }));
                     mpls += usize::from(matches!(m.tunnel, Tunnel::MplsOverUdp { .. }));
                     gre += usize::from(matches!(m.tunnel, Tunnel::MplsOverGre { .. } | Tunnel::Gre { .. }));

@@ -222,21 +222,21 @@ fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> bool {
 /// packet the general way, which also names any error.
 #[inline(always)]
 fn fast_ipv4(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
-    let Some(ip) = buf.get(l3..l3 + 20) else {
+    let Some(ip) = buf.get(l3..l3 + 20).and_then(|b| <&[u8; 20]>::try_from(b).ok()) else {
         return false;
     };
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let end = l3 + total;
-    // Version 4 with a 20-byte header; whole (no offset, no more-fragments).
-    let proto = IpProtocol::from(ip[9]);
+    // Version 4 with a 20-byte header; whole (no offset, no more-fragments); UDP or TCP.
     if ip[0] != 0x45
         || total < 20
         || end > buf.len()
         || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0
-        || !matches!(proto, IpProtocol::Udp | IpProtocol::Tcp)
+        || (ip[9] != 17 && ip[9] != 6)
     {
         return false;
     }
+    let proto = if ip[9] == 17 { IpProtocol::Udp } else { IpProtocol::Tcp };
     if !(cfg!(fuzzing) || crate::checksum::ipv4_header_valid(ip)) {
         return false;
     }

@@ -22,9 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::{MemoryLink, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
-use vrouter::policy::{
-    Action, AddrSet, Cidr, Endpoint, EndpointId, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
-};
+use vrouter::policy::{Action, AddrSet, Cidr, Endpoint, EndpointId, PolicySet, PortRange, Rule, RuleId, RuleList};
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{NodeConfig, PortConfig, PortRole, Router};
 
@@ -581,17 +579,7 @@ pub extern "C" fn vr_router_set_policy(
                 .collect::<Result<_, _>>()?,
             default: action(default_action).map_err(|(c, w)| (c, format!("default_action: {w}")))?,
         };
-        // The compiler's own checks, on this list alone.
-        let probe = PolicySet {
-            endpoints: vec![Endpoint {
-                id: EndpointId(0),
-                vrf: 0,
-                addrs: vec![],
-                ingress: Some(Arc::new(list.clone())),
-                egress: None,
-            }],
-        };
-        Policy::compile(&probe, 0).map_err(|e| match e.rule {
+        list.check().map_err(|e| match e.rule {
             Some(id) => bad(format!("rules[{}].{}: {}", id.0 - 1, e.field, e.reason)),
             None => bad(e.to_string()),
         })?;

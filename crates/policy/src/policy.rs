@@ -84,6 +84,29 @@ impl RuleList {
             default: Action::Allow,
         }
     }
+
+    /// Checks the list as the compiler will (port ranges, ports without a port protocol,
+    /// ICMP fields without ICMP, ...), alone: for front ends that want to report a bad list
+    /// where it is written rather than when a whole set is published.
+    ///
+    /// ```
+    /// use policy::{Action, PortRange, Rule, RuleId, RuleList};
+    /// let backwards = Rule { proto: Some(6), dst_ports: Some(PortRange::new(9, 1)), ..Rule::any(RuleId(1), Action::Deny) };
+    /// let e = RuleList { rules: vec![backwards], default: Action::Allow }.check().unwrap_err();
+    /// assert_eq!((e.rule, e.field), (Some(RuleId(1)), "dst_ports"));
+    /// ```
+    pub fn check(&self) -> Result<(), PolicyError> {
+        let alone = PolicySet {
+            endpoints: vec![Endpoint {
+                id: EndpointId(0),
+                vrf: 0,
+                addrs: vec![],
+                ingress: Some(Arc::new(self.clone())),
+                egress: None,
+            }],
+        };
+        Policy::compile(&alone, 0).map(|_| ())
+    }
 }
 
 /// The outcome of one rule list for one packet.

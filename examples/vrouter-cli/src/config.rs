@@ -624,16 +624,7 @@ fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, S
             default: action(&p.default).map_err(|w| e("default", w))?,
         };
         // The compiler's own checks (port ranges, protocol/port combinations), per list.
-        let probe = PolicySet {
-            endpoints: vec![Endpoint {
-                id: EndpointId(0),
-                vrf: 0,
-                addrs: vec![],
-                ingress: Some(Arc::new(list.clone())),
-                egress: None,
-            }],
-        };
-        Policy::compile(&probe, 0).map_err(|err| {
+        list.check().map_err(|err| {
             e(
                 &format!("rule[{}].{}", err.rule.map_or(0, |r| r.0 - 1), err.field),
                 err.reason,

@@ -432,6 +432,107 @@ impl Node {
     }
 }
 
+/// The Linux kernel doing vrouter's job, for comparison in the same run: two workloads
+/// routed by a router namespace, or by two nodes over a kernel `vxlan` device.
+pub struct KernelLab {
+    /// The client workload (10.1.0.2).
+    pub w1: Netns,
+    /// The server workload (10.2.0.2).
+    pub w2: Netns,
+    /// The router or node namespaces (kept until the lab drops).
+    pub nodes: Vec<Netns>,
+}
+
+impl KernelLab {
+    /// `w1 -- router -- w2`, IPv4 forwarding in the router. `offloads`: leave TSO/GSO and
+    /// checksum offload on every veth (the kernel's best case), else turn them off (what
+    /// the AF_XDP path sees).
+    pub fn routed(offloads: bool) -> KernelLab {
+        let router = Netns::new("kr").expect("namespace");
+        router
+            .exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .expect("forwarding");
+        let w1 = Self::attach(&router, "10.1.0", offloads, 1500);
+        let w2 = Self::attach(&router, "10.2.0", offloads, 1500);
+        KernelLab {
+            w1,
+            w2,
+            nodes: vec![router],
+        }
+    }
+
+    /// `w1 -- node A ==vxlan 42 over an underlay veth== node B -- w2`, workload MTU 1450 as
+    /// in the vrouter overlay labs.
+    pub fn vxlan(offloads: bool) -> KernelLab {
+        let (a, b) = (
+            Netns::new("ka").expect("namespace"),
+            Netns::new("kb").expect("namespace"),
+        );
+        let u = Veth::new(&a, &b, 1).expect("veth");
+        // (node, underlay device, its address, the peer's, its tunnel address, the peer's
+        // tunnel address, the peer's workload subnet)
+        for (ns, dev, me, peer, tunnel, via, remote) in [
+            (
+                &a,
+                &u.a,
+                "192.0.2.1",
+                "192.0.2.2",
+                "10.255.0.1",
+                "10.255.0.2",
+                "10.2.0.0/24",
+            ),
+            (
+                &b,
+                &u.b,
+                "192.0.2.2",
+                "192.0.2.1",
+                "10.255.0.2",
+                "10.255.0.1",
+                "10.1.0.0/24",
+            ),
+        ] {
+            Self::offloads(ns, dev, offloads);
+            let script = format!(
+                "sysctl -qw net.ipv4.ip_forward=1 && ip addr add {me}/24 dev {dev} && \
+                 ip link add vx0 type vxlan id 42 local {me} remote {peer} dstport 4789 dev {dev} && \
+                 ip addr add {tunnel}/30 dev vx0 && ip link set vx0 up && ip route add {remote} via {via}"
+            );
+            ns.exec(&["sh", "-c", &script]).expect("kernel VXLAN");
+        }
+        let w1 = Self::attach(&a, "10.1.0", offloads, 1450);
+        let w2 = Self::attach(&b, "10.2.0", offloads, 1450);
+        KernelLab {
+            w1,
+            w2,
+            nodes: vec![a, b],
+        }
+    }
+
+    fn offloads(ns: &Netns, dev: &str, on: bool) {
+        if !on {
+            no_offloads(ns, dev);
+        }
+    }
+
+    /// A workload `{net}.2/24` behind `node` (gateway `{net}.1`), both veth ends with the
+    /// offload choice.
+    fn attach(node: &Netns, net: &str, offloads: bool, mtu: u32) -> Netns {
+        let w = Netns::new("kw").expect("namespace");
+        let v = Veth::new(&w, node, 1).expect("veth");
+        Self::offloads(&w, &v.a, offloads);
+        Self::offloads(node, &v.b, offloads);
+        let mtu = mtu.to_string();
+        w.exec(&["ip", "link", "set", "dev", &v.a, "mtu", &mtu]).expect("mtu");
+        w.exec(&["ip", "addr", "add", &format!("{net}.2/24"), "dev", &v.a])
+            .expect("address");
+        w.exec(&["ip", "route", "add", "default", "via", &format!("{net}.1")])
+            .expect("route");
+        node.exec(&["ip", "addr", "add", &format!("{net}.1/24"), "dev", &v.b])
+            .expect("address");
+        w
+    }
+}
+
 /// Two workloads on one node, routed by /32 routes with a proxy-ARP gateway: the
 /// Calico model.
 pub struct L3Lab {

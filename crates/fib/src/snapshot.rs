@@ -93,20 +93,15 @@ pub struct Resolved {
 pub struct FibStats {
     pub(crate) no_route: AtomicU64,
     pub(crate) unresolved_nexthop: AtomicU64,
-    pub(crate) unresolved_neighbor: AtomicU64,
     pub(crate) translate_loop: AtomicU64,
 }
 
 impl FibStats {
-    /// (no route, unresolved nexthop, unresolved neighbour, translate loop) counts.
-    pub fn get(&self) -> (u64, u64, u64, u64) {
+    /// (no route, unresolved nexthop, translate loop) counts. A neighbour not in the table
+    /// is not a miss here: the dataplane may know it (learned) or resolve it.
+    pub fn get(&self) -> (u64, u64, u64) {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        (
-            g(&self.no_route),
-            g(&self.unresolved_nexthop),
-            g(&self.unresolved_neighbor),
-            g(&self.translate_loop),
-        )
+        (g(&self.no_route), g(&self.unresolved_nexthop), g(&self.translate_loop))
     }
 }
 
@@ -173,10 +168,6 @@ impl Snapshot {
             Err(Miss::NoRoute | Miss::NoVrf) => bump(&self.stats.no_route),
             Err(Miss::UnresolvedNexthop(_)) => bump(&self.stats.unresolved_nexthop),
             Err(Miss::TranslateLoop) => bump(&self.stats.translate_loop),
-            Ok(Resolved {
-                resolution: Resolution::Interface { mac: None, .. } | Resolution::Tunnel { mac: None, .. },
-                ..
-            }) => bump(&self.stats.unresolved_neighbor),
             Ok(_) => {}
         }
         r

@@ -206,7 +206,11 @@ fn resolution_of_every_nexthop_kind() {
         (s.label(100), s.label(101), s.vni(5001), s.vni(1)),
         (Some(3), None, Some(1), None)
     );
-    assert_eq!(fib.stats().get(), (2, 1, 1), "no route, unresolved nexthop, translate loop");
+    assert_eq!(
+        fib.stats().get(),
+        (2, 1, 1),
+        "no route, unresolved nexthop, translate loop"
+    );
     // ECMP: members chosen by hash; both appear over many flows.
     let mut seen = std::collections::BTreeSet::new();
     for h in 0..64u64 {

@@ -1,5 +1,5 @@
 //! Prometheus text metrics over HTTP on a loopback address: per-worker packet counters,
-//! drops by reason, flow table use.
+//! drops by reason, flow table use, learned neighbours.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -67,6 +67,12 @@ fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
         by_worker(|s| s.tx),
     );
     family(
+        "vrouter_originated_packets_total",
+        "Packets the router made itself (ARP requests, neighbour solicitations).",
+        "counter",
+        by_worker(|s| s.originated),
+    );
+    family(
         "vrouter_empty_polls_total",
         "Polls that found no packet.",
         "counter",
@@ -100,6 +106,18 @@ fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
         "Flow table slots.",
         "gauge",
         vec![(String::new(), f.capacity)],
+    );
+    family(
+        "vrouter_neighbors_learned",
+        "Next-hop MACs learned by ARP / neighbour discovery.",
+        "gauge",
+        vec![(String::new(), tables.neighbors.snapshot().len() as u64)],
+    );
+    family(
+        "vrouter_neighbor_table_full_total",
+        "Neighbours not learned because the table was full.",
+        "counter",
+        vec![(String::new(), tables.neighbors.full_refusals())],
     );
     out
 }

@@ -152,6 +152,14 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(metrics.contains("# TYPE vrouter_rx_packets_total counter"), "{metrics}");
     assert!(metrics.contains("vrouter_rx_packets_total{worker=\"0\"}"), "{metrics}");
     assert!(
+        metrics.contains("vrouter_originated_packets_total{worker=\"0\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("vrouter_neighbors_learned 0\n"),
+        "workloads' ARP taught the router: {metrics}"
+    );
+    assert!(
         metrics.contains("vrouter_dropped_packets_total{reason=\"PolicyDenied\"} 0"),
         "{metrics}"
     );

@@ -202,6 +202,11 @@ typedef struct vr_stats {
    Live flow entries (each direction counts).
    */
   uint64_t flows;
+  /*
+   Frames the router made itself (ARP requests, neighbour solicitations): rx +
+   originated = tx + dropped once nothing is parked.
+   */
+  uint64_t originated;
 } vr_stats;
 
 #ifdef __cplusplus

@@ -65,6 +65,9 @@ pub struct VrStats {
     pub dropped: u64,
     /// Live flow entries (each direction counts).
     pub flows: u64,
+    /// Frames the router made itself (ARP requests, neighbour solicitations): rx +
+    /// originated = tx + dropped once nothing is parked.
+    pub originated: u64,
 }
 
 /// One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
@@ -826,6 +829,7 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
             tx: s.tx,
             dropped: s.dropped(),
             flows: router.tables().flows.stats().entries,
+            originated: s.originated,
         };
         // SAFETY: non-null, writable (documented).
         unsafe { *out = st };

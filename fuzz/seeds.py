@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the seed corpus: a few scapy-built frames of every kind, and each header cut
-out of them for the per-header targets. Run from the repository root with Debian's
-python3 (it has python3-scapy):  /usr/bin/python3 fuzz/seeds.py
+out of them for the per-header targets, and frames for the pipeline target. Run from the
+repository root with Debian's python3 (it has python3-scapy):  /usr/bin/python3
+fuzz/seeds.py  (with ONLY=pipeline in the environment, the pipeline seeds alone)
 """
 import hashlib
 import os
@@ -10,6 +11,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "crates", "wire", "tests", "scapy"))
 import frames  # noqa: E402
 from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPv6,  # noqa: E402
+                       ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt)
 from scapy.contrib.mpls import MPLS  # noqa: E402
 from scapy.layers.inet6 import _ICMPv6  # noqa: E402
@@ -49,5 +51,52 @@ def main():
                 layer = layer.payload
 
 
+def pipeline_seeds():
+    """Frames the fuzzed node (fuzz/src/pipeline.rs) acts on, each after the byte that picks
+    its ingress port: 0 workload 1, 1 workload 2, 2 fabric."""
+    w1, g1 = "02:00:00:00:01:02", "02:0a:00:00:00:01"
+    fab, peer = "02:0a:00:00:00:03", "02:00:00:00:09:09"
+    out = Ether(src=peer, dst=fab)
+    frames_ = [
+        (0, Ether(src=w1, dst="ff:ff:ff:ff:ff:ff") / ARP(hwsrc=w1, psrc="10.0.1.2", pdst="10.0.1.1")),
+        (0, Ether(src=w1, dst=g1) / IPv6(src="fd00:1::2", dst="ff02::1:ff00:1")
+            / ICMPv6ND_NS(tgt="fd00:1::1") / ICMPv6NDOptSrcLLAddr(lladdr=w1)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2") / UDP(sport=4000, dport=80) / (b"x" * 20)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2") / UDP(sport=4000, dport=53)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80, flags="S")),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.8.0.5") / UDP(sport=1, dport=2)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.7.0.5") / ICMP()),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.6.0.5") / UDP(sport=1, dport=2)),
+        (0, Ether(src=w1, dst=g1) / IPv6(src="fd00:1::2", dst="fd00:6::5") / UDP(sport=1, dport=2)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.96.0.10") / TCP(sport=5000, dport=80)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", ttl=1) / UDP(sport=1, dport=2)),
+        (0, Ether(src=w1, dst=g1) / IPv6(src="fd00:1::2", dst="fd00:2::2", hlim=1) / UDP(sport=1, dport=2)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5", flags="DF") / UDP(sport=1, dport=2)
+            / (b"z" * 1400)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", flags="MF", id=7) / UDP(sport=1, dport=9)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", frag=8, id=7, proto=17) / (b"f" * 16)),
+        (0, Ether(src=w1, dst=g1) / IPv6(src="fd00:1::2", dst="fd00:2::2") / IPv6ExtHdrFragment(id=9, m=1)
+            / UDP(sport=1, dport=9)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.99", dst="10.0.2.2") / UDP(sport=1, dport=2)),
+        (2, Ether(src=peer, dst="ff:ff:ff:ff:ff:ff") / ARP(op=2, hwsrc=peer, psrc="192.0.2.9", pdst="192.0.2.1")),
+        (2, out / IPv6(src="fd00:f::9", dst="fd00:f::1") / ICMPv6ND_NA(tgt="fd00:f::9", R=1, S=1, O=1)
+            / ICMPv6NDOptDstLLAddr(lladdr=peer)),
+        (2, out / IP(src="192.0.2.2", dst="192.0.2.1") / UDP(sport=49152, dport=4789) / VXLAN(vni=42)
+            / Ether(src=peer, dst=g1) / IP(src="10.9.0.5", dst="10.0.1.2") / UDP(sport=1, dport=2)),
+        (2, out / IP(src="192.0.2.2", dst="192.0.2.1") / UDP(sport=49152, dport=6635) / MPLS(label=100, s=1)
+            / IP(src="10.9.0.5", dst="10.0.2.2") / UDP(sport=1, dport=2)),
+        (2, out / IP(src="192.0.2.2", dst="192.0.2.1") / GRE(proto=0x8847) / MPLS(label=101, s=1)
+            / IP(src="10.9.0.5", dst="10.0.2.2") / TCP(sport=1, dport=2)),
+        (2, out / IP(src="192.0.2.2", dst="192.0.2.1") / ICMP()),
+        (2, out / IP(src="192.0.2.2", dst="203.0.113.9") / UDP(sport=1, dport=2)),
+    ]
+    for port, frame in frames_:
+        save("pipeline", bytes([port]) + bytes(frame))
+
+
 if __name__ == "__main__":
-    main()
+    if os.environ.get("ONLY") == "pipeline":
+        pipeline_seeds()
+    else:
+        main()
+        pipeline_seeds()

@@ -7,6 +7,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use wire::Layer;
+
+mod pipeline;
+pub use pipeline::pipeline;
 use wire::arp::{ArpPacket, ArpRepr};
 use wire::ethernet::{EthernetFrame, EthernetRepr};
 use wire::gre::{GrePacket, GreRepr};
@@ -29,6 +32,7 @@ pub type Target = fn(&[u8]);
 
 /// Every target, by name, for the corpus replay.
 pub const TARGETS: &[(&str, Target)] = &[
+    ("pipeline", pipeline),
     ("packet", packet),
     ("ethernet", ethernet),
     ("vlan", vlan),

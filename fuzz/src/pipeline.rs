@@ -1,0 +1,193 @@
+//! The whole forwarding pipeline as a fuzz target: arbitrary frames into a node with
+//! workloads, a fabric, every tunnel type, an ECMP group, a next hop to resolve by ARP / ND
+//! and a policy, on memory ports. Nothing may panic, every frame the router sends must
+//! parse, and no frame may leak.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataplane::neigh::{NeighborCache, NeighborConfig};
+use dataplane::pipeline::{NodeConfig, Pipeline, PortConfig, PortRole, Tables};
+use dataplane::{FramePool, MemoryLink, MemoryPort, Port, Worker};
+use fib::{Encap, Fib, FibBuilder, Nexthop};
+use flow::{FlowTable, FlowTableConfig};
+use policy::{EndpointId, PolicySet, PolicyStore, RuleList};
+use wire::ethernet::MacAddr;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address literal")
+}
+
+/// The node under test and its links.
+struct Harness {
+    worker: Worker,
+    links: Vec<Arc<MemoryLink>>,
+    frames: u64,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let fib = Arc::new(Fib::new());
+        let mut b = FibBuilder::new();
+        for vrf in [0, 1] {
+            b.add_vrf(vrf).expect("vrf");
+        }
+        let interface = |port, gateway: Option<&str>| Nexthop::Interface {
+            port,
+            gateway: gateway.map(ip),
+        };
+        let tunnel = |encap| Nexthop::Tunnel {
+            encap,
+            src: ip("192.0.2.1"),
+            dst: ip("192.0.2.2"),
+            underlay_vrf: 0,
+        };
+        let nexthops = [
+            (1, interface(0, None)),
+            (2, interface(1, None)),
+            (3, interface(2, None)),
+            (4, interface(2, Some("192.0.2.9"))),
+            (5, interface(2, Some("fd00:f::9"))),
+            (10, tunnel(Encap::Vxlan { vni: 42 })),
+            (11, tunnel(Encap::MplsOverUdp { label: 200 })),
+            (12, tunnel(Encap::MplsOverGre { label: 300 })),
+            (20, Nexthop::VrfTranslate { vrf: 1 }),
+        ];
+        for (id, nh) in nexthops {
+            b.set_nexthop(id, nh).expect("nexthop");
+        }
+        b.set_nexthop(
+            13,
+            Nexthop::Ecmp {
+                members: vec![(1, 1), (2, 1), (10, 1)],
+            },
+        )
+        .expect("ecmp");
+        let routes = [
+            (1, "10.0.1.2", 32, 1),
+            (1, "fd00:1::2", 128, 1),
+            (1, "10.0.2.2", 32, 2),
+            (1, "fd00:2::2", 128, 2),
+            (1, "10.9.0.0", 16, 10),
+            (1, "fd00:9::", 32, 10),
+            (1, "10.8.0.0", 16, 11),
+            (1, "10.7.0.0", 16, 12),
+            (1, "10.6.0.0", 16, 4),
+            (1, "fd00:6::", 32, 5),
+            (1, "10.96.0.0", 24, 13),
+            (0, "192.0.2.0", 24, 3),
+            (0, "0.0.0.0", 0, 4),
+        ];
+        for (vrf, prefix, len, nh) in routes {
+            b.add_route(vrf, ip(prefix), len, nh).expect("route");
+        }
+        b.set_vni(42, 1).expect("vni");
+        b.set_label(100, 20).expect("label");
+        b.set_label(101, 2).expect("label");
+        b.publish(&fib).expect("publish");
+        let workload = |name: &str, mac: u8, v4: &str, v6: &str, gw4: &str, gw6: &str| PortConfig {
+            name: name.into(),
+            mac: MacAddr([2, 0xa, 0, 0, 0, mac]),
+            mtu: 1500,
+            addrs: vec![],
+            role: PortRole::Workload {
+                vrf: 1,
+                addrs: vec![ip(v4), ip(v6)],
+                mac: MacAddr([2, 0, 0, 0, mac, 2]),
+                gateways: vec![ip(gw4), ip(gw6)],
+            },
+        };
+        let node = NodeConfig {
+            ports: vec![
+                workload("w1", 1, "10.0.1.2", "fd00:1::2", "10.0.1.1", "fd00:1::1"),
+                workload("w2", 2, "10.0.2.2", "fd00:2::2", "10.0.2.1", "fd00:2::1"),
+                PortConfig {
+                    name: "fabric".into(),
+                    mac: MacAddr([2, 0xa, 0, 0, 0, 3]),
+                    mtu: 1400,
+                    addrs: vec![ip("192.0.2.1"), ip("fd00:f::1")],
+                    role: PortRole::Fabric { vrf: 0 },
+                },
+            ],
+            tunnel_endpoints: vec![ip("192.0.2.1")],
+        };
+        let policy = Arc::new(PolicyStore::new());
+        let deny = PolicySet::ingress_for(
+            EndpointId(1),
+            1,
+            vec![ip("10.0.2.2"), ip("fd00:2::2")],
+            RuleList::deny_port(17, 53),
+        );
+        policy.publish(&deny).expect("policy");
+        let tables = Tables {
+            fib,
+            policy,
+            flows: Arc::new(FlowTable::new(FlowTableConfig::with_capacity(4096)).expect("flow table")),
+            node: Arc::new(node),
+            epoch: Instant::now(),
+            taps: Default::default(),
+            // Resolution gives up quickly so the fuzzer also walks retries and give-ups.
+            neighbors: Arc::new(NeighborCache::new(NeighborConfig {
+                retry: Duration::ZERO,
+                tries: 2,
+                ..Default::default()
+            })),
+        };
+        let links: Vec<_> = (0..3).map(|_| MemoryLink::new(256)).collect();
+        let ports = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Box::new(MemoryPort::new(&format!("p{i}"), l.clone())) as Box<dyn Port>)
+            .collect();
+        let umem = af_xdp::Umem::new(af_xdp::UmemConfig {
+            frame_count: 512,
+            ..Default::default()
+        })
+        .expect("umem");
+        let pool = FramePool::new(Arc::new(umem), 3);
+        let frames = pool.census().total();
+        let pipeline = Pipeline::new(tables).expect("flow reader");
+        Harness {
+            worker: Worker::new(pool, ports, Box::new(pipeline)),
+            links,
+            frames,
+        }
+    }
+
+    fn run(&mut self, port: usize, frame: &[u8]) {
+        if !self.links[port].inject(frame) {
+            return;
+        }
+        self.worker.run_once();
+        for link in &self.links {
+            while let Some(out) = link.take() {
+                if let Err(e) = wire::parse::parse(&out) {
+                    panic!("vrouter sent a frame that does not parse ({e}): {out:02x?}");
+                }
+            }
+        }
+        let census = self.worker.pool().census();
+        assert_eq!(census.total(), self.frames, "frames leaked or duplicated: {census:?}");
+        self.worker.pool().verify().expect("frame accounting");
+    }
+}
+
+thread_local! {
+    static HARNESS: RefCell<Option<Harness>> = const { RefCell::new(None) };
+}
+
+/// Target `pipeline`: the first byte picks the ingress port (workload 1, workload 2,
+/// fabric), the rest is the frame. The node lives across inputs, so flows, learned
+/// neighbours and parked packets carry over as they would in a running router.
+pub fn pipeline(data: &[u8]) {
+    let Some((&which, frame)) = data.split_first() else {
+        return;
+    };
+    HARNESS.with(|h| {
+        h.borrow_mut()
+            .get_or_insert_with(Harness::new)
+            .run(usize::from(which % 3), frame)
+    });
+}

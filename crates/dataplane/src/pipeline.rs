@@ -161,8 +161,8 @@ pub struct Pipeline {
     host: Option<(u16, MacAddr, MacAddr)>,
     /// ICMP errors this worker may still send.
     icmp_limit: TokenBucket,
-    /// Next hops being resolved, with packets parked on them.
-    resolver: Resolver,
+    /// Next hops being resolved (packets parked on them) and tunnel underlays resolved.
+    egress: Egress,
     /// When learned neighbours were last aged (seconds on the tables' clock).
     aged: u32,
 }
@@ -206,6 +206,64 @@ enum Refused {
         port: u16,
         next: IpAddr,
     },
+}
+
+/// What `act` updates per worker: next hops being resolved, and tunnel underlays.
+struct Egress {
+    resolver: Resolver,
+    underlay: UnderlayCache,
+}
+
+/// Tunnel underlay resolutions reused across packets while the FIB generation stays: every
+/// packet into a tunnel would otherwise repeat the same LPM and nexthop lookups for the
+/// tunnel's destination. Resolutions the flow hash picked (an ECMP underlay) are not kept.
+#[derive(Default)]
+struct UnderlayCache {
+    generation: u32,
+    /// (underlay VRF, tunnel destination) -> where its packets go.
+    entries: Vec<((u32, Ipv4Addr), Underlay)>,
+    /// The entry the next insert replaces once full.
+    next: usize,
+}
+
+/// Where a tunnel's outer packets go: egress port, next hop, and its MAC if configured.
+type Underlay = (u32, IpAddr, Option<MacAddr>);
+
+/// Tunnel destinations one worker keeps resolved.
+const UNDERLAY_CACHE: usize = 16;
+
+impl UnderlayCache {
+    fn resolve(
+        &mut self,
+        fib: &fib::Snapshot,
+        vrf: u32,
+        dst: Ipv4Addr,
+        hash: u64,
+    ) -> Result<Underlay, DropReason> {
+        if self.generation != fib.generation() {
+            self.entries.clear();
+            self.generation = fib.generation();
+        }
+        if let Some((_, hit)) = self.entries.iter().find(|(k, _)| *k == (vrf, dst)) {
+            return Ok(*hit);
+        }
+        let r = fib
+            .resolve(vrf, IpAddr::V4(dst), hash)
+            .map_err(|_| DropReason::NoRoute)?;
+        let Resolution::Interface { port, next_hop, mac } = r.resolution else {
+            return Err(DropReason::Unsupported);
+        };
+        let entry = ((vrf, dst), (port, next_hop, mac));
+        if !r.by_hash {
+            if self.entries.len() < UNDERLAY_CACHE {
+                self.entries.push(entry);
+            } else {
+                self.entries[self.next] = entry;
+                self.next = (self.next + 1) % UNDERLAY_CACHE;
+            }
+        }
+        Ok(entry.1)
+    }
 }
 
 /// The ICMP errors the router sends, for IPv4 and IPv6 alike.
@@ -277,7 +335,10 @@ impl Pipeline {
                 tokens: ICMP_ERRORS_PER_SEC,
                 refilled: Instant::now(),
             },
-            resolver: Resolver::new(tables.neighbors.clone()),
+            egress: Egress {
+                resolver: Resolver::new(tables.neighbors.clone()),
+                underlay: UnderlayCache::default(),
+            },
             aged: 0,
             t: tables,
         })
@@ -292,11 +353,11 @@ impl Handler for Pipeline {
     /// Resolution between bursts: requests (re)sent, parked packets released with the
     /// learned MAC or dropped when the next hop never answered.
     fn pending(&mut self, pool: &mut FramePool, stopping: bool, out: &mut Vec<Emitted>) {
-        if self.resolver.is_idle() {
+        if self.egress.resolver.is_idle() {
             return;
         }
         let mut steps = Vec::new();
-        self.resolver.poll(stopping, |s| steps.push(s));
+        self.egress.resolver.poll(stopping, |s| steps.push(s));
         for step in steps {
             match step {
                 Step::Request { port, ip } => {
@@ -412,7 +473,7 @@ impl Handler for Pipeline {
         };
         for (k, &i) in self.pending.iter().enumerate() {
             let meta = &self.metas[i];
-            verdicts[i] = match act(&cx, &mut self.resolver, actions[k], &mut pkts[i], pool, meta, hashes[k]) {
+            verdicts[i] = match act(&cx, &mut self.egress, actions[k], &mut pkts[i], pool, meta, hashes[k]) {
                 Ok(v) => v,
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
                 Err(Refused::Icmp { why, err }) => {
@@ -424,7 +485,7 @@ impl Handler for Pipeline {
                 }
                 Err(Refused::Park { port, next }) => {
                     let p = Parked { pkt: pkts[i], port };
-                    match self.resolver.park(next, p, now) {
+                    match self.egress.resolver.park(next, p, now) {
                         Ok(()) => Verdict::Keep,
                         Err(_) => Verdict::Drop(DropReason::ParkFull),
                     }
@@ -765,7 +826,7 @@ fn decide(t: &Tables, fib: &fib::Snapshot, key: &FlowKey, hash: u64, reverse: bo
 /// Stage 4 for one packet.
 fn act(
     cx: &Ctx<'_>,
-    resolver: &mut Resolver,
+    egress: &mut Egress,
     a: Action,
     pkt: &mut Pkt,
     pool: &mut FramePool,
@@ -788,7 +849,7 @@ fn act(
             Plan::Direct {
                 port: *port as u16,
                 next,
-                mac: cx.mac(resolver, *port, next),
+                mac: cx.mac(&mut egress.resolver, *port, next),
             }
         }
         Nexthop::Tunnel {
@@ -800,20 +861,14 @@ fn act(
             let (IpAddr::V4(src), IpAddr::V4(tdst)) = (*src, *tdst) else {
                 return Err(DropReason::Unsupported.into());
             };
-            match fib
-                .resolve(*underlay_vrf, IpAddr::V4(tdst), hash)
-                .map_err(|_| DropReason::NoRoute)?
-                .resolution
-            {
-                Resolution::Interface { port, next_hop, mac } => Plan::Encap {
-                    encap: *encap,
-                    src,
-                    dst: tdst,
-                    port: port as u16,
-                    next: next_hop,
-                    mac: mac.or_else(|| cx.mac(resolver, port, next_hop)),
-                },
-                _ => return Err(DropReason::Unsupported.into()),
+            let (port, next_hop, mac) = egress.underlay.resolve(fib, *underlay_vrf, tdst, hash)?;
+            Plan::Encap {
+                encap: *encap,
+                src,
+                dst: tdst,
+                port: port as u16,
+                next: next_hop,
+                mac: mac.or_else(|| cx.mac(&mut egress.resolver, port, next_hop)),
             }
         }
         Nexthop::Ecmp { .. } | Nexthop::VrfTranslate { .. } => return Err(DropReason::NoRoute.into()),

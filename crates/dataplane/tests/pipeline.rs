@@ -504,6 +504,42 @@ fn encapsulates_into_each_tunnel_type() {
     );
 }
 
+#[test]
+fn a_changed_underlay_takes_effect_on_the_next_tunnelled_packet() {
+    const MOVED: MacAddr = MacAddr([2, 0, 0, 0, 9, 0x42]);
+    let mut n = node();
+    let pkt = udp(M1, P0, "10.0.1.2", "10.9.0.5", 40000, 7777, 64);
+    assert_eq!(&n.send(0, &pkt).unwrap().1[..6], &MR.0, "the underlay next hop's MAC");
+    // The peer's underlay address moves to another MAC, then behind an unresolved router.
+    n.routes.set_neighbor(
+        2,
+        ip("192.0.2.2"),
+        Neighbor {
+            mac: MOVED,
+            state: NeighborState::Reachable,
+        },
+    );
+    n.routes.publish(&n.fib).unwrap();
+    assert_eq!(&n.send(0, &pkt).unwrap().1[..6], &MOVED.0);
+    n.routes
+        .set_nexthop(
+            4,
+            Nexthop::Interface {
+                port: 2,
+                gateway: Some(ip("192.0.2.9")),
+            },
+        )
+        .unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    let (port, req) = n.send(0, &pkt).unwrap();
+    let arp = ArpRepr::parse(&wire::arp::ArpPacket::new_checked(&req[14..]).unwrap()).unwrap();
+    assert_eq!(
+        (port, arp.target_ip),
+        (2, ip4("192.0.2.9")),
+        "the tunnel now waits for the new next hop"
+    );
+}
+
 fn outer(headers_after_udp: Vec<Header<'static>>, proto_udp: bool) -> Vec<Header<'static>> {
     let mut h = vec![
         Header::Ethernet(EthernetRepr {

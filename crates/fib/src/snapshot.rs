@@ -84,6 +84,9 @@ pub struct Resolved {
     pub nexthop: NexthopId,
     /// ECMP member index chosen (0 without ECMP).
     pub ecmp_member: u8,
+    /// Whether the flow hash picked an ECMP member on the way (here or in a tunnel's
+    /// underlay): then another flow to the same destination may resolve differently.
+    pub by_hash: bool,
     /// What to do.
     pub resolution: Resolution,
 }
@@ -178,7 +181,9 @@ impl Snapshot {
             let mut id = self.lookup(vrf, dst)?;
             let mut member = 0u8;
             let mut nh = self.nexthops.get(&id).ok_or(Miss::UnresolvedNexthop(id))?;
+            let mut by_hash = false;
             if let Compiled::Ecmp(g) = nh {
+                by_hash = true;
                 let m = g.pick(flow_hash);
                 member = m as u8;
                 id = g.members[m].0;
@@ -205,6 +210,7 @@ impl Snapshot {
                     underlay_vrf,
                 } => {
                     let under = self.resolve_inner(underlay_vrf, outer, flow_hash)?;
+                    by_hash |= under.by_hash;
                     match under.resolution {
                         Resolution::Interface { port, next_hop, mac } => Resolution::Tunnel {
                             encap,
@@ -227,6 +233,7 @@ impl Snapshot {
             return Ok(Resolved {
                 nexthop: id,
                 ecmp_member: member,
+                by_hash,
                 resolution,
             });
         }

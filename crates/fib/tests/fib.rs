@@ -189,7 +189,7 @@ fn resolution_of_every_nexthop_kind() {
             mac: Some(mac)
         }
     );
-    // An incomplete neighbour is a usable route with no MAC yet (counted).
+    // An incomplete neighbour is a usable route with no MAC yet.
     assert_eq!(
         s.resolve(0, v4("10.9.0.5"), 0).unwrap().resolution,
         Resolution::Interface {
@@ -217,8 +217,13 @@ fn resolution_of_every_nexthop_kind() {
         let res = s
             .resolve(1, v4("10.5.0.1"), h.wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .unwrap();
+        assert!(res.by_hash, "an ECMP pick depends on the flow");
         seen.insert((res.nexthop, res.ecmp_member));
     }
+    assert!(
+        !s.resolve(0, v4("10.9.0.5"), 0).unwrap().by_hash,
+        "a plain route does not"
+    );
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![(1, 0), (6, 1)]);
 }
 

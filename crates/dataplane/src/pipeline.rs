@@ -233,13 +233,7 @@ type Underlay = (u32, IpAddr, Option<MacAddr>);
 const UNDERLAY_CACHE: usize = 16;
 
 impl UnderlayCache {
-    fn resolve(
-        &mut self,
-        fib: &fib::Snapshot,
-        vrf: u32,
-        dst: Ipv4Addr,
-        hash: u64,
-    ) -> Result<Underlay, DropReason> {
+    fn resolve(&mut self, fib: &fib::Snapshot, vrf: u32, dst: Ipv4Addr, hash: u64) -> Result<Underlay, DropReason> {
         if self.generation != fib.generation() {
             self.entries.clear();
             self.generation = fib.generation();

@@ -117,8 +117,12 @@ impl NeighborCache {
         self.refused.load(Ordering::Relaxed)
     }
 
-    /// Records `mac` for `ip` on `port` at time `now`; `false` if the table is full.
+    /// Records `mac` for `ip` on `port` at time `now`; `false` if the table is full. A
+    /// repeat within the same second changes nothing (no copy of the table).
     pub fn learn(&self, port: u32, ip: IpAddr, mac: MacAddr, now: u32) -> bool {
+        if self.learned.load().get(&(port, ip)) == Some(&Learned { mac, at: now }) {
+            return true;
+        }
         let mut full = false;
         self.learned.rcu(|m| {
             full = m.len() >= self.config.capacity && !m.contains_key(&(port, ip));
@@ -421,6 +425,12 @@ mod tests {
         assert!(c.learn(0, ip("10.0.0.1"), M, 0));
         assert!(c.learn(0, ip("10.0.0.2"), M, 0));
         assert!(c.learn(0, ip("10.0.0.2"), M, 5), "a refresh always fits");
+        let before = c.snapshot();
+        assert!(c.learn(0, ip("10.0.0.2"), M, 5));
+        assert!(
+            Arc::ptr_eq(&before, &c.snapshot()),
+            "a repeat in the same second copies nothing"
+        );
         assert!(!c.learn(0, ip("10.0.0.3"), M, 0));
         assert_eq!(c.full_refusals(), 1);
         assert_eq!(c.snapshot().len(), 2);

@@ -250,6 +250,35 @@ impl Handler for DropAll {
     }
 }
 
+/// `VR_THREADED_NAPI=1`: the DUT ports' NAPI polls (where XDP runs and copy-mode AF_XDP
+/// copies) move from the sender's softirq to kernel threads pinned to the worker's CPU.
+fn threaded_napi(w: &World, devs: &[&str]) {
+    if std::env::var_os("VR_THREADED_NAPI").is_none() {
+        return;
+    }
+    for dev in devs {
+        let knob = format!("echo 1 > /sys/class/net/{dev}/threaded");
+        if let Err(e) = w.dut.exec(&["sh", "-c", &knob]) {
+            eprintln!("threaded NAPI on {dev}: {e}");
+        }
+    }
+    // The threads are named napi/<dev>-<id>; pin each to cpu1 (the worker's).
+    let out = std::process::Command::new("ps")
+        .args(["-e", "-o", "pid=,comm="])
+        .output()
+        .unwrap();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut f = line.split_whitespace();
+        let (Some(pid), Some(comm)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if devs.iter().any(|d| comm.starts_with(&format!("napi/{d}"))) {
+            let _ = std::process::Command::new("taskset").args(["-pc", "1", pid]).output();
+            eprintln!("pinned {comm} ({pid}) to cpu1");
+        }
+    }
+}
+
 /// `VR_BUSY_POLL=1`: preferred busy polling on the DUT sockets and devices.
 fn busy_poll() -> bool {
     std::env::var_os("VR_BUSY_POLL").is_some()
@@ -342,6 +371,8 @@ fn workers(w: &World, forward: bool, handler: MakeHandler) -> (WorkerSet, Vec<Xd
             Ok(Worker::new(pool, ports, handler()))
         })
         .unwrap();
+        let devs = [w.v1.b.as_str(), w.v2.b.as_str()];
+        threaded_napi(w, &devs[..if forward { 2 } else { 1 }]);
         let progs = [Arc::try_unwrap(p1).ok()].into_iter().flatten();
         (set, progs.chain(p2.and_then(|p| Arc::try_unwrap(p).ok())).collect())
     })

@@ -112,6 +112,12 @@ impl NeighborCache {
         self.learned.load_full()
     }
 
+    /// The learned entries now, for the hot path: no shared reference count is touched;
+    /// hold it for one burst, not longer.
+    pub fn current(&self) -> arc_swap::Guard<Arc<LearnedMap>> {
+        self.learned.load()
+    }
+
     /// Times learning was refused because the table was full.
     pub fn full_refusals(&self) -> u64 {
         self.refused.load(Ordering::Relaxed)
@@ -296,7 +302,7 @@ impl Resolver {
         if self.pending.is_empty() {
             return;
         }
-        let learned = self.cache.snapshot();
+        let learned = self.cache.current();
         let at = Instant::now();
         let config = self.cache.config;
         let mut i = 0;

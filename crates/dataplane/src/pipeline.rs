@@ -350,34 +350,31 @@ impl Handler for Pipeline {
         if self.egress.resolver.is_idle() {
             return;
         }
-        let mut steps = Vec::new();
-        self.egress.resolver.poll(stopping, |s| steps.push(s));
-        for step in steps {
-            match step {
-                Step::Request { port, ip } => {
-                    if let Some(pkt) = self.request(pool, port, ip) {
-                        out.push(Emitted {
-                            pkt,
-                            verdict: Verdict::Tx(port),
-                            originated: true,
-                        });
-                    }
+        let node = &self.t.node;
+        self.egress.resolver.poll(stopping, |step| match step {
+            Step::Request { port, ip } => {
+                if let Some(pkt) = request(node, pool, port, ip) {
+                    out.push(Emitted {
+                        pkt,
+                        verdict: Verdict::Tx(port),
+                        originated: true,
+                    });
                 }
-                Step::Release(mac, parked) => out.extend(parked.into_iter().map(|p| {
-                    pool.bytes_mut(p.pkt.addr, 6).copy_from_slice(&mac.0);
-                    Emitted {
-                        pkt: p.pkt,
-                        verdict: Verdict::Tx(p.port),
-                        originated: false,
-                    }
-                })),
-                Step::GiveUp(parked) => out.extend(parked.into_iter().map(|p| Emitted {
-                    pkt: p.pkt,
-                    verdict: Verdict::Drop(DropReason::NeighborUnresolved),
-                    originated: false,
-                })),
             }
-        }
+            Step::Release(mac, parked) => out.extend(parked.into_iter().map(|p| {
+                pool.bytes_mut(p.pkt.addr, 6).copy_from_slice(&mac.0);
+                Emitted {
+                    pkt: p.pkt,
+                    verdict: Verdict::Tx(p.port),
+                    originated: false,
+                }
+            })),
+            Step::GiveUp(parked) => out.extend(parked.into_iter().map(|p| Emitted {
+                pkt: p.pkt,
+                verdict: Verdict::Drop(DropReason::NeighborUnresolved),
+                originated: false,
+            })),
+        });
     }
 
     fn process(&mut self, port: u16, pkts: &mut [Pkt], pool: &mut FramePool, verdicts: &mut [Verdict]) {
@@ -457,7 +454,7 @@ impl Handler for Pipeline {
                 }
             };
         }
-        let learned = self.t.neighbors.snapshot();
+        let learned = self.t.neighbors.current();
         let cx = Ctx {
             t: &self.t,
             host: self.host,
@@ -497,37 +494,6 @@ impl Handler for Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the ARP request or neighbour solicitation for `ip` out of `port` in a fresh
-    /// frame, from the port's own (or gateway) address of that family.
-    fn request(&self, pool: &mut FramePool, port: u16, ip: IpAddr) -> Option<Pkt> {
-        let pc = self.t.node.ports.get(usize::from(port))?;
-        let gateways = match &pc.role {
-            PortRole::Workload { gateways, .. } => &gateways[..],
-            _ => &[],
-        };
-        let mut own = pc.addrs.iter().chain(gateways);
-        let base = pool.alloc()?;
-        let addr = base + u64::from(pool.headroom());
-        let f = pool.bytes_mut(addr, 128);
-        let len = match ip {
-            IpAddr::V4(t) => {
-                let src = own.find_map(|a| match a {
-                    IpAddr::V4(a) => Some(*a),
-                    IpAddr::V6(_) => None,
-                });
-                neigh::arp_request(f, pc.mac, src, t)
-            }
-            IpAddr::V6(t) => {
-                let src = own.find_map(|a| match a {
-                    IpAddr::V6(a) => Some(*a),
-                    IpAddr::V4(_) => None,
-                });
-                neigh::ns_request(f, pc.mac, src, t)
-            }
-        };
-        Some(Pkt { addr, len: len as u32 })
-    }
-
     /// One line per packet of the burst for `vrouter ctl trace`: ingress, what the
     /// packet was taken for, the flow stage's path and the outcome.
     fn trace(&self, port: u16, pkts: &[Pkt], verdicts: &[Verdict], how: &[&str]) {
@@ -1149,6 +1115,37 @@ fn encapsulate(
         }
     }
     Ok(())
+}
+
+/// Builds the ARP request or neighbour solicitation for `ip` out of `port` in a fresh
+/// frame, from the port's own (or gateway) address of that family.
+fn request(node: &NodeConfig, pool: &mut FramePool, port: u16, ip: IpAddr) -> Option<Pkt> {
+    let pc = node.ports.get(usize::from(port))?;
+    let gateways = match &pc.role {
+        PortRole::Workload { gateways, .. } => &gateways[..],
+        _ => &[],
+    };
+    let mut own = pc.addrs.iter().chain(gateways);
+    let base = pool.alloc()?;
+    let addr = base + u64::from(pool.headroom());
+    let f = pool.bytes_mut(addr, 128);
+    let len = match ip {
+        IpAddr::V4(t) => {
+            let src = own.find_map(|a| match a {
+                IpAddr::V4(a) => Some(*a),
+                IpAddr::V6(_) => None,
+            });
+            neigh::arp_request(f, pc.mac, src, t)
+        }
+        IpAddr::V6(t) => {
+            let src = own.find_map(|a| match a {
+                IpAddr::V6(a) => Some(*a),
+                IpAddr::V4(_) => None,
+            });
+            neigh::ns_request(f, pc.mac, src, t)
+        }
+    };
+    Some(Pkt { addr, len: len as u32 })
 }
 
 /// Hands a packet for the node itself to the host's stack through the exception port.

@@ -133,12 +133,19 @@ impl Umem {
 
     /// Frame `i`'s address (offset in the UMEM).
     pub fn frame_addr(&self, i: u32) -> u64 {
-        u64::from(i) * u64::from(self.cfg.frame_size)
+        u64::from(i) << self.frame_shift()
     }
 
     /// The frame holding `addr`.
     pub fn frame_of(&self, addr: u64) -> u32 {
-        (addr / u64::from(self.cfg.frame_size)) as u32
+        (addr >> self.frame_shift()) as u32
+    }
+
+    /// log2 of the frame size (a power of two, checked at creation): the per-packet
+    /// bounds checks shift instead of dividing.
+    #[inline]
+    fn frame_shift(&self) -> u32 {
+        self.cfg.frame_size.trailing_zeros()
     }
 
     /// Size in bytes.
@@ -167,9 +174,9 @@ impl Umem {
     /// received into, and not borrowed elsewhere, for as long as the slice lives.
     #[allow(clippy::mut_from_ref)] // Frame ownership, not `&mut self`, makes it exclusive.
     pub unsafe fn bytes_mut(&self, addr: u64, len: usize) -> Option<&mut [u8]> {
-        let fs = u64::from(self.cfg.frame_size);
+        let shift = self.frame_shift();
         let end = addr.checked_add(len as u64)?;
-        if end > self.area.len as u64 || (len > 0 && addr / fs != (end - 1) / fs) {
+        if end > self.area.len as u64 || (len > 0 && addr >> shift != (end - 1) >> shift) {
             return None;
         }
         // SAFETY: in bounds (checked above); exclusivity is the caller's contract.

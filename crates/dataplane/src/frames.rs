@@ -85,7 +85,8 @@ impl FramePool {
     /// The start of the frame holding `addr`.
     #[inline]
     pub fn frame_base(&self, addr: u64) -> u64 {
-        addr - addr % self.frame_size
+        // Frame sizes are powers of two (the UMEM checks): a mask, not a division.
+        addr & !(self.frame_size - 1)
     }
 
     /// Bytes of headroom a packet placed by [`FramePool::alloc`] gets in front of it.

@@ -31,6 +31,7 @@
 
 mod afxdp;
 pub mod apps;
+mod egress;
 mod frag;
 mod frames;
 pub mod neigh;

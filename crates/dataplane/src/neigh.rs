@@ -178,8 +178,13 @@ impl NeighborCache {
 /// What a MAC lookup found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
-    /// Use it.
-    Known(MacAddr),
+    /// Use it; it is due for confirmation at `stale_at` (seconds on the tables' clock).
+    Known {
+        /// The MAC.
+        mac: MacAddr,
+        /// When it turns stale.
+        stale_at: u32,
+    },
     /// Use it, and confirm it with a request.
     Stale(MacAddr),
     /// Resolve it; park the packet meanwhile.
@@ -196,7 +201,10 @@ pub fn lookup(map: &LearnedMap, config: &NeighborConfig, port: u32, ip: IpAddr, 
             } else if age >= config.refresh_secs {
                 Lookup::Stale(l.mac)
             } else {
-                Lookup::Known(l.mac)
+                Lookup::Known {
+                    mac: l.mac,
+                    stale_at: l.at.saturating_add(config.refresh_secs),
+                }
             }
         }
         None => Lookup::Unknown,
@@ -412,7 +420,11 @@ mod tests {
         let c = NeighborCache::default();
         assert!(c.learn(1, ip("10.0.0.1"), M, 100));
         let (m, cfg) = (c.snapshot(), *c.config());
-        assert_eq!(lookup(&m, &cfg, 1, ip("10.0.0.1"), 100), Lookup::Known(M));
+        let known = Lookup::Known {
+            mac: M,
+            stale_at: 100 + cfg.refresh_secs,
+        };
+        assert_eq!(lookup(&m, &cfg, 1, ip("10.0.0.1"), 100), known);
         assert_eq!(lookup(&m, &cfg, 1, ip("10.0.0.1"), 160), Lookup::Stale(M));
         assert_eq!(lookup(&m, &cfg, 1, ip("10.0.0.1"), 400), Lookup::Unknown);
         assert_eq!(lookup(&m, &cfg, 2, ip("10.0.0.1"), 100), Lookup::Unknown);

@@ -12,9 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use fib::{Encap, Fib, Nexthop, Resolution};
-use flow::{Action, FlowTable, Generations, Reader, Verdict as FlowVerdict};
-use policy::{Fields, PolicyStore};
+use fib::{Encap, Fib, Nexthop};
+use flow::{Action, FlowTable, Generations, InsertError, NewPair, Reader, Verdict as FlowVerdict};
+use policy::{Fields, Policy, PolicyStore};
 use wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use wire::checksum;
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
@@ -26,6 +26,7 @@ use wire::parse::{L3, PacketMeta, Tunnel, parse_into};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vxlan::VxlanRepr;
 
+use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
 use crate::frag::{FragTable, Key as FragKey};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, Parked, Resolver, Step};
@@ -124,26 +125,6 @@ const MPLS_UDP_OVERHEAD: usize = 14 + 20 + 8 + 4;
 /// MPLSoGRE outer headers replacing the inner Ethernet: Ethernet, IPv4, GRE, one label.
 const MPLS_GRE_OVERHEAD: usize = 14 + 20 + 4 + 4;
 
-/// Where a packet goes once decided.
-/// `next` is the IP whose MAC `mac` is, or is to be resolved.
-enum Plan {
-    /// Out of `port` to `mac`, as is (L3 rewritten).
-    Direct {
-        port: u16,
-        next: IpAddr,
-        mac: Option<MacAddr>,
-    },
-    /// Encapsulated, then out of `port` to `mac`.
-    Encap {
-        encap: Encap,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        port: u16,
-        next: IpAddr,
-        mac: Option<MacAddr>,
-    },
-}
-
 /// One worker's pipeline.
 pub struct Pipeline {
     t: Tables,
@@ -155,6 +136,9 @@ pub struct Pipeline {
     icmp: Vec<Option<(u8, u8)>>,
     /// Index into the burst of each packet that reached the flow stage.
     pending: Vec<usize>,
+    /// Flows this burst creates, and the flow-stage index of the packet creating each.
+    new_pairs: Vec<NewPair>,
+    new_at: Vec<usize>,
     /// IPv4 fragments being followed.
     frags: FragTable,
     /// The exception-path port, if the node has one: (index, host-side MAC, our MAC).
@@ -208,56 +192,11 @@ enum Refused {
     },
 }
 
-/// What `act` updates per worker: next hops being resolved, and tunnel underlays.
+/// What `act` updates per worker: next hops being resolved, tunnel underlays, and plans.
 struct Egress {
     resolver: Resolver,
     underlay: UnderlayCache,
-}
-
-/// Tunnel underlay resolutions reused across packets while the FIB generation stays: every
-/// packet into a tunnel would otherwise repeat the same LPM and nexthop lookups for the
-/// tunnel's destination. Resolutions the flow hash picked (an ECMP underlay) are not kept.
-#[derive(Default)]
-struct UnderlayCache {
-    generation: u32,
-    /// (underlay VRF, tunnel destination) -> where its packets go.
-    entries: Vec<((u32, Ipv4Addr), Underlay)>,
-    /// The entry the next insert replaces once full.
-    next: usize,
-}
-
-/// Where a tunnel's outer packets go: egress port, next hop, and its MAC if configured.
-type Underlay = (u32, IpAddr, Option<MacAddr>);
-
-/// Tunnel destinations one worker keeps resolved.
-const UNDERLAY_CACHE: usize = 16;
-
-impl UnderlayCache {
-    fn resolve(&mut self, fib: &fib::Snapshot, vrf: u32, dst: Ipv4Addr, hash: u64) -> Result<Underlay, DropReason> {
-        if self.generation != fib.generation() {
-            self.entries.clear();
-            self.generation = fib.generation();
-        }
-        if let Some((_, hit)) = self.entries.iter().find(|(k, _)| *k == (vrf, dst)) {
-            return Ok(*hit);
-        }
-        let r = fib
-            .resolve(vrf, IpAddr::V4(dst), hash)
-            .map_err(|_| DropReason::NoRoute)?;
-        let Resolution::Interface { port, next_hop, mac } = r.resolution else {
-            return Err(DropReason::Unsupported);
-        };
-        let entry = ((vrf, dst), (port, next_hop, mac));
-        if !r.by_hash {
-            if self.entries.len() < UNDERLAY_CACHE {
-                self.entries.push(entry);
-            } else {
-                self.entries[self.next] = entry;
-                self.next = (self.next + 1) % UNDERLAY_CACHE;
-            }
-        }
-        Ok(entry.1)
-    }
+    plans: PlanCache,
 }
 
 /// The ICMP errors the router sends, for IPv4 and IPv6 alike.
@@ -280,26 +219,74 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// The MAC of `ip` on `port`: the control plane's neighbours first, then a workload
-    /// port's own MAC for the workload's addresses, then what was learned (a stale entry is
-    /// used while `resolver` confirms it). `None`: to be resolved.
-    fn mac(&self, resolver: &mut Resolver, port: u32, ip: IpAddr) -> Option<MacAddr> {
+    /// The MAC of `ip` on `port` and until when it may be reused: the control plane's
+    /// neighbours first, then a workload port's own MAC for the workload's addresses, then
+    /// what was learned (a stale entry is used once, while `resolver` confirms it). `None`:
+    /// to be resolved.
+    fn mac(&self, resolver: &mut Resolver, port: u32, ip: IpAddr) -> Option<(MacAddr, u32)> {
         if let Some(m) = self.fib.mac(port, ip) {
-            return Some(m);
+            return Some((m, FOREVER));
         }
         if let Some(PortRole::Workload { addrs, mac, .. }) = self.t.node.ports.get(port as usize).map(|p| &p.role)
             && addrs.contains(&ip)
         {
-            return Some(*mac);
+            return Some((*mac, FOREVER));
         }
         match neigh::lookup(self.learned, self.t.neighbors.config(), port, ip, self.now) {
-            Lookup::Known(m) => Some(m),
+            Lookup::Known { mac, stale_at } => Some((mac, stale_at)),
             Lookup::Stale(m) => {
                 resolver.confirm(port as u16, ip, self.now);
-                Some(m)
+                Some((m, self.now))
             }
             Lookup::Unknown => None,
         }
+    }
+
+    /// Where packets for `dst` via `nexthop` go, and until when that answer may be reused
+    /// (0: not at all).
+    fn plan(&self, egress: &mut Egress, nexthop: u32, dst: IpAddr, hash: u64) -> Result<(Plan, u32), Refused> {
+        let split = |m: Option<(MacAddr, u32)>| m.map_or((None, 0), |(m, until)| (Some(m), until));
+        Ok(match self.fib.nexthop(nexthop).ok_or(DropReason::NoRoute)? {
+            Nexthop::Discard => return Err(DropReason::Discard.into()),
+            Nexthop::Receive => (Plan::Host, FOREVER),
+            Nexthop::Interface { port, gateway } => {
+                let next = gateway.unwrap_or(dst);
+                let (mac, until) = split(self.mac(&mut egress.resolver, *port, next));
+                let port = *port as u16;
+                (Plan::Direct { port, next, mac }, until)
+            }
+            Nexthop::Tunnel {
+                encap,
+                src,
+                dst: tdst,
+                underlay_vrf,
+            } => {
+                let (IpAddr::V4(src), IpAddr::V4(tdst)) = (*src, *tdst) else {
+                    return Err(DropReason::Unsupported.into());
+                };
+                let ((port, next, mac), shared) = egress.underlay.resolve(self.fib, *underlay_vrf, tdst, hash)?;
+                let (mac, until) = match mac {
+                    Some(m) => (Some(m), FOREVER),
+                    None => split(self.mac(&mut egress.resolver, port, next)),
+                };
+                // VXLAN carries the inner Ethernet header: addressed to the inner destination.
+                let inner_mac = match encap {
+                    Encap::Vxlan { .. } => self.fib.mac(OVERLAY_NEIGHBOR_PORT, dst),
+                    _ => None,
+                };
+                let plan = Plan::Encap {
+                    encap: *encap,
+                    src,
+                    dst: tdst,
+                    port: port as u16,
+                    next,
+                    mac,
+                    inner_mac,
+                };
+                (plan, if shared { until } else { 0 })
+            }
+            Nexthop::Ecmp { .. } | Nexthop::VrfTranslate { .. } => return Err(DropReason::NoRoute.into()),
+        })
     }
 }
 
@@ -325,6 +312,8 @@ impl Pipeline {
             hashes: vec![0; BURST],
             icmp: vec![None; BURST],
             pending: Vec::with_capacity(BURST),
+            new_pairs: Vec::with_capacity(BURST),
+            new_at: Vec::with_capacity(BURST),
             icmp_limit: TokenBucket {
                 tokens: ICMP_ERRORS_PER_SEC,
                 refilled: Instant::now(),
@@ -332,6 +321,7 @@ impl Pipeline {
             egress: Egress {
                 resolver: Resolver::new(tables.neighbors.clone()),
                 underlay: UnderlayCache::default(),
+                plans: PlanCache::new(),
             },
             aged: 0,
             t: tables,
@@ -403,9 +393,10 @@ impl Handler for Pipeline {
         }
         let mut hits = [None; BURST];
         self.reader.lookup_burst(&keys[..n], &hashes[..n], &mut hits[..n]);
+        let policy = self.t.policy.load();
         let gens = Generations {
             route: fib.generation(),
-            policy: self.t.policy.load().generation(),
+            policy: policy.generation(),
         };
         let now = self.now();
         // Stage 3: decide (slow path on a miss or a stale flow), then act.
@@ -426,7 +417,7 @@ impl Handler for Pipeline {
                         // Computed from an older routing or policy: decide again, keeping
                         // which direction this entry is.
                         let fresh = decide(
-                            &self.t,
+                            &policy,
                             &fib,
                             &keys[k],
                             hashes[k],
@@ -440,21 +431,36 @@ impl Handler for Pipeline {
                 }
                 None => {
                     how[k] = "flow miss: policy + route, pair installed";
-                    slow_path(
-                        &self.t,
-                        &self.reader,
-                        &fib,
-                        &keys[k],
-                        hashes[k],
-                        self.icmp[i],
-                        gens,
-                        now,
-                        (bytes, tcp),
-                    )
+                    let pair = new_pair(&policy, &fib, &keys[k], hashes[k], self.icmp[i]);
+                    self.new_pairs.push(pair);
+                    self.new_at.push(k);
+                    pair.fwd_action
                 }
             };
         }
+        // New flows, installed together. If the table refuses (full, quota: counted by
+        // the table) the packet is still forwarded by the decision. The first packet
+        // counts in its flow like every later one; so does a second packet of the same
+        // new flow in this burst (its insert finds the first's).
+        if !self.new_pairs.is_empty() {
+            let (reader, metas, pending, new_at) = (&self.reader, &self.metas, &self.pending, &self.new_at);
+            reader.insert_pairs(&self.new_pairs, gens, now, |j, res| {
+                let k = new_at[j];
+                let id = match res {
+                    Ok((id, _)) => Some(id),
+                    Err(InsertError::Exists) => reader.lookup(&keys[k], hashes[k]),
+                    Err(_) => None,
+                };
+                if let Some(id) = id {
+                    let i = pending[k];
+                    reader.flow(id).record(pkts[i].len, now, metas[i].innermost().tcp_flags);
+                }
+            });
+            self.new_pairs.clear();
+            self.new_at.clear();
+        }
         let learned = self.t.neighbors.current();
+        self.egress.plans.sync(fib.generation(), &learned);
         let cx = Ctx {
             t: &self.t,
             host: self.host,
@@ -677,24 +683,11 @@ impl Pipeline {
     }
 }
 
-/// Decides a new flow and installs it with its reverse; `first` is the first packet's
-/// (bytes, TCP flags). If the table refuses (full,
-/// quota: counted by the table) the packet is still forwarded by the decision.
-#[allow(clippy::too_many_arguments)]
-fn slow_path(
-    t: &Tables,
-    reader: &Reader<'_>,
-    fib: &fib::Snapshot,
-    key: &FlowKey,
-    hash: u64,
-    icmp: Option<(u8, u8)>,
-    gens: Generations,
-    now: u32,
-    first: (u32, u8),
-) -> Action {
-    let fwd = decide(t, fib, key, hash, false, icmp);
+/// Decides a new flow and its reverse (installed for the whole burst at once).
+fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp: Option<(u8, u8)>) -> NewPair {
+    let fwd = decide(policy, fib, key, hash, false, icmp);
     let rkey = key.reversed();
-    let mut rev = decide(t, fib, &rkey, rkey.hash(), true, icmp.map(reply_of));
+    let mut rev = decide(policy, fib, &rkey, rkey.hash(), true, icmp.map(reply_of));
     // The reply inherits the verdict; it keeps its own route.
     if fwd.verdict != FlowVerdict::Allow {
         rev = Action {
@@ -702,11 +695,12 @@ fn slow_path(
             ..fwd
         };
     }
-    // The first packet counts in its flow like every later one.
-    if let Ok((id, _)) = reader.insert_pair(key, &rkey, fwd, rev, gens, now) {
-        reader.flow(id).record(first.0, now, first.1);
+    NewPair {
+        fwd: *key,
+        rev: rkey,
+        fwd_action: fwd,
+        rev_action: rev,
     }
-    fwd
 }
 
 fn reparse(pool: &mut FramePool, pkt: &Pkt, meta: &mut PacketMeta) -> Result<(), DropReason> {
@@ -741,14 +735,21 @@ fn reply_of((t, c): (u8, u8)) -> (u8, u8) {
 /// Policy and route for one direction of a flow. `reverse`: `key` is the reply
 /// direction, so policy is evaluated on the original direction (`icmp` is this
 /// direction's ICMP type and code).
-fn decide(t: &Tables, fib: &fib::Snapshot, key: &FlowKey, hash: u64, reverse: bool, icmp: Option<(u8, u8)>) -> Action {
+fn decide(
+    policy: &Policy,
+    fib: &fib::Snapshot,
+    key: &FlowKey,
+    hash: u64,
+    reverse: bool,
+    icmp: Option<(u8, u8)>,
+) -> Action {
     let (original, icmp) = if reverse {
         (key.reversed(), icmp.map(reply_of))
     } else {
         (*key, icmp)
     };
     let fields = Fields::from_key(&original, icmp);
-    let verdict = t.policy.load().evaluate(&fields);
+    let verdict = policy.evaluate(&fields);
     let mut flags = if reverse { FLAG_REVERSE } else { 0 };
     if verdict.log {
         flags |= FLAG_LOG;
@@ -793,7 +794,7 @@ fn act(
     meta: &PacketMeta,
     hash: u64,
 ) -> Result<Verdict, Refused> {
-    let (t, fib) = (cx.t, cx.fib);
+    let t = cx.t;
     match a.verdict {
         FlowVerdict::Deny if a.nexthop == u32::MAX => return Err(DropReason::NoRoute.into()),
         FlowVerdict::Deny | FlowVerdict::Hold => return Err(DropReason::PolicyDenied.into()),
@@ -801,37 +802,27 @@ fn act(
     }
     let h = meta.innermost();
     let dst = h.key.dst_ip().ok_or(DropReason::Unsupported)?;
-    let plan = match fib.nexthop(a.nexthop).ok_or(DropReason::NoRoute)? {
-        Nexthop::Discard => return Err(DropReason::Discard.into()),
-        Nexthop::Receive => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
-        Nexthop::Interface { port, gateway } => {
-            let next = gateway.unwrap_or(dst);
-            Plan::Direct {
-                port: *port as u16,
-                next,
-                mac: cx.mac(&mut egress.resolver, *port, next),
-            }
+    let plan = match egress.plans.get(a.nexthop, dst, cx.now) {
+        Some(p) => p,
+        None => {
+            let (plan, until) = cx.plan(egress, a.nexthop, dst, hash)?;
+            egress.plans.put(a.nexthop, dst, plan, until, cx.now);
+            plan
         }
-        Nexthop::Tunnel {
+    };
+    // Tunnel: (encapsulation, outer source, outer destination, inner destination MAC).
+    let (port, next, mac, tunnel) = match plan {
+        Plan::Host => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
+        Plan::Direct { port, next, mac } => (port, next, mac, None),
+        Plan::Encap {
             encap,
             src,
-            dst: tdst,
-            underlay_vrf,
-        } => {
-            let (IpAddr::V4(src), IpAddr::V4(tdst)) = (*src, *tdst) else {
-                return Err(DropReason::Unsupported.into());
-            };
-            let (port, next_hop, mac) = egress.underlay.resolve(fib, *underlay_vrf, tdst, hash)?;
-            Plan::Encap {
-                encap: *encap,
-                src,
-                dst: tdst,
-                port: port as u16,
-                next: next_hop,
-                mac: mac.or_else(|| cx.mac(&mut egress.resolver, port, next_hop)),
-            }
-        }
-        Nexthop::Ecmp { .. } | Nexthop::VrfTranslate { .. } => return Err(DropReason::NoRoute.into()),
+            dst,
+            port,
+            next,
+            mac,
+            inner_mac,
+        } => (port, next, mac, Some((encap, src, dst, inner_mac))),
     };
     // L3 rewrite of the (inner) packet: TTL and checksum.
     let l3 = usize::from(h.l3);
@@ -867,25 +858,16 @@ fn act(
     let dont_frag = h.l3_kind == L3::Ipv6 || frame[l3 + 6] & 0x40 != 0;
     let node = &t.node;
     // Without the next hop's MAC the packet is finished but for its first six bytes.
-    let (port, next, mac) = match plan {
-        Plan::Direct { port, next, mac } => {
-            let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
+    let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
+    let dst_mac = mac.unwrap_or(MacAddr([0; 6]));
+    match tunnel {
+        None => {
             let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
-            eth.set_dst_addr(mac.unwrap_or(MacAddr([0; 6])));
+            eth.set_dst_addr(dst_mac);
             eth.set_src_addr(pc.mac);
-            (port, next, mac)
         }
-        Plan::Encap {
-            encap,
-            src,
-            dst: tunnel_dst,
-            port,
-            next,
-            mac,
-        } => {
-            let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
-            let outer_mac = mac.unwrap_or(MacAddr([0; 6]));
-            match encapsulate(pool, pkt, encap, src, tunnel_dst, pc.mac, outer_mac, pc.mtu, hash, meta) {
+        Some((encap, src, tunnel_dst, inner_mac)) => {
+            match encapsulate(pool, pkt, encap, src, tunnel_dst, pc.mac, dst_mac, pc.mtu, hash, meta) {
                 Ok(()) => {}
                 Err(DropReason::TooBig) if dont_frag => {
                     return Err(Refused::Icmp {
@@ -897,16 +879,14 @@ fn act(
                 }
                 Err(why) => return Err(why.into()),
             }
-            // VXLAN carries the inner Ethernet header: address it to the inner destination.
-            if let (Encap::Vxlan { .. }, Some(inner_mac)) = (encap, fib.mac(OVERLAY_NEIGHBOR_PORT, dst)) {
+            if let Some(inner_mac) = inner_mac {
                 let f = pool.bytes_mut(pkt.addr, VXLAN_OVERHEAD + 14);
                 let mut eth = EthernetFrame::new_unchecked(&mut f[VXLAN_OVERHEAD..]);
                 eth.set_dst_addr(inner_mac);
                 eth.set_src_addr(pc.mac);
             }
-            (port, next, mac)
         }
-    };
+    }
     match mac {
         Some(_) => Ok(Verdict::Tx(port)),
         None => Err(Refused::Park { port, next }),

@@ -12,6 +12,7 @@ use crate::action::{Action, Generations, Verdict};
 use crate::config::{ConfigError, FlowTableConfig, FullPolicy};
 use crate::epoch::Epochs;
 use crate::hold::{HoldPool, ParkResult, Ticket};
+use crate::mem::table_of;
 use crate::stats::{Counters, FlowTableStats, bump};
 
 /// Most keys one burst call looks up.
@@ -69,6 +70,19 @@ struct Cold {
     last_seen: AtomicU32,
     state: AtomicU32,
     hold: AtomicU32,
+}
+
+/// A new flow and its reverse, for [`Reader::insert_pairs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewPair {
+    /// The first packet's direction.
+    pub fwd: FlowKey,
+    /// The reply direction.
+    pub rev: FlowKey,
+    /// What the forward flow does.
+    pub fwd_action: Action,
+    /// What the reverse flow does.
+    pub rev_action: Action,
 }
 
 /// Why an insert did not install a flow. Each is counted in [`FlowTableStats`].
@@ -201,9 +215,9 @@ impl FlowTable {
             0
         };
         Ok(FlowTable {
-            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
-            hot: (0..slots).map(|_| Hot::default()).collect(),
-            cold: (0..slots).map(|_| Cold::default()).collect(),
+            buckets: table_of(buckets),
+            hot: table_of(slots),
+            cold: table_of(slots),
             mask: buckets - 1,
             epochs: Epochs::new(cfg.max_readers),
             holds: HoldPool::new(cfg.max_held_flows, cfg.hold_packets_per_flow),
@@ -317,6 +331,17 @@ impl FlowTable {
         self.buckets[b].ctrl.fetch_and(!LOCKED, Ordering::Release);
     }
 
+    /// Prefetches the slot an insert into bucket `b` will most likely claim (its first
+    /// free one), so the insert's writes do not each wait for memory in turn.
+    #[inline]
+    fn prefetch_free_slot(&self, b: usize) {
+        let bucket = &self.buckets[b];
+        if let Some(j) = (0..SLOTS).find(|&j| bucket.slots[j].load(Ordering::Relaxed) & STATE_MASK != VALID) {
+            prefetch(&self.hot[b * SLOTS + j]);
+            prefetch(&self.cold[b * SLOTS + j]);
+        }
+    }
+
     /// Claims a free slot of bucket `b` for a key with signature `sig`.
     fn claim(&self, b: usize, sig: u32) -> Option<usize> {
         let bucket = &self.buckets[b];
@@ -338,13 +363,14 @@ impl FlowTable {
     fn reserve(
         &self,
         key: &FlowKey,
+        hash: u64,
         action: Action,
         gens: Generations,
         now: u32,
         hold: Option<Ticket>,
     ) -> Result<usize, InsertError> {
         let words = key.to_words();
-        let (b1, b2, sig) = locate(key.hash(), self.mask);
+        let (b1, b2, sig) = locate(hash, self.mask);
         self.lock(b1);
         let result = self.reserve_locked(&words, key.vrf, b1, b2, sig, now);
         if let Ok(idx) = result {
@@ -614,6 +640,8 @@ impl<'t> Reader<'t> {
             });
             if let Some(idx) = first {
                 prefetch(&t.hot[idx]);
+                // A hit is counted next: its counters' line too.
+                prefetch(&t.cold[idx]);
                 cand[i] = idx;
             }
         }
@@ -649,14 +677,60 @@ impl<'t> Reader<'t> {
         gens: Generations,
         now: u32,
     ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
+        self.insert_pair_hashed(fwd, rev, [fwd.hash(), rev.hash()], fwd_action, rev_action, gens, now)
+    }
+
+    /// Installs new flows with their reverses ([`Reader::insert_pair`]
+    /// for each), calling `done(i, result)` for `pairs[i]`. Like [`Reader::lookup_burst`] it
+    /// works in bursts: all buckets are fetched first, then the slots the inserts will
+    /// claim, so a burst of new flows waits for memory about once instead of four times
+    /// per flow.
+    pub fn insert_pairs<'r>(
+        &'r self,
+        pairs: &[NewPair],
+        gens: Generations,
+        now: u32,
+        mut done: impl FnMut(usize, Result<(FlowId<'r>, FlowId<'r>), InsertError>),
+    ) {
         let t = self.t();
-        let f = t.reserve(fwd, fwd_action, gens, now, None)?;
+        for (c, chunk) in pairs.chunks(MAX_BURST).enumerate() {
+            let mut hashes = [[0u64; 2]; MAX_BURST];
+            for (h, p) in hashes.iter_mut().zip(chunk) {
+                *h = [p.fwd.hash(), p.rev.hash()];
+                for &x in h.iter() {
+                    prefetch(&t.buckets[locate(x, t.mask).0]);
+                }
+            }
+            for &x in hashes[..chunk.len()].iter().flatten() {
+                t.prefetch_free_slot(locate(x, t.mask).0);
+            }
+            for (i, (p, h)) in chunk.iter().zip(hashes).enumerate() {
+                let r = self.insert_pair_hashed(&p.fwd, &p.rev, h, p.fwd_action, p.rev_action, gens, now);
+                done(c * MAX_BURST + i, r);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn insert_pair_hashed(
+        &self,
+        fwd: &FlowKey,
+        rev: &FlowKey,
+        [fwd_hash, rev_hash]: [u64; 2],
+        fwd_action: Action,
+        rev_action: Action,
+        gens: Generations,
+        now: u32,
+    ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
+        let t = self.t();
+        let f = t.reserve(fwd, fwd_hash, fwd_action, gens, now, None)?;
         if fwd == rev {
             t.cold[f].reverse.store(f as u32, Ordering::Relaxed);
             t.publish(f);
             return Ok((self.id(f), self.id(f)));
         }
-        let r = match t.reserve(rev, rev_action, gens, now, None) {
+        let r = match t.reserve(rev, rev_hash, rev_action, gens, now, None) {
             Ok(r) => r,
             Err(e) => {
                 t.abandon(f);
@@ -678,7 +752,7 @@ impl<'t> Reader<'t> {
             bump(&t.counters.hold_refusals);
             return Err(InsertError::HoldLimit);
         };
-        match t.reserve(key, Action::HOLD, Generations::default(), now, Some(ticket)) {
+        match t.reserve(key, key.hash(), Action::HOLD, Generations::default(), now, Some(ticket)) {
             Ok(idx) => {
                 t.publish(idx);
                 Ok(self.id(idx))
@@ -720,7 +794,7 @@ impl<'t> Reader<'t> {
     ) -> Result<FlowId<'_>, InsertError> {
         let t = self.t();
         let f = id.idx as usize;
-        let reverse = t.reserve(rev, rev_action, gens, now, None);
+        let reverse = t.reserve(rev, rev.hash(), rev_action, gens, now, None);
         if let Ok(r) = reverse {
             t.cold[r].reverse.store(f as u32, Ordering::Relaxed);
             t.cold[f].reverse.store(r as u32, Ordering::Release);

@@ -1,16 +1,18 @@
-//! The table against a `HashMap` model: random single-threaded sequences of pair inserts,
-//! lookups, deletes, packets, ageing and quiescent points, on a table small enough to fill.
+//! The table against a `HashMap` model: random single-threaded sequences of pair inserts
+//! (one by one and in bursts), lookups, deletes, packets, ageing and quiescent points, on a
+//! table small enough to fill.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use flow::{Action, FlowTable, FlowTableConfig, FullPolicy, Generations, InsertError, Timeouts};
+use flow::{Action, FlowTable, FlowTableConfig, FullPolicy, Generations, InsertError, NewPair, Timeouts};
 use proptest::prelude::*;
 use wire::flow::FlowKey;
 
 #[derive(Debug, Clone)]
 enum Op {
     Insert(u8),
+    InsertBurst(Vec<u8>),
     Lookup(u8, bool),
     Delete(u8),
     Packet(u8, bool),
@@ -22,6 +24,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => any::<u8>().prop_map(Op::Insert),
+        1 => proptest::collection::vec(any::<u8>(), 1..80).prop_map(Op::InsertBurst),
         4 => (any::<u8>(), any::<bool>()).prop_map(|(k, r)| Op::Lookup(k, r)),
         2 => any::<u8>().prop_map(Op::Delete),
         2 => (any::<u8>(), any::<bool>()).prop_map(|(k, r)| Op::Packet(k, r)),
@@ -50,6 +53,36 @@ struct Pair {
     last: u32,
 }
 
+/// Checks one pair insert's outcome against the model and applies it; `full` records a
+/// refusal for lack of room.
+fn insert_outcome(
+    model: &mut HashMap<u8, Pair>,
+    k: u8,
+    res: Result<(), InsertError>,
+    now: u32,
+    full: &mut bool,
+) -> Result<(), TestCaseError> {
+    match res {
+        Ok(()) => {
+            prop_assert!(!model.contains_key(&k), "inserted a duplicate");
+            model.insert(
+                k,
+                Pair {
+                    action: Action::allow(u32::from(k)),
+                    last: now,
+                },
+            );
+        }
+        Err(InsertError::Exists) => prop_assert!(model.contains_key(&k)),
+        Err(InsertError::Full) => {
+            prop_assert!(!model.contains_key(&k));
+            *full = true;
+        }
+        Err(e) => prop_assert!(false, "unexpected {e}"),
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -69,17 +102,22 @@ proptest! {
                     let (k, f) = (k % KEYS, key(k));
                     let action = Action::allow(u32::from(k));
                     let res = r.insert_pair(&f, &f.reversed(), action, action, Generations::default(), now);
-                    match res {
-                        Ok(_) => {
-                            prop_assert!(!model.contains_key(&k), "inserted a duplicate");
-                            model.insert(k, Pair { action, last: now });
-                        }
-                        Err(InsertError::Exists) => prop_assert!(model.contains_key(&k)),
-                        Err(InsertError::Full) => {
-                            prop_assert!(!model.contains_key(&k));
-                            full_seen = true;
-                        }
-                        Err(e) => prop_assert!(false, "unexpected {e}"),
+                    insert_outcome(&mut model, k, res.map(|_| ()), now, &mut full_seen)?;
+                }
+                Op::InsertBurst(ks) => {
+                    let pairs: Vec<NewPair> = ks
+                        .iter()
+                        .map(|&k| {
+                            let (f, action) = (key(k), Action::allow(u32::from(k % KEYS)));
+                            NewPair { fwd: f, rev: f.reversed(), fwd_action: action, rev_action: action }
+                        })
+                        .collect();
+                    let mut results = Vec::new();
+                    r.insert_pairs(&pairs, Generations::default(), now, |i, res| results.push((i, res.map(|_| ()))));
+                    prop_assert_eq!(results.iter().map(|r| r.0).collect::<Vec<_>>(), (0..ks.len()).collect::<Vec<_>>());
+                    // In order, each as if inserted alone.
+                    for (i, res) in results {
+                        insert_outcome(&mut model, ks[i] % KEYS, res, now, &mut full_seen)?;
                     }
                 }
                 Op::Lookup(k, rev) => {

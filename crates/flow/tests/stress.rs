@@ -1,4 +1,4 @@
-//! Many workers at once: concurrent inserts, lookups, deletes and ageing on overlapping
+//! Many workers at once: concurrent inserts (single and burst), lookups, deletes and ageing on overlapping
 //! keys, then the invariants: no key twice, no owned flow lost, reverse links mutual,
 //! counters equal to what the threads did.
 
@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flow::{Action, FlowTable, FlowTableConfig, Generations, InsertError, Timeouts};
+use flow::{Action, FlowTable, FlowTableConfig, Generations, InsertError, NewPair, Reader, Timeouts};
 use wire::flow::FlowKey;
 
 /// Keys every thread fights over (UDP, aged quickly).
@@ -37,6 +37,24 @@ fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     *s
+}
+
+/// A new shared pair: odd threads through the burst API, even ones one by one.
+fn insert(r: &Reader<'_>, t: u32, k: &FlowKey, now: u32) -> Result<(), InsertError> {
+    let (fwd, rev) = (*k, k.reversed());
+    let a = Action::allow(99);
+    if t % 2 == 0 {
+        return r.insert_pair(&fwd, &rev, a, a, Generations::default(), now).map(|_| ());
+    }
+    let mut res = Err(InsertError::Full);
+    let pair = NewPair {
+        fwd,
+        rev,
+        fwd_action: a,
+        rev_action: a,
+    };
+    r.insert_pairs(&[pair], Generations::default(), now, |_, x| res = x.map(|_| ()));
+    res
 }
 
 fn run(threads: u32, duration: Duration) {
@@ -115,15 +133,8 @@ fn run(threads: u32, duration: Duration) {
                                 assert_eq!(f.key(), k, "a reader saw another flow's entry");
                                 f.record(100, now, 0);
                             }
-                            None => match r.insert_pair(
-                                &k,
-                                &k.reversed(),
-                                Action::allow(99),
-                                Action::allow(99),
-                                Generations::default(),
-                                now,
-                            ) {
-                                Ok(_) => {
+                            None => match insert(&r, t, &k, now) {
+                                Ok(()) => {
                                     inserted.fetch_add(2, Ordering::Relaxed);
                                 }
                                 Err(InsertError::Exists | InsertError::Full) => {}

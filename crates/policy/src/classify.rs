@@ -87,11 +87,16 @@ impl Arena {
 
 /// Up to this many boundaries a field is searched by counting, not bisecting.
 const SCAN_LIMIT: usize = 32;
+/// Boundaries counted per step (one or two vector registers of `u32`).
+const LANES: usize = 8;
 
 /// One field, partitioned into elementary intervals.
 struct Dim<T> {
-    /// First value of each interval; `starts[0] == T::MIN`.
+    /// First value of each interval; `starts[0] == T::MIN`. A short field is padded with
+    /// `T::MAX` to a whole number of [`LANES`] so the count runs in full vectors.
     starts: Box<[T]>,
+    /// Intervals (the unpadded length of `starts`).
+    len: usize,
     /// Arena offset of each interval's class.
     class: Box<[u32]>,
 }
@@ -142,8 +147,13 @@ impl<T: Key> Dim<T> {
             let c = *current.get_or_insert_with(|| arena.intern(&dense));
             class.push(c);
         }
+        let len = starts.len();
+        if len <= SCAN_LIMIT {
+            starts.resize(len.next_multiple_of(LANES), T::MAX);
+        }
         Some(Dim {
             starts: starts.into(),
+            len,
             class: class.into(),
         })
     }
@@ -152,8 +162,14 @@ impl<T: Key> Dim<T> {
     fn find(&self, x: T) -> u32 {
         // `starts[0] == MIN <= x`, so the count is at least 1. Few boundaries: count them
         // without branches (the compiler vectorises it); many: binary search.
-        let below = if self.starts.len() <= SCAN_LIMIT {
-            self.starts.iter().map(|&s| usize::from(s <= x)).sum()
+        let below = if self.len <= SCAN_LIMIT {
+            // Padding counts only when `x == T::MAX`, where every real start counts too.
+            let n: u32 = self
+                .starts
+                .chunks_exact(LANES)
+                .map(|c| c.iter().map(|&s| u32::from(s <= x)).sum::<u32>())
+                .sum();
+            (n as usize).min(self.len)
         } else {
             self.starts.partition_point(|&s| s <= x)
         };
@@ -301,34 +317,59 @@ impl<A: Family> Table<A> {
     /// time across the burst, then one intersection per packet.
     pub(crate) fn first_match_burst(&self, pkts: &[Fields], out: &mut [Option<u32>]) {
         debug_assert!(pkts.len() <= MAX_BURST && out.len() >= pkts.len());
+        let out = &mut out[..pkts.len()];
+        if self.width == 1 {
+            // Up to 64 rules a class is one word: AND each field's word straight into the
+            // packet's running intersection.
+            let mut acc = [!0u64; MAX_BURST];
+            self.each_field(pkts, |classes| {
+                for (a, &c) in acc.iter_mut().zip(&classes[..pkts.len()]) {
+                    *a &= self.arena[c as usize];
+                }
+            });
+            for (o, &a) in out.iter_mut().zip(&acc) {
+                *o = (a != 0).then(|| self.rule[a.trailing_zeros() as usize]);
+            }
+            return;
+        }
         let mut offs = [[0u32; MAX_BURST]; MAX_DIMS];
         let mut n = 0;
-        if let Some(d) = &self.vrf {
-            d.find_burst(pkts.iter().map(|p| p.vrf), &mut offs[n]);
+        self.each_field(pkts, |classes| {
+            offs[n] = *classes;
             n += 1;
-        }
-        if let Some(d) = &self.src {
-            d.find_burst(pkts.iter().map(|p| A::from_bits(p.src)), &mut offs[n]);
-            n += 1;
-        }
-        if let Some(d) = &self.dst {
-            d.find_burst(pkts.iter().map(|p| A::from_bits(p.dst)), &mut offs[n]);
-            n += 1;
-        }
-        if let Some(d) = &self.l4 {
-            d.find_burst(pkts.iter().map(l4_key), &mut offs[n]);
-            n += 1;
-        }
-        if let Some(d) = &self.a {
-            d.find_burst(pkts.iter().map(|p| p.a), &mut offs[n]);
-            n += 1;
-        }
-        for (i, o) in out[..pkts.len()].iter_mut().enumerate() {
+        });
+        for (i, o) in out.iter_mut().enumerate() {
             let mut mine = [0u32; MAX_DIMS];
             for (m, field) in mine.iter_mut().zip(&offs[..n]) {
                 *m = field[i];
             }
             *o = self.intersect(&mine[..n]).map(|pos| self.rule[pos]);
+        }
+    }
+
+    /// Calls `f` with the burst's classes in each field that is not all wildcards.
+    #[inline]
+    fn each_field(&self, pkts: &[Fields], mut f: impl FnMut(&[u32; MAX_BURST])) {
+        let mut classes = [0u32; MAX_BURST];
+        if let Some(d) = &self.vrf {
+            d.find_burst(pkts.iter().map(|p| p.vrf), &mut classes);
+            f(&classes);
+        }
+        if let Some(d) = &self.src {
+            d.find_burst(pkts.iter().map(|p| A::from_bits(p.src)), &mut classes);
+            f(&classes);
+        }
+        if let Some(d) = &self.dst {
+            d.find_burst(pkts.iter().map(|p| A::from_bits(p.dst)), &mut classes);
+            f(&classes);
+        }
+        if let Some(d) = &self.l4 {
+            d.find_burst(pkts.iter().map(l4_key), &mut classes);
+            f(&classes);
+        }
+        if let Some(d) = &self.a {
+            d.find_burst(pkts.iter().map(|p| p.a), &mut classes);
+            f(&classes);
         }
     }
 

@@ -121,8 +121,11 @@ fn packet() -> impl Strategy<Value = Fields> {
     (
         0..3u32,
         prop_oneof![
-            v4_addr().prop_map(|a| (u128::from(a), false)),
-            v6_addr().prop_map(|a| (a, true))
+            8 => v4_addr().prop_map(|a| (u128::from(a), false)),
+            // The top of the space: every boundary lies at or below it.
+            1 => Just((u128::from(u32::MAX), false)),
+            8 => v6_addr().prop_map(|a| (a, true)),
+            1 => Just((u128::MAX, true)),
         ],
         any::<bool>(),
         prop_oneof![Just(6u8), Just(17), Just(132), Just(1), Just(58), Just(47)],

@@ -766,7 +766,7 @@ fn decide(
             ..Action::deny()
         };
     };
-    match fib.resolve(key.vrf, dst, hash) {
+    match fib.route(key.vrf, dst, hash) {
         Ok(r) => Action {
             verdict: FlowVerdict::Allow,
             nexthop: r.nexthop,

@@ -50,7 +50,7 @@ pub use builder::{FibBuilder, MAX_VRF};
 pub use ecmp::{ECMP_BUCKETS, HashFields};
 pub use lpm::SMALL_TABLE_ROUTES;
 pub use nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
-pub use snapshot::{Fib, FibStats, MAX_TRANSLATE_DEPTH, Miss, Resolution, Resolved, Snapshot};
+pub use snapshot::{Fib, FibStats, MAX_TRANSLATE_DEPTH, Miss, Resolution, Resolved, Route, Snapshot};
 
 /// Most addresses one burst lookup handles.
 pub const MAX_BURST: usize = 64;

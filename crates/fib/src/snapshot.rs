@@ -91,6 +91,18 @@ pub struct Resolved {
     pub resolution: Resolution,
 }
 
+/// Where a flow goes, without the neighbour: what [`Snapshot::route`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The final (non-ECMP, non-translate) nexthop.
+    pub nexthop: NexthopId,
+    /// ECMP member index chosen (0 without ECMP).
+    pub ecmp_member: u8,
+    /// Whether the flow hash picked an ECMP member on the way (here or in a tunnel's
+    /// underlay).
+    pub by_hash: bool,
+}
+
 /// Counters of a FIB, shared by all its snapshots.
 #[derive(Debug, Default)]
 pub struct FibStats {
@@ -166,7 +178,17 @@ impl Snapshot {
     /// for `flow_hash`, and the neighbour (for tunnels, the underlay's). Misses are
     /// counted.
     pub fn resolve(&self, vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<Resolved, Miss> {
-        let r = self.resolve_inner(vrf, dst, flow_hash);
+        self.counted(self.resolve_inner(vrf, dst, flow_hash))
+    }
+
+    /// What a flow caches: [`Snapshot::resolve`] without the neighbour lookups (a tunnel's
+    /// underlay is still checked to be routable), for the flow-setup path that keeps only
+    /// the nexthop and the ECMP member. Misses are counted.
+    pub fn route(&self, vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<Route, Miss> {
+        self.counted(self.route_checked(vrf, dst, flow_hash))
+    }
+
+    fn counted<T>(&self, r: Result<T, Miss>) -> Result<T, Miss> {
         match r {
             Err(Miss::NoRoute | Miss::NoVrf) => bump(&self.stats.no_route),
             Err(Miss::UnresolvedNexthop(_)) => bump(&self.stats.unresolved_nexthop),
@@ -176,7 +198,26 @@ impl Snapshot {
         r
     }
 
-    fn resolve_inner(&self, mut vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<Resolved, Miss> {
+    fn route_checked(&self, vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<Route, Miss> {
+        let (mut route, nh) = self.route_inner(vrf, dst, flow_hash)?;
+        if let &Nexthop::Tunnel {
+            dst: outer,
+            underlay_vrf,
+            ..
+        } = nh
+        {
+            let (under, unh) = self.route_inner(underlay_vrf, outer, flow_hash)?;
+            if !matches!(unh, Nexthop::Interface { .. }) {
+                return Err(Miss::UnresolvedNexthop(route.nexthop));
+            }
+            route.by_hash |= under.by_hash;
+        }
+        Ok(route)
+    }
+
+    /// Route lookup, VRF translations and the ECMP member: the final nexthop (never a
+    /// translation or a group).
+    fn route_inner(&self, mut vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<(Route, &Nexthop), Miss> {
         for _ in 0..MAX_TRANSLATE_DEPTH {
             let mut id = self.lookup(vrf, dst)?;
             let mut member = 0u8;
@@ -192,52 +233,66 @@ impl Snapshot {
             let Compiled::Plain(nh) = nh else {
                 return Err(Miss::UnresolvedNexthop(id));
             };
-            let resolution = match nh {
-                Nexthop::Discard => Resolution::Discard,
-                Nexthop::Receive => Resolution::Receive,
-                &Nexthop::Interface { port, gateway } => {
-                    let next_hop = gateway.unwrap_or(dst);
-                    Resolution::Interface {
-                        port,
-                        next_hop,
-                        mac: self.mac(port, next_hop),
-                    }
-                }
-                &Nexthop::Tunnel {
-                    encap,
-                    src,
-                    dst: outer,
-                    underlay_vrf,
-                } => {
-                    let under = self.resolve_inner(underlay_vrf, outer, flow_hash)?;
-                    by_hash |= under.by_hash;
-                    match under.resolution {
-                        Resolution::Interface { port, next_hop, mac } => Resolution::Tunnel {
-                            encap,
-                            src,
-                            dst: outer,
-                            port,
-                            next_hop,
-                            mac,
-                        },
-                        // A tunnel whose underlay is not a plain interface is not forwardable.
-                        _ => return Err(Miss::UnresolvedNexthop(id)),
-                    }
-                }
-                &Nexthop::VrfTranslate { vrf: to } => {
-                    vrf = to;
-                    continue;
-                }
+            match nh {
+                &Nexthop::VrfTranslate { vrf: to } => vrf = to,
                 Nexthop::Ecmp { .. } => return Err(Miss::UnresolvedNexthop(id)),
-            };
-            return Ok(Resolved {
-                nexthop: id,
-                ecmp_member: member,
-                by_hash,
-                resolution,
-            });
+                _ => {
+                    let route = Route {
+                        nexthop: id,
+                        ecmp_member: member,
+                        by_hash,
+                    };
+                    return Ok((route, nh));
+                }
+            }
         }
         Err(Miss::TranslateLoop)
+    }
+
+    fn resolve_inner(&self, vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<Resolved, Miss> {
+        let (route, nh) = self.route_inner(vrf, dst, flow_hash)?;
+        let mut by_hash = route.by_hash;
+        let resolution = match nh {
+            Nexthop::Discard => Resolution::Discard,
+            Nexthop::Receive => Resolution::Receive,
+            &Nexthop::Interface { port, gateway } => {
+                let next_hop = gateway.unwrap_or(dst);
+                Resolution::Interface {
+                    port,
+                    next_hop,
+                    mac: self.mac(port, next_hop),
+                }
+            }
+            &Nexthop::Tunnel {
+                encap,
+                src,
+                dst: outer,
+                underlay_vrf,
+            } => {
+                let under = self.resolve_inner(underlay_vrf, outer, flow_hash)?;
+                by_hash |= under.by_hash;
+                match under.resolution {
+                    Resolution::Interface { port, next_hop, mac } => Resolution::Tunnel {
+                        encap,
+                        src,
+                        dst: outer,
+                        port,
+                        next_hop,
+                        mac,
+                    },
+                    // A tunnel whose underlay is not a plain interface is not forwardable.
+                    _ => return Err(Miss::UnresolvedNexthop(route.nexthop)),
+                }
+            }
+            // `route_inner` never ends on these.
+            Nexthop::VrfTranslate { .. } | Nexthop::Ecmp { .. } => return Err(Miss::UnresolvedNexthop(route.nexthop)),
+        };
+        Ok(Resolved {
+            nexthop: route.nexthop,
+            ecmp_member: route.ecmp_member,
+            by_hash,
+            resolution,
+        })
     }
 
     /// The MAC of a usable neighbour.

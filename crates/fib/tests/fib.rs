@@ -137,6 +137,16 @@ fn resolution_of_every_nexthop_kind() {
     )
     .unwrap();
     b.set_nexthop(8, Nexthop::VrfTranslate { vrf: 3 }).unwrap();
+    // Tunnels whose underlay has no route, or ends in the router itself.
+    for (id, outer) in [(9, "11.0.0.1"), (10, "10.2.0.1")] {
+        let t = Nexthop::Tunnel {
+            encap: Encap::Vxlan { vni: 7 },
+            src: v4("192.0.2.10"),
+            dst: v4(outer),
+            underlay_vrf: 1,
+        };
+        b.set_nexthop(id, t).unwrap();
+    }
     b.set_neighbor(
         3,
         v4("192.0.2.1"),
@@ -161,6 +171,8 @@ fn resolution_of_every_nexthop_kind() {
     b.add_route(1, v4("10.4.0.0"), 16, 5).unwrap();
     b.add_route(1, v4("10.5.0.0"), 16, 7).unwrap();
     b.add_route(1, v4("10.6.0.0"), 16, 99).unwrap();
+    b.add_route(1, v4("10.7.0.0"), 16, 9).unwrap();
+    b.add_route(1, v4("10.8.0.0"), 16, 10).unwrap();
     b.add_route(2, v4("0.0.0.0"), 0, 8).unwrap();
     b.add_route(3, v4("0.0.0.0"), 0, 8).unwrap();
     b.set_label(100, 3).unwrap();
@@ -225,6 +237,23 @@ fn resolution_of_every_nexthop_kind() {
         "a plain route does not"
     );
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![(1, 0), (6, 1)]);
+    // `route` (flow setup) is `resolve` without the neighbours: the same nexthop, member
+    // and misses, a tunnel's underlay included.
+    assert_eq!(r(1, "10.7.0.1"), Err(Miss::NoRoute));
+    assert_eq!(r(1, "10.8.0.1"), Err(Miss::UnresolvedNexthop(10)));
+    let probes = [
+        "10.1.2.3", "10.2.0.1", "10.3.0.1", "10.4.0.1", "10.5.0.1", "10.6.0.1", "10.7.0.1", "10.8.0.1", "10.9.0.5",
+        "11.0.0.1", "1.2.3.4",
+    ];
+    for vrf in [0, 1, 2, 3, 9] {
+        for a in probes {
+            for h in [0u64, 7, 0x1234_5678_9abc_def0, u64::MAX] {
+                let full = s.resolve(vrf, v4(a), h).map(|r| (r.nexthop, r.ecmp_member, r.by_hash));
+                let route = s.route(vrf, v4(a), h).map(|r| (r.nexthop, r.ecmp_member, r.by_hash));
+                assert_eq!(route, full, "vrf {vrf} {a} hash {h:#x}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,6 @@ use crossbeam_utils::CachePadded;
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) entries: CachePadded<AtomicU64>,
     pub(crate) inserts: CachePadded<AtomicU64>,
     pub(crate) deletes: CachePadded<AtomicU64>,
     pub(crate) evictions: CachePadded<AtomicU64>,
@@ -59,11 +58,16 @@ impl FlowTableStats {
 impl Counters {
     pub(crate) fn snapshot(&self, capacity: u64, held: u64) -> FlowTableStats {
         let g = |c: &CachePadded<AtomicU64>| c.load(Ordering::Relaxed);
+        // Live flows are those installed and not yet removed. Inserts are added once per
+        // call (per burst for `insert_pairs`), so while inserts and deletes race this can
+        // briefly read low; at rest it is exact.
+        let deletes = g(&self.deletes);
+        let inserts = g(&self.inserts);
         FlowTableStats {
             capacity,
-            entries: g(&self.entries),
-            inserts: g(&self.inserts),
-            deletes: g(&self.deletes),
+            entries: inserts.saturating_sub(deletes),
+            inserts,
+            deletes,
             evictions: g(&self.evictions),
             full_refusals: g(&self.full_refusals),
             quota_refusals: g(&self.quota_refusals),

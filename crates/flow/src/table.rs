@@ -190,6 +190,11 @@ fn prefetch<T>(p: &T) {
     let _ = p;
 }
 
+/// Flows a successful pair insert installed: one when the key is its own reverse.
+fn entries((f, r): (FlowId<'_>, FlowId<'_>)) -> u64 {
+    if f == r { 1 } else { 2 }
+}
+
 /// Bucket pair and signature of a hash. Low bits pick the first bucket, high bits the
 /// second and the signature, so the three are independent.
 #[inline(always)]
@@ -447,8 +452,13 @@ impl FlowTable {
     fn publish(&self, idx: usize) {
         let w = self.slot(idx).load(Ordering::Relaxed);
         self.slot(idx).store(VALID | (w & LOW_MASK), Ordering::Release);
-        self.counters.entries.fetch_add(1, Ordering::Relaxed);
-        bump(&self.counters.inserts);
+    }
+
+    /// Counts `n` published flows (once per call, so a burst of inserts adds once).
+    fn installed(&self, n: u64) {
+        if n > 0 {
+            self.counters.inserts.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Gives back a reserved slot nobody has seen.
@@ -483,7 +493,6 @@ impl FlowTable {
         // Only now is the slot unreachable, so the stamp orders after every reader's find.
         let stamp = self.epochs.retire_stamp();
         s.store(DEAD | stamp, Ordering::Release);
-        self.counters.entries.fetch_sub(1, Ordering::Relaxed);
         bump(&self.counters.deletes);
         true
     }
@@ -677,7 +686,9 @@ impl<'t> Reader<'t> {
         gens: Generations,
         now: u32,
     ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
-        self.insert_pair_hashed(fwd, rev, [fwd.hash(), rev.hash()], fwd_action, rev_action, gens, now)
+        let r = self.insert_pair_hashed(fwd, rev, [fwd.hash(), rev.hash()], fwd_action, rev_action, gens, now);
+        self.t().installed(r.map_or(0, entries));
+        r
     }
 
     /// Installs new flows with their reverses ([`Reader::insert_pair`]
@@ -704,10 +715,13 @@ impl<'t> Reader<'t> {
             for &x in hashes[..chunk.len()].iter().flatten() {
                 t.prefetch_free_slot(locate(x, t.mask).0);
             }
+            let mut n = 0;
             for (i, (p, h)) in chunk.iter().zip(hashes).enumerate() {
                 let r = self.insert_pair_hashed(&p.fwd, &p.rev, h, p.fwd_action, p.rev_action, gens, now);
+                n += r.map_or(0, entries);
                 done(c * MAX_BURST + i, r);
             }
+            t.installed(n);
         }
     }
 
@@ -755,6 +769,7 @@ impl<'t> Reader<'t> {
         match t.reserve(key, key.hash(), Action::HOLD, Generations::default(), now, Some(ticket)) {
             Ok(idx) => {
                 t.publish(idx);
+                t.installed(1);
                 Ok(self.id(idx))
             }
             Err(e) => {
@@ -799,6 +814,7 @@ impl<'t> Reader<'t> {
             t.cold[r].reverse.store(f as u32, Ordering::Relaxed);
             t.cold[f].reverse.store(r as u32, Ordering::Release);
             t.publish(r);
+            t.installed(1);
         }
         let h = &t.hot[f];
         h.gens.store(gens.pack(), Ordering::Release);

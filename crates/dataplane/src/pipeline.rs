@@ -384,12 +384,15 @@ impl Handler for Pipeline {
             }
         }
         // Stage 2: flow lookup for the burst.
+        // Keys and hashes are compacted in place to the pending packets (`pending` is
+        // increasing, so nothing is overwritten before it is moved; usually nothing moves).
         let n = self.pending.len();
-        let mut keys = [FlowKey::default(); BURST];
-        let mut hashes = [0u64; BURST];
+        let (mut keys, mut hashes) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.hashes));
         for (k, &i) in self.pending.iter().enumerate() {
-            keys[k] = self.keys[i];
-            hashes[k] = self.hashes[i];
+            if k != i {
+                keys[k] = keys[i];
+                hashes[k] = hashes[i];
+            }
         }
         let mut hits = [None; BURST];
         self.reader.lookup_burst(&keys[..n], &hashes[..n], &mut hits[..n]);
@@ -489,6 +492,7 @@ impl Handler for Pipeline {
                 }
             };
         }
+        (self.keys, self.hashes) = (keys, hashes);
         if now != self.aged {
             self.aged = now;
             self.t.neighbors.expire(now);
@@ -511,7 +515,8 @@ impl Pipeline {
                     Tunnel::None => String::new(),
                     t => format!("decap {t:?}, "),
                 };
-                let line = format!("{tunnel}{}: {}", self.keys[i], how[k]);
+                // The flow stage compacted the keys to its own order.
+                let line = format!("{tunnel}{}: {}", self.keys[k], how[k]);
                 k += 1;
                 line
             } else {
@@ -664,19 +669,21 @@ impl Pipeline {
                 }
             }
         };
-        let h = *meta.innermost();
+        let h = meta.innermost();
         if h.l3_kind == L3::None {
             return Err(DropReason::Unsupported);
         }
+        let (l4_proto, l4) = (h.l4_proto, h.l4);
         self.keys[i] = h.key.with_vrf(vrf);
         if h.fragment != Fragment::Whole {
+            let h = *h;
             self.follow_fragment(i, &h, pool, pkt)?;
         }
         self.hashes[i] = self.keys[i].hash();
         self.icmp[i] = None;
-        if matches!(h.l4_proto, IpProtocol::Icmp | IpProtocol::Icmpv6) && h.l4 != wire::parse::ABSENT {
+        if matches!(l4_proto, IpProtocol::Icmp | IpProtocol::Icmpv6) && l4 != wire::parse::ABSENT {
             let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
-            let l4 = usize::from(h.l4);
+            let l4 = usize::from(l4);
             self.icmp[i] = f.get(l4..l4 + 2).map(|b| (b[0], b[1]));
         }
         Ok(None)

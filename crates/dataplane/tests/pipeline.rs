@@ -45,6 +45,7 @@ struct Node {
     policy: Arc<PolicyStore>,
     flows: Arc<FlowTable>,
     neighbors: Arc<NeighborCache>,
+    taps: Arc<Taps>,
 }
 
 fn node() -> Node {
@@ -165,7 +166,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
         taps: Default::default(),
         neighbors: Arc::new(NeighborCache::new(neighbor_config)),
     };
-    let neighbors = tables.neighbors.clone();
+    let (neighbors, taps) = (tables.neighbors.clone(), tables.taps.clone());
     let links: Vec<_> = (0..3).map(|_| MemoryLink::new(256)).collect();
     let ports: Vec<Box<dyn Port>> = links
         .iter()
@@ -188,6 +189,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
         policy,
         flows,
         neighbors,
+        taps,
     }
 }
 
@@ -314,6 +316,40 @@ fn neighbour_solicitation_for_the_gateway_is_answered() {
     // Someone else's address: ignored, counted.
     assert!(n.send(0, &ns("fd00:1::77".parse().unwrap())).is_none());
     assert_eq!(n.drops(DropReason::ArpIgnored), 1);
+}
+
+#[test]
+fn trace_names_each_packet_of_a_mixed_burst() {
+    let mut n = node();
+    n.taps.trace(8);
+    let arp = arp(ArpOperation::Request, M1, "10.0.1.2", MacAddr([0; 6]), "10.0.1.1");
+    // One burst: an ARP request (answered before the flow stage), then two flows.
+    for f in [
+        arp,
+        udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64),
+        udp(M1, P0, "10.0.1.2", "10.0.2.2", 40001, 5353, 64),
+    ] {
+        assert!(n.links[0].inject(&f));
+    }
+    n.worker.run_once();
+    let lines: Vec<String> = std::iter::from_fn(|| n.taps.next_trace()).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].contains("Arp (answered or refused before the flow stage)"),
+        "{lines:#?}"
+    );
+    // Each flow line shows that packet's own key.
+    assert!(
+        lines[1].contains("40000") && lines[1].contains(" 53") && !lines[1].contains("40001"),
+        "{lines:#?}"
+    );
+    assert!(lines[2].contains("40001") && lines[2].contains("5353"), "{lines:#?}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains("flow miss") && l.contains("=> Tx(1)")),
+        "{lines:#?}"
+    );
 }
 
 #[test]

@@ -18,6 +18,7 @@ pub(crate) fn table_of<T: Default>(n: usize) -> Box<[T]> {
 }
 
 /// Below this a table gains nothing from huge pages.
+#[cfg(any(test, all(target_os = "linux", not(miri), not(loom))))]
 const HUGE: usize = 2 << 20;
 
 #[cfg(all(target_os = "linux", not(miri), not(loom)))]

@@ -43,7 +43,7 @@ fn xorshift(s: &mut u64) -> u64 {
 fn insert(r: &Reader<'_>, t: u32, k: &FlowKey, now: u32) -> Result<(), InsertError> {
     let (fwd, rev) = (*k, k.reversed());
     let a = Action::allow(99);
-    if t % 2 == 0 {
+    if t.is_multiple_of(2) {
         return r.insert_pair(&fwd, &rev, a, a, Generations::default(), now).map(|_| ());
     }
     let mut res = Err(InsertError::Full);
@@ -92,7 +92,7 @@ fn run(threads: u32, duration: Duration) {
                 while start.elapsed() < duration || next_owned < owned_per_thread {
                     let now = clock.load(Ordering::Relaxed);
                     let x = xorshift(&mut rng);
-                    if next_owned < owned_per_thread && x % 4 == 0 {
+                    if next_owned < owned_per_thread && x.is_multiple_of(4) {
                         let k = owned(t, next_owned);
                         // With more threads than CPUs a preempted reader stretches the grace
                         // period, and a churning bucket pair can fill with retired slots:
@@ -125,7 +125,7 @@ fn run(threads: u32, duration: Duration) {
                         let k = shared((x >> 8) as u32 % 3000);
                         let k = if x & 1 == 0 { k } else { k.reversed() };
                         match r.lookup(&k, k.hash()) {
-                            Some(id) if x % 3 == 0 => {
+                            Some(id) if x.is_multiple_of(3) => {
                                 deleted.fetch_add(r.delete(id, |_| {}) as u64, Ordering::Relaxed);
                             }
                             Some(id) => {
@@ -143,7 +143,7 @@ fn run(threads: u32, duration: Duration) {
                         }
                     }
                     ops += 1;
-                    if ops % 32 == 0 {
+                    if ops.is_multiple_of(32) {
                         r.quiescent();
                     }
                     if stop.load(Ordering::Relaxed) {

@@ -176,12 +176,42 @@ impl<T: Key> Dim<T> {
         self.class[below - 1]
     }
 
-    /// `out[i]` = class of `xs[i]`: one field across the whole burst keeps its keys hot
-    /// and gives the out-of-order core independent searches to overlap.
+    /// `out[i]` = class of `xs[i]`: one field across the whole burst keeps its keys hot.
+    /// A long field is bisected for the whole burst in lockstep: every search over the same
+    /// boundaries halves the same way, so each step is one independent load per packet,
+    /// where searching packet by packet chains ~15 dependent loads each.
     #[inline]
     fn find_burst(&self, xs: impl Iterator<Item = T>, out: &mut [u32; MAX_BURST]) {
-        for (o, x) in out.iter_mut().zip(xs) {
-            *o = self.find(x);
+        if self.len <= SCAN_LIMIT {
+            for (o, x) in out.iter_mut().zip(xs) {
+                *o = self.find(x);
+            }
+            return;
+        }
+        let mut keys = [T::MIN; MAX_BURST];
+        let mut n = 0usize;
+        for (k, x) in keys.iter_mut().zip(xs) {
+            *k = x;
+            n += 1;
+        }
+        let (keys, starts) = (&keys[..n.next_multiple_of(4)], &self.starts[..self.len]);
+        // Four packets at a time, so their positions stay in registers. `b[j]` is the last
+        // start known to be `<= k[j]` (`starts[0] == MIN`); the answer lies in
+        // `b[j]..b[j] + size`. Padding keys (`MIN`) find interval 0; nobody reads theirs.
+        for (k, out) in keys.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
+            let mut b = [0usize; 4];
+            let mut size = starts.len();
+            while size > 1 {
+                let half = size / 2;
+                for j in 0..4 {
+                    // A conditional move, not a branch: the comparison is a coin toss.
+                    b[j] = std::hint::select_unpredictable(starts[b[j] + half] <= k[j], b[j] + half, b[j]);
+                }
+                size -= half;
+            }
+            for (o, &b) in out.iter_mut().zip(&b) {
+                *o = self.class[b];
+            }
         }
     }
 }

@@ -101,7 +101,7 @@ impl<'a> Ipv6ExtRepr<'a> {
     /// Writes the header; fails if the data length is not representable.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         let total = self.buffer_len();
-        if total % 8 != 0 || total > 256 * 8 {
+        if !total.is_multiple_of(8) || total > 256 * 8 {
             return Err(Error::invalid(Layer::Ipv6Ext, "hdr_ext_len"));
         }
         if buf.len() < total {

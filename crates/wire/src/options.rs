@@ -19,7 +19,7 @@ impl HeaderOptions {
     /// assert!(HeaderOptions::new(&[1, 1, 0]).is_none());
     /// ```
     pub fn new(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() > MAX_OPTIONS_LEN || bytes.len() % 4 != 0 {
+        if bytes.len() > MAX_OPTIONS_LEN || !bytes.len().is_multiple_of(4) {
             return None;
         }
         let mut o = HeaderOptions {

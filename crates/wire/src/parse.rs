@@ -613,7 +613,7 @@ mod tests {
             from[self.next() as usize % from.len()]
         }
         fn chance(&mut self, one_in: u64) -> bool {
-            self.next() % one_in == 0
+            self.next().is_multiple_of(one_in)
         }
 
         fn ip_packet(&mut self, depth: u8) -> Vec<u8> {

@@ -55,7 +55,7 @@ impl crate::lpm::BigTable<u32> for Dir248 {
     /// second level), so the misses overlap.
     fn lookup_burst(&self, addrs: &[u32], out: &mut [Option<u32>]) {
         for &a in addrs {
-            crate::prefetch(&self.tbl24[(a >> 8) as usize]);
+            wire::prefetch(&self.tbl24[(a >> 8) as usize]);
         }
         for (o, &a) in out.iter_mut().zip(addrs) {
             *o = self.lookup(a);

@@ -77,16 +77,3 @@ impl fmt::Display for FibError {
 }
 
 impl std::error::Error for FibError {}
-
-#[inline(always)]
-pub(crate) fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is only a hint: it
-        // never faults and never changes memory, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const T as *const i8) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}

@@ -70,7 +70,7 @@ impl crate::lpm::BigTable<u128> for Trie6 {
         let mut at = [0usize; crate::MAX_BURST];
         for i in 0..n {
             at[i] = chunk(addrs[i], 0, ROOT_BITS);
-            crate::prefetch(&self.arena[at[i]]);
+            wire::prefetch(&self.arena[at[i]]);
         }
         let mut pos = ROOT_BITS;
         let mut pending = n;
@@ -83,7 +83,7 @@ impl crate::lpm::BigTable<u128> for Trie6 {
                 let e = self.arena[at[i]];
                 if e & CHILD != 0 {
                     at[i] = (e & !CHILD) as usize + chunk(addrs[i], pos, STRIDE);
-                    crate::prefetch(&self.arena[at[i]]);
+                    wire::prefetch(&self.arena[at[i]]);
                     pending += 1;
                 } else {
                     out[i] = e.checked_sub(1);

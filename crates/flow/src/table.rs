@@ -177,19 +177,6 @@ pub struct SweepReport {
     pub reclaimed: usize,
 }
 
-#[inline(always)]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is only a hint: it
-        // never faults and never changes memory, whatever the address.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const T as *const i8) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
-
 /// Flows a successful pair insert installed: one when the key is its own reverse.
 fn entries((f, r): (FlowId<'_>, FlowId<'_>)) -> u64 {
     if f == r { 1 } else { 2 }
@@ -342,8 +329,8 @@ impl FlowTable {
     fn prefetch_free_slot(&self, b: usize) {
         let bucket = &self.buckets[b];
         if let Some(j) = (0..SLOTS).find(|&j| bucket.slots[j].load(Ordering::Relaxed) & STATE_MASK != VALID) {
-            prefetch(&self.hot[b * SLOTS + j]);
-            prefetch(&self.cold[b * SLOTS + j]);
+            wire::prefetch(&self.hot[b * SLOTS + j]);
+            wire::prefetch(&self.cold[b * SLOTS + j]);
         }
     }
 
@@ -634,7 +621,7 @@ impl<'t> Reader<'t> {
         // Inserts fill the first bucket before the second, so below ~90% load nearly
         // every key is in its first bucket: prefetching the second would waste bandwidth.
         for &h in &hashes[..n] {
-            prefetch(&t.buckets[locate(h, t.mask).0]);
+            wire::prefetch(&t.buckets[locate(h, t.mask).0]);
         }
         for i in 0..n {
             let (b1, b2, sig) = locate(hashes[i], t.mask);
@@ -648,9 +635,9 @@ impl<'t> Reader<'t> {
                     .map(|j| b * SLOTS + j)
             });
             if let Some(idx) = first {
-                prefetch(&t.hot[idx]);
+                wire::prefetch(&t.hot[idx]);
                 // A hit is counted next: its counters' line too.
-                prefetch(&t.cold[idx]);
+                wire::prefetch(&t.cold[idx]);
                 cand[i] = idx;
             }
         }
@@ -709,7 +696,7 @@ impl<'t> Reader<'t> {
             for (h, p) in hashes.iter_mut().zip(chunk) {
                 *h = [p.fwd.hash(), p.rev.hash()];
                 for &x in h.iter() {
-                    prefetch(&t.buckets[locate(x, t.mask).0]);
+                    wire::prefetch(&t.buckets[locate(x, t.mask).0]);
                 }
             }
             for &x in hashes[..chunk.len()].iter().flatten() {

@@ -365,6 +365,11 @@ impl<A: Family> Table<A> {
         let mut offs = [[0u32; MAX_BURST]; MAX_DIMS];
         let mut n = 0;
         self.each_field(pkts, |classes| {
+            // The classes lie scattered over the arena: start loading every packet's
+            // summary words now, so the misses overlap the next field's searches.
+            for &c in &classes[..pkts.len()] {
+                wire::prefetch(&self.arena[c as usize]);
+            }
             offs[n] = *classes;
             n += 1;
         });

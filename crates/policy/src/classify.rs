@@ -8,7 +8,8 @@
 //! binary search and intersects the classes: the lowest set bit of the intersection is the
 //! first matching rule. A field on which every rule is a wildcard is left out.
 //!
-//! Up to 256 rules a class is a plain bitmap. Above, it is compressed: a summary word per
+//! Up to 64 rules a class is one word, kept in the interval itself. Up to 256 it is a plain
+//! bitmap in a shared arena. Above, it is compressed: a summary word per
 //! 64 words of rule bits (bit set = that word is non-zero) followed by only the non-zero
 //! words; the intersection walks the ANDed summaries in order and stops at the first word
 //! with a common bit, so the work per packet is a few binary searches plus a few words,
@@ -62,6 +63,15 @@ impl Arena {
         }
     }
 
+    /// What an interval keeps of its class (see [`Dim::class`]).
+    fn handle(&mut self, dense: &[u64]) -> u64 {
+        if self.width == 1 {
+            dense[0]
+        } else {
+            u64::from(self.intern(dense))
+        }
+    }
+
     /// Stores a class once; returns its offset.
     fn intern(&mut self, dense: &[u64]) -> u32 {
         match self.interned.entry(dense.to_vec()) {
@@ -97,8 +107,9 @@ struct Dim<T> {
     starts: Box<[T]>,
     /// Intervals (the unpadded length of `starts`).
     len: usize,
-    /// Arena offset of each interval's class.
-    class: Box<[u32]>,
+    /// Each interval's class: its rule bits themselves when the rules fit one word (up
+    /// to 64: one load less per field), else its arena offset.
+    class: Box<[u64]>,
 }
 
 impl<T: Key> Dim<T> {
@@ -144,7 +155,7 @@ impl<T: Key> Dim<T> {
                 current = None;
                 ev.next();
             }
-            let c = *current.get_or_insert_with(|| arena.intern(&dense));
+            let c = *current.get_or_insert_with(|| arena.handle(&dense));
             class.push(c);
         }
         let len = starts.len();
@@ -159,7 +170,7 @@ impl<T: Key> Dim<T> {
     }
 
     #[inline]
-    fn find(&self, x: T) -> u32 {
+    fn find(&self, x: T) -> u64 {
         // `starts[0] == MIN <= x`, so the count is at least 1. Few boundaries: count them
         // without branches (the compiler vectorises it); many: binary search.
         let below = if self.len <= SCAN_LIMIT {
@@ -181,7 +192,7 @@ impl<T: Key> Dim<T> {
     /// boundaries halves the same way, so each step is one independent load per packet,
     /// where searching packet by packet chains ~15 dependent loads each.
     #[inline]
-    fn find_burst(&self, xs: impl Iterator<Item = T>, out: &mut [u32; MAX_BURST]) {
+    fn find_burst(&self, xs: impl Iterator<Item = T>, out: &mut [u64; MAX_BURST]) {
         if self.len <= SCAN_LIMIT {
             for (o, x) in out.iter_mut().zip(xs) {
                 *o = self.find(x);
@@ -326,9 +337,9 @@ impl<A: Family> Table<A> {
     /// Index in the rule list of the first rule matching `f`.
     #[inline]
     pub(crate) fn first_match(&self, f: &Fields) -> Option<u32> {
-        let mut offs = [0u32; MAX_DIMS];
+        let mut offs = [0u64; MAX_DIMS];
         let mut n = 0;
-        let mut push = |o: Option<u32>| {
+        let mut push = |o: Option<u64>| {
             if let Some(o) = o {
                 offs[n] = o;
                 n += 1;
@@ -354,7 +365,7 @@ impl<A: Family> Table<A> {
             let mut acc = [!0u64; MAX_BURST];
             self.each_field(pkts, |classes| {
                 for (a, &c) in acc.iter_mut().zip(&classes[..pkts.len()]) {
-                    *a &= self.arena[c as usize];
+                    *a &= c;
                 }
             });
             for (o, &a) in out.iter_mut().zip(&acc) {
@@ -362,7 +373,7 @@ impl<A: Family> Table<A> {
             }
             return;
         }
-        let mut offs = [[0u32; MAX_BURST]; MAX_DIMS];
+        let mut offs = [[0u64; MAX_BURST]; MAX_DIMS];
         let mut n = 0;
         self.each_field(pkts, |classes| {
             // The classes lie scattered over the arena: start loading every packet's
@@ -374,7 +385,7 @@ impl<A: Family> Table<A> {
             n += 1;
         });
         for (i, o) in out.iter_mut().enumerate() {
-            let mut mine = [0u32; MAX_DIMS];
+            let mut mine = [0u64; MAX_DIMS];
             for (m, field) in mine.iter_mut().zip(&offs[..n]) {
                 *m = field[i];
             }
@@ -384,8 +395,8 @@ impl<A: Family> Table<A> {
 
     /// Calls `f` with the burst's classes in each field that is not all wildcards.
     #[inline]
-    fn each_field(&self, pkts: &[Fields], mut f: impl FnMut(&[u32; MAX_BURST])) {
-        let mut classes = [0u32; MAX_BURST];
+    fn each_field(&self, pkts: &[Fields], mut f: impl FnMut(&[u64; MAX_BURST])) {
+        let mut classes = [0u64; MAX_BURST];
         if let Some(d) = &self.vrf {
             d.find_burst(pkts.iter().map(|p| p.vrf), &mut classes);
             f(&classes);
@@ -408,11 +419,15 @@ impl<A: Family> Table<A> {
         }
     }
 
-    /// Lowest rule position set in every class at `offs`.
+    /// Lowest rule position set in every class of `offs` (see [`Dim::class`]).
     #[inline]
-    fn intersect(&self, offs: &[u32]) -> Option<usize> {
+    fn intersect(&self, offs: &[u64]) -> Option<usize> {
         if offs.is_empty() {
             return (!self.rule.is_empty()).then_some(0);
+        }
+        if self.width == 1 {
+            let acc = offs.iter().fold(!0u64, |a, &w| a & w);
+            return (acc != 0).then_some(acc.trailing_zeros() as usize);
         }
         let s = self.summary;
         let words = &self.arena;
@@ -456,7 +471,7 @@ impl<A: Family> Table<A> {
     pub(crate) fn bytes(&self) -> usize {
         fn dim<T>(d: &Option<Dim<T>>) -> usize {
             d.as_ref()
-                .map_or(0, |d| d.starts.len() * size_of::<T>() + d.class.len() * 4)
+                .map_or(0, |d| d.starts.len() * size_of::<T>() + d.class.len() * 8)
         }
         dim(&self.vrf)
             + dim(&self.src)

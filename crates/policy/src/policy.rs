@@ -122,10 +122,11 @@ pub struct Decision {
 pub struct RuleTable {
     v4: Table<u32>,
     v6: Table<u128>,
-    rules: Box<[(RuleId, Action)]>,
+    /// What each rule decides, in evaluation order, then the default (no rule matched):
+    /// a match position indexes it straight.
+    decisions: Box<[Decision]>,
     /// One per rule, then one for the default.
     hits: HitCounters,
-    default: Action,
 }
 
 impl RuleTable {
@@ -153,9 +154,18 @@ impl RuleTable {
         Ok(RuleTable {
             v4: Table::build(&order),
             v6: Table::build(&order),
-            rules: order.iter().map(|(_, r)| (r.id, r.action)).collect(),
+            decisions: order
+                .iter()
+                .map(|(_, r)| Decision {
+                    action: r.action,
+                    rule: Some(r.id),
+                })
+                .chain([Decision {
+                    action: list.default,
+                    rule: None,
+                }])
+                .collect(),
             hits: HitCounters::new(order.len() + 1),
-            default: list.default,
         })
     }
 
@@ -176,17 +186,9 @@ impl RuleTable {
 
     #[inline]
     fn decide(&self, pos: Option<u32>, hits: &Local<'_>) -> Decision {
-        hits.bump(pos.map_or(self.rules.len(), |p| p as usize));
-        match pos {
-            Some(p) => {
-                let (id, action) = self.rules[p as usize];
-                Decision { action, rule: Some(id) }
-            }
-            None => Decision {
-                action: self.default,
-                rule: None,
-            },
-        }
+        let i = pos.map_or(self.len(), |p| p as usize);
+        hits.bump(i);
+        self.decisions[i]
     }
 
     /// Classifies a burst: `out[i]` is the decision for `pkts[i]`. A burst of one family
@@ -220,22 +222,26 @@ impl RuleTable {
     /// Rules in evaluation order with their hit counts (rules left out with a warning are
     /// absent).
     pub fn hits(&self) -> impl Iterator<Item = (RuleId, u64)> + '_ {
-        self.rules.iter().enumerate().map(|(i, r)| (r.0, self.hits.get(i)))
+        self.decisions
+            .iter()
+            .filter_map(|d| d.rule)
+            .enumerate()
+            .map(|(i, id)| (id, self.hits.get(i)))
     }
 
     /// Packets that matched no rule and took the default.
     pub fn default_hits(&self) -> u64 {
-        self.hits.get(self.rules.len())
+        self.hits.get(self.len())
     }
 
     /// Rules compiled in.
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.decisions.len() - 1
     }
 
     /// Whether no rule was compiled in (the default decides everything).
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.len() == 0
     }
 
     /// Memory held by the classifier, in bytes.

@@ -202,8 +202,14 @@ proptest! {
 }
 
 proptest! {
-    // Above 256 rules classes are stored compressed: the other intersection path.
+    // Above 64 rules classes live in the arena; above 256 they are compressed.
     #![proptest_config(ProptestConfig { cases: cases() / 50, ..ProptestConfig::default() })]
+
+    /// 65 to 256 rules: classes are bitmaps of two to four words in the arena.
+    #[test]
+    fn multiword_classes_equal_linear_scan(list in rule_list_of(65..257), pkts in prop::collection::vec(packet(), 64)) {
+        check_against_scan(list, &pkts)?;
+    }
 
     #[test]
     fn compressed_classes_equal_linear_scan(list in rule_list_of(250..400), pkts in prop::collection::vec(packet(), 64)) {

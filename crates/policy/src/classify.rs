@@ -97,6 +97,10 @@ impl Arena {
 
 /// Up to this many boundaries a field is searched by counting, not bisecting.
 const SCAN_LIMIT: usize = 32;
+/// Packets bisected together by [`Dim::find_burst`] (more chains in flight; too many and
+/// their positions no longer fit in registers).
+const GROUP: usize = 8;
+const _: () = assert!(MAX_BURST.is_multiple_of(GROUP));
 /// Boundaries counted per step (one or two vector registers of `u32`).
 const LANES: usize = 8;
 
@@ -205,16 +209,16 @@ impl<T: Key> Dim<T> {
             *k = x;
             n += 1;
         }
-        let (keys, starts) = (&keys[..n.next_multiple_of(4)], &self.starts[..self.len]);
-        // Four packets at a time, so their positions stay in registers. `b[j]` is the last
+        let (keys, starts) = (&keys[..n.next_multiple_of(GROUP)], &self.starts[..self.len]);
+        // A few packets at a time, so their positions stay in registers. `b[j]` is the last
         // start known to be `<= k[j]` (`starts[0] == MIN`); the answer lies in
         // `b[j]..b[j] + size`. Padding keys (`MIN`) find interval 0; nobody reads theirs.
-        for (k, out) in keys.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
-            let mut b = [0usize; 4];
+        for (k, out) in keys.chunks_exact(GROUP).zip(out.chunks_exact_mut(GROUP)) {
+            let mut b = [0usize; GROUP];
             let mut size = starts.len();
             while size > 1 {
                 let half = size / 2;
-                for j in 0..4 {
+                for j in 0..GROUP {
                     // A conditional move, not a branch: the comparison is a coin toss.
                     b[j] = std::hint::select_unpredictable(starts[b[j] + half] <= k[j], b[j] + half, b[j]);
                 }

@@ -217,9 +217,10 @@ fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> bool {
 }
 
 /// The fast path for IPv4 without options, not fragmented, carrying UDP, TCP or GRE, at
-/// `l3`: the same checks as the general walk (lengths, header checksum, UDP length, TCP data
-/// offset, GRE flags and optional fields), in a straight line, then fills `h`. `false` (with `h` untouched) sends the
-/// packet the general way, which also names any error.
+/// `l3`: the same checks as the general walk (lengths, header checksum, UDP length, TCP
+/// data offset, GRE flags and optional fields), in a straight line, then fills `h`.
+/// `false` (with `h` untouched) sends the packet the general way, which also names any
+/// error.
 #[inline(always)]
 fn fast_ipv4(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
     let Some(ip) = buf.get(l3..l3 + 20).and_then(|b| <&[u8; 20]>::try_from(b).ok()) else {

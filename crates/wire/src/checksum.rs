@@ -82,8 +82,11 @@ pub fn checksum(data: &[u8]) -> u16 {
 /// True when an IPv4 header (IHL*4 bytes: 20 to 60, a multiple of 4) checksums to zero.
 ///
 /// The hot path's form of `checksum(hdr) == 0`: at most fifteen 32-bit words summed into
-/// a `u64` cannot overflow, so there are no carries to track, and an all-ones result
-/// reads the same in either byte order.
+/// a `u64` cannot overflow, so there are no carries to track. The ones' complement sum
+/// is all ones exactly when the plain sum is a non-zero multiple of 65535 (2^16 and 2^32
+/// are 1 modulo 65535), and that holds in either byte order (a byte swap multiplies a
+/// 16-bit word by 256 modulo 65535, which is invertible), so one remainder (a multiply)
+/// replaces the carry folds.
 #[inline(always)]
 pub fn ipv4_header_valid(hdr: &[u8]) -> bool {
     let word = |i: usize| u64::from(u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]));
@@ -96,11 +99,7 @@ pub fn ipv4_header_valid(hdr: &[u8]) -> bool {
             acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
         }
     }
-    let mut v = (acc & 0xffff_ffff) + (acc >> 32);
-    v = (v & 0xffff) + (v >> 16);
-    v = (v & 0xffff) + (v >> 16);
-    v = (v & 0xffff) + (v >> 16);
-    v == 0xffff
+    acc != 0 && acc % 0xffff == 0
 }
 
 /// Partial sum of the IPv4 pseudo-header (RFC 768 / RFC 793).
@@ -237,6 +236,29 @@ mod tests {
         let c = checksum(&opt);
         opt[10..12].copy_from_slice(&c.to_be_bytes());
         assert!(ipv4_header_valid(&opt));
+        // A zero sum is not a valid one (all-zero words); all ones is.
+        for fill in [0u8, 0xff] {
+            assert_eq!(ipv4_header_valid(&[fill; 20]), checksum(&[fill; 20]) == 0, "{fill:#x}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Random headers of every legal length, half of them given a correct checksum:
+        /// the remainder test says what the full checksum says.
+        #[test]
+        fn ipv4_header_valid_equals_full_checksum(
+            words in proptest::collection::vec(proptest::prelude::any::<u32>(), 5..=15),
+            fix in proptest::prelude::any::<bool>(),
+        ) {
+            let mut hdr: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+            if fix {
+                hdr[10] = 0;
+                hdr[11] = 0;
+                let c = checksum(&hdr);
+                hdr[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            proptest::prop_assert_eq!(ipv4_header_valid(&hdr), checksum(&hdr) == 0);
+        }
     }
 
     #[test]

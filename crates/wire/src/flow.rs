@@ -76,6 +76,7 @@ impl std::fmt::Display for FlowKey {
 
 impl FlowKey {
     /// An IPv4 flow.
+    #[inline]
     pub fn v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, src_port: u16, dst_port: u16) -> Self {
         let mut k = FlowKey {
             proto,
@@ -90,6 +91,7 @@ impl FlowKey {
     }
 
     /// An IPv6 flow.
+    #[inline]
     pub fn v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, src_port: u16, dst_port: u16) -> Self {
         FlowKey {
             src: src.octets(),

@@ -99,7 +99,7 @@ pub fn ipv4_header_valid(hdr: &[u8]) -> bool {
             acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
         }
     }
-    acc != 0 && acc % 0xffff == 0
+    acc != 0 && acc.is_multiple_of(0xffff)
 }
 
 /// Partial sum of the IPv4 pseudo-header (RFC 768 / RFC 793).

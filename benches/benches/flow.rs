@@ -315,6 +315,7 @@ fn bench_flow(c: &mut Criterion) {
                         rev: FlowKey::default(),
                         fwd_action: Action::allow(1),
                         rev_action: Action::allow(1),
+                        first_packet: None,
                     }; BURST];
                     for burst in keys.chunks(BURST) {
                         for (p, k) in pairs.iter_mut().zip(burst) {

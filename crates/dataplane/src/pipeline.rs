@@ -434,7 +434,8 @@ impl Handler for Pipeline {
                 }
                 None => {
                     how[k] = "flow miss: policy + route, pair installed";
-                    let pair = new_pair(&policy, &fib, &keys[k], hashes[k], self.icmp[i]);
+                    let mut pair = new_pair(&policy, &fib, &keys[k], hashes[k], self.icmp[i]);
+                    pair.first_packet = Some((bytes, tcp));
                     self.new_pairs.push(pair);
                     self.new_at.push(k);
                     pair.fwd_action
@@ -443,18 +444,15 @@ impl Handler for Pipeline {
         }
         // New flows, installed together. If the table refuses (full, quota: counted by
         // the table) the packet is still forwarded by the decision. The first packet
-        // counts in its flow like every later one; so does a second packet of the same
-        // new flow in this burst (its insert finds the first's).
+        // counts in its flow like every later one (written with the entry); so does a
+        // second packet of the same new flow in this burst (its insert finds the first's).
         if !self.new_pairs.is_empty() {
             let (reader, metas, pending, new_at) = (&self.reader, &self.metas, &self.pending, &self.new_at);
             reader.insert_pairs(&self.new_pairs, gens, now, |j, res| {
                 let k = new_at[j];
-                let id = match res {
-                    Ok((id, _)) => Some(id),
-                    Err(InsertError::Exists) => reader.lookup(&keys[k], hashes[k]),
-                    Err(_) => None,
-                };
-                if let Some(id) = id {
+                if let Err(InsertError::Exists) = res
+                    && let Some(id) = reader.lookup(&keys[k], hashes[k])
+                {
                     let i = pending[k];
                     reader.flow(id).record(pkts[i].len, now, metas[i].innermost().tcp_flags);
                 }
@@ -707,6 +705,7 @@ fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp
         rev: rkey,
         fwd_action: fwd,
         rev_action: rev,
+        first_packet: None,
     }
 }
 

@@ -83,6 +83,10 @@ pub struct NewPair {
     pub fwd_action: Action,
     /// What the reverse flow does.
     pub rev_action: Action,
+    /// The packet that creates the pair, as (bytes, TCP flags): counted in the forward
+    /// flow as it is written, which spares the counters' atomic adds on a new flow. `None`
+    /// counts nothing.
+    pub first_packet: Option<(u32, u8)>,
 }
 
 /// Why an insert did not install a flow. Each is counted in [`FlowTableStats`].
@@ -351,7 +355,9 @@ impl FlowTable {
         None
     }
 
-    /// Installs a key unpublished (state CLAIMED): the caller publishes or abandons it.
+    /// Installs a key unpublished (state CLAIMED), with `first` (bytes, TCP flags) counted
+    /// if given: the caller publishes or abandons it.
+    #[allow(clippy::too_many_arguments)]
     fn reserve(
         &self,
         key: &FlowKey,
@@ -360,6 +366,7 @@ impl FlowTable {
         gens: Generations,
         now: u32,
         hold: Option<Ticket>,
+        first: Option<(u32, u8)>,
     ) -> Result<usize, InsertError> {
         let words = key.to_words();
         let (b1, b2, sig) = locate(hash, self.mask);
@@ -373,12 +380,13 @@ impl FlowTable {
             h.action.store(action.pack(), Ordering::Relaxed);
             h.gens.store(gens.pack(), Ordering::Relaxed);
             let c = &self.cold[idx];
-            c.packets.store(0, Ordering::Relaxed);
-            c.bytes.store(0, Ordering::Relaxed);
+            let (bytes, tcp) = first.unwrap_or_default();
+            c.packets.store(u64::from(first.is_some()), Ordering::Relaxed);
+            c.bytes.store(u64::from(bytes), Ordering::Relaxed);
             c.reverse.store(NO_FLOW, Ordering::Relaxed);
             c.last_seen.store(now, Ordering::Relaxed);
-            c.state
-                .store(if hold.is_some() { ST_HELD } else { 0 }, Ordering::Relaxed);
+            let held = if hold.is_some() { ST_HELD } else { 0 };
+            c.state.store(held | u32::from(tcp), Ordering::Relaxed);
             c.hold.store(hold.unwrap_or(0), Ordering::Relaxed);
         }
         // The unlock publishes the key to the next inserter's duplicate check.
@@ -673,7 +681,8 @@ impl<'t> Reader<'t> {
         gens: Generations,
         now: u32,
     ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
-        let r = self.insert_pair_hashed(fwd, rev, [fwd.hash(), rev.hash()], fwd_action, rev_action, gens, now);
+        let hashes = [fwd.hash(), rev.hash()];
+        let r = self.insert_pair_hashed(fwd, rev, hashes, fwd_action, rev_action, gens, now, None);
         self.t().installed(r.map_or(0, entries));
         r
     }
@@ -704,7 +713,8 @@ impl<'t> Reader<'t> {
             }
             let mut n = 0;
             for (i, (p, h)) in chunk.iter().zip(hashes).enumerate() {
-                let r = self.insert_pair_hashed(&p.fwd, &p.rev, h, p.fwd_action, p.rev_action, gens, now);
+                let r =
+                    self.insert_pair_hashed(&p.fwd, &p.rev, h, p.fwd_action, p.rev_action, gens, now, p.first_packet);
                 n += r.map_or(0, entries);
                 done(c * MAX_BURST + i, r);
             }
@@ -723,15 +733,16 @@ impl<'t> Reader<'t> {
         rev_action: Action,
         gens: Generations,
         now: u32,
+        first: Option<(u32, u8)>,
     ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
         let t = self.t();
-        let f = t.reserve(fwd, fwd_hash, fwd_action, gens, now, None)?;
+        let f = t.reserve(fwd, fwd_hash, fwd_action, gens, now, None, first)?;
         if fwd == rev {
             t.cold[f].reverse.store(f as u32, Ordering::Relaxed);
             t.publish(f);
             return Ok((self.id(f), self.id(f)));
         }
-        let r = match t.reserve(rev, rev_hash, rev_action, gens, now, None) {
+        let r = match t.reserve(rev, rev_hash, rev_action, gens, now, None, None) {
             Ok(r) => r,
             Err(e) => {
                 t.abandon(f);
@@ -753,7 +764,15 @@ impl<'t> Reader<'t> {
             bump(&t.counters.hold_refusals);
             return Err(InsertError::HoldLimit);
         };
-        match t.reserve(key, key.hash(), Action::HOLD, Generations::default(), now, Some(ticket)) {
+        match t.reserve(
+            key,
+            key.hash(),
+            Action::HOLD,
+            Generations::default(),
+            now,
+            Some(ticket),
+            None,
+        ) {
             Ok(idx) => {
                 t.publish(idx);
                 t.installed(1);
@@ -796,7 +815,7 @@ impl<'t> Reader<'t> {
     ) -> Result<FlowId<'_>, InsertError> {
         let t = self.t();
         let f = id.idx as usize;
-        let reverse = t.reserve(rev, rev.hash(), rev_action, gens, now, None);
+        let reverse = t.reserve(rev, rev.hash(), rev_action, gens, now, None, None);
         if let Ok(r) = reverse {
             t.cold[r].reverse.store(f as u32, Ordering::Relaxed);
             t.cold[f].reverse.store(r as u32, Ordering::Release);

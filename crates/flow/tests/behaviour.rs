@@ -4,7 +4,8 @@
 use std::net::Ipv4Addr;
 
 use flow::{
-    Action, FlowId, FlowTable, FlowTableConfig, FullPolicy, Generations, InsertError, ParkResult, Timeouts, Verdict,
+    Action, FlowId, FlowTable, FlowTableConfig, FullPolicy, Generations, InsertError, NewPair, ParkResult, Timeouts,
+    Verdict,
 };
 use wire::flow::FlowKey;
 
@@ -108,6 +109,34 @@ fn symmetric_key_is_its_own_reverse() {
         .unwrap();
     assert_eq!(f, b);
     assert_eq!(t.stats().entries, 1);
+}
+
+#[test]
+fn burst_insert_counts_the_first_packet_in_the_forward_flow() {
+    let t = table(1 << 12);
+    let r = t.reader().unwrap();
+    let pair = |n, first_packet| NewPair {
+        fwd: key(n, 6),
+        rev: key(n, 6).reversed(),
+        fwd_action: Action::allow(1),
+        rev_action: Action::allow(1),
+        first_packet,
+    };
+    let pairs = [pair(1, Some((60, 0x02))), pair(2, None)];
+    let mut ids = Vec::new();
+    r.insert_pairs(&pairs, Generations::default(), 7, |i, res| ids.push((i, res.unwrap())));
+    let ((_, (f1, r1)), (_, (f2, _))) = (ids[0], ids[1]);
+    let s = r.flow(f1).snapshot();
+    assert_eq!((s.packets, s.bytes, s.tcp_flags, s.last_seen), (1, 60, 0x02, 7));
+    assert_eq!(
+        (r.flow(r1).packets(), r.flow(r1).bytes(), r.flow(r1).tcp_flags()),
+        (0, 0, 0)
+    );
+    assert_eq!((r.flow(f2).packets(), r.flow(f2).bytes()), (0, 0));
+    // Later packets add to what the insert wrote.
+    r.flow(f1).record(40, 8, 0x10);
+    let s = r.flow(f1).snapshot();
+    assert_eq!((s.packets, s.bytes, s.tcp_flags, s.last_seen), (2, 100, 0x12, 8));
 }
 
 #[test]

@@ -109,7 +109,7 @@ proptest! {
                         .iter()
                         .map(|&k| {
                             let (f, action) = (key(k), Action::allow(u32::from(k % KEYS)));
-                            NewPair { fwd: f, rev: f.reversed(), fwd_action: action, rev_action: action }
+                            NewPair { fwd: f, rev: f.reversed(), fwd_action: action, rev_action: action, first_packet: None }
                         })
                         .collect();
                     let mut results = Vec::new();

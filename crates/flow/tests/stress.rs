@@ -52,6 +52,7 @@ fn insert(r: &Reader<'_>, t: u32, k: &FlowKey, now: u32) -> Result<(), InsertErr
         rev,
         fwd_action: a,
         rev_action: a,
+        first_packet: None,
     };
     r.insert_pairs(&[pair], Generations::default(), now, |_, x| res = x.map(|_| ()));
     res

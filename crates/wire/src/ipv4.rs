@@ -295,19 +295,38 @@ impl Ipv4Repr {
         let hl = self.buffer_len();
         let total = u16::try_from(hl + usize::from(self.payload_len))
             .map_err(|_| Error::invalid(Layer::Ipv4, "total_length"))?;
-        let b = p.buffer.as_mut();
-        b[field::VER_IHL] = 0x40 | (hl / 4) as u8;
-        b[field::DSCP_ECN] = (self.dscp << 2) | (self.ecn & 3);
-        set_u16(b, field::LENGTH.start, total);
-        set_u16(b, field::IDENT.start, self.ident);
         let flags = if self.dont_frag { FLAG_DF } else { 0 } | if self.more_frags { FLAG_MF } else { 0 };
-        set_u16(b, field::FLG_OFF.start, flags | ((self.frag_offset >> 3) & OFFSET_MASK));
-        b[field::TTL] = self.ttl;
-        b[field::PROTOCOL] = self.protocol.into();
-        b[field::SRC].copy_from_slice(&self.src.octets());
-        b[field::DST].copy_from_slice(&self.dst.octets());
-        b[HEADER_LEN..hl].copy_from_slice(self.options.as_slice());
-        p.fill_checksum();
+        let (src, dst) = (u32::from(self.src), u32::from(self.dst));
+        // The fixed header as its ten 16-bit words. The checksum is summed from these
+        // values, not read back from the buffer: reading bytes just stored one by one as
+        // wider words would wait for the stores to reach the cache (store forwarding fails).
+        let mut words: [u16; 10] = [
+            u16::from_be_bytes([0x40 | (hl / 4) as u8, (self.dscp << 2) | (self.ecn & 3)]),
+            total,
+            self.ident,
+            flags | ((self.frag_offset >> 3) & OFFSET_MASK),
+            u16::from_be_bytes([self.ttl, self.protocol.into()]),
+            0,
+            (src >> 16) as u16,
+            src as u16,
+            (dst >> 16) as u16,
+            dst as u16,
+        ];
+        let options = self.options.as_slice();
+        let mut acc: u32 = words.iter().map(|&w| u32::from(w)).sum();
+        if !options.is_empty() {
+            acc += checksum::sum(options);
+        }
+        words[field::CHECKSUM.start / 2] = checksum::finish(acc);
+        let mut fixed = [0u8; HEADER_LEN];
+        for (bytes, w) in fixed.chunks_exact_mut(2).zip(words) {
+            bytes.copy_from_slice(&w.to_be_bytes());
+        }
+        let b = p.buffer.as_mut();
+        b[..HEADER_LEN].copy_from_slice(&fixed);
+        if !options.is_empty() {
+            b[HEADER_LEN..hl].copy_from_slice(options);
+        }
         Ok(())
     }
 }

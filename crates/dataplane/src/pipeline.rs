@@ -396,6 +396,9 @@ impl Handler for Pipeline {
         }
         let mut hits = [None; BURST];
         self.reader.lookup_burst(&keys[..n], &hashes[..n], &mut hits[..n]);
+        for id in hits[..n].iter().flatten() {
+            self.reader.prefetch_counters(*id);
+        }
         let policy = self.t.policy.load();
         let gens = Generations {
             route: fib.generation(),

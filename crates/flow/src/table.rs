@@ -30,6 +30,11 @@ const DEAD: u32 = 3 << 30;
 const STATE_MASK: u32 = 3 << 30;
 const LOW_MASK: u32 = (1 << 30) - 1;
 
+/// Set in the last key word of a published entry (the key uses only its low 16 bits), so a
+/// lookup that compares the whole key at the key's home slot has also checked that the
+/// entry is live, without reading the bucket.
+const LIVE: u64 = 1 << 63;
+
 // Bucket control word.
 const LOCKED: u32 = 1;
 /// Sticky: some key whose first bucket this is lives in its second bucket. Until it is
@@ -51,7 +56,7 @@ struct Bucket {
     slots: [AtomicU32; SLOTS],
 }
 
-/// The line a lookup touches: key, action and generations.
+/// The line a lookup touches: key (with [`LIVE`] while published), action and generations.
 #[repr(C, align(64))]
 #[derive(Default)]
 struct Hot {
@@ -181,6 +186,18 @@ pub struct SweepReport {
     pub reclaimed: usize,
 }
 
+/// Indexes of the set bits, lowest first.
+#[inline]
+fn bits(mut m: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        (m != 0).then(|| {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            i
+        })
+    })
+}
+
 /// Flows a successful pair insert installed: one when the key is its own reverse.
 fn entries((f, r): (FlowId<'_>, FlowId<'_>)) -> u64 {
     if f == r { 1 } else { 2 }
@@ -197,6 +214,21 @@ fn locate(hash: u64, mask: usize) -> (usize, usize, u32) {
     }
     let sig = ((hash >> 34) as u32 & LOW_MASK).max(1);
     (b1, b2, sig)
+}
+
+/// The key's home slot in its first bucket, from hash bits neither bucket index (for
+/// tables up to 2^24 buckets) nor the signature uses. Inserts try it first, so most
+/// lookups are answered by the one line at `hot[b1 * SLOTS + home]`.
+#[inline(always)]
+fn home(hash: u64) -> usize {
+    (((hash >> 24) & 0xff) as usize * SLOTS) >> 8
+}
+
+/// A bucket's slot indexes from the key's home slot round.
+#[inline(always)]
+fn from_home(hash: u64) -> impl Iterator<Item = usize> {
+    let h = home(hash);
+    (h..SLOTS).chain(0..h)
 }
 
 impl FlowTable {
@@ -283,10 +315,21 @@ impl FlowTable {
         &self.buckets[idx / SLOTS].slots[idx % SLOTS]
     }
 
+    /// The key at `idx` equals `words`, live or not (the slot word says which).
     #[inline(always)]
     fn key_matches(&self, idx: usize, words: &[u64; 6]) -> bool {
         let k = &self.hot[idx].key;
-        (0..6).all(|i| k[i].load(Ordering::Relaxed) == words[i])
+        k[5].load(Ordering::Relaxed) & !LIVE == words[5] && (0..5).all(|i| k[i].load(Ordering::Relaxed) == words[i])
+    }
+
+    /// The entry at `idx` is published and holds the key: the one-line lookup. The Acquire
+    /// load of the [`LIVE`] word pairs with [`publish`](Self::publish)'s Release store, so
+    /// the other key words read are the publisher's (reuse waits for this reader's next
+    /// quiescent point, see `retire`).
+    #[inline(always)]
+    fn live_at(&self, idx: usize, words: &[u64; 6]) -> bool {
+        let k = &self.hot[idx].key;
+        k[5].load(Ordering::Acquire) == words[5] | LIVE && (0..5).all(|i| k[i].load(Ordering::Relaxed) == words[i])
     }
 
     /// Finds the key in bucket `b` among slots whose word satisfies `state_ok`.
@@ -301,6 +344,17 @@ impl FlowTable {
 
     #[inline]
     fn find(&self, words: &[u64; 6], hash: u64) -> Option<usize> {
+        let (b1, _, _) = locate(hash, self.mask);
+        let at_home = b1 * SLOTS + home(hash);
+        if self.live_at(at_home, words) {
+            return Some(at_home);
+        }
+        self.find_in_buckets(words, hash)
+    }
+
+    /// The search through the slot words, for a key not at its home slot.
+    #[inline]
+    fn find_in_buckets(&self, words: &[u64; 6], hash: u64) -> Option<usize> {
         let (b1, b2, sig) = locate(hash, self.mask);
         let valid = |w| w == VALID | sig;
         self.find_in(b1, words, valid)
@@ -327,21 +381,24 @@ impl FlowTable {
         self.buckets[b].ctrl.fetch_and(!LOCKED, Ordering::Release);
     }
 
-    /// Prefetches the slot an insert into bucket `b` will most likely claim (its first
-    /// free one), so the insert's writes do not each wait for memory in turn.
+    /// Prefetches the slot an insert of a key with this hash will most likely claim (the
+    /// first free one from its home), so the insert's writes do not each wait for memory in
+    /// turn.
     #[inline]
-    fn prefetch_free_slot(&self, b: usize) {
+    fn prefetch_free_slot(&self, hash: u64) {
+        let b = locate(hash, self.mask).0;
         let bucket = &self.buckets[b];
-        if let Some(j) = (0..SLOTS).find(|&j| bucket.slots[j].load(Ordering::Relaxed) & STATE_MASK != VALID) {
+        if let Some(j) = from_home(hash).find(|&j| bucket.slots[j].load(Ordering::Relaxed) & STATE_MASK != VALID) {
             wire::prefetch(&self.hot[b * SLOTS + j]);
             wire::prefetch(&self.cold[b * SLOTS + j]);
         }
     }
 
-    /// Claims a free slot of bucket `b` for a key with signature `sig`.
-    fn claim(&self, b: usize, sig: u32) -> Option<usize> {
+    /// Claims a free slot of bucket `b` for a key with this hash and signature `sig`,
+    /// trying its home slot first.
+    fn claim(&self, b: usize, hash: u64, sig: u32) -> Option<usize> {
         let bucket = &self.buckets[b];
-        for j in 0..SLOTS {
+        for j in from_home(hash) {
             let w = bucket.slots[j].load(Ordering::Acquire);
             let free = w == EMPTY || (w & STATE_MASK == DEAD && self.epochs.reusable(w & LOW_MASK));
             if free
@@ -369,9 +426,9 @@ impl FlowTable {
         first: Option<(u32, u8)>,
     ) -> Result<usize, InsertError> {
         let words = key.to_words();
-        let (b1, b2, sig) = locate(hash, self.mask);
+        let (b1, _, _) = locate(hash, self.mask);
         self.lock(b1);
-        let result = self.reserve_locked(&words, key.vrf, b1, b2, sig, now);
+        let result = self.reserve_locked(&words, key.vrf, hash, now);
         if let Ok(idx) = result {
             let h = &self.hot[idx];
             for (slot, w) in h.key.iter().zip(words) {
@@ -394,15 +451,8 @@ impl FlowTable {
         result
     }
 
-    fn reserve_locked(
-        &self,
-        words: &[u64; 6],
-        vrf: u32,
-        b1: usize,
-        b2: usize,
-        sig: u32,
-        now: u32,
-    ) -> Result<usize, InsertError> {
+    fn reserve_locked(&self, words: &[u64; 6], vrf: u32, hash: u64, now: u32) -> Result<usize, InsertError> {
+        let (b1, b2, sig) = locate(hash, self.mask);
         // A flow being installed by another worker (CLAIMED with our signature) counts too.
         // One load per slot decides both states: a slot going CLAIMED -> VALID between two
         // separate passes would be missed by both (loom found exactly that).
@@ -424,12 +474,12 @@ impl FlowTable {
             return Err(InsertError::Quota);
         }
         let second = || {
-            let idx = self.claim(b2, sig)?;
+            let idx = self.claim(b2, hash, sig)?;
             // Before the key is published: a reader that finds it must know to look.
             self.buckets[b1].ctrl.fetch_or(OVERFLOWED, Ordering::AcqRel);
             Some(idx)
         };
-        match self.claim(b1, sig).or_else(second) {
+        match self.claim(b1, hash, sig).or_else(second) {
             Some(idx) => Ok(idx),
             None => {
                 if let Some(i) = quota {
@@ -444,7 +494,11 @@ impl FlowTable {
         }
     }
 
+    /// Makes a reserved entry visible: to one-line lookups by its [`LIVE`] bit, to bucket
+    /// scans by its slot word (both Release: the entry's other writes come first).
     fn publish(&self, idx: usize) {
+        let k5 = &self.hot[idx].key[5];
+        k5.store(k5.load(Ordering::Relaxed) | LIVE, Ordering::Release);
         let w = self.slot(idx).load(Ordering::Relaxed);
         self.slot(idx).store(VALID | (w & LOW_MASK), Ordering::Release);
     }
@@ -485,6 +539,11 @@ impl FlowTable {
         if c.state.fetch_and(!ST_HELD, Ordering::AcqRel) & ST_HELD != 0 {
             self.holds.release(c.hold.load(Ordering::Relaxed), dropped);
         }
+        // Unreachable for one-line lookups too. The stamp's Release orders this store before
+        // any reader announces a later epoch, so a reader that still saw the entry live did
+        // so before its next quiescent point, which the slot's reuse waits for.
+        let k5 = &self.hot[idx].key[5];
+        k5.store(k5.load(Ordering::Relaxed) & !LIVE, Ordering::Relaxed);
         // Only now is the slot unreachable, so the stamp orders after every reader's find.
         let stamp = self.epochs.retire_stamp();
         s.store(DEAD | stamp, Ordering::Release);
@@ -620,18 +679,33 @@ impl<'t> Reader<'t> {
     /// Looks up a burst of keys with precomputed hashes (at most [`MAX_BURST`]; extra keys
     /// are ignored). Fills `out` and returns the hit mask (bit i set when `keys[i]` hit).
     ///
-    /// Three passes overlap the cache misses: prefetch the first bucket of every key; scan
-    /// the slot words for the signature and prefetch the candidate entries; compare keys.
+    /// Passes overlap the cache misses: prefetch every key's home entry and compare it
+    /// (most hits end there, one line each); for the rest, prefetch the first bucket, scan
+    /// its slot words for the signature and prefetch the candidates, then compare.
     pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
         let t = self.t();
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
-        let mut cand = [usize::MAX; MAX_BURST];
-        // Inserts fill the first bucket before the second, so below ~90% load nearly
-        // every key is in its first bucket: prefetching the second would waste bandwidth.
+        let at_home = |h: u64| locate(h, t.mask).0 * SLOTS + home(h);
         for &h in &hashes[..n] {
-            wire::prefetch(&t.buckets[locate(h, t.mask).0]);
+            wire::prefetch(&t.hot[at_home(h)]);
         }
+        let mut mask = 0u64;
+        let mut rest = 0u64;
         for i in 0..n {
+            if t.live_at(at_home(hashes[i]), &keys[i].to_words()) {
+                out[i] = Some(self.id(at_home(hashes[i])));
+                mask |= 1 << i;
+            } else {
+                out[i] = None;
+                rest |= 1 << i;
+                // Inserts fill the first bucket before the second, so below ~90% load
+                // nearly every key is in its first bucket: prefetching the second would
+                // waste bandwidth.
+                wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
+            }
+        }
+        let mut cand = [usize::MAX; MAX_BURST];
+        for i in bits(rest) {
             let (b1, b2, sig) = locate(hashes[i], t.mask);
             let want = VALID | sig;
             let overflowed = t.buckets[b1].ctrl.load(Ordering::Acquire) & OVERFLOWED != 0;
@@ -644,14 +718,10 @@ impl<'t> Reader<'t> {
             });
             if let Some(idx) = first {
                 wire::prefetch(&t.hot[idx]);
-                // A hit is counted next: its counters' line too.
-                wire::prefetch(&t.cold[idx]);
                 cand[i] = idx;
             }
         }
-        let mut mask = 0u64;
-        for i in 0..n {
-            out[i] = None;
+        for i in bits(rest) {
             if cand[i] == usize::MAX {
                 continue;
             }
@@ -660,7 +730,7 @@ impl<'t> Reader<'t> {
             let hit = if t.key_matches(cand[i], &words) {
                 Some(cand[i])
             } else {
-                t.find(&words, hashes[i])
+                t.find_in_buckets(&words, hashes[i])
             };
             if let Some(idx) = hit {
                 out[i] = Some(self.id(idx));
@@ -709,7 +779,7 @@ impl<'t> Reader<'t> {
                 }
             }
             for &x in hashes[..chunk.len()].iter().flatten() {
-                t.prefetch_free_slot(locate(x, t.mask).0);
+                t.prefetch_free_slot(x);
             }
             let mut n = 0;
             for (i, (p, h)) in chunk.iter().zip(hashes).enumerate() {
@@ -836,6 +906,13 @@ impl<'t> Reader<'t> {
     /// Returns how many entries were removed (0 if another worker was first).
     pub fn delete(&self, id: FlowId<'_>, mut dropped: impl FnMut(u32)) -> usize {
         self.t().retire_pair(id.idx as usize, &mut dropped)
+    }
+
+    /// Starts fetching the flow's counters into the cache. A burst's hits are counted right
+    /// after the lookup, and [`lookup_burst`](Self::lookup_burst) reads only the key's line.
+    #[inline]
+    pub fn prefetch_counters(&self, id: FlowId<'_>) {
+        wire::prefetch(&self.t().cold[id.idx as usize]);
     }
 
     /// Access to a flow's fields and counters.
@@ -985,5 +1062,75 @@ impl<'r> FlowRef<'r> {
             reverse: self.reverse(),
             tcp_flags: self.tcp_flags(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FlowTableConfig;
+    use std::net::Ipv4Addr;
+
+    fn key(n: u32) -> FlowKey {
+        FlowKey::v4(Ipv4Addr::from(0x0a00_0000 + n), Ipv4Addr::new(192, 0, 2, 1), 17, 1, 2)
+    }
+
+    /// A key goes to its home slot when it is free and is found there from one line; a
+    /// key whose home is taken goes elsewhere and is still found, singly and in bursts,
+    /// also after the home's occupant is deleted and the slot reused by another key.
+    #[test]
+    fn home_slots_first_and_the_bucket_scan_for_the_rest() {
+        let t = FlowTable::new(FlowTableConfig::with_capacity(4 * SLOTS)).unwrap();
+        let mut r = t.reader().unwrap();
+        let at_home = |k: &FlowKey| locate(k.hash(), t.mask).0 * SLOTS + home(k.hash());
+        let (a, b) = (1..)
+            .map(key)
+            .flat_map(|a| (1..2000).map(key).map(move |b| (a, b)))
+            .find(|(a, b)| a != b && at_home(a) == at_home(b))
+            .unwrap();
+        let add = |r: &Reader<'_>, k: &FlowKey| {
+            r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0)
+                .unwrap()
+                .0
+                .index() as usize
+        };
+        assert_eq!(add(&r, &a), at_home(&a));
+        let b_at = add(&r, &b);
+        assert_ne!(b_at, at_home(&b), "the home slot was taken");
+        assert!(t.live_at(at_home(&a), &a.to_words()));
+        assert!(!t.live_at(at_home(&b), &b.to_words()));
+        let burst = |r: &Reader<'_>, keys: &[FlowKey]| {
+            let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+            let mut out = vec![None; keys.len()];
+            let mask = r.lookup_burst(keys, &hashes, &mut out);
+            (
+                mask,
+                out.iter()
+                    .map(|o| o.map(|id: FlowId<'_>| id.index() as usize))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            burst(&r, &[a, b, key(99_999)]),
+            (0b011, vec![Some(at_home(&a)), Some(b_at), None])
+        );
+        let id = r.lookup(&a, a.hash()).unwrap();
+        assert_eq!(r.delete(id, |_| {}), 1);
+        assert!(!t.live_at(at_home(&a), &a.to_words()), "a deleted entry is not live");
+        assert_eq!(burst(&r, &[a, b]), (0b10, vec![None, Some(b_at)]));
+        r.quiescent();
+        let c = (1..)
+            .map(|n| key(10_000 + n))
+            .find(|c| at_home(c) == at_home(&a))
+            .unwrap();
+        assert_eq!(
+            add(&r, &c),
+            at_home(&a),
+            "the retired home slot is reused after the grace period"
+        );
+        assert_eq!(
+            burst(&r, &[a, b, c]),
+            (0b110, vec![None, Some(b_at), Some(at_home(&a))])
+        );
     }
 }

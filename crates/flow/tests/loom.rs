@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 
 use flow::{Action, FlowTable, FlowTableConfig, Generations};
 use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
 use wire::flow::FlowKey;
 
@@ -94,6 +95,90 @@ fn delete_waits_for_readers_before_reuse() {
         }
         writer.join().unwrap();
     });
+}
+
+/// A flow deleted and its home slot reused by a new flow while a reader looks both up:
+/// the writer waits for the reader to pass a quiescent point after the delete, so the new
+/// flow takes the old one's slot, and every lookup sees a whole flow, old or new, never a
+/// mix of the two.
+#[test]
+fn reuse_of_a_home_slot_after_the_grace_period() {
+    let n = same_home_as_1();
+    model(move || {
+        let t = tiny();
+        let (k1, k2) = (key(1), key(n));
+        let k1_at = {
+            let r = t.reader().unwrap();
+            let (id, _) = r
+                .insert_pair(&k1, &k1, Action::allow(1), Action::allow(1), Generations::default(), 0)
+                .unwrap();
+            id.index()
+        };
+        let deleted = Arc::new(AtomicBool::new(false));
+        let passed = Arc::new(AtomicBool::new(false));
+        let mut reader = t.reader().unwrap();
+        let writer = {
+            let (t, deleted, passed) = (t.clone(), deleted.clone(), passed.clone());
+            thread::spawn(move || {
+                let mut r = t.reader().unwrap();
+                let id = r.lookup(&k1, k1.hash()).unwrap();
+                assert_eq!(r.delete(id, |_| {}), 1);
+                r.quiescent();
+                deleted.store(true, Ordering::Release);
+                while !passed.load(Ordering::Acquire) {
+                    thread::yield_now();
+                }
+                let (id, _) = r
+                    .insert_pair(&k2, &k2, Action::allow(2), Action::allow(2), Generations::default(), 0)
+                    .unwrap();
+                id.index()
+            })
+        };
+        let check = |reader: &flow::Reader<'_>, k: &FlowKey, nh: u32| {
+            if let Some(id) = reader.lookup(k, k.hash()) {
+                let f = reader.flow(id);
+                assert_eq!(f.key(), *k, "another flow's slot");
+                assert_eq!(f.action(), Action::allow(nh));
+            }
+        };
+        check(&reader, &k1, 1);
+        while !deleted.load(Ordering::Acquire) {
+            thread::yield_now();
+        }
+        reader.quiescent();
+        passed.store(true, Ordering::Release);
+        check(&reader, &k2, 2);
+        check(&reader, &k1, 1);
+        assert_eq!(
+            writer.join().unwrap(),
+            k1_at,
+            "the new flow takes the retired home slot"
+        );
+        assert!(reader.lookup(&k1, k1.hash()).is_none());
+    });
+}
+
+/// A key that an empty table puts in the same slot as `key(1)`: its home. Found in one
+/// single-threaded loom execution (the table's atomics need loom's runtime).
+fn same_home_as_1() -> u8 {
+    static FOUND: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+    let mut b = loom::model::Builder::new();
+    b.max_branches = 1_000_000;
+    b.check(|| {
+        let slot_in_empty_table = |k: &FlowKey| {
+            let t = tiny();
+            let r = t.reader().unwrap();
+            let id = r
+                .insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0)
+                .unwrap()
+                .0;
+            id.index()
+        };
+        let home = slot_in_empty_table(&key(1));
+        let n = (2..=255).find(|&n| slot_in_empty_table(&key(n)) == home).unwrap();
+        FOUND.store(n, std::sync::atomic::Ordering::Relaxed);
+    });
+    FOUND.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Bounded exploration: every interleaving with up to three preemptions.

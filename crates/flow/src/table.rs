@@ -34,6 +34,24 @@ const LOW_MASK: u32 = (1 << 30) - 1;
 /// lookup that compares the whole key at the key's home slot has also checked that the
 /// entry is live, without reading the bucket.
 const LIVE: u64 = 1 << 63;
+/// The bits of the last key word that are the key's.
+const KEY5_MASK: u64 = 0xffff;
+/// In the last key word of a home slot, whoever occupies it: how many keys whose home it is
+/// live elsewhere (their home was taken when they were inserted). While it is zero, a key
+/// not at its home is absent, so most misses also read one line.
+const DISPLACED_ONE: u64 = 1 << 32;
+const DISPLACED_MASK: u64 = 0xffff << 32;
+
+/// What a key's home slot says about the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AtHome {
+    /// The key is there, published.
+    Hit,
+    /// The key is in the table only if it is there: nothing with this home lives elsewhere.
+    Absent,
+    /// Not there; look in the buckets.
+    Elsewhere,
+}
 
 // Bucket control word.
 const LOCKED: u32 = 1;
@@ -319,17 +337,39 @@ impl FlowTable {
     #[inline(always)]
     fn key_matches(&self, idx: usize, words: &[u64; 6]) -> bool {
         let k = &self.hot[idx].key;
-        k[5].load(Ordering::Relaxed) & !LIVE == words[5] && (0..5).all(|i| k[i].load(Ordering::Relaxed) == words[i])
+        k[5].load(Ordering::Relaxed) & KEY5_MASK == words[5] && (0..5).all(|i| k[i].load(Ordering::Relaxed) == words[i])
     }
 
-    /// The entry at `idx` is published and holds the key: the one-line lookup. The Acquire
-    /// load of the [`LIVE`] word pairs with [`publish`](Self::publish)'s Release store, so
-    /// the other key words read are the publisher's (reuse waits for this reader's next
-    /// quiescent point, see `retire`).
+    /// The one-line lookup at the key's home slot `idx`. The Acquire load of the last key
+    /// word pairs with [`publish`](Self::publish)'s Release, so the other key words read
+    /// are the publisher's (reuse waits for this reader's next quiescent point, see
+    /// `retire`), and with the displaced count's increment, which comes before the
+    /// displaced key is published.
     #[inline(always)]
-    fn live_at(&self, idx: usize, words: &[u64; 6]) -> bool {
+    fn at_home(&self, idx: usize, words: &[u64; 6]) -> AtHome {
         let k = &self.hot[idx].key;
-        k[5].load(Ordering::Acquire) == words[5] | LIVE && (0..5).all(|i| k[i].load(Ordering::Relaxed) == words[i])
+        let w5 = k[5].load(Ordering::Acquire);
+        if w5 & (LIVE | KEY5_MASK) == words[5] | LIVE && (0..5).all(|i| k[i].load(Ordering::Relaxed) == words[i]) {
+            AtHome::Hit
+        } else if w5 & DISPLACED_MASK == 0 {
+            AtHome::Absent
+        } else {
+            AtHome::Elsewhere
+        }
+    }
+
+    /// Counts `idx` in its key's home as displaced (`delta` 1) or no longer (`delta` -1),
+    /// if it is not the home itself.
+    fn displaced(&self, idx: usize, hash: u64, delta: i8) {
+        let h = locate(hash, self.mask).0 * SLOTS + home(hash);
+        if h != idx {
+            let k5 = &self.hot[h].key[5];
+            if delta > 0 {
+                k5.fetch_add(DISPLACED_ONE, Ordering::Relaxed);
+            } else {
+                k5.fetch_sub(DISPLACED_ONE, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Finds the key in bucket `b` among slots whose word satisfies `state_ok`.
@@ -346,10 +386,11 @@ impl FlowTable {
     fn find(&self, words: &[u64; 6], hash: u64) -> Option<usize> {
         let (b1, _, _) = locate(hash, self.mask);
         let at_home = b1 * SLOTS + home(hash);
-        if self.live_at(at_home, words) {
-            return Some(at_home);
+        match self.at_home(at_home, words) {
+            AtHome::Hit => Some(at_home),
+            AtHome::Absent => None,
+            AtHome::Elsewhere => self.find_in_buckets(words, hash),
         }
-        self.find_in_buckets(words, hash)
     }
 
     /// The search through the slot words, for a key not at its home slot.
@@ -431,9 +472,14 @@ impl FlowTable {
         let result = self.reserve_locked(&words, key.vrf, hash, now);
         if let Ok(idx) = result {
             let h = &self.hot[idx];
-            for (slot, w) in h.key.iter().zip(words) {
+            for (slot, w) in h.key[..5].iter().zip(words) {
                 slot.store(w, Ordering::Relaxed);
             }
+            // Read-modify-writes: the displaced count in this word is not the entry's.
+            h.key[5].fetch_and(DISPLACED_MASK, Ordering::Relaxed);
+            h.key[5].fetch_or(words[5], Ordering::Relaxed);
+            // Before the key is published: a reader that could find it must know to look.
+            self.displaced(idx, hash, 1);
             h.action.store(action.pack(), Ordering::Relaxed);
             h.gens.store(gens.pack(), Ordering::Relaxed);
             let c = &self.cold[idx];
@@ -497,8 +543,7 @@ impl FlowTable {
     /// Makes a reserved entry visible: to one-line lookups by its [`LIVE`] bit, to bucket
     /// scans by its slot word (both Release: the entry's other writes come first).
     fn publish(&self, idx: usize) {
-        let k5 = &self.hot[idx].key[5];
-        k5.store(k5.load(Ordering::Relaxed) | LIVE, Ordering::Release);
+        self.hot[idx].key[5].fetch_or(LIVE, Ordering::Release);
         let w = self.slot(idx).load(Ordering::Relaxed);
         self.slot(idx).store(VALID | (w & LOW_MASK), Ordering::Release);
     }
@@ -510,8 +555,9 @@ impl FlowTable {
         }
     }
 
-    /// Gives back a reserved slot nobody has seen.
-    fn abandon(&self, idx: usize) {
+    /// Gives back a reserved slot nobody has seen, reserved for a key with this hash.
+    fn abandon(&self, idx: usize, hash: u64) {
+        self.displaced(idx, hash, -1);
         if let Some(i) = self.quota_index(self.vrf_of(idx)) {
             self.vrf_counts[i].fetch_sub(1, Ordering::AcqRel);
         }
@@ -542,8 +588,10 @@ impl FlowTable {
         // Unreachable for one-line lookups too. The stamp's Release orders this store before
         // any reader announces a later epoch, so a reader that still saw the entry live did
         // so before its next quiescent point, which the slot's reuse waits for.
-        let k5 = &self.hot[idx].key[5];
-        k5.store(k5.load(Ordering::Relaxed) & !LIVE, Ordering::Relaxed);
+        let k = &self.hot[idx].key;
+        k[5].fetch_and(!LIVE, Ordering::Relaxed);
+        let key = FlowKey::from_words(core::array::from_fn(|i| k[i].load(Ordering::Relaxed)));
+        self.displaced(idx, key.hash(), -1);
         // Only now is the slot unreachable, so the stamp orders after every reader's find.
         let stamp = self.epochs.retire_stamp();
         s.store(DEAD | stamp, Ordering::Release);
@@ -680,8 +728,9 @@ impl<'t> Reader<'t> {
     /// are ignored). Fills `out` and returns the hit mask (bit i set when `keys[i]` hit).
     ///
     /// Passes overlap the cache misses: prefetch every key's home entry and compare it
-    /// (most hits end there, one line each); for the rest, prefetch the first bucket, scan
-    /// its slot words for the signature and prefetch the candidates, then compare.
+    /// (most hits and misses end there, one line each); for the rest, prefetch the first
+    /// bucket, scan its slot words for the signature and prefetch the candidates, then
+    /// compare.
     pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
         let t = self.t();
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
@@ -692,16 +741,20 @@ impl<'t> Reader<'t> {
         let mut mask = 0u64;
         let mut rest = 0u64;
         for i in 0..n {
-            if t.live_at(at_home(hashes[i]), &keys[i].to_words()) {
-                out[i] = Some(self.id(at_home(hashes[i])));
-                mask |= 1 << i;
-            } else {
-                out[i] = None;
-                rest |= 1 << i;
-                // Inserts fill the first bucket before the second, so below ~90% load
-                // nearly every key is in its first bucket: prefetching the second would
-                // waste bandwidth.
-                wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
+            out[i] = None;
+            match t.at_home(at_home(hashes[i]), &keys[i].to_words()) {
+                AtHome::Hit => {
+                    out[i] = Some(self.id(at_home(hashes[i])));
+                    mask |= 1 << i;
+                }
+                AtHome::Absent => {}
+                AtHome::Elsewhere => {
+                    rest |= 1 << i;
+                    // Inserts fill the first bucket before the second, so below ~90% load
+                    // nearly every key is in its first bucket: prefetching the second
+                    // would waste bandwidth.
+                    wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
+                }
             }
         }
         let mut cand = [usize::MAX; MAX_BURST];
@@ -815,7 +868,7 @@ impl<'t> Reader<'t> {
         let r = match t.reserve(rev, rev_hash, rev_action, gens, now, None, None) {
             Ok(r) => r,
             Err(e) => {
-                t.abandon(f);
+                t.abandon(f, fwd_hash);
                 return Err(e);
             }
         };
@@ -1075,30 +1128,42 @@ mod tests {
         FlowKey::v4(Ipv4Addr::from(0x0a00_0000 + n), Ipv4Addr::new(192, 0, 2, 1), 17, 1, 2)
     }
 
+    /// Four buckets, and every other pool small: Miri runs these tests.
+    fn small() -> FlowTableConfig {
+        let mut cfg = FlowTableConfig::with_capacity(4 * SLOTS);
+        cfg.max_readers = 2;
+        cfg.max_held_flows = 2;
+        cfg.quota_vrfs = 2;
+        cfg
+    }
+
     /// A key goes to its home slot when it is free and is found there from one line; a
-    /// key whose home is taken goes elsewhere and is still found, singly and in bursts,
-    /// also after the home's occupant is deleted and the slot reused by another key.
+    /// key whose home is taken goes elsewhere, is counted at its home as displaced, and is
+    /// still found, singly and in bursts, also after the home's occupant is deleted and
+    /// the slot reused by another key. A key whose home counts no displaced keys is known
+    /// absent from the home line alone.
     #[test]
     fn home_slots_first_and_the_bucket_scan_for_the_rest() {
-        let t = FlowTable::new(FlowTableConfig::with_capacity(4 * SLOTS)).unwrap();
+        let t = FlowTable::new(small()).unwrap();
         let mut r = t.reader().unwrap();
-        let at_home = |k: &FlowKey| locate(k.hash(), t.mask).0 * SLOTS + home(k.hash());
-        let (a, b) = (1..)
-            .map(key)
-            .flat_map(|a| (1..2000).map(key).map(move |b| (a, b)))
-            .find(|(a, b)| a != b && at_home(a) == at_home(b))
-            .unwrap();
+        let home_of = |k: &FlowKey| locate(k.hash(), t.mask).0 * SLOTS + home(k.hash());
+        let at = |k: &FlowKey| t.at_home(home_of(k), &k.to_words());
+        let same_home =
+            |k: &FlowKey, from: u32| (from..).map(key).find(|c| c != k && home_of(c) == home_of(k)).unwrap();
+        let a = key(1);
+        let b = same_home(&a, 2);
         let add = |r: &Reader<'_>, k: &FlowKey| {
             r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0)
                 .unwrap()
                 .0
                 .index() as usize
         };
-        assert_eq!(add(&r, &a), at_home(&a));
+        assert_eq!(at(&a), AtHome::Absent, "an empty table");
+        assert_eq!(add(&r, &a), home_of(&a));
+        assert_eq!((at(&a), at(&b)), (AtHome::Hit, AtHome::Absent));
         let b_at = add(&r, &b);
-        assert_ne!(b_at, at_home(&b), "the home slot was taken");
-        assert!(t.live_at(at_home(&a), &a.to_words()));
-        assert!(!t.live_at(at_home(&b), &b.to_words()));
+        assert_ne!(b_at, home_of(&b), "the home slot was taken");
+        assert_eq!((at(&a), at(&b)), (AtHome::Hit, AtHome::Elsewhere));
         let burst = |r: &Reader<'_>, keys: &[FlowKey]| {
             let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
             let mut out = vec![None; keys.len()];
@@ -1110,27 +1175,50 @@ mod tests {
                     .collect::<Vec<_>>(),
             )
         };
+        let absent = same_home(&a, 10_000);
         assert_eq!(
-            burst(&r, &[a, b, key(99_999)]),
-            (0b011, vec![Some(at_home(&a)), Some(b_at), None])
+            burst(&r, &[a, b, absent, key(99_999)]),
+            (0b0011, vec![Some(home_of(&a)), Some(b_at), None, None])
         );
         let id = r.lookup(&a, a.hash()).unwrap();
         assert_eq!(r.delete(id, |_| {}), 1);
-        assert!(!t.live_at(at_home(&a), &a.to_words()), "a deleted entry is not live");
+        assert_eq!(at(&a), AtHome::Elsewhere, "deleted, and b still counts");
         assert_eq!(burst(&r, &[a, b]), (0b10, vec![None, Some(b_at)]));
         r.quiescent();
-        let c = (1..)
-            .map(|n| key(10_000 + n))
-            .find(|c| at_home(c) == at_home(&a))
-            .unwrap();
+        let c = same_home(&a, 20_000);
         assert_eq!(
             add(&r, &c),
-            at_home(&a),
+            home_of(&a),
             "the retired home slot is reused after the grace period"
         );
+        assert_eq!(at(&b), AtHome::Elsewhere, "the count outlives the home's occupants");
         assert_eq!(
             burst(&r, &[a, b, c]),
-            (0b110, vec![None, Some(b_at), Some(at_home(&a))])
+            (0b110, vec![None, Some(b_at), Some(home_of(&a))])
         );
+        let id = r.lookup(&b, b.hash()).unwrap();
+        assert_eq!(r.delete(id, |_| {}), 1);
+        assert_eq!(at(&b), AtHome::Absent, "no displaced key left");
+        assert_eq!(r.flow(r.lookup(&c, c.hash()).unwrap()).key(), c);
+    }
+
+    /// A pair whose reverse cannot be installed gives its forward slot back, and the
+    /// forward key's displaced count with it.
+    #[test]
+    fn an_abandoned_displaced_key_is_uncounted() {
+        let mut cfg = small();
+        cfg.vrf_quota = Some(2);
+        let t = FlowTable::new(cfg).unwrap();
+        let r = t.reader().unwrap();
+        let home_of = |k: &FlowKey| locate(k.hash(), t.mask).0 * SLOTS + home(k.hash());
+        let a = key(1);
+        let b = (2..).map(key).find(|c| home_of(c) == home_of(&a)).unwrap();
+        let gens = Generations::default();
+        r.insert_pair(&a, &a, Action::allow(1), Action::allow(1), gens, 0)
+            .unwrap();
+        let refused = r.insert_pair(&b, &b.reversed(), Action::allow(1), Action::allow(1), gens, 0);
+        assert_eq!(refused, Err(InsertError::Quota), "the reverse is the VRF's third flow");
+        assert_eq!(t.at_home(home_of(&b), &b.to_words()), AtHome::Absent);
+        assert_eq!(r.lookup(&b, b.hash()), None);
     }
 }

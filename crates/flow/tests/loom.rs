@@ -158,6 +158,43 @@ fn reuse_of_a_home_slot_after_the_grace_period() {
     });
 }
 
+/// A flow installed away from its home (the home is taken) while a reader looks it up:
+/// once the reader has seen the flow published (listed by `for_each`) or the insert
+/// finish, the lookup finds it. The displaced count at the home must be raised before the
+/// flow is published, or the reader would stop at the home line and miss it.
+#[test]
+fn a_displaced_flow_is_found_once_its_insert_is_seen() {
+    let n = same_home_as_1();
+    model(move || {
+        let t = tiny();
+        let (k1, k2) = (key(1), key(n));
+        t.reader()
+            .unwrap()
+            .insert_pair(&k1, &k1, Action::allow(1), Action::allow(1), Generations::default(), 0)
+            .unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (t, done) = (t.clone(), done.clone());
+            thread::spawn(move || {
+                t.reader()
+                    .unwrap()
+                    .insert_pair(&k2, &k2, Action::allow(2), Action::allow(2), Generations::default(), 0)
+                    .unwrap();
+                done.store(true, Ordering::Release);
+            })
+        };
+        let reader = t.reader().unwrap();
+        let mut seen = done.load(Ordering::Acquire);
+        reader.for_each(|f| seen |= f.key == k2);
+        let found = reader.lookup(&k2, k2.hash());
+        assert!(found.is_some() || !seen, "the insert was seen to finish, the flow not");
+        if let Some(id) = found {
+            assert_eq!(reader.flow(id).key(), k2);
+        }
+        writer.join().unwrap();
+    });
+}
+
 /// A key that an empty table puts in the same slot as `key(1)`: its home. Found in one
 /// single-threaded loom execution (the table's atomics need loom's runtime).
 fn same_home_as_1() -> u8 {

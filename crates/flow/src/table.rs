@@ -358,10 +358,16 @@ impl FlowTable {
         }
     }
 
+    /// The entry index of the home slot of a key with this hash.
+    #[inline(always)]
+    fn home_index(&self, hash: u64) -> usize {
+        locate(hash, self.mask).0 * SLOTS + home(hash)
+    }
+
     /// Counts `idx` in its key's home as displaced (`delta` 1) or no longer (`delta` -1),
     /// if it is not the home itself.
     fn displaced(&self, idx: usize, hash: u64, delta: i8) {
-        let h = locate(hash, self.mask).0 * SLOTS + home(hash);
+        let h = self.home_index(hash);
         if h != idx {
             let k5 = &self.hot[h].key[5];
             if delta > 0 {
@@ -384,8 +390,7 @@ impl FlowTable {
 
     #[inline]
     fn find(&self, words: &[u64; 6], hash: u64) -> Option<usize> {
-        let (b1, _, _) = locate(hash, self.mask);
-        let at_home = b1 * SLOTS + home(hash);
+        let at_home = self.home_index(hash);
         match self.at_home(at_home, words) {
             AtHome::Hit => Some(at_home),
             AtHome::Absent => None,
@@ -585,7 +590,7 @@ impl FlowTable {
         if c.state.fetch_and(!ST_HELD, Ordering::AcqRel) & ST_HELD != 0 {
             self.holds.release(c.hold.load(Ordering::Relaxed), dropped);
         }
-        // Unreachable for one-line lookups too. The stamp's Release orders this store before
+        // Unreachable for one-line lookups too. The stamp's Release orders this clear before
         // any reader announces a later epoch, so a reader that still saw the entry live did
         // so before its next quiescent point, which the slot's reuse waits for.
         let k = &self.hot[idx].key;
@@ -734,17 +739,17 @@ impl<'t> Reader<'t> {
     pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
         let t = self.t();
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
-        let at_home = |h: u64| locate(h, t.mask).0 * SLOTS + home(h);
         for &h in &hashes[..n] {
-            wire::prefetch(&t.hot[at_home(h)]);
+            wire::prefetch(&t.hot[t.home_index(h)]);
         }
         let mut mask = 0u64;
         let mut rest = 0u64;
         for i in 0..n {
             out[i] = None;
-            match t.at_home(at_home(hashes[i]), &keys[i].to_words()) {
+            let at_home = t.home_index(hashes[i]);
+            match t.at_home(at_home, &keys[i].to_words()) {
                 AtHome::Hit => {
-                    out[i] = Some(self.id(at_home(hashes[i])));
+                    out[i] = Some(self.id(at_home));
                     mask |= 1 << i;
                 }
                 AtHome::Absent => {}
@@ -1146,7 +1151,7 @@ mod tests {
     fn home_slots_first_and_the_bucket_scan_for_the_rest() {
         let t = FlowTable::new(small()).unwrap();
         let mut r = t.reader().unwrap();
-        let home_of = |k: &FlowKey| locate(k.hash(), t.mask).0 * SLOTS + home(k.hash());
+        let home_of = |k: &FlowKey| t.home_index(k.hash());
         let at = |k: &FlowKey| t.at_home(home_of(k), &k.to_words());
         let same_home =
             |k: &FlowKey, from: u32| (from..).map(key).find(|c| c != k && home_of(c) == home_of(k)).unwrap();
@@ -1210,7 +1215,7 @@ mod tests {
         cfg.vrf_quota = Some(2);
         let t = FlowTable::new(cfg).unwrap();
         let r = t.reader().unwrap();
-        let home_of = |k: &FlowKey| locate(k.hash(), t.mask).0 * SLOTS + home(k.hash());
+        let home_of = |k: &FlowKey| t.home_index(k.hash());
         let a = key(1);
         let b = (2..).map(key).find(|c| home_of(c) == home_of(&a)).unwrap();
         let gens = Generations::default();

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use fib::{Encap, Resolution};
 use wire::ethernet::MacAddr;
+use wire::flow::FlowKey;
 
 use crate::neigh::LearnedMap;
 use crate::stats::DropReason;
@@ -55,10 +56,13 @@ pub(crate) struct PlanCache {
     slots: Box<[Option<Entry>]>,
 }
 
+/// Keyed by the destination as flow keys hold it (family and 16 address bytes), so a hit
+/// compares bytes without building an `IpAddr`.
 #[derive(Clone, Copy)]
 struct Entry {
     nexthop: u32,
-    dst: IpAddr,
+    family: u8,
+    dst: [u8; 16],
     /// Reusable while the tables' clock is below this (seconds).
     until: u32,
     plan: Plan,
@@ -87,32 +91,31 @@ impl PlanCache {
     }
 
     #[inline]
-    fn slot(nexthop: u32, dst: IpAddr) -> usize {
-        let d = match dst {
-            IpAddr::V4(a) => u64::from(u32::from(a)),
-            IpAddr::V6(a) => {
-                let b = u128::from(a);
-                (b as u64) ^ (b >> 64) as u64
-            }
-        };
+    fn slot(nexthop: u32, to: &FlowKey) -> usize {
+        let d = u128::from_le_bytes(to.dst);
+        let d = (d as u64) ^ (d >> 64) as u64;
         ((d ^ u64::from(nexthop) << 32).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - PLAN_BITS)) as usize
     }
 
-    /// The plan for `dst` via `nexthop`, if kept and still fresh at `now`.
+    /// The plan for the destination of flow `to` via `nexthop`, if kept and still fresh
+    /// at `now`.
     #[inline]
-    pub(crate) fn get(&self, nexthop: u32, dst: IpAddr, now: u32) -> Option<Plan> {
-        match &self.slots[Self::slot(nexthop, dst)] {
-            Some(e) if e.nexthop == nexthop && e.dst == dst && now < e.until => Some(e.plan),
+    pub(crate) fn get(&self, nexthop: u32, to: &FlowKey, now: u32) -> Option<&Plan> {
+        match &self.slots[Self::slot(nexthop, to)] {
+            Some(e) if e.nexthop == nexthop && e.dst == to.dst && e.family == to.family && now < e.until => {
+                Some(&e.plan)
+            }
             _ => None,
         }
     }
 
     /// Keeps `plan` while the clock is below `until` (nothing kept if it already is not).
-    pub(crate) fn put(&mut self, nexthop: u32, dst: IpAddr, plan: Plan, until: u32, now: u32) {
+    pub(crate) fn put(&mut self, nexthop: u32, to: &FlowKey, plan: Plan, until: u32, now: u32) {
         if now < until {
-            self.slots[Self::slot(nexthop, dst)] = Some(Entry {
+            self.slots[Self::slot(nexthop, to)] = Some(Entry {
                 nexthop,
-                dst,
+                family: to.family,
+                dst: to.dst,
                 until,
                 plan,
             });
@@ -182,6 +185,14 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// A flow to `dst`.
+    fn to(dst: &str) -> FlowKey {
+        match ip(dst) {
+            IpAddr::V4(d) => FlowKey::v4(Ipv4Addr::UNSPECIFIED, d, 17, 1, 2),
+            IpAddr::V6(d) => FlowKey::v6(std::net::Ipv6Addr::UNSPECIFIED, d, 17, 1, 2),
+        }
+    }
+
     fn direct(port: u16) -> Plan {
         Plan::Direct {
             port,
@@ -195,24 +206,24 @@ mod tests {
         let learned = Arc::new(LearnedMap::default());
         let mut c = PlanCache::new();
         c.sync(1, &learned);
-        c.put(7, ip("10.0.0.1"), direct(1), 60, 10);
-        c.put(7, ip("fd00::1"), direct(2), FOREVER, 10);
-        assert_eq!(c.get(7, ip("10.0.0.1"), 59), Some(direct(1)));
-        assert_eq!(c.get(7, ip("10.0.0.1"), 60), None, "due for confirmation");
-        assert_eq!(c.get(8, ip("10.0.0.1"), 10), None, "another nexthop");
-        assert_eq!(c.get(7, ip("10.0.0.2"), 10), None, "another destination");
-        assert_eq!(c.get(7, ip("fd00::1"), 1 << 30), Some(direct(2)));
+        c.put(7, &to("10.0.0.1"), direct(1), 60, 10);
+        c.put(7, &to("fd00::1"), direct(2), FOREVER, 10);
+        assert_eq!(c.get(7, &to("10.0.0.1"), 59), Some(&direct(1)));
+        assert_eq!(c.get(7, &to("10.0.0.1"), 60), None, "due for confirmation");
+        assert_eq!(c.get(8, &to("10.0.0.1"), 10), None, "another nexthop");
+        assert_eq!(c.get(7, &to("10.0.0.2"), 10), None, "another destination");
+        assert_eq!(c.get(7, &to("fd00::1"), 1 << 30), Some(&direct(2)));
         // Already stale: not kept.
-        c.put(9, ip("10.0.0.9"), direct(3), 10, 10);
-        assert_eq!(c.get(9, ip("10.0.0.9"), 10), None);
+        c.put(9, &to("10.0.0.9"), direct(3), 10, 10);
+        assert_eq!(c.get(9, &to("10.0.0.9"), 10), None);
 
         c.sync(1, &learned);
-        assert_eq!(c.get(7, ip("fd00::1"), 10), Some(direct(2)), "nothing changed");
+        assert_eq!(c.get(7, &to("fd00::1"), 10), Some(&direct(2)), "nothing changed");
         c.sync(2, &learned);
-        assert_eq!(c.get(7, ip("fd00::1"), 10), None, "FIB republished");
-        c.put(7, ip("fd00::1"), direct(2), FOREVER, 10);
+        assert_eq!(c.get(7, &to("fd00::1"), 10), None, "FIB republished");
+        c.put(7, &to("fd00::1"), direct(2), FOREVER, 10);
         // An equal but different table (a neighbour was learned and expired again).
         c.sync(2, &Arc::new(LearnedMap::default()));
-        assert_eq!(c.get(7, ip("fd00::1"), 10), None, "learned table replaced");
+        assert_eq!(c.get(7, &to("fd00::1"), 10), None, "learned table replaced");
     }
 }

@@ -810,17 +810,19 @@ fn act(
         FlowVerdict::Allow => {}
     }
     let h = meta.innermost();
-    let dst = h.key.dst_ip().ok_or(DropReason::Unsupported)?;
-    let plan = match egress.plans.get(a.nexthop, dst, cx.now) {
+    let fresh;
+    let plan = match egress.plans.get(a.nexthop, &h.key, cx.now) {
         Some(p) => p,
         None => {
-            let (plan, until) = cx.plan(egress, a.nexthop, dst, hash)?;
-            egress.plans.put(a.nexthop, dst, plan, until, cx.now);
-            plan
+            let dst = h.key.dst_ip().ok_or(DropReason::Unsupported)?;
+            let until;
+            (fresh, until) = cx.plan(egress, a.nexthop, dst, hash)?;
+            egress.plans.put(a.nexthop, &h.key, fresh, until, cx.now);
+            &fresh
         }
     };
     // Tunnel: (encapsulation, outer source, outer destination, inner destination MAC).
-    let (port, next, mac, tunnel) = match plan {
+    let (port, next, mac, tunnel) = match *plan {
         Plan::Host => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
         Plan::Direct { port, next, mac } => (port, next, mac, None),
         Plan::Encap {

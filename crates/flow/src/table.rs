@@ -976,9 +976,12 @@ impl<'t> Reader<'t> {
     /// Access to a flow's fields and counters.
     #[inline]
     pub fn flow<'r>(&'r self, id: FlowId<'r>) -> FlowRef<'r> {
+        let (table, idx) = (self.t(), id.idx as usize);
         FlowRef {
-            table: self.t(),
-            idx: id.idx as usize,
+            table,
+            idx,
+            hot: &table.hot[idx],
+            cold: &table.cold[idx],
             _reader: PhantomData,
         }
     }
@@ -1033,36 +1036,32 @@ impl<'t> Reader<'t> {
 pub struct FlowRef<'r> {
     table: &'r FlowTable,
     idx: usize,
+    // Both halves indexed once, not on every field access.
+    hot: &'r Hot,
+    cold: &'r Cold,
     _reader: PhantomData<&'r ()>,
 }
 
 impl<'r> FlowRef<'r> {
-    fn hot(&self) -> &'r Hot {
-        &self.table.hot[self.idx]
-    }
-    fn cold(&self) -> &'r Cold {
-        &self.table.cold[self.idx]
-    }
-
     /// The key.
     pub fn key(&self) -> FlowKey {
-        let k = &self.hot().key;
+        let k = &self.hot.key;
         FlowKey::from_words(core::array::from_fn(|i| k[i].load(Ordering::Relaxed)))
     }
     /// Cached action.
     #[inline]
     pub fn action(&self) -> Action {
-        Action::unpack(self.hot().action.load(Ordering::Acquire))
+        Action::unpack(self.hot.action.load(Ordering::Acquire))
     }
     /// Replaces the action (re-evaluation after a generation change).
     pub fn set_action(&self, action: Action, gens: Generations) {
-        self.hot().gens.store(gens.pack(), Ordering::Release);
-        self.hot().action.store(action.pack(), Ordering::Release);
+        self.hot.gens.store(gens.pack(), Ordering::Release);
+        self.hot.action.store(action.pack(), Ordering::Release);
     }
     /// Generations the action was computed from.
     #[inline]
     pub fn generations(&self) -> Generations {
-        Generations::unpack(self.hot().gens.load(Ordering::Acquire))
+        Generations::unpack(self.hot.gens.load(Ordering::Acquire))
     }
     /// True while the slow path has not decided.
     pub fn is_held(&self) -> bool {
@@ -1074,13 +1073,13 @@ impl<'r> FlowRef<'r> {
     }
     /// Slot index of the reverse flow.
     pub fn reverse(&self) -> Option<u32> {
-        let r = self.cold().reverse.load(Ordering::Acquire);
+        let r = self.cold.reverse.load(Ordering::Acquire);
         (r != NO_FLOW).then_some(r)
     }
     /// Counts a packet: packets, bytes, last-seen time and TCP flags (FIN/SYN/RST/ACK...).
     #[inline]
     pub fn record(&self, bytes: u32, now: u32, tcp_flags: u8) {
-        let c = self.cold();
+        let c = self.cold;
         c.packets.fetch_add(1, Ordering::Relaxed);
         c.bytes.fetch_add(u64::from(bytes), Ordering::Relaxed);
         if c.last_seen.load(Ordering::Relaxed) != now {
@@ -1093,19 +1092,19 @@ impl<'r> FlowRef<'r> {
     }
     /// Packets counted.
     pub fn packets(&self) -> u64 {
-        self.cold().packets.load(Ordering::Relaxed)
+        self.cold.packets.load(Ordering::Relaxed)
     }
     /// Bytes counted.
     pub fn bytes(&self) -> u64 {
-        self.cold().bytes.load(Ordering::Relaxed)
+        self.cold.bytes.load(Ordering::Relaxed)
     }
     /// Last time a packet was counted.
     pub fn last_seen(&self) -> u32 {
-        self.cold().last_seen.load(Ordering::Relaxed)
+        self.cold.last_seen.load(Ordering::Relaxed)
     }
     /// TCP flags seen.
     pub fn tcp_flags(&self) -> u8 {
-        (self.cold().state.load(Ordering::Relaxed) & ST_TCP_MASK) as u8
+        (self.cold.state.load(Ordering::Relaxed) & ST_TCP_MASK) as u8
     }
     /// Everything at once.
     pub fn snapshot(&self) -> FlowSnapshot {

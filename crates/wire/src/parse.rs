@@ -189,7 +189,7 @@ pub fn parse(frame: &[u8]) -> Result<PacketMeta> {
 ///
 /// Inlined into the caller is only the fast path's straight line for a plain frame;
 /// tunnels and every other frame continue out of line.
-#[inline]
+#[inline(always)]
 pub fn parse_into(frame: &[u8], meta: &mut PacketMeta) -> Result<()> {
     if frame.len() <= MAX_FRAME_LEN && fast_ethernet(frame, 0, &mut meta.outer) {
         meta.tunnel = Tunnel::None;

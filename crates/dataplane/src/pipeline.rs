@@ -838,35 +838,33 @@ fn act(
     // L3 rewrite of the (inner) packet: TTL and checksum.
     let l3 = usize::from(h.l3);
     let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
-    match h.l3_kind {
-        L3::Ipv4 => {
-            let ttl = frame[l3 + 8];
-            if ttl <= 1 {
-                return Err(Refused::Icmp {
-                    why: DropReason::TtlExpired,
-                    err: IcmpError::TimeExceeded,
-                });
-            }
-            let old = u16::from_be_bytes([ttl, frame[l3 + 9]]);
-            frame[l3 + 8] = ttl - 1;
-            let new = u16::from_be_bytes([ttl - 1, frame[l3 + 9]]);
-            let c = u16::from_be_bytes([frame[l3 + 10], frame[l3 + 11]]);
-            frame[l3 + 10..l3 + 12].copy_from_slice(&checksum::update_u16(c, old, new).to_be_bytes());
-        }
-        L3::Ipv6 => {
-            if frame[l3 + 7] <= 1 {
-                return Err(Refused::Icmp {
-                    why: DropReason::TtlExpired,
-                    err: IcmpError::TimeExceeded,
-                });
-            }
-            frame[l3 + 7] -= 1;
-        }
-        _ => return Err(DropReason::Unsupported.into()),
-    }
+    let expired = Refused::Icmp {
+        why: DropReason::TtlExpired,
+        err: IcmpError::TimeExceeded,
+    };
     // Whether an oversized encapsulation is answered with "fragmentation needed" / "packet
     // too big": IPv4 with don't-fragment, and all IPv6 (routers never fragment it).
-    let dont_frag = h.l3_kind == L3::Ipv6 || frame[l3 + 6] & 0x40 != 0;
+    let dont_frag = match h.l3_kind {
+        L3::Ipv4 => {
+            let ip = frame.get_mut(l3..l3 + 20).ok_or(DropReason::Malformed)?;
+            if ip[8] <= 1 {
+                return Err(expired);
+            }
+            ip[8] -= 1;
+            let c = checksum::ttl_decremented(u16::from_be_bytes([ip[10], ip[11]]));
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            ip[6] & 0x40 != 0
+        }
+        L3::Ipv6 => {
+            let hop_limit = frame.get_mut(l3 + 7).ok_or(DropReason::Malformed)?;
+            if *hop_limit <= 1 {
+                return Err(expired);
+            }
+            *hop_limit -= 1;
+            true
+        }
+        _ => return Err(DropReason::Unsupported.into()),
+    };
     let node = &t.node;
     // Without the next hop's MAC the packet is finished but for its first six bytes.
     let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;

@@ -168,6 +168,16 @@ pub fn update_u16(checksum: u16, old: u16, new: u16) -> u16 {
     finish(u32::from(!checksum) + u32::from(!old) + u32::from(new))
 }
 
+/// The IPv4 header checksum after the TTL drops by one: [`update_u16`] for that case alone
+/// (the TTL is the high byte of its word, so the sum falls by 0x0100 and the checksum rises
+/// by it, with the end-around carry), as routers do it per packet.
+#[inline]
+pub fn ttl_decremented(checksum: u16) -> u16 {
+    let c = u32::from(checksum) + 0x0100;
+    // 0xffff and a carry out both wrap, as eqn. 3's complement of a sum would.
+    (c + u32::from(c >= 0xffff)) as u16
+}
+
 /// RFC 1624 update for a 32-bit field (an IPv4 address, say) changing from `old` to `new`.
 #[inline]
 pub fn update_u32(checksum: u16, old: u32, new: u32) -> u16 {
@@ -188,6 +198,21 @@ pub fn update_u128(checksum: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ttl_decrement_agrees_with_eqn_3_for_every_checksum() {
+        for c in 0..=u16::MAX {
+            for (ttl, proto) in [(64u8, 17u8), (1, 6), (255, 0)] {
+                let old = u16::from_be_bytes([ttl, proto]);
+                let new = u16::from_be_bytes([ttl - 1, proto]);
+                assert_eq!(
+                    super::ttl_decremented(c),
+                    super::update_u16(c, old, new),
+                    "checksum {c:#06x}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

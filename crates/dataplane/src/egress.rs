@@ -11,10 +11,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use fib::{Encap, Resolution};
+use fib::Resolution;
 use wire::ethernet::MacAddr;
 use wire::flow::FlowKey;
 
+use crate::encap::Outer;
 use crate::neigh::LearnedMap;
 use crate::stats::DropReason;
 
@@ -30,16 +31,13 @@ pub(crate) enum Plan {
         next: IpAddr,
         mac: Option<MacAddr>,
     },
-    /// Encapsulated, then out of `port` to `mac`. `inner_mac`: the inner destination MAC
-    /// a VXLAN frame is given (an overlay neighbour), if configured.
+    /// Encapsulated in `outer` (which holds `mac`, or zeros until it is known), then out
+    /// of `port`.
     Encap {
-        encap: Encap,
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
+        outer: Outer,
         port: u16,
         next: IpAddr,
         mac: Option<MacAddr>,
-        inner_mac: Option<MacAddr>,
     },
 }
 

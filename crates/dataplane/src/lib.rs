@@ -32,6 +32,7 @@
 mod afxdp;
 pub mod apps;
 mod egress;
+mod encap;
 mod frag;
 mod frames;
 pub mod neigh;

@@ -21,12 +21,10 @@ use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use wire::flow::FlowKey;
 use wire::ip::{Fragment, IpProtocol};
 use wire::ipv4::{Ipv4Packet, Ipv4Repr};
-use wire::mpls::{MplsEntry, MplsRepr};
 use wire::parse::{L3, PacketMeta, Tunnel, parse_into};
-use wire::udp::{UdpPacket, UdpRepr};
-use wire::vxlan::VxlanRepr;
 
 use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
+use crate::encap::{Ends, Outer, encapsulate};
 use crate::frag::{FragTable, Key as FragKey};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, Parked, Resolver, Step};
@@ -117,13 +115,6 @@ pub const OVERLAY_NEIGHBOR_PORT: u32 = u32::MAX;
 const FLAG_REVERSE: u8 = 1;
 /// `Action::flags` bit: a deciding rule asked for logging.
 const FLAG_LOG: u8 = 2;
-
-/// VXLAN outer headers: Ethernet, IPv4, UDP, VXLAN.
-const VXLAN_OVERHEAD: usize = 14 + 20 + 8 + 8;
-/// MPLSoUDP outer headers replacing the inner Ethernet: Ethernet, IPv4, UDP, one label.
-const MPLS_UDP_OVERHEAD: usize = 14 + 20 + 8 + 4;
-/// MPLSoGRE outer headers replacing the inner Ethernet: Ethernet, IPv4, GRE, one label.
-const MPLS_GRE_OVERHEAD: usize = 14 + 20 + 4 + 4;
 
 /// One worker's pipeline.
 pub struct Pipeline {
@@ -274,14 +265,21 @@ impl Ctx<'_> {
                     Encap::Vxlan { .. } => self.fib.mac(OVERLAY_NEIGHBOR_PORT, dst),
                     _ => None,
                 };
-                let plan = Plan::Encap {
-                    encap: *encap,
+                let src_mac = self.t.node.ports.get(port as usize).ok_or(DropReason::NoSuchPort)?.mac;
+                let ends = Ends {
                     src,
                     dst: tdst,
+                    src_mac,
+                    // Without the next hop's MAC the packet is finished but for its first
+                    // six bytes.
+                    dst_mac: mac.unwrap_or(MacAddr([0; 6])),
+                    inner_mac,
+                };
+                let plan = Plan::Encap {
+                    outer: Outer::new(*encap, &ends),
                     port: port as u16,
                     next,
                     mac,
-                    inner_mac,
                 };
                 (plan, if shared { until } else { 0 })
             }
@@ -821,19 +819,15 @@ fn act(
             &fresh
         }
     };
-    // Tunnel: (encapsulation, outer source, outer destination, inner destination MAC).
-    let (port, next, mac, tunnel) = match *plan {
+    let (port, next, mac, outer) = match *plan {
         Plan::Host => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
         Plan::Direct { port, next, mac } => (port, next, mac, None),
         Plan::Encap {
-            encap,
-            src,
-            dst,
+            ref outer,
             port,
             next,
             mac,
-            inner_mac,
-        } => (port, next, mac, Some((encap, src, dst, inner_mac))),
+        } => (port, next, mac, Some(outer)),
     };
     // L3 rewrite of the (inner) packet: TTL and checksum.
     let l3 = usize::from(h.l3);
@@ -868,47 +862,28 @@ fn act(
     let node = &t.node;
     // Without the next hop's MAC the packet is finished but for its first six bytes.
     let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
-    let dst_mac = mac.unwrap_or(MacAddr([0; 6]));
-    match tunnel {
+    match outer {
         None => {
             let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
-            eth.set_dst_addr(dst_mac);
+            eth.set_dst_addr(mac.unwrap_or(MacAddr([0; 6])));
             eth.set_src_addr(pc.mac);
         }
-        Some((encap, src, tunnel_dst, inner_mac)) => {
-            match encapsulate(pool, pkt, encap, src, tunnel_dst, pc.mac, dst_mac, pc.mtu, hash, meta) {
-                Ok(()) => {}
-                Err(DropReason::TooBig) if dont_frag => {
-                    return Err(Refused::Icmp {
-                        why: DropReason::TooBig,
-                        err: IcmpError::TooBig {
-                            mtu: pc.mtu.saturating_sub(overhead_for(encap) as u16),
-                        },
-                    });
-                }
-                Err(why) => return Err(why.into()),
+        Some(outer) => match encapsulate(pool, pkt, outer, pc.mtu, hash, meta) {
+            Ok(()) => {}
+            Err(DropReason::TooBig) if dont_frag => {
+                return Err(Refused::Icmp {
+                    why: DropReason::TooBig,
+                    err: IcmpError::TooBig {
+                        mtu: pc.mtu.saturating_sub(outer.overhead() as u16),
+                    },
+                });
             }
-            if let Some(inner_mac) = inner_mac {
-                let f = pool.bytes_mut(pkt.addr, VXLAN_OVERHEAD + 14);
-                let mut eth = EthernetFrame::new_unchecked(&mut f[VXLAN_OVERHEAD..]);
-                eth.set_dst_addr(inner_mac);
-                eth.set_src_addr(pc.mac);
-            }
-        }
+            Err(why) => return Err(why.into()),
+        },
     }
     match mac {
         Some(_) => Ok(Verdict::Tx(port)),
         None => Err(Refused::Park { port, next }),
-    }
-}
-
-/// Bytes an encapsulation adds in front of the inner IP packet (the inner Ethernet header
-/// for VXLAN counts, as it is carried).
-fn overhead_for(encap: Encap) -> usize {
-    match encap {
-        Encap::Vxlan { .. } => VXLAN_OVERHEAD,
-        Encap::MplsOverUdp { .. } => MPLS_UDP_OVERHEAD,
-        Encap::MplsOverGre { .. } => MPLS_GRE_OVERHEAD,
     }
 }
 
@@ -1000,110 +975,6 @@ fn icmp_error(
         _ => return None,
     }
     Some(Verdict::Tx(port))
-}
-
-/// Prepends the outer headers in the frame's headroom; moves `pkt` to the new start.
-#[allow(clippy::too_many_arguments)]
-fn encapsulate(
-    pool: &mut FramePool,
-    pkt: &mut Pkt,
-    encap: Encap,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    src_mac: MacAddr,
-    dst_mac: MacAddr,
-    mtu: u16,
-    hash: u64,
-    meta: &PacketMeta,
-) -> Result<(), DropReason> {
-    let h = meta.innermost();
-    // VXLAN carries the inner Ethernet frame; MPLS carries the IP packet (the inner
-    // Ethernet header is dropped and the outer headers take its place and more).
-    let (overhead, keep_from) = match encap {
-        Encap::Vxlan { .. } => (VXLAN_OVERHEAD, 0u32),
-        Encap::MplsOverUdp { .. } => (MPLS_UDP_OVERHEAD, u32::from(h.l3)),
-        Encap::MplsOverGre { .. } => (MPLS_GRE_OVERHEAD, u32::from(h.l3)),
-    };
-    let inner_len = pkt.len - keep_from;
-    let new_addr = (pkt.addr + u64::from(keep_from))
-        .checked_sub(overhead as u64)
-        .ok_or(DropReason::NoHeadroom)?;
-    if pool.frame_base(new_addr) != pool.frame_base(pkt.addr) || new_addr < pool.frame_base(pkt.addr) {
-        return Err(DropReason::NoHeadroom);
-    }
-    let total = overhead as u32 + inner_len;
-    if total - 14 > u32::from(mtu) {
-        return Err(DropReason::TooBig);
-    }
-    let inner_ttl = meta.innermost().ttl.saturating_sub(1).max(1);
-    pkt.addr = new_addr;
-    pkt.len = total;
-    let f = pool.bytes_mut(pkt.addr, overhead);
-    EthernetRepr {
-        src: src_mac,
-        dst: dst_mac,
-        ethertype: EtherType::Ipv4,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut f[..14]));
-    let ip_payload = (total - 14 - 20) as u16;
-    let (proto, after_ip) = match encap {
-        Encap::Vxlan { .. } | Encap::MplsOverUdp { .. } => (IpProtocol::Udp, 34),
-        Encap::MplsOverGre { .. } => (IpProtocol::Gre, 34),
-    };
-    let mut ip = Ipv4Repr::new(src, dst, proto);
-    ip.payload_len = ip_payload;
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..34]))
-        .map_err(|_| DropReason::TooBig)?;
-    // Underlay ECMP entropy: the source port follows the inner flow.
-    let sport = 49152 | (hash as u16 & 0x3fff);
-    match encap {
-        Encap::Vxlan { vni } => {
-            UdpRepr {
-                src_port: sport,
-                dst_port: wire::udp::PORT_VXLAN,
-            }
-            .emit(
-                &mut UdpPacket::new_unchecked(&mut f[after_ip..after_ip + 8]),
-                usize::from(ip_payload) - 8,
-            )
-            .map_err(|_| DropReason::TooBig)?;
-            VxlanRepr { vni }
-                .emit(&mut f[42..50])
-                .map_err(|_| DropReason::Unsupported)?;
-        }
-        Encap::MplsOverUdp { label } => {
-            UdpRepr {
-                src_port: sport,
-                dst_port: wire::udp::PORT_MPLS,
-            }
-            .emit(
-                &mut UdpPacket::new_unchecked(&mut f[after_ip..after_ip + 8]),
-                usize::from(ip_payload) - 8,
-            )
-            .map_err(|_| DropReason::TooBig)?;
-            MplsRepr {
-                label,
-                tc: 0,
-                bottom: true,
-                ttl: inner_ttl,
-            }
-            .emit(&mut MplsEntry::new_unchecked(&mut f[42..46]))
-            .map_err(|_| DropReason::Unsupported)?;
-        }
-        Encap::MplsOverGre { label } => {
-            f[34..36].copy_from_slice(&[0, 0]);
-            f[36..38].copy_from_slice(&u16::from(EtherType::MplsUnicast).to_be_bytes());
-            MplsRepr {
-                label,
-                tc: 0,
-                bottom: true,
-                ttl: inner_ttl,
-            }
-            .emit(&mut MplsEntry::new_unchecked(&mut f[38..42]))
-            .map_err(|_| DropReason::Unsupported)?;
-        }
-    }
-    Ok(())
 }
 
 /// Builds the ARP request or neighbour solicitation for `ip` out of `port` in a fresh

@@ -640,7 +640,7 @@ impl Pipeline {
                         let off = u32::from(meta.inner.l2);
                         pkt.addr += u64::from(off);
                         pkt.len = u32::from(meta.outer.l3_end) - off;
-                        reparse(pool, pkt, meta)?;
+                        meta.decapsulate(meta.inner.l2);
                         vrf
                     }
                     (Tunnel::MplsOverUdp { top, .. } | Tunnel::MplsOverGre { top, .. }, true) => {
@@ -661,7 +661,7 @@ impl Pipeline {
                             ethertype,
                         }
                         .emit(&mut EthernetFrame::new_unchecked(f));
-                        reparse(pool, pkt, meta)?;
+                        meta.decapsulate(meta.inner.l3 - 14);
                         vrf
                     }
                     (Tunnel::Gre { .. }, true) => return Err(DropReason::Unsupported),
@@ -708,11 +708,6 @@ fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp
         rev_action: rev,
         first_packet: None,
     }
-}
-
-fn reparse(pool: &mut FramePool, pkt: &Pkt, meta: &mut PacketMeta) -> Result<(), DropReason> {
-    let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
-    parse_into(frame, meta).map_err(|_| DropReason::Malformed)
 }
 
 /// The VRF an MPLS label delivers into: a VRF-translate nexthop names it; an interface

@@ -739,14 +739,16 @@ impl<'t> Reader<'t> {
     pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
         let t = self.t();
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
-        for &h in &hashes[..n] {
-            wire::prefetch(&t.hot[t.home_index(h)]);
+        let mut homes = [0usize; MAX_BURST];
+        for (home, &h) in homes.iter_mut().zip(&hashes[..n]) {
+            *home = t.home_index(h);
+            wire::prefetch(&t.hot[*home]);
         }
         let mut mask = 0u64;
         let mut rest = 0u64;
         for i in 0..n {
             out[i] = None;
-            let at_home = t.home_index(hashes[i]);
+            let at_home = homes[i];
             match t.at_home(at_home, &keys[i].to_words()) {
                 AtHome::Hit => {
                     out[i] = Some(self.id(at_home));

@@ -273,45 +273,40 @@ fn fast_ipv4(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
         return false;
     };
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let end = l3 + total;
-    // Version 4 with a 20-byte header; whole (no offset, no more-fragments); UDP, TCP or GRE.
-    if ip[0] != 0x45 || total < 20 || end > buf.len() || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    let l4 = l3 + 20;
+    // Version 4 with a 20-byte header; whole (no offset, no more-fragments). The length
+    // check is one compare: a total below 20 wraps to a huge value.
+    if ip[0] != 0x45 || total.wrapping_sub(20) > buf.len() - l4 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
         return false;
     }
-    let proto = match ip[9] {
-        17 => IpProtocol::Udp,
-        6 => IpProtocol::Tcp,
-        47 => IpProtocol::Gre,
-        _ => return false,
-    };
     if !(cfg!(fuzzing) || crate::checksum::ipv4_header_valid(ip)) {
         return false;
     }
-    let l4 = l3 + 20;
+    let end = l3 + total;
     let seg = &buf[l4..end];
     let port = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
-    // (header length, end of the L4 payload, TCP flags, ports)
-    let (header, payload_end, tcp_flags, ports) = match proto {
-        IpProtocol::Udp if seg.len() >= udp::HEADER_LEN => {
+    // (protocol, header length, end of the L4 payload, TCP flags, ports)
+    let (proto, header, payload_end, tcp_flags, ports) = match ip[9] {
+        17 if seg.len() >= udp::HEADER_LEN => {
             let len = usize::from(port(4));
             if len < udp::HEADER_LEN || len > seg.len() {
                 return false;
             }
-            (udp::HEADER_LEN, l4 + len, 0, (port(0), port(2)))
+            (IpProtocol::Udp, udp::HEADER_LEN, l4 + len, 0, (port(0), port(2)))
         }
-        IpProtocol::Tcp if seg.len() >= 20 => {
+        6 if seg.len() >= 20 => {
             let header = usize::from(seg[12] >> 4) * 4;
             if header < 20 || header > seg.len() {
                 return false;
             }
-            (header, end, seg[13], (port(0), port(2)))
+            (IpProtocol::Tcp, header, end, seg[13], (port(0), port(2)))
         }
-        IpProtocol::Gre if seg.len() >= gre::BASE_LEN => {
+        47 if seg.len() >= gre::BASE_LEN => {
             let g = GrePacket::new_unchecked(seg);
             if g.check_reserved().is_err() || g.header_len() > seg.len() {
                 return false;
             }
-            (g.header_len(), end, 0, (0, 0))
+            (IpProtocol::Gre, g.header_len(), end, 0, (0, 0))
         }
         _ => return false,
     };

@@ -59,9 +59,27 @@ const LOCKED: u32 = 1;
 /// set, lookups and duplicate checks never touch the second bucket's cache line.
 const OVERFLOWED: u32 = 2;
 
-// Cold state word.
+// Cold state word: TCP flags, held, and above them the counter drains.
 const ST_TCP_MASK: u32 = 0xff;
 const ST_HELD: u32 = 1 << 8;
+const ST_DRAIN_SHIFT: u32 = 9;
+
+// The counter word a packet adds to with one locked add: packets above ACC_PACKET_SHIFT,
+// bytes below. Every ACC_DRAIN_AT packets the packet that reaches that count moves them
+// out: their bytes into the wide byte counter, one more drain into the state word. Flows
+// thus count 2^23 drains of 2^23 packets, 2^46 packets (OpenContrail's vRouter keeps 40
+// bits), and bytes to 2^64. Between drains the byte field takes at most 2^23 packets of at
+// most 2^16 bytes (larger ones add their bytes to the wide counter directly): 2^39 of its
+// 2^40.
+const ACC_PACKET_SHIFT: u32 = 40;
+const ACC_ONE_PACKET: u64 = 1 << ACC_PACKET_SHIFT;
+const ACC_BYTES_MASK: u64 = ACC_ONE_PACKET - 1;
+/// Small under test and loom, so tests reach the drain.
+#[cfg(not(any(test, loom)))]
+const ACC_DRAIN_AT: u64 = 1 << 23;
+#[cfg(any(test, loom))]
+const ACC_DRAIN_AT: u64 = 1 << 3;
+const ACC_MAX_PACKET_BYTES: u32 = 0xffff;
 const TCP_FIN: u32 = 0x01;
 const TCP_RST: u32 = 0x04;
 
@@ -87,12 +105,39 @@ struct Hot {
 #[repr(C, align(32))]
 #[derive(Default)]
 struct Cold {
-    packets: AtomicU64,
+    /// Recent packets and bytes, one locked add per packet (see [`ACC_PACKET_SHIFT`]).
+    acc: AtomicU64,
+    /// Bytes drained out of `acc`.
     bytes: AtomicU64,
     reverse: AtomicU32,
     last_seen: AtomicU32,
     state: AtomicU32,
     hold: AtomicU32,
+}
+
+impl Cold {
+    /// How a packet (or none) of `bytes` is counted: (add to `acc`, add to `bytes`).
+    #[inline]
+    fn split(packet: bool, bytes: u32) -> (u64, u64) {
+        let one = if packet { ACC_ONE_PACKET } else { 0 };
+        if bytes <= ACC_MAX_PACKET_BYTES {
+            (one | u64::from(bytes), 0)
+        } else {
+            (one, u64::from(bytes))
+        }
+    }
+
+    /// Moves `reached` (the counter word as the add that took its packets to
+    /// [`ACC_DRAIN_AT`] left it) out of `acc`. Only that add sees the count reach it, and
+    /// until this subtraction nobody sees it again, so each crossing drains once; adds in
+    /// between stay in `acc`.
+    #[cold]
+    fn drain(&self, reached: u64) {
+        self.bytes.fetch_add(reached & ACC_BYTES_MASK, Ordering::Relaxed);
+        self.state.fetch_add(1 << ST_DRAIN_SHIFT, Ordering::Relaxed);
+        // Release: a reader that sees the word drained sees the two adds above.
+        self.acc.fetch_sub(reached, Ordering::Release);
+    }
 }
 
 /// A new flow and its reverse, for [`Reader::insert_pairs`].
@@ -489,8 +534,9 @@ impl FlowTable {
             h.gens.store(gens.pack(), Ordering::Relaxed);
             let c = &self.cold[idx];
             let (bytes, tcp) = first.unwrap_or_default();
-            c.packets.store(u64::from(first.is_some()), Ordering::Relaxed);
-            c.bytes.store(u64::from(bytes), Ordering::Relaxed);
+            let (acc, wide) = Cold::split(first.is_some(), bytes);
+            c.acc.store(acc, Ordering::Relaxed);
+            c.bytes.store(wide, Ordering::Relaxed);
             c.reverse.store(NO_FLOW, Ordering::Relaxed);
             c.last_seen.store(now, Ordering::Relaxed);
             let held = if hold.is_some() { ST_HELD } else { 0 };
@@ -1082,8 +1128,14 @@ impl<'r> FlowRef<'r> {
     #[inline]
     pub fn record(&self, bytes: u32, now: u32, tcp_flags: u8) {
         let c = self.cold;
-        c.packets.fetch_add(1, Ordering::Relaxed);
-        c.bytes.fetch_add(u64::from(bytes), Ordering::Relaxed);
+        let (add, wide) = Cold::split(true, bytes);
+        if wide != 0 {
+            c.bytes.fetch_add(wide, Ordering::Relaxed);
+        }
+        let old = c.acc.fetch_add(add, Ordering::Relaxed);
+        if old >> ACC_PACKET_SHIFT == ACC_DRAIN_AT - 1 {
+            c.drain(old + add);
+        }
         if c.last_seen.load(Ordering::Relaxed) != now {
             c.last_seen.store(now, Ordering::Relaxed);
         }
@@ -1092,13 +1144,18 @@ impl<'r> FlowRef<'r> {
             c.state.fetch_or(flags, Ordering::Relaxed);
         }
     }
-    /// Packets counted.
+    /// Packets counted. Read while another worker drains the flow's counter word (once
+    /// every 2^23 packets), this can be over by that many for a moment, never under.
     pub fn packets(&self) -> u64 {
-        self.cold.packets.load(Ordering::Relaxed)
+        // A counter word after a drain brings the drain's other writes with it.
+        let acc = self.cold.acc.load(Ordering::Acquire);
+        let drains = u64::from(self.cold.state.load(Ordering::Relaxed) >> ST_DRAIN_SHIFT);
+        drains * ACC_DRAIN_AT + (acc >> ACC_PACKET_SHIFT)
     }
-    /// Bytes counted.
+    /// Bytes counted (with the same caveat as [`packets`](Self::packets)).
     pub fn bytes(&self) -> u64 {
-        self.cold.bytes.load(Ordering::Relaxed)
+        let acc = self.cold.acc.load(Ordering::Acquire);
+        self.cold.bytes.load(Ordering::Relaxed) + (acc & ACC_BYTES_MASK)
     }
     /// Last time a packet was counted.
     pub fn last_seen(&self) -> u32 {
@@ -1132,6 +1189,52 @@ mod tests {
 
     fn key(n: u32) -> FlowKey {
         FlowKey::v4(Ipv4Addr::from(0x0a00_0000 + n), Ipv4Addr::new(192, 0, 2, 1), 17, 1, 2)
+    }
+
+    /// Counts stay exact across many drains of the counter word (every 8 packets under
+    /// test), with packets too large for it, and with two threads counting at once.
+    #[test]
+    fn counters_stay_exact_across_drains() {
+        let t = FlowTable::new(small()).unwrap();
+        let r = t.reader().unwrap();
+        let k = key(1);
+        let (f, _) = r
+            .insert_pair(
+                &k,
+                &k.reversed(),
+                Action::allow(1),
+                Action::allow(1),
+                Generations::default(),
+                0,
+            )
+            .unwrap();
+        let (mut packets, mut bytes) = (0u64, 0u64);
+        for n in 0..100u32 {
+            let b = if n % 7 == 0 { 70_000 + n } else { 60 + n };
+            r.flow(f).record(b, n, 0);
+            packets += 1;
+            bytes += u64::from(b);
+            assert_eq!((r.flow(f).packets(), r.flow(f).bytes()), (packets, bytes), "after {n}");
+        }
+        // This thread and one more (the table has two reader slots).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = t.reader().unwrap();
+                let id = r.lookup(&k, k.hash()).unwrap();
+                assert_eq!(id.index(), f.index());
+                for _ in 0..50 {
+                    r.flow(id).record(100, 0, 0);
+                }
+            });
+            for _ in 0..50 {
+                r.flow(f).record(100, 0, 0);
+            }
+        });
+        assert_eq!(
+            (r.flow(f).packets(), r.flow(f).bytes()),
+            (packets + 100, bytes + 100 * 100)
+        );
+        assert_eq!(r.flow(f).snapshot().packets, packets + 100);
     }
 
     /// Four buckets, and every other pool small: Miri runs these tests.

@@ -195,6 +195,46 @@ fn a_displaced_flow_is_found_once_its_insert_is_seen() {
     });
 }
 
+/// Two workers count packets in one flow while its counter word reaches the drain point
+/// (8 packets under loom), and a third reads the counts: the totals come out exact (a
+/// drain run by both adders, or by none, would miscount), and a read racing the drain is
+/// never below the counts before it and over by at most one drain's worth.
+#[test]
+fn counts_stay_exact_across_a_drain() {
+    model(|| {
+        let t = tiny();
+        let k = key(1);
+        let r = t.reader().unwrap();
+        let (f, _) = r
+            .insert_pair(&k, &k, Action::allow(1), Action::allow(1), Generations::default(), 0)
+            .unwrap();
+        for _ in 0..6 {
+            r.flow(f).record(10, 0, 0);
+        }
+        let add = |bytes: u32| {
+            let t = t.clone();
+            thread::spawn(move || {
+                let r = t.reader().unwrap();
+                let id = r.lookup(&k, k.hash()).unwrap();
+                r.flow(id).record(bytes, 0, 0);
+            })
+        };
+        let (a, b) = (add(100), add(1000));
+        let (packets, bytes) = {
+            let id = r.lookup(&k, k.hash()).unwrap();
+            (r.flow(id).packets(), r.flow(id).bytes())
+        };
+        assert!(
+            (6..=8 + 8).contains(&packets) && (60..=2 * 1160).contains(&bytes),
+            "{packets} {bytes}"
+        );
+        a.join().unwrap();
+        b.join().unwrap();
+        let id = r.lookup(&k, k.hash()).unwrap();
+        assert_eq!((r.flow(id).packets(), r.flow(id).bytes()), (8, 60 + 100 + 1000));
+    });
+}
+
 /// A key that an empty table puts in the same slot as `key(1)`: its home. Found in one
 /// single-threaded loom execution (the table's atomics need loom's runtime).
 fn same_home_as_1() -> u8 {

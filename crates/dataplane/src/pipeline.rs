@@ -640,7 +640,9 @@ impl Pipeline {
                         let off = u32::from(meta.inner.l2);
                         pkt.addr += u64::from(off);
                         pkt.len = u32::from(meta.outer.l3_end) - off;
-                        meta.decapsulate(meta.inner.l2);
+                        if !meta.decapsulate(meta.inner.l2) {
+                            return Err(DropReason::Malformed);
+                        }
                         vrf
                     }
                     (Tunnel::MplsOverUdp { top, .. } | Tunnel::MplsOverGre { top, .. }, true) => {
@@ -661,7 +663,9 @@ impl Pipeline {
                             ethertype,
                         }
                         .emit(&mut EthernetFrame::new_unchecked(f));
-                        meta.decapsulate(meta.inner.l3 - 14);
+                        if !meta.decapsulate(meta.inner.l3 - 14) {
+                            return Err(DropReason::Malformed);
+                        }
                         vrf
                     }
                     (Tunnel::Gre { .. }, true) => return Err(DropReason::Unsupported),

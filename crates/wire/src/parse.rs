@@ -180,8 +180,10 @@ impl PacketMeta {
     /// before the IP header. Offsets move by `start`; the result equals a parse of the new
     /// frame, except that a tunnel inside the inner packet stays a plain packet here.
     ///
-    /// Does nothing if there is no tunnel or `start` is not where that header begins.
-    pub fn decapsulate(&mut self, start: u16) {
+    /// Returns `false` and changes nothing if there is no tunnel or `start` is not where
+    /// that header begins.
+    #[must_use]
+    pub fn decapsulate(&mut self, start: u16) -> bool {
         let h = &self.inner;
         let header = if h.l2 == ABSENT {
             h.l3.checked_sub(ethernet::HEADER_LEN as u16)
@@ -189,7 +191,7 @@ impl PacketMeta {
             Some(h.l2)
         };
         if self.tunnel == Tunnel::None || header != Some(start) {
-            return;
+            return false;
         }
         let mut h = *h;
         if h.l2 == ABSENT {
@@ -207,6 +209,7 @@ impl PacketMeta {
         h.l2 = 0;
         self.outer = h;
         self.tunnel = Tunnel::None;
+        true
     }
 }
 
@@ -832,7 +835,7 @@ mod tests {
             let want = parse(&inner);
             proptest::prop_assert!(want.is_ok(), "the inner packet parsed once: {:?}", want);
             let want = want.unwrap();
-            meta.decapsulate(start);
+            proptest::prop_assert!(meta.decapsulate(start));
             proptest::prop_assert_eq!(want.tunnel, Tunnel::None);
             proptest::prop_assert_eq!(meta.outer, want.outer);
             proptest::prop_assert_eq!(meta.tunnel, Tunnel::None);
@@ -843,9 +846,10 @@ mod tests {
     fn decapsulate_refuses_a_start_inside_the_inner_headers() {
         let mut m = parse(&compose::example_vxlan_frame()).unwrap();
         let before = m;
-        m.decapsulate(m.inner.l2 + 1);
+        assert!(!m.decapsulate(m.inner.l2 + 1));
         assert_eq!(m, before);
-        m.decapsulate(m.inner.l2);
+        assert!(m.decapsulate(m.inner.l2));
+        assert!(!m.decapsulate(0), "no tunnel left");
         assert_eq!((m.tunnel, m.outer.l2, m.outer.l3), (Tunnel::None, 0, 14));
     }
 

@@ -233,12 +233,12 @@ mod tests {
             let o = Outer::new(encap, &ends(None));
             for ip_len in (20..=u16::MAX).step_by(7) {
                 let mut want = [0u8; 20];
-                let mut repr = Ipv4Repr::new(ends(None).src, ends(None).dst, IpProtocol::Udp);
-                repr.protocol = if matches!(encap, Encap::MplsOverGre { .. }) {
+                let proto = if matches!(encap, Encap::MplsOverGre { .. }) {
                     IpProtocol::Gre
                 } else {
                     IpProtocol::Udp
                 };
+                let mut repr = Ipv4Repr::new(ends(None).src, ends(None).dst, proto);
                 repr.payload_len = ip_len - 20;
                 repr.emit(&mut Ipv4Packet::new_unchecked(&mut want[..])).unwrap();
                 let mut got = [0u8; 20];

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use dataplane::pipeline::{NodeConfig, Pipeline, PortConfig, PortRole, Tables};
 use dataplane::{BURST, FramePool, Handler, Pkt, Verdict};
 use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
@@ -293,21 +293,10 @@ fn bench_hits(
     flows: &FlowFrames,
     only_load: bool,
 ) {
-    let mut at = 0usize;
-    let mut stride = 0x9e37usize;
+    let mut walk = Walk::default();
     g.bench_function(name, |b| {
         b.iter(|| {
-            // The same walk as `at = (at + stride) % flows`, one division per burst.
-            let step = stride % flows.flows;
-            let mut burst = [0; BURST];
-            for slot in burst.iter_mut() {
-                at += step;
-                if at >= flows.flows {
-                    at -= flows.flows;
-                }
-                *slot = at;
-            }
-            stride = stride.wrapping_add(2) | 1;
+            let burst = walk.next(flows.flows);
             if only_load {
                 rig.load(flows, &burst);
                 black_box(&rig.pkts);
@@ -316,6 +305,61 @@ fn bench_hits(
             black_box(rig.run(port, flows, &burst))
         })
     });
+}
+
+/// A scattered walk over the flows, burst by burst.
+struct Walk {
+    at: usize,
+    stride: usize,
+}
+
+impl Default for Walk {
+    fn default() -> Self {
+        Walk { at: 0, stride: 0x9e37 }
+    }
+}
+
+impl Walk {
+    /// The next burst's flow indexes: the same walk as `at = (at + stride) % flows`, one
+    /// division per burst.
+    fn next(&mut self, flows: usize) -> [usize; BURST] {
+        let step = self.stride % flows;
+        let mut burst = [0; BURST];
+        for slot in burst.iter_mut() {
+            self.at += step;
+            if self.at >= flows {
+                self.at -= flows;
+            }
+            *slot = self.at;
+        }
+        self.stride = self.stride.wrapping_add(2) | 1;
+        burst
+    }
+}
+
+/// The 1K-flow hit cases without criterion, for instruction counts under callgrind
+/// (`scripts/pipeline-instructions`): `VR_PIPELINE_COUNT=case,bursts` with case `l3`,
+/// `vxlan` or `mpls` sets up that case and runs that many bursts.
+fn count(spec: &str) {
+    let (case, bursts) = spec.split_once(',').expect("VR_PIPELINE_COUNT=case,bursts");
+    let bursts: usize = bursts.parse().expect("a number of bursts");
+    let (port, dst): (u16, Option<&str>) = match case {
+        "l3" => (0, Some("10.0.2.2")),
+        "vxlan" => (0, Some("10.9.0.5")),
+        "mpls" => (2, None),
+        _ => panic!("case l3, vxlan or mpls, not {case}"),
+    };
+    let t = tables(1000);
+    let mut rig = Rig::new(&t);
+    let flows = match dst {
+        Some(d) => install(&mut rig, port, 1000, |i| l3(i, d)),
+        None => install(&mut rig, port, 1000, mpls_udp),
+    };
+    let mut walk = Walk::default();
+    for _ in 0..bursts {
+        let burst = walk.next(flows.flows);
+        black_box(rig.run(port, &flows, &burst));
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -417,4 +461,12 @@ fn two_workers() {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("VR_PIPELINE_COUNT") {
+        count(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

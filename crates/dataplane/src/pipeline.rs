@@ -381,16 +381,16 @@ impl Handler for Pipeline {
                 Err(why) => verdicts[i] = Verdict::Drop(why),
             }
         }
-        // Stage 2: flow lookup for the burst.
-        // Keys and hashes are compacted in place to the pending packets (`pending` is
-        // increasing, so nothing is overwritten before it is moved; usually nothing moves).
+        // Stage 2: flow lookup for the burst, keys and hashes gathered from the pending
+        // packets' headers. Gathered here rather than as each packet is classified: by
+        // now the parser's narrow stores into a key have reached the cache, so reading the
+        // key whole does not stall on them.
         let n = self.pending.len();
         let (mut keys, mut hashes) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.hashes));
         for (k, &i) in self.pending.iter().enumerate() {
-            if k != i {
-                keys[k] = keys[i];
-                hashes[k] = hashes[i];
-            }
+            let key = &self.metas[i].innermost().key;
+            hashes[k] = key.hash();
+            keys[k] = *key;
         }
         let mut hits = [None; BURST];
         self.reader.lookup_burst(&keys[..n], &hashes[..n], &mut hits[..n]);
@@ -559,7 +559,7 @@ impl Pipeline {
             }
             _ => return Err(DropReason::Unsupported),
         };
-        let k = &mut self.keys[i];
+        let k = &mut self.metas[i].innermost_mut().key;
         let key = FragKey {
             vrf: k.vrf,
             src: k.src,
@@ -577,8 +577,8 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Stage 1 for one packet. `Ok(None)`: it goes on to the flow stage with its key in
-    /// `self.keys[i]`.
+    /// Stage 1 for one packet. `Ok(None)`: it goes on to the flow stage, its key (VRF
+    /// set) in its innermost headers.
     fn classify(
         &mut self,
         pc: &PortConfig,
@@ -672,17 +672,16 @@ impl Pipeline {
                 }
             }
         };
-        let h = meta.innermost();
+        let h = meta.innermost_mut();
         if h.l3_kind == L3::None {
             return Err(DropReason::Unsupported);
         }
+        h.key.vrf = vrf;
         let (l4_proto, l4) = (h.l4_proto, h.l4);
-        self.keys[i] = h.key.with_vrf(vrf);
         if h.fragment != Fragment::Whole {
             let h = *h;
             self.follow_fragment(i, &h, pool, pkt)?;
         }
-        self.hashes[i] = self.keys[i].hash();
         self.icmp[i] = None;
         if matches!(l4_proto, IpProtocol::Icmp | IpProtocol::Icmpv6) && l4 != wire::parse::ABSENT {
             let f = pool.bytes_mut(pkt.addr, pkt.len as usize);

@@ -174,6 +174,16 @@ impl PacketMeta {
         }
     }
 
+    /// [`innermost`](Self::innermost), to change (the pipeline sets the flow key's VRF).
+    #[inline]
+    pub fn innermost_mut(&mut self) -> &mut Headers {
+        if self.tunnel == Tunnel::None {
+            &mut self.outer
+        } else {
+            &mut self.inner
+        }
+    }
+
     /// Decapsulation without a second parse: the inner packet becomes the packet, in a
     /// frame that now starts `start` bytes into the old one with an Ethernet header:
     /// VXLAN's own inner one, or for an IP payload one the caller wrote in the 14 bytes

@@ -65,7 +65,8 @@ impl HoldPool {
     pub(crate) fn acquire(&self) -> Option<Ticket> {
         let i = self.free.pop()?;
         let r = &self.records[usize::from(i)];
-        let generation = (r.state.load(Ordering::Acquire) >> 16).wrapping_add(1) & 0xffff;
+        // 15 bits: a ticket fits the 31 bits a flow entry keeps it in.
+        let generation = (r.state.load(Ordering::Acquire) >> 16).wrapping_add(1) & 0x7fff;
         r.state.store(generation << 16, Ordering::Release);
         Some(generation << 16 | u32::from(i))
     }

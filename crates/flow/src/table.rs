@@ -39,8 +39,11 @@ const KEY5_MASK: u64 = 0xffff;
 /// In the last key word of a home slot, whoever occupies it: how many keys whose home it is
 /// live elsewhere (their home was taken when they were inserted). While it is zero, a key
 /// not at its home is absent, so most misses also read one line.
-const DISPLACED_ONE: u64 = 1 << 32;
-const DISPLACED_MASK: u64 = 0xffff << 32;
+const DISPLACED_ONE: u64 = 1 << 16;
+const DISPLACED_MASK: u64 = 0xffff << 16;
+/// In the last key word, fixed for the entry's life: a held flow's hold ticket (31 bits).
+const HOLD_SHIFT: u32 = 32;
+const HOLD_MASK: u64 = 0x7fff_ffff << HOLD_SHIFT;
 
 /// What a key's home slot says about the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,25 @@ const ACC_DRAIN_AT: u64 = 1 << 23;
 #[cfg(any(test, loom))]
 const ACC_DRAIN_AT: u64 = 1 << 3;
 const ACC_MAX_PACKET_BYTES: u32 = 0xffff;
+
+// The owner's counter word: the owner (the inserting reader's id plus one, fixed for the
+// entry's life; 0 for none) in the top 7 bits, then 7 bits of packets and 18 of bytes,
+// kept with a plain load and store. Every OWN_FLUSH_AT packets, or before the byte field
+// could overflow, one locked add moves them into `acc`.
+const OWN_OWNER_SHIFT: u32 = 25;
+const OWN_OWNER_MASK: u32 = 0x7f << OWN_OWNER_SHIFT;
+const OWN_PACKET_SHIFT: u32 = 18;
+const OWN_PACKET_MASK: u32 = 0x7f;
+const OWN_BYTES_MASK: u32 = (1 << OWN_PACKET_SHIFT) - 1;
+#[cfg(not(any(test, loom)))]
+const OWN_FLUSH_AT: u32 = 128;
+#[cfg(any(test, loom))]
+const OWN_FLUSH_AT: u32 = 4;
+/// Bytes past which the owner's word is flushed (small under test, so tests reach it).
+#[cfg(not(any(test, loom)))]
+const OWN_FLUSH_BYTES: u32 = OWN_BYTES_MASK - ACC_MAX_PACKET_BYTES;
+#[cfg(any(test, loom))]
+const OWN_FLUSH_BYTES: u32 = 100_000;
 const TCP_FIN: u32 = 0x01;
 const TCP_RST: u32 = 0x04;
 
@@ -105,14 +127,18 @@ struct Hot {
 #[repr(C, align(32))]
 #[derive(Default)]
 struct Cold {
-    /// Recent packets and bytes, one locked add per packet (see [`ACC_PACKET_SHIFT`]).
+    /// Recent packets and bytes counted by readers other than the owner, one locked add
+    /// per packet (see [`ACC_PACKET_SHIFT`]), and the owner's flushes.
     acc: AtomicU64,
     /// Bytes drained out of `acc`.
     bytes: AtomicU64,
     reverse: AtomicU32,
     last_seen: AtomicU32,
     state: AtomicU32,
-    hold: AtomicU32,
+    /// The owner and its recent packets and bytes (see [`OWN_PACKET_SHIFT`]): with
+    /// receive-side scaling a flow's packets arrive at one worker, the one that inserted
+    /// it, and it counts them without a locked instruction.
+    own: AtomicU32,
 }
 
 impl Cold {
@@ -127,16 +153,50 @@ impl Cold {
         }
     }
 
-    /// Moves `reached` (the counter word as the add that took its packets to
-    /// [`ACC_DRAIN_AT`] left it) out of `acc`. Only that add sees the count reach it, and
-    /// until this subtraction nobody sees it again, so each crossing drains once; adds in
-    /// between stay in `acc`.
+    /// Adds packets and bytes to `acc` with one locked add.
+    #[inline]
+    fn add(&self, add: u64) {
+        let old = self.acc.fetch_add(add, Ordering::Relaxed);
+        if old >> ACC_PACKET_SHIFT < ACC_DRAIN_AT && (old + add) >> ACC_PACKET_SHIFT >= ACC_DRAIN_AT {
+            self.drain(old + add);
+        }
+    }
+
+    /// Counts a packet in the owner's word `w` (`bytes` at most [`ACC_MAX_PACKET_BYTES`]).
+    /// Only the owner writes it, so a load and a store lose nothing.
+    #[inline]
+    fn add_owned(&self, w: u32, bytes: u32) {
+        let owner = w & OWN_OWNER_MASK;
+        let packets = (w >> OWN_PACKET_SHIFT & OWN_PACKET_MASK) + 1;
+        let total = (w & OWN_BYTES_MASK) + bytes;
+        if packets < OWN_FLUSH_AT && total <= OWN_FLUSH_BYTES {
+            self.own
+                .store(owner | packets << OWN_PACKET_SHIFT | total, Ordering::Relaxed);
+        } else {
+            self.add(u64::from(packets) << ACC_PACKET_SHIFT | u64::from(total));
+            // Release: a reader that sees the word emptied sees the add above.
+            self.own.store(owner, Ordering::Release);
+        }
+    }
+
+    /// Moves [`ACC_DRAIN_AT`] packets and all bytes out of `acc`, given `reached`, the
+    /// word as the add that took its packets from below that count to it or past left it.
+    /// Only that add sees the crossing, and nobody sees another until a subtraction takes
+    /// the count below it again, so each crossing drains once. Adds in between stay in
+    /// `acc`, or are drained here too if they alone reach the count.
     #[cold]
-    fn drain(&self, reached: u64) {
-        self.bytes.fetch_add(reached & ACC_BYTES_MASK, Ordering::Relaxed);
-        self.state.fetch_add(1 << ST_DRAIN_SHIFT, Ordering::Relaxed);
-        // Release: a reader that sees the word drained sees the two adds above.
-        self.acc.fetch_sub(reached, Ordering::Release);
+    fn drain(&self, mut reached: u64) {
+        loop {
+            let bytes = reached & ACC_BYTES_MASK;
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.state.fetch_add(1 << ST_DRAIN_SHIFT, Ordering::Relaxed);
+            let take = ACC_DRAIN_AT << ACC_PACKET_SHIFT | bytes;
+            // Release: a reader that sees the word drained sees the two adds above.
+            reached = self.acc.fetch_sub(take, Ordering::Release) - take;
+            if reached >> ACC_PACKET_SHIFT < ACC_DRAIN_AT {
+                return;
+            }
+        }
     }
 }
 
@@ -503,11 +563,13 @@ impl FlowTable {
         None
     }
 
-    /// Installs a key unpublished (state CLAIMED), with `first` (bytes, TCP flags) counted
-    /// if given: the caller publishes or abandons it.
+    /// Installs a key unpublished (state CLAIMED), owned by `owner` (a reader's
+    /// [`Reader::owner`] bits), with `first` (bytes, TCP flags) counted if given: the caller
+    /// publishes or abandons it.
     #[allow(clippy::too_many_arguments)]
     fn reserve(
         &self,
+        owner: u32,
         key: &FlowKey,
         hash: u64,
         action: Action,
@@ -527,7 +589,8 @@ impl FlowTable {
             }
             // Read-modify-writes: the displaced count in this word is not the entry's.
             h.key[5].fetch_and(DISPLACED_MASK, Ordering::Relaxed);
-            h.key[5].fetch_or(words[5], Ordering::Relaxed);
+            let ticket = u64::from(hold.unwrap_or(0)) << HOLD_SHIFT;
+            h.key[5].fetch_or(words[5] | ticket, Ordering::Relaxed);
             // Before the key is published: a reader that could find it must know to look.
             self.displaced(idx, hash, 1);
             h.action.store(action.pack(), Ordering::Relaxed);
@@ -541,7 +604,7 @@ impl FlowTable {
             c.last_seen.store(now, Ordering::Relaxed);
             let held = if hold.is_some() { ST_HELD } else { 0 };
             c.state.store(held | u32::from(tcp), Ordering::Relaxed);
-            c.hold.store(hold.unwrap_or(0), Ordering::Relaxed);
+            c.own.store(owner, Ordering::Relaxed);
         }
         // The unlock publishes the key to the next inserter's duplicate check.
         self.unlock(b1);
@@ -615,6 +678,11 @@ impl FlowTable {
         self.slot(idx).store(EMPTY, Ordering::Release);
     }
 
+    /// The hold record of a held entry.
+    fn hold_of(&self, idx: usize) -> Ticket {
+        ((self.hot[idx].key[5].load(Ordering::Relaxed) & HOLD_MASK) >> HOLD_SHIFT) as Ticket
+    }
+
     fn vrf_of(&self, idx: usize) -> u32 {
         (self.hot[idx].key[4].load(Ordering::Relaxed) >> 32) as u32
     }
@@ -634,7 +702,7 @@ impl FlowTable {
         }
         let c = &self.cold[idx];
         if c.state.fetch_and(!ST_HELD, Ordering::AcqRel) & ST_HELD != 0 {
-            self.holds.release(c.hold.load(Ordering::Relaxed), dropped);
+            self.holds.release(self.hold_of(idx), dropped);
         }
         // Unreachable for one-line lookups too. The stamp's Release orders this clear before
         // any reader announces a later epoch, so a reader that still saw the entry live did
@@ -759,6 +827,17 @@ impl<'t> Reader<'t> {
         match &self.table {
             TableRef::Borrowed(t) => t,
             TableRef::Shared(t) => t,
+        }
+    }
+
+    /// This reader as the owner of the entries it inserts, in the owner's word's bits; 0
+    /// (owns nothing) past the first 127 readers.
+    #[inline]
+    fn owner(&self) -> u32 {
+        if self.id < OWN_PACKET_MASK as usize {
+            (self.id as u32 + 1) << OWN_OWNER_SHIFT
+        } else {
+            0
         }
     }
 
@@ -912,13 +991,13 @@ impl<'t> Reader<'t> {
         first: Option<(u32, u8)>,
     ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
         let t = self.t();
-        let f = t.reserve(fwd, fwd_hash, fwd_action, gens, now, None, first)?;
+        let f = t.reserve(self.owner(), fwd, fwd_hash, fwd_action, gens, now, None, first)?;
         if fwd == rev {
             t.cold[f].reverse.store(f as u32, Ordering::Relaxed);
             t.publish(f);
             return Ok((self.id(f), self.id(f)));
         }
-        let r = match t.reserve(rev, rev_hash, rev_action, gens, now, None, None) {
+        let r = match t.reserve(self.owner(), rev, rev_hash, rev_action, gens, now, None, None) {
             Ok(r) => r,
             Err(e) => {
                 t.abandon(f, fwd_hash);
@@ -941,6 +1020,7 @@ impl<'t> Reader<'t> {
             return Err(InsertError::HoldLimit);
         };
         match t.reserve(
+            self.owner(),
             key,
             key.hash(),
             Action::HOLD,
@@ -968,7 +1048,7 @@ impl<'t> Reader<'t> {
         if c.state.load(Ordering::Acquire) & ST_HELD == 0 {
             return ParkResult::Resolved;
         }
-        let r = t.holds.park(c.hold.load(Ordering::Relaxed), token);
+        let r = t.holds.park(t.hold_of(id.idx as usize), token);
         if r == ParkResult::Overflow {
             bump(&t.counters.hold_overflows);
         }
@@ -991,7 +1071,7 @@ impl<'t> Reader<'t> {
     ) -> Result<FlowId<'_>, InsertError> {
         let t = self.t();
         let f = id.idx as usize;
-        let reverse = t.reserve(rev, rev.hash(), rev_action, gens, now, None, None);
+        let reverse = t.reserve(self.owner(), rev, rev.hash(), rev_action, gens, now, None, None);
         if let Ok(r) = reverse {
             t.cold[r].reverse.store(f as u32, Ordering::Relaxed);
             t.cold[f].reverse.store(r as u32, Ordering::Release);
@@ -1003,7 +1083,7 @@ impl<'t> Reader<'t> {
         h.action.store(action.pack(), Ordering::Release);
         let c = &t.cold[f];
         if c.state.fetch_and(!ST_HELD, Ordering::AcqRel) & ST_HELD != 0 {
-            t.holds.release(c.hold.load(Ordering::Relaxed), &mut parked);
+            t.holds.release(t.hold_of(f), &mut parked);
         }
         reverse.map(|r| self.id(r))
     }
@@ -1030,6 +1110,7 @@ impl<'t> Reader<'t> {
             idx,
             hot: &table.hot[idx],
             cold: &table.cold[idx],
+            owner: self.owner(),
             _reader: PhantomData,
         }
     }
@@ -1087,6 +1168,8 @@ pub struct FlowRef<'r> {
     // Both halves indexed once, not on every field access.
     hot: &'r Hot,
     cold: &'r Cold,
+    /// The reader's [`Reader::owner`] bits.
+    owner: u32,
     _reader: PhantomData<&'r ()>,
 }
 
@@ -1125,16 +1208,19 @@ impl<'r> FlowRef<'r> {
         (r != NO_FLOW).then_some(r)
     }
     /// Counts a packet: packets, bytes, last-seen time and TCP flags (FIN/SYN/RST/ACK...).
+    /// Through the reader that inserted the flow this takes no locked instruction.
     #[inline]
     pub fn record(&self, bytes: u32, now: u32, tcp_flags: u8) {
         let c = self.cold;
-        let (add, wide) = Cold::split(true, bytes);
-        if wide != 0 {
-            c.bytes.fetch_add(wide, Ordering::Relaxed);
-        }
-        let old = c.acc.fetch_add(add, Ordering::Relaxed);
-        if old >> ACC_PACKET_SHIFT == ACC_DRAIN_AT - 1 {
-            c.drain(old + add);
+        let own = c.own.load(Ordering::Relaxed);
+        if own & OWN_OWNER_MASK == self.owner && self.owner != 0 && bytes <= ACC_MAX_PACKET_BYTES {
+            c.add_owned(own, bytes);
+        } else {
+            let (add, wide) = Cold::split(true, bytes);
+            if wide != 0 {
+                c.bytes.fetch_add(wide, Ordering::Relaxed);
+            }
+            c.add(add);
         }
         if c.last_seen.load(Ordering::Relaxed) != now {
             c.last_seen.store(now, Ordering::Relaxed);
@@ -1145,17 +1231,21 @@ impl<'r> FlowRef<'r> {
         }
     }
     /// Packets counted. Read while another worker drains the flow's counter word (once
-    /// every 2^23 packets), this can be over by that many for a moment, never under.
+    /// every 2^23 packets) or its owner flushes its own word (every 128), this can be over
+    /// by that many for a moment, never under.
     pub fn packets(&self) -> u64 {
-        // A counter word after a drain brings the drain's other writes with it.
+        // An emptied owner's word brings its flush with it, and a counter word after a
+        // drain the drain's other writes.
+        let own = self.cold.own.load(Ordering::Acquire);
         let acc = self.cold.acc.load(Ordering::Acquire);
         let drains = u64::from(self.cold.state.load(Ordering::Relaxed) >> ST_DRAIN_SHIFT);
-        drains * ACC_DRAIN_AT + (acc >> ACC_PACKET_SHIFT)
+        drains * ACC_DRAIN_AT + (acc >> ACC_PACKET_SHIFT) + u64::from(own >> OWN_PACKET_SHIFT & OWN_PACKET_MASK)
     }
     /// Bytes counted (with the same caveat as [`packets`](Self::packets)).
     pub fn bytes(&self) -> u64 {
+        let own = self.cold.own.load(Ordering::Acquire);
         let acc = self.cold.acc.load(Ordering::Acquire);
-        self.cold.bytes.load(Ordering::Relaxed) + (acc & ACC_BYTES_MASK)
+        self.cold.bytes.load(Ordering::Relaxed) + (acc & ACC_BYTES_MASK) + u64::from(own & OWN_BYTES_MASK)
     }
     /// Last time a packet was counted.
     pub fn last_seen(&self) -> u32 {
@@ -1192,7 +1282,41 @@ mod tests {
     }
 
     /// Counts stay exact across many drains of the counter word (every 8 packets under
-    /// test), with packets too large for it, and with two threads counting at once.
+    /// test) and flushes of the owner's word (every 4 packets or 100,000 bytes), with
+    /// packets too large for either, and with the owner and another thread counting at
+    /// once.
+    /// The inserting reader counts in its own word; another reader's packets take the
+    /// shared word's locked add.
+    #[test]
+    fn the_inserting_reader_owns_the_counts() {
+        let t = FlowTable::new(small()).unwrap();
+        let (r, other) = (t.reader().unwrap(), t.reader().unwrap());
+        let k = key(1);
+        let (f, _) = r
+            .insert_pair(
+                &k,
+                &k.reversed(),
+                Action::allow(1),
+                Action::allow(1),
+                Generations::default(),
+                0,
+            )
+            .unwrap();
+        let words = || {
+            let c = &t.cold[f.index() as usize];
+            (
+                c.own.load(Ordering::Relaxed) & !OWN_OWNER_MASK,
+                c.acc.load(Ordering::Relaxed),
+            )
+        };
+        r.flow(f).record(100, 0, 0);
+        r.flow(f).record(200, 0, 0);
+        assert_eq!(words(), (2 << OWN_PACKET_SHIFT | 300, 0));
+        other.flow(f).record(50, 0, 0);
+        assert_eq!(words(), (2 << OWN_PACKET_SHIFT | 300, ACC_ONE_PACKET | 50));
+        assert_eq!((r.flow(f).packets(), other.flow(f).bytes()), (3, 350));
+    }
+
     #[test]
     fn counters_stay_exact_across_drains() {
         let t = FlowTable::new(small()).unwrap();
@@ -1210,7 +1334,11 @@ mod tests {
             .unwrap();
         let (mut packets, mut bytes) = (0u64, 0u64);
         for n in 0..100u32 {
-            let b = if n % 7 == 0 { 70_000 + n } else { 60 + n };
+            let b = match n {
+                _ if n % 7 == 0 => 70_000 + n,
+                _ if n % 5 == 0 => 60_000 + n,
+                _ => 60 + n,
+            };
             r.flow(f).record(b, n, 0);
             packets += 1;
             bytes += u64::from(b);

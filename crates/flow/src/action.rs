@@ -81,12 +81,27 @@ impl Action {
 /// Generation numbers of the routing and policy snapshots an action was computed from.
 /// When a snapshot is replaced, flows with an older generation are re-evaluated on their
 /// next packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, Eq, Default)]
 pub struct Generations {
     /// Routing (FIB) snapshot generation.
     pub route: u32,
     /// Policy snapshot generation.
     pub policy: u32,
+}
+
+/// Compared as the packed word the table stores: a flow hit compares one stored word
+/// with the current generations, so this is one compare, not two after unpacking.
+impl PartialEq for Generations {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.pack() == other.pack()
+    }
+}
+
+impl std::hash::Hash for Generations {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.pack().hash(state);
+    }
 }
 
 impl Generations {

@@ -397,19 +397,14 @@ impl FlowTable {
 
     /// Registers a reader (one per worker thread). `None` when `max_readers` are in use.
     pub fn reader(&self) -> Option<Reader<'_>> {
-        Some(Reader {
-            table: TableRef::Borrowed(self),
-            id: self.epochs.register()?,
-        })
+        Some(Reader::new(TableRef::Borrowed(self), self.epochs.register()?))
     }
 
     /// A reader that keeps the table alive itself, for a worker that owns its state
     /// (`'static`) rather than borrowing the table from a scope.
     pub fn shared_reader(self: &std::sync::Arc<Self>) -> Option<Reader<'static>> {
-        Some(Reader {
-            id: self.epochs.register()?,
-            table: TableRef::Shared(self.clone()),
-        })
+        let id = self.epochs.register()?;
+        Some(Reader::new(TableRef::Shared(self.clone()), id))
     }
 
     /// Counters now.
@@ -563,9 +558,9 @@ impl FlowTable {
         None
     }
 
-    /// Installs a key unpublished (state CLAIMED), owned by `owner` (a reader's
-    /// [`Reader::owner`] bits), with `first` (bytes, TCP flags) counted if given: the caller
-    /// publishes or abandons it.
+    /// Installs a key unpublished (state CLAIMED), owned by `owner` (a reader's owner
+    /// bits), with `first` (bytes, TCP flags) counted if given: the caller publishes or
+    /// abandons it.
     #[allow(clippy::too_many_arguments)]
     fn reserve(
         &self,
@@ -795,6 +790,9 @@ impl FlowTable {
 pub struct Reader<'t> {
     table: TableRef<'t>,
     id: usize,
+    /// This reader as the owner of the entries it inserts, in the owner's word's bits; 0
+    /// (owns nothing) past the first 127 readers.
+    owner: u32,
 }
 
 enum TableRef<'t> {
@@ -830,15 +828,13 @@ impl<'t> Reader<'t> {
         }
     }
 
-    /// This reader as the owner of the entries it inserts, in the owner's word's bits; 0
-    /// (owns nothing) past the first 127 readers.
-    #[inline]
-    fn owner(&self) -> u32 {
-        if self.id < OWN_PACKET_MASK as usize {
-            (self.id as u32 + 1) << OWN_OWNER_SHIFT
+    fn new(table: TableRef<'t>, id: usize) -> Self {
+        let owner = if id < (OWN_OWNER_MASK >> OWN_OWNER_SHIFT) as usize {
+            (id as u32 + 1) << OWN_OWNER_SHIFT
         } else {
             0
-        }
+        };
+        Reader { table, id, owner }
     }
 
     fn id(&self, idx: usize) -> FlowId<'_> {
@@ -991,13 +987,13 @@ impl<'t> Reader<'t> {
         first: Option<(u32, u8)>,
     ) -> Result<(FlowId<'_>, FlowId<'_>), InsertError> {
         let t = self.t();
-        let f = t.reserve(self.owner(), fwd, fwd_hash, fwd_action, gens, now, None, first)?;
+        let f = t.reserve(self.owner, fwd, fwd_hash, fwd_action, gens, now, None, first)?;
         if fwd == rev {
             t.cold[f].reverse.store(f as u32, Ordering::Relaxed);
             t.publish(f);
             return Ok((self.id(f), self.id(f)));
         }
-        let r = match t.reserve(self.owner(), rev, rev_hash, rev_action, gens, now, None, None) {
+        let r = match t.reserve(self.owner, rev, rev_hash, rev_action, gens, now, None, None) {
             Ok(r) => r,
             Err(e) => {
                 t.abandon(f, fwd_hash);
@@ -1020,7 +1016,7 @@ impl<'t> Reader<'t> {
             return Err(InsertError::HoldLimit);
         };
         match t.reserve(
-            self.owner(),
+            self.owner,
             key,
             key.hash(),
             Action::HOLD,
@@ -1071,7 +1067,7 @@ impl<'t> Reader<'t> {
     ) -> Result<FlowId<'_>, InsertError> {
         let t = self.t();
         let f = id.idx as usize;
-        let reverse = t.reserve(self.owner(), rev, rev.hash(), rev_action, gens, now, None, None);
+        let reverse = t.reserve(self.owner, rev, rev.hash(), rev_action, gens, now, None, None);
         if let Ok(r) = reverse {
             t.cold[r].reverse.store(f as u32, Ordering::Relaxed);
             t.cold[f].reverse.store(r as u32, Ordering::Release);
@@ -1110,7 +1106,7 @@ impl<'t> Reader<'t> {
             idx,
             hot: &table.hot[idx],
             cold: &table.cold[idx],
-            owner: self.owner(),
+            owner: self.owner,
             _reader: PhantomData,
         }
     }
@@ -1168,7 +1164,7 @@ pub struct FlowRef<'r> {
     // Both halves indexed once, not on every field access.
     hot: &'r Hot,
     cold: &'r Cold,
-    /// The reader's [`Reader::owner`] bits.
+    /// The owner bits of the reader it came from.
     owner: u32,
     _reader: PhantomData<&'r ()>,
 }

@@ -337,28 +337,37 @@ impl Walk {
     }
 }
 
-/// The 1K-flow hit cases without criterion, for instruction counts under callgrind
-/// (`scripts/pipeline-instructions`): `VR_PIPELINE_COUNT=case,bursts` with case `l3`,
-/// `vxlan` or `mpls` sets up that case and runs that many bursts.
+/// The hit cases without criterion: `VR_PIPELINE_COUNT=case,bursts` with case `l3`,
+/// `vxlan` or `mpls` (1K flows) or `l3_1m` (1M flows) sets up that case, runs that many
+/// bursts and prints their wall time per packet. For instruction counts under callgrind
+/// (`scripts/pipeline-instructions`), and for many short interleaved timings
+/// (`scripts/pipeline-rounds`): on a machine whose speed moves from one second to the
+/// next, the fastest of many short rounds says more than one long one.
 fn count(spec: &str) {
     let (case, bursts) = spec.split_once(',').expect("VR_PIPELINE_COUNT=case,bursts");
     let bursts: usize = bursts.parse().expect("a number of bursts");
-    let (port, dst): (u16, Option<&str>) = match case {
-        "l3" => (0, Some("10.0.2.2")),
-        "vxlan" => (0, Some("10.9.0.5")),
-        "mpls" => (2, None),
-        _ => panic!("case l3, vxlan or mpls, not {case}"),
+    let (port, dst, n): (u16, Option<&str>, u32) = match case {
+        "l3" => (0, Some("10.0.2.2"), 1000),
+        "l3_1m" => (0, Some("10.0.2.2"), 1_000_000),
+        "vxlan" => (0, Some("10.9.0.5"), 1000),
+        "mpls" => (2, None, 1000),
+        _ => panic!("case l3, l3_1m, vxlan or mpls, not {case}"),
     };
-    let t = tables(1000);
+    let t = tables(n as usize);
     let mut rig = Rig::new(&t);
     let flows = match dst {
-        Some(d) => install(&mut rig, port, 1000, |i| l3(i, d)),
-        None => install(&mut rig, port, 1000, mpls_udp),
+        Some(d) => install(&mut rig, port, n, |i| l3(i, d)),
+        None => install(&mut rig, port, n, mpls_udp),
     };
     let mut walk = Walk::default();
+    let start = Instant::now();
     for _ in 0..bursts {
         let burst = walk.next(flows.flows);
         black_box(rig.run(port, &flows, &burst));
+    }
+    if bursts > 0 {
+        let ns = start.elapsed().as_nanos() as f64 / (bursts * BURST) as f64;
+        println!("{case} {ns:.1} ns per packet");
     }
 }
 

@@ -31,6 +31,7 @@
 
 mod afxdp;
 pub mod apps;
+mod clock;
 mod egress;
 mod encap;
 mod frag;

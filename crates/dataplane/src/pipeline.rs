@@ -23,6 +23,7 @@ use wire::ip::{Fragment, IpProtocol};
 use wire::ipv4::{Ipv4Packet, Ipv4Repr};
 use wire::parse::{L3, PacketMeta, Tunnel, parse_into};
 
+use crate::clock::FlowClock;
 use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
 use crate::encap::{Ends, Outer, encapsulate};
 use crate::frag::{FragTable, Key as FragKey};
@@ -140,6 +141,7 @@ pub struct Pipeline {
     egress: Egress,
     /// When learned neighbours were last aged (seconds on the tables' clock).
     aged: u32,
+    clock: FlowClock,
 }
 
 /// ICMP errors (time exceeded, fragmentation needed) per second per worker, and burst:
@@ -322,12 +324,14 @@ impl Pipeline {
                 plans: PlanCache::new(),
             },
             aged: 0,
+            clock: FlowClock::new(tables.epoch),
             t: tables,
         })
     }
 
+    #[inline]
     fn now(&self) -> u32 {
-        self.t.epoch.elapsed().as_secs() as u32
+        self.clock.now()
     }
 }
 
@@ -596,7 +600,7 @@ impl Pipeline {
         }
         let eth = EthernetFrame::new_unchecked(&frame[..]);
         if meta.outer.ethertype == EtherType::Arp {
-            let now = self.t.epoch.elapsed().as_secs() as u32;
+            let now = self.clock.now();
             return answer_arp(&self.t.neighbors, pc, frame, port, now).map(Some);
         }
         if meta.outer.l4_proto == IpProtocol::Icmpv6
@@ -606,7 +610,7 @@ impl Pipeline {
                 Some(&(wire::icmpv6::TYPE_NEIGHBOR_SOLICIT | wire::icmpv6::TYPE_NEIGHBOR_ADVERT))
             )
         {
-            let now = self.t.epoch.elapsed().as_secs() as u32;
+            let now = self.clock.now();
             return neighbor_discovery(&self.t.neighbors, pc, frame, &meta.outer, pkt, port, now).map(Some);
         }
         let host = self.host;

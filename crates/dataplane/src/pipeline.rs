@@ -121,11 +121,13 @@ const FLAG_LOG: u8 = 2;
 pub struct Pipeline {
     t: Tables,
     reader: Reader<'static>,
-    metas: Vec<PacketMeta>,
-    keys: Vec<FlowKey>,
-    hashes: Vec<u64>,
+    // Per burst slot, in arrays of the burst's size: indexes below `BURST` need no
+    // bounds checks.
+    metas: Box<[PacketMeta; BURST]>,
+    keys: Box<[FlowKey; BURST]>,
+    hashes: [u64; BURST],
     /// ICMP (type, code) of each packet that has them.
-    icmp: Vec<Option<(u8, u8)>>,
+    icmp: [Option<(u8, u8)>; BURST],
     /// Index into the burst of each packet that reached the flow stage.
     pending: Vec<usize>,
     /// Flows this burst creates, and the flow-stage index of the packet creating each.
@@ -307,10 +309,10 @@ impl Pipeline {
             host,
             frags: FragTable::new(),
             reader: tables.flows.shared_reader()?,
-            metas: vec![PacketMeta::default(); BURST],
-            keys: vec![FlowKey::default(); BURST],
-            hashes: vec![0; BURST],
-            icmp: vec![None; BURST],
+            metas: Box::new([PacketMeta::default(); BURST]),
+            keys: Box::new([FlowKey::default(); BURST]),
+            hashes: [0; BURST],
+            icmp: [None; BURST],
             pending: Vec::with_capacity(BURST),
             new_pairs: Vec::with_capacity(BURST),
             new_at: Vec::with_capacity(BURST),
@@ -370,6 +372,10 @@ impl Handler for Pipeline {
     }
 
     fn process(&mut self, port: u16, pkts: &mut [Pkt], pool: &mut FramePool, verdicts: &mut [Verdict]) {
+        assert!(
+            pkts.len() <= BURST && verdicts.len() == pkts.len(),
+            "a burst and its verdicts"
+        );
         let node = self.t.node.clone();
         let fib = self.t.fib.snapshot();
         let Some(pc) = node.ports.get(usize::from(port)) else {
@@ -390,12 +396,12 @@ impl Handler for Pipeline {
         // now the parser's narrow stores into a key have reached the cache, so reading the
         // key whole does not stall on them.
         let n = self.pending.len();
-        let (mut keys, mut hashes) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.hashes));
         for (k, &i) in self.pending.iter().enumerate() {
             let key = &self.metas[i].innermost().key;
-            hashes[k] = key.hash();
-            keys[k] = *key;
+            self.hashes[k] = key.hash();
+            self.keys[k] = *key;
         }
+        let (keys, hashes) = (&*self.keys, &self.hashes);
         let mut hits = [None; BURST];
         self.reader.lookup_burst(&keys[..n], &hashes[..n], &mut hits[..n]);
         for id in hits[..n].iter().flatten() {
@@ -495,7 +501,6 @@ impl Handler for Pipeline {
                 }
             };
         }
-        (self.keys, self.hashes) = (keys, hashes);
         if now != self.aged {
             self.aged = now;
             self.t.neighbors.expire(now);

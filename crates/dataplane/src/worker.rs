@@ -43,7 +43,8 @@ pub struct Emitted {
 /// reflect/forward apps). It may rewrite packets in place, and grow them into their
 /// headroom by moving `addr` back.
 pub trait Handler: Send {
-    /// Decides `verdicts[i]` for `pkts[i]`, received on port `port`.
+    /// Decides `verdicts[i]` for `pkts[i]`, received on port `port`. A worker passes at
+    /// most [`BURST`] packets and as many verdict slots.
     fn process(&mut self, port: u16, pkts: &mut [Pkt], pool: &mut FramePool, verdicts: &mut [Verdict]);
 
     /// Between bursts: packets the handler originated or kept earlier, now to be sent or

@@ -167,19 +167,54 @@ impl Umem {
         (fd >= 0).then_some(fd)
     }
 
-    /// `len` bytes at `addr`, if inside the UMEM and inside one frame.
+    /// `len` bytes at `addr`, if `addr` is inside the UMEM and the bytes inside its frame.
     ///
     /// # Safety
     /// The frame must be owned by the caller: not on the fill or TX ring, not being
     /// received into, and not borrowed elsewhere, for as long as the slice lives.
     #[allow(clippy::mut_from_ref)] // Frame ownership, not `&mut self`, makes it exclusive.
+    #[inline]
     pub unsafe fn bytes_mut(&self, addr: u64, len: usize) -> Option<&mut [u8]> {
-        let shift = self.frame_shift();
-        let end = addr.checked_add(len as u64)?;
-        if end > self.area.len as u64 || (len > 0 && addr >> shift != (end - 1) >> shift) {
+        // Frames are aligned powers of two, so what is left of `addr`'s frame is one mask
+        // away; no sum here can overflow.
+        let size = u64::from(self.cfg.frame_size);
+        if addr >= self.area.len as u64 || len as u64 > size - (addr & (size - 1)) {
             return None;
         }
         // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
         Some(unsafe { std::slice::from_raw_parts_mut(self.area.ptr.as_ptr().add(addr as usize), len) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "maps memory with mmap")]
+    fn bytes_stay_inside_one_frame_of_the_area() {
+        let umem = Umem::new(UmemConfig {
+            frame_size: 2048,
+            frame_count: 4,
+            ..Default::default()
+        })
+        .unwrap();
+        // SAFETY: no socket, so no ring: every frame is this test's.
+        let len = |addr, len| unsafe { umem.bytes_mut(addr, len) }.map(|b| b.len());
+        for (addr, n, fits) in [
+            (0, 2048, true),
+            (1, 2048, false),
+            (2047, 1, true),
+            (2047, 2, false),
+            (2048 * 3 + 100, 1948, true),
+            (2048 * 3 + 100, 1949, false),
+            (8191, 1, true),
+            (8191, 0, true),
+            (8192, 0, false),
+            (u64::MAX, 1, false),
+            (0, usize::MAX, false),
+        ] {
+            assert_eq!(len(addr, n), fits.then_some(n), "{addr} {n}");
+        }
     }
 }

@@ -1277,27 +1277,21 @@ mod tests {
         FlowKey::v4(Ipv4Addr::from(0x0a00_0000 + n), Ipv4Addr::new(192, 0, 2, 1), 17, 1, 2)
     }
 
-    /// Counts stay exact across many drains of the counter word (every 8 packets under
-    /// test) and flushes of the owner's word (every 4 packets or 100,000 bytes), with
-    /// packets too large for either, and with the owner and another thread counting at
-    /// once.
+    /// A flow and its reverse, both allowed, inserted by `r`.
+    fn allowed_pair<'r>(r: &'r Reader<'_>, k: &FlowKey) -> FlowId<'r> {
+        let allow = Action::allow(1);
+        r.insert_pair(k, &k.reversed(), allow, allow, Generations::default(), 0)
+            .unwrap()
+            .0
+    }
+
     /// The inserting reader counts in its own word; another reader's packets take the
     /// shared word's locked add.
     #[test]
     fn the_inserting_reader_owns_the_counts() {
         let t = FlowTable::new(small()).unwrap();
         let (r, other) = (t.reader().unwrap(), t.reader().unwrap());
-        let k = key(1);
-        let (f, _) = r
-            .insert_pair(
-                &k,
-                &k.reversed(),
-                Action::allow(1),
-                Action::allow(1),
-                Generations::default(),
-                0,
-            )
-            .unwrap();
+        let f = allowed_pair(&r, &key(1));
         let words = || {
             let c = &t.cold[f.index() as usize];
             (
@@ -1313,21 +1307,16 @@ mod tests {
         assert_eq!((r.flow(f).packets(), other.flow(f).bytes()), (3, 350));
     }
 
+    /// Counts stay exact across many drains of the counter word (every 8 packets under
+    /// test) and flushes of the owner's word (every 4 packets or 100,000 bytes), with
+    /// packets too large for either, and with the owner and another thread counting at
+    /// once.
     #[test]
     fn counters_stay_exact_across_drains() {
         let t = FlowTable::new(small()).unwrap();
         let r = t.reader().unwrap();
         let k = key(1);
-        let (f, _) = r
-            .insert_pair(
-                &k,
-                &k.reversed(),
-                Action::allow(1),
-                Action::allow(1),
-                Generations::default(),
-                0,
-            )
-            .unwrap();
+        let f = allowed_pair(&r, &k);
         let (mut packets, mut bytes) = (0u64, 0u64);
         for n in 0..100u32 {
             let b = match n {

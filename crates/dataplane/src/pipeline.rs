@@ -237,6 +237,10 @@ impl Ctx<'_> {
         }
     }
 
+    fn port(&self, port: u32) -> Result<&PortConfig, DropReason> {
+        self.t.node.ports.get(port as usize).ok_or(DropReason::NoSuchPort)
+    }
+
     /// Where packets for `dst` via `nexthop` go, and until when that answer may be reused
     /// (0: not at all).
     fn plan(&self, egress: &mut Egress, nexthop: u32, dst: IpAddr, hash: u64) -> Result<(Plan, u32), Refused> {
@@ -247,8 +251,17 @@ impl Ctx<'_> {
             Nexthop::Interface { port, gateway } => {
                 let next = gateway.unwrap_or(dst);
                 let (mac, until) = split(self.mac(&mut egress.resolver, *port, next));
+                let src_mac = self.port(*port)?.mac;
                 let port = *port as u16;
-                (Plan::Direct { port, next, mac }, until)
+                (
+                    Plan::Direct {
+                        port,
+                        next,
+                        mac,
+                        src_mac,
+                    },
+                    until,
+                )
             }
             Nexthop::Tunnel {
                 encap,
@@ -269,11 +282,11 @@ impl Ctx<'_> {
                     Encap::Vxlan { .. } => self.fib.mac(OVERLAY_NEIGHBOR_PORT, dst),
                     _ => None,
                 };
-                let src_mac = self.t.node.ports.get(port as usize).ok_or(DropReason::NoSuchPort)?.mac;
+                let pc = self.port(port)?;
                 let ends = Ends {
                     src,
                     dst: tdst,
-                    src_mac,
+                    src_mac: pc.mac,
                     // Without the next hop's MAC the packet is finished but for its first
                     // six bytes.
                     dst_mac: mac.unwrap_or(MacAddr([0; 6])),
@@ -284,6 +297,7 @@ impl Ctx<'_> {
                     port: port as u16,
                     next,
                     mac,
+                    mtu: pc.mtu,
                 };
                 (plan, if shared { until } else { 0 })
             }
@@ -799,6 +813,13 @@ fn decide(
 }
 
 /// Stage 4 for one packet.
+/// The rewrite that finishes a packet on its way out: its MACs (the egress port's as the
+/// source), or an encapsulation within the egress port's MTU.
+enum Finish<'p> {
+    Macs(MacAddr),
+    Encap(&'p Outer, u16),
+}
+
 fn act(
     cx: &Ctx<'_>,
     egress: &mut Egress,
@@ -808,7 +829,6 @@ fn act(
     meta: &PacketMeta,
     hash: u64,
 ) -> Result<Verdict, Refused> {
-    let t = cx.t;
     match a.verdict {
         FlowVerdict::Deny if a.nexthop == u32::MAX => return Err(DropReason::NoRoute.into()),
         FlowVerdict::Deny | FlowVerdict::Hold => return Err(DropReason::PolicyDenied.into()),
@@ -826,15 +846,21 @@ fn act(
             &fresh
         }
     };
-    let (port, next, mac, outer) = match *plan {
+    let (port, next, mac, finish) = match *plan {
         Plan::Host => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
-        Plan::Direct { port, next, mac } => (port, next, mac, None),
+        Plan::Direct {
+            port,
+            next,
+            mac,
+            src_mac,
+        } => (port, next, mac, Finish::Macs(src_mac)),
         Plan::Encap {
             ref outer,
             port,
             next,
             mac,
-        } => (port, next, mac, Some(outer)),
+            mtu,
+        } => (port, next, mac, Finish::Encap(outer, mtu)),
     };
     // L3 rewrite of the (inner) packet: TTL and checksum.
     let l3 = usize::from(h.l3);
@@ -866,22 +892,20 @@ fn act(
         }
         _ => return Err(DropReason::Unsupported.into()),
     };
-    let node = &t.node;
     // Without the next hop's MAC the packet is finished but for its first six bytes.
-    let pc = node.ports.get(usize::from(port)).ok_or(DropReason::NoSuchPort)?;
-    match outer {
-        None => {
+    match finish {
+        Finish::Macs(src_mac) => {
             let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
             eth.set_dst_addr(mac.unwrap_or(MacAddr([0; 6])));
-            eth.set_src_addr(pc.mac);
+            eth.set_src_addr(src_mac);
         }
-        Some(outer) => match encapsulate(pool, pkt, outer, pc.mtu, hash, meta) {
+        Finish::Encap(outer, mtu) => match encapsulate(pool, pkt, outer, mtu, hash, meta) {
             Ok(()) => {}
             Err(DropReason::TooBig) if dont_frag => {
                 return Err(Refused::Icmp {
                     why: DropReason::TooBig,
                     err: IcmpError::TooBig {
-                        mtu: pc.mtu.saturating_sub(outer.overhead() as u16),
+                        mtu: mtu.saturating_sub(outer.overhead() as u16),
                     },
                 });
             }

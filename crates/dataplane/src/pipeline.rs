@@ -639,8 +639,7 @@ impl Pipeline {
         }
         let vrf = match &pc.role {
             PortRole::Workload { vrf, addrs, .. } => {
-                let src = meta.outer.key.src_ip();
-                if !addrs.is_empty() && !src.is_some_and(|s| addrs.contains(&s)) {
+                if !addrs.is_empty() && !meta.outer.key.src_ip().is_some_and(|s| addrs.contains(&s)) {
                     return Err(DropReason::Spoofed);
                 }
                 *vrf

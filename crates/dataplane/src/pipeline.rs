@@ -417,10 +417,8 @@ impl Handler for Pipeline {
         }
         let (keys, hashes) = (&*self.keys, &self.hashes);
         let mut hits = [None; BURST];
-        self.reader.lookup_burst(&keys[..n], &hashes[..n], &mut hits[..n]);
-        for id in hits[..n].iter().flatten() {
-            self.reader.prefetch_counters(*id);
-        }
+        self.reader
+            .lookup_burst_counted(&keys[..n], &hashes[..n], &mut hits[..n]);
         let policy = self.t.policy.load();
         let gens = Generations {
             route: fib.generation(),

@@ -857,7 +857,26 @@ impl<'t> Reader<'t> {
     /// (most hits and misses end there, one line each); for the rest, prefetch the first
     /// bucket, scan its slot words for the signature and prefetch the candidates, then
     /// compare.
+    #[inline]
     pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
+        self.lookup_burst_with::<false>(keys, hashes, out)
+    }
+
+    /// [`lookup_burst`](Self::lookup_burst) for a caller that counts a packet in each hit
+    /// right after: each hit's counters line is fetched as soon as the hit is known, so
+    /// with a table far larger than the cache those misses overlap the remaining key
+    /// compares instead of all starting after them.
+    #[inline]
+    pub fn lookup_burst_counted<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
+        self.lookup_burst_with::<true>(keys, hashes, out)
+    }
+
+    fn lookup_burst_with<'r, const COUNTED: bool>(
+        &'r self,
+        keys: &[FlowKey],
+        hashes: &[u64],
+        out: &mut [Option<FlowId<'r>>],
+    ) -> u64 {
         let t = self.t();
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
         let mut homes = [0usize; MAX_BURST];
@@ -872,6 +891,9 @@ impl<'t> Reader<'t> {
             let at_home = homes[i];
             match t.at_home(at_home, &keys[i].to_words()) {
                 AtHome::Hit => {
+                    if COUNTED {
+                        wire::prefetch(&t.cold[at_home]);
+                    }
                     out[i] = Some(self.id(at_home));
                     mask |= 1 << i;
                 }
@@ -914,6 +936,9 @@ impl<'t> Reader<'t> {
                 t.find_in_buckets(&words, hashes[i])
             };
             if let Some(idx) = hit {
+                if COUNTED {
+                    wire::prefetch(&t.cold[idx]);
+                }
                 out[i] = Some(self.id(idx));
                 mask |= 1 << i;
             }
@@ -1088,13 +1113,6 @@ impl<'t> Reader<'t> {
     /// Returns how many entries were removed (0 if another worker was first).
     pub fn delete(&self, id: FlowId<'_>, mut dropped: impl FnMut(u32)) -> usize {
         self.t().retire_pair(id.idx as usize, &mut dropped)
-    }
-
-    /// Starts fetching the flow's counters into the cache. A burst's hits are counted right
-    /// after the lookup, and [`lookup_burst`](Self::lookup_burst) reads only the key's line.
-    #[inline]
-    pub fn prefetch_counters(&self, id: FlowId<'_>) {
-        wire::prefetch(&self.t().cold[id.idx as usize]);
     }
 
     /// Access to a flow's fields and counters.
@@ -1390,6 +1408,9 @@ mod tests {
             let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
             let mut out = vec![None; keys.len()];
             let mask = r.lookup_burst(keys, &hashes, &mut out);
+            let mut counted = vec![None; keys.len()];
+            assert_eq!(r.lookup_burst_counted(keys, &hashes, &mut counted), mask);
+            assert_eq!(counted, out);
             (
                 mask,
                 out.iter()

@@ -144,6 +144,8 @@ pub struct Pipeline {
     /// When learned neighbours were last aged (seconds on the tables' clock).
     aged: u32,
     clock: FlowClock,
+    /// Taken out for each burst and put back after it.
+    held: Option<Held>,
 }
 
 /// ICMP errors (time exceeded, fragmentation needed) per second per worker, and burst:
@@ -341,6 +343,7 @@ impl Pipeline {
             },
             aged: 0,
             clock: FlowClock::new(tables.epoch),
+            held: Some(Held::new(&tables)),
             t: tables,
         })
     }
@@ -390,8 +393,47 @@ impl Handler for Pipeline {
             pkts.len() <= BURST && verdicts.len() == pkts.len(),
             "a burst and its verdicts"
         );
-        let node = self.t.node.clone();
-        let fib = self.t.fib.snapshot();
+        let mut held = self.held.take().expect("the snapshots are put back after every burst");
+        held.refresh(&self.t);
+        self.burst(&held, port, pkts, pool, verdicts);
+        self.held = Some(held);
+    }
+}
+
+/// The node, FIB and policy snapshots the bursts work with, kept across bursts: each burst
+/// compares the published generations with the kept ones (one load each) and takes new
+/// snapshots only when they changed, where loading them every burst cost a few atomic
+/// read-modify-writes each. An idle worker keeps at most one superseded snapshot alive.
+struct Held {
+    node: Arc<NodeConfig>,
+    fib: Arc<fib::Snapshot>,
+    policy: Arc<Policy>,
+}
+
+impl Held {
+    fn new(t: &Tables) -> Self {
+        Held {
+            node: t.node.clone(),
+            fib: t.fib.snapshot(),
+            policy: t.policy.load(),
+        }
+    }
+
+    #[inline]
+    fn refresh(&mut self, t: &Tables) {
+        if self.fib.generation() != t.fib.generation() {
+            self.fib = t.fib.snapshot();
+        }
+        if self.policy.generation() != t.policy.generation() {
+            self.policy = t.policy.load();
+        }
+    }
+}
+
+impl Pipeline {
+    /// [`Handler::process`] with the burst's snapshots.
+    fn burst(&mut self, held: &Held, port: u16, pkts: &mut [Pkt], pool: &mut FramePool, verdicts: &mut [Verdict]) {
+        let (node, fib, policy) = (&*held.node, &*held.fib, &*held.policy);
         let Some(pc) = node.ports.get(usize::from(port)) else {
             verdicts.fill(Verdict::Drop(DropReason::NoSuchPort));
             return;
@@ -399,7 +441,7 @@ impl Handler for Pipeline {
         // Stage 1: parse, answer ARP, decapsulate, pick the VRF.
         self.pending.clear();
         for i in 0..pkts.len() {
-            match self.classify(pc, port, &fib, &mut pkts[i], pool, i) {
+            match self.classify(pc, port, fib, &mut pkts[i], pool, i) {
                 Ok(None) => self.pending.push(i),
                 Ok(Some(v)) => verdicts[i] = v,
                 Err(why) => verdicts[i] = Verdict::Drop(why),
@@ -419,7 +461,6 @@ impl Handler for Pipeline {
         let mut hits = [None; BURST];
         self.reader
             .lookup_burst_counted(&keys[..n], &hashes[..n], &mut hits[..n]);
-        let policy = self.t.policy.load();
         let gens = Generations {
             route: fib.generation(),
             policy: policy.generation(),
@@ -443,8 +484,8 @@ impl Handler for Pipeline {
                         // Computed from an older routing or policy: decide again, keeping
                         // which direction this entry is.
                         let fresh = decide(
-                            &policy,
-                            &fib,
+                            policy,
+                            fib,
                             &keys[k],
                             hashes[k],
                             a.flags & FLAG_REVERSE != 0,
@@ -457,7 +498,7 @@ impl Handler for Pipeline {
                 }
                 None => {
                     how[k] = "flow miss: policy + route, pair installed";
-                    let mut pair = new_pair(&policy, &fib, &keys[k], hashes[k], self.icmp[i]);
+                    let mut pair = new_pair(policy, fib, &keys[k], hashes[k], self.icmp[i]);
                     pair.first_packet = Some((bytes, tcp));
                     self.new_pairs.push(pair);
                     self.new_at.push(k);
@@ -488,7 +529,7 @@ impl Handler for Pipeline {
         let cx = Ctx {
             t: &self.t,
             host: self.host,
-            fib: &fib,
+            fib,
             learned: &learned,
             now,
         };

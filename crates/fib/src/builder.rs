@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::snapshot::Map;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::FibError;
 use crate::ecmp::EcmpGroup;
@@ -254,6 +255,9 @@ impl FibBuilder {
         };
         let generation = snapshot.generation;
         fib.current.store(Arc::new(snapshot));
+        // Release, after the store: a worker that sees this generation loads a snapshot at
+        // least as new.
+        fib.published.fetch_max(generation, Ordering::Release);
         self.dirty_vrfs.clear();
         self.dirty_nexthops = false;
         self.dirty_labels = false;

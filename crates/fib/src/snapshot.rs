@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use wire::ethernet::MacAddr;
@@ -345,6 +345,8 @@ impl Snapshot {
 /// snapshot is freed when the last reader drops it.
 pub struct Fib {
     pub(crate) current: ArcSwap<Snapshot>,
+    /// The generation of `current`, stored after it (the newest when publishes race).
+    pub(crate) published: AtomicU32,
     pub(crate) stats: Arc<FibStats>,
 }
 
@@ -363,8 +365,17 @@ impl Fib {
         };
         Fib {
             current: ArcSwap::from_pointee(empty),
+            published: AtomicU32::new(0),
             stats,
         }
+    }
+
+    /// The generation of the snapshot most recently published: a worker that keeps a
+    /// snapshot across bursts compares its generation with this (one load) to know when to
+    /// take a new one.
+    #[inline]
+    pub fn generation(&self) -> u32 {
+        self.published.load(Ordering::Acquire)
     }
 
     /// The current snapshot; hold it for a burst, then drop it.

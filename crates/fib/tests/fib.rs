@@ -300,8 +300,10 @@ fn readers_never_see_half_a_batch() {
                 let mut last = 0;
                 let mut checks = 0u64;
                 while !stop.load(Ordering::Relaxed) || checks == 0 {
+                    let published = fib.generation();
                     let snap = fib.snapshot();
                     let g = snap.generation();
+                    assert!(g >= published, "a published generation's snapshot is loaded");
                     assert!(g >= last, "generation went backwards");
                     last = g;
                     if g == 0 {

@@ -385,6 +385,8 @@ impl Policy {
 pub struct PolicyStore {
     current: ArcSwap<Policy>,
     next: AtomicU32,
+    /// The generation of `current`, stored after it (the newest when publishes race).
+    published: AtomicU32,
 }
 
 impl Default for PolicyStore {
@@ -400,7 +402,16 @@ impl PolicyStore {
         PolicyStore {
             current: ArcSwap::from_pointee(empty),
             next: AtomicU32::new(1),
+            published: AtomicU32::new(0),
         }
+    }
+
+    /// The generation of the policy most recently published: a worker that keeps a
+    /// snapshot across bursts compares its generation with this (one load) to know when to
+    /// take a new one.
+    #[inline]
+    pub fn generation(&self) -> u32 {
+        self.published.load(Ordering::Acquire)
     }
 
     /// The current snapshot.
@@ -431,6 +442,9 @@ impl PolicyStore {
         let generation = self.next.fetch_add(1, Ordering::Relaxed);
         let (p, warnings) = Policy::compile(set, generation)?;
         self.current.store(Arc::new(p));
+        // Release, after the store: a worker that sees this generation loads a policy at
+        // least as new.
+        self.published.fetch_max(generation, Ordering::Release);
         Ok((generation, warnings))
     }
 }

@@ -330,7 +330,7 @@ fn errors_name_rule_and_field_and_nothing_is_published() {
     let store = PolicyStore::new();
     let e = store.publish(&set).err().unwrap();
     assert_eq!(e.to_string(), "rule 2: field `src_ports`: range low 10 is above high 9");
-    assert_eq!(store.load().generation(), 0);
+    assert_eq!((store.load().generation(), store.generation()), (0, 0));
 
     let dup = Arc::new(RuleList {
         rules: vec![Rule::any(RuleId(1), Action::Allow), Rule::any(RuleId(1), Action::Deny)],
@@ -364,6 +364,11 @@ fn errors_name_rule_and_field_and_nothing_is_published() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("endpoint 1 is defined twice"), "{e}");
+    // Refused sets published nothing; the next good one is what workers are told of.
+    assert_eq!(store.generation(), 0);
+    let (g, _) = store.publish(&PolicySet { endpoints: vec![ep(1)] }).unwrap();
+    assert!(g > 0);
+    assert_eq!((store.generation(), store.load().generation()), (g, g));
 }
 
 #[test]

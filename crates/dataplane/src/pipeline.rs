@@ -347,11 +347,6 @@ impl Pipeline {
             t: tables,
         })
     }
-
-    #[inline]
-    fn now(&self) -> u32 {
-        self.clock.now()
-    }
 }
 
 impl Handler for Pipeline {
@@ -400,10 +395,12 @@ impl Handler for Pipeline {
     }
 }
 
-/// The node, FIB and policy snapshots the bursts work with, kept across bursts: each burst
-/// compares the published generations with the kept ones (one load each) and takes new
-/// snapshots only when they changed, where loading them every burst cost a few atomic
-/// read-modify-writes each. An idle worker keeps at most one superseded snapshot alive.
+/// The node configuration and the FIB and policy snapshots the bursts work with, kept
+/// across bursts, so a burst changes no reference counts. The node configuration never
+/// changes; for the snapshots each burst compares the published generations with the kept
+/// ones (one load each) and takes new ones only when they moved, where loading them every
+/// burst cost a few atomic read-modify-writes each. An idle worker keeps at most one
+/// superseded snapshot alive.
 struct Held {
     node: Arc<NodeConfig>,
     fib: Arc<fib::Snapshot>,
@@ -465,7 +462,7 @@ impl Pipeline {
             route: fib.generation(),
             policy: policy.generation(),
         };
-        let now = self.now();
+        let now = self.clock.now();
         // Stage 3: decide (slow path on a miss or a stale flow), then act.
         let mut actions = [Action::deny(); BURST];
         let mut how = ["flow hit"; BURST];
@@ -850,7 +847,6 @@ fn decide(
     }
 }
 
-/// Stage 4 for one packet.
 /// The rewrite that finishes a packet on its way out: its MACs (the egress port's as the
 /// source), or an encapsulation within the egress port's MTU.
 enum Finish<'p> {
@@ -858,6 +854,7 @@ enum Finish<'p> {
     Encap(&'p Outer, u16),
 }
 
+/// Stage 4 for one packet.
 fn act(
     cx: &Ctx<'_>,
     egress: &mut Egress,

@@ -3,7 +3,8 @@
 //! The flow table at 1M live flows versus papaya, scc, dashmap and `RwLock<HashMap>`
 //! (all with ahash) on the same keys, in the same run: hit and miss lookups and inserts
 //! (ours in bursts of 64), a 90/10 lookup/update mix, with 1 and 2 threads; plus the
-//! machine's floor, independent random reads over a buffer as large as our table.
+//! machine's floor, independent random reads over a buffer as large as our table (one
+//! line per key, and two: in one 4 KiB page or far apart).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -358,6 +359,24 @@ fn bench_flow(c: &mut Criterion) {
             black_box(s)
         })
     });
+    // Two random lines per key, as a counted packet of a 1M-flow table reads: in the same
+    // 4 KiB page (an entry's key line and counters) or half the buffer apart.
+    for (name, other) in [
+        (
+            "two_lines_same_page",
+            (|i: usize, _: usize| i ^ 32) as fn(usize, usize) -> usize,
+        ),
+        ("two_lines_apart", |i, words| (i + words / 2) % words),
+    ] {
+        g.bench_function(name, |b| {
+            let mut at = 0;
+            b.iter(|| {
+                let s: u64 = idx[at..at + BURST].iter().map(|&i| buf[i] + buf[other(i, words)]).sum();
+                at = (at + BURST) % (LIVE - BURST);
+                black_box(s)
+            })
+        });
+    }
     g.finish();
 }
 

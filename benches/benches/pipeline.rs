@@ -338,8 +338,9 @@ impl Walk {
 }
 
 /// The hit cases without criterion: `VR_PIPELINE_COUNT=case,bursts` with case `l3`,
-/// `vxlan` or `mpls` (1K flows), `l3_1m` (1M flows) or `load` (the L3 case's frame loading
-/// alone, the harness's share of every case) sets up that case, runs that many bursts and
+/// `vxlan` or `mpls` (1K flows), `l3_1m` (1M flows), `load` (the L3 case's frame loading
+/// alone, the harness's share of every case) or `setup` (every packet a new flow, the miss
+/// path) sets up that case, runs that many bursts and
 /// prints their wall time per packet. For instruction counts under callgrind
 /// (`scripts/pipeline-instructions`), and for many short interleaved timings
 /// (`scripts/pipeline-rounds`): on a machine whose speed moves from one second to the
@@ -347,12 +348,15 @@ impl Walk {
 fn count(spec: &str) {
     let (case, bursts) = spec.split_once(',').expect("VR_PIPELINE_COUNT=case,bursts");
     let bursts: usize = bursts.parse().expect("a number of bursts");
+    if case == "setup" {
+        return count_setup(bursts);
+    }
     let (port, dst, n): (u16, Option<&str>, u32) = match case {
         "l3" | "load" => (0, Some("10.0.2.2"), 1000),
         "l3_1m" => (0, Some("10.0.2.2"), 1_000_000),
         "vxlan" => (0, Some("10.9.0.5"), 1000),
         "mpls" => (2, None, 1000),
-        _ => panic!("case l3, l3_1m, vxlan, mpls or load, not {case}"),
+        _ => panic!("case l3, l3_1m, vxlan, mpls, load or setup, not {case}"),
     };
     let t = tables(n as usize);
     let mut rig = Rig::new(&t);
@@ -376,6 +380,31 @@ fn count(spec: &str) {
         println!("{case} {ns:.1} ns per packet");
     }
 }
+
+/// The `setup` case of [`count`]: `bursts` bursts of new flows (at most
+/// [`SETUP_FLOWS`] / 64) into an empty table sized for 1M flows.
+fn count_setup(bursts: usize) {
+    assert!(
+        bursts * BURST <= SETUP_FLOWS,
+        "at most {} bursts of new flows",
+        SETUP_FLOWS / BURST
+    );
+    let fresh = FlowFrames::new(SETUP_FLOWS as u32, |i| l3(i, "10.0.2.2"));
+    let t = tables(1 << 20);
+    let mut rig = Rig::new(&t);
+    let order: Vec<usize> = (0..bursts * BURST).collect();
+    let start = Instant::now();
+    for burst in order.chunks(BURST) {
+        black_box(rig.run(0, &fresh, burst));
+    }
+    if bursts > 0 {
+        let ns = start.elapsed().as_nanos() as f64 / (bursts * BURST) as f64;
+        println!("setup {ns:.1} ns per packet");
+    }
+}
+
+/// New flows the `setup` count case has frames for.
+const SETUP_FLOWS: usize = 1 << 17;
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use fib::{Encap, Fib, Nexthop};
 use flow::{Action, FlowTable, Generations, InsertError, NewPair, Reader, Verdict as FlowVerdict};
-use policy::{Fields, Policy, PolicyStore};
+use policy::{Fields, FlowDecision, Policy, PolicyStore};
 use wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use wire::checksum;
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
@@ -751,17 +751,21 @@ impl Pipeline {
 }
 
 /// Decides a new flow and its reverse (installed for the whole burst at once).
+/// Policy is evaluated once, on this first direction: the reply's evaluation would judge
+/// the same original direction.
 fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp: Option<(u8, u8)>) -> NewPair {
-    let fwd = decide(policy, fib, key, hash, false, icmp);
+    let verdict = policy.evaluate(&Fields::from_key(key, icmp));
+    let fwd = routed(fib, key, hash, false, &verdict);
     let rkey = key.reversed();
-    let mut rev = decide(policy, fib, &rkey, rkey.hash(), true, icmp.map(reply_of));
-    // The reply inherits the verdict; it keeps its own route.
-    if fwd.verdict != FlowVerdict::Allow {
-        rev = Action {
-            flags: rev.flags,
+    // The reply inherits the verdict (and a missing route); it keeps its own route.
+    let rev = if fwd.verdict == FlowVerdict::Allow {
+        routed(fib, &rkey, rkey.hash(), true, &verdict)
+    } else {
+        Action {
+            flags: fwd.flags | FLAG_REVERSE,
             ..fwd
-        };
-    }
+        }
+    };
     NewPair {
         fwd: *key,
         rev: rkey,
@@ -811,8 +815,13 @@ fn decide(
     } else {
         (*key, icmp)
     };
-    let fields = Fields::from_key(&original, icmp);
-    let verdict = policy.evaluate(&fields);
+    let verdict = policy.evaluate(&Fields::from_key(&original, icmp));
+    routed(fib, key, hash, reverse, &verdict)
+}
+
+/// The action for one direction of a flow (`reverse`: the reply direction) under a
+/// policy verdict: its route if allowed.
+fn routed(fib: &fib::Snapshot, key: &FlowKey, hash: u64, reverse: bool, verdict: &FlowDecision) -> Action {
     let mut flags = if reverse { FLAG_REVERSE } else { 0 };
     if verdict.log {
         flags |= FLAG_LOG;

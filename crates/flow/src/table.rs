@@ -513,11 +513,16 @@ impl FlowTable {
     /// Finds the key in bucket `b` among slots whose word satisfies `state_ok`.
     #[inline]
     fn find_in(&self, b: usize, words: &[u64; 6], state_ok: impl Fn(u32) -> bool) -> Option<usize> {
+        // The slot words first, as a mask, in a loop with no branches; then the keys of the
+        // few candidates (each read after its slot word's Acquire load, as before).
         let bucket = &self.buckets[b];
-        (0..SLOTS).find_map(|j| {
-            let idx = b * SLOTS + j;
-            (state_ok(bucket.slots[j].load(Ordering::Acquire)) && self.key_matches(idx, words)).then_some(idx)
-        })
+        let mut candidates = 0u64;
+        for (j, slot) in bucket.slots.iter().enumerate() {
+            candidates |= u64::from(state_ok(slot.load(Ordering::Acquire))) << j;
+        }
+        bits(candidates)
+            .map(|j| b * SLOTS + j)
+            .find(|&idx| self.key_matches(idx, words))
     }
 
     #[inline]
@@ -555,6 +560,11 @@ impl FlowTable {
         }
     }
 
+    /// A read-modify-write although a plain Release store would do (the holder is the only
+    /// writer of the word's other bits): loom cannot show a plain-store release correct
+    /// against inserters spinning on `fetch_or` (its model lets them read the locked
+    /// value forever), and one locked instruction per insert is not worth an unchecked
+    /// protocol.
     fn unlock(&self, b: usize) {
         self.buckets[b].ctrl.fetch_and(!LOCKED, Ordering::Release);
     }
@@ -614,10 +624,12 @@ impl FlowTable {
             for (slot, w) in h.key[..5].iter().zip(words) {
                 slot.store(w, Ordering::Relaxed);
             }
-            // Read-modify-writes: the displaced count in this word is not the entry's.
-            h.key[5].fetch_and(DISPLACED_MASK, Ordering::Relaxed);
+            // A read-modify-write: the displaced count in this word is not the entry's, and
+            // removals of displaced keys change it without this bucket's lock.
             let ticket = u64::from(hold.unwrap_or(0)) << HOLD_SHIFT;
-            h.key[5].fetch_or(words[5] | ticket, Ordering::Relaxed);
+            let _ = h.key[5].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(w & DISPLACED_MASK | words[5] | ticket)
+            });
             // Before the key is published: a reader that could find it must know to look.
             self.displaced(idx, hash, 1);
             h.action.store(action.pack(), Ordering::Relaxed);

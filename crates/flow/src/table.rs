@@ -561,10 +561,9 @@ impl FlowTable {
     }
 
     /// A read-modify-write although a plain Release store would do (the holder is the only
-    /// writer of the word's other bits): loom cannot show a plain-store release correct
-    /// against inserters spinning on `fetch_or` (its model lets them read the locked
-    /// value forever), and one locked instruction per insert is not worth an unchecked
-    /// protocol.
+    /// writer of the word's other bits): loom cannot check that variant (a minimal model
+    /// of a `fetch_or` spin lock released by a plain store exceeds its branch limit), and
+    /// one locked instruction per insert is not worth an unchecked protocol.
     fn unlock(&self, b: usize) {
         self.buckets[b].ctrl.fetch_and(!LOCKED, Ordering::Release);
     }

@@ -130,8 +130,10 @@ pub struct Pipeline {
     icmp: [Option<(u8, u8)>; BURST],
     /// Index into the burst of each packet that reached the flow stage.
     pending: Vec<usize>,
-    /// Flows this burst creates, and the flow-stage index of the packet creating each.
+    /// Flows this burst creates, their keys' hashes (forward, reverse), and the
+    /// flow-stage index of the packet creating each.
     new_pairs: Vec<NewPair>,
+    new_hashes: Vec<[u64; 2]>,
     new_at: Vec<usize>,
     /// IPv4 fragments being followed.
     frags: FragTable,
@@ -331,6 +333,7 @@ impl Pipeline {
             icmp: [None; BURST],
             pending: Vec::with_capacity(BURST),
             new_pairs: Vec::with_capacity(BURST),
+            new_hashes: Vec::with_capacity(BURST),
             new_at: Vec::with_capacity(BURST),
             icmp_limit: TokenBucket {
                 tokens: ICMP_ERRORS_PER_SEC,
@@ -495,9 +498,10 @@ impl Pipeline {
                 }
                 None => {
                     how[k] = "flow miss: policy + route, pair installed";
-                    let mut pair = new_pair(policy, fib, &keys[k], hashes[k], self.icmp[i]);
+                    let (mut pair, rev_hash) = new_pair(policy, fib, &keys[k], hashes[k], self.icmp[i]);
                     pair.first_packet = Some((bytes, tcp));
                     self.new_pairs.push(pair);
+                    self.new_hashes.push([hashes[k], rev_hash]);
                     self.new_at.push(k);
                     pair.fwd_action
                 }
@@ -509,7 +513,7 @@ impl Pipeline {
         // second packet of the same new flow in this burst (its insert finds the first's).
         if !self.new_pairs.is_empty() {
             let (reader, metas, pending, new_at) = (&self.reader, &self.metas, &self.pending, &self.new_at);
-            reader.insert_pairs(&self.new_pairs, gens, now, |j, res| {
+            reader.insert_pairs_hashed(&self.new_pairs, &self.new_hashes, gens, now, |j, res| {
                 let k = new_at[j];
                 if let Err(InsertError::Exists) = res
                     && let Some(id) = reader.lookup(&keys[k], hashes[k])
@@ -519,6 +523,7 @@ impl Pipeline {
                 }
             });
             self.new_pairs.clear();
+            self.new_hashes.clear();
             self.new_at.clear();
         }
         let learned = self.t.neighbors.current();
@@ -752,27 +757,29 @@ impl Pipeline {
 
 /// Decides a new flow and its reverse (installed for the whole burst at once).
 /// Policy is evaluated once, on this first direction: the reply's evaluation would judge
-/// the same original direction.
-fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp: Option<(u8, u8)>) -> NewPair {
+/// the same original direction. Also returns the reverse key's hash.
+fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp: Option<(u8, u8)>) -> (NewPair, u64) {
     let verdict = policy.evaluate(&Fields::from_key(key, icmp));
     let fwd = routed(fib, key, hash, false, &verdict);
     let rkey = key.reversed();
+    let rev_hash = rkey.hash();
     // The reply inherits the verdict (and a missing route); it keeps its own route.
     let rev = if fwd.verdict == FlowVerdict::Allow {
-        routed(fib, &rkey, rkey.hash(), true, &verdict)
+        routed(fib, &rkey, rev_hash, true, &verdict)
     } else {
         Action {
             flags: fwd.flags | FLAG_REVERSE,
             ..fwd
         }
     };
-    NewPair {
+    let pair = NewPair {
         fwd: *key,
         rev: rkey,
         fwd_action: fwd,
         rev_action: rev,
         first_packet: None,
-    }
+    };
+    (pair, rev_hash)
 }
 
 /// The VRF an MPLS label delivers into: a VRF-translate nexthop names it; an interface

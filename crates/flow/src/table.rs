@@ -1020,26 +1020,48 @@ impl<'t> Reader<'t> {
         now: u32,
         mut done: impl FnMut(usize, Result<(FlowId<'r>, FlowId<'r>), InsertError>),
     ) {
-        let t = self.t();
         for (c, chunk) in pairs.chunks(MAX_BURST).enumerate() {
             let mut hashes = [[0u64; 2]; MAX_BURST];
             for (h, p) in hashes.iter_mut().zip(chunk) {
                 *h = [p.fwd.hash(), p.rev.hash()];
-                for &x in h.iter() {
+            }
+            self.insert_pairs_hashed(chunk, &hashes[..chunk.len()], gens, now, |i, r| {
+                done(c * MAX_BURST + i, r)
+            });
+        }
+    }
+
+    /// [`insert_pairs`](Self::insert_pairs) with each pair's [`FlowKey::hash`]es, forward
+    /// and reverse, already computed (as a pipeline has them from its lookups and routes).
+    /// Only the pairs that have hashes are installed.
+    pub fn insert_pairs_hashed<'r>(
+        &'r self,
+        pairs: &[NewPair],
+        hashes: &[[u64; 2]],
+        gens: Generations,
+        now: u32,
+        mut done: impl FnMut(usize, Result<(FlowId<'r>, FlowId<'r>), InsertError>),
+    ) {
+        let t = self.t();
+        let n = pairs.len().min(hashes.len());
+        for (c, (chunk, chunk_hashes)) in pairs[..n].chunks(MAX_BURST).zip(hashes.chunks(MAX_BURST)).enumerate() {
+            for (p, h) in chunk.iter().zip(chunk_hashes) {
+                debug_assert_eq!(*h, [p.fwd.hash(), p.rev.hash()], "the pair's own hashes");
+                for &x in h {
                     wire::prefetch(&t.buckets[locate(x, t.mask).0]);
                 }
             }
-            for &x in hashes[..chunk.len()].iter().flatten() {
+            for &x in chunk_hashes.iter().flatten() {
                 t.prefetch_free_slot(x);
             }
-            let mut n = 0;
-            for (i, (p, h)) in chunk.iter().zip(hashes).enumerate() {
+            let mut installed = 0;
+            for (i, (p, &h)) in chunk.iter().zip(chunk_hashes).enumerate() {
                 let r =
                     self.insert_pair_hashed(&p.fwd, &p.rev, h, p.fwd_action, p.rev_action, gens, now, p.first_packet);
-                n += r.map_or(0, entries);
+                installed += r.map_or(0, entries);
                 done(c * MAX_BURST + i, r);
             }
-            t.installed(n);
+            t.installed(installed);
         }
     }
 

@@ -139,6 +139,38 @@ fn burst_insert_counts_the_first_packet_in_the_forward_flow() {
     assert_eq!((s.packets, s.bytes, s.tcp_flags, s.last_seen), (2, 100, 0x12, 8));
 }
 
+/// With the hashes given, a burst of more than one chunk installs exactly the pairs that
+/// have hashes, each findable by its keys, and reports each by its index.
+#[test]
+fn burst_insert_with_hashes_installs_the_hashed_pairs() {
+    let t = table(1 << 12);
+    let r = t.reader().unwrap();
+    let pairs: Vec<NewPair> = (0..100)
+        .map(|n| NewPair {
+            fwd: key(n, 17),
+            rev: key(n, 17).reversed(),
+            fwd_action: Action::allow(n),
+            rev_action: Action::allow(n),
+            first_packet: None,
+        })
+        .collect();
+    let hashes: Vec<[u64; 2]> = pairs[..90].iter().map(|p| [p.fwd.hash(), p.rev.hash()]).collect();
+    let mut done = Vec::new();
+    r.insert_pairs_hashed(&pairs, &hashes, Generations::default(), 0, |i, res| {
+        done.push((i, res.is_ok()))
+    });
+    assert_eq!(done, (0..90).map(|i| (i, true)).collect::<Vec<_>>());
+    for (n, p) in pairs.iter().enumerate() {
+        let found = r.lookup(&p.fwd, p.fwd.hash());
+        assert_eq!(found.is_some(), n < 90, "pair {n}");
+        if let Some(id) = found {
+            assert_eq!(r.flow(id).action(), Action::allow(n as u32));
+            assert!(r.lookup(&p.rev, p.rev.hash()).is_some());
+        }
+    }
+    assert_eq!(t.stats().entries, 180);
+}
+
 #[test]
 fn burst_lookup_matches_single_lookups() {
     let t = table(1 << 12);

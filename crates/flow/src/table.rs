@@ -124,7 +124,7 @@ struct Hot {
 }
 
 /// Two entries' key lines followed by their counters (three cache lines). An entry's two
-/// lines then share a 4 KiB page (all but about 3% of entries), so a hit on a table far
+/// lines then share a 4 KiB page (all but 3 entries in 128), so a hit on a table far
 /// beyond the TLB's reach costs one page walk, not two: measured on the development VM,
 /// two random lines per key cost 50-55 ns with the lines in separate arrays and 29-31 ns
 /// within one page (see docs/flow.md).

@@ -514,7 +514,7 @@ impl FlowTable {
     #[inline]
     fn find_in(&self, b: usize, words: &[u64; 6], state_ok: impl Fn(u32) -> bool) -> Option<usize> {
         // The slot words first, as a mask, in a loop with no branches; then the keys of the
-        // few candidates (each read after its slot word's Acquire load, as before).
+        // few candidates (each read after its slot word's Acquire load).
         let bucket = &self.buckets[b];
         let mut candidates = 0u64;
         for (j, slot) in bucket.slots.iter().enumerate() {

@@ -125,9 +125,8 @@ struct Hot {
 
 /// Two entries' key lines followed by their counters (three cache lines). An entry's two
 /// lines then share a 4 KiB page (all but 3 entries in 128), so a hit on a table far
-/// beyond the TLB's reach costs one page walk, not two: measured on the development VM,
-/// two random lines per key cost 50-55 ns with the lines in separate arrays and 29-31 ns
-/// within one page (see docs/flow.md).
+/// beyond the TLB's reach costs one page walk, not two: on the development VM two random
+/// lines per key cost 28-31 ns apart and 20-22 ns within one page (see docs/flow.md).
 #[repr(C, align(64))]
 #[derive(Default)]
 struct EntryPair {

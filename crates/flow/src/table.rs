@@ -17,6 +17,12 @@ use crate::stats::{Counters, FlowTableStats, bump};
 
 /// Most keys one burst call looks up.
 pub const MAX_BURST: usize = 64;
+
+/// How many keys ahead of the one being compared a burst lookup has its home line in
+/// flight. Issuing all 64 prefetches before the first compare left the compares to run
+/// after the memory had gone quiet; keeping 32 ahead overlaps them with the fetches (1M-flow
+/// hits about 10% faster here, see docs/flow.md), and fewer starves the memory.
+const LOOKAHEAD: usize = 32;
 /// Slots per bucket: 15 slot words and the insert bit fill one cache line.
 const SLOTS: usize = 15;
 const NO_FLOW: u32 = u32::MAX;
@@ -495,6 +501,15 @@ impl FlowTable {
         locate(hash, self.mask).0 * SLOTS + home(hash)
     }
 
+    /// The home entry's index and key line, whose fetch from memory it starts.
+    #[inline(always)]
+    fn fetch_home(&self, hash: u64) -> (usize, &Hot) {
+        let idx = self.home_index(hash);
+        let line = self.hot(idx);
+        wire::prefetch(line);
+        (idx, line)
+    }
+
     /// Counts `idx` in its key's home as displaced (`delta` 1) or no longer (`delta` -1),
     /// if it is not the home itself.
     fn displaced(&self, idx: usize, hash: u64, delta: i8) {
@@ -923,14 +938,15 @@ impl<'t> Reader<'t> {
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
         let mut homes = [0usize; MAX_BURST];
         let mut lines = [t.hot(0); MAX_BURST];
-        for ((home, line), &h) in homes.iter_mut().zip(&mut lines).zip(&hashes[..n]) {
-            *home = t.home_index(h);
-            *line = t.hot(*home);
-            wire::prefetch(*line);
+        for i in 0..n.min(LOOKAHEAD) {
+            (homes[i], lines[i]) = t.fetch_home(hashes[i]);
         }
         let mut mask = 0u64;
         let mut rest = 0u64;
         for i in 0..n {
+            if i + LOOKAHEAD < n {
+                (homes[i + LOOKAHEAD], lines[i + LOOKAHEAD]) = t.fetch_home(hashes[i + LOOKAHEAD]);
+            }
             out[i] = None;
             let at_home = homes[i];
             match at_home_line(lines[i], &keys[i].to_words()) {

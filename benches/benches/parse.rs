@@ -7,7 +7,7 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use etherparse::SlicedPacket;
 use smoltcp::wire::{EthernetFrame, Ipv4Packet, UdpPacket};
 use vrouter_benches::frames;
@@ -20,9 +20,7 @@ fn bench_parse(c: &mut Criterion) {
         // The pipeline's form: parse into a reused metadata slot.
         let mut slot = PacketMeta::default();
         g.bench_function("vrouter_wire", |b| {
-            b.iter(|| {
-                parse_into(black_box(&frame), &mut slot).is_ok() && black_box(&slot).innermost().key.dst_port != 0
-            })
+            b.iter(|| ours(black_box(&frame), &mut slot))
         });
         match meta.tunnel {
             Tunnel::None => {
@@ -50,18 +48,52 @@ fn bench_parse(c: &mut Criterion) {
             }
         }
         if name == "udp4" {
-            g.bench_function("smoltcp_three_views", |b| {
-                b.iter(|| {
-                    let f = black_box(&frame[..]);
-                    let e = EthernetFrame::new_checked(f).ok()?;
-                    let ip = Ipv4Packet::new_checked(e.payload()).ok()?;
-                    UdpPacket::new_checked(ip.payload()).ok().map(|u| u.dst_port())
-                })
-            });
+            g.bench_function("smoltcp_three_views", |b| b.iter(|| smoltcp_views(black_box(&frame))));
         }
         g.finish();
     }
 }
 
+/// Our one-pass parse into a reused slot, as the `vrouter_wire` bench runs it.
+fn ours(frame: &[u8], slot: &mut PacketMeta) -> bool {
+    parse_into(frame, slot).is_ok() && black_box(&*slot).innermost().key.dst_port != 0
+}
+
+/// Three bare smoltcp views (Ethernet, IPv4, UDP) that extract nothing but the port.
+fn smoltcp_views(f: &[u8]) -> Option<u16> {
+    let e = EthernetFrame::new_checked(f).ok()?;
+    let ip = Ipv4Packet::new_checked(e.payload()).ok()?;
+    UdpPacket::new_checked(ip.payload()).ok().map(|u| u.dst_port())
+}
+
+/// `VR_PARSE_COUNT=frame,parser,n` (parser `vrouter` or `smoltcp`): parses that frame n
+/// times and exits, for instruction counts under callgrind; the difference of two counts
+/// (n and 0) over n is the parser's instructions per frame, loop included.
+fn count(spec: &str) {
+    let [name, parser, n] = spec.split(',').collect::<Vec<_>>()[..] else {
+        panic!("VR_PARSE_COUNT=frame,parser,n");
+    };
+    let n: usize = n.parse().expect("a number of parses");
+    let frame = frames()
+        .into_iter()
+        .find_map(|(f, bytes)| (f == name).then_some(bytes))
+        .expect("a frame of vrouter_benches::frames()");
+    let mut slot = PacketMeta::default();
+    let ok = match parser {
+        "vrouter" => (0..n).filter(|_| ours(black_box(&frame), &mut slot)).count(),
+        "smoltcp" => (0..n).filter(|_| smoltcp_views(black_box(&frame)).is_some()).count(),
+        _ => panic!("parser vrouter or smoltcp, not {parser}"),
+    };
+    assert_eq!(ok, n, "every parse succeeds");
+}
+
 criterion_group!(benches, bench_parse);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("VR_PARSE_COUNT") {
+        count(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

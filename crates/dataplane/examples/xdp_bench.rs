@@ -279,6 +279,24 @@ fn threaded_napi(w: &World, devs: &[&str]) {
     }
 }
 
+/// How the DUT's XDP programs attach: native, or with `VR_GENERIC_RPS=1` generic with RPS
+/// steering the DUT port's receive to cpu1 (the worker's), so that XDP and the copy into
+/// the UMEM run there and not in the sender's softirq.
+fn dut_mode(w: &World) -> AttachMode {
+    let generic = std::env::var_os("VR_GENERIC_RPS").is_some();
+    let knob = format!(
+        "echo {} > /sys/class/net/{}/queues/rx-0/rps_cpus",
+        if generic { 2 } else { 0 },
+        w.v1.b
+    );
+    w.dut.exec(&["sh", "-c", &knob]).unwrap();
+    if generic {
+        AttachMode::Generic
+    } else {
+        AttachMode::Native
+    }
+}
+
 /// `VR_BUSY_POLL=1`: preferred busy polling on the DUT sockets and devices.
 fn busy_poll() -> bool {
     std::env::var_os("VR_BUSY_POLL").is_some()
@@ -352,9 +370,10 @@ fn workers(w: &World, forward: bool, handler: MakeHandler) -> (WorkerSet, Vec<Xd
             w.dut.exec(&["sh", "-c", &knobs]).unwrap();
         }
     }
+    let mode = dut_mode(w);
     w.dut.run(|| {
-        let p1 = Arc::new(XdpProgram::attach(&w.v1.b, AttachMode::Native).unwrap());
-        let p2 = forward.then(|| Arc::new(XdpProgram::attach(&w.v2.b, AttachMode::Native).unwrap()));
+        let p1 = Arc::new(XdpProgram::attach(&w.v1.b, mode).unwrap());
+        let p2 = forward.then(|| Arc::new(XdpProgram::attach(&w.v2.b, mode).unwrap()));
         let (q1, q2) = (p1.clone(), p2.clone());
         let set = WorkerSet::start(&[1], move |_, _| {
             let umem = Arc::new(Umem::new(UmemConfig::default()).map_err(|e| e.to_string())?);
@@ -396,7 +415,8 @@ fn main() {
         let mut rows: Vec<(&str, f64, f64)> = Vec::new();
         // The ceiling: XDP_DROP on the DUT's port.
         {
-            let _d = w.dut.run(|| XdpDrop::attach(&w.v1.b, AttachMode::Native).unwrap());
+            let mode = dut_mode(&w);
+            let _d = w.dut.run(|| XdpDrop::attach(&w.v1.b, mode).unwrap());
             let (gm, dm) = run(&w, g, secs, &|| w.counter(&w.dut, &w.v1.b, "rx_packets"));
             rows.push(("XDP_DROP", gm, dm));
         }

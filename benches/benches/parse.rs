@@ -19,9 +19,7 @@ fn bench_parse(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("parse/{name}"));
         // The pipeline's form: parse into a reused metadata slot.
         let mut slot = PacketMeta::default();
-        g.bench_function("vrouter_wire", |b| {
-            b.iter(|| ours(black_box(&frame), &mut slot))
-        });
+        g.bench_function("vrouter_wire", |b| b.iter(|| ours(black_box(&frame), &mut slot)));
         match meta.tunnel {
             Tunnel::None => {
                 g.bench_function("etherparse_sliced", |b| {

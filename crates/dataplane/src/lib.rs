@@ -32,6 +32,7 @@
 mod afxdp;
 pub mod apps;
 mod clock;
+mod decap;
 mod egress;
 mod encap;
 mod frag;

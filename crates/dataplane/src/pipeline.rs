@@ -24,6 +24,7 @@ use wire::ipv4::{Ipv4Packet, Ipv4Repr};
 use wire::parse::{L3, PacketMeta, Tunnel, parse_into};
 
 use crate::clock::FlowClock;
+use crate::decap::{TunnelId, TunnelVrfs};
 use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
 use crate::encap::{Ends, Outer, encapsulate};
 use crate::frag::{FragTable, Key as FragKey};
@@ -143,6 +144,8 @@ pub struct Pipeline {
     icmp_limit: TokenBucket,
     /// Next hops being resolved (packets parked on them) and tunnel underlays resolved.
     egress: Egress,
+    /// Which VRF each recent tunnel's packets belong to.
+    tunnel_vrfs: TunnelVrfs,
     /// When learned neighbours were last aged (seconds on the tables' clock).
     aged: u32,
     clock: FlowClock,
@@ -339,6 +342,7 @@ impl Pipeline {
                 tokens: ICMP_ERRORS_PER_SEC,
                 refilled: Instant::now(),
             },
+            tunnel_vrfs: TunnelVrfs::new(),
             egress: Egress {
                 resolver: Resolver::new(tables.neighbors.clone()),
                 underlay: UnderlayCache::default(),
@@ -698,7 +702,10 @@ impl Pipeline {
                     }
                     (Tunnel::None, _) | (_, false) => *vrf,
                     (Tunnel::Vxlan { vni }, true) => {
-                        let vrf = fib.vni(vni).ok_or(DropReason::UnknownVni)?;
+                        let vrf = self
+                            .tunnel_vrfs
+                            .get(fib.generation(), TunnelId::Vni(vni), || fib.vni(vni))
+                            .ok_or(DropReason::UnknownVni)?;
                         // The inner Ethernet frame becomes the packet.
                         let off = u32::from(meta.inner.l2);
                         pkt.addr += u64::from(off);
@@ -709,7 +716,12 @@ impl Pipeline {
                         vrf
                     }
                     (Tunnel::MplsOverUdp { top, .. } | Tunnel::MplsOverGre { top, .. }, true) => {
-                        let vrf = label_vrf(fib, &self.t.node, top.label).ok_or(DropReason::UnknownLabel)?;
+                        let vrf = self
+                            .tunnel_vrfs
+                            .get(fib.generation(), TunnelId::Label(top.label), || {
+                                label_vrf(fib, &self.t.node, top.label)
+                            })
+                            .ok_or(DropReason::UnknownLabel)?;
                         // The inner IP packet gets an Ethernet header where the label was.
                         let l3 = u32::from(meta.inner.l3);
                         let ethertype = if meta.inner.l3_kind == L3::Ipv6 {

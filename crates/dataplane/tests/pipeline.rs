@@ -661,10 +661,54 @@ fn decapsulates_each_tunnel_type_into_its_vrf() {
         assert_eq!(m.outer.key.dst_ip(), Some(ip("10.0.2.2")));
         assert_eq!(&out[out.len() - 5..], b"inner");
     }
-    // An unknown VNI is dropped and counted.
+    // An unknown VNI is dropped and counted, every time.
     let bad = frame(&cases_vni(43), b"x").unwrap();
     assert!(n.send(2, &bad).is_none());
-    assert_eq!(n.drops(DropReason::UnknownVni), 1);
+    assert!(n.send(2, &bad).is_none());
+    assert_eq!(n.drops(DropReason::UnknownVni), 2);
+}
+
+/// Workers remember which VRF a label or VNI names; a republished FIB that moves them is
+/// followed from the next packet.
+#[test]
+fn a_label_or_vni_moved_to_another_vrf_takes_effect_on_the_next_packet() {
+    let mut n = node();
+    let mpls = Header::Mpls(MplsRepr {
+        label: 100,
+        tc: 0,
+        bottom: true,
+        ttl: 64,
+    });
+    let inner = |dport| {
+        vec![
+            Header::Ipv4(Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp)),
+            Header::Udp(UdpRepr {
+                src_port: 1000,
+                dst_port: dport,
+            }),
+        ]
+    };
+    let labelled = |dport| frame(&outer([vec![mpls], inner(dport)].concat(), true), b"x").unwrap();
+    let vxlan = |dport| {
+        let eth = Header::Ethernet(EthernetRepr {
+            src: MR,
+            dst: P2,
+            ethertype: EtherType::Ipv4,
+        });
+        let headers = [vec![Header::Vxlan(VxlanRepr { vni: 42 }), eth], inner(dport)].concat();
+        frame(&outer(headers, true), b"x").unwrap()
+    };
+    assert_eq!(n.send(2, &labelled(2000)).map(|(port, _)| port), Some(1));
+    assert_eq!(n.send(2, &vxlan(2000)).map(|(port, _)| port), Some(1));
+    // Label 100 and VNI 42 now name VRF 0, which has no route to 10.0.2.2.
+    n.routes.set_nexthop(21, Nexthop::VrfTranslate { vrf: 0 }).unwrap();
+    n.routes.set_label(100, 21).unwrap();
+    n.routes.set_vni(42, 0).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    // New flows (other ports), so the answer comes from the VRF, not a cached flow.
+    assert!(n.send(2, &labelled(2001)).is_none());
+    assert!(n.send(2, &vxlan(2001)).is_none());
+    assert_eq!(n.drops(DropReason::NoRoute), 2);
 }
 
 fn cases_vni(vni: u32) -> Vec<Header<'static>> {

@@ -14,6 +14,13 @@
 //! Learning is guarded against poisoning: on a workload port only the workload's own
 //! addresses are learned; on other ports only answers for something a worker asked about,
 //! refreshes of known entries, and requests for the router's own addresses.
+//!
+//! And against floods: every write copies the table, so writes nobody asked for (a host
+//! announcing itself, a changed MAC) are limited to [`NeighborConfig::learn_per_sec`] for
+//! the whole node, and an unchanged MAC heard again is rewritten (its age reset) at most
+//! every quarter of [`NeighborConfig::refresh_secs`]. Answers to the router's own
+//! requests are never limited. A flood of spoofed ARP from a workload or the fabric is
+//! still answered, but costs at most that many copies a second.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -48,6 +55,9 @@ pub struct NeighborConfig {
     pub expire_secs: u32,
     /// Learned entries at most; beyond it nothing more is learned (counted).
     pub capacity: usize,
+    /// Writes to the learned table per second (for the whole node) that are not answers
+    /// to the router's own requests; more are refused (counted).
+    pub learn_per_sec: u32,
 }
 
 impl Default for NeighborConfig {
@@ -60,6 +70,7 @@ impl Default for NeighborConfig {
             refresh_secs: 60,
             expire_secs: 300,
             capacity: 65_536,
+            learn_per_sec: 64,
         }
     }
 }
@@ -83,6 +94,10 @@ pub struct NeighborCache {
     /// (port, IP) some worker is resolving: answers for these are learned.
     asked: Mutex<HashSet<(u32, IpAddr)>>,
     refused: AtomicU64,
+    /// The second of the tables' clock unsolicited writes are counted in (high 32 bits)
+    /// and how many it has had (low 32 bits).
+    budget: AtomicU64,
+    throttled: AtomicU64,
 }
 
 impl Default for NeighborCache {
@@ -99,6 +114,8 @@ impl NeighborCache {
             learned: ArcSwap::from_pointee(LearnedMap::default()),
             asked: Mutex::new(HashSet::new()),
             refused: AtomicU64::new(0),
+            budget: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         }
     }
 
@@ -123,11 +140,32 @@ impl NeighborCache {
         self.refused.load(Ordering::Relaxed)
     }
 
-    /// Records `mac` for `ip` on `port` at time `now`; `false` if the table is full. A
-    /// repeat within the same second changes nothing (no copy of the table).
+    /// Times learning was refused because [`NeighborConfig::learn_per_sec`] was used up.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Records `mac` for `ip` on `port` at time `now`; `false` if the table is full or,
+    /// for what the router did not ask about, this second's writes are used up. The same
+    /// MAC heard again within a quarter of the refresh age changes nothing (no copy of the
+    /// table).
     pub fn learn(&self, port: u32, ip: IpAddr, mac: MacAddr, now: u32) -> bool {
-        if self.learned.load().get(&(port, ip)) == Some(&Learned { mac, at: now }) {
-            return true;
+        {
+            let current = self.learned.load();
+            let fresh = self.config.refresh_secs / 4;
+            match current.get(&(port, ip)) {
+                Some(l) if l.mac == mac && now.saturating_sub(l.at) < fresh.max(1) => return true,
+                Some(_) => {}
+                None if current.len() >= self.config.capacity => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+                None => {}
+            }
+        }
+        if !self.asked.lock().is_ok_and(|a| a.contains(&(port, ip))) && !self.take_budget(now) {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            return false;
         }
         let mut full = false;
         self.learned.rcu(|m| {
@@ -142,6 +180,20 @@ impl NeighborCache {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
         !full
+    }
+
+    /// One unsolicited write in second `now`, if its budget allows.
+    fn take_budget(&self, now: u32) -> bool {
+        let limit = u64::from(self.config.learn_per_sec);
+        self.budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                if b >> 32 != u64::from(now) {
+                    Some(u64::from(now) << 32 | 1).filter(|_| limit > 0)
+                } else {
+                    Some(b + 1).filter(|_| b & 0xffff_ffff < limit)
+                }
+            })
+            .is_ok()
     }
 
     /// Removes entries older than the expiry age (called now and then, not per packet).
@@ -452,6 +504,41 @@ mod tests {
         assert!(!c.learn(0, ip("10.0.0.3"), M, 0));
         assert_eq!(c.full_refusals(), 1);
         assert_eq!(c.snapshot().len(), 2);
+    }
+
+    #[test]
+    fn unsolicited_writes_are_limited_per_second_and_answers_are_not() {
+        let c = NeighborCache::new(NeighborConfig {
+            learn_per_sec: 2,
+            ..Default::default()
+        });
+        let host = |n: u8| IpAddr::V4(Ipv4Addr::new(192, 0, 2, n));
+        assert!(c.learn(2, host(1), M, 10));
+        assert!(c.learn(2, host(2), M, 10));
+        assert!(!c.learn(2, host(3), M, 10), "this second's writes are used up");
+        assert_eq!(c.throttled(), 1);
+        // The same MAC again: nothing to write, so nothing refused and nothing copied.
+        let before = c.snapshot();
+        assert!(c.learn(2, host(1), M, 20));
+        assert!(
+            Arc::ptr_eq(&before, &c.snapshot()),
+            "younger than a quarter of the refresh age"
+        );
+        // A changed MAC is a write.
+        assert!(!c.learn(2, host(1), MacAddr([2, 0, 0, 0, 0, 9]), 10));
+        assert_eq!(c.throttled(), 2);
+        // An answer to the router's own request is always learned.
+        c.ask(2, host(4));
+        assert!(c.learn(2, host(4), M, 10));
+        // A later second, a new budget: a new host and an old enough refresh use it up.
+        let later = 10 + c.config().refresh_secs / 4;
+        assert!(c.learn(2, host(3), M, later));
+        assert!(c.learn(2, host(1), M, later));
+        assert!(!c.learn(2, host(5), M, later));
+        let learned: HashSet<_> = c.snapshot().keys().map(|&(_, ip)| ip).collect();
+        assert_eq!(learned, [1, 2, 3, 4].map(host).into());
+        assert_eq!(c.snapshot()[&(2, host(1))].at, later);
+        assert_eq!(c.throttled(), 3);
     }
 
     #[test]

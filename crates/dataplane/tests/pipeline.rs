@@ -1104,6 +1104,30 @@ fn learning_is_guarded_per_port_role() {
 }
 
 #[test]
+fn a_flood_of_arp_requests_is_answered_but_learned_only_within_the_budget() {
+    let mut n = node_with(NeighborConfig {
+        learn_per_sec: 8,
+        ..Default::default()
+    });
+    let hosts = 200u32;
+    for h in 0..hosts {
+        let sender = format!("192.0.2.{}", 10 + h % 240);
+        let mac = MacAddr([2, 0, 0, 1, (h >> 8) as u8, h as u8]);
+        let (port, reply) = n
+            .send(
+                2,
+                &arp(ArpOperation::Request, mac, &sender, MacAddr([0; 6]), "192.0.2.1"),
+            )
+            .expect("every request for the router's address is answered");
+        assert_eq!((port, &reply[..6]), (2, &mac.0[..]));
+    }
+    // The test may straddle a second of the tables' clock: at most two seconds' budgets.
+    let learned = n.neighbors.snapshot().len() as u64;
+    assert!((8..=16).contains(&learned), "{learned} learned");
+    assert_eq!(n.neighbors.throttled(), u64::from(hosts) - learned);
+}
+
+#[test]
 fn ipv6_errors_time_exceeded_and_packet_too_big() {
     use wire::icmp::IcmpPacket;
     use wire::icmpv6::Icmpv6Repr;

@@ -119,5 +119,11 @@ fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
         "counter",
         vec![(String::new(), tables.neighbors.full_refusals())],
     );
+    family(
+        "vrouter_neighbor_learning_throttled_total",
+        "Neighbour writes nobody asked for, refused over the per-second learning budget.",
+        "counter",
+        vec![(String::new(), tables.neighbors.throttled())],
+    );
     out
 }

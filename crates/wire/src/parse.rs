@@ -286,17 +286,18 @@ fn fast_ipv4(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
         return false;
     };
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let l4 = l3 + 20;
-    // Version 4 with a 20-byte header; whole (no offset, no more-fragments). The length
-    // check is one compare: a total below 20 wraps to a huge value.
-    if ip[0] != 0x45 || total.wrapping_sub(20) > buf.len() - l4 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    let (l4, end) = (l3 + 20, l3 + total);
+    // Version 4 with a 20-byte header; whole (no offset, no more-fragments); a total
+    // length of at least the header and within the frame (`get` checks both).
+    let Some(seg) = buf.get(l4..end) else {
+        return false;
+    };
+    if ip[0] != 0x45 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
         return false;
     }
     if !(cfg!(fuzzing) || crate::checksum::ipv4_header_valid(ip)) {
         return false;
     }
-    let end = l3 + total;
-    let seg = &buf[l4..end];
     let port = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
     // (protocol, header length, end of the L4 payload, TCP flags, ports)
     let (proto, header, payload_end, tcp_flags, ports) = match ip[9] {

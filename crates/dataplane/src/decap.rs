@@ -20,7 +20,7 @@ const SLOT_BITS: u32 = 6;
 
 /// Tunnel id -> VRF (or `None`: not ours); direct-mapped, a collision replaces.
 pub(crate) struct TunnelVrfs {
-    /// The FIB generation the answers were taken from (`None` before the first burst).
+    /// The FIB generation the answers were taken from (`None` before the first lookup).
     generation: Option<u32>,
     slots: [Option<(TunnelId, Option<u32>)>; 1 << SLOT_BITS],
 }

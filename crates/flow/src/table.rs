@@ -20,9 +20,10 @@ pub const MAX_BURST: usize = 64;
 
 /// How many keys ahead of the one being compared a burst lookup has its home line in
 /// flight. Issuing all 64 prefetches before the first compare left the compares to run
-/// after the memory had gone quiet; keeping 32 ahead overlaps them with the fetches (1M-flow
-/// hits about 10% faster here, see docs/flow.md), and fewer starves the memory.
+/// after the memory had gone quiet; keeping 32 ahead overlaps them with the fetches
+/// (1M-flow hits about 9% faster here; 16 was no better, see docs/flow.md).
 const LOOKAHEAD: usize = 32;
+
 /// Slots per bucket: 15 slot words and the insert bit fill one cache line.
 const SLOTS: usize = 15;
 const NO_FLOW: u32 = u32::MAX;
@@ -911,8 +912,9 @@ impl<'t> Reader<'t> {
     /// Looks up a burst of keys with precomputed hashes (at most [`MAX_BURST`]; extra keys
     /// are ignored). Fills `out` and returns the hit mask (bit i set when `keys[i]` hit).
     ///
-    /// Passes overlap the cache misses: prefetch every key's home entry and compare it
-    /// (most hits and misses end there, one line each); for the rest, prefetch the first
+    /// Passes overlap the cache misses: compare each key at its home entry, whose line was
+    /// requested [`LOOKAHEAD`] keys earlier (most hits and misses end there, one line
+    /// each); for the rest, prefetch the first
     /// bucket, scan its slot words for the signature and prefetch the candidates, then
     /// compare.
     #[inline]

@@ -8,42 +8,18 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::net::Ipv4Addr;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use flow::{Action, FlowTable, FlowTableConfig, Generations, NewPair};
+use vrouter_benches::shuffled_flow_keys;
 use wire::flow::FlowKey;
 
 const LIVE: usize = 1 << 20;
 const BURST: usize = 64;
 
 type Ahash = ahash::RandomState;
-
-fn key(n: u64) -> FlowKey {
-    // Spread the way real 5-tuples are: addresses and ports vary.
-    let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    FlowKey::v4(
-        Ipv4Addr::from((x >> 32) as u32),
-        Ipv4Addr::from(0x0a00_0000 | (n as u32 & 0xffff)),
-        6,
-        x as u16,
-        443,
-    )
-}
-
-fn shuffled(n: usize, offset: u64) -> Vec<FlowKey> {
-    let mut v: Vec<FlowKey> = (0..n as u64).map(|i| key(i + offset)).collect();
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    for i in (1..v.len()).rev() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        v.swap(i, (s % (i as u64 + 1)) as usize);
-    }
-    v
-}
 
 trait Map: Sync {
     fn name(&self) -> &'static str;
@@ -171,8 +147,8 @@ fn insert_batches<M: Sync>(
 }
 
 fn bench_flow(c: &mut Criterion) {
-    let live = shuffled(LIVE, 0);
-    let absent = shuffled(LIVE, 1 << 40);
+    let live = shuffled_flow_keys(LIVE, 0);
+    let absent = shuffled_flow_keys(LIVE, 1 << 40);
     let live_hashes: Vec<u64> = live.iter().map(FlowKey::hash).collect();
     let absent_hashes: Vec<u64> = absent.iter().map(FlowKey::hash).collect();
 

@@ -3,37 +3,18 @@
 //! moves from minute to minute, two builds are compared by running this alternately on
 //! each: `cargo run --release -p vrouter-benches --example hit_rounds [ROUNDS]`.
 
-use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use flow::{Action, FlowTable, FlowTableConfig, Generations};
+use vrouter_benches::shuffled_flow_keys;
 use wire::flow::FlowKey;
 
 const LIVE: usize = 1 << 20;
 const BURST: usize = 64;
 
-/// The flow bench's keys: addresses and ports vary as real 5-tuples do.
-fn key(n: u64) -> FlowKey {
-    let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    FlowKey::v4(
-        Ipv4Addr::from((x >> 32) as u32),
-        Ipv4Addr::from(0x0a00_0000 | (n as u32 & 0xffff)),
-        6,
-        x as u16,
-        443,
-    )
-}
-
 fn main() {
     let rounds: usize = std::env::args().nth(1).map_or(10, |r| r.parse().expect("ROUNDS"));
-    let mut live: Vec<FlowKey> = (0..LIVE as u64).map(key).collect();
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    for i in (1..live.len()).rev() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        live.swap(i, (s % (i as u64 + 1)) as usize);
-    }
+    let live = shuffled_flow_keys(LIVE, 0);
     let hashes: Vec<u64> = live.iter().map(FlowKey::hash).collect();
     let table = FlowTable::new(FlowTableConfig::with_capacity(2 * LIVE)).unwrap();
     let mut r = table.reader().unwrap();

@@ -1,10 +1,12 @@
-//! Benchmarks live in `benches/`; this library holds the frames they share, so every
-//! contender parses the same bytes. See `docs/PERFORMANCE.md` for results.
+//! Benchmarks live in `benches/`; this library holds the frames and flow keys they share,
+//! so every contender parses the same bytes and looks up the same keys. See
+//! `docs/PERFORMANCE.md` for results.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use wire::compose::{Header, frame, ip_header};
 use wire::ethernet::{EtherType, EthernetRepr, MacAddr};
+use wire::flow::FlowKey;
 use wire::gre::GreRepr;
 use wire::ip::IpProtocol;
 use wire::mpls::MplsRepr;
@@ -118,4 +120,29 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n
     }
+}
+
+/// Flow key `n` of the flow-table benchmarks: addresses and ports vary as real 5-tuples do.
+pub fn flow_key(n: u64) -> FlowKey {
+    let x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    FlowKey::v4(
+        Ipv4Addr::from((x >> 32) as u32),
+        Ipv4Addr::from(0x0a00_0000 | (n as u32 & 0xffff)),
+        6,
+        x as u16,
+        443,
+    )
+}
+
+/// Keys `flow_key(offset..offset + n)` in a fixed shuffled order.
+pub fn shuffled_flow_keys(n: usize, offset: u64) -> Vec<FlowKey> {
+    let mut v: Vec<FlowKey> = (0..n as u64).map(|i| flow_key(i + offset)).collect();
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for i in (1..v.len()).rev() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.swap(i, (s % (i as u64 + 1)) as usize);
+    }
+    v
 }

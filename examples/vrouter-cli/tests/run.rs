@@ -160,6 +160,10 @@ fn run_forwards_reloads_and_stops_cleanly() {
         "workloads' ARP taught the router: {metrics}"
     );
     assert!(
+        metrics.contains("vrouter_neighbor_learning_throttled_total 0\n"),
+        "a few workloads stay well inside the learning budget: {metrics}"
+    );
+    assert!(
         metrics.contains("vrouter_dropped_packets_total{reason=\"PolicyDenied\"} 0"),
         "{metrics}"
     );

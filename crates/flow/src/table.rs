@@ -20,9 +20,11 @@ pub const MAX_BURST: usize = 64;
 
 /// How many keys ahead of the one being compared a burst lookup has its home line in
 /// flight. Issuing all 64 prefetches before the first compare left the compares to run
-/// after the memory had gone quiet; keeping 32 ahead overlaps them with the fetches
-/// (1M-flow hits about 9% faster here; 16 was no better, see docs/flow.md).
-const LOOKAHEAD: usize = 32;
+/// after the memory had gone quiet; keeping some ahead overlaps them with the fetches.
+/// Measured on 1M-flow hits (docs/flow.md): 16 ahead for plain lookups, 32 for counted
+/// ones, which also fetch each hit's counters line.
+const LOOKAHEAD: usize = 16;
+const LOOKAHEAD_COUNTED: usize = 32;
 
 /// Slots per bucket: 15 slot words and the insert bit fill one cache line.
 const SLOTS: usize = 15;
@@ -913,7 +915,7 @@ impl<'t> Reader<'t> {
     /// are ignored). Fills `out` and returns the hit mask (bit i set when `keys[i]` hit).
     ///
     /// Passes overlap the cache misses: compare each key at its home entry, whose line was
-    /// requested 32 keys earlier (most hits and misses end there, one line each); for the
+    /// requested 16 keys earlier (most hits and misses end there, one line each); for the
     /// rest, prefetch the first bucket, scan its slot words for the signature and prefetch
     /// the candidates, then compare.
     #[inline]
@@ -940,14 +942,15 @@ impl<'t> Reader<'t> {
         let n = keys.len().min(hashes.len()).min(out.len()).min(MAX_BURST);
         let mut homes = [0usize; MAX_BURST];
         let mut pairs = [&t.entries[0]; MAX_BURST];
-        for i in 0..n.min(LOOKAHEAD) {
+        let ahead = if COUNTED { LOOKAHEAD_COUNTED } else { LOOKAHEAD };
+        for i in 0..n.min(ahead) {
             (homes[i], pairs[i]) = t.fetch_home(hashes[i]);
         }
         let mut mask = 0u64;
         let mut rest = 0u64;
         for i in 0..n {
-            if i + LOOKAHEAD < n {
-                (homes[i + LOOKAHEAD], pairs[i + LOOKAHEAD]) = t.fetch_home(hashes[i + LOOKAHEAD]);
+            if i + ahead < n {
+                (homes[i + ahead], pairs[i + ahead]) = t.fetch_home(hashes[i + ahead]);
             }
             out[i] = None;
             let at_home = homes[i];

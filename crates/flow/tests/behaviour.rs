@@ -184,11 +184,18 @@ fn burst_lookup_matches_single_lookups() {
         .map(|i| if i % 2 == 0 { key(i * 7, 17) } else { key(5000 + i, 17) })
         .collect();
     let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
-    // Every burst length: the lookup keeps a fixed number of keys' lines in flight ahead
-    // of the compares, so short bursts and the last keys of long ones take other branches.
+    // Every burst length, plain and counted: each keeps a fixed number of keys' lines in
+    // flight ahead of the compares, so short bursts and the last keys of long ones take
+    // other branches.
     for len in 1..=64 {
         let mut out = [None; 64];
         let mask = r.lookup_burst(&keys[..len], &hashes[..len], &mut out[..len]);
+        let mut counted = [None; 64];
+        assert_eq!(
+            r.lookup_burst_counted(&keys[..len], &hashes[..len], &mut counted[..len]),
+            mask
+        );
+        assert_eq!(counted, out, "a burst of {len}, counted");
         for (i, k) in keys[..len].iter().enumerate() {
             let single = r.lookup(k, hashes[i]);
             assert_eq!(out[i], single, "key {i} of a burst of {len}");

@@ -915,9 +915,9 @@ impl<'t> Reader<'t> {
     /// are ignored). Fills `out` and returns the hit mask (bit i set when `keys[i]` hit).
     ///
     /// Passes overlap the cache misses: compare each key at its home entry, whose line was
-    /// requested 16 keys earlier (most hits and misses end there, one line each); for the
-    /// rest, prefetch the first bucket, scan its slot words for the signature and prefetch
-    /// the candidates, then compare.
+    /// requested some keys earlier (16; 32 for a counted lookup); most hits and misses end
+    /// there, one line each. For the rest, prefetch the first bucket, scan its slot words
+    /// for the signature and prefetch the candidates, then compare.
     #[inline]
     pub fn lookup_burst<'r>(&'r self, keys: &[FlowKey], hashes: &[u64], out: &mut [Option<FlowId<'r>>]) -> u64 {
         self.lookup_burst_with::<false>(keys, hashes, out)

@@ -225,34 +225,46 @@ impl Rig {
     }
 }
 
-/// The frames of many flows, kept as one template and each flow's few differing bytes
-/// (ports and checksums). Loading a burst reads the same cached template whatever the
-/// number of flows, as a NIC's frames arrive whatever the flow table holds: a million
-/// separately allocated frames made the harness's own cache misses part of the 1M-flow
-/// figure.
+/// The frames of many flows, kept as one template and each flow's span of differing bytes
+/// (ports and checksums), as whole 8-byte words. Loading a burst reads the same cached
+/// template whatever the number of flows, as a NIC's frames arrive whatever the flow
+/// table holds: a million separately allocated frames made the harness's own cache misses
+/// part of the 1M-flow figure. Writing the span a word at a time rather than byte by byte
+/// halved the harness's instructions per packet.
 struct FlowFrames {
     template: Vec<u8>,
-    /// Offsets at which some flow's frame differs from the template.
-    at: Vec<usize>,
-    /// Flow i's bytes at those offsets: `bytes[i * at.len()..][..at.len()]`.
-    bytes: Vec<u8>,
+    /// Where the span starts; it is `words` 8-byte words long.
+    from: usize,
+    words: usize,
+    /// Flow i's span: `span[i * words..][..words]`.
+    span: Vec<[u8; 8]>,
     flows: usize,
 }
 
 impl FlowFrames {
-    /// Frames `make(0..n)`, which must share one length.
+    /// Frames `make(0..n)`, which must share one length (at least 8 bytes).
     fn new(n: u32, make: impl Fn(u32) -> Vec<u8>) -> FlowFrames {
         let all: Vec<Vec<u8>> = (0..n).map(make).collect();
         let template = all[0].clone();
         assert!(all.iter().all(|f| f.len() == template.len()), "one frame length");
-        let at: Vec<usize> = (0..template.len())
-            .filter(|&p| all.iter().any(|f| f[p] != template[p]))
+        let differs = |p: usize| all.iter().any(|f| f[p] != template[p]);
+        let first = (0..template.len()).find(|&p| differs(p)).unwrap_or(0);
+        let last = (0..template.len()).rev().find(|&p| differs(p)).unwrap_or(0);
+        let words = (last + 1 - first).div_ceil(8);
+        let from = first.min(template.len() - words * 8);
+        let span = all
+            .iter()
+            .flat_map(|f| {
+                f[from..from + words * 8]
+                    .chunks_exact(8)
+                    .map(|w| <[u8; 8]>::try_from(w).unwrap())
+            })
             .collect();
-        let bytes = all.iter().flat_map(|f| at.iter().map(|&p| f[p])).collect();
         let frames = FlowFrames {
             template,
-            at,
-            bytes,
+            from,
+            words,
+            span,
             flows: all.len(),
         };
         let mut out = vec![0; frames.template.len()];
@@ -265,9 +277,9 @@ impl FlowFrames {
 
     fn write(&self, i: usize, out: &mut [u8]) {
         out.copy_from_slice(&self.template);
-        let k = self.at.len();
-        for (&p, &b) in self.at.iter().zip(&self.bytes[i * k..(i + 1) * k]) {
-            out[p] = b;
+        let span = &self.span[i * self.words..(i + 1) * self.words];
+        for (o, w) in out[self.from..].chunks_exact_mut(8).zip(span) {
+            o.copy_from_slice(w);
         }
     }
 }

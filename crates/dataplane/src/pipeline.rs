@@ -909,21 +909,22 @@ fn act(
             &fresh
         }
     };
-    let (port, next, mac, finish) = match *plan {
+    // Read through the reference: copying the plan out cost a score of instructions.
+    let (port, next, mac, finish) = match plan {
         Plan::Host => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
         Plan::Direct {
             port,
             next,
             mac,
             src_mac,
-        } => (port, next, mac, Finish::Macs(src_mac)),
+        } => (*port, next, *mac, Finish::Macs(*src_mac)),
         Plan::Encap {
-            ref outer,
+            outer,
             port,
             next,
             mac,
             mtu,
-        } => (port, next, mac, Finish::Encap(outer, mtu)),
+        } => (*port, next, *mac, Finish::Encap(outer, *mtu)),
     };
     // L3 rewrite of the (inner) packet: TTL and checksum.
     let l3 = usize::from(h.l3);
@@ -977,7 +978,7 @@ fn act(
     }
     match mac {
         Some(_) => Ok(Verdict::Tx(port)),
-        None => Err(Refused::Park { port, next }),
+        None => Err(Refused::Park { port, next: *next }),
     }
 }
 

@@ -184,8 +184,19 @@ impl FlowKey {
     }
 
     /// A 64-bit hash of the whole key (VRF included), fixed-seeded.
+    ///
+    /// An IPv4 key takes two multiplies instead of four: its addresses are one word each,
+    /// multiplied together, then the ports, VRF and protocol folded in. Each multiplicand
+    /// keeps a seed's upper half, so no choice of addresses zeroes one and collapses every
+    /// port pair of two hosts onto one value. (The other address bytes of an IPv4 key are
+    /// zero by construction; were they not, such keys would only collide more.)
     #[inline]
     pub fn hash(&self) -> u64 {
+        if self.family == FAMILY_V4 {
+            let w = self.to_words();
+            let a = fold_mul(w[0] as u32 as u64 ^ SEEDS[0], w[2] as u32 as u64 ^ SEEDS[1]);
+            return fold_mul(a ^ w[4] ^ SEEDS[2], w[5] ^ SEEDS[3]);
+        }
         let meta = u64::from(self.src_port)
             | u64::from(self.dst_port) << 16
             | u64::from(self.proto) << 32
@@ -261,5 +272,46 @@ mod tests {
         }
         let (min, max) = (buckets.iter().min().unwrap(), buckets.iter().max().unwrap());
         assert!(*min > 25 && *max < 110, "min {min} max {max}");
+    }
+
+    #[test]
+    fn ipv4_keys_spread_in_every_bit_range_the_table_uses() {
+        // Sequential sources (or destinations, or VRFs) with one port pair: the flow table
+        // takes its first bucket from the low bits, its second from bits 32 and up, and the
+        // home slot from bits 24 to 31. Each range spreads 64K keys over 256 values evenly.
+        let keys: [fn(u32) -> FlowKey; 3] = [
+            |i| {
+                FlowKey::v4(
+                    Ipv4Addr::from(0x0a00_0000 + i),
+                    Ipv4Addr::new(10, 9, 0, 1),
+                    17,
+                    5000,
+                    53,
+                )
+            },
+            |i| {
+                FlowKey::v4(
+                    Ipv4Addr::new(10, 9, 0, 1),
+                    Ipv4Addr::from(0x0a00_0000 + i),
+                    6,
+                    40000,
+                    443,
+                )
+            },
+            |i| FlowKey::v4(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), 6, 1, 2).with_vrf(i),
+        ];
+        for (n, key) in keys.iter().enumerate() {
+            for shift in [0, 24, 32, 48] {
+                let mut counts = vec![0u32; 256];
+                for i in 0..65536 {
+                    counts[(key(i).hash() >> shift & 0xff) as usize] += 1;
+                }
+                let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+                assert!(
+                    *min > 180 && *max < 340,
+                    "keys {n}, bits from {shift}: min {min} max {max}"
+                );
+            }
+        }
     }
 }

@@ -146,3 +146,21 @@ pub fn shuffled_flow_keys(n: usize, offset: u64) -> Vec<FlowKey> {
     }
     v
 }
+
+/// A zeroed buffer of `bytes`, advised to transparent huge pages (`huge`) or against them
+/// before it is first written, as the flow table advises its arrays: random reads over it
+/// measure the memory, with or without the page walks huge pages save.
+pub fn advised_buffer(bytes: usize, huge: bool) -> Vec<u64> {
+    let v = vec![0u64; bytes / 8];
+    let advice = if huge {
+        libc::MADV_HUGEPAGE
+    } else {
+        libc::MADV_NOHUGEPAGE
+    };
+    let start = (v.as_ptr() as usize).next_multiple_of(4096);
+    let end = (v.as_ptr() as usize + bytes) & !4095;
+    // SAFETY: whole pages inside the vector's allocation; the advice changes how the kernel
+    // backs them, never their contents.
+    unsafe { libc::madvise(start as *mut libc::c_void, end.saturating_sub(start), advice) };
+    v
+}

@@ -3,8 +3,8 @@
 //! The flow table at 1M live flows versus papaya, scc, dashmap and `RwLock<HashMap>`
 //! (all with ahash) on the same keys, in the same run: hit and miss lookups and inserts
 //! (ours in bursts of 64), a 90/10 lookup/update mix, with 1 and 2 threads; plus the
-//! machine's floor, independent random reads over a buffer as large as our table (one
-//! line per key, and two: in one 4 KiB page or far apart).
+//! machine's floor, independent random reads over a buffer as large as our table and, as
+//! it is, on huge pages (one line per key, and two: in one 4 KiB page or far apart).
 
 use std::collections::HashMap;
 use std::hint::black_box;

@@ -909,7 +909,7 @@ fn act(
             &fresh
         }
     };
-    // Read through the reference: copying the plan out cost a score of instructions.
+    // Read through the reference: copying the whole plan out cost a few instructions.
     let (port, next, mac, finish) = match plan {
         Plan::Host => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
         Plan::Direct {

@@ -185,7 +185,7 @@ impl FlowKey {
 
     /// A 64-bit hash of the whole key (VRF included), fixed-seeded.
     ///
-    /// An IPv4 key takes two multiplies instead of four: its addresses are one word each,
+    /// An IPv4 key takes two multiplies instead of four: its two 4-byte addresses are
     /// multiplied together, then the ports, VRF and protocol folded in. Each multiplicand
     /// keeps a seed's upper half, so no choice of addresses zeroes one and collapses every
     /// port pair of two hosts onto one value. (The other address bytes of an IPv4 key are

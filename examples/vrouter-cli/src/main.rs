@@ -25,8 +25,17 @@ const USAGE: &str = "usage: vrouter demo | vrouter run --config FILE [--socket P
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--help` anywhere asks for the usage, never runs the command it follows.
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     match args.first().map(String::as_str) {
-        Some("demo") => demo(),
+        Some("demo") if args.len() == 1 => demo(),
+        Some("demo") => {
+            eprintln!("`demo` takes no arguments\n{USAGE}");
+            ExitCode::from(2)
+        }
         Some(cmd @ ("run" | "check")) => match (
             args.get(1).map(String::as_str),
             args.get(2),
@@ -60,7 +69,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Some("-h" | "--help" | "help") => {
+        Some("help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }

@@ -274,3 +274,22 @@ fn check_reports_the_first_error() {
         "{err}"
     );
 }
+
+#[test]
+fn help_prints_the_usage_and_runs_nothing() {
+    // `demo --help` once ran the whole demo; `demo` with any other word is a usage error.
+    for args in [&["--help"][..], &["demo", "--help"], &["run", "-h"], &["help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_vrouter")).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.starts_with("usage: vrouter demo"),
+            "{args:?}: {text}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vrouter"))
+        .args(["demo", "now"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: vrouter demo"));
+}

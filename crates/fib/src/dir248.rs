@@ -11,7 +11,7 @@ const GROUP: u32 = 1 << 31;
 
 pub(crate) struct Dir248 {
     tbl24: Box<[u32]>,
-    tbl8: Vec<u32>,
+    tbl8: Box<[u32]>,
 }
 
 impl crate::lpm::BigTable<u32> for Dir248 {
@@ -19,7 +19,9 @@ impl crate::lpm::BigTable<u32> for Dir248 {
         let mut sorted = routes.to_vec();
         // Shorter prefixes first: longer ones then overwrite what they cover.
         sorted.sort_by_key(|r| r.len);
-        let mut tbl24 = vec![0u32; 1 << 24].into_boxed_slice();
+        // On huge pages: a random destination's entry then costs a cache miss without a
+        // page walk.
+        let mut tbl24: Box<[u32]> = hugemem::table_of(1 << 24);
         let mut tbl8: Vec<u32> = Vec::new();
         for r in &sorted {
             let value = r.nexthop + 1;
@@ -37,7 +39,9 @@ impl crate::lpm::BigTable<u32> for Dir248 {
                 tbl8[base + (first & 0xff) as usize..=base + (last & 0xff) as usize].fill(value);
             }
         }
-        Dir248 { tbl24, tbl8 }
+        let mut groups: Box<[u32]> = hugemem::table_of(tbl8.len());
+        groups.copy_from_slice(&tbl8);
+        Dir248 { tbl24, tbl8: groups }
     }
 
     #[inline]

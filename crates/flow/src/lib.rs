@@ -38,7 +38,6 @@ mod action;
 mod config;
 mod epoch;
 mod hold;
-mod mem;
 mod stats;
 mod sync;
 mod table;

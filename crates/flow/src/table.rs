@@ -12,8 +12,8 @@ use crate::action::{Action, Generations, Verdict};
 use crate::config::{ConfigError, FlowTableConfig, FullPolicy};
 use crate::epoch::Epochs;
 use crate::hold::{HoldPool, ParkResult, Ticket};
-use crate::mem::table_of;
 use crate::stats::{Counters, FlowTableStats, bump};
+use hugemem::table_of;
 
 /// Most keys one burst call looks up.
 pub const MAX_BURST: usize = 64;

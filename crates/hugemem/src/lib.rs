@@ -1,13 +1,19 @@
-//! The table's arrays: allocated once, asked to live on huge pages.
+//! Big lookup tables (the flow table's arrays, the FIB's DIR-24-8 table): allocated once,
+//! asked to live on huge pages.
 //!
-//! A table of a million flows spans hundreds of megabytes. On 4 KiB pages every lookup of
-//! a random flow also misses the TLB and walks page tables that do not fit in cache; on
-//! 2 MiB pages the walk mostly disappears. The kernel is asked for transparent huge pages
+//! A table of a million flows spans hundreds of megabytes, the FIB's first-level table 64
+//! MB. On 4 KiB pages every lookup of a random entry also misses the TLB and walks page
+//! tables that do not fit in cache; on 2 MiB pages the walk mostly disappears. The kernel is asked for transparent huge pages
 //! before the memory is first touched, so the pages are huge from the start (where the
 //! system allows it: with THP off this changes nothing).
 
 /// `n` default values, on huge pages where the kernel grants them.
-pub(crate) fn table_of<T: Default>(n: usize) -> Box<[T]> {
+///
+/// ```
+/// let t: Box<[u32]> = hugemem::table_of(1 << 20);
+/// assert!(t.iter().all(|&x| x == 0));
+/// ```
+pub fn table_of<T: Default>(n: usize) -> Box<[T]> {
     let mut b = Box::<[T]>::new_uninit_slice(n);
     advise_huge(b.as_mut_ptr().cast(), n * size_of::<T>());
     for x in b.iter_mut() {

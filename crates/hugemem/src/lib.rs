@@ -1,11 +1,11 @@
-//! Big lookup tables (the flow table's arrays, the FIB's DIR-24-8 table): allocated once,
-//! asked to live on huge pages.
+//! Big lookup tables (the flow table's arrays, the FIB's DIR-24-8 levels and IPv6 trie):
+//! allocated once, asked to live on huge pages.
 //!
-//! A table of a million flows spans hundreds of megabytes, the FIB's first-level table 64
+//! A table of a million flows spans hundreds of megabytes, the FIB's first IPv4 level 64
 //! MB. On 4 KiB pages every lookup of a random entry also misses the TLB and walks page
-//! tables that do not fit in cache; on 2 MiB pages the walk mostly disappears. The kernel is asked for transparent huge pages
-//! before the memory is first touched, so the pages are huge from the start (where the
-//! system allows it: with THP off this changes nothing).
+//! tables that do not fit in cache; on 2 MiB pages the walk mostly disappears. The kernel
+//! is asked for transparent huge pages before the memory is first touched, so the pages are
+//! huge from the start (where the system allows it: with THP off this changes nothing).
 
 /// `n` default values, on huge pages where the kernel grants them.
 ///

@@ -80,25 +80,34 @@ pub fn checksum(data: &[u8]) -> u16 {
 
 /// True when an IPv4 header (IHL*4 bytes: 20 to 60, a multiple of 4) checksums to zero.
 ///
-/// The hot path's form of `checksum(hdr) == 0`: at most fifteen 32-bit words summed into
-/// a `u64` cannot overflow, so there are no carries to track. The ones' complement sum
-/// is all ones exactly when the plain sum is a non-zero multiple of 65535 (2^16 and 2^32
-/// are 1 modulo 65535), and that holds in either byte order (a byte swap multiplies a
-/// 16-bit word by 256 modulo 65535, which is invertible), so one remainder (a multiply)
-/// replaces the carry folds.
+/// The hot path's form of `checksum(hdr) == 0`. The ones' complement sum is all ones
+/// exactly when the plain sum of the header's words is a non-zero multiple of 65535
+/// (2^16, 2^32 and 2^64 are all 1 modulo 65535), and that holds in either byte order (a
+/// byte swap multiplies a 16-bit word by 256 modulo 65535, which is invertible), so one
+/// remainder (a multiply) replaces the carry folds. The common 20-byte header is summed
+/// as two 64-bit words and one 32-bit word with end-around carries (each carry is 2^64,
+/// which is 1 modulo 65535; and the sum stays non-zero exactly when the header is);
+/// longer ones as 32-bit words into a `u64`, where fifteen cannot overflow.
 #[inline(always)]
 pub fn ipv4_header_valid(hdr: &[u8]) -> bool {
-    let word = |i: usize| u64::from(u32::from_ne_bytes([hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]]));
-    let mut acc: u64 = 0;
-    if let [_, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _, _] = hdr {
-        // The common 20-byte header, unrolled (a loop costs more than the sum).
-        acc = word(0) + word(4) + word(8) + word(12) + word(16);
+    let acc = if let Ok(h) = <&[u8; 20]>::try_from(hdr) {
+        let (a, rest) = h.split_first_chunk::<8>().expect("20 > 8");
+        let (b, c) = rest.split_first_chunk::<8>().expect("12 > 8");
+        let c = c.first_chunk::<4>().expect("4 bytes left");
+        let (s, carry) = u64::from_ne_bytes(*a).overflowing_add(u64::from_ne_bytes(*b));
+        let (s, carry2) = (s + u64::from(carry)).overflowing_add(u64::from(u32::from_ne_bytes(*c)));
+        s + u64::from(carry2)
     } else {
-        for w in hdr.chunks_exact(4) {
-            acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
-        }
-    }
-    acc != 0 && acc.is_multiple_of(0xffff)
+        hdr.chunks_exact(4)
+            .map(|w| u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+            .sum()
+    };
+    // A multiple of 65535 times its inverse modulo 2^64 stays at most MAX / 65535; any
+    // other value lands above (the divisibility test compilers use, written out so the
+    // compiler does not trade it for a division by multiplication).
+    const INVERSE: u64 = 0xfffe_fffe_fffe_ffff;
+    const _: () = assert!(INVERSE.wrapping_mul(0xffff) == 1);
+    acc != 0 && acc.wrapping_mul(INVERSE) <= u64::MAX / 0xffff
 }
 
 /// Partial sum of the IPv4 pseudo-header (RFC 768 / RFC 793).

@@ -23,7 +23,7 @@
 
 use crate::ethernet::{self, EtherType, EthernetFrame};
 use crate::flow::FlowKey;
-use crate::gre::{self, GrePacket};
+use crate::gre::GrePacket;
 use crate::icmp::IcmpPacket;
 use crate::ip::{Fragment, IpProtocol};
 use crate::ipv4::Ipv4Packet;
@@ -60,8 +60,14 @@ pub enum L3 {
 
 /// Offsets and fields of one packet (the outer one, or the one inside a tunnel).
 /// Offsets are from the start of the frame; [`ABSENT`] marks a missing layer.
+///
+/// The field order is chosen (hence `repr(C)`): fields the fast path writes as constants
+/// sit next to each other, so writing a parsed packet takes a few wide stores.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Headers {
+    /// The flow key (VRF 0).
+    pub key: FlowKey,
     /// Ethernet header (absent for the IP packet inside MPLS or L3 GRE).
     pub l2: u16,
     /// Network header.
@@ -70,28 +76,26 @@ pub struct Headers {
     pub l4: u16,
     /// First byte after the L4 header.
     pub payload: u16,
-    /// End of the L4 payload (UDP length, else the IP packet's end).
-    pub payload_end: u16,
-    /// End of the IP packet (Ethernet padding lies beyond).
-    pub l3_end: u16,
-    /// EtherType after any VLAN tags.
-    pub ethertype: EtherType,
     /// VLAN id of the outermost tag (0 if untagged).
     pub vlan_id: u16,
     /// Number of VLAN tags.
     pub vlans: u8,
     /// Network layer kind.
     pub l3_kind: L3,
-    /// Upper-layer protocol (after IPv6 extension headers).
-    pub l4_proto: IpProtocol,
     /// Fragment state.
     pub fragment: Fragment,
     /// TCP control bits FIN..CWR (0 for other protocols).
     pub tcp_flags: u8,
+    /// Upper-layer protocol (after IPv6 extension headers).
+    pub l4_proto: IpProtocol,
+    /// EtherType after any VLAN tags.
+    pub ethertype: EtherType,
+    /// End of the L4 payload (UDP length, else the IP packet's end).
+    pub payload_end: u16,
+    /// End of the IP packet (Ethernet padding lies beyond).
+    pub l3_end: u16,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
-    /// The flow key (VRF 0).
-    pub key: FlowKey,
 }
 
 impl Default for Headers {
@@ -239,14 +243,15 @@ pub fn parse(frame: &[u8]) -> Result<PacketMeta> {
 /// tunnels and every other frame continue out of line.
 #[inline(always)]
 pub fn parse_into(frame: &[u8], meta: &mut PacketMeta) -> Result<()> {
-    if frame.len() <= MAX_FRAME_LEN && fast_ethernet(frame, 0, &mut meta.outer) {
+    if (FAST_FIXED + ethernet::HEADER_LEN..=MAX_FRAME_LEN).contains(&frame.len())
+        && let Some(tunnel) = fast_ethernet(frame, 0, &mut meta.outer)
+    {
         meta.tunnel = Tunnel::None;
-        let o = &meta.outer;
-        let tunnel_port = matches!(o.key.dst_port, udp::PORT_VXLAN | udp::PORT_MPLS);
-        if o.l4_proto == IpProtocol::Gre || (o.l4_proto == IpProtocol::Udp && tunnel_port) {
-            return parse_tunnel(frame, meta, true);
-        }
-        return Ok(());
+        return if tunnel {
+            parse_tunnel(frame, meta, true)
+        } else {
+            Ok(())
+        };
     }
     parse_walk(frame, meta, true)
 }
@@ -263,92 +268,132 @@ fn parse_walk(frame: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
     parse_tunnel(frame, meta, fast)
 }
 
-/// The fast path for untagged Ethernet + IPv4 at `at`: fills `h` and says `true`, or
-/// leaves `h` alone and says `false` for anything else.
+/// Bytes from the IPv4 header on that the fast path reads before it looks at lengths: an
+/// option-less header and the first 8 bytes of UDP, TCP or GRE (less of a short packet
+/// may be in the frame, which then goes the general way; real frames are at least 60
+/// bytes).
+const FAST_FIXED: usize = 28;
+
+/// The fast path for untagged Ethernet + IPv4 at `at`: fills `h` and says whether the
+/// packet may be a tunnel (GRE, or UDP to the VXLAN or MPLS port), or leaves `h` alone
+/// and says `None` for anything else.
 #[inline(always)]
-fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> bool {
-    if buf.get(at + 12..at + 14) != Some(&[0x08, 0x00][..]) || !fast_ipv4(buf, at + ethernet::HEADER_LEN, h) {
-        return false;
+fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> Option<bool> {
+    let l3 = at + ethernet::HEADER_LEN;
+    let fixed: &[u8; ethernet::HEADER_LEN + FAST_FIXED] = buf.get(at..l3 + FAST_FIXED)?.try_into().ok()?;
+    let (eth, ip) = fixed.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
+    if eth[12..] != [0x08, 0x00] {
+        return None;
     }
-    h.l2 = off16(at);
-    h.ethertype = EtherType::Ipv4;
-    true
+    fast_ipv4(buf, (off16(at), EtherType::Ipv4), l3, ip.try_into().ok()?, h)
+}
+
+/// [`fast_ethernet`] for an IP packet at `l3` (inside MPLS); whether it may be a tunnel
+/// does not matter there (a tunnel inside a tunnel stays a plain packet).
+#[inline(always)]
+fn fast_ip(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
+    let fixed = buf.get(l3..l3 + FAST_FIXED).and_then(|b| b.try_into().ok());
+    let link = (ABSENT, EtherType::Unknown(0));
+    fixed.and_then(|f| fast_ipv4(buf, link, l3, f, h)).is_some()
 }
 
 /// The fast path for IPv4 without options, not fragmented, carrying UDP, TCP or GRE, at
-/// `l3`: the same checks as the general walk (lengths, header checksum, UDP length, TCP
-/// data offset, GRE flags and optional fields), in a straight line, then fills `h`.
-/// `false` (with `h` untouched) sends the packet the general way, which also names any
-/// error.
+/// `l3` (`fixed`: its header and the next 8 bytes; `link`: the Ethernet header's offset
+/// and EtherType, or none): the same checks as the general walk
+/// (lengths, header checksum, UDP length, TCP data offset, GRE flags and optional
+/// fields), in a straight line, then fills `h` and says whether the packet may be a
+/// tunnel. `None` (with `h` untouched) sends the packet the general way, which also names
+/// any error.
 #[inline(always)]
-fn fast_ipv4(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
-    let Some(ip) = buf.get(l3..l3 + 20).and_then(|b| <&[u8; 20]>::try_from(b).ok()) else {
-        return false;
-    };
+fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FIXED], h: &mut Headers) -> Option<bool> {
+    let (ip, l4_start) = fixed.split_first_chunk::<20>()?;
+    let l4_start: &[u8; 8] = l4_start.try_into().ok()?;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
     let (l4, end) = (l3 + 20, l3 + total);
     // Version 4 with a 20-byte header; whole (no offset, no more-fragments); a total
-    // length of at least the header and within the frame (`get` checks both).
-    let Some(seg) = buf.get(l4..end) else {
-        return false;
-    };
+    // length of at least the header and within the frame: one unsigned comparison (a
+    // total below 20 wraps to far more than the frame holds after the header; the caller
+    // has checked that the frame holds `fixed`).
+    let seg_len = total.wrapping_sub(20);
+    if seg_len > buf.len().wrapping_sub(l4) {
+        return None;
+    }
     if ip[0] != 0x45 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
-        return false;
+        return None;
     }
     if !(cfg!(fuzzing) || crate::checksum::ipv4_header_valid(ip)) {
-        return false;
+        return None;
     }
-    let port = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
-    // (protocol, header length, end of the L4 payload, TCP flags, ports)
-    let (proto, header, payload_end, tcp_flags, ports) = match ip[9] {
-        17 if seg.len() >= udp::HEADER_LEN => {
-            let len = usize::from(port(4));
-            if len < udp::HEADER_LEN || len > seg.len() {
-                return false;
-            }
-            (IpProtocol::Udp, udp::HEADER_LEN, l4 + len, 0, (port(0), port(2)))
-        }
-        6 if seg.len() >= 20 => {
-            let header = usize::from(seg[12] >> 4) * 4;
-            if header < 20 || header > seg.len() {
-                return false;
-            }
-            (IpProtocol::Tcp, header, end, seg[13], (port(0), port(2)))
-        }
-        47 if seg.len() >= gre::BASE_LEN => {
-            let g = GrePacket::new_unchecked(seg);
-            if g.check_reserved().is_err() || g.header_len() > seg.len() {
-                return false;
-            }
-            (IpProtocol::Gre, g.header_len(), end, 0, (0, 0))
-        }
-        _ => return false,
+    // Both ports as the flow key's word holds them (source in the low half): a
+    // big-endian load, then the halves swapped.
+    let [a, b, c, d, ..] = *l4_start;
+    let ports = u32::from_be_bytes([a, b, c, d]).rotate_left(16);
+    // Each protocol writes its own headers, so none of them carries the others' values
+    // through to a shared store sequence.
+    let fill = |h: &mut Headers, proto, header: usize, payload_end: usize, tcp_flags, ports: u32| {
+        *h = Headers {
+            key: FlowKey::v4(
+                [ip[12], ip[13], ip[14], ip[15]].into(),
+                [ip[16], ip[17], ip[18], ip[19]].into(),
+                ip[9],
+                ports as u16,
+                (ports >> 16) as u16,
+            ),
+            l2: link.0,
+            l3: off16(l3),
+            l4: off16(l4),
+            payload: off16(l4 + header),
+            payload_end: off16(payload_end),
+            l3_end: off16(end),
+            vlan_id: 0,
+            vlans: 0,
+            l3_kind: L3::Ipv4,
+            fragment: Fragment::Whole,
+            tcp_flags,
+            ttl: ip[8],
+            l4_proto: proto,
+            ethertype: link.1,
+        };
     };
-    let key = FlowKey::v4(
-        [ip[12], ip[13], ip[14], ip[15]].into(),
-        [ip[16], ip[17], ip[18], ip[19]].into(),
-        ip[9],
-        ports.0,
-        ports.1,
-    );
-    *h = Headers {
-        l2: ABSENT,
-        l3: off16(l3),
-        l4: off16(l4),
-        payload: off16(l4 + header),
-        payload_end: off16(payload_end),
-        l3_end: off16(end),
-        ethertype: EtherType::Unknown(0),
-        vlan_id: 0,
-        vlans: 0,
-        l3_kind: L3::Ipv4,
-        l4_proto: proto,
-        fragment: Fragment::Whole,
-        tcp_flags,
-        ttl: ip[8],
-        key,
-    };
-    true
+    // UDP and TCP first, in that order; GRE is the rarer case.
+    let proto = ip[9];
+    if proto == 17 {
+        // A UDP length of at least its header and within the IP packet (which so holds
+        // the header).
+        let len = usize::from(u16::from_be_bytes([l4_start[4], l4_start[5]]));
+        if !(udp::HEADER_LEN..=seg_len).contains(&len) {
+            return None;
+        }
+        fill(h, IpProtocol::Udp, udp::HEADER_LEN, l4 + len, 0, ports);
+        Some(matches!((ports >> 16) as u16, udp::PORT_VXLAN | udp::PORT_MPLS))
+    } else if proto == 6 {
+        let seg = buf.get(l4..end)?;
+        if seg.len() < 20 {
+            return None;
+        }
+        let header = usize::from(seg[12] >> 4) * 4;
+        if header < 20 || header > seg.len() {
+            return None;
+        }
+        fill(h, IpProtocol::Tcp, header, end, seg[13], ports);
+        Some(false)
+    } else if proto == 47 {
+        std::hint::cold_path();
+        fill(h, IpProtocol::Gre, gre_header_len(buf.get(l4..end)?)?, end, 0, 0);
+        Some(true)
+    } else {
+        std::hint::cold_path();
+        None
+    }
+}
+
+/// The length of the GRE header at the start of `seg` if its flags are ones we parse
+/// and it fits; out of line, as GRE is the rarer case.
+#[inline(never)]
+fn gre_header_len(seg: &[u8]) -> Option<usize> {
+    let g = GrePacket::new_checked(seg).ok()?;
+    g.check_reserved().ok()?;
+    Some(g.header_len())
 }
 
 /// Parses a packet that starts at the IP header (a TAP frame, a decapsulated payload).
@@ -517,7 +562,7 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
             let v = VxlanPacket::new_checked(&body[start..])?;
             let r = crate::vxlan::VxlanRepr::parse(&v)?;
             let at = start + vxlan::HEADER_LEN;
-            if !(fast && fast_ethernet(body, at, inner)) {
+            if !(fast && fast_ethernet(body, at, inner).is_some()) {
                 *inner = Headers::default();
                 parse_ethernet(body, at, inner).map_err(Error::into_inner)?;
             }
@@ -526,7 +571,7 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
         IpProtocol::Udp if dst_port == udp::PORT_MPLS => {
             let s = mpls::walk_stack(&body[start..])?;
             let at = start + s.payload_offset;
-            if !(fast && fast_ipv4(body, at, inner)) {
+            if !(fast && fast_ip(body, at, inner)) {
                 *inner = Headers::default();
                 parse_ip_at(body, at, inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
             }
@@ -546,7 +591,7 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
                 EtherType::MplsUnicast => {
                     let s = mpls::walk_stack(&body[start..])?;
                     let at = start + s.payload_offset;
-                    if !(fast && fast_ipv4(body, at, inner)) {
+                    if !(fast && fast_ip(body, at, inner)) {
                         parse_ip_at(body, at, inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
                     }
                     Tunnel::MplsOverGre {
@@ -871,7 +916,7 @@ mod tests {
             let f = Gen(seed).frame();
             match parse(&f) {
                 Ok(m) => {
-                    fast_outer += usize::from(fast_ethernet(&f, 0, &mut Headers::default()));
+                    fast_outer += usize::from(fast_ethernet(&f, 0, &mut Headers::default()).is_some());
                     vxlan += usize::from(matches!(m.tunnel, Tunnel::Vxlan { .. }));
                     mpls += usize::from(matches!(m.tunnel, Tunnel::MplsOverUdp { .. }));
                     gre += usize::from(matches!(m.tunnel, Tunnel::MplsOverGre { .. } | Tunnel::Gre { .. }));

@@ -328,33 +328,6 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
     // big-endian load, then the halves swapped.
     let [a, b, c, d, ..] = *l4_start;
     let ports = u32::from_be_bytes([a, b, c, d]).rotate_left(16);
-    // Each protocol writes its own headers, so none of them carries the others' values
-    // through to a shared store sequence.
-    let fill = |h: &mut Headers, proto, header: usize, payload_end: usize, tcp_flags, ports: u32| {
-        *h = Headers {
-            key: FlowKey::v4(
-                [ip[12], ip[13], ip[14], ip[15]].into(),
-                [ip[16], ip[17], ip[18], ip[19]].into(),
-                ip[9],
-                ports as u16,
-                (ports >> 16) as u16,
-            ),
-            l2: link.0,
-            l3: off16(l3),
-            l4: off16(l4),
-            payload: off16(l4 + header),
-            payload_end: off16(payload_end),
-            l3_end: off16(end),
-            vlan_id: 0,
-            vlans: 0,
-            l3_kind: L3::Ipv4,
-            fragment: Fragment::Whole,
-            tcp_flags,
-            ttl: ip[8],
-            l4_proto: proto,
-            ethertype: link.1,
-        };
-    };
     // UDP and TCP first, in that order; GRE is the rarer case.
     let proto = ip[9];
     if proto == 17 {
@@ -364,7 +337,15 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
         if !(udp::HEADER_LEN..=seg_len).contains(&len) {
             return None;
         }
-        fill(h, IpProtocol::Udp, udp::HEADER_LEN, l4 + len, 0, ports);
+        *h = fast_headers(
+            ip,
+            link,
+            l3,
+            IpProtocol::Udp,
+            (l4 + udp::HEADER_LEN, l4 + len),
+            0,
+            ports,
+        );
         Some(matches!((ports >> 16) as u16, udp::PORT_VXLAN | udp::PORT_MPLS))
     } else if proto == 6 {
         let seg = buf.get(l4..end)?;
@@ -375,15 +356,56 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
         if header < 20 || header > seg.len() {
             return None;
         }
-        fill(h, IpProtocol::Tcp, header, end, seg[13], ports);
+        *h = fast_headers(ip, link, l3, IpProtocol::Tcp, (l4 + header, end), seg[13], ports);
         Some(false)
     } else if proto == 47 {
         std::hint::cold_path();
-        fill(h, IpProtocol::Gre, gre_header_len(buf.get(l4..end)?)?, end, 0, 0);
+        let header = gre_header_len(buf.get(l4..end)?)?;
+        *h = fast_headers(ip, link, l3, IpProtocol::Gre, (l4 + header, end), 0, 0);
         Some(true)
     } else {
         std::hint::cold_path();
         None
+    }
+}
+
+/// The headers [`fast_ipv4`] found: `payload` is where the L4 payload starts and ends,
+/// `ports` the flow key's port word. A function of its own (not a closure over the
+/// caller's locals), written in full by each protocol's branch, so the compiler keeps
+/// every value in a register and writes the constants with a few wide stores.
+#[inline(always)]
+fn fast_headers(
+    ip: &[u8; 20],
+    link: (u16, EtherType),
+    l3: usize,
+    l4_proto: IpProtocol,
+    payload: (usize, usize),
+    tcp_flags: u8,
+    ports: u32,
+) -> Headers {
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    Headers {
+        key: FlowKey::v4(
+            [ip[12], ip[13], ip[14], ip[15]].into(),
+            [ip[16], ip[17], ip[18], ip[19]].into(),
+            ip[9],
+            ports as u16,
+            (ports >> 16) as u16,
+        ),
+        l2: link.0,
+        l3: off16(l3),
+        l4: off16(l3 + 20),
+        payload: off16(payload.0),
+        payload_end: off16(payload.1),
+        l3_end: off16(l3 + total),
+        vlan_id: 0,
+        vlans: 0,
+        l3_kind: L3::Ipv4,
+        fragment: Fragment::Whole,
+        tcp_flags,
+        ttl: ip[8],
+        l4_proto,
+        ethertype: link.1,
     }
 }
 

@@ -318,7 +318,10 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
     if seg_len > buf.len().wrapping_sub(l4) {
         return None;
     }
-    if ip[0] != 0x45 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    // Version and IHL (byte 0) and the fragment offset and more-fragments flag (the low
+    // 14 bits of bytes 6-7) in one masked comparison of the header's first eight bytes.
+    let first = u64::from_le_bytes(*ip.first_chunk::<8>()?);
+    if first & 0xff3f_0000_0000_00ff != 0x45 {
         return None;
     }
     if !(cfg!(fuzzing) || crate::checksum::ipv4_header_valid(ip)) {

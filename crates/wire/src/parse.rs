@@ -22,7 +22,7 @@
 //! ```
 
 use crate::ethernet::{self, EtherType, EthernetFrame};
-use crate::flow::FlowKey;
+use crate::flow::{FAMILY_V4, FAMILY_V6, FlowKey};
 use crate::gre::GrePacket;
 use crate::icmp::IcmpPacket;
 use crate::ip::{Fragment, IpProtocol};
@@ -282,10 +282,14 @@ fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> Option<bool> {
     let l3 = at + ethernet::HEADER_LEN;
     let fixed: &[u8; ethernet::HEADER_LEN + FAST_FIXED] = buf.get(at..l3 + FAST_FIXED)?.try_into().ok()?;
     let (eth, ip) = fixed.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
-    if eth[12..] != [0x08, 0x00] {
-        return None;
+    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
+    if ethertype == 0x0800 {
+        fast_ipv4(buf, (off16(at), EtherType::Ipv4), l3, ip.try_into().ok()?, h)
+    } else if ethertype == 0x86dd {
+        fast_ipv6(buf, (off16(at), EtherType::Ipv6), l3, h)
+    } else {
+        None
     }
-    fast_ipv4(buf, (off16(at), EtherType::Ipv4), l3, ip.try_into().ok()?, h)
 }
 
 /// [`fast_ethernet`] for an IP packet at `l3` (inside MPLS); whether it may be a tunnel
@@ -327,28 +331,96 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
     if !(cfg!(fuzzing) || crate::checksum::ipv4_header_valid(ip)) {
         return None;
     }
+    let at = FastIp {
+        link,
+        header: ip,
+        l3_kind: L3::Ipv4,
+        span: (l3, l4, end),
+    };
+    fast_l4(buf, ip[9], l4_start, &at, h)
+}
+
+/// The fast path for IPv6 at `l3` with UDP, TCP or GRE right after the fixed header (no
+/// extension headers): as [`fast_ipv4`], with the general walk's IPv6 checks.
+#[inline(always)]
+fn fast_ipv6(buf: &[u8], link: (u16, EtherType), l3: usize, h: &mut Headers) -> Option<bool> {
+    let fixed: &[u8; ipv6::HEADER_LEN + 8] = buf.get(l3..l3 + ipv6::HEADER_LEN + 8)?.try_into().ok()?;
+    let (ip, l4_start) = fixed.split_first_chunk::<{ ipv6::HEADER_LEN }>()?;
+    let payload_len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+    let l4 = l3 + ipv6::HEADER_LEN;
+    // Version 6; the payload within the frame (which holds `fixed`, so no underflow).
+    if ip[0] >> 4 != 6 || payload_len > buf.len() - l4 {
+        return None;
+    }
+    let at = FastIp {
+        link,
+        header: ip,
+        l3_kind: L3::Ipv6,
+        span: (l3, l4, l4 + payload_len),
+    };
+    fast_l4(buf, ip[6], l4_start.try_into().ok()?, &at, h)
+}
+
+/// What the fast path knows once past the IP header.
+struct FastIp<'a> {
+    /// The Ethernet header's offset and the EtherType, or none.
+    link: (u16, EtherType),
+    /// The IP header: 20 bytes for IPv4, 40 for IPv6.
+    header: &'a [u8],
+    l3_kind: L3,
+    /// The IP header, the L4 header and the IP packet's end.
+    span: (usize, usize, usize),
+}
+
+impl FastIp<'_> {
+    /// The flow key with `ports` (source in the low half). Read from the header where
+    /// it is written, not carried from the checks before (fewer values live at once).
+    #[inline(always)]
+    fn key(&self, ports: u32) -> FlowKey {
+        let h = self.header;
+        let ports = u64::from(ports);
+        if self.l3_kind == L3::Ipv4 {
+            let word = |at: usize| u64::from(u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+            let last = u64::from(h[9]) | u64::from(FAMILY_V4) << 8;
+            FlowKey::from_words([word(12), 0, word(16), 0, ports, last])
+        } else {
+            let word = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap_or_default());
+            let last = u64::from(h[6]) | u64::from(FAMILY_V6) << 8;
+            FlowKey::from_words([word(8), word(16), word(24), word(32), ports, last])
+        }
+    }
+
+    /// TTL or hop limit.
+    #[inline(always)]
+    fn ttl(&self) -> u8 {
+        self.header[if self.l3_kind == L3::Ipv4 { 8 } else { 7 }]
+    }
+}
+
+/// The fast path's L4 step for IP protocol `proto` (`first`: the first 8 bytes of its
+/// header): UDP, TCP or GRE with the general walk's checks (UDP length, TCP data offset,
+/// GRE flags and optional fields); fills `h` and says whether the packet may be a tunnel
+/// (GRE, or UDP to the VXLAN or MPLS port). Each protocol's branch writes the headers in
+/// full, so no value is carried through a merge of the branches (where the compiler would
+/// keep some on the stack).
+#[inline(always)]
+fn fast_l4(buf: &[u8], proto: u8, first: &[u8; 8], ip: &FastIp, h: &mut Headers) -> Option<bool> {
+    let (_, l4, end) = ip.span;
+    // The caller has checked that l4 <= end <= buf.len().
+    let seg_len = end - l4;
     // Both ports as the flow key's word holds them (source in the low half): a
     // big-endian load, then the halves swapped.
-    let [a, b, c, d, ..] = *l4_start;
+    let [a, b, c, d, ..] = *first;
     let ports = u32::from_be_bytes([a, b, c, d]).rotate_left(16);
     // UDP and TCP first, in that order; GRE is the rarer case.
-    let proto = ip[9];
     if proto == 17 {
         // A UDP length of at least its header and within the IP packet (which so holds
         // the header).
-        let len = usize::from(u16::from_be_bytes([l4_start[4], l4_start[5]]));
+        let len = usize::from(u16::from_be_bytes([first[4], first[5]]));
         if !(udp::HEADER_LEN..=seg_len).contains(&len) {
             return None;
         }
-        *h = fast_headers(
-            ip,
-            link,
-            l3,
-            IpProtocol::Udp,
-            (l4 + udp::HEADER_LEN, l4 + len),
-            0,
-            ports,
-        );
+        *h = fast_headers(ip, IpProtocol::Udp, (l4 + udp::HEADER_LEN, l4 + len), 0, ports);
         Some(matches!((ports >> 16) as u16, udp::PORT_VXLAN | udp::PORT_MPLS))
     } else if proto == 6 {
         let seg = buf.get(l4..end)?;
@@ -359,12 +431,12 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
         if header < 20 || header > seg.len() {
             return None;
         }
-        *h = fast_headers(ip, link, l3, IpProtocol::Tcp, (l4 + header, end), seg[13], ports);
+        *h = fast_headers(ip, IpProtocol::Tcp, (l4 + header, end), seg[13], ports);
         Some(false)
     } else if proto == 47 {
         std::hint::cold_path();
         let header = gre_header_len(buf.get(l4..end)?)?;
-        *h = fast_headers(ip, link, l3, IpProtocol::Gre, (l4 + header, end), 0, 0);
+        *h = fast_headers(ip, IpProtocol::Gre, (l4 + header, end), 0, 0);
         Some(true)
     } else {
         std::hint::cold_path();
@@ -372,43 +444,26 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
     }
 }
 
-/// The headers [`fast_ipv4`] found: `payload` is where the L4 payload starts and ends,
-/// `ports` the flow key's port word. A function of its own (not a closure over the
-/// caller's locals), written in full by each protocol's branch, so the compiler keeps
-/// every value in a register and writes the constants with a few wide stores.
+/// The headers the fast path found: `payload` is where the L4 payload starts and ends,
+/// `ports` the flow key's port word.
 #[inline(always)]
-fn fast_headers(
-    ip: &[u8; 20],
-    link: (u16, EtherType),
-    l3: usize,
-    l4_proto: IpProtocol,
-    payload: (usize, usize),
-    tcp_flags: u8,
-    ports: u32,
-) -> Headers {
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+fn fast_headers(ip: &FastIp, l4_proto: IpProtocol, payload: (usize, usize), tcp_flags: u8, ports: u32) -> Headers {
     Headers {
-        key: FlowKey::v4(
-            [ip[12], ip[13], ip[14], ip[15]].into(),
-            [ip[16], ip[17], ip[18], ip[19]].into(),
-            ip[9],
-            ports as u16,
-            (ports >> 16) as u16,
-        ),
-        l2: link.0,
-        l3: off16(l3),
-        l4: off16(l3 + 20),
+        key: ip.key(ports),
+        l2: ip.link.0,
+        l3: off16(ip.span.0),
+        l4: off16(ip.span.1),
         payload: off16(payload.0),
         payload_end: off16(payload.1),
-        l3_end: off16(l3 + total),
+        l3_end: off16(ip.span.2),
         vlan_id: 0,
         vlans: 0,
-        l3_kind: L3::Ipv4,
+        l3_kind: ip.l3_kind,
         fragment: Fragment::Whole,
         tcp_flags,
-        ttl: ip[8],
+        ttl: ip.ttl(),
         l4_proto,
-        ethertype: link.1,
+        ethertype: ip.link.1,
     }
 }
 
@@ -730,10 +785,19 @@ mod tests {
         assert_eq!((e.layer, e.reason), (Layer::Vlan, Reason::TooDeep));
     }
 
-    /// A small deterministic generator of near-valid frames: IPv4 with UDP, TCP or
-    /// something else, lengths, flags and checksums mostly right and sometimes wrong, UDP
-    /// sometimes to the VXLAN or MPLS port with an inner packet built the same way.
+    /// A small deterministic generator of near-valid frames: IPv4 or IPv6 with UDP, TCP
+    /// or something else, lengths, flags and checksums mostly right and sometimes wrong,
+    /// UDP sometimes to the VXLAN or MPLS port with an inner packet built the same way.
     struct Gen(u64);
+
+    /// The EtherType of an IP packet, by its version nibble (IPv4 for anything else).
+    fn ethertype_of(packet: &[u8]) -> [u8; 2] {
+        if packet.first().is_some_and(|b| b >> 4 == 6) {
+            [0x86, 0xdd]
+        } else {
+            [0x08, 0x00]
+        }
+    }
 
     impl Gen {
         fn next(&mut self) -> u64 {
@@ -764,8 +828,10 @@ mod tests {
                     let inner = match dport {
                         4789 => {
                             let mut v = vec![0x08, 0, 0, 0, 0, 0x13, 0x89, 0];
-                            v.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]);
-                            v.extend(self.ip_packet(depth + 1));
+                            v.extend_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+                            let inner = self.ip_packet(depth + 1);
+                            v.extend_from_slice(&ethertype_of(&inner));
+                            v.extend(inner);
                             v
                         }
                         6635 => {
@@ -809,8 +875,9 @@ mod tests {
                     let mpls = self.chance(2);
                     // The second byte: reserved bits and the version, now and then not 0.
                     let low = if self.chance(8) { self.next() as u8 } else { 0 };
+                    let inner = self.ip_packet(depth + 1);
                     l4.extend_from_slice(&[flags, low]);
-                    l4.extend_from_slice(if mpls { &[0x88, 0x47] } else { &[0x08, 0x00] });
+                    l4.extend_from_slice(&if mpls { [0x88, 0x47] } else { ethertype_of(&inner) });
                     for bit in [0x20u8, 0x10] {
                         if flags & bit != 0 {
                             l4.extend((0..4).map(|_| self.next() as u8));
@@ -819,9 +886,12 @@ mod tests {
                     if mpls {
                         l4.extend_from_slice(&[0x00, 0x06, 0x41, 0x40]);
                     }
-                    l4.extend(self.ip_packet(depth + 1));
+                    l4.extend(inner);
                 }
                 _ => l4.extend((0..8 + payload_len).map(|_| self.next() as u8)),
+            }
+            if self.chance(3) {
+                return self.ipv6_header(proto, l4);
             }
             let total = (20 + l4.len()) as i64 + if self.chance(8) { self.pick(&[-1i64, 1, -30]) } else { 0 };
             let mut ip = vec![
@@ -855,14 +925,39 @@ mod tests {
             ip
         }
 
+        /// An IPv6 header in front of `l4` (protocol `proto`, ICMP as ICMPv6): lengths
+        /// mostly right, now and then a version that is not 6 or a hop-by-hop options
+        /// header first (which the fast path leaves to the general walk).
+        fn ipv6_header(&mut self, proto: u8, mut l4: Vec<u8>) -> Vec<u8> {
+            let mut next = if proto == 1 { 58 } else { proto };
+            if self.chance(8) {
+                let mut hop_by_hop = vec![next, 0, 1, 4, 0, 0, 0, 0];
+                hop_by_hop.extend(l4);
+                (l4, next) = (hop_by_hop, 0);
+            }
+            let len = l4.len() as i64 + if self.chance(8) { self.pick(&[-1i64, 1, -8]) } else { 0 };
+            let version = if self.chance(10) { 0x40 } else { 0x60 };
+            let mut ip = vec![version, 0, 0, 0];
+            ip.extend_from_slice(&(len.clamp(0, 65535) as u16).to_be_bytes());
+            ip.extend_from_slice(&[next, self.next() as u8]);
+            ip.extend((0..32).map(|_| self.next() as u8));
+            ip.extend(l4);
+            if self.chance(12) {
+                let cut = self.next() as usize % ip.len();
+                ip.truncate(cut);
+            }
+            ip
+        }
+
         fn frame(&mut self) -> Vec<u8> {
             let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+            let packet = self.ip_packet(0);
             f.extend_from_slice(&if self.chance(10) {
-                self.pick(&[[0x86u8, 0xdd], [0x81, 0x00]])
+                self.pick(&[[0x86u8, 0xdd], [0x08, 0x00], [0x81, 0x00]])
             } else {
-                [0x08, 0x00]
+                ethertype_of(&packet)
             });
-            f.extend(self.ip_packet(0));
+            f.extend(packet);
             if self.chance(4) {
                 f.resize(f.len() + 6, 0); // Ethernet padding
             }
@@ -936,12 +1031,16 @@ mod tests {
 
     #[test]
     fn the_generator_reaches_the_fast_path_and_tunnels() {
-        let (mut fast_outer, mut vxlan, mut mpls, mut gre, mut errors) = (0, 0, 0, 0, 0);
+        let (mut fast_v4, mut fast_v6, mut vxlan, mut mpls, mut gre, mut errors) = (0, 0, 0, 0, 0, 0);
         for seed in 0..5000 {
             let f = Gen(seed).frame();
             match parse(&f) {
                 Ok(m) => {
-                    fast_outer += usize::from(fast_ethernet(&f, 0, &mut Headers::default()).is_some());
+                    let mut h = Headers::default();
+                    if fast_ethernet(&f, 0, &mut h).is_some() {
+                        fast_v4 += usize::from(h.l3_kind == L3::Ipv4);
+                        fast_v6 += usize::from(h.l3_kind == L3::Ipv6);
+                    }
                     vxlan += usize::from(matches!(m.tunnel, Tunnel::Vxlan { .. }));
                     mpls += usize::from(matches!(m.tunnel, Tunnel::MplsOverUdp { .. }));
                     gre += usize::from(matches!(m.tunnel, Tunnel::MplsOverGre { .. } | Tunnel::Gre { .. }));
@@ -950,8 +1049,8 @@ mod tests {
             }
         }
         assert!(
-            fast_outer > 1000 && vxlan > 100 && mpls > 100 && gre > 100 && errors > 300,
-            "{fast_outer} {vxlan} {mpls} {gre} {errors}"
+            fast_v4 > 1000 && fast_v6 > 300 && vxlan > 100 && mpls > 100 && gre > 100 && errors > 300,
+            "{fast_v4} {fast_v6} {vxlan} {mpls} {gre} {errors}"
         );
     }
 }

@@ -7,10 +7,10 @@
 //! allocate and does not panic. It verifies IPv4 header checksums (cheap, and RFC 1812
 //! requires it of routers) but not L4 checksums, which forwarding does not need.
 //!
-//! The common frame (untagged Ethernet, IPv4 without options, not fragmented, UDP, TCP or
-//! GRE) takes a straight-line fast path that checks exactly what the general walk checks;
-//! any other frame, or one the fast path doubts, goes the general way. A property test
-//! holds the two to the same answers.
+//! The common frame (untagged Ethernet; IPv4 without options, not fragmented, or IPv6
+//! without extension headers; UDP, TCP or GRE) takes a straight-line fast path that
+//! checks exactly what the general walk checks; any other frame, or one the fast path
+//! doubts, goes the general way. A property test holds the two to the same answers.
 //!
 //! ```
 //! use wire::parse::{parse, Tunnel};
@@ -269,12 +269,11 @@ fn parse_walk(frame: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
 }
 
 /// Bytes from the IPv4 header on that the fast path reads before it looks at lengths: an
-/// option-less header and the first 8 bytes of UDP, TCP or GRE (less of a short packet
-/// may be in the frame, which then goes the general way; real frames are at least 60
-/// bytes).
+/// option-less header and the first 8 bytes of UDP, TCP or GRE. A frame too short to hold
+/// them goes the general way (real frames are at least 60 bytes).
 const FAST_FIXED: usize = 28;
 
-/// The fast path for untagged Ethernet + IPv4 at `at`: fills `h` and says whether the
+/// The fast path for untagged Ethernet + IPv4 or IPv6 at `at`: fills `h` and says whether the
 /// packet may be a tunnel (GRE, or UDP to the VXLAN or MPLS port), or leaves `h` alone
 /// and says `None` for anything else.
 #[inline(always)]
@@ -292,8 +291,9 @@ fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> Option<bool> {
     }
 }
 
-/// [`fast_ethernet`] for an IP packet at `l3` (inside MPLS); whether it may be a tunnel
-/// does not matter there (a tunnel inside a tunnel stays a plain packet).
+/// [`fast_ethernet`] for an IPv4 packet at `l3` (inside MPLS; IPv6 there takes the
+/// general walk); whether it may be a tunnel does not matter there (a tunnel inside a
+/// tunnel stays a plain packet).
 #[inline(always)]
 fn fast_ip(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
     let fixed = buf.get(l3..l3 + FAST_FIXED).and_then(|b| b.try_into().ok());

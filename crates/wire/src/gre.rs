@@ -107,6 +107,7 @@ impl<T: AsRef<[u8]>> GrePacket<T> {
         Ok(())
     }
     /// True when there is no checksum or it verifies over header and payload.
+    #[inline]
     pub fn verify_checksum(&self) -> bool {
         cfg!(fuzzing) || !self.has_checksum() || checksum::checksum(self.buffer.as_ref()) == 0
     }

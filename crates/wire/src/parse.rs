@@ -666,12 +666,14 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
                 return Err(Error::new(Layer::Gre, "checksum", Reason::Checksum));
             }
             let key = g.key();
-            *inner = Headers::default();
+            // Each branch resets `inner` only where the general walk fills it (the fast
+            // path writes all of it).
             match g.protocol() {
                 EtherType::MplsUnicast => {
                     let s = mpls::walk_stack(&body[start..])?;
                     let at = start + s.payload_offset;
                     if !(fast && fast_ip(body, at, inner)) {
+                        *inner = Headers::default();
                         parse_ip_at(body, at, inner, Layer::Mpls, "payload").map_err(Error::into_inner)?;
                     }
                     Tunnel::MplsOverGre {
@@ -681,18 +683,28 @@ fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
                     }
                 }
                 p @ EtherType::Ipv4 => {
-                    parse_ipv4(body, start, inner).map_err(Error::into_inner)?;
+                    if !(fast && fast_ip(body, start, inner)) {
+                        *inner = Headers::default();
+                        parse_ipv4(body, start, inner).map_err(Error::into_inner)?;
+                    }
                     Tunnel::Gre { protocol: p, key }
                 }
                 p @ EtherType::Ipv6 => {
+                    *inner = Headers::default();
                     parse_ipv6(body, start, inner).map_err(Error::into_inner)?;
                     Tunnel::Gre { protocol: p, key }
                 }
                 p @ EtherType::TransparentEthernet => {
-                    parse_ethernet(body, start, inner).map_err(Error::into_inner)?;
+                    if !(fast && fast_ethernet(body, start, inner).is_some()) {
+                        *inner = Headers::default();
+                        parse_ethernet(body, start, inner).map_err(Error::into_inner)?;
+                    }
                     Tunnel::Gre { protocol: p, key }
                 }
-                _ => return Ok(()),
+                _ => {
+                    *inner = Headers::default();
+                    return Ok(());
+                }
             }
         }
         _ => return Ok(()),
@@ -872,12 +884,27 @@ mod tests {
                     } else {
                         self.pick(&[0u8, 0x20, 0x30, 0x10])
                     };
-                    let mpls = self.chance(2);
+                    // MPLS, Ethernet (0x6558) or IP inside.
+                    let (mpls, ethernet) = match self.next() % 4 {
+                        0 | 1 => (true, false),
+                        2 => (false, true),
+                        _ => (false, false),
+                    };
                     // The second byte: reserved bits and the version, now and then not 0.
                     let low = if self.chance(8) { self.next() as u8 } else { 0 };
-                    let inner = self.ip_packet(depth + 1);
+                    let mut inner = self.ip_packet(depth + 1);
                     l4.extend_from_slice(&[flags, low]);
-                    l4.extend_from_slice(&if mpls { [0x88, 0x47] } else { ethertype_of(&inner) });
+                    l4.extend_from_slice(&if mpls {
+                        [0x88, 0x47]
+                    } else if ethernet {
+                        let mut frame = vec![2, 0, 0, 0, 0, 4, 2, 0, 0, 0, 0, 3];
+                        frame.extend_from_slice(&ethertype_of(&inner));
+                        frame.append(&mut inner);
+                        inner = frame;
+                        [0x65, 0x58]
+                    } else {
+                        ethertype_of(&inner)
+                    });
                     for bit in [0x20u8, 0x10] {
                         if flags & bit != 0 {
                             l4.extend((0..4).map(|_| self.next() as u8));
@@ -1032,6 +1059,7 @@ mod tests {
     #[test]
     fn the_generator_reaches_the_fast_path_and_tunnels() {
         let (mut fast_v4, mut fast_v6, mut vxlan, mut mpls, mut gre, mut errors) = (0, 0, 0, 0, 0, 0);
+        let mut gre_ethernet = 0;
         for seed in 0..5000 {
             let f = Gen(seed).frame();
             match parse(&f) {
@@ -1044,13 +1072,21 @@ mod tests {
                     vxlan += usize::from(matches!(m.tunnel, Tunnel::Vxlan { .. }));
                     mpls += usize::from(matches!(m.tunnel, Tunnel::MplsOverUdp { .. }));
                     gre += usize::from(matches!(m.tunnel, Tunnel::MplsOverGre { .. } | Tunnel::Gre { .. }));
+                    let teb = EtherType::TransparentEthernet;
+                    gre_ethernet += usize::from(matches!(m.tunnel, Tunnel::Gre { protocol, .. } if protocol == teb));
                 }
                 Err(_) => errors += 1,
             }
         }
         assert!(
-            fast_v4 > 1000 && fast_v6 > 300 && vxlan > 100 && mpls > 100 && gre > 100 && errors > 300,
-            "{fast_v4} {fast_v6} {vxlan} {mpls} {gre} {errors}"
+            fast_v4 > 1000
+                && fast_v6 > 300
+                && vxlan > 100
+                && mpls > 100
+                && gre > 100
+                && gre_ethernet > 20
+                && errors > 300,
+            "{fast_v4} {fast_v6} {vxlan} {mpls} {gre} {gre_ethernet} {errors}"
         );
     }
 }

@@ -20,6 +20,7 @@ impl<T: AsRef<[u8]>> VxlanPacket<T> {
     }
 
     /// Wraps after checking the 8-byte header is present.
+    #[inline]
     pub fn new_checked(buffer: T) -> Result<Self> {
         if buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::truncated(Layer::Vxlan, "header"));
@@ -53,6 +54,7 @@ pub struct VxlanRepr {
 
 impl VxlanRepr {
     /// Reads the header; the I flag must be set.
+    #[inline]
     pub fn parse<T: AsRef<[u8]>>(p: &VxlanPacket<T>) -> Result<Self> {
         if !p.vni_valid() {
             return Err(Error::invalid(Layer::Vxlan, "flags"));

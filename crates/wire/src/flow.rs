@@ -32,10 +32,7 @@ pub struct FlowKey {
     pub proto: u8,
     /// [`FAMILY_V4`], [`FAMILY_V6`] or 0 for "no IP".
     pub family: u8,
-    // Two zero fields rather than a byte array: zeroing a scalar merges with the stores
-    // beside it, zeroing an array is a separate small memset.
-    pad16: u16,
-    pad32: u32,
+    pad: [u8; 6],
 }
 
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 48);
@@ -189,8 +186,7 @@ impl FlowKey {
             vrf: (w[4] >> 32) as u32,
             proto: w[5] as u8,
             family: (w[5] >> 8) as u8,
-            pad16: 0,
-            pad32: 0,
+            pad: [0; 6],
         }
     }
 

@@ -281,12 +281,14 @@ fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> Option<bool> {
     let l3 = at + ethernet::HEADER_LEN;
     let fixed: &[u8; ethernet::HEADER_LEN + FAST_FIXED] = buf.get(at..l3 + FAST_FIXED)?.try_into().ok()?;
     let (eth, ip) = fixed.split_first_chunk::<{ ethernet::HEADER_LEN }>()?;
-    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
-    if ethertype == 0x0800 {
+    // Compared as stored (little-endian loads): one load and compare each.
+    let ethertype = u16::from_le_bytes([eth[12], eth[13]]);
+    if ethertype == u16::from_le_bytes([0x08, 0x00]) {
         fast_ipv4(buf, (off16(at), EtherType::Ipv4), l3, ip.try_into().ok()?, h)
-    } else if ethertype == 0x86dd {
+    } else if ethertype == u16::from_le_bytes([0x86, 0xdd]) {
         fast_ipv6(buf, (off16(at), EtherType::Ipv6), l3, h)
     } else {
+        std::hint::cold_path();
         None
     }
 }

@@ -273,9 +273,9 @@ fn parse_walk(frame: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
 /// them goes the general way (real frames are at least 60 bytes).
 const FAST_FIXED: usize = 28;
 
-/// The fast path for untagged Ethernet + IPv4 or IPv6 at `at`: fills `h` and says whether the
-/// packet may be a tunnel (GRE, or UDP to the VXLAN or MPLS port), or leaves `h` alone
-/// and says `None` for anything else.
+/// The fast path for untagged Ethernet + IPv4 or IPv6 at `at`: fills `h` and says
+/// whether the packet may be a tunnel (GRE, or UDP to the VXLAN or MPLS port), or leaves
+/// `h` alone and says `None` for anything else.
 #[inline(always)]
 fn fast_ethernet(buf: &[u8], at: usize, h: &mut Headers) -> Option<bool> {
     let l3 = at + ethernet::HEADER_LEN;
@@ -305,11 +305,10 @@ fn fast_ip(buf: &[u8], l3: usize, h: &mut Headers) -> bool {
 
 /// The fast path for IPv4 without options, not fragmented, carrying UDP, TCP or GRE, at
 /// `l3` (`fixed`: its header and the next 8 bytes; `link`: the Ethernet header's offset
-/// and EtherType, or none): the same checks as the general walk
-/// (lengths, header checksum, UDP length, TCP data offset, GRE flags and optional
-/// fields), in a straight line, then fills `h` and says whether the packet may be a
-/// tunnel. `None` (with `h` untouched) sends the packet the general way, which also names
-/// any error.
+/// and EtherType, or none): the same checks as the general walk (lengths, header
+/// checksum, UDP length, TCP data offset, GRE flags and optional fields), in a straight
+/// line, then fills `h` and says whether the packet may be a tunnel. `None` (with `h`
+/// untouched) sends the packet the general way, which also names any error.
 #[inline(always)]
 fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FIXED], h: &mut Headers) -> Option<bool> {
     let (ip, l4_start) = fixed.split_first_chunk::<20>()?;
@@ -320,8 +319,7 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
     // length of at least the header and within the frame: one unsigned comparison (a
     // total below 20 wraps to far more than the frame holds after the header; the caller
     // has checked that the frame holds `fixed`).
-    let seg_len = total.wrapping_sub(20);
-    if seg_len > buf.len().wrapping_sub(l4) {
+    if total.wrapping_sub(20) > buf.len().wrapping_sub(l4) {
         return None;
     }
     // Version and IHL (byte 0) and the fragment offset and more-fragments flag (the low

@@ -21,7 +21,7 @@ use wire::ipv4::{Ipv4Packet, Ipv4Repr};
 use wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use wire::ipv6ext::{self, Ipv6ExtHeader, Ipv6ExtRepr, Ipv6FragHeader, Ipv6FragRepr};
 use wire::mpls::{self, MplsEntry, MplsRepr};
-use wire::parse::{ABSENT, Headers, parse};
+use wire::parse::{ABSENT, Headers, parse, parse_general};
 use wire::tcp::{TcpPacket, TcpRepr};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vlan::{VlanRepr, VlanTag};
@@ -71,9 +71,11 @@ fn check_headers(h: &Headers, len: usize) {
     }
 }
 
-/// The one-pass parse.
+/// The one-pass parse; its fast path answers as the general walk does, error or not.
 pub fn packet(data: &[u8]) {
-    if let Ok(m) = parse(data) {
+    let parsed = parse(data);
+    assert_eq!(parsed, parse_general(data), "fast path and general walk disagree");
+    if let Ok(m) = parsed {
         check_headers(&m.outer, data.len());
         if m.tunnel != wire::parse::Tunnel::None {
             check_headers(&m.inner, data.len());

@@ -259,6 +259,12 @@ pub fn parse_into(frame: &[u8], meta: &mut PacketMeta) -> Result<()> {
 /// [`parse`] without the fast path: every layer, inner packets too, takes the general
 /// walk. The reference the fast path is held to (a property test and the `packet` fuzz
 /// target compare the two); slower, not for the hot path.
+///
+/// ```
+/// use wire::parse::{parse, parse_general};
+/// # let frame = wire::compose::example_vxlan_frame();
+/// assert_eq!(parse(&frame), parse_general(&frame));
+/// ```
 pub fn parse_general(frame: &[u8]) -> Result<PacketMeta> {
     let mut meta = PacketMeta::default();
     parse_walk(frame, &mut meta, false)?;

@@ -37,7 +37,8 @@ pub struct SocketConfig {
     /// Preferred busy polling (`SO_PREFER_BUSY_POLL`) with this budget per poll; 0 = off.
     /// With it, and the device's `napi_defer_hard_irqs` and `gro_flush_timeout` set, the
     /// driver's receive work runs in the worker's `recvfrom`/`sendto` on the worker's CPU
-    /// instead of in softirq wherever the packet was raised.
+    /// instead of in softirq wherever the packet was raised. Only where the kernel gives
+    /// the socket a NAPI instance to poll: [`XskSocket::busy_poll`] says whether it did.
     pub busy_poll_budget: u16,
 }
 
@@ -88,13 +89,37 @@ pub struct XskSocket {
     ifname: String,
     queue: u32,
     zero_copy: bool,
-    busy_poll: bool,
+    busy_poll: BusyPoll,
     fallback: Option<String>,
+}
+
+/// Where preferred busy polling stands on a socket ([`SocketConfig::busy_poll_budget`]).
+///
+/// Busy polling runs the NAPI instance whose id the socket holds, so it does nothing on a
+/// socket without one. Since Linux 6.13 only a zero-copy socket gets one (at bind, from
+/// its queue); before, a copy-mode socket got its queue's with its first packet. So a
+/// copy-mode socket (veth always is one) cannot busy-poll on current kernels: without
+/// this state the request would be silently ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusyPoll {
+    /// Not asked for.
+    Off,
+    /// Asked for; a copy-mode socket that has no NAPI id yet. Older kernels give it one
+    /// with its first packet: call [`XskSocket::settle_busy_poll`] once one has arrived.
+    Pending,
+    /// The socket's `recvfrom` and `sendto` poll this NAPI instance.
+    On {
+        /// The NAPI id (`SO_INCOMING_NAPI_ID`).
+        napi_id: u32,
+    },
+    /// Asked for but impossible; says why. The socket is polled through its rings only.
+    Unavailable(String),
 }
 
 const SO_BUSY_POLL: libc::c_int = 46;
 const SO_PREFER_BUSY_POLL: libc::c_int = 69;
 const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+const SO_INCOMING_NAPI_ID: libc::c_int = 56;
 
 fn sol_socket(fd: &OwnedFd, opt: libc::c_int, v: libc::c_int, op: &'static str) -> Result<()> {
     // SAFETY: `v` is a live int of the size passed.
@@ -124,11 +149,11 @@ fn setsockopt<T>(fd: &OwnedFd, opt: libc::c_int, v: &T, op: &'static str) -> Res
     if r < 0 { Err(last(op)) } else { Ok(()) }
 }
 
-fn getsockopt<T: Default>(fd: &OwnedFd, opt: libc::c_int, op: &'static str) -> Result<T> {
+fn getsockopt<T: Default>(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, op: &'static str) -> Result<T> {
     let mut v = T::default();
     let mut len = size_of::<T>() as libc::socklen_t;
     // SAFETY: `v` is a live, writable value of the size passed in `len`.
-    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_XDP, opt, (&mut v as *mut T).cast(), &mut len) };
+    let r = unsafe { libc::getsockopt(fd.as_raw_fd(), level, opt, (&mut v as *mut T).cast(), &mut len) };
     if r < 0 { Err(last(op)) } else { Ok(v) }
 }
 
@@ -262,6 +287,7 @@ impl XskSocket {
         setsockopt(&fd, libc::XDP_TX_RING, &cfg.tx_size, "sizing the TX ring")?;
         let off: MmapOffsets = getsockopt(
             &fd,
+            libc::SOL_XDP,
             libc::XDP_MMAP_OFFSETS,
             "reading the ring offsets (XDP_MMAP_OFFSETS)",
         )?;
@@ -362,8 +388,7 @@ impl XskSocket {
         if share.is_none() {
             umem.owner.store(fd.as_raw_fd(), Ordering::Release);
         }
-        let busy_poll = cfg.busy_poll_budget > 0;
-        if busy_poll {
+        if cfg.busy_poll_budget > 0 {
             sol_socket(&fd, SO_PREFER_BUSY_POLL, 1, "enabling preferred busy polling")?;
             sol_socket(&fd, SO_BUSY_POLL, 20, "setting the busy-poll time")?;
             sol_socket(
@@ -384,7 +409,7 @@ impl XskSocket {
                 ConsumerRing::new(&cr_l),
             )
         };
-        Ok(XskSocket {
+        let mut sock = XskSocket {
             rx,
             tx,
             fill,
@@ -395,9 +420,19 @@ impl XskSocket {
             ifname: ifname.into(),
             queue,
             zero_copy,
-            busy_poll,
+            busy_poll: BusyPoll::Off,
             fallback,
-        })
+        };
+        if cfg.busy_poll_budget > 0 {
+            // A zero-copy socket has its id from the bind or never will; a copy-mode one
+            // may still get it with its first packet.
+            sock.busy_poll = if zero_copy || sock.napi_id().is_some() {
+                sock.busy_poll_now()
+            } else {
+                BusyPoll::Pending
+            };
+        }
+        Ok(sock)
     }
 
     /// Tells the kernel there is something on the TX ring (needed in copy mode, and in
@@ -454,7 +489,7 @@ impl XskSocket {
 
     /// The kernel's counters for this socket.
     pub fn stats(&self) -> Result<SocketStats> {
-        let s: Statistics = getsockopt(&self.fd, libc::XDP_STATISTICS, "reading XDP_STATISTICS")?;
+        let s: Statistics = getsockopt(&self.fd, libc::SOL_XDP, libc::XDP_STATISTICS, "reading XDP_STATISTICS")?;
         Ok(SocketStats {
             rx_dropped: s.rx_dropped,
             rx_invalid_descs: s.rx_invalid_descs,
@@ -480,11 +515,50 @@ impl XskSocket {
         self.queue
     }
 
-    /// Whether the socket drives the driver by preferred busy polling: call
-    /// [`XskSocket::wake_rx`] on every empty poll and [`XskSocket::kick_tx`] after every
-    /// send.
+    /// Whether the socket drives (or may yet drive) the driver by preferred busy polling:
+    /// then call [`XskSocket::wake_rx`] on every empty poll and [`XskSocket::kick_tx`] after
+    /// every send.
     pub fn is_busy_poll(&self) -> bool {
-        self.busy_poll
+        matches!(self.busy_poll, BusyPoll::Pending | BusyPoll::On { .. })
+    }
+
+    /// Where preferred busy polling stands.
+    pub fn busy_poll(&self) -> &BusyPoll {
+        &self.busy_poll
+    }
+
+    /// Decides a [`BusyPoll::Pending`] socket's busy polling; call it once the socket has
+    /// received a packet (by then an older kernel has given it its NAPI id): `On` if it
+    /// has an id, else `Unavailable`. Other states stay as they are.
+    pub fn settle_busy_poll(&mut self) -> &BusyPoll {
+        if self.busy_poll == BusyPoll::Pending {
+            self.busy_poll = self.busy_poll_now();
+        }
+        &self.busy_poll
+    }
+
+    fn busy_poll_now(&self) -> BusyPoll {
+        match self.napi_id() {
+            Some(napi_id) => BusyPoll::On { napi_id },
+            None => BusyPoll::Unavailable(format!(
+                "`{}` queue {}: busy polling unavailable: the kernel gave the socket no NAPI \
+                 instance to poll ({}); polling the rings instead",
+                self.ifname,
+                self.queue,
+                if self.zero_copy {
+                    "the driver links none to the queue"
+                } else {
+                    "Linux 6.13 and later give one to zero-copy sockets only"
+                }
+            )),
+        }
+    }
+
+    /// The id of the NAPI instance the socket busy-polls (`SO_INCOMING_NAPI_ID`), if it has
+    /// one.
+    pub fn napi_id(&self) -> Option<u32> {
+        let id: u32 = getsockopt(&self.fd, libc::SOL_SOCKET, SO_INCOMING_NAPI_ID, "reading the NAPI id").ok()?;
+        (id != 0).then_some(id)
     }
 
     /// Whether the socket is in zero-copy mode.

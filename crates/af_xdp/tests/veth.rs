@@ -160,6 +160,82 @@ fn receive_and_transmit_generic() {
     rx_tx(AttachMode::Generic, XdpMode::Generic);
 }
 
+/// The kernel's release as (major, minor).
+fn kernel_version() -> (u32, u32) {
+    let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = r
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[test]
+fn busy_polling_is_on_only_where_there_is_a_napi_instance_to_poll() {
+    let (na, nb) = (Netns::new("a").unwrap(), Netns::new("b").unwrap());
+    let veth = Veth::new(&na, &nb, 1).unwrap();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let dp = s.spawn(|| {
+            nb.enter().unwrap();
+            let prog = XdpProgram::attach(&veth.b, AttachMode::Native).unwrap();
+            let umem = Arc::new(Umem::new(UmemConfig::default()).unwrap());
+            let cfg = SocketConfig {
+                busy_poll_budget: 16,
+                ..SocketConfig::default()
+            };
+            let mut sock = XskSocket::new(&umem, &veth.b, 0, cfg, None).unwrap();
+            assert!(!sock.is_zero_copy(), "veth is copy mode only");
+            // A copy-mode socket without an id yet may get one with its first packet.
+            match sock.busy_poll() {
+                BusyPoll::Pending => assert_eq!(sock.napi_id(), None),
+                BusyPoll::On { napi_id } => assert_eq!(sock.napi_id(), Some(*napi_id)),
+                other => panic!("a copy-mode socket is decided by its first packet, not {other:?}"),
+            }
+            assert!(sock.is_busy_poll());
+            prog.register(0, sock.as_fd()).unwrap();
+            let fill: Vec<u64> = (0..64).map(|i| umem.frame_addr(i)).collect();
+            assert_eq!(sock.fill.push(&fill), 64);
+            ready_tx.send(()).unwrap();
+            let mut descs = [Desc::default(); 64];
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while sock.rx.pop(&mut descs) == 0 {
+                assert!(Instant::now() < deadline, "no frame arrived");
+                sock.wake_rx().unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let settled = sock.settle_busy_poll().clone();
+            match &settled {
+                BusyPoll::On { napi_id } => assert_eq!(sock.napi_id(), Some(*napi_id)),
+                BusyPoll::Unavailable(why) => {
+                    assert_eq!(sock.napi_id(), None);
+                    assert!(why.contains(&veth.b) && why.contains("NAPI"), "{why}");
+                    assert!(!sock.is_busy_poll());
+                }
+                other => panic!("still undecided after a packet: {other:?}"),
+            }
+            // Since Linux 6.13 the kernel binds a NAPI id to zero-copy sockets only.
+            if kernel_version() >= (6, 13) {
+                assert!(matches!(settled, BusyPoll::Unavailable(_)), "{settled:?}");
+            }
+            assert_eq!(sock.settle_busy_poll(), &settled, "decided once");
+        });
+        let (a, done) = (veth.a.clone(), &done);
+        na.run(move || {
+            let ps = PacketSocket::new(&a).unwrap();
+            ready_rx.recv().unwrap();
+            let mut seq = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && seq < 10_000 {
+                ps.send(&udp_frame(MAC_A, MAC_B, seq, 64)).unwrap();
+                seq += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        dp.join().unwrap();
+    });
+}
+
 #[test]
 fn errors_say_what_to_do() {
     let (na, nb) = (Netns::new("a").unwrap(), Netns::new("b").unwrap());

@@ -4,7 +4,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use af_xdp::{Desc, SocketConfig, XdpProgram, XskSocket};
+use af_xdp::{BusyPoll, Desc, SocketConfig, XdpProgram, XskSocket};
 
 use crate::frames::{FramePool, Place};
 use crate::port::{Pkt, Port};
@@ -37,6 +37,9 @@ impl AfXdpPort {
         share: Option<&AfXdpPort>,
     ) -> af_xdp::Result<Self> {
         let sock = XskSocket::new(pool.umem(), prog.ifname(), queue, cfg, share.map(|p| &p.sock))?;
+        if let BusyPoll::Unavailable(why) = sock.busy_poll() {
+            eprintln!("{why}");
+        }
         Ok(AfXdpPort {
             name: format!("{}:q{queue}", prog.ifname()),
             sock,
@@ -121,6 +124,12 @@ impl Port for AfXdpPort {
             };
         }
         WorkerCounters::add(&counters.rx, n as u64);
+        if n > 0
+            && *self.sock.busy_poll() == BusyPoll::Pending
+            && let BusyPoll::Unavailable(why) = self.sock.settle_busy_poll()
+        {
+            eprintln!("{why}");
+        }
         if n == 0 && (self.sock.is_busy_poll() || self.sock.fill.needs_wakeup()) {
             let _ = self.sock.wake_rx();
         }

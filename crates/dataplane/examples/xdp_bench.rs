@@ -467,15 +467,16 @@ fn main() {
             rows.push((name, gm, dm));
         }
         rps(false);
-        let ceiling = rows[0].2;
-        let find = |n: &str| rows.iter().find(|r| r.0 == n).map_or(f64::NAN, |r| r.2);
+        // Rows whose generator failed measured 0: no base for a ratio.
         let nan0 = |x: f64| if x > 0.0 { x } else { f64::NAN };
+        let ceiling = nan0(rows[0].2);
+        let find = |n: &str| rows.iter().find(|r| r.0 == n).map_or(f64::NAN, |r| r.2);
         for (name, gm, dm) in &rows {
             // Each row against the kernel doing the same job (VXLAN rows against its VXLAN).
             let (kernel, rps) = if name.contains("VXLAN") {
-                (find("kernel VXLAN encap"), nan0(find("kernel VXLAN encap + RPS")))
+                (nan0(find("kernel VXLAN encap")), nan0(find("kernel VXLAN encap + RPS")))
             } else {
-                (find("kernel forwarding"), nan0(find("kernel forwarding + RPS")))
+                (nan0(find("kernel forwarding")), nan0(find("kernel forwarding + RPS")))
             };
             if *gm == 0.0 {
                 println!(
@@ -484,11 +485,19 @@ fn main() {
                 );
                 continue;
             }
+            // A ratio to a row whose generator failed is left blank, not NaN.
+            let ratio = |base: f64| {
+                if base.is_nan() {
+                    "-".to_string()
+                } else {
+                    format!("{:.2}", dm / base)
+                }
+            };
             println!(
-                "| {gname} | {name} | {gm:.3} | {dm:.3} | {:.2} | {:.2} | {:.2} |",
-                dm / ceiling,
-                dm / kernel,
-                dm / rps
+                "| {gname} | {name} | {gm:.3} | {dm:.3} | {} | {} | {} |",
+                ratio(ceiling),
+                ratio(kernel),
+                ratio(rps)
             );
         }
     }

@@ -361,12 +361,21 @@ fn locate(hash: u64, mask: usize) -> (usize, usize, u32) {
     (b1, b2, sig)
 }
 
+/// Whether a key line's first five words are `words`' (the sixth carries flags and is
+/// compared by the caller). One test of the words' differences ORed together, not a
+/// branch per word: a hit reads all five anyway, and the fewer branches and live
+/// registers leave the burst loop's state in registers.
+#[inline(always)]
+fn first_words_equal(k: &[AtomicU64; 6], words: &[u64; 6]) -> bool {
+    (0..5).fold(0, |d, i| d | (k[i].load(Ordering::Relaxed) ^ words[i])) == 0
+}
+
 /// [`FlowTable::at_home`] on the home entry's key line.
 #[inline(always)]
 fn at_home_line(line: &Hot, words: &[u64; 6]) -> AtHome {
     let k = &line.key;
     let w5 = k[5].load(Ordering::Acquire);
-    if w5 & (LIVE | KEY5_MASK) == words[5] | LIVE && (0..5).all(|i| k[i].load(Ordering::Relaxed) == words[i]) {
+    if w5 & (LIVE | KEY5_MASK) == words[5] | LIVE && first_words_equal(k, words) {
         AtHome::Hit
     } else if w5 & DISPLACED_MASK == 0 {
         AtHome::Absent
@@ -485,7 +494,7 @@ impl FlowTable {
     #[inline(always)]
     fn key_matches(&self, idx: usize, words: &[u64; 6]) -> bool {
         let k = &self.hot(idx).key;
-        k[5].load(Ordering::Relaxed) & KEY5_MASK == words[5] && (0..5).all(|i| k[i].load(Ordering::Relaxed) == words[i])
+        k[5].load(Ordering::Relaxed) & KEY5_MASK == words[5] && first_words_equal(k, words)
     }
 
     /// The one-line lookup at the key's home slot `idx`. The Acquire load of the last key

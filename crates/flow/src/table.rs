@@ -392,6 +392,14 @@ fn home(hash: u64) -> usize {
     (((hash >> 24) & 0xff) as usize * SLOTS) >> 8
 }
 
+/// The slot after entry `idx`'s in its bucket, round: where an insert that found its home
+/// taken most likely went.
+#[inline(always)]
+fn next_slot(idx: usize) -> usize {
+    let slot = idx % SLOTS;
+    idx - slot + if slot + 1 == SLOTS { 0 } else { slot + 1 }
+}
+
 /// A bucket's slot indexes from the key's home slot round.
 #[inline(always)]
 fn from_home(hash: u64) -> impl Iterator<Item = usize> {
@@ -978,7 +986,19 @@ impl<'t> Reader<'t> {
                     // nearly every key is in its first bucket: prefetching the second
                     // would waste bandwidth.
                     wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
+                    wire::prefetch(t.hot(next_slot(at_home)));
                 }
+            }
+        }
+        for i in bits(rest) {
+            let guess = next_slot(homes[i]);
+            if let AtHome::Hit = at_home_line(t.hot(guess), &keys[i].to_words()) {
+                if COUNTED {
+                    wire::prefetch(t.cold(guess));
+                }
+                out[i] = Some(self.id(guess));
+                mask |= 1 << i;
+                rest &= !(1 << i);
             }
         }
         let mut cand = [usize::MAX; MAX_BURST];
@@ -1539,6 +1559,51 @@ mod tests {
         assert_eq!(r.delete(id, |_| {}), 1);
         assert_eq!(at(&b), AtHome::Absent, "no displaced key left");
         assert_eq!(r.flow(r.lookup(&c, c.hash()).unwrap()).key(), c);
+    }
+
+    /// A displaced key is looked for first in the slot after its home (where its insert
+    /// most likely went), then in its buckets; a key deleted from that slot is not found
+    /// there, while another key of the same home still counts as displaced.
+    #[test]
+    fn the_slot_after_the_home_is_tried_before_the_buckets() {
+        let t = FlowTable::new(small()).unwrap();
+        let mut r = t.reader().unwrap();
+        let home_of = |k: &FlowKey| t.home_index(k.hash());
+        let a = key(1);
+        let [b, c] = [2, 20_000].map(|from| (from..).map(key).find(|k| home_of(k) == home_of(&a)).unwrap());
+        let add = |r: &Reader<'_>, k: &FlowKey| {
+            r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0)
+                .unwrap()
+                .0
+                .index() as usize
+        };
+        assert_eq!(add(&r, &a), home_of(&a));
+        assert_eq!(
+            add(&r, &b),
+            next_slot(home_of(&a)),
+            "the first displaced key takes the next slot"
+        );
+        let c_at = add(&r, &c);
+        assert!(c_at != home_of(&a) && c_at != next_slot(home_of(&a)));
+        let burst = |r: &Reader<'_>, keys: &[FlowKey]| {
+            let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+            let mut out = vec![None; keys.len()];
+            let mask = r.lookup_burst(keys, &hashes, &mut out);
+            let ids: Vec<_> = out
+                .iter()
+                .map(|o| o.map(|id: FlowId<'_>| id.index() as usize))
+                .collect();
+            (mask, ids)
+        };
+        assert_eq!(
+            burst(&r, &[a, b, c]),
+            (0b111, vec![Some(home_of(&a)), Some(next_slot(home_of(&a))), Some(c_at)])
+        );
+        let id = r.lookup(&b, b.hash()).unwrap();
+        assert_eq!(r.delete(id, |_| {}), 1);
+        r.quiescent();
+        // b's key words stay in its retired slot; only the live bit says it is gone.
+        assert_eq!(burst(&r, &[b, c]), (0b10, vec![None, Some(c_at)]));
     }
 
     /// A pair whose reverse cannot be installed gives its forward slot back, and the

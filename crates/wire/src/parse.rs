@@ -329,14 +329,17 @@ fn fast_ipv4(buf: &[u8], link: (u16, EtherType), l3: usize, fixed: &[u8; FAST_FI
     let (ip, l4_start) = fixed.split_first_chunk::<20>()?;
     let l4_start: &[u8; 8] = l4_start.try_into().ok()?;
     let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    let (l4, end) = (l3 + 20, l3 + total);
+    let l4 = l3 + 20;
     // Version 4 with a 20-byte header; whole (no offset, no more-fragments); a total
     // length of at least the header and within the frame: one unsigned comparison (a
     // total below 20 wraps to far more than the frame holds after the header; the caller
     // has checked that the frame holds `fixed`).
-    if total.wrapping_sub(20) > buf.len().wrapping_sub(l4) {
+    let seg_len = total.wrapping_sub(20);
+    if seg_len > buf.len().wrapping_sub(l4) {
         return None;
     }
+    // From the L4 length, as the L4 checks use it: one value fewer to keep.
+    let end = l4 + seg_len;
     // Version and IHL (byte 0) and the fragment offset and more-fragments flag (the low
     // 14 bits of bytes 6-7) in one masked comparison of the header's first eight bytes.
     let first = u64::from_le_bytes(*ip.first_chunk::<8>()?);

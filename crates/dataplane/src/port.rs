@@ -40,7 +40,8 @@ pub trait Port: Send {
     fn poll(&mut self, pool: &mut FramePool, counters: &WorkerCounters);
 
     /// Stops receiving and takes back every frame it can (at worker stop). Returns the
-    /// frames the kernel keeps until the port is closed (its fill ring), for accounting.
+    /// frames the kernel keeps until the port is closed (its fill ring, and the frame its
+    /// buffer pool may hold after a receive failed on a full RX ring), for accounting.
     fn drain(&mut self, pool: &mut FramePool) -> u64;
 
     /// Packets the kernel dropped before they reached the port (ring full, no frame,

@@ -531,7 +531,7 @@ impl XskSocket {
     /// received a packet (by then an older kernel has given it its NAPI id): `On` if it
     /// has an id, else `Unavailable`. Other states stay as they are.
     pub fn settle_busy_poll(&mut self) -> &BusyPoll {
-        if self.busy_poll == BusyPoll::Pending {
+        if matches!(self.busy_poll, BusyPoll::Pending) {
             self.busy_poll = self.busy_poll_now();
         }
         &self.busy_poll

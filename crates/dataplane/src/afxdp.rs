@@ -125,7 +125,7 @@ impl Port for AfXdpPort {
         }
         WorkerCounters::add(&counters.rx, n as u64);
         if n > 0
-            && *self.sock.busy_poll() == BusyPoll::Pending
+            && matches!(self.sock.busy_poll(), BusyPoll::Pending)
             && let BusyPoll::Unavailable(why) = self.sock.settle_busy_poll()
         {
             eprintln!("{why}");

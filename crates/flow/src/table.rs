@@ -1484,6 +1484,30 @@ mod tests {
         assert_eq!(r.flow(f).snapshot().packets, packets + 100);
     }
 
+    /// Inserts `k` as its own reverse; the forward entry's index.
+    fn add(r: &Reader<'_>, k: &FlowKey) -> usize {
+        r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0)
+            .unwrap()
+            .0
+            .index() as usize
+    }
+
+    /// A burst lookup of `keys`: the hit mask and each key's entry index. The counted
+    /// lookup must give the same answer.
+    fn burst(r: &Reader<'_>, keys: &[FlowKey]) -> (u64, Vec<Option<usize>>) {
+        let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+        let mut out = vec![None; keys.len()];
+        let mask = r.lookup_burst(keys, &hashes, &mut out);
+        let mut counted = vec![None; keys.len()];
+        assert_eq!(r.lookup_burst_counted(keys, &hashes, &mut counted), mask);
+        assert_eq!(counted, out);
+        let ids = out
+            .iter()
+            .map(|o| o.map(|id: FlowId<'_>| id.index() as usize))
+            .collect();
+        (mask, ids)
+    }
+
     /// Four buckets, and every other pool small: Miri runs these tests.
     fn small() -> FlowTableConfig {
         let mut cfg = FlowTableConfig::with_capacity(4 * SLOTS);
@@ -1508,32 +1532,12 @@ mod tests {
             |k: &FlowKey, from: u32| (from..).map(key).find(|c| c != k && home_of(c) == home_of(k)).unwrap();
         let a = key(1);
         let b = same_home(&a, 2);
-        let add = |r: &Reader<'_>, k: &FlowKey| {
-            r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0)
-                .unwrap()
-                .0
-                .index() as usize
-        };
         assert_eq!(at(&a), AtHome::Absent, "an empty table");
         assert_eq!(add(&r, &a), home_of(&a));
         assert_eq!((at(&a), at(&b)), (AtHome::Hit, AtHome::Absent));
         let b_at = add(&r, &b);
         assert_ne!(b_at, home_of(&b), "the home slot was taken");
         assert_eq!((at(&a), at(&b)), (AtHome::Hit, AtHome::Elsewhere));
-        let burst = |r: &Reader<'_>, keys: &[FlowKey]| {
-            let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
-            let mut out = vec![None; keys.len()];
-            let mask = r.lookup_burst(keys, &hashes, &mut out);
-            let mut counted = vec![None; keys.len()];
-            assert_eq!(r.lookup_burst_counted(keys, &hashes, &mut counted), mask);
-            assert_eq!(counted, out);
-            (
-                mask,
-                out.iter()
-                    .map(|o| o.map(|id: FlowId<'_>| id.index() as usize))
-                    .collect::<Vec<_>>(),
-            )
-        };
         let absent = same_home(&a, 10_000);
         assert_eq!(
             burst(&r, &[a, b, absent, key(99_999)]),
@@ -1571,12 +1575,6 @@ mod tests {
         let home_of = |k: &FlowKey| t.home_index(k.hash());
         let a = key(1);
         let [b, c] = [2, 20_000].map(|from| (from..).map(key).find(|k| home_of(k) == home_of(&a)).unwrap());
-        let add = |r: &Reader<'_>, k: &FlowKey| {
-            r.insert_pair(k, k, Action::allow(1), Action::allow(1), Generations::default(), 0)
-                .unwrap()
-                .0
-                .index() as usize
-        };
         assert_eq!(add(&r, &a), home_of(&a));
         assert_eq!(
             add(&r, &b),
@@ -1585,16 +1583,6 @@ mod tests {
         );
         let c_at = add(&r, &c);
         assert!(c_at != home_of(&a) && c_at != next_slot(home_of(&a)));
-        let burst = |r: &Reader<'_>, keys: &[FlowKey]| {
-            let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
-            let mut out = vec![None; keys.len()];
-            let mask = r.lookup_burst(keys, &hashes, &mut out);
-            let ids: Vec<_> = out
-                .iter()
-                .map(|o| o.map(|id: FlowId<'_>| id.index() as usize))
-                .collect();
-            (mask, ids)
-        };
         assert_eq!(
             burst(&r, &[a, b, c]),
             (0b111, vec![Some(home_of(&a)), Some(next_slot(home_of(&a))), Some(c_at)])

@@ -10,6 +10,7 @@
 //!
 //! Topology: gen --v1-- dut --v2-- sink (XDP_DROP on the sink, so delivering costs nothing).
 
+use std::os::unix::process::CommandExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -222,6 +223,9 @@ fn run_once(w: &World, g: Gen, secs: f64, measure: &dyn Fn() -> u64) -> (f64, f6
                         .args(["netns", "exec", w.sender.name(), "trafgen", "--dev", &w.v1.a, "--conf"])
                         .arg(&conf)
                         .args(["--cpus", "1", "-q"])
+                        // trafgen forks a sender per CPU: a group of its own lets the stop
+                        // reach that child too, which otherwise outlives the row.
+                        .process_group(0)
                         .stdout(std::process::Stdio::null())
                         .stderr(std::fs::File::create(conf.with_extension("err")).unwrap())
                         .spawn()
@@ -234,13 +238,28 @@ fn run_once(w: &World, g: Gen, secs: f64, measure: &dyn Fn() -> u64) -> (f64, f6
         std::thread::sleep(Duration::from_secs_f64(secs));
         let (g1, d1, dt) = (gen_tx(), measure(), t0.elapsed().as_secs_f64());
         stop.store(true, Ordering::Relaxed);
-        if let Some(mut c) = child {
-            let _ = c.kill(); // the PID we started
-            let _ = c.wait();
-            std::thread::sleep(Duration::from_millis(300));
+        if let Some(c) = child {
+            stop_group(c);
         }
         ((g1 - g0) as f64 / dt / 1e6, (d1 - d0) as f64 / dt / 1e6)
     })
+}
+
+/// Stops the process group we started for `c` (trafgen and the sender it forked): SIGINT
+/// so trafgen tears down its ring, SIGKILL if the group outlives a grace period.
+fn stop_group(mut c: std::process::Child) {
+    let group = -(c.id() as libc::pid_t);
+    // SAFETY: signalling the process group whose leader we spawned; no memory involved.
+    unsafe { libc::kill(group, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    // SAFETY: signal 0 only asks whether any member of our group is still alive.
+    while unsafe { libc::kill(group, 0) } == 0 && Instant::now() < deadline {
+        let _ = c.try_wait();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above; the group is ours.
+    unsafe { libc::kill(group, libc::SIGKILL) };
+    let _ = c.wait();
 }
 
 struct DropAll;

@@ -1,8 +1,11 @@
 //! Burst hit lookups of a 1M-flow table (the flow bench's table: capacity 2M, the same
-//! keys), timed in short rounds; prints the fastest and the median. On a VM whose speed
-//! moves from minute to minute, two builds are compared by running this alternately on
-//! each: `cargo run --release -p vrouter-benches --example hit_rounds [ROUNDS]`.
+//! keys), timed in short rounds, each followed by the same lookups on papaya (the best
+//! peer of the flow bench), so every round gives a ratio measured within seconds. On a VM
+//! whose speed moves from minute to minute, two builds are compared by running this
+//! alternately on each, and the 1-thread ratio to papaya is read as the median of the
+//! rounds': `cargo run --release -p vrouter-benches --example hit_rounds [ROUNDS]`.
 
+use std::hint::black_box;
 use std::time::Instant;
 
 use flow::{Action, FlowTable, FlowTableConfig, Generations};
@@ -12,37 +15,63 @@ use wire::flow::FlowKey;
 const LIVE: usize = 1 << 20;
 const BURST: usize = 64;
 
+/// Nanoseconds per key of `bursts` bursts of `lookup`, stepping through `LIVE` keys.
+fn per_key(bursts: usize, mut lookup: impl FnMut(std::ops::Range<usize>) -> u32) -> f64 {
+    let start = Instant::now();
+    let (mut at, mut hits) = (0, 0);
+    for _ in 0..bursts {
+        hits += lookup(at..at + BURST);
+        at = (at + BURST) % (LIVE - BURST);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / (bursts * BURST) as f64;
+    assert_eq!(black_box(hits) as usize, bursts * BURST, "every key a hit");
+    ns
+}
+
+/// Fastest and median of `v`, as "fastest F, median M".
+fn fastest_median(mut v: Vec<f64>, unit: &str) -> String {
+    v.sort_by(f64::total_cmp);
+    format!("fastest {:.2}{unit}, median {:.2}{unit}", v[0], v[v.len() / 2])
+}
+
 fn main() {
     let rounds: usize = std::env::args().nth(1).map_or(10, |r| r.parse().expect("ROUNDS"));
     let live = shuffled_flow_keys(LIVE, 0);
     let hashes: Vec<u64> = live.iter().map(FlowKey::hash).collect();
     let table = FlowTable::new(FlowTableConfig::with_capacity(2 * LIVE)).unwrap();
     let mut r = table.reader().unwrap();
+    let papaya = papaya::HashMap::with_capacity_and_hasher(LIVE, ahash::RandomState::new());
     for (i, k) in live.iter().enumerate() {
         let a = Action::allow(i as u32);
         r.insert_pair(k, k, a, a, Generations::default(), 0).unwrap();
+        papaya.pin().insert(*k, i as u64);
     }
     let bursts = 2 * LIVE / BURST;
-    let mut times = Vec::with_capacity(rounds);
+    let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        let start = Instant::now();
-        let (mut at, mut hits) = (0, 0);
-        for _ in 0..bursts {
+        let o = per_key(bursts, |keys| {
             let mut out = [None; BURST];
-            let keys = at..at + BURST;
-            hits += r
-                .lookup_burst(&live[keys.clone()], &hashes[keys], &mut out)
-                .count_ones();
+            let m = r.lookup_burst(&live[keys.clone()], &hashes[keys], &mut out).count_ones();
             r.quiescent();
-            at = (at + BURST) % (LIVE - BURST);
-        }
-        assert_eq!(hits as usize, bursts * BURST, "every key a hit");
-        times.push(start.elapsed().as_nanos() as f64 / (bursts * BURST) as f64);
+            m
+        });
+        // The flow bench's papaya workload: one `pin().get()` per key.
+        let p = per_key(bursts, |keys| {
+            live[keys].iter().map(|k| u32::from(papaya.pin().get(k).is_some())).sum()
+        });
+        ours.push(o);
+        theirs.push(p);
+        ratios.push(p / o);
     }
-    times.sort_by(f64::total_cmp);
+    println!("1M-flow burst hit lookups, {rounds} rounds, ns per key");
+    println!("  ours:   {}", fastest_median(ours, " ns"));
+    println!("  papaya: {}", fastest_median(theirs, " ns"));
+    let mut r = ratios;
+    r.sort_by(f64::total_cmp);
     println!(
-        "1M-flow burst hit lookups, {rounds} rounds: fastest {:.1} ns, median {:.1} ns per key",
-        times[0],
-        times[rounds / 2]
+        "  papaya / ours per round: median {:.2}x, range {:.2}x-{:.2}x",
+        r[r.len() / 2],
+        r[0],
+        r[r.len() - 1]
     );
 }

@@ -6,7 +6,10 @@
 //! forwarding through the router namespace and through a `vxlan` device, each also with
 //! RPS moving its work to the other CPU.
 //!
-//! `cargo run --release -p dataplane --example xdp_bench [SECONDS]`
+//! `cargo run --release -p dataplane --example xdp_bench [SECONDS] [ROUNDS]`: with ROUNDS,
+//! every row is measured once per round, ratios are taken within each round, and each cell
+//! is the median (and range) over the rounds: a slow spell of this VM then weighs on one
+//! sample instead of the whole table.
 //!
 //! Topology: gen --v1-- dut --v2-- sink (XDP_DROP on the sink, so delivering costs nothing).
 
@@ -416,9 +419,111 @@ fn workers(w: &World, forward: bool, handler: MakeHandler) -> (WorkerSet, Vec<Xd
     })
 }
 
+/// One measurement of every row for generator `g`: (row, generator Mpps, DUT Mpps).
+fn measure_rows(w: &World, g: Gen, secs: f64) -> Vec<(&'static str, f64, f64)> {
+    let mut rows: Vec<(&'static str, f64, f64)> = Vec::new();
+    // The ceiling: XDP_DROP on the DUT's port.
+    {
+        let mode = dut_mode(w);
+        let _d = w.dut.run(|| XdpDrop::attach(&w.v1.b, mode).unwrap());
+        let (gm, dm) = run(w, g, secs, &|| w.counter(&w.dut, &w.v1.b, "rx_packets"));
+        rows.push(("XDP_DROP", gm, dm));
+    }
+    let pipeline = |vxlan| -> MakeHandler {
+        let tables = pipeline_tables(vxlan);
+        Arc::new(move || Box::new(Pipeline::new(tables.clone()).expect("flow reader")) as Box<dyn Handler>)
+    };
+    let cases: [(&'static str, bool, MakeHandler); 5] = [
+        ("AF_XDP RX (drop all)", false, Arc::new(|| Box::new(DropAll))),
+        ("AF_XDP reflect", false, Arc::new(|| Box::new(apps::Reflect))),
+        (
+            "AF_XDP port-to-port",
+            true,
+            Arc::new(|| Box::new(apps::Forward { peer: vec![1, 0] })),
+        ),
+        ("vrouter pipeline, pure L3", true, pipeline(false)),
+        ("vrouter pipeline, VXLAN encap", true, pipeline(true)),
+    ];
+    for (name, fwd, h) in cases {
+        let (set, progs) = workers(w, fwd, h);
+        let count = |s: &WorkerSet| {
+            let t = Stats::sum(&s.stats());
+            if name.contains("RX") { t.rx } else { t.tx }
+        };
+        let (gm, dm) = run(w, g, secs, &|| count(&set));
+        let reports = set.stop();
+        for r in &reports {
+            assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+        }
+        drop(progs);
+        rows.push((name, gm, dm));
+    }
+    let fwd = |w: &World| w.counter(&w.dut, &w.v2.b, "tx_packets");
+    let rps = |on: bool| {
+        let cpus = if on { 2 } else { 0 };
+        let knob = format!("echo {cpus} > /sys/class/net/{}/queues/rx-0/rps_cpus", w.v1.b);
+        w.dut.exec(&["sh", "-c", &knob]).unwrap();
+    };
+    for (name, vxlan) in [
+        ("kernel forwarding", false),
+        ("kernel forwarding + RPS", false),
+        ("kernel VXLAN encap", true),
+        ("kernel VXLAN encap + RPS", true),
+    ] {
+        rps(name.ends_with("RPS"));
+        let _tunnel = vxlan.then(|| w.kernel_vxlan());
+        let (gm, dm) = run(w, g, secs, &|| fwd(w));
+        rows.push((name, gm, dm));
+    }
+    rps(false);
+    rows
+}
+
+/// Each row's ratios within one round: to XDP_DROP, to the kernel doing the same job (VXLAN
+/// rows to its VXLAN) and to that kernel with RPS. NaN where either side's generator failed.
+fn round_ratios(rows: &[(&str, f64, f64)]) -> Vec<[f64; 3]> {
+    let dut = |n: &str| {
+        rows.iter()
+            .find(|r| r.0 == n && r.1 > 0.0)
+            .map_or(f64::NAN, |r| r.2)
+    };
+    rows.iter()
+        .map(|&(name, gm, dm)| {
+            let dm = if gm > 0.0 { dm } else { f64::NAN };
+            let (kernel, rps) = if name.contains("VXLAN") {
+                ("kernel VXLAN encap", "kernel VXLAN encap + RPS")
+            } else {
+                ("kernel forwarding", "kernel forwarding + RPS")
+            };
+            [dm / dut("XDP_DROP"), dm / dut(kernel), dm / dut(rps)]
+        })
+        .collect()
+}
+
+/// Median and range of the finite values, e.g. "0.93 (0.66-1.03)"; "-" if there are none.
+fn summary(mut v: Vec<f64>, digits: usize) -> String {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let m = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    if v.len() == 1 {
+        format!("{m:.digits$}")
+    } else {
+        format!("{m:.digits$} ({:.digits$}-{:.digits$})", v[0], v[v.len() - 1])
+    }
+}
+
 fn main() {
     testnet::require_root();
-    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let arg = |i: usize| std::env::args().nth(i).and_then(|s| s.parse::<f64>().ok());
+    let secs = arg(1).unwrap_or(3.0);
+    let rounds = arg(2).map_or(1, |r| r.max(1.0) as usize);
     let w = World::new();
     let _sink = w.sink.run(|| XdpDrop::attach(&w.v2.a, AttachMode::Native).unwrap());
     let gens: Vec<Gen> = if std::process::Command::new("trafgen").arg("--version").output().is_ok() {
@@ -427,96 +532,36 @@ fn main() {
         eprintln!("trafgen not installed (apt install netsniff-ng): only our generator");
         vec![Gen::Ours]
     };
+    if rounds > 1 {
+        println!("{rounds} rounds of every row; each cell: median (min-max); ratios are per round");
+    }
     println!("| generator | DUT | generator Mpps | DUT Mpps | vs XDP_DROP | vs kernel | vs kernel+RPS |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for g in gens {
         let gname = if g == Gen::Ours { "ours (AF_XDP TX)" } else { "trafgen" };
-        let mut rows: Vec<(&str, f64, f64)> = Vec::new();
-        // The ceiling: XDP_DROP on the DUT's port.
-        {
-            let mode = dut_mode(&w);
-            let _d = w.dut.run(|| XdpDrop::attach(&w.v1.b, mode).unwrap());
-            let (gm, dm) = run(&w, g, secs, &|| w.counter(&w.dut, &w.v1.b, "rx_packets"));
-            rows.push(("XDP_DROP", gm, dm));
-        }
-        let pipeline = |vxlan| -> MakeHandler {
-            let tables = pipeline_tables(vxlan);
-            Arc::new(move || Box::new(Pipeline::new(tables.clone()).expect("flow reader")) as Box<dyn Handler>)
-        };
-        let cases: [(&str, bool, MakeHandler); 5] = [
-            ("AF_XDP RX (drop all)", false, Arc::new(|| Box::new(DropAll))),
-            ("AF_XDP reflect", false, Arc::new(|| Box::new(apps::Reflect))),
-            (
-                "AF_XDP port-to-port",
-                true,
-                Arc::new(|| Box::new(apps::Forward { peer: vec![1, 0] })),
-            ),
-            ("vrouter pipeline, pure L3", true, pipeline(false)),
-            ("vrouter pipeline, VXLAN encap", true, pipeline(true)),
-        ];
-        for (name, fwd, h) in cases {
-            let (set, progs) = workers(&w, fwd, h);
-            let count = |s: &WorkerSet| {
-                let t = Stats::sum(&s.stats());
-                if name.contains("RX") { t.rx } else { t.tx }
+        let all: Vec<_> = (0..rounds).map(|_| measure_rows(&w, g, secs)).collect();
+        let ratios: Vec<_> = all.iter().map(|rows| round_ratios(rows)).collect();
+        for (i, (name, ..)) in all[0].iter().enumerate() {
+            // A failed generator measured 0: its rounds count as missing.
+            let column = |f: &dyn Fn(usize) -> f64| -> Vec<f64> {
+                (0..rounds).filter(|&r| all[r][i].1 > 0.0).map(f).collect()
             };
-            let (gm, dm) = run(&w, g, secs, &|| count(&set));
-            let reports = set.stop();
-            for r in &reports {
-                assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
-            }
-            drop(progs);
-            rows.push((name, gm, dm));
-        }
-        let fwd = |w: &World| w.counter(&w.dut, &w.v2.b, "tx_packets");
-        let rps = |on: bool| {
-            let cpus = if on { 2 } else { 0 };
-            let knob = format!("echo {cpus} > /sys/class/net/{}/queues/rx-0/rps_cpus", w.v1.b);
-            w.dut.exec(&["sh", "-c", &knob]).unwrap();
-        };
-        for (name, vxlan) in [
-            ("kernel forwarding", false),
-            ("kernel forwarding + RPS", false),
-            ("kernel VXLAN encap", true),
-            ("kernel VXLAN encap + RPS", true),
-        ] {
-            rps(name.ends_with("RPS"));
-            let _tunnel = vxlan.then(|| w.kernel_vxlan());
-            let (gm, dm) = run(&w, g, secs, &|| fwd(&w));
-            rows.push((name, gm, dm));
-        }
-        rps(false);
-        // Rows whose generator failed measured 0: no base for a ratio.
-        let nan0 = |x: f64| if x > 0.0 { x } else { f64::NAN };
-        let ceiling = nan0(rows[0].2);
-        let find = |n: &str| rows.iter().find(|r| r.0 == n).map_or(f64::NAN, |r| r.2);
-        for (name, gm, dm) in &rows {
-            // Each row against the kernel doing the same job (VXLAN rows against its VXLAN).
-            let (kernel, rps) = if name.contains("VXLAN") {
-                (nan0(find("kernel VXLAN encap")), nan0(find("kernel VXLAN encap + RPS")))
-            } else {
-                (nan0(find("kernel forwarding")), nan0(find("kernel forwarding + RPS")))
-            };
-            if *gm == 0.0 {
+            let gm = column(&|r| all[r][i].1);
+            if gm.is_empty() {
                 println!(
                     "| {gname} | {name} | generator failed (see {}) | | | | |",
                     std::env::temp_dir().display()
                 );
                 continue;
             }
-            // A ratio to a row whose generator failed is left blank, not NaN.
-            let ratio = |base: f64| {
-                if base.is_nan() {
-                    "-".to_string()
-                } else {
-                    format!("{:.2}", dm / base)
-                }
-            };
+            let cells: Vec<String> = (0..3).map(|k| summary(column(&|r| ratios[r][i][k]), 2)).collect();
             println!(
-                "| {gname} | {name} | {gm:.3} | {dm:.3} | {} | {} | {} |",
-                ratio(ceiling),
-                ratio(kernel),
-                ratio(rps)
+                "| {gname} | {name} | {} | {} | {} | {} | {} |",
+                summary(gm, 3),
+                summary(column(&|r| all[r][i].2), 3),
+                cells[0],
+                cells[1],
+                cells[2]
             );
         }
     }

@@ -3,7 +3,8 @@
 //! peer of the flow bench), so every round gives a ratio measured within seconds. On a VM
 //! whose speed moves from minute to minute, two builds are compared by running this
 //! alternately on each, and the 1-thread ratio to papaya is read as the median of the
-//! rounds': `cargo run --release -p vrouter-benches --example hit_rounds [ROUNDS]`.
+//! rounds': `cargo run --release -p vrouter-benches --example hit_rounds [ROUNDS] [ours]`.
+//! With `ours`, papaya is left out (for counting our instructions with callgrind).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -36,6 +37,7 @@ fn fastest_median(mut v: Vec<f64>, unit: &str) -> String {
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).map_or(10, |r| r.parse().expect("ROUNDS"));
+    let with_papaya = std::env::args().nth(2).as_deref() != Some("ours");
     let live = shuffled_flow_keys(LIVE, 0);
     let hashes: Vec<u64> = live.iter().map(FlowKey::hash).collect();
     let table = FlowTable::new(FlowTableConfig::with_capacity(2 * LIVE)).unwrap();
@@ -44,27 +46,39 @@ fn main() {
     for (i, k) in live.iter().enumerate() {
         let a = Action::allow(i as u32);
         r.insert_pair(k, k, a, a, Generations::default(), 0).unwrap();
-        papaya.pin().insert(*k, i as u64);
+        if with_papaya {
+            papaya.pin().insert(*k, i as u64);
+        }
     }
     let bursts = 2 * LIVE / BURST;
     let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let o = per_key(bursts, |keys| {
             let mut out = [None; BURST];
-            let m = r.lookup_burst(&live[keys.clone()], &hashes[keys], &mut out).count_ones();
+            let m = r
+                .lookup_burst(&live[keys.clone()], &hashes[keys], &mut out)
+                .count_ones();
             r.quiescent();
             m
         });
-        // The flow bench's papaya workload: one `pin().get()` per key.
-        let p = per_key(bursts, |keys| {
-            live[keys].iter().map(|k| u32::from(papaya.pin().get(k).is_some())).sum()
-        });
         ours.push(o);
-        theirs.push(p);
-        ratios.push(p / o);
+        if with_papaya {
+            // The flow bench's papaya workload: one `pin().get()` per key.
+            let p = per_key(bursts, |keys| {
+                live[keys]
+                    .iter()
+                    .map(|k| u32::from(papaya.pin().get(k).is_some()))
+                    .sum()
+            });
+            theirs.push(p);
+            ratios.push(p / o);
+        }
     }
     println!("1M-flow burst hit lookups, {rounds} rounds, ns per key");
     println!("  ours:   {}", fastest_median(ours, " ns"));
+    if !with_papaya {
+        return;
+    }
     println!("  papaya: {}", fastest_median(theirs, " ns"));
     let mut r = ratios;
     r.sort_by(f64::total_cmp);

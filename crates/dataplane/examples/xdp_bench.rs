@@ -482,11 +482,7 @@ fn measure_rows(w: &World, g: Gen, secs: f64) -> Vec<(&'static str, f64, f64)> {
 /// Each row's ratios within one round: to XDP_DROP, to the kernel doing the same job (VXLAN
 /// rows to its VXLAN) and to that kernel with RPS. NaN where either side's generator failed.
 fn round_ratios(rows: &[(&str, f64, f64)]) -> Vec<[f64; 3]> {
-    let dut = |n: &str| {
-        rows.iter()
-            .find(|r| r.0 == n && r.1 > 0.0)
-            .map_or(f64::NAN, |r| r.2)
-    };
+    let dut = |n: &str| rows.iter().find(|r| r.0 == n && r.1 > 0.0).map_or(f64::NAN, |r| r.2);
     rows.iter()
         .map(|&(name, gm, dm)| {
             let dm = if gm > 0.0 { dm } else { f64::NAN };
@@ -543,9 +539,8 @@ fn main() {
         let ratios: Vec<_> = all.iter().map(|rows| round_ratios(rows)).collect();
         for (i, (name, ..)) in all[0].iter().enumerate() {
             // A failed generator measured 0: its rounds count as missing.
-            let column = |f: &dyn Fn(usize) -> f64| -> Vec<f64> {
-                (0..rounds).filter(|&r| all[r][i].1 > 0.0).map(f).collect()
-            };
+            let column =
+                |f: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..rounds).filter(|&r| all[r][i].1 > 0.0).map(f).collect() };
             let gm = column(&|r| all[r][i].1);
             if gm.is_empty() {
                 println!(

@@ -42,7 +42,8 @@ fn main() {
     let hashes: Vec<u64> = live.iter().map(FlowKey::hash).collect();
     let table = FlowTable::new(FlowTableConfig::with_capacity(2 * LIVE)).unwrap();
     let mut r = table.reader().unwrap();
-    let papaya = papaya::HashMap::with_capacity_and_hasher(LIVE, ahash::RandomState::new());
+    let papaya_len = if with_papaya { LIVE } else { 0 };
+    let papaya = papaya::HashMap::with_capacity_and_hasher(papaya_len, ahash::RandomState::new());
     for (i, k) in live.iter().enumerate() {
         let a = Action::allow(i as u32);
         r.insert_pair(k, k, a, a, Generations::default(), 0).unwrap();

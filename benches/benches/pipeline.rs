@@ -337,17 +337,24 @@ impl Walk {
     }
 }
 
-/// The hit cases without criterion: `VR_PIPELINE_COUNT=case,bursts` with case `l3`,
+/// The hit cases without criterion: `VR_PIPELINE_COUNT=case,bursts[,size]` with case `l3`,
 /// `vxlan` or `mpls` (1K flows), `l3_1m` (1M flows), `load` (the L3 case's frame loading
 /// alone, the harness's share of every case) or `setup` (every packet a new flow, the miss
-/// path) sets up that case, runs that many bursts and
-/// prints their wall time per packet. For instruction counts under callgrind
+/// path) sets up that case, runs that many bursts of `size` packets (default 64; the hit
+/// cases only: what a worker polling a lightly loaded port sees) and prints their wall time
+/// per packet. For instruction counts under callgrind
 /// (`scripts/pipeline-instructions`), and for many short interleaved timings
 /// (`scripts/pipeline-rounds`): on a machine whose speed moves from one second to the
 /// next, the fastest of many short rounds says more than one long one.
 fn count(spec: &str) {
-    let (case, bursts) = spec.split_once(',').expect("VR_PIPELINE_COUNT=case,bursts");
+    let mut fields = spec.split(',');
+    let (case, bursts) = (
+        fields.next().unwrap_or_default(),
+        fields.next().expect("VR_PIPELINE_COUNT=case,bursts"),
+    );
     let bursts: usize = bursts.parse().expect("a number of bursts");
+    let size: usize = fields.next().map_or(BURST, |s| s.parse().expect("a burst size"));
+    assert!((1..=BURST).contains(&size), "a burst size of 1 to {BURST}");
     if case == "setup" {
         return count_setup(bursts);
     }
@@ -367,16 +374,16 @@ fn count(spec: &str) {
     let mut walk = Walk::default();
     let start = Instant::now();
     for _ in 0..bursts {
-        let burst = walk.next(flows.flows);
+        let burst = &walk.next(flows.flows)[..size];
         if case == "load" {
-            rig.load(&flows, &burst);
+            rig.load(&flows, burst);
             black_box(&rig.pkts);
         } else {
-            black_box(rig.run(port, &flows, &burst));
+            black_box(rig.run(port, &flows, burst));
         }
     }
     if bursts > 0 {
-        let ns = start.elapsed().as_nanos() as f64 / (bursts * BURST) as f64;
+        let ns = start.elapsed().as_nanos() as f64 / (bursts * size) as f64;
         println!("{case} {ns:.1} ns per packet");
     }
 }

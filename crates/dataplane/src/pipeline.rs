@@ -129,6 +129,11 @@ pub struct Pipeline {
     hashes: [u64; BURST],
     /// ICMP (type, code) of each packet that has them.
     icmp: [Option<(u8, u8)>; BURST],
+    /// Per flow-stage index: the decision to act on, and how it was reached (for
+    /// `vrouter ctl trace`). Kept here, not built per burst: a burst of a few packets
+    /// would otherwise pay for filling all `BURST` of each.
+    actions: [Action; BURST],
+    how: [&'static str; BURST],
     /// Index into the burst of each packet that reached the flow stage.
     pending: Vec<usize>,
     /// Flows this burst creates, their keys' hashes (forward, reverse), and the
@@ -334,6 +339,8 @@ impl Pipeline {
             keys: Box::new([FlowKey::default(); BURST]),
             hashes: [0; BURST],
             icmp: [None; BURST],
+            actions: [Action::deny(); BURST],
+            how: [""; BURST],
             pending: Vec::with_capacity(BURST),
             new_pairs: Vec::with_capacity(BURST),
             new_hashes: Vec::with_capacity(BURST),
@@ -471,12 +478,12 @@ impl Pipeline {
         };
         let now = self.clock.now();
         // Stage 3: decide (slow path on a miss or a stale flow), then act.
-        let mut actions = [Action::deny(); BURST];
-        let mut how = ["flow hit"; BURST];
+        let (actions, how) = (&mut self.actions, &mut self.how);
         for (k, hit) in hits[..n].iter().enumerate() {
             let i = self.pending[k];
             let bytes = pkts[i].len;
             let tcp = self.metas[i].innermost().tcp_flags;
+            how[k] = "flow hit";
             actions[k] = match hit {
                 Some(id) => {
                     let f = self.reader.flow(*id);
@@ -541,7 +548,15 @@ impl Pipeline {
         };
         for (k, &i) in self.pending.iter().enumerate() {
             let meta = &self.metas[i];
-            verdicts[i] = match act(&cx, &mut self.egress, actions[k], &mut pkts[i], pool, meta, hashes[k]) {
+            verdicts[i] = match act(
+                &cx,
+                &mut self.egress,
+                self.actions[k],
+                &mut pkts[i],
+                pool,
+                meta,
+                hashes[k],
+            ) {
                 Ok(v) => v,
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
                 Err(Refused::Icmp { why, err }) => {
@@ -565,7 +580,7 @@ impl Pipeline {
             self.t.neighbors.expire(now);
         }
         if self.t.taps.tracing() {
-            self.trace(port, pkts, verdicts, &how[..n]);
+            self.trace(port, pkts, verdicts, &self.how[..n]);
         }
     }
 }

@@ -350,6 +350,18 @@ fn trace_names_each_packet_of_a_mixed_burst() {
             .all(|l| l.contains("flow miss") && l.contains("=> Tx(1)")),
         "{lines:#?}"
     );
+    // The next burst of the same flows hits: nothing of the first burst's is carried over.
+    n.taps.trace(8);
+    for (sport, dport) in [(40000, 53), (40001, 5353)] {
+        assert!(n.links[0].inject(&udp(M1, P0, "10.0.1.2", "10.0.2.2", sport, dport, 64)));
+    }
+    n.worker.run_once();
+    let lines: Vec<String> = std::iter::from_fn(|| n.taps.next_trace()).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines.iter().all(|l| l.contains("flow hit") && !l.contains("flow miss")),
+        "{lines:#?}"
+    );
 }
 
 #[test]

@@ -548,15 +548,7 @@ impl Pipeline {
         };
         for (k, &i) in self.pending.iter().enumerate() {
             let meta = &self.metas[i];
-            verdicts[i] = match act(
-                &cx,
-                &mut self.egress,
-                self.actions[k],
-                &mut pkts[i],
-                pool,
-                meta,
-                hashes[k],
-            ) {
+            verdicts[i] = match act(&cx, &mut self.egress, actions[k], &mut pkts[i], pool, meta, hashes[k]) {
                 Ok(v) => v,
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
                 Err(Refused::Icmp { why, err }) => {

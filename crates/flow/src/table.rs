@@ -46,9 +46,14 @@ const LIVE: u64 = 1 << 63;
 /// The bits of the last key word that are the key's.
 const KEY5_MASK: u64 = 0xffff;
 /// In the last key word of a home slot, whoever occupies it: how many keys whose home it is
-/// live elsewhere (their home was taken when they were inserted). While it is zero, a key
-/// not at its home is absent, so most misses also read one line.
-const DISPLACED_ONE: u64 = 1 << 16;
+/// live elsewhere (their home was taken when they were inserted), in two counts: in the
+/// slot after the home (0 or 1), and anywhere else. While both are zero, a key not at its
+/// home is absent, so most misses also read one line; while only the first is not, the
+/// slot after the home is the one place left to look, a line that shares the home's page,
+/// so the bucket's line (another page walk) is fetched only for keys displaced further.
+const NEXT_ONE: u64 = 1 << 16;
+const FAR_ONE: u64 = 1 << 20;
+const FAR_MASK: u64 = 0xfff << 20;
 const DISPLACED_MASK: u64 = 0xffff << 16;
 /// In the last key word, fixed for the entry's life: a held flow's hold ticket (31 bits).
 const HOLD_SHIFT: u32 = 32;
@@ -61,7 +66,9 @@ enum AtHome {
     Hit,
     /// The key is in the table only if it is there: nothing with this home lives elsewhere.
     Absent,
-    /// Not there; look in the buckets.
+    /// Not there; only the slot after the home can hold it.
+    Next,
+    /// Not there; look in the slot after the home, then in the buckets.
     Elsewhere,
 }
 
@@ -379,6 +386,8 @@ fn at_home_line(line: &Hot, words: &[u64; 6]) -> AtHome {
         AtHome::Hit
     } else if w5 & DISPLACED_MASK == 0 {
         AtHome::Absent
+    } else if w5 & FAR_MASK == 0 {
+        AtHome::Next
     } else {
         AtHome::Elsewhere
     }
@@ -536,11 +545,12 @@ impl FlowTable {
     fn displaced(&self, idx: usize, hash: u64, delta: i8) {
         let h = self.home_index(hash);
         if h != idx {
+            let one = if idx == next_slot(h) { NEXT_ONE } else { FAR_ONE };
             let k5 = &self.hot(h).key[5];
             if delta > 0 {
-                k5.fetch_add(DISPLACED_ONE, Ordering::Relaxed);
+                k5.fetch_add(one, Ordering::Relaxed);
             } else {
-                k5.fetch_sub(DISPLACED_ONE, Ordering::Relaxed);
+                k5.fetch_sub(one, Ordering::Relaxed);
             }
         }
     }
@@ -566,6 +576,10 @@ impl FlowTable {
         match self.at_home(at_home, words) {
             AtHome::Hit => Some(at_home),
             AtHome::Absent => None,
+            AtHome::Next => {
+                let next = next_slot(at_home);
+                (self.at_home(next, words) == AtHome::Hit).then_some(next)
+            }
             AtHome::Elsewhere => self.find_in_buckets(words, hash),
         }
     }
@@ -964,6 +978,7 @@ impl<'t> Reader<'t> {
             (homes[i], pairs[i]) = t.fetch_home(hashes[i]);
         }
         let mut mask = 0u64;
+        let mut next = 0u64;
         let mut rest = 0u64;
         for i in 0..n {
             if i + ahead < n {
@@ -980,7 +995,12 @@ impl<'t> Reader<'t> {
                     mask |= 1 << i;
                 }
                 AtHome::Absent => {}
+                AtHome::Next => {
+                    next |= 1 << i;
+                    wire::prefetch(t.hot(next_slot(at_home)));
+                }
                 AtHome::Elsewhere => {
+                    next |= 1 << i;
                     rest |= 1 << i;
                     // Inserts fill the first bucket before the second, so below ~90% load
                     // nearly every key is in its first bucket: prefetching the second
@@ -990,7 +1010,7 @@ impl<'t> Reader<'t> {
                 }
             }
         }
-        for i in bits(rest) {
+        for i in bits(next) {
             let guess = next_slot(homes[i]);
             if let AtHome::Hit = at_home_line(t.hot(guess), &keys[i].to_words()) {
                 if COUNTED {
@@ -1536,8 +1556,8 @@ mod tests {
         assert_eq!(add(&r, &a), home_of(&a));
         assert_eq!((at(&a), at(&b)), (AtHome::Hit, AtHome::Absent));
         let b_at = add(&r, &b);
-        assert_ne!(b_at, home_of(&b), "the home slot was taken");
-        assert_eq!((at(&a), at(&b)), (AtHome::Hit, AtHome::Elsewhere));
+        assert_eq!(b_at, next_slot(home_of(&b)), "the home slot was taken");
+        assert_eq!((at(&a), at(&b)), (AtHome::Hit, AtHome::Next));
         let absent = same_home(&a, 10_000);
         assert_eq!(
             burst(&r, &[a, b, absent, key(99_999)]),
@@ -1545,7 +1565,7 @@ mod tests {
         );
         let id = r.lookup(&a, a.hash()).unwrap();
         assert_eq!(r.delete(id, |_| {}), 1);
-        assert_eq!(at(&a), AtHome::Elsewhere, "deleted, and b still counts");
+        assert_eq!(at(&a), AtHome::Next, "deleted, and b still counts");
         assert_eq!(burst(&r, &[a, b]), (0b10, vec![None, Some(b_at)]));
         r.quiescent();
         let c = same_home(&a, 20_000);
@@ -1554,7 +1574,7 @@ mod tests {
             home_of(&a),
             "the retired home slot is reused after the grace period"
         );
-        assert_eq!(at(&b), AtHome::Elsewhere, "the count outlives the home's occupants");
+        assert_eq!(at(&b), AtHome::Next, "the count outlives the home's occupants");
         assert_eq!(
             burst(&r, &[a, b, c]),
             (0b110, vec![None, Some(b_at), Some(home_of(&a))])
@@ -1567,7 +1587,9 @@ mod tests {
 
     /// A displaced key is looked for first in the slot after its home (where its insert
     /// most likely went), then in its buckets; a key deleted from that slot is not found
-    /// there, while another key of the same home still counts as displaced.
+    /// there, while another key of the same home still counts as displaced. The home
+    /// counts the two places apart: once only the slot after it holds a displaced key, no
+    /// other slot is searched, and a key found nowhere else is found there.
     #[test]
     fn the_slot_after_the_home_is_tried_before_the_buckets() {
         let t = FlowTable::new(small()).unwrap();
@@ -1581,8 +1603,11 @@ mod tests {
             next_slot(home_of(&a)),
             "the first displaced key takes the next slot"
         );
+        let at = |k: &FlowKey| t.at_home(home_of(k), &k.to_words());
+        assert_eq!(at(&c), AtHome::Next, "before c is added");
         let c_at = add(&r, &c);
         assert!(c_at != home_of(&a) && c_at != next_slot(home_of(&a)));
+        assert_eq!(at(&c), AtHome::Elsewhere, "one displaced key is beyond the next slot");
         assert_eq!(
             burst(&r, &[a, b, c]),
             (0b111, vec![Some(home_of(&a)), Some(next_slot(home_of(&a))), Some(c_at)])
@@ -1592,6 +1617,15 @@ mod tests {
         r.quiescent();
         // b's key words stay in its retired slot; only the live bit says it is gone.
         assert_eq!(burst(&r, &[b, c]), (0b10, vec![None, Some(c_at)]));
+        let id = r.lookup(&c, c.hash()).unwrap();
+        assert_eq!(r.delete(id, |_| {}), 1);
+        r.quiescent();
+        assert_eq!(at(&b), AtHome::Absent);
+        assert_eq!(add(&r, &c), next_slot(home_of(&a)), "c takes the slot b left");
+        assert_eq!(at(&b), AtHome::Next);
+        assert_eq!(burst(&r, &[b, c]), (0b10, vec![None, Some(next_slot(home_of(&a)))]));
+        assert_eq!(r.lookup(&c, c.hash()).map(|id| r.flow(id).key()), Some(c));
+        assert_eq!(r.lookup(&b, b.hash()), None);
     }
 
     /// A pair whose reverse cannot be installed gives its forward slot back, and the

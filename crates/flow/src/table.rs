@@ -52,8 +52,17 @@ const KEY5_MASK: u64 = 0xffff;
 /// slot after the home is the one place left to look, a line that shares the home's page,
 /// so the bucket's line (another page walk) is fetched only for keys displaced further.
 const NEXT_ONE: u64 = 1 << 16;
+const NEXT_MASK: u64 = 0xf << 16;
 const FAR_ONE: u64 = 1 << 20;
-const FAR_MASK: u64 = 0xfff << 20;
+const FAR_MASK: u64 = 0xff << 20;
+/// Beside the far count, a guess: the slot in the home's bucket of the last key displaced
+/// beyond the next slot ([`SLOTS`] when it went to its second bucket). While the count is
+/// one the guess is most likely right, and a lookup reads that key line directly, in the
+/// home's page, instead of the bucket's line and then the entry's. Deletes leave it, so it
+/// can be stale: a lookup that does not find the key there searches the buckets.
+const GUESS_SHIFT: u32 = 28;
+const GUESS_MASK: u64 = 0xf << GUESS_SHIFT;
+/// The displaced counts and the guess, which belong to the slot, not to its occupant.
 const DISPLACED_MASK: u64 = 0xffff << 16;
 /// In the last key word, fixed for the entry's life: a held flow's hold ticket (31 bits).
 const HOLD_SHIFT: u32 = 32;
@@ -68,8 +77,9 @@ enum AtHome {
     Absent,
     /// Not there; only the slot after the home can hold it.
     Next,
-    /// Not there; look in the slot after the home, then in the buckets.
-    Elsewhere,
+    /// Not there; look in the slot after the home if `next`, then at the home bucket's
+    /// slot `guess` if there is one, then in the buckets.
+    Elsewhere { next: bool, guess: Option<usize> },
 }
 
 // Bucket control word.
@@ -384,12 +394,16 @@ fn at_home_line(line: &Hot, words: &[u64; 6]) -> AtHome {
     let w5 = k[5].load(Ordering::Acquire);
     if w5 & (LIVE | KEY5_MASK) == words[5] | LIVE && first_words_equal(k, words) {
         AtHome::Hit
-    } else if w5 & DISPLACED_MASK == 0 {
+    } else if w5 & (NEXT_MASK | FAR_MASK) == 0 {
         AtHome::Absent
     } else if w5 & FAR_MASK == 0 {
         AtHome::Next
     } else {
-        AtHome::Elsewhere
+        let slot = ((w5 & GUESS_MASK) >> GUESS_SHIFT) as usize;
+        AtHome::Elsewhere {
+            next: w5 & NEXT_MASK != 0,
+            guess: (w5 & FAR_MASK == FAR_ONE && slot < SLOTS).then_some(slot),
+        }
     }
 }
 
@@ -544,14 +558,20 @@ impl FlowTable {
     /// if it is not the home itself.
     fn displaced(&self, idx: usize, hash: u64, delta: i8) {
         let h = self.home_index(hash);
-        if h != idx {
-            let one = if idx == next_slot(h) { NEXT_ONE } else { FAR_ONE };
-            let k5 = &self.hot(h).key[5];
-            if delta > 0 {
-                k5.fetch_add(one, Ordering::Relaxed);
-            } else {
-                k5.fetch_sub(one, Ordering::Relaxed);
-            }
+        if h == idx {
+            return;
+        }
+        let k5 = &self.hot(h).key[5];
+        let one = if idx == next_slot(h) { NEXT_ONE } else { FAR_ONE };
+        if delta < 0 {
+            k5.fetch_sub(one, Ordering::Relaxed);
+        } else if one == NEXT_ONE {
+            k5.fetch_add(one, Ordering::Relaxed);
+        } else {
+            let guess = if idx / SLOTS == h / SLOTS { idx % SLOTS } else { SLOTS } as u64;
+            let _ = k5.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
+                Some(((w & !GUESS_MASK) + FAR_ONE) | (guess << GUESS_SHIFT))
+            });
         }
     }
 
@@ -576,12 +596,19 @@ impl FlowTable {
         match self.at_home(at_home, words) {
             AtHome::Hit => Some(at_home),
             AtHome::Absent => None,
-            AtHome::Next => {
-                let next = next_slot(at_home);
-                (self.at_home(next, words) == AtHome::Hit).then_some(next)
-            }
-            AtHome::Elsewhere => self.find_in_buckets(words, hash),
+            AtHome::Next => self.found_at(next_slot(at_home), words),
+            AtHome::Elsewhere { next, guess } => next
+                .then(|| self.found_at(next_slot(at_home), words))
+                .flatten()
+                .or_else(|| guess.and_then(|g| self.found_at(at_home - at_home % SLOTS + g, words)))
+                .or_else(|| self.find_in_buckets(words, hash)),
         }
+    }
+
+    /// `idx` if the key is published there (the home's one-line test, valid at any entry).
+    #[inline(always)]
+    fn found_at(&self, idx: usize, words: &[u64; 6]) -> Option<usize> {
+        (self.at_home(idx, words) == AtHome::Hit).then_some(idx)
     }
 
     /// The search through the slot words, for a key not at its home slot.
@@ -978,8 +1005,10 @@ impl<'t> Reader<'t> {
             (homes[i], pairs[i]) = t.fetch_home(hashes[i]);
         }
         let mut mask = 0u64;
-        let mut next = 0u64;
-        let mut rest = 0u64;
+        // Keys to look for in the slot after their home, at their home's guess (`cand`),
+        // and in their buckets.
+        let (mut next, mut guessed, mut rest) = (0u64, 0u64, 0u64);
+        let mut cand = [usize::MAX; MAX_BURST];
         for i in 0..n {
             if i + ahead < n {
                 (homes[i + ahead], pairs[i + ahead]) = t.fetch_home(hashes[i + ahead]);
@@ -999,29 +1028,51 @@ impl<'t> Reader<'t> {
                     next |= 1 << i;
                     wire::prefetch(t.hot(next_slot(at_home)));
                 }
-                AtHome::Elsewhere => {
-                    next |= 1 << i;
-                    rest |= 1 << i;
-                    // Inserts fill the first bucket before the second, so below ~90% load
-                    // nearly every key is in its first bucket: prefetching the second
-                    // would waste bandwidth.
-                    wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
-                    wire::prefetch(t.hot(next_slot(at_home)));
+                AtHome::Elsewhere { next: n, guess } => {
+                    if n {
+                        next |= 1 << i;
+                        wire::prefetch(t.hot(next_slot(at_home)));
+                    }
+                    if let Some(slot) = guess {
+                        cand[i] = at_home - at_home % SLOTS + slot;
+                        guessed |= 1 << i;
+                        wire::prefetch(t.hot(cand[i]));
+                    } else {
+                        rest |= 1 << i;
+                        // Inserts fill the first bucket before the second, so below ~90%
+                        // load nearly every key is in its first bucket: prefetching the
+                        // second would waste bandwidth.
+                        wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
+                    }
                 }
             }
         }
         for i in bits(next) {
-            let guess = next_slot(homes[i]);
-            if let AtHome::Hit = at_home_line(t.hot(guess), &keys[i].to_words()) {
+            let at = next_slot(homes[i]);
+            if let AtHome::Hit = at_home_line(t.hot(at), &keys[i].to_words()) {
                 if COUNTED {
-                    wire::prefetch(t.cold(guess));
+                    wire::prefetch(t.cold(at));
                 }
-                out[i] = Some(self.id(guess));
+                out[i] = Some(self.id(at));
                 mask |= 1 << i;
+                guessed &= !(1 << i);
                 rest &= !(1 << i);
             }
         }
-        let mut cand = [usize::MAX; MAX_BURST];
+        for i in bits(guessed) {
+            let at = cand[i];
+            if let AtHome::Hit = at_home_line(t.hot(at), &keys[i].to_words()) {
+                if COUNTED {
+                    wire::prefetch(t.cold(at));
+                }
+                out[i] = Some(self.id(at));
+                mask |= 1 << i;
+            } else {
+                // A stale guess: the buckets have it, if anything does.
+                rest |= 1 << i;
+                wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
+            }
+        }
         for i in bits(rest) {
             let (b1, b2, sig) = locate(hashes[i], t.mask);
             let want = VALID | sig;
@@ -1035,8 +1086,8 @@ impl<'t> Reader<'t> {
             });
             if let Some(idx) = first {
                 wire::prefetch(t.hot(idx));
-                cand[i] = idx;
             }
+            cand[i] = first.unwrap_or(usize::MAX);
         }
         for i in bits(rest) {
             if cand[i] == usize::MAX {
@@ -1607,7 +1658,14 @@ mod tests {
         assert_eq!(at(&c), AtHome::Next, "before c is added");
         let c_at = add(&r, &c);
         assert!(c_at != home_of(&a) && c_at != next_slot(home_of(&a)));
-        assert_eq!(at(&c), AtHome::Elsewhere, "one displaced key is beyond the next slot");
+        assert_eq!(
+            at(&c),
+            AtHome::Elsewhere {
+                next: true,
+                guess: Some(c_at % SLOTS)
+            },
+            "one displaced key is beyond the next slot, and the home knows where"
+        );
         assert_eq!(
             burst(&r, &[a, b, c]),
             (0b111, vec![Some(home_of(&a)), Some(next_slot(home_of(&a))), Some(c_at)])
@@ -1626,6 +1684,64 @@ mod tests {
         assert_eq!(burst(&r, &[b, c]), (0b10, vec![None, Some(next_slot(home_of(&a)))]));
         assert_eq!(r.lookup(&c, c.hash()).map(|id| r.flow(id).key()), Some(c));
         assert_eq!(r.lookup(&b, b.hash()), None);
+    }
+
+    /// With one key of a home displaced beyond the next slot, the home's guess names its
+    /// slot; a second such key moves the guess to itself, and once it is deleted the guess
+    /// is stale while the count is one again: the first key is still found, through the
+    /// buckets, singly and in bursts.
+    #[test]
+    fn a_stale_guess_falls_back_to_the_buckets() {
+        let t = FlowTable::new(small()).unwrap();
+        let mut r = t.reader().unwrap();
+        let home_of = |k: &FlowKey| t.home_index(k.hash());
+        let at = |k: &FlowKey| t.at_home(home_of(k), &k.to_words());
+        let a = key(1);
+        let [b, c, d] = [2, 20_000, 40_000].map(|from| (from..).map(key).find(|k| home_of(k) == home_of(&a)).unwrap());
+        let [_, _, c_at, d_at] = [a, b, c, d].map(|k| add(&r, &k));
+        assert_eq!(at(&a), AtHome::Hit);
+        assert_eq!(
+            at(&c),
+            AtHome::Elsewhere {
+                next: true,
+                guess: None
+            },
+            "two keys beyond the next slot: no guess"
+        );
+        let id = r.lookup(&d, d.hash()).unwrap();
+        assert_eq!(r.delete(id, |_| {}), 1);
+        assert_eq!(
+            at(&c),
+            AtHome::Elsewhere {
+                next: true,
+                guess: Some(d_at % SLOTS)
+            },
+            "the guess still names the deleted key's slot"
+        );
+        assert_eq!(r.lookup(&c, c.hash()).map(|id| id.index() as usize), Some(c_at));
+        assert_eq!(burst(&r, &[c, d]), (0b01, vec![Some(c_at), None]));
+        r.quiescent();
+        let e = (60_000..).map(key).find(|k| home_of(k) == home_of(&a)).unwrap();
+        let e_at = add(&r, &e);
+        assert_eq!(
+            at(&e),
+            AtHome::Elsewhere {
+                next: true,
+                guess: None
+            }
+        );
+        assert_eq!(burst(&r, &[c, d, e]), (0b101, vec![Some(c_at), None, Some(e_at)]));
+        let id = r.lookup(&c, c.hash()).unwrap();
+        assert_eq!(r.delete(id, |_| {}), 1);
+        assert_eq!(
+            at(&e),
+            AtHome::Elsewhere {
+                next: true,
+                guess: Some(e_at % SLOTS)
+            },
+            "the last key placed beyond the next slot is the one left"
+        );
+        assert_eq!(burst(&r, &[c, e]), (0b10, vec![None, Some(e_at)]));
     }
 
     /// A pair whose reverse cannot be installed gives its forward slot back, and the

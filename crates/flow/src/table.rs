@@ -1047,26 +1047,26 @@ impl<'t> Reader<'t> {
                 }
             }
         }
+        // Records key `i` as found at entry `idx`.
+        let mut found = |i: usize, idx: usize| {
+            if COUNTED {
+                wire::prefetch(t.cold(idx));
+            }
+            out[i] = Some(self.id(idx));
+            mask |= 1 << i;
+        };
+        let published_at = |i: usize, idx: usize| at_home_line(t.hot(idx), &keys[i].to_words()) == AtHome::Hit;
         for i in bits(next) {
             let at = next_slot(homes[i]);
-            if let AtHome::Hit = at_home_line(t.hot(at), &keys[i].to_words()) {
-                if COUNTED {
-                    wire::prefetch(t.cold(at));
-                }
-                out[i] = Some(self.id(at));
-                mask |= 1 << i;
+            if published_at(i, at) {
+                found(i, at);
                 guessed &= !(1 << i);
                 rest &= !(1 << i);
             }
         }
         for i in bits(guessed) {
-            let at = cand[i];
-            if let AtHome::Hit = at_home_line(t.hot(at), &keys[i].to_words()) {
-                if COUNTED {
-                    wire::prefetch(t.cold(at));
-                }
-                out[i] = Some(self.id(at));
-                mask |= 1 << i;
+            if published_at(i, cand[i]) {
+                found(i, cand[i]);
             } else {
                 // A stale guess: the buckets have it, if anything does.
                 rest |= 1 << i;
@@ -1101,11 +1101,7 @@ impl<'t> Reader<'t> {
                 t.find_in_buckets(&words, hashes[i])
             };
             if let Some(idx) = hit {
-                if COUNTED {
-                    wire::prefetch(t.cold(idx));
-                }
-                out[i] = Some(self.id(idx));
-                mask |= 1 << i;
+                found(i, idx);
             }
         }
         mask

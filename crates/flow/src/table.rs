@@ -423,6 +423,12 @@ fn next_slot(idx: usize) -> usize {
     idx - slot + if slot + 1 == SLOTS { 0 } else { slot + 1 }
 }
 
+/// The entry index of slot `slot` in the bucket of entry `idx`.
+#[inline(always)]
+fn in_bucket_of(idx: usize, slot: usize) -> usize {
+    idx - idx % SLOTS + slot
+}
+
 /// A bucket's slot indexes from the key's home slot round.
 #[inline(always)]
 fn from_home(hash: u64) -> impl Iterator<Item = usize> {
@@ -600,7 +606,7 @@ impl FlowTable {
             AtHome::Elsewhere { next, guess } => next
                 .then(|| self.found_at(next_slot(at_home), words))
                 .flatten()
-                .or_else(|| guess.and_then(|g| self.found_at(at_home - at_home % SLOTS + g, words)))
+                .or_else(|| guess.and_then(|g| self.found_at(in_bucket_of(at_home, g), words)))
                 .or_else(|| self.find_in_buckets(words, hash)),
         }
     }
@@ -1034,7 +1040,7 @@ impl<'t> Reader<'t> {
                         wire::prefetch(t.hot(next_slot(at_home)));
                     }
                     if let Some(slot) = guess {
-                        cand[i] = at_home - at_home % SLOTS + slot;
+                        cand[i] = in_bucket_of(at_home, slot);
                         guessed |= 1 << i;
                         wire::prefetch(t.hot(cand[i]));
                     } else {
@@ -1055,18 +1061,16 @@ impl<'t> Reader<'t> {
             out[i] = Some(self.id(idx));
             mask |= 1 << i;
         };
-        let published_at = |i: usize, idx: usize| at_home_line(t.hot(idx), &keys[i].to_words()) == AtHome::Hit;
         for i in bits(next) {
-            let at = next_slot(homes[i]);
-            if published_at(i, at) {
+            if let Some(at) = t.found_at(next_slot(homes[i]), &keys[i].to_words()) {
                 found(i, at);
                 guessed &= !(1 << i);
                 rest &= !(1 << i);
             }
         }
         for i in bits(guessed) {
-            if published_at(i, cand[i]) {
-                found(i, cand[i]);
+            if let Some(at) = t.found_at(cand[i], &keys[i].to_words()) {
+                found(i, at);
             } else {
                 // A stale guess: the buckets have it, if anything does.
                 rest |= 1 << i;

@@ -1,10 +1,12 @@
-//! Burst hit lookups of a 1M-flow table (the flow bench's table: capacity 2M, the same
+//! Burst hit lookups of a 1M-flow table (the flow bench's table: 4M slots, the same
 //! keys), timed in short rounds, each followed by the same lookups on papaya (the best
 //! peer of the flow bench), so every round gives a ratio measured within seconds. On a VM
 //! whose speed moves from minute to minute, two builds are compared by running this
 //! alternately on each, and the 1-thread ratio to papaya is read as the median of the
-//! rounds': `cargo run --release -p vrouter-benches --example hit_rounds [ROUNDS] [ours]`.
-//! With `ours`, papaya is left out (for counting our instructions with callgrind).
+//! rounds': `cargo run --release -p vrouter-benches --example hit_rounds [ROUNDS] [ours|both]
+//! [SLOTS_PER_FLOW]`. With `ours`, papaya is left out (for counting our instructions with
+//! callgrind). `SLOTS_PER_FLOW` (default 4, a quarter load) sizes our table: 2 is half
+//! load, 1.5 two thirds.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -38,9 +40,13 @@ fn fastest_median(mut v: Vec<f64>, unit: &str) -> String {
 fn main() {
     let rounds: usize = std::env::args().nth(1).map_or(10, |r| r.parse().expect("ROUNDS"));
     let with_papaya = std::env::args().nth(2).as_deref() != Some("ours");
+    let slots_per_flow: f64 = std::env::args()
+        .nth(3)
+        .map_or(4.0, |s| s.parse().expect("SLOTS_PER_FLOW"));
     let live = shuffled_flow_keys(LIVE, 0);
     let hashes: Vec<u64> = live.iter().map(FlowKey::hash).collect();
-    let table = FlowTable::new(FlowTableConfig::with_capacity(2 * LIVE)).unwrap();
+    let capacity = (slots_per_flow * LIVE as f64) as usize;
+    let table = FlowTable::new(FlowTableConfig::with_capacity(capacity)).unwrap();
     let mut r = table.reader().unwrap();
     let papaya_len = if with_papaya { LIVE } else { 0 };
     let papaya = papaya::HashMap::with_capacity_and_hasher(papaya_len, ahash::RandomState::new());
@@ -75,7 +81,10 @@ fn main() {
             ratios.push(p / o);
         }
     }
-    println!("1M-flow burst hit lookups, {rounds} rounds, ns per key");
+    println!(
+        "1M-flow burst hit lookups, {rounds} rounds, {} slots, ns per key",
+        table.capacity()
+    );
     println!("  ours:   {}", fastest_median(ours, " ns"));
     if !with_papaya {
         return;

@@ -48,7 +48,9 @@ pub enum FullPolicy {
 /// Creation options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowTableConfig {
-    /// Flows to hold; rounded up to whole buckets (15 flows each, a power of two of them).
+    /// Slots to allocate, rounded up to an even number of buckets of 15. An insert is
+    /// refused only when both of its key's buckets are full, which random keys first meet
+    /// at about 80% of the slots; hits are fastest below half load (docs/flow.md).
     pub capacity: usize,
     /// Most readers (workers) registered at once.
     pub max_readers: usize,

@@ -28,6 +28,11 @@ const LOOKAHEAD_COUNTED: usize = 32;
 
 /// Slots per bucket: 15 slot words and the insert bit fill one cache line.
 const SLOTS: usize = 15;
+/// Slots in use from which an insert goes to the emptier of its key's two buckets instead
+/// of the first. Always first bucket, the table refuses its first flow at about 44% of its
+/// slots (a bucket pair both full); spilling from 11 at about 82%, with only 2% of the keys
+/// in their second bucket at half load (docs/flow.md).
+const SPILL_AT: usize = 11;
 const NO_FLOW: u32 = u32::MAX;
 
 // Slot word: 2-bit state, 30 low bits. VALID and CLAIMED carry the key's signature
@@ -289,7 +294,7 @@ impl std::error::Error for InsertError {}
 pub struct FlowTable {
     buckets: Box<[Bucket]>,
     entries: Box<[EntryPair]>,
-    mask: usize,
+    index: BucketIndex,
     cfg: FlowTableConfig,
     epochs: Epochs,
     holds: HoldPool,
@@ -348,6 +353,12 @@ pub struct SweepReport {
     pub reclaimed: usize,
 }
 
+/// Whether a slot word is taken by a flow, published (VALID) or being installed (CLAIMED).
+#[inline(always)]
+fn in_use(w: u32) -> bool {
+    matches!(w & STATE_MASK, VALID | CLAIMED)
+}
+
 /// Indexes of the set bits, lowest first.
 #[inline]
 fn bits(mut m: u64) -> impl Iterator<Item = usize> {
@@ -365,14 +376,38 @@ fn entries((f, r): (FlowId<'_>, FlowId<'_>)) -> u64 {
     if f == r { 1 } else { 2 }
 }
 
-/// Bucket pair and signature of a hash. Low bits pick the first bucket, high bits the
-/// second and the signature, so the three are independent.
+/// `x % n` for the table's bucket count `n` without a division (Lemire's fastmod: the
+/// fraction `x / n` in 64 fixed-point bits, times `n`): two multiplies, where a mask would
+/// need a power of two. Every bit of `x` counts, as in a division: the high bits of a
+/// multiply alone put structured keys (one port counting up) in a few buckets.
+#[derive(Clone, Copy)]
+struct BucketIndex {
+    n: u64,
+    /// `ceil(2^64 / n)`.
+    m: u64,
+}
+
+impl BucketIndex {
+    fn new(n: usize) -> Self {
+        let n = n as u64;
+        BucketIndex { n, m: u64::MAX / n + 1 }
+    }
+
+    #[inline(always)]
+    fn of(self, x: u32) -> usize {
+        ((u128::from(self.m.wrapping_mul(u64::from(x))) * u128::from(self.n)) >> 64) as usize
+    }
+}
+
+/// Bucket pair and signature of a hash. The low half picks the first bucket, the high half
+/// the second and the signature, so the three are independent.
 #[inline(always)]
-fn locate(hash: u64, mask: usize) -> (usize, usize, u32) {
-    let b1 = hash as usize & mask;
-    let mut b2 = (hash >> 32) as usize & mask;
+fn locate(hash: u64, index: BucketIndex) -> (usize, usize, u32) {
+    let b1 = index.of(hash as u32);
+    let mut b2 = index.of((hash >> 32) as u32);
     if b2 == b1 {
-        b2 = b1 ^ (mask & 1);
+        // The bucket count is even, so the pair's other bucket is in range.
+        b2 = b1 ^ 1;
     }
     let sig = ((hash >> 34) as u32 & LOW_MASK).max(1);
     (b1, b2, sig)
@@ -407,9 +442,10 @@ fn at_home_line(line: &Hot, words: &[u64; 6]) -> AtHome {
     }
 }
 
-/// The key's home slot in its first bucket, from hash bits neither bucket index (for
-/// tables up to 2^24 buckets) nor the signature uses. Inserts try it first, so most
-/// lookups are answered by the one line of entry `b1 * SLOTS + home`.
+/// The key's home slot in its first bucket, from hash bits the signature does not use and
+/// that keys of one bucket have in any combination (the bucket is their low half modulo
+/// the bucket count). Inserts try it first, so most lookups are answered by the one line of
+/// entry `b1 * SLOTS + home`.
 #[inline(always)]
 fn home(hash: u64) -> usize {
     (((hash >> 24) & 0xff) as usize * SLOTS) >> 8
@@ -440,7 +476,9 @@ impl FlowTable {
     /// Allocates the whole table. Fails with the offending field on a bad configuration.
     pub fn new(cfg: FlowTableConfig) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let buckets = cfg.capacity.div_ceil(SLOTS).next_power_of_two().max(2);
+        // An even count: a bucket's pair partner `b ^ 1` exists, and the entries' pairs
+        // of slots come out whole.
+        let buckets = cfg.capacity.div_ceil(SLOTS).next_multiple_of(2);
         let slots = buckets * SLOTS;
         let quota_len = if cfg.vrf_quota.is_some() {
             cfg.quota_vrfs as usize
@@ -449,9 +487,8 @@ impl FlowTable {
         };
         Ok(FlowTable {
             buckets: table_of(buckets),
-            // `slots` is even: buckets are a power of two, at least 2.
             entries: table_of(slots / 2),
-            mask: buckets - 1,
+            index: BucketIndex::new(buckets),
             epochs: Epochs::new(cfg.max_readers),
             holds: HoldPool::new(cfg.max_held_flows, cfg.hold_packets_per_flow),
             counters: Counters::default(),
@@ -547,7 +584,7 @@ impl FlowTable {
     /// The entry index of the home slot of a key with this hash.
     #[inline(always)]
     fn home_index(&self, hash: u64) -> usize {
-        locate(hash, self.mask).0 * SLOTS + home(hash)
+        locate(hash, self.index).0 * SLOTS + home(hash)
     }
 
     /// The home entry's index and its pair (whose key line, `pair.hot[idx % 2]`, it starts
@@ -584,16 +621,26 @@ impl FlowTable {
     /// Finds the key in bucket `b` among slots whose word satisfies `state_ok`.
     #[inline]
     fn find_in(&self, b: usize, words: &[u64; 6], state_ok: impl Fn(u32) -> bool) -> Option<usize> {
+        self.find_and_count(b, words, state_ok).0
+    }
+
+    /// [`find_in`](Self::find_in), and how many of the bucket's slots are in use (VALID
+    /// or CLAIMED) in the same pass over its words, for an insert's choice of bucket.
+    #[inline(always)]
+    fn find_and_count(&self, b: usize, words: &[u64; 6], state_ok: impl Fn(u32) -> bool) -> (Option<usize>, usize) {
         // The slot words first, as a mask, in a loop with no branches; then the keys of the
         // few candidates (each read after its slot word's Acquire load).
         let bucket = &self.buckets[b];
-        let mut candidates = 0u64;
+        let (mut candidates, mut used) = (0u64, 0);
         for (j, slot) in bucket.slots.iter().enumerate() {
-            candidates |= u64::from(state_ok(slot.load(Ordering::Acquire))) << j;
+            let w = slot.load(Ordering::Acquire);
+            candidates |= u64::from(state_ok(w)) << j;
+            used += usize::from(in_use(w));
         }
-        bits(candidates)
+        let found = bits(candidates)
             .map(|j| b * SLOTS + j)
-            .find(|&idx| self.key_matches(idx, words))
+            .find(|&idx| self.key_matches(idx, words));
+        (found, used)
     }
 
     #[inline]
@@ -620,7 +667,7 @@ impl FlowTable {
     /// The search through the slot words, for a key not at its home slot.
     #[inline]
     fn find_in_buckets(&self, words: &[u64; 6], hash: u64) -> Option<usize> {
-        let (b1, b2, sig) = locate(hash, self.mask);
+        let (b1, b2, sig) = locate(hash, self.index);
         let valid = |w| w == VALID | sig;
         self.find_in(b1, words, valid)
             .or_else(|| self.find_second(b1, b2, words, valid))
@@ -655,7 +702,7 @@ impl FlowTable {
     /// turn.
     #[inline]
     fn prefetch_free_slot(&self, hash: u64) {
-        let b = locate(hash, self.mask).0;
+        let b = locate(hash, self.index).0;
         let bucket = &self.buckets[b];
         if let Some(j) = from_home(hash).find(|&j| bucket.slots[j].load(Ordering::Relaxed) & STATE_MASK != VALID) {
             wire::prefetch(self.hot(b * SLOTS + j));
@@ -697,7 +744,7 @@ impl FlowTable {
         first: Option<(u32, u8)>,
     ) -> Result<usize, InsertError> {
         let words = key.to_words();
-        let (b1, _, _) = locate(hash, self.mask);
+        let (b1, _, _) = locate(hash, self.index);
         self.lock(b1);
         let result = self.reserve_locked(&words, key.vrf, hash, now);
         if let Ok(idx) = result {
@@ -732,16 +779,13 @@ impl FlowTable {
     }
 
     fn reserve_locked(&self, words: &[u64; 6], vrf: u32, hash: u64, now: u32) -> Result<usize, InsertError> {
-        let (b1, b2, sig) = locate(hash, self.mask);
+        let (b1, b2, sig) = locate(hash, self.index);
         // A flow being installed by another worker (CLAIMED with our signature) counts too.
         // One load per slot decides both states: a slot going CLAIMED -> VALID between two
         // separate passes would be missed by both (loom found exactly that).
         let present = |w| w == VALID | sig || w == CLAIMED | sig;
-        if self
-            .find_in(b1, words, present)
-            .or_else(|| self.find_second(b1, b2, words, present))
-            .is_some()
-        {
+        let (found, in_first) = self.find_and_count(b1, words, present);
+        if found.or_else(|| self.find_second(b1, b2, words, present)).is_some() {
             return Err(InsertError::Exists);
         }
         let quota = self.quota_index(vrf);
@@ -759,7 +803,19 @@ impl FlowTable {
             self.buckets[b1].ctrl.fetch_or(OVERFLOWED, Ordering::AcqRel);
             Some(idx)
         };
-        match self.claim(b1, hash, sig).or_else(second) {
+        // The second bucket's count, read without its lock, is only a preference: the
+        // claim decides.
+        let in_second = || {
+            let slots = &self.buckets[b2].slots;
+            slots.iter().filter(|w| in_use(w.load(Ordering::Relaxed))).count()
+        };
+        let spill = in_first >= SPILL_AT && in_second() < in_first;
+        let claimed = if spill {
+            second().or_else(|| self.claim(b1, hash, sig))
+        } else {
+            self.claim(b1, hash, sig).or_else(second)
+        };
+        match claimed {
             Some(idx) => Ok(idx),
             None => {
                 if let Some(i) = quota {
@@ -1045,10 +1101,10 @@ impl<'t> Reader<'t> {
                         wire::prefetch(t.hot(cand[i]));
                     } else {
                         rest |= 1 << i;
-                        // Inserts fill the first bucket before the second, so below ~90%
-                        // load nearly every key is in its first bucket: prefetching the
-                        // second would waste bandwidth.
-                        wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
+                        // Inserts fill the first bucket to `SPILL_AT` slots before they
+                        // consider the second, so at half load 98% of the keys are in
+                        // their first bucket: prefetching the second would waste bandwidth.
+                        wire::prefetch(&t.buckets[locate(hashes[i], t.index).0]);
                     }
                 }
             }
@@ -1074,11 +1130,11 @@ impl<'t> Reader<'t> {
             } else {
                 // A stale guess: the buckets have it, if anything does.
                 rest |= 1 << i;
-                wire::prefetch(&t.buckets[locate(hashes[i], t.mask).0]);
+                wire::prefetch(&t.buckets[locate(hashes[i], t.index).0]);
             }
         }
         for i in bits(rest) {
-            let (b1, b2, sig) = locate(hashes[i], t.mask);
+            let (b1, b2, sig) = locate(hashes[i], t.index);
             let want = VALID | sig;
             let overflowed = t.buckets[b1].ctrl.load(Ordering::Acquire) & OVERFLOWED != 0;
             let buckets = if overflowed { &[b1, b2][..] } else { &[b1][..] };
@@ -1168,7 +1224,7 @@ impl<'t> Reader<'t> {
             for (p, h) in chunk.iter().zip(chunk_hashes) {
                 debug_assert_eq!(*h, [p.fwd.hash(), p.rev.hash()], "the pair's own hashes");
                 for &x in h {
-                    wire::prefetch(&t.buckets[locate(x, t.mask).0]);
+                    wire::prefetch(&t.buckets[locate(x, t.index).0]);
                 }
             }
             for &x in chunk_hashes.iter().flatten() {
@@ -1488,6 +1544,41 @@ mod tests {
         r.insert_pair(k, &k.reversed(), allow, allow, Generations::default(), 0)
             .unwrap()
             .0
+    }
+
+    #[test]
+    fn the_bucket_index_is_the_remainder() {
+        for n in [2, 4, 274, 139_812, 1 << 20, (1 << 28) - 2] {
+            let index = BucketIndex::new(n);
+            let mut x = 0x9e37_79b9u32;
+            for edge in [0, 1, n as u32 - 1, n as u32, u32::MAX - 1, u32::MAX] {
+                assert_eq!(index.of(edge), edge as usize % n, "{edge} % {n}");
+            }
+            for _ in 0..10_000 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                assert_eq!(index.of(x), x as usize % n, "{x} % {n}");
+            }
+        }
+    }
+
+    /// Flows that differ in one port only (a client's connections to one service, the
+    /// pipeline bench's flows) spread over the buckets as random keys would: taking the
+    /// high bits of a multiply instead of the remainder put up to 55 of these 2,000 keys
+    /// in one bucket of 15.
+    #[test]
+    fn keys_that_differ_in_one_port_spread_over_the_buckets() {
+        let index = BucketIndex::new(274);
+        let mut per_bucket = vec![0; 274];
+        for port in 0..1000 {
+            let k = FlowKey::v4(Ipv4Addr::new(10, 0, 1, 0), Ipv4Addr::new(10, 0, 2, 2), 17, port, 1000);
+            for k in [k, k.reversed()] {
+                per_bucket[locate(k.hash(), index).0] += 1;
+            }
+        }
+        let most = per_bucket.iter().max().unwrap();
+        assert!(*most <= 15, "{most} keys in one bucket");
     }
 
     /// The inserting reader counts in its own word; another reader's packets take the

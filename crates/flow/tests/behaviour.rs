@@ -237,6 +237,37 @@ fn full_table_refuses_and_counts() {
 }
 
 #[test]
+fn a_table_holds_what_it_was_sized_for_and_fills_past_three_quarters() {
+    let mut cfg = FlowTableConfig::with_capacity(30_000);
+    cfg.full_policy = FullPolicy::Refuse;
+    let t = FlowTable::new(cfg).unwrap();
+    // Whole buckets of 15, an even number of them: 30,000 exactly, not a power of two's worth.
+    assert_eq!(t.capacity(), 30_000);
+    let r = t.reader().unwrap();
+    let mut n = 0;
+    while install(&r, &key(n, 17), 1, 0).is_ok() {
+        n += 1;
+    }
+    let s = t.stats();
+    // A refusal means both of a key's buckets are full; spilling to the emptier one keeps
+    // that rare until the table is about 80% full (always the first bucket: about 44%).
+    assert!(
+        s.entries * 4 >= s.capacity * 3,
+        "first refusal at {} of {}",
+        s.entries,
+        s.capacity
+    );
+    assert_eq!(s.full_refusals, 1);
+    // Every flow installed is found, in its first bucket or its second.
+    for m in 0..n {
+        let k = key(m, 17);
+        for k in [k, k.reversed()] {
+            assert!(r.lookup(&k, k.hash()).is_some(), "flow {m} lost");
+        }
+    }
+}
+
+#[test]
 fn eviction_frees_closing_flows_after_a_grace_period() {
     let t = FlowTable::new(FlowTableConfig::with_capacity(30)).unwrap();
     let mut r = t.reader().unwrap();

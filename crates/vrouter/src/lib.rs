@@ -52,8 +52,10 @@ pub struct Router {
 }
 
 impl Router {
-    /// A router for `node` routing with `fib`, with room for `flows` flow entries and
-    /// everything allowed until a policy is published.
+    /// A router for `node` routing with `fib`, a flow table of `flows` entries (a flow is
+    /// two, forward and reverse; inserts may be refused from about 80% of them, and hits
+    /// are fastest below half: docs/flow.md), and everything allowed until a policy is
+    /// published.
     pub fn new(node: NodeConfig, fib: Arc<fib::Fib>, flows: usize) -> Result<Self, String> {
         let mut cfg = flow::FlowTableConfig::with_capacity(flows);
         cfg.max_readers = 64;

@@ -1,5 +1,5 @@
 //! Prometheus text metrics over HTTP on a loopback address: per-worker packet counters,
-//! drops by reason, flow table use, learned neighbours.
+//! drops by reason, flow table use and events, learned neighbours.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -106,6 +106,26 @@ fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
         "Flow table slots.",
         "gauge",
         vec![(String::new(), f.capacity)],
+    );
+    family(
+        "vrouter_flow_events_total",
+        "Flow table events, by kind: refusals (table full, a VRF's quota, no hold record) are \
+         the ones to alert on; a full refusal comes when both of a key's buckets are full, \
+         from about 80% of the slots.",
+        "counter",
+        [
+            ("inserts", f.inserts),
+            ("deletes", f.deletes),
+            ("aged", f.aged),
+            ("evictions", f.evictions),
+            ("full_refusals", f.full_refusals),
+            ("quota_refusals", f.quota_refusals),
+            ("hold_refusals", f.hold_refusals),
+            ("hold_overflows", f.hold_overflows),
+        ]
+        .into_iter()
+        .map(|(event, v)| (format!("{{event=\"{event}\"}}"), v))
+        .collect(),
     );
     family(
         "vrouter_neighbors_learned",

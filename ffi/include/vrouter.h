@@ -207,6 +207,11 @@ typedef struct vr_stats {
    originated = tx + dropped once nothing is parked.
    */
   uint64_t originated;
+  /*
+   Flow table slots: `flows / flow_capacity` is the table pressure to alert on
+   (inserts may be refused from about 0.8).
+   */
+  uint64_t flow_capacity;
 } vr_stats;
 
 #ifdef __cplusplus
@@ -255,6 +260,14 @@ vr_result vr_router_add_port(struct vr_router *r,
  to it are decapsulated. Only before `vr_router_start`.
  */
 vr_result vr_router_add_tunnel_endpoint(struct vr_router *r, const char *endpoint);
+
+/*
+ Sizes the flow table: `entries` slots of 100 bytes, between 1 and 2^30. A flow takes
+ two (forward and reverse); inserts may be refused from about 80% full, and hits are
+ fastest below half, so give it 2 to 4 slots per expected entry. Only before
+ `vr_router_start` (default 65,536) or `vr_router_start_workers` (default 1,048,576).
+ */
+vr_result vr_router_set_flow_entries(struct vr_router *r, uint64_t entries);
 
 /*
  Adds a VRF (id below 65536).

@@ -68,6 +68,9 @@ pub struct VrStats {
     /// Frames the router made itself (ARP requests, neighbour solicitations): rx +
     /// originated = tx + dropped once nothing is parked.
     pub originated: u64,
+    /// Flow table slots: `flows / flow_capacity` is the table pressure to alert on
+    /// (inserts may be refused from about 0.8).
+    pub flow_capacity: u64,
 }
 
 /// One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
@@ -124,6 +127,8 @@ pub struct VrRouter {
     policies: HashMap<(u32, bool), RuleList>,
     /// A frame pulled into too small a buffer, per port: returned by the next pull.
     held: Vec<Option<Vec<u8>>>,
+    /// Flow table slots, if `vr_router_set_flow_entries` chose them.
+    flow_entries: Option<usize>,
     error: CString,
 }
 
@@ -226,7 +231,7 @@ fn not_started(r: &VrRouter) -> Result<(), (VrResult, String)> {
     if r.running.is_some() {
         return Err((
             VrResult::VrInvalidState,
-            "the router is started: ports and endpoints are fixed".into(),
+            "the router is started: its ports, endpoints and flow table size are fixed".into(),
         ));
     }
     Ok(())
@@ -266,6 +271,7 @@ pub extern "C" fn vr_router_new(out: *mut *mut VrRouter) -> VrResult {
             routes,
             running: None,
             held: Vec::new(),
+            flow_entries: None,
             error: CString::default(),
             policies: HashMap::new(),
         }));
@@ -368,6 +374,22 @@ pub extern "C" fn vr_router_add_tunnel_endpoint(r: *mut VrRouter, endpoint: *con
         not_started(r)?;
         let a = addr(endpoint, "endpoint")?;
         r.endpoints.push(a);
+        Ok(())
+    })
+}
+
+/// Sizes the flow table: `entries` slots of 100 bytes, between 1 and 2^30. A flow takes
+/// two (forward and reverse); inserts may be refused from about 80% full, and hits are
+/// fastest below half, so give it 2 to 4 slots per expected entry. Only before
+/// `vr_router_start` (default 65,536) or `vr_router_start_workers` (default 1,048,576).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_flow_entries(r: *mut VrRouter, entries: u64) -> VrResult {
+    with(r, |r| {
+        not_started(r)?;
+        if !(1..=1 << 30).contains(&entries) {
+            return Err(bad(format!("flow entries {entries}: not between 1 and 2^30")));
+        }
+        r.flow_entries = Some(entries as usize);
         Ok(())
     })
 }
@@ -644,7 +666,8 @@ pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
             ports: r.ports.clone(),
             tunnel_endpoints: r.endpoints.clone(),
         };
-        let router = Router::new(node, r.fib.clone(), 1 << 16).map_err(|e| (VrResult::VrInternal, e))?;
+        let router = Router::new(node, r.fib.clone(), r.flow_entries.unwrap_or(1 << 16))
+            .map_err(|e| (VrResult::VrInternal, e))?;
         router
             .tables()
             .policy
@@ -711,7 +734,8 @@ pub extern "C" fn vr_router_start_workers(
             ports: r.ports.clone(),
             tunnel_endpoints: r.endpoints.clone(),
         };
-        let router = Router::new(node, r.fib.clone(), 1 << 20).map_err(|e| (VrResult::VrInternal, e))?;
+        let router = Router::new(node, r.fib.clone(), r.flow_entries.unwrap_or(1 << 20))
+            .map_err(|e| (VrResult::VrInternal, e))?;
         router
             .tables()
             .policy
@@ -824,12 +848,14 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
             Mode::Memory { worker, .. } => worker.counters().snapshot(),
             Mode::Workers(running) => vrouter::Stats::sum(&running.stats()),
         };
+        let flows = router.tables().flows.stats();
         let st = VrStats {
             rx: s.rx,
             tx: s.tx,
             dropped: s.dropped(),
-            flows: router.tables().flows.stats().entries,
+            flows: flows.entries,
             originated: s.originated,
+            flow_capacity: flows.capacity,
         };
         // SAFETY: non-null, writable (documented).
         unsafe { *out = st };

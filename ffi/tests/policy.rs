@@ -137,3 +137,38 @@ fn bad_rules_are_refused_with_rule_and_field_named() {
     assert_eq!(vr_router_free(r), VrResult::VrOk);
     assert_eq!(vr_router_publish_policy(r), VrResult::VrStaleHandle);
 }
+
+#[test]
+fn the_flow_table_is_sized_as_asked_and_a_bad_size_is_refused() {
+    let mut r = ptr::null_mut();
+    assert_eq!(vr_router_new(&mut r), VrResult::VrOk);
+    assert_eq!(vr_router_set_flow_entries(r, 0), VrResult::VrInvalidArgument);
+    assert_eq!(last_error(r), "flow entries 0: not between 1 and 2^30");
+    assert_eq!(
+        vr_router_set_flow_entries(r, (1 << 30) + 1),
+        VrResult::VrInvalidArgument
+    );
+    assert_eq!(vr_router_set_flow_entries(r, 30_000), VrResult::VrOk);
+    let (mac, me) = ([2u8, 0, 0, 0, 0, 1], CString::new("192.0.2.1").unwrap());
+    let mut fabric = 0;
+    assert_eq!(
+        vr_router_add_port(
+            r,
+            VR_PORT_FABRIC,
+            0,
+            mac.as_ptr(),
+            me.as_ptr(),
+            ptr::null(),
+            ptr::null(),
+            &mut fabric
+        ),
+        VrResult::VrOk
+    );
+    assert_eq!(vr_router_start(r), VrResult::VrOk);
+    let mut st = VrStats::default();
+    assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
+    assert_eq!((st.flows, st.flow_capacity), (0, 30_000));
+    // The table is allocated: too late to size it.
+    assert_eq!(vr_router_set_flow_entries(r, 4096), VrResult::VrInvalidState);
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+}

@@ -24,6 +24,7 @@ struct File {
     #[serde(default)]
     cpus: Vec<usize>,
     metrics: Option<Spanned<String>>,
+    flow_entries: Option<Spanned<u64>>,
     #[serde(default)]
     tunnel_endpoints: Vec<Spanned<String>>,
     #[serde(default)]
@@ -187,6 +188,12 @@ struct LabelDef {
     nexthop: u32,
 }
 
+/// Flow table slots without `flow_entries`: 2^20, about 100 MB, about 400K flows (a flow
+/// is two entries; inserts may be refused from about 80% of the slots).
+const DEFAULT_FLOW_ENTRIES: usize = 1 << 20;
+/// The flow table's own limit.
+const MAX_FLOW_ENTRIES: u64 = 1 << 30;
+
 /// A checked configuration, ready to start.
 pub(crate) struct Config {
     /// The node's ports and tunnel endpoints.
@@ -201,6 +208,8 @@ pub(crate) struct Config {
     pub(crate) listing: Listing,
     /// Where to serve Prometheus metrics (a loopback address), if anywhere.
     pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Flow table slots (a flow takes two: forward and reverse).
+    pub(crate) flow_entries: usize,
     /// Per-workload policies (an endpoint per workload port; no `[[policy]]`: all open).
     pub(crate) policy: PolicySet,
 }
@@ -498,6 +507,18 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
             Some(a)
         }
     };
+    let flow_entries = match &f.flow_entries {
+        None => DEFAULT_FLOW_ENTRIES,
+        Some(n) if (1..=MAX_FLOW_ENTRIES).contains(n.get_ref()) => *n.get_ref() as usize,
+        Some(n) => {
+            return Err(cx.err(
+                n.span().start,
+                "flow_entries",
+                "flow_entries",
+                format!("{} is not between 1 and 2^30", n.get_ref()),
+            ));
+        }
+    };
     Ok(Config {
         node: NodeConfig {
             ports,
@@ -508,6 +529,7 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
         routes: b,
         listing,
         metrics,
+        flow_entries,
         policy,
     })
 }
@@ -848,6 +870,9 @@ src = ["10.0.0.0/8"]
         use vrouter::fib::Fib;
         let mut c = parse("good.toml", GOOD).unwrap();
         assert_eq!(c.devices, ["eth1", "veth-pod1"]);
+        assert_eq!(c.flow_entries, 1 << 20, "the default");
+        let sized = parse("good.toml", &format!("flow_entries = 4000000\n{GOOD}")).unwrap();
+        assert_eq!(sized.flow_entries, 4_000_000);
         assert_eq!(c.node.ports.len(), 2);
         let fib = Fib::new();
         c.routes.publish(&fib).unwrap();
@@ -917,6 +942,16 @@ src = ["10.0.0.0/8"]
                 "tunnel_endpoints",
                 "metrics = \"0.0.0.0:9469\"\ntunnel_endpoints",
                 "good.toml:2: metrics: field `metrics`: 0.0.0.0:9469 is not a loopback address",
+            ),
+            (
+                "tunnel_endpoints",
+                "flow_entries = 0\ntunnel_endpoints",
+                "good.toml:2: flow_entries: field `flow_entries`: 0 is not between 1 and 2^30",
+            ),
+            (
+                "tunnel_endpoints",
+                "flow_entries = -5\ntunnel_endpoints",
+                "good.toml:2: invalid value",
             ),
         ];
         for (from, to, want) in cases {

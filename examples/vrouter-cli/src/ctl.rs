@@ -95,6 +95,10 @@ fn answer(cmd: &str, s: &State) -> String {
                 f.entries,
                 f.capacity
             )];
+            v.push(format!(
+                "flow table: inserts {} aged {} evicted {} refused: full {} quota {} hold {}",
+                f.inserts, f.aged, f.evictions, f.full_refusals, f.quota_refusals, f.hold_refusals
+            ));
             v.extend(per.iter().enumerate().map(|(i, w)| {
                 format!(
                     "worker {i} rx {} tx {} dropped {} bursts {} empty_polls {} fill_starved {}",

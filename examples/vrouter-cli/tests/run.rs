@@ -111,7 +111,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
     drop(std::os::unix::net::UnixStream::connect(&sock).unwrap());
     let (ok, stats) = ctl(&["show", "stats"]);
     assert!(
-        ok && stats.starts_with("total rx ") && stats.contains("worker 0"),
+        ok && stats.starts_with("total rx ") && stats.contains("worker 0") && stats.contains("refused: full 0"),
         "{stats}"
     );
     let (_, flows) = ctl(&["show", "flows"]);

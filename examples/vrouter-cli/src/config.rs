@@ -790,6 +790,60 @@ fn describe(n: &NexthopDef) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Values that probe the checks: out of range, of the wrong type, malformed.
+    const ODD_VALUES: &[&str] = &[
+        "0",
+        "-1",
+        "65536",
+        "4294967295",
+        "4294967296",
+        "99999999999999999999",
+        "1.5",
+        "true",
+        "\"\"",
+        "\"x\"",
+        "\"10.0.0.0/33\"",
+        "\"10.0.0.1/8\"",
+        "\"::/129\"",
+        "\"fe80::1%eth0\"",
+        "\"256.1.1.1\"",
+        "\"02:00:00:00:00\"",
+        "\"ff:ff:ff:ff:ff:ff\"",
+        "\"0.0.0.0\"",
+        "\"1-0\"",
+        "\"65535-65536\"",
+        "[]",
+        "[0, 0]",
+        "[\"\"]",
+        "{}",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        /// GOOD with some values replaced by odd ones is refused with a message naming a
+        /// line, or accepted and publishable, and never panics.
+        #[test]
+        fn odd_values_are_refused_or_accepted_never_a_panic(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), 0..ODD_VALUES.len()), 1..4)
+        ) {
+            let mut lines: Vec<String> = GOOD.lines().map(str::to_string).collect();
+            let assignments: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains(" = ")).collect();
+            for (at, v) in edits {
+                let i = assignments[at.index(assignments.len())];
+                let key = lines[i].split(" = ").next().unwrap().to_string();
+                lines[i] = format!("{key} = {}", ODD_VALUES[v]);
+            }
+            match parse("odd.toml", &lines.join("\n")) {
+                Ok(mut c) => {
+                    let _ = c.routes.publish(&vrouter::fib::Fib::new());
+                }
+                Err(e) => prop_assert!(e.starts_with("odd.toml:"), "{e}"),
+            }
+        }
+    }
 
     const GOOD: &str = r#"
 tunnel_endpoints = ["192.0.2.1"]

@@ -511,4 +511,67 @@ spec:
             assert!(e.contains(want), "{yaml}\n=> {e}\nwanted {want}");
         }
     }
+
+    /// Values that probe the checks: wrong types, out of range, malformed, empty.
+    const ODD_VALUES: &[&str] = &[
+        "0",
+        "-1",
+        "65536",
+        "4294967296",
+        "1.5",
+        "true",
+        "null",
+        "\"\"",
+        "[]",
+        "{}",
+        "[1, 2]",
+        "{ a: b }",
+        "10.0.0.0/33",
+        "10.0.0.1/8",
+        "::/129",
+        "http",
+        "ICMP",
+        "Egress",
+        "NotIn",
+        "Exists",
+        "\"a b\"",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// DB_POLICY with some values replaced by odd ones is refused with a message
+        /// naming the file, or accepted and compiled, and never panics.
+        #[test]
+        fn odd_values_are_refused_or_accepted_never_a_panic(
+            edits in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), 0..ODD_VALUES.len()),
+                1..4,
+            )
+        ) {
+            let mut lines: Vec<String> = DB_POLICY.lines().map(str::to_string).collect();
+            let values: Vec<usize> = (0..lines.len())
+                .filter(|&i| lines[i].trim_end().len() > lines[i].find(": ").map_or(usize::MAX, |c| c + 1))
+                .collect();
+            for (at, v) in edits {
+                let i = values[at.index(values.len())];
+                let key = lines[i][..lines[i].find(": ").unwrap()].to_string();
+                lines[i] = format!("{key}: {}", ODD_VALUES[v]);
+            }
+            let c = cluster();
+            match read("odd.yaml", &lines.join("\n"), &c) {
+                Ok(policies) => {
+                    let endpoints: Vec<_> = c
+                        .pods
+                        .iter()
+                        .filter_map(|p| p.endpoint.map(|e| (e, 1, p.addrs.clone())))
+                        .collect();
+                    if let Ok(set) = vrouter::policy::k8s::compile(&endpoints, &policies) {
+                        let _ = Policy::compile(&set, 1);
+                    }
+                }
+                Err(e) => proptest::prop_assert!(e.starts_with("odd.yaml"), "{e}"),
+            }
+        }
+    }
 }

@@ -57,8 +57,13 @@ impl Router {
     /// are fastest below half: docs/flow.md), and everything allowed until a policy is
     /// published.
     pub fn new(node: NodeConfig, fib: Arc<fib::Fib>, flows: usize) -> Result<Self, String> {
-        let mut cfg = flow::FlowTableConfig::with_capacity(flows);
-        cfg.max_readers = 64;
+        Self::with_flow_table(node, fib, flow::FlowTableConfig::with_capacity(flows))
+    }
+
+    /// [`Router::new`] with every flow table option chosen: size, what a full table does,
+    /// per-VRF quotas, idle timeouts (seconds), holds. At most `cfg.max_readers` workers
+    /// and control readers run at once.
+    pub fn with_flow_table(node: NodeConfig, fib: Arc<fib::Fib>, cfg: flow::FlowTableConfig) -> Result<Self, String> {
         Ok(Router {
             tables: Tables {
                 fib,

@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::k8s;
 use vrouter::fib::{Encap, FibBuilder, Neighbor, NeighborState, Nexthop};
+use vrouter::flow::{FlowTableConfig, FullPolicy};
 use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, PROTO_SCTP, Policy, PolicySet, PortRange, Rule, RuleId,
     RuleList,
@@ -24,7 +25,7 @@ struct File {
     #[serde(default)]
     cpus: Vec<usize>,
     metrics: Option<Spanned<String>>,
-    flow_entries: Option<Spanned<u64>>,
+    flows: Option<FlowsDef>,
     #[serde(default)]
     tunnel_endpoints: Vec<Spanned<String>>,
     #[serde(default)]
@@ -50,6 +51,28 @@ struct File {
     namespace: Vec<Spanned<NamespaceDef>>,
     #[serde(default)]
     pod: Vec<Spanned<PodDef>>,
+}
+
+/// The `[flows]` table: the flow table's size, what a full table does, per-VRF quotas and
+/// idle timeouts.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlowsDef {
+    entries: Option<Spanned<u64>>,
+    when_full: Option<Spanned<String>>,
+    vrf_quota: Option<Spanned<u64>>,
+    timeouts: Option<TimeoutsDef>,
+}
+
+/// Idle timeouts in seconds, per flow class.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsDef {
+    tcp_established: Option<Spanned<u64>>,
+    tcp_closing: Option<Spanned<u64>>,
+    udp: Option<Spanned<u64>>,
+    icmp: Option<Spanned<u64>>,
+    other: Option<Spanned<u64>>,
 }
 
 /// A namespace's labels, for `namespaceSelector`.
@@ -188,8 +211,8 @@ struct LabelDef {
     nexthop: u32,
 }
 
-/// Flow table slots without `flow_entries`: 2^20, about 100 MB, about 400K flows (a flow
-/// is two entries; inserts may be refused from about 80% of the slots).
+/// Flow table slots without `[flows] entries`: 2^20, about 100 MB, about 400K flows (a
+/// flow is two entries; inserts may be refused from about 80% of the slots).
 const DEFAULT_FLOW_ENTRIES: usize = 1 << 20;
 /// The flow table's own limit.
 const MAX_FLOW_ENTRIES: u64 = 1 << 30;
@@ -208,8 +231,9 @@ pub(crate) struct Config {
     pub(crate) listing: Listing,
     /// Where to serve Prometheus metrics (a loopback address), if anywhere.
     pub(crate) metrics: Option<std::net::SocketAddr>,
-    /// Flow table slots (a flow takes two: forward and reverse).
-    pub(crate) flow_entries: usize,
+    /// The flow table: slots (a flow takes two: forward and reverse), full policy, per-VRF
+    /// quota, idle timeouts.
+    pub(crate) flows: FlowTableConfig,
     /// Per-workload policies (an endpoint per workload port; no `[[policy]]`: all open).
     pub(crate) policy: PolicySet,
 }
@@ -507,18 +531,7 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
             Some(a)
         }
     };
-    let flow_entries = match &f.flow_entries {
-        None => DEFAULT_FLOW_ENTRIES,
-        Some(n) if (1..=MAX_FLOW_ENTRIES).contains(n.get_ref()) => *n.get_ref() as usize,
-        Some(n) => {
-            return Err(cx.err(
-                n.span().start,
-                "flow_entries",
-                "flow_entries",
-                format!("{} is not between 1 and 2^30", n.get_ref()),
-            ));
-        }
-    };
+    let flows = flow_table(&cx, f.flows.as_ref())?;
     Ok(Config {
         node: NodeConfig {
             ports,
@@ -529,9 +542,68 @@ pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
         routes: b,
         listing,
         metrics,
-        flow_entries,
+        flows,
         policy,
     })
+}
+
+/// The flow table's options from `[flows]`, each checked with its line and field named.
+fn flow_table(cx: &Ctx<'_>, def: Option<&FlowsDef>) -> Result<FlowTableConfig, String> {
+    let mut cfg = FlowTableConfig::with_capacity(DEFAULT_FLOW_ENTRIES);
+    let Some(def) = def else {
+        return Ok(cfg);
+    };
+    let bad = |v: &Spanned<u64>, field: &str, why: &str| {
+        cx.err(v.span().start, "flows", field, format!("{} {why}", v.get_ref()))
+    };
+    let within = |v: &Spanned<u64>, field: &str, max: u64, why: &str| {
+        if (1..=max).contains(v.get_ref()) {
+            Ok(*v.get_ref())
+        } else {
+            Err(bad(v, field, why))
+        }
+    };
+    if let Some(n) = &def.entries {
+        cfg.capacity = within(n, "entries", MAX_FLOW_ENTRIES, "is not between 1 and 2^30")? as usize;
+    }
+    if let Some(w) = &def.when_full {
+        cfg.full_policy = match w.get_ref().as_str() {
+            "evict" => FullPolicy::EvictExpiredOrClosing,
+            "refuse" => FullPolicy::Refuse,
+            other => {
+                return Err(cx.err(
+                    w.span().start,
+                    "flows",
+                    "when_full",
+                    format!("`{other}` is not evict (an expired or closing flow of the two buckets) or refuse"),
+                ));
+            }
+        };
+    }
+    if let Some(q) = &def.vrf_quota {
+        cfg.vrf_quota = Some(within(q, "vrf_quota", u64::from(u32::MAX), "is not between 1 and 2^32 - 1")? as u32);
+        // Every VRF id (below 65536) counted on its own.
+        cfg.quota_vrfs = 1 << 16;
+    }
+    if let Some(t) = &def.timeouts {
+        let max = i32::MAX as u64;
+        for (v, field, slot) in [
+            (
+                &t.tcp_established,
+                "timeouts.tcp_established",
+                &mut cfg.timeouts.tcp_established,
+            ),
+            (&t.tcp_closing, "timeouts.tcp_closing", &mut cfg.timeouts.tcp_closing),
+            (&t.udp, "timeouts.udp", &mut cfg.timeouts.udp),
+            (&t.icmp, "timeouts.icmp", &mut cfg.timeouts.icmp),
+            (&t.other, "timeouts.other", &mut cfg.timeouts.other),
+        ] {
+            if let Some(v) = v {
+                *slot = within(v, field, max, "is not between 1 and 2^31 - 1 seconds")? as u32;
+            }
+        }
+    }
+    Ok(cfg)
 }
 
 fn action(s: &str) -> Result<Action, String> {
@@ -791,6 +863,7 @@ fn describe(n: &NexthopDef) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use vrouter::flow::Timeouts;
 
     /// Values that probe the checks: out of range, of the wrong type, malformed.
     const ODD_VALUES: &[&str] = &[
@@ -924,9 +997,21 @@ src = ["10.0.0.0/8"]
         use vrouter::fib::Fib;
         let mut c = parse("good.toml", GOOD).unwrap();
         assert_eq!(c.devices, ["eth1", "veth-pod1"]);
-        assert_eq!(c.flow_entries, 1 << 20, "the default");
-        let sized = parse("good.toml", &format!("flow_entries = 4000000\n{GOOD}")).unwrap();
-        assert_eq!(sized.flow_entries, 4_000_000);
+        assert_eq!(c.flows, FlowTableConfig::with_capacity(1 << 20), "the defaults");
+        let flows = "[flows]\nentries = 4000000\nwhen_full = \"refuse\"\nvrf_quota = 50000\n\
+                     timeouts = { tcp_established = 3600, udp = 60 }\n";
+        let f = parse("good.toml", &format!("{GOOD}{flows}")).unwrap().flows;
+        assert_eq!(
+            (f.capacity, f.full_policy, f.vrf_quota),
+            (4_000_000, FullPolicy::Refuse, Some(50_000))
+        );
+        assert_eq!((f.timeouts.tcp_established, f.timeouts.udp), (3600, 60));
+        assert_eq!(
+            f.timeouts.tcp_closing,
+            Timeouts::default().tcp_closing,
+            "unset: the default"
+        );
+        assert!(vrouter::flow::FlowTable::new(f).is_ok());
         assert_eq!(c.node.ports.len(), 2);
         let fib = Fib::new();
         c.routes.publish(&fib).unwrap();
@@ -940,6 +1025,20 @@ src = ["10.0.0.0/8"]
                 .with_vrf(1);
         let d = p.evaluate(&vrouter::policy::Fields::from_key(&key, None));
         assert!(!d.allow && d.log);
+    }
+
+    /// The configuration reference in docs/operator.md is a config that checks.
+    #[test]
+    fn the_operator_guides_reference_checks() {
+        let doc = include_str!("../../../docs/operator.md");
+        let at = doc.find("## Configuration reference").expect("the section");
+        let sample = doc[at..]
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("its block");
+        let c = parse("operator.md", sample).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.flows.vrf_quota, Some(200_000), "the [flows] table was read");
     }
 
     #[test]
@@ -998,14 +1097,34 @@ src = ["10.0.0.0/8"]
                 "good.toml:2: metrics: field `metrics`: 0.0.0.0:9469 is not a loopback address",
             ),
             (
-                "tunnel_endpoints",
-                "flow_entries = 0\ntunnel_endpoints",
-                "good.toml:2: flow_entries: field `flow_entries`: 0 is not between 1 and 2^30",
+                "[[vni]]",
+                "[flows]\nentries = 0\n[[vni]]",
+                "good.toml:61: flows: field `entries`: 0 is not between 1 and 2^30",
             ),
             (
-                "tunnel_endpoints",
-                "flow_entries = -5\ntunnel_endpoints",
-                "good.toml:2: invalid value",
+                "[[vni]]",
+                "[flows]\nentries = -5\n[[vni]]",
+                "good.toml:61: invalid value",
+            ),
+            (
+                "[[vni]]",
+                "[flows]\nwhen_full = \"drop\"\n[[vni]]",
+                "good.toml:61: flows: field `when_full`: `drop` is not evict",
+            ),
+            (
+                "[[vni]]",
+                "[flows]\nvrf_quota = 0\n[[vni]]",
+                "good.toml:61: flows: field `vrf_quota`: 0 is not between 1",
+            ),
+            (
+                "[[vni]]",
+                "[flows]\ntimeouts = { udp = 0 }\n[[vni]]",
+                "good.toml:61: flows: field `timeouts.udp`: 0 is not between 1 and 2^31 - 1 seconds",
+            ),
+            (
+                "[[vni]]",
+                "[flows]\ntimeouts = { tcp = 5 }\n[[vni]]",
+                "good.toml:61: unknown field `tcp`",
             ),
         ];
         for (from, to, want) in cases {

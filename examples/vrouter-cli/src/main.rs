@@ -277,7 +277,7 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         eprintln!("{path}: {e}");
         return ExitCode::FAILURE;
     }
-    let router = match Router::new(cfg.node.clone(), fib.clone(), cfg.flow_entries) {
+    let router = match Router::with_flow_table(cfg.node.clone(), fib.clone(), cfg.flows.clone()) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");

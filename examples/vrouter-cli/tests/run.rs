@@ -44,7 +44,9 @@ fn run_forwards_reloads_and_stops_cleanly() {
         );
         ws.push((w, v.b));
     }
-    let config = format!("cpus = [0]\nmetrics = \"127.0.0.1:9469\"\n\n[[vrf]]\nid = 1\n\n{ports}{rest}");
+    let config = format!(
+        "cpus = [0]\nmetrics = \"127.0.0.1:9469\"\n\n[flows]\nentries = 30000\nvrf_quota = 1000\n\n[[vrf]]\nid = 1\n\n{ports}{rest}"
+    );
     let path = std::env::temp_dir().join(format!("vrouter-run-{}.toml", std::process::id()));
     std::fs::write(&path, &config).unwrap();
 
@@ -111,7 +113,10 @@ fn run_forwards_reloads_and_stops_cleanly() {
     drop(std::os::unix::net::UnixStream::connect(&sock).unwrap());
     let (ok, stats) = ctl(&["show", "stats"]);
     assert!(
-        ok && stats.starts_with("total rx ") && stats.contains("worker 0") && stats.contains("refused: full 0"),
+        ok && stats.starts_with("total rx ")
+            && stats.contains(" of 30000\n")
+            && stats.contains("worker 0")
+            && stats.contains("refused: full 0 quota 0"),
         "{stats}"
     );
     let (_, flows) = ctl(&["show", "flows"]);

@@ -326,6 +326,14 @@ impl Snapshot {
         }
     }
 
+    /// The VRFs this snapshot routes, in id order.
+    pub fn vrf_ids(&self) -> impl Iterator<Item = VrfId> + '_ {
+        self.vrfs
+            .iter()
+            .enumerate()
+            .filter_map(|(id, t)| t.as_ref().map(|_| id as VrfId))
+    }
+
     /// Routes in a VRF (both families).
     pub fn route_count(&self, vrf: VrfId) -> usize {
         self.vrf(vrf).map_or(0, |t| t.routes)

@@ -257,6 +257,17 @@ fn resolution_of_every_nexthop_kind() {
 }
 
 #[test]
+fn a_snapshot_lists_its_vrfs() {
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    for v in [7, 0, 300] {
+        b.add_vrf(v).unwrap();
+    }
+    b.publish(&fib).unwrap();
+    assert_eq!(fib.snapshot().vrf_ids().collect::<Vec<_>>(), [0, 7, 300]);
+}
+
+#[test]
 fn bad_changes_name_what_is_wrong() {
     let mut b = FibBuilder::new();
     b.add_vrf(1).unwrap();

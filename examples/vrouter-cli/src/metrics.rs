@@ -127,6 +127,26 @@ fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
         .map(|(event, v)| (format!("{{event=\"{event}\"}}"), v))
         .collect(),
     );
+    if let Some(quota) = tables.flows.config().vrf_quota {
+        let usage: Vec<(String, (u32, u64))> = tables
+            .fib
+            .snapshot()
+            .vrf_ids()
+            .map(|v| (format!("{{vrf=\"{v}\"}}"), tables.flows.vrf_usage(v)))
+            .collect();
+        family(
+            "vrouter_vrf_flows",
+            &format!("Live flow entries per VRF, against the quota of {quota}."),
+            "gauge",
+            usage.iter().map(|(l, (n, _))| (l.clone(), u64::from(*n))).collect(),
+        );
+        family(
+            "vrouter_vrf_flow_quota_refusals_total",
+            "New flows a VRF's quota refused (forwarded by the slow path, not cached).",
+            "counter",
+            usage.iter().map(|(l, (_, r))| (l.clone(), *r)).collect(),
+        );
+    }
     family(
         "vrouter_neighbors_learned",
         "Next-hop MACs learned by ARP / neighbour discovery.",

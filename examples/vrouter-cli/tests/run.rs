@@ -172,13 +172,24 @@ fn run_forwards_reloads_and_stops_cleanly() {
         metrics.contains("vrouter_dropped_packets_total{reason=\"PolicyDenied\"} 0"),
         "{metrics}"
     );
-    let flow_event = |event: &str| -> u64 {
-        let row = format!("vrouter_flow_events_total{{event=\"{event}\"}} ");
+    // The value of the sample `name{label}`.
+    let value = |name: &str, label: &str| -> u64 {
+        let row = format!("{name}{{{label}}} ");
         let at = metrics.find(&row).unwrap_or_else(|| panic!("no {row}: {metrics}"));
         metrics[at + row.len()..].lines().next().unwrap().parse().unwrap()
     };
+    let flow_event = |event: &str| value("vrouter_flow_events_total", &format!("event=\"{event}\""));
     assert!(flow_event("inserts") >= 2, "the pings installed a flow pair: {metrics}");
     assert_eq!(flow_event("full_refusals"), 0, "{metrics}");
+    assert!(
+        value("vrouter_vrf_flows", "vrf=\"1\"") >= 2,
+        "VRF 1's flows against its quota: {metrics}"
+    );
+    assert_eq!(
+        value("vrouter_vrf_flow_quota_refusals_total", "vrf=\"1\""),
+        0,
+        "{metrics}"
+    );
     let (ok, garbage) = ctl(&["frobnicate", "\u{1}"]);
     assert!(!ok && garbage.starts_with("error: unknown command"), "{garbage}");
     assert!(ping(&ws[1].0, "10.0.1.2"), "still forwarding after the control traffic");

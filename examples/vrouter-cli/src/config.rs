@@ -896,13 +896,14 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(3000))]
 
-        /// GOOD with some values replaced by odd ones is refused with a message naming a
-        /// line, or accepted and publishable, and never panics.
+        /// GOOD and a `[flows]` table with some values replaced by odd ones is refused with
+        /// a message naming a line, or accepted and publishable, and never panics.
         #[test]
         fn odd_values_are_refused_or_accepted_never_a_panic(
             edits in proptest::collection::vec((any::<prop::sample::Index>(), 0..ODD_VALUES.len()), 1..4)
         ) {
-            let mut lines: Vec<String> = GOOD.lines().map(str::to_string).collect();
+            let flows = "[flows]\nentries = 65536\nwhen_full = \"refuse\"\nvrf_quota = 1000\ntimeouts = { udp = 30 }\n";
+            let mut lines: Vec<String> = GOOD.lines().chain(flows.lines()).map(str::to_string).collect();
             let assignments: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].contains(" = ")).collect();
             for (at, v) in edits {
                 let i = assignments[at.index(assignments.len())];
@@ -912,6 +913,8 @@ mod tests {
             match parse("odd.toml", &lines.join("\n")) {
                 Ok(mut c) => {
                     let _ = c.routes.publish(&vrouter::fib::Fib::new());
+                    // What the checks let through, the flow table takes.
+                    prop_assert!(vrouter::flow::FlowTable::new(c.flows).is_ok());
                 }
                 Err(e) => prop_assert!(e.starts_with("odd.toml:"), "{e}"),
             }

@@ -52,6 +52,9 @@ int main(void) {
     uint32_t p_w1, p_w2, p_fab;
 
     CHECK(vr_router_new(&router));
+    /* A small flow table (slots; a flow takes two), a per-tenant cap, short UDP idling. */
+    vr_flow_options flows = {.entries = 4096, .vrf_quota = 1000, .udp = 10};
+    CHECK(vr_router_set_flow_options(router, &flows));
     CHECK(vr_router_add_port(router, VR_PORT_WORKLOAD, 1, gw1, "10.0.1.2", w1, "10.0.1.1", &p_w1));
     CHECK(vr_router_add_port(router, VR_PORT_WORKLOAD, 1, gw2, "10.0.2.2", w2, "10.0.2.1", &p_w2));
     CHECK(vr_router_add_port(router, VR_PORT_FABRIC, 0, fab, "192.0.2.1", NULL, NULL, &p_fab));

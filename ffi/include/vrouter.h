@@ -52,6 +52,18 @@
 #define VR_EGRESS 1
 
 /*
+ `vr_flow_options.when_full`: a full bucket pair gives up its idlest expired or closing
+ flow to the next new one (the default).
+ */
+#define VR_FULL_EVICT 0
+
+/*
+ `vr_flow_options.when_full`: new flows that find their buckets full are forwarded by
+ the slow path and not cached.
+ */
+#define VR_FULL_REFUSE 1
+
+/*
  Port kinds for `vr_router_add_port`.
  */
 #define VR_PORT_FABRIC 0
@@ -139,6 +151,48 @@ typedef uint32_t vr_result;
  `vr_router_free`.
  */
 typedef struct vr_router vr_router;
+
+/*
+ Flow table options for `vr_router_set_flow_options`; a zero field keeps its default.
+ */
+typedef struct vr_flow_options {
+  /*
+   Slots of 100 bytes, at most 2^30 (default 65,536 on memory ports, 1,048,576 with
+   workers). A flow takes two (forward and reverse); inserts may be refused from
+   about 80% full, and hits are fastest below half, so give it 2 to 4 slots per
+   expected entry.
+   */
+  uint64_t entries;
+  /*
+   VR_FULL_EVICT or VR_FULL_REFUSE.
+   */
+  uint32_t when_full;
+  /*
+   Most flow entries per VRF, so one tenant cannot fill the table (0: no quota).
+   */
+  uint32_t vrf_quota;
+  /*
+   Idle timeouts in seconds, at most 2^31 - 1: TCP without FIN or RST (default 7200),
+   TCP closing (10), UDP (30), ICMP (10), other protocols (30).
+   */
+  uint32_t tcp_established;
+  /*
+   See `tcp_established`.
+   */
+  uint32_t tcp_closing;
+  /*
+   See `tcp_established`.
+   */
+  uint32_t udp;
+  /*
+   See `tcp_established`.
+   */
+  uint32_t icmp;
+  /*
+   See `tcp_established`.
+   */
+  uint32_t other;
+} vr_flow_options;
 
 /*
  One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
@@ -262,12 +316,10 @@ vr_result vr_router_add_port(struct vr_router *r,
 vr_result vr_router_add_tunnel_endpoint(struct vr_router *r, const char *endpoint);
 
 /*
- Sizes the flow table: `entries` slots of 100 bytes, between 1 and 2^30. A flow takes
- two (forward and reverse); inserts may be refused from about 80% full, and hits are
- fastest below half, so give it 2 to 4 slots per expected entry. Only before
- `vr_router_start` (default 65,536) or `vr_router_start_workers` (default 1,048,576).
+ Sets the flow table's options (`vr_flow_options`; zero fields keep their defaults).
+ Only before `vr_router_start` or `vr_router_start_workers`.
  */
-vr_result vr_router_set_flow_entries(struct vr_router *r, uint64_t entries);
+vr_result vr_router_set_flow_options(struct vr_router *r, const struct vr_flow_options *options);
 
 /*
  Adds a VRF (id below 65536).

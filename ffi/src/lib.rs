@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::{MemoryLink, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
+use vrouter::flow::{FlowTableConfig, FullPolicy};
 use vrouter::policy::{Action, AddrSet, Cidr, Endpoint, EndpointId, PolicySet, PortRange, Rule, RuleId, RuleList};
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{NodeConfig, PortConfig, PortRole, Router};
@@ -110,6 +111,39 @@ pub const VR_INGRESS: u8 = 0;
 /// Policy direction: traffic the workload sends.
 pub const VR_EGRESS: u8 = 1;
 
+/// `vr_flow_options.when_full`: a full bucket pair gives up its idlest expired or closing
+/// flow to the next new one (the default).
+pub const VR_FULL_EVICT: u32 = 0;
+/// `vr_flow_options.when_full`: new flows that find their buckets full are forwarded by
+/// the slow path and not cached.
+pub const VR_FULL_REFUSE: u32 = 1;
+
+/// Flow table options for `vr_router_set_flow_options`; a zero field keeps its default.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VrFlowOptions {
+    /// Slots of 100 bytes, at most 2^30 (default 65,536 on memory ports, 1,048,576 with
+    /// workers). A flow takes two (forward and reverse); inserts may be refused from
+    /// about 80% full, and hits are fastest below half, so give it 2 to 4 slots per
+    /// expected entry.
+    pub entries: u64,
+    /// VR_FULL_EVICT or VR_FULL_REFUSE.
+    pub when_full: u32,
+    /// Most flow entries per VRF, so one tenant cannot fill the table (0: no quota).
+    pub vrf_quota: u32,
+    /// Idle timeouts in seconds, at most 2^31 - 1: TCP without FIN or RST (default 7200),
+    /// TCP closing (10), UDP (30), ICMP (10), other protocols (30).
+    pub tcp_established: u32,
+    /// See `tcp_established`.
+    pub tcp_closing: u32,
+    /// See `tcp_established`.
+    pub udp: u32,
+    /// See `tcp_established`.
+    pub icmp: u32,
+    /// See `tcp_established`.
+    pub other: u32,
+}
+
 /// Port kinds for `vr_router_add_port`.
 pub const VR_PORT_FABRIC: u32 = 0;
 /// A workload port.
@@ -127,8 +161,8 @@ pub struct VrRouter {
     policies: HashMap<(u32, bool), RuleList>,
     /// A frame pulled into too small a buffer, per port: returned by the next pull.
     held: Vec<Option<Vec<u8>>>,
-    /// Flow table slots, if `vr_router_set_flow_entries` chose them.
-    flow_entries: Option<usize>,
+    /// Flow table options, if `vr_router_set_flow_options` set them.
+    flow_options: Option<VrFlowOptions>,
     error: CString,
 }
 
@@ -271,7 +305,7 @@ pub extern "C" fn vr_router_new(out: *mut *mut VrRouter) -> VrResult {
             routes,
             running: None,
             held: Vec::new(),
-            flow_entries: None,
+            flow_options: None,
             error: CString::default(),
             policies: HashMap::new(),
         }));
@@ -378,20 +412,62 @@ pub extern "C" fn vr_router_add_tunnel_endpoint(r: *mut VrRouter, endpoint: *con
     })
 }
 
-/// Sizes the flow table: `entries` slots of 100 bytes, between 1 and 2^30. A flow takes
-/// two (forward and reverse); inserts may be refused from about 80% full, and hits are
-/// fastest below half, so give it 2 to 4 slots per expected entry. Only before
-/// `vr_router_start` (default 65,536) or `vr_router_start_workers` (default 1,048,576).
+/// Sets the flow table's options (`vr_flow_options`; zero fields keep their defaults).
+/// Only before `vr_router_start` or `vr_router_start_workers`.
 #[unsafe(no_mangle)]
-pub extern "C" fn vr_router_set_flow_entries(r: *mut VrRouter, entries: u64) -> VrResult {
+pub extern "C" fn vr_router_set_flow_options(r: *mut VrRouter, options: *const VrFlowOptions) -> VrResult {
     with(r, |r| {
         not_started(r)?;
-        if !(1..=1 << 30).contains(&entries) {
-            return Err(bad(format!("flow entries {entries}: not between 1 and 2^30")));
+        if options.is_null() {
+            return Err((VrResult::VrNullParameter, "options is NULL".into()));
         }
-        r.flow_entries = Some(entries as usize);
+        // SAFETY: non-null (checked), a readable vr_flow_options (documented).
+        let o = unsafe { *options };
+        if o.entries > 1 << 30 {
+            return Err(bad(format!("flow options: `entries` {} is above 2^30", o.entries)));
+        }
+        if o.when_full > VR_FULL_REFUSE {
+            return Err(bad(format!(
+                "flow options: `when_full` {} is neither VR_FULL_EVICT nor VR_FULL_REFUSE",
+                o.when_full
+            )));
+        }
+        for (name, t) in [
+            ("tcp_established", o.tcp_established),
+            ("tcp_closing", o.tcp_closing),
+            ("udp", o.udp),
+            ("icmp", o.icmp),
+            ("other", o.other),
+        ] {
+            if t > i32::MAX as u32 {
+                return Err(bad(format!("flow options: `{name}` {t} is above 2^31 - 1 seconds")));
+            }
+        }
+        r.flow_options = Some(o);
         Ok(())
     })
+}
+
+/// The flow table for a start whose default size is `entries`, with the options set.
+fn flow_table(r: &VrRouter, entries: usize) -> FlowTableConfig {
+    let o = r.flow_options.unwrap_or_default();
+    let or = |v: u32, default: u32| if v == 0 { default } else { v };
+    let mut cfg = FlowTableConfig::with_capacity(if o.entries == 0 { entries } else { o.entries as usize });
+    if o.when_full == VR_FULL_REFUSE {
+        cfg.full_policy = FullPolicy::Refuse;
+    }
+    if o.vrf_quota != 0 {
+        cfg.vrf_quota = Some(o.vrf_quota);
+        // Every VRF id (below 65536) counted on its own.
+        cfg.quota_vrfs = 1 << 16;
+    }
+    let t = &mut cfg.timeouts;
+    t.tcp_established = or(o.tcp_established, t.tcp_established);
+    t.tcp_closing = or(o.tcp_closing, t.tcp_closing);
+    t.udp = or(o.udp, t.udp);
+    t.icmp = or(o.icmp, t.icmp);
+    t.other = or(o.other, t.other);
+    cfg
 }
 
 /// Adds a VRF (id below 65536).
@@ -666,7 +742,7 @@ pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
             ports: r.ports.clone(),
             tunnel_endpoints: r.endpoints.clone(),
         };
-        let router = Router::new(node, r.fib.clone(), r.flow_entries.unwrap_or(1 << 16))
+        let router = Router::with_flow_table(node, r.fib.clone(), flow_table(r, 1 << 16))
             .map_err(|e| (VrResult::VrInternal, e))?;
         router
             .tables()
@@ -734,7 +810,7 @@ pub extern "C" fn vr_router_start_workers(
             ports: r.ports.clone(),
             tunnel_endpoints: r.endpoints.clone(),
         };
-        let router = Router::new(node, r.fib.clone(), r.flow_entries.unwrap_or(1 << 20))
+        let router = Router::with_flow_table(node, r.fib.clone(), flow_table(r, 1 << 20))
             .map_err(|e| (VrResult::VrInternal, e))?;
         router
             .tables()

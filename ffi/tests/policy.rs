@@ -139,16 +139,45 @@ fn bad_rules_are_refused_with_rule_and_field_named() {
 }
 
 #[test]
-fn the_flow_table_is_sized_as_asked_and_a_bad_size_is_refused() {
+fn flow_table_options_are_checked_and_applied() {
     let mut r = ptr::null_mut();
     assert_eq!(vr_router_new(&mut r), VrResult::VrOk);
-    assert_eq!(vr_router_set_flow_entries(r, 0), VrResult::VrInvalidArgument);
-    assert_eq!(last_error(r), "flow entries 0: not between 1 and 2^30");
-    assert_eq!(
-        vr_router_set_flow_entries(r, (1 << 30) + 1),
-        VrResult::VrInvalidArgument
-    );
-    assert_eq!(vr_router_set_flow_entries(r, 30_000), VrResult::VrOk);
+    assert_eq!(vr_router_set_flow_options(r, ptr::null()), VrResult::VrNullParameter);
+    let refused = [
+        (
+            VrFlowOptions {
+                entries: (1 << 30) + 1,
+                ..Default::default()
+            },
+            "flow options: `entries` 1073741825 is above 2^30",
+        ),
+        (
+            VrFlowOptions {
+                when_full: 7,
+                ..Default::default()
+            },
+            "flow options: `when_full` 7 is neither VR_FULL_EVICT nor VR_FULL_REFUSE",
+        ),
+        (
+            VrFlowOptions {
+                udp: u32::MAX,
+                ..Default::default()
+            },
+            "flow options: `udp` 4294967295 is above 2^31 - 1 seconds",
+        ),
+    ];
+    for (o, why) in refused {
+        assert_eq!(vr_router_set_flow_options(r, &o), VrResult::VrInvalidArgument);
+        assert_eq!(last_error(r), why);
+    }
+    let o = VrFlowOptions {
+        entries: 30_000,
+        when_full: VR_FULL_REFUSE,
+        vrf_quota: 100,
+        udp: 5,
+        ..Default::default()
+    };
+    assert_eq!(vr_router_set_flow_options(r, &o), VrResult::VrOk);
     let (mac, me) = ([2u8, 0, 0, 0, 0, 1], CString::new("192.0.2.1").unwrap());
     let mut fabric = 0;
     assert_eq!(
@@ -168,7 +197,7 @@ fn the_flow_table_is_sized_as_asked_and_a_bad_size_is_refused() {
     let mut st = VrStats::default();
     assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
     assert_eq!((st.flows, st.flow_capacity), (0, 30_000));
-    // The table is allocated: too late to size it.
-    assert_eq!(vr_router_set_flow_entries(r, 4096), VrResult::VrInvalidState);
+    // The table is allocated: too late to change it.
+    assert_eq!(vr_router_set_flow_options(r, &o), VrResult::VrInvalidState);
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }

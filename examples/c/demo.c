@@ -128,6 +128,10 @@ int main(void) {
     CHECK(vr_router_stats(router, &stats));
     printf("stats: rx %llu tx %llu dropped %llu flows %llu\n", (unsigned long long)stats.rx, (unsigned long long)stats.tx,
            (unsigned long long)stats.dropped, (unsigned long long)stats.flows);
+    uint64_t vrf_flows, vrf_refused;
+    CHECK(vr_router_vrf_flows(router, 1, &vrf_flows, &vrf_refused));
+    printf("vrf 1: flows %llu of quota %u, refused %llu\n", (unsigned long long)vrf_flows, flows.vrf_quota,
+           (unsigned long long)vrf_refused);
     CHECK(vr_router_dump_flows(router, print_flow, NULL));
 
     CHECK(vr_router_free(router));

@@ -462,6 +462,15 @@ vr_result vr_router_pull(struct vr_router *r,
 vr_result vr_router_stats(struct vr_router *r, struct vr_stats *out);
 
 /*
+ A VRF's live flow entries (`*flows`) and the new flows its quota refused (`*refused`);
+ both 0 when no `vrf_quota` was set.
+ */
+vr_result vr_router_vrf_flows(struct vr_router *r,
+                              uint32_t vrf,
+                              uint64_t *flows,
+                              uint64_t *refused);
+
+/*
  Calls `cb(ctx, line)` once per live flow with a one-line text description (valid only
  during the call).
  */

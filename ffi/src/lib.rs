@@ -939,6 +939,24 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
     })
 }
 
+/// A VRF's live flow entries (`*flows`) and the new flows its quota refused (`*refused`);
+/// both 0 when no `vrf_quota` was set.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_vrf_flows(r: *mut VrRouter, vrf: u32, flows: *mut u64, refused: *mut u64) -> VrResult {
+    with(r, |r| {
+        if flows.is_null() || refused.is_null() {
+            return Err((VrResult::VrNullParameter, "flows or refused is NULL".into()));
+        }
+        let (n, q) = started(r)?.router.tables().flows.vrf_usage(vrf);
+        // SAFETY: both non-null (checked), writable (documented).
+        unsafe {
+            *flows = u64::from(n);
+            *refused = q;
+        }
+        Ok(())
+    })
+}
+
 /// Calls `cb(ctx, line)` once per live flow with a one-line text description (valid only
 /// during the call).
 #[unsafe(no_mangle)]

@@ -193,10 +193,21 @@ fn flow_table_options_are_checked_and_applied() {
         ),
         VrResult::VrOk
     );
+    let (mut flows, mut refused) = (7, 7);
+    assert_eq!(
+        vr_router_vrf_flows(r, 1, &mut flows, &mut refused),
+        VrResult::VrInvalidState
+    );
     assert_eq!(vr_router_start(r), VrResult::VrOk);
     let mut st = VrStats::default();
     assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
     assert_eq!((st.flows, st.flow_capacity), (0, 30_000));
+    assert_eq!(
+        vr_router_vrf_flows(r, 1, ptr::null_mut(), &mut refused),
+        VrResult::VrNullParameter
+    );
+    assert_eq!(vr_router_vrf_flows(r, 1, &mut flows, &mut refused), VrResult::VrOk);
+    assert_eq!((flows, refused), (0, 0));
     // The table is allocated: too late to change it.
     assert_eq!(vr_router_set_flow_options(r, &o), VrResult::VrInvalidState);
     assert_eq!(vr_router_free(r), VrResult::VrOk);

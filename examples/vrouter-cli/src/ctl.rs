@@ -99,6 +99,12 @@ fn answer(cmd: &str, s: &State) -> String {
                 "flow table: inserts {} aged {} evicted {} refused: full {} quota {} hold {}",
                 f.inserts, f.aged, f.evictions, f.full_refusals, f.quota_refusals, f.hold_refusals
             ));
+            if let Some(quota) = s.tables.flows.config().vrf_quota {
+                v.extend(s.tables.fib.snapshot().vrf_ids().map(|vrf| {
+                    let (n, refused) = s.tables.flows.vrf_usage(vrf);
+                    format!("vrf {vrf} flows {n} of quota {quota}, refused {refused}")
+                }));
+            }
             v.extend(per.iter().enumerate().map(|(i, w)| {
                 format!(
                     "worker {i} rx {} tx {} dropped {} bursts {} empty_polls {} fill_starved {}",

@@ -116,7 +116,9 @@ fn run_forwards_reloads_and_stops_cleanly() {
         ok && stats.starts_with("total rx ")
             && stats.contains(" of 30000\n")
             && stats.contains("worker 0")
-            && stats.contains("refused: full 0 quota 0"),
+            && stats.contains("refused: full 0 quota 0")
+            && stats.contains("\nvrf 1 flows ")
+            && stats.contains(" of quota 1000, refused 0"),
         "{stats}"
     );
     let (_, flows) = ctl(&["show", "flows"]);

@@ -288,7 +288,10 @@ fn counts_stay_exact_across_a_flush_and_a_drain() {
 /// `count` keys that an empty table puts in the same slot as `key(1)`: its home. Found in
 /// one single-threaded loom execution (the table's atomics need loom's runtime).
 fn same_home_as_1(count: usize) -> Vec<u8> {
-    static FOUND: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+    // This call's own result slot: tests run in parallel, and a slot shared by all calls
+    // once handed one test another's keys.
+    let found = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slot = found.clone();
     let mut b = loom::model::Builder::new();
     b.max_branches = 1_000_000;
     b.check(move || {
@@ -303,9 +306,9 @@ fn same_home_as_1(count: usize) -> Vec<u8> {
         };
         let home = slot_in_empty_table(&key(1));
         let same = (2..=255).filter(|&n| slot_in_empty_table(&key(n)) == home).take(count);
-        *FOUND.lock().unwrap() = same.collect();
+        *slot.lock().unwrap() = same.collect();
     });
-    let found = FOUND.lock().unwrap().clone();
+    let found = found.lock().unwrap().clone();
     assert_eq!(found.len(), count, "keys sharing key(1)'s home");
     found
 }

@@ -317,7 +317,11 @@ vr_result vr_router_add_tunnel_endpoint(struct vr_router *r, const char *endpoin
 
 /*
  Sets the flow table's options (`vr_flow_options`; zero fields keep their defaults).
- Only before `vr_router_start` or `vr_router_start_workers`.
+ Before `vr_router_start` or `vr_router_start_workers` every field applies. On a started
+ router `when_full`, `vrf_quota` and the timeouts apply at once (new timeouts to flows
+ already installed too); `entries` must then be 0, the value the router started with or
+ its slots (`vr_router_get_flow_options`), and a quota can be changed or removed (0)
+ but not added to a router started without one (VR_INVALID_STATE, nothing changed).
  */
 vr_result vr_router_set_flow_options(struct vr_router *r, const struct vr_flow_options *options);
 
@@ -469,6 +473,12 @@ vr_result vr_router_vrf_flows(struct vr_router *r,
                               uint32_t vrf,
                               uint64_t *flows,
                               uint64_t *refused);
+
+/*
+ The started router's flow table options as they are now, `entries` its slots (for
+ checking what `vr_router_set_flow_options` applied).
+ */
+vr_result vr_router_get_flow_options(struct vr_router *r, struct vr_flow_options *options);
 
 /*
  Calls `cb(ctx, line)` once per live flow with a one-line text description (valid only

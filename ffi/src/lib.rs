@@ -413,16 +413,19 @@ pub extern "C" fn vr_router_add_tunnel_endpoint(r: *mut VrRouter, endpoint: *con
 }
 
 /// Sets the flow table's options (`vr_flow_options`; zero fields keep their defaults).
-/// Only before `vr_router_start` or `vr_router_start_workers`.
+/// Before `vr_router_start` or `vr_router_start_workers` every field applies. On a started
+/// router `when_full`, `vrf_quota` and the timeouts apply at once (new timeouts to flows
+/// already installed too); `entries` must then be 0, the value the router started with or
+/// its slots (`vr_router_get_flow_options`), and a quota can be changed or removed (0)
+/// but not added to a router started without one (VR_INVALID_STATE, nothing changed).
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_set_flow_options(r: *mut VrRouter, options: *const VrFlowOptions) -> VrResult {
     with(r, |r| {
-        not_started(r)?;
         if options.is_null() {
             return Err((VrResult::VrNullParameter, "options is NULL".into()));
         }
         // SAFETY: non-null (checked), a readable vr_flow_options (documented).
-        let o = unsafe { *options };
+        let mut o = unsafe { *options };
         if o.entries > 1 << 30 {
             return Err(bad(format!("flow options: `entries` {} is above 2^30", o.entries)));
         }
@@ -443,14 +446,36 @@ pub extern "C" fn vr_router_set_flow_options(r: *mut VrRouter, options: *const V
                 return Err(bad(format!("flow options: `{name}` {t} is above 2^31 - 1 seconds")));
             }
         }
+        if let Some(started) = &r.running {
+            let table = &started.router.tables().flows;
+            let asked = r.flow_options.unwrap_or_default().entries;
+            // What it was given, or what it made of that (`vr_router_get_flow_options`).
+            if ![0, asked, table.capacity() as u64].contains(&o.entries) {
+                return Err((
+                    VrResult::VrInvalidState,
+                    format!(
+                        "flow options: `entries` is fixed once the router is started (it has {} slots)",
+                        table.capacity()
+                    ),
+                ));
+            }
+            o.entries = asked;
+            table
+                .set_live_options(flow_table(&o, table.capacity()).live_options())
+                .map_err(|e| {
+                    (
+                        VrResult::VrInvalidState,
+                        format!("flow options: `{}` {}", e.field, e.reason),
+                    )
+                })?;
+        }
         r.flow_options = Some(o);
         Ok(())
     })
 }
 
-/// The flow table for a start whose default size is `entries`, with the options set.
-fn flow_table(r: &VrRouter, entries: usize) -> FlowTableConfig {
-    let o = r.flow_options.unwrap_or_default();
+/// The flow table `o` describes, `entries` slots unless it sets its own.
+fn flow_table(o: &VrFlowOptions, entries: usize) -> FlowTableConfig {
     let or = |v: u32, default: u32| if v == 0 { default } else { v };
     let mut cfg = FlowTableConfig::with_capacity(if o.entries == 0 { entries } else { o.entries as usize });
     if o.when_full == VR_FULL_REFUSE {
@@ -742,8 +767,12 @@ pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
             ports: r.ports.clone(),
             tunnel_endpoints: r.endpoints.clone(),
         };
-        let router = Router::with_flow_table(node, r.fib.clone(), flow_table(r, 1 << 16))
-            .map_err(|e| (VrResult::VrInternal, e))?;
+        let router = Router::with_flow_table(
+            node,
+            r.fib.clone(),
+            flow_table(&r.flow_options.unwrap_or_default(), 1 << 16),
+        )
+        .map_err(|e| (VrResult::VrInternal, e))?;
         router
             .tables()
             .policy
@@ -810,8 +839,12 @@ pub extern "C" fn vr_router_start_workers(
             ports: r.ports.clone(),
             tunnel_endpoints: r.endpoints.clone(),
         };
-        let router = Router::with_flow_table(node, r.fib.clone(), flow_table(r, 1 << 20))
-            .map_err(|e| (VrResult::VrInternal, e))?;
+        let router = Router::with_flow_table(
+            node,
+            r.fib.clone(),
+            flow_table(&r.flow_options.unwrap_or_default(), 1 << 20),
+        )
+        .map_err(|e| (VrResult::VrInternal, e))?;
         router
             .tables()
             .policy
@@ -953,6 +986,35 @@ pub extern "C" fn vr_router_vrf_flows(r: *mut VrRouter, vrf: u32, flows: *mut u6
             *flows = u64::from(n);
             *refused = q;
         }
+        Ok(())
+    })
+}
+
+/// The started router's flow table options as they are now, `entries` its slots (for
+/// checking what `vr_router_set_flow_options` applied).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_get_flow_options(r: *mut VrRouter, options: *mut VrFlowOptions) -> VrResult {
+    with(r, |r| {
+        if options.is_null() {
+            return Err((VrResult::VrNullParameter, "options is NULL".into()));
+        }
+        let table = &started(r)?.router.tables().flows;
+        let (cfg, t) = (table.config(), table.config().timeouts);
+        let o = VrFlowOptions {
+            entries: table.capacity() as u64,
+            when_full: match cfg.full_policy {
+                FullPolicy::Refuse => VR_FULL_REFUSE,
+                FullPolicy::EvictExpiredOrClosing => VR_FULL_EVICT,
+            },
+            vrf_quota: cfg.vrf_quota.unwrap_or(0),
+            tcp_established: t.tcp_established,
+            tcp_closing: t.tcp_closing,
+            udp: t.udp,
+            icmp: t.icmp,
+            other: t.other,
+        };
+        // SAFETY: non-null (checked), writable (documented).
+        unsafe { *options = o };
         Ok(())
     })
 }

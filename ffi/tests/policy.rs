@@ -179,20 +179,23 @@ fn flow_table_options_are_checked_and_applied() {
     };
     assert_eq!(vr_router_set_flow_options(r, &o), VrResult::VrOk);
     let (mac, me) = ([2u8, 0, 0, 0, 0, 1], CString::new("192.0.2.1").unwrap());
-    let mut fabric = 0;
-    assert_eq!(
-        vr_router_add_port(
-            r,
-            VR_PORT_FABRIC,
-            0,
-            mac.as_ptr(),
-            me.as_ptr(),
-            ptr::null(),
-            ptr::null(),
-            &mut fabric
-        ),
-        VrResult::VrOk
-    );
+    let add_fabric = |r| {
+        let mut fabric = 0;
+        assert_eq!(
+            vr_router_add_port(
+                r,
+                VR_PORT_FABRIC,
+                0,
+                mac.as_ptr(),
+                me.as_ptr(),
+                ptr::null(),
+                ptr::null(),
+                &mut fabric
+            ),
+            VrResult::VrOk
+        );
+    };
+    add_fabric(r);
     let (mut flows, mut refused) = (7, 7);
     assert_eq!(
         vr_router_vrf_flows(r, 1, &mut flows, &mut refused),
@@ -208,7 +211,65 @@ fn flow_table_options_are_checked_and_applied() {
     );
     assert_eq!(vr_router_vrf_flows(r, 1, &mut flows, &mut refused), VrResult::VrOk);
     assert_eq!((flows, refused), (0, 0));
-    // The table is allocated: too late to change it.
-    assert_eq!(vr_router_set_flow_options(r, &o), VrResult::VrInvalidState);
+    let mut now = VrFlowOptions::default();
+    assert_eq!(
+        vr_router_get_flow_options(r, ptr::null_mut()),
+        VrResult::VrNullParameter
+    );
+    assert_eq!(vr_router_get_flow_options(r, &mut now), VrResult::VrOk);
+    assert_eq!(
+        (now.entries, now.when_full, now.vrf_quota, now.udp, now.tcp_established),
+        (30_000, VR_FULL_REFUSE, 100, 5, 7200),
+        "as set, with the defaults filled in"
+    );
+    // Started: the size is fixed, the rest changes live.
+    let resize = VrFlowOptions { entries: 60_000, ..o };
+    assert_eq!(vr_router_set_flow_options(r, &resize), VrResult::VrInvalidState);
+    assert_eq!(
+        last_error(r),
+        "flow options: `entries` is fixed once the router is started (it has 30000 slots)"
+    );
+    let live = VrFlowOptions {
+        entries: 0,
+        when_full: VR_FULL_EVICT,
+        vrf_quota: 0,
+        udp: 90,
+        ..o
+    };
+    assert_eq!(vr_router_set_flow_options(r, &live), VrResult::VrOk);
+    assert_eq!(vr_router_get_flow_options(r, &mut now), VrResult::VrOk);
+    assert_eq!(
+        (now.entries, now.when_full, now.vrf_quota, now.udp),
+        (30_000, VR_FULL_EVICT, 0, 90)
+    );
+    assert_eq!(
+        vr_router_set_flow_options(r, &now),
+        VrResult::VrOk,
+        "what get gave back"
+    );
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+
+    // A router started without a quota cannot take one.
+    assert_eq!(vr_router_new(&mut r), VrResult::VrOk);
+    add_fabric(r);
+    assert_eq!(vr_router_start(r), VrResult::VrOk);
+    assert_eq!(vr_router_get_flow_options(r, &mut now), VrResult::VrOk);
+    assert_eq!(
+        (now.entries, now.vrf_quota),
+        (65_550, 0),
+        "the default 65,536 in whole buckets"
+    );
+    let quota = VrFlowOptions {
+        vrf_quota: 10,
+        ..Default::default()
+    };
+    assert_eq!(vr_router_set_flow_options(r, &quota), VrResult::VrInvalidState);
+    assert!(
+        last_error(r).starts_with("flow options: `vrf_quota` cannot be added"),
+        "{}",
+        last_error(r)
+    );
+    assert_eq!(vr_router_get_flow_options(r, &mut now), VrResult::VrOk);
+    assert_eq!(now.vrf_quota, 0, "nothing changed");
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }

@@ -1,6 +1,9 @@
 //! Creation options of a flow table, validated before any memory is allocated.
 
 use core::fmt;
+// std's atomics even under loom: these are settings, not part of the slot protocol loom
+// checks, and modelling their loads would only multiply its interleavings.
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Idle timeouts per flow class, in the caller's time unit (the `now` passed to the table;
 /// seconds in the pipeline).
@@ -45,6 +48,21 @@ pub enum FullPolicy {
     EvictExpiredOrClosing,
 }
 
+/// The options a running table takes new values for ([`FlowTable::set_live_options`]):
+/// what it does when full, its timeouts and its quota. The rest of [`FlowTableConfig`]
+/// sizes memory and is fixed at creation.
+///
+/// [`FlowTable::set_live_options`]: crate::FlowTable::set_live_options
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveOptions {
+    /// Behaviour of a full bucket pair.
+    pub full_policy: FullPolicy,
+    /// Idle timeouts.
+    pub timeouts: Timeouts,
+    /// Per-VRF flow limit, if any.
+    pub vrf_quota: Option<u32>,
+}
+
 /// Creation options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowTableConfig {
@@ -84,6 +102,15 @@ impl FlowTableConfig {
         }
     }
 
+    /// The options among these that a running table can change.
+    pub fn live_options(&self) -> LiveOptions {
+        LiveOptions {
+            full_policy: self.full_policy,
+            timeouts: self.timeouts,
+            vrf_quota: self.vrf_quota,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let err = |field, reason| Err(ConfigError { field, reason });
         if self.capacity == 0 || self.capacity > 1 << 30 {
@@ -102,6 +129,77 @@ impl FlowTableConfig {
             return err("quota_vrfs", "must be at least 1");
         }
         Ok(())
+    }
+}
+
+/// [`LiveOptions`] as a running table keeps them. Each option is a word of its own, read
+/// with a relaxed load where it is used: a worker may see one option changed before
+/// another, never a torn one.
+pub(crate) struct LiveCell {
+    refuse: AtomicU32,
+    /// `NO_QUOTA` or the quota.
+    quota: AtomicU64,
+    /// In [`Timeouts`]' field order.
+    timeouts: [AtomicU32; 6],
+}
+
+const NO_QUOTA: u64 = u64::MAX;
+
+impl LiveCell {
+    pub(crate) fn new(o: LiveOptions) -> Self {
+        let cell = LiveCell {
+            refuse: AtomicU32::new(0),
+            quota: AtomicU64::new(NO_QUOTA),
+            timeouts: Default::default(),
+        };
+        cell.set(o);
+        cell
+    }
+
+    pub(crate) fn set(&self, o: LiveOptions) {
+        self.refuse
+            .store(u32::from(o.full_policy == FullPolicy::Refuse), Relaxed);
+        self.quota.store(o.vrf_quota.map_or(NO_QUOTA, u64::from), Relaxed);
+        let t = o.timeouts;
+        for (cell, v) in self
+            .timeouts
+            .iter()
+            .zip([t.tcp_established, t.tcp_closing, t.udp, t.icmp, t.other, t.hold])
+        {
+            cell.store(v, Relaxed);
+        }
+    }
+
+    pub(crate) fn get(&self) -> LiveOptions {
+        LiveOptions {
+            full_policy: self.full_policy(),
+            timeouts: self.timeouts(),
+            vrf_quota: self.quota(),
+        }
+    }
+
+    pub(crate) fn full_policy(&self) -> FullPolicy {
+        if self.refuse.load(Relaxed) == 0 {
+            FullPolicy::EvictExpiredOrClosing
+        } else {
+            FullPolicy::Refuse
+        }
+    }
+
+    pub(crate) fn quota(&self) -> Option<u32> {
+        u32::try_from(self.quota.load(Relaxed)).ok()
+    }
+
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        let [tcp_established, tcp_closing, udp, icmp, other, hold] = self.timeouts.each_ref().map(|t| t.load(Relaxed));
+        Timeouts {
+            tcp_established,
+            tcp_closing,
+            udp,
+            icmp,
+            other,
+            hold,
+        }
     }
 }
 

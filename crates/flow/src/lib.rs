@@ -43,7 +43,7 @@ mod sync;
 mod table;
 
 pub use action::{Action, Generations, Verdict};
-pub use config::{ConfigError, FlowTableConfig, FullPolicy, Timeouts};
+pub use config::{ConfigError, FlowTableConfig, FullPolicy, LiveOptions, Timeouts};
 pub use hold::{MAX_PARKED, ParkResult};
 pub use stats::FlowTableStats;
 pub use table::{FlowId, FlowRef, FlowSnapshot, FlowTable, InsertError, MAX_BURST, NewPair, Reader, SweepReport};

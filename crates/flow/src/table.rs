@@ -9,7 +9,7 @@ use crossbeam_utils::CachePadded;
 use wire::flow::FlowKey;
 
 use crate::action::{Action, Generations, Verdict};
-use crate::config::{ConfigError, FlowTableConfig, FullPolicy};
+use crate::config::{ConfigError, FlowTableConfig, FullPolicy, LiveCell, LiveOptions};
 use crate::epoch::Epochs;
 use crate::hold::{HoldPool, ParkResult, Ticket};
 use crate::stats::{Counters, FlowTableStats, bump};
@@ -295,7 +295,9 @@ pub struct FlowTable {
     buckets: Box<[Bucket]>,
     entries: Box<[EntryPair]>,
     index: BucketIndex,
+    /// The creation options; the live ones among them are only the first values of `live`.
     cfg: FlowTableConfig,
+    live: LiveCell,
     epochs: Epochs,
     holds: HoldPool,
     counters: Counters,
@@ -495,6 +497,7 @@ impl FlowTable {
             vrf_counts: (0..quota_len).map(|_| AtomicU32::new(0)).collect(),
             vrf_refusals: (0..quota_len).map(|_| AtomicU64::new(0)).collect(),
             sweep_cursor: CachePadded::new(AtomicUsize::new(0)),
+            live: LiveCell::new(cfg.live_options()),
             cfg,
         })
     }
@@ -521,9 +524,49 @@ impl FlowTable {
         core::mem::size_of::<Hot>() + core::mem::size_of::<Cold>() + core::mem::size_of::<Bucket>() / SLOTS
     }
 
-    /// The configuration the table was built with.
-    pub fn config(&self) -> &FlowTableConfig {
-        &self.cfg
+    /// The table's configuration: as built, with the live options as they are now.
+    pub fn config(&self) -> FlowTableConfig {
+        let live = self.live.get();
+        FlowTableConfig {
+            full_policy: live.full_policy,
+            timeouts: live.timeouts,
+            vrf_quota: live.vrf_quota,
+            ..self.cfg.clone()
+        }
+    }
+
+    /// Changes what the table does when full, its idle timeouts and its per-VRF quota while
+    /// workers use it, for a reload that should not drop every flow. Each takes effect from
+    /// the next insert or sweep step that reads it: new timeouts apply to flows already
+    /// installed, and a quota lowered below a VRF's flows refuses that VRF's new flows
+    /// until enough of the old ones end.
+    ///
+    /// A quota can be changed or removed, but not added to a table built without one: the
+    /// per-VRF counts it needs are kept only from creation.
+    ///
+    /// ```
+    /// use flow::{FlowTable, FlowTableConfig, FullPolicy};
+    ///
+    /// let table = FlowTable::new(FlowTableConfig::with_capacity(1 << 10)).unwrap();
+    /// let mut options = table.config().live_options();
+    /// options.full_policy = FullPolicy::Refuse;
+    /// options.timeouts.udp = 120;
+    /// table.set_live_options(options).unwrap();
+    /// assert_eq!(table.config().timeouts.udp, 120);
+    ///
+    /// options.vrf_quota = Some(1000);
+    /// let e = table.set_live_options(options).unwrap_err();
+    /// assert_eq!(e.field, "vrf_quota");
+    /// ```
+    pub fn set_live_options(&self, options: LiveOptions) -> Result<(), ConfigError> {
+        if options.vrf_quota.is_some() && self.vrf_counts.is_empty() {
+            return Err(ConfigError {
+                field: "vrf_quota",
+                reason: "cannot be added to a running table built without one (its per-VRF counts start at creation)",
+            });
+        }
+        self.live.set(options);
+        Ok(())
     }
 
     /// Registers a reader (one per worker thread). `None` when `max_readers` are in use.
@@ -788,9 +831,11 @@ impl FlowTable {
         if found.or_else(|| self.find_second(b1, b2, words, present)).is_some() {
             return Err(InsertError::Exists);
         }
+        // A table built with a quota counts every VRF's flows, also while the quota is
+        // lifted ([`FlowTable::set_live_options`]), so the counts stay right.
         let quota = self.quota_index(vrf);
-        if let (Some(i), Some(limit)) = (quota, self.cfg.vrf_quota)
-            && self.vrf_counts[i].fetch_add(1, Ordering::AcqRel) >= limit
+        if let Some(i) = quota
+            && self.vrf_counts[i].fetch_add(1, Ordering::AcqRel) >= self.live.quota().unwrap_or(u32::MAX)
         {
             self.vrf_counts[i].fetch_sub(1, Ordering::AcqRel);
             self.vrf_refusals[i].fetch_add(1, Ordering::Relaxed);
@@ -821,7 +866,7 @@ impl FlowTable {
                 if let Some(i) = quota {
                     self.vrf_counts[i].fetch_sub(1, Ordering::AcqRel);
                 }
-                if self.cfg.full_policy == FullPolicy::EvictExpiredOrClosing {
+                if self.live.full_policy() == FullPolicy::EvictExpiredOrClosing {
                     self.evict_one(b1, b2, now);
                 }
                 bump(&self.counters.full_refusals);
@@ -926,7 +971,7 @@ impl FlowTable {
     }
 
     fn timeout(&self, idx: usize, closing: bool, held: bool) -> u32 {
-        let t = &self.cfg.timeouts;
+        let t = self.live.timeouts();
         if held {
             return t.hold;
         }

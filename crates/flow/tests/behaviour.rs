@@ -448,6 +448,94 @@ fn vrf_quota() {
 }
 
 #[test]
+fn live_timeouts_apply_to_installed_flows() {
+    let t = table(1024);
+    let r = t.reader().unwrap();
+    let udp = install(&r, &key(1, 17), 1, 0).unwrap().0;
+    let tcp = install(&r, &key(2, 6), 1, 0).unwrap().0;
+    // Under the defaults (UDP 30 s, TCP 7200 s) a sweep at 40 s would age the UDP pair and
+    // keep the TCP one; the new timeouts reverse that.
+    let mut live = t.config().live_options();
+    live.timeouts.udp = 60;
+    live.timeouts.tcp_established = 35;
+    t.set_live_options(live).unwrap();
+    assert_eq!(t.config().timeouts, live.timeouts);
+    r.sweep(40, usize::MAX, |_| {});
+    assert!(r.flow(udp).is_live(), "the longer UDP timeout kept it");
+    assert!(!r.flow(tcp).is_live(), "the shorter TCP timeout aged it");
+    assert_eq!(t.stats().aged, 2);
+}
+
+#[test]
+fn live_quota_changes_and_lifts_but_is_not_added() {
+    let mut cfg = FlowTableConfig::with_capacity(1024);
+    cfg.vrf_quota = Some(4);
+    let t = FlowTable::new(cfg).unwrap();
+    let r = t.reader().unwrap();
+    // Installs pairs in VRF 7 until the quota refuses one or 200 keys are used: (pairs
+    // installed, refused).
+    let mut next = 0;
+    let mut fill = |r: &flow::Reader<'_>| {
+        let mut ok = 0;
+        while next < 200 {
+            next += 1;
+            match install(r, &key(next, 17).with_vrf(7), 1, 0) {
+                Ok(_) => ok += 1,
+                Err(InsertError::Quota) => return (ok, true),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        (ok, false)
+    };
+    assert_eq!(fill(&r), (2, true), "two pairs under a quota of 4");
+    let mut live = t.config().live_options();
+    live.vrf_quota = Some(10);
+    t.set_live_options(live).unwrap();
+    assert_eq!(fill(&r), (3, true), "three more pairs under the raised quota");
+    // Lifted, the VRF's flows are still counted, so a quota set again is enforced at once.
+    live.vrf_quota = None;
+    t.set_live_options(live).unwrap();
+    let (lifted, refused) = fill(&r);
+    assert!(!refused && lifted > 100);
+    assert_eq!(t.vrf_usage(7).0 as usize, 2 * (5 + lifted));
+    live.vrf_quota = Some(20);
+    t.set_live_options(live).unwrap();
+    assert_eq!(install(&r, &key(5000, 17).with_vrf(7), 1, 0), Err(InsertError::Quota));
+
+    let plain = table(1024);
+    let mut live = plain.config().live_options();
+    live.vrf_quota = Some(10);
+    let e = plain.set_live_options(live).unwrap_err();
+    assert_eq!(e.field, "vrf_quota");
+    assert_eq!(plain.config().vrf_quota, None, "nothing changed");
+}
+
+#[test]
+fn live_full_policy_switches_eviction() {
+    let mut cfg = FlowTableConfig::with_capacity(30);
+    cfg.full_policy = FullPolicy::Refuse;
+    let t = FlowTable::new(cfg).unwrap();
+    let r = t.reader().unwrap();
+    // Fill with closing TCP flows: evictable, but the table refuses without evicting.
+    let mut n = 0;
+    let mut fill = || loop {
+        n += 1;
+        match install(&r, &key(n, 6), 1, 0) {
+            Ok((f, _)) => r.flow(f).record(60, 0, 0x11),
+            Err(InsertError::Full) => return,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    fill();
+    assert_eq!(t.stats().evictions, 0);
+    let mut live = t.config().live_options();
+    live.full_policy = FullPolicy::EvictExpiredOrClosing;
+    t.set_live_options(live).unwrap();
+    fill();
+    assert!(t.stats().evictions >= 1, "a closing flow was evicted");
+}
+
+#[test]
 fn config_errors_name_the_field() {
     let mut cfg = FlowTableConfig::with_capacity(0);
     assert_eq!(FlowTable::new(cfg.clone()).err().unwrap().field, "capacity");

@@ -1,6 +1,6 @@
 //! The table against a `HashMap` model: random single-threaded sequences of pair inserts
-//! (one by one and in bursts), lookups, deletes, packets, ageing and quiescent points, on a
-//! table small enough to fill.
+//! (one by one and in bursts), lookups, deletes, packets, ageing with timeouts changed on
+//! the live table, and quiescent points, on a table small enough to fill.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -18,6 +18,7 @@ enum Op {
     Packet(u8, bool),
     Advance(u8),
     Sweep,
+    UdpTimeout(u8),
     Quiesce,
 }
 
@@ -30,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<u8>(), any::<bool>()).prop_map(|(k, r)| Op::Packet(k, r)),
         1 => (0u8..20).prop_map(Op::Advance),
         1 => Just(Op::Sweep),
+        1 => (1u8..60).prop_map(Op::UdpTimeout),
         2 => Just(Op::Quiesce),
     ]
 }
@@ -96,6 +98,7 @@ proptest! {
         let mut model: HashMap<u8, Pair> = HashMap::new();
         let mut now = 0u32;
         let mut full_seen = false;
+        let mut udp_timeout = 30;
         for op in ops {
             match op {
                 Op::Insert(k) => {
@@ -154,8 +157,14 @@ proptest! {
                 Op::Sweep => {
                     let rep = r.sweep(now, usize::MAX, |_| {});
                     let before = model.len();
-                    model.retain(|_, p| now - p.last <= 30);
+                    model.retain(|_, p| now - p.last <= udp_timeout);
                     prop_assert_eq!(rep.aged, 2 * (before - model.len()));
+                }
+                Op::UdpTimeout(secs) => {
+                    udp_timeout = u32::from(secs);
+                    let mut live = t.config().live_options();
+                    live.timeouts.udp = udp_timeout;
+                    t.set_live_options(live).unwrap();
                 }
                 Op::Quiesce => r.quiescent(),
             }

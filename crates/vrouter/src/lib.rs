@@ -62,7 +62,8 @@ impl Router {
 
     /// [`Router::new`] with every flow table option chosen: size, what a full table does,
     /// per-VRF quotas, idle timeouts (seconds), holds. At most `cfg.max_readers` workers
-    /// and control readers run at once.
+    /// and control readers run at once. While it runs, `tables().flows.set_live_options`
+    /// changes the full-table behaviour, quota and timeouts.
     pub fn with_flow_table(node: NodeConfig, fib: Arc<fib::Fib>, cfg: flow::FlowTableConfig) -> Result<Self, String> {
         Ok(Router {
             tables: Tables {

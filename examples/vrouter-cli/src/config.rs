@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::k8s;
 use vrouter::fib::{Encap, FibBuilder, Neighbor, NeighborState, Nexthop};
-use vrouter::flow::{FlowTableConfig, FullPolicy};
+use vrouter::flow::{FlowTable, FlowTableConfig, FullPolicy, LiveOptions};
 use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, PROTO_SCTP, Policy, PolicySet, PortRange, Rule, RuleId,
     RuleList,
@@ -606,6 +606,31 @@ fn flow_table(cx: &Ctx<'_>, def: Option<&FlowsDef>) -> Result<FlowTableConfig, S
     Ok(cfg)
 }
 
+/// Applies a reloaded `[flows]` table to the running flow table: `when_full`, the timeouts
+/// and a changed or removed `vrf_quota` take effect at once; what needs a restart (a new
+/// `entries`, a quota where the table started without one) keeps its running value and is
+/// named in the returned notes.
+pub(crate) fn reload_flows(table: &FlowTable, started: &FlowTableConfig, new: &FlowTableConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    if new.capacity != started.capacity {
+        notes.push(format!(
+            "flows.entries {} needs a restart: the table keeps {} slots",
+            new.capacity,
+            table.capacity()
+        ));
+    }
+    let live = new.live_options();
+    if let Err(e) = table.set_live_options(live) {
+        notes.push(format!("flows.{} needs a restart: it {}", e.field, e.reason));
+        // The only refusal is a quota added; the other options still apply.
+        let _ = table.set_live_options(LiveOptions {
+            vrf_quota: None,
+            ..live
+        });
+    }
+    notes
+}
+
 fn action(s: &str) -> Result<Action, String> {
     Ok(match s {
         "allow" => Action::Allow,
@@ -994,6 +1019,38 @@ proto = "tcp"
 dst_ports = "22"
 src = ["10.0.0.0/8"]
 "#;
+
+    #[test]
+    fn a_reload_changes_what_a_running_flow_table_can_change() {
+        let flows = |extra: &str| parse("good.toml", &format!("{GOOD}[flows]\n{extra}")).unwrap().flows;
+        let started = flows("entries = 3000\n");
+        let table = FlowTable::new(started.clone()).unwrap();
+        let new = flows("entries = 6000\nwhen_full = \"refuse\"\nvrf_quota = 10\ntimeouts = { udp = 90 }\n");
+        let notes = reload_flows(&table, &started, &new);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(
+            notes[0],
+            "flows.entries 6000 needs a restart: the table keeps 3000 slots"
+        );
+        assert!(
+            notes[1].starts_with("flows.vrf_quota needs a restart: it cannot be added"),
+            "{notes:?}"
+        );
+        let now = table.config();
+        assert_eq!(
+            (now.capacity, now.full_policy, now.vrf_quota, now.timeouts.udp),
+            (3000, FullPolicy::Refuse, None, 90),
+            "the rest applied"
+        );
+
+        // Started with a quota, a reload changes it, or lifts it, with nothing to note.
+        let started = flows("entries = 3000\nvrf_quota = 100\n");
+        let table = FlowTable::new(started.clone()).unwrap();
+        assert!(reload_flows(&table, &started, &flows("entries = 3000\nvrf_quota = 10\n")).is_empty());
+        assert_eq!(table.config().vrf_quota, Some(10));
+        assert!(reload_flows(&table, &started, &flows("entries = 3000\n")).is_empty());
+        assert_eq!(table.config().vrf_quota, None);
+    }
 
     #[test]
     fn a_good_config_builds_the_node() {

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vrouter::dataplane::SharedCounters;
+use vrouter::flow::FullPolicy;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
 use crate::config::Listing;
@@ -99,7 +100,22 @@ fn answer(cmd: &str, s: &State) -> String {
                 "flow table: inserts {} aged {} evicted {} refused: full {} quota {} hold {}",
                 f.inserts, f.aged, f.evictions, f.full_refusals, f.quota_refusals, f.hold_refusals
             ));
-            if let Some(quota) = s.tables.flows.config().vrf_quota {
+            let cfg = s.tables.flows.config();
+            let o = cfg.timeouts;
+            v.push(format!(
+                "flow settings: when full {} quota {} timeouts (s) tcp {} closing {} udp {} icmp {} other {}",
+                match cfg.full_policy {
+                    FullPolicy::Refuse => "refuse",
+                    FullPolicy::EvictExpiredOrClosing => "evict",
+                },
+                cfg.vrf_quota.map_or("none".into(), |q| q.to_string()),
+                o.tcp_established,
+                o.tcp_closing,
+                o.udp,
+                o.icmp,
+                o.other
+            ));
+            if let Some(quota) = cfg.vrf_quota {
                 v.extend(s.tables.fib.snapshot().vrf_ids().map(|vrf| {
                     let (n, refused) = s.tables.flows.vrf_usage(vrf);
                     format!("vrf {vrf} flows {n} of quota {quota}, refused {refused}")

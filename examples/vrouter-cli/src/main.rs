@@ -336,9 +336,14 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
                         if let Err(e) = router.tables().policy.publish(&new.policy) {
                             tracing::warn!(error = %e, "reload: policy refused, the old policy stays");
                         }
+                        let notes = config::reload_flows(&router.tables().flows, &cfg.flows, &new.flows);
+                        for note in &notes {
+                            tracing::warn!("reload: {note}");
+                        }
                         tracing::info!(generation = g, "reloaded");
                         println!(
-                            "reloaded {path}: routing generation {g}; established flows re-decided on their next packet"
+                            "reloaded {path}: routing generation {g}; established flows re-decided on their next packet{}",
+                            notes.iter().map(|n| format!("; {n}")).collect::<String>()
                         )
                     }
                     Err(e) => tracing::warn!(error = %e, "reload refused"),

@@ -115,6 +115,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(
         ok && stats.starts_with("total rx ")
             && stats.contains(" of 30000\n")
+            && stats.contains("flow settings: when full evict quota 1000 timeouts (s) tcp 7200 closing 10 udp 30 ")
             && stats.contains("worker 0")
             && stats.contains("refused: full 0 quota 0")
             && stats.contains("\nvrf 1 flows ")
@@ -242,13 +243,32 @@ fn run_forwards_reloads_and_stops_cleanly() {
     });
 
     // A policy arrives by SIGHUP: w2 refuses echo requests; its own pings to w1 still
-    // work, their replies riding the allowed flow back (stateful).
+    // work, their replies riding the allowed flow back (stateful). The same reload changes
+    // the flow table's quota and a timeout, which apply at once, and its size, which needs
+    // a restart.
     let policy = "\n[[policy]]\nendpoint = \"w2\"\ndirection = \"ingress\"\n[[policy.rule]]\naction = \"deny\"\nproto = \"icmp\"\nicmp_type = 8\n";
-    std::fs::write(&path, format!("{config}{policy}")).unwrap();
+    let flows = config.replace(
+        "entries = 30000\nvrf_quota = 1000\n",
+        "entries = 60000\nvrf_quota = 500\ntimeouts = { udp = 90 }\n",
+    );
+    assert_ne!(flows, config);
+    std::fs::write(&path, format!("{flows}{policy}")).unwrap();
     // SAFETY: signalling the process this test started.
     unsafe { libc::kill(pid, libc::SIGHUP) };
     let reload = lines.next().unwrap().unwrap();
     assert!(reload.starts_with("reloaded"), "{reload}");
+    assert!(
+        reload.ends_with("; flows.entries 60000 needs a restart: the table keeps 30000 slots"),
+        "{reload}"
+    );
+    let (_, stats) = ctl(&["show", "stats"]);
+    assert!(
+        stats.contains(
+            "flow settings: when full evict quota 500 timeouts (s) tcp 7200 closing 10 udp 90 icmp 10 other 30"
+        ),
+        "{stats}"
+    );
+    assert!(stats.contains("of 30000\n"), "{stats}");
     assert!(!ping(&ws[0].0, "10.0.2.2"), "w2 denies echo requests after the reload");
     assert!(ping(&ws[1].0, "10.0.1.2"), "w2 -> w1 still works, replies included");
     let (_, drops) = ctl(&["show", "drops"]);

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use af_xdp::*;
-use testnet::{Netns, PacketSocket, Veth, frame_seq, udp_frame};
+use testnet::{Netns, PacketSocket, Reaped, Veth, frame_seq, udp_frame};
 
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 0xa];
 const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 0xb];
@@ -346,16 +346,16 @@ fn child(ns: &Netns, ifname: &str, prefix: &[&str]) -> std::process::Child {
 fn a_killed_process_leaves_no_program_attached() {
     let (na, nb) = (Netns::new("a").unwrap(), Netns::new("b").unwrap());
     let veth = Veth::new(&na, &nb, 1).unwrap();
-    let mut c = child(&nb, &veth.b, &[]);
-    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+    let mut c = Reaped(child(&nb, &veth.b, &[]));
+    let mut lines = BufReader::new(c.0.stdout.take().unwrap()).lines();
     // libtest prints "test NAME ... " first, on the same line.
     let line = lines
         .find_map(|l| l.ok().filter(|l| l.contains("attached") || l.contains("error")))
         .unwrap();
     assert!(line.contains("attached"), "{line}");
     assert!(xdp_attached(&nb, &veth.b));
-    c.kill().unwrap(); // SIGKILL to the PID we started.
-    c.wait().unwrap();
+    c.0.kill().unwrap(); // SIGKILL to the PID we started.
+    c.0.wait().unwrap();
     assert!(detached_soon(&nb, &veth.b), "the link died with the process");
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use af_xdp::AttachMode;
 use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
-pub use testnet::{Netns, Veth, is_root};
+pub use testnet::{Netns, Reaped, Veth, is_root};
 use wire::ethernet::MacAddr;
 
 use crate::{NodeConfig, PortConfig, PortRole, Router, Running, Stats};
@@ -176,7 +176,9 @@ pub fn rx_packets(ns: &Netns, dev: &str) -> u64 {
 }
 
 /// A TCP line-echo server in a namespace (a child process we own, killed on drop).
-pub struct Echo(Child);
+pub struct Echo {
+    _server: Reaped,
+}
 
 impl Echo {
     /// Echoes each line on `port`.
@@ -217,14 +219,7 @@ impl Echo {
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
-        Echo(c)
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.0.kill(); // the PID we started
-        let _ = self.0.wait();
+        Echo { _server: Reaped(c) }
     }
 }
 

@@ -3,13 +3,15 @@
 //! line; one that disconnects early is simply dropped; the router keeps forwarding.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vrouter::dataplane::SharedCounters;
-use vrouter::flow::FullPolicy;
+use vrouter::flow::{FlowTable, FullPolicy};
+use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
 use crate::config::Listing;
@@ -23,8 +25,7 @@ pub(crate) struct State {
     pub(crate) listing: Arc<Mutex<Listing>>,
 }
 
-const HELP: &str =
-    "commands: show ports|vrfs|routes|nexthops|flows|neighbors|stats|drops, trace N, capture PORT FILE [COUNT], reload";
+const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P], trace N, capture PORT FILE [COUNT], reload";
 
 /// How long `trace` and `capture` wait for packets.
 const TAP_WAIT: Duration = Duration::from_secs(5);
@@ -141,20 +142,9 @@ fn answer(cmd: &str, s: &State) -> String {
                 .map(|&r| format!("{:<16} {:>12}  {}", format!("{r:?}"), t.dropped_for(r), r.description()))
                 .collect()
         }
-        ["show", "flows"] => match s.tables.flows.reader() {
-            None => vec!["error: no flow reader slot free".into()],
-            Some(reader) => {
-                let mut v = Vec::new();
-                reader.for_each(|f| {
-                    if v.len() < MAX_FLOWS {
-                        v.push(format!(
-                            "{} {:?} packets {} bytes {}",
-                            f.key, f.action.verdict, f.packets, f.bytes
-                        ));
-                    }
-                });
-                v
-            }
+        ["show", "flows", filter @ ..] => match FlowFilter::parse(filter) {
+            Ok(filter) => show_flows(&s.tables.flows, &filter, MAX_FLOWS),
+            Err(e) => vec![format!("error: {e}")],
         },
         ["trace", n] => match n.parse::<u32>() {
             Ok(n) if n > 0 && n <= crate::vrouter_taps_max() => trace(s, n),
@@ -183,6 +173,85 @@ fn answer(cmd: &str, s: &State) -> String {
 }
 
 /// `vrouter ctl`: sends `cmd` to the socket and prints the answer.
+/// The first `max` live flows that match `filter`, a line each, and a last line saying how
+/// many matched if that is more.
+fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize) -> Vec<String> {
+    let Some(reader) = table.reader() else {
+        return vec!["error: no flow reader slot free".into()];
+    };
+    let (mut v, mut matching) = (Vec::new(), 0usize);
+    reader.for_each(|f| {
+        if !filter.matches(&f.key) {
+            return;
+        }
+        matching += 1;
+        if v.len() < max {
+            v.push(format!(
+                "{} {:?} packets {} bytes {}",
+                f.key, f.action.verdict, f.packets, f.bytes
+            ));
+        }
+    });
+    if matching > v.len() {
+        v.push(format!(
+            "({} of {matching} matching flows shown; narrow with vrf, ip, port, proto)",
+            v.len()
+        ));
+    }
+    v
+}
+
+/// Which flows `show flows` lists: each given field must match, an address or a port on
+/// either side.
+#[derive(Debug, Default, PartialEq)]
+struct FlowFilter {
+    vrf: Option<u32>,
+    ip: Option<IpAddr>,
+    port: Option<u16>,
+    proto: Option<u8>,
+}
+
+impl FlowFilter {
+    /// `[vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|N]`, in any order.
+    fn parse(words: &[&str]) -> Result<FlowFilter, String> {
+        const USAGE: &str = "`show flows [vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|N]`";
+        let mut f = FlowFilter::default();
+        for pair in words.chunks(2) {
+            let [field, value] = pair else {
+                return Err(format!("`{}` needs a value: {USAGE}", pair[0]));
+            };
+            let bad = || format!("`{field} {value}`: not a valid {field}: {USAGE}");
+            let taken = match *field {
+                "vrf" => f.vrf.replace(value.parse().map_err(|_| bad())?).is_some(),
+                "ip" => f.ip.replace(value.parse().map_err(|_| bad())?).is_some(),
+                "port" => f.port.replace(value.parse().map_err(|_| bad())?).is_some(),
+                "proto" => {
+                    let p = match *value {
+                        "tcp" => 6,
+                        "udp" => 17,
+                        "icmp" => 1,
+                        "icmpv6" => 58,
+                        n => n.parse().map_err(|_| bad())?,
+                    };
+                    f.proto.replace(p).is_some()
+                }
+                _ => return Err(format!("unknown filter `{field}`: {USAGE}")),
+            };
+            if taken {
+                return Err(format!("`{field}` given twice: {USAGE}"));
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, k: &FlowKey) -> bool {
+        self.vrf.is_none_or(|v| k.vrf == v)
+            && self.proto.is_none_or(|p| k.proto == p)
+            && self.port.is_none_or(|p| k.src_port == p || k.dst_port == p)
+            && self.ip.is_none_or(|a| k.src_ip() == Some(a) || k.dst_ip() == Some(a))
+    }
+}
+
 pub(crate) fn client(path: &str, cmd: &str) -> Result<String, String> {
     let mut s =
         UnixStream::connect(path).map_err(|e| format!("{path}: {e} (is `vrouter run` running, and are you root?)"))?;
@@ -265,4 +334,93 @@ fn write_pcap(path: &str, frames: &[Vec<u8>]) -> std::io::Result<()> {
         out.extend_from_slice(f);
     }
     std::fs::write(path, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn flow_filters_parse_and_match_either_side() {
+        let k = FlowKey::v4(Ipv4Addr::new(10, 0, 1, 2), Ipv4Addr::new(10, 0, 2, 2), 6, 40000, 443).with_vrf(3);
+        let f = |words: &str| FlowFilter::parse(&words.split_whitespace().collect::<Vec<_>>());
+        let matches = |words: &str| f(words).unwrap().matches(&k);
+        assert_eq!(f("").unwrap(), FlowFilter::default());
+        assert!(matches(""));
+        for hit in [
+            "vrf 3",
+            "ip 10.0.2.2",
+            "ip 10.0.1.2",
+            "port 443",
+            "port 40000",
+            "proto tcp",
+            "proto 6",
+        ] {
+            assert!(matches(hit), "{hit}");
+        }
+        for miss in [
+            "vrf 4",
+            "ip 10.0.2.3",
+            "ip ::1",
+            "port 80",
+            "proto udp",
+            "vrf 3 port 80",
+        ] {
+            assert!(!matches(miss), "{miss}");
+        }
+        assert!(
+            matches("proto tcp vrf 3 ip 10.0.2.2 port 443"),
+            "every field, any order"
+        );
+        for (bad, why) in [
+            ("vrf", "`vrf` needs a value"),
+            ("vrf x", "`vrf x`: not a valid vrf"),
+            ("ip 10.0.0", "`ip 10.0.0`: not a valid ip"),
+            ("port 70000", "`port 70000`: not a valid port"),
+            ("proto sctp", "`proto sctp`: not a valid proto"),
+            ("host 1", "unknown filter `host`"),
+            ("vrf 1 vrf 2", "`vrf` given twice"),
+        ] {
+            let e = f(bad).unwrap_err();
+            assert!(e.starts_with(why) && e.contains("show flows [vrf N]"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn show_flows_lists_the_matching_flows_up_to_its_limit() {
+        use vrouter::flow::{Action, FlowTableConfig, Generations};
+        let table = FlowTable::new(FlowTableConfig::with_capacity(1000)).unwrap();
+        let r = table.reader().unwrap();
+        for n in 0..5u8 {
+            let k = FlowKey::v4(Ipv4Addr::new(10, 0, 0, n), Ipv4Addr::new(10, 9, 9, 9), 17, 1000, 53).with_vrf(1);
+            r.insert_pair(
+                &k,
+                &k.reversed(),
+                Action::allow(1),
+                Action::allow(1),
+                Generations::default(),
+                0,
+            )
+            .unwrap();
+        }
+        let all = FlowFilter::default();
+        assert_eq!(show_flows(&table, &all, 100).len(), 10, "five pairs, no count line");
+        let some = show_flows(&table, &all, 3);
+        assert_eq!(some.len(), 4);
+        assert_eq!(
+            some[3],
+            "(3 of 10 matching flows shown; narrow with vrf, ip, port, proto)"
+        );
+        let one = FlowFilter {
+            ip: Some("10.0.0.4".parse().unwrap()),
+            ..FlowFilter::default()
+        };
+        let lines = show_flows(&table, &one, 100);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines.iter().all(|l| l.contains("10.0.0.4") && l.contains("Allow")),
+            "{lines:?}"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use vrouter::lab::{Netns, Veth, no_offloads, ping, set_mac};
+use vrouter::lab::{Netns, Reaped, Veth, no_offloads, ping, set_mac};
 use vrouter::wire::ethernet::MacAddr;
 
 fn mac(m: MacAddr) -> String {
@@ -77,7 +77,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
 
     let sock = std::env::temp_dir().join(format!("vrouter-ctl-{}.sock", std::process::id()));
     let sock = sock.to_str().unwrap().to_string();
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args([
             "netns",
             "exec",
@@ -92,7 +92,8 @@ fn run_forwards_reloads_and_stops_cleanly() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut child = Reaped(child);
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("vrouter running: 2 ports, 1 workers"), "{first}");
     assert!(xdp_attached(&node, &ws[0].1));
@@ -127,6 +128,15 @@ fn run_forwards_reloads_and_stops_cleanly() {
         flows.contains("vrf 1 10.0.1.2") && flows.contains("proto 1 Allow"),
         "{flows}"
     );
+    let (_, filtered) = ctl(&["show", "flows", "vrf", "1", "ip", "10.0.2.2", "proto", "icmp"]);
+    assert!(
+        !filtered.is_empty() && filtered.lines().all(|l| l.contains("10.0.2.2")),
+        "{filtered}"
+    );
+    let (_, none) = ctl(&["show", "flows", "vrf", "2"]);
+    assert_eq!(none.trim(), "", "no flows in VRF 2");
+    let (_, bad) = ctl(&["show", "flows", "port", "x"]);
+    assert!(bad.starts_with("error: `port x`: not a valid port"), "{bad}");
     let (_, routes) = ctl(&["show", "routes"]);
     assert!(routes.contains("vrf 1 10.0.2.2/32 -> nexthop 2"), "{routes}");
     let (_, ports) = ctl(&["show", "ports"]);
@@ -221,7 +231,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
         assert!(text.contains("icmp"), "{text}");
     });
 
-    let pid = child.id() as libc::pid_t;
+    let pid = child.0.id() as libc::pid_t;
     // Reload through the control socket (the same path as SIGHUP).
     let (ok, _) = ctl(&["reload"]);
     assert!(ok);
@@ -286,7 +296,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
         stopped.starts_with("stopped:") && stopped.contains("XDP detached"),
         "{stopped}"
     );
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
     let _ = std::fs::remove_file(&path);
     for (_, dev) in &ws {
         // The kernel may release the link a moment after the process exits.

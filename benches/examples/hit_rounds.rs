@@ -70,11 +70,12 @@ fn main() {
         });
         ours.push(o);
         if with_papaya {
-            // The flow bench's papaya workload: one `pin().get()` per key.
+            // The flow bench's papaya workload: one guard per burst.
             let p = per_key(bursts, |keys| {
+                let guard = papaya.guard();
                 live[keys]
                     .iter()
-                    .map(|k| u32::from(papaya.pin().get(k).is_some()))
+                    .map(|k| u32::from(papaya.get(k, &guard).is_some()))
                     .sum()
             });
             theirs.push(p);

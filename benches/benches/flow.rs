@@ -4,7 +4,8 @@
 //! (all with ahash) on the same keys, in the same run: hit and miss lookups and inserts
 //! (in bursts of 64; papaya with one guard per burst or batch), a 90/10 lookup/update mix, with 1 and 2 threads; plus the
 //! machine's floor, independent random reads over a buffer as large as our table and, as
-//! it is, on huge pages (one line per key, and two: in one 4 KiB page or far apart).
+//! it is, on huge pages (one line per key, also with the key and hash read in as a lookup
+//! reads them, and two lines: in one 4 KiB page or far apart).
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -351,6 +352,24 @@ fn bench_flow(c: &mut Criterion) {
         let mut at = 0;
         b.iter(|| {
             let s: u64 = idx[at..at + BURST].iter().map(|&i| buf[i]).sum();
+            at = (at + BURST) % (LIVE - BURST);
+            black_box(s)
+        })
+    });
+    // The same random line per key, found from the key's hash and read together with the
+    // key's 48 bytes, as any burst lookup must read its inputs: the floor for a lookup API
+    // that takes keys and hashes.
+    g.bench_function("random_read_with_keys", |b| {
+        let mut at = 0;
+        b.iter(|| {
+            let s: u64 = live[at..at + BURST]
+                .iter()
+                .zip(&live_hashes[at..at + BURST])
+                .map(|(k, &h)| {
+                    let i = ((u128::from(h) * words as u128) >> 64) as usize;
+                    k.to_words().iter().fold(buf[i], |a, w| a ^ w)
+                })
+                .sum();
             at = (at + BURST) % (LIVE - BURST);
             black_box(s)
         })

@@ -62,10 +62,35 @@ impl<A: Addr> Intervals<A> {
 
     #[inline]
     pub(crate) fn lookup(&self, addr: A) -> Option<u32> {
-        // The first boundary is always ZERO, so the index is at least 1.
-        let i = self.starts.partition_point(|&s| s <= addr);
-        let nh = self.nexthops[i - 1];
-        (nh != NONE).then_some(nh)
+        let mut out = [None];
+        self.lookup_burst(&[addr], &mut out);
+        out[0]
+    }
+
+    /// Binary searches for the whole burst in lockstep: every step moves each address's
+    /// search one level down, with a conditional move rather than a branch (which a random
+    /// address mispredicts half the time). One address's steps depend on each other, but
+    /// the burst's do not, so their loads overlap instead of waiting in turn.
+    pub(crate) fn lookup_burst(&self, addrs: &[A], out: &mut [Option<u32>]) {
+        for (addrs, out) in addrs.chunks(64).zip(out.chunks_mut(64)) {
+            let n = addrs.len().min(out.len());
+            // base[i]: the last boundary known to be at or below addrs[i]; the first
+            // boundary is ZERO, so index 0 qualifies from the start.
+            let mut base = [0usize; 64];
+            let mut len = self.starts.len();
+            while len > 1 {
+                let half = len / 2;
+                for (b, &a) in base[..n].iter_mut().zip(addrs) {
+                    let probe = *b + half;
+                    *b = core::hint::select_unpredictable(self.starts[probe] <= a, probe, *b);
+                }
+                len -= half;
+            }
+            for (o, &b) in out[..n].iter_mut().zip(&base[..n]) {
+                let nh = self.nexthops[b];
+                *o = (nh != NONE).then_some(nh);
+            }
+        }
     }
 
     pub(crate) fn bytes(&self) -> usize {

@@ -45,7 +45,7 @@ impl<A: Addr, B: BigTable<A>> Lpm<A, B> {
 
     pub(crate) fn lookup_burst(&self, addrs: &[A], out: &mut [Option<u32>]) {
         match self {
-            Lpm::Small(t) => out.iter_mut().zip(addrs).for_each(|(o, &a)| *o = t.lookup(a)),
+            Lpm::Small(t) => t.lookup_burst(addrs, out),
             Lpm::Big(t) => t.lookup_burst(addrs, out),
         }
     }
@@ -121,10 +121,19 @@ mod tests {
         let addrs = probes(routes, extra);
         let mut burst = vec![None; addrs.len().min(64)];
         big.lookup_burst(&addrs[..burst.len()], &mut burst);
+        // The intervals' burst over every probe: whole bursts of 64 and a partial last one.
+        let mut small_burst = vec![None; addrs.len()];
+        small.lookup_burst(&addrs, &mut small_burst);
         addrs.iter().enumerate().find_map(|(i, &a)| {
             let want = naive(routes, a);
-            let got = (small.lookup(a), big.lookup(a), burst.get(i).copied().unwrap_or(want));
-            (got != (want, want, want)).then(|| format!("{a:#x}: want {want:?}, intervals/big/burst {got:?}"))
+            let got = (
+                small.lookup(a),
+                small_burst[i],
+                big.lookup(a),
+                burst.get(i).copied().unwrap_or(want),
+            );
+            (got != (want, want, want, want))
+                .then(|| format!("{a:#x}: want {want:?}, intervals/intervals burst/big/big burst {got:?}"))
         })
     }
 

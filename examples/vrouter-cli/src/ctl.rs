@@ -25,7 +25,7 @@ pub(crate) struct State {
     pub(crate) listing: Arc<Mutex<Listing>>,
 }
 
-const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P], trace N, capture PORT FILE [COUNT], reload";
+const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows|clear flows [vrf N] [ip ADDR] [port N] [proto P], trace N, capture PORT FILE [COUNT], reload";
 
 /// How long `trace` and `capture` wait for packets.
 const TAP_WAIT: Duration = Duration::from_secs(5);
@@ -146,6 +146,10 @@ fn answer(cmd: &str, s: &State) -> String {
             Ok(filter) => show_flows(&s.tables.flows, &filter, MAX_FLOWS),
             Err(e) => vec![format!("error: {e}")],
         },
+        ["clear", "flows", filter @ ..] => match FlowFilter::parse(filter) {
+            Ok(filter) => clear_flows(&s.tables.flows, &filter),
+            Err(e) => vec![format!("error: {}", e.replace("show flows", "clear flows"))],
+        },
         ["trace", n] => match n.parse::<u32>() {
             Ok(n) if n > 0 && n <= crate::vrouter_taps_max() => trace(s, n),
             _ => vec![format!(
@@ -199,6 +203,37 @@ fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize) -> Vec<String>
         ));
     }
     v
+}
+
+/// Deletes the flows that match `filter`, each with its reverse, so their next packets are
+/// decided afresh. Held flows (a first packet still with the slow path) are left: their
+/// parked packets belong to a worker's frames.
+fn clear_flows(table: &FlowTable, filter: &FlowFilter) -> Vec<String> {
+    let Some(reader) = table.reader() else {
+        return vec!["error: no flow reader slot free".into()];
+    };
+    let mut keys = Vec::new();
+    reader.for_each(|f| {
+        if filter.matches(&f.key) {
+            keys.push(f.key);
+        }
+    });
+    let (mut cleared, mut held) = (0, 0);
+    for k in keys {
+        // Gone already when it was the reverse of a flow cleared before it.
+        let Some(id) = reader.lookup(&k, k.hash()) else {
+            continue;
+        };
+        if reader.flow(id).is_held() {
+            held += 1;
+        } else {
+            // A flow that is not held has no parked packets to hand back.
+            cleared += reader.delete(id, |_| {});
+        }
+    }
+    vec![format!(
+        "cleared {cleared} flow entries (a pair is two); {held} held flows left"
+    )]
 }
 
 /// Which flows `show flows` lists: each given field must match, an address or a port on
@@ -421,6 +456,45 @@ mod tests {
         assert!(
             lines.iter().all(|l| l.contains("10.0.0.4") && l.contains("Allow")),
             "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn clear_flows_deletes_the_matching_pairs_and_leaves_held_flows() {
+        use vrouter::flow::{Action, FlowTableConfig, Generations};
+        let table = FlowTable::new(FlowTableConfig::with_capacity(1000)).unwrap();
+        let r = table.reader().unwrap();
+        let key = |n: u8| FlowKey::v4(Ipv4Addr::new(10, 0, 0, n), Ipv4Addr::new(10, 9, 9, 9), 17, 1000, 53).with_vrf(1);
+        for n in 0..5 {
+            r.insert_pair(
+                &key(n),
+                &key(n).reversed(),
+                Action::allow(1),
+                Action::allow(1),
+                Generations::default(),
+                0,
+            )
+            .unwrap();
+        }
+        r.insert_held(&key(9), 0).unwrap();
+        drop(r);
+        let one = FlowFilter {
+            ip: Some("10.0.0.4".parse().unwrap()),
+            ..FlowFilter::default()
+        };
+        assert_eq!(
+            clear_flows(&table, &one),
+            ["cleared 2 flow entries (a pair is two); 0 held flows left"]
+        );
+        assert_eq!(table.stats().entries, 9);
+        assert_eq!(
+            clear_flows(&table, &FlowFilter::default()),
+            ["cleared 8 flow entries (a pair is two); 1 held flows left"]
+        );
+        assert_eq!(
+            show_flows(&table, &FlowFilter::default(), 100).len(),
+            1,
+            "the held flow"
         );
     }
 }

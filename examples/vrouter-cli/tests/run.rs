@@ -137,6 +137,17 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert_eq!(none.trim(), "", "no flows in VRF 2");
     let (_, bad) = ctl(&["show", "flows", "port", "x"]);
     assert!(bad.starts_with("error: `port x`: not a valid port"), "{bad}");
+    // Cleared flows are decided afresh on their next packet.
+    let (ok, cleared) = ctl(&["clear", "flows", "vrf", "1", "proto", "icmp"]);
+    assert!(
+        ok && cleared.starts_with("cleared ") && !cleared.starts_with("cleared 0 "),
+        "{cleared}"
+    );
+    let (_, left) = ctl(&["show", "flows", "proto", "icmp"]);
+    assert_eq!(left.trim(), "", "every ICMP flow cleared");
+    assert!(ping(&ws[0].0, "10.0.2.2"), "forwarding again after the clear");
+    let (_, again) = ctl(&["show", "flows", "proto", "icmp"]);
+    assert!(again.contains("10.0.1.2"), "the ping installed its flows anew: {again}");
     let (_, routes) = ctl(&["show", "routes"]);
     assert!(routes.contains("vrf 1 10.0.2.2/32 -> nexthop 2"), "{routes}");
     let (_, ports) = ctl(&["show", "ports"]);

@@ -134,6 +134,15 @@ int main(void) {
            (unsigned long long)vrf_refused);
     CHECK(vr_router_dump_flows(router, print_flow, NULL));
 
+    /* A running router takes new timeouts and quota (not a new size): read back what holds. */
+    flows.udp = 60;
+    flows.vrf_quota = 2000;
+    CHECK(vr_router_set_flow_options(router, &flows));
+    vr_flow_options now;
+    CHECK(vr_router_get_flow_options(router, &now));
+    printf("flow options now: %llu slots, udp timeout %u s, quota %u\n", (unsigned long long)now.entries, now.udp,
+           now.vrf_quota);
+
     CHECK(vr_router_free(router));
     /* The handle is gone: using it is an error, not a crash. */
     printf("after free: %s\n", vr_result_message(vr_router_stats(router, &stats)));

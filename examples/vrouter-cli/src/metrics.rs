@@ -135,8 +135,14 @@ fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
             .map(|v| (format!("{{vrf=\"{v}\"}}"), tables.flows.vrf_usage(v)))
             .collect();
         family(
+            "vrouter_flow_vrf_quota",
+            "Most live flow entries a VRF may hold (the same for every VRF; a reload may change it).",
+            "gauge",
+            vec![(String::new(), u64::from(quota))],
+        );
+        family(
             "vrouter_vrf_flows",
-            &format!("Live flow entries per VRF, against the quota of {quota}."),
+            "Live flow entries per VRF, against vrouter_flow_vrf_quota.",
             "gauge",
             usage.iter().map(|(l, (n, _))| (l.clone(), u64::from(*n))).collect(),
         );

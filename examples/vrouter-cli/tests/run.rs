@@ -209,6 +209,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
         value("vrouter_vrf_flows", "vrf=\"1\"") >= 2,
         "VRF 1's flows against its quota: {metrics}"
     );
+    assert!(metrics.contains("\nvrouter_flow_vrf_quota 1000\n"), "{metrics}");
     assert_eq!(
         value("vrouter_vrf_flow_quota_refusals_total", "vrf=\"1\""),
         0,

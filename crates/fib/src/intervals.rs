@@ -62,35 +62,51 @@ impl<A: Addr> Intervals<A> {
 
     #[inline]
     pub(crate) fn lookup(&self, addr: A) -> Option<u32> {
-        let mut out = [None];
-        self.lookup_burst(&[addr], &mut out);
-        out[0]
+        // The first boundary is ZERO, so index 0 is at or below any address to start with.
+        let (mut base, mut len) = (0, self.starts.len());
+        while len > 1 {
+            let half = len / 2;
+            base = self.step(base, half, addr);
+            len -= half;
+        }
+        self.nexthop_at(base)
     }
 
     /// Binary searches for the whole burst in lockstep: every step moves each address's
-    /// search one level down, with a conditional move rather than a branch (which a random
-    /// address mispredicts half the time). One address's steps depend on each other, but
-    /// the burst's do not, so their loads overlap instead of waiting in turn.
+    /// search one level down. One address's steps depend on each other, but the burst's
+    /// do not, so their loads overlap instead of waiting in turn.
     pub(crate) fn lookup_burst(&self, addrs: &[A], out: &mut [Option<u32>]) {
         for (addrs, out) in addrs.chunks(64).zip(out.chunks_mut(64)) {
             let n = addrs.len().min(out.len());
-            // base[i]: the last boundary known to be at or below addrs[i]; the first
-            // boundary is ZERO, so index 0 qualifies from the start.
             let mut base = [0usize; 64];
             let mut len = self.starts.len();
             while len > 1 {
                 let half = len / 2;
                 for (b, &a) in base[..n].iter_mut().zip(addrs) {
-                    let probe = *b + half;
-                    *b = core::hint::select_unpredictable(self.starts[probe] <= a, probe, *b);
+                    *b = self.step(*b, half, a);
                 }
                 len -= half;
             }
             for (o, &b) in out[..n].iter_mut().zip(&base[..n]) {
-                let nh = self.nexthops[b];
-                *o = (nh != NONE).then_some(nh);
+                *o = self.nexthop_at(b);
             }
         }
+    }
+
+    /// One step of the search: `base` (the last boundary known to be at or below `a`)
+    /// moves up by `half` if the boundary there is too. A conditional move, not a branch,
+    /// which a random address would mispredict half the time (an `if` here compiled to a
+    /// branch and made lookups several times slower).
+    #[inline(always)]
+    fn step(&self, base: usize, half: usize, a: A) -> usize {
+        let probe = base + half;
+        core::hint::select_unpredictable(self.starts[probe] <= a, probe, base)
+    }
+
+    #[inline(always)]
+    fn nexthop_at(&self, i: usize) -> Option<u32> {
+        let nh = self.nexthops[i];
+        (nh != NONE).then_some(nh)
     }
 
     pub(crate) fn bytes(&self) -> usize {

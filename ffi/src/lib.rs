@@ -999,7 +999,8 @@ pub extern "C" fn vr_router_get_flow_options(r: *mut VrRouter, options: *mut VrF
             return Err((VrResult::VrNullParameter, "options is NULL".into()));
         }
         let table = &started(r)?.router.tables().flows;
-        let (cfg, t) = (table.config(), table.config().timeouts);
+        let cfg = table.config();
+        let t = cfg.timeouts;
         let o = VrFlowOptions {
             entries: table.capacity() as u64,
             when_full: match cfg.full_policy {

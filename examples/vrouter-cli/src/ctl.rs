@@ -176,7 +176,6 @@ fn answer(cmd: &str, s: &State) -> String {
     out
 }
 
-/// `vrouter ctl`: sends `cmd` to the socket and prints the answer.
 /// The first `max` live flows that match `filter`, a line each, and a last line saying how
 /// many matched if that is more.
 fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize) -> Vec<String> {
@@ -209,7 +208,7 @@ fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize) -> Vec<String>
 /// decided afresh. Held flows (a first packet still with the slow path) are left: their
 /// parked packets belong to a worker's frames.
 fn clear_flows(table: &FlowTable, filter: &FlowFilter) -> Vec<String> {
-    let Some(reader) = table.reader() else {
+    let Some(mut reader) = table.reader() else {
         return vec!["error: no flow reader slot free".into()];
     };
     let mut keys = Vec::new();
@@ -219,9 +218,14 @@ fn clear_flows(table: &FlowTable, filter: &FlowFilter) -> Vec<String> {
         }
     });
     let (mut cleared, mut held) = (0, 0);
-    for k in keys {
+    for (n, k) in keys.iter().enumerate() {
+        // Now and then, so the slots retired meanwhile (by us and by the workers' ageing)
+        // can be reused while a big clear runs.
+        if n % 1024 == 0 {
+            reader.quiescent();
+        }
         // Gone already when it was the reverse of a flow cleared before it.
-        let Some(id) = reader.lookup(&k, k.hash()) else {
+        let Some(id) = reader.lookup(k, k.hash()) else {
             continue;
         };
         if reader.flow(id).is_held() {
@@ -236,8 +240,8 @@ fn clear_flows(table: &FlowTable, filter: &FlowFilter) -> Vec<String> {
     )]
 }
 
-/// Which flows `show flows` lists: each given field must match, an address or a port on
-/// either side.
+/// Which flows `show flows` lists and `clear flows` deletes: each given field must match,
+/// an address or a port on either side.
 #[derive(Debug, Default, PartialEq)]
 struct FlowFilter {
     vrf: Option<u32>,
@@ -287,6 +291,7 @@ impl FlowFilter {
     }
 }
 
+/// `vrouter ctl`: sends `cmd` to the socket and prints the answer.
 pub(crate) fn client(path: &str, cmd: &str) -> Result<String, String> {
     let mut s =
         UnixStream::connect(path).map_err(|e| format!("{path}: {e} (is `vrouter run` running, and are you root?)"))?;

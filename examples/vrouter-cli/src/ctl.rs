@@ -427,23 +427,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn show_flows_lists_the_matching_flows_up_to_its_limit() {
+    /// A UDP flow from 10.0.0.`n` in VRF 1.
+    fn key(n: u8) -> FlowKey {
+        FlowKey::v4(Ipv4Addr::new(10, 0, 0, n), Ipv4Addr::new(10, 9, 9, 9), 17, 1000, 53).with_vrf(1)
+    }
+
+    /// A table holding the pairs of keys 0 to 4.
+    fn five_pairs() -> FlowTable {
         use vrouter::flow::{Action, FlowTableConfig, Generations};
         let table = FlowTable::new(FlowTableConfig::with_capacity(1000)).unwrap();
         let r = table.reader().unwrap();
-        for n in 0..5u8 {
-            let k = FlowKey::v4(Ipv4Addr::new(10, 0, 0, n), Ipv4Addr::new(10, 9, 9, 9), 17, 1000, 53).with_vrf(1);
-            r.insert_pair(
-                &k,
-                &k.reversed(),
-                Action::allow(1),
-                Action::allow(1),
-                Generations::default(),
-                0,
-            )
-            .unwrap();
+        for n in 0..5 {
+            let allow = Action::allow(1);
+            r.insert_pair(&key(n), &key(n).reversed(), allow, allow, Generations::default(), 0)
+                .unwrap();
         }
+        drop(r);
+        table
+    }
+
+    #[test]
+    fn show_flows_lists_the_matching_flows_up_to_its_limit() {
+        let table = five_pairs();
         let all = FlowFilter::default();
         assert_eq!(show_flows(&table, &all, 100).len(), 10, "five pairs, no count line");
         let some = show_flows(&table, &all, 3);
@@ -466,23 +471,8 @@ mod tests {
 
     #[test]
     fn clear_flows_deletes_the_matching_pairs_and_leaves_held_flows() {
-        use vrouter::flow::{Action, FlowTableConfig, Generations};
-        let table = FlowTable::new(FlowTableConfig::with_capacity(1000)).unwrap();
-        let r = table.reader().unwrap();
-        let key = |n: u8| FlowKey::v4(Ipv4Addr::new(10, 0, 0, n), Ipv4Addr::new(10, 9, 9, 9), 17, 1000, 53).with_vrf(1);
-        for n in 0..5 {
-            r.insert_pair(
-                &key(n),
-                &key(n).reversed(),
-                Action::allow(1),
-                Action::allow(1),
-                Generations::default(),
-                0,
-            )
-            .unwrap();
-        }
-        r.insert_held(&key(9), 0).unwrap();
-        drop(r);
+        let table = five_pairs();
+        table.reader().unwrap().insert_held(&key(9), 0).unwrap();
         let one = FlowFilter {
             ip: Some("10.0.0.4".parse().unwrap()),
             ..FlowFilter::default()

@@ -4,8 +4,8 @@
 //! BGP-like length mix), with uniform and skewed destinations, versus poptrie,
 //! prefix-trie and ip_network_table on the same prefixes and addresses, in one run; plus
 //! the random-read floor over a buffer as large as our table (on huge pages, as our big
-//! IPv4 table is). Build time, memory and the
-//! route update rate are printed to stderr.
+//! IPv4 table is). Build time, memory, the route update rate and the publish time of
+//! small batches of changes are printed to stderr.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -204,6 +204,21 @@ fn bench_v4(c: &mut Criterion, n: usize) {
         bytes / 1024,
         bytes as f64 / n as f64
     );
+    // Small batches into the built table, as a routing daemon sends them: existing /24s
+    // (the commonest length) given another nexthop. A big VRF's table is patched under
+    // them; a shorter prefix's change repaints all it spans.
+    let slash24: Vec<_> = prefixes.iter().filter(|p| p.1 == 24).collect();
+    for batch in [1usize, 100] {
+        let t0 = Instant::now();
+        for &&(net, len, nh) in slash24.iter().step_by(slash24.len() / batch).take(batch) {
+            b.add_route(0, IpAddr::V4(Ipv4Addr::from(net)), len, nh + 1).unwrap();
+        }
+        b.publish(&fib).unwrap();
+        eprintln!(
+            "ipv4 {n} prefixes: {batch} changed, publish {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+    }
     // Bulk construction: poptrie rebuilds its arrays on every single insert.
     let pop: poptrie::Poptrie<(u32, u8), u32> = prefixes.iter().map(|&(net, len, nh)| ((net, len), nh)).collect();
     let mut pt: PrefixMap<Ipv4Net, u32> = PrefixMap::new();

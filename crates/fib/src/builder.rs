@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use crate::FibError;
 use crate::ecmp::EcmpGroup;
-use crate::lpm::{Lpm4, Lpm6};
+use crate::lpm::{Lpm, Lpm4, Lpm6, SMALL_TABLE_ROUTES};
 use crate::nexthop::{Neighbor, Nexthop, NexthopId, VrfId};
 use crate::prefix::{Addr, Route};
 use crate::snapshot::{Compiled, Fib, Snapshot, VrfTables};
@@ -52,11 +52,33 @@ pub struct FibBuilder {
     dirty_neighbors: bool,
     /// Compiled ECMP groups of the last publish, so the next keeps their buckets.
     ecmp: Map<NexthopId, EcmpGroup>,
+    /// IPv4 prefixes added, changed or removed per VRF since the last publish: a big
+    /// table is patched under them instead of built again.
+    v4_changes: BTreeMap<VrfId, Vec<(u32, u8)>>,
+    /// VRFs removed, or changed in more than [`PATCH_MAX`] prefixes, since the last
+    /// publish: built afresh, not patched.
+    rebuilt: BTreeSet<VrfId>,
+    /// The generation of this builder's last publish: only a snapshot it made itself is
+    /// patched (another builder may have published in between).
+    published: Option<u32>,
 }
+
+/// Most prefixes changed in one publish for which a big IPv4 table is patched rather
+/// than built again (each change rewrites its /24s; a copy of the table costs about what
+/// a few thousand of them do).
+const PATCH_MAX: usize = 4096;
 
 /// A fresh copy of a map if it changed, else the previous snapshot's, shared.
 fn pick<K: Clone, V: Clone>(dirty: bool, mine: &Map<K, V>, theirs: &Arc<Map<K, V>>) -> Arc<Map<K, V>> {
     if dirty { Arc::new(mine.clone()) } else { theirs.clone() }
+}
+
+/// A family's routes as the table builders take them.
+fn routes_of<A: Addr>(routes: &BTreeMap<(A, u8), NexthopId>) -> Vec<Route<A>> {
+    routes
+        .iter()
+        .map(|(&(net, len), &nexthop)| Route { net, len, nexthop })
+        .collect()
 }
 
 fn split(addr: IpAddr) -> Result<(Option<u32>, Option<u128>), FibError> {
@@ -86,6 +108,21 @@ impl FibBuilder {
     pub fn remove_vrf(&mut self, vrf: VrfId) {
         if self.vrfs.remove(&vrf).is_some() {
             self.dirty_vrfs.insert(vrf);
+            self.rebuilt.insert(vrf);
+        }
+    }
+
+    /// Notes an IPv4 prefix to patch under; past [`PATCH_MAX`] the VRF is built afresh
+    /// instead, and its list dropped.
+    fn v4_changed(&mut self, vrf: VrfId, prefix: (u32, u8)) {
+        if self.rebuilt.contains(&vrf) {
+            return;
+        }
+        let list = self.v4_changes.entry(vrf).or_default();
+        list.push(prefix);
+        if list.len() > PATCH_MAX {
+            self.v4_changes.remove(&vrf);
+            self.rebuilt.insert(vrf);
         }
     }
 
@@ -109,6 +146,7 @@ impl FibBuilder {
                     return Err(bad("host bits set"));
                 }
                 self.routes(vrf)?.v4.insert((a, len), nexthop);
+                self.v4_changed(vrf, (a, len));
             }
             (_, Some(a)) => {
                 if len > 128 {
@@ -128,7 +166,13 @@ impl FibBuilder {
     pub fn remove_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8) -> bool {
         let Ok(r) = self.routes(vrf) else { return false };
         match prefix {
-            IpAddr::V4(a) => r.v4.remove(&(a.into(), len)).is_some(),
+            IpAddr::V4(a) => {
+                let removed = r.v4.remove(&(a.into(), len)).is_some();
+                if removed {
+                    self.v4_changed(vrf, (a.into(), len));
+                }
+                removed
+            }
             IpAddr::V6(a) => r.v6.remove(&(a.into(), len)).is_some(),
         }
     }
@@ -206,19 +250,28 @@ impl FibBuilder {
             if vrfs.len() <= slot {
                 vrfs.resize(slot + 1, None);
             }
+            // The big IPv4 table this VRF had in this builder's last snapshot, to patch.
+            let patchable = prev
+                .vrfs
+                .get(slot)
+                .and_then(Option::as_ref)
+                .filter(|_| self.published == Some(prev.generation) && !self.rebuilt.contains(&id))
+                .and_then(|t| match &t.v4 {
+                    Lpm::Big(d) => Some(d),
+                    Lpm::Small(_) => None,
+                });
+            let mut changes = self.v4_changes.remove(&id).unwrap_or_default();
+            changes.sort_unstable();
+            changes.dedup();
             vrfs[slot] = self.vrfs.get(&id).map(|r| {
-                let v4: Vec<Route<u32>> =
-                    r.v4.iter()
-                        .map(|(&(net, len), &nexthop)| Route { net, len, nexthop })
-                        .collect();
-                let v6: Vec<Route<u128>> =
-                    r.v6.iter()
-                        .map(|(&(net, len), &nexthop)| Route { net, len, nexthop })
-                        .collect();
+                let v4 = match patchable {
+                    Some(d) if r.v4.len() > SMALL_TABLE_ROUTES => Lpm::Big(d.patched(&r.v4, &changes)),
+                    _ => Lpm4::build(&routes_of(&r.v4)),
+                };
                 Arc::new(VrfTables {
-                    v4: Lpm4::build(&v4),
-                    v6: Lpm6::build(&v6),
-                    routes: v4.len() + v6.len(),
+                    v4,
+                    v6: Lpm6::build(&routes_of(&r.v6)),
+                    routes: r.v4.len() + r.v6.len(),
                 })
             });
         }
@@ -259,6 +312,9 @@ impl FibBuilder {
         // least as new.
         fib.published.fetch_max(generation, Ordering::Release);
         self.dirty_vrfs.clear();
+        self.v4_changes.clear();
+        self.rebuilt.clear();
+        self.published = Some(generation);
         self.dirty_nexthops = false;
         self.dirty_labels = false;
         self.dirty_vnis = false;

@@ -4,6 +4,8 @@
 //! holds longer prefixes, whatever the route count: worth it only for big VRFs (see
 //! `Lpm4`).
 
+use std::collections::BTreeMap;
+
 use crate::prefix::{Addr, Route};
 
 /// First-level entries pointing to a second-level group have this bit set.
@@ -12,6 +14,70 @@ const GROUP: u32 = 1 << 31;
 pub(crate) struct Dir248 {
     tbl24: Box<[u32]>,
     tbl8: Box<[u32]>,
+    /// Second-level groups no first-level entry points to any more (left by
+    /// [`patched`](Self::patched)), for later patches to reuse.
+    free: Vec<u32>,
+}
+
+/// Writes route `r` over what the tables hold: its /24s when it is a /24 or shorter, else
+/// its addresses in its /24's group (made from the /24's value if it has none yet).
+fn paint(tbl24: &mut [u32], tbl8: &mut Vec<u32>, free: &mut Vec<u32>, r: &Route<u32>) {
+    let value = r.nexthop + 1;
+    let (first, last) = (r.net, r.net.last(r.len));
+    if r.len <= 24 {
+        tbl24[(first >> 8) as usize..=(last >> 8) as usize].fill(value);
+        return;
+    }
+    let slot = &mut tbl24[(first >> 8) as usize];
+    if *slot & GROUP == 0 {
+        let g = free.pop().map_or_else(
+            || {
+                tbl8.resize(tbl8.len() + 256, 0);
+                tbl8.len() / 256 - 1
+            },
+            |g| g as usize,
+        );
+        tbl8[g * 256..(g + 1) * 256].fill(*slot);
+        *slot = GROUP | g as u32;
+    }
+    let base = ((*slot & !GROUP) as usize) * 256;
+    tbl8[base + (first & 0xff) as usize..=base + (last & 0xff) as usize].fill(value);
+}
+
+impl Dir248 {
+    /// This table with every /24 under the `changed` prefixes recomputed from `routes`,
+    /// the VRF's whole route set after the changes. A copy with a few ranges rewritten,
+    /// where [`build`](crate::lpm::BigTable::build) sorts and writes every route: what
+    /// lets a route change in a full-table VRF publish in milliseconds.
+    pub(crate) fn patched(&self, routes: &BTreeMap<(u32, u8), u32>, changed: &[(u32, u8)]) -> Dir248 {
+        let mut tbl24 = hugemem::copy_of(&self.tbl24);
+        let mut tbl8 = self.tbl8.to_vec();
+        let mut free = self.free.clone();
+        for &(net, len) in changed {
+            // The /24s the prefix spans, as one aligned prefix of at most 24 bits.
+            let l = len.min(24);
+            let region = net.network(l);
+            let (lo, hi) = ((region >> 8) as usize, (region.last(l) >> 8) as usize);
+            // The region's groups go back; painting re-creates those still needed.
+            free.extend(tbl24[lo..=hi].iter().filter(|&&e| e & GROUP != 0).map(|&e| e & !GROUP));
+            let covering = (0..l).rev().find_map(|k| routes.get(&(region.network(k), k)));
+            tbl24[lo..=hi].fill(covering.map_or(0, |nh| nh + 1));
+            let mut inside: Vec<Route<u32>> = routes
+                .range((region, l)..=(region.last(l), 32))
+                .filter(|&(&(_, rl), _)| rl >= l)
+                .map(|(&(net, len), &nexthop)| Route { net, len, nexthop })
+                .collect();
+            inside.sort_by_key(|r| r.len);
+            for r in &inside {
+                paint(&mut tbl24, &mut tbl8, &mut free, r);
+            }
+        }
+        Dir248 {
+            tbl24,
+            tbl8: hugemem::copy_of(&tbl8),
+            free,
+        }
+    }
 }
 
 impl crate::lpm::BigTable<u32> for Dir248 {
@@ -22,26 +88,15 @@ impl crate::lpm::BigTable<u32> for Dir248 {
         // On huge pages: a random destination's entry then costs a cache miss without a
         // page walk.
         let mut tbl24: Box<[u32]> = hugemem::table_of(1 << 24);
-        let mut tbl8: Vec<u32> = Vec::new();
+        let (mut tbl8, mut free) = (Vec::new(), Vec::new());
         for r in &sorted {
-            let value = r.nexthop + 1;
-            let (first, last) = (r.net, r.net.last(r.len));
-            if r.len <= 24 {
-                tbl24[(first >> 8) as usize..=(last >> 8) as usize].fill(value);
-            } else {
-                let slot = &mut tbl24[(first >> 8) as usize];
-                if *slot & GROUP == 0 {
-                    let covering = *slot;
-                    *slot = GROUP | (tbl8.len() / 256) as u32;
-                    tbl8.resize(tbl8.len() + 256, covering);
-                }
-                let base = ((*slot & !GROUP) as usize) * 256;
-                tbl8[base + (first & 0xff) as usize..=base + (last & 0xff) as usize].fill(value);
-            }
+            paint(&mut tbl24, &mut tbl8, &mut free, r);
         }
-        let mut groups: Box<[u32]> = hugemem::table_of(tbl8.len());
-        groups.copy_from_slice(&tbl8);
-        Dir248 { tbl24, tbl8: groups }
+        Dir248 {
+            tbl24,
+            tbl8: hugemem::copy_of(&tbl8),
+            free,
+        }
     }
 
     #[inline]

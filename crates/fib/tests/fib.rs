@@ -446,3 +446,107 @@ fn many_small_vrfs_cost_kilobytes() {
     assert_eq!(s.lookup(4096, v4("10.0.99.7")), Ok(100));
     assert_eq!(s.route_count(17), 100);
 }
+
+/// A big VRF (DIR-24-8) takes route changes by patching the last snapshot's table: rounds
+/// of additions, renumberings and removals, each published and checked against a model,
+/// and a publish by another builder in between, after which nothing of its table is kept.
+#[test]
+fn a_big_vrf_patched_route_by_route_answers_like_a_rebuild() {
+    let mask = |len: u8| u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // A route in 10/8 from random bits.
+    let route = |bits: u64| {
+        let len = 8 + (bits % 25) as u8;
+        let net = (0x0a00_0000 | (bits >> 8) as u32 & 0x00ff_ffff) & mask(len);
+        (net, len, (bits >> 40) as u32 % 500)
+    };
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    b.add_vrf(1).unwrap();
+    let mut model: BTreeMap<(u32, u8), u32> = BTreeMap::new();
+    while model.len() < 3000 {
+        let (net, len, nh) = route(next());
+        b.add_route(1, IpAddr::V4(Ipv4Addr::from(net)), len, nh).unwrap();
+        model.insert((net, len), nh);
+    }
+    b.publish(&fib).unwrap();
+    let check = |model: &BTreeMap<(u32, u8), u32>, probes: &[u32]| {
+        let snap = fib.snapshot();
+        for &a in probes {
+            let want = (0..=32u8).rev().find_map(|l| model.get(&(a & mask(l), l)).copied());
+            assert_eq!(
+                snap.lookup(1, IpAddr::V4(Ipv4Addr::from(a))).ok(),
+                want,
+                "{}",
+                Ipv4Addr::from(a)
+            );
+        }
+    };
+    for round in 0..4 {
+        let mut edited = Vec::new();
+        for i in 0..40 {
+            let (net, len) = if i % 3 == 2 {
+                // Remove an existing route.
+                let &(net, len) = model.keys().nth(next() as usize % model.len()).unwrap();
+                assert!(b.remove_route(1, IpAddr::V4(Ipv4Addr::from(net)), len));
+                model.remove(&(net, len));
+                (net, len)
+            } else {
+                let (net, len, nh) = route(next());
+                b.add_route(1, IpAddr::V4(Ipv4Addr::from(net)), len, nh).unwrap();
+                model.insert((net, len), nh + round);
+                b.add_route(1, IpAddr::V4(Ipv4Addr::from(net)), len, nh + round)
+                    .unwrap();
+                (net, len)
+            };
+            edited.extend([
+                net,
+                net | !mask(len),
+                (net | !mask(len)).wrapping_add(1),
+                net.wrapping_sub(1),
+            ]);
+        }
+        b.publish(&fib).unwrap();
+        let random: Vec<u32> = (0..2000).map(|_| 0x0a00_0000 | (next() as u32 & 0x00ff_ffff)).collect();
+        check(&model, &edited);
+        check(&model, &random);
+    }
+    // Another builder publishes its own VRF 1; this builder's next publish must build
+    // from its own routes, not patch the other's table.
+    let mut other = FibBuilder::new();
+    other.add_vrf(1).unwrap();
+    other.add_route(1, v4("10.0.0.0"), 8, 999).unwrap();
+    // Big too, so that it would be patched if taken for ours.
+    for i in 0..2100u32 {
+        other
+            .add_route(1, IpAddr::V4(Ipv4Addr::from(0x0a80_0000 + (i << 8))), 24, 998)
+            .unwrap();
+    }
+    other.publish(&fib).unwrap();
+    let (net, len, nh) = route(next());
+    b.add_route(1, IpAddr::V4(Ipv4Addr::from(net)), len, nh).unwrap();
+    model.insert((net, len), nh);
+    b.publish(&fib).unwrap();
+    let probes: Vec<u32> = (0..3000).map(|_| 0x0a00_0000 | (next() as u32 & 0x00ff_ffff)).collect();
+    check(&model, &probes);
+    // A VRF removed and made again in one batch is built from its new routes alone.
+    b.remove_vrf(1);
+    b.add_vrf(1).unwrap();
+    model.clear();
+    while model.len() < 2100 {
+        // /24 and longer only: a patch under them alone would leave the old routes' /24s.
+        let (net, len, nh) = route(next());
+        let len = len.max(24);
+        b.add_route(1, IpAddr::V4(Ipv4Addr::from(net & mask(len))), len, nh)
+            .unwrap();
+        model.insert((net & mask(len), len), nh);
+    }
+    b.publish(&fib).unwrap();
+    check(&model, &probes);
+}

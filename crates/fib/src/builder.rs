@@ -73,6 +73,17 @@ fn pick<K: Clone, V: Clone>(dirty: bool, mine: &Map<K, V>, theirs: &Arc<Map<K, V
     if dirty { Arc::new(mine.clone()) } else { theirs.clone() }
 }
 
+/// The keys whose entries differ between two route maps (added, removed or renumbered).
+fn changed_keys<K: Ord + Copy>(old: &BTreeMap<K, NexthopId>, new: &BTreeMap<K, NexthopId>) -> Vec<K> {
+    let mut keys: Vec<K> = old
+        .iter()
+        .filter(|(k, v)| new.get(k) != Some(v))
+        .map(|(k, _)| *k)
+        .collect();
+    keys.extend(new.keys().filter(|k| !old.contains_key(k)));
+    keys
+}
+
 /// A family's routes as the table builders take them.
 fn routes_of<A: Addr>(routes: &BTreeMap<(A, u8), NexthopId>) -> Vec<Route<A>> {
     routes
@@ -239,6 +250,46 @@ impl FibBuilder {
         self.dirty_neighbors |= self.neighbors.remove(&(port, ip)).is_some();
     }
 
+    /// Takes `new`'s routes, nexthops, labels, VNIs and neighbours as this builder's,
+    /// marking only what differs: the next [`publish`](Self::publish) then compiles only the
+    /// VRFs whose routes changed (patching big IPv4 tables under the changed prefixes) and
+    /// shares the rest with the running snapshot. For a reload that re-reads a whole
+    /// configuration into a fresh builder.
+    pub fn replace_with(&mut self, new: FibBuilder) {
+        let gone: Vec<VrfId> = self
+            .vrfs
+            .keys()
+            .filter(|id| !new.vrfs.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.remove_vrf(id);
+        }
+        for (id, routes) in new.vrfs {
+            let Some(old) = self.vrfs.get(&id) else {
+                self.vrfs.insert(id, routes);
+                self.dirty_vrfs.insert(id);
+                continue;
+            };
+            let v4 = changed_keys(&old.v4, &routes.v4);
+            if !v4.is_empty() || old.v6 != routes.v6 {
+                self.dirty_vrfs.insert(id);
+            }
+            for prefix in v4 {
+                self.v4_changed(id, prefix);
+            }
+            self.vrfs.insert(id, routes);
+        }
+        self.dirty_nexthops |= self.nexthops != new.nexthops;
+        self.nexthops = new.nexthops;
+        self.dirty_labels |= self.labels != new.labels;
+        self.labels = new.labels;
+        self.dirty_vnis |= self.vnis != new.vnis;
+        self.vnis = new.vnis;
+        self.dirty_neighbors |= self.neighbors != new.neighbors;
+        self.neighbors = new.neighbors;
+    }
+
     /// Compiles what changed since the last publish into a new snapshot (sharing every
     /// unchanged VRF table and map with the previous one) and swaps it in. Returns the new
     /// generation.
@@ -320,5 +371,64 @@ impl FibBuilder {
         self.dirty_vnis = false;
         self.dirty_neighbors = false;
         Ok(generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn v4(a: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(a))
+    }
+
+    /// A builder with VRF 1 big (3,000 /24s), VRF 2 small, and `extra` routes in VRF 1.
+    fn config(extra: &[(u32, u8, NexthopId)]) -> FibBuilder {
+        let mut b = FibBuilder::new();
+        b.add_vrf(1).unwrap();
+        b.add_vrf(2).unwrap();
+        for i in 0..3000u32 {
+            b.add_route(1, v4(0x0a00_0000 + (i << 8)), 24, i % 7).unwrap();
+        }
+        b.add_route(2, v4(0xc0a8_0000), 16, 5).unwrap();
+        for &(a, len, nh) in extra {
+            b.add_route(1, v4(a), len, nh).unwrap();
+        }
+        b
+    }
+
+    #[test]
+    fn a_replaced_configuration_recompiles_only_what_changed() {
+        let fib = Fib::new();
+        let mut running = config(&[]);
+        running.publish(&fib).unwrap();
+        let before = fib.snapshot();
+        // A reload: one route more in VRF 1, VRF 2 as it was, VRF 3 new.
+        let mut new = config(&[(0x0b00_0000, 8, 42)]);
+        new.add_vrf(3).unwrap();
+        new.add_route(3, v4(0), 0, 9).unwrap();
+        running.replace_with(new);
+        running.publish(&fib).unwrap();
+        let after = fib.snapshot();
+        let table = |s: &Snapshot, vrf: usize| s.vrfs[vrf].clone().unwrap();
+        assert!(
+            Arc::ptr_eq(&table(&before, 2), &table(&after, 2)),
+            "VRF 2 shared, not rebuilt"
+        );
+        assert!(!Arc::ptr_eq(&table(&before, 1), &table(&after, 1)));
+        assert!(after.nexthops.is_empty() && Arc::ptr_eq(&before.nexthops, &after.nexthops));
+        assert_eq!(after.lookup(1, v4(0x0b01_0203)), Ok(42));
+        assert_eq!(after.lookup(1, v4(0x0a00_0501)), Ok(5));
+        assert_eq!(after.lookup(2, v4(0xc0a8_0101)), Ok(5));
+        assert_eq!(after.lookup(3, v4(0x0102_0304)), Ok(9));
+
+        // Another reload without VRF 3 and without the /8: both gone.
+        running.replace_with(config(&[]));
+        running.publish(&fib).unwrap();
+        let last = fib.snapshot();
+        assert!(last.lookup(1, v4(0x0b01_0203)).is_err());
+        assert!(last.lookup(3, v4(0x0102_0304)).is_err());
+        assert!(Arc::ptr_eq(&table(&before, 2), &table(&last, 2)));
     }
 }

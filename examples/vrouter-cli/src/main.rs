@@ -328,26 +328,30 @@ fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         }
         if sig == libc::SIGHUP {
             match load() {
-                Ok(mut new) if new.node == cfg.node && new.devices == cfg.devices => match new.routes.publish(&fib) {
-                    Ok(g) => {
-                        if let Ok(mut l) = listing.lock() {
-                            *l = new.listing.clone();
+                Ok(mut new) if new.node == cfg.node && new.devices == cfg.devices => {
+                    // Only what the file changed is compiled again; the rest is shared.
+                    cfg.routes.replace_with(std::mem::take(&mut new.routes));
+                    match cfg.routes.publish(&fib) {
+                        Ok(g) => {
+                            if let Ok(mut l) = listing.lock() {
+                                *l = new.listing.clone();
+                            }
+                            if let Err(e) = router.tables().policy.publish(&new.policy) {
+                                tracing::warn!(error = %e, "reload: policy refused, the old policy stays");
+                            }
+                            let notes = config::reload_flows(&router.tables().flows, &cfg.flows, &new.flows);
+                            for note in &notes {
+                                tracing::warn!("reload: {note}");
+                            }
+                            tracing::info!(generation = g, "reloaded");
+                            println!(
+                                "reloaded {path}: routing generation {g}; established flows re-decided on their next packet{}",
+                                notes.iter().map(|n| format!("; {n}")).collect::<String>()
+                            )
                         }
-                        if let Err(e) = router.tables().policy.publish(&new.policy) {
-                            tracing::warn!(error = %e, "reload: policy refused, the old policy stays");
-                        }
-                        let notes = config::reload_flows(&router.tables().flows, &cfg.flows, &new.flows);
-                        for note in &notes {
-                            tracing::warn!("reload: {note}");
-                        }
-                        tracing::info!(generation = g, "reloaded");
-                        println!(
-                            "reloaded {path}: routing generation {g}; established flows re-decided on their next packet{}",
-                            notes.iter().map(|n| format!("; {n}")).collect::<String>()
-                        )
+                        Err(e) => tracing::warn!(error = %e, "reload refused"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "reload refused"),
-                },
+                }
                 Ok(_) => tracing::warn!("reload refused: ports changed; restart to change ports"),
                 Err(e) => tracing::warn!(error = %e, "reload refused, still running the old configuration"),
             }

@@ -379,7 +379,41 @@ fn write_pcap(path: &str, frames: &[Vec<u8>]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::net::Ipv4Addr;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any words after `show flows` give a filter or an error naming the usage, never a
+        /// panic; a filter that parses matches a key exactly when each of its fields does.
+        #[test]
+        fn any_filter_words_parse_or_are_refused(
+            words in proptest::collection::vec(
+                prop_oneof![
+                    Just("vrf".to_string()), Just("ip".to_string()), Just("port".to_string()),
+                    Just("proto".to_string()), Just("tcp".to_string()), Just("10.0.0.4".to_string()),
+                    "[0-9]{1,6}", "\\PC{0,8}",
+                ],
+                0..7,
+            ),
+            n in 0u8..8,
+            port in 0u16..3,
+        ) {
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            match FlowFilter::parse(&words) {
+                Err(e) => prop_assert!(e.contains("show flows [vrf N]"), "{}", e),
+                Ok(f) => {
+                    let k = FlowKey::v4(Ipv4Addr::new(10, 0, 0, n), Ipv4Addr::new(10, 9, 9, 9), 6, port, 53).with_vrf(u32::from(n));
+                    let want = f.vrf.is_none_or(|v| v == u32::from(n))
+                        && f.ip.is_none_or(|a| a == IpAddr::from([10, 0, 0, n]) || a == IpAddr::from([10, 9, 9, 9]))
+                        && f.port.is_none_or(|p| p == port || p == 53)
+                        && f.proto.is_none_or(|p| p == 6);
+                    prop_assert_eq!(f.matches(&k), want);
+                }
+            }
+        }
+    }
 
     #[test]
     fn flow_filters_parse_and_match_either_side() {

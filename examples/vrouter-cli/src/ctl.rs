@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vrouter::dataplane::SharedCounters;
-use vrouter::flow::{FlowTable, FullPolicy};
+use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
@@ -25,7 +25,7 @@ pub(crate) struct State {
     pub(crate) listing: Arc<Mutex<Listing>>,
 }
 
-const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows|clear flows [vrf N] [ip ADDR] [port N] [proto P], trace N, capture PORT FILE [COUNT], reload";
+const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], reload";
 
 /// How long `trace` and `capture` wait for packets.
 const TAP_WAIT: Duration = Duration::from_secs(5);
@@ -142,8 +142,13 @@ fn answer(cmd: &str, s: &State) -> String {
                 .map(|&r| format!("{:<16} {:>12}  {}", format!("{r:?}"), t.dropped_for(r), r.description()))
                 .collect()
         }
+        ["show", "flows", filter @ .., "top", n] => match (FlowFilter::parse(filter), n.parse::<usize>()) {
+            (Err(e), _) => vec![format!("error: {e}")],
+            (Ok(f), Ok(n)) if (1..=MAX_FLOWS).contains(&n) => show_flows(&s.tables.flows, &f, n, true),
+            _ => vec![format!("error: `top N` takes a flow count 1..={MAX_FLOWS}")],
+        },
         ["show", "flows", filter @ ..] => match FlowFilter::parse(filter) {
-            Ok(filter) => show_flows(&s.tables.flows, &filter, MAX_FLOWS),
+            Ok(filter) => show_flows(&s.tables.flows, &filter, MAX_FLOWS, false),
             Err(e) => vec![format!("error: {e}")],
         },
         ["clear", "flows", filter @ ..] => match FlowFilter::parse(filter) {
@@ -176,29 +181,50 @@ fn answer(cmd: &str, s: &State) -> String {
     out
 }
 
-/// The first `max` live flows that match `filter`, a line each, and a last line saying how
-/// many matched if that is more.
-fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize) -> Vec<String> {
+/// The live flows that match `filter`, a line each: the first `max` found, or with
+/// `most_bytes` the `max` that carried the most bytes, most first; and a last line saying
+/// how many matched if that is more.
+fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize, most_bytes: bool) -> Vec<String> {
     let Some(reader) = table.reader() else {
         return vec!["error: no flow reader slot free".into()];
     };
-    let (mut v, mut matching) = (Vec::new(), 0usize);
+    let (mut kept, mut matching) = (Vec::new(), 0usize);
+    let biggest_first = |v: &mut Vec<FlowSnapshot>| {
+        v.sort_unstable_by_key(|f| std::cmp::Reverse(f.bytes));
+        v.truncate(max);
+    };
     reader.for_each(|f| {
         if !filter.matches(&f.key) {
             return;
         }
         matching += 1;
-        if v.len() < max {
-            v.push(format!(
-                "{} {:?} packets {} bytes {}",
-                f.key, f.action.verdict, f.packets, f.bytes
-            ));
+        if most_bytes {
+            kept.push(f);
+            // Bounded memory over a table of millions: cut back to the biggest now and then.
+            if kept.len() >= 2 * max {
+                biggest_first(&mut kept);
+            }
+        } else if kept.len() < max {
+            kept.push(f);
         }
     });
+    if most_bytes {
+        biggest_first(&mut kept);
+    }
+    let mut v: Vec<String> = kept
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {:?} packets {} bytes {}",
+                f.key, f.action.verdict, f.packets, f.bytes
+            )
+        })
+        .collect();
     if matching > v.len() {
         v.push(format!(
-            "({} of {matching} matching flows shown; narrow with vrf, ip, port, proto)",
-            v.len()
+            "({} of {matching} matching flows shown{}; narrow with vrf, ip, port, proto)",
+            v.len(),
+            if most_bytes { ", the most bytes first" } else { "" }
         ));
     }
     v
@@ -484,8 +510,12 @@ mod tests {
     fn show_flows_lists_the_matching_flows_up_to_its_limit() {
         let table = five_pairs();
         let all = FlowFilter::default();
-        assert_eq!(show_flows(&table, &all, 100).len(), 10, "five pairs, no count line");
-        let some = show_flows(&table, &all, 3);
+        assert_eq!(
+            show_flows(&table, &all, 100, false).len(),
+            10,
+            "five pairs, no count line"
+        );
+        let some = show_flows(&table, &all, 3, false);
         assert_eq!(some.len(), 4);
         assert_eq!(
             some[3],
@@ -495,12 +525,39 @@ mod tests {
             ip: Some("10.0.0.4".parse().unwrap()),
             ..FlowFilter::default()
         };
-        let lines = show_flows(&table, &one, 100);
+        let lines = show_flows(&table, &one, 100, false);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(
             lines.iter().all(|l| l.contains("10.0.0.4") && l.contains("Allow")),
             "{lines:?}"
         );
+    }
+
+    #[test]
+    fn show_flows_top_lists_the_most_bytes_first() {
+        let table = five_pairs();
+        let r = table.reader().unwrap();
+        for (n, bytes, packets) in [(2, 1000, 3), (4, 500, 1), (1, 200, 1)] {
+            let id = r.lookup(&key(n), key(n).hash()).unwrap();
+            for _ in 0..packets {
+                r.flow(id).record(bytes, 0, 0);
+            }
+        }
+        drop(r);
+        let top = show_flows(&table, &FlowFilter::default(), 2, true);
+        assert_eq!(top.len(), 3, "{top:?}");
+        assert!(
+            top[0].contains("10.0.0.2 ") && top[0].ends_with("bytes 3000"),
+            "{top:?}"
+        );
+        assert!(top[1].contains("10.0.0.4 ") && top[1].ends_with("bytes 500"), "{top:?}");
+        assert_eq!(
+            top[2],
+            "(2 of 10 matching flows shown, the most bytes first; narrow with vrf, ip, port, proto)"
+        );
+        // Past the cut-back point (twice the count kept), still the biggest.
+        let one = show_flows(&table, &FlowFilter::default(), 1, true);
+        assert!(one[0].ends_with("bytes 3000"), "{one:?}");
     }
 
     #[test]
@@ -521,7 +578,7 @@ mod tests {
             ["cleared 8 flow entries (a pair is two); 1 held flows left"]
         );
         assert_eq!(
-            show_flows(&table, &FlowFilter::default(), 100).len(),
+            show_flows(&table, &FlowFilter::default(), 100, false).len(),
             1,
             "the held flow"
         );

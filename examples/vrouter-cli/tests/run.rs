@@ -133,6 +133,11 @@ fn run_forwards_reloads_and_stops_cleanly() {
         !filtered.is_empty() && filtered.lines().all(|l| l.contains("10.0.2.2")),
         "{filtered}"
     );
+    let (_, top) = ctl(&["show", "flows", "vrf", "1", "top", "1"]);
+    assert!(
+        top.lines().count() == 2 && top.contains("the most bytes first"),
+        "{top}"
+    );
     let (_, none) = ctl(&["show", "flows", "vrf", "2"]);
     assert_eq!(none.trim(), "", "no flows in VRF 2");
     let (_, bad) = ctl(&["show", "flows", "port", "x"]);

@@ -1,12 +1,12 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
-//! The flow table at 1M live flows versus papaya, scc (`HashMap` and `HashIndex`),
-//! dashmap and `RwLock<HashMap>` (all with ahash) on the same keys, in the same run: hit
-//! and miss lookups and inserts (in bursts of 64; papaya with one guard per burst or batch,
+//! The flow table at 1M live flows versus papaya, scc (`HashMap` and `HashIndex`), dashmap
+//! and `RwLock<HashMap>` (all with ahash) on the same keys, in the same run: hit and miss
+//! lookups and inserts (in bursts of 64; papaya with one guard per burst or batch,
 //! `HashIndex` per burst of lookups), a 90/10 lookup/update mix, with 1 and 2 threads; the
-//! machine's floor: independent random reads over a buffer as large as our table and, as it is, on
-//! huge pages (one line per key, also with the key and hash read in as a lookup reads them,
-//! and two lines: in one 4 KiB page or far apart).
+//! machine's floor: independent random reads over a buffer as large as our table and, as it
+//! is, on huge pages (one line per key, also with the key and hash read in as a lookup
+//! reads them, and two lines: in one 4 KiB page or far apart).
 
 use std::collections::HashMap;
 use std::hint::black_box;

@@ -143,6 +143,13 @@ int main(void) {
     printf("flow options now: %llu slots, udp timeout %u s, quota %u\n", (unsigned long long)now.entries, now.udp,
            now.vrf_quota);
 
+    /* Clearing VRF 1's flows: their next packets are decided afresh. */
+    uint64_t cleared;
+    CHECK(vr_router_clear_flows(router, 1, &cleared));
+    CHECK(vr_router_stats(router, &stats));
+    printf("cleared %llu flow entries in vrf 1, %llu left\n", (unsigned long long)cleared,
+           (unsigned long long)stats.flows);
+
     CHECK(vr_router_free(router));
     /* The handle is gone: using it is an error, not a crash. */
     printf("after free: %s\n", vr_result_message(vr_router_stats(router, &stats)));

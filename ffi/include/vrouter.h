@@ -89,6 +89,11 @@
 #define VR_TUNNEL_MPLS_GRE 2
 
 /*
+ `vr_router_clear_flows`: every VRF.
+ */
+#define VR_ALL_VRFS UINT32_MAX
+
+/*
  Result of every call.
  */
 enum vr_result
@@ -479,6 +484,13 @@ vr_result vr_router_vrf_flows(struct vr_router *r,
  checking what `vr_router_set_flow_options` applied).
  */
 vr_result vr_router_get_flow_options(struct vr_router *r, struct vr_flow_options *options);
+
+/*
+ Deletes the flows of `vrf` (VR_ALL_VRFS: every flow), each with its reverse, so their
+ next packets are decided afresh by policy and routing; `*cleared` gets the entries
+ deleted (a pair is two). Flows still held for their first packet are left.
+ */
+vr_result vr_router_clear_flows(struct vr_router *r, uint32_t vrf, uint64_t *cleared);
 
 /*
  Calls `cb(ctx, line)` once per live flow with a one-line text description (valid only

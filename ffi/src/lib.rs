@@ -1020,6 +1020,31 @@ pub extern "C" fn vr_router_get_flow_options(r: *mut VrRouter, options: *mut VrF
     })
 }
 
+/// `vr_router_clear_flows`: every VRF.
+pub const VR_ALL_VRFS: u32 = u32::MAX;
+
+/// Deletes the flows of `vrf` (VR_ALL_VRFS: every flow), each with its reverse, so their
+/// next packets are decided afresh by policy and routing; `*cleared` gets the entries
+/// deleted (a pair is two). Flows still held for their first packet are left.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_clear_flows(r: *mut VrRouter, vrf: u32, cleared: *mut u64) -> VrResult {
+    with(r, |r| {
+        if cleared.is_null() {
+            return Err((VrResult::VrNullParameter, "cleared is NULL".into()));
+        }
+        let mut reader = started(r)?
+            .router
+            .tables()
+            .flows
+            .reader()
+            .ok_or((VrResult::VrInternal, "no flow reader slot".into()))?;
+        let (n, _held) = reader.delete_where(|k| vrf == VR_ALL_VRFS || k.vrf == vrf);
+        // SAFETY: non-null (checked), writable (documented).
+        unsafe { *cleared = n as u64 };
+        Ok(())
+    })
+}
+
 /// Calls `cb(ctx, line)` once per live flow with a one-line text description (valid only
 /// during the call).
 #[unsafe(no_mangle)]

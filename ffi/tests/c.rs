@@ -95,6 +95,7 @@ fn check(stdout: &str) {
         "stats: rx 4 tx 2 dropped 2 flows 6",
         "vrf 1: flows 6 of quota 1000, refused 0",
         "flow options now: 4110 slots, udp timeout 60 s, quota 2000",
+        "cleared 6 flow entries in vrf 1, 0 left",
         "flow: vrf 1 10.0.1.2 40000 -> 10.0.2.2 5353 proto 17 Deny packets 1",
         // The established flow, denied by the new policy on its second packet.
         "flow: vrf 1 10.0.1.2 40000 -> 10.0.2.2 53 proto 17 Deny packets 2",

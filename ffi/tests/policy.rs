@@ -247,6 +247,13 @@ fn flow_table_options_are_checked_and_applied() {
         VrResult::VrOk,
         "what get gave back"
     );
+    let mut cleared = 7;
+    assert_eq!(
+        vr_router_clear_flows(r, VR_ALL_VRFS, ptr::null_mut()),
+        VrResult::VrNullParameter
+    );
+    assert_eq!(vr_router_clear_flows(r, VR_ALL_VRFS, &mut cleared), VrResult::VrOk);
+    assert_eq!(cleared, 0, "no traffic, no flows");
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 
     // A router started without a quota cannot take one.

@@ -1461,6 +1461,34 @@ impl<'t> Reader<'t> {
             }
         }
     }
+
+    /// Deletes every live flow whose key `pick` chooses, each with its reverse, so their
+    /// next packets are decided afresh (an operator's "clear flows"). Returns the entries
+    /// deleted and the held flows left: a held flow's parked packets belong to the worker
+    /// that parked them. Passes a quiescent point every 1,024 slots, so that slots retired
+    /// meanwhile can be reused during a long clear.
+    pub fn delete_where(&mut self, mut pick: impl FnMut(&FlowKey) -> bool) -> (usize, usize) {
+        let (mut deleted, mut held) = (0, 0);
+        for idx in 0..self.t().capacity() {
+            if idx % 1024 == 0 {
+                self.quiescent();
+            }
+            if !self.t().is_valid(idx) {
+                continue;
+            }
+            let flow = self.flow(self.id(idx));
+            if !pick(&flow.key()) {
+                continue;
+            }
+            if flow.is_held() {
+                held += 1;
+            } else {
+                // Neither a flow that is not held nor its reverse has parked packets.
+                deleted += self.t().retire_pair(idx, &mut |_| {});
+            }
+        }
+        (deleted, held)
+    }
 }
 
 /// A flow's fields and counters, read and written atomically.

@@ -536,6 +536,27 @@ fn live_full_policy_switches_eviction() {
 }
 
 #[test]
+fn delete_where_clears_chosen_pairs_and_leaves_held_flows() {
+    let t = table(1024);
+    let mut r = t.reader().unwrap();
+    for n in 0..10 {
+        install(&r, &key(n, if n % 2 == 0 { 6 } else { 17 }), 1, 0).unwrap();
+    }
+    let held = key(99, 6);
+    r.insert_held(&held, 0).unwrap();
+    // Every TCP flow: five pairs, found from either direction, and the held one left.
+    assert_eq!(r.delete_where(|k| k.proto == 6), (10, 1));
+    assert_eq!(t.stats().entries, 10 + 1);
+    for n in 0..10 {
+        let k = key(n, if n % 2 == 0 { 6 } else { 17 });
+        assert_eq!(r.lookup(&k, k.hash()).is_some(), n % 2 == 1, "flow {n}");
+    }
+    assert!(r.lookup(&held, held.hash()).is_some());
+    assert_eq!(r.delete_where(|_| true), (10, 1));
+    assert_eq!(t.stats().entries, 1);
+}
+
+#[test]
 fn config_errors_name_the_field() {
     let mut cfg = FlowTableConfig::with_capacity(0);
     assert_eq!(FlowTable::new(cfg.clone()).err().unwrap().field, "capacity");

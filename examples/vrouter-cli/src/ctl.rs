@@ -231,36 +231,12 @@ fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize, most_bytes: bo
 }
 
 /// Deletes the flows that match `filter`, each with its reverse, so their next packets are
-/// decided afresh. Held flows (a first packet still with the slow path) are left: their
-/// parked packets belong to a worker's frames.
+/// decided afresh; held flows are left ([`vrouter::flow::Reader::delete_where`]).
 fn clear_flows(table: &FlowTable, filter: &FlowFilter) -> Vec<String> {
     let Some(mut reader) = table.reader() else {
         return vec!["error: no flow reader slot free".into()];
     };
-    let mut keys = Vec::new();
-    reader.for_each(|f| {
-        if filter.matches(&f.key) {
-            keys.push(f.key);
-        }
-    });
-    let (mut cleared, mut held) = (0, 0);
-    for (n, k) in keys.iter().enumerate() {
-        // Now and then, so the slots retired meanwhile (by us and by the workers' ageing)
-        // can be reused while a big clear runs.
-        if n % 1024 == 0 {
-            reader.quiescent();
-        }
-        // Gone already when it was the reverse of a flow cleared before it.
-        let Some(id) = reader.lookup(k, k.hash()) else {
-            continue;
-        };
-        if reader.flow(id).is_held() {
-            held += 1;
-        } else {
-            // A flow that is not held has no parked packets to hand back.
-            cleared += reader.delete(id, |_| {});
-        }
-    }
+    let (cleared, held) = reader.delete_where(|k| filter.matches(k));
     vec![format!(
         "cleared {cleared} flow entries (a pair is two); {held} held flows left"
     )]

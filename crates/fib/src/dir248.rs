@@ -44,6 +44,14 @@ fn paint(tbl24: &mut [u32], tbl8: &mut Vec<u32>, free: &mut Vec<u32>, r: &Route<
     tbl8[base + (first & 0xff) as usize..=base + (last & 0xff) as usize].fill(value);
 }
 
+/// Paints `routes` shorter first, so that longer ones overwrite what they cover.
+fn paint_all(tbl24: &mut [u32], tbl8: &mut Vec<u32>, free: &mut Vec<u32>, mut routes: Vec<Route<u32>>) {
+    routes.sort_by_key(|r| r.len);
+    for r in &routes {
+        paint(tbl24, tbl8, free, r);
+    }
+}
+
 impl Dir248 {
     /// This table with every /24 under the `changed` prefixes recomputed from `routes`,
     /// the VRF's whole route set after the changes. A copy with a few ranges rewritten,
@@ -62,15 +70,12 @@ impl Dir248 {
             free.extend(tbl24[lo..=hi].iter().filter(|&&e| e & GROUP != 0).map(|&e| e & !GROUP));
             let covering = (0..l).rev().find_map(|k| routes.get(&(region.network(k), k)));
             tbl24[lo..=hi].fill(covering.map_or(0, |nh| nh + 1));
-            let mut inside: Vec<Route<u32>> = routes
+            let inside = routes
                 .range((region, l)..=(region.last(l), 32))
                 .filter(|&(&(_, rl), _)| rl >= l)
                 .map(|(&(net, len), &nexthop)| Route { net, len, nexthop })
                 .collect();
-            inside.sort_by_key(|r| r.len);
-            for r in &inside {
-                paint(&mut tbl24, &mut tbl8, &mut free, r);
-            }
+            paint_all(&mut tbl24, &mut tbl8, &mut free, inside);
         }
         Dir248 {
             tbl24,
@@ -82,16 +87,11 @@ impl Dir248 {
 
 impl crate::lpm::BigTable<u32> for Dir248 {
     fn build(routes: &[Route<u32>]) -> Self {
-        let mut sorted = routes.to_vec();
-        // Shorter prefixes first: longer ones then overwrite what they cover.
-        sorted.sort_by_key(|r| r.len);
         // On huge pages: a random destination's entry then costs a cache miss without a
         // page walk.
         let mut tbl24: Box<[u32]> = hugemem::table_of(1 << 24);
         let (mut tbl8, mut free) = (Vec::new(), Vec::new());
-        for r in &sorted {
-            paint(&mut tbl24, &mut tbl8, &mut free, r);
-        }
+        paint_all(&mut tbl24, &mut tbl8, &mut free, routes.to_vec());
         Dir248 {
             tbl24,
             tbl8: hugemem::copy_of(&tbl8),

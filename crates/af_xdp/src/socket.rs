@@ -4,6 +4,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::error::{Error, Result, from_io, last};
 use crate::iface;
@@ -115,6 +116,9 @@ pub enum BusyPoll {
     /// Asked for but impossible; says why. The socket is polled through its rings only.
     Unavailable(String),
 }
+
+/// The longest single wait between binds refused with EBUSY: about a second in all.
+const BUSY_QUEUE_WAIT: Duration = Duration::from_millis(512);
 
 const SO_BUSY_POLL: libc::c_int = 46;
 const SO_PREFER_BUSY_POLL: libc::c_int = 69;
@@ -333,17 +337,35 @@ impl XskSocket {
                 sxdp_queue_id: queue,
                 sxdp_shared_umem_fd: share.map_or(0, |s| s.fd.as_raw_fd() as u32),
             };
-            // SAFETY: `sa` is a valid `sockaddr_xdp` of the size passed.
-            let r = unsafe {
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&sa as *const libc::sockaddr_xdp).cast(),
-                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-                )
-            };
-            if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+            // The kernel lets go of a closed socket's queue from a work queue, a moment
+            // after the close: a queue just given up (a router restarting its workers) is
+            // busy for that moment, one held by a live socket stays busy.
+            let mut wait = Duration::from_millis(1);
+            loop {
+                // SAFETY: `sa` is a valid `sockaddr_xdp` of the size passed.
+                let r = unsafe {
+                    libc::bind(
+                        fd.as_raw_fd(),
+                        (&sa as *const libc::sockaddr_xdp).cast(),
+                        size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                    )
+                };
+                if r == 0 {
+                    return Ok(());
+                }
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EBUSY) || wait > BUSY_QUEUE_WAIT {
+                    return Err(e);
+                }
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
         };
         let bind_err = |e: io::Error| match e.raw_os_error() {
+            Some(libc::EBUSY) => Error::Sys {
+                op: "binding the AF_XDP socket (another AF_XDP socket holds this queue)",
+                source: e,
+            },
             Some(libc::EINVAL) if iface::queue_count(ifname).ok().flatten().is_none() => Error::Sys {
                 op: "binding the AF_XDP socket (is the queue index valid for this interface?)",
                 source: e,

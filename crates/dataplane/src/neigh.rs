@@ -196,6 +196,20 @@ impl NeighborCache {
             .is_ok()
     }
 
+    /// Moves learned entries to the ports' new numbers after the node's ports changed
+    /// (`new_port(old)`; `None`: the port is gone, and its entries with it) and forgets
+    /// what was being asked (the workers asking have stopped). Call while no worker runs.
+    pub fn renumber(&self, new_port: impl Fn(u32) -> Option<u32>) {
+        self.learned.rcu(|m| {
+            m.iter()
+                .filter_map(|(&(port, ip), l)| Some(((new_port(port)?, ip), *l)))
+                .collect::<LearnedMap>()
+        });
+        if let Ok(mut a) = self.asked.lock() {
+            a.clear();
+        }
+    }
+
     /// Removes entries older than the expiry age (called now and then, not per packet).
     pub fn expire(&self, now: u32) {
         let old = |l: &Learned| now.saturating_sub(l.at) >= self.config.expire_secs;
@@ -465,6 +479,25 @@ mod tests {
             pkt: Pkt { addr: n, len: 60 },
             port: 1,
         }
+    }
+
+    #[test]
+    fn renumbering_moves_entries_with_their_port_and_drops_gone_ports() {
+        let c = NeighborCache::default();
+        for (port, addr) in [(0, "10.0.0.1"), (1, "10.0.1.1"), (2, "10.0.2.1")] {
+            assert!(c.learn(port, ip(addr), M, 100));
+        }
+        // Port 1 removed: port 2 becomes 1.
+        c.renumber(|p| match p {
+            0 => Some(0),
+            2 => Some(1),
+            _ => None,
+        });
+        let m = c.snapshot();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&(0, ip("10.0.0.1"))].mac, M);
+        assert_eq!(m[&(1, ip("10.0.2.1"))].at, 100);
+        assert!(!m.contains_key(&(1, ip("10.0.1.1"))));
     }
 
     #[test]

@@ -107,6 +107,12 @@ impl Worker {
         self
     }
 
+    /// Counts into `counters` (a stopped worker's, so totals carry on across a restart).
+    pub fn with_counters(mut self, counters: SharedCounters) -> Self {
+        self.counters = counters;
+        self
+    }
+
     /// The worker's counters (readable from any thread while it runs).
     pub fn counters(&self) -> SharedCounters {
         self.counters.clone()

@@ -83,29 +83,82 @@ impl Router {
         &self.tables
     }
 
+    /// The same router with other ports: routing, policy, flows, neighbours and taps stay
+    /// shared. Run it with [`Paused::resume`] once the running workers are paused and the
+    /// routes and policy for the new port numbers are published.
+    pub fn with_ports(&self, node: NodeConfig) -> Router {
+        Router {
+            tables: Tables {
+                node: Arc::new(node),
+                ..self.tables.clone()
+            },
+        }
+    }
+
     /// Starts one pipeline worker per CPU of `cpus` (empty: all) over `devs`, one per
     /// node port in order, in the calling thread's network namespace: an AF_XDP port with
     /// the XDP program attached for every port, except a `PortRole::Host` port, which is
     /// the TAP device of that name (created if missing; one queue per worker). Worker `i`
     /// uses queue `i` of every interface; its AF_XDP ports share one UMEM.
     pub fn start_af_xdp(&self, devs: &[String], cpus: &[usize], mode: AttachMode) -> Result<Running, String> {
+        let cpus = if cpus.is_empty() {
+            dataplane::online_cpus()
+        } else {
+            cpus.to_vec()
+        };
+        let progs = self.attach(devs, mode, &[])?;
+        let set = self.spawn(&progs, devs, &cpus, None)?;
+        Ok(Running {
+            set: Some(set),
+            paused: Paused {
+                progs: progs.into_iter().flatten().collect(),
+                ports: (self.tables.node.clone(), devs.to_vec()),
+                counters: Vec::new(),
+                cpus,
+                mode,
+            },
+        })
+    }
+
+    /// The XDP program of each port's device (`None` for the TAP of a host port): one
+    /// already in `attached` for that device, else attached now.
+    fn attach(
+        &self,
+        devs: &[String],
+        mode: AttachMode,
+        attached: &[Arc<XdpProgram>],
+    ) -> Result<Vec<Option<Arc<XdpProgram>>>, String> {
         let ports = &self.tables.node.ports;
         if devs.len() != ports.len() {
             return Err(format!("{} devices for {} ports", devs.len(), ports.len()));
         }
-        let progs = devs
-            .iter()
+        devs.iter()
             .zip(ports)
             .map(|(d, pc)| match pc.role {
                 PortRole::Host { .. } => Ok(None),
-                _ => XdpProgram::attach(d, mode)
-                    .map(|p| Some(Arc::new(p)))
-                    .map_err(|e| e.to_string()),
+                _ => match attached.iter().find(|p| p.ifname() == d) {
+                    Some(p) => Ok(Some(p.clone())),
+                    None => XdpProgram::attach(d, mode)
+                        .map(|p| Some(Arc::new(p)))
+                        .map_err(|e| e.to_string()),
+                },
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        let (p, tables, names) = (progs.clone(), self.tables.clone(), devs.to_vec());
+            .collect()
+    }
+
+    /// Starts the workers over `devs` with `progs` attached; worker `i` counts into
+    /// `counters[i]` when given.
+    fn spawn(
+        &self,
+        progs: &[Option<Arc<XdpProgram>>],
+        devs: &[String],
+        cpus: &[usize],
+        counters: Option<&[dataplane::SharedCounters]>,
+    ) -> Result<WorkerSet, String> {
+        let (p, tables, names) = (progs.to_vec(), self.tables.clone(), devs.to_vec());
+        let counters = counters.map(<[_]>::to_vec);
         let frames = (devs.len() as u32 * 2048).next_power_of_two().max(4096);
-        let set = WorkerSet::start(cpus, move |i, _cpu| {
+        WorkerSet::start(cpus, move |i, _cpu| {
             let e = |e: af_xdp::Error| e.to_string();
             let umem = Arc::new(
                 Umem::new(UmemConfig {
@@ -138,11 +191,11 @@ impl Router {
             all.sort_by_key(|(k, _)| *k);
             let ports = all.into_iter().map(|(_, p)| p).collect();
             let pipeline = Pipeline::new(tables.clone()).ok_or("the flow table has no reader slot left")?;
-            Ok(Worker::new(pool, ports, Box::new(pipeline)).with_taps(tables.taps.clone()))
-        })?;
-        Ok(Running {
-            set: Some(set),
-            _progs: progs.into_iter().flatten().collect(),
+            let worker = Worker::new(pool, ports, Box::new(pipeline)).with_taps(tables.taps.clone());
+            Ok(match counters.as_ref().and_then(|c| c.get(i)) {
+                Some(c) => worker.with_counters(c.clone()),
+                None => worker,
+            })
         })
     }
 }
@@ -177,7 +230,7 @@ impl Router {
 /// Workers running; stops them (and detaches XDP) when dropped.
 pub struct Running {
     set: Option<WorkerSet>,
-    _progs: Vec<Arc<XdpProgram>>,
+    paused: Paused,
 }
 
 impl Running {
@@ -186,7 +239,8 @@ impl Running {
         self.set.as_ref().map_or_else(Vec::new, |s| s.stats())
     }
 
-    /// Handles on the workers' counters (to read them from another thread).
+    /// Handles on the workers' counters (to read them from another thread). They stay
+    /// the same across [`Running::pause`] and [`Paused::resume`].
     pub fn counters(&self) -> Vec<dataplane::SharedCounters> {
         self.set.as_ref().map_or_else(Vec::new, |s| s.counters())
     }
@@ -195,12 +249,85 @@ impl Running {
     pub fn stop(mut self) -> Vec<WorkerReport> {
         self.set.take().map_or_else(Vec::new, |s| s.stop())
     }
+
+    /// Stops the workers but keeps XDP attached, so that they can start again on other
+    /// ports ([`Paused::resume`]): how ports are added and removed while the tables,
+    /// flows included, carry on. Meanwhile the program finds no socket and passes packets
+    /// to the kernel's stack. The reports include the frame accounting check.
+    pub fn pause(mut self) -> (Paused, Vec<WorkerReport>) {
+        let Some(set) = self.set.take() else {
+            return (self.take_paused(), Vec::new());
+        };
+        let counters = set.counters();
+        let reports = set.stop();
+        let mut paused = self.take_paused();
+        paused.counters = counters;
+        (paused, reports)
+    }
+
+    fn take_paused(&mut self) -> Paused {
+        Paused {
+            progs: std::mem::take(&mut self.paused.progs),
+            ports: std::mem::take(&mut self.paused.ports),
+            counters: std::mem::take(&mut self.paused.counters),
+            cpus: std::mem::take(&mut self.paused.cpus),
+            mode: self.paused.mode,
+        }
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(s) = self.set.take() {
             s.stop();
+        }
+    }
+}
+
+/// Workers stopped by [`Running::pause`], XDP still attached to their devices.
+pub struct Paused {
+    progs: Vec<Arc<XdpProgram>>,
+    /// The ports the workers ran on, and their devices.
+    ports: (Arc<NodeConfig>, Vec<String>),
+    counters: Vec<dataplane::SharedCounters>,
+    cpus: Vec<usize>,
+    mode: AttachMode,
+}
+
+impl Paused {
+    /// Starts the workers again, on the same CPUs with the same counters, over `router`'s
+    /// ports on `devs`: programs stay attached to devices still in use, are attached to new
+    /// ones and detached from the others. Learned neighbours follow their port (the same
+    /// configuration on the same device) to its new number; those of ports gone are
+    /// forgotten. Publish the routes and policy written for the new port numbers first.
+    /// On an error nothing already attached is detached, and `self` comes back to resume
+    /// the old ports (after publishing their tables again).
+    pub fn resume(self, router: &Router, devs: &[String]) -> Result<Running, (Box<Paused>, String)> {
+        let progs = match router.attach(devs, self.mode, &self.progs) {
+            Ok(p) => p,
+            Err(e) => return Err((Box::new(self), e)),
+        };
+        let (old, old_devs) = &self.ports;
+        let new = &router.tables.node;
+        router.tables.neighbors.renumber(|port| {
+            let i = port as usize;
+            let Some(pc) = old.ports.get(i) else {
+                return Some(port);
+            };
+            (0..new.ports.len())
+                .find(|&j| new.ports[j] == *pc && devs[j] == old_devs[i])
+                .map(|j| j as u32)
+        });
+        match router.spawn(&progs, devs, &self.cpus, Some(&self.counters)) {
+            Ok(set) => Ok(Running {
+                set: Some(set),
+                paused: Paused {
+                    progs: progs.into_iter().flatten().collect(),
+                    ports: (new.clone(), devs.to_vec()),
+                    ..self
+                },
+            }),
+            Err(e) => Err((Box::new(self), e)),
         }
     }
 }

@@ -16,10 +16,16 @@ use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
 use crate::config::Listing;
 
-/// What the control thread can read.
-pub(crate) struct State {
+/// The ports the workers run on, and their devices (replaced when a reload changes them).
+#[derive(Clone, Default)]
+pub(crate) struct Ports {
     pub(crate) node: NodeConfig,
     pub(crate) devices: Vec<String>,
+}
+
+/// What the control thread can read.
+pub(crate) struct State {
+    pub(crate) ports: Arc<Mutex<Ports>>,
     pub(crate) tables: Tables,
     pub(crate) counters: Vec<SharedCounters>,
     pub(crate) listing: Arc<Mutex<Listing>>,
@@ -57,12 +63,13 @@ fn handle(conn: UnixStream, state: &State) -> std::io::Result<()> {
 
 fn answer(cmd: &str, s: &State) -> String {
     let words: Vec<&str> = cmd.split_whitespace().collect();
+    let ports = s.ports.lock().map(|p| p.clone()).unwrap_or_default();
     let lines: Vec<String> = match words.as_slice() {
-        ["show", "ports"] => s
+        ["show", "ports"] => ports
             .node
             .ports
             .iter()
-            .zip(&s.devices)
+            .zip(&ports.devices)
             .enumerate()
             .map(|(i, (p, d))| format!("{i} {} dev {d} mac {} mtu {} {:?}", p.name, p.mac, p.mtu, p.role))
             .collect(),
@@ -80,7 +87,7 @@ fn answer(cmd: &str, s: &State) -> String {
             let mut learned: Vec<_> = learned.iter().collect();
             learned.sort_by_key(|(k, _)| **k);
             v.extend(learned.into_iter().map(|((port, ip), l)| {
-                let port = s.node.ports.get(*port as usize).map_or("?", |p| p.name.as_str());
+                let port = ports.node.ports.get(*port as usize).map_or("?", |p| p.name.as_str());
                 format!("{ip} {} on {port} learned {}s ago", l.mac, now.saturating_sub(l.at))
             }));
             v
@@ -162,9 +169,9 @@ fn answer(cmd: &str, s: &State) -> String {
                 crate::vrouter_taps_max()
             )],
         },
-        ["capture", port, file] => capture(s, port, file, 100),
+        ["capture", port, file] => capture(s, &ports.node, port, file, 100),
         ["capture", port, file, count] => match count.parse::<usize>() {
-            Ok(c) if c > 0 && c <= crate::vrouter_taps_max() as usize => capture(s, port, file, c),
+            Ok(c) if c > 0 && c <= crate::vrouter_taps_max() as usize => capture(s, &ports.node, port, file, c),
             _ => vec![format!("error: COUNT must be 1..={}", crate::vrouter_taps_max())],
         },
         ["reload"] => {
@@ -324,13 +331,12 @@ fn trace(s: &State, n: u32) -> Vec<String> {
 }
 
 /// Captures up to `count` frames received on `port` (a name or index) into a pcap file.
-fn capture(s: &State, port: &str, file: &str, count: usize) -> Vec<String> {
-    let index = s
-        .node
+fn capture(s: &State, node: &NodeConfig, port: &str, file: &str, count: usize) -> Vec<String> {
+    let index = node
         .ports
         .iter()
         .position(|p| p.name == port)
-        .or_else(|| port.parse().ok().filter(|&i: &usize| i < s.node.ports.len()));
+        .or_else(|| port.parse().ok().filter(|&i: &usize| i < node.ports.len()));
     let Some(index) = index else {
         return vec![format!("error: no port `{port}`")];
     };
@@ -350,7 +356,7 @@ fn capture(s: &State, port: &str, file: &str, count: usize) -> Vec<String> {
         Ok(()) => vec![format!(
             "captured {} frames from {} to {file}",
             frames.len(),
-            s.node.ports[index].name
+            node.ports[index].name
         )],
         Err(e) => vec![format!("error: writing {file}: {e}")],
     }

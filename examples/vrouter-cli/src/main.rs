@@ -3,15 +3,14 @@
 //! removes everything it made. Needs root.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use vrouter::lab::{self, KernelLab, L3Lab, Node, Overlay, OverlayLab, ServiceLab};
-use vrouter::{Router, af_xdp::AttachMode, fib::Fib};
 
 mod config;
 mod ctl;
 mod k8s;
 mod metrics;
+mod run;
 
 /// The most packets one `trace` or `capture` collects.
 fn vrouter_taps_max() -> u32 {
@@ -42,8 +41,8 @@ fn main() -> ExitCode {
             args.get(3).map(String::as_str),
             args.get(4),
         ) {
-            (Some("--config"), Some(path), None, None) => run(path, cmd == "check", DEFAULT_SOCKET),
-            (Some("--config"), Some(path), Some("--socket"), Some(sock)) => run(path, cmd == "check", sock),
+            (Some("--config"), Some(path), None, None) => run::run(path, cmd == "check", DEFAULT_SOCKET),
+            (Some("--config"), Some(path), Some("--socket"), Some(sock)) => run::run(path, cmd == "check", sock),
             _ => {
                 eprintln!("{USAGE}");
                 ExitCode::from(2)
@@ -229,155 +228,4 @@ fn demo() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Blocks the stop and reload signals in this thread (and the threads it starts), so
-/// `sigwait` receives them.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset, which initialises it.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a live sigset_t; the signal numbers are valid; pthread_sigmask
-    // only changes this thread's mask.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-    set
-}
-
-fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
-    let load = || {
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("{path}: {e}"))
-            .and_then(|t| config::parse(path, &t))
-    };
-    let mut cfg = match load() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if check_only {
-        println!("{path}: ok ({} ports)", cfg.node.ports.len());
-        return ExitCode::SUCCESS;
-    }
-    // Structured logs (key=value) on stderr; stdout keeps one plain status line per event.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
-    let set = block_signals();
-    let fib = Arc::new(Fib::new());
-    if let Err(e) = cfg.routes.publish(&fib) {
-        eprintln!("{path}: {e}");
-        return ExitCode::FAILURE;
-    }
-    let router = match Router::with_flow_table(cfg.node.clone(), fib.clone(), cfg.flows.clone()) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = router.tables().policy.publish(&cfg.policy) {
-        eprintln!("{path}: policy: {e}");
-        return ExitCode::FAILURE;
-    }
-    let running = match router.start_af_xdp(&cfg.devices, &cfg.cpus, AttachMode::Auto) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "start failed");
-            eprintln!("starting: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let listing = Arc::new(std::sync::Mutex::new(cfg.listing.clone()));
-    let state = ctl::State {
-        node: cfg.node.clone(),
-        devices: cfg.devices.clone(),
-        tables: router.tables().clone(),
-        counters: running.counters(),
-        listing: listing.clone(),
-    };
-    if let Err(e) = ctl::serve(socket, state) {
-        eprintln!("control socket {socket}: {e}");
-        return ExitCode::FAILURE;
-    }
-    if let Some(addr) = cfg.metrics
-        && let Err(e) = metrics::serve(addr, router.tables().clone(), running.counters())
-    {
-        eprintln!("metrics on {addr}: {e}");
-        return ExitCode::FAILURE;
-    }
-    tracing::info!(ports = cfg.devices.len(), workers = running.stats().len(), socket, metrics = ?cfg.metrics, "started");
-    println!(
-        "vrouter running: {} ports, {} workers, control socket {socket}",
-        cfg.devices.len(),
-        running.stats().len()
-    );
-    loop {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` holds the blocked signals; `sig` is a live int.
-        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-            continue;
-        }
-        if sig == libc::SIGHUP {
-            match load() {
-                Ok(mut new) if new.node == cfg.node && new.devices == cfg.devices => {
-                    // Only what the file changed is compiled again; the rest is shared.
-                    cfg.routes.replace_with(std::mem::take(&mut new.routes));
-                    match cfg.routes.publish(&fib) {
-                        Ok(g) => {
-                            if let Ok(mut l) = listing.lock() {
-                                *l = new.listing.clone();
-                            }
-                            if let Err(e) = router.tables().policy.publish(&new.policy) {
-                                tracing::warn!(error = %e, "reload: policy refused, the old policy stays");
-                            }
-                            let notes = config::reload_flows(&router.tables().flows, &cfg.flows, &new.flows);
-                            for note in &notes {
-                                tracing::warn!("reload: {note}");
-                            }
-                            tracing::info!(generation = g, "reloaded");
-                            println!(
-                                "reloaded {path}: routing generation {g}; established flows re-decided on their next packet{}",
-                                notes.iter().map(|n| format!("; {n}")).collect::<String>()
-                            )
-                        }
-                        Err(e) => tracing::warn!(error = %e, "reload refused"),
-                    }
-                }
-                Ok(_) => tracing::warn!("reload refused: ports changed; restart to change ports"),
-                Err(e) => tracing::warn!(error = %e, "reload refused, still running the old configuration"),
-            }
-            continue;
-        }
-        break;
-    }
-    let reports = running.stop();
-    let stats = vrouter::Stats::sum(reports.iter().map(|r| &r.stats));
-    for (i, r) in reports.iter().enumerate() {
-        if let Err(e) = &r.frames_ok {
-            tracing::error!(worker = i, error = %e, "frame accounting");
-        }
-    }
-    tracing::info!(
-        rx = stats.rx,
-        tx = stats.tx,
-        dropped = stats.dropped(),
-        "stopped; XDP detached"
-    );
-    println!(
-        "stopped: rx {} tx {} dropped {}; XDP detached",
-        stats.rx,
-        stats.tx,
-        stats.dropped()
-    );
-    let _ = std::fs::remove_file(socket);
-    ExitCode::SUCCESS
 }

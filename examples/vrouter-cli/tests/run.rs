@@ -16,6 +16,45 @@ fn xdp_attached(ns: &Netns, dev: &str) -> bool {
     String::from_utf8_lossy(&ns.exec(&["ip", "-d", "link", "show", "dev", dev]).unwrap().stdout).contains("prog/xdp")
 }
 
+/// A workload namespace `10.0.I.2/24` behind a veth into `node`, and its config: the
+/// `[[port]]` table and the nexthop and /32 route to it (nexthop id I).
+struct Workload {
+    ns: Netns,
+    dev: String,
+    port: String,
+    route: String,
+}
+
+impl Workload {
+    fn new(node: &Netns, i: u8) -> Self {
+        let w = Netns::new("w").unwrap();
+        let v = Veth::new(&w, node, 1).unwrap();
+        let (wm, gm) = (MacAddr([2, 0, 0, 0, i, 2]), MacAddr([2, 0xa, 0, 0, i, 1]));
+        set_mac(&w, &v.a, wm);
+        set_mac(node, &v.b, gm);
+        no_offloads(&w, &v.a);
+        w.exec(&["ip", "addr", "add", &format!("10.0.{i}.2/24"), "dev", &v.a])
+            .unwrap();
+        w.exec(&["ip", "route", "add", "default", "via", &format!("10.0.{i}.1")])
+            .unwrap();
+        let port = format!(
+            "[[port]]\nname = \"w{i}\"\ndevice = \"{}\"\nkind = \"workload\"\nvrf = 1\nmac = \"{}\"\nworkload_mac = \"{}\"\nworkload_addresses = [\"10.0.{i}.2\"]\ngateways = [\"10.0.{i}.1\"]\n\n",
+            v.b,
+            mac(gm),
+            mac(wm)
+        );
+        let route = format!(
+            "[[nexthop]]\nid = {i}\nport = \"w{i}\"\n\n[[route]]\nvrf = 1\nprefix = \"10.0.{i}.2/32\"\nnexthop = {i}\n\n"
+        );
+        Workload {
+            ns: w,
+            dev: v.b,
+            port,
+            route,
+        }
+    }
+}
+
 #[test]
 fn run_forwards_reloads_and_stops_cleanly() {
     let node = Netns::new("n").unwrap();
@@ -23,26 +62,10 @@ fn run_forwards_reloads_and_stops_cleanly() {
     let mut ports = String::new();
     let mut rest = String::new();
     for i in 1..=2u8 {
-        let w = Netns::new("w").unwrap();
-        let v = Veth::new(&w, &node, 1).unwrap();
-        let (wm, gm) = (MacAddr([2, 0, 0, 0, i, 2]), MacAddr([2, 0xa, 0, 0, i, 1]));
-        set_mac(&w, &v.a, wm);
-        set_mac(&node, &v.b, gm);
-        no_offloads(&w, &v.a);
-        w.exec(&["ip", "addr", "add", &format!("10.0.{i}.2/24"), "dev", &v.a])
-            .unwrap();
-        w.exec(&["ip", "route", "add", "default", "via", &format!("10.0.{i}.1")])
-            .unwrap();
-        ports += &format!(
-            "[[port]]\nname = \"w{i}\"\ndevice = \"{}\"\nkind = \"workload\"\nvrf = 1\nmac = \"{}\"\nworkload_mac = \"{}\"\nworkload_addresses = [\"10.0.{i}.2\"]\ngateways = [\"10.0.{i}.1\"]\n\n",
-            v.b,
-            mac(gm),
-            mac(wm)
-        );
-        rest += &format!(
-            "[[nexthop]]\nid = {i}\nport = \"w{i}\"\n\n[[route]]\nvrf = 1\nprefix = \"10.0.{i}.2/32\"\nnexthop = {i}\n\n"
-        );
-        ws.push((w, v.b));
+        let w = Workload::new(&node, i);
+        ports += &w.port;
+        rest += &w.route;
+        ws.push((w.ns, w.dev));
     }
     let config = format!(
         "cpus = [0]\nmetrics = \"127.0.0.1:9469\"\n\n[flows]\nentries = 30000\nvrf_quota = 1000\n\n[[vrf]]\nid = 1\n\n{ports}{rest}"
@@ -364,4 +387,145 @@ fn help_prints_the_usage_and_runs_nothing() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: vrouter demo"));
+}
+
+#[test]
+fn reload_adds_and_removes_ports_while_running() {
+    let node = Netns::new("n").unwrap();
+    let ws: Vec<Workload> = (1..=3).map(|i| Workload::new(&node, i)).collect();
+    let config = |of: &[usize]| {
+        let mut text = "cpus = [0]\n\n[[vrf]]\nid = 1\n\n".to_string();
+        for &i in of {
+            text += &ws[i].port;
+        }
+        for &i in of {
+            text += &ws[i].route;
+        }
+        text
+    };
+    let path = std::env::temp_dir().join(format!("vrouter-ports-{}.toml", std::process::id()));
+    std::fs::write(&path, config(&[0, 1])).unwrap();
+    let sock = std::env::temp_dir().join(format!("vrouter-ports-{}.sock", std::process::id()));
+    let sock = sock.to_str().unwrap().to_string();
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node.name(),
+            env!("CARGO_BIN_EXE_vrouter"),
+            "run",
+            "--config",
+        ])
+        .arg(&path)
+        .args(["--socket", &sock])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Reaped(child);
+    // Status lines and log lines, each read on a thread: the router never blocks writing
+    // them, and a line that does not come fails the test instead of hanging it.
+    let lines_of = |r: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(r).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        rx
+    };
+    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
+    let log = lines_of(Box::new(child.0.stderr.take().unwrap()));
+    let next_line = || {
+        status
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no status line; the log: {:?}", log.try_iter().collect::<Vec<_>>()))
+    };
+    let first = next_line();
+    assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vrouter"))
+            .args(["ctl", "--socket", &sock])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let rx = || -> u64 {
+        let stats = ctl(&["show", "stats"]);
+        stats
+            .split_whitespace()
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stats}"))
+    };
+    let pid = child.0.id() as libc::pid_t;
+    let reload = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        // SAFETY: signalling the process this test started.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+    };
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 before any change");
+    assert!(!xdp_attached(&node, &ws[2].dev), "w3 is not a port yet");
+    let rx_before = rx();
+
+    // w3 joins: its device gets the program, the workloads reach it, the others carry on.
+    reload(config(&[0, 1, 2]));
+    let line = next_line();
+    assert!(line.contains("ports added [w3] removed []"), "{line}");
+    assert!(xdp_attached(&node, &ws[2].dev));
+    assert!(ping(&ws[0].ns, "10.0.3.2"), "w1 -> w3, the new port");
+    assert!(ping(&ws[2].ns, "10.0.2.2"), "w3 -> w2");
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 still");
+    assert_eq!(ctl(&["show", "ports"]).lines().count(), 3);
+    let neighbors = ctl(&["show", "neighbors"]);
+    assert!(neighbors.contains("on w3 learned"), "{neighbors}");
+    assert!(rx() > rx_before, "the counters carry on across the change");
+
+    // w2 leaves: w3 moves from port 2 to port 1; its flows are re-decided and its learned
+    // neighbours follow it; w2's device loses the program.
+    reload(config(&[0, 2]));
+    let line = next_line();
+    assert!(line.contains("ports added [] removed [w2]"), "{line}");
+    assert!(ping(&ws[0].ns, "10.0.3.2"), "w1 -> w3 after it changed number");
+    assert!(!ping(&ws[0].ns, "10.0.2.2"), "w2 is gone");
+    let ports = ctl(&["show", "ports"]);
+    assert!(ports.contains("1 w3 dev"), "{ports}");
+    let neighbors = ctl(&["show", "neighbors"]);
+    assert!(
+        neighbors.contains("on w3 learned") && !neighbors.contains("on w2"),
+        "{neighbors}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while xdp_attached(&node, &ws[1].dev) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        !xdp_attached(&node, &ws[1].dev),
+        "the removed port's program is detached"
+    );
+
+    // A port on a device that does not exist: refused before anything pauses.
+    reload(config(&[0, 2]).replace(&ws[2].dev, "nosuchdev0"));
+    let refusal = std::iter::from_fn(|| log.recv_timeout(std::time::Duration::from_secs(10)).ok())
+        .find(|l| l.contains("reload refused"))
+        .unwrap_or_default();
+    assert!(refusal.contains("port `w3`: no device `nosuchdev0` here"), "{refusal}");
+    assert!(ping(&ws[0].ns, "10.0.3.2"), "the old ports still run");
+
+    // SAFETY: signalling the process this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let stopped = next_line();
+    assert!(stopped.starts_with("stopped:"), "{stopped}");
+    assert!(child.0.wait().unwrap().success());
+    let _ = std::fs::remove_file(&path);
+    // Every line up to the router's exit (the reader's sender goes at end of file).
+    let rest: Vec<String> = log.iter().collect();
+    assert!(
+        !rest.iter().any(|l| l.contains("frame accounting")),
+        "every frame accounted for at each pause and at the stop: {rest:?}"
+    );
+    for w in &ws {
+        assert!(!xdp_attached(&node, &w.dev), "no program left on {}", w.dev);
+    }
 }

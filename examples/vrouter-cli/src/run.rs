@@ -1,0 +1,292 @@
+//! `vrouter run` and `vrouter check`: start the router a config file describes, reload it
+//! on SIGHUP (ports included), stop on SIGINT / SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use vrouter::{Paused, Router, Running, af_xdp::AttachMode, fib::Fib};
+
+use crate::config::{self, Config, Listing};
+use crate::{ctl, metrics};
+
+/// Blocks the stop and reload signals in this thread (and the threads it starts), so
+/// `sigwait` receives them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is a valid argument to sigemptyset, which initialises it.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a live sigset_t; the signal numbers are valid; pthread_sigmask
+    // only changes this thread's mask.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    set
+}
+
+/// The running router and what it was started or last reloaded from.
+struct Live {
+    path: String,
+    /// The text of the configuration running, to go back to when new ports fail to start.
+    text: String,
+    cfg: Config,
+    fib: Arc<Fib>,
+    router: Router,
+    running: Option<Running>,
+    listing: Arc<Mutex<Listing>>,
+    ports: Arc<Mutex<ctl::Ports>>,
+}
+
+fn read(path: &str) -> Result<(String, Config), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let cfg = config::parse(path, &text)?;
+    Ok((text, cfg))
+}
+
+pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
+    let (text, mut cfg) = match read(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if check_only {
+        println!("{path}: ok ({} ports)", cfg.node.ports.len());
+        return ExitCode::SUCCESS;
+    }
+    // Structured logs (key=value) on stderr; stdout keeps one plain status line per event.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    let set = block_signals();
+    let fib = Arc::new(Fib::new());
+    if let Err(e) = cfg.routes.publish(&fib) {
+        eprintln!("{path}: {e}");
+        return ExitCode::FAILURE;
+    }
+    let router = match Router::with_flow_table(cfg.node.clone(), fib.clone(), cfg.flows.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = router.tables().policy.publish(&cfg.policy) {
+        eprintln!("{path}: policy: {e}");
+        return ExitCode::FAILURE;
+    }
+    let running = match router.start_af_xdp(&cfg.devices, &cfg.cpus, AttachMode::Auto) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "start failed");
+            eprintln!("starting: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listing = Arc::new(Mutex::new(cfg.listing.clone()));
+    let ports = Arc::new(Mutex::new(ctl::Ports {
+        node: cfg.node.clone(),
+        devices: cfg.devices.clone(),
+    }));
+    let state = ctl::State {
+        ports: ports.clone(),
+        tables: router.tables().clone(),
+        counters: running.counters(),
+        listing: listing.clone(),
+    };
+    if let Err(e) = ctl::serve(socket, state) {
+        eprintln!("control socket {socket}: {e}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(addr) = cfg.metrics
+        && let Err(e) = metrics::serve(addr, router.tables().clone(), running.counters())
+    {
+        eprintln!("metrics on {addr}: {e}");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!(ports = cfg.devices.len(), workers = running.stats().len(), socket, metrics = ?cfg.metrics, "started");
+    println!(
+        "vrouter running: {} ports, {} workers, control socket {socket}",
+        cfg.devices.len(),
+        running.stats().len()
+    );
+    let mut live = Live {
+        path: path.to_string(),
+        text,
+        cfg,
+        fib,
+        router,
+        running: Some(running),
+        listing,
+        ports,
+    };
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` holds the blocked signals; `sig` is a live int.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            continue;
+        }
+        if sig != libc::SIGHUP {
+            break;
+        }
+        match live.reload() {
+            Ok(line) => println!("{line}"),
+            Err(e) => tracing::warn!(error = %e, "reload refused, still running the old configuration"),
+        }
+        if live.running.is_none() {
+            eprintln!("the workers could not start again on either configuration: stopping");
+            let _ = std::fs::remove_file(socket);
+            return ExitCode::FAILURE;
+        }
+    }
+    let reports = live.running.take().map(Running::stop).unwrap_or_default();
+    check_frames(&reports);
+    let stats = vrouter::Stats::sum(reports.iter().map(|r| &r.stats));
+    tracing::info!(
+        rx = stats.rx,
+        tx = stats.tx,
+        dropped = stats.dropped(),
+        "stopped; XDP detached"
+    );
+    println!(
+        "stopped: rx {} tx {} dropped {}; XDP detached",
+        stats.rx,
+        stats.tx,
+        stats.dropped()
+    );
+    let _ = std::fs::remove_file(socket);
+    ExitCode::SUCCESS
+}
+
+fn check_frames(reports: &[vrouter::WorkerReport]) {
+    for (i, r) in reports.iter().enumerate() {
+        if let Err(e) = &r.frames_ok {
+            tracing::error!(worker = i, error = %e, "frame accounting");
+        }
+    }
+}
+
+impl Live {
+    /// Re-reads the file and applies it: routes, nexthops, labels, VNIs, neighbours,
+    /// policy and the live flow options at once; when ports change, the workers pause
+    /// around the change. Returns the status line, or why nothing changed.
+    fn reload(&mut self) -> Result<String, String> {
+        let (text, mut new) = read(&self.path)?;
+        let ports_changed = new.node != self.cfg.node || new.devices != self.cfg.devices;
+        if !ports_changed {
+            let (g, notes) = self.publish(&mut new)?;
+            self.text = text;
+            tracing::info!(generation = g, "reloaded");
+            return Ok(format!(
+                "reloaded {}: routing generation {g}; established flows re-decided on their next packet{}",
+                self.path,
+                notes.iter().map(|n| format!("; {n}")).collect::<String>()
+            ));
+        }
+        // Refuse what would certainly fail before pausing anything.
+        for (pc, dev) in new.node.ports.iter().zip(&new.devices) {
+            if !matches!(pc.role, vrouter::PortRole::Host { .. }) && !device_exists(dev) {
+                return Err(format!("port `{}`: no device `{dev}` here", pc.name));
+            }
+        }
+        let began = Instant::now();
+        let running = self.running.take().ok_or("the workers are not running")?;
+        let (paused, reports) = running.pause();
+        check_frames(&reports);
+        let published = self.publish(&mut new);
+        let (g, notes) = match published {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing was published: the old ports go on with the old tables.
+                self.resume_old(paused)?;
+                return Err(e);
+            }
+        };
+        let router = self.router.with_ports(new.node.clone());
+        match paused.resume(&router, &new.devices) {
+            Ok(running) => {
+                let pause_ms = began.elapsed().as_secs_f64() * 1e3;
+                let (added, removed) = (port_names(&new, &self.cfg), port_names(&self.cfg, &new));
+                self.running = Some(running);
+                self.router = router;
+                if let Ok(mut p) = self.ports.lock() {
+                    *p = ctl::Ports {
+                        node: new.node.clone(),
+                        devices: new.devices.clone(),
+                    };
+                }
+                self.cfg.node = new.node;
+                self.cfg.devices = new.devices;
+                self.text = text;
+                tracing::info!(generation = g, ?added, ?removed, pause_ms, "reloaded");
+                Ok(format!(
+                    "reloaded {}: routing generation {g}; ports added [{}] removed [{}], workers paused {pause_ms:.1} ms; established flows re-decided on their next packet{}",
+                    self.path,
+                    added.join(", "),
+                    removed.join(", "),
+                    notes.iter().map(|n| format!("; {n}")).collect::<String>()
+                ))
+            }
+            Err((paused, e)) => {
+                // Back to the file as it was: its routes and policy for the old numbers.
+                let mut old = config::parse(&self.path, &self.text)?;
+                self.publish(&mut old)?;
+                self.resume_old(*paused)?;
+                Err(format!("the new ports did not start ({e}); the old ports run again"))
+            }
+        }
+    }
+
+    /// Publishes `new`'s routes (compiling only what changed), policy and live flow
+    /// options. Returns the routing generation and notes on what needs a restart.
+    fn publish(&mut self, new: &mut Config) -> Result<(u32, Vec<String>), String> {
+        self.cfg.routes.replace_with(std::mem::take(&mut new.routes));
+        let g = self.cfg.routes.publish(&self.fib).map_err(|e| e.to_string())?;
+        if let Ok(mut l) = self.listing.lock() {
+            *l = new.listing.clone();
+        }
+        if let Err(e) = self.router.tables().policy.publish(&new.policy) {
+            tracing::warn!(error = %e, "reload: policy refused, the old policy stays");
+        }
+        let notes = config::reload_flows(&self.router.tables().flows, &self.cfg.flows, &new.flows);
+        for note in &notes {
+            tracing::warn!("reload: {note}");
+        }
+        Ok((g, notes))
+    }
+
+    fn resume_old(&mut self, paused: Paused) -> Result<(), String> {
+        match paused.resume(&self.router, &self.cfg.devices) {
+            Ok(r) => {
+                self.running = Some(r);
+                Ok(())
+            }
+            Err((_, e)) => Err(format!("the old ports did not start again either: {e}")),
+        }
+    }
+}
+
+/// Names of `a`'s ports that `b` lacks (the same configuration on the same device).
+fn port_names(a: &Config, b: &Config) -> Vec<String> {
+    a.node
+        .ports
+        .iter()
+        .zip(&a.devices)
+        .filter(|(p, d)| !b.node.ports.iter().zip(&b.devices).any(|(q, e)| q == *p && e == *d))
+        .map(|(p, _)| p.name.clone())
+        .collect()
+}
+
+fn device_exists(dev: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(dev) else {
+        return false;
+    };
+    // SAFETY: `name` is a live NUL-terminated string.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+}

@@ -299,11 +299,12 @@ vr_result vr_router_free(struct vr_router *r);
 const char *vr_router_last_error(const struct vr_router *r);
 
 /*
- Adds port `*index_out` (indices count from 0 in call order). `kind` is VR_PORT_FABRIC
- (routing in `vrf`; `addr` is the router's address on it, may be NULL) or
- VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC `peer_mac`, whose gateway
- `gateway` the router answers for). `mac` is the router's MAC on the port (6 bytes).
- Only before `vr_router_start`.
+ Adds port `*index_out` (the next index: ports count from 0 in call order, less those
+ removed). `kind` is VR_PORT_FABRIC (routing in `vrf`; `addr` is the router's address
+ on it, may be NULL) or VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC
+ `peer_mac`, whose gateway `gateway` the router answers for). `mac` is the router's MAC
+ on the port (6 bytes). Before a start, or on a router started with workers, where it
+ is live from `vr_router_apply_ports` (a pod created).
  */
 vr_result vr_router_add_port(struct vr_router *r,
                              uint32_t kind,
@@ -313,6 +314,14 @@ vr_result vr_router_add_port(struct vr_router *r,
                              const uint8_t *peer_mac,
                              const char *gateway,
                              uint32_t *index_out);
+
+/*
+ Removes port `port` (a pod deleted); the ports after it move down one index. Its
+ nexthops become discards (give their routes other nexthops), its neighbours and policy
+ lists go; those of the ports after it move with them. Before a start, or on a router
+ started with workers, where it is live from `vr_router_apply_ports`.
+ */
+vr_result vr_router_remove_port(struct vr_router *r, uint32_t port);
 
 /*
  Makes `endpoint` (an IP address of this node) a tunnel endpoint: VXLAN/MPLS packets
@@ -437,6 +446,20 @@ vr_result vr_router_start_workers(struct vr_router *r,
                                   uint32_t n_devices,
                                   const uint32_t *cpus,
                                   uint32_t n_cpus);
+
+/*
+ Applies the ports added and removed since the start to a router started with workers,
+ over `devices` (`n_devices` names, one per port, in order): the workers pause, the
+ routes and policy lists are published, and the workers start again on the new ports
+ with the same flow table and counters (flows are re-decided on their next packet;
+ learned neighbours follow their port). XDP stays attached to devices still in use.
+ The pause lasts tens of milliseconds. A device that does not exist is refused before
+ anything pauses; if the workers fail to start on the new ports, the router is stopped
+ (VR_INTERNAL with the reason) and can be started again.
+ */
+vr_result vr_router_apply_ports(struct vr_router *r,
+                                const char *const *devices,
+                                uint32_t n_devices);
 
 /*
  Stops the router (workers stop and XDP is detached; memory ports are dropped). It can

@@ -163,6 +163,10 @@ pub struct VrRouter {
     held: Vec<Option<Vec<u8>>>,
     /// Flow table options, if `vr_router_set_flow_options` set them.
     flow_options: Option<VrFlowOptions>,
+    /// Ports were added or removed after the start, not yet applied: publishing waits.
+    ports_pending: bool,
+    /// Ports added so far (names stay unique when ports are removed).
+    ports_added: u32,
     error: CString,
 }
 
@@ -271,6 +275,28 @@ fn not_started(r: &VrRouter) -> Result<(), (VrResult, String)> {
     Ok(())
 }
 
+/// Ports may change before a start, and on a router started with workers (applied by
+/// `vr_router_apply_ports`); in-memory ports are fixed while started.
+fn ports_changeable(r: &VrRouter) -> Result<(), (VrResult, String)> {
+    match r.running.as_ref().map(|s| &s.mode) {
+        Some(Mode::Memory { .. }) => Err((
+            VrResult::VrInvalidState,
+            "started on in-memory ports: stop, change the ports, start again".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn no_ports_pending(r: &VrRouter) -> Result<(), (VrResult, String)> {
+    if r.ports_pending {
+        return Err((
+            VrResult::VrInvalidState,
+            "ports were added or removed: vr_router_apply_ports first".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Text for a result code (static, never NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_result_message(code: VrResult) -> *const c_char {
@@ -306,6 +332,8 @@ pub extern "C" fn vr_router_new(out: *mut *mut VrRouter) -> VrResult {
             running: None,
             held: Vec::new(),
             flow_options: None,
+            ports_pending: false,
+            ports_added: 0,
             error: CString::default(),
             policies: HashMap::new(),
         }));
@@ -348,11 +376,12 @@ pub extern "C" fn vr_router_last_error(r: *const VrRouter) -> *const c_char {
     unsafe { (*r).error.as_ptr() }
 }
 
-/// Adds port `*index_out` (indices count from 0 in call order). `kind` is VR_PORT_FABRIC
-/// (routing in `vrf`; `addr` is the router's address on it, may be NULL) or
-/// VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC `peer_mac`, whose gateway
-/// `gateway` the router answers for). `mac` is the router's MAC on the port (6 bytes).
-/// Only before `vr_router_start`.
+/// Adds port `*index_out` (the next index: ports count from 0 in call order, less those
+/// removed). `kind` is VR_PORT_FABRIC (routing in `vrf`; `addr` is the router's address
+/// on it, may be NULL) or VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC
+/// `peer_mac`, whose gateway `gateway` the router answers for). `mac` is the router's MAC
+/// on the port (6 bytes). Before a start, or on a router started with workers, where it
+/// is live from `vr_router_apply_ports` (a pod created).
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn vr_router_add_port(
@@ -366,7 +395,7 @@ pub extern "C" fn vr_router_add_port(
     index_out: *mut u32,
 ) -> VrResult {
     with(r, |r| {
-        not_started(r)?;
+        ports_changeable(r)?;
         if index_out.is_null() {
             return Err((VrResult::VrNullParameter, "index_out is NULL".into()));
         }
@@ -388,14 +417,45 @@ pub extern "C" fn vr_router_add_port(
         };
         let index = r.ports.len() as u32;
         r.ports.push(PortConfig {
-            name: format!("port{index}"),
+            name: format!("port{}", r.ports_added),
             mac: own,
             mtu: 1500,
             addrs,
             role,
         });
+        r.ports_added += 1;
+        r.ports_pending = r.running.is_some();
         // SAFETY: non-null (checked), writable (documented).
         unsafe { *index_out = index };
+        Ok(())
+    })
+}
+
+/// Removes port `port` (a pod deleted); the ports after it move down one index. Its
+/// nexthops become discards (give their routes other nexthops), its neighbours and policy
+/// lists go; those of the ports after it move with them. Before a start, or on a router
+/// started with workers, where it is live from `vr_router_apply_ports`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_port(r: *mut VrRouter, port: u32) -> VrResult {
+    with(r, |r| {
+        ports_changeable(r)?;
+        if port as usize >= r.ports.len() {
+            return Err(bad(format!("no port {port} (the router has {})", r.ports.len())));
+        }
+        r.ports.remove(port as usize);
+        let new_port = |p: u32| match p.cmp(&port) {
+            std::cmp::Ordering::Less => Some(p),
+            std::cmp::Ordering::Equal => None,
+            // Ports past the end (the overlay neighbours' pseudo-port) keep theirs.
+            std::cmp::Ordering::Greater if p as usize > r.ports.len() => Some(p),
+            std::cmp::Ordering::Greater => Some(p - 1),
+        };
+        r.routes.renumber_ports(new_port);
+        r.policies = std::mem::take(&mut r.policies)
+            .into_iter()
+            .filter_map(|((p, egress), list)| Some(((new_port(p)?, egress), list)))
+            .collect();
+        r.ports_pending = r.running.is_some();
         Ok(())
     })
 }
@@ -616,6 +676,7 @@ pub extern "C" fn vr_router_set_neighbor(r: *mut VrRouter, port: u32, ip: *const
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_publish(r: *mut VrRouter) -> VrResult {
     with(r, |r| {
+        no_ports_pending(r)?;
         r.routes.publish(&r.fib).map(|_| ()).map_err(|e| bad(e.to_string()))
     })
 }
@@ -742,6 +803,7 @@ fn policy_set(r: &VrRouter) -> PolicySet {
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_publish_policy(r: *mut VrRouter) -> VrResult {
     with(r, |r| {
+        no_ports_pending(r)?;
         let set = policy_set(r);
         started(r)?
             .router
@@ -799,6 +861,16 @@ fn link(r: &mut VrRouter, port: u32) -> Result<Arc<MemoryLink>, (VrResult, Strin
         .ok_or_else(|| bad(format!("no port {port}")))
 }
 
+/// The `n` device names at `devices`.
+fn device_names(devices: *const *const c_char, n: u32) -> Result<Vec<String>, (VrResult, String)> {
+    if devices.is_null() {
+        return Err((VrResult::VrNullParameter, "devices is NULL".into()));
+    }
+    // SAFETY: non-null (checked), `n` readable pointers (documented by the callers).
+    let devs = unsafe { std::slice::from_raw_parts(devices, n as usize) };
+    devs.iter().map(|&d| text(d, "device").map(str::to_string)).collect()
+}
+
 /// Publishes the routes and starts one pinned worker per CPU of `cpus` (`n_cpus` entries;
 /// 0 = all CPUs) over the interfaces `devices` (`n_devices` NUL-terminated names, one per
 /// added port, in order), attaching the XDP program (native, generic as a fallback), in
@@ -814,25 +886,16 @@ pub extern "C" fn vr_router_start_workers(
 ) -> VrResult {
     with(r, |r| {
         not_started(r)?;
-        if devices.is_null() || (cpus.is_null() && n_cpus > 0) {
-            return Err((VrResult::VrNullParameter, "devices or cpus is NULL".into()));
+        if cpus.is_null() && n_cpus > 0 {
+            return Err((VrResult::VrNullParameter, "cpus is NULL".into()));
         }
-        // SAFETY: `n_devices` readable pointers at `devices`, `n_cpus` u32s at `cpus`
-        // (documented).
-        let (devs, cpus) = unsafe {
-            (
-                std::slice::from_raw_parts(devices, n_devices as usize),
-                if n_cpus == 0 {
-                    &[][..]
-                } else {
-                    std::slice::from_raw_parts(cpus, n_cpus as usize)
-                },
-            )
+        let devs = device_names(devices, n_devices)?;
+        let cpus = if n_cpus == 0 {
+            &[][..]
+        } else {
+            // SAFETY: non-null (checked) and `n_cpus` readable u32s at `cpus` (documented).
+            unsafe { std::slice::from_raw_parts(cpus, n_cpus as usize) }
         };
-        let devs = devs
-            .iter()
-            .map(|&d| text(d, "device").map(str::to_string))
-            .collect::<Result<Vec<_>, _>>()?;
         let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
         r.routes.publish(&r.fib).map_err(|e| bad(e.to_string()))?;
         let node = NodeConfig {
@@ -861,11 +924,71 @@ pub extern "C" fn vr_router_start_workers(
     })
 }
 
+/// Applies the ports added and removed since the start to a router started with workers,
+/// over `devices` (`n_devices` names, one per port, in order): the workers pause, the
+/// routes and policy lists are published, and the workers start again on the new ports
+/// with the same flow table and counters (flows are re-decided on their next packet;
+/// learned neighbours follow their port). XDP stays attached to devices still in use.
+/// The pause lasts tens of milliseconds. A device that does not exist is refused before
+/// anything pauses; if the workers fail to start on the new ports, the router is stopped
+/// (VR_INTERNAL with the reason) and can be started again.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const c_char, n_devices: u32) -> VrResult {
+    with(r, |r| {
+        if !matches!(r.running.as_ref().map(|s| &s.mode), Some(Mode::Workers(_))) {
+            return Err((VrResult::VrInvalidState, "not started with workers".into()));
+        }
+        let devs = device_names(devices, n_devices)?;
+        if devs.len() != r.ports.len() {
+            return Err(bad(format!("{} devices for {} ports", devs.len(), r.ports.len())));
+        }
+        if let Some(d) = devs.iter().find(|d| vrouter::af_xdp::iface::index(d).is_err()) {
+            return Err(bad(format!("no device `{d}` here")));
+        }
+        let Some(Started {
+            router,
+            mode: Mode::Workers(running),
+        }) = r.running.take()
+        else {
+            unreachable!("checked above");
+        };
+        let (paused, reports) = running.pause();
+        let frames = reports.into_iter().try_for_each(|rep| rep.frames_ok);
+        r.ports_pending = false;
+        let router = router.with_ports(NodeConfig {
+            ports: r.ports.clone(),
+            tunnel_endpoints: r.endpoints.clone(),
+        });
+        let published = r.routes.publish(&r.fib).map_err(|e| e.to_string()).and_then(|_| {
+            router
+                .tables()
+                .policy
+                .publish(&policy_set(r))
+                .map_err(|e| e.to_string())
+        });
+        let running = published.and_then(|_| paused.resume(&router, &devs).map_err(|(_, e)| e));
+        match running {
+            Ok(running) => {
+                r.running = Some(Started {
+                    router,
+                    mode: Mode::Workers(running),
+                });
+                frames.map_err(|e| (VrResult::VrInternal, format!("frame accounting at the pause: {e}")))
+            }
+            Err(e) => Err((
+                VrResult::VrInternal,
+                format!("the workers did not start on the new ports: {e}; the router is stopped"),
+            )),
+        }
+    })
+}
+
 /// Stops the router (workers stop and XDP is detached; memory ports are dropped). It can
 /// be started again.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_stop(r: *mut VrRouter) -> VrResult {
     with(r, |r| {
+        r.ports_pending = false;
         let s = r
             .running
             .take()

@@ -250,6 +250,31 @@ impl FibBuilder {
         self.dirty_neighbors |= self.neighbors.remove(&(port, ip)).is_some();
     }
 
+    /// Follows a change of the node's port numbers (`new_port(old)`; `None`: the port is
+    /// gone): interface nexthops move with their port, and those of a port gone become
+    /// [`Nexthop::Discard`] (their routes drop until given another nexthop); neighbours move
+    /// with their port or go with it.
+    pub fn renumber_ports(&mut self, new_port: impl Fn(u32) -> Option<u32>) {
+        for nh in self.nexthops.values_mut() {
+            if let Nexthop::Interface { port, .. } = nh {
+                match new_port(*port) {
+                    Some(p) if p == *port => continue,
+                    Some(p) => *port = p,
+                    None => *nh = Nexthop::Discard,
+                }
+                self.dirty_nexthops = true;
+            }
+        }
+        if self.neighbors.keys().any(|&(port, _)| new_port(port) != Some(port)) {
+            self.neighbors = self
+                .neighbors
+                .iter()
+                .filter_map(|(&(port, ip), n)| Some(((new_port(port)?, ip), *n)))
+                .collect();
+            self.dirty_neighbors = true;
+        }
+    }
+
     /// Takes `new`'s routes, nexthops, labels, VNIs and neighbours as this builder's,
     /// marking only what differs: the next [`publish`](Self::publish) then compiles only the
     /// VRFs whose routes changed (patching big IPv4 tables under the changed prefixes) and
@@ -396,6 +421,47 @@ mod tests {
             b.add_route(1, v4(a), len, nh).unwrap();
         }
         b
+    }
+
+    #[test]
+    fn renumbered_ports_move_nexthops_and_neighbours_and_gone_ports_discard() {
+        use crate::nexthop::NeighborState;
+        let fib = Fib::new();
+        let mut b = FibBuilder::new();
+        b.add_vrf(1).unwrap();
+        for port in 0..3u32 {
+            b.set_nexthop(port + 1, Nexthop::Interface { port, gateway: None })
+                .unwrap();
+            b.add_route(1, v4(0x0a00_0000 + (port << 8)), 24, port + 1).unwrap();
+            let n = Neighbor {
+                mac: wire::ethernet::MacAddr([2, 0, 0, 0, 0, port as u8]),
+                state: NeighborState::Reachable,
+            };
+            b.set_neighbor(port, v4(0x0a00_0002 + (port << 8)), n);
+        }
+        b.publish(&fib).unwrap();
+        // Port 1 removed: port 2 becomes 1.
+        b.renumber_ports(|p| match p {
+            0 => Some(0),
+            1 => None,
+            p => Some(p - 1),
+        });
+        b.publish(&fib).unwrap();
+        let s = fib.snapshot();
+        assert_eq!(s.nexthop(1), Some(&Nexthop::Interface { port: 0, gateway: None }));
+        assert_eq!(s.nexthop(2), Some(&Nexthop::Discard));
+        assert_eq!(s.nexthop(3), Some(&Nexthop::Interface { port: 1, gateway: None }));
+        assert!(s.mac(0, v4(0x0a00_0002)).is_some());
+        assert_eq!(
+            s.mac(1, v4(0x0a00_0202)),
+            Some(wire::ethernet::MacAddr([2, 0, 0, 0, 0, 2])),
+            "port 2's neighbour now on port 1"
+        );
+        assert!(
+            s.mac(1, v4(0x0a00_0102)).is_none(),
+            "the removed port's neighbour is gone"
+        );
+        assert!(s.mac(2, v4(0x0a00_0202)).is_none());
     }
 
     #[test]

@@ -191,7 +191,7 @@ impl Live {
         }
         // Refuse what would certainly fail before pausing anything.
         for (pc, dev) in new.node.ports.iter().zip(&new.devices) {
-            if !matches!(pc.role, vrouter::PortRole::Host { .. }) && !device_exists(dev) {
+            if !matches!(pc.role, vrouter::PortRole::Host { .. }) && vrouter::af_xdp::iface::index(dev).is_err() {
                 return Err(format!("port `{}`: no device `{dev}` here", pc.name));
             }
         }
@@ -281,12 +281,4 @@ fn port_names(a: &Config, b: &Config) -> Vec<String> {
         .filter(|(p, d)| !b.node.ports.iter().zip(&b.devices).any(|(q, e)| q == *p && e == *d))
         .map(|(p, _)| p.name.clone())
         .collect()
-}
-
-fn device_exists(dev: &str) -> bool {
-    let Ok(name) = std::ffi::CString::new(dev) else {
-        return false;
-    };
-    // SAFETY: `name` is a live NUL-terminated string.
-    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
 }

@@ -402,7 +402,8 @@ vr_result vr_router_set_neighbor(struct vr_router *r,
 
 /*
  Makes the routes, nexthops, labels, VNIs and neighbours set so far live (atomically;
- flows computed before are re-decided on their next packet).
+ flows computed before are re-decided on their next packet). VR_INVALID_STATE while
+ ports added or removed wait for `vr_router_apply_ports`, which publishes them.
  */
 vr_result vr_router_publish(struct vr_router *r);
 
@@ -425,6 +426,7 @@ vr_result vr_router_set_policy(struct vr_router *r,
 /*
  Makes the policy lists set so far live, atomically: new flows are decided by them and
  established flows are re-decided on their next packet (a new deny cuts them).
+ VR_INVALID_STATE while ports wait for `vr_router_apply_ports`, as for routes.
  */
 vr_result vr_router_publish_policy(struct vr_router *r);
 

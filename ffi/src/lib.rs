@@ -672,7 +672,8 @@ pub extern "C" fn vr_router_set_neighbor(r: *mut VrRouter, port: u32, ip: *const
 }
 
 /// Makes the routes, nexthops, labels, VNIs and neighbours set so far live (atomically;
-/// flows computed before are re-decided on their next packet).
+/// flows computed before are re-decided on their next packet). VR_INVALID_STATE while
+/// ports added or removed wait for `vr_router_apply_ports`, which publishes them.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_publish(r: *mut VrRouter) -> VrResult {
     with(r, |r| {
@@ -800,6 +801,7 @@ fn policy_set(r: &VrRouter) -> PolicySet {
 
 /// Makes the policy lists set so far live, atomically: new flows are decided by them and
 /// established flows are re-decided on their next packet (a new deny cuts them).
+/// VR_INVALID_STATE while ports wait for `vr_router_apply_ports`, as for routes.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_publish_policy(r: *mut VrRouter) -> VrResult {
     with(r, |r| {

@@ -944,12 +944,22 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
         if devs.len() != r.ports.len() {
             return Err(bad(format!("{} devices for {} ports", devs.len(), r.ports.len())));
         }
-        if let Some(d) = devs.iter().find(|d| vrouter::af_xdp::iface::index(d).is_err()) {
-            return Err(bad(format!("no device `{d}` here")));
-        }
         let Some(Started {
             router,
             mode: Mode::Workers(running),
+        }) = r.running.as_mut()
+        else {
+            unreachable!("checked above");
+        };
+        let router = router.with_ports(NodeConfig {
+            ports: r.ports.clone(),
+            tunnel_endpoints: r.endpoints.clone(),
+        });
+        // While the workers run: a missing device is refused before anything pauses.
+        running.attach_ahead(&router, &devs).map_err(bad)?;
+        let Some(Started {
+            mode: Mode::Workers(running),
+            ..
         }) = r.running.take()
         else {
             unreachable!("checked above");
@@ -957,10 +967,6 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
         let (paused, reports) = running.pause();
         let frames = reports.into_iter().try_for_each(|rep| rep.frames_ok);
         r.ports_pending = false;
-        let router = router.with_ports(NodeConfig {
-            ports: r.ports.clone(),
-            tunnel_endpoints: r.endpoints.clone(),
-        });
         let published = r.routes.publish(&r.fib).map_err(|e| e.to_string()).and_then(|_| {
             router
                 .tables()

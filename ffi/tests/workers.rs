@@ -117,7 +117,7 @@ fn workers_started_through_the_c_api_forward_and_stop_cleanly() {
         "3 ports, 2 devices"
     );
     assert_eq!(apply(&[dev(0), dev(1), "nosuchdev0"]), VrResult::VrInvalidArgument);
-    assert!(last_error(r).contains("no device `nosuchdev0`"), "{}", last_error(r));
+    assert!(last_error(r).contains("no interface `nosuchdev0`"), "{}", last_error(r));
     assert!(
         ping(&loads[0].0, "10.0.2.2"),
         "refused changes leave the workers running"

@@ -217,6 +217,18 @@ fn map_ring(
     Ok((m, l))
 }
 
+impl Drop for XskSocket {
+    fn drop(&mut self) {
+        // The registering socket going (its fd is still open here, so no other socket
+        // has that number): the next socket on this UMEM registers it afresh, as after a
+        // router's workers pause and start again on the same memory.
+        let _ = self
+            .umem
+            .owner
+            .compare_exchange(self.fd.as_raw_fd(), -1, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
 impl XskSocket {
     /// Creates a socket on `queue` of `ifname` (in the calling thread's network namespace)
     /// with frames from `umem`. The first socket of a UMEM registers it (`share` = `None`);

@@ -237,15 +237,17 @@ fn busy_polling_is_on_only_where_there_is_a_napi_instance_to_poll() {
 }
 
 #[test]
-fn a_queue_given_up_binds_again_at_once_and_a_held_one_is_named() {
+fn a_queue_and_umem_given_up_bind_again_at_once_and_a_held_queue_is_named() {
     let (na, nb) = (Netns::new("a").unwrap(), Netns::new("b").unwrap());
     let veth = Veth::new(&na, &nb, 1).unwrap();
     nb.run(|| {
         let umem = || Arc::new(Umem::new(UmemConfig::default()).unwrap());
         // The kernel releases a closed socket's queue a moment later, from a work queue:
-        // what a router restarting its workers on the same queues runs into.
+        // what a router restarting its workers on the same queues, and the same UMEM,
+        // runs into.
+        let reused = umem();
         for _ in 0..20 {
-            drop(XskSocket::new(&umem(), &veth.b, 0, SocketConfig::default(), None).unwrap());
+            drop(XskSocket::new(&reused, &veth.b, 0, SocketConfig::default(), None).unwrap());
         }
         let held = XskSocket::new(&umem(), &veth.b, 0, SocketConfig::default(), None).unwrap();
         let e = XskSocket::new(&umem(), &veth.b, 0, SocketConfig::default(), None)

@@ -251,6 +251,13 @@ impl Worker {
                 ));
             }
         }
+        // Closing an AF_XDP socket waits for an RCU grace period (10-15 ms here): the
+        // ports close side by side, so a stop or a pause waits for about one.
+        std::thread::scope(|s| {
+            for p in self.ports.drain(..) {
+                s.spawn(move || drop(p));
+            }
+        });
         WorkerReport {
             stats: self.counters.snapshot(),
             census,

@@ -107,7 +107,8 @@ impl Router {
             cpus.to_vec()
         };
         let progs = self.attach(devs, mode, &[])?;
-        let set = self.spawn(&progs, devs, &cpus, None)?;
+        let umems = Umems::default();
+        let set = self.spawn(&progs, devs, &cpus, None, &umems)?;
         Ok(Running {
             set: Some(set),
             paused: Paused {
@@ -116,6 +117,7 @@ impl Router {
                 counters: Vec::new(),
                 cpus,
                 mode,
+                umems,
             },
         })
     }
@@ -147,26 +149,39 @@ impl Router {
     }
 
     /// Starts the workers over `devs` with `progs` attached; worker `i` counts into
-    /// `counters[i]` when given.
+    /// `counters[i]` when given, and takes its UMEM from `umems[i]` when that is big
+    /// enough (a paused worker's), else makes one and leaves it there.
     fn spawn(
         &self,
         progs: &[Option<Arc<XdpProgram>>],
         devs: &[String],
         cpus: &[usize],
         counters: Option<&[dataplane::SharedCounters]>,
+        umems: &Umems,
     ) -> Result<WorkerSet, String> {
         let (p, tables, names) = (progs.to_vec(), self.tables.clone(), devs.to_vec());
         let counters = counters.map(<[_]>::to_vec);
+        let umems = umems.clone();
         let frames = (devs.len() as u32 * 2048).next_power_of_two().max(4096);
         WorkerSet::start(cpus, move |i, _cpu| {
             let e = |e: af_xdp::Error| e.to_string();
-            let umem = Arc::new(
-                Umem::new(UmemConfig {
-                    frame_count: frames,
-                    ..Default::default()
-                })
-                .map_err(e)?,
-            );
+            let mut kept = umems.lock().map_err(|_| "UMEM list poisoned")?;
+            if kept.len() <= i {
+                kept.resize(i + 1, None);
+            }
+            let umem = match kept[i].take().filter(|u| u.config().frame_count >= frames) {
+                Some(u) => u,
+                // Made on the worker's own thread: its pages are first touched there.
+                None => Arc::new(
+                    Umem::new(UmemConfig {
+                        frame_count: frames,
+                        ..Default::default()
+                    })
+                    .map_err(e)?,
+                ),
+            };
+            kept[i] = Some(umem.clone());
+            drop(kept);
             let pool = FramePool::new(umem, p.len());
             let mut xdp: Vec<(usize, AfXdpPort)> = Vec::new();
             let mut taps: Vec<(usize, TapPort)> = Vec::new();
@@ -250,6 +265,19 @@ impl Running {
         self.set.take().map_or_else(Vec::new, |s| s.stop())
     }
 
+    /// Attaches the XDP program to those of `devs` (the devices of `router`'s ports) that
+    /// lack it, while the workers run: attaching takes milliseconds a pause then does not.
+    /// [`Paused::resume`] detaches what its ports do not use.
+    pub fn attach_ahead(&mut self, router: &Router, devs: &[String]) -> Result<(), String> {
+        let progs = router.attach(devs, self.paused.mode, &self.paused.progs)?;
+        for p in progs.into_iter().flatten() {
+            if !self.paused.progs.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                self.paused.progs.push(p);
+            }
+        }
+        Ok(())
+    }
+
     /// Stops the workers but keeps XDP attached, so that they can start again on other
     /// ports ([`Paused::resume`]): how ports are added and removed while the tables,
     /// flows included, carry on. Meanwhile the program finds no socket and passes packets
@@ -272,6 +300,7 @@ impl Running {
             counters: std::mem::take(&mut self.paused.counters),
             cpus: std::mem::take(&mut self.paused.cpus),
             mode: self.paused.mode,
+            umems: self.paused.umems.clone(),
         }
     }
 }
@@ -292,7 +321,13 @@ pub struct Paused {
     counters: Vec<dataplane::SharedCounters>,
     cpus: Vec<usize>,
     mode: AttachMode,
+    /// Each worker's UMEM, reused by the next worker on its CPU: a fresh one costs tens
+    /// of milliseconds of page faults, a resume waits for none.
+    umems: Umems,
 }
+
+/// The UMEM of each worker, by worker index.
+type Umems = Arc<std::sync::Mutex<Vec<Option<Arc<Umem>>>>>;
 
 impl Paused {
     /// Starts the workers again, on the same CPUs with the same counters, over `router`'s
@@ -318,7 +353,7 @@ impl Paused {
                 .find(|&j| new.ports[j] == *pc && devs[j] == old_devs[i])
                 .map(|j| j as u32)
         });
-        match router.spawn(&progs, devs, &self.cpus, Some(&self.counters)) {
+        match router.spawn(&progs, devs, &self.cpus, Some(&self.counters), &self.umems) {
             Ok(set) => Ok(Running {
                 set: Some(set),
                 paused: Paused {

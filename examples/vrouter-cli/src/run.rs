@@ -189,12 +189,13 @@ impl Live {
                 notes.iter().map(|n| format!("; {n}")).collect::<String>()
             ));
         }
-        // Refuse what would certainly fail before pausing anything.
-        for (pc, dev) in new.node.ports.iter().zip(&new.devices) {
-            if !matches!(pc.role, vrouter::PortRole::Host { .. }) && vrouter::af_xdp::iface::index(dev).is_err() {
-                return Err(format!("port `{}`: no device `{dev}` here", pc.name));
-            }
-        }
+        // Programs for the new devices are attached while the workers still run: a
+        // missing device is refused before anything pauses, and the pause is shorter.
+        let router = self.router.with_ports(new.node.clone());
+        let running = self.running.as_mut().ok_or("the workers are not running")?;
+        running
+            .attach_ahead(&router, &new.devices)
+            .map_err(|e| format!("the new ports: {e}"))?;
         let began = Instant::now();
         let running = self.running.take().ok_or("the workers are not running")?;
         let (paused, reports) = running.pause();
@@ -208,7 +209,6 @@ impl Live {
                 return Err(e);
             }
         };
-        let router = self.router.with_ports(new.node.clone());
         match paused.resume(&router, &new.devices) {
             Ok(running) => {
                 let pause_ms = began.elapsed().as_secs_f64() * 1e3;

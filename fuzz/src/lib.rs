@@ -1,6 +1,7 @@
 //! The bodies of the fuzz targets. Each takes arbitrary bytes, must not panic, and checks
 //! what must hold for any input: a parsed value re-emits to bytes that parse to the same
-//! value, and the one-pass parse's offsets lie inside the frame.
+//! value, the one-pass parse's offsets lie inside the frame, and a refused configuration
+//! says where.
 //!
 //! The binaries in `fuzz_targets/` call these under libFuzzer; `tests/replay.rs` calls
 //! them on the committed corpus so plain `cargo test` keeps the targets honest.
@@ -8,7 +9,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use wire::Layer;
 
+mod config;
 mod pipeline;
+pub use config::{config, netpol};
 pub use pipeline::pipeline;
 use wire::arp::{ArpPacket, ArpRepr};
 use wire::ethernet::{EthernetFrame, EthernetRepr};
@@ -47,6 +50,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("mpls", mpls),
     ("gre", gre),
     ("vxlan", vxlan),
+    ("config", config),
+    ("netpol", netpol),
 ];
 
 const V4: (IpAddr, IpAddr) = (

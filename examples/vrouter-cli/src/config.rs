@@ -218,33 +218,37 @@ const DEFAULT_FLOW_ENTRIES: usize = 1 << 20;
 const MAX_FLOW_ENTRIES: u64 = 1 << 30;
 
 /// A checked configuration, ready to start.
-pub(crate) struct Config {
+pub struct Config {
     /// The node's ports and tunnel endpoints.
-    pub(crate) node: NodeConfig,
+    pub node: NodeConfig,
     /// Interface (or TAP) name per port, in order.
-    pub(crate) devices: Vec<String>,
+    pub devices: Vec<String>,
     /// Worker CPUs (empty: all).
-    pub(crate) cpus: Vec<usize>,
+    pub cpus: Vec<usize>,
     /// The routing state, checked, to publish.
-    pub(crate) routes: FibBuilder,
+    pub routes: FibBuilder,
     /// Readable listings of what was configured, for `vrouter ctl show`.
-    pub(crate) listing: Listing,
+    pub listing: Listing,
     /// Where to serve Prometheus metrics (a loopback address), if anywhere.
-    pub(crate) metrics: Option<std::net::SocketAddr>,
+    pub metrics: Option<std::net::SocketAddr>,
     /// The flow table: slots (a flow takes two: forward and reverse), full policy, per-VRF
     /// quota, idle timeouts.
-    pub(crate) flows: FlowTableConfig,
+    pub flows: FlowTableConfig,
     /// Per-workload policies (an endpoint per workload port; no `[[policy]]`: all open).
-    pub(crate) policy: PolicySet,
+    pub policy: PolicySet,
 }
 
 /// `show vrfs|routes|nexthops|neighbors` text, one line per item.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Listing {
-    pub(crate) vrfs: Vec<String>,
-    pub(crate) routes: Vec<String>,
-    pub(crate) nexthops: Vec<String>,
-    pub(crate) neighbors: Vec<String>,
+pub struct Listing {
+    /// One line per VRF.
+    pub vrfs: Vec<String>,
+    /// One line per route.
+    pub routes: Vec<String>,
+    /// One line per nexthop.
+    pub nexthops: Vec<String>,
+    /// One line per configured neighbour.
+    pub neighbors: Vec<String>,
 }
 
 struct Ctx<'a> {
@@ -279,7 +283,7 @@ fn parse_mac(s: &str) -> Result<MacAddr, String> {
 }
 
 /// Reads and checks `text` (from `path`, for messages).
-pub(crate) fn parse(path: &str, text: &str) -> Result<Config, String> {
+pub fn parse(path: &str, text: &str) -> Result<Config, String> {
     let cx = Ctx { text, path };
     let f: File = toml::from_str(text).map_err(|e| {
         let line = e.span().map_or(0, |s| cx.line(s.start));
@@ -610,7 +614,7 @@ fn flow_table(cx: &Ctx<'_>, def: Option<&FlowsDef>) -> Result<FlowTableConfig, S
 /// and a changed or removed `vrf_quota` take effect at once; what needs a restart (a new
 /// `entries`, a quota where the table started without one) keeps its running value and is
 /// named in the returned notes.
-pub(crate) fn reload_flows(table: &FlowTable, started: &FlowTableConfig, new: &FlowTableConfig) -> Vec<String> {
+pub fn reload_flows(table: &FlowTable, started: &FlowTableConfig, new: &FlowTableConfig) -> Vec<String> {
     let mut notes = Vec::new();
     if new.capacity != started.capacity {
         notes.push(format!(

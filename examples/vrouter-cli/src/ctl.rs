@@ -14,7 +14,7 @@ use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
-use crate::config::Listing;
+use vrouter_cli::config::Listing;
 
 /// The ports the workers run on, and their devices (replaced when a reload changes them).
 #[derive(Clone, Default)]

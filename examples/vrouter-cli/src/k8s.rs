@@ -24,19 +24,24 @@ use vrouter::policy::{AddrSet, Cidr, EndpointId};
 
 /// A pod as the config describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pod {
-    pub(crate) namespace: String,
-    pub(crate) labels: BTreeMap<String, String>,
-    pub(crate) addrs: Vec<IpAddr>,
+pub struct Pod {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its labels, which pod selectors match.
+    pub labels: BTreeMap<String, String>,
+    /// Its addresses.
+    pub addrs: Vec<IpAddr>,
     /// The endpoint (workload port) when the pod is on this node.
-    pub(crate) endpoint: Option<EndpointId>,
+    pub endpoint: Option<EndpointId>,
 }
 
 /// The pods and namespace labels selectors are resolved against.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Cluster {
-    pub(crate) pods: Vec<Pod>,
-    pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
+pub struct Cluster {
+    /// Every pod policies may select.
+    pub pods: Vec<Pod>,
+    /// Labels by namespace, which namespace selectors match.
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -183,7 +188,7 @@ impl Cluster {
 /// Reads every document of `text` (a file named `name`) as a NetworkPolicy resolved
 /// against `cluster`. Errors name the file, the policy and the field (YAML syntax and type
 /// errors also the line).
-pub(crate) fn read(name: &str, text: &str, cluster: &Cluster) -> Result<Vec<NetworkPolicy>, String> {
+pub fn read(name: &str, text: &str, cluster: &Cluster) -> Result<Vec<NetworkPolicy>, String> {
     let mut out = Vec::new();
     for (i, de) in serde_norway::Deserializer::from_str(text).enumerate() {
         let doc = Doc::deserialize(de).map_err(|e| format!("{name}: document {}: {e}", i + 1))?;

@@ -6,9 +6,7 @@ use std::process::ExitCode;
 
 use vrouter::lab::{self, KernelLab, L3Lab, Node, Overlay, OverlayLab, ServiceLab};
 
-mod config;
 mod ctl;
-mod k8s;
 mod metrics;
 mod run;
 

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use vrouter::{Paused, Router, Running, af_xdp::AttachMode, fib::Fib};
 
-use crate::config::{self, Config, Listing};
 use crate::{ctl, metrics};
+use vrouter_cli::config::{self, Config, Listing};
 
 /// Blocks the stop and reload signals in this thread (and the threads it starts), so
 /// `sigwait` receives them.

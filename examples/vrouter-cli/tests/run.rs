@@ -510,7 +510,10 @@ fn reload_adds_and_removes_ports_while_running() {
     let refusal = std::iter::from_fn(|| log.recv_timeout(std::time::Duration::from_secs(10)).ok())
         .find(|l| l.contains("reload refused"))
         .unwrap_or_default();
-    assert!(refusal.contains("the new ports: no interface `nosuchdev0`"), "{refusal}");
+    assert!(
+        refusal.contains("the new ports: no interface `nosuchdev0`"),
+        "{refusal}"
+    );
     assert!(ping(&ws[0].ns, "10.0.3.2"), "the old ports still run");
 
     // SAFETY: signalling the process this test started.

@@ -1,0 +1,7 @@
+//! The `vrouter` binary's configuration front ends, as a library so that fuzz targets and
+//! tests drive them directly: the TOML configuration ([`config`]) and Kubernetes
+//! NetworkPolicy YAML ([`k8s`]). Both take untrusted text and answer with the parsed form
+//! or an error naming the line, field and reason.
+
+pub mod config;
+pub mod k8s;

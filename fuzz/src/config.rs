@@ -1,0 +1,71 @@
+//! The router's configuration front ends, which read text an operator or a tenant wrote:
+//! the TOML file `vrouter run` loads, and Kubernetes NetworkPolicy YAML (written by any
+//! namespace's owner in a shared cluster).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use policy::{EndpointId, Policy};
+use vrouter_cli::k8s::{Cluster, Pod};
+
+/// A configuration file: refused with a message that names the file (and line), or
+/// accepted, and then its routes publish and its flow table can be made.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match vrouter_cli::config::parse("fuzz.toml", text) {
+        Ok(mut c) => {
+            // A FIB the checks let through may still be refused (a table full), never panic.
+            let _ = c.routes.publish(&fib::Fib::new());
+            let flows = flow::FlowTableConfig {
+                // The size is the operator's to choose; the options are what is checked.
+                capacity: c.flows.capacity.min(1 << 12),
+                ..c.flows
+            };
+            assert!(flow::FlowTable::new(flows).is_ok(), "checked flow options refused");
+        }
+        Err(e) => assert!(e.starts_with("fuzz.toml"), "{e}"),
+    }
+}
+
+/// NetworkPolicy YAML against a small cluster: refused with a message naming the file,
+/// or read, and then it compiles into a policy set and a classifier (or is refused
+/// there with an error).
+pub fn netpol(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let c = cluster();
+    match vrouter_cli::k8s::read("fuzz.yaml", text, &c) {
+        Ok(policies) => {
+            let endpoints: Vec<_> = c
+                .pods
+                .iter()
+                .filter_map(|p| p.endpoint.map(|e| (e, 1, p.addrs.clone())))
+                .collect();
+            if let Ok(set) = policy::k8s::compile(&endpoints, &policies) {
+                let _ = Policy::compile(&set, 1);
+            }
+        }
+        Err(e) => assert!(e.starts_with("fuzz.yaml"), "{e}"),
+    }
+}
+
+/// Pods in three namespaces, two of them on this node.
+fn cluster() -> Cluster {
+    let pod = |ns: &str, labels: &[(&str, &str)], addr: &str, endpoint: Option<u32>| Pod {
+        namespace: ns.into(),
+        labels: labels.iter().map(|&(k, v)| (k.into(), v.into())).collect(),
+        addrs: vec![addr.parse::<IpAddr>().expect("a test address")],
+        endpoint: endpoint.map(EndpointId),
+    };
+    Cluster {
+        pods: vec![
+            pod("prod", &[("app", "db")], "10.0.1.2", Some(1)),
+            pod("prod", &[("app", "web")], "10.0.2.2", Some(2)),
+            pod("ops", &[("app", "prometheus")], "fd00::3", None),
+        ],
+        namespaces: BTreeMap::from([("ops".into(), BTreeMap::from([("team".into(), "ops".into())]))]),
+    }
+}

@@ -111,7 +111,7 @@ impl Router {
         let set = self.spawn(&progs, devs, &cpus, None, &umems)?;
         Ok(Running {
             set: Some(set),
-            paused: Paused {
+            kept: Paused {
                 progs: progs.into_iter().flatten().collect(),
                 ports: (self.tables.node.clone(), devs.to_vec()),
                 counters: Vec::new(),
@@ -245,7 +245,8 @@ impl Router {
 /// Workers running; stops them (and detaches XDP) when dropped.
 pub struct Running {
     set: Option<WorkerSet>,
-    paused: Paused,
+    /// What a pause keeps: programs, ports, CPUs, UMEMs (counters are filled in then).
+    kept: Paused,
 }
 
 impl Running {
@@ -269,10 +270,10 @@ impl Running {
     /// lack it, while the workers run: attaching takes milliseconds a pause then does not.
     /// [`Paused::resume`] detaches what its ports do not use.
     pub fn attach_ahead(&mut self, router: &Router, devs: &[String]) -> Result<(), String> {
-        let progs = router.attach(devs, self.paused.mode, &self.paused.progs)?;
+        let progs = router.attach(devs, self.kept.mode, &self.kept.progs)?;
         for p in progs.into_iter().flatten() {
-            if !self.paused.progs.iter().any(|q| Arc::ptr_eq(q, &p)) {
-                self.paused.progs.push(p);
+            if !self.kept.progs.iter().any(|q| Arc::ptr_eq(q, &p)) {
+                self.kept.progs.push(p);
             }
         }
         Ok(())
@@ -284,23 +285,23 @@ impl Running {
     /// to the kernel's stack. The reports include the frame accounting check.
     pub fn pause(mut self) -> (Paused, Vec<WorkerReport>) {
         let Some(set) = self.set.take() else {
-            return (self.take_paused(), Vec::new());
+            return (self.take_kept(), Vec::new());
         };
         let counters = set.counters();
         let reports = set.stop();
-        let mut paused = self.take_paused();
+        let mut paused = self.take_kept();
         paused.counters = counters;
         (paused, reports)
     }
 
-    fn take_paused(&mut self) -> Paused {
+    fn take_kept(&mut self) -> Paused {
         Paused {
-            progs: std::mem::take(&mut self.paused.progs),
-            ports: std::mem::take(&mut self.paused.ports),
-            counters: std::mem::take(&mut self.paused.counters),
-            cpus: std::mem::take(&mut self.paused.cpus),
-            mode: self.paused.mode,
-            umems: self.paused.umems.clone(),
+            progs: std::mem::take(&mut self.kept.progs),
+            ports: std::mem::take(&mut self.kept.ports),
+            counters: std::mem::take(&mut self.kept.counters),
+            cpus: std::mem::take(&mut self.kept.cpus),
+            mode: self.kept.mode,
+            umems: self.kept.umems.clone(),
         }
     }
 }
@@ -356,7 +357,7 @@ impl Paused {
         match router.spawn(&progs, devs, &self.cpus, Some(&self.counters), &self.umems) {
             Ok(set) => Ok(Running {
                 set: Some(set),
-                paused: Paused {
+                kept: Paused {
                     progs: progs.into_iter().flatten().collect(),
                     ports: (new.clone(), devs.to_vec()),
                     ..self

@@ -39,12 +39,7 @@ pub fn netpol(data: &[u8]) {
     let c = cluster();
     match vrouter_cli::k8s::read("fuzz.yaml", text, &c) {
         Ok(policies) => {
-            let endpoints: Vec<_> = c
-                .pods
-                .iter()
-                .filter_map(|p| p.endpoint.map(|e| (e, 1, p.addrs.clone())))
-                .collect();
-            if let Ok(set) = policy::k8s::compile(&endpoints, &policies) {
+            if let Ok(set) = policy::k8s::compile(&c.local_endpoints(1), &policies) {
                 let _ = Policy::compile(&set, 1);
             }
         }

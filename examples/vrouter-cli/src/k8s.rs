@@ -44,6 +44,16 @@ pub struct Cluster {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
+impl Cluster {
+    /// The pods on this node as `policy::k8s::compile` takes them, all in `vrf`.
+    pub fn local_endpoints(&self, vrf: u32) -> Vec<(EndpointId, u32, Vec<IpAddr>)> {
+        self.pods
+            .iter()
+            .filter_map(|p| p.endpoint.map(|e| (e, vrf, p.addrs.clone())))
+            .collect()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Doc {
@@ -378,12 +388,7 @@ mod tests {
     fn allowed(yaml: &str, src: &str, dst: &str, port: u16) -> bool {
         let c = cluster();
         let policies = read("test.yaml", yaml, &c).unwrap();
-        let endpoints: Vec<_> = c
-            .pods
-            .iter()
-            .filter_map(|p| p.endpoint.map(|e| (e, 1, p.addrs.clone())))
-            .collect();
-        let set = vrouter::policy::k8s::compile(&endpoints, &policies).unwrap();
+        let set = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies).unwrap();
         let (p, _) = Policy::compile(&set, 1).unwrap();
         let (IpAddr::V4(s), IpAddr::V4(d)) = (ip(src), ip(dst)) else {
             unreachable!("IPv4 test addresses")
@@ -566,12 +571,7 @@ spec:
             let c = cluster();
             match read("odd.yaml", &lines.join("\n"), &c) {
                 Ok(policies) => {
-                    let endpoints: Vec<_> = c
-                        .pods
-                        .iter()
-                        .filter_map(|p| p.endpoint.map(|e| (e, 1, p.addrs.clone())))
-                        .collect();
-                    if let Ok(set) = vrouter::policy::k8s::compile(&endpoints, &policies) {
+                    if let Ok(set) = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies) {
                         let _ = Policy::compile(&set, 1);
                     }
                 }

@@ -16,6 +16,46 @@ fn xdp_attached(ns: &Netns, dev: &str) -> bool {
     String::from_utf8_lossy(&ns.exec(&["ip", "-d", "link", "show", "dev", dev]).unwrap().stdout).contains("prog/xdp")
 }
 
+/// Whether `dev` lost its XDP program within 5 s (the kernel may release a link a moment
+/// after the socket or process holding it goes).
+fn detached_soon(ns: &Netns, dev: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while xdp_attached(ns, dev) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    !xdp_attached(ns, dev)
+}
+
+/// `vrouter run --config PATH --socket SOCK` in `node`, its status lines piped.
+fn start_router(node: &Netns, path: &std::path::Path, sock: &str, stderr: Stdio) -> Reaped {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            node.name(),
+            env!("CARGO_BIN_EXE_vrouter"),
+            "run",
+            "--config",
+        ])
+        .arg(path)
+        .args(["--socket", sock])
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    Reaped(child)
+}
+
+/// `vrouter ctl --socket SOCK ARGS...`: whether it succeeded, and its output.
+fn ctl(sock: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vrouter"))
+        .args(["ctl", "--socket", sock])
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+}
+
 /// A workload namespace `10.0.I.2/24` behind a veth into `node`, and its config: the
 /// `[[port]]` table and the nexthop and /32 route to it (nexthop id I).
 struct Workload {
@@ -100,22 +140,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
 
     let sock = std::env::temp_dir().join(format!("vrouter-ctl-{}.sock", std::process::id()));
     let sock = sock.to_str().unwrap().to_string();
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.name(),
-            env!("CARGO_BIN_EXE_vrouter"),
-            "run",
-            "--config",
-        ])
-        .arg(&path)
-        .args(["--socket", &sock])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut child = Reaped(child);
+    let mut child = start_router(&node, &path, &sock, Stdio::inherit());
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("vrouter running: 2 ports, 1 workers"), "{first}");
@@ -126,14 +151,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
     // unharmed by a client that hangs up without a word.
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
-    let ctl = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_vrouter"))
-            .args(["ctl", "--socket", &sock])
-            .args(args)
-            .output()
-            .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
-    };
+    let ctl = |args: &[&str]| ctl(&sock, args);
     drop(std::os::unix::net::UnixStream::connect(&sock).unwrap());
     let (ok, stats) = ctl(&["show", "stats"]);
     assert!(
@@ -339,12 +357,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(child.0.wait().unwrap().success());
     let _ = std::fs::remove_file(&path);
     for (_, dev) in &ws {
-        // The kernel may release the link a moment after the process exits.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while xdp_attached(&node, dev) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        assert!(!xdp_attached(&node, dev), "SIGTERM leaves no XDP program on {dev}");
+        assert!(detached_soon(&node, dev), "SIGTERM leaves no XDP program on {dev}");
     }
 }
 
@@ -407,22 +420,7 @@ fn reload_adds_and_removes_ports_while_running() {
     std::fs::write(&path, config(&[0, 1])).unwrap();
     let sock = std::env::temp_dir().join(format!("vrouter-ports-{}.sock", std::process::id()));
     let sock = sock.to_str().unwrap().to_string();
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.name(),
-            env!("CARGO_BIN_EXE_vrouter"),
-            "run",
-            "--config",
-        ])
-        .arg(&path)
-        .args(["--socket", &sock])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Reaped(child);
+    let mut child = start_router(&node, &path, &sock, Stdio::piped());
     // Status lines and log lines, each read on a thread: the router never blocks writing
     // them, and a line that does not come fails the test instead of hanging it.
     let lines_of = |r: Box<dyn std::io::Read + Send>| {
@@ -443,14 +441,7 @@ fn reload_adds_and_removes_ports_while_running() {
     };
     let first = next_line();
     assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
-    let ctl = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_vrouter"))
-            .args(["ctl", "--socket", &sock])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let ctl = |args: &[&str]| ctl(&sock, args).1;
     let rx = || -> u64 {
         let stats = ctl(&["show", "stats"]);
         stats
@@ -496,12 +487,8 @@ fn reload_adds_and_removes_ports_while_running() {
         neighbors.contains("on w3 learned") && !neighbors.contains("on w2"),
         "{neighbors}"
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while xdp_attached(&node, &ws[1].dev) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
     assert!(
-        !xdp_attached(&node, &ws[1].dev),
+        detached_soon(&node, &ws[1].dev),
         "the removed port's program is detached"
     );
 
@@ -529,6 +516,6 @@ fn reload_adds_and_removes_ports_while_running() {
         "every frame accounted for at each pause and at the stop: {rest:?}"
     );
     for w in &ws {
-        assert!(!xdp_attached(&node, &w.dev), "no program left on {}", w.dev);
+        assert!(detached_soon(&node, &w.dev), "no program left on {}", w.dev);
     }
 }

@@ -26,18 +26,24 @@ fn detached_soon(ns: &Netns, dev: &str) -> bool {
     !xdp_attached(ns, dev)
 }
 
+/// `vrouter run --config PATH` in `node`.
+fn run_command(node: &Netns, path: &std::path::Path) -> Command {
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        node.name(),
+        env!("CARGO_BIN_EXE_vrouter"),
+        "run",
+        "--config",
+    ])
+    .arg(path);
+    c
+}
+
 /// `vrouter run --config PATH --socket SOCK` in `node`, its status lines piped.
 fn start_router(node: &Netns, path: &std::path::Path, sock: &str, stderr: Stdio) -> Reaped {
-    let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.name(),
-            env!("CARGO_BIN_EXE_vrouter"),
-            "run",
-            "--config",
-        ])
-        .arg(path)
+    let child = run_command(node, path)
         .args(["--socket", sock])
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -120,18 +126,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
         config.replace("prefix = \"10.0.2.2/32\"", "prefix = \"10.0.2.2/16\""),
     )
     .unwrap();
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            node.name(),
-            env!("CARGO_BIN_EXE_vrouter"),
-            "run",
-            "--config",
-        ])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = run_command(&node, &bad).output().unwrap();
     let _ = std::fs::remove_file(&bad);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -36,6 +36,12 @@ pub enum Error {
         /// Interface.
         ifname: String,
     },
+    /// The socket's device went away (deleted, or moved to another namespace): the
+    /// kernel unbound the socket, which can no longer send or receive.
+    DeviceGone {
+        /// Interface.
+        ifname: String,
+    },
     /// Hugepages were asked for and none could be mapped.
     NoHugepages {
         /// Bytes wanted.
@@ -93,6 +99,11 @@ impl fmt::Display for Error {
                 f,
                 "`{ifname}` does not support AF_XDP zero-copy (veth never does): use copy mode \
                  or allow the fallback"
+            ),
+            Error::DeviceGone { ifname } => write!(
+                f,
+                "`{ifname}` is gone (deleted or moved to another namespace): its AF_XDP socket \
+                 is unbound; remove the port"
             ),
             Error::NoHugepages { bytes } => write!(
                 f,

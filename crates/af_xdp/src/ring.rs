@@ -147,6 +147,18 @@ impl<T: Copy> ProducerRing<T> {
         self.ring.index(self.ring.flags).load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
     }
 
+    /// Takes back the entries the kernel has not consumed (appended to `out`, oldest
+    /// first) and rewinds the producer index over them. Only for a ring the kernel will
+    /// never read again: its socket was unbound (`Error::DeviceGone`), so frames still on
+    /// it are ours.
+    pub fn take_back(&mut self, out: &mut Vec<T>) {
+        let cons = self.ring.index(self.ring.consumer).load(Ordering::Acquire);
+        let n = self.cached_prod.wrapping_sub(cons);
+        out.extend((0..n).map(|k| self.ring.read(cons.wrapping_add(k))));
+        self.cached_prod = cons;
+        self.ring.index(self.ring.producer).store(cons, Ordering::Release);
+    }
+
     /// Entries produced and not yet consumed by the kernel.
     pub fn pending(&self) -> u32 {
         let cons = self.ring.index(self.ring.consumer).load(Ordering::Acquire);
@@ -257,6 +269,22 @@ mod tests {
         assert_eq!(rest[..7].to_vec(), items[3..].to_vec());
         assert_eq!(c.pop(&mut rest), 0);
         assert!(!p.needs_wakeup());
+    }
+
+    #[test]
+    fn what_the_consumer_never_took_comes_back_in_order() {
+        let mut f = Fake::new(8);
+        let l = f.layout(8);
+        // SAFETY: as above.
+        let (mut p, mut c) = unsafe { (ProducerRing::<u64>::new(&l), ConsumerRing::<u64>::new(&l)) };
+        assert_eq!(p.push(&[1, 2, 3, 4, 5]), 5);
+        let mut got = [0u64; 2];
+        assert_eq!(c.pop(&mut got), 2);
+        let mut back = Vec::new();
+        p.take_back(&mut back);
+        assert_eq!(back, [3, 4, 5]);
+        assert_eq!(p.pending(), 0);
+        assert_eq!(p.free(8), 8, "the whole ring is free again");
     }
 
     #[test]

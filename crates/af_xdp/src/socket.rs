@@ -486,14 +486,20 @@ impl XskSocket {
         if r < 0 {
             let e = io::Error::last_os_error();
             // Busy/again/no buffers mean "try again on the next kick", not failure.
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) | Some(libc::ENETDOWN)
-            ) {
-                return Err(from_io("kicking TX (sendto)", e));
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => {}
+                Some(libc::ENXIO) => return Err(self.gone()),
+                _ => return Err(from_io("kicking TX (sendto)", e)),
             }
         }
         Ok(())
+    }
+
+    /// ENXIO from a bound socket: the kernel unbound it because its device went away.
+    fn gone(&self) -> Error {
+        Error::DeviceGone {
+            ifname: self.ifname.clone(),
+        }
     }
 
     /// Wakes the kernel to receive when the fill ring asks for it (`need_wakeup`).
@@ -511,11 +517,10 @@ impl XskSocket {
         };
         if r < 0 {
             let e = io::Error::last_os_error();
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENETDOWN)
-            ) {
-                return Err(from_io("waking RX (recvfrom)", e));
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENETDOWN) => {}
+                Some(libc::ENXIO) => return Err(self.gone()),
+                _ => return Err(from_io("waking RX (recvfrom)", e)),
             }
         }
         Ok(())

@@ -20,6 +20,8 @@ pub struct AfXdpPort {
     descs: Vec<Desc>,
     comp: Vec<u64>,
     scratch: Vec<u64>,
+    /// The device went away: the socket is unbound and takes nothing more.
+    gone: bool,
 }
 
 /// Most descriptors moved per ring operation.
@@ -48,6 +50,7 @@ impl AfXdpPort {
             descs: vec![Desc::default(); BATCH],
             comp: vec![0; BATCH],
             scratch: Vec::with_capacity(BATCH),
+            gone: false,
         })
     }
 
@@ -83,6 +86,24 @@ impl AfXdpPort {
         }
         let pushed = self.sock.fill.push(&self.scratch);
         pool.untake(&self.scratch[pushed..], Place::KernelRx(self.index));
+    }
+
+    /// Notes what a kick or wake-up said: when the device is gone, the frames still on the
+    /// TX ring (which the kernel will never take now) come back, and the port goes quiet.
+    fn check(&mut self, r: af_xdp::Result<()>, pool: &mut FramePool) {
+        let Err(e) = r else {
+            return;
+        };
+        if !matches!(e, af_xdp::Error::DeviceGone { .. }) || self.gone {
+            return;
+        }
+        eprintln!("{}: {e}", self.name);
+        self.gone = true;
+        let mut back = Vec::new();
+        self.sock.tx.take_back(&mut back);
+        for d in back {
+            pool.free(pool.frame_base(d.addr), Place::KernelTx(self.index));
+        }
     }
 
     fn reclaim(&mut self, pool: &mut FramePool) -> usize {
@@ -130,13 +151,17 @@ impl Port for AfXdpPort {
         {
             eprintln!("{why}");
         }
-        if n == 0 && (self.sock.is_busy_poll() || self.sock.fill.needs_wakeup()) {
-            let _ = self.sock.wake_rx();
+        if n == 0 && !self.gone && (self.sock.is_busy_poll() || self.sock.fill.needs_wakeup()) {
+            let r = self.sock.wake_rx();
+            self.check(r, pool);
         }
         n
     }
 
     fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize {
+        if self.gone {
+            return 0;
+        }
         let mut done = 0;
         for chunk in pkts.chunks(BATCH) {
             for (d, p) in self.descs.iter_mut().zip(chunk) {
@@ -156,17 +181,26 @@ impl Port for AfXdpPort {
             }
         }
         if done > 0 && (self.sock.is_busy_poll() || self.sock.tx.needs_wakeup()) {
-            let _ = self.sock.kick_tx();
+            let r = self.sock.kick_tx();
+            self.check(r, pool);
         }
         done
     }
 
     fn poll(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
         self.reclaim(pool);
+        if self.gone {
+            return;
+        }
         if self.sock.tx.pending() > 0 && self.sock.tx.needs_wakeup() {
-            let _ = self.sock.kick_tx();
+            let r = self.sock.kick_tx();
+            self.check(r, pool);
         }
         self.restock(pool, Some(counters));
+    }
+
+    fn is_gone(&self) -> bool {
+        self.gone
     }
 
     fn kernel_drops(&self) -> u64 {
@@ -187,7 +221,10 @@ impl Port for AfXdpPort {
                 pool.moved(d.addr, Place::KernelRx(self.index), Place::Worker);
                 pool.free(d.addr, Place::Worker);
             }
-            let _ = self.sock.kick_tx();
+            if !self.gone {
+                let r = self.sock.kick_tx();
+                self.check(r, pool);
+            }
             let c = self.reclaim(pool);
             let in_tx = pool.census().kernel_tx[usize::from(self.index)];
             quiet = if n == 0 && c == 0 && in_tx == 0 { quiet + 1 } else { 0 };

@@ -49,6 +49,13 @@ pub trait Port: Send {
     fn kernel_drops(&self) -> u64 {
         0
     }
+
+    /// Whether the port's device went away: it takes no more packets, and what is sent
+    /// to it is dropped as [`DropReason::PortGone`](crate::DropReason::PortGone) until
+    /// the port is removed.
+    fn is_gone(&self) -> bool {
+        false
+    }
 }
 
 /// The outside end of a [`MemoryPort`]: packets are injected here and collected from here,

@@ -71,6 +71,9 @@ drop_reasons! {
     ParkFull = "no room to park while the next hop is resolved",
     /// An ARP reply or neighbour advertisement, taken in (learned or refused as unasked).
     NeighborReply = "ARP reply / neighbour advertisement consumed",
+    /// Sent to a port whose device went away (deleted with its pod, before a reload
+    /// removed the port).
+    PortGone = "egress port's device is gone",
 }
 
 /// Counters of one worker.

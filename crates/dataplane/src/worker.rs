@@ -185,7 +185,8 @@ impl Worker {
         }
     }
 
-    /// Sends what is queued per port; what a full TX ring refuses is dropped and counted.
+    /// Sends what is queued per port; what a full TX ring (or a port whose device is gone)
+    /// refuses is dropped and counted.
     fn flush(&mut self) {
         let c = &*self.counters;
         for (q, out) in self.out.iter_mut().enumerate() {
@@ -194,8 +195,13 @@ impl Worker {
             }
             let sent = self.ports[q].tx_burst(&mut self.pool, out);
             WorkerCounters::add(&c.tx, sent as u64);
+            let why = if sent < out.len() && self.ports[q].is_gone() {
+                DropReason::PortGone
+            } else {
+                DropReason::TxRingFull
+            };
             for p in &out[sent..] {
-                c.dropped(DropReason::TxRingFull, 1);
+                c.dropped(why, 1);
                 self.pool.free(p.addr, Place::Worker);
             }
             out.clear();

@@ -400,7 +400,7 @@ fn help_prints_the_usage_and_runs_nothing() {
 #[test]
 fn reload_adds_and_removes_ports_while_running() {
     let node = Netns::new("n").unwrap();
-    let ws: Vec<Workload> = (1..=3).map(|i| Workload::new(&node, i)).collect();
+    let mut ws: Vec<Workload> = (1..=3).map(|i| Workload::new(&node, i)).collect();
     let config = |of: &[usize]| {
         let mut text = "cpus = [0]\n\n[[vrf]]\nid = 1\n\n".to_string();
         for &i in of {
@@ -497,6 +497,21 @@ fn reload_adds_and_removes_ports_while_running() {
         "{refusal}"
     );
     assert!(ping(&ws[0].ns, "10.0.3.2"), "the old ports still run");
+
+    // w3's pod goes before the file says so: its device goes with its namespace. What is
+    // routed there is dropped as PortGone, and the reload removing the port finds every
+    // frame (none left on the dead socket's TX ring).
+    let only_w1 = config(&[0]);
+    drop(ws.pop());
+    assert!(!ping(&ws[0].ns, "10.0.3.2"), "w3 is gone");
+    let drops = ctl(&["show", "drops"]);
+    assert!(
+        drops.lines().any(|l| l.starts_with("PortGone") && !l.contains(" 0  ")),
+        "{drops}"
+    );
+    reload(only_w1);
+    let line = next_line();
+    assert!(line.contains("ports added [] removed [w3]"), "{line}");
 
     // SAFETY: signalling the process this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };

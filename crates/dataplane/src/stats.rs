@@ -91,6 +91,8 @@ pub struct WorkerCounters {
     pub fill_starved: AtomicU64,
     /// Bursts processed.
     pub bursts: AtomicU64,
+    /// Bit `i`: port `i`'s device is gone (ports from 64 on are not shown).
+    pub gone_ports: AtomicU64,
     drops: [AtomicU64; 32],
 }
 
@@ -117,6 +119,7 @@ impl WorkerCounters {
             empty_polls: get(&self.empty_polls),
             fill_starved: get(&self.fill_starved),
             bursts: get(&self.bursts),
+            gone_ports: get(&self.gone_ports),
             drops: DropReason::ALL
                 .iter()
                 .map(|&r| (r, get(&self.drops[r as usize])))
@@ -143,6 +146,8 @@ pub struct Stats {
     pub fill_starved: u64,
     /// Bursts processed.
     pub bursts: u64,
+    /// Bit `i`: port `i`'s device is gone (summed over workers: gone for any of them).
+    pub gone_ports: u64,
     /// Drops per reason.
     pub drops: Vec<(DropReason, u64)>,
 }
@@ -177,6 +182,7 @@ impl Stats {
             t.empty_polls += s.empty_polls;
             t.fill_starved += s.fill_starved;
             t.bursts += s.bursts;
+            t.gone_ports |= s.gone_ports;
             for (a, b) in t.drops.iter_mut().zip(&s.drops) {
                 a.1 += b.1;
             }

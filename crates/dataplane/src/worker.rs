@@ -107,8 +107,10 @@ impl Worker {
         self
     }
 
-    /// Counts into `counters` (a stopped worker's, so totals carry on across a restart).
+    /// Counts into `counters` (a stopped worker's, so totals carry on across a restart;
+    /// which ports are gone starts afresh, as the ports may be others).
     pub fn with_counters(mut self, counters: SharedCounters) -> Self {
+        counters.gone_ports.store(0, Ordering::Relaxed);
         self.counters = counters;
         self
     }
@@ -196,6 +198,10 @@ impl Worker {
             let sent = self.ports[q].tx_burst(&mut self.pool, out);
             WorkerCounters::add(&c.tx, sent as u64);
             let why = if sent < out.len() && self.ports[q].is_gone() {
+                let bit = 1u64.checked_shl(q as u32).unwrap_or(0);
+                if c.gone_ports.load(Ordering::Relaxed) & bit == 0 {
+                    WorkerCounters::add(&c.gone_ports, bit);
+                }
                 DropReason::PortGone
             } else {
                 DropReason::TxRingFull

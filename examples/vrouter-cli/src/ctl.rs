@@ -65,14 +65,24 @@ fn answer(cmd: &str, s: &State) -> String {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     let ports = s.ports.lock().map(|p| p.clone()).unwrap_or_default();
     let lines: Vec<String> = match words.as_slice() {
-        ["show", "ports"] => ports
-            .node
-            .ports
-            .iter()
-            .zip(&ports.devices)
-            .enumerate()
-            .map(|(i, (p, d))| format!("{i} {} dev {d} mac {} mtu {} {:?}", p.name, p.mac, p.mtu, p.role))
-            .collect(),
+        ["show", "ports"] => {
+            let gone = s.counters.iter().fold(0, |g, c| g | c.snapshot().gone_ports);
+            ports
+                .node
+                .ports
+                .iter()
+                .zip(&ports.devices)
+                .enumerate()
+                .map(|(i, (p, d))| {
+                    let state = if i < 64 && gone >> i & 1 == 1 {
+                        " DEVICE GONE"
+                    } else {
+                        ""
+                    };
+                    format!("{i} {} dev {d} mac {} mtu {} {:?}{state}", p.name, p.mac, p.mtu, p.role)
+                })
+                .collect()
+        }
         ["show", "vrfs"] => s.listing.lock().map(|l| l.vrfs.clone()).unwrap_or_default(),
         ["show", "routes"] => s.listing.lock().map(|l| l.routes.clone()).unwrap_or_default(),
         ["show", "nexthops"] => s.listing.lock().map(|l| l.nexthops.clone()).unwrap_or_default(),

@@ -171,5 +171,12 @@ fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
         "counter",
         vec![(String::new(), tables.neighbors.throttled())],
     );
+    let gone = per.iter().fold(0, |g, s| g | s.gone_ports);
+    family(
+        "vrouter_ports_device_gone",
+        "Ports whose device went away (a pod deleted before its port): remove them by reload.",
+        "gauge",
+        vec![(String::new(), u64::from(gone.count_ones()))],
+    );
     out
 }

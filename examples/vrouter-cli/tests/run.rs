@@ -251,6 +251,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
         "VRF 1's flows against its quota: {metrics}"
     );
     assert!(metrics.contains("\nvrouter_flow_vrf_quota 1000\n"), "{metrics}");
+    assert!(metrics.contains("\nvrouter_ports_device_gone 0\n"), "{metrics}");
     assert_eq!(
         value("vrouter_vrf_flow_quota_refusals_total", "vrf=\"1\""),
         0,
@@ -509,6 +510,14 @@ fn reload_adds_and_removes_ports_while_running() {
         drops.lines().any(|l| l.starts_with("PortGone") && !l.contains(" 0  ")),
         "{drops}"
     );
+    let ports = ctl(&["show", "ports"]);
+    assert!(
+        ports
+            .lines()
+            .any(|l| l.starts_with("1 w3 ") && l.ends_with(" DEVICE GONE")),
+        "{ports}"
+    );
+    assert!(!ports.lines().next().unwrap_or("").ends_with("GONE"), "{ports}");
     reload(only_w1);
     let line = next_line();
     assert!(line.contains("ports added [] removed [w3]"), "{line}");

@@ -102,7 +102,7 @@ impl AfXdpPort {
         let mut back = Vec::new();
         self.sock.tx.take_back(&mut back);
         for d in back {
-            pool.free(pool.frame_base(d.addr), Place::KernelTx(self.index));
+            pool.free(d.addr, Place::KernelTx(self.index));
         }
     }
 

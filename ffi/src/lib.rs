@@ -269,7 +269,7 @@ fn not_started(r: &VrRouter) -> Result<(), (VrResult, String)> {
     if r.running.is_some() {
         return Err((
             VrResult::VrInvalidState,
-            "the router is started: its ports, endpoints and flow table size are fixed".into(),
+            "the router is started: its tunnel endpoints and flow table size are fixed (ports change by vr_router_apply_ports)".into(),
         ));
     }
     Ok(())

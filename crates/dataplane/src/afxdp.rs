@@ -22,7 +22,15 @@ pub struct AfXdpPort {
     scratch: Vec<u64>,
     /// The device went away: the socket is unbound and takes nothing more.
     gone: bool,
+    /// The worker's counters say so.
+    gone_marked: bool,
+    /// Polls since the socket was last asked whether it is still bound.
+    polls: u32,
 }
+
+/// Polls between asking an idle socket whether its device is still there (one cheap
+/// `recvfrom`; traffic to a port finds out at once): a few milliseconds when idle.
+const LIVENESS_POLLS: u32 = 1 << 14;
 
 /// Most descriptors moved per ring operation.
 const BATCH: usize = 256;
@@ -51,6 +59,8 @@ impl AfXdpPort {
             comp: vec![0; BATCH],
             scratch: Vec::with_capacity(BATCH),
             gone: false,
+            gone_marked: false,
+            polls: 0,
         })
     }
 
@@ -189,7 +199,16 @@ impl Port for AfXdpPort {
 
     fn poll(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
         self.reclaim(pool);
+        self.polls = self.polls.wrapping_add(1);
+        if !self.gone && self.polls.is_multiple_of(LIVENESS_POLLS) {
+            let r = self.sock.wake_rx();
+            self.check(r, pool);
+        }
         if self.gone {
+            if !self.gone_marked {
+                counters.mark_gone(self.index);
+                self.gone_marked = true;
+            }
             return;
         }
         if self.sock.tx.pending() > 0 && self.sock.tx.needs_wakeup() {

@@ -103,6 +103,15 @@ impl WorkerCounters {
         c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
+    /// Marks port `port`'s device gone (ports from 64 on are not shown); only the owning
+    /// worker calls this.
+    pub fn mark_gone(&self, port: u16) {
+        if let Some(bit) = 1u64.checked_shl(u32::from(port)) {
+            self.gone_ports
+                .store(self.gone_ports.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+        }
+    }
+
     /// Counts `n` drops for `why`; only the owning worker calls this.
     #[inline]
     pub fn dropped(&self, why: DropReason, n: u64) {

@@ -198,10 +198,6 @@ impl Worker {
             let sent = self.ports[q].tx_burst(&mut self.pool, out);
             WorkerCounters::add(&c.tx, sent as u64);
             let why = if sent < out.len() && self.ports[q].is_gone() {
-                let bit = 1u64.checked_shl(q as u32).unwrap_or(0);
-                if c.gone_ports.load(Ordering::Relaxed) & bit == 0 {
-                    WorkerCounters::add(&c.gone_ports, bit);
-                }
                 DropReason::PortGone
             } else {
                 DropReason::TxRingFull

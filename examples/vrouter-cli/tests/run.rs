@@ -504,13 +504,13 @@ fn reload_adds_and_removes_ports_while_running() {
     // frame (none left on the dead socket's TX ring).
     let only_w1 = config(&[0]);
     drop(ws.pop());
-    assert!(!ping(&ws[0].ns, "10.0.3.2"), "w3 is gone");
-    let drops = ctl(&["show", "drops"]);
-    assert!(
-        drops.lines().any(|l| l.starts_with("PortGone") && !l.contains(" 0  ")),
-        "{drops}"
-    );
-    let ports = ctl(&["show", "ports"]);
+    // Noticed without traffic to it (the worker asks its sockets now and then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut ports = ctl(&["show", "ports"]);
+    while !ports.contains("DEVICE GONE") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ports = ctl(&["show", "ports"]);
+    }
     assert!(
         ports
             .lines()
@@ -518,6 +518,12 @@ fn reload_adds_and_removes_ports_while_running() {
         "{ports}"
     );
     assert!(!ports.lines().next().unwrap_or("").ends_with("GONE"), "{ports}");
+    assert!(!ping(&ws[0].ns, "10.0.3.2"), "w3 is gone");
+    let drops = ctl(&["show", "drops"]);
+    assert!(
+        drops.lines().any(|l| l.starts_with("PortGone") && !l.contains(" 0  ")),
+        "{drops}"
+    );
     reload(only_w1);
     let line = next_line();
     assert!(line.contains("ports added [] removed [w3]"), "{line}");

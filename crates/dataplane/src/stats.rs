@@ -77,7 +77,6 @@ drop_reasons! {
 }
 
 /// Counters of one worker.
-#[derive(Default)]
 pub struct WorkerCounters {
     /// Packets received.
     pub rx: AtomicU64,
@@ -93,7 +92,34 @@ pub struct WorkerCounters {
     pub bursts: AtomicU64,
     /// Bit `i`: port `i`'s device is gone (ports from 64 on are not shown).
     pub gone_ports: AtomicU64,
+    /// Packets received per port (the first [`COUNTED_PORTS`]).
+    pub port_rx: [AtomicU64; COUNTED_PORTS],
+    /// Packets handed to each port's TX ring or queue (the first [`COUNTED_PORTS`]).
+    pub port_tx: [AtomicU64; COUNTED_PORTS],
     drops: [AtomicU64; 32],
+}
+
+/// Ports with counters of their own in each worker (and bits in `gone_ports`).
+pub const COUNTED_PORTS: usize = 64;
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        fn zeros<const N: usize>() -> [AtomicU64; N] {
+            std::array::from_fn(|_| AtomicU64::new(0))
+        }
+        WorkerCounters {
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            originated: AtomicU64::new(0),
+            empty_polls: AtomicU64::new(0),
+            fill_starved: AtomicU64::new(0),
+            bursts: AtomicU64::new(0),
+            gone_ports: AtomicU64::new(0),
+            port_rx: zeros(),
+            port_tx: zeros(),
+            drops: zeros(),
+        }
+    }
 }
 
 impl WorkerCounters {
@@ -101,6 +127,24 @@ impl WorkerCounters {
     #[inline]
     pub fn add(c: &AtomicU64, n: u64) {
         c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to port `port`'s counter in `per_port` (nothing past [`COUNTED_PORTS`]);
+    /// only the owning worker calls this.
+    #[inline]
+    pub fn add_port(per_port: &[AtomicU64; COUNTED_PORTS], port: usize, n: u64) {
+        if let Some(c) = per_port.get(port) {
+            Self::add(c, n);
+        }
+    }
+
+    /// Starts the per-port counters and gone bits afresh, for a worker whose ports are
+    /// others (a pause and resume); before that worker runs.
+    pub fn reset_ports(&self) {
+        self.gone_ports.store(0, Ordering::Relaxed);
+        for c in self.port_rx.iter().chain(&self.port_tx) {
+            c.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Marks port `port`'s device gone (ports from 64 on are not shown); only the owning
@@ -129,11 +173,23 @@ impl WorkerCounters {
             fill_starved: get(&self.fill_starved),
             bursts: get(&self.bursts),
             gone_ports: get(&self.gone_ports),
+            port_rx: self.port_rx.iter().map(get).collect(),
+            port_tx: self.port_tx.iter().map(get).collect(),
             drops: DropReason::ALL
                 .iter()
                 .map(|&r| (r, get(&self.drops[r as usize])))
                 .collect(),
         }
+    }
+}
+
+/// Adds `b` to `a` element by element, growing `a` to `b`'s length.
+fn add_each(a: &mut Vec<u64>, b: &[u64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
     }
 }
 
@@ -157,6 +213,10 @@ pub struct Stats {
     pub bursts: u64,
     /// Bit `i`: port `i`'s device is gone (summed over workers: gone for any of them).
     pub gone_ports: u64,
+    /// Packets received per port, by port index (the first [`COUNTED_PORTS`]).
+    pub port_rx: Vec<u64>,
+    /// Packets transmitted per port, by port index (the first [`COUNTED_PORTS`]).
+    pub port_tx: Vec<u64>,
     /// Drops per reason.
     pub drops: Vec<(DropReason, u64)>,
 }
@@ -192,6 +252,8 @@ impl Stats {
             t.fill_starved += s.fill_starved;
             t.bursts += s.bursts;
             t.gone_ports |= s.gone_ports;
+            add_each(&mut t.port_rx, &s.port_rx);
+            add_each(&mut t.port_tx, &s.port_tx);
             for (a, b) in t.drops.iter_mut().zip(&s.drops) {
                 a.1 += b.1;
             }

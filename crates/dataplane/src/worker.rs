@@ -108,9 +108,9 @@ impl Worker {
     }
 
     /// Counts into `counters` (a stopped worker's, so totals carry on across a restart;
-    /// which ports are gone starts afresh, as the ports may be others).
+    /// the per-port counts start afresh, as the ports may be others).
     pub fn with_counters(mut self, counters: SharedCounters) -> Self {
-        counters.gone_ports.store(0, Ordering::Relaxed);
+        counters.reset_ports();
         self.counters = counters;
         self
     }
@@ -146,6 +146,7 @@ impl Worker {
             }
             total += n;
             WorkerCounters::add(&self.counters.bursts, 1);
+            WorkerCounters::add_port(&self.counters.port_rx, i, n as u64);
             if self.taps.capturing() == Some(i as u16) {
                 for p in &self.pkts[..n] {
                     self.taps
@@ -197,6 +198,7 @@ impl Worker {
             }
             let sent = self.ports[q].tx_burst(&mut self.pool, out);
             WorkerCounters::add(&c.tx, sent as u64);
+            WorkerCounters::add_port(&c.port_tx, q, sent as u64);
             let why = if sent < out.len() && self.ports[q].is_gone() {
                 DropReason::PortGone
             } else {

@@ -66,7 +66,7 @@ fn answer(cmd: &str, s: &State) -> String {
     let ports = s.ports.lock().map(|p| p.clone()).unwrap_or_default();
     let lines: Vec<String> = match words.as_slice() {
         ["show", "ports"] => {
-            let gone = s.counters.iter().fold(0, |g, c| g | c.snapshot().gone_ports);
+            let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
             ports
                 .node
                 .ports
@@ -74,12 +74,21 @@ fn answer(cmd: &str, s: &State) -> String {
                 .zip(&ports.devices)
                 .enumerate()
                 .map(|(i, (p, d))| {
-                    let state = if i < 64 && gone >> i & 1 == 1 {
+                    let state = if i < 64 && t.gone_ports >> i & 1 == 1 {
                         " DEVICE GONE"
                     } else {
                         ""
                     };
-                    format!("{i} {} dev {d} mac {} mtu {} {:?}{state}", p.name, p.mac, p.mtu, p.role)
+                    let count = |v: &[u64]| v.get(i).map_or("-".into(), u64::to_string);
+                    format!(
+                        "{i} {} dev {d} mac {} mtu {} rx {} tx {} {:?}{state}",
+                        p.name,
+                        p.mac,
+                        p.mtu,
+                        count(&t.port_rx),
+                        count(&t.port_tx),
+                        p.role
+                    )
                 })
                 .collect()
         }

@@ -5,29 +5,42 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use vrouter::dataplane::SharedCounters;
 use vrouter::{DropReason, Tables};
 
+use crate::ctl::Ports;
+
 /// Serves `GET /metrics` on `addr` from a thread.
-pub(crate) fn serve(addr: SocketAddr, tables: Tables, counters: Vec<SharedCounters>) -> std::io::Result<()> {
+pub(crate) fn serve(
+    addr: SocketAddr,
+    tables: Tables,
+    counters: Vec<SharedCounters>,
+    ports: Arc<Mutex<Ports>>,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
         .name("vrouter-metrics".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let _ = answer(conn, &tables, &counters);
+                let names: Vec<String> = ports
+                    .lock()
+                    .map(|p| p.node.ports.iter().map(|p| p.name.clone()).collect())
+                    .unwrap_or_default();
+                let _ = answer(conn, &tables, &counters, &names);
             }
         })?;
     Ok(())
 }
 
-fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters]) -> std::io::Result<()> {
+fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters], ports: &[String]) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut req = [0u8; 1024];
     let n = conn.read(&mut req)?;
     let ok = req[..n].starts_with(b"GET /metrics");
     let body = if ok {
-        render(tables, counters)
+        render(tables, counters, ports)
     } else {
         "not found: try /metrics\n".into()
     };
@@ -39,7 +52,7 @@ fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters]) -> 
     )
 }
 
-fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
+fn render(tables: &Tables, counters: &[SharedCounters], ports: &[String]) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
         out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -171,7 +184,27 @@ fn render(tables: &Tables, counters: &[SharedCounters]) -> String {
         "counter",
         vec![(String::new(), tables.neighbors.throttled())],
     );
-    let gone = per.iter().fold(0, |g, s| g | s.gone_ports);
+    let total = vrouter::Stats::sum(&per);
+    let by_port = |v: &[u64]| {
+        ports
+            .iter()
+            .zip(v)
+            .map(|(name, &n)| (format!("{{port=\"{name}\"}}"), n))
+            .collect()
+    };
+    family(
+        "vrouter_port_rx_packets_total",
+        "Packets received per port (counted afresh when a reload changes the ports).",
+        "counter",
+        by_port(&total.port_rx),
+    );
+    family(
+        "vrouter_port_tx_packets_total",
+        "Packets transmitted per port (counted afresh when a reload changes the ports).",
+        "counter",
+        by_port(&total.port_tx),
+    );
+    let gone = total.gone_ports;
     family(
         "vrouter_ports_device_gone",
         "Ports whose device went away (a pod deleted before its port): remove them by reload.",

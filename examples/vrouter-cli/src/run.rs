@@ -105,7 +105,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(addr) = cfg.metrics
-        && let Err(e) = metrics::serve(addr, router.tables().clone(), running.counters())
+        && let Err(e) = metrics::serve(addr, router.tables().clone(), running.counters(), ports.clone())
     {
         eprintln!("metrics on {addr}: {e}");
         return ExitCode::FAILURE;

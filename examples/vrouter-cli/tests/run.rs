@@ -252,6 +252,14 @@ fn run_forwards_reloads_and_stops_cleanly() {
     );
     assert!(metrics.contains("\nvrouter_flow_vrf_quota 1000\n"), "{metrics}");
     assert!(metrics.contains("\nvrouter_ports_device_gone 0\n"), "{metrics}");
+    for port in ["w1", "w2"] {
+        for family in ["vrouter_port_rx_packets_total", "vrouter_port_tx_packets_total"] {
+            assert!(
+                value(family, &format!("port=\"{port}\"")) > 0,
+                "{family} {port}: {metrics}"
+            );
+        }
+    }
     assert_eq!(
         value("vrouter_vrf_flow_quota_refusals_total", "vrf=\"1\""),
         0,
@@ -464,7 +472,15 @@ fn reload_adds_and_removes_ports_while_running() {
     assert!(ping(&ws[0].ns, "10.0.3.2"), "w1 -> w3, the new port");
     assert!(ping(&ws[2].ns, "10.0.2.2"), "w3 -> w2");
     assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 still");
-    assert_eq!(ctl(&["show", "ports"]).lines().count(), 3);
+    let ports = ctl(&["show", "ports"]);
+    assert_eq!(ports.lines().count(), 3, "{ports}");
+    let w3 = ports.lines().find(|l| l.starts_with("2 w3 ")).unwrap_or_default();
+    let count = |what: &str| -> u64 {
+        let mut words = w3.split_whitespace();
+        words.find(|&w| w == what);
+        words.next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    assert!(count("rx") > 0 && count("tx") > 0, "w3 counted both ways: {ports}");
     let neighbors = ctl(&["show", "neighbors"]);
     assert!(neighbors.contains("on w3 learned"), "{neighbors}");
     assert!(rx() > rx_before, "the counters carry on across the change");

@@ -162,26 +162,11 @@ impl Router {
         let (p, tables, names) = (progs.to_vec(), self.tables.clone(), devs.to_vec());
         let counters = counters.map(<[_]>::to_vec);
         let umems = umems.clone();
-        let frames = (devs.len() as u32 * 2048).next_power_of_two().max(4096);
+        let frames = frames_for(devs.len());
         WorkerSet::start(cpus, move |i, _cpu| {
             let e = |e: af_xdp::Error| e.to_string();
-            let mut kept = umems.lock().map_err(|_| "UMEM list poisoned")?;
-            if kept.len() <= i {
-                kept.resize(i + 1, None);
-            }
-            let umem = match kept[i].take().filter(|u| u.config().frame_count >= frames) {
-                Some(u) => u,
-                // Made on the worker's own thread: its pages are first touched there.
-                None => Arc::new(
-                    Umem::new(UmemConfig {
-                        frame_count: frames,
-                        ..Default::default()
-                    })
-                    .map_err(e)?,
-                ),
-            };
-            kept[i] = Some(umem.clone());
-            drop(kept);
+            // Made on the worker's own thread when new: its pages are first touched there.
+            let umem = umem_for(&umems, i, frames)?;
             let pool = FramePool::new(umem, p.len());
             let mut xdp: Vec<(usize, AfXdpPort)> = Vec::new();
             let mut taps: Vec<(usize, TapPort)> = Vec::new();
@@ -267,8 +252,9 @@ impl Running {
     }
 
     /// Attaches the XDP program to those of `devs` (the devices of `router`'s ports) that
-    /// lack it, while the workers run: attaching takes milliseconds a pause then does not.
-    /// [`Paused::resume`] detaches what its ports do not use.
+    /// lack it, and grows the workers' UMEMs if these ports need more frames, while the
+    /// workers run: both take milliseconds a pause then does not. [`Paused::resume`]
+    /// detaches what its ports do not use.
     pub fn attach_ahead(&mut self, router: &Router, devs: &[String]) -> Result<(), String> {
         let progs = router.attach(devs, self.kept.mode, &self.kept.progs)?;
         for p in progs.into_iter().flatten() {
@@ -276,7 +262,26 @@ impl Running {
                 self.kept.progs.push(p);
             }
         }
-        Ok(())
+        // More ports than the UMEMs were made for: the bigger ones are made now, each on
+        // its worker's CPU, rather than during the pause.
+        let frames = frames_for(devs.len());
+        std::thread::scope(|s| {
+            let made: Vec<_> = self
+                .kept
+                .cpus
+                .iter()
+                .enumerate()
+                .map(|(i, &cpu)| {
+                    let umems = &self.kept.umems;
+                    s.spawn(move || {
+                        dataplane::pin_current_thread(cpu).map_err(|e| format!("pinning to cpu {cpu}: {e}"))?;
+                        umem_for(umems, i, frames).map(drop)
+                    })
+                })
+                .collect();
+            made.into_iter()
+                .try_for_each(|t| t.join().unwrap_or_else(|_| Err("making a UMEM panicked".into())))
+        })
     }
 
     /// Stops the workers but keeps XDP attached, so that they can start again on other
@@ -329,6 +334,32 @@ pub struct Paused {
 
 /// The UMEM of each worker, by worker index.
 type Umems = Arc<std::sync::Mutex<Vec<Option<Arc<Umem>>>>>;
+
+/// Frames in each worker's UMEM for `ports` ports.
+fn frames_for(ports: usize) -> u32 {
+    (ports as u32 * 2048).next_power_of_two().max(4096)
+}
+
+/// Worker `i`'s UMEM from `umems` if it has `frames` frames or more, else a new one,
+/// left there for the next.
+fn umem_for(umems: &Umems, i: usize, frames: u32) -> Result<Arc<Umem>, String> {
+    let mut kept = umems.lock().map_err(|_| "UMEM list poisoned")?;
+    if kept.len() <= i {
+        kept.resize(i + 1, None);
+    }
+    if let Some(u) = kept[i].as_ref().filter(|u| u.config().frame_count >= frames) {
+        return Ok(u.clone());
+    }
+    let u = Arc::new(
+        Umem::new(UmemConfig {
+            frame_count: frames,
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?,
+    );
+    kept[i] = Some(u.clone());
+    Ok(u)
+}
 
 impl Paused {
     /// Starts the workers again, on the same CPUs with the same counters, over `router`'s

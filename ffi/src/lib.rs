@@ -937,20 +937,17 @@ pub extern "C" fn vr_router_start_workers(
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const c_char, n_devices: u32) -> VrResult {
     with(r, |r| {
-        if !matches!(r.running.as_ref().map(|s| &s.mode), Some(Mode::Workers(_))) {
-            return Err((VrResult::VrInvalidState, "not started with workers".into()));
-        }
-        let devs = device_names(devices, n_devices)?;
-        if devs.len() != r.ports.len() {
-            return Err(bad(format!("{} devices for {} ports", devs.len(), r.ports.len())));
-        }
         let Some(Started {
             router,
             mode: Mode::Workers(running),
         }) = r.running.as_mut()
         else {
-            unreachable!("checked above");
+            return Err((VrResult::VrInvalidState, "not started with workers".into()));
         };
+        let devs = device_names(devices, n_devices)?;
+        if devs.len() != r.ports.len() {
+            return Err(bad(format!("{} devices for {} ports", devs.len(), r.ports.len())));
+        }
         let router = router.with_ports(NodeConfig {
             ports: r.ports.clone(),
             tunnel_endpoints: r.endpoints.clone(),
@@ -962,7 +959,7 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
             ..
         }) = r.running.take()
         else {
-            unreachable!("checked above");
+            unreachable!("matched above");
         };
         let (paused, reports) = running.pause();
         let frames = reports.into_iter().try_for_each(|rep| rep.frames_ok);

@@ -22,8 +22,6 @@ pub struct AfXdpPort {
     scratch: Vec<u64>,
     /// The device went away: the socket is unbound and takes nothing more.
     gone: bool,
-    /// The worker's counters say so.
-    gone_marked: bool,
     /// Polls since the socket was last asked whether it is still bound.
     polls: u32,
 }
@@ -59,7 +57,6 @@ impl AfXdpPort {
             comp: vec![0; BATCH],
             scratch: Vec::with_capacity(BATCH),
             gone: false,
-            gone_marked: false,
             polls: 0,
         })
     }
@@ -205,10 +202,7 @@ impl Port for AfXdpPort {
             self.check(r, pool);
         }
         if self.gone {
-            if !self.gone_marked {
-                counters.mark_gone(self.index);
-                self.gone_marked = true;
-            }
+            counters.mark_gone(self.index);
             return;
         }
         if self.sock.tx.pending() > 0 && self.sock.tx.needs_wakeup() {

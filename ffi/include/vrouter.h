@@ -451,13 +451,17 @@ vr_result vr_router_start_workers(struct vr_router *r,
 
 /*
  Applies the ports added and removed since the start to a router started with workers,
- over `devices` (`n_devices` names, one per port, in order): the workers pause, the
- routes and policy lists are published, and the workers start again on the new ports
- with the same flow table and counters (flows are re-decided on their next packet;
- learned neighbours follow their port). XDP stays attached to devices still in use.
- The pause lasts tens of milliseconds. A device that does not exist is refused before
- anything pauses; if the workers fail to start on the new ports, the router is stopped
- (VR_INTERNAL with the reason) and can be started again.
+ over `devices` (`n_devices` names, one per port, in order), while the workers run: the
+ new ports' sockets are opened, then the workers stand still between two bursts (a
+ millisecond or so; packets wait in their rings) while the routes and policy lists are
+ published, and go on with the new ports, the same sockets for the ports kept, the same
+ flow table and counters (flows are re-decided on their next packet; learned neighbours
+ follow their port). XDP stays attached to devices still in use. A device that does not
+ exist, or a socket that cannot be opened, is refused (VR_INVALID_ARGUMENT) with the
+ old ports still running. Only when the workers' frame memory is too small for the new
+ port count (more than 8 ports on memory sized for 2) do the workers pause instead, for
+ tens of milliseconds; if they then fail to start on the new ports, the router is
+ stopped (VR_INTERNAL with the reason) and can be started again.
  */
 vr_result vr_router_apply_ports(struct vr_router *r,
                                 const char *const *devices,

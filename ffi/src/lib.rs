@@ -927,16 +927,21 @@ pub extern "C" fn vr_router_start_workers(
 }
 
 /// Applies the ports added and removed since the start to a router started with workers,
-/// over `devices` (`n_devices` names, one per port, in order): the workers pause, the
-/// routes and policy lists are published, and the workers start again on the new ports
-/// with the same flow table and counters (flows are re-decided on their next packet;
-/// learned neighbours follow their port). XDP stays attached to devices still in use.
-/// The pause lasts tens of milliseconds. A device that does not exist is refused before
-/// anything pauses; if the workers fail to start on the new ports, the router is stopped
-/// (VR_INTERNAL with the reason) and can be started again.
+/// over `devices` (`n_devices` names, one per port, in order), while the workers run: the
+/// new ports' sockets are opened, then the workers stand still between two bursts (a
+/// millisecond or so; packets wait in their rings) while the routes and policy lists are
+/// published, and go on with the new ports, the same sockets for the ports kept, the same
+/// flow table and counters (flows are re-decided on their next packet; learned neighbours
+/// follow their port). XDP stays attached to devices still in use. A device that does not
+/// exist, or a socket that cannot be opened, is refused (VR_INVALID_ARGUMENT) with the
+/// old ports still running. Only when the workers' frame memory is too small for the new
+/// port count (more than 8 ports on memory sized for 2) do the workers pause instead, for
+/// tens of milliseconds; if they then fail to start on the new ports, the router is
+/// stopped (VR_INTERNAL with the reason) and can be started again.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const c_char, n_devices: u32) -> VrResult {
     with(r, |r| {
+        let policy = policy_set(r);
         let Some(Started {
             router,
             mode: Mode::Workers(running),
@@ -952,6 +957,18 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
             ports: r.ports.clone(),
             tunnel_endpoints: r.endpoints.clone(),
         });
+        let (routes, fib) = (&mut r.routes, &r.fib);
+        match running.change_ports(&router, &devs, || publish_tables(routes, fib, &router, &policy)) {
+            Ok(_) => {
+                r.ports_pending = false;
+                if let Some(s) = r.running.as_mut() {
+                    s.router = router;
+                }
+                return Ok(());
+            }
+            Err(vrouter::ChangeError::Refused(e)) => return Err(bad(e)),
+            Err(vrouter::ChangeError::NeedsPause(_)) => {}
+        }
         // While the workers run: a missing device is refused before anything pauses.
         running.attach_ahead(&router, &devs).map_err(bad)?;
         let Some(Started {
@@ -964,13 +981,7 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
         let (paused, reports) = running.pause();
         let frames = reports.into_iter().try_for_each(|rep| rep.frames_ok);
         r.ports_pending = false;
-        let published = r.routes.publish(&r.fib).map_err(|e| e.to_string()).and_then(|_| {
-            router
-                .tables()
-                .policy
-                .publish(&policy_set(r))
-                .map_err(|e| e.to_string())
-        });
+        let published = publish_tables(&mut r.routes, &r.fib, &router, &policy);
         let running = published.and_then(|_| paused.resume(&router, &devs).map_err(|(_, e)| e));
         match running {
             Ok(running) => {
@@ -986,6 +997,17 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
             )),
         }
     })
+}
+
+/// Publishes the routes and the policy lists (for new port numbers, at a port change).
+fn publish_tables(routes: &mut FibBuilder, fib: &Fib, router: &Router, policy: &PolicySet) -> Result<(), String> {
+    routes.publish(fib).map_err(|e| e.to_string())?;
+    router
+        .tables()
+        .policy
+        .publish(policy)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// Stops the router (workers stop and XDP is detached; memory ports are dropped). It can

@@ -149,8 +149,9 @@ impl<T: Copy> ProducerRing<T> {
 
     /// Takes back the entries the kernel has not consumed (appended to `out`, oldest
     /// first) and rewinds the producer index over them. Only for a ring the kernel will
-    /// never read again: its socket was unbound (`Error::DeviceGone`), so frames still on
-    /// it are ours.
+    /// never read again: its socket was unbound (`Error::DeviceGone`), or, in copy mode,
+    /// can no longer be given packets (out of the XSKMAP, its last receive over), so
+    /// frames still on it are ours.
     pub fn take_back(&mut self, out: &mut Vec<T>) {
         let cons = self.ring.index(self.ring.consumer).load(Ordering::Acquire);
         let n = self.cached_prod.wrapping_sub(cons);

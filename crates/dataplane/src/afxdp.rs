@@ -216,6 +216,27 @@ impl Port for AfXdpPort {
         self.gone
     }
 
+    fn can_retire(&self) -> bool {
+        !self.sock.is_zero_copy()
+    }
+
+    fn retire(&mut self, pool: &mut FramePool) {
+        self.drain(pool);
+        // Out of the XSKMAP and quiet for two passes, a copy-mode socket is never given
+        // another packet, and the kernel takes fill-ring frames only for a packet it is
+        // given; each receive ends by publishing its consumer index. So what lies past
+        // that index now is ours again, while the socket stays open.
+        let mut back = Vec::new();
+        self.sock.fill.take_back(&mut back);
+        for a in back {
+            pool.free(a, Place::KernelRx(self.index));
+        }
+    }
+
+    fn as_af_xdp(&self) -> Option<&AfXdpPort> {
+        Some(self)
+    }
+
     fn kernel_drops(&self) -> u64 {
         self.sock.stats().map_or(0, |s| {
             s.rx_dropped + s.rx_ring_full + s.rx_invalid_descs + s.tx_invalid_descs

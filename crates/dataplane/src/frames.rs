@@ -23,6 +23,10 @@ pub enum Place {
     KernelRx(u16),
     /// Given to the kernel to send, on this port.
     KernelTx(u16),
+    /// Kept by the kernel for a port removed while its worker ran on: the frame a
+    /// receive on a full RX ring leaves in the socket's buffer pool, freed with the socket
+    /// rather than handed back.
+    GivenUp,
 }
 
 /// Frames per place.
@@ -36,12 +40,18 @@ pub struct Census {
     pub kernel_rx: Vec<u64>,
     /// With the kernel for TX, per port.
     pub kernel_tx: Vec<u64>,
+    /// Given up with ports removed live ([`Place::GivenUp`]).
+    pub given_up: u64,
 }
 
 impl Census {
     /// All frames, wherever they are.
     pub fn total(&self) -> u64 {
-        self.free + self.worker + self.kernel_rx.iter().sum::<u64>() + self.kernel_tx.iter().sum::<u64>()
+        self.free
+            + self.worker
+            + self.given_up
+            + self.kernel_rx.iter().sum::<u64>()
+            + self.kernel_tx.iter().sum::<u64>()
     }
 }
 
@@ -70,6 +80,7 @@ impl FramePool {
                 worker: 0,
                 kernel_rx: vec![0; ports],
                 kernel_tx: vec![0; ports],
+                given_up: 0,
             },
             #[cfg(debug_assertions)]
             places: vec![Place::Free; n as usize],
@@ -159,7 +170,62 @@ impl FramePool {
             Place::Worker => &mut self.census.worker,
             Place::KernelRx(i) => &mut self.census.kernel_rx[usize::from(i)],
             Place::KernelTx(i) => &mut self.census.kernel_tx[usize::from(i)],
+            Place::GivenUp => &mut self.census.given_up,
         }
+    }
+
+    /// Writes off what the kernel still holds for `port` after it was retired (stopped
+    /// for good, everything it could hand back handed back): those frames are the
+    /// socket's until it closes, and then nobody's. Returns how many.
+    pub fn give_up(&mut self, port: u16) -> u64 {
+        let i = usize::from(port);
+        let n = self.census.kernel_rx[i] + self.census.kernel_tx[i];
+        self.census.kernel_rx[i] = 0;
+        self.census.kernel_tx[i] = 0;
+        self.census.given_up += n;
+        #[cfg(debug_assertions)]
+        for p in &mut self.places {
+            if matches!(*p, Place::KernelRx(q) | Place::KernelTx(q) if q == port) {
+                *p = Place::GivenUp;
+            }
+        }
+        n
+    }
+
+    /// Follows a change of the worker's ports: `old_of[new]` is the old index of the port
+    /// now at index `new`, `None` for a port just added. Ports left out must hold no
+    /// frames (retired and given up first).
+    ///
+    /// # Panics
+    /// If a port left out still holds frames, or an old index is out of range.
+    pub fn renumber(&mut self, old_of: &[Option<u16>]) {
+        let moved = |v: &[u64]| -> Vec<u64> { old_of.iter().map(|o| o.map_or(0, |i| v[usize::from(i)])).collect() };
+        let (rx, tx) = (moved(&self.census.kernel_rx), moved(&self.census.kernel_tx));
+        assert_eq!(
+            (rx.iter().sum::<u64>(), tx.iter().sum::<u64>()),
+            (
+                self.census.kernel_rx.iter().sum::<u64>(),
+                self.census.kernel_tx.iter().sum::<u64>()
+            ),
+            "a port left out of the change still holds frames"
+        );
+        #[cfg(debug_assertions)]
+        {
+            let mut new_of = vec![u16::MAX; self.census.kernel_rx.len()];
+            for (new, old) in old_of.iter().enumerate() {
+                if let Some(o) = old {
+                    new_of[usize::from(*o)] = new as u16;
+                }
+            }
+            for p in &mut self.places {
+                match p {
+                    Place::KernelRx(q) | Place::KernelTx(q) => *q = new_of[usize::from(*q)],
+                    _ => {}
+                }
+            }
+        }
+        self.census.kernel_rx = rx;
+        self.census.kernel_tx = tx;
     }
 
     /// Frames per place.
@@ -212,6 +278,7 @@ impl FramePool {
                     Place::Worker => counted.worker += 1,
                     Place::KernelRx(i) => counted.kernel_rx[usize::from(i)] += 1,
                     Place::KernelTx(i) => counted.kernel_tx[usize::from(i)] += 1,
+                    Place::GivenUp => counted.given_up += 1,
                 }
             }
             if counted != self.census {
@@ -276,6 +343,38 @@ mod tests {
         p.untake(&fill[1..], Place::KernelRx(1));
         assert_eq!(p.census().free, 64);
         p.verify().unwrap();
+    }
+
+    #[test]
+    fn renumbering_follows_the_ports_and_giving_up_keeps_the_census_whole() {
+        let mut p = pool();
+        let (mut on0, mut on1) = (Vec::new(), Vec::new());
+        p.take_for(3, Place::KernelRx(0), &mut on0);
+        p.take_for(5, Place::KernelRx(1), &mut on1);
+        let a = p.alloc().unwrap();
+        p.moved(a, Place::Worker, Place::KernelTx(1));
+        // Port 0 is removed; two of its frames come back, one stays with the kernel.
+        p.untake(&on0[..2], Place::KernelRx(0));
+        assert_eq!(p.give_up(0), 1);
+        // Port 1 becomes port 0, and a new port 1 holds nothing yet.
+        p.renumber(&[Some(1), None]);
+        let c = p.census().clone();
+        assert_eq!((c.kernel_rx, c.kernel_tx, c.given_up), (vec![5, 0], vec![1, 0], 1));
+        p.verify().unwrap();
+        // The moved frames are found under their new number.
+        p.free(a, Place::KernelTx(0));
+        p.untake(&on1, Place::KernelRx(0));
+        assert_eq!(p.census().free, 63);
+        p.verify().unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "still holds frames")]
+    fn a_port_left_out_with_frames_is_refused() {
+        let mut p = pool();
+        let mut on1 = Vec::new();
+        p.take_for(2, Place::KernelRx(1), &mut on1);
+        p.renumber(&[Some(0)]);
     }
 
     #[test]

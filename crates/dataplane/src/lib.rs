@@ -52,4 +52,7 @@ pub use port::{MemoryLink, MemoryPort, Pkt, Port};
 pub use stats::{COUNTED_PORTS, DropReason, SharedCounters, Stats, WorkerCounters};
 pub use tap::TapPort;
 pub use taps::{TAP_QUEUE, Taps};
-pub use worker::{BURST, Emitted, Handler, Verdict, Worker, WorkerReport, WorkerSet, online_cpus, pin_current_thread};
+pub use worker::{
+    BURST, ChangeReport, Emitted, Handler, PortChange, PortOpener, Verdict, Worker, WorkerReport, WorkerSet,
+    online_cpus, pin_current_thread,
+};

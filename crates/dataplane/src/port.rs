@@ -44,6 +44,25 @@ pub trait Port: Send {
     /// buffer pool may hold after a receive failed on a full RX ring), for accounting.
     fn drain(&mut self, pool: &mut FramePool) -> u64;
 
+    /// Whether [`Port::retire`] can take this port out while its worker runs on. A
+    /// zero-copy AF_XDP socket cannot: its driver takes fill-ring frames ahead of packets.
+    fn can_retire(&self) -> bool {
+        true
+    }
+
+    /// Stops the port for good while its worker runs on (a live port change removed it):
+    /// what [`Port::drain`] takes back, and the frames waiting on its fill ring too. What
+    /// the kernel keeps after that, the worker writes off ([`FramePool::give_up`]).
+    fn retire(&mut self, pool: &mut FramePool) {
+        let _ = self.drain(pool);
+    }
+
+    /// The AF_XDP port this is, if it is one: a new port of the same worker shares its
+    /// UMEM registration.
+    fn as_af_xdp(&self) -> Option<&crate::AfXdpPort> {
+        None
+    }
+
     /// Packets the kernel dropped before they reached the port (ring full, no frame,
     /// invalid descriptors); 0 for ports without a kernel side.
     fn kernel_drops(&self) -> u64 {

@@ -147,6 +147,29 @@ impl WorkerCounters {
         }
     }
 
+    /// Moves the per-port counters and gone bits along with a port change:
+    /// `old_of[new]` is the old index of the port now at `new` (`None`: a new port,
+    /// counted from zero). Only the owning worker calls this, between bursts.
+    pub fn renumber_ports(&self, old_of: &[Option<u16>]) {
+        let gone = self.gone_ports.load(Ordering::Relaxed);
+        let mut moved_gone = 0u64;
+        for per_port in [&self.port_rx, &self.port_tx] {
+            let old: Vec<u64> = per_port.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+            for (new, c) in per_port.iter().enumerate() {
+                let o = old_of.get(new).copied().flatten().map(usize::from);
+                c.store(o.and_then(|o| old.get(o).copied()).unwrap_or(0), Ordering::Relaxed);
+            }
+        }
+        for (new, o) in old_of.iter().enumerate().take(COUNTED_PORTS) {
+            if let Some(o) = o.filter(|&o| usize::from(o) < COUNTED_PORTS)
+                && gone & (1 << o) != 0
+            {
+                moved_gone |= 1 << new;
+            }
+        }
+        self.gone_ports.store(moved_gone, Ordering::Relaxed);
+    }
+
     /// Marks port `port`'s device gone (ports from 64 on are not shown); only the owning
     /// worker calls this.
     pub fn mark_gone(&self, port: u16) {
@@ -265,6 +288,22 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_port_counts_follow_their_port_through_a_change() {
+        let c = WorkerCounters::default();
+        for (port, n) in [(0, 10), (1, 20), (2, 30)] {
+            WorkerCounters::add_port(&c.port_rx, port, n);
+            WorkerCounters::add_port(&c.port_tx, port, n + 1);
+        }
+        c.mark_gone(2);
+        // Port 1 leaves; port 2 becomes 0, port 0 becomes 1, a new port is 2.
+        c.renumber_ports(&[Some(2), Some(0), None]);
+        let s = c.snapshot();
+        assert_eq!(&s.port_rx[..4], &[30, 10, 0, 0]);
+        assert_eq!(&s.port_tx[..4], &[31, 11, 0, 0]);
+        assert_eq!(s.gone_ports, 1, "the gone port's bit moved with it");
+    }
 
     #[test]
     fn every_reason_has_a_counter_and_a_description() {

@@ -242,6 +242,144 @@ impl Worker {
         }
     }
 
+    /// Moves this worker onto other ports between two bursts, keeping its frame pool and
+    /// counters: `old_of[new]` is the old index of the port that takes index `new`, or
+    /// `None` for the next of `added`; `handler` replaces the current one (a pipeline for
+    /// the new port numbers). Ports left out are retired ([`Port::can_retire`] must hold
+    /// for each) and returned, to be closed off the worker's thread: closing an AF_XDP
+    /// socket waits for an RCU grace period. Returns them with the frames given up (the
+    /// kernel kept them, [`FramePool::give_up`]).
+    ///
+    /// # Panics
+    /// If `old_of` names a port twice or one out of range, or `added` does not match its
+    /// `None`s.
+    pub fn change_ports(
+        &mut self,
+        old_of: &[Option<u16>],
+        added: Vec<Box<dyn Port>>,
+        handler: Box<dyn Handler>,
+    ) -> (Vec<Box<dyn Port>>, u64) {
+        assert_eq!(
+            old_of.iter().filter(|o| o.is_none()).count(),
+            added.len(),
+            "one added port per new index"
+        );
+        // What the old handler holds goes out (or is dropped) under the old numbers.
+        self.emit_pending(true);
+        let mut old: Vec<Option<Box<dyn Port>>> = self.ports.drain(..).map(Some).collect();
+        let kept: Vec<bool> = (0..old.len()).map(|i| old_of.contains(&Some(i as u16))).collect();
+        let mut given_up = 0;
+        for (i, p) in old.iter_mut().enumerate() {
+            if let Some(p) = p.as_mut().filter(|_| !kept[i]) {
+                p.retire(&mut self.pool);
+                given_up += self.pool.give_up(i as u16);
+            }
+        }
+        self.pool.renumber(old_of);
+        self.counters.renumber_ports(old_of);
+        let mut added = added.into_iter();
+        self.ports = old_of
+            .iter()
+            .map(|o| match o {
+                Some(i) => old[usize::from(*i)].take().expect("each old port kept once"),
+                None => added.next().expect("counted above"),
+            })
+            .collect();
+        self.out = (0..self.ports.len()).map(|_| Vec::with_capacity(BURST)).collect();
+        self.handler = handler;
+        if self.started {
+            for (i, p) in self.ports.iter_mut().enumerate() {
+                p.start(i as u16, &mut self.pool);
+            }
+        }
+        (old.into_iter().flatten().collect(), given_up)
+    }
+
+    /// The worker's first AF_XDP port: a port added later shares its UMEM registration.
+    pub fn first_af_xdp(&self) -> Option<&crate::AfXdpPort> {
+        self.ports.iter().find_map(|p| p.as_af_xdp())
+    }
+
+    /// Busy-polls until `stop` is set, obeying what comes through `inbox` between bursts.
+    fn serve(&mut self, stop: &AtomicBool, inbox: &Inbox) {
+        self.start();
+        let mut added = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            self.run_once();
+            // A plain load on every pass (the line stays shared); the swap only when told.
+            if inbox.flag.load(Ordering::Relaxed) && inbox.flag.swap(false, Ordering::Acquire) {
+                while let Ok(m) = inbox.rx.try_recv() {
+                    if !self.obey(m, inbox, &mut added) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Carries out one control message; `false` when the control side has gone.
+    fn obey(&mut self, m: Control, inbox: &Inbox, added: &mut Vec<Box<dyn Port>>) -> bool {
+        let reply = |r: Reply| inbox.reply.send((inbox.index, r)).is_ok();
+        match m {
+            Control::Prepare { old_of, open } => {
+                added.clear();
+                if let Some(p) = (0..self.ports.len())
+                    .filter(|&i| !old_of.contains(&Some(i as u16)))
+                    .map(|i| &self.ports[i])
+                    .find(|p| !p.can_retire())
+                {
+                    return reply(Reply::Failed(format!(
+                        "port {} cannot be removed while its worker runs (a zero-copy socket)",
+                        p.name()
+                    )));
+                }
+                let mut seen = vec![false; self.ports.len()];
+                for &i in old_of.iter().flatten() {
+                    match seen.get_mut(usize::from(i)) {
+                        Some(s) if !*s => *s = true,
+                        Some(_) => return reply(Reply::Failed(format!("port {i} kept twice"))),
+                        None => return reply(Reply::Failed(format!("no port {i} to keep"))),
+                    }
+                }
+                if old_of.iter().filter(|o| o.is_none()).count() != open.len() {
+                    return reply(Reply::Failed("one port to open per new index".into()));
+                }
+                for o in open {
+                    match o(self) {
+                        Ok(p) => added.push(p),
+                        Err(e) => {
+                            added.clear();
+                            return reply(Reply::Failed(e));
+                        }
+                    }
+                }
+                reply(Reply::Done)
+            }
+            Control::Park => {
+                // Nothing held under the old numbers survives the tables changing.
+                self.emit_pending(true);
+                if !reply(Reply::Done) {
+                    return false;
+                }
+                match inbox.rx.recv() {
+                    Ok(Control::Commit { old_of, handler }) => {
+                        let (removed, given_up) = self.change_ports(&old_of, std::mem::take(added), handler);
+                        reply(Reply::Committed { removed, given_up })
+                    }
+                    Ok(_) => {
+                        added.clear();
+                        reply(Reply::Done)
+                    }
+                    Err(_) => false,
+                }
+            }
+            Control::Commit { .. } | Control::Abort => {
+                added.clear();
+                reply(Reply::Done)
+            }
+        }
+    }
+
     /// Drains every port and checks the frame accounting.
     pub fn finish(mut self) -> WorkerReport {
         self.emit_pending(true);
@@ -276,6 +414,62 @@ impl Worker {
             frames_ok,
         }
     }
+}
+
+/// Opens one port a live change adds, on its worker's thread, given the worker (for its
+/// pool, and its first AF_XDP port to share the UMEM with).
+pub type PortOpener = Box<dyn FnOnce(&Worker) -> Result<Box<dyn Port>, String> + Send>;
+
+/// One worker's part of a live port change ([`WorkerSet::change_ports`]).
+pub struct PortChange {
+    /// `old_of[new]`: the old index of the port that takes index `new`, or `None` for the
+    /// next port `open` makes.
+    pub old_of: Vec<Option<u16>>,
+    /// Makes the added ports, in order.
+    pub open: Vec<PortOpener>,
+    /// The handler for the new port numbers.
+    pub handler: Box<dyn Handler>,
+}
+
+/// What a live port change did.
+#[derive(Debug, Clone)]
+pub struct ChangeReport {
+    /// How long the workers stood still between two bursts: from the first asked to stop
+    /// to the last running again on the new ports.
+    pub parked: std::time::Duration,
+    /// Frames written off with removed ports ([`FramePool::give_up`]).
+    pub given_up: u64,
+}
+
+enum Control {
+    /// Open these ports (not started: nothing arrives on them yet) and check the old
+    /// ones `old_of` leaves out can go.
+    Prepare {
+        old_of: Vec<Option<u16>>,
+        open: Vec<PortOpener>,
+    },
+    /// Stop between bursts until `Commit` or `Abort`.
+    Park,
+    Commit {
+        old_of: Vec<Option<u16>>,
+        handler: Box<dyn Handler>,
+    },
+    Abort,
+}
+
+enum Reply {
+    Done,
+    Failed(String),
+    Committed { removed: Vec<Box<dyn Port>>, given_up: u64 },
+}
+
+/// A worker's end of its control channel.
+struct Inbox {
+    index: usize,
+    rx: mpsc::Receiver<Control>,
+    /// Set after each message: the worker looks at the channel only then.
+    flag: Arc<CachePadded<AtomicBool>>,
+    reply: mpsc::Sender<(usize, Reply)>,
 }
 
 /// The CPUs this process may run on.
@@ -314,6 +508,9 @@ pub struct WorkerSet {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<WorkerReport>>,
     counters: Vec<SharedCounters>,
+    /// Each worker's control channel, and the flag that tells it to look.
+    control: Vec<(mpsc::Sender<Control>, Arc<CachePadded<AtomicBool>>)>,
+    replies: std::sync::Mutex<mpsc::Receiver<(usize, Reply)>>,
 }
 
 impl WorkerSet {
@@ -329,19 +526,33 @@ impl WorkerSet {
         let build = Arc::new(build);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
+        let (reply_tx, replies) = mpsc::channel();
         let mut threads = Vec::new();
+        let mut control = Vec::new();
         for (i, &cpu) in cpus.iter().enumerate() {
             let (build, stop, tx) = (build.clone(), stop.clone(), tx.clone());
+            let (ctl_tx, ctl_rx) = mpsc::channel();
+            let flag = Arc::new(CachePadded::new(AtomicBool::new(false)));
+            control.push((ctl_tx, flag.clone()));
+            let inbox = Inbox {
+                index: i,
+                rx: ctl_rx,
+                flag,
+                reply: reply_tx.clone(),
+            };
             let t = std::thread::Builder::new()
                 .name(format!("vrouter-w{i}"))
                 .spawn(move || {
                     let built = pin_current_thread(cpu)
                         .map_err(|e| format!("worker {i}: pinning to cpu {cpu}: {e}"))
                         .and_then(|_| build(i, cpu));
+                    // What the builder holds (XDP programs among it) must not outlive a
+                    // live change that removes it.
+                    drop(build);
                     match built {
                         Ok(mut w) => {
                             let _ = tx.send(Ok((i, w.counters())));
-                            w.run(&stop);
+                            w.serve(&stop, &inbox);
                             w.finish()
                         }
                         Err(e) => {
@@ -374,6 +585,8 @@ impl WorkerSet {
             stop,
             threads,
             counters: counters.into_iter().flatten().collect(),
+            control,
+            replies: std::sync::Mutex::new(replies),
         };
         match first_err {
             Some(e) => {
@@ -392,6 +605,103 @@ impl WorkerSet {
     /// Handles on each worker's counters, for readers on other threads.
     pub fn counters(&self) -> Vec<SharedCounters> {
         self.counters.clone()
+    }
+
+    /// Moves the running workers onto other ports without stopping them: `changes[i]` is
+    /// worker `i`'s part. First every worker opens its new ports while it forwards on the
+    /// old ones; then all stand still between two bursts (packets wait in their rings)
+    /// while `parked` runs (publish the tables for the new port numbers there); then each
+    /// retires its removed ports and carries on. If a port cannot be opened or removed,
+    /// or `parked` fails, nothing changes. Removed ports are closed before this returns.
+    pub fn change_ports<T>(
+        &self,
+        changes: Vec<PortChange>,
+        parked: impl FnOnce() -> Result<T, String>,
+    ) -> Result<(T, ChangeReport), String> {
+        if changes.len() != self.control.len() {
+            return Err(format!("{} changes for {} workers", changes.len(), self.control.len()));
+        }
+        let replies = self.replies.lock().map_err(|_| "worker control poisoned")?;
+        let mut commits = Vec::new();
+        let mut prepare = Vec::new();
+        for c in changes {
+            prepare.push(Control::Prepare {
+                old_of: c.old_of.clone(),
+                open: c.open,
+            });
+            commits.push((c.old_of, c.handler));
+        }
+        let abort = |why: String| {
+            let _ = self.ask(&replies, || Control::Abort);
+            Err(why)
+        };
+        let mut prepare = prepare.into_iter();
+        if let Err(e) = self.ask(&replies, || prepare.next().expect("one per worker")) {
+            return abort(e);
+        }
+        let began = std::time::Instant::now();
+        if let Err(e) = self.ask(&replies, || Control::Park) {
+            return abort(e);
+        }
+        let t = match parked() {
+            Ok(t) => t,
+            Err(e) => return abort(e),
+        };
+        let mut commits = commits.into_iter();
+        let mut removed = Vec::new();
+        let mut given_up = 0;
+        for (tx, flag) in &self.control {
+            let (old_of, handler) = commits.next().expect("one per worker");
+            tx.send(Control::Commit { old_of, handler })
+                .map_err(|_| "a worker has gone")?;
+            flag.store(true, Ordering::Release);
+        }
+        for _ in 0..self.control.len() {
+            match replies.recv() {
+                Ok((
+                    _,
+                    Reply::Committed {
+                        removed: r,
+                        given_up: g,
+                    },
+                )) => {
+                    removed.extend(r);
+                    given_up += g;
+                }
+                Ok(_) => return Err("a worker did not take the change".into()),
+                Err(_) => return Err("a worker has gone".into()),
+            }
+        }
+        let parked = began.elapsed();
+        std::thread::scope(|s| {
+            for p in removed {
+                s.spawn(move || drop(p));
+            }
+        });
+        Ok((t, ChangeReport { parked, given_up }))
+    }
+
+    /// Sends each worker the message `next` makes and waits for every answer; the first
+    /// refusal, if any.
+    fn ask(&self, replies: &mpsc::Receiver<(usize, Reply)>, mut next: impl FnMut() -> Control) -> Result<(), String> {
+        for (tx, flag) in &self.control {
+            tx.send(next()).map_err(|_| "a worker has gone")?;
+            flag.store(true, Ordering::Release);
+        }
+        let mut first = Ok(());
+        for _ in 0..self.control.len() {
+            match replies.recv() {
+                Ok((_, Reply::Done)) => {}
+                Ok((i, Reply::Failed(e))) => {
+                    if first.is_ok() {
+                        first = Err(format!("worker {i}: {e}"));
+                    }
+                }
+                Ok((i, Reply::Committed { .. })) => first = Err(format!("worker {i}: an unexpected commit")),
+                Err(_) => return Err("a worker has gone".into()),
+            }
+        }
+        first
     }
 
     /// Stops every worker, drains its ports and returns its report.

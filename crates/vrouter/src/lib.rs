@@ -284,6 +284,113 @@ impl Running {
         })
     }
 
+    /// Moves the running workers onto `router`'s ports on `devs` without stopping them:
+    /// the new ports' programs are attached and their sockets opened while the workers
+    /// forward; then the workers stand still between two bursts (packets wait in their
+    /// rings; nothing is closed or bound) while `parked` runs, which publishes the routes
+    /// and policy written for the new port numbers; then each worker retires its removed
+    /// ports and goes on with the same sockets for the ports kept, the same frames and
+    /// counters. Learned neighbours follow their port (as for [`Paused::resume`]).
+    ///
+    /// [`ChangeError::NeedsPause`] when it cannot be done live (the UMEMs are too small for
+    /// the new port count, or a removed port is zero-copy): then pause and resume.
+    /// [`ChangeError::Refused`] when a device is missing, a socket cannot be opened or
+    /// `parked` fails: the old ports run on and nothing `parked` did not do is published.
+    pub fn change_ports<T>(
+        &mut self,
+        router: &Router,
+        devs: &[String],
+        parked: impl FnOnce() -> Result<T, String>,
+    ) -> Result<(T, dataplane::ChangeReport), ChangeError> {
+        let Running { set, kept } = self;
+        let set = set.as_ref().ok_or(ChangeError::Refused("not running".into()))?;
+        let progs = router
+            .attach(devs, kept.mode, &kept.progs)
+            .map_err(ChangeError::Refused)?;
+        for p in progs.iter().flatten() {
+            if !kept.progs.iter().any(|q| Arc::ptr_eq(q, p)) {
+                kept.progs.push(p.clone());
+            }
+        }
+        let result = kept.change_live(set, router, devs, &progs, parked);
+        // Programs stay on the devices now in use only.
+        let (node, in_use) = &kept.ports;
+        let used = |p: &Arc<XdpProgram>| {
+            in_use
+                .iter()
+                .zip(&node.ports)
+                .any(|(d, pc)| d == p.ifname() && !matches!(pc.role, PortRole::Host { .. }))
+        };
+        kept.progs.retain(used);
+        result
+    }
+}
+
+impl Paused {
+    /// [`Running::change_ports`] once the programs are attached.
+    fn change_live<T>(
+        &mut self,
+        set: &WorkerSet,
+        router: &Router,
+        devs: &[String],
+        progs: &[Option<Arc<XdpProgram>>],
+        parked: impl FnOnce() -> Result<T, String>,
+    ) -> Result<(T, dataplane::ChangeReport), ChangeError> {
+        let umems = self
+            .umems
+            .lock()
+            .map_err(|_| ChangeError::Refused("UMEM list poisoned".into()))?;
+        if let Some(small) = umems
+            .iter()
+            .flatten()
+            .find(|u| !fits(u.config().frame_count, devs.len()))
+        {
+            return Err(ChangeError::NeedsPause(format!(
+                "{} ports need more than the {} frames of a worker's UMEM",
+                devs.len(),
+                small.config().frame_count
+            )));
+        }
+        drop(umems);
+        let (old, old_devs) = self.ports.clone();
+        let new = router.tables.node.clone();
+        let mut taken = vec![false; old.ports.len()];
+        let old_of: Vec<Option<u16>> = (0..new.ports.len())
+            .map(|j| {
+                let i = (0..old.ports.len())
+                    .find(|&i| !taken[i] && old.ports[i] == new.ports[j] && old_devs[i] == devs[j])?;
+                taken[i] = true;
+                Some(i as u16)
+            })
+            .collect();
+        let mut changes = Vec::new();
+        for queue in 0..self.cpus.len() {
+            let handler = Pipeline::new(router.tables.clone()).ok_or(ChangeError::Refused(
+                "the flow table has no reader slot left for the new pipelines".into(),
+            ))?;
+            let open = (0..new.ports.len())
+                .filter(|&j| old_of[j].is_none())
+                .map(|j| opener(progs[j].clone(), devs[j].clone(), queue as u32))
+                .collect();
+            changes.push(dataplane::PortChange {
+                old_of: old_of.clone(),
+                open,
+                handler: Box::new(handler),
+            });
+        }
+        let result = set
+            .change_ports(changes, || {
+                let t = parked()?;
+                renumber_neighbors(router, (&old, &old_devs), devs);
+                Ok(t)
+            })
+            .map_err(ChangeError::Refused)?;
+        self.ports = (new, devs.to_vec());
+        Ok(result)
+    }
+}
+
+impl Running {
     /// Stops the workers but keeps XDP attached, so that they can start again on other
     /// ports ([`Paused::resume`]): how ports are added and removed while the tables,
     /// flows included, carry on. Meanwhile the program finds no socket and passes packets
@@ -317,6 +424,62 @@ impl Drop for Running {
             s.stop();
         }
     }
+}
+
+/// Why [`Running::change_ports`] changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeError {
+    /// The change needs the workers paused ([`Running::pause`], [`Paused::resume`]): says
+    /// why. Nothing was published.
+    NeedsPause(String),
+    /// Refused, with the reason; the old ports run on.
+    Refused(String),
+}
+
+impl std::fmt::Display for ChangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChangeError::NeedsPause(why) => write!(f, "needs the workers paused: {why}"),
+            ChangeError::Refused(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Whether a worker's UMEM of `frames` frames serves `ports` ports: each port's fill ring
+/// then gets at least 256 (half the frames are shared among the fill rings).
+fn fits(frames: u32, ports: usize) -> bool {
+    frames as usize >= ports * 512
+}
+
+/// Makes a port a live change adds, on the worker's thread: an AF_XDP socket on queue
+/// `queue` of the device `prog` is attached to, sharing the worker's UMEM; or, for a
+/// host port (`prog` is `None`), the TAP device `dev`.
+fn opener(prog: Option<Arc<XdpProgram>>, dev: String, queue: u32) -> dataplane::PortOpener {
+    Box::new(move |w: &Worker| -> Result<Box<dyn Port>, String> {
+        Ok(match prog {
+            Some(prog) => Box::new(
+                AfXdpPort::open(w.pool(), &prog, queue, SocketConfig::default(), w.first_af_xdp())
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => Box::new(TapPort::open(&dev).map_err(|e| format!("TAP {dev}: {e}"))?),
+        })
+    })
+}
+
+/// Moves learned neighbours from the `old` ports (configurations and devices) to the
+/// index of the same port on the same device in `router`'s ports on `devs`; those of
+/// ports gone are forgotten.
+fn renumber_neighbors(router: &Router, (old, old_devs): (&NodeConfig, &[String]), devs: &[String]) {
+    let new = &router.tables.node;
+    router.tables.neighbors.renumber(|port| {
+        let i = port as usize;
+        let Some(pc) = old.ports.get(i) else {
+            return Some(port);
+        };
+        (0..new.ports.len())
+            .find(|&j| new.ports[j] == *pc && devs[j] == old_devs[i])
+            .map(|j| j as u32)
+    });
 }
 
 /// Workers stopped by [`Running::pause`], XDP still attached to their devices.
@@ -376,15 +539,7 @@ impl Paused {
         };
         let (old, old_devs) = &self.ports;
         let new = &router.tables.node;
-        router.tables.neighbors.renumber(|port| {
-            let i = port as usize;
-            let Some(pc) = old.ports.get(i) else {
-                return Some(port);
-            };
-            (0..new.ports.len())
-                .find(|&j| new.ports[j] == *pc && devs[j] == old_devs[i])
-                .map(|j| j as u32)
-        });
+        renumber_neighbors(router, (old, old_devs), devs);
         match router.spawn(&progs, devs, &self.cpus, Some(&self.counters), &self.umems) {
             Ok(set) => Ok(Running {
                 set: Some(set),

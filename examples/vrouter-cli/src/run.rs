@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use vrouter::{Paused, Router, Running, af_xdp::AttachMode, fib::Fib};
+use vrouter::{ChangeError, Paused, Router, Running, af_xdp::AttachMode, fib::Fib};
 
 use crate::{ctl, metrics};
 use vrouter_cli::config::{self, Config, Listing};
@@ -174,8 +174,8 @@ fn check_frames(reports: &[vrouter::WorkerReport]) {
 
 impl Live {
     /// Re-reads the file and applies it: routes, nexthops, labels, VNIs, neighbours,
-    /// policy and the live flow options at once; when ports change, the workers pause
-    /// around the change. Returns the status line, or why nothing changed.
+    /// policy and the live flow options at once. Ports are added and removed while the
+    /// workers run; only when the UMEMs must grow do the workers pause around the change. Returns the status line, or why nothing changed.
     fn reload(&mut self) -> Result<String, String> {
         let (text, mut new) = read(&self.path)?;
         let ports_changed = new.node != self.cfg.node || new.devices != self.cfg.devices;
@@ -189,9 +189,37 @@ impl Live {
                 notes.iter().map(|n| format!("; {n}")).collect::<String>()
             ));
         }
+        let router = self.router.with_ports(new.node.clone());
+        let mut running = self.running.take().ok_or("the workers are not running")?;
+        let devices = new.devices.clone();
+        let live = running.change_ports(&router, &devices, || self.publish(&mut new));
+        self.running = Some(running);
+        let why_pause = match live {
+            Ok(((g, notes), report)) => {
+                let parked_ms = report.parked.as_secs_f64() * 1e3;
+                let (added, removed) = self.adopt(router, new, text);
+                tracing::info!(
+                    generation = g,
+                    ?added,
+                    ?removed,
+                    parked_ms,
+                    given_up = report.given_up,
+                    "reloaded"
+                );
+                return Ok(format!(
+                    "reloaded {}: routing generation {g}; ports added [{}] removed [{}] while the workers ran (parked {parked_ms:.1} ms); established flows re-decided on their next packet{}",
+                    self.path,
+                    added.join(", "),
+                    removed.join(", "),
+                    notes.iter().map(|n| format!("; {n}")).collect::<String>()
+                ));
+            }
+            Err(ChangeError::Refused(e)) => return Err(format!("the new ports: {e}")),
+            Err(ChangeError::NeedsPause(why)) => why,
+        };
+        tracing::info!(why = %why_pause, "the port change pauses the workers");
         // Programs for the new devices are attached while the workers still run: a
         // missing device is refused before anything pauses, and the pause is shorter.
-        let router = self.router.with_ports(new.node.clone());
         let running = self.running.as_mut().ok_or("the workers are not running")?;
         running
             .attach_ahead(&router, &new.devices)
@@ -212,21 +240,11 @@ impl Live {
         match paused.resume(&router, &new.devices) {
             Ok(running) => {
                 let pause_ms = began.elapsed().as_secs_f64() * 1e3;
-                let (added, removed) = (port_names(&new, &self.cfg), port_names(&self.cfg, &new));
                 self.running = Some(running);
-                self.router = router;
-                if let Ok(mut p) = self.ports.lock() {
-                    *p = ctl::Ports {
-                        node: new.node.clone(),
-                        devices: new.devices.clone(),
-                    };
-                }
-                self.cfg.node = new.node;
-                self.cfg.devices = new.devices;
-                self.text = text;
+                let (added, removed) = self.adopt(router, new, text);
                 tracing::info!(generation = g, ?added, ?removed, pause_ms, "reloaded");
                 Ok(format!(
-                    "reloaded {}: routing generation {g}; ports added [{}] removed [{}], workers paused {pause_ms:.1} ms; established flows re-decided on their next packet{}",
+                    "reloaded {}: routing generation {g}; ports added [{}] removed [{}], workers paused {pause_ms:.1} ms ({why_pause}); established flows re-decided on their next packet{}",
                     self.path,
                     added.join(", "),
                     removed.join(", "),
@@ -241,6 +259,23 @@ impl Live {
                 Err(format!("the new ports did not start ({e}); the old ports run again"))
             }
         }
+    }
+
+    /// Makes `new`'s ports (run by `router`) and `text` the running configuration.
+    /// Returns the names of the ports added and removed.
+    fn adopt(&mut self, router: Router, new: Config, text: String) -> (Vec<String>, Vec<String>) {
+        let (added, removed) = (port_names(&new, &self.cfg), port_names(&self.cfg, &new));
+        self.router = router;
+        if let Ok(mut p) = self.ports.lock() {
+            *p = ctl::Ports {
+                node: new.node.clone(),
+                devices: new.devices.clone(),
+            };
+        }
+        self.cfg.node = new.node;
+        self.cfg.devices = new.devices;
+        self.text = text;
+        (added, removed)
     }
 
     /// Publishes `new`'s routes (compiling only what changed), policy and live flow

@@ -64,6 +64,47 @@ fn ctl(sock: &str, args: &[&str]) -> (bool, String) {
 
 /// A workload namespace `10.0.I.2/24` behind a veth into `node`, and its config: the
 /// `[[port]]` table and the nexthop and /32 route to it (nexthop id I).
+/// 500 pings at 500 per second from a namespace, running while the test goes on.
+struct Flood(std::process::Child);
+
+impl Flood {
+    fn start(ns: &Netns, to: &str) -> Self {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns.name(),
+                "ping",
+                "-q",
+                "-i",
+                "0.002",
+                "-c",
+                "500",
+                "-W",
+                "1",
+                to,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The change lands in the middle of the stream, not before it.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        Flood(child)
+    }
+
+    /// Waits for the last reply; how many of the 500 got none.
+    fn lost(self) -> u64 {
+        let out = self.0.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let received = text
+            .split(", ")
+            .find_map(|part| part.strip_suffix(" received"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        500 - received
+    }
+}
+
 struct Workload {
     ns: Netns,
     dev: String,
@@ -464,10 +505,14 @@ fn reload_adds_and_removes_ports_while_running() {
     assert!(!xdp_attached(&node, &ws[2].dev), "w3 is not a port yet");
     let rx_before = rx();
 
-    // w3 joins: its device gets the program, the workloads reach it, the others carry on.
+    // w3 joins: its device gets the program, the workloads reach it, the others carry on
+    // without losing a packet: the workers change ports between two bursts.
+    let flood = Flood::start(&ws[0].ns, "10.0.2.2");
     reload(config(&[0, 1, 2]));
     let line = next_line();
     assert!(line.contains("ports added [w3] removed []"), "{line}");
+    assert!(line.contains("while the workers ran"), "{line}");
+    assert_eq!(flood.lost(), 0, "w1 -> w2 lost nothing while w3 was added");
     assert!(xdp_attached(&node, &ws[2].dev));
     assert!(ping(&ws[0].ns, "10.0.3.2"), "w1 -> w3, the new port");
     assert!(ping(&ws[2].ns, "10.0.2.2"), "w3 -> w2");
@@ -487,9 +532,12 @@ fn reload_adds_and_removes_ports_while_running() {
 
     // w2 leaves: w3 moves from port 2 to port 1; its flows are re-decided and its learned
     // neighbours follow it; w2's device loses the program.
+    let flood = Flood::start(&ws[0].ns, "10.0.3.2");
     reload(config(&[0, 2]));
     let line = next_line();
     assert!(line.contains("ports added [] removed [w2]"), "{line}");
+    assert!(line.contains("while the workers ran"), "{line}");
+    assert_eq!(flood.lost(), 0, "w1 -> w3 lost nothing while w2 was removed");
     assert!(ping(&ws[0].ns, "10.0.3.2"), "w1 -> w3 after it changed number");
     assert!(!ping(&ws[0].ns, "10.0.2.2"), "w2 is gone");
     let ports = ctl(&["show", "ports"]);

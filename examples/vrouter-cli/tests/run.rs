@@ -105,6 +105,18 @@ impl Flood {
     }
 }
 
+/// A router config for `ws`' ports, on one worker (cpu 0).
+fn config_of<'a>(ws: impl Iterator<Item = &'a Workload> + Clone) -> String {
+    let mut text = "cpus = [0]\n\n[[vrf]]\nid = 1\n\n".to_string();
+    for w in ws.clone() {
+        text += &w.port;
+    }
+    for w in ws {
+        text += &w.route;
+    }
+    text
+}
+
 struct Workload {
     ns: Netns,
     dev: String,
@@ -451,16 +463,7 @@ fn help_prints_the_usage_and_runs_nothing() {
 fn reload_adds_and_removes_ports_while_running() {
     let node = Netns::new("n").unwrap();
     let mut ws: Vec<Workload> = (1..=3).map(|i| Workload::new(&node, i)).collect();
-    let config = |of: &[usize]| {
-        let mut text = "cpus = [0]\n\n[[vrf]]\nid = 1\n\n".to_string();
-        for &i in of {
-            text += &ws[i].port;
-        }
-        for &i in of {
-            text += &ws[i].route;
-        }
-        text
-    };
+    let config = |of: &[usize]| config_of(of.iter().map(|&i| &ws[i]));
     let path = std::env::temp_dir().join(format!("vrouter-ports-{}.toml", std::process::id()));
     std::fs::write(&path, config(&[0, 1])).unwrap();
     let sock = std::env::temp_dir().join(format!("vrouter-ports-{}.sock", std::process::id()));
@@ -591,6 +594,22 @@ fn reload_adds_and_removes_ports_while_running() {
     reload(only_w1);
     let line = next_line();
     assert!(line.contains("ports added [] removed [w3]"), "{line}");
+
+    // Nine ports are more than a UMEM made for two serves (each fill ring would get
+    // fewer than 256 frames): the workers pause, and start again on bigger UMEMs.
+    let more: Vec<Workload> = (4..=11).map(|i| Workload::new(&node, i)).collect();
+    reload(config_of(std::iter::once(&ws[0]).chain(&more)));
+    let line = next_line();
+    assert!(
+        line.contains("workers paused") && line.contains("need more than the 4096 frames"),
+        "{line}"
+    );
+    assert!(ping(&ws[0].ns, "10.0.11.2"), "w1 -> w11 after the pause");
+    // Back to one port: the bigger UMEMs serve it, no pause.
+    reload(config_of(std::iter::once(&ws[0])));
+    let line = next_line();
+    assert!(line.contains("while the workers ran"), "{line}");
+    assert!(detached_soon(&node, &more[7].dev));
 
     // SAFETY: signalling the process this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -150,6 +150,38 @@ int main(void) {
     printf("cleared %llu flow entries in vrf 1, %llu left\n", (unsigned long long)cleared,
            (unsigned long long)stats.flows);
 
+    /* A pod comes (w3) and one goes (w2) while the router runs. The ports after w2 move
+       down one index, with their nexthops; vr_router_apply_ports makes the change live
+       (the flow table, counters and the kept ports' queues carry on). */
+    const uint8_t gw3[6] = {2, 0xa, 0, 0, 0, 4}, w3[6] = {2, 0, 0, 0, 3, 2};
+    uint32_t p_w3;
+    CHECK(vr_router_add_port(router, VR_PORT_WORKLOAD, 1, gw3, "10.0.3.2", w3, "10.0.3.1", &p_w3));
+    CHECK(vr_router_set_nexthop_port(router, 5, p_w3, NULL));
+    CHECK(vr_router_add_route(router, 1, "10.0.3.2/32", 5));
+    CHECK(vr_router_set_neighbor(router, p_w3, "10.0.3.2", w3));
+    printf("publish with ports pending: %s\n", vr_result_message(vr_router_publish(router)));
+    CHECK(vr_router_remove_port(router, p_w2));
+    p_fab -= 1;
+    p_w3 -= 1;
+    CHECK(vr_router_apply_ports(router, NULL, 0));
+    const uint8_t to_w3[4] = {10, 0, 3, 2};
+    n = udp_frame(frame, w1, gw1, to_w3, 53);
+    CHECK(vr_router_push(router, p_w1, frame, n));
+    n = udp_frame(frame, w1, gw1, to_remote, 53);
+    CHECK(vr_router_push(router, p_w1, frame, n));
+    n = udp_frame(frame, w1, gw1, to_w2, 80);
+    CHECK(vr_router_push(router, p_w1, frame, n));
+    CHECK(vr_router_poll(router, &processed));
+    CHECK(vr_router_pull(router, p_w3, out, sizeof out, &len));
+    printf("after the change: w3 on port %u got %zu bytes, dst mac %02x:%02x:%02x:%02x:%02x:%02x\n", p_w3, len, out[0],
+           out[1], out[2], out[3], out[4], out[5]);
+    CHECK(vr_router_pull(router, p_fab, out, sizeof out, &len));
+    printf("after the change: fabric on port %u got %zu bytes, vni %u\n", p_fab, len,
+           (unsigned)(out[46] << 16 | out[47] << 8 | out[48]));
+    CHECK(vr_router_stats(router, &stats));
+    printf("after the change: rx %llu tx %llu dropped %llu\n", (unsigned long long)stats.rx,
+           (unsigned long long)stats.tx, (unsigned long long)stats.dropped);
+
     CHECK(vr_router_free(router));
     /* The handle is gone: using it is an error, not a crash. */
     printf("after free: %s\n", vr_result_message(vr_router_stats(router, &stats)));

@@ -303,8 +303,8 @@ const char *vr_router_last_error(const struct vr_router *r);
  removed). `kind` is VR_PORT_FABRIC (routing in `vrf`; `addr` is the router's address
  on it, may be NULL) or VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC
  `peer_mac`, whose gateway `gateway` the router answers for). `mac` is the router's MAC
- on the port (6 bytes). Before a start, or on a router started with workers, where it
- is live from `vr_router_apply_ports` (a pod created).
+ on the port (6 bytes). Before a start, or on a started router, where it is live from
+ `vr_router_apply_ports` (a pod created).
  */
 vr_result vr_router_add_port(struct vr_router *r,
                              uint32_t kind,
@@ -318,8 +318,8 @@ vr_result vr_router_add_port(struct vr_router *r,
 /*
  Removes port `port` (a pod deleted); the ports after it move down one index. Its
  nexthops become discards (give their routes other nexthops), its neighbours and policy
- lists go; those of the ports after it move with them. Before a start, or on a router
- started with workers, where it is live from `vr_router_apply_ports`.
+ lists go; those of the ports after it move with them. Before a start, or on a started
+ router, where it is live from `vr_router_apply_ports`.
  */
 vr_result vr_router_remove_port(struct vr_router *r, uint32_t port);
 
@@ -450,8 +450,10 @@ vr_result vr_router_start_workers(struct vr_router *r,
                                   uint32_t n_cpus);
 
 /*
- Applies the ports added and removed since the start to a router started with workers,
- over `devices` (`n_devices` names, one per port, in order), while the workers run: the
+ Applies the ports added and removed since the start. On memory ports pass NULL, 0: the
+ routes and policy lists are published and the ports kept keep their queued frames; a
+ new port starts empty. On a router started with workers, pass `devices` (`n_devices`
+ names, one per port, in order); the change is made while the workers run: the
  new ports' sockets are opened, then the workers stand still between two bursts (a
  millisecond or so; packets wait in their rings) while the routes and policy lists are
  published, and go on with the new ports, the same sockets for the ports kept, the same

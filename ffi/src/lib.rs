@@ -275,18 +275,9 @@ fn not_started(r: &VrRouter) -> Result<(), (VrResult, String)> {
     Ok(())
 }
 
-/// Ports may change before a start, and on a router started with workers (applied by
-/// `vr_router_apply_ports`); in-memory ports are fixed while started.
-fn ports_changeable(r: &VrRouter) -> Result<(), (VrResult, String)> {
-    match r.running.as_ref().map(|s| &s.mode) {
-        Some(Mode::Memory { .. }) => Err((
-            VrResult::VrInvalidState,
-            "started on in-memory ports: stop, change the ports, start again".into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
+/// Refuses while ports added or removed on a started router await
+/// `vr_router_apply_ports`: tables written for the new numbers must not reach workers on
+/// the old ones.
 fn no_ports_pending(r: &VrRouter) -> Result<(), (VrResult, String)> {
     if r.ports_pending {
         return Err((
@@ -380,8 +371,8 @@ pub extern "C" fn vr_router_last_error(r: *const VrRouter) -> *const c_char {
 /// removed). `kind` is VR_PORT_FABRIC (routing in `vrf`; `addr` is the router's address
 /// on it, may be NULL) or VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC
 /// `peer_mac`, whose gateway `gateway` the router answers for). `mac` is the router's MAC
-/// on the port (6 bytes). Before a start, or on a router started with workers, where it
-/// is live from `vr_router_apply_ports` (a pod created).
+/// on the port (6 bytes). Before a start, or on a started router, where it is live from
+/// `vr_router_apply_ports` (a pod created).
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn vr_router_add_port(
@@ -395,7 +386,6 @@ pub extern "C" fn vr_router_add_port(
     index_out: *mut u32,
 ) -> VrResult {
     with(r, |r| {
-        ports_changeable(r)?;
         if index_out.is_null() {
             return Err((VrResult::VrNullParameter, "index_out is NULL".into()));
         }
@@ -433,12 +423,11 @@ pub extern "C" fn vr_router_add_port(
 
 /// Removes port `port` (a pod deleted); the ports after it move down one index. Its
 /// nexthops become discards (give their routes other nexthops), its neighbours and policy
-/// lists go; those of the ports after it move with them. Before a start, or on a router
-/// started with workers, where it is live from `vr_router_apply_ports`.
+/// lists go; those of the ports after it move with them. Before a start, or on a started
+/// router, where it is live from `vr_router_apply_ports`.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_remove_port(r: *mut VrRouter, port: u32) -> VrResult {
     with(r, |r| {
-        ports_changeable(r)?;
         if port as usize >= r.ports.len() {
             return Err(bad(format!("no port {port} (the router has {})", r.ports.len())));
         }
@@ -926,8 +915,10 @@ pub extern "C" fn vr_router_start_workers(
     })
 }
 
-/// Applies the ports added and removed since the start to a router started with workers,
-/// over `devices` (`n_devices` names, one per port, in order), while the workers run: the
+/// Applies the ports added and removed since the start. On memory ports pass NULL, 0: the
+/// routes and policy lists are published and the ports kept keep their queued frames; a
+/// new port starts empty. On a router started with workers, pass `devices` (`n_devices`
+/// names, one per port, in order); the change is made while the workers run: the
 /// new ports' sockets are opened, then the workers stand still between two bursts (a
 /// millisecond or so; packets wait in their rings) while the routes and policy lists are
 /// published, and go on with the new ports, the same sockets for the ports kept, the same
@@ -942,6 +933,31 @@ pub extern "C" fn vr_router_start_workers(
 pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const c_char, n_devices: u32) -> VrResult {
     with(r, |r| {
         let policy = policy_set(r);
+        if let Some(Started {
+            router,
+            mode: Mode::Memory { worker, links },
+        }) = r.running.as_mut()
+        {
+            if n_devices != 0 {
+                return Err(bad("memory ports have no devices: pass NULL, 0"));
+            }
+            let new = router.with_ports(NodeConfig {
+                ports: r.ports.clone(),
+                tunnel_endpoints: r.endpoints.clone(),
+            });
+            publish_tables(&mut r.routes, &r.fib, &new, &policy).map_err(bad)?;
+            let ports = new
+                .change_memory_ports(worker, router, links)
+                .map_err(|e| (VrResult::VrInternal, e))?;
+            let mut held = std::mem::take(&mut r.held);
+            (*links, r.held) = ports
+                .into_iter()
+                .map(|(l, old)| (l, old.and_then(|i| held.get_mut(i)?.take())))
+                .unzip();
+            *router = new;
+            r.ports_pending = false;
+            return Ok(());
+        }
         let Some(Started {
             router,
             mode: Mode::Workers(running),

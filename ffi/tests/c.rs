@@ -100,6 +100,12 @@ fn check(stdout: &str) {
         // The established flow, denied by the new policy on its second packet.
         "flow: vrf 1 10.0.1.2 40000 -> 10.0.2.2 53 proto 17 Deny packets 2",
         "flow: vrf 1 10.0.1.2 40000 -> 10.9.0.5 53 proto 17 Allow packets 1",
+        "publish with ports pending: not allowed in the router's current state",
+        "after the change: w3 on port 2 got 60 bytes, dst mac 02:00:00:00:03:02",
+        "after the change: fabric on port 1 got 110 bytes, vni 42",
+        // The counters carried on: three more received, two sent, the one to the removed
+        // w2 dropped (its route's nexthop is now a discard).
+        "after the change: rx 7 tx 4 dropped 3",
         "after free: not a live router handle",
         "null handle: a pointer argument was NULL",
     ] {

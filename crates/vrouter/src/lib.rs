@@ -214,7 +214,9 @@ impl Router {
             .map_err(|e| e.to_string())?,
         );
         let n = self.tables.node.ports.len();
-        let links: Vec<_> = (0..n).map(|_| dataplane::MemoryLink::new(1024)).collect();
+        let links: Vec<_> = (0..n)
+            .map(|_| dataplane::MemoryLink::new(MEMORY_LINK_PACKETS))
+            .collect();
         let ports = links
             .iter()
             .zip(&self.tables.node.ports)
@@ -226,6 +228,51 @@ impl Router {
         Ok((worker, links))
     }
 }
+
+impl Router {
+    /// Moves `worker`, made by [`Router::memory_worker`] on `old`'s ports with `links`,
+    /// onto this router's ports (made from `old` by [`Router::with_ports`]): a port kept
+    /// (the same configuration) keeps its link and its packets in flight, a new port gets
+    /// a new link. Returns each new port's link and, if it was kept, its old index.
+    /// Learned neighbours follow their port. Publish the routes and policy written for
+    /// the new port numbers first.
+    pub fn change_memory_ports(
+        &self,
+        worker: &mut Worker,
+        old: &Router,
+        links: &[Arc<dataplane::MemoryLink>],
+    ) -> Result<Vec<KeptLink>, String> {
+        let (old_node, new) = (&old.tables.node, &self.tables.node);
+        if links.len() != old_node.ports.len() {
+            return Err(format!("{} links for {} ports", links.len(), old_node.ports.len()));
+        }
+        let names = |n: &NodeConfig| n.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        let old_of = old_indices((old_node, &names(old_node)), (new, &names(new)));
+        let pipeline = Pipeline::new(self.tables.clone()).ok_or("the flow table has no reader slot left")?;
+        let mut added: Vec<Box<dyn Port>> = Vec::new();
+        let ports = old_of
+            .iter()
+            .zip(&new.ports)
+            .map(|(o, pc)| match o {
+                Some(i) => (links[usize::from(*i)].clone(), Some(usize::from(*i))),
+                None => {
+                    let l = dataplane::MemoryLink::new(MEMORY_LINK_PACKETS);
+                    added.push(Box::new(dataplane::MemoryPort::new(&pc.name, l.clone())));
+                    (l, None)
+                }
+            })
+            .collect();
+        renumber_neighbors(self, &old_of, old_node.ports.len());
+        worker.change_ports(&old_of, added, Box::new(pipeline));
+        Ok(ports)
+    }
+}
+
+/// A memory port's link after a port change, and the port's old index if it was kept.
+pub type KeptLink = (Arc<dataplane::MemoryLink>, Option<usize>);
+
+/// Packets each way a memory port's link holds.
+const MEMORY_LINK_PACKETS: usize = 1024;
 
 /// Workers running; stops them (and detaches XDP) when dropped.
 pub struct Running {
@@ -352,17 +399,8 @@ impl Paused {
             )));
         }
         drop(umems);
-        let (old, old_devs) = self.ports.clone();
         let new = router.tables.node.clone();
-        let mut taken = vec![false; old.ports.len()];
-        let old_of: Vec<Option<u16>> = (0..new.ports.len())
-            .map(|j| {
-                let i = (0..old.ports.len())
-                    .find(|&i| !taken[i] && old.ports[i] == new.ports[j] && old_devs[i] == devs[j])?;
-                taken[i] = true;
-                Some(i as u16)
-            })
-            .collect();
+        let old_of = old_indices((&self.ports.0, &self.ports.1), (&new, devs));
         let mut changes = Vec::new();
         for queue in 0..self.cpus.len() {
             let handler = Pipeline::new(router.tables.clone()).ok_or(ChangeError::Refused(
@@ -381,7 +419,7 @@ impl Paused {
         let result = set
             .change_ports(changes, || {
                 let t = parked()?;
-                renumber_neighbors(router, (&old, &old_devs), devs);
+                renumber_neighbors(router, &old_of, self.ports.0.ports.len());
                 Ok(t)
             })
             .map_err(ChangeError::Refused)?;
@@ -466,20 +504,31 @@ fn opener(prog: Option<Arc<XdpProgram>>, dev: String, queue: u32) -> dataplane::
     })
 }
 
-/// Moves learned neighbours from the `old` ports (configurations and devices) to the
-/// index of the same port on the same device in `router`'s ports on `devs`; those of
-/// ports gone are forgotten.
-fn renumber_neighbors(router: &Router, (old, old_devs): (&NodeConfig, &[String]), devs: &[String]) {
-    let new = &router.tables.node;
-    router.tables.neighbors.renumber(|port| {
-        let i = port as usize;
-        let Some(pc) = old.ports.get(i) else {
-            return Some(port);
-        };
-        (0..new.ports.len())
-            .find(|&j| new.ports[j] == *pc && devs[j] == old_devs[i])
-            .map(|j| j as u32)
-    });
+/// For each of the `new` ports (configurations and devices), the index of the same port
+/// (the same configuration on the same device) among the `old` ones, if it was there.
+fn old_indices((old, old_devs): (&NodeConfig, &[String]), (new, devs): (&NodeConfig, &[String])) -> Vec<Option<u16>> {
+    let mut taken = vec![false; old.ports.len()];
+    (0..new.ports.len())
+        .map(|j| {
+            let i =
+                (0..old.ports.len()).find(|&i| !taken[i] && old.ports[i] == new.ports[j] && old_devs[i] == devs[j])?;
+            taken[i] = true;
+            Some(i as u16)
+        })
+        .collect()
+}
+
+/// Moves learned neighbours to their port's new number (`old_of` as from [`old_indices`],
+/// for `old_ports` ports before); those of ports gone are forgotten, those numbered past
+/// the old ports (the overlay's) stay.
+fn renumber_neighbors(router: &Router, old_of: &[Option<u16>], old_ports: usize) {
+    router.tables.neighbors.renumber(
+        |port| match old_of.iter().position(|&o| o.map(u32::from) == Some(port)) {
+            Some(j) => Some(j as u32),
+            None if port as usize >= old_ports => Some(port),
+            None => None,
+        },
+    );
 }
 
 /// Workers stopped by [`Running::pause`], XDP still attached to their devices.
@@ -537,9 +586,9 @@ impl Paused {
             Ok(p) => p,
             Err(e) => return Err((Box::new(self), e)),
         };
-        let (old, old_devs) = &self.ports;
         let new = &router.tables.node;
-        renumber_neighbors(router, (old, old_devs), devs);
+        let old_of = old_indices((&self.ports.0, &self.ports.1), (new, devs));
+        renumber_neighbors(router, &old_of, self.ports.0.ports.len());
         match router.spawn(&progs, devs, &self.cpus, Some(&self.counters), &self.umems) {
             Ok(set) => Ok(Running {
                 set: Some(set),

@@ -484,9 +484,10 @@ impl std::fmt::Display for ChangeError {
 }
 
 /// Whether a worker's UMEM of `frames` frames serves `ports` ports: each port's fill ring
-/// then gets at least 256 (half the frames are shared among the fill rings).
+/// then gets at least 256 (half the frames are shared among the fill rings), or the UMEM
+/// is as big as UMEMs get.
 fn fits(frames: u32, ports: usize) -> bool {
-    frames as usize >= ports * 512
+    frames as usize >= (ports * 512).min(MAX_UMEM_FRAMES as usize)
 }
 
 /// Makes a port a live change adds, on the worker's thread: an AF_XDP socket on queue
@@ -547,10 +548,17 @@ pub struct Paused {
 /// The UMEM of each worker, by worker index.
 type Umems = Arc<std::sync::Mutex<Vec<Option<Arc<Umem>>>>>;
 
-/// Frames in each worker's UMEM for `ports` ports.
+/// Frames in each worker's UMEM for `ports` ports: enough for a full fill ring (2,048)
+/// per port up to 16 ports; past that the ports share [`MAX_UMEM_FRAMES`] (128 MiB).
 fn frames_for(ports: usize) -> u32 {
-    (ports as u32 * 2048).next_power_of_two().max(4096)
+    let want = (ports.min(MAX_UMEM_FRAMES as usize) as u32 * 2048).next_power_of_two();
+    want.clamp(4096, MAX_UMEM_FRAMES)
 }
+
+/// The most frames a worker's UMEM gets: 128 MiB of 4 KiB frames. A node with a hundred
+/// pods would otherwise lock up a gigabyte per worker; its ports then get 163 fill-ring
+/// frames each, plenty at one pod's rate.
+const MAX_UMEM_FRAMES: u32 = 32768;
 
 /// Worker `i`'s UMEM from `umems` if it has `frames` frames or more, else a new one,
 /// left there for the next.
@@ -600,5 +608,23 @@ impl Paused {
             }),
             Err(e) => Err((Box::new(self), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_umem_made_for_some_ports_serves_them_live_and_stays_bounded() {
+        for ports in 1..=1000 {
+            let frames = frames_for(ports);
+            assert!(fits(frames, ports), "{ports} ports, {frames} frames");
+            assert!((4096..=MAX_UMEM_FRAMES).contains(&frames) && frames.is_power_of_two());
+        }
+        // Made for two ports: up to eight change live; the ninth needs a pause.
+        assert!(fits(frames_for(2), 8) && !fits(frames_for(2), 9));
+        // Past the cap nothing grows, so nothing pauses either.
+        assert!(fits(MAX_UMEM_FRAMES, 5000));
     }
 }

@@ -1,7 +1,7 @@
 //! Per-worker counters: written by their worker alone with plain loads and stores (no
 //! locked instructions on the hot path), read by anyone and summed over workers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -90,8 +90,8 @@ pub struct WorkerCounters {
     pub fill_starved: AtomicU64,
     /// Bursts processed.
     pub bursts: AtomicU64,
-    /// Bit `i`: port `i`'s device is gone (ports from 64 on are not shown).
-    pub gone_ports: AtomicU64,
+    /// Whether each port's device is gone (the first [`COUNTED_PORTS`]).
+    pub port_gone: [AtomicBool; COUNTED_PORTS],
     /// Packets received per port (the first [`COUNTED_PORTS`]).
     pub port_rx: [AtomicU64; COUNTED_PORTS],
     /// Packets handed to each port's TX ring or queue (the first [`COUNTED_PORTS`]).
@@ -99,8 +99,9 @@ pub struct WorkerCounters {
     drops: [AtomicU64; 32],
 }
 
-/// Ports with counters of their own in each worker (and bits in `gone_ports`).
-pub const COUNTED_PORTS: usize = 64;
+/// Ports with counters of their own in each worker: more than the 110 pods Kubernetes
+/// runs on a node by default.
+pub const COUNTED_PORTS: usize = 256;
 
 impl Default for WorkerCounters {
     fn default() -> Self {
@@ -114,7 +115,7 @@ impl Default for WorkerCounters {
             empty_polls: AtomicU64::new(0),
             fill_starved: AtomicU64::new(0),
             bursts: AtomicU64::new(0),
-            gone_ports: AtomicU64::new(0),
+            port_gone: std::array::from_fn(|_| AtomicBool::new(false)),
             port_rx: zeros(),
             port_tx: zeros(),
             drops: zeros(),
@@ -138,44 +139,50 @@ impl WorkerCounters {
         }
     }
 
-    /// Starts the per-port counters and gone bits afresh, for a worker whose ports are
+    /// Starts the per-port counters and gone marks afresh, for a worker whose ports are
     /// others (a pause and resume); before that worker runs.
     pub fn reset_ports(&self) {
-        self.gone_ports.store(0, Ordering::Relaxed);
+        for g in &self.port_gone {
+            g.store(false, Ordering::Relaxed);
+        }
         for c in self.port_rx.iter().chain(&self.port_tx) {
             c.store(0, Ordering::Relaxed);
         }
     }
 
-    /// Moves the per-port counters and gone bits along with a port change:
+    /// Moves the per-port counters and gone marks along with a port change:
     /// `old_of[new]` is the old index of the port now at `new` (`None`: a new port,
     /// counted from zero). Only the owning worker calls this, between bursts.
     pub fn renumber_ports(&self, old_of: &[Option<u16>]) {
-        let gone = self.gone_ports.load(Ordering::Relaxed);
-        let mut moved_gone = 0u64;
+        let moved = |old: &[u64]| -> Vec<u64> {
+            (0..COUNTED_PORTS)
+                .map(|new| {
+                    let o = old_of.get(new).copied().flatten().map(usize::from);
+                    o.and_then(|o| old.get(o).copied()).unwrap_or(0)
+                })
+                .collect()
+        };
         for per_port in [&self.port_rx, &self.port_tx] {
-            let old: Vec<u64> = per_port.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-            for (new, c) in per_port.iter().enumerate() {
-                let o = old_of.get(new).copied().flatten().map(usize::from);
-                c.store(o.and_then(|o| old.get(o).copied()).unwrap_or(0), Ordering::Relaxed);
+            let now = moved(&per_port.iter().map(|c| c.load(Ordering::Relaxed)).collect::<Vec<_>>());
+            for (c, v) in per_port.iter().zip(now) {
+                c.store(v, Ordering::Relaxed);
             }
         }
-        for (new, o) in old_of.iter().enumerate().take(COUNTED_PORTS) {
-            if let Some(o) = o.filter(|&o| usize::from(o) < COUNTED_PORTS)
-                && gone & (1 << o) != 0
-            {
-                moved_gone |= 1 << new;
-            }
+        let gone: Vec<u64> = self
+            .port_gone
+            .iter()
+            .map(|g| u64::from(g.load(Ordering::Relaxed)))
+            .collect();
+        for (g, v) in self.port_gone.iter().zip(moved(&gone)) {
+            g.store(v == 1, Ordering::Relaxed);
         }
-        self.gone_ports.store(moved_gone, Ordering::Relaxed);
     }
 
-    /// Marks port `port`'s device gone (ports from 64 on are not shown); only the owning
-    /// worker calls this.
+    /// Marks port `port`'s device gone (not shown past [`COUNTED_PORTS`]); only the
+    /// owning worker calls this.
     pub fn mark_gone(&self, port: u16) {
-        if let Some(bit) = 1u64.checked_shl(u32::from(port)) {
-            self.gone_ports
-                .store(self.gone_ports.load(Ordering::Relaxed) | bit, Ordering::Relaxed);
+        if let Some(g) = self.port_gone.get(usize::from(port)) {
+            g.store(true, Ordering::Relaxed);
         }
     }
 
@@ -195,7 +202,7 @@ impl WorkerCounters {
             empty_polls: get(&self.empty_polls),
             fill_starved: get(&self.fill_starved),
             bursts: get(&self.bursts),
-            gone_ports: get(&self.gone_ports),
+            port_gone: self.port_gone.iter().map(|g| g.load(Ordering::Relaxed)).collect(),
             port_rx: self.port_rx.iter().map(get).collect(),
             port_tx: self.port_tx.iter().map(get).collect(),
             drops: DropReason::ALL
@@ -234,8 +241,9 @@ pub struct Stats {
     pub fill_starved: u64,
     /// Bursts processed.
     pub bursts: u64,
-    /// Bit `i`: port `i`'s device is gone (summed over workers: gone for any of them).
-    pub gone_ports: u64,
+    /// Whether each port's device is gone, by port index (the first [`COUNTED_PORTS`];
+    /// summed over workers: gone for any of them).
+    pub port_gone: Vec<bool>,
     /// Packets received per port, by port index (the first [`COUNTED_PORTS`]).
     pub port_rx: Vec<u64>,
     /// Packets transmitted per port, by port index (the first [`COUNTED_PORTS`]).
@@ -274,7 +282,12 @@ impl Stats {
             t.empty_polls += s.empty_polls;
             t.fill_starved += s.fill_starved;
             t.bursts += s.bursts;
-            t.gone_ports |= s.gone_ports;
+            if t.port_gone.len() < s.port_gone.len() {
+                t.port_gone.resize(s.port_gone.len(), false);
+            }
+            for (a, &b) in t.port_gone.iter_mut().zip(&s.port_gone) {
+                *a |= b;
+            }
             add_each(&mut t.port_rx, &s.port_rx);
             add_each(&mut t.port_tx, &s.port_tx);
             for (a, b) in t.drops.iter_mut().zip(&s.drops) {
@@ -302,7 +315,11 @@ mod tests {
         let s = c.snapshot();
         assert_eq!(&s.port_rx[..4], &[30, 10, 0, 0]);
         assert_eq!(&s.port_tx[..4], &[31, 11, 0, 0]);
-        assert_eq!(s.gone_ports, 1, "the gone port's bit moved with it");
+        assert_eq!(
+            &s.port_gone[..4],
+            &[true, false, false, false],
+            "the gone mark moved with its port"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vrouter::dataplane::{COUNTED_PORTS, SharedCounters};
+use vrouter::dataplane::SharedCounters;
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
@@ -74,7 +74,7 @@ fn answer(cmd: &str, s: &State) -> String {
                 .zip(&ports.devices)
                 .enumerate()
                 .map(|(i, (p, d))| {
-                    let state = if i < COUNTED_PORTS && t.gone_ports >> i & 1 == 1 {
+                    let state = if t.port_gone.get(i) == Some(&true) {
                         " DEVICE GONE"
                     } else {
                         ""

@@ -194,22 +194,22 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &[String]) -> Str
     };
     family(
         "vrouter_port_rx_packets_total",
-        "Packets received per port (counted afresh when a reload changes the ports).",
+        "Packets received per port (following the port when a reload renumbers it).",
         "counter",
         by_port(&total.port_rx),
     );
     family(
         "vrouter_port_tx_packets_total",
-        "Packets transmitted per port (counted afresh when a reload changes the ports).",
+        "Packets transmitted per port (following the port when a reload renumbers it).",
         "counter",
         by_port(&total.port_tx),
     );
-    let gone = total.gone_ports;
+    let gone = total.port_gone.iter().filter(|&&g| g).count() as u64;
     family(
         "vrouter_ports_device_gone",
         "Ports whose device went away (a pod deleted before its port): remove them by reload.",
         "gauge",
-        vec![(String::new(), u64::from(gone.count_ones()))],
+        vec![(String::new(), gone)],
     );
     out
 }

@@ -320,6 +320,15 @@ mod tests {
             &[true, false, false, false],
             "the gone mark moved with its port"
         );
+        // A node's 200th pod is counted too; past the counted ports nothing is, and
+        // nothing breaks.
+        WorkerCounters::add_port(&c.port_rx, 199, 5);
+        c.mark_gone(199);
+        WorkerCounters::add_port(&c.port_rx, COUNTED_PORTS, 5);
+        c.mark_gone(COUNTED_PORTS as u16);
+        let s = c.snapshot();
+        assert_eq!((s.port_rx[199], s.port_gone[199]), (5, true));
+        assert_eq!(s.port_rx.len(), COUNTED_PORTS);
     }
 
     #[test]

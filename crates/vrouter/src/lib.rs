@@ -247,7 +247,7 @@ impl Router {
             return Err(format!("{} links for {} ports", links.len(), old_node.ports.len()));
         }
         let names = |n: &NodeConfig| n.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
-        let old_of = old_indices((old_node, &names(old_node)), (new, &names(new)));
+        let old_of = old_indices((old_node, &names(old_node)), (new, &names(new)), PartialEq::eq);
         let pipeline = Pipeline::new(self.tables.clone()).ok_or("the flow table has no reader slot left")?;
         let mut added: Vec<Box<dyn Port>> = Vec::new();
         let ports = old_of
@@ -400,7 +400,10 @@ impl Paused {
         }
         drop(umems);
         let new = router.tables.node.clone();
-        let old_of = old_indices((&self.ports.0, &self.ports.1), (&new, devs));
+        // A port whose device stays keeps its socket, whatever else of it changed; its
+        // learned neighbours stay only if nothing did.
+        let old_of = old_indices((&self.ports.0, &self.ports.1), (&new, devs), same_kind);
+        let neighbors_of = old_indices((&self.ports.0, &self.ports.1), (&new, devs), PartialEq::eq);
         let mut changes = Vec::new();
         for queue in 0..self.cpus.len() {
             let handler = Pipeline::new(router.tables.clone()).ok_or(ChangeError::Refused(
@@ -419,7 +422,7 @@ impl Paused {
         let result = set
             .change_ports(changes, || {
                 let t = parked()?;
-                renumber_neighbors(router, &old_of, self.ports.0.ports.len());
+                renumber_neighbors(router, &neighbors_of, self.ports.0.ports.len());
                 Ok(t)
             })
             .map_err(ChangeError::Refused)?;
@@ -506,17 +509,29 @@ fn opener(prog: Option<Arc<XdpProgram>>, dev: String, queue: u32) -> dataplane::
 }
 
 /// For each of the `new` ports (configurations and devices), the index of the same port
-/// (the same configuration on the same device) among the `old` ones, if it was there.
-fn old_indices((old, old_devs): (&NodeConfig, &[String]), (new, devs): (&NodeConfig, &[String])) -> Vec<Option<u16>> {
+/// among the `old` ones, if it was there: the same device, and configurations that are
+/// `same`.
+fn old_indices(
+    (old, old_devs): (&NodeConfig, &[String]),
+    (new, devs): (&NodeConfig, &[String]),
+    same: impl Fn(&PortConfig, &PortConfig) -> bool,
+) -> Vec<Option<u16>> {
     let mut taken = vec![false; old.ports.len()];
     (0..new.ports.len())
         .map(|j| {
-            let i =
-                (0..old.ports.len()).find(|&i| !taken[i] && old.ports[i] == new.ports[j] && old_devs[i] == devs[j])?;
+            let i = (0..old.ports.len())
+                .find(|&i| !taken[i] && old_devs[i] == devs[j] && same(&old.ports[i], &new.ports[j]))?;
             taken[i] = true;
             Some(i as u16)
         })
         .collect()
+}
+
+/// Whether two port configurations can share a socket: both host ports (a TAP) or
+/// neither (AF_XDP). The rest of a configuration (addresses, MAC, role) is the
+/// pipeline's, which is made anew at a change.
+fn same_kind(a: &PortConfig, b: &PortConfig) -> bool {
+    matches!(a.role, PortRole::Host { .. }) == matches!(b.role, PortRole::Host { .. })
 }
 
 /// Moves learned neighbours to their port's new number (`old_of` as from [`old_indices`],
@@ -595,7 +610,7 @@ impl Paused {
             Err(e) => return Err((Box::new(self), e)),
         };
         let new = &router.tables.node;
-        let old_of = old_indices((&self.ports.0, &self.ports.1), (new, devs));
+        let old_of = old_indices((&self.ports.0, &self.ports.1), (new, devs), PartialEq::eq);
         renumber_neighbors(router, &old_of, self.ports.0.ports.len());
         match router.spawn(&progs, devs, &self.cpus, Some(&self.counters), &self.umems) {
             Ok(set) => Ok(Running {

@@ -197,20 +197,11 @@ impl Live {
         let why_pause = match live {
             Ok(((g, notes), report)) => {
                 let parked_ms = report.parked.as_secs_f64() * 1e3;
-                let (added, removed) = self.adopt(router, new, text);
-                tracing::info!(
-                    generation = g,
-                    ?added,
-                    ?removed,
-                    parked_ms,
-                    given_up = report.given_up,
-                    "reloaded"
-                );
+                let ports = self.adopt(router, new, text);
+                tracing::info!(generation = g, %ports, parked_ms, given_up = report.given_up, "reloaded");
                 return Ok(format!(
-                    "reloaded {}: routing generation {g}; ports added [{}] removed [{}] while the workers ran (parked {parked_ms:.1} ms); established flows re-decided on their next packet{}",
+                    "reloaded {}: routing generation {g}; {ports} while the workers ran (parked {parked_ms:.1} ms); established flows re-decided on their next packet{}",
                     self.path,
-                    added.join(", "),
-                    removed.join(", "),
                     notes.iter().map(|n| format!("; {n}")).collect::<String>()
                 ));
             }
@@ -241,13 +232,11 @@ impl Live {
             Ok(running) => {
                 let pause_ms = began.elapsed().as_secs_f64() * 1e3;
                 self.running = Some(running);
-                let (added, removed) = self.adopt(router, new, text);
-                tracing::info!(generation = g, ?added, ?removed, pause_ms, "reloaded");
+                let ports = self.adopt(router, new, text);
+                tracing::info!(generation = g, %ports, pause_ms, "reloaded");
                 Ok(format!(
-                    "reloaded {}: routing generation {g}; ports added [{}] removed [{}], workers paused {pause_ms:.1} ms ({why_pause}); established flows re-decided on their next packet{}",
+                    "reloaded {}: routing generation {g}; {ports}, workers paused {pause_ms:.1} ms ({why_pause}); established flows re-decided on their next packet{}",
                     self.path,
-                    added.join(", "),
-                    removed.join(", "),
                     notes.iter().map(|n| format!("; {n}")).collect::<String>()
                 ))
             }
@@ -262,9 +251,9 @@ impl Live {
     }
 
     /// Makes `new`'s ports (run by `router`) and `text` the running configuration.
-    /// Returns the names of the ports added and removed.
-    fn adopt(&mut self, router: Router, new: Config, text: String) -> (Vec<String>, Vec<String>) {
-        let (added, removed) = (port_names(&new, &self.cfg), port_names(&self.cfg, &new));
+    /// Returns what changed.
+    fn adopt(&mut self, router: Router, new: Config, text: String) -> PortChanges {
+        let changes = PortChanges::between(&self.cfg, &new);
         self.router = router;
         if let Ok(mut p) = self.ports.lock() {
             *p = ctl::Ports {
@@ -275,7 +264,7 @@ impl Live {
         self.cfg.node = new.node;
         self.cfg.devices = new.devices;
         self.text = text;
-        (added, removed)
+        changes
     }
 
     /// Publishes `new`'s routes (compiling only what changed), policy and live flow
@@ -307,13 +296,44 @@ impl Live {
     }
 }
 
-/// Names of `a`'s ports that `b` lacks (the same configuration on the same device).
-fn port_names(a: &Config, b: &Config) -> Vec<String> {
-    a.node
-        .ports
-        .iter()
-        .zip(&a.devices)
-        .filter(|(p, d)| !b.node.ports.iter().zip(&b.devices).any(|(q, e)| q == *p && e == *d))
-        .map(|(p, _)| p.name.clone())
-        .collect()
+/// Ports by name, told apart by device: added (a device new to the file), removed (a
+/// device gone from it) and changed (the same device, another `[[port]]`).
+struct PortChanges {
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<String>,
+}
+
+impl PortChanges {
+    fn between(old: &Config, new: &Config) -> Self {
+        let on = |c: &Config, dev: &str| -> Option<vrouter::PortConfig> {
+            c.devices.iter().position(|d| d == dev).map(|i| c.node.ports[i].clone())
+        };
+        let names = |c: &Config, keep: &dyn Fn(&vrouter::PortConfig, &str) -> bool| -> Vec<String> {
+            c.node
+                .ports
+                .iter()
+                .zip(&c.devices)
+                .filter(|(p, d)| keep(p, d))
+                .map(|(p, _)| p.name.clone())
+                .collect()
+        };
+        PortChanges {
+            added: names(new, &|_, d| on(old, d).is_none()),
+            removed: names(old, &|_, d| on(new, d).is_none()),
+            changed: names(new, &|p, d| on(old, d).is_some_and(|o| o != *p)),
+        }
+    }
+}
+
+impl std::fmt::Display for PortChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ports added [{}] removed [{}] changed [{}]",
+            self.added.join(", "),
+            self.removed.join(", "),
+            self.changed.join(", ")
+        )
+    }
 }

@@ -533,6 +533,20 @@ fn reload_adds_and_removes_ports_while_running() {
     assert!(neighbors.contains("on w3 learned"), "{neighbors}");
     assert!(rx() > rx_before, "the counters carry on across the change");
 
+    // w1's port changes (a second address for the pod) on the same device: it keeps its
+    // socket, so nothing waits for the kernel to let go of the queue, and nothing is lost.
+    let flood = Flood::start(&ws[0].ns, "10.0.2.2");
+    reload(config(&[0, 1, 2]).replace(
+        "workload_addresses = [\"10.0.1.2\"]",
+        "workload_addresses = [\"10.0.1.2\", \"10.0.1.3\"]",
+    ));
+    let line = next_line();
+    assert!(
+        line.contains("ports added [] removed [] changed [w1] while the workers ran"),
+        "{line}"
+    );
+    assert_eq!(flood.lost(), 0, "w1 -> w2 lost nothing while w1's port changed");
+
     // w2 leaves: w3 moves from port 2 to port 1; its flows are re-decided and its learned
     // neighbours follow it; w2's device loses the program.
     let flood = Flood::start(&ws[0].ns, "10.0.3.2");

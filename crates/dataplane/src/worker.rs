@@ -434,6 +434,9 @@ pub struct PortChange {
 /// What a live port change did.
 #[derive(Debug, Clone)]
 pub struct ChangeReport {
+    /// How long the workers took to open the new ports (each between two bursts of its
+    /// own, so its ports wait that long; the slowest worker's time).
+    pub opening: std::time::Duration,
     /// How long the workers stood still between two bursts: from the first asked to stop
     /// to the last running again on the new ports.
     pub parked: std::time::Duration,
@@ -636,9 +639,11 @@ impl WorkerSet {
             Err(why)
         };
         let mut prepare = prepare.into_iter();
+        let opening = std::time::Instant::now();
         if let Err(e) = self.ask(&replies, || prepare.next().expect("one per worker")) {
             return abort(e);
         }
+        let opening = opening.elapsed();
         let began = std::time::Instant::now();
         if let Err(e) = self.ask(&replies, || Control::Park) {
             return abort(e);
@@ -678,7 +683,14 @@ impl WorkerSet {
                 s.spawn(move || drop(p));
             }
         });
-        Ok((t, ChangeReport { parked, given_up }))
+        Ok((
+            t,
+            ChangeReport {
+                opening,
+                parked,
+                given_up,
+            },
+        ))
     }
 
     /// Sends each worker the message `next` makes and waits for every answer; the first

@@ -197,10 +197,18 @@ impl Live {
         let why_pause = match live {
             Ok(((g, notes), report)) => {
                 let parked_ms = report.parked.as_secs_f64() * 1e3;
+                let opening_ms = report.opening.as_secs_f64() * 1e3;
                 let ports = self.adopt(router, new, text);
-                tracing::info!(generation = g, %ports, parked_ms, given_up = report.given_up, "reloaded");
+                tracing::info!(
+                    generation = g,
+                    %ports,
+                    opening_ms,
+                    parked_ms,
+                    given_up = report.given_up,
+                    "reloaded"
+                );
                 return Ok(format!(
-                    "reloaded {}: routing generation {g}; {ports} while the workers ran (parked {parked_ms:.1} ms); established flows re-decided on their next packet{}",
+                    "reloaded {}: routing generation {g}; {ports} while the workers ran (opening {opening_ms:.1} ms, parked {parked_ms:.1} ms); established flows re-decided on their next packet{}",
                     self.path,
                     notes.iter().map(|n| format!("; {n}")).collect::<String>()
                 ));

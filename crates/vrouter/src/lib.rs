@@ -563,8 +563,9 @@ pub struct Paused {
 /// The UMEM of each worker, by worker index.
 type Umems = Arc<std::sync::Mutex<Vec<Option<Arc<Umem>>>>>;
 
-/// Frames in each worker's UMEM for `ports` ports: enough for a full fill ring (2,048)
-/// per port up to 16 ports; past that the ports share [`MAX_UMEM_FRAMES`] (128 MiB).
+/// Frames in each worker's UMEM for `ports` ports: 2,048 per port (half of a port's
+/// share goes on its fill ring) up to 16 ports; past that the ports share
+/// [`MAX_UMEM_FRAMES`] (128 MiB).
 fn frames_for(ports: usize) -> u32 {
     let want = (ports.min(MAX_UMEM_FRAMES as usize) as u32 * 2048).next_power_of_two();
     want.clamp(4096, MAX_UMEM_FRAMES)

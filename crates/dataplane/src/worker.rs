@@ -693,27 +693,27 @@ impl WorkerSet {
         ))
     }
 
-    /// Sends each worker the message `next` makes and waits for every answer; the first
-    /// refusal, if any.
+    /// Sends each worker the message `next` makes and waits for every answer; the
+    /// refusal of the lowest-numbered worker, if any.
     fn ask(&self, replies: &mpsc::Receiver<(usize, Reply)>, mut next: impl FnMut() -> Control) -> Result<(), String> {
         for (tx, flag) in &self.control {
             tx.send(next()).map_err(|_| "a worker has gone")?;
             flag.store(true, Ordering::Release);
         }
-        let mut first = Ok(());
+        // The refusal of the lowest-numbered worker, whichever answered first.
+        let mut first: Option<(usize, String)> = None;
         for _ in 0..self.control.len() {
-            match replies.recv() {
-                Ok((_, Reply::Done)) => {}
-                Ok((i, Reply::Failed(e))) => {
-                    if first.is_ok() {
-                        first = Err(format!("worker {i}: {e}"));
-                    }
-                }
-                Ok((i, Reply::Committed { .. })) => first = Err(format!("worker {i}: an unexpected commit")),
+            let failed = match replies.recv() {
+                Ok((_, Reply::Done)) => continue,
+                Ok((i, Reply::Failed(e))) => (i, e),
+                Ok((i, Reply::Committed { .. })) => (i, "an unexpected commit".into()),
                 Err(_) => return Err("a worker has gone".into()),
+            };
+            if first.as_ref().is_none_or(|(i, _)| failed.0 < *i) {
+                first = Some(failed);
             }
         }
-        first
+        first.map_or(Ok(()), |(i, e)| Err(format!("worker {i}: {e}")))
     }
 
     /// Stops every worker, drains its ports and returns its report.

@@ -106,14 +106,16 @@ fn arrives(link: &MemoryLink) -> Option<Vec<u8>> {
 
 #[test]
 fn running_workers_change_ports_between_bursts() {
-    let links: Vec<Arc<MemoryLink>> = (0..4).map(|_| MemoryLink::new(64)).collect();
-    let first = links[..3].to_vec();
+    // Two workers (on one CPU, so the test runs the same on any machine), each with its
+    // own links: `links[w][p]`.
+    let links: Vec<Vec<Arc<MemoryLink>>> = (0..2).map(|_| (0..4).map(|_| MemoryLink::new(64)).collect()).collect();
+    let first: Vec<Vec<Arc<MemoryLink>>> = links.iter().map(|l| l[..3].to_vec()).collect();
     // a <-> b, c -> a.
-    let set = WorkerSet::start(&[0], move |_, _| {
+    let set = WorkerSet::start(&[0, 0], move |w, _| {
         let umem = Arc::new(af_xdp::Umem::new(af_xdp::UmemConfig::default()).map_err(|e| e.to_string())?);
         let ports = ["a", "b", "c"]
             .iter()
-            .zip(&first)
+            .zip(&first[w])
             .map(|(n, l)| Box::new(MemoryPort::new(n, l.clone())) as Box<dyn Port>)
             .collect();
         Ok(Worker::new(
@@ -123,60 +125,73 @@ fn running_workers_change_ports_between_bursts() {
         ))
     })
     .unwrap();
-    let (a, b, c, d) = (&links[0], &links[1], &links[2], &links[3]);
-    assert!(a.inject(&frame(1)));
-    assert_eq!(arrives(b), Some(frame(1)), "a -> b before the change");
+    let through = |w: usize, from: usize, to: usize, seq: u64| {
+        assert!(links[w][from].inject(&frame(seq)));
+        arrives(&links[w][to]) == Some(frame(seq))
+    };
+    for w in 0..2 {
+        assert!(through(w, 0, 1, 1), "worker {w}: a -> b before the change");
+    }
 
     // b goes, d comes: a is 0, c is 1, d is 2; a -> d, c -> a, d -> a.
+    let open_d = |w: usize| -> PortOpener {
+        let d = links[w][3].clone();
+        Box::new(move |_| Ok(Box::new(MemoryPort::new("d", d)) as Box<dyn Port>))
+    };
     let change = |open: PortOpener| PortChange {
         old_of: vec![Some(0), Some(2), None],
         open: vec![open],
         handler: Box::new(apps::Forward { peer: vec![2, 0, 0] }),
     };
-    let d_link = d.clone();
-    let open_d: PortOpener = Box::new(move |_| Ok(Box::new(MemoryPort::new("d", d_link)) as Box<dyn Port>));
     let refused: PortOpener = Box::new(|_| Err("no such device".into()));
 
-    // A port that cannot be opened, a port kept twice, or tables that cannot be
-    // published: nothing changes.
-    let e = set.change_ports(vec![change(refused)], || Ok(())).unwrap_err();
-    assert_eq!(e, "worker 0: no such device");
-    let twice = PortChange {
+    // A port that cannot be opened on one worker, a port kept twice, or tables that
+    // cannot be published: nothing changes on any worker.
+    let e = set
+        .change_ports(vec![change(open_d(0)), change(refused)], || Ok(()))
+        .unwrap_err();
+    assert_eq!(e, "worker 1: no such device");
+    let twice = || PortChange {
         old_of: vec![Some(0), Some(0)],
         open: vec![],
         handler: Box::new(apps::Forward { peer: vec![1, 0] }),
     };
-    let e = set.change_ports(vec![twice], || Ok(())).unwrap_err();
+    let e = set.change_ports(vec![twice(), twice()], || Ok(())).unwrap_err();
     assert_eq!(e, "worker 0: port 0 kept twice");
-    let d_link = d.clone();
-    let open_later: PortOpener = Box::new(move |_| Ok(Box::new(MemoryPort::new("d", d_link)) as Box<dyn Port>));
     let e = set
-        .change_ports(vec![change(open_later)], || {
+        .change_ports(vec![change(open_d(0)), change(open_d(1))], || {
             Err::<(), _>("publishing failed".to_string())
         })
         .unwrap_err();
     assert_eq!(e, "publishing failed");
-    assert!(a.inject(&frame(2)));
-    assert_eq!(arrives(b), Some(frame(2)), "a -> b still");
+    for w in 0..2 {
+        assert!(through(w, 0, 1, 2), "worker {w}: a -> b still");
+    }
 
-    let (answer, report) = set.change_ports(vec![change(open_d)], || Ok(42)).unwrap();
+    let (answer, report) = set
+        .change_ports(vec![change(open_d(0)), change(open_d(1))], || Ok(42))
+        .unwrap();
     assert_eq!((answer, report.given_up), (42, 0));
-    assert!(a.inject(&frame(3)));
-    assert_eq!(arrives(d), Some(frame(3)), "a -> d, the new port");
-    assert!(c.inject(&frame(4)));
-    assert_eq!(arrives(a), Some(frame(4)), "c -> a under its new number");
-    assert!(b.inject(&frame(5)));
-    assert!(d.inject(&frame(6)));
-    assert_eq!(arrives(a), Some(frame(6)), "d -> a");
-    assert_eq!(b.pending_in(), 1, "b is no port any more: nothing takes its frames");
-    assert!(b.take().is_none() && c.take().is_none());
+    for w in 0..2 {
+        assert!(through(w, 0, 3, 3), "worker {w}: a -> d, the new port");
+        assert!(through(w, 2, 0, 4), "worker {w}: c -> a under its new number");
+        assert!(links[w][1].inject(&frame(5)));
+        assert!(through(w, 3, 0, 6), "worker {w}: d -> a");
+        assert_eq!(
+            links[w][1].pending_in(),
+            1,
+            "b is no port any more: nothing takes its frames"
+        );
+        assert!(links[w][1].take().is_none() && links[w][2].take().is_none());
+    }
 
-    let r = set.stop().pop().unwrap();
-    r.frames_ok.unwrap();
-    assert_eq!((r.stats.rx, r.stats.tx, r.stats.dropped()), (5, 5, 0));
-    assert_eq!(
-        &r.stats.port_rx[..3],
-        &[3, 1, 1],
-        "a's count went on, c's moved with it, d's began"
-    );
+    for r in set.stop() {
+        r.frames_ok.unwrap();
+        assert_eq!((r.stats.rx, r.stats.tx, r.stats.dropped()), (5, 5, 0));
+        assert_eq!(
+            &r.stats.port_rx[..3],
+            &[3, 1, 1],
+            "a's count went on, c's moved with it, d's began"
+        );
+    }
 }

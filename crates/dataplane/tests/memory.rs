@@ -172,17 +172,13 @@ fn running_workers_change_ports_between_bursts() {
         .change_ports(vec![change(open_d(0)), change(open_d(1))], || Ok(42))
         .unwrap();
     assert_eq!((answer, report.given_up), (42, 0));
-    for w in 0..2 {
+    for (w, l) in links.iter().enumerate() {
         assert!(through(w, 0, 3, 3), "worker {w}: a -> d, the new port");
         assert!(through(w, 2, 0, 4), "worker {w}: c -> a under its new number");
-        assert!(links[w][1].inject(&frame(5)));
+        assert!(l[1].inject(&frame(5)));
         assert!(through(w, 3, 0, 6), "worker {w}: d -> a");
-        assert_eq!(
-            links[w][1].pending_in(),
-            1,
-            "b is no port any more: nothing takes its frames"
-        );
-        assert!(links[w][1].take().is_none() && links[w][2].take().is_none());
+        assert_eq!(l[1].pending_in(), 1, "b is no port any more: nothing takes its frames");
+        assert!(l[1].take().is_none() && l[2].take().is_none());
     }
 
     for r in set.stop() {

@@ -343,6 +343,21 @@ impl Running {
     /// the new port count, or a removed port is zero-copy): then pause and resume.
     /// [`ChangeError::Refused`] when a device is missing, a socket cannot be opened or
     /// `parked` fails: the old ports run on and nothing `parked` did not do is published.
+    ///
+    /// ```no_run
+    /// # use vrouter::{ChangeError, NodeConfig, Router, Running, fib::{Fib, FibBuilder}};
+    /// # fn f(running: &mut Running, router: &Router, fib: &Fib, routes: &mut FibBuilder,
+    /// #      node: NodeConfig, devs: Vec<String>) -> Result<(), String> {
+    /// // `node` lists the ports after the change, `devs` their devices; `routes` names the
+    /// // new port numbers.
+    /// let new = router.with_ports(node);
+    /// match running.change_ports(&new, &devs, || routes.publish(fib).map_err(|e| e.to_string())) {
+    ///     Ok((generation, report)) => println!("generation {generation}, parked {:?}", report.parked),
+    ///     Err(ChangeError::NeedsPause(why)) => println!("pause and resume instead: {why}"),
+    ///     Err(ChangeError::Refused(why)) => return Err(why),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn change_ports<T>(
         &mut self,
         router: &Router,

@@ -21,6 +21,17 @@ use vrouter_cli::config::Listing;
 pub(crate) struct Ports {
     pub(crate) node: NodeConfig,
     pub(crate) devices: Vec<String>,
+    /// The reloads that changed ports so far.
+    pub(crate) changes: ChangeCounts,
+}
+
+/// Port changes made while the workers ran, and with them paused; how long the workers
+/// stood still at the last one (parked, or paused).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ChangeCounts {
+    pub(crate) live: u64,
+    pub(crate) paused: u64,
+    pub(crate) last_stand_still: std::time::Duration,
 }
 
 /// What the control thread can read.
@@ -147,6 +158,15 @@ fn answer(cmd: &str, s: &State) -> String {
                     let (n, refused) = s.tables.flows.vrf_usage(vrf);
                     format!("vrf {vrf} flows {n} of quota {quota}, refused {refused}")
                 }));
+            }
+            if let Ok(p) = s.ports.lock() {
+                let c = p.changes;
+                v.push(format!(
+                    "port changes: {} while the workers ran, {} with them paused; the last stood them still {:.1} ms",
+                    c.live,
+                    c.paused,
+                    c.last_stand_still.as_secs_f64() * 1e3
+                ));
             }
             v.extend(per.iter().enumerate().map(|(i, w)| {
                 format!(

@@ -24,17 +24,14 @@ pub(crate) fn serve(
         .name("vrouter-metrics".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                let names: Vec<String> = ports
-                    .lock()
-                    .map(|p| p.node.ports.iter().map(|p| p.name.clone()).collect())
-                    .unwrap_or_default();
-                let _ = answer(conn, &tables, &counters, &names);
+                let now = ports.lock().map(|p| p.clone()).unwrap_or_default();
+                let _ = answer(conn, &tables, &counters, &now);
             }
         })?;
     Ok(())
 }
 
-fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters], ports: &[String]) -> std::io::Result<()> {
+fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters], ports: &Ports) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut req = [0u8; 1024];
     let n = conn.read(&mut req)?;
@@ -52,7 +49,7 @@ fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters], por
     )
 }
 
-fn render(tables: &Tables, counters: &[SharedCounters], ports: &[String]) -> String {
+fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
         out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -187,9 +184,11 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &[String]) -> Str
     let total = vrouter::Stats::sum(&per);
     let by_port = |v: &[u64]| {
         ports
+            .node
+            .ports
             .iter()
             .zip(v)
-            .map(|(name, &n)| (format!("{{port=\"{name}\"}}"), n))
+            .map(|(p, &n)| (format!("{{port=\"{}\"}}", p.name), n))
             .collect()
     };
     family(
@@ -210,6 +209,19 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &[String]) -> Str
         "Ports whose device went away (a pod deleted before its port): remove them by reload.",
         "gauge",
         vec![(String::new(), gone)],
+    );
+    let c = ports.changes;
+    family(
+        "vrouter_port_changes_total",
+        "Reloads that changed ports: while the workers ran, or with them paused (the UMEMs grew).",
+        "counter",
+        vec![("{how=\"live\"}".into(), c.live), ("{how=\"paused\"}".into(), c.paused)],
+    );
+    family(
+        "vrouter_port_change_stand_still_microseconds",
+        "How long the last port change stood the workers still (parked between bursts, or paused).",
+        "gauge",
+        vec![(String::new(), c.last_stand_still.as_micros() as u64)],
     );
     out
 }

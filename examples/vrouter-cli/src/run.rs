@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use vrouter::{ChangeError, Paused, Router, Running, af_xdp::AttachMode, fib::Fib};
 
@@ -93,6 +93,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
     let ports = Arc::new(Mutex::new(ctl::Ports {
         node: cfg.node.clone(),
         devices: cfg.devices.clone(),
+        changes: Default::default(),
     }));
     let state = ctl::State {
         ports: ports.clone(),
@@ -198,7 +199,7 @@ impl Live {
             Ok(((g, notes), report)) => {
                 let parked_ms = report.parked.as_secs_f64() * 1e3;
                 let opening_ms = report.opening.as_secs_f64() * 1e3;
-                let ports = self.adopt(router, new, text);
+                let ports = self.adopt(router, new, text, Still::Parked(report.parked));
                 tracing::info!(
                     generation = g,
                     %ports,
@@ -238,9 +239,10 @@ impl Live {
         };
         match paused.resume(&router, &new.devices) {
             Ok(running) => {
-                let pause_ms = began.elapsed().as_secs_f64() * 1e3;
+                let paused = began.elapsed();
+                let pause_ms = paused.as_secs_f64() * 1e3;
                 self.running = Some(running);
-                let ports = self.adopt(router, new, text);
+                let ports = self.adopt(router, new, text, Still::Paused(paused));
                 tracing::info!(generation = g, %ports, pause_ms, "reloaded");
                 Ok(format!(
                     "reloaded {}: routing generation {g}; {ports}, workers paused {pause_ms:.1} ms ({why_pause}); established flows re-decided on their next packet{}",
@@ -258,16 +260,19 @@ impl Live {
         }
     }
 
-    /// Makes `new`'s ports (run by `router`) and `text` the running configuration.
-    /// Returns what changed.
-    fn adopt(&mut self, router: Router, new: Config, text: String) -> PortChanges {
+    /// Makes `new`'s ports (run by `router`) and `text` the running configuration, after
+    /// a change that stood the workers `still`. Returns what changed.
+    fn adopt(&mut self, router: Router, new: Config, text: String, still: Still) -> PortChanges {
         let changes = PortChanges::between(&self.cfg, &new);
         self.router = router;
         if let Ok(mut p) = self.ports.lock() {
-            *p = ctl::Ports {
-                node: new.node.clone(),
-                devices: new.devices.clone(),
-            };
+            p.node = new.node.clone();
+            p.devices = new.devices.clone();
+            let c = &mut p.changes;
+            match still {
+                Still::Parked(d) => (c.live, c.last_stand_still) = (c.live + 1, d),
+                Still::Paused(d) => (c.paused, c.last_stand_still) = (c.paused + 1, d),
+            }
         }
         self.cfg.node = new.node;
         self.cfg.devices = new.devices;
@@ -302,6 +307,14 @@ impl Live {
             Err((_, e)) => Err(format!("the old ports did not start again either: {e}")),
         }
     }
+}
+
+/// How long a port change stood the workers still.
+enum Still {
+    /// Parked between two bursts while they ran on.
+    Parked(Duration),
+    /// Stopped and started again.
+    Paused(Duration),
 }
 
 /// Ports by name, told apart by device: added (a device new to the file), removed (a

@@ -305,6 +305,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
     );
     assert!(metrics.contains("\nvrouter_flow_vrf_quota 1000\n"), "{metrics}");
     assert!(metrics.contains("\nvrouter_ports_device_gone 0\n"), "{metrics}");
+    assert_eq!(value("vrouter_port_changes_total", "how=\"live\""), 0, "{metrics}");
     for port in ["w1", "w2"] {
         for family in ["vrouter_port_rx_packets_total", "vrouter_port_tx_packets_total"] {
             assert!(
@@ -624,6 +625,11 @@ fn reload_adds_and_removes_ports_while_running() {
     let line = next_line();
     assert!(line.contains("while the workers ran"), "{line}");
     assert!(detached_soon(&node, &more[7].dev));
+    let stats = ctl(&["show", "stats"]);
+    assert!(
+        stats.contains("port changes: 5 while the workers ran, 1 with them paused"),
+        "{stats}"
+    );
 
     // SAFETY: signalling the process this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };

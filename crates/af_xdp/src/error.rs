@@ -42,6 +42,12 @@ pub enum Error {
         /// Interface.
         ifname: String,
     },
+    /// The socket's device is down: the kernel takes nothing from the TX ring until it is
+    /// up again.
+    DeviceDown {
+        /// Interface.
+        ifname: String,
+    },
     /// Hugepages were asked for and none could be mapped.
     NoHugepages {
         /// Bytes wanted.
@@ -104,6 +110,10 @@ impl fmt::Display for Error {
                 f,
                 "`{ifname}` is gone (deleted or moved to another namespace): its AF_XDP socket \
                  is unbound; remove the port"
+            ),
+            Error::DeviceDown { ifname } => write!(
+                f,
+                "`{ifname}` is down: nothing is sent until it is up again (`ip link set {ifname} up`)"
             ),
             Error::NoHugepages { bytes } => write!(
                 f,

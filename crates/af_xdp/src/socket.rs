@@ -487,7 +487,12 @@ impl XskSocket {
             let e = io::Error::last_os_error();
             // Busy/again/no buffers mean "try again on the next kick", not failure.
             match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => {}
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {}
+                Some(libc::ENETDOWN) => {
+                    return Err(Error::DeviceDown {
+                        ifname: self.ifname.clone(),
+                    });
+                }
                 Some(libc::ENXIO) => return Err(self.gone()),
                 _ => return Err(from_io("kicking TX (sendto)", e)),
             }

@@ -106,6 +106,12 @@ impl AfXdpPort {
         }
         eprintln!("{}: {e}", self.name);
         self.gone = true;
+        self.take_back_tx(pool);
+    }
+
+    /// Frees the frames on the TX ring the kernel has not taken (it will not: the device
+    /// is gone or down).
+    fn take_back_tx(&mut self, pool: &mut FramePool) {
         let mut back = Vec::new();
         self.sock.tx.take_back(&mut back);
         for d in back {
@@ -257,6 +263,12 @@ impl Port for AfXdpPort {
             }
             if !self.gone {
                 let r = self.sock.kick_tx();
+                if matches!(r, Err(af_xdp::Error::DeviceDown { .. })) {
+                    // Down, the device takes nothing from the TX ring (in copy mode the
+                    // kernel reads it only in our kicks): those frames come back now,
+                    // rather than completions never arriving.
+                    self.take_back_tx(pool);
+                }
                 self.check(r, pool);
             }
             let c = self.reclaim(pool);

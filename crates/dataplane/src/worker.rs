@@ -520,7 +520,8 @@ impl WorkerSet {
     /// Starts one worker per CPU in `cpus` (empty: all online CPUs). Each thread pins
     /// itself, then calls `build(worker_index, cpu)` to make its worker, so sockets are
     /// created on the worker's own thread (and network namespace, if `build` enters one).
-    /// Returns once every worker is built, or the first build error (the others stopped).
+    /// Returns once every worker is built and receiving, or the first build error (the
+    /// others stopped).
     pub fn start<F>(cpus: &[usize], build: F) -> Result<Self, String>
     where
         F: Fn(usize, usize) -> Result<Worker, String> + Send + Sync + 'static,
@@ -554,6 +555,9 @@ impl WorkerSet {
                     drop(build);
                     match built {
                         Ok(mut w) => {
+                            // Receiving (sockets in the XSKMAP, fill rings filled) before
+                            // the start returns: a sender started next loses nothing.
+                            w.start();
                             let _ = tx.send(Ok((i, w.counters())));
                             w.serve(&stop, &inbox);
                             w.finish()

@@ -279,3 +279,43 @@ fn a_full_rx_ring_drops_counted_and_loses_no_frame_native() {
 fn a_full_rx_ring_drops_counted_and_loses_no_frame_generic() {
     full_rx_ring(AttachMode::Generic);
 }
+
+/// A port whose device is down when a live change removes it: the frames on its TX ring
+/// (which the kernel does not take while the device is down) come back at once, and the
+/// worker does not wait for completions that never come.
+#[test]
+fn a_port_retired_while_its_device_is_down_gives_every_frame_back_at_once() {
+    let nd = Netns::new("d").unwrap();
+    let peer = Netns::new("p").unwrap();
+    let veth = Veth::new(&nd, &peer, 1).unwrap();
+    nd.run(|| {
+        let prog = Arc::new(XdpProgram::attach(&veth.a, AttachMode::Native).unwrap());
+        let umem = Arc::new(Umem::new(UmemConfig::default()).unwrap());
+        let pool = FramePool::new(umem, 2);
+        let x = AfXdpPort::open(&pool, &prog, 0, SocketConfig::default(), None).unwrap();
+        let link = MemoryLink::new(256);
+        let ports: Vec<Box<dyn Port>> = vec![Box::new(MemoryPort::new("m", link.clone())), Box::new(x)];
+        let mut w = Worker::new(pool, ports, Box::new(apps::Forward { peer: vec![1, 0] }));
+        w.run_once();
+        nd.exec(&["ip", "link", "set", &veth.a, "down"]).unwrap();
+        for seq in 0..100 {
+            assert!(link.inject(&udp_frame(MAC_G, MAC_D, seq, 60)));
+        }
+        for _ in 0..4 {
+            w.run_once();
+        }
+        let stuck = w.pool().census().kernel_tx[1];
+        assert!(stuck > 0, "the frames wait on the TX ring of a device that is down");
+        let began = std::time::Instant::now();
+        let (removed, given_up) = w.change_ports(&[Some(0)], vec![], Box::new(apps::Forward { peer: vec![0] }));
+        let took = began.elapsed();
+        assert_eq!((removed.len(), given_up), (1, 0), "every frame came back");
+        assert!(
+            took < Duration::from_millis(100),
+            "retired in {took:?}, not after a timeout"
+        );
+        drop(removed);
+        let r = w.finish();
+        assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+    });
+}

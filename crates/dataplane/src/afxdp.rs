@@ -8,7 +8,7 @@ use af_xdp::{BusyPoll, Desc, SocketConfig, XdpProgram, XskSocket};
 
 use crate::frames::{FramePool, Place};
 use crate::port::{Pkt, Port};
-use crate::stats::WorkerCounters;
+use crate::stats::{PortState, WorkerCounters};
 
 /// An AF_XDP socket as a [`Port`]. Ports of one worker share its UMEM: a packet received
 /// on one and sent on another moves as a descriptor.
@@ -20,8 +20,11 @@ pub struct AfXdpPort {
     descs: Vec<Desc>,
     comp: Vec<u64>,
     scratch: Vec<u64>,
-    /// The device went away: the socket is unbound and takes nothing more.
-    gone: bool,
+    /// Up; down (nothing is sent until it is up: the TX ring is emptied and sends are
+    /// refused); gone (the socket is unbound and takes nothing more).
+    state: PortState,
+    /// The state last written to the worker's counters.
+    shown: PortState,
     /// Polls since the socket was last asked whether it is still bound.
     polls: u32,
 }
@@ -29,6 +32,9 @@ pub struct AfXdpPort {
 /// Polls between asking an idle socket whether its device is still there (one cheap
 /// `recvfrom`; traffic to a port finds out at once): a few milliseconds when idle.
 const LIVENESS_POLLS: u32 = 1 << 14;
+
+/// Polls between asking a down device whether it is up again: about a millisecond.
+const DOWN_POLLS: u32 = 1 << 10;
 
 /// Most descriptors moved per ring operation.
 const BATCH: usize = 256;
@@ -56,7 +62,8 @@ impl AfXdpPort {
             descs: vec![Desc::default(); BATCH],
             comp: vec![0; BATCH],
             scratch: Vec::with_capacity(BATCH),
-            gone: false,
+            state: PortState::Up,
+            shown: PortState::Up,
             polls: 0,
         })
     }
@@ -101,16 +108,40 @@ impl AfXdpPort {
         let Err(e) = r else {
             return;
         };
-        if !matches!(e, af_xdp::Error::DeviceGone { .. }) || self.gone {
+        if !matches!(e, af_xdp::Error::DeviceGone { .. }) || self.state == PortState::Gone {
             return;
         }
         eprintln!("{}: {e}", self.name);
-        self.gone = true;
+        self.state = PortState::Gone;
         self.take_back_tx(pool);
     }
 
+    /// Notes what a TX kick said, which alone tells whether the device is up: down, the
+    /// frames on the TX ring come back (in copy mode the kernel reads that ring only in
+    /// our kicks, and takes nothing while the device is down), so nothing goes out stale
+    /// when it comes up; up again, sending resumes.
+    fn check_tx(&mut self, r: af_xdp::Result<()>, pool: &mut FramePool) {
+        match (&r, self.state) {
+            (Err(af_xdp::Error::DeviceDown { .. }), PortState::Up) => {
+                eprintln!(
+                    "{}: {}",
+                    self.name,
+                    r.as_ref().err().map(ToString::to_string).unwrap_or_default()
+                );
+                self.state = PortState::Down;
+                self.take_back_tx(pool);
+            }
+            (Ok(()), PortState::Down) => {
+                eprintln!("{}: up again", self.name);
+                self.state = PortState::Up;
+            }
+            _ => self.check(r, pool),
+        }
+    }
+
     /// Frees the frames on the TX ring the kernel has not taken (it will not: the device
-    /// is gone or down).
+    /// is gone or down). They were counted as sent when queued; a device going away or
+    /// down mid-stream loses them.
     fn take_back_tx(&mut self, pool: &mut FramePool) {
         let mut back = Vec::new();
         self.sock.tx.take_back(&mut back);
@@ -164,7 +195,7 @@ impl Port for AfXdpPort {
         {
             eprintln!("{why}");
         }
-        if n == 0 && !self.gone && (self.sock.is_busy_poll() || self.sock.fill.needs_wakeup()) {
+        if n == 0 && self.state != PortState::Gone && (self.sock.is_busy_poll() || self.sock.fill.needs_wakeup()) {
             let r = self.sock.wake_rx();
             self.check(r, pool);
         }
@@ -172,7 +203,7 @@ impl Port for AfXdpPort {
     }
 
     fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize {
-        if self.gone {
+        if self.state != PortState::Up {
             return 0;
         }
         let mut done = 0;
@@ -195,7 +226,7 @@ impl Port for AfXdpPort {
         }
         if done > 0 && (self.sock.is_busy_poll() || self.sock.tx.needs_wakeup()) {
             let r = self.sock.kick_tx();
-            self.check(r, pool);
+            self.check_tx(r, pool);
         }
         done
     }
@@ -203,23 +234,27 @@ impl Port for AfXdpPort {
     fn poll(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
         self.reclaim(pool);
         self.polls = self.polls.wrapping_add(1);
-        if !self.gone && self.polls.is_multiple_of(LIVENESS_POLLS) {
+        if self.state != PortState::Gone && self.polls.is_multiple_of(LIVENESS_POLLS) {
             let r = self.sock.wake_rx();
             self.check(r, pool);
         }
-        if self.gone {
-            counters.mark_gone(self.index);
-            return;
-        }
-        if self.sock.tx.pending() > 0 && self.sock.tx.needs_wakeup() {
+        // A down device is asked again now and then (an empty kick says whether it is up).
+        let probe = self.state == PortState::Down && self.polls.is_multiple_of(DOWN_POLLS);
+        if probe || (self.state == PortState::Up && self.sock.tx.pending() > 0 && self.sock.tx.needs_wakeup()) {
             let r = self.sock.kick_tx();
-            self.check(r, pool);
+            self.check_tx(r, pool);
         }
-        self.restock(pool, Some(counters));
+        if self.state != self.shown {
+            counters.set_state(self.index, self.state);
+            self.shown = self.state;
+        }
+        if self.state != PortState::Gone {
+            self.restock(pool, Some(counters));
+        }
     }
 
-    fn is_gone(&self) -> bool {
-        self.gone
+    fn state(&self) -> PortState {
+        self.state
     }
 
     fn can_retire(&self) -> bool {
@@ -261,15 +296,11 @@ impl Port for AfXdpPort {
                 pool.moved(d.addr, Place::KernelRx(self.index), Place::Worker);
                 pool.free(d.addr, Place::Worker);
             }
-            if !self.gone {
+            if self.state == PortState::Up {
+                // Down, the frames on the TX ring come back rather than completions
+                // never arriving.
                 let r = self.sock.kick_tx();
-                if matches!(r, Err(af_xdp::Error::DeviceDown { .. })) {
-                    // Down, the device takes nothing from the TX ring (in copy mode the
-                    // kernel reads it only in our kicks): those frames come back now,
-                    // rather than completions never arriving.
-                    self.take_back_tx(pool);
-                }
-                self.check(r, pool);
+                self.check_tx(r, pool);
             }
             let c = self.reclaim(pool);
             let in_tx = pool.census().kernel_tx[usize::from(self.index)];

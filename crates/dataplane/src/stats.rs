@@ -1,7 +1,7 @@
 //! Per-worker counters: written by their worker alone with plain loads and stores (no
 //! locked instructions on the hot path), read by anyone and summed over workers.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
@@ -74,6 +74,32 @@ drop_reasons! {
     /// Sent to a port whose device went away (deleted with its pod, before a reload
     /// removed the port).
     PortGone = "egress port's device is gone",
+    /// Sent to a port whose device is down (`ip link set ... down`): dropped rather than
+    /// queued to go out stale when it comes up.
+    PortDown = "egress port's device is down",
+}
+
+/// Whether a port's device can carry packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[repr(u8)]
+pub enum PortState {
+    /// Up (or not known otherwise).
+    #[default]
+    Up = 0,
+    /// Down: nothing is sent until it is up again.
+    Down = 1,
+    /// Gone (deleted, or moved to another namespace): remove the port.
+    Gone = 2,
+}
+
+impl PortState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => PortState::Down,
+            2 => PortState::Gone,
+            _ => PortState::Up,
+        }
+    }
 }
 
 /// Counters of one worker.
@@ -90,8 +116,8 @@ pub struct WorkerCounters {
     pub fill_starved: AtomicU64,
     /// Bursts processed.
     pub bursts: AtomicU64,
-    /// Whether each port's device is gone (the first [`COUNTED_PORTS`]).
-    pub port_gone: [AtomicBool; COUNTED_PORTS],
+    /// Each port's [`PortState`] (the first [`COUNTED_PORTS`]).
+    pub port_state: [AtomicU8; COUNTED_PORTS],
     /// Packets received per port (the first [`COUNTED_PORTS`]).
     pub port_rx: [AtomicU64; COUNTED_PORTS],
     /// Packets handed to each port's TX ring or queue (the first [`COUNTED_PORTS`]).
@@ -115,7 +141,7 @@ impl Default for WorkerCounters {
             empty_polls: AtomicU64::new(0),
             fill_starved: AtomicU64::new(0),
             bursts: AtomicU64::new(0),
-            port_gone: std::array::from_fn(|_| AtomicBool::new(false)),
+            port_state: std::array::from_fn(|_| AtomicU8::new(0)),
             port_rx: zeros(),
             port_tx: zeros(),
             drops: zeros(),
@@ -139,18 +165,18 @@ impl WorkerCounters {
         }
     }
 
-    /// Starts the per-port counters and gone marks afresh, for a worker whose ports are
+    /// Starts the per-port counters and states afresh, for a worker whose ports are
     /// others (a pause and resume); before that worker runs.
     pub fn reset_ports(&self) {
-        for g in &self.port_gone {
-            g.store(false, Ordering::Relaxed);
+        for g in &self.port_state {
+            g.store(0, Ordering::Relaxed);
         }
         for c in self.port_rx.iter().chain(&self.port_tx) {
             c.store(0, Ordering::Relaxed);
         }
     }
 
-    /// Moves the per-port counters and gone marks along with a port change:
+    /// Moves the per-port counters and states along with a port change:
     /// `old_of[new]` is the old index of the port now at `new` (`None`: a new port,
     /// counted from zero). Only the owning worker calls this, between bursts.
     pub fn renumber_ports(&self, old_of: &[Option<u16>]) {
@@ -168,21 +194,21 @@ impl WorkerCounters {
                 c.store(v, Ordering::Relaxed);
             }
         }
-        let gone: Vec<u64> = self
-            .port_gone
+        let states: Vec<u64> = self
+            .port_state
             .iter()
             .map(|g| u64::from(g.load(Ordering::Relaxed)))
             .collect();
-        for (g, v) in self.port_gone.iter().zip(moved(&gone)) {
-            g.store(v == 1, Ordering::Relaxed);
+        for (g, v) in self.port_state.iter().zip(moved(&states)) {
+            g.store(v as u8, Ordering::Relaxed);
         }
     }
 
-    /// Marks port `port`'s device gone (not shown past [`COUNTED_PORTS`]); only the
-    /// owning worker calls this.
-    pub fn mark_gone(&self, port: u16) {
-        if let Some(g) = self.port_gone.get(usize::from(port)) {
-            g.store(true, Ordering::Relaxed);
+    /// Records port `port`'s state (not shown past [`COUNTED_PORTS`]); only the owning
+    /// worker calls this.
+    pub fn set_state(&self, port: u16, state: PortState) {
+        if let Some(g) = self.port_state.get(usize::from(port)) {
+            g.store(state as u8, Ordering::Relaxed);
         }
     }
 
@@ -202,7 +228,11 @@ impl WorkerCounters {
             empty_polls: get(&self.empty_polls),
             fill_starved: get(&self.fill_starved),
             bursts: get(&self.bursts),
-            port_gone: self.port_gone.iter().map(|g| g.load(Ordering::Relaxed)).collect(),
+            port_state: self
+                .port_state
+                .iter()
+                .map(|g| PortState::from_u8(g.load(Ordering::Relaxed)))
+                .collect(),
             port_rx: self.port_rx.iter().map(get).collect(),
             port_tx: self.port_tx.iter().map(get).collect(),
             drops: DropReason::ALL
@@ -241,9 +271,9 @@ pub struct Stats {
     pub fill_starved: u64,
     /// Bursts processed.
     pub bursts: u64,
-    /// Whether each port's device is gone, by port index (the first [`COUNTED_PORTS`];
-    /// summed over workers: gone for any of them).
-    pub port_gone: Vec<bool>,
+    /// Each port's state, by port index (the first [`COUNTED_PORTS`]; summed over
+    /// workers: the worst any of them saw).
+    pub port_state: Vec<PortState>,
     /// Packets received per port, by port index (the first [`COUNTED_PORTS`]).
     pub port_rx: Vec<u64>,
     /// Packets transmitted per port, by port index (the first [`COUNTED_PORTS`]).
@@ -282,11 +312,11 @@ impl Stats {
             t.empty_polls += s.empty_polls;
             t.fill_starved += s.fill_starved;
             t.bursts += s.bursts;
-            if t.port_gone.len() < s.port_gone.len() {
-                t.port_gone.resize(s.port_gone.len(), false);
+            if t.port_state.len() < s.port_state.len() {
+                t.port_state.resize(s.port_state.len(), PortState::Up);
             }
-            for (a, &b) in t.port_gone.iter_mut().zip(&s.port_gone) {
-                *a |= b;
+            for (a, &b) in t.port_state.iter_mut().zip(&s.port_state) {
+                *a = (*a).max(b);
             }
             add_each(&mut t.port_rx, &s.port_rx);
             add_each(&mut t.port_tx, &s.port_tx);
@@ -309,25 +339,31 @@ mod tests {
             WorkerCounters::add_port(&c.port_rx, port, n);
             WorkerCounters::add_port(&c.port_tx, port, n + 1);
         }
-        c.mark_gone(2);
+        c.set_state(2, PortState::Gone);
+        c.set_state(0, PortState::Down);
         // Port 1 leaves; port 2 becomes 0, port 0 becomes 1, a new port is 2.
         c.renumber_ports(&[Some(2), Some(0), None]);
         let s = c.snapshot();
         assert_eq!(&s.port_rx[..4], &[30, 10, 0, 0]);
         assert_eq!(&s.port_tx[..4], &[31, 11, 0, 0]);
+        use PortState::*;
         assert_eq!(
-            &s.port_gone[..4],
-            &[true, false, false, false],
-            "the gone mark moved with its port"
+            &s.port_state[..4],
+            &[Gone, Down, Up, Up],
+            "the states moved with their ports"
         );
+        // Summed over workers, the worst state wins.
+        let other = WorkerCounters::default();
+        other.set_state(1, Gone);
+        assert_eq!(&Stats::sum([&s, &other.snapshot()]).port_state[..3], &[Gone, Gone, Up]);
         // A node's 200th pod is counted too; past the counted ports nothing is, and
         // nothing breaks.
         WorkerCounters::add_port(&c.port_rx, 199, 5);
-        c.mark_gone(199);
+        c.set_state(199, Gone);
         WorkerCounters::add_port(&c.port_rx, COUNTED_PORTS, 5);
-        c.mark_gone(COUNTED_PORTS as u16);
+        c.set_state(COUNTED_PORTS as u16, Gone);
         let s = c.snapshot();
-        assert_eq!((s.port_rx[199], s.port_gone[199]), (5, true));
+        assert_eq!((s.port_rx[199], s.port_state[199]), (5, Gone));
         assert_eq!(s.port_rx.len(), COUNTED_PORTS);
     }
 

@@ -10,7 +10,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::frames::{Census, FramePool, Place};
 use crate::port::{Pkt, Port};
-use crate::stats::{DropReason, SharedCounters, Stats, WorkerCounters};
+use crate::stats::{DropReason, PortState, SharedCounters, Stats, WorkerCounters};
 use crate::taps::Taps;
 
 /// Packets per burst.
@@ -199,14 +199,16 @@ impl Worker {
             let sent = self.ports[q].tx_burst(&mut self.pool, out);
             WorkerCounters::add(&c.tx, sent as u64);
             WorkerCounters::add_port(&c.port_tx, q, sent as u64);
-            let why = if sent < out.len() && self.ports[q].is_gone() {
-                DropReason::PortGone
-            } else {
-                DropReason::TxRingFull
-            };
-            for p in &out[sent..] {
-                c.dropped(why, 1);
-                self.pool.free(p.addr, Place::Worker);
+            if sent < out.len() {
+                let why = match self.ports[q].state() {
+                    PortState::Gone => DropReason::PortGone,
+                    PortState::Down => DropReason::PortDown,
+                    PortState::Up => DropReason::TxRingFull,
+                };
+                for p in &out[sent..] {
+                    c.dropped(why, 1);
+                    self.pool.free(p.addr, Place::Worker);
+                }
             }
             out.clear();
         }

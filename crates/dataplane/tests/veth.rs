@@ -280,9 +280,9 @@ fn a_full_rx_ring_drops_counted_and_loses_no_frame_generic() {
     full_rx_ring(AttachMode::Generic);
 }
 
-/// A port whose device is down when a live change removes it: the frames on its TX ring
-/// (which the kernel does not take while the device is down) come back at once, and the
-/// worker does not wait for completions that never come.
+/// A port whose device is down when a live change removes it: every frame comes back at
+/// once (the kernel takes nothing from the TX ring of a device that is down, so none is
+/// left there), and the worker does not wait for completions that never come.
 #[test]
 fn a_port_retired_while_its_device_is_down_gives_every_frame_back_at_once() {
     let nd = Netns::new("d").unwrap();
@@ -304,8 +304,7 @@ fn a_port_retired_while_its_device_is_down_gives_every_frame_back_at_once() {
         for _ in 0..4 {
             w.run_once();
         }
-        let stuck = w.pool().census().kernel_tx[1];
-        assert!(stuck > 0, "the frames wait on the TX ring of a device that is down");
+        assert_eq!(w.counters().snapshot().port_state[1], PortState::Down);
         let began = std::time::Instant::now();
         let (removed, given_up) = w.change_ports(&[Some(0)], vec![], Box::new(apps::Forward { peer: vec![0] }));
         let took = began.elapsed();
@@ -315,6 +314,63 @@ fn a_port_retired_while_its_device_is_down_gives_every_frame_back_at_once() {
             "retired in {took:?}, not after a timeout"
         );
         drop(removed);
+        let r = w.finish();
+        assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+    });
+}
+
+/// A port whose device goes down: what is routed to it is dropped as `PortDown` (not
+/// queued to go out stale), the port shows as down, and when the device is up again
+/// sending resumes.
+#[test]
+fn a_port_whose_device_goes_down_drops_counted_and_resumes_when_up() {
+    let nd = Netns::new("d").unwrap();
+    let peer = Netns::new("p").unwrap();
+    let veth = Veth::new(&nd, &peer, 1).unwrap();
+    let ps = peer.run(|| PacketSocket::new(&veth.b).unwrap());
+    nd.run(|| {
+        let prog = Arc::new(XdpProgram::attach(&veth.a, AttachMode::Native).unwrap());
+        let umem = Arc::new(Umem::new(UmemConfig::default()).unwrap());
+        let pool = FramePool::new(umem, 2);
+        let x = AfXdpPort::open(&pool, &prog, 0, SocketConfig::default(), None).unwrap();
+        let link = MemoryLink::new(256);
+        let ports: Vec<Box<dyn Port>> = vec![Box::new(MemoryPort::new("m", link.clone())), Box::new(x)];
+        let mut w = Worker::new(pool, ports, Box::new(apps::Forward { peer: vec![1, 0] }));
+        let send = |w: &mut Worker, seqs: std::ops::Range<u64>| {
+            for seq in seqs {
+                assert!(link.inject(&udp_frame(MAC_G, MAC_D, seq, 60)));
+            }
+            for _ in 0..4 {
+                w.run_once();
+            }
+        };
+        let state = |w: &Worker| w.counters().snapshot().port_state[1];
+        send(&mut w, 0..10);
+        assert_eq!(collect(&ps, 10), (0..10).collect(), "sent while up");
+
+        nd.exec(&["ip", "link", "set", &veth.a, "down"]).unwrap();
+        // The first send finds the device down, and takes its frame back from the ring.
+        send(&mut w, 10..11);
+        assert_eq!(state(&w), PortState::Down);
+        assert_eq!(w.pool().census().kernel_tx[1], 0, "nothing waits on the TX ring");
+        send(&mut w, 11..61);
+        let s = w.counters().snapshot();
+        assert_eq!(s.dropped_for(DropReason::PortDown), 50);
+        assert_eq!(s.dropped_for(DropReason::TxRingFull), 0);
+
+        nd.exec(&["ip", "link", "set", &veth.a, "up"]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while state(&w) != PortState::Up && std::time::Instant::now() < deadline {
+            w.run_once();
+        }
+        assert_eq!(state(&w), PortState::Up, "noticed up again");
+        send(&mut w, 61..71);
+        let got = collect(&ps, 10);
+        assert_eq!(
+            got,
+            (61..71).collect(),
+            "only what was sent after it came up, nothing stale"
+        );
         let r = w.finish();
         assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
     });

@@ -9,7 +9,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vrouter::dataplane::SharedCounters;
+use vrouter::dataplane::{PortState, SharedCounters};
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
@@ -85,10 +85,10 @@ fn answer(cmd: &str, s: &State) -> String {
                 .zip(&ports.devices)
                 .enumerate()
                 .map(|(i, (p, d))| {
-                    let state = if t.port_gone.get(i) == Some(&true) {
-                        " DEVICE GONE"
-                    } else {
-                        ""
+                    let state = match t.port_state.get(i) {
+                        Some(PortState::Gone) => " DEVICE GONE",
+                        Some(PortState::Down) => " DEVICE DOWN",
+                        _ => "",
                     };
                     let count = |v: &[u64]| v.get(i).map_or("-".into(), u64::to_string);
                     format!(

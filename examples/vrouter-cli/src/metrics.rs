@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use std::sync::{Arc, Mutex};
 
-use vrouter::dataplane::SharedCounters;
+use vrouter::dataplane::{PortState, SharedCounters};
 use vrouter::{DropReason, Tables};
 
 use crate::ctl::Ports;
@@ -203,12 +203,18 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports) -> String
         "counter",
         by_port(&total.port_tx),
     );
-    let gone = total.port_gone.iter().filter(|&&g| g).count() as u64;
+    let count = |state: PortState| total.port_state.iter().filter(|&&s| s == state).count() as u64;
     family(
         "vrouter_ports_device_gone",
         "Ports whose device went away (a pod deleted before its port): remove them by reload.",
         "gauge",
-        vec![(String::new(), gone)],
+        vec![(String::new(), count(PortState::Gone))],
+    );
+    family(
+        "vrouter_ports_device_down",
+        "Ports whose device is down: what is routed to them is dropped until it is up.",
+        "gauge",
+        vec![(String::new(), count(PortState::Down))],
     );
     let c = ports.changes;
     family(

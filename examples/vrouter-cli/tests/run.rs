@@ -305,6 +305,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
     );
     assert!(metrics.contains("\nvrouter_flow_vrf_quota 1000\n"), "{metrics}");
     assert!(metrics.contains("\nvrouter_ports_device_gone 0\n"), "{metrics}");
+    assert!(metrics.contains("\nvrouter_ports_device_down 0\n"), "{metrics}");
     assert_eq!(value("vrouter_port_changes_total", "how=\"live\""), 0, "{metrics}");
     for port in ["w1", "w2"] {
         for family in ["vrouter_port_rx_packets_total", "vrouter_port_tx_packets_total"] {
@@ -547,6 +548,26 @@ fn reload_adds_and_removes_ports_while_running() {
         "{line}"
     );
     assert_eq!(flood.lost(), 0, "w1 -> w2 lost nothing while w1's port changed");
+
+    // w1's device goes down under the router: what is routed to it is dropped as
+    // PortDown, not queued; `show ports` says so; up again, it carries traffic again.
+    node.exec(&["ip", "link", "set", &ws[0].dev, "down"]).unwrap();
+    assert!(!ping(&ws[1].ns, "10.0.1.2"), "w2 -> w1 while w1's port is down");
+    let ports = ctl(&["show", "ports"]);
+    assert!(
+        ports
+            .lines()
+            .any(|l| l.starts_with("0 w1 ") && l.ends_with(" DEVICE DOWN")),
+        "{ports}"
+    );
+    let drops = ctl(&["show", "drops"]);
+    assert!(
+        drops.lines().any(|l| l.starts_with("PortDown") && !l.contains(" 0  ")),
+        "{drops}"
+    );
+    node.exec(&["ip", "link", "set", &ws[0].dev, "up"]).unwrap();
+    assert!(ping(&ws[1].ns, "10.0.1.2"), "w2 -> w1 once it is up again");
+    assert!(!ctl(&["show", "ports"]).contains("DEVICE DOWN"));
 
     // w2 leaves: w3 moves from port 2 to port 1; its flows are re-decided and its learned
     // neighbours follow it; w2's device loses the program.

@@ -353,6 +353,11 @@ fn a_port_whose_device_goes_down_drops_counted_and_resumes_when_up() {
         send(&mut w, 10..11);
         assert_eq!(state(&w), PortState::Down);
         assert_eq!(w.pool().census().kernel_tx[1], 0, "nothing waits on the TX ring");
+        // Asked again now and then while down (every 1,024 polls), it stays down.
+        for _ in 0..3000 {
+            w.run_once();
+        }
+        assert_eq!(state(&w), PortState::Down, "still down");
         send(&mut w, 11..61);
         let s = w.counters().snapshot();
         assert_eq!(s.dropped_for(DropReason::PortDown), 50);

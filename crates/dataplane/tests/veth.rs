@@ -280,6 +280,19 @@ fn a_full_rx_ring_drops_counted_and_loses_no_frame_generic() {
     full_rx_ring(AttachMode::Generic);
 }
 
+/// A worker forwarding from a memory port (0) to an AF_XDP port (1) on `ifname` (in the
+/// calling thread's namespace), and the memory port's link.
+fn memory_to_af_xdp(ifname: &str) -> (Worker, Arc<MemoryLink>) {
+    let prog = Arc::new(XdpProgram::attach(ifname, AttachMode::Native).unwrap());
+    let umem = Arc::new(Umem::new(UmemConfig::default()).unwrap());
+    let pool = FramePool::new(umem, 2);
+    let x = AfXdpPort::open(&pool, &prog, 0, SocketConfig::default(), None).unwrap();
+    let link = MemoryLink::new(256);
+    let ports: Vec<Box<dyn Port>> = vec![Box::new(MemoryPort::new("m", link.clone())), Box::new(x)];
+    let w = Worker::new(pool, ports, Box::new(apps::Forward { peer: vec![1, 0] }));
+    (w, link)
+}
+
 /// A port whose device is down when a live change removes it: every frame comes back at
 /// once (the kernel takes nothing from the TX ring of a device that is down, so none is
 /// left there), and the worker does not wait for completions that never come.
@@ -289,13 +302,7 @@ fn a_port_retired_while_its_device_is_down_gives_every_frame_back_at_once() {
     let peer = Netns::new("p").unwrap();
     let veth = Veth::new(&nd, &peer, 1).unwrap();
     nd.run(|| {
-        let prog = Arc::new(XdpProgram::attach(&veth.a, AttachMode::Native).unwrap());
-        let umem = Arc::new(Umem::new(UmemConfig::default()).unwrap());
-        let pool = FramePool::new(umem, 2);
-        let x = AfXdpPort::open(&pool, &prog, 0, SocketConfig::default(), None).unwrap();
-        let link = MemoryLink::new(256);
-        let ports: Vec<Box<dyn Port>> = vec![Box::new(MemoryPort::new("m", link.clone())), Box::new(x)];
-        let mut w = Worker::new(pool, ports, Box::new(apps::Forward { peer: vec![1, 0] }));
+        let (mut w, link) = memory_to_af_xdp(&veth.a);
         w.run_once();
         nd.exec(&["ip", "link", "set", &veth.a, "down"]).unwrap();
         for seq in 0..100 {
@@ -329,13 +336,7 @@ fn a_port_whose_device_goes_down_drops_counted_and_resumes_when_up() {
     let veth = Veth::new(&nd, &peer, 1).unwrap();
     let ps = peer.run(|| PacketSocket::new(&veth.b).unwrap());
     nd.run(|| {
-        let prog = Arc::new(XdpProgram::attach(&veth.a, AttachMode::Native).unwrap());
-        let umem = Arc::new(Umem::new(UmemConfig::default()).unwrap());
-        let pool = FramePool::new(umem, 2);
-        let x = AfXdpPort::open(&pool, &prog, 0, SocketConfig::default(), None).unwrap();
-        let link = MemoryLink::new(256);
-        let ports: Vec<Box<dyn Port>> = vec![Box::new(MemoryPort::new("m", link.clone())), Box::new(x)];
-        let mut w = Worker::new(pool, ports, Box::new(apps::Forward { peer: vec![1, 0] }));
+        let (mut w, link) = memory_to_af_xdp(&veth.a);
         let send = |w: &mut Worker, seqs: std::ops::Range<u64>| {
             for seq in seqs {
                 assert!(link.inject(&udp_frame(MAC_G, MAC_D, seq, 60)));

@@ -121,13 +121,9 @@ impl AfXdpPort {
     /// our kicks, and takes nothing while the device is down), so nothing goes out stale
     /// when it comes up; up again, sending resumes.
     fn check_tx(&mut self, r: af_xdp::Result<()>, pool: &mut FramePool) {
-        match (&r, self.state) {
-            (Err(af_xdp::Error::DeviceDown { .. }), PortState::Up) => {
-                eprintln!(
-                    "{}: {}",
-                    self.name,
-                    r.as_ref().err().map(ToString::to_string).unwrap_or_default()
-                );
+        match (r, self.state) {
+            (Err(e @ af_xdp::Error::DeviceDown { .. }), PortState::Up) => {
+                eprintln!("{}: {e}", self.name);
                 self.state = PortState::Down;
                 self.take_back_tx(pool);
             }
@@ -135,7 +131,7 @@ impl AfXdpPort {
                 eprintln!("{}: up again", self.name);
                 self.state = PortState::Up;
             }
-            _ => self.check(r, pool),
+            (r, _) => self.check(r, pool),
         }
     }
 

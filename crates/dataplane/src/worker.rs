@@ -269,7 +269,10 @@ impl Worker {
         // What the old handler holds goes out (or is dropped) under the old numbers.
         self.emit_pending(true);
         let mut old: Vec<Option<Box<dyn Port>>> = self.ports.drain(..).map(Some).collect();
-        let kept: Vec<bool> = (0..old.len()).map(|i| old_of.contains(&Some(i as u16))).collect();
+        let mut kept = vec![false; old.len()];
+        for &i in old_of.iter().flatten() {
+            kept[usize::from(i)] = true;
+        }
         let mut given_up = 0;
         for (i, p) in old.iter_mut().enumerate() {
             if let Some(p) = p.as_mut().filter(|_| !kept[i]) {

@@ -8,7 +8,7 @@ use af_xdp::{BusyPoll, Desc, SocketConfig, XdpProgram, XskSocket};
 
 use crate::frames::{FramePool, Place};
 use crate::port::{Pkt, Port};
-use crate::stats::{PortState, WorkerCounters};
+use crate::stats::{DropReason, PortState, WorkerCounters};
 
 /// An AF_XDP socket as a [`Port`]. Ports of one worker share its UMEM: a packet received
 /// on one and sent on another moves as a descriptor.
@@ -27,7 +27,14 @@ pub struct AfXdpPort {
     shown: PortState,
     /// Polls since the socket was last asked whether it is still bound.
     polls: u32,
+    /// When the socket left the XSKMAP ([`Port::withdraw`], or a drain).
+    withdrawn: Option<Instant>,
 }
+
+/// How long after a socket leaves the XSKMAP a packet the program was redirecting to it
+/// may still land on its RX ring: the redirect completes within the NAPI poll that ran
+/// the program, well inside this.
+pub(crate) const SETTLE: Duration = Duration::from_millis(1);
 
 /// Polls between asking an idle socket whether its device is still there (one cheap
 /// `recvfrom`; traffic to a port finds out at once): a few milliseconds when idle.
@@ -65,6 +72,7 @@ impl AfXdpPort {
             state: PortState::Up,
             shown: PortState::Up,
             polls: 0,
+            withdrawn: None,
         })
     }
 
@@ -104,7 +112,7 @@ impl AfXdpPort {
 
     /// Notes what a kick or wake-up said: when the device is gone, the frames still on the
     /// TX ring (which the kernel will never take now) come back, and the port goes quiet.
-    fn check(&mut self, r: af_xdp::Result<()>, pool: &mut FramePool) {
+    fn check(&mut self, r: af_xdp::Result<()>, pool: &mut FramePool, counters: &WorkerCounters) {
         let Err(e) = r else {
             return;
         };
@@ -113,44 +121,52 @@ impl AfXdpPort {
         }
         eprintln!("{}: {e}", self.name);
         self.state = PortState::Gone;
-        self.take_back_tx(pool);
+        self.take_back_tx(pool, counters);
     }
 
     /// Notes what a TX kick said, which alone tells whether the device is up: down, the
     /// frames on the TX ring come back (in copy mode the kernel reads that ring only in
     /// our kicks, and takes nothing while the device is down), so nothing goes out stale
     /// when it comes up; up again, sending resumes.
-    fn check_tx(&mut self, r: af_xdp::Result<()>, pool: &mut FramePool) {
+    fn check_tx(&mut self, r: af_xdp::Result<()>, pool: &mut FramePool, counters: &WorkerCounters) {
         match (r, self.state) {
             (Err(e @ af_xdp::Error::DeviceDown { .. }), PortState::Up) => {
                 eprintln!("{}: {e}", self.name);
                 self.state = PortState::Down;
-                self.take_back_tx(pool);
+                self.take_back_tx(pool, counters);
             }
             (Ok(()), PortState::Down) => {
                 eprintln!("{}: up again", self.name);
                 self.state = PortState::Up;
             }
-            (r, _) => self.check(r, pool),
+            (r, _) => self.check(r, pool, counters),
         }
     }
 
     /// Frees the frames on the TX ring the kernel has not taken (it will not: the device
-    /// is gone or down). They were counted as sent when queued; a device going away or
-    /// down mid-stream loses them.
-    fn take_back_tx(&mut self, pool: &mut FramePool) {
+    /// is gone or down), and counts them dropped for the port's state: a device going
+    /// away or down mid-stream loses them.
+    fn take_back_tx(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
         let mut back = Vec::new();
         self.sock.tx.take_back(&mut back);
-        for d in back {
+        for d in &back {
             pool.free(d.addr, Place::KernelTx(self.index));
         }
+        let why = if self.state == PortState::Gone {
+            DropReason::PortGone
+        } else {
+            DropReason::PortDown
+        };
+        counters.dropped(why, back.len() as u64);
     }
 
-    fn reclaim(&mut self, pool: &mut FramePool) -> usize {
+    /// Takes the kernel's TX completions: these frames are sent.
+    fn reclaim(&mut self, pool: &mut FramePool, counters: &WorkerCounters) -> usize {
         let n = self.sock.comp.pop(&mut self.comp);
         for &a in &self.comp[..n] {
             pool.free(a, Place::KernelTx(self.index));
         }
+        counters.sent(self.index, n as u64);
         n
     }
 }
@@ -172,6 +188,7 @@ impl Port for AfXdpPort {
         if let Err(e) = self.prog.register(self.sock.queue(), self.sock.as_fd()) {
             eprintln!("{}: {e}", self.name);
         }
+        self.withdrawn = None;
     }
 
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Pkt], counters: &WorkerCounters) -> usize {
@@ -193,12 +210,12 @@ impl Port for AfXdpPort {
         }
         if n == 0 && self.state != PortState::Gone && (self.sock.is_busy_poll() || self.sock.fill.needs_wakeup()) {
             let r = self.sock.wake_rx();
-            self.check(r, pool);
+            self.check(r, pool, counters);
         }
         n
     }
 
-    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize {
+    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt], counters: &WorkerCounters) -> usize {
         if self.state != PortState::Up {
             return 0;
         }
@@ -222,23 +239,23 @@ impl Port for AfXdpPort {
         }
         if done > 0 && (self.sock.is_busy_poll() || self.sock.tx.needs_wakeup()) {
             let r = self.sock.kick_tx();
-            self.check_tx(r, pool);
+            self.check_tx(r, pool, counters);
         }
         done
     }
 
     fn poll(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
-        self.reclaim(pool);
+        self.reclaim(pool, counters);
         self.polls = self.polls.wrapping_add(1);
         if self.state != PortState::Gone && self.polls.is_multiple_of(LIVENESS_POLLS) {
             let r = self.sock.wake_rx();
-            self.check(r, pool);
+            self.check(r, pool, counters);
         }
         // A down device is asked again now and then (an empty kick says whether it is up).
         let probe = self.state == PortState::Down && self.polls.is_multiple_of(DOWN_POLLS);
         if probe || (self.state == PortState::Up && self.sock.tx.pending() > 0 && self.sock.tx.needs_wakeup()) {
             let r = self.sock.kick_tx();
-            self.check_tx(r, pool);
+            self.check_tx(r, pool, counters);
         }
         if self.state != self.shown {
             counters.set_state(self.index, self.state);
@@ -253,12 +270,17 @@ impl Port for AfXdpPort {
         self.state
     }
 
+    fn withdraw(&mut self) {
+        let _ = self.prog.unregister(self.sock.queue());
+        self.withdrawn = Some(Instant::now());
+    }
+
     fn can_retire(&self) -> bool {
         !self.sock.is_zero_copy()
     }
 
-    fn retire(&mut self, pool: &mut FramePool) {
-        self.drain(pool);
+    fn retire(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
+        self.drain(pool, counters);
         // Out of the XSKMAP and quiet for two passes, a copy-mode socket is never given
         // another packet, and the kernel takes fill-ring frames only for a packet it is
         // given; each receive ends by publishing its consumer index. So what lies past
@@ -280,12 +302,15 @@ impl Port for AfXdpPort {
         })
     }
 
-    fn drain(&mut self, pool: &mut FramePool) -> u64 {
-        let _ = self.prog.unregister(self.sock.queue());
+    fn drain(&mut self, pool: &mut FramePool, counters: &WorkerCounters) -> u64 {
+        if self.withdrawn.is_none() {
+            self.withdraw();
+        }
+        let withdrawn = self.withdrawn.unwrap_or_else(Instant::now);
         let deadline = Instant::now() + Duration::from_millis(500);
-        // Two quiet passes a millisecond apart: a packet the kernel was delivering when the
-        // program let go of the socket lands in between.
-        let mut quiet = 0;
+        // Done at a quiet pass that comes SETTLE after the socket left the XSKMAP: a
+        // packet the kernel was delivering then has landed. Withdrawn at a change's
+        // prepare step, that is the first pass.
         loop {
             let n = self.sock.rx.pop(&mut self.descs);
             for d in &self.descs[..n] {
@@ -296,16 +321,20 @@ impl Port for AfXdpPort {
                 // Down, the frames on the TX ring come back rather than completions
                 // never arriving.
                 let r = self.sock.kick_tx();
-                self.check_tx(r, pool);
+                self.check_tx(r, pool, counters);
             }
-            let c = self.reclaim(pool);
+            let c = self.reclaim(pool, counters);
             let in_tx = pool.census().kernel_tx[usize::from(self.index)];
-            quiet = if n == 0 && c == 0 && in_tx == 0 { quiet + 1 } else { 0 };
-            if quiet == 2 || Instant::now() > deadline {
+            let quiet = n == 0 && c == 0 && in_tx == 0;
+            if (quiet && withdrawn.elapsed() >= SETTLE) || Instant::now() > deadline {
                 break;
             }
             if n == 0 && c == 0 {
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(
+                    SETTLE
+                        .saturating_sub(withdrawn.elapsed())
+                        .max(Duration::from_micros(50)),
+                );
             }
         }
         let in_ring = u64::from(self.sock.fill.pending());

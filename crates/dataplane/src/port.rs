@@ -25,15 +25,19 @@ pub trait Port: Send {
     /// Name for counters and messages.
     fn name(&self) -> &str;
 
-    /// Called once before the first burst, with the port's index in its worker.
+    /// Called before the first burst with the port's index in its worker, and again
+    /// after a port change (with its new index) or an aborted one (undoing
+    /// [`Port::withdraw`]).
     fn start(&mut self, index: u16, pool: &mut FramePool);
 
     /// Receives up to `out.len()` packets; returns how many. The frames are the worker's.
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Pkt], counters: &WorkerCounters) -> usize;
 
     /// Takes packets to send, in order; returns how many it took (the rest stay the
-    /// worker's, to drop or retry).
-    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize;
+    /// worker's, to drop or retry). The port counts them as sent
+    /// ([`WorkerCounters::sent`]) once they are: an AF_XDP port when the kernel
+    /// completes them, so a frame it takes back unsent is counted only as a drop.
+    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt], counters: &WorkerCounters) -> usize;
 
     /// Housekeeping between bursts: reclaim sent frames, restock receive frames, wake the
     /// kernel when it asks.
@@ -42,7 +46,7 @@ pub trait Port: Send {
     /// Stops receiving and takes back every frame it can (at worker stop). Returns the
     /// frames the kernel keeps until the port is closed (its fill ring, and the frame its
     /// buffer pool may hold after a receive failed on a full RX ring), for accounting.
-    fn drain(&mut self, pool: &mut FramePool) -> u64;
+    fn drain(&mut self, pool: &mut FramePool, counters: &WorkerCounters) -> u64;
 
     /// Whether [`Port::retire`] can take this port out while its worker runs on. A
     /// zero-copy AF_XDP socket cannot: its driver takes fill-ring frames ahead of packets.
@@ -50,11 +54,17 @@ pub trait Port: Send {
         true
     }
 
+    /// Stops new packets reaching the port (an AF_XDP port leaves the XSKMAP) while it is
+    /// still polled and can send: the first step of a live change that removes it, taken
+    /// before the workers park, so that [`Port::retire`] finds nothing left in flight and
+    /// need not wait. [`Port::start`] undoes it.
+    fn withdraw(&mut self) {}
+
     /// Stops the port for good while its worker runs on (a live port change removed it):
     /// what [`Port::drain`] takes back, and the frames waiting on its fill ring too. What
     /// the kernel keeps after that, the worker writes off ([`FramePool::give_up`]).
-    fn retire(&mut self, pool: &mut FramePool) {
-        let _ = self.drain(pool);
+    fn retire(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
+        let _ = self.drain(pool, counters);
     }
 
     /// The AF_XDP port this is, if it is one: a new port of the same worker shares its
@@ -128,6 +138,7 @@ impl MemoryLink {
 pub struct MemoryPort {
     name: String,
     link: Arc<MemoryLink>,
+    index: u16,
 }
 
 impl MemoryPort {
@@ -136,6 +147,7 @@ impl MemoryPort {
         MemoryPort {
             name: name.into(),
             link,
+            index: 0,
         }
     }
 }
@@ -145,7 +157,9 @@ impl Port for MemoryPort {
         &self.name
     }
 
-    fn start(&mut self, _index: u16, _pool: &mut FramePool) {}
+    fn start(&mut self, index: u16, _pool: &mut FramePool) {
+        self.index = index;
+    }
 
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [Pkt], counters: &WorkerCounters) -> usize {
         let room = pool.umem().config().frame_size as usize - pool.headroom() as usize;
@@ -172,20 +186,23 @@ impl Port for MemoryPort {
         n
     }
 
-    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize {
-        for (k, p) in pkts.iter().enumerate() {
+    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt], counters: &WorkerCounters) -> usize {
+        let mut sent = 0;
+        for p in pkts {
             let bytes = pool.bytes_mut(p.addr, p.len as usize).to_vec();
             if self.link.from_port.push(bytes).is_err() {
-                return k;
+                break;
             }
             pool.free(p.addr, Place::Worker);
+            sent += 1;
         }
-        pkts.len()
+        counters.sent(self.index, sent as u64);
+        sent
     }
 
     fn poll(&mut self, _pool: &mut FramePool, _counters: &WorkerCounters) {}
 
-    fn drain(&mut self, _pool: &mut FramePool) -> u64 {
+    fn drain(&mut self, _pool: &mut FramePool, _counters: &WorkerCounters) -> u64 {
         0
     }
 }

@@ -77,6 +77,8 @@ drop_reasons! {
     /// Sent to a port whose device is down (`ip link set ... down`): dropped rather than
     /// queued to go out stale when it comes up.
     PortDown = "egress port's device is down",
+    /// The kernel refused a write to the egress device (a TAP that is down).
+    TxFailed = "write to the egress device failed",
 }
 
 /// Whether a port's device can carry packets.
@@ -106,7 +108,8 @@ impl PortState {
 pub struct WorkerCounters {
     /// Packets received.
     pub rx: AtomicU64,
-    /// Packets handed to a TX ring or queue.
+    /// Packets sent: handed to the kernel and completed (AF_XDP: taken off the
+    /// completion ring), or handed to a queue or write (other ports).
     pub tx: AtomicU64,
     /// Packets the worker made itself (ARP requests, neighbour solicitations).
     pub originated: AtomicU64,
@@ -120,7 +123,7 @@ pub struct WorkerCounters {
     pub port_state: [AtomicU8; COUNTED_PORTS],
     /// Packets received per port (the first [`COUNTED_PORTS`]).
     pub port_rx: [AtomicU64; COUNTED_PORTS],
-    /// Packets handed to each port's TX ring or queue (the first [`COUNTED_PORTS`]).
+    /// Packets sent per port, as [`WorkerCounters::tx`] (the first [`COUNTED_PORTS`]).
     pub port_tx: [AtomicU64; COUNTED_PORTS],
     drops: [AtomicU64; 32],
 }
@@ -163,6 +166,13 @@ impl WorkerCounters {
         if let Some(c) = per_port.get(port) {
             Self::add(c, n);
         }
+    }
+
+    /// Counts `n` packets sent on port `port`; only the owning worker's ports call this.
+    #[inline]
+    pub fn sent(&self, port: u16, n: u64) {
+        Self::add(&self.tx, n);
+        Self::add_port(&self.port_tx, usize::from(port), n);
     }
 
     /// Starts the per-port counters and states afresh, for a worker whose ports are

@@ -7,6 +7,7 @@ use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, opcode, types};
 
@@ -45,6 +46,7 @@ pub struct TapPort {
     writes: Box<[[u8; BUF]]>,
     free_writes: Vec<usize>,
     started: bool,
+    index: u16,
 }
 
 impl TapPort {
@@ -75,6 +77,7 @@ impl TapPort {
             writes: vec![[0u8; BUF]; WRITES].into_boxed_slice(),
             free_writes: (0..WRITES).collect(),
             started: false,
+            index: 0,
         })
     }
 
@@ -91,12 +94,25 @@ impl TapPort {
     }
 }
 
+impl TapPort {
+    /// Counts a finished write (buffer `id`) as sent or failed, and frees its buffer.
+    fn wrote(&mut self, id: usize, res: i32, counters: &WorkerCounters) {
+        self.free_writes.push(id - READS);
+        if res > 0 {
+            counters.sent(self.index, 1);
+        } else {
+            counters.dropped(DropReason::TxFailed, 1);
+        }
+    }
+}
+
 impl Port for TapPort {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn start(&mut self, _index: u16, _pool: &mut FramePool) {
+    fn start(&mut self, index: u16, _pool: &mut FramePool) {
+        self.index = index;
         if !self.started {
             for i in 0..READS {
                 self.queue_read(i);
@@ -118,7 +134,7 @@ impl Port for TapPort {
         }
         for (id, res) in done {
             if id >= READS {
-                self.free_writes.push(id - READS);
+                self.wrote(id, res, counters);
                 continue;
             }
             if res > 0 {
@@ -140,7 +156,7 @@ impl Port for TapPort {
         n
     }
 
-    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt]) -> usize {
+    fn tx_burst(&mut self, pool: &mut FramePool, pkts: &[Pkt], _counters: &WorkerCounters) -> usize {
         let mut sent = 0;
         for p in pkts {
             let len = p.len as usize;
@@ -170,7 +186,23 @@ impl Port for TapPort {
 
     fn poll(&mut self, _pool: &mut FramePool, _counters: &WorkerCounters) {}
 
-    fn drain(&mut self, _pool: &mut FramePool) -> u64 {
+    /// Waits (briefly) for the writes in flight, so each is counted sent or failed.
+    fn drain(&mut self, _pool: &mut FramePool, counters: &WorkerCounters) -> u64 {
+        let deadline = Instant::now() + Duration::from_millis(100);
+        while self.free_writes.len() < WRITES && Instant::now() < deadline {
+            let _ = self.ring.submit();
+            let done: Vec<(usize, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data() as usize, c.result()))
+                .collect();
+            for (id, res) in done {
+                if id >= READS {
+                    self.wrote(id, res, counters);
+                }
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
         0
     }
 }

@@ -196,9 +196,7 @@ impl Worker {
             if out.is_empty() {
                 continue;
             }
-            let sent = self.ports[q].tx_burst(&mut self.pool, out);
-            WorkerCounters::add(&c.tx, sent as u64);
-            WorkerCounters::add_port(&c.port_tx, q, sent as u64);
+            let sent = self.ports[q].tx_burst(&mut self.pool, out, c);
             if sent < out.len() {
                 let why = match self.ports[q].state() {
                     PortState::Gone => DropReason::PortGone,
@@ -276,7 +274,7 @@ impl Worker {
         let mut given_up = 0;
         for (i, p) in old.iter_mut().enumerate() {
             if let Some(p) = p.as_mut().filter(|_| !kept[i]) {
-                p.retire(&mut self.pool);
+                p.retire(&mut self.pool, &self.counters);
                 given_up += self.pool.give_up(i as u16);
             }
         }
@@ -298,6 +296,15 @@ impl Worker {
             }
         }
         (old.into_iter().flatten().collect(), given_up)
+    }
+
+    /// Undoes a prepared change: the ports opened for it go, the ports it withdrew take
+    /// packets again.
+    fn abort_change(&mut self, added: &mut Vec<Box<dyn Port>>) {
+        added.clear();
+        for (i, p) in self.ports.iter_mut().enumerate() {
+            p.start(i as u16, &mut self.pool);
+        }
     }
 
     /// The worker's first AF_XDP port: a port added later shares its UMEM registration.
@@ -358,7 +365,14 @@ impl Worker {
                         }
                     }
                 }
-                reply(Reply::Done)
+                let mut withdrawn = 0;
+                for (i, p) in self.ports.iter_mut().enumerate() {
+                    if !seen[i] {
+                        p.withdraw();
+                        withdrawn += 1;
+                    }
+                }
+                reply(Reply::Prepared(withdrawn))
             }
             Control::Park => {
                 // Nothing held under the old numbers survives the tables changing.
@@ -366,20 +380,24 @@ impl Worker {
                 if !reply(Reply::Done) {
                     return false;
                 }
-                match inbox.rx.recv() {
+                match recv_polling(&inbox.rx, PARKED_POLL) {
                     Ok(Control::Commit { old_of, handler }) => {
                         let (removed, given_up) = self.change_ports(&old_of, std::mem::take(added), handler);
-                        reply(Reply::Committed { removed, given_up })
+                        reply(Reply::Committed {
+                            removed,
+                            given_up,
+                            resumed: std::time::Instant::now(),
+                        })
                     }
                     Ok(_) => {
-                        added.clear();
+                        self.abort_change(added);
                         reply(Reply::Done)
                     }
                     Err(_) => false,
                 }
             }
             Control::Commit { .. } | Control::Abort => {
-                added.clear();
+                self.abort_change(added);
                 reply(Reply::Done)
             }
         }
@@ -388,7 +406,11 @@ impl Worker {
     /// Drains every port and checks the frame accounting.
     pub fn finish(mut self) -> WorkerReport {
         self.emit_pending(true);
-        let held: Vec<u64> = self.ports.iter_mut().map(|p| p.drain(&mut self.pool)).collect();
+        let held: Vec<u64> = self
+            .ports
+            .iter_mut()
+            .map(|p| p.drain(&mut self.pool, &self.counters))
+            .collect();
         let kernel_drops = self.ports.iter().map(|p| p.kernel_drops()).collect();
         let census = self.pool.census().clone();
         let mut frames_ok = self.pool.verify();
@@ -467,8 +489,35 @@ enum Control {
 
 enum Reply {
     Done,
+    /// Prepared, with this many ports withdrawn.
+    Prepared(usize),
     Failed(String),
-    Committed { removed: Vec<Box<dyn Port>>, given_up: u64 },
+    /// Committed: the ports removed, the frames given up, and when the worker ran again.
+    Committed {
+        removed: Vec<Box<dyn Port>>,
+        given_up: u64,
+        resumed: std::time::Instant,
+    },
+}
+
+/// How long parked workers and the control thread poll for each other's messages before
+/// they sleep: they wait on each other for well under a millisecond, and waking a thread
+/// that slept (on a VM, a vCPU that halted) can take longer than the wait.
+const PARKED_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The next message on `rx`, polled for up to `poll`, then slept on.
+fn recv_polling<T>(rx: &mpsc::Receiver<T>, poll: std::time::Duration) -> Result<T, mpsc::RecvError> {
+    let until = std::time::Instant::now() + poll;
+    while std::time::Instant::now() < until {
+        match rx.try_recv() {
+            Ok(m) => return Ok(m),
+            // Yielding, not spinning: a thread sharing this CPU (the other side, on a
+            // machine with fewer CPUs than threads) runs first.
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            Err(mpsc::TryRecvError::Disconnected) => return Err(mpsc::RecvError),
+        }
+    }
+    rx.recv()
 }
 
 /// A worker's end of its control channel.
@@ -621,7 +670,8 @@ impl WorkerSet {
 
     /// Moves the running workers onto other ports without stopping them: `changes[i]` is
     /// worker `i`'s part. First every worker opens its new ports while it forwards on the
-    /// old ones; then all stand still between two bursts (packets wait in their rings)
+    /// old ones, and withdraws the ports to go ([`Port::withdraw`]); a millisecond later,
+    /// when nothing is on its way to those any more, all stand still between two bursts (packets wait in their rings)
     /// while `parked` runs (publish the tables for the new port numbers there); then each
     /// retires its removed ports and carries on. If a port cannot be opened or removed,
     /// or `parked` fails, nothing changes. Removed ports are closed before this returns.
@@ -644,17 +694,26 @@ impl WorkerSet {
             commits.push((c.old_of, c.handler));
         }
         let abort = |why: String| {
-            let _ = self.ask(&replies, || Control::Abort);
+            let _ = self.ask(&replies, || Control::Abort, PARKED_POLL);
             Err(why)
         };
         let mut prepare = prepare.into_iter();
         let opening = std::time::Instant::now();
-        if let Err(e) = self.ask(&replies, || prepare.next().expect("one per worker")) {
-            return abort(e);
-        }
+        // The workers run while they open ports: this thread sleeps meanwhile, leaving
+        // its CPU to a worker that may share it.
+        let next = || prepare.next().expect("one per worker");
+        let withdrawn = match self.ask(&replies, next, std::time::Duration::ZERO) {
+            Ok(n) => n,
+            Err(e) => return abort(e),
+        };
         let opening = opening.elapsed();
+        if withdrawn > 0 {
+            // The removed ports are out of the XSKMAP; what was on its way to them lands
+            // while the workers still run, and their retirement need not wait for it.
+            std::thread::sleep(crate::afxdp::SETTLE);
+        }
         let began = std::time::Instant::now();
-        if let Err(e) = self.ask(&replies, || Control::Park) {
+        if let Err(e) = self.ask(&replies, || Control::Park, PARKED_POLL) {
             return abort(e);
         }
         let t = match parked() {
@@ -664,6 +723,7 @@ impl WorkerSet {
         let mut commits = commits.into_iter();
         let mut removed = Vec::new();
         let mut given_up = 0;
+        let mut last_resumed = began;
         for (tx, flag) in &self.control {
             let (old_of, handler) = commits.next().expect("one per worker");
             tx.send(Control::Commit { old_of, handler })
@@ -671,22 +731,25 @@ impl WorkerSet {
             flag.store(true, Ordering::Release);
         }
         for _ in 0..self.control.len() {
-            match replies.recv() {
+            match recv_polling(&replies, PARKED_POLL) {
                 Ok((
                     _,
                     Reply::Committed {
                         removed: r,
                         given_up: g,
+                        resumed,
                     },
                 )) => {
                     removed.extend(r);
                     given_up += g;
+                    last_resumed = last_resumed.max(resumed);
                 }
                 Ok(_) => return Err("a worker did not take the change".into()),
                 Err(_) => return Err("a worker has gone".into()),
             }
         }
-        let parked = began.elapsed();
+        // Up to the last worker running again, not to this thread waking up to hear it.
+        let parked = last_resumed - began;
         std::thread::scope(|s| {
             for p in removed {
                 s.spawn(move || drop(p));
@@ -702,18 +765,29 @@ impl WorkerSet {
         ))
     }
 
-    /// Sends each worker the message `next` makes and waits for every answer; the
-    /// refusal of the lowest-numbered worker, if any.
-    fn ask(&self, replies: &mpsc::Receiver<(usize, Reply)>, mut next: impl FnMut() -> Control) -> Result<(), String> {
+    /// Sends each worker the message `next` makes and waits for every answer (polling for
+    /// each up to `poll`); the refusal of the lowest-numbered worker, if any, or the
+    /// ports withdrawn in all.
+    fn ask(
+        &self,
+        replies: &mpsc::Receiver<(usize, Reply)>,
+        mut next: impl FnMut() -> Control,
+        poll: std::time::Duration,
+    ) -> Result<usize, String> {
         for (tx, flag) in &self.control {
             tx.send(next()).map_err(|_| "a worker has gone")?;
             flag.store(true, Ordering::Release);
         }
         // The refusal of the lowest-numbered worker, whichever answered first.
         let mut first: Option<(usize, String)> = None;
+        let mut withdrawn = 0;
         for _ in 0..self.control.len() {
-            let failed = match replies.recv() {
+            let failed = match recv_polling(replies, poll) {
                 Ok((_, Reply::Done)) => continue,
+                Ok((_, Reply::Prepared(n))) => {
+                    withdrawn += n;
+                    continue;
+                }
                 Ok((i, Reply::Failed(e))) => (i, e),
                 Ok((i, Reply::Committed { .. })) => (i, "an unexpected commit".into()),
                 Err(_) => return Err("a worker has gone".into()),
@@ -722,7 +796,7 @@ impl WorkerSet {
                 first = Some(failed);
             }
         }
-        first.map_or(Ok(()), |(i, e)| Err(format!("worker {i}: {e}")))
+        first.map_or(Ok(withdrawn), |(i, e)| Err(format!("worker {i}: {e}")))
     }
 
     /// Stops every worker, drains its ports and returns its report.

@@ -323,6 +323,9 @@ fn a_port_retired_while_its_device_is_down_gives_every_frame_back_at_once() {
         drop(removed);
         let r = w.finish();
         assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+        // The frame taken back from the ring is a drop, not a packet sent.
+        assert_eq!((r.stats.tx, r.stats.dropped_for(DropReason::PortDown)), (0, 100));
+        assert!(r.stats.conserved(), "{:?}", r.stats);
     });
 }
 
@@ -361,7 +364,12 @@ fn a_port_whose_device_goes_down_drops_counted_and_resumes_when_up() {
         assert_eq!(state(&w), PortState::Down, "still down");
         send(&mut w, 11..61);
         let s = w.counters().snapshot();
-        assert_eq!(s.dropped_for(DropReason::PortDown), 50);
+        assert_eq!(
+            s.dropped_for(DropReason::PortDown),
+            51,
+            "the frame taken back from the ring, and the 50 refused"
+        );
+        assert_eq!(s.port_tx[1], 10, "only what went out counted as sent");
         assert_eq!(s.dropped_for(DropReason::TxRingFull), 0);
 
         nd.exec(&["ip", "link", "set", &veth.a, "up"]).unwrap();
@@ -379,5 +387,73 @@ fn a_port_whose_device_goes_down_drops_counted_and_resumes_when_up() {
         );
         let r = w.finish();
         assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+        assert_eq!(r.stats.port_tx[1], 20);
+        assert!(r.stats.conserved(), "{:?}", r.stats);
     });
+}
+
+/// A live change withdraws an AF_XDP port it removes before the workers park: when the
+/// change is refused, the port takes packets again; when it goes through, the port takes
+/// nothing more and every frame comes back.
+#[test]
+fn a_port_withdrawn_by_a_refused_change_takes_packets_again() {
+    let nd = Netns::new("d").unwrap();
+    let peer = Netns::new("p").unwrap();
+    let veth = Veth::new(&nd, &peer, 1).unwrap();
+    let link = MemoryLink::new(256);
+    let worker_link = link.clone();
+    let dut_if = veth.a.clone();
+    // The veth port (1) forwards to the memory port (0).
+    let set = nd.run(|| {
+        let prog = Arc::new(XdpProgram::attach(&dut_if, AttachMode::Native).unwrap());
+        WorkerSet::start(&[online_cpus()[0]], move |_, _| {
+            let umem = Arc::new(Umem::new(UmemConfig::default()).map_err(|e| e.to_string())?);
+            let pool = FramePool::new(umem, 2);
+            let x = AfXdpPort::open(&pool, &prog, 0, SocketConfig::default(), None).map_err(|e| e.to_string())?;
+            let ports: Vec<Box<dyn Port>> = vec![Box::new(MemoryPort::new("m", worker_link.clone())), Box::new(x)];
+            Ok(Worker::new(pool, ports, Box::new(apps::Forward { peer: vec![1, 0] })))
+        })
+        .unwrap()
+    });
+    let ps = peer.run(|| PacketSocket::new(&veth.b).unwrap());
+    let arrived = |seqs: std::ops::Range<u64>| -> HashSet<u64> {
+        for seq in seqs.clone() {
+            ps.send(&udp_frame(MAC_D, MAC_G, seq, 60)).unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_millis(500);
+        let mut got = HashSet::new();
+        while got.len() < (seqs.end - seqs.start) as usize && std::time::Instant::now() < deadline {
+            match link.take() {
+                Some(f) => {
+                    got.extend(frame_seq(&f));
+                }
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        got
+    };
+    assert_eq!(arrived(0..10), (0..10).collect(), "through the port before any change");
+    let remove = || {
+        vec![PortChange {
+            old_of: vec![Some(0)],
+            open: vec![],
+            handler: Box::new(apps::Forward { peer: vec![0] }),
+        }]
+    };
+    let e = set
+        .change_ports(remove(), || Err::<(), _>("publishing failed".to_string()))
+        .unwrap_err();
+    assert_eq!(e, "publishing failed");
+    assert_eq!(
+        arrived(10..20),
+        (10..20).collect(),
+        "the refused change gave the port back"
+    );
+
+    let ((), report) = set.change_ports(remove(), || Ok(())).unwrap();
+    assert_eq!(report.given_up, 0);
+    assert!(arrived(20..30).is_empty(), "the removed port takes nothing");
+    let reports = set.stop();
+    let (total, _) = check_reports(&reports);
+    assert_eq!((total.rx, total.tx), (20, 20));
 }

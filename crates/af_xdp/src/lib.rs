@@ -40,5 +40,5 @@ mod umem;
 pub use bpf::{AttachMode, XdpDrop, XdpMode, XdpProgram};
 pub use error::{Error, Result};
 pub use ring::{ConsumerRing, Desc, ProducerRing};
-pub use socket::{BusyPoll, SocketConfig, SocketStats, XskSocket, ZeroCopy};
+pub use socket::{BusyPoll, SocketConfig, SocketStats, TxKick, XskSocket, ZeroCopy};
 pub use umem::{Umem, UmemConfig};

@@ -86,12 +86,26 @@ pub struct XskSocket {
     // Unmapped after the rings above stop being used (fields drop in order).
     _maps: Vec<Mmap>,
     fd: OwnedFd,
+    /// For interface ioctls in the socket's namespace ([`XskSocket::device_running`]).
+    ioctl: OwnedFd,
     umem: Arc<Umem>,
     ifname: String,
     queue: u32,
     zero_copy: bool,
     busy_poll: BusyPoll,
     fallback: Option<String>,
+}
+
+/// What a TX kick did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxKick {
+    /// The kernel took what it could (perhaps not everything: kick again while the ring
+    /// asks for a wake-up).
+    Done,
+    /// Copy mode: the device dropped one frame (it has no carrier, or its queue is full),
+    /// whose address comes back on the completion ring as a sent one's does; the kernel
+    /// stopped there.
+    Dropped,
 }
 
 /// Where preferred busy polling stands on a socket ([`SocketConfig::busy_poll_budget`]).
@@ -450,6 +464,7 @@ impl XskSocket {
             comp,
             _maps: vec![rx_m, tx_m, fr_m, cr_m],
             fd,
+            ioctl: iface::ioctl_socket()?,
             umem: umem.clone(),
             ifname: ifname.into(),
             queue,
@@ -470,8 +485,9 @@ impl XskSocket {
     }
 
     /// Tells the kernel there is something on the TX ring (needed in copy mode, and in
-    /// zero-copy mode when the TX ring asks for a wake-up).
-    pub fn kick_tx(&self) -> Result<()> {
+    /// zero-copy mode when the TX ring asks for a wake-up). In copy mode the kernel sends
+    /// from the ring in this call, and stops at the first frame the device drops.
+    pub fn kick_tx(&self) -> Result<TxKick> {
         // SAFETY: a zero-length send with no buffer on our own socket.
         let r = unsafe {
             libc::sendto(
@@ -485,9 +501,13 @@ impl XskSocket {
         };
         if r < 0 {
             let e = io::Error::last_os_error();
-            // Busy/again/no buffers mean "try again on the next kick", not failure.
+            // Again / no buffers mean "try again on the next kick", not failure.
             match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {}
+                Some(libc::EAGAIN | libc::ENOBUFS) => {}
+                // The device's transmit returned NET_XMIT_DROP: the frame is completed
+                // unsent (`__xsk_generic_xmit`).
+                Some(libc::EBUSY) if !self.zero_copy => return Ok(TxKick::Dropped),
+                Some(libc::EBUSY) => {}
                 Some(libc::ENETDOWN) => {
                     return Err(Error::DeviceDown {
                         ifname: self.ifname.clone(),
@@ -497,7 +517,14 @@ impl XskSocket {
                 _ => return Err(from_io("kicking TX (sendto)", e)),
             }
         }
-        Ok(())
+        Ok(TxKick::Done)
+    }
+
+    /// Whether the socket's device is up and operational (`IFF_UP` and `IFF_RUNNING`):
+    /// not so for a veth whose peer is down, or a NIC without a link, which still take
+    /// sends from the TX ring and drop them ([`TxKick::Dropped`]).
+    pub fn device_running(&self) -> Result<bool> {
+        iface::is_running(&self.ioctl, &self.ifname)
     }
 
     /// ENXIO from a bound socket: the kernel unbound it because its device went away.

@@ -258,6 +258,59 @@ fn a_queue_and_umem_given_up_bind_again_at_once_and_a_held_queue_is_named() {
     });
 }
 
+/// A veth whose peer is down is up but not running: a kick hands the frame to the
+/// device, which drops it, and says so; the frame still completes. Down and up again are
+/// told by `device_running`, and a frame then goes out.
+#[test]
+fn a_device_without_carrier_drops_and_says_so() {
+    let (na, nb) = (Netns::new("a").unwrap(), Netns::new("b").unwrap());
+    let veth = Veth::new(&na, &nb, 1).unwrap();
+    let ps = na.run(|| PacketSocket::new(&veth.a).unwrap());
+    nb.run(|| {
+        let umem = Arc::new(Umem::new(UmemConfig::default()).unwrap());
+        let mut sock = XskSocket::new(&umem, &veth.b, 0, SocketConfig::default(), None).unwrap();
+        let send = |sock: &mut XskSocket, seq: u64| {
+            let f = udp_frame(MAC_B, MAC_A, seq, 60);
+            let addr = umem.frame_addr(seq as u32);
+            // SAFETY: the frame is on no ring: ours until it is pushed below.
+            unsafe { umem.bytes_mut(addr, f.len()) }.unwrap().copy_from_slice(&f);
+            let d = Desc {
+                addr,
+                len: f.len() as u32,
+                options: 0,
+            };
+            assert_eq!(sock.tx.push(&[d]), 1);
+            let kick = sock.kick_tx().unwrap();
+            let mut comp = [0u64; 4];
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while sock.comp.pop(&mut comp) == 0 {
+                assert!(Instant::now() < deadline, "frame {seq} never completed");
+            }
+            assert_eq!(comp[0], addr);
+            kick
+        };
+        assert!(sock.device_running().unwrap());
+        assert_eq!(send(&mut sock, 0), TxKick::Done);
+        na.exec(&["ip", "link", "set", &veth.a, "down"]).unwrap();
+        assert!(!sock.device_running().unwrap(), "no carrier");
+        assert_eq!(send(&mut sock, 1), TxKick::Dropped);
+        na.exec(&["ip", "link", "set", &veth.a, "up"]).unwrap();
+        assert!(sock.device_running().unwrap());
+        assert_eq!(send(&mut sock, 2), TxKick::Done);
+    });
+    let mut got = HashSet::new();
+    ps.recv_until(Duration::from_secs(2), |f| {
+        got.extend(frame_seq(f));
+        got.contains(&2)
+    })
+    .unwrap();
+    assert_eq!(
+        got,
+        HashSet::from([0, 2]),
+        "the frame sent without carrier never arrived"
+    );
+}
+
 #[test]
 fn errors_say_what_to_do() {
     let (na, nb) = (Netns::new("a").unwrap(), Netns::new("b").unwrap());

@@ -4,7 +4,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use af_xdp::{BusyPoll, Desc, SocketConfig, XdpProgram, XskSocket};
+use af_xdp::{BusyPoll, Desc, SocketConfig, TxKick, XdpProgram, XskSocket};
 
 use crate::frames::{FramePool, Place};
 use crate::port::{Pkt, Port};
@@ -29,7 +29,15 @@ pub struct AfXdpPort {
     polls: u32,
     /// When the socket left the XSKMAP ([`Port::withdraw`], or a drain).
     withdrawn: Option<Instant>,
+    /// Frames the device dropped whose completions are still to come.
+    unsent: u64,
+    /// Kicks in a row that said the device dropped a frame.
+    drops_in_a_row: u32,
 }
+
+/// Kicks in a row that drop a frame before the device is asked whether it has carrier
+/// (once per this many: a congested device drops too, and is running).
+const CARRIER_CHECK: u32 = 16;
 
 /// How long after a socket leaves the XSKMAP a packet the program was redirecting to it
 /// may still land on its RX ring: the redirect completes within the NAPI poll that ran
@@ -73,6 +81,8 @@ impl AfXdpPort {
             shown: PortState::Up,
             polls: 0,
             withdrawn: None,
+            unsent: 0,
+            drops_in_a_row: 0,
         })
     }
 
@@ -124,23 +134,46 @@ impl AfXdpPort {
         self.take_back_tx(pool, counters);
     }
 
-    /// Notes what a TX kick said, which alone tells whether the device is up: down, the
-    /// frames on the TX ring come back (in copy mode the kernel reads that ring only in
-    /// our kicks, and takes nothing while the device is down), so nothing goes out stale
-    /// when it comes up; up again, sending resumes.
-    fn check_tx(&mut self, r: af_xdp::Result<()>, pool: &mut FramePool, counters: &WorkerCounters) {
+    /// Notes what a TX kick said, which tells whether the device can send: set down
+    /// (ENETDOWN), or without carrier (it drops every frame, and says so: `TxKick::
+    /// Dropped`, then asked whether it is running), the frames on the TX ring come back
+    /// (in copy mode the kernel reads that ring only in our kicks), so nothing goes out
+    /// stale later; up and running again, sending resumes.
+    fn check_tx(&mut self, r: af_xdp::Result<TxKick>, pool: &mut FramePool, counters: &WorkerCounters) {
+        if matches!(r, Ok(TxKick::Dropped)) {
+            self.unsent += 1;
+            self.drops_in_a_row += 1;
+        } else if r.is_ok() {
+            self.drops_in_a_row = 0;
+        }
         match (r, self.state) {
             (Err(e @ af_xdp::Error::DeviceDown { .. }), PortState::Up) => {
-                eprintln!("{}: {e}", self.name);
-                self.state = PortState::Down;
-                self.take_back_tx(pool, counters);
+                self.went_down(&e.to_string(), pool, counters)
             }
-            (Ok(()), PortState::Down) => {
+            (Ok(TxKick::Dropped), PortState::Up)
+                if self.drops_in_a_row.is_multiple_of(CARRIER_CHECK)
+                    && self.sock.device_running().is_ok_and(|running| !running) =>
+            {
+                let why = format!(
+                    "`{}` has no carrier (a veth whose peer is down, or a link without signal): \
+                     nothing is sent until it has",
+                    self.sock.ifname()
+                );
+                self.went_down(&why, pool, counters);
+            }
+            (Ok(_), PortState::Down) if self.sock.device_running().unwrap_or(false) => {
                 eprintln!("{}: up again", self.name);
                 self.state = PortState::Up;
             }
-            (r, _) => self.check(r, pool, counters),
+            (Ok(_), _) => {}
+            (Err(e), _) => self.check(Err(e), pool, counters),
         }
+    }
+
+    fn went_down(&mut self, why: &str, pool: &mut FramePool, counters: &WorkerCounters) {
+        eprintln!("{}: {why}", self.name);
+        self.state = PortState::Down;
+        self.take_back_tx(pool, counters);
     }
 
     /// Frees the frames on the TX ring the kernel has not taken (it will not: the device
@@ -160,13 +193,17 @@ impl AfXdpPort {
         counters.dropped(why, back.len() as u64);
     }
 
-    /// Takes the kernel's TX completions: these frames are sent.
+    /// Takes the kernel's TX completions: these frames are sent, but for those the
+    /// device dropped (each kick that said so).
     fn reclaim(&mut self, pool: &mut FramePool, counters: &WorkerCounters) -> usize {
         let n = self.sock.comp.pop(&mut self.comp);
         for &a in &self.comp[..n] {
             pool.free(a, Place::KernelTx(self.index));
         }
-        counters.sent(self.index, n as u64);
+        let lost = self.unsent.min(n as u64);
+        self.unsent -= lost;
+        counters.sent(self.index, n as u64 - lost);
+        counters.dropped(DropReason::DeviceDropped, lost);
         n
     }
 }

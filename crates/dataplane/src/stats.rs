@@ -79,6 +79,9 @@ drop_reasons! {
     PortDown = "egress port's device is down",
     /// The kernel refused a write to the egress device (a TAP that is down).
     TxFailed = "write to the egress device failed",
+    /// Handed to the egress device, which dropped it: it has no carrier (a veth whose
+    /// peer is down), or its queue was full (a veth whose peer cannot keep up).
+    DeviceDropped = "egress device dropped it (no carrier, or its queue full)",
 }
 
 /// Whether a port's device can carry packets.

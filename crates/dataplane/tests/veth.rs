@@ -457,3 +457,63 @@ fn a_port_withdrawn_by_a_refused_change_takes_packets_again() {
     let (total, _) = check_reports(&reports);
     assert_eq!((total.rx, total.tx), (20, 20));
 }
+
+/// The device's own count of frames it dropped on transmit (`ip -s link`), in the
+/// calling thread's namespace.
+fn kernel_tx_dropped(ns: &Netns, ifname: &str) -> u64 {
+    let out = ns.exec(&["ip", "-s", "link", "show", ifname]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = text.lines().skip_while(|l| !l.trim_start().starts_with("TX:"));
+    let values = lines.nth(1).expect("a TX counters line");
+    values.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// A port whose veth peer goes down: the device is still up but has no carrier, and
+/// drops what the kernel hands it. Those frames are counted as `DeviceDropped` (as the
+/// device counts them), not as sent; the port is found down, drops the rest as
+/// `PortDown`, and sends again once the peer is up.
+#[test]
+fn a_port_without_carrier_counts_what_its_device_drops_and_resumes() {
+    let nd = Netns::new("d").unwrap();
+    let peer = Netns::new("p").unwrap();
+    let veth = Veth::new(&nd, &peer, 1).unwrap();
+    let ps = peer.run(|| PacketSocket::new(&veth.b).unwrap());
+    nd.run(|| {
+        let (mut w, link) = memory_to_af_xdp(&veth.a);
+        let state = |w: &Worker| w.counters().snapshot().port_state[1];
+        let send = |w: &mut Worker, seqs: std::ops::Range<u64>| {
+            for seq in seqs {
+                assert!(link.inject(&udp_frame(MAC_G, MAC_D, seq, 60)));
+                w.run_once();
+            }
+            for _ in 0..4 {
+                w.run_once();
+            }
+        };
+        send(&mut w, 0..10);
+        assert_eq!(collect(&ps, 10), (0..10).collect(), "sent while the peer is up");
+
+        peer.exec(&["ip", "link", "set", &veth.b, "down"]).unwrap();
+        send(&mut w, 10..110);
+        assert_eq!(state(&w), PortState::Down, "no carrier found");
+        let s = w.counters().snapshot();
+        let device = s.dropped_for(DropReason::DeviceDropped);
+        assert!(device > 0, "{s:?}");
+        assert_eq!(device, kernel_tx_dropped(&nd, &veth.a), "as the device counts them");
+        assert_eq!(device + s.dropped_for(DropReason::PortDown), 100, "{s:?}");
+        assert_eq!(s.port_tx[1], 10, "only what went out counted as sent");
+
+        peer.exec(&["ip", "link", "set", &veth.b, "up"]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while state(&w) != PortState::Up && std::time::Instant::now() < deadline {
+            w.run_once();
+        }
+        assert_eq!(state(&w), PortState::Up, "carrier again");
+        send(&mut w, 110..120);
+        assert_eq!(collect(&ps, 10), (110..120).collect(), "nothing stale, nothing lost");
+        let r = w.finish();
+        assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+        assert_eq!(r.stats.port_tx[1], 20);
+        assert!(r.stats.conserved(), "{:?}", r.stats);
+    });
+}

@@ -21,9 +21,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::{MemoryLink, Worker};
-use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
+use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, Prepared};
 use vrouter::flow::{FlowTableConfig, FullPolicy};
-use vrouter::policy::{Action, AddrSet, Cidr, Endpoint, EndpointId, PolicySet, PortRange, Rule, RuleId, RuleList};
+use vrouter::policy::{
+    Action, AddrSet, Cidr, Endpoint, EndpointId, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
+};
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{NodeConfig, PortConfig, PortRole, Router};
 
@@ -974,7 +976,9 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
             tunnel_endpoints: r.endpoints.clone(),
         });
         let (routes, fib) = (&mut r.routes, &r.fib);
-        match running.change_ports(&router, &devs, || publish_tables(routes, fib, &router, &policy)) {
+        // Compiled while the workers run: only the swap happens while they are parked.
+        let staged = stage_tables(routes, fib, &router, &policy).map_err(bad)?;
+        match running.change_ports(&router, &devs, || install_tables(routes, fib, &router, staged)) {
             Ok(_) => {
                 r.ports_pending = false;
                 if let Some(s) = r.running.as_mut() {
@@ -985,8 +989,10 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
             Err(vrouter::ChangeError::Refused(e)) => return Err(bad(e)),
             Err(vrouter::ChangeError::NeedsPause(_)) => {}
         }
-        // While the workers run: a missing device is refused before anything pauses.
+        // While the workers run: a missing device is refused before anything pauses, and
+        // the tables are compiled.
         running.attach_ahead(&router, &devs).map_err(bad)?;
+        let staged = stage_tables(&r.routes, &r.fib, &router, &policy).map_err(bad)?;
         let Some(Started {
             mode: Mode::Workers(running),
             ..
@@ -997,7 +1003,7 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
         let (paused, reports) = running.pause();
         let frames = reports.into_iter().try_for_each(|rep| rep.frames_ok);
         r.ports_pending = false;
-        let published = publish_tables(&mut r.routes, &r.fib, &router, &policy);
+        let published = install_tables(&mut r.routes, &r.fib, &router, staged);
         let running = published.and_then(|_| paused.resume(&router, &devs).map_err(|(_, e)| e));
         match running {
             Ok(running) => {
@@ -1017,13 +1023,32 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
 
 /// Publishes the routes and the policy lists (for new port numbers, at a port change).
 fn publish_tables(routes: &mut FibBuilder, fib: &Fib, router: &Router, policy: &PolicySet) -> Result<(), String> {
-    routes.publish(fib).map_err(|e| e.to_string())?;
-    router
-        .tables()
-        .policy
-        .publish(policy)
-        .map(drop)
-        .map_err(|e| e.to_string())
+    let staged = stage_tables(routes, fib, router, policy)?;
+    install_tables(routes, fib, router, staged)
+}
+
+/// The routes and policy lists compiled, not yet visible: the slow half of
+/// [`publish_tables`], done while the workers run.
+fn stage_tables(
+    routes: &FibBuilder,
+    fib: &Fib,
+    router: &Router,
+    policy: &PolicySet,
+) -> Result<(Prepared, Policy), String> {
+    let (policy, _) = router.tables().policy.prepare(policy).map_err(|e| e.to_string())?;
+    Ok((routes.prepare(fib), policy))
+}
+
+/// Swaps in what [`stage_tables`] compiled: quick, for the workers may stand still.
+fn install_tables(
+    routes: &mut FibBuilder,
+    fib: &Fib,
+    router: &Router,
+    (tables, policy): (Prepared, Policy),
+) -> Result<(), String> {
+    routes.install(fib, tables).map_err(|e| e.to_string())?;
+    router.tables().policy.install(policy);
+    Ok(())
 }
 
 /// Stops the router (workers stop and XDP is detached; memory ports are dropped). It can

@@ -61,6 +61,8 @@ pub struct FibBuilder {
     /// The generation of this builder's last publish: only a snapshot it made itself is
     /// patched (another builder may have published in between).
     published: Option<u32>,
+    /// Edits so far: [`FibBuilder::install`] refuses tables prepared before the last.
+    edits: u64,
 }
 
 /// Most prefixes changed in one publish for which a big IPv4 table is patched rather
@@ -112,6 +114,7 @@ impl FibBuilder {
         }
         self.vrfs.entry(vrf).or_default();
         self.dirty_vrfs.insert(vrf);
+        self.edits += 1;
         Ok(())
     }
 
@@ -119,6 +122,7 @@ impl FibBuilder {
     pub fn remove_vrf(&mut self, vrf: VrfId) {
         if self.vrfs.remove(&vrf).is_some() {
             self.dirty_vrfs.insert(vrf);
+            self.edits += 1;
             self.rebuilt.insert(vrf);
         }
     }
@@ -139,6 +143,7 @@ impl FibBuilder {
 
     fn routes(&mut self, vrf: VrfId) -> Result<&mut VrfRoutes, FibError> {
         self.dirty_vrfs.insert(vrf);
+        self.edits += 1;
         self.vrfs
             .get_mut(&vrf)
             .ok_or_else(|| FibError::new("vrf", format!("VRF {vrf} does not exist")))
@@ -210,6 +215,7 @@ impl FibBuilder {
         }
         self.nexthops.insert(id, nh);
         self.dirty_nexthops = true;
+        self.edits += 1;
         Ok(())
     }
 
@@ -217,6 +223,7 @@ impl FibBuilder {
     /// `Miss::UnresolvedNexthop`.
     pub fn remove_nexthop(&mut self, id: NexthopId) {
         self.dirty_nexthops |= self.nexthops.remove(&id).is_some();
+        self.edits += 1;
     }
 
     /// Maps an incoming MPLS label to a nexthop.
@@ -226,6 +233,7 @@ impl FibBuilder {
         }
         self.labels.insert(label, nexthop);
         self.dirty_labels = true;
+        self.edits += 1;
         Ok(())
     }
 
@@ -236,6 +244,7 @@ impl FibBuilder {
         }
         self.vnis.insert(vni, vrf);
         self.dirty_vnis = true;
+        self.edits += 1;
         Ok(())
     }
 
@@ -243,11 +252,13 @@ impl FibBuilder {
     pub fn set_neighbor(&mut self, port: u32, ip: IpAddr, neighbor: Neighbor) {
         self.neighbors.insert((port, ip), neighbor);
         self.dirty_neighbors = true;
+        self.edits += 1;
     }
 
     /// Removes a neighbour.
     pub fn remove_neighbor(&mut self, port: u32, ip: IpAddr) {
         self.dirty_neighbors |= self.neighbors.remove(&(port, ip)).is_some();
+        self.edits += 1;
     }
 
     /// Follows a change of the node's port numbers (`new_port(old)`; `None`: the port is
@@ -263,6 +274,7 @@ impl FibBuilder {
                     None => *nh = Nexthop::Discard,
                 }
                 self.dirty_nexthops = true;
+                self.edits += 1;
             }
         }
         if self.neighbors.keys().any(|&(port, _)| new_port(port) != Some(port)) {
@@ -272,6 +284,7 @@ impl FibBuilder {
                 .filter_map(|(&(port, ip), n)| Some(((new_port(port)?, ip), *n)))
                 .collect();
             self.dirty_neighbors = true;
+            self.edits += 1;
         }
     }
 
@@ -294,11 +307,13 @@ impl FibBuilder {
             let Some(old) = self.vrfs.get(&id) else {
                 self.vrfs.insert(id, routes);
                 self.dirty_vrfs.insert(id);
+                self.edits += 1;
                 continue;
             };
             let v4 = changed_keys(&old.v4, &routes.v4);
             if !v4.is_empty() || old.v6 != routes.v6 {
                 self.dirty_vrfs.insert(id);
+                self.edits += 1;
             }
             for prefix in v4 {
                 self.v4_changed(id, prefix);
@@ -306,19 +321,33 @@ impl FibBuilder {
             self.vrfs.insert(id, routes);
         }
         self.dirty_nexthops |= self.nexthops != new.nexthops;
+        self.edits += 1;
         self.nexthops = new.nexthops;
         self.dirty_labels |= self.labels != new.labels;
+        self.edits += 1;
         self.labels = new.labels;
         self.dirty_vnis |= self.vnis != new.vnis;
+        self.edits += 1;
         self.vnis = new.vnis;
         self.dirty_neighbors |= self.neighbors != new.neighbors;
+        self.edits += 1;
         self.neighbors = new.neighbors;
     }
 
     /// Compiles what changed since the last publish into a new snapshot (sharing every
     /// unchanged VRF table and map with the previous one) and swaps it in. Returns the new
-    /// generation.
+    /// generation. [`prepare`](Self::prepare) and [`install`](Self::install) are its two
+    /// halves.
     pub fn publish(&mut self, fib: &Fib) -> Result<u32, FibError> {
+        let p = self.prepare(fib);
+        self.install(fib, p)
+    }
+
+    /// Compiles what changed since the last publish, as [`publish`](Self::publish) does,
+    /// without showing it to readers yet: the slow half, done while the workers run when
+    /// the swap must happen while they stand still (a live port change). Changes nothing;
+    /// dropping the result forgets it.
+    pub fn prepare(&self, fib: &Fib) -> Prepared {
         let prev = fib.snapshot();
         let mut vrfs = prev.vrfs.clone();
         for &id in &self.dirty_vrfs {
@@ -336,7 +365,7 @@ impl FibBuilder {
                     Lpm::Big(d) => Some(d),
                     Lpm::Small(_) => None,
                 });
-            let mut changes = self.v4_changes.remove(&id).unwrap_or_default();
+            let mut changes = self.v4_changes.get(&id).cloned().unwrap_or_default();
             changes.sort_unstable();
             changes.dedup();
             vrfs[slot] = self.vrfs.get(&id).map(|r| {
@@ -354,7 +383,7 @@ impl FibBuilder {
         while vrfs.last().is_some_and(Option::is_none) {
             vrfs.pop();
         }
-        let nexthops = if self.dirty_nexthops {
+        let (nexthops, ecmp) = if self.dirty_nexthops {
             let mut compiled = Map::with_capacity_and_hasher(self.nexthops.len(), Default::default());
             let mut groups = Map::default();
             for (&id, nh) in &self.nexthops {
@@ -368,25 +397,44 @@ impl FibBuilder {
                 };
                 compiled.insert(id, c);
             }
-            self.ecmp = groups;
-            Arc::new(compiled)
+            (Arc::new(compiled), Some(groups))
         } else {
-            prev.nexthops.clone()
+            (prev.nexthops.clone(), None)
         };
-        let snapshot = Snapshot {
-            generation: prev.generation.wrapping_add(1),
-            vrfs,
-            nexthops,
-            labels: pick(self.dirty_labels, &self.labels, &prev.labels),
-            vnis: pick(self.dirty_vnis, &self.vnis, &prev.vnis),
-            neighbors: pick(self.dirty_neighbors, &self.neighbors, &prev.neighbors),
-            stats: fib.stats.clone(),
-        };
-        let generation = snapshot.generation;
-        fib.current.store(Arc::new(snapshot));
+        Prepared {
+            base: prev.generation,
+            edits: self.edits,
+            snapshot: Snapshot {
+                generation: prev.generation.wrapping_add(1),
+                vrfs,
+                nexthops,
+                labels: pick(self.dirty_labels, &self.labels, &prev.labels),
+                vnis: pick(self.dirty_vnis, &self.vnis, &prev.vnis),
+                neighbors: pick(self.dirty_neighbors, &self.neighbors, &prev.neighbors),
+                stats: fib.stats.clone(),
+            },
+            ecmp,
+        }
+    }
+
+    /// Swaps in what [`prepare`](Self::prepare) compiled: quick, whatever the tables'
+    /// size. Refused if anything was published since (the snapshot would undo it; prepare
+    /// again), or if the builder changed since (its changes would be lost).
+    pub fn install(&mut self, fib: &Fib, p: Prepared) -> Result<u32, FibError> {
+        if fib.snapshot().generation != p.base || self.edits != p.edits {
+            return Err(FibError::new(
+                "publish",
+                "the tables changed since they were prepared: prepare them again".into(),
+            ));
+        }
+        let generation = p.snapshot.generation;
+        fib.current.store(Arc::new(p.snapshot));
         // Release, after the store: a worker that sees this generation loads a snapshot at
         // least as new.
         fib.published.fetch_max(generation, Ordering::Release);
+        if let Some(groups) = p.ecmp {
+            self.ecmp = groups;
+        }
         self.dirty_vrfs.clear();
         self.v4_changes.clear();
         self.rebuilt.clear();
@@ -397,6 +445,17 @@ impl FibBuilder {
         self.dirty_neighbors = false;
         Ok(generation)
     }
+}
+
+/// Tables compiled by [`FibBuilder::prepare`], not yet visible to readers.
+pub struct Prepared {
+    /// The generation they were compiled over.
+    base: u32,
+    /// The builder's edits they include.
+    edits: u64,
+    snapshot: Snapshot,
+    /// The ECMP groups' new buckets, if nexthops changed.
+    ecmp: Option<Map<NexthopId, EcmpGroup>>,
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ mod trie6;
 
 use core::fmt;
 
-pub use builder::{FibBuilder, MAX_VRF};
+pub use builder::{FibBuilder, MAX_VRF, Prepared};
 pub use ecmp::{ECMP_BUCKETS, HashFields};
 pub use lpm::SMALL_TABLE_ROUTES;
 pub use nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};

@@ -550,3 +550,45 @@ fn a_big_vrf_patched_route_by_route_answers_like_a_rebuild() {
     b.publish(&fib).unwrap();
     check(&model, &probes);
 }
+
+/// Tables prepared are invisible until installed; an edit or another publish in between
+/// makes the install refuse (nothing lost: the next publish has every change).
+#[test]
+fn prepared_tables_show_only_when_installed_and_never_stale() {
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    b.add_vrf(1).unwrap();
+    b.set_nexthop(10, Nexthop::Discard).unwrap();
+    b.set_nexthop(11, Nexthop::Receive).unwrap();
+    b.add_route(1, v4("10.0.0.0"), 8, 10).unwrap();
+    assert_eq!(b.publish(&fib).unwrap(), 1);
+
+    b.add_route(1, v4("10.1.0.0"), 16, 11).unwrap();
+    let p = b.prepare(&fib);
+    assert_eq!(fib.snapshot().lookup(1, v4("10.1.2.3")), Ok(10), "not yet");
+    assert_eq!(b.install(&fib, p).unwrap(), 2);
+    assert_eq!(fib.snapshot().lookup(1, v4("10.1.2.3")), Ok(11));
+
+    // An edit after the prepare: installing would drop it.
+    b.add_route(1, v4("10.2.0.0"), 16, 11).unwrap();
+    let p = b.prepare(&fib);
+    b.add_route(1, v4("10.3.0.0"), 16, 11).unwrap();
+    let e = b.install(&fib, p).unwrap_err();
+    assert!(e.to_string().contains("prepare them again"), "{e}");
+    assert_eq!(fib.snapshot().generation(), 2);
+
+    // Another publish after the prepare: installing would undo it.
+    let p = b.prepare(&fib);
+    let mut other = FibBuilder::new();
+    other.add_vrf(2).unwrap();
+    other.publish(&fib).unwrap();
+    assert!(b.install(&fib, p).is_err());
+
+    // Prepared and dropped: the next publish still has every change.
+    drop(b.prepare(&fib));
+    b.publish(&fib).unwrap();
+    let s = fib.snapshot();
+    for a in ["10.2.0.1", "10.3.0.1"] {
+        assert_eq!(s.lookup(1, v4(a)), Ok(11), "{a}");
+    }
+}

@@ -439,12 +439,39 @@ impl PolicyStore {
     /// assert!(d.allow && d.ingress.unwrap().rule == Some(RuleId(1)));
     /// ```
     pub fn publish(&self, set: &PolicySet) -> Result<(u32, Vec<PolicyError>), PolicyError> {
-        let generation = self.next.fetch_add(1, Ordering::Relaxed);
-        let (p, warnings) = Policy::compile(set, generation)?;
-        self.current.store(Arc::new(p));
+        let (p, warnings) = self.prepare(set)?;
+        let generation = p.generation();
+        // Refused only when a policy prepared later is current: as if this one had been
+        // published just before it.
+        let _ = self.install(p);
+        Ok((generation, warnings))
+    }
+
+    /// Compiles `set` under the next generation without making it current: the slow half
+    /// of [`publish`](Self::publish), done ahead of a moment when the swap must be quick
+    /// (a live port change). Returns it with the warnings.
+    pub fn prepare(&self, set: &PolicySet) -> Result<(Policy, Vec<PolicyError>), PolicyError> {
+        Policy::compile(set, self.next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Makes a policy from [`prepare`](Self::prepare) current and returns its generation;
+    /// `None` (and nothing changes) if one prepared later is current already.
+    pub fn install(&self, p: Policy) -> Option<u32> {
+        let generation = p.generation();
+        let p = Arc::new(p);
+        let before = self.current.rcu(|cur| {
+            if cur.generation() > generation {
+                cur.clone()
+            } else {
+                p.clone()
+            }
+        });
+        if before.generation() > generation {
+            return None;
+        }
         // Release, after the store: a worker that sees this generation loads a policy at
         // least as new.
         self.published.fetch_max(generation, Ordering::Release);
-        Ok((generation, warnings))
+        Some(generation)
     }
 }

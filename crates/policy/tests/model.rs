@@ -392,3 +392,28 @@ fn never_matching_rules_are_dropped_with_a_warning() {
     assert_eq!(t.len(), 1);
     assert_eq!(t.classify(&Fields::default()).rule, Some(RuleId(10)));
 }
+
+/// A prepared policy is current only once installed, and never replaces one prepared
+/// after it.
+#[test]
+fn prepared_policies_install_in_order() {
+    let store = PolicyStore::new();
+    let rules = |action| {
+        Arc::new(RuleList {
+            rules: vec![],
+            default: action,
+        })
+    };
+    let (deny, _) = store
+        .prepare(&one_endpoint(3, Direction::Ingress, rules(Action::Deny)))
+        .unwrap();
+    assert_eq!(store.generation(), 0, "prepared, not published");
+    let (allow, _) = store
+        .prepare(&one_endpoint(3, Direction::Ingress, rules(Action::Allow)))
+        .unwrap();
+    let (g_deny, g_allow) = (deny.generation(), allow.generation());
+    assert!(g_allow > g_deny);
+    assert_eq!(store.install(allow), Some(g_allow));
+    assert_eq!(store.install(deny), None, "older than the current one");
+    assert_eq!((store.load().generation(), store.generation()), (g_allow, g_allow));
+}

@@ -193,7 +193,9 @@ impl Live {
         let router = self.router.with_ports(new.node.clone());
         let mut running = self.running.take().ok_or("the workers are not running")?;
         let devices = new.devices.clone();
-        let live = running.change_ports(&router, &devices, || self.publish(&mut new));
+        // Compiled while the workers run: only the swap happens while they are parked.
+        let staged = self.stage(&mut new);
+        let live = running.change_ports(&router, &devices, || self.install(staged, &new));
         self.running = Some(running);
         let why_pause = match live {
             Ok(((g, notes), report)) => {
@@ -214,6 +216,8 @@ impl Live {
                     notes.iter().map(|n| format!("; {n}")).collect::<String>()
                 ));
             }
+            // The builder keeps the routes staged and marked changed: a later publish
+            // compiles them against what runs, whatever came between.
             Err(ChangeError::Refused(e)) => return Err(format!("the new ports: {e}")),
             Err(ChangeError::NeedsPause(why)) => why,
         };
@@ -224,11 +228,12 @@ impl Live {
         running
             .attach_ahead(&router, &new.devices)
             .map_err(|e| format!("the new ports: {e}"))?;
+        let staged = self.restage(&new);
         let began = Instant::now();
         let running = self.running.take().ok_or("the workers are not running")?;
         let (paused, reports) = running.pause();
         check_frames(&reports);
-        let published = self.publish(&mut new);
+        let published = self.install(staged, &new);
         let (g, notes) = match published {
             Ok(p) => p,
             Err(e) => {
@@ -283,13 +288,47 @@ impl Live {
     /// Publishes `new`'s routes (compiling only what changed), policy and live flow
     /// options. Returns the routing generation and notes on what needs a restart.
     fn publish(&mut self, new: &mut Config) -> Result<(u32, Vec<String>), String> {
+        let staged = self.stage(new);
+        self.install(staged, new)
+    }
+
+    /// Takes `new`'s routes into the builder, and compiles them and `new`'s policy
+    /// ([`Live::restage`]).
+    fn stage(&mut self, new: &mut Config) -> Staged {
         self.cfg.routes.replace_with(std::mem::take(&mut new.routes));
-        let g = self.cfg.routes.publish(&self.fib).map_err(|e| e.to_string())?;
+        self.restage(new)
+    }
+
+    /// Compiles the builder's routes (only what changed) and `new`'s policy, for
+    /// [`Live::install`]; nothing is visible yet. A policy that does not compile is warned
+    /// about, and the old one stays.
+    fn restage(&self, new: &Config) -> Staged {
+        let policy = match self.router.tables().policy.prepare(&new.policy) {
+            Ok((p, _)) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "reload: policy refused, the old policy stays");
+                None
+            }
+        };
+        Staged {
+            fib: self.cfg.routes.prepare(&self.fib),
+            policy,
+        }
+    }
+
+    /// Swaps in what was staged, with `new`'s listing and live flow options: quick
+    /// whatever the tables' size, for the workers may be standing still meanwhile.
+    fn install(&mut self, staged: Staged, new: &Config) -> Result<(u32, Vec<String>), String> {
+        let g = self
+            .cfg
+            .routes
+            .install(&self.fib, staged.fib)
+            .map_err(|e| e.to_string())?;
         if let Ok(mut l) = self.listing.lock() {
             *l = new.listing.clone();
         }
-        if let Err(e) = self.router.tables().policy.publish(&new.policy) {
-            tracing::warn!(error = %e, "reload: policy refused, the old policy stays");
+        if let Some(p) = staged.policy {
+            self.router.tables().policy.install(p);
         }
         let notes = config::reload_flows(&self.router.tables().flows, &self.cfg.flows, &new.flows);
         for note in &notes {
@@ -307,6 +346,12 @@ impl Live {
             Err((_, e)) => Err(format!("the old ports did not start again either: {e}")),
         }
     }
+}
+
+/// A new configuration's routes and policy, compiled and not yet visible.
+struct Staged {
+    fib: vrouter::fib::Prepared,
+    policy: Option<vrouter::policy::Policy>,
 }
 
 /// How long a port change stood the workers still.

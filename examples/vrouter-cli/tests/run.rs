@@ -591,8 +591,10 @@ fn reload_adds_and_removes_ports_while_running() {
         "the removed port's program is detached"
     );
 
-    // A port on a device that does not exist: refused before anything pauses.
-    reload(config(&[0, 2]).replace(&ws[2].dev, "nosuchdev0"));
+    // A port on a device that does not exist: refused before anything pauses, and
+    // nothing of the file applied, not even its other changes (w3's route dropped).
+    let without_w3_route = config(&[0, 2]).replace(&ws[2].route, "");
+    reload(without_w3_route.replace(&ws[2].dev, "nosuchdev0"));
     let refusal = std::iter::from_fn(|| log.recv_timeout(std::time::Duration::from_secs(10)).ok())
         .find(|l| l.contains("reload refused"))
         .unwrap_or_default();
@@ -600,7 +602,17 @@ fn reload_adds_and_removes_ports_while_running() {
         refusal.contains("the new ports: no interface `nosuchdev0`"),
         "{refusal}"
     );
-    assert!(ping(&ws[0].ns, "10.0.3.2"), "the old ports still run");
+    assert!(ping(&ws[0].ns, "10.0.3.2"), "the old ports and routes still run");
+    // The same route change alone then takes effect: the refused file left nothing
+    // half-applied behind to hide it.
+    reload(without_w3_route);
+    let line = next_line();
+    assert!(line.starts_with("reloaded"), "{line}");
+    assert!(!ping(&ws[0].ns, "10.0.3.2"), "w3's route is gone");
+    reload(config(&[0, 2]));
+    let line = next_line();
+    assert!(line.starts_with("reloaded"), "{line}");
+    assert!(ping(&ws[0].ns, "10.0.3.2"), "w3's route is back");
 
     // w3's pod goes before the file says so: its device goes with its namespace. What is
     // routed there is dropped as PortGone, and the reload removing the port finds every

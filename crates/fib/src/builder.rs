@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::snapshot::Map;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::FibError;
 use crate::ecmp::EcmpGroup;
@@ -428,10 +427,7 @@ impl FibBuilder {
             ));
         }
         let generation = p.snapshot.generation;
-        fib.current.store(Arc::new(p.snapshot));
-        // Release, after the store: a worker that sees this generation loads a snapshot at
-        // least as new.
-        fib.published.fetch_max(generation, Ordering::Release);
+        fib.replace(p.snapshot);
         if let Some(groups) = p.ecmp {
             self.ecmp = groups;
         }

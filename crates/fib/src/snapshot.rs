@@ -2,8 +2,8 @@
 //! pointer workers read it through.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use wire::ethernet::MacAddr;
@@ -356,6 +356,10 @@ pub struct Fib {
     /// The generation of `current`, stored after it (the newest when publishes race).
     pub(crate) published: AtomicU32,
     pub(crate) stats: Arc<FibStats>,
+    /// Snapshots replaced while readers may hold them still: freed by [`Fib::reap`] on the
+    /// publisher's thread once no reader does, so that a worker letting go of one never
+    /// frees a big table (unmapping tens of MiB) between two bursts.
+    retired: Mutex<Vec<Arc<Snapshot>>>,
 }
 
 impl Fib {
@@ -375,7 +379,29 @@ impl Fib {
             current: ArcSwap::from_pointee(empty),
             published: AtomicU32::new(0),
             stats,
+            retired: Mutex::default(),
         }
+    }
+
+    /// Makes `snapshot` current and keeps the one it replaces for [`Fib::reap`].
+    pub(crate) fn replace(&self, snapshot: Snapshot) {
+        let generation = snapshot.generation;
+        let old = self.current.swap(Arc::new(snapshot));
+        // Release, after the store: a worker that sees this generation loads a snapshot at
+        // least as new.
+        self.published.fetch_max(generation, Ordering::Release);
+        self.retired.lock().unwrap_or_else(PoisonError::into_inner).push(old);
+        self.reap();
+    }
+
+    /// Frees the replaced snapshots no reader holds any more (a worker takes the new one
+    /// at its next burst; an idle one keeps its last). Publishing calls it; call it now and
+    /// then besides (the bundled router does every second) to give memory back sooner.
+    /// Returns how many replaced snapshots are still held.
+    pub fn reap(&self) -> usize {
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        retired.retain(|s| Arc::strong_count(s) > 1);
+        retired.len()
     }
 
     /// The generation of the snapshot most recently published: a worker that keeps a

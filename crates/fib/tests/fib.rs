@@ -592,3 +592,22 @@ fn prepared_tables_show_only_when_installed_and_never_stale() {
         assert_eq!(s.lookup(1, v4(a)), Ok(11), "{a}");
     }
 }
+
+/// A reader that lets go of a replaced snapshot does not free it (a worker must never
+/// unmap a big table between bursts): `reap`, on the publisher's side, does.
+#[test]
+fn replaced_snapshots_are_freed_by_reap_not_by_their_last_reader() {
+    let fib = Fib::new();
+    let mut b = FibBuilder::new();
+    b.add_vrf(1).unwrap();
+    b.publish(&fib).unwrap();
+    let held = fib.snapshot();
+    let weak = std::sync::Arc::downgrade(&held);
+    b.add_vrf(2).unwrap();
+    b.publish(&fib).unwrap();
+    assert_eq!(fib.reap(), 1, "a reader holds the replaced snapshot");
+    drop(held);
+    assert!(weak.upgrade().is_some(), "not freed by the reader");
+    assert_eq!(fib.reap(), 0);
+    assert!(weak.upgrade().is_none(), "freed by reap");
+}

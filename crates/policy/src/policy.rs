@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 
@@ -387,6 +387,10 @@ pub struct PolicyStore {
     next: AtomicU32,
     /// The generation of `current`, stored after it (the newest when publishes race).
     published: AtomicU32,
+    /// Policies replaced while workers may hold them still, freed by
+    /// [`PolicyStore::reap`] on the publisher's thread (never by a worker, between
+    /// bursts).
+    retired: Mutex<Vec<Arc<Policy>>>,
 }
 
 impl Default for PolicyStore {
@@ -403,6 +407,7 @@ impl PolicyStore {
             current: ArcSwap::from_pointee(empty),
             next: AtomicU32::new(1),
             published: AtomicU32::new(0),
+            retired: Mutex::default(),
         }
     }
 
@@ -472,6 +477,16 @@ impl PolicyStore {
         // Release, after the store: a worker that sees this generation loads a policy at
         // least as new.
         self.published.fetch_max(generation, Ordering::Release);
+        self.retired.lock().unwrap_or_else(PoisonError::into_inner).push(before);
+        self.reap();
         Some(generation)
+    }
+
+    /// Frees the replaced policies no worker holds any more (an idle worker keeps its
+    /// last); installing calls it. Returns how many replaced policies are still held.
+    pub fn reap(&self) -> usize {
+        let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
+        retired.retain(|p| Arc::strong_count(p) > 1);
+        retired.len()
     }
 }

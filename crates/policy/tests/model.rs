@@ -417,3 +417,17 @@ fn prepared_policies_install_in_order() {
     assert_eq!(store.install(deny), None, "older than the current one");
     assert_eq!((store.load().generation(), store.generation()), (g_allow, g_allow));
 }
+
+/// A worker that lets go of a replaced policy does not free it: `reap` does.
+#[test]
+fn replaced_policies_are_freed_by_reap_not_by_their_last_reader() {
+    let store = PolicyStore::new();
+    let held = store.load();
+    let weak = Arc::downgrade(&held);
+    store.publish(&PolicySet::default()).unwrap();
+    assert_eq!(store.reap(), 1);
+    drop(held);
+    assert!(weak.upgrade().is_some(), "not freed by the reader");
+    assert_eq!(store.reap(), 0);
+    assert!(weak.upgrade().is_none(), "freed by reap");
+}

@@ -200,10 +200,14 @@ impl AfXdpPort {
         for &a in &self.comp[..n] {
             pool.free(a, Place::KernelTx(self.index));
         }
-        let lost = self.unsent.min(n as u64);
-        self.unsent -= lost;
-        counters.sent(self.index, n as u64 - lost);
-        counters.dropped(DropReason::DeviceDropped, lost);
+        if n > 0 {
+            let lost = self.unsent.min(n as u64);
+            self.unsent -= lost;
+            counters.sent(self.index, n as u64 - lost);
+            if lost > 0 {
+                counters.dropped(DropReason::DeviceDropped, lost);
+            }
+        }
         n
     }
 }
@@ -354,6 +358,7 @@ impl Port for AfXdpPort {
                 pool.moved(d.addr, Place::KernelRx(self.index), Place::Worker);
                 pool.free(d.addr, Place::Worker);
             }
+            counters.closing(self.index, n as u64);
             if self.state == PortState::Up {
                 // Down, the frames on the TX ring come back rather than completions
                 // never arriving.

@@ -79,6 +79,9 @@ drop_reasons! {
     PortDown = "egress port's device is down",
     /// The kernel refused a write to the egress device (a TAP that is down).
     TxFailed = "write to the egress device failed",
+    /// Received as its port was being removed, or its worker stopped: nothing
+    /// processes it any more.
+    PortClosing = "arrived as its port closed",
     /// Handed to the egress device, which dropped it: it has no carrier (a veth whose
     /// peer is down), or its queue was full (a veth whose peer cannot keep up).
     DeviceDropped = "egress device dropped it (no carrier, or its queue full)",
@@ -176,6 +179,15 @@ impl WorkerCounters {
     pub fn sent(&self, port: u16, n: u64) {
         Self::add(&self.tx, n);
         Self::add_port(&self.port_tx, usize::from(port), n);
+    }
+
+    /// Counts `n` packets received on port `port` as it closed, and dropped for that.
+    pub fn closing(&self, port: u16, n: u64) {
+        if n > 0 {
+            Self::add(&self.rx, n);
+            Self::add_port(&self.port_rx, usize::from(port), n);
+            self.dropped(DropReason::PortClosing, n);
+        }
     }
 
     /// Starts the per-port counters and states afresh, for a worker whose ports are

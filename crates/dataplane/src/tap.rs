@@ -186,7 +186,8 @@ impl Port for TapPort {
 
     fn poll(&mut self, _pool: &mut FramePool, _counters: &WorkerCounters) {}
 
-    /// Waits (briefly) for the writes in flight, so each is counted sent or failed.
+    /// Waits (briefly) for the writes in flight, so each is counted sent or failed (a
+    /// read finishing meanwhile is counted dropped as `PortClosing`).
     fn drain(&mut self, _pool: &mut FramePool, counters: &WorkerCounters) -> u64 {
         let deadline = Instant::now() + Duration::from_millis(100);
         while self.free_writes.len() < WRITES && Instant::now() < deadline {
@@ -199,6 +200,8 @@ impl Port for TapPort {
             for (id, res) in done {
                 if id >= READS {
                     self.wrote(id, res, counters);
+                } else if res > 0 {
+                    counters.closing(self.index, 1);
                 }
             }
             std::thread::sleep(Duration::from_micros(100));

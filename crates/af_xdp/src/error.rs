@@ -36,6 +36,15 @@ pub enum Error {
         /// Interface.
         ifname: String,
     },
+    /// Another AF_XDP socket holds the queue (one just closed lets go of it a moment
+    /// later; [`SocketConfig::queue_wait`](crate::SocketConfig::queue_wait) said how long
+    /// to wait).
+    QueueBusy {
+        /// Interface.
+        ifname: String,
+        /// Queue index.
+        queue: u32,
+    },
     /// The socket's device went away (deleted, or moved to another namespace): the
     /// kernel unbound the socket, which can no longer send or receive.
     DeviceGone {
@@ -105,6 +114,11 @@ impl fmt::Display for Error {
                 f,
                 "`{ifname}` does not support AF_XDP zero-copy (veth never does): use copy mode \
                  or allow the fallback"
+            ),
+            Error::QueueBusy { ifname, queue } => write!(
+                f,
+                "binding the AF_XDP socket: another AF_XDP socket holds this queue \
+                 (`{ifname}` queue {queue}; a socket just closed lets go of it a moment later)"
             ),
             Error::DeviceGone { ifname } => write!(
                 f,

@@ -4,7 +4,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, from_io, last};
 use crate::iface;
@@ -41,6 +41,11 @@ pub struct SocketConfig {
     /// instead of in softirq wherever the packet was raised. Only where the kernel gives
     /// the socket a NAPI instance to poll: [`XskSocket::busy_poll`] says whether it did.
     pub busy_poll_budget: u16,
+    /// How long a bind refused because the queue is held is tried again, sleeping in
+    /// between: the kernel lets go of a closed socket's queue a moment after the close.
+    /// Zero: one try, and [`Error::QueueBusy`] at once (for a caller that must not sleep
+    /// and tries again later itself).
+    pub queue_wait: Duration,
 }
 
 impl Default for SocketConfig {
@@ -52,6 +57,7 @@ impl Default for SocketConfig {
             comp_size: 2048,
             zero_copy: ZeroCopy::Auto,
             busy_poll_budget: 0,
+            queue_wait: Duration::from_secs(1),
         }
     }
 }
@@ -130,9 +136,6 @@ pub enum BusyPoll {
     /// Asked for but impossible; says why. The socket is polled through its rings only.
     Unavailable(String),
 }
-
-/// The longest single wait between binds refused with EBUSY: about a second in all.
-const BUSY_QUEUE_WAIT: Duration = Duration::from_millis(512);
 
 const SO_BUSY_POLL: libc::c_int = 46;
 const SO_PREFER_BUSY_POLL: libc::c_int = 69;
@@ -366,6 +369,7 @@ impl XskSocket {
             // The kernel lets go of a closed socket's queue from a work queue, a moment
             // after the close: a queue just given up (a router restarting its workers) is
             // busy for that moment, one held by a live socket stays busy.
+            let give_up = Instant::now() + cfg.queue_wait;
             let mut wait = Duration::from_millis(1);
             loop {
                 // SAFETY: `sa` is a valid `sockaddr_xdp` of the size passed.
@@ -380,7 +384,7 @@ impl XskSocket {
                     return Ok(());
                 }
                 let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EBUSY) || wait > BUSY_QUEUE_WAIT {
+                if e.raw_os_error() != Some(libc::EBUSY) || Instant::now() + wait > give_up {
                     return Err(e);
                 }
                 std::thread::sleep(wait);
@@ -388,9 +392,9 @@ impl XskSocket {
             }
         };
         let bind_err = |e: io::Error| match e.raw_os_error() {
-            Some(libc::EBUSY) => Error::Sys {
-                op: "binding the AF_XDP socket (another AF_XDP socket holds this queue)",
-                source: e,
+            Some(libc::EBUSY) => Error::QueueBusy {
+                ifname: ifname.into(),
+                queue,
             },
             Some(libc::EINVAL) if iface::queue_count(ifname).ok().flatten().is_none() => Error::Sys {
                 op: "binding the AF_XDP socket (is the queue index valid for this interface?)",

@@ -53,6 +53,6 @@ pub use stats::{COUNTED_PORTS, DropReason, PortState, SharedCounters, Stats, Wor
 pub use tap::TapPort;
 pub use taps::{TAP_QUEUE, Taps};
 pub use worker::{
-    BURST, ChangeReport, Emitted, Handler, PortChange, PortOpener, Verdict, Worker, WorkerReport, WorkerSet,
+    BURST, ChangeReport, Emitted, Handler, OpenError, PortChange, PortOpener, Verdict, Worker, WorkerReport, WorkerSet,
     online_cpus, pin_current_thread,
 };

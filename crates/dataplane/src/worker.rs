@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
@@ -298,6 +299,42 @@ impl Worker {
         (old.into_iter().flatten().collect(), given_up)
     }
 
+    /// Opens the ports of a prepared change, in order, and when all are open withdraws the
+    /// ports to go and answers. A port whose queue is still held (by a socket just
+    /// closed) is tried again between later bursts, so the worker forwards meanwhile.
+    /// `false` when the control side has gone.
+    fn open_ports(&mut self, inbox: &Inbox, added: &mut Vec<Box<dyn Port>>, opening: &mut Option<Opening>) -> bool {
+        let reply = |r: Reply| inbox.reply.send((inbox.index, r)).is_ok();
+        let Some(o) = opening.as_mut() else { return true };
+        while let Some(open) = o.open.front_mut() {
+            match open(self) {
+                Ok(p) => {
+                    added.push(p);
+                    o.open.pop_front();
+                }
+                Err(OpenError::Busy(_)) if Instant::now() + o.wait < o.give_up => {
+                    o.retry_at = Instant::now() + o.wait;
+                    o.wait = (o.wait * 2).min(Duration::from_millis(16));
+                    return true;
+                }
+                Err(OpenError::Busy(e) | OpenError::Failed(e)) => {
+                    added.clear();
+                    *opening = None;
+                    return reply(Reply::Failed(e));
+                }
+            }
+        }
+        let mut withdrawn = 0;
+        for (p, kept) in self.ports.iter_mut().zip(&o.kept) {
+            if !kept {
+                p.withdraw();
+                withdrawn += 1;
+            }
+        }
+        *opening = None;
+        reply(Reply::Prepared(withdrawn))
+    }
+
     /// Undoes a prepared change: the ports opened for it go, the ports it withdrew take
     /// packets again.
     fn abort_change(&mut self, added: &mut Vec<Box<dyn Port>>) {
@@ -316,21 +353,33 @@ impl Worker {
     fn serve(&mut self, stop: &AtomicBool, inbox: &Inbox) {
         self.start();
         let mut added = Vec::new();
+        let mut opening = None;
         while !stop.load(Ordering::Relaxed) {
             self.run_once();
             // A plain load on every pass (the line stays shared); the swap only when told.
             if inbox.flag.load(Ordering::Relaxed) && inbox.flag.swap(false, Ordering::Acquire) {
                 while let Ok(m) = inbox.rx.try_recv() {
-                    if !self.obey(m, inbox, &mut added) {
+                    if !self.obey(m, inbox, &mut added, &mut opening) {
                         return;
                     }
                 }
+            }
+            if opening.as_ref().is_some_and(|o: &Opening| Instant::now() >= o.retry_at)
+                && !self.open_ports(inbox, &mut added, &mut opening)
+            {
+                return;
             }
         }
     }
 
     /// Carries out one control message; `false` when the control side has gone.
-    fn obey(&mut self, m: Control, inbox: &Inbox, added: &mut Vec<Box<dyn Port>>) -> bool {
+    fn obey(
+        &mut self,
+        m: Control,
+        inbox: &Inbox,
+        added: &mut Vec<Box<dyn Port>>,
+        opening: &mut Option<Opening>,
+    ) -> bool {
         let reply = |r: Reply| inbox.reply.send((inbox.index, r)).is_ok();
         match m {
             Control::Prepare { old_of, open } => {
@@ -356,23 +405,15 @@ impl Worker {
                 if old_of.iter().filter(|o| o.is_none()).count() != open.len() {
                     return reply(Reply::Failed("one port to open per new index".into()));
                 }
-                for o in open {
-                    match o(self) {
-                        Ok(p) => added.push(p),
-                        Err(e) => {
-                            added.clear();
-                            return reply(Reply::Failed(e));
-                        }
-                    }
-                }
-                let mut withdrawn = 0;
-                for (i, p) in self.ports.iter_mut().enumerate() {
-                    if !seen[i] {
-                        p.withdraw();
-                        withdrawn += 1;
-                    }
-                }
-                reply(Reply::Prepared(withdrawn))
+                let now = Instant::now();
+                *opening = Some(Opening {
+                    open: open.into(),
+                    kept: seen,
+                    wait: Duration::from_millis(1),
+                    retry_at: now,
+                    give_up: now + OPEN_WAIT,
+                });
+                self.open_ports(inbox, added, opening)
             }
             Control::Park => {
                 // Nothing held under the old numbers survives the tables changing.
@@ -444,8 +485,45 @@ impl Worker {
 }
 
 /// Opens one port a live change adds, on its worker's thread, given the worker (for its
-/// pool, and its first AF_XDP port to share the UMEM with).
-pub type PortOpener = Box<dyn FnOnce(&Worker) -> Result<Box<dyn Port>, String> + Send>;
+/// pool, and its first AF_XDP port to share the UMEM with). Called again, between bursts,
+/// while it answers [`OpenError::Busy`].
+pub type PortOpener = Box<dyn FnMut(&Worker) -> Result<Box<dyn Port>, OpenError> + Send>;
+
+/// Why a [`PortOpener`] did not open its port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// Not yet: its queue is still held (a socket just closed lets go of it a moment
+    /// later). The worker forwards on and asks again, for up to a second.
+    Busy(String),
+    /// Not at all: the change is refused with this message.
+    Failed(String),
+}
+
+impl From<String> for OpenError {
+    fn from(why: String) -> Self {
+        OpenError::Failed(why)
+    }
+}
+
+impl From<&str> for OpenError {
+    fn from(why: &str) -> Self {
+        OpenError::Failed(why.into())
+    }
+}
+
+/// How long a worker keeps trying to open a port whose queue is held.
+const OPEN_WAIT: Duration = Duration::from_secs(1);
+
+/// A prepared change's ports still to open.
+struct Opening {
+    open: std::collections::VecDeque<PortOpener>,
+    /// Which of the worker's ports the change keeps.
+    kept: Vec<bool>,
+    /// The next wait between tries (doubling, to 16 ms).
+    wait: Duration,
+    retry_at: Instant,
+    give_up: Instant,
+}
 
 /// One worker's part of a live port change ([`WorkerSet::change_ports`]).
 pub struct PortChange {

@@ -136,7 +136,7 @@ fn running_workers_change_ports_between_bursts() {
     // b goes, d comes: a is 0, c is 1, d is 2; a -> d, c -> a, d -> a.
     let open_d = |w: usize| -> PortOpener {
         let d = links[w][3].clone();
-        Box::new(move |_| Ok(Box::new(MemoryPort::new("d", d)) as Box<dyn Port>))
+        Box::new(move |_| Ok(Box::new(MemoryPort::new("d", d.clone())) as Box<dyn Port>))
     };
     let change = |open: PortOpener| PortChange {
         old_of: vec![Some(0), Some(2), None],

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use af_xdp::{AttachMode, SocketConfig, Umem, UmemConfig, XdpProgram};
+use af_xdp::{AttachMode, SocketConfig, Umem, UmemConfig, XdpProgram, XskSocket};
 use dataplane::*;
 use testnet::{Netns, PacketSocket, Veth, frame_seq, udp_frame};
 
@@ -540,4 +540,105 @@ fn packets_left_on_the_rx_ring_at_stop_are_counted() {
         assert_eq!(r.stats.dropped_for(DropReason::PortClosing), 20);
         assert!(r.stats.conserved(), "{:?}", r.stats);
     });
+}
+
+/// A live change adding a port whose queue is still held (a socket on it closing, or not
+/// closed yet) does not stall the worker: it forwards on and opens the port once the
+/// queue is free; held for good, the change is refused after a second.
+#[test]
+fn a_port_added_on_a_held_queue_waits_without_stalling_the_worker() {
+    let nd = Netns::new("d").unwrap();
+    let peer = Netns::new("p").unwrap();
+    let veth = Veth::new(&nd, &peer, 1).unwrap();
+    let (m, n) = (MemoryLink::new(64), MemoryLink::new(64));
+    let (prog, set) = nd.run(|| {
+        let prog = Arc::new(XdpProgram::attach(&veth.a, AttachMode::Native).unwrap());
+        let links = (m.clone(), n.clone());
+        let set = WorkerSet::start(&[online_cpus()[0]], move |_, _| {
+            let umem = Arc::new(Umem::new(UmemConfig::default()).map_err(|e| e.to_string())?);
+            let ports: Vec<Box<dyn Port>> = vec![
+                Box::new(MemoryPort::new("m", links.0.clone())),
+                Box::new(MemoryPort::new("n", links.1.clone())),
+            ];
+            Ok(Worker::new(
+                FramePool::new(umem, 2),
+                ports,
+                Box::new(apps::Forward { peer: vec![1, 0] }),
+            ))
+        })
+        .unwrap();
+        (prog, set)
+    });
+    let hold = || {
+        nd.run(|| {
+            XskSocket::new(
+                &Arc::new(Umem::new(UmemConfig::default()).unwrap()),
+                &veth.a,
+                0,
+                SocketConfig::default(),
+                None,
+            )
+            .unwrap()
+        })
+    };
+    let add = || {
+        let prog = prog.clone();
+        let open: PortOpener = Box::new(move |w: &Worker| {
+            let cfg = SocketConfig {
+                queue_wait: Duration::ZERO,
+                ..SocketConfig::default()
+            };
+            match AfXdpPort::open(w.pool(), &prog, 0, cfg, w.first_af_xdp()) {
+                Ok(p) => Ok(Box::new(p) as Box<dyn Port>),
+                Err(e @ af_xdp::Error::QueueBusy { .. }) => Err(OpenError::Busy(e.to_string())),
+                Err(e) => Err(e.to_string().into()),
+            }
+        });
+        vec![PortChange {
+            old_of: vec![Some(0), Some(1), None],
+            open: vec![open],
+            handler: Box::new(apps::Forward { peer: vec![1, 0, 0] }),
+        }]
+    };
+    let forwards = |seq: u64| {
+        assert!(m.inject(&udp_frame(MAC_G, MAC_D, seq, 60)));
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        while std::time::Instant::now() < deadline {
+            if let Some(f) = n.take() {
+                return frame_seq(&f) == Some(seq);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    };
+
+    // Held for good: refused after about a second, and nothing changed.
+    let held = hold();
+    let e = set.change_ports(add(), || Ok(())).unwrap_err();
+    assert!(e.contains("another AF_XDP socket holds this queue"), "{e}");
+    assert!(forwards(0), "forwarding on the ports it had");
+    drop(held);
+
+    // Held for a moment: the change waits for it, the worker forwarding meanwhile.
+    let held = hold();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let change = s.spawn(|| {
+            let r = set.change_ports(add(), || Ok(()));
+            done.store(true, Ordering::SeqCst);
+            r
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        for seq in 1..6 {
+            assert!(forwards(seq), "the worker forwards while the queue is held");
+        }
+        assert!(!done.load(Ordering::SeqCst), "the change waits for the queue");
+        drop(held);
+        let ((), report) = change.join().unwrap().unwrap();
+        assert_eq!(report.given_up, 0);
+    });
+    assert!(forwards(6), "and after the change");
+    let reports = set.stop();
+    let (total, _) = check_reports(&reports);
+    assert_eq!((total.rx, total.tx), (7, 7));
 }

@@ -28,7 +28,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use af_xdp;
 pub use dataplane;
@@ -41,7 +41,7 @@ pub use wire;
 
 use af_xdp::{AttachMode, SocketConfig, Umem, UmemConfig, XdpProgram};
 use dataplane::pipeline::Pipeline;
-use dataplane::{AfXdpPort, FramePool, Port, TapPort, Worker, WorkerSet};
+use dataplane::{AfXdpPort, FramePool, OpenError, Port, TapPort, Worker, WorkerSet};
 
 pub mod lab;
 
@@ -510,14 +510,23 @@ fn fits(frames: u32, ports: usize) -> bool {
 
 /// Makes a port a live change adds, on the worker's thread: an AF_XDP socket on queue
 /// `queue` of the device `prog` is attached to, sharing the worker's UMEM; or, for a
-/// host port (`prog` is `None`), the TAP device `dev`.
+/// host port (`prog` is `None`), the TAP device `dev`. A queue still held (a port on the
+/// same device removed a moment ago) is not waited for: the worker forwards on and asks
+/// again.
 fn opener(prog: Option<Arc<XdpProgram>>, dev: String, queue: u32) -> dataplane::PortOpener {
-    Box::new(move |w: &Worker| -> Result<Box<dyn Port>, String> {
-        Ok(match prog {
-            Some(prog) => Box::new(
-                AfXdpPort::open(w.pool(), &prog, queue, SocketConfig::default(), w.first_af_xdp())
-                    .map_err(|e| e.to_string())?,
-            ),
+    Box::new(move |w: &Worker| -> Result<Box<dyn Port>, OpenError> {
+        Ok(match &prog {
+            Some(prog) => {
+                let cfg = SocketConfig {
+                    queue_wait: Duration::ZERO,
+                    ..SocketConfig::default()
+                };
+                match AfXdpPort::open(w.pool(), prog, queue, cfg, w.first_af_xdp()) {
+                    Ok(p) => Box::new(p),
+                    Err(e @ af_xdp::Error::QueueBusy { .. }) => return Err(OpenError::Busy(e.to_string())),
+                    Err(e) => return Err(e.to_string().into()),
+                }
+            }
             None => Box::new(TapPort::open(&dev).map_err(|e| format!("TAP {dev}: {e}"))?),
         })
     })

@@ -170,6 +170,7 @@ impl AfXdpPort {
         }
     }
 
+    /// Marks the port down (saying why) and takes its TX ring's frames back.
     fn went_down(&mut self, why: &str, pool: &mut FramePool, counters: &WorkerCounters) {
         eprintln!("{}: {why}", self.name);
         self.state = PortState::Down;
@@ -322,7 +323,7 @@ impl Port for AfXdpPort {
 
     fn retire(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
         self.drain(pool, counters);
-        // Out of the XSKMAP and quiet for two passes, a copy-mode socket is never given
+        // Out of the XSKMAP and quiet since, a copy-mode socket is never given
         // another packet, and the kernel takes fill-ring frames only for a packet it is
         // given; each receive ends by publishing its consumer index. So what lies past
         // that index now is ours again, while the socket stays open.

@@ -427,7 +427,7 @@ impl Worker {
                         reply(Reply::Committed {
                             removed,
                             given_up,
-                            resumed: std::time::Instant::now(),
+                            resumed: Instant::now(),
                         })
                     }
                     Ok(_) => {
@@ -541,10 +541,10 @@ pub struct PortChange {
 pub struct ChangeReport {
     /// How long the workers took to open the new ports (each between two bursts of its
     /// own, so its ports wait that long; the slowest worker's time).
-    pub opening: std::time::Duration,
+    pub opening: Duration,
     /// How long the workers stood still between two bursts: from the first asked to stop
     /// to the last running again on the new ports.
-    pub parked: std::time::Duration,
+    pub parked: Duration,
     /// Frames written off with removed ports ([`FramePool::give_up`]).
     pub given_up: u64,
 }
@@ -574,19 +574,19 @@ enum Reply {
     Committed {
         removed: Vec<Box<dyn Port>>,
         given_up: u64,
-        resumed: std::time::Instant,
+        resumed: Instant,
     },
 }
 
 /// How long parked workers and the control thread poll for each other's messages before
 /// they sleep: they wait on each other for well under a millisecond, and waking a thread
 /// that slept (on a VM, a vCPU that halted) can take longer than the wait.
-const PARKED_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+const PARKED_POLL: Duration = Duration::from_millis(20);
 
 /// The next message on `rx`, polled for up to `poll`, then slept on.
-fn recv_polling<T>(rx: &mpsc::Receiver<T>, poll: std::time::Duration) -> Result<T, mpsc::RecvError> {
-    let until = std::time::Instant::now() + poll;
-    while std::time::Instant::now() < until {
+fn recv_polling<T>(rx: &mpsc::Receiver<T>, poll: Duration) -> Result<T, mpsc::RecvError> {
+    let until = Instant::now() + poll;
+    while Instant::now() < until {
         match rx.try_recv() {
             Ok(m) => return Ok(m),
             // Yielding, not spinning: a thread sharing this CPU (the other side, on a
@@ -749,8 +749,9 @@ impl WorkerSet {
     /// Moves the running workers onto other ports without stopping them: `changes[i]` is
     /// worker `i`'s part. First every worker opens its new ports while it forwards on the
     /// old ones, and withdraws the ports to go ([`Port::withdraw`]); a millisecond later,
-    /// when nothing is on its way to those any more, all stand still between two bursts (packets wait in their rings)
-    /// while `parked` runs (publish the tables for the new port numbers there); then each
+    /// when nothing is on its way to those any more, all stand still between two bursts
+    /// (packets wait in their rings) while `parked` runs (swap in the tables for the new
+    /// port numbers there, compiled before: it stands them still); then each
     /// retires its removed ports and carries on. If a port cannot be opened or removed,
     /// or `parked` fails, nothing changes. Removed ports are closed before this returns.
     pub fn change_ports<T>(
@@ -776,11 +777,11 @@ impl WorkerSet {
             Err(why)
         };
         let mut prepare = prepare.into_iter();
-        let opening = std::time::Instant::now();
+        let opening = Instant::now();
         // The workers run while they open ports: this thread sleeps meanwhile, leaving
         // its CPU to a worker that may share it.
         let next = || prepare.next().expect("one per worker");
-        let withdrawn = match self.ask(&replies, next, std::time::Duration::ZERO) {
+        let withdrawn = match self.ask(&replies, next, Duration::ZERO) {
             Ok(n) => n,
             Err(e) => return abort(e),
         };
@@ -790,7 +791,7 @@ impl WorkerSet {
             // while the workers still run, and their retirement need not wait for it.
             std::thread::sleep(crate::afxdp::SETTLE);
         }
-        let began = std::time::Instant::now();
+        let began = Instant::now();
         if let Err(e) = self.ask(&replies, || Control::Park, PARKED_POLL) {
             return abort(e);
         }
@@ -850,7 +851,7 @@ impl WorkerSet {
         &self,
         replies: &mpsc::Receiver<(usize, Reply)>,
         mut next: impl FnMut() -> Control,
-        poll: std::time::Duration,
+        poll: Duration,
     ) -> Result<usize, String> {
         for (tx, flag) in &self.control {
             tx.send(next()).map_err(|_| "a worker has gone")?;

@@ -334,8 +334,9 @@ impl Running {
     /// Moves the running workers onto `router`'s ports on `devs` without stopping them:
     /// the new ports' programs are attached and their sockets opened while the workers
     /// forward; then the workers stand still between two bursts (packets wait in their
-    /// rings; nothing is closed or bound) while `parked` runs, which publishes the routes
-    /// and policy written for the new port numbers; then each worker retires its removed
+    /// rings; nothing is closed or bound) while `parked` runs, which swaps in the routes
+    /// and policy written for the new port numbers (compile them before, and only install
+    /// them there: the workers stand still meanwhile); then each worker retires its removed
     /// ports and goes on with the same sockets for the ports kept, the same frames and
     /// counters. Learned neighbours follow their port (as for [`Paused::resume`]).
     ///
@@ -351,7 +352,9 @@ impl Running {
     /// // `node` lists the ports after the change, `devs` their devices; `routes` names the
     /// // new port numbers.
     /// let new = router.with_ports(node);
-    /// match running.change_ports(&new, &devs, || routes.publish(fib).map_err(|e| e.to_string())) {
+    /// // Compiled while the workers run; only the swap happens while they are parked.
+    /// let tables = routes.prepare(fib);
+    /// match running.change_ports(&new, &devs, || routes.install(fib, tables).map_err(|e| e.to_string())) {
     ///     Ok((generation, report)) => println!("generation {generation}, parked {:?}", report.parked),
     ///     Err(ChangeError::NeedsPause(why)) => println!("pause and resume instead: {why}"),
     ///     Err(ChangeError::Refused(why)) => return Err(why),

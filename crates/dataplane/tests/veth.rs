@@ -293,6 +293,59 @@ fn memory_to_af_xdp(ifname: &str) -> (Worker, Arc<MemoryLink>) {
     (w, link)
 }
 
+/// Sends `seqs` into the memory port of a [`memory_to_af_xdp`] worker, a pass after each.
+fn send_each(w: &mut Worker, link: &MemoryLink, seqs: std::ops::Range<u64>) {
+    for seq in seqs {
+        assert!(link.inject(&udp_frame(MAC_G, MAC_D, seq, 60)));
+        w.run_once();
+    }
+    for _ in 0..4 {
+        w.run_once();
+    }
+}
+
+/// The AF_XDP port's state in a [`memory_to_af_xdp`] worker.
+fn port_state(w: &Worker) -> PortState {
+    w.counters().snapshot().port_state[1]
+}
+
+/// A [`memory_to_af_xdp`] worker on `veth.a` of a pair in namespaces of its own, run in
+/// its namespace by `body` (given the namespaces, the pair, the worker, its memory link
+/// and a socket on the peer end) once 10 packets went through it to the peer.
+fn ten_sent_on_a_veth(body: impl FnOnce(&Netns, &Netns, &Veth, Worker, &MemoryLink, &PacketSocket) + Send) {
+    let nd = Netns::new("d").unwrap();
+    let peer = Netns::new("p").unwrap();
+    let veth = Veth::new(&nd, &peer, 1).unwrap();
+    let ps = peer.run(|| PacketSocket::new(&veth.b).unwrap());
+    nd.run(|| {
+        let (mut w, link) = memory_to_af_xdp(&veth.a);
+        send_each(&mut w, &link, 0..10);
+        assert_eq!(collect(&ps, 10), (0..10).collect(), "sent while up");
+        body(&nd, &peer, &veth, w, &link, &ps);
+    });
+}
+
+/// Once the AF_XDP port of a [`memory_to_af_xdp`] worker is up again: `seqs` sent arrive
+/// at `ps`, nothing stale before them; at the stop, `sent` packets went out in all and
+/// every packet and frame is accounted for.
+fn up_again_then_stop(mut w: Worker, link: &MemoryLink, ps: &PacketSocket, seqs: std::ops::Range<u64>, sent: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while port_state(&w) != PortState::Up && std::time::Instant::now() < deadline {
+        w.run_once();
+    }
+    assert_eq!(port_state(&w), PortState::Up, "noticed up again");
+    send_each(&mut w, link, seqs.clone());
+    assert_eq!(
+        collect(ps, seqs.clone().count()),
+        seqs.collect(),
+        "only what was sent after it came up, nothing stale"
+    );
+    let r = w.finish();
+    assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
+    assert_eq!(r.stats.port_tx[1], sent);
+    assert!(r.stats.conserved(), "{:?}", r.stats);
+}
+
 /// A port whose device is down when a live change removes it: every frame comes back at
 /// once (the kernel takes nothing from the TX ring of a device that is down, so none is
 /// left there), and the worker does not wait for completions that never come.
@@ -334,35 +387,18 @@ fn a_port_retired_while_its_device_is_down_gives_every_frame_back_at_once() {
 /// sending resumes.
 #[test]
 fn a_port_whose_device_goes_down_drops_counted_and_resumes_when_up() {
-    let nd = Netns::new("d").unwrap();
-    let peer = Netns::new("p").unwrap();
-    let veth = Veth::new(&nd, &peer, 1).unwrap();
-    let ps = peer.run(|| PacketSocket::new(&veth.b).unwrap());
-    nd.run(|| {
-        let (mut w, link) = memory_to_af_xdp(&veth.a);
-        let send = |w: &mut Worker, seqs: std::ops::Range<u64>| {
-            for seq in seqs {
-                assert!(link.inject(&udp_frame(MAC_G, MAC_D, seq, 60)));
-            }
-            for _ in 0..4 {
-                w.run_once();
-            }
-        };
-        let state = |w: &Worker| w.counters().snapshot().port_state[1];
-        send(&mut w, 0..10);
-        assert_eq!(collect(&ps, 10), (0..10).collect(), "sent while up");
-
+    ten_sent_on_a_veth(|nd, _, veth, mut w, link, ps| {
         nd.exec(&["ip", "link", "set", &veth.a, "down"]).unwrap();
         // The first send finds the device down, and takes its frame back from the ring.
-        send(&mut w, 10..11);
-        assert_eq!(state(&w), PortState::Down);
+        send_each(&mut w, link, 10..11);
+        assert_eq!(port_state(&w), PortState::Down);
         assert_eq!(w.pool().census().kernel_tx[1], 0, "nothing waits on the TX ring");
         // Asked again now and then while down (every 1,024 polls), it stays down.
         for _ in 0..3000 {
             w.run_once();
         }
-        assert_eq!(state(&w), PortState::Down, "still down");
-        send(&mut w, 11..61);
+        assert_eq!(port_state(&w), PortState::Down, "still down");
+        send_each(&mut w, link, 11..61);
         let s = w.counters().snapshot();
         assert_eq!(
             s.dropped_for(DropReason::PortDown),
@@ -373,22 +409,7 @@ fn a_port_whose_device_goes_down_drops_counted_and_resumes_when_up() {
         assert_eq!(s.dropped_for(DropReason::TxRingFull), 0);
 
         nd.exec(&["ip", "link", "set", &veth.a, "up"]).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while state(&w) != PortState::Up && std::time::Instant::now() < deadline {
-            w.run_once();
-        }
-        assert_eq!(state(&w), PortState::Up, "noticed up again");
-        send(&mut w, 61..71);
-        let got = collect(&ps, 10);
-        assert_eq!(
-            got,
-            (61..71).collect(),
-            "only what was sent after it came up, nothing stale"
-        );
-        let r = w.finish();
-        assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
-        assert_eq!(r.stats.port_tx[1], 20);
-        assert!(r.stats.conserved(), "{:?}", r.stats);
+        up_again_then_stop(w, link, ps, 61..71, 20);
     });
 }
 
@@ -474,47 +495,19 @@ fn kernel_tx_dropped(ns: &Netns, ifname: &str) -> u64 {
 /// `PortDown`, and sends again once the peer is up.
 #[test]
 fn a_port_without_carrier_counts_what_its_device_drops_and_resumes() {
-    let nd = Netns::new("d").unwrap();
-    let peer = Netns::new("p").unwrap();
-    let veth = Veth::new(&nd, &peer, 1).unwrap();
-    let ps = peer.run(|| PacketSocket::new(&veth.b).unwrap());
-    nd.run(|| {
-        let (mut w, link) = memory_to_af_xdp(&veth.a);
-        let state = |w: &Worker| w.counters().snapshot().port_state[1];
-        let send = |w: &mut Worker, seqs: std::ops::Range<u64>| {
-            for seq in seqs {
-                assert!(link.inject(&udp_frame(MAC_G, MAC_D, seq, 60)));
-                w.run_once();
-            }
-            for _ in 0..4 {
-                w.run_once();
-            }
-        };
-        send(&mut w, 0..10);
-        assert_eq!(collect(&ps, 10), (0..10).collect(), "sent while the peer is up");
-
+    ten_sent_on_a_veth(|nd, peer, veth, mut w, link, ps| {
         peer.exec(&["ip", "link", "set", &veth.b, "down"]).unwrap();
-        send(&mut w, 10..110);
-        assert_eq!(state(&w), PortState::Down, "no carrier found");
+        send_each(&mut w, link, 10..110);
+        assert_eq!(port_state(&w), PortState::Down, "no carrier found");
         let s = w.counters().snapshot();
         let device = s.dropped_for(DropReason::DeviceDropped);
         assert!(device > 0, "{s:?}");
-        assert_eq!(device, kernel_tx_dropped(&nd, &veth.a), "as the device counts them");
+        assert_eq!(device, kernel_tx_dropped(nd, &veth.a), "as the device counts them");
         assert_eq!(device + s.dropped_for(DropReason::PortDown), 100, "{s:?}");
         assert_eq!(s.port_tx[1], 10, "only what went out counted as sent");
 
         peer.exec(&["ip", "link", "set", &veth.b, "up"]).unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while state(&w) != PortState::Up && std::time::Instant::now() < deadline {
-            w.run_once();
-        }
-        assert_eq!(state(&w), PortState::Up, "carrier again");
-        send(&mut w, 110..120);
-        assert_eq!(collect(&ps, 10), (110..120).collect(), "nothing stale, nothing lost");
-        let r = w.finish();
-        assert!(r.frames_ok.is_ok(), "{:?}", r.frames_ok);
-        assert_eq!(r.stats.port_tx[1], 20);
-        assert!(r.stats.conserved(), "{:?}", r.stats);
+        up_again_then_stop(w, link, ps, 110..120, 20);
     });
 }
 

@@ -108,7 +108,7 @@ fn arrives(link: &MemoryLink) -> Option<Vec<u8>> {
 fn running_workers_change_ports_between_bursts() {
     // Two workers (on one CPU, so the test runs the same on any machine), each with its
     // own links: `links[w][p]`.
-    let links: Vec<Vec<Arc<MemoryLink>>> = (0..2).map(|_| (0..4).map(|_| MemoryLink::new(64)).collect()).collect();
+    let links: Vec<Vec<Arc<MemoryLink>>> = (0..2).map(|_| (0..5).map(|_| MemoryLink::new(64)).collect()).collect();
     let first: Vec<Vec<Arc<MemoryLink>>> = links.iter().map(|l| l[..3].to_vec()).collect();
     // a <-> b, c -> a.
     let set = WorkerSet::start(&[0, 0], move |w, _| {
@@ -181,13 +181,31 @@ fn running_workers_change_ports_between_bursts() {
         assert!(l[1].take().is_none() && l[2].take().is_none());
     }
 
+    // d goes, and two ports come at once (opened one per pass): e on a fifth link as
+    // port 1, f on d's as port 3; c keeps its link as port 2.
+    let open_on = |w: usize, name: &'static str, link: usize| -> PortOpener {
+        let l = links[w][link].clone();
+        Box::new(move |_| Ok(Box::new(MemoryPort::new(name, l.clone())) as Box<dyn Port>))
+    };
+    let two = |w: usize| PortChange {
+        old_of: vec![Some(0), None, Some(1), None],
+        open: vec![open_on(w, "e", 4), open_on(w, "f", 3)],
+        handler: Box::new(apps::Forward { peer: vec![3, 0, 0, 2] }),
+    };
+    set.change_ports(vec![two(0), two(1)], || Ok(())).unwrap();
+    for w in 0..2 {
+        assert!(through(w, 0, 3, 7), "worker {w}: a -> f, port 3");
+        assert!(through(w, 4, 0, 8), "worker {w}: e -> a, port 1");
+        assert!(through(w, 3, 2, 9), "worker {w}: f -> c, port 2");
+    }
+
     for r in set.stop() {
         r.frames_ok.unwrap();
-        assert_eq!((r.stats.rx, r.stats.tx, r.stats.dropped()), (5, 5, 0));
+        assert_eq!((r.stats.rx, r.stats.tx, r.stats.dropped()), (8, 8, 0));
         assert_eq!(
-            &r.stats.port_rx[..3],
-            &[3, 1, 1],
-            "a's count went on, c's moved with it, d's began"
+            &r.stats.port_rx[..4],
+            &[4, 1, 1, 1],
+            "a's count went on, c's moved with it, e's and f's began (d's went)"
         );
     }
 }

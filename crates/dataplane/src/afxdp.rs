@@ -44,8 +44,9 @@ const CARRIER_CHECK: u32 = 16;
 /// the program, well inside this.
 pub(crate) const SETTLE: Duration = Duration::from_millis(1);
 
-/// Polls between asking an idle socket whether its device is still there (one cheap
-/// `recvfrom`; traffic to a port finds out at once): a few milliseconds when idle.
+/// Polls between asking an idle socket whether its device is still there and running (one
+/// cheap `recvfrom` and one ioctl; traffic to a port finds out at once): a few
+/// milliseconds when idle.
 const LIVENESS_POLLS: u32 = 1 << 14;
 
 /// Polls between asking a down device whether it is up again: about a millisecond.
@@ -150,16 +151,8 @@ impl AfXdpPort {
             (Err(e @ af_xdp::Error::DeviceDown { .. }), PortState::Up) => {
                 self.went_down(&e.to_string(), pool, counters)
             }
-            (Ok(TxKick::Dropped), PortState::Up)
-                if self.drops_in_a_row.is_multiple_of(CARRIER_CHECK)
-                    && self.sock.device_running().is_ok_and(|running| !running) =>
-            {
-                let why = format!(
-                    "`{}` has no carrier (a veth whose peer is down, or a link without signal): \
-                     nothing is sent until it has",
-                    self.sock.ifname()
-                );
-                self.went_down(&why, pool, counters);
+            (Ok(TxKick::Dropped), PortState::Up) if self.drops_in_a_row.is_multiple_of(CARRIER_CHECK) => {
+                self.check_running(pool, counters)
             }
             (Ok(_), PortState::Down) if self.sock.device_running().unwrap_or(false) => {
                 eprintln!("{}: up again", self.name);
@@ -167,6 +160,18 @@ impl AfXdpPort {
             }
             (Ok(_), _) => {}
             (Err(e), _) => self.check(Err(e), pool, counters),
+        }
+    }
+
+    /// Asks the device whether it runs (up, with carrier), and takes the port down if not.
+    fn check_running(&mut self, pool: &mut FramePool, counters: &WorkerCounters) {
+        if self.sock.device_running().is_ok_and(|running| !running) {
+            let why = format!(
+                "`{}` is not running (down, or without carrier: a veth whose peer is down, a \
+                 link without signal): nothing is sent until it runs",
+                self.sock.ifname()
+            );
+            self.went_down(&why, pool, counters);
         }
     }
 
@@ -292,6 +297,10 @@ impl Port for AfXdpPort {
         if self.state != PortState::Gone && self.polls.is_multiple_of(LIVENESS_POLLS) {
             let r = self.sock.wake_rx();
             self.check(r, pool, counters);
+            // An idle port learns of a lost carrier too, not only from its next send.
+            if self.state == PortState::Up {
+                self.check_running(pool, counters);
+            }
         }
         // A down device is asked again now and then (an empty kick says whether it is up).
         let probe = self.state == PortState::Down && self.polls.is_multiple_of(DOWN_POLLS);

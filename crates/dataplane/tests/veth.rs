@@ -511,6 +511,31 @@ fn a_port_without_carrier_counts_what_its_device_drops_and_resumes() {
     });
 }
 
+/// An idle port learns of a lost carrier without sending: it shows down before anything
+/// is routed to it, so nothing goes to the device to be dropped there.
+#[test]
+fn an_idle_port_learns_its_carrier_is_lost() {
+    ten_sent_on_a_veth(|_, peer, veth, mut w, link, ps| {
+        peer.exec(&["ip", "link", "set", &veth.b, "down"]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while port_state(&w) != PortState::Down && std::time::Instant::now() < deadline {
+            w.run_once();
+        }
+        assert_eq!(port_state(&w), PortState::Down, "noticed while idle");
+        send_each(&mut w, link, 10..20);
+        let s = w.counters().snapshot();
+        assert_eq!(
+            (
+                s.dropped_for(DropReason::PortDown),
+                s.dropped_for(DropReason::DeviceDropped)
+            ),
+            (10, 0)
+        );
+        peer.exec(&["ip", "link", "set", &veth.b, "up"]).unwrap();
+        up_again_then_stop(w, link, ps, 20..30, 20);
+    });
+}
+
 /// Packets that reach a port's RX ring after its worker's last burst are counted at stop
 /// (received, and dropped as `PortClosing`): a stopped worker's counters add up to what
 /// the kernel delivered.

@@ -396,7 +396,7 @@ impl Fib {
 
     /// Frees the replaced snapshots no reader holds any more (a worker takes the new one
     /// at its next burst; an idle one keeps its last). Publishing calls it; call it now and
-    /// then besides (the bundled router does every second) to give memory back sooner.
+    /// then besides (a `vrouter::Running` does every second) to give memory back sooner.
     /// Returns how many replaced snapshots are still held.
     pub fn reap(&self) -> usize {
         let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);

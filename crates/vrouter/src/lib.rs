@@ -111,6 +111,7 @@ impl Router {
         let set = self.spawn(&progs, devs, &cpus, None, &umems)?;
         Ok(Running {
             set: Some(set),
+            _reaper: Reaper::start(&self.tables),
             kept: Paused {
                 progs: progs.into_iter().flatten().collect(),
                 ports: (self.tables.node.clone(), devs.to_vec()),
@@ -277,6 +278,7 @@ const MEMORY_LINK_PACKETS: usize = 1024;
 /// Workers running; stops them (and detaches XDP) when dropped.
 pub struct Running {
     set: Option<WorkerSet>,
+    _reaper: Reaper,
     /// What a pause keeps: programs, ports, CPUs, UMEMs (counters are filled in then).
     kept: Paused,
 }
@@ -367,7 +369,7 @@ impl Running {
         devs: &[String],
         parked: impl FnOnce() -> Result<T, String>,
     ) -> Result<(T, dataplane::ChangeReport), ChangeError> {
-        let Running { set, kept } = self;
+        let Running { set, kept, .. } = self;
         let set = set.as_ref().ok_or(ChangeError::Refused("not running".into()))?;
         let progs = router
             .attach(devs, kept.mode, &kept.progs)
@@ -481,6 +483,44 @@ impl Drop for Running {
     fn drop(&mut self) {
         if let Some(s) = self.set.take() {
             s.stop();
+        }
+    }
+}
+
+/// A thread that frees, once a second, the routing and policy tables publishes replaced
+/// and the workers have let go of (`Fib::reap`, `PolicyStore::reap`): never a worker,
+/// between two bursts. Stopped and joined when dropped.
+struct Reaper {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Reaper {
+    fn start(tables: &Tables) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let tables = tables.clone();
+        let thread = std::thread::Builder::new()
+            .name("vrouter-reaper".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(Duration::from_secs(1))
+                {
+                    tables.fib.reap();
+                    tables.policy.reap();
+                }
+            })
+            .ok();
+        Reaper {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -643,6 +683,7 @@ impl Paused {
         match router.spawn(&progs, devs, &self.cpus, Some(&self.counters), &self.umems) {
             Ok(set) => Ok(Running {
                 set: Some(set),
+                _reaper: Reaper::start(&router.tables),
                 kept: Paused {
                     progs: progs.into_iter().flatten().collect(),
                     ports: (new.clone(), devs.to_vec()),
@@ -669,5 +710,29 @@ mod tests {
         assert!(fits(frames_for(2), 8) && !fits(frames_for(2), 9));
         // Past the cap nothing grows, so nothing pauses either.
         assert!(fits(MAX_UMEM_FRAMES, 5000));
+    }
+
+    /// A table a publish replaced, let go of by its last reader (a worker), is freed by
+    /// the reaper thread within a second or so, and the reaper stops when dropped.
+    #[test]
+    fn the_reaper_frees_what_the_workers_let_go_of() {
+        let fib = Arc::new(fib::Fib::new());
+        let router = Router::new(NodeConfig::default(), fib.clone(), 1024).unwrap();
+        let reaper = Reaper::start(router.tables());
+        let held = fib.snapshot();
+        let weak = Arc::downgrade(&held);
+        let mut b = fib::FibBuilder::new();
+        b.add_vrf(1).unwrap();
+        b.publish(&fib).unwrap();
+        drop(held);
+        assert!(weak.upgrade().is_some(), "not freed by its last reader");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while weak.upgrade().is_some() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(weak.upgrade().is_none(), "freed by the reaper");
+        let began = Instant::now();
+        drop(reaper);
+        assert!(began.elapsed() < Duration::from_millis(500), "stopped at once");
     }
 }

@@ -127,14 +127,10 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         listing,
         ports,
     };
-    let second = libc::timespec { tv_sec: 1, tv_nsec: 0 };
     loop {
-        // SAFETY: `set` holds the blocked signals; no siginfo is asked for; `second` is a
-        // live timespec.
-        let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &second) };
-        // Tables the workers have let go of are freed here, not in a worker.
-        live.reap();
-        if sig < 0 {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` holds the blocked signals; `sig` is a live int.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
             continue;
         }
         if sig != libc::SIGHUP {
@@ -267,12 +263,6 @@ impl Live {
                 Err(format!("the new ports did not start ({e}); the old ports run again"))
             }
         }
-    }
-
-    /// Frees the routing and policy tables replaced and no longer held by any worker.
-    fn reap(&self) {
-        self.fib.reap();
-        self.router.tables().policy.reap();
     }
 
     /// Makes `new`'s ports (run by `router`) and `text` the running configuration, after

@@ -185,7 +185,7 @@ enum Mode {
         links: Vec<Arc<MemoryLink>>,
     },
     /// Pinned workers over AF_XDP interfaces.
-    Workers(vrouter::Running),
+    Workers(Box<vrouter::Running>),
 }
 
 fn started(r: &VrRouter) -> Result<&Started, (VrResult, String)> {
@@ -911,7 +911,7 @@ pub extern "C" fn vr_router_start_workers(
             .map_err(|e| (VrResult::VrInternal, e))?;
         r.running = Some(Started {
             router,
-            mode: Mode::Workers(running),
+            mode: Mode::Workers(Box::new(running)),
         });
         Ok(())
     })
@@ -1000,7 +1000,7 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
         else {
             unreachable!("matched above");
         };
-        let (paused, reports) = running.pause();
+        let (paused, reports) = (*running).pause();
         let frames = reports.into_iter().try_for_each(|rep| rep.frames_ok);
         r.ports_pending = false;
         let published = install_tables(&mut r.routes, &r.fib, &router, staged);
@@ -1009,7 +1009,7 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
             Ok(running) => {
                 r.running = Some(Started {
                     router,
-                    mode: Mode::Workers(running),
+                    mode: Mode::Workers(Box::new(running)),
                 });
                 frames.map_err(|e| (VrResult::VrInternal, format!("frame accounting at the pause: {e}")))
             }
@@ -1062,7 +1062,7 @@ pub extern "C" fn vr_router_stop(r: *mut VrRouter) -> VrResult {
             .take()
             .ok_or((VrResult::VrInvalidState, "not started".into()))?;
         if let Mode::Workers(running) = s.mode {
-            for rep in running.stop() {
+            for rep in (*running).stop() {
                 rep.frames_ok
                     .map_err(|e| (VrResult::VrInternal, format!("frame accounting: {e}")))?;
             }

@@ -512,6 +512,16 @@ impl From<String> for OpenError {
     }
 }
 
+/// A socket's queue still held is [`OpenError::Busy`]; any other error fails the change.
+impl From<af_xdp::Error> for OpenError {
+    fn from(e: af_xdp::Error) -> Self {
+        match e {
+            af_xdp::Error::QueueBusy { .. } => OpenError::Busy(e.to_string()),
+            e => OpenError::Failed(e.to_string()),
+        }
+    }
+}
+
 impl From<&str> for OpenError {
     fn from(why: &str) -> Self {
         OpenError::Failed(why.into())

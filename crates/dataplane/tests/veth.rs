@@ -606,11 +606,7 @@ fn a_port_added_on_a_held_queue_waits_without_stalling_the_worker() {
                 queue_wait: Duration::ZERO,
                 ..SocketConfig::default()
             };
-            match AfXdpPort::open(w.pool(), &prog, 0, cfg, w.first_af_xdp()) {
-                Ok(p) => Ok(Box::new(p) as Box<dyn Port>),
-                Err(e @ af_xdp::Error::QueueBusy { .. }) => Err(OpenError::Busy(e.to_string())),
-                Err(e) => Err(e.to_string().into()),
-            }
+            Ok(Box::new(AfXdpPort::open(w.pool(), &prog, 0, cfg, w.first_af_xdp())?) as Box<dyn Port>)
         });
         vec![PortChange {
             old_of: vec![Some(0), Some(1), None],

@@ -564,11 +564,7 @@ fn opener(prog: Option<Arc<XdpProgram>>, dev: String, queue: u32) -> dataplane::
                     queue_wait: Duration::ZERO,
                     ..SocketConfig::default()
                 };
-                match AfXdpPort::open(w.pool(), prog, queue, cfg, w.first_af_xdp()) {
-                    Ok(p) => Box::new(p),
-                    Err(e @ af_xdp::Error::QueueBusy { .. }) => return Err(OpenError::Busy(e.to_string())),
-                    Err(e) => return Err(e.to_string().into()),
-                }
+                Box::new(AfXdpPort::open(w.pool(), prog, queue, cfg, w.first_af_xdp())?)
             }
             None => Box::new(TapPort::open(&dev).map_err(|e| format!("TAP {dev}: {e}"))?),
         })

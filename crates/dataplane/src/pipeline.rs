@@ -364,9 +364,13 @@ impl Pipeline {
 }
 
 impl Handler for Pipeline {
-    /// Resolution between bursts: requests (re)sent, parked packets released with the
-    /// learned MAC or dropped when the next hop never answered.
+    /// Between bursts: newer snapshots taken, so that an idle worker lets go of replaced
+    /// tables (for the FIB to reuse a big one's memory); requests (re)sent, parked
+    /// packets released with the learned MAC or dropped when the next hop never answered.
     fn pending(&mut self, pool: &mut FramePool, stopping: bool, out: &mut Vec<Emitted>) {
+        if let Some(held) = self.held.as_mut() {
+            held.refresh(&self.t);
+        }
         if self.egress.resolver.is_idle() {
             return;
         }
@@ -413,8 +417,8 @@ impl Handler for Pipeline {
 /// across bursts, so a burst changes no reference counts. The node configuration never
 /// changes; for the snapshots each burst compares the published generations with the kept
 /// ones (one load each) and takes new ones only when they moved, where loading them every
-/// burst cost a few atomic read-modify-writes each. An idle worker keeps at most one
-/// superseded snapshot alive.
+/// burst cost a few atomic read-modify-writes each; between bursts, so an idle worker holds
+/// no superseded snapshot.
 struct Held {
     node: Arc<NodeConfig>,
     fib: Arc<fib::Snapshot>,

@@ -469,6 +469,21 @@ fn a_route_change_moves_an_established_flow_on_its_next_packet() {
     assert_eq!(n.flows.stats().entries, 2, "the same flow, re-decided");
 }
 
+#[test]
+fn an_idle_worker_lets_go_of_replaced_tables() {
+    let mut n = node();
+    let pkt = udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64);
+    assert_eq!(n.send(0, &pkt).unwrap().0, 1);
+    n.routes.add_route(1, ip("10.0.2.2"), 32, 10).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    n.policy.publish(&deny_udp_port(9)).unwrap();
+    assert_eq!(n.fib.reap(), 1, "the worker holds the snapshot of its last burst");
+    assert_eq!(n.policy.reap(), 1);
+    n.worker.run_once();
+    assert_eq!(n.fib.reap(), 0, "let go after a pass without packets");
+    assert_eq!(n.policy.reap(), 0);
+}
+
 fn deny_udp_port(port: u16) -> PolicySet {
     PolicySet::ingress_for(
         EndpointId(2),

@@ -347,6 +347,8 @@ impl FibBuilder {
     /// the swap must happen while they stand still (a live port change). Changes nothing;
     /// dropping the result forgets it.
     pub fn prepare(&self, fib: &Fib) -> Prepared {
+        // Frees what the workers have let go of, keeping big tables to patch into.
+        fib.reap();
         let prev = fib.snapshot();
         let mut vrfs = prev.vrfs.clone();
         for &id in &self.dirty_vrfs {
@@ -369,7 +371,9 @@ impl FibBuilder {
             changes.dedup();
             vrfs[slot] = self.vrfs.get(&id).map(|r| {
                 let v4 = match patchable {
-                    Some(d) if r.v4.len() > SMALL_TABLE_ROUTES => Lpm::Big(d.patched(&r.v4, &changes)),
+                    Some(d) if r.v4.len() > SMALL_TABLE_ROUTES => {
+                        Lpm::Big(d.patched(&r.v4, &changes, fib.take_spare(d)))
+                    }
                     _ => Lpm4::build(&routes_of(&r.v4)),
                 };
                 Arc::new(VrfTables {
@@ -517,6 +521,48 @@ mod tests {
             "the removed port's neighbour is gone"
         );
         assert!(s.mac(2, v4(0x0a00_0202)).is_none());
+    }
+
+    #[test]
+    fn patches_write_into_tables_no_reader_holds_and_never_into_held_ones() {
+        let fib = Fib::new();
+        let mut b = config(&[]);
+        b.publish(&fib).unwrap();
+        let first_level = |s: &Snapshot| match &s.vrfs[1].as_ref().expect("VRF 1").v4 {
+            Lpm::Big(d) => d.first_level(),
+            Lpm::Small(_) => panic!("VRF 1 is big"),
+        };
+        let change = |b: &mut FibBuilder, fib: &Fib, i: u32| {
+            b.add_route(1, v4(0x0a00_0000 + (i << 8)), 24, 100 + i).unwrap();
+            b.publish(fib).unwrap();
+            let s = fib.snapshot();
+            for j in 0..=i {
+                assert_eq!(
+                    s.lookup(1, v4(0x0a00_0001 + (j << 8))),
+                    Ok(100 + j),
+                    "change {j} after {i}"
+                );
+            }
+            assert_eq!(s.lookup(1, v4(0x0a00_0001 + ((i + 1) << 8))), Ok((i + 1) % 7));
+            first_level(&s)
+        };
+        // Nothing holds the replaced tables: after the first patch, two first levels
+        // take turns.
+        let seen: Vec<_> = (0..4).map(|i| change(&mut b, &fib, i)).collect();
+        assert_ne!(seen[0], seen[1]);
+        assert_eq!((seen[2], seen[3]), (seen[0], seen[1]), "memory reused");
+        // A reader holds the running table: the next patches leave it alone.
+        let held = fib.snapshot();
+        let mine = first_level(&held);
+        for i in 4..7 {
+            assert_ne!(change(&mut b, &fib, i), mine);
+        }
+        assert_eq!(
+            held.lookup(1, v4(0x0a00_0401)),
+            Ok(4),
+            "the held table unchanged: /24 number 4 has nexthop 4 % 7"
+        );
+        assert_eq!(held.lookup(1, v4(0x0a00_0301)), Ok(103));
     }
 
     #[test]

@@ -137,19 +137,23 @@ mod tests {
         })
     }
 
-    /// One round of edits: (address bits, length, new nexthop or removal), and picks of
-    /// existing routes to remove.
-    type Round = (Vec<(u32, u8, Option<u32>)>, Vec<proptest::sample::Index>);
+    /// One round of edits: (address bits, length, new nexthop or removal), picks of
+    /// existing routes to remove, and which earlier table lends its memory (0: none, 1:
+    /// the current one's predecessor, 2: the oldest kept).
+    type Round = (Vec<(u32, u8, Option<u32>)>, Vec<proptest::sample::Index>, u8);
 
-    /// Two rounds of edits (routes added, renumbered, removed) applied to a DIR-24-8 by
-    /// patching, each checked against the reference on the probes of every route the
-    /// table has held; the first disagreement, if any.
+    /// Rounds of edits (routes added, renumbered, removed) applied to a DIR-24-8 by
+    /// patching, into fresh memory or an earlier table's, each checked against the
+    /// reference on the probes of every route the table has held; the first
+    /// disagreement, if any.
     fn patch_disagreement(base: &[Route<u32>], rounds: &[Round], extra: &[u32]) -> Option<String> {
         let mut routes: std::collections::BTreeMap<(u32, u8), u32> =
             base.iter().map(|r| ((r.net, r.len), r.nexthop)).collect();
         let mut ever: Vec<Route<u32>> = base.to_vec();
         let mut table = Dir248::build(base);
-        for (round, (edits, removals)) in rounds.iter().enumerate() {
+        // Earlier tables, the newest last.
+        let mut earlier: Vec<Dir248> = Vec::new();
+        for (round, (edits, removals, lend)) in rounds.iter().enumerate() {
             let mut changed = Vec::new();
             for &(a, len, nexthop) in edits {
                 let key = (((a & 0x03ff_ffff) | 0x0a00_0000).network(len), len);
@@ -165,7 +169,13 @@ mod tests {
                 routes.remove(&key);
                 changed.push(key);
             }
-            table = table.patched(&routes, &changed);
+            let spare = match lend {
+                1 => earlier.pop(),
+                2 if !earlier.is_empty() => Some(earlier.remove(0)),
+                _ => None,
+            };
+            let next = table.patched(&routes, &changed, spare);
+            earlier.push(std::mem::replace(&mut table, next));
             let now: Vec<Route<u32>> = routes
                 .iter()
                 .map(|(&(net, len), &nexthop)| Route { net, len, nexthop })
@@ -182,7 +192,7 @@ mod tests {
     }
 
     proptest! {
-        // Each case copies the 64 MiB first level twice: fewer cases.
+        // Each case copies or writes a 64 MiB first level per round: fewer cases.
         #![proptest_config(ProptestConfig::with_cases(16))]
 
         #[test]
@@ -192,8 +202,9 @@ mod tests {
                 (
                     proptest::collection::vec((any::<u32>(), 0u8..=32, proptest::option::of(0u32..1000)), 0..12),
                     proptest::collection::vec(any::<proptest::sample::Index>(), 0..8),
+                    0u8..3,
                 ),
-                2,
+                4,
             ),
             extra in proptest::collection::vec(any::<u32>(), 32),
         ) {

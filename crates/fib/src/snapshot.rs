@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use wire::ethernet::MacAddr;
 
+use crate::dir248::Dir248;
 use crate::ecmp::EcmpGroup;
-use crate::lpm::{Lpm4, Lpm6};
+use crate::lpm::{Lpm, Lpm4, Lpm6};
 use crate::nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
 
 /// The tables' hash maps: keys are small ids and addresses looked up per packet, so a
@@ -360,6 +361,9 @@ pub struct Fib {
     /// publisher's thread once no reader does, so that a worker letting go of one never
     /// frees a big table (unmapping tens of MiB) between two bursts.
     retired: Mutex<Vec<Arc<Snapshot>>>,
+    /// Big IPv4 tables of reaped snapshots, at most one per big table running: the next
+    /// patch of a VRF writes into one rather than into fresh memory (docs/fib.md).
+    spares: Mutex<Vec<Dir248>>,
 }
 
 impl Fib {
@@ -380,6 +384,7 @@ impl Fib {
             published: AtomicU32::new(0),
             stats,
             retired: Mutex::default(),
+            spares: Mutex::default(),
         }
     }
 
@@ -395,13 +400,47 @@ impl Fib {
     }
 
     /// Frees the replaced snapshots no reader holds any more (a worker takes the new one
-    /// at its next burst; an idle one keeps its last). Publishing calls it; call it now and
-    /// then besides (a `vrouter::Running` does every second) to give memory back sooner.
-    /// Returns how many replaced snapshots are still held.
+    /// at its next burst, or its next pass when idle). Publishing calls it; call it now
+    /// and then besides (a `vrouter::Running` does every second) to give memory back
+    /// sooner. Their big IPv4 tables are kept, one per big table running, for the next
+    /// patches to reuse. Returns how many replaced snapshots are still held.
     pub fn reap(&self) -> usize {
         let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
-        retired.retain(|s| Arc::strong_count(s) > 1);
-        retired.len()
+        let freed: Vec<Arc<Snapshot>> = retired.extract_if(.., |s| Arc::strong_count(s) == 1).collect();
+        let held = retired.len();
+        drop(retired);
+        let wanted = self
+            .current
+            .load()
+            .vrfs
+            .iter()
+            .flatten()
+            .filter(|t| matches!(t.v4, Lpm::Big(_)))
+            .count();
+        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+        // The newest first: the next patch's base was patched from one of them.
+        for t in freed
+            .into_iter()
+            .filter_map(|s| Arc::try_unwrap(s).ok())
+            .flat_map(|s| s.vrfs)
+            .flatten()
+        {
+            if let Ok(VrfTables { v4: Lpm::Big(d), .. }) = Arc::try_unwrap(t) {
+                spares.insert(0, d);
+            }
+        }
+        spares.truncate(wanted);
+        held
+    }
+
+    /// A spare big IPv4 table for a patch of `base`: its predecessor if kept, else any.
+    pub(crate) fn take_spare(&self, base: &Dir248) -> Option<Dir248> {
+        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
+        let i = spares
+            .iter()
+            .position(|d| Some(d.id()) == base.parent_id())
+            .or_else(|| spares.len().checked_sub(1))?;
+        Some(spares.swap_remove(i))
     }
 
     /// The generation of the snapshot most recently published: a worker that keeps a

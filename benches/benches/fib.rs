@@ -183,6 +183,26 @@ fn run_group<A: Copy>(
     g.finish();
 }
 
+/// Small batches into a built table, as a routing daemon sends them: existing prefixes of
+/// the commonest length given another nexthop, five publishes per batch size. A big VRF's
+/// table is patched under them; a shorter prefix's change repaints all it spans. The
+/// first publishes write fresh memory (the caller holds the first table), later ones
+/// write into the table two publishes back, which nothing holds any more.
+fn time_publishes(b: &mut FibBuilder, fib: &Fib, what: &str, commonest: &[(IpAddr, u8, u32)]) {
+    for batch in [1usize, 100] {
+        let mut times = Vec::new();
+        for round in 1..=5 {
+            let t0 = Instant::now();
+            for &(net, len, nh) in commonest.iter().step_by(commonest.len() / batch).take(batch) {
+                b.add_route(0, net, len, nh + round).unwrap();
+            }
+            b.publish(fib).unwrap();
+            times.push(format!("{:.2}", t0.elapsed().as_secs_f64() * 1e3));
+        }
+        eprintln!("{what}: {batch} changed, publishes {} ms", times.join(" "));
+    }
+}
+
 fn bench_v4(c: &mut Criterion, n: usize) {
     let mut rng = Rng(0x1234_5678_9abc_def1 ^ n as u64);
     let prefixes = v4_prefixes(n, &mut rng);
@@ -204,25 +224,12 @@ fn bench_v4(c: &mut Criterion, n: usize) {
         bytes / 1024,
         bytes as f64 / n as f64
     );
-    // Small batches into the built table, as a routing daemon sends them: existing /24s
-    // (the commonest length) given another nexthop, five publishes per size. A big VRF's
-    // table is patched under them; a shorter prefix's change repaints all it spans. The
-    // first publishes write fresh memory (`snap`, held below, keeps the first table);
-    // later ones write into the table two publishes back, which nothing holds any more.
-    let slash24: Vec<_> = prefixes.iter().filter(|p| p.1 == 24).collect();
-    for batch in [1usize, 100] {
-        let mut times = Vec::new();
-        for round in 1..=5 {
-            let t0 = Instant::now();
-            for &&(net, len, nh) in slash24.iter().step_by(slash24.len() / batch).take(batch) {
-                b.add_route(0, IpAddr::V4(Ipv4Addr::from(net)), len, nh + round)
-                    .unwrap();
-            }
-            b.publish(&fib).unwrap();
-            times.push(format!("{:.2}", t0.elapsed().as_secs_f64() * 1e3));
-        }
-        eprintln!("ipv4 {n} prefixes: {batch} changed, publishes {} ms", times.join(" "));
-    }
+    let slash24: Vec<_> = prefixes
+        .iter()
+        .filter(|p| p.1 == 24)
+        .map(|&(net, len, nh)| (IpAddr::V4(Ipv4Addr::from(net)), len, nh))
+        .collect();
+    time_publishes(&mut b, &fib, &format!("ipv4 {n} prefixes"), &slash24);
     // Bulk construction: poptrie rebuilds its arrays on every single insert.
     let pop: poptrie::Poptrie<(u32, u8), u32> = prefixes.iter().map(|&(net, len, nh)| ((net, len), nh)).collect();
     let mut pt: PrefixMap<Ipv4Net, u32> = PrefixMap::new();
@@ -290,6 +297,12 @@ fn bench_v6(c: &mut Criterion) {
         bytes / 1024,
         bytes as f64 / n as f64
     );
+    let slash48: Vec<_> = prefixes
+        .iter()
+        .filter(|p| p.1 == 48)
+        .map(|&(net, len, nh)| (IpAddr::V6(Ipv6Addr::from(net)), len, nh))
+        .collect();
+    time_publishes(&mut b, &fib, &format!("ipv6 {n} prefixes"), &slash48);
     let pop: poptrie::Poptrie<(u128, u8), u32> = prefixes.iter().map(|&(net, len, nh)| ((net, len), nh)).collect();
     let mut pt: PrefixMap<Ipv6Net, u32> = PrefixMap::new();
     let mut int = IpNetworkTable::new();

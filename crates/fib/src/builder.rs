@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use crate::FibError;
 use crate::ecmp::EcmpGroup;
-use crate::lpm::{Lpm, Lpm4, Lpm6, SMALL_TABLE_ROUTES};
+use crate::lpm::{BigTable, Lpm, SMALL_TABLE_ROUTES};
 use crate::nexthop::{Neighbor, Nexthop, NexthopId, VrfId};
 use crate::prefix::{Addr, Route};
-use crate::snapshot::{Compiled, Fib, Snapshot, VrfTables};
+use crate::snapshot::{Compiled, Fib, Snapshot, Spares, VrfTables};
 
 /// Highest VRF id accepted (VRF tables are indexed by id).
 pub const MAX_VRF: VrfId = (1 << 20) - 1;
@@ -51,12 +51,9 @@ pub struct FibBuilder {
     dirty_neighbors: bool,
     /// Compiled ECMP groups of the last publish, so the next keeps their buckets.
     ecmp: Map<NexthopId, EcmpGroup>,
-    /// IPv4 prefixes added, changed or removed per VRF since the last publish: a big
-    /// table is patched under them instead of built again.
-    v4_changes: BTreeMap<VrfId, Vec<(u32, u8)>>,
-    /// VRFs removed, or changed in more than [`PATCH_MAX`] prefixes, since the last
-    /// publish: built afresh, not patched.
-    rebuilt: BTreeSet<VrfId>,
+    /// What changed per VRF since the last publish, per family.
+    v4_changes: Changes<u32>,
+    v6_changes: Changes<u128>,
     /// The generation of this builder's last publish: only a snapshot it made itself is
     /// patched (another builder may have published in between).
     published: Option<u32>,
@@ -64,10 +61,71 @@ pub struct FibBuilder {
     edits: u64,
 }
 
-/// Most prefixes changed in one publish for which a big IPv4 table is patched rather
-/// than built again (each change rewrites its /24s; a copy of the table costs about what
-/// a few thousand of them do).
+/// Most prefixes changed in one publish for which a big table is patched rather than
+/// built again (each change repaints all it spans; a copy of the table costs about what a
+/// few thousand of them do).
 const PATCH_MAX: usize = 4096;
+
+/// The prefixes of one family added, changed or removed per VRF since the last publish:
+/// a big table is patched under them instead of built again.
+#[derive(Default)]
+struct Changes<A> {
+    prefixes: BTreeMap<VrfId, Vec<(A, u8)>>,
+    /// VRFs removed, or changed in more than [`PATCH_MAX`] prefixes: built afresh.
+    whole: BTreeSet<VrfId>,
+}
+
+impl<A: Addr> Changes<A> {
+    /// Notes a prefix to patch under; past [`PATCH_MAX`] the VRF is built afresh
+    /// instead, and its list dropped.
+    fn note(&mut self, vrf: VrfId, prefix: (A, u8)) {
+        if self.whole.contains(&vrf) {
+            return;
+        }
+        let list = self.prefixes.entry(vrf).or_default();
+        list.push(prefix);
+        if list.len() > PATCH_MAX {
+            self.rebuild(vrf);
+        }
+    }
+
+    fn rebuild(&mut self, vrf: VrfId) {
+        self.prefixes.remove(&vrf);
+        self.whole.insert(vrf);
+    }
+
+    /// The prefixes to patch `vrf`'s table under, or `None` if it is to be built whole.
+    fn patch(&self, vrf: VrfId) -> Option<Vec<(A, u8)>> {
+        if self.whole.contains(&vrf) {
+            return None;
+        }
+        let mut list = self.prefixes.get(&vrf).cloned().unwrap_or_default();
+        list.sort_unstable();
+        list.dedup();
+        Some(list)
+    }
+
+    fn clear(&mut self) {
+        self.prefixes.clear();
+        self.whole.clear();
+    }
+}
+
+/// A VRF's table of one family: `prev`, the big table of this builder's last snapshot,
+/// patched under `changes` (into a spare's memory when there is one), or compiled whole.
+fn compile<A: Addr, B: BigTable<A>>(
+    prev: Option<&Lpm<A, B>>,
+    routes: &BTreeMap<(A, u8), NexthopId>,
+    changes: Option<Vec<(A, u8)>>,
+    spares: &mut Spares<B>,
+) -> Lpm<A, B> {
+    match (prev, changes) {
+        (Some(Lpm::Big(t)), Some(changes)) if routes.len() > SMALL_TABLE_ROUTES => {
+            Lpm::Big(t.patched(routes, &changes, spares.take(t)))
+        }
+        _ => Lpm::build(&routes_of(routes)),
+    }
+}
 
 /// A fresh copy of a map if it changed, else the previous snapshot's, shared.
 fn pick<K: Clone, V: Clone>(dirty: bool, mine: &Map<K, V>, theirs: &Arc<Map<K, V>>) -> Arc<Map<K, V>> {
@@ -122,21 +180,8 @@ impl FibBuilder {
         if self.vrfs.remove(&vrf).is_some() {
             self.dirty_vrfs.insert(vrf);
             self.edits += 1;
-            self.rebuilt.insert(vrf);
-        }
-    }
-
-    /// Notes an IPv4 prefix to patch under; past [`PATCH_MAX`] the VRF is built afresh
-    /// instead, and its list dropped.
-    fn v4_changed(&mut self, vrf: VrfId, prefix: (u32, u8)) {
-        if self.rebuilt.contains(&vrf) {
-            return;
-        }
-        let list = self.v4_changes.entry(vrf).or_default();
-        list.push(prefix);
-        if list.len() > PATCH_MAX {
-            self.v4_changes.remove(&vrf);
-            self.rebuilt.insert(vrf);
+            self.v4_changes.rebuild(vrf);
+            self.v6_changes.rebuild(vrf);
         }
     }
 
@@ -161,7 +206,7 @@ impl FibBuilder {
                     return Err(bad("host bits set"));
                 }
                 self.routes(vrf)?.v4.insert((a, len), nexthop);
-                self.v4_changed(vrf, (a, len));
+                self.v4_changes.note(vrf, (a, len));
             }
             (_, Some(a)) => {
                 if len > 128 {
@@ -171,6 +216,7 @@ impl FibBuilder {
                     return Err(bad("host bits set"));
                 }
                 self.routes(vrf)?.v6.insert((a, len), nexthop);
+                self.v6_changes.note(vrf, (a, len));
             }
             _ => unreachable!("split returns one family"),
         }
@@ -184,11 +230,17 @@ impl FibBuilder {
             IpAddr::V4(a) => {
                 let removed = r.v4.remove(&(a.into(), len)).is_some();
                 if removed {
-                    self.v4_changed(vrf, (a.into(), len));
+                    self.v4_changes.note(vrf, (a.into(), len));
                 }
                 removed
             }
-            IpAddr::V6(a) => r.v6.remove(&(a.into(), len)).is_some(),
+            IpAddr::V6(a) => {
+                let removed = r.v6.remove(&(a.into(), len)).is_some();
+                if removed {
+                    self.v6_changes.note(vrf, (a.into(), len));
+                }
+                removed
+            }
         }
     }
 
@@ -289,7 +341,7 @@ impl FibBuilder {
 
     /// Takes `new`'s routes, nexthops, labels, VNIs and neighbours as this builder's,
     /// marking only what differs: the next [`publish`](Self::publish) then compiles only the
-    /// VRFs whose routes changed (patching big IPv4 tables under the changed prefixes) and
+    /// VRFs whose routes changed (patching big tables under the changed prefixes) and
     /// shares the rest with the running snapshot. For a reload that re-reads a whole
     /// configuration into a fresh builder.
     pub fn replace_with(&mut self, new: FibBuilder) {
@@ -309,13 +361,16 @@ impl FibBuilder {
                 self.edits += 1;
                 continue;
             };
-            let v4 = changed_keys(&old.v4, &routes.v4);
-            if !v4.is_empty() || old.v6 != routes.v6 {
+            let (v4, v6) = (changed_keys(&old.v4, &routes.v4), changed_keys(&old.v6, &routes.v6));
+            if !v4.is_empty() || !v6.is_empty() {
                 self.dirty_vrfs.insert(id);
                 self.edits += 1;
             }
             for prefix in v4 {
-                self.v4_changed(id, prefix);
+                self.v4_changes.note(id, prefix);
+            }
+            for prefix in v6 {
+                self.v6_changes.note(id, prefix);
             }
             self.vrfs.insert(id, routes);
         }
@@ -356,29 +411,18 @@ impl FibBuilder {
             if vrfs.len() <= slot {
                 vrfs.resize(slot + 1, None);
             }
-            // The big IPv4 table this VRF had in this builder's last snapshot, to patch.
-            let patchable = prev
+            // The tables this VRF had in this builder's last snapshot, to patch.
+            let mine = prev
                 .vrfs
                 .get(slot)
                 .and_then(Option::as_ref)
-                .filter(|_| self.published == Some(prev.generation) && !self.rebuilt.contains(&id))
-                .and_then(|t| match &t.v4 {
-                    Lpm::Big(d) => Some(d),
-                    Lpm::Small(_) => None,
-                });
-            let mut changes = self.v4_changes.get(&id).cloned().unwrap_or_default();
-            changes.sort_unstable();
-            changes.dedup();
+                .filter(|_| self.published == Some(prev.generation));
             vrfs[slot] = self.vrfs.get(&id).map(|r| {
-                let v4 = match patchable {
-                    Some(d) if r.v4.len() > SMALL_TABLE_ROUTES => {
-                        Lpm::Big(d.patched(&r.v4, &changes, fib.take_spare(d)))
-                    }
-                    _ => Lpm4::build(&routes_of(&r.v4)),
-                };
+                let (v4, v6) = (mine.map(|t| &t.v4), mine.map(|t| &t.v6));
+                let spares = &mut *fib.spares();
                 Arc::new(VrfTables {
-                    v4,
-                    v6: Lpm6::build(&routes_of(&r.v6)),
+                    v4: compile(v4, &r.v4, self.v4_changes.patch(id), &mut spares.0),
+                    v6: compile(v6, &r.v6, self.v6_changes.patch(id), &mut spares.1),
                     routes: r.v4.len() + r.v6.len(),
                 })
             });
@@ -437,7 +481,7 @@ impl FibBuilder {
         }
         self.dirty_vrfs.clear();
         self.v4_changes.clear();
-        self.rebuilt.clear();
+        self.v6_changes.clear();
         self.published = Some(generation);
         self.dirty_nexthops = false;
         self.dirty_labels = false;
@@ -467,13 +511,20 @@ mod tests {
         IpAddr::V4(Ipv4Addr::from(a))
     }
 
-    /// A builder with VRF 1 big (3,000 /24s), VRF 2 small, and `extra` routes in VRF 1.
+    /// 2001:db8:`i`::, the `i`th /48 of VRF 1.
+    fn v6(i: u32) -> IpAddr {
+        IpAddr::V6(((0x2001_0db8u128 << 96) | (u128::from(i) << 80)).into())
+    }
+
+    /// A builder with VRF 1 big (3,000 /24s and 3,000 /48s), VRF 2 small, and `extra`
+    /// routes in VRF 1.
     fn config(extra: &[(u32, u8, NexthopId)]) -> FibBuilder {
         let mut b = FibBuilder::new();
         b.add_vrf(1).unwrap();
         b.add_vrf(2).unwrap();
         for i in 0..3000u32 {
             b.add_route(1, v4(0x0a00_0000 + (i << 8)), 24, i % 7).unwrap();
+            b.add_route(1, v6(i), 48, i % 7).unwrap();
         }
         b.add_route(2, v4(0xc0a8_0000), 16, 5).unwrap();
         for &(a, len, nh) in extra {
@@ -528,12 +579,22 @@ mod tests {
         let fib = Fib::new();
         let mut b = config(&[]);
         b.publish(&fib).unwrap();
-        let first_level = |s: &Snapshot| match &s.vrfs[1].as_ref().expect("VRF 1").v4 {
-            Lpm::Big(d) => d.first_level(),
-            Lpm::Small(_) => panic!("VRF 1 is big"),
+        let first_level = |s: &Snapshot| match &**s.vrfs[1].as_ref().expect("VRF 1") {
+            VrfTables {
+                v4: Lpm::Big(d),
+                v6: Lpm::Big(t),
+                ..
+            } => (d.first_level(), t.first_level()),
+            _ => panic!("VRF 1 is big in both families"),
+        };
+        // In the /48s, the address ending in 1.
+        let host6 = |i: u32| match v6(i) {
+            IpAddr::V6(a) => IpAddr::V6((u128::from(a) | 1).into()),
+            IpAddr::V4(_) => unreachable!(),
         };
         let change = |b: &mut FibBuilder, fib: &Fib, i: u32| {
             b.add_route(1, v4(0x0a00_0000 + (i << 8)), 24, 100 + i).unwrap();
+            b.add_route(1, v6(i), 48, 200 + i).unwrap();
             b.publish(fib).unwrap();
             let s = fib.snapshot();
             for j in 0..=i {
@@ -542,12 +603,14 @@ mod tests {
                     Ok(100 + j),
                     "change {j} after {i}"
                 );
+                assert_eq!(s.lookup(1, host6(j)), Ok(200 + j), "change {j} after {i}");
             }
             assert_eq!(s.lookup(1, v4(0x0a00_0001 + ((i + 1) << 8))), Ok((i + 1) % 7));
+            assert_eq!(s.lookup(1, host6(i + 1)), Ok((i + 1) % 7));
             first_level(&s)
         };
-        // Nothing holds the replaced tables: after the first patch, two first levels
-        // take turns.
+        // Nothing holds the replaced tables: after the first patch, two tables per
+        // family take turns.
         let seen: Vec<_> = (0..4).map(|i| change(&mut b, &fib, i)).collect();
         assert_ne!(seen[0], seen[1]);
         assert_eq!((seen[2], seen[3]), (seen[0], seen[1]), "memory reused");
@@ -563,6 +626,8 @@ mod tests {
             "the held table unchanged: /24 number 4 has nexthop 4 % 7"
         );
         assert_eq!(held.lookup(1, v4(0x0a00_0301)), Ok(103));
+        assert_eq!(held.lookup(1, host6(4)), Ok(4));
+        assert_eq!(held.lookup(1, host6(3)), Ok(203));
     }
 
     #[test]

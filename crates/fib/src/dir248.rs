@@ -5,8 +5,8 @@
 //! `Lpm4`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::lpm::Lineage;
 use crate::prefix::{Addr, Route};
 
 /// First-level entries pointing to a second-level group have this bit set.
@@ -16,18 +16,9 @@ pub(crate) struct Dir248 {
     tbl24: Box<[u32]>,
     tbl8: Box<[u32]>,
     /// Second-level groups no first-level entry points to any more (left by
-    /// [`patched`](Self::patched)), for later patches to reuse.
+    /// [`patched`](crate::lpm::BigTable::patched)), for later patches to reuse.
     free: Vec<u32>,
-    /// Unique in the process: a patch recognises its base's predecessor by it.
-    id: u64,
-    /// The table this one was patched from, and the prefixes that patch repainted; `None`
-    /// when built whole. The predecessor differs from this table only under them.
-    parent: Option<(u64, Vec<(u32, u8)>)>,
-}
-
-fn next_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    lineage: Lineage<u32>,
 }
 
 /// Writes route `r` over what the tables hold: its /24s when it is a /24 or shorter, else
@@ -63,38 +54,45 @@ fn paint_all(tbl24: &mut [u32], tbl8: &mut Vec<u32>, free: &mut Vec<u32>, mut ro
     }
 }
 
+#[cfg(test)]
 impl Dir248 {
-    /// This table with every /24 under the `changed` prefixes recomputed from `routes`,
-    /// the VRF's whole route set after the changes. A copy with a few ranges rewritten,
-    /// where [`build`](crate::lpm::BigTable::build) sorts and writes every route: what
-    /// lets a route change in a full-table VRF publish in milliseconds.
-    ///
-    /// `spare`, a table no reader holds any more, lends its memory: a fresh 64 MiB first
-    /// level costs more in page faults than the patch itself. If it is this table's
-    /// predecessor, only the regions of both patches are repainted in it (no copy at all:
-    /// the steady state of a stream of publishes); any other is overwritten with a copy.
-    pub(crate) fn patched(
-        &self,
-        routes: &BTreeMap<(u32, u8), u32>,
-        changed: &[(u32, u8)],
-        spare: Option<Dir248>,
-    ) -> Dir248 {
-        let mut regions = changed.to_vec();
-        let (mut tbl24, mut tbl8, mut free, in_place) = match spare {
-            Some(s) if self.parent.as_ref().is_some_and(|(p, _)| *p == s.id) => {
-                regions.extend_from_slice(&self.parent.as_ref().expect("matched above").1);
-                regions.sort_unstable();
-                regions.dedup();
-                (s.tbl24, s.tbl8.into_vec(), s.free, true)
-            }
-            Some(mut s) => {
-                s.tbl24.copy_from_slice(&self.tbl24);
-                (s.tbl24, self.tbl8.to_vec(), self.free.clone(), false)
-            }
+    /// The memory behind the first level (for tests that check it is reused).
+    pub(crate) fn first_level(&self) -> *const u32 {
+        self.tbl24.as_ptr()
+    }
+}
+
+impl crate::lpm::BigTable<u32> for Dir248 {
+    fn build(routes: &[Route<u32>]) -> Self {
+        // On huge pages: a random destination's entry then costs a cache miss without a
+        // page walk.
+        let mut tbl24: Box<[u32]> = hugemem::table_of(1 << 24);
+        let (mut tbl8, mut free) = (Vec::new(), Vec::new());
+        paint_all(&mut tbl24, &mut tbl8, &mut free, routes.to_vec());
+        Dir248 {
+            tbl24,
+            tbl8: hugemem::copy_of(&tbl8),
+            free,
+            lineage: Lineage::new(),
+        }
+    }
+
+    /// Repaints the /24s each region spans (freeing their groups first).
+    fn patched(&self, routes: &BTreeMap<(u32, u8), u32>, changed: &[(u32, u8)], spare: Option<Dir248>) -> Dir248 {
+        let (mut tbl24, mut tbl8, mut free, regions, in_place) = match spare {
+            Some(s) => match self.lineage.regions(&s.lineage, changed) {
+                Some(regions) => (s.tbl24, s.tbl8.into_vec(), s.free, regions, true),
+                None => {
+                    let mut tbl24 = s.tbl24;
+                    tbl24.copy_from_slice(&self.tbl24);
+                    (tbl24, self.tbl8.to_vec(), self.free.clone(), changed.to_vec(), false)
+                }
+            },
             None => (
                 hugemem::copy_of(&self.tbl24),
                 self.tbl8.to_vec(),
                 self.free.clone(),
+                changed.to_vec(),
                 false,
             ),
         };
@@ -125,41 +123,12 @@ impl Dir248 {
                 hugemem::copy_of(&tbl8)
             },
             free,
-            id: next_id(),
-            parent: Some((self.id, changed.to_vec())),
+            lineage: self.lineage.child(changed),
         }
     }
 
-    /// Whether this table was patched from the one with `id`.
-    pub(crate) fn parent_id(&self) -> Option<u64> {
-        self.parent.as_ref().map(|p| p.0)
-    }
-
-    /// The memory behind the first level (for tests that check it is reused).
-    #[cfg(test)]
-    pub(crate) fn first_level(&self) -> *const u32 {
-        self.tbl24.as_ptr()
-    }
-
-    pub(crate) fn id(&self) -> u64 {
-        self.id
-    }
-}
-
-impl crate::lpm::BigTable<u32> for Dir248 {
-    fn build(routes: &[Route<u32>]) -> Self {
-        // On huge pages: a random destination's entry then costs a cache miss without a
-        // page walk.
-        let mut tbl24: Box<[u32]> = hugemem::table_of(1 << 24);
-        let (mut tbl8, mut free) = (Vec::new(), Vec::new());
-        paint_all(&mut tbl24, &mut tbl8, &mut free, routes.to_vec());
-        Dir248 {
-            tbl24,
-            tbl8: hugemem::copy_of(&tbl8),
-            free,
-            id: next_id(),
-            parent: None,
-        }
+    fn lineage(&self) -> &Lineage<u32> {
+        &self.lineage
     }
 
     #[inline]

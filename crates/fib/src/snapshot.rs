@@ -3,15 +3,17 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
 use wire::ethernet::MacAddr;
 
 use crate::dir248::Dir248;
 use crate::ecmp::EcmpGroup;
-use crate::lpm::{Lpm, Lpm4, Lpm6};
+use crate::lpm::{BigTable, Lpm, Lpm4, Lpm6};
 use crate::nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
+use crate::prefix::Addr;
+use crate::trie6::Trie6;
 
 /// The tables' hash maps: keys are small ids and addresses looked up per packet, so a
 /// fast hasher (ahash) rather than SipHash.
@@ -361,9 +363,33 @@ pub struct Fib {
     /// publisher's thread once no reader does, so that a worker letting go of one never
     /// frees a big table (unmapping tens of MiB) between two bursts.
     retired: Mutex<Vec<Arc<Snapshot>>>,
-    /// Big IPv4 tables of reaped snapshots, at most one per big table running: the next
-    /// patch of a VRF writes into one rather than into fresh memory (docs/fib.md).
-    spares: Mutex<Vec<Dir248>>,
+    /// Big tables of reaped snapshots, at most one per big table running: the next patch
+    /// of a VRF writes into one rather than into fresh memory (docs/fib.md).
+    spares: Mutex<(Spares<Dir248>, Spares<Trie6>)>,
+}
+
+/// Big tables of one family no reader holds, the newest first.
+pub(crate) struct Spares<T>(Vec<T>);
+
+impl<T> Default for Spares<T> {
+    fn default() -> Self {
+        Spares(Vec::new())
+    }
+}
+
+impl<T> Spares<T> {
+    /// A spare for a patch of `base`: its predecessor if kept, else any.
+    pub(crate) fn take<A: Addr>(&mut self, base: &T) -> Option<T>
+    where
+        T: BigTable<A>,
+    {
+        let i = self
+            .0
+            .iter()
+            .position(|t| base.lineage().is_parent(t.lineage()))
+            .or_else(|| self.0.len().checked_sub(1))?;
+        Some(self.0.swap_remove(i))
+    }
 }
 
 impl Fib {
@@ -402,45 +428,42 @@ impl Fib {
     /// Frees the replaced snapshots no reader holds any more (a worker takes the new one
     /// at its next burst, or its next pass when idle). Publishing calls it; call it now
     /// and then besides (a `vrouter::Running` does every second) to give memory back
-    /// sooner. Their big IPv4 tables are kept, one per big table running, for the next
-    /// patches to reuse. Returns how many replaced snapshots are still held.
+    /// sooner. Their big tables are kept, one per big table running, for the next
+    /// patches to write into. Returns how many replaced snapshots are still held.
     pub fn reap(&self) -> usize {
         let mut retired = self.retired.lock().unwrap_or_else(PoisonError::into_inner);
         let freed: Vec<Arc<Snapshot>> = retired.extract_if(.., |s| Arc::strong_count(s) == 1).collect();
         let held = retired.len();
         drop(retired);
-        let wanted = self
-            .current
-            .load()
-            .vrfs
-            .iter()
-            .flatten()
-            .filter(|t| matches!(t.v4, Lpm::Big(_)))
-            .count();
-        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
-        // The newest first: the next patch's base was patched from one of them.
+        let mut wanted = (0, 0);
+        for t in self.current.load().vrfs.iter().flatten() {
+            wanted.0 += usize::from(matches!(t.v4, Lpm::Big(_)));
+            wanted.1 += usize::from(matches!(t.v6, Lpm::Big(_)));
+        }
+        let mut spares = self.spares();
+        // Oldest first, each kept in front: the newest end up first, and stay.
         for t in freed
             .into_iter()
             .filter_map(|s| Arc::try_unwrap(s).ok())
             .flat_map(|s| s.vrfs)
             .flatten()
+            .filter_map(|t| Arc::try_unwrap(t).ok())
         {
-            if let Ok(VrfTables { v4: Lpm::Big(d), .. }) = Arc::try_unwrap(t) {
-                spares.insert(0, d);
+            if let Lpm::Big(d) = t.v4 {
+                spares.0.0.insert(0, d);
+            }
+            if let Lpm::Big(d) = t.v6 {
+                spares.1.0.insert(0, d);
             }
         }
-        spares.truncate(wanted);
+        spares.0.0.truncate(wanted.0);
+        spares.1.0.truncate(wanted.1);
         held
     }
 
-    /// A spare big IPv4 table for a patch of `base`: its predecessor if kept, else any.
-    pub(crate) fn take_spare(&self, base: &Dir248) -> Option<Dir248> {
-        let mut spares = self.spares.lock().unwrap_or_else(PoisonError::into_inner);
-        let i = spares
-            .iter()
-            .position(|d| Some(d.id()) == base.parent_id())
-            .or_else(|| spares.len().checked_sub(1))?;
-        Some(spares.swap_remove(i))
+    /// The spare big tables (IPv4, IPv6), for patches to take from.
+    pub(crate) fn spares(&self) -> MutexGuard<'_, (Spares<Dir248>, Spares<Trie6>)> {
+        self.spares.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The generation of the snapshot most recently published: a worker that keeps a

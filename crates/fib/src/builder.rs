@@ -12,7 +12,7 @@ use crate::ecmp::EcmpGroup;
 use crate::lpm::{BigTable, Lpm, SMALL_TABLE_ROUTES};
 use crate::nexthop::{Neighbor, Nexthop, NexthopId, VrfId};
 use crate::prefix::{Addr, Route};
-use crate::snapshot::{Compiled, Fib, Snapshot, Spares, VrfTables};
+use crate::snapshot::{Compiled, Fib, Snapshot, VrfTables};
 
 /// Highest VRF id accepted (VRF tables are indexed by id).
 pub const MAX_VRF: VrfId = (1 << 20) - 1;
@@ -112,16 +112,17 @@ impl<A: Addr> Changes<A> {
 }
 
 /// A VRF's table of one family: `prev`, the big table of this builder's last snapshot,
-/// patched under `changes` (into a spare's memory when there is one), or compiled whole.
+/// patched under `changes` (into the memory of the table `spare` gives for it, if any),
+/// or compiled whole.
 fn compile<A: Addr, B: BigTable<A>>(
     prev: Option<&Lpm<A, B>>,
     routes: &BTreeMap<(A, u8), NexthopId>,
     changes: Option<Vec<(A, u8)>>,
-    spares: &mut Spares<B>,
+    spare: impl FnOnce(&B) -> Option<B>,
 ) -> Lpm<A, B> {
     match (prev, changes) {
         (Some(Lpm::Big(t)), Some(changes)) if routes.len() > SMALL_TABLE_ROUTES => {
-            Lpm::Big(t.patched(routes, &changes, spares.take(t)))
+            Lpm::Big(t.patched(routes, &changes, spare(t)))
         }
         _ => Lpm::build(&routes_of(routes)),
     }
@@ -419,10 +420,9 @@ impl FibBuilder {
                 .filter(|_| self.published == Some(prev.generation));
             vrfs[slot] = self.vrfs.get(&id).map(|r| {
                 let (v4, v6) = (mine.map(|t| &t.v4), mine.map(|t| &t.v6));
-                let spares = &mut *fib.spares();
                 Arc::new(VrfTables {
-                    v4: compile(v4, &r.v4, self.v4_changes.patch(id), &mut spares.0),
-                    v6: compile(v6, &r.v6, self.v6_changes.patch(id), &mut spares.1),
+                    v4: compile(v4, &r.v4, self.v4_changes.patch(id), |t| fib.spares().0.take(t)),
+                    v6: compile(v6, &r.v6, self.v6_changes.patch(id), |t| fib.spares().1.take(t)),
                     routes: r.v4.len() + r.v6.len(),
                 })
             });

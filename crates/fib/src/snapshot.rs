@@ -378,6 +378,16 @@ impl<T> Default for Spares<T> {
 }
 
 impl<T> Spares<T> {
+    /// Keeps `t`, in front of the older ones.
+    fn keep(&mut self, t: T) {
+        self.0.insert(0, t);
+    }
+
+    /// Gives up all but the newest `n`.
+    fn beyond(&mut self, n: usize) -> Vec<T> {
+        self.0.split_off(n.min(self.0.len()))
+    }
+
     /// A spare for a patch of `base`: its predecessor if kept, else any.
     pub(crate) fn take<A: Addr>(&mut self, base: &T) -> Option<T>
     where
@@ -440,24 +450,28 @@ impl Fib {
             wanted.0 += usize::from(matches!(t.v4, Lpm::Big(_)));
             wanted.1 += usize::from(matches!(t.v6, Lpm::Big(_)));
         }
-        let mut spares = self.spares();
         // Oldest first, each kept in front: the newest end up first, and stay.
-        for t in freed
+        let tables: Vec<VrfTables> = freed
             .into_iter()
             .filter_map(|s| Arc::try_unwrap(s).ok())
             .flat_map(|s| s.vrfs)
             .flatten()
             .filter_map(|t| Arc::try_unwrap(t).ok())
-        {
+            .collect();
+        let mut spares = self.spares();
+        for t in tables {
             if let Lpm::Big(d) = t.v4 {
-                spares.0.0.insert(0, d);
+                spares.0.keep(d);
             }
             if let Lpm::Big(d) = t.v6 {
-                spares.1.0.insert(0, d);
+                spares.1.keep(d);
             }
         }
-        spares.0.0.truncate(wanted.0);
-        spares.1.0.truncate(wanted.1);
+        // Freed once the lock is released: a patch waiting for a spare does not wait
+        // for tens of MiB to be unmapped.
+        let unwanted = (spares.0.beyond(wanted.0), spares.1.beyond(wanted.1));
+        drop(spares);
+        drop(unwanted);
         held
     }
 

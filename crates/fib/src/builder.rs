@@ -628,6 +628,18 @@ mod tests {
         assert_eq!(held.lookup(1, v4(0x0a00_0301)), Ok(103));
         assert_eq!(held.lookup(1, host6(4)), Ok(4));
         assert_eq!(held.lookup(1, host6(3)), Ok(203));
+        drop(held);
+        // A removal, then a reload of the first configuration, noted as seven changes.
+        assert!(b.remove_route(1, v6(5), 48));
+        b.publish(&fib).unwrap();
+        assert_eq!(fib.snapshot().lookup(1, host6(5)), Err(crate::Miss::NoRoute));
+        assert_eq!(fib.snapshot().lookup(1, host6(6)), Ok(206));
+        b.replace_with(config(&[]));
+        assert_eq!(b.v6_changes.patch(1).map(|p| p.len()), Some(7), "the 7 /48s changed");
+        b.publish(&fib).unwrap();
+        for i in 0..8 {
+            assert_eq!(fib.snapshot().lookup(1, host6(i)), Ok(i % 7), "/48 number {i}");
+        }
     }
 
     #[test]

@@ -643,6 +643,34 @@ mod tests {
     }
 
     #[test]
+    fn spares_cost_one_table_per_big_table_and_can_be_capped() {
+        let fib = Fib::new();
+        let mut b = config(&[]);
+        b.publish(&fib).unwrap();
+        for i in 0..3 {
+            b.add_route(1, v4(0x0a00_0000 + (i << 8)), 24, 100 + i).unwrap();
+            b.add_route(1, v6(i), 48, 200 + i).unwrap();
+            b.publish(&fib).unwrap();
+        }
+        let snapshot = fib.snapshot();
+        let big = snapshot.vrfs[1].as_ref().unwrap();
+        assert!(big.v4.bytes() >= 64 << 20);
+        assert_eq!(
+            fib.spare_bytes(),
+            big.v4.bytes() + big.v6.bytes(),
+            "one spare per family of VRF 1"
+        );
+        drop(snapshot);
+        fib.set_max_spares(0);
+        fib.reap();
+        assert_eq!(fib.spare_bytes(), 0);
+        b.add_route(1, v4(0x0a00_0300), 24, 103).unwrap();
+        b.publish(&fib).unwrap();
+        assert_eq!(fib.spare_bytes(), 0, "none kept");
+        assert_eq!(fib.snapshot().lookup(1, v4(0x0a00_0301)), Ok(103));
+    }
+
+    #[test]
     fn a_replaced_configuration_recompiles_only_what_changed() {
         let fib = Fib::new();
         let mut running = config(&[]);

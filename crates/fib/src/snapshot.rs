@@ -2,7 +2,7 @@
 //! pointer workers read it through.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
@@ -366,6 +366,8 @@ pub struct Fib {
     /// Big tables of reaped snapshots, at most one per big table running: the next patch
     /// of a VRF writes into one rather than into fresh memory (docs/fib.md).
     spares: Mutex<(Spares<Dir248>, Spares<Trie6>)>,
+    /// At most this many spares per family ([`Fib::set_max_spares`]).
+    max_spares: AtomicUsize,
 }
 
 /// Big tables of one family no reader holds, the newest first.
@@ -421,6 +423,7 @@ impl Fib {
             stats,
             retired: Mutex::default(),
             spares: Mutex::default(),
+            max_spares: AtomicUsize::new(usize::MAX),
         }
     }
 
@@ -445,11 +448,13 @@ impl Fib {
         let freed: Vec<Arc<Snapshot>> = retired.extract_if(.., |s| Arc::strong_count(s) == 1).collect();
         let held = retired.len();
         drop(retired);
+        let max = self.max_spares.load(Ordering::Relaxed);
         let mut wanted = (0, 0);
         for t in self.current.load().vrfs.iter().flatten() {
             wanted.0 += usize::from(matches!(t.v4, Lpm::Big(_)));
             wanted.1 += usize::from(matches!(t.v6, Lpm::Big(_)));
         }
+        let wanted = (wanted.0.min(max), wanted.1.min(max));
         // Oldest first, each kept in front: the newest end up first, and stay.
         let tables: Vec<VrfTables> = freed
             .into_iter()
@@ -473,6 +478,27 @@ impl Fib {
         drop(spares);
         drop(unwanted);
         held
+    }
+
+    /// Keeps at most `n` spare tables per family from the next [`reap`](Self::reap) on
+    /// (default: one per big table running, the fastest). Each costs what its table does
+    /// (64 MiB for IPv4): with fewer, a patch whose VRF finds no spare copies its table
+    /// into one another VRF left, or into fresh memory; 0 keeps none.
+    ///
+    /// ```
+    /// let fib = fib::Fib::new();
+    /// fib.set_max_spares(0);
+    /// fib.reap();
+    /// assert_eq!(fib.spare_bytes(), 0);
+    /// ```
+    pub fn set_max_spares(&self, n: usize) {
+        self.max_spares.store(n, Ordering::Relaxed);
+    }
+
+    /// The memory the spare tables take.
+    pub fn spare_bytes(&self) -> usize {
+        let spares = self.spares();
+        spares.0.0.iter().map(BigTable::bytes).sum::<usize>() + spares.1.0.iter().map(BigTable::bytes).sum::<usize>()
     }
 
     /// The spare big tables (IPv4, IPv6), for patches to take from.

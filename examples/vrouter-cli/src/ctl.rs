@@ -51,6 +51,33 @@ const TAP_WAIT: Duration = Duration::from_secs(5);
 const MAX_FLOWS: usize = 1000;
 
 /// Binds `path` (replacing a stale socket) with mode 0600 and serves it on a thread.
+/// The routing tables at a glance, for `show stats` and the metrics.
+pub(crate) struct Routing {
+    pub(crate) generation: u32,
+    pub(crate) vrfs: usize,
+    pub(crate) routes: usize,
+    /// The running snapshot's route tables.
+    pub(crate) table_bytes: usize,
+    /// Tables kept for the next patches (`Fib::spare_bytes`).
+    pub(crate) spare_bytes: usize,
+    /// (no route, unresolved nexthop, translate loop).
+    pub(crate) misses: (u64, u64, u64),
+}
+
+impl Routing {
+    pub(crate) fn of(tables: &Tables) -> Self {
+        let s = tables.fib.snapshot();
+        Routing {
+            generation: s.generation(),
+            vrfs: s.vrf_ids().count(),
+            routes: s.vrf_ids().map(|v| s.route_count(v)).sum(),
+            table_bytes: s.table_bytes(),
+            spare_bytes: tables.fib.spare_bytes(),
+            misses: tables.fib.stats().get(),
+        }
+    }
+}
+
 pub(crate) fn serve(path: &str, state: State) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;
@@ -152,6 +179,18 @@ fn answer(cmd: &str, s: &State) -> String {
                 o.udp,
                 o.icmp,
                 o.other
+            ));
+            let r = Routing::of(&s.tables);
+            v.push(format!(
+                "routing: generation {} vrfs {} routes {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
+                r.generation,
+                r.vrfs,
+                r.routes,
+                r.table_bytes.div_ceil(1024),
+                r.spare_bytes.div_ceil(1024),
+                r.misses.0,
+                r.misses.1,
+                r.misses.2
             ));
             if let Some(quota) = cfg.vrf_quota {
                 v.extend(s.tables.fib.snapshot().vrf_ids().map(|vrf| {

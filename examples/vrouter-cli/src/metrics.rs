@@ -1,5 +1,5 @@
 //! Prometheus text metrics over HTTP on a loopback address: per-worker packet counters,
-//! drops by reason, flow table use and events, learned neighbours.
+//! drops by reason, flow table use and events, routing tables, learned neighbours.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -163,6 +163,38 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports) -> String
             usage.iter().map(|(l, (_, r))| (l.clone(), *r)).collect(),
         );
     }
+    let r = crate::ctl::Routing::of(tables);
+    family(
+        "vrouter_routing_generation",
+        "Generation of the routing tables running (each publish, a reload say, adds one).",
+        "gauge",
+        vec![(String::new(), u64::from(r.generation))],
+    );
+    family(
+        "vrouter_routes",
+        "Routes in the routing tables running, every VRF and family.",
+        "gauge",
+        vec![(String::new(), r.routes as u64)],
+    );
+    family(
+        "vrouter_routing_table_bytes",
+        "Memory of the route tables: those running, and the spares kept for the next patches.",
+        "gauge",
+        vec![
+            ("{tables=\"running\"}".into(), r.table_bytes as u64),
+            ("{tables=\"spare\"}".into(), r.spare_bytes as u64),
+        ],
+    );
+    family(
+        "vrouter_route_misses_total",
+        "Route lookups that found no way, by reason (each one's packet is dropped and counted).",
+        "counter",
+        vec![
+            ("{reason=\"no_route\"}".into(), r.misses.0),
+            ("{reason=\"unresolved_nexthop\"}".into(), r.misses.1),
+            ("{reason=\"translate_loop\"}".into(), r.misses.2),
+        ],
+    );
     family(
         "vrouter_neighbors_learned",
         "Next-hop MACs learned by ARP / neighbour discovery.",

@@ -209,7 +209,9 @@ fn run_forwards_reloads_and_stops_cleanly() {
             && stats.contains("worker 0")
             && stats.contains("refused: full 0 quota 0")
             && stats.contains("\nvrf 1 flows ")
-            && stats.contains(" of quota 1000, refused 0"),
+            && stats.contains(" of quota 1000, refused 0")
+            && stats.contains(" vrfs 2 routes 2 tables ")
+            && stats.contains(" spares 0 KiB misses: no route "),
         "{stats}"
     );
     let (_, flows) = ctl(&["show", "flows"]);
@@ -307,6 +309,20 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(metrics.contains("\nvrouter_ports_device_gone 0\n"), "{metrics}");
     assert!(metrics.contains("\nvrouter_ports_device_down 0\n"), "{metrics}");
     assert_eq!(value("vrouter_port_changes_total", "how=\"live\""), 0, "{metrics}");
+    assert!(
+        metrics.contains("\nvrouter_routes 2\n"),
+        "the workloads' two: {metrics}"
+    );
+    assert!(
+        value("vrouter_routing_table_bytes", "tables=\"running\"") > 0,
+        "{metrics}"
+    );
+    assert_eq!(value("vrouter_routing_table_bytes", "tables=\"spare\""), 0, "{metrics}");
+    assert_eq!(
+        value("vrouter_route_misses_total", "reason=\"translate_loop\""),
+        0,
+        "{metrics}"
+    );
     for port in ["w1", "w2"] {
         for family in ["vrouter_port_rx_packets_total", "vrouter_port_tx_packets_total"] {
             assert!(

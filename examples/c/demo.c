@@ -182,6 +182,21 @@ int main(void) {
     printf("after the change: rx %llu tx %llu dropped %llu\n", (unsigned long long)stats.rx,
            (unsigned long long)stats.tx, (unsigned long long)stats.dropped);
 
+    /* The remote network is withdrawn: its established flow is re-decided on its next
+       packet, which is dropped (no route) and counted. */
+    CHECK(vr_router_remove_route(router, 1, "10.9.0.0/16"));
+    CHECK(vr_router_publish(router));
+    n = udp_frame(frame, w1, gw1, to_remote, 53);
+    CHECK(vr_router_push(router, p_w1, frame, n));
+    CHECK(vr_router_poll(router, &processed));
+    printf("after withdrawing 10.9.0.0/16: %s\n",
+           vr_result_message(vr_router_pull(router, p_fab, out, sizeof out, &len)));
+    rc = vr_router_remove_route(router, 1, "10.9.0.0/16");
+    printf("withdrawn twice: %s: %s\n", vr_result_message(rc), vr_router_last_error(router));
+    CHECK(vr_router_stats(router, &stats));
+    printf("after the withdrawal: rx %llu tx %llu dropped %llu\n", (unsigned long long)stats.rx,
+           (unsigned long long)stats.tx, (unsigned long long)stats.dropped);
+
     CHECK(vr_router_free(router));
     /* The handle is gone: using it is an error, not a crash. */
     printf("after free: %s\n", vr_result_message(vr_router_stats(router, &stats)));

@@ -345,12 +345,31 @@ vr_result vr_router_set_flow_options(struct vr_router *r, const struct vr_flow_o
 vr_result vr_router_add_vrf(struct vr_router *r, uint32_t vrf);
 
 /*
+ Removes VRF `vrf` and its routes (live at the next `vr_router_publish`);
+ VR_INVALID_ARGUMENT if there is none.
+ */
+vr_result vr_router_remove_vrf(struct vr_router *r, uint32_t vrf);
+
+/*
  Adds or replaces the route `prefix` ("10.0.0.0/8", "fd00::/64") in `vrf` to `nexthop`.
  */
 vr_result vr_router_add_route(struct vr_router *r,
                               uint32_t vrf,
                               const char *prefix,
                               uint32_t nexthop);
+
+/*
+ Withdraws the route `prefix` from `vrf` (live at the next `vr_router_publish`: flows
+ using it are re-decided on their next packet); VR_INVALID_ARGUMENT if `vrf` has no
+ such route.
+ */
+vr_result vr_router_remove_route(struct vr_router *r, uint32_t vrf, const char *prefix);
+
+/*
+ Removes nexthop `id` (routes still pointing at it then drop their packets, counted,
+ until given another); VR_INVALID_ARGUMENT if there is none.
+ */
+vr_result vr_router_remove_nexthop(struct vr_router *r, uint32_t id);
 
 /*
  Defines nexthop `id`: out of `port` (to the destination itself, or to `gateway` if not
@@ -393,12 +412,30 @@ vr_result vr_router_set_vni(struct vr_router *r, uint32_t vni, uint32_t vrf);
 vr_result vr_router_set_label(struct vr_router *r, uint32_t label, uint32_t nexthop);
 
 /*
+ Unmaps VNI `vni` (its packets are then dropped, counted); VR_INVALID_ARGUMENT if it
+ was not mapped.
+ */
+vr_result vr_router_remove_vni(struct vr_router *r, uint32_t vni);
+
+/*
+ Unmaps MPLS label `label` (its packets are then dropped, counted); VR_INVALID_ARGUMENT
+ if it was not mapped.
+ */
+vr_result vr_router_remove_label(struct vr_router *r, uint32_t label);
+
+/*
  The MAC (6 bytes) of `ip` on `port`.
  */
 vr_result vr_router_set_neighbor(struct vr_router *r,
                                  uint32_t port,
                                  const char *ip,
                                  const uint8_t *mac_);
+
+/*
+ Forgets the MAC of `ip` on `port` given by `vr_router_set_neighbor` (the router then
+ resolves it by ARP or neighbour discovery); VR_INVALID_ARGUMENT if none was given.
+ */
+vr_result vr_router_remove_neighbor(struct vr_router *r, uint32_t port, const char *ip);
 
 /*
  Makes the routes, nexthops, labels, VNIs and neighbours set so far live (atomically;

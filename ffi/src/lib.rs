@@ -1,6 +1,6 @@
 //! The C API. A router is built (ports, VRFs, routes, nexthops including VXLAN, MPLSoUDP
 //! and MPLSoGRE tunnels and ECMP, VNIs, labels, neighbours, per-workload policy rule
-//! lists), started
+//! lists; each can be removed again and the change published while it runs), started
 //! on in-memory ports, then driven by the embedder: push frames in, poll, pull frames out,
 //! read counters, dump flows. `ffi/include/vrouter.h` is generated from this file.
 //!
@@ -552,17 +552,57 @@ pub extern "C" fn vr_router_add_vrf(r: *mut VrRouter, vrf: u32) -> VrResult {
     with(r, |r| r.routes.add_vrf(vrf).map_err(|e| bad(e.to_string())))
 }
 
+/// Removes VRF `vrf` and its routes (live at the next `vr_router_publish`);
+/// VR_INVALID_ARGUMENT if there is none.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_vrf(r: *mut VrRouter, vrf: u32) -> VrResult {
+    with(r, |r| present(r.routes.remove_vrf(vrf), || format!("no VRF {vrf}")))
+}
+
+/// A C prefix ("10.0.0.0/8", "fd00::/64") as address and length.
+fn prefix(prefix: *const c_char) -> Result<(IpAddr, u8), (VrResult, String)> {
+    let p = text(prefix, "prefix")?;
+    let (a, l) = p
+        .split_once('/')
+        .ok_or_else(|| bad(format!("prefix `{p}` is not ADDRESS/LENGTH")))?;
+    let a: IpAddr = a.parse().map_err(|_| bad(format!("prefix `{p}`: not an address")))?;
+    let l: u8 = l.parse().map_err(|_| bad(format!("prefix `{p}`: bad length")))?;
+    Ok((a, l))
+}
+
+/// `Ok` if the thing to remove was there, else VR_INVALID_ARGUMENT saying `what`.
+fn present(removed: bool, what: impl FnOnce() -> String) -> Result<(), (VrResult, String)> {
+    if removed { Ok(()) } else { Err(bad(what())) }
+}
+
 /// Adds or replaces the route `prefix` ("10.0.0.0/8", "fd00::/64") in `vrf` to `nexthop`.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_add_route(r: *mut VrRouter, vrf: u32, prefix: *const c_char, nexthop: u32) -> VrResult {
     with(r, |r| {
-        let p = text(prefix, "prefix")?;
-        let (a, l) = p
-            .split_once('/')
-            .ok_or_else(|| bad(format!("prefix `{p}` is not ADDRESS/LENGTH")))?;
-        let a: IpAddr = a.parse().map_err(|_| bad(format!("prefix `{p}`: not an address")))?;
-        let l: u8 = l.parse().map_err(|_| bad(format!("prefix `{p}`: bad length")))?;
+        let (a, l) = self::prefix(prefix)?;
         r.routes.add_route(vrf, a, l, nexthop).map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// Withdraws the route `prefix` from `vrf` (live at the next `vr_router_publish`: flows
+/// using it are re-decided on their next packet); VR_INVALID_ARGUMENT if `vrf` has no
+/// such route.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_route(r: *mut VrRouter, vrf: u32, prefix: *const c_char) -> VrResult {
+    with(r, |r| {
+        let (a, l) = self::prefix(prefix)?;
+        present(r.routes.remove_route(vrf, a, l), || {
+            format!("no route {a}/{l} in VRF {vrf}")
+        })
+    })
+}
+
+/// Removes nexthop `id` (routes still pointing at it then drop their packets, counted,
+/// until given another); VR_INVALID_ARGUMENT if there is none.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_nexthop(r: *mut VrRouter, id: u32) -> VrResult {
+    with(r, |r| {
+        present(r.routes.remove_nexthop(id), || format!("no nexthop {id}"))
     })
 }
 
@@ -649,6 +689,24 @@ pub extern "C" fn vr_router_set_label(r: *mut VrRouter, label: u32, nexthop: u32
     })
 }
 
+/// Unmaps VNI `vni` (its packets are then dropped, counted); VR_INVALID_ARGUMENT if it
+/// was not mapped.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_vni(r: *mut VrRouter, vni: u32) -> VrResult {
+    with(r, |r| {
+        present(r.routes.remove_vni(vni), || format!("VNI {vni} is not mapped"))
+    })
+}
+
+/// Unmaps MPLS label `label` (its packets are then dropped, counted); VR_INVALID_ARGUMENT
+/// if it was not mapped.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_label(r: *mut VrRouter, label: u32) -> VrResult {
+    with(r, |r| {
+        present(r.routes.remove_label(label), || format!("label {label} is not mapped"))
+    })
+}
+
 /// The MAC (6 bytes) of `ip` on `port`.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_set_neighbor(r: *mut VrRouter, port: u32, ip: *const c_char, mac_: *const u8) -> VrResult {
@@ -659,6 +717,18 @@ pub extern "C" fn vr_router_set_neighbor(r: *mut VrRouter, port: u32, ip: *const
         };
         r.routes.set_neighbor(port, addr(ip, "ip")?, n);
         Ok(())
+    })
+}
+
+/// Forgets the MAC of `ip` on `port` given by `vr_router_set_neighbor` (the router then
+/// resolves it by ARP or neighbour discovery); VR_INVALID_ARGUMENT if none was given.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_neighbor(r: *mut VrRouter, port: u32, ip: *const c_char) -> VrResult {
+    with(r, |r| {
+        let ip = addr(ip, "ip")?;
+        present(r.routes.remove_neighbor(port, ip), || {
+            format!("no neighbour {ip} on port {port}")
+        })
     })
 }
 

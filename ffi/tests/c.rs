@@ -106,6 +106,9 @@ fn check(stdout: &str) {
         // The counters carried on: three more received, two sent, the one to the removed
         // w2 dropped (its route's nexthop is now a discard).
         "after the change: rx 7 tx 4 dropped 3",
+        "after withdrawing 10.9.0.0/16: nothing to pull",
+        "withdrawn twice: invalid argument (see vr_router_last_error): no route 10.9.0.0/16 in VRF 1",
+        "after the withdrawal: rx 8 tx 4 dropped 4",
         "after free: not a live router handle",
         "null handle: a pointer argument was NULL",
     ] {

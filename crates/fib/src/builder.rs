@@ -176,14 +176,16 @@ impl FibBuilder {
         Ok(())
     }
 
-    /// Removes a VRF and its routes.
-    pub fn remove_vrf(&mut self, vrf: VrfId) {
-        if self.vrfs.remove(&vrf).is_some() {
+    /// Removes a VRF and its routes; `false` if there was none.
+    pub fn remove_vrf(&mut self, vrf: VrfId) -> bool {
+        let removed = self.vrfs.remove(&vrf).is_some();
+        if removed {
             self.dirty_vrfs.insert(vrf);
             self.edits += 1;
             self.v4_changes.rebuild(vrf);
             self.v6_changes.rebuild(vrf);
         }
+        removed
     }
 
     fn routes(&mut self, vrf: VrfId) -> Result<&mut VrfRoutes, FibError> {
@@ -272,10 +274,12 @@ impl FibBuilder {
     }
 
     /// Removes a nexthop; routes still pointing at it resolve to a counted
-    /// `Miss::UnresolvedNexthop`.
-    pub fn remove_nexthop(&mut self, id: NexthopId) {
-        self.dirty_nexthops |= self.nexthops.remove(&id).is_some();
+    /// `Miss::UnresolvedNexthop`; `false` if there was none.
+    pub fn remove_nexthop(&mut self, id: NexthopId) -> bool {
+        let removed = self.nexthops.remove(&id).is_some();
+        self.dirty_nexthops |= removed;
         self.edits += 1;
+        removed
     }
 
     /// Maps an incoming MPLS label to a nexthop.
@@ -289,6 +293,15 @@ impl FibBuilder {
         Ok(())
     }
 
+    /// Unmaps an incoming MPLS label (its packets are then dropped, counted); `false` if
+    /// it was not mapped.
+    pub fn remove_label(&mut self, label: u32) -> bool {
+        let removed = self.labels.remove(&label).is_some();
+        self.dirty_labels |= removed;
+        self.edits += 1;
+        removed
+    }
+
     /// Maps a VXLAN VNI to a VRF.
     pub fn set_vni(&mut self, vni: u32, vrf: VrfId) -> Result<(), FibError> {
         if vni >= 1 << 24 {
@@ -300,6 +313,15 @@ impl FibBuilder {
         Ok(())
     }
 
+    /// Unmaps a VXLAN VNI (its packets are then dropped, counted); `false` if it was not
+    /// mapped.
+    pub fn remove_vni(&mut self, vni: u32) -> bool {
+        let removed = self.vnis.remove(&vni).is_some();
+        self.dirty_vnis |= removed;
+        self.edits += 1;
+        removed
+    }
+
     /// Adds or updates a neighbour.
     pub fn set_neighbor(&mut self, port: u32, ip: IpAddr, neighbor: Neighbor) {
         self.neighbors.insert((port, ip), neighbor);
@@ -307,10 +329,12 @@ impl FibBuilder {
         self.edits += 1;
     }
 
-    /// Removes a neighbour.
-    pub fn remove_neighbor(&mut self, port: u32, ip: IpAddr) {
-        self.dirty_neighbors |= self.neighbors.remove(&(port, ip)).is_some();
+    /// Removes a neighbour; `false` if there was none.
+    pub fn remove_neighbor(&mut self, port: u32, ip: IpAddr) -> bool {
+        let removed = self.neighbors.remove(&(port, ip)).is_some();
+        self.dirty_neighbors |= removed;
         self.edits += 1;
+        removed
     }
 
     /// Follows a change of the node's port numbers (`new_port(old)`; `None`: the port is

@@ -424,8 +424,9 @@ impl FibBuilder {
 
     /// Compiles what changed since the last publish, as [`publish`](Self::publish) does,
     /// without showing it to readers yet: the slow half, done while the workers run when
-    /// the swap must happen while they stand still (a live port change). Changes nothing;
-    /// dropping the result forgets it.
+    /// the swap must happen while they stand still (a live port change). Changes nothing
+    /// readers see (it reaps, and takes spare tables to patch into); dropping the result
+    /// forgets it.
     pub fn prepare(&self, fib: &Fib) -> Prepared {
         // Frees what the workers have let go of, keeping big tables to patch into.
         fib.reap();

@@ -201,6 +201,19 @@ fn time_publishes(b: &mut FibBuilder, fib: &Fib, what: &str, commonest: &[(IpAdd
         }
         eprintln!("{what}: {batch} changed, publishes {} ms", times.join(" "));
     }
+    // A routing daemon's stream of single updates, each published on its own.
+    let n = 2000.min(commonest.len());
+    let t0 = Instant::now();
+    for &(net, len, nh) in commonest.iter().step_by(commonest.len() / n).take(n) {
+        b.add_route(0, net, len, nh + 7).unwrap();
+        b.publish(fib).unwrap();
+    }
+    let each = t0.elapsed().as_secs_f64() / n as f64;
+    eprintln!(
+        "{what}: {n} single-route publishes, {:.1} us each ({:.0} publishes/s)",
+        each * 1e6,
+        1.0 / each
+    );
 }
 
 fn bench_v4(c: &mut Criterion, n: usize) {

@@ -300,10 +300,48 @@ fn bad_changes_name_what_is_wrong() {
 
 #[test]
 fn readers_never_see_half_a_batch() {
+    batches_under_readers(false, 300);
+}
+
+/// The same with VRF 1 big in both families, so that each batch patches a spare table:
+/// one a reader still held would show it half written.
+#[test]
+fn readers_never_see_half_a_patch() {
+    batches_under_readers(true, 60);
+}
+
+/// Publishes `generations` batches, each pointing 64 IPv4 and 64 IPv6 routes at nexthop
+/// `g`, while two threads read: every snapshot a reader takes must have all of them at
+/// its own generation.
+fn batches_under_readers(big: bool, generations: u32) {
     let fib = Fib::new();
     let mut b = FibBuilder::new();
     b.add_vrf(1).unwrap();
-    let prefixes: Vec<Ipv4Addr> = (0..64u32).map(|i| Ipv4Addr::from(0x0a00_0000 + (i << 8))).collect();
+    let prefixes: Vec<(IpAddr, u8)> = (0..64u32)
+        .flat_map(|i| {
+            [
+                (IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24),
+                (
+                    IpAddr::V6(Ipv6Addr::from((0x2001_0db8u128 << 96) | (u128::from(i) << 80))),
+                    48,
+                ),
+            ]
+        })
+        .collect();
+    if big {
+        // Others, to make the tables big: patched, not compiled.
+        for i in 0..2100u32 {
+            b.add_route(1, IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + (i << 8))), 24, 0)
+                .unwrap();
+            b.add_route(
+                1,
+                IpAddr::V6(Ipv6Addr::from(0xfd00u128 << 112 | u128::from(i) << 80)),
+                48,
+                0,
+            )
+            .unwrap();
+        }
+    }
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -321,21 +359,28 @@ fn readers_never_see_half_a_batch() {
                         continue;
                     }
                     // Every route of batch g points to nexthop g: a torn read would mix them.
-                    for p in &prefixes {
-                        assert_eq!(snap.lookup(1, IpAddr::V4(*p)), Ok(g), "generation {g}");
+                    for &(p, _) in &prefixes {
+                        assert_eq!(snap.lookup(1, p), Ok(g), "generation {g}, {p}");
                     }
                     checks += 1;
                 }
             });
         }
-        for g in 1..=300u32 {
-            for p in &prefixes {
-                b.add_route(1, IpAddr::V4(*p), 24, g).unwrap();
+        for g in 1..=generations {
+            for &(p, len) in &prefixes {
+                b.add_route(1, p, len, g).unwrap();
             }
             assert_eq!(b.publish(&fib).unwrap(), g);
         }
         stop.store(true, Ordering::Relaxed);
     });
+    if big {
+        fib.reap();
+        assert!(
+            fib.spare_bytes() >= 64 << 20,
+            "spares kept once no reader holds a table"
+        );
+    }
 }
 
 /// Flows moved when one member leaves, and the chi-squared of the spread, for 2..64

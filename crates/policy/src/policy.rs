@@ -22,7 +22,7 @@ pub struct EndpointId(pub u32);
 ///
 /// Rules are evaluated by ascending `priority`, ties in list order; the first match decides.
 /// Shared by `Arc` so a security group attached to many endpoints compiles once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RuleList {
     /// The rules.
     pub rules: Vec<Rule>,
@@ -271,6 +271,9 @@ pub struct FlowDecision {
     pub generation: u32,
 }
 
+/// Compiled rule lists by content, with the warnings compiling them gave.
+type Lists = HashMap<Arc<RuleList>, (Arc<RuleTable>, Vec<PolicyError>)>;
+
 /// An immutable compiled policy.
 pub struct Policy {
     generation: u32,
@@ -282,14 +285,34 @@ impl Policy {
     /// Compiles `set`. Errors name the rule and field; rules that can never match are left
     /// out and reported in the returned warnings.
     pub fn compile(set: &PolicySet, generation: u32) -> Result<(Policy, Vec<PolicyError>), PolicyError> {
+        Self::compile_reusing(set, generation, &Lists::new()).map(|(p, warnings, _)| (p, warnings))
+    }
+
+    /// [`compile`](Self::compile), taking the tables of lists equal to one in `before`
+    /// from there rather than compiling them again; also returns this set's lists.
+    fn compile_reusing(
+        set: &PolicySet,
+        generation: u32,
+        before: &Lists,
+    ) -> Result<(Policy, Vec<PolicyError>, Lists), PolicyError> {
         let mut warnings = Vec::new();
+        let mut now = Lists::new();
         let mut compiled: HashMap<*const RuleList, Arc<RuleTable>> = HashMap::new();
         let mut table = |l: &Option<Arc<RuleList>>, warnings: &mut Vec<PolicyError>| -> Result<_, PolicyError> {
             let Some(l) = l else { return Ok(None) };
-            Ok(Some(match compiled.entry(Arc::as_ptr(l)) {
-                Entry::Occupied(e) => e.get().clone(),
-                Entry::Vacant(e) => e.insert(Arc::new(RuleTable::compile(l, warnings)?)).clone(),
-            }))
+            let Entry::Vacant(e) = compiled.entry(Arc::as_ptr(l)) else {
+                return Ok(compiled.get(&Arc::as_ptr(l)).cloned());
+            };
+            let (t, w) = match now.get(l).or_else(|| before.get(l)) {
+                Some(done) => done.clone(),
+                None => {
+                    let mut w = Vec::new();
+                    (Arc::new(RuleTable::compile(l, &mut w)?), w)
+                }
+            };
+            warnings.extend(w.iter().cloned());
+            now.insert(l.clone(), (t.clone(), w));
+            Ok(Some(e.insert(t).clone()))
         };
         let mut endpoints = HashMap::new();
         let mut by_addr = HashMap::new();
@@ -325,6 +348,7 @@ impl Policy {
                 by_addr,
             },
             warnings,
+            now,
         ))
     }
 
@@ -391,6 +415,10 @@ pub struct PolicyStore {
     /// [`PolicyStore::reap`] on the publisher's thread (never by a worker, between
     /// bursts).
     retired: Mutex<Vec<Arc<Policy>>>,
+    /// The lists the last [`prepare`](PolicyStore::prepare) compiled: the next compiles
+    /// only lists it has not seen, so one pod's change in a big cluster costs that pod's
+    /// lists, not every list.
+    lists: Mutex<Lists>,
 }
 
 impl Default for PolicyStore {
@@ -408,6 +436,7 @@ impl PolicyStore {
             next: AtomicU32::new(1),
             published: AtomicU32::new(0),
             retired: Mutex::default(),
+            lists: Mutex::default(),
         }
     }
 
@@ -455,8 +484,14 @@ impl PolicyStore {
     /// Compiles `set` under the next generation without making it current: the slow half
     /// of [`publish`](Self::publish), done ahead of a moment when the swap must be quick
     /// (a live port change). Returns it with the warnings.
+    ///
+    /// A list equal to one the last prepare compiled (the same rules, however built) is
+    /// not compiled again: its table, and with it its hit counters, carry over.
     pub fn prepare(&self, set: &PolicySet) -> Result<(Policy, Vec<PolicyError>), PolicyError> {
-        Policy::compile(set, self.next.fetch_add(1, Ordering::Relaxed))
+        let mut lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+        let (p, warnings, now) = Policy::compile_reusing(set, self.next.fetch_add(1, Ordering::Relaxed), &lists)?;
+        *lists = now;
+        Ok((p, warnings))
     }
 
     /// Makes a policy from [`prepare`](Self::prepare) current and returns its generation;

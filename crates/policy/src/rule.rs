@@ -89,7 +89,7 @@ impl fmt::Display for RuleId {
 ///
 /// Port ranges need `proto` to be TCP, UDP or SCTP; `icmp` needs ICMP or ICMPv6. Addresses
 /// are sets shared by `Arc`, so a large set referenced by many rules is stored once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Rule {
     /// Identifier, unique within the set.
     pub id: RuleId,

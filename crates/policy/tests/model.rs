@@ -431,3 +431,68 @@ fn replaced_policies_are_freed_by_reap_not_by_their_last_reader() {
     assert_eq!(store.reap(), 0);
     assert!(weak.upgrade().is_none(), "freed by reap");
 }
+
+/// A republished set compiles only the lists it did not have last time: lists rebuilt
+/// with the same rules keep their table (and hit counters); a changed one is compiled,
+/// its warnings reported again, and decides by its new rules.
+#[test]
+fn a_republished_set_compiles_only_the_lists_that_changed() {
+    let list = |port: u16, with_dead_rule: bool| {
+        let mut rules = vec![Rule {
+            proto: Some(6),
+            dst_ports: Some(PortRange::new(port, port)),
+            ..Rule::any(RuleId(1), Action::Allow)
+        }];
+        if with_dead_rule {
+            rules.push(Rule {
+                src: Some(Arc::new(AddrSet::new())),
+                ..Rule::any(RuleId(2), Action::Deny)
+            });
+        }
+        Arc::new(RuleList {
+            rules,
+            default: Action::Deny,
+        })
+    };
+    // Each call builds every list afresh, as a reload reading a file does.
+    let set = |second_port: u16| PolicySet {
+        endpoints: (1..=3u32)
+            .map(|id| Endpoint {
+                id: EndpointId(id),
+                vrf: 0,
+                addrs: vec![],
+                ingress: Some(list(if id == 2 { second_port } else { 80 }, id == 3)),
+                egress: None,
+            })
+            .collect(),
+    };
+    let store = PolicyStore::new();
+    let (_, warnings) = store.publish(&set(443)).unwrap();
+    assert_eq!(warnings.len(), 1, "endpoint 3's dead rule");
+    let before = store.load();
+    let tcp_to = |port: u16| Fields {
+        proto: 6,
+        b: port,
+        ..Fields::default()
+    };
+    let t = |p: &Policy, id: u32| p.table(EndpointId(id), Direction::Ingress).unwrap() as *const RuleTable;
+    before
+        .table(EndpointId(1), Direction::Ingress)
+        .unwrap()
+        .classify(&tcp_to(80));
+    let (_, warnings) = store.publish(&set(8443)).unwrap();
+    assert_eq!(warnings.len(), 1, "reported again, though not compiled again");
+    let after = store.load();
+    assert_eq!(t(&after, 1), t(&before, 1), "unchanged: the same table");
+    assert_eq!(t(&after, 3), t(&before, 3));
+    assert_ne!(t(&after, 2), t(&before, 2), "changed: compiled");
+    let one = after.table(EndpointId(1), Direction::Ingress).unwrap();
+    assert_eq!(
+        one.hits().find(|&(r, _)| r == RuleId(1)),
+        Some((RuleId(1), 1)),
+        "counted before, kept"
+    );
+    let two = after.table(EndpointId(2), Direction::Ingress).unwrap();
+    assert_eq!(two.classify(&tcp_to(8443)).rule, Some(RuleId(1)));
+    assert_eq!(two.classify(&tcp_to(443)).rule, None);
+}

@@ -40,6 +40,19 @@ static size_t udp_frame(uint8_t *f, const uint8_t src_mac[6], const uint8_t dst_
     return 60;
 }
 
+/* Sends w1's UDP frame to dst:dport through the router and tries to pull what `out_port`
+   got: the pull's result, its text. */
+static const char *send_one(vr_router *router, uint32_t in_port, const uint8_t w1[6], const uint8_t gw1[6],
+                            const uint8_t dst[4], uint16_t dport, uint32_t out_port) {
+    uint8_t frame[2048], out[2048];
+    size_t len = 0, n = udp_frame(frame, w1, gw1, dst, dport);
+    uint64_t processed = 0;
+    vr_result rc = vr_router_push(router, in_port, frame, n);
+    if (rc == VR_OK) rc = vr_router_poll(router, &processed);
+    if (rc == VR_OK) rc = vr_router_pull(router, out_port, out, sizeof out, &len);
+    return vr_result_message(rc);
+}
+
 static void print_flow(void *ctx, const char *line) {
     (void)ctx;
     printf("  flow: %s\n", line);
@@ -109,20 +122,13 @@ int main(void) {
     printf("nothing more: %s\n", vr_result_message(rc));
 
     /* Port 5353 falls in the denied range. */
-    n = udp_frame(frame, w1, gw1, to_w2, 5353);
-    CHECK(vr_router_push(router, p_w1, frame, n));
-    CHECK(vr_router_poll(router, &processed));
-    printf("to w2 port 5353: %s\n", vr_result_message(vr_router_pull(router, p_w2, out, sizeof out, &len)));
+    printf("to w2 port 5353: %s\n", send_one(router, p_w1, w1, gw1, to_w2, 5353, p_w2));
 
     /* A new policy denying UDP 53 cuts the established flow on its next packet. */
     vr_rule deny_dns = {.action = VR_DENY, .proto = 17, .dst_port_min = 53, .dst_port_max = 53};
     CHECK(vr_router_set_policy(router, p_w2, VR_INGRESS, &deny_dns, 1, VR_ALLOW));
     CHECK(vr_router_publish_policy(router));
-    n = udp_frame(frame, w1, gw1, to_w2, 53);
-    CHECK(vr_router_push(router, p_w1, frame, n));
-    CHECK(vr_router_poll(router, &processed));
-    printf("to w2 port 53 after the new policy: %s\n",
-           vr_result_message(vr_router_pull(router, p_w2, out, sizeof out, &len)));
+    printf("to w2 port 53 after the new policy: %s\n", send_one(router, p_w1, w1, gw1, to_w2, 53, p_w2));
 
     vr_stats stats;
     CHECK(vr_router_stats(router, &stats));
@@ -186,11 +192,7 @@ int main(void) {
        packet, which is dropped (no route) and counted. */
     CHECK(vr_router_remove_route(router, 1, "10.9.0.0/16"));
     CHECK(vr_router_publish(router));
-    n = udp_frame(frame, w1, gw1, to_remote, 53);
-    CHECK(vr_router_push(router, p_w1, frame, n));
-    CHECK(vr_router_poll(router, &processed));
-    printf("after withdrawing 10.9.0.0/16: %s\n",
-           vr_result_message(vr_router_pull(router, p_fab, out, sizeof out, &len)));
+    printf("after withdrawing 10.9.0.0/16: %s\n", send_one(router, p_w1, w1, gw1, to_remote, 53, p_fab));
     rc = vr_router_remove_route(router, 1, "10.9.0.0/16");
     printf("withdrawn twice: %s: %s\n", vr_result_message(rc), vr_router_last_error(router));
     CHECK(vr_router_stats(router, &stats));

@@ -36,6 +36,11 @@ fn ip(s: &str) -> IpAddr {
 }
 
 fn tables(flows: usize) -> Tables {
+    tables_and_routes(flows).0
+}
+
+/// [`tables`] and the builder of their routes, to publish changes.
+fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
     let fib = Arc::new(Fib::new());
     let mut b = FibBuilder::new();
     b.add_vrf(0).unwrap();
@@ -100,7 +105,7 @@ fn tables(flows: usize) -> Tables {
     // tables hit slower (docs/flow.md).
     let mut cfg = FlowTableConfig::with_capacity((flows * 8).max(8192));
     cfg.max_readers = 8;
-    Tables {
+    let t = Tables {
         fib,
         policy: Arc::new(PolicyStore::new()),
         flows: Arc::new(FlowTable::new(cfg).unwrap()),
@@ -108,7 +113,8 @@ fn tables(flows: usize) -> Tables {
         epoch: Instant::now(),
         taps: Default::default(),
         neighbors: Default::default(),
-    }
+    };
+    (t, b)
 }
 
 /// A UDP packet from 10.0.1.x to `dst`, flow `i` (ports and the source's last byte vary).
@@ -443,6 +449,36 @@ fn bench(c: &mut Criterion) {
         let mut rig = Rig::new(&t);
         let flows = install(&mut rig, 2, 1000, mpls_udp);
         bench_hits(&mut g, "mplsoudp_decap_hit/1k", &mut rig, 2, &flows, false);
+    }
+    // Route churn: a route published before every burst (untimed), beside the flows'
+    // destination (each flow finds its decision still current) or holding it (each flow
+    // is decided again).
+    {
+        let (t, mut b) = tables_and_routes(1000);
+        let mut rig = Rig::new(&t);
+        let flows = install(&mut rig, 0, 1000, |i| l3(i, "10.0.2.2"));
+        for (name, prefix) in [
+            ("l3_hit_after_publish_beside/1k", "10.0.3.0"),
+            ("l3_hit_after_publish_holding/1k", "10.0.2.0"),
+        ] {
+            let mut walk = Walk::default();
+            let mut nexthop = 2;
+            g.bench_function(name, |bench| {
+                bench.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        nexthop = 5 - nexthop;
+                        b.add_route(1, ip(prefix), 24, nexthop).unwrap();
+                        b.publish(&t.fib).unwrap();
+                        let burst = walk.next(flows.flows);
+                        let t0 = Instant::now();
+                        black_box(rig.run(0, &flows, &burst));
+                        total += t0.elapsed();
+                    }
+                    total
+                })
+            });
+        }
     }
     // The miss path: every packet a new flow (policy, LPM, pair insert), back to back, into
     // tables that live across samples (as a router's do) and are refilled from empty

@@ -49,7 +49,7 @@ pub(crate) const FOREVER: u32 = u32::MAX;
 
 /// Plans by (nexthop, destination); direct-mapped, a collision replaces.
 pub(crate) struct PlanCache {
-    fib_generation: u32,
+    egress_generation: u32,
     /// The learned table the plans were made with (held, so its address cannot be reused
     /// by a newer table while it is compared against).
     learned: Option<Arc<LearnedMap>>,
@@ -73,19 +73,20 @@ const PLAN_BITS: u32 = 8;
 impl PlanCache {
     pub(crate) fn new() -> Self {
         PlanCache {
-            fib_generation: 0,
+            egress_generation: 0,
             learned: None,
             slots: vec![None; 1 << PLAN_BITS].into(),
         }
     }
 
-    /// Once per burst: forgets everything if the FIB or the learned table changed.
+    /// Once per burst: forgets everything if what nexthops resolve to may have changed (the
+    /// FIB's egress generation) or the learned table did.
     #[inline]
-    pub(crate) fn sync(&mut self, fib_generation: u32, learned: &Arc<LearnedMap>) {
+    pub(crate) fn sync(&mut self, egress_generation: u32, learned: &Arc<LearnedMap>) {
         let same = self.learned.as_ref().is_some_and(|l| Arc::ptr_eq(l, learned));
-        if !same || self.fib_generation != fib_generation {
+        if !same || self.egress_generation != egress_generation {
             self.slots.fill(None);
-            self.fib_generation = fib_generation;
+            self.egress_generation = egress_generation;
             self.learned = Some(Arc::clone(learned));
         }
     }
@@ -129,7 +130,8 @@ pub(crate) type Underlay = (u32, IpAddr, Option<MacAddr>);
 /// Tunnel destinations one worker keeps resolved.
 const UNDERLAY_CACHE: usize = 16;
 
-/// Tunnel underlay resolutions reused across packets while the FIB generation stays: every
+/// Tunnel underlay resolutions reused across packets while the FIB's egress generation
+/// stays (route changes away from tunnels' far ends keep it): every
 /// packet into a tunnel would otherwise repeat the same LPM and nexthop lookups for the
 /// tunnel's destination. Resolutions the flow hash picked (an ECMP underlay) are not kept.
 #[derive(Default)]
@@ -151,9 +153,9 @@ impl UnderlayCache {
         dst: Ipv4Addr,
         hash: u64,
     ) -> Result<(Underlay, bool), DropReason> {
-        if self.generation != fib.generation() {
+        if self.generation != fib.egress_generation() {
             self.entries.clear();
-            self.generation = fib.generation();
+            self.generation = fib.egress_generation();
         }
         if let Some((_, hit)) = self.entries.iter().find(|(k, _)| *k == (vrf, dst)) {
             return Ok((*hit, true));

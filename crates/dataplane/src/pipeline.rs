@@ -493,7 +493,17 @@ impl Pipeline {
                     let f = self.reader.flow(*id);
                     f.record(bytes, now, tcp);
                     let a = f.action();
-                    if f.generations() == gens || a.verdict == FlowVerdict::Hold {
+                    let had = f.generations();
+                    if had == gens || a.verdict == FlowVerdict::Hold {
+                        a
+                    } else if had.policy == gens.policy
+                        && keys[k]
+                            .dst_ip()
+                            .is_some_and(|dst| fib.route_unchanged_since(had.route, keys[k].vrf, dst))
+                    {
+                        // Only routes elsewhere changed: the same decision, now current.
+                        f.set_action(a, gens);
+                        how[k] = "flow hit: route changes elsewhere";
                         a
                     } else {
                         // Computed from an older routing or policy: decide again, keeping
@@ -542,7 +552,7 @@ impl Pipeline {
             self.new_at.clear();
         }
         let learned = self.t.neighbors.current();
-        self.egress.plans.sync(fib.generation(), &learned);
+        self.egress.plans.sync(fib.egress_generation(), &learned);
         let cx = Ctx {
             t: &self.t,
             host: self.host,
@@ -715,7 +725,7 @@ impl Pipeline {
                     (Tunnel::Vxlan { vni }, true) => {
                         let vrf = self
                             .tunnel_vrfs
-                            .get(fib.generation(), TunnelId::Vni(vni), || fib.vni(vni))
+                            .get(fib.egress_generation(), TunnelId::Vni(vni), || fib.vni(vni))
                             .ok_or(DropReason::UnknownVni)?;
                         // The inner Ethernet frame becomes the packet.
                         let off = u32::from(meta.inner.l2);
@@ -729,7 +739,7 @@ impl Pipeline {
                     (Tunnel::MplsOverUdp { top, .. } | Tunnel::MplsOverGre { top, .. }, true) => {
                         let vrf = self
                             .tunnel_vrfs
-                            .get(fib.generation(), TunnelId::Label(top.label), || {
+                            .get(fib.egress_generation(), TunnelId::Label(top.label), || {
                                 label_vrf(fib, &self.t.node, top.label)
                             })
                             .ok_or(DropReason::UnknownLabel)?;

@@ -456,6 +456,40 @@ fn an_oversized_packet_for_a_tunnel_gets_fragmentation_needed() {
 }
 
 #[test]
+fn a_route_change_elsewhere_leaves_established_flows_decided() {
+    let mut n = node();
+    let pkt = udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64);
+    assert_eq!(n.send(0, &pkt).unwrap().0, 1);
+    let how = |n: &mut Node| {
+        n.taps.trace(1);
+        let sent = n.send(0, &pkt).map(|s| s.0);
+        (sent, n.taps.next_trace().unwrap_or_default())
+    };
+    // Routes the flow does not use, in its VRF and in another: no new decision.
+    n.routes.add_route(1, ip("10.0.9.0"), 24, 1).unwrap();
+    n.routes.add_route(0, ip("198.51.100.0"), 24, 3).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    let (sent, line) = how(&mut n);
+    assert_eq!(sent, Some(1));
+    assert!(line.contains("flow hit: route changes elsewhere"), "{line}");
+    let (_, line) = how(&mut n);
+    assert!(
+        line.contains("flow hit") && !line.contains("elsewhere"),
+        "current again: {line}"
+    );
+    // A prefix holding its destination: decided again.
+    n.routes.add_route(1, ip("10.0.2.0"), 24, 2).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    let (sent, line) = how(&mut n);
+    assert_eq!(sent, Some(1));
+    assert!(line.contains("flow stale: re-decided"), "{line}");
+    // A nexthop redefined: every flow decided again.
+    n.routes.set_nexthop(7, Nexthop::Discard).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    assert!(how(&mut n).1.contains("flow stale: re-decided"));
+}
+
+#[test]
 fn a_route_change_moves_an_established_flow_on_its_next_packet() {
     let mut n = node();
     let pkt = udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64);

@@ -12,6 +12,7 @@ use crate::ecmp::EcmpGroup;
 use crate::lpm::{BigTable, Lpm, SMALL_TABLE_ROUTES};
 use crate::nexthop::{Neighbor, Nexthop, NexthopId, VrfId};
 use crate::prefix::{Addr, Route};
+use crate::recent::{Prefix, VrfChange};
 use crate::snapshot::{Compiled, Fib, Snapshot, VrfTables};
 
 /// Highest VRF id accepted (VRF tables are indexed by id).
@@ -415,7 +416,8 @@ impl FibBuilder {
 
     /// Compiles what changed since the last publish into a new snapshot (sharing every
     /// unchanged VRF table and map with the previous one) and swaps it in. Returns the new
-    /// generation. [`prepare`](Self::prepare) and [`install`](Self::install) are its two
+    /// generation. If another builder published since, everything this builder holds is
+    /// compiled: a publish makes the FIB what the builder holds. [`prepare`](Self::prepare) and [`install`](Self::install) are its two
     /// halves.
     pub fn publish(&mut self, fib: &Fib) -> Result<u32, FibError> {
         let p = self.prepare(fib);
@@ -431,18 +433,23 @@ impl FibBuilder {
         // Frees what the workers have let go of, keeping big tables to patch into.
         fib.reap();
         let prev = fib.snapshot();
+        // Another builder published since this one's last publish: what runs is not what
+        // this builder's changes are relative to, so all of it is compiled (a publish
+        // makes the FIB what this builder holds).
+        let foreign = self.published != Some(prev.generation);
+        let dirty: BTreeSet<VrfId> = if foreign {
+            self.vrfs.keys().copied().chain(prev.vrf_ids()).collect()
+        } else {
+            self.dirty_vrfs.clone()
+        };
         let mut vrfs = prev.vrfs.clone();
-        for &id in &self.dirty_vrfs {
+        for &id in &dirty {
             let slot = id as usize;
             if vrfs.len() <= slot {
                 vrfs.resize(slot + 1, None);
             }
             // The tables this VRF had in this builder's last snapshot, to patch.
-            let mine = prev
-                .vrfs
-                .get(slot)
-                .and_then(Option::as_ref)
-                .filter(|_| self.published == Some(prev.generation));
+            let mine = prev.vrfs.get(slot).and_then(Option::as_ref).filter(|_| !foreign);
             vrfs[slot] = self.vrfs.get(&id).map(|r| {
                 let (v4, v6) = (mine.map(|t| &t.v4), mine.map(|t| &t.v6));
                 Arc::new(VrfTables {
@@ -455,7 +462,7 @@ impl FibBuilder {
         while vrfs.last().is_some_and(Option::is_none) {
             vrfs.pop();
         }
-        let (nexthops, ecmp) = if self.dirty_nexthops {
+        let (nexthops, ecmp) = if self.dirty_nexthops || foreign {
             let mut compiled = Map::with_capacity_and_hasher(self.nexthops.len(), Default::default());
             let mut groups = Map::default();
             for (&id, nh) in &self.nexthops {
@@ -473,6 +480,12 @@ impl FibBuilder {
         } else {
             (prev.nexthops.clone(), None)
         };
+        let changes = self.changes(&prev);
+        let egress_generation = if changes.is_some() {
+            prev.egress_generation
+        } else {
+            prev.generation.wrapping_add(1)
+        };
         Prepared {
             base: prev.generation,
             edits: self.edits,
@@ -480,13 +493,67 @@ impl FibBuilder {
                 generation: prev.generation.wrapping_add(1),
                 vrfs,
                 nexthops,
-                labels: pick(self.dirty_labels, &self.labels, &prev.labels),
-                vnis: pick(self.dirty_vnis, &self.vnis, &prev.vnis),
-                neighbors: pick(self.dirty_neighbors, &self.neighbors, &prev.neighbors),
+                labels: pick(self.dirty_labels || foreign, &self.labels, &prev.labels),
+                vnis: pick(self.dirty_vnis || foreign, &self.vnis, &prev.vnis),
+                neighbors: pick(self.dirty_neighbors || foreign, &self.neighbors, &prev.neighbors),
                 stats: fib.stats.clone(),
+                recent: prev.recent.then(prev.generation.wrapping_add(1), changes),
+                egress_generation,
             },
             ecmp,
         }
+    }
+
+    /// What this publish changes over `prev` for cached routes: the VRFs whose routes
+    /// changed and the prefixes, or `None` if anything may have (nexthops, labels, VNIs
+    /// or neighbours changed, a VRF a nexthop looks up in changed, or `prev` is not this
+    /// builder's last snapshot, which the change lists are relative to).
+    fn changes(&self, prev: &Snapshot) -> Option<Vec<VrfChange<Prefix>>> {
+        if self.published != Some(prev.generation)
+            || self.dirty_nexthops
+            || self.dirty_labels
+            || self.dirty_vnis
+            || self.dirty_neighbors
+        {
+            return None;
+        }
+        let mut changes = Vec::with_capacity(self.dirty_vrfs.len());
+        for &id in &self.dirty_vrfs {
+            let existed = prev.vrfs.get(id as usize).is_some_and(Option::is_some);
+            let prefixes: Option<Vec<Prefix>> = match (
+                existed && self.vrfs.contains_key(&id),
+                self.v4_changes.patch(id),
+                self.v6_changes.patch(id),
+            ) {
+                (true, Some(v4), Some(v6)) => Some(
+                    v4.into_iter()
+                        .map(|(a, l)| Prefix::new(IpAddr::V4(a.into()), l))
+                        .chain(v6.into_iter().map(|(a, l)| Prefix::new(IpAddr::V6(a.into()), l)))
+                        .collect(),
+                ),
+                _ => None,
+            };
+            let mut every_vrf = false;
+            for nh in self.nexthops.values() {
+                match nh {
+                    // The route to a tunnel's far end moves every flow through it.
+                    Nexthop::Tunnel { dst, underlay_vrf, .. }
+                        if *underlay_vrf == id
+                            && prefixes.as_ref().is_none_or(|p| p.iter().any(|p| p.contains(*dst))) =>
+                    {
+                        return None;
+                    }
+                    Nexthop::VrfTranslate { vrf } if *vrf == id => every_vrf = true,
+                    _ => {}
+                }
+            }
+            changes.push(VrfChange {
+                vrf: id,
+                prefixes,
+                every_vrf,
+            });
+        }
+        Some(changes)
     }
 
     /// Swaps in what [`prepare`](Self::prepare) compiled: quick, whatever the tables'
@@ -693,6 +760,52 @@ mod tests {
         b.publish(&fib).unwrap();
         assert_eq!(fib.spare_bytes(), 0, "none kept");
         assert_eq!(fib.snapshot().lookup(1, v4(0x0a00_0301)), Ok(103));
+    }
+
+    #[test]
+    fn routes_through_tunnels_and_translations_follow_the_vrfs_they_look_up_in() {
+        let fib = Fib::new();
+        let mut b = FibBuilder::new();
+        for vrf in 0..3 {
+            b.add_vrf(vrf).unwrap();
+        }
+        let tunnel = Nexthop::Tunnel {
+            encap: crate::nexthop::Encap::Vxlan { vni: 5 },
+            src: v4(0xc000_0201),
+            dst: v4(0xc000_0209),
+            underlay_vrf: 0,
+        };
+        b.set_nexthop(1, tunnel).unwrap();
+        b.set_nexthop(2, Nexthop::VrfTranslate { vrf: 2 }).unwrap();
+        b.set_nexthop(3, Nexthop::Discard).unwrap();
+        b.add_route(0, v4(0xc000_0200), 24, 3).unwrap();
+        b.add_route(1, v4(0x0a01_0000), 16, 1).unwrap();
+        b.add_route(1, v4(0x0a02_0000), 16, 2).unwrap();
+        b.add_route(2, v4(0x0a02_0000), 24, 3).unwrap();
+        b.publish(&fib).unwrap();
+        let (via_tunnel, translated) = (v4(0x0a01_0001), v4(0x0a02_0001));
+        // (VRF, prefix) changed, then whether each flow of VRF 1 is known unchanged.
+        let cases = [
+            ((0, 0xc633_6400, 24), true, true),   // 198.51.100.0/24 in the underlay
+            ((0, 0xc000_0200, 24), false, false), // the tunnel's far end: every flow
+            ((2, 0x0a03_0000, 16), true, true),   // beside the translated address
+            ((2, 0x0a02_0000, 16), true, false),  // holding it
+            ((1, 0x0a01_0000, 24), false, true),  // in the flow's own VRF
+        ];
+        for ((vrf, net, len), tunnel_same, translated_same) in cases {
+            let since = fib.generation();
+            b.add_route(vrf, v4(net), len, 3).unwrap();
+            b.publish(&fib).unwrap();
+            let s = fib.snapshot();
+            assert_eq!(
+                (
+                    s.route_unchanged_since(since, 1, via_tunnel),
+                    s.route_unchanged_since(since, 1, translated)
+                ),
+                (tunnel_same, translated_same),
+                "{net:#x}/{len} in VRF {vrf}"
+            );
+        }
     }
 
     #[test]

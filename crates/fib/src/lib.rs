@@ -41,6 +41,7 @@ mod intervals;
 mod lpm;
 mod nexthop;
 mod prefix;
+mod recent;
 mod snapshot;
 mod trie6;
 

@@ -13,6 +13,7 @@ use crate::ecmp::EcmpGroup;
 use crate::lpm::{BigTable, Lpm, Lpm4, Lpm6};
 use crate::nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
 use crate::prefix::Addr;
+use crate::recent::Recent;
 use crate::trie6::Trie6;
 
 /// The tables' hash maps: keys are small ids and addresses looked up per packet, so a
@@ -133,6 +134,10 @@ pub struct Snapshot {
     pub(crate) vnis: Arc<Map<u32, VrfId>>,
     pub(crate) neighbors: Arc<Map<(u32, IpAddr), Neighbor>>,
     pub(crate) stats: Arc<FibStats>,
+    /// What the last publishes changed.
+    pub(crate) recent: Recent,
+    /// See [`Snapshot::egress_generation`].
+    pub(crate) egress_generation: u32,
 }
 
 fn bump(c: &AtomicU64) {
@@ -144,6 +149,25 @@ impl Snapshot {
     /// re-evaluated when it changes.
     pub fn generation(&self) -> u32 {
         self.generation
+    }
+
+    /// The generation of the last publish that may have changed what a nexthop resolves
+    /// to: its definition, labels, VNIs, neighbours, the route to a tunnel's far end (or a
+    /// publish by another builder). Caches of nexthops' egress (MACs, ports, tunnel
+    /// headers, underlay next hops) stay valid while it stays the same, however many
+    /// routes change.
+    pub fn egress_generation(&self) -> u32 {
+        self.egress_generation
+    }
+
+    /// Whether [`route`](Self::route) for `dst` in `vrf` answers now what it answered in
+    /// generation `since`'s snapshot, known without looking: true only if this snapshot
+    /// remembers every publish since (the last 32) and none of them changed a prefix
+    /// holding `dst` in `vrf`, nor nexthops, labels, VNIs, neighbours or a VRF a nexthop
+    /// looks up in. A flow cached under `since` then needs no new decision. `false`
+    /// means "decide again", not "changed".
+    pub fn route_unchanged_since(&self, since: u32, vrf: VrfId, dst: IpAddr) -> bool {
+        self.recent.unchanged_since(self.generation, since, vrf, dst)
     }
 
     fn vrf(&self, vrf: VrfId) -> Option<&VrfTables> {
@@ -416,6 +440,8 @@ impl Fib {
             vnis: Arc::default(),
             neighbors: Arc::default(),
             stats: stats.clone(),
+            recent: Recent::default(),
+            egress_generation: 0,
         };
         Fib {
             current: ArcSwap::from_pointee(empty),

@@ -656,3 +656,113 @@ fn replaced_snapshots_are_freed_by_reap_not_by_their_last_reader() {
     assert_eq!(fib.reap(), 0);
     assert!(weak.upgrade().is_none(), "freed by reap");
 }
+
+/// An edit for the route-unchanged property: a route added or removed, a nexthop
+/// redefined (kind: interface, tunnel over VRF 0, translate into VRF 2, ECMP, discard),
+/// a publish, or a publish by another builder.
+#[derive(Debug, Clone)]
+enum Edit {
+    Route(Op),
+    Nexthop(u32, u8),
+    Foreign,
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        8 => op().prop_map(Edit::Route),
+        2 => (0u32..8, 0u8..5).prop_map(|(id, kind)| Edit::Nexthop(id, kind)),
+        1 => Just(Edit::Foreign),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// `route_unchanged_since` is sound: whenever a snapshot says a destination's route
+    /// is unchanged since an older generation, the older snapshot routes it the same way;
+    /// so is `egress_generation`: while it stays, nexthops resolve the same way.
+    #[test]
+    fn a_route_said_unchanged_is_unchanged(
+        edits in proptest::collection::vec(edit(), 1..100),
+        probes in proptest::collection::vec((0u32..3, any::<bool>(), any::<u128>(), any::<u64>()), 40),
+    ) {
+        let fib = Fib::new();
+        let mut b = FibBuilder::new();
+        for vrf in 0..3 {
+            b.add_vrf(vrf).unwrap();
+        }
+        for id in 0..20 {
+            b.set_nexthop(id, Nexthop::Interface { port: id, gateway: None }).unwrap();
+        }
+        b.publish(&fib).unwrap();
+        let mut snapshots = vec![fib.snapshot()];
+        for e in edits {
+            match e {
+                Edit::Route(Op::Add(vrf, six, a, l, nh)) => {
+                    // Few nexthops, so that redefining one moves routes probed.
+                    let (net, len) = prefix(six, a, l);
+                    b.add_route(vrf, net, len, nh % 8).unwrap();
+                }
+                Edit::Route(Op::Remove(vrf, six, a, l)) => {
+                    let (net, len) = prefix(six, a, l);
+                    b.remove_route(vrf, net, len);
+                }
+                Edit::Nexthop(id, kind) => {
+                    let nh = match kind {
+                        0 => Nexthop::Interface { port: id + 1, gateway: None },
+                        1 => Nexthop::Tunnel {
+                            encap: Encap::Vxlan { vni: 7 },
+                            src: v4("192.0.2.1"),
+                            dst: v4("10.0.0.9"),
+                            underlay_vrf: 0,
+                        },
+                        2 => Nexthop::VrfTranslate { vrf: 2 },
+                        3 => Nexthop::Ecmp { members: vec![(id + 10, 1), (id + 11, 2)] },
+                        _ => Nexthop::Discard,
+                    };
+                    // An ECMP member that is itself ECMP is refused: nothing changes.
+                    let _ = b.set_nexthop(id, nh);
+                }
+                Edit::Foreign => {
+                    let mut other = FibBuilder::new();
+                    other.add_vrf(1).unwrap();
+                    other.add_route(1, v4("10.0.0.0"), 8, 3).unwrap();
+                    other.publish(&fib).unwrap();
+                    snapshots.push(fib.snapshot());
+                    continue;
+                }
+                Edit::Route(Op::Publish) => {}
+            }
+            if matches!(e, Edit::Route(Op::Publish)) {
+                b.publish(&fib).unwrap();
+                snapshots.push(fib.snapshot());
+            }
+        }
+        for (i, old) in snapshots.iter().enumerate() {
+            for new in &snapshots[i..] {
+                // The same egress generation: every nexthop resolves as it did, the
+                // tunnel's far end included.
+                if old.egress_generation() == new.egress_generation() {
+                    for id in 0..20 {
+                        prop_assert_eq!(old.nexthop(id), new.nexthop(id), "nexthop {}", id);
+                    }
+                    let far = v4("10.0.0.9");
+                    if (0..20).any(|id| matches!(new.nexthop(id), Some(Nexthop::Tunnel { .. }))) {
+                        prop_assert_eq!(old.route(0, far, 0), new.route(0, far, 0), "the tunnel's far end");
+                    }
+                }
+                for &(vrf, six, a, hash) in &probes {
+                    let (dst, _) = prefix(six, a, 255);
+                    if new.route_unchanged_since(old.generation(), vrf, dst) {
+                        prop_assert_eq!(
+                            old.route(vrf, dst, hash),
+                            new.route(vrf, dst, hash),
+                            "{} in VRF {} said unchanged from generation {} to {}",
+                            dst, vrf, old.generation(), new.generation()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

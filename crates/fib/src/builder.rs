@@ -60,6 +60,34 @@ pub struct FibBuilder {
     published: Option<u32>,
     /// Edits so far: [`FibBuilder::install`] refuses tables prepared before the last.
     edits: u64,
+    /// The VRFs the published nexthops look up in.
+    looked_up_in: LookedUpIn,
+}
+
+/// The VRFs nexthops look up in, besides the one a route is in: a change there moves
+/// routes elsewhere.
+#[derive(Default)]
+struct LookedUpIn {
+    /// Tunnels' far ends, by the VRF they are routed in.
+    far_ends: BTreeMap<VrfId, Vec<IpAddr>>,
+    /// VRFs translated into.
+    translated: BTreeSet<VrfId>,
+}
+
+impl LookedUpIn {
+    fn of(nexthops: &BTreeMap<NexthopId, Nexthop>) -> Self {
+        let mut l = LookedUpIn::default();
+        for nh in nexthops.values() {
+            match nh {
+                Nexthop::Tunnel { dst, underlay_vrf, .. } => l.far_ends.entry(*underlay_vrf).or_default().push(*dst),
+                Nexthop::VrfTranslate { vrf } => {
+                    l.translated.insert(*vrf);
+                }
+                _ => {}
+            }
+        }
+        l
+    }
 }
 
 /// Most prefixes changed in one publish for which a big table is patched rather than
@@ -517,6 +545,8 @@ impl FibBuilder {
         {
             return None;
         }
+        // The nexthops are those of the last publish (else `dirty_nexthops`).
+        let LookedUpIn { far_ends, translated } = &self.looked_up_in;
         let mut changes = Vec::with_capacity(self.dirty_vrfs.len());
         for &id in &self.dirty_vrfs {
             let existed = prev.vrfs.get(id as usize).is_some_and(Option::is_some);
@@ -533,20 +563,12 @@ impl FibBuilder {
                 ),
                 _ => None,
             };
-            let mut every_vrf = false;
-            for nh in self.nexthops.values() {
-                match nh {
-                    // The route to a tunnel's far end moves every flow through it.
-                    Nexthop::Tunnel { dst, underlay_vrf, .. }
-                        if *underlay_vrf == id
-                            && prefixes.as_ref().is_none_or(|p| p.iter().any(|p| p.contains(*dst))) =>
-                    {
-                        return None;
-                    }
-                    Nexthop::VrfTranslate { vrf } if *vrf == id => every_vrf = true,
-                    _ => {}
-                }
+            // The route to a tunnel's far end moves every flow through it.
+            let moved = |far: &IpAddr| prefixes.as_ref().is_none_or(|p| p.iter().any(|p| p.contains(*far)));
+            if far_ends.get(&id).is_some_and(|f| f.iter().any(moved)) {
+                return None;
             }
+            let every_vrf = translated.contains(&id);
             changes.push(VrfChange {
                 vrf: id,
                 prefixes,
@@ -569,7 +591,9 @@ impl FibBuilder {
         let generation = p.snapshot.generation;
         fib.replace(p.snapshot);
         if let Some(groups) = p.ecmp {
+            // Compiled anew: the nexthops changed, or another builder published.
             self.ecmp = groups;
+            self.looked_up_in = LookedUpIn::of(&self.nexthops);
         }
         self.dirty_vrfs.clear();
         self.v4_changes.clear();

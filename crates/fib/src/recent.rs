@@ -68,9 +68,10 @@ pub(crate) struct VrfChange<P> {
     pub(crate) every_vrf: bool,
 }
 
-/// The records of the last publishes, oldest first.
+/// The records of the last publishes, oldest first (each shared by the snapshots that
+/// remember it: a publish copies pointers, not prefix lists).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Recent(Arc<[Record]>);
+pub(crate) struct Recent(Arc<[Arc<Record>]>);
 
 impl Recent {
     /// These records and publish `generation`'s, which changed `vrfs` (`None`: anything).
@@ -84,10 +85,10 @@ impl Recent {
                 .collect()
         });
         let skip = self.0.len().saturating_sub(KEPT - 1);
-        let records: Vec<Record> = self.0[skip..]
+        let records: Vec<Arc<Record>> = self.0[skip..]
             .iter()
             .cloned()
-            .chain([Record { generation, vrfs }])
+            .chain([Arc::new(Record { generation, vrfs })])
             .collect();
         Recent(records.into())
     }

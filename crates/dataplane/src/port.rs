@@ -81,9 +81,9 @@ pub trait Port: Send {
 
     /// Whether the port's device can carry packets. Gone (it went away): it takes no
     /// more packets, and what is sent to it is dropped as
-    /// [`DropReason::PortGone`](crate::DropReason::PortGone) until the port is removed.
+    /// [`DropReason::PortGone`] until the port is removed.
     /// Down: what is sent to it is dropped as
-    /// [`DropReason::PortDown`](crate::DropReason::PortDown) until it is up again.
+    /// [`DropReason::PortDown`] until it is up again.
     fn state(&self) -> crate::PortState {
         crate::PortState::Up
     }

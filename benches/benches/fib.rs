@@ -183,6 +183,15 @@ fn run_group<A: Copy>(
     g.finish();
 }
 
+/// The routes of `prefixes` of length `len`, as the builder takes them.
+fn of_length<A: Copy>(prefixes: &[(A, u8, u32)], len: u8, ip: impl Fn(A) -> IpAddr) -> Vec<(IpAddr, u8, u32)> {
+    prefixes
+        .iter()
+        .filter(|p| p.1 == len)
+        .map(|&(net, len, nh)| (ip(net), len, nh))
+        .collect()
+}
+
 /// Small batches into a built table, as a routing daemon sends them: existing prefixes of
 /// the commonest length given another nexthop, five publishes per batch size. A big VRF's
 /// table is patched under them; a shorter prefix's change repaints all it spans. The
@@ -237,11 +246,7 @@ fn bench_v4(c: &mut Criterion, n: usize) {
         bytes / 1024,
         bytes as f64 / n as f64
     );
-    let slash24: Vec<_> = prefixes
-        .iter()
-        .filter(|p| p.1 == 24)
-        .map(|&(net, len, nh)| (IpAddr::V4(Ipv4Addr::from(net)), len, nh))
-        .collect();
+    let slash24 = of_length(&prefixes, 24, |a| IpAddr::V4(Ipv4Addr::from(a)));
     time_publishes(&mut b, &fib, &format!("ipv4 {n} prefixes"), &slash24);
     // Bulk construction: poptrie rebuilds its arrays on every single insert.
     let pop: poptrie::Poptrie<(u32, u8), u32> = prefixes.iter().map(|&(net, len, nh)| ((net, len), nh)).collect();
@@ -310,11 +315,7 @@ fn bench_v6(c: &mut Criterion) {
         bytes / 1024,
         bytes as f64 / n as f64
     );
-    let slash48: Vec<_> = prefixes
-        .iter()
-        .filter(|p| p.1 == 48)
-        .map(|&(net, len, nh)| (IpAddr::V6(Ipv6Addr::from(net)), len, nh))
-        .collect();
+    let slash48 = of_length(&prefixes, 48, |a| IpAddr::V6(Ipv6Addr::from(a)));
     time_publishes(&mut b, &fib, &format!("ipv6 {n} prefixes"), &slash48);
     let pop: poptrie::Poptrie<(u128, u8), u32> = prefixes.iter().map(|&(net, len, nh)| ((net, len), nh)).collect();
     let mut pt: PrefixMap<Ipv6Net, u32> = PrefixMap::new();

@@ -1,6 +1,7 @@
 //! The router's configuration front ends, which read text an operator or a tenant wrote:
-//! the TOML file `vrouter run` loads, and Kubernetes NetworkPolicy YAML (written by any
-//! namespace's owner in a shared cluster).
+//! the TOML file `vrouter run` loads, Kubernetes NetworkPolicy YAML (written by any
+//! namespace's owner in a shared cluster), and the control socket's `route` commands
+//! (sent by route daemons).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -26,6 +27,53 @@ pub fn config(data: &[u8]) {
             assert!(flow::FlowTable::new(flows).is_ok(), "checked flow options refused");
         }
         Err(e) => assert!(e.starts_with("fuzz.toml"), "{e}"),
+    }
+}
+
+/// A `route` command line against a router with VRFs 0 and 1, nexthops 1 and 2 and one
+/// route of its file: refused with nothing published, or applied and published, each
+/// dynamic route then held and routed.
+pub fn route_commands(data: &[u8]) {
+    use vrouter_cli::dynamic::{self, Routing};
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(commands) = dynamic::parse(line) else {
+        return;
+    };
+    let fib = fib::Fib::new();
+    let mut b = fib::FibBuilder::new();
+    for vrf in [0, 1] {
+        b.add_vrf(vrf).expect("a small VRF id");
+    }
+    for id in [1, 2] {
+        b.set_nexthop(id, fib::Nexthop::Discard).expect("a plain nexthop");
+    }
+    b.add_route(1, IpAddr::from([10, 0, 1, 0]), 24, 1)
+        .expect("a clean prefix");
+    let mut r = Routing::new(b);
+    r.builder.publish(&fib).expect("a small FIB publishes");
+    let before = fib.snapshot().generation();
+    match r.apply(&commands, &fib) {
+        Ok(_) => assert_eq!(fib.snapshot().generation(), before + 1),
+        Err(_) => {
+            assert_eq!(fib.snapshot().generation(), before, "a refused line published");
+            assert_eq!(r.dynamic_count(), 0);
+        }
+    }
+    let s = fib.snapshot();
+    for line in r.listing() {
+        // "vrf V PREFIX/LEN -> nexthop N dynamic": held by the builder, and the prefix's
+        // own address routed (to N, or by a longer prefix).
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let (addr, len) = w[2].split_once('/').unwrap();
+        let (vrf, addr) = (w[1].parse().unwrap(), addr.parse().unwrap());
+        assert_eq!(
+            r.builder.route(vrf, addr, len.parse().unwrap()),
+            Some(w[5].parse().unwrap()),
+            "{line}"
+        );
+        assert!(s.lookup(vrf, addr).is_ok(), "{line}");
     }
 }
 

@@ -11,7 +11,7 @@ use wire::Layer;
 
 mod config;
 mod pipeline;
-pub use config::{config, netpol};
+pub use config::{config, netpol, route_commands};
 pub use pipeline::pipeline;
 use wire::arp::{ArpPacket, ArpRepr};
 use wire::ethernet::{EthernetFrame, EthernetRepr};
@@ -52,6 +52,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("vxlan", vxlan),
     ("config", config),
     ("netpol", netpol),
+    ("route_commands", route_commands),
 ];
 
 const V4: (IpAddr, IpAddr) = (

@@ -225,34 +225,61 @@ impl FibBuilder {
             .ok_or_else(|| FibError::new("vrf", format!("VRF {vrf} does not exist")))
     }
 
-    /// Adds or replaces a route. Host bits must be clear (`10.0.0.1/8` is rejected,
-    /// naming the route): a typo in a prefix should not silently route something else.
-    pub fn add_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8, nexthop: NexthopId) -> Result<(), FibError> {
+    /// Whether `prefix/len` could be routed in `vrf`: the VRF exists, the length fits the
+    /// family and host bits are clear (`10.0.0.1/8` is rejected, naming the route: a typo
+    /// in a prefix should not silently route something else). For a control plane that
+    /// checks a batch before it edits anything.
+    pub fn check_route(&self, vrf: VrfId, prefix: IpAddr, len: u8) -> Result<(), FibError> {
         let bad = |what: &str| FibError::new("route", format!("{prefix}/{len} in VRF {vrf}: {what}"));
+        let host_bits_clear = match split(prefix)? {
+            (Some(a), _) if len <= 32 => a.network(len) == a,
+            (_, Some(a)) if len <= 128 => a.network(len) == a,
+            _ => {
+                return Err(bad(if prefix.is_ipv4() {
+                    "length above 32"
+                } else {
+                    "length above 128"
+                }));
+            }
+        };
+        if !host_bits_clear {
+            return Err(bad("host bits set"));
+        }
+        if !self.vrfs.contains_key(&vrf) {
+            return Err(FibError::new("vrf", format!("VRF {vrf} does not exist")));
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces a route, checked as [`check_route`](Self::check_route) does.
+    pub fn add_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8, nexthop: NexthopId) -> Result<(), FibError> {
+        self.check_route(vrf, prefix, len)?;
         match split(prefix)? {
             (Some(a), _) => {
-                if len > 32 {
-                    return Err(bad("length above 32"));
-                }
-                if a.network(len) != a {
-                    return Err(bad("host bits set"));
-                }
                 self.routes(vrf)?.v4.insert((a, len), nexthop);
                 self.v4_changes.note(vrf, (a, len));
             }
             (_, Some(a)) => {
-                if len > 128 {
-                    return Err(bad("length above 128"));
-                }
-                if a.network(len) != a {
-                    return Err(bad("host bits set"));
-                }
                 self.routes(vrf)?.v6.insert((a, len), nexthop);
                 self.v6_changes.note(vrf, (a, len));
             }
             _ => unreachable!("split returns one family"),
         }
         Ok(())
+    }
+
+    /// The nexthop of the route for exactly `prefix/len` in `vrf`, if there is one.
+    pub fn route(&self, vrf: VrfId, prefix: IpAddr, len: u8) -> Option<NexthopId> {
+        let r = self.vrfs.get(&vrf)?;
+        match prefix {
+            IpAddr::V4(a) => r.v4.get(&(a.into(), len)).copied(),
+            IpAddr::V6(a) => r.v6.get(&(a.into(), len)).copied(),
+        }
+    }
+
+    /// Whether nexthop `id` is defined.
+    pub fn has_nexthop(&self, id: NexthopId) -> bool {
+        self.nexthops.contains_key(&id)
     }
 
     /// Removes a route; `false` if it was not there.

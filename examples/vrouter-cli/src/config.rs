@@ -26,6 +26,7 @@ struct File {
     cpus: Vec<usize>,
     metrics: Option<Spanned<String>>,
     flows: Option<FlowsDef>,
+    routing: Option<RoutingDef>,
     #[serde(default)]
     tunnel_endpoints: Vec<Spanned<String>>,
     #[serde(default)]
@@ -51,6 +52,14 @@ struct File {
     namespace: Vec<Spanned<NamespaceDef>>,
     #[serde(default)]
     pod: Vec<Spanned<PodDef>>,
+}
+
+/// The `[routing]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutingDef {
+    /// Spare route tables kept per family ([`vrouter::fib::Fib::set_max_spares`]).
+    spare_tables: Option<usize>,
 }
 
 /// The `[flows]` table: the flow table's size, what a full table does, per-VRF quotas and
@@ -236,6 +245,9 @@ pub struct Config {
     pub flows: FlowTableConfig,
     /// Per-workload policies (an endpoint per workload port; no `[[policy]]`: all open).
     pub policy: PolicySet,
+    /// Spare route tables kept per family, for route changes to patch into (`None`: one
+    /// per big table running).
+    pub spare_tables: Option<usize>,
 }
 
 /// `show vrfs|routes|nexthops|neighbors` text, one line per item.
@@ -548,6 +560,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         metrics,
         flows,
         policy,
+        spare_tables: f.routing.and_then(|r| r.spare_tables),
     })
 }
 
@@ -1103,6 +1116,17 @@ src = ["10.0.0.0/8"]
             .expect("its block");
         let c = parse("operator.md", sample).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.flows.vrf_quota, Some(200_000), "the [flows] table was read");
+        assert_eq!(c.spare_tables, Some(1), "the [routing] table was read");
+        let without = sample.replace("[routing]\nspare_tables = 1", "");
+        assert_eq!(parse("operator.md", &without).unwrap().spare_tables, None);
+        let e = parse("operator.md", &sample.replace("spare_tables = 1", "spare_tables = -1"))
+            .err()
+            .unwrap();
+        assert!(e.starts_with("operator.md:") && e.contains("usize"), "{e}");
+        let e = parse("operator.md", &sample.replace("spare_tables = 1", "spares = 1"))
+            .err()
+            .unwrap();
+        assert!(e.contains("unknown field `spares`"), "{e}");
     }
 
     #[test]

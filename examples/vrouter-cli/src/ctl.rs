@@ -15,6 +15,7 @@ use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
 use vrouter_cli::config::Listing;
+use vrouter_cli::dynamic::{self, Routing};
 
 /// The ports the workers run on, and their devices (replaced when a reload changes them).
 #[derive(Clone, Default)]
@@ -40,9 +41,14 @@ pub(crate) struct State {
     pub(crate) tables: Tables,
     pub(crate) counters: Vec<SharedCounters>,
     pub(crate) listing: Arc<Mutex<Listing>>,
+    /// The routes, for `route add|del` and the dynamic ones' listing.
+    pub(crate) routing: Arc<Mutex<Routing>>,
 }
 
-const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], reload";
+const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, reload";
+
+/// The longest command line read: room for a few thousand `route` commands.
+const MAX_LINE: u64 = 1 << 20;
 
 /// How long `trace` and `capture` wait for packets.
 const TAP_WAIT: Duration = Duration::from_secs(5);
@@ -52,10 +58,12 @@ const MAX_FLOWS: usize = 1000;
 
 /// Binds `path` (replacing a stale socket) with mode 0600 and serves it on a thread.
 /// The routing tables at a glance, for `show stats` and the metrics.
-pub(crate) struct Routing {
+pub(crate) struct RoutingStats {
     pub(crate) generation: u32,
     pub(crate) vrfs: usize,
     pub(crate) routes: usize,
+    /// Of those, the routes added by `route add`.
+    pub(crate) dynamic: usize,
     /// The running snapshot's route tables.
     pub(crate) table_bytes: usize,
     /// Tables kept for the next patches (`Fib::spare_bytes`).
@@ -64,13 +72,14 @@ pub(crate) struct Routing {
     pub(crate) misses: (u64, u64, u64),
 }
 
-impl Routing {
-    pub(crate) fn of(tables: &Tables) -> Self {
+impl RoutingStats {
+    pub(crate) fn of(tables: &Tables, routing: &Mutex<Routing>) -> Self {
         let s = tables.fib.snapshot();
-        Routing {
+        RoutingStats {
             generation: s.generation(),
             vrfs: s.vrf_ids().count(),
             routes: s.vrf_ids().map(|v| s.route_count(v)).sum(),
+            dynamic: routing.lock().map_or(0, |r| r.dynamic_count()),
             table_bytes: s.table_bytes(),
             spare_bytes: tables.fib.spare_bytes(),
             misses: tables.fib.stats().get(),
@@ -93,8 +102,8 @@ pub(crate) fn serve(path: &str, state: State) -> std::io::Result<()> {
 fn handle(conn: UnixStream, state: &State) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut line = String::new();
-    // At most one short line: a client cannot make us buffer without bound.
-    BufReader::new((&conn).take(4096)).read_line(&mut line)?;
+    // At most one line of bounded length: a client cannot make us buffer without bound.
+    BufReader::new((&conn).take(MAX_LINE)).read_line(&mut line)?;
     let answer = answer(line.trim(), state);
     (&conn).write_all(answer.as_bytes())
 }
@@ -131,7 +140,13 @@ fn answer(cmd: &str, s: &State) -> String {
                 .collect()
         }
         ["show", "vrfs"] => s.listing.lock().map(|l| l.vrfs.clone()).unwrap_or_default(),
-        ["show", "routes"] => s.listing.lock().map(|l| l.routes.clone()).unwrap_or_default(),
+        ["show", "routes"] => {
+            let mut v = s.listing.lock().map(|l| l.routes.clone()).unwrap_or_default();
+            if let Ok(r) = s.routing.lock() {
+                v.extend(r.listing());
+            }
+            v
+        }
         ["show", "nexthops"] => s.listing.lock().map(|l| l.nexthops.clone()).unwrap_or_default(),
         ["show", "neighbors"] => {
             let mut v: Vec<String> = s
@@ -180,12 +195,13 @@ fn answer(cmd: &str, s: &State) -> String {
                 o.icmp,
                 o.other
             ));
-            let r = Routing::of(&s.tables);
+            let r = RoutingStats::of(&s.tables, &s.routing);
             v.push(format!(
-                "routing: generation {} vrfs {} routes {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
+                "routing: generation {} vrfs {} routes {} ({} dynamic) tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
                 r.generation,
                 r.vrfs,
                 r.routes,
+                r.dynamic,
                 r.table_bytes.div_ceil(1024),
                 r.spare_bytes.div_ceil(1024),
                 r.misses.0,
@@ -251,6 +267,19 @@ fn answer(cmd: &str, s: &State) -> String {
         ["capture", port, file, count] => match count.parse::<usize>() {
             Ok(c) if c > 0 && c <= crate::vrouter_taps_max() as usize => capture(s, &ports.node, port, file, c),
             _ => vec![format!("error: COUNT must be 1..={}", crate::vrouter_taps_max())],
+        },
+        ["route", ..] => match dynamic::parse(cmd) {
+            Err(e) => vec![format!("error: {e}")],
+            Ok(commands) => match s.routing.lock() {
+                Ok(mut r) => match r.apply(&commands, &s.tables.fib) {
+                    Ok(line) => {
+                        tracing::info!(commands = commands.len(), dynamic = r.dynamic_count(), "routes changed");
+                        vec![line]
+                    }
+                    Err(e) => vec![format!("error: {e}; nothing changed")],
+                },
+                Err(_) => vec!["error: the routing state is poisoned".into()],
+            },
         },
         ["reload"] => {
             // The main thread reloads on SIGHUP: the same path as `kill -HUP`.

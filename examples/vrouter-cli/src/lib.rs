@@ -4,4 +4,5 @@
 //! or an error naming the line, field and reason.
 
 pub mod config;
+pub mod dynamic;
 pub mod k8s;

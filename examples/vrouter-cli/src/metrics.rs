@@ -11,6 +11,7 @@ use vrouter::dataplane::{PortState, SharedCounters};
 use vrouter::{DropReason, Tables};
 
 use crate::ctl::Ports;
+use vrouter_cli::dynamic::Routing;
 
 /// Serves `GET /metrics` on `addr` from a thread.
 pub(crate) fn serve(
@@ -18,6 +19,7 @@ pub(crate) fn serve(
     tables: Tables,
     counters: Vec<SharedCounters>,
     ports: Arc<Mutex<Ports>>,
+    routing: Arc<Mutex<Routing>>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
@@ -25,19 +27,25 @@ pub(crate) fn serve(
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 let now = ports.lock().map(|p| p.clone()).unwrap_or_default();
-                let _ = answer(conn, &tables, &counters, &now);
+                let _ = answer(conn, &tables, &counters, &now, &routing);
             }
         })?;
     Ok(())
 }
 
-fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters], ports: &Ports) -> std::io::Result<()> {
+fn answer(
+    mut conn: TcpStream,
+    tables: &Tables,
+    counters: &[SharedCounters],
+    ports: &Ports,
+    routing: &Mutex<Routing>,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut req = [0u8; 1024];
     let n = conn.read(&mut req)?;
     let ok = req[..n].starts_with(b"GET /metrics");
     let body = if ok {
-        render(tables, counters, ports)
+        render(tables, counters, ports, routing)
     } else {
         "not found: try /metrics\n".into()
     };
@@ -49,7 +57,7 @@ fn answer(mut conn: TcpStream, tables: &Tables, counters: &[SharedCounters], por
     )
 }
 
-fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports) -> String {
+fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routing: &Mutex<Routing>) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
         out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -163,7 +171,7 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports) -> String
             usage.iter().map(|(l, (_, r))| (l.clone(), *r)).collect(),
         );
     }
-    let r = crate::ctl::Routing::of(tables);
+    let r = crate::ctl::RoutingStats::of(tables, routing);
     family(
         "vrouter_routing_generation",
         "Generation of the routing tables running (each publish, a reload say, adds one).",
@@ -175,6 +183,12 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports) -> String
         "Routes in the routing tables running, every VRF and family.",
         "gauge",
         vec![(String::new(), r.routes as u64)],
+    );
+    family(
+        "vrouter_dynamic_routes",
+        "Of those, the routes added over the control socket (`route add`).",
+        "gauge",
+        vec![(String::new(), r.dynamic as u64)],
     );
     family(
         "vrouter_routing_table_bytes",

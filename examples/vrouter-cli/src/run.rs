@@ -9,6 +9,7 @@ use vrouter::{ChangeError, Paused, Router, Running, af_xdp::AttachMode, fib::Fib
 
 use crate::{ctl, metrics};
 use vrouter_cli::config::{self, Config, Listing};
+use vrouter_cli::dynamic::Routing;
 
 /// Blocks the stop and reload signals in this thread (and the threads it starts), so
 /// `sigwait` receives them.
@@ -32,8 +33,11 @@ struct Live {
     path: String,
     /// The text of the configuration running, to go back to when new ports fail to start.
     text: String,
+    /// The running configuration; its routes are in `routing`.
     cfg: Config,
     fib: Arc<Fib>,
+    /// The file's routes and the control socket's, shared with its thread.
+    routing: Arc<Mutex<Routing>>,
     router: Router,
     running: Option<Running>,
     listing: Arc<Mutex<Listing>>,
@@ -66,6 +70,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         .try_init();
     let set = block_signals();
     let fib = Arc::new(Fib::new());
+    fib.set_max_spares(cfg.spare_tables.unwrap_or(usize::MAX));
     if let Err(e) = cfg.routes.publish(&fib) {
         eprintln!("{path}: {e}");
         return ExitCode::FAILURE;
@@ -90,6 +95,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         }
     };
     let listing = Arc::new(Mutex::new(cfg.listing.clone()));
+    let routing = Arc::new(Mutex::new(Routing::new(std::mem::take(&mut cfg.routes))));
     let ports = Arc::new(Mutex::new(ctl::Ports {
         node: cfg.node.clone(),
         devices: cfg.devices.clone(),
@@ -100,13 +106,20 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         tables: router.tables().clone(),
         counters: running.counters(),
         listing: listing.clone(),
+        routing: routing.clone(),
     };
     if let Err(e) = ctl::serve(socket, state) {
         eprintln!("control socket {socket}: {e}");
         return ExitCode::FAILURE;
     }
     if let Some(addr) = cfg.metrics
-        && let Err(e) = metrics::serve(addr, router.tables().clone(), running.counters(), ports.clone())
+        && let Err(e) = metrics::serve(
+            addr,
+            router.tables().clone(),
+            running.counters(),
+            ports.clone(),
+            routing.clone(),
+        )
     {
         eprintln!("metrics on {addr}: {e}");
         return ExitCode::FAILURE;
@@ -122,6 +135,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         text,
         cfg,
         fib,
+        routing,
         router,
         running: Some(running),
         listing,
@@ -179,9 +193,13 @@ impl Live {
     /// workers run; only when the UMEMs must grow do the workers pause around the change. Returns the status line, or why nothing changed.
     fn reload(&mut self) -> Result<String, String> {
         let (text, mut new) = read(&self.path)?;
+        // Held for the whole reload: a `route` command waits for it.
+        let routing = self.routing.clone();
+        let mut routing = routing.lock().map_err(|_| "the routing state is poisoned")?;
+        let r = &mut *routing;
         let ports_changed = new.node != self.cfg.node || new.devices != self.cfg.devices;
         if !ports_changed {
-            let (g, notes) = self.publish(&mut new)?;
+            let (g, notes) = self.publish(r, &mut new)?;
             self.text = text;
             tracing::info!(generation = g, "reloaded");
             return Ok(format!(
@@ -194,8 +212,9 @@ impl Live {
         let mut running = self.running.take().ok_or("the workers are not running")?;
         let devices = new.devices.clone();
         // Compiled while the workers run: only the swap happens while they are parked.
-        let staged = self.stage(&mut new);
-        let live = running.change_ports(&router, &devices, || self.install(staged, &new));
+        let dropped = r.take_file(std::mem::take(&mut new.routes));
+        let staged = self.restage(r, &new, dropped.clone());
+        let live = running.change_ports(&router, &devices, || self.install(r, staged, &new));
         self.running = Some(running);
         let why_pause = match live {
             Ok(((g, notes), report)) => {
@@ -228,12 +247,12 @@ impl Live {
         running
             .attach_ahead(&router, &new.devices)
             .map_err(|e| format!("the new ports: {e}"))?;
-        let staged = self.restage(&new);
+        let staged = self.restage(r, &new, dropped);
         let began = Instant::now();
         let running = self.running.take().ok_or("the workers are not running")?;
         let (paused, reports) = running.pause();
         check_frames(&reports);
-        let published = self.install(staged, &new);
+        let published = self.install(r, staged, &new);
         let (g, notes) = match published {
             Ok(p) => p,
             Err(e) => {
@@ -258,7 +277,7 @@ impl Live {
             Err((paused, e)) => {
                 // Back to the file as it was: its routes and policy for the old numbers.
                 let mut old = config::parse(&self.path, &self.text)?;
-                self.publish(&mut old)?;
+                self.publish(r, &mut old)?;
                 self.resume_old(*paused)?;
                 Err(format!("the new ports did not start ({e}); the old ports run again"))
             }
@@ -288,9 +307,9 @@ impl Live {
 
     /// Publishes `new`'s routes (compiling only what changed), policy and live flow
     /// options. Returns the routing generation and notes on what needs a restart.
-    fn publish(&mut self, new: &mut Config) -> Result<(u32, Vec<String>), String> {
-        let staged = self.stage(new);
-        let installed = self.install(staged, new)?;
+    fn publish(&mut self, r: &mut Routing, new: &mut Config) -> Result<(u32, Vec<String>), String> {
+        let staged = self.stage(r, new);
+        let installed = self.install(r, staged, new)?;
         self.show(std::mem::take(&mut new.listing));
         Ok(installed)
     }
@@ -302,17 +321,17 @@ impl Live {
         }
     }
 
-    /// Takes `new`'s routes into the builder, and compiles them and `new`'s policy
-    /// ([`Live::restage`]).
-    fn stage(&mut self, new: &mut Config) -> Staged {
-        self.cfg.routes.replace_with(std::mem::take(&mut new.routes));
-        self.restage(new)
+    /// Takes `new`'s routes into the builder (with the dynamic routes it leaves room
+    /// for), and compiles them and `new`'s policy ([`Live::restage`]).
+    fn stage(&mut self, r: &mut Routing, new: &mut Config) -> Staged {
+        let dropped = r.take_file(std::mem::take(&mut new.routes));
+        self.restage(r, new, dropped)
     }
 
     /// Compiles the builder's routes (only what changed) and `new`'s policy, for
     /// [`Live::install`]; nothing is visible yet. A policy that does not compile is warned
-    /// about, and the old one stays.
-    fn restage(&self, new: &Config) -> Staged {
+    /// about, and the old one stays. `notes` go to the reload's status line.
+    fn restage(&self, r: &Routing, new: &Config, notes: Vec<String>) -> Staged {
         let policy = match self.router.tables().policy.prepare(&new.policy) {
             Ok((p, _)) => Some(p),
             Err(e) => {
@@ -321,24 +340,28 @@ impl Live {
             }
         };
         Staged {
-            fib: self.cfg.routes.prepare(&self.fib),
+            fib: r.builder.prepare(&self.fib),
             policy,
+            notes,
         }
     }
 
     /// Swaps in what was staged, with `new`'s live flow options: quick whatever the
     /// tables' size, for the workers may be standing still meanwhile (the listing for
     /// `show` follows after: [`Live::show`]; a copy of 100,000 routes' took 7-8 ms).
-    fn install(&mut self, staged: Staged, new: &Config) -> Result<(u32, Vec<String>), String> {
-        let g = self
-            .cfg
-            .routes
-            .install(&self.fib, staged.fib)
-            .map_err(|e| e.to_string())?;
+    fn install(&mut self, r: &mut Routing, staged: Staged, new: &Config) -> Result<(u32, Vec<String>), String> {
+        let g = r.builder.install(&self.fib, staged.fib).map_err(|e| e.to_string())?;
+        // Applies from the next reap on.
+        self.fib.set_max_spares(new.spare_tables.unwrap_or(usize::MAX));
         if let Some(p) = staged.policy {
             self.router.tables().policy.install(p);
         }
-        let notes = config::reload_flows(&self.router.tables().flows, &self.cfg.flows, &new.flows);
+        let mut notes = staged.notes;
+        notes.extend(config::reload_flows(
+            &self.router.tables().flows,
+            &self.cfg.flows,
+            &new.flows,
+        ));
         for note in &notes {
             tracing::warn!("reload: {note}");
         }
@@ -360,6 +383,8 @@ impl Live {
 struct Staged {
     fib: vrouter::fib::Prepared,
     policy: Option<vrouter::policy::Policy>,
+    /// The dynamic routes the new file dropped, and why.
+    notes: Vec<String>,
 }
 
 /// How long a port change stood the workers still.

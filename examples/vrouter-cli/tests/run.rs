@@ -52,6 +52,19 @@ fn start_router(node: &Netns, path: &std::path::Path, sock: &str, stderr: Stdio)
     Reaped(child)
 }
 
+/// The lines `r` gives, read on a thread: the router never blocks writing its status and
+/// log lines, and a line that does not come fails a test (`recv_timeout`) instead of
+/// hanging it.
+fn lines_of(r: Box<dyn std::io::Read + Send>) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(r).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
 /// `vrouter ctl --socket SOCK ARGS...`: whether it succeeded, and its output.
 fn ctl(sock: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vrouter"))
@@ -210,7 +223,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
             && stats.contains("refused: full 0 quota 0")
             && stats.contains("\nvrf 1 flows ")
             && stats.contains(" of quota 1000, refused 0")
-            && stats.contains(" vrfs 2 routes 2 tables ")
+            && stats.contains(" vrfs 2 routes 2 (0 dynamic) tables ")
             && stats.contains(" spares 0 KiB misses: no route "),
         "{stats}"
     );
@@ -310,8 +323,8 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(metrics.contains("\nvrouter_ports_device_down 0\n"), "{metrics}");
     assert_eq!(value("vrouter_port_changes_total", "how=\"live\""), 0, "{metrics}");
     assert!(
-        metrics.contains("\nvrouter_routes 2\n"),
-        "the workloads' two: {metrics}"
+        metrics.contains("\nvrouter_routes 2\n") && metrics.contains("\nvrouter_dynamic_routes 0\n"),
+        "the workloads' two, none of them added by command: {metrics}"
     );
     assert!(
         value("vrouter_routing_table_bytes", "tables=\"running\"") > 0,
@@ -437,6 +450,82 @@ fn run_forwards_reloads_and_stops_cleanly() {
 }
 
 #[test]
+fn route_commands_steer_traffic_and_survive_reloads() {
+    let node = Netns::new("n").unwrap();
+    let ws: Vec<Workload> = (1..=2).map(|i| Workload::new(&node, i)).collect();
+    // w2's nexthop is in the file, its route is not.
+    let without_route = ws[1].route.split("[[route]]").next().unwrap();
+    let config = |w2_route: &str| {
+        format!(
+            "cpus = [0]\n\n[[vrf]]\nid = 1\n\n{}{}{}{w2_route}",
+            ws[0].port, ws[1].port, ws[0].route
+        )
+    };
+    let path = std::env::temp_dir().join(format!("vrouter-routes-{}.toml", std::process::id()));
+    std::fs::write(&path, config(without_route)).unwrap();
+    let sock = std::env::temp_dir().join(format!("vrouter-routes-{}.sock", std::process::id()));
+    let sock = sock.to_str().unwrap().to_string();
+    let mut child = start_router(&node, &path, &sock, Stdio::inherit());
+    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
+    let next_line = || {
+        status
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a status line")
+    };
+    assert!(next_line().starts_with("vrouter running"));
+    let ctl = |args: &[&str]| ctl(&sock, args);
+    assert!(!ping(&ws[0].ns, "10.0.2.2"), "no route to w2 yet");
+
+    let (ok, out) = ctl(&["route", "add", "vrf", "1", "10.0.2.2/32", "nexthop", "2"]);
+    assert!(ok && out.contains("1 added, 0 removed; 1 dynamic routes"), "{out}");
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 by the dynamic route");
+    let (_, routes) = ctl(&["show", "routes"]);
+    assert!(routes.contains("vrf 1 10.0.1.2/32 -> nexthop 1\n"), "{routes}");
+    assert!(routes.contains("vrf 1 10.0.2.2/32 -> nexthop 2 dynamic"), "{routes}");
+    let (_, stats) = ctl(&["show", "stats"]);
+    assert!(stats.contains("routes 2 (1 dynamic)"), "{stats}");
+
+    // The file's routes are the file's; a bad line changes nothing.
+    let (ok, out) = ctl(&["route", "del", "vrf", "1", "10.0.1.2/32"]);
+    assert!(!ok && out.contains("the config file routes this prefix"), "{out}");
+    let (ok, out) = ctl(&["route", "add", "vrf", "1", "10.0.3.0/24", "nexthop", "9"]);
+    assert!(
+        !ok && out.contains("nexthop 9 is not defined; nothing changed"),
+        "{out}"
+    );
+
+    // A reload of the same file keeps the dynamic route.
+    assert!(ctl(&["reload"]).0);
+    let line = next_line();
+    assert!(line.starts_with("reloaded") && !line.contains("dropped"), "{line}");
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 after the reload");
+
+    // Withdrawn: w2 is unreachable again, the flow of a running ping included.
+    let (ok, out) = ctl(&["route", "del", "vrf", "1", "10.0.2.2/32"]);
+    assert!(ok && out.contains("0 added, 1 removed; 0 dynamic routes"), "{out}");
+    assert!(!ping(&ws[0].ns, "10.0.2.2"), "w2's route withdrawn");
+
+    // Added again, then the file routes the prefix itself: the reload drops the dynamic
+    // route, says so, and the file's route carries the traffic.
+    assert!(ctl(&["route", "add", "vrf", "1", "10.0.2.2/32", "nexthop", "2"]).0);
+    std::fs::write(&path, config(&ws[1].route)).unwrap();
+    assert!(ctl(&["reload"]).0);
+    let line = next_line();
+    assert!(
+        line.contains("dynamic route vrf 1 10.0.2.2/32 dropped: the file routes it now"),
+        "{line}"
+    );
+    let (_, routes) = ctl(&["show", "routes"]);
+    assert!(!routes.contains("dynamic"), "{routes}");
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 by the file's route");
+
+    // SAFETY: signalling the process this test started.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
 fn check_reports_the_first_error() {
     let path = std::env::temp_dir().join(format!("vrouter-check-{}.toml", std::process::id()));
     std::fs::write(
@@ -487,17 +576,6 @@ fn reload_adds_and_removes_ports_while_running() {
     let sock = std::env::temp_dir().join(format!("vrouter-ports-{}.sock", std::process::id()));
     let sock = sock.to_str().unwrap().to_string();
     let mut child = start_router(&node, &path, &sock, Stdio::piped());
-    // Status lines and log lines, each read on a thread: the router never blocks writing
-    // them, and a line that does not come fails the test instead of hanging it.
-    let lines_of = |r: Box<dyn std::io::Read + Send>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(r).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        rx
-    };
     let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
     let log = lines_of(Box::new(child.0.stderr.take().unwrap()));
     let next_line = || {

@@ -53,7 +53,9 @@ def main():
 
 def pipeline_seeds():
     """Frames the fuzzed node (fuzz/src/pipeline.rs) acts on, each after the byte that picks
-    its ingress port: 0 workload 1, 1 workload 2, 2 fabric."""
+    its ingress port: 0 workload 1, 1 workload 2, 2 fabric; with its top bit set, a route
+    change is published first (0x80 | n << 2: 10.9.n.0/24 toggled, 0xc0: w2's host route
+    moved)."""
     w1, g1 = "02:00:00:00:01:02", "02:0a:00:00:00:01"
     fab, peer = "02:0a:00:00:00:03", "02:00:00:00:09:09"
     out = Ether(src=peer, dst=fab)
@@ -89,6 +91,10 @@ def pipeline_seeds():
             / IP(src="10.9.0.5", dst="10.0.2.2") / TCP(sport=1, dport=2)),
         (2, out / IP(src="192.0.2.2", dst="192.0.2.1") / ICMP()),
         (2, out / IP(src="192.0.2.2", dst="203.0.113.9") / UDP(sport=1, dport=2)),
+        # Route churn: a flow beside the changed /24, one under it, and w2's route moved.
+        (0x80 | 3 << 2, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),
+        (0x80, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),
+        (0xc0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2") / UDP(sport=4000, dport=80) / (b"x" * 20)),
     ]
     for port, frame in frames_:
         save("pipeline", bytes([port]) + bytes(frame))

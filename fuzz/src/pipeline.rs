@@ -1,7 +1,7 @@
 //! The whole forwarding pipeline as a fuzz target: arbitrary frames into a node with
 //! workloads, a fabric, every tunnel type, an ECMP group, a next hop to resolve by ARP / ND
-//! and a policy, on memory ports. Nothing may panic, every frame the router sends must
-//! parse, and no frame may leak.
+//! and a policy, on memory ports, with routes changing between frames. Nothing may panic,
+//! every frame the router sends must parse, and no frame may leak.
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -25,6 +25,9 @@ struct Harness {
     worker: Worker,
     links: Vec<Arc<MemoryLink>>,
     frames: u64,
+    /// The routes, changed by [`Harness::churn`].
+    fib: Arc<Fib>,
+    routes: FibBuilder,
 }
 
 impl Harness {
@@ -122,7 +125,7 @@ impl Harness {
         );
         policy.publish(&deny).expect("policy");
         let tables = Tables {
-            fib,
+            fib: fib.clone(),
             policy,
             flows: Arc::new(FlowTable::new(FlowTableConfig::with_capacity(4096)).expect("flow table")),
             node: Arc::new(node),
@@ -153,7 +156,27 @@ impl Harness {
             worker: Worker::new(pool, ports, Box::new(pipeline)),
             links,
             frames,
+            fib,
+            routes: b,
         }
+    }
+
+    /// Publishes one route change picked by `what`: a /24 inside 10.9.0.0/16 (VXLAN)
+    /// toggled to MPLSoUDP, so flows beside it keep their decisions and flows under it
+    /// are re-decided; or w2's host route moved between its port and MPLSoGRE.
+    fn churn(&mut self, what: u8) {
+        let b = &mut self.routes;
+        if what & 0x40 == 0 {
+            let prefix = IpAddr::from([10, 9, (what >> 2) & 0xf, 0]);
+            if !b.remove_route(1, prefix, 24) {
+                b.add_route(1, prefix, 24, 11).expect("route");
+            }
+        } else {
+            let now = b.route(1, ip("10.0.2.2"), 32);
+            b.add_route(1, ip("10.0.2.2"), 32, if now == Some(2) { 12 } else { 2 })
+                .expect("route");
+        }
+        b.publish(&self.fib).expect("publish");
     }
 
     fn run(&mut self, port: usize, frame: &[u8]) {
@@ -179,15 +202,20 @@ thread_local! {
 }
 
 /// Target `pipeline`: the first byte picks the ingress port (workload 1, workload 2,
-/// fabric), the rest is the frame. The node lives across inputs, so flows, learned
-/// neighbours and parked packets carry over as they would in a running router.
+/// fabric; its low two bits) and, with its top bit set, a route change published before
+/// the frame ([`Harness::churn`]); the rest is the frame. The node lives across inputs,
+/// so flows, learned neighbours and parked packets carry over as they would in a running
+/// router.
 pub fn pipeline(data: &[u8]) {
     let Some((&which, frame)) = data.split_first() else {
         return;
     };
     HARNESS.with(|h| {
-        h.borrow_mut()
-            .get_or_insert_with(Harness::new)
-            .run(usize::from(which % 3), frame)
+        let mut h = h.borrow_mut();
+        let h = h.get_or_insert_with(Harness::new);
+        if which & 0x80 != 0 {
+            h.churn(which);
+        }
+        h.run(usize::from(which & 3) % 3, frame)
     });
 }

@@ -29,7 +29,7 @@ use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
 use crate::encap::{Ends, Outer, encapsulate};
 use crate::frag::{FragTable, Key as FragKey};
 use crate::frames::FramePool;
-use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, Parked, Resolver, Step};
+use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, NeighborConfig, Parked, Resolver, Step};
 use crate::port::Pkt;
 use crate::stats::DropReason;
 use crate::worker::{BURST, Emitted, Handler, Verdict};
@@ -215,6 +215,32 @@ enum IcmpError {
     TooBig { mtu: u16 },
 }
 
+/// The MAC of `ip` on `port` as forwarding finds it at `now` (seconds on the tables'
+/// clock): the control plane's neighbours first, then a workload port's own MAC for the
+/// workload's addresses (both [`Lookup::Known`] for good), then what was learned.
+pub fn neighbor_mac(
+    node: &NodeConfig,
+    fib: &fib::Snapshot,
+    learned: &LearnedMap,
+    config: &NeighborConfig,
+    port: u32,
+    ip: IpAddr,
+    now: u32,
+) -> Lookup {
+    if let Some(mac) = fib.mac(port, ip) {
+        return Lookup::Known { mac, stale_at: FOREVER };
+    }
+    if let Some(PortRole::Workload { addrs, mac, .. }) = node.ports.get(port as usize).map(|p| &p.role)
+        && addrs.contains(&ip)
+    {
+        return Lookup::Known {
+            mac: *mac,
+            stale_at: FOREVER,
+        };
+    }
+    neigh::lookup(learned, config, port, ip, now)
+}
+
 /// What `act` reads besides the packet: the shared tables, this burst's routing and
 /// learned-neighbour snapshots, the clock.
 struct Ctx<'a> {
@@ -231,15 +257,8 @@ impl Ctx<'_> {
     /// what was learned (a stale entry is used once, while `resolver` confirms it). `None`:
     /// to be resolved.
     fn mac(&self, resolver: &mut Resolver, port: u32, ip: IpAddr) -> Option<(MacAddr, u32)> {
-        if let Some(m) = self.fib.mac(port, ip) {
-            return Some((m, FOREVER));
-        }
-        if let Some(PortRole::Workload { addrs, mac, .. }) = self.t.node.ports.get(port as usize).map(|p| &p.role)
-            && addrs.contains(&ip)
-        {
-            return Some((*mac, FOREVER));
-        }
-        match neigh::lookup(self.learned, self.t.neighbors.config(), port, ip, self.now) {
+        let nb = self.t.neighbors.config();
+        match neighbor_mac(&self.t.node, self.fib, self.learned, nb, port, ip, self.now) {
             Lookup::Known { mac, stale_at } => Some((mac, stale_at)),
             Lookup::Stale(m) => {
                 resolver.confirm(port as u16, ip, self.now);

@@ -277,6 +277,31 @@ impl FibBuilder {
         }
     }
 
+    /// The longest prefix holding `dst` in `vrf`, with its length and nexthop: what a
+    /// publish would route `dst` by, for diagnostics (a walk over the prefix lengths, not
+    /// the compiled tables).
+    pub fn longest_match(&self, vrf: VrfId, dst: IpAddr) -> Option<(IpAddr, u8, NexthopId)> {
+        let r = self.vrfs.get(&vrf)?;
+        match dst {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                (0..=32).rev().find_map(|len| {
+                    let p = a.network(len);
+                    r.v4.get(&(p, len))
+                        .map(|&nh| (IpAddr::from(std::net::Ipv4Addr::from(p)), len, nh))
+                })
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                (0..=128).rev().find_map(|len| {
+                    let p = a.network(len);
+                    r.v6.get(&(p, len))
+                        .map(|&nh| (IpAddr::from(std::net::Ipv6Addr::from(p)), len, nh))
+                })
+            }
+        }
+    }
+
     /// Whether nexthop `id` is defined.
     pub fn has_nexthop(&self, id: NexthopId) -> bool {
         self.nexthops.contains_key(&id)
@@ -674,6 +699,41 @@ mod tests {
             b.add_route(1, v4(a), len, nh).unwrap();
         }
         b
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The builder's own longest match agrees with the compiled tables, both families.
+        #[test]
+        fn longest_match_agrees_with_the_published_tables(
+            routes in proptest::collection::vec((proptest::prelude::any::<u32>(), 0u8..=32, 1u32..9), 0..40),
+            probes in proptest::collection::vec(proptest::prelude::any::<u32>(), 32),
+        ) {
+            let fib = Fib::new();
+            let mut b = FibBuilder::new();
+            b.add_vrf(1).unwrap();
+            for nh in 1..9 {
+                b.set_nexthop(nh, Nexthop::Discard).unwrap();
+            }
+            for &(a, len, nh) in &routes {
+                b.add_route(1, v4(a.network(len)), len, nh).unwrap();
+                // The same bits as a /(len+96) in IPv6.
+                let a6 = (u128::from(a) << 96).network(len + 96);
+                b.add_route(1, IpAddr::V6(a6.into()), len + 96, nh).unwrap();
+            }
+            b.publish(&fib).unwrap();
+            let s = fib.snapshot();
+            for &p in probes.iter().chain(routes.iter().map(|r| &r.0)) {
+                for dst in [v4(p), IpAddr::V6((u128::from(p) << 96).into())] {
+                    let m = b.longest_match(1, dst);
+                    proptest::prop_assert_eq!(m.map(|(_, _, nh)| nh), s.lookup(1, dst).ok(), "{}", dst);
+                    if let Some((prefix, len, _)) = m {
+                        proptest::prop_assert_eq!(b.route(1, prefix, len), m.map(|(_, _, nh)| nh));
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -208,6 +208,12 @@ impl Snapshot {
         self.counted(self.resolve_inner(vrf, dst, flow_hash))
     }
 
+    /// [`Snapshot::resolve`] without counting a miss: for diagnostics (an operator's
+    /// `route get`), which are not traffic.
+    pub fn resolve_uncounted(&self, vrf: VrfId, dst: IpAddr, flow_hash: u64) -> Result<Resolved, Miss> {
+        self.resolve_inner(vrf, dst, flow_hash)
+    }
+
     /// What a flow caches: [`Snapshot::resolve`] without the neighbour lookups (a tunnel's
     /// underlay is still checked to be routable), for the flow-setup path that keeps only
     /// the nexthop and the ECMP member. Misses are counted.

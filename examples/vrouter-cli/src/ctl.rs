@@ -9,7 +9,10 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use vrouter::dataplane::neigh::Lookup;
+use vrouter::dataplane::pipeline::neighbor_mac;
 use vrouter::dataplane::{PortState, SharedCounters};
+use vrouter::fib::Resolution;
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
@@ -45,7 +48,7 @@ pub(crate) struct State {
     pub(crate) routing: Arc<Mutex<Routing>>,
 }
 
-const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, reload";
+const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, route get vrf V ADDRESS, reload";
 
 /// The longest command line read: room for a few thousand `route` commands.
 const MAX_LINE: u64 = 1 << 20;
@@ -268,6 +271,7 @@ fn answer(cmd: &str, s: &State) -> String {
             Ok(c) if c > 0 && c <= crate::vrouter_taps_max() as usize => capture(s, &ports.node, port, file, c),
             _ => vec![format!("error: COUNT must be 1..={}", crate::vrouter_taps_max())],
         },
+        ["route", "get", "vrf", vrf, addr] => route_get(s, &ports.node, vrf, addr),
         ["route", ..] => match dynamic::parse(cmd) {
             Err(e) => vec![format!("error: {e}")],
             Ok(commands) => match s.routing.lock() {
@@ -293,6 +297,68 @@ fn answer(cmd: &str, s: &State) -> String {
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+/// `route get vrf V ADDRESS`: the route `addr` takes in `vrf`, and where a new flow to it
+/// goes (for flow hash 0 where ECMP picks by hash). Misses are not counted.
+fn route_get(s: &State, node: &NodeConfig, vrf: &str, addr: &str) -> Vec<String> {
+    let (Ok(vrf), Ok(dst)) = (vrf.parse::<u32>(), addr.parse::<IpAddr>()) else {
+        return vec!["error: `route get vrf V ADDRESS` takes a VRF id and an IP address".into()];
+    };
+    let matched = s.routing.lock().ok().and_then(|r| r.route_for(vrf, dst));
+    let Some(((_, prefix, len), nexthop, dynamic)) = matched else {
+        return vec![format!("vrf {vrf} {dst}: no route")];
+    };
+    let port = |p: u32| {
+        node.ports
+            .get(p as usize)
+            .map_or_else(|| format!("port {p}"), |c| c.name.clone())
+    };
+    let fib = s.tables.fib.snapshot();
+    let (learned, now) = (s.tables.neighbors.snapshot(), s.tables.epoch.elapsed().as_secs() as u32);
+    // As forwarding finds it (`port`'s learned entries, a workload's own MAC).
+    let mac = |p: u32, ip: IpAddr| match neighbor_mac(node, &fib, &learned, s.tables.neighbors.config(), p, ip, now) {
+        Lookup::Known { mac, .. } => mac.to_string(),
+        Lookup::Stale(mac) => format!("{mac} (stale: confirmed by the next packet)"),
+        Lookup::Unknown => "unresolved (asked for by the first packet)".into(),
+    };
+    let resolved = match fib.resolve_uncounted(vrf, dst, 0) {
+        Err(miss) => format!("does not resolve: {miss:?}"),
+        Ok(r) => {
+            let how = match r.resolution {
+                Resolution::Discard => "discard".to_string(),
+                Resolution::Receive => "to this node".to_string(),
+                Resolution::Interface { port: p, next_hop, .. } => {
+                    format!("out of {} to {next_hop}, MAC {}", port(p), mac(p, next_hop))
+                }
+                Resolution::Tunnel {
+                    encap,
+                    src,
+                    dst,
+                    port: p,
+                    next_hop,
+                    ..
+                } => format!(
+                    "{encap:?} {src} -> {dst}, out of {} to {next_hop}, MAC {}",
+                    port(p),
+                    mac(p, next_hop)
+                ),
+            };
+            let ecmp = if r.by_hash {
+                " (ECMP: each flow picks a member by its hash; this is hash 0's)"
+            } else {
+                ""
+            };
+            format!("resolves to nexthop {}: {how}{ecmp}", r.nexthop)
+        }
+    };
+    vec![
+        format!(
+            "vrf {vrf} {dst}: route {prefix}/{len} -> nexthop {nexthop}{}",
+            if dynamic { " dynamic" } else { "" }
+        ),
+        resolved,
+    ]
 }
 
 /// The live flows that match `filter`, a line each: the first `max` found, or with
@@ -528,6 +594,129 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `route get` through an interface, a VXLAN tunnel, an ECMP group, a VRF translation,
+    /// and a route that does not resolve; none counted as a miss.
+    #[test]
+    fn route_get_names_the_route_and_the_way_out() {
+        use vrouter::fib::{Encap, Fib, FibBuilder, Nexthop};
+        use vrouter::wire::ethernet::MacAddr;
+        use vrouter::{PortConfig, PortRole, Router};
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let workload = |name: &str, i: u8| PortConfig {
+            name: name.into(),
+            mac: MacAddr([2, 0xa, 0, 0, 0, i]),
+            mtu: 1500,
+            addrs: vec![],
+            role: PortRole::Workload {
+                vrf: 1,
+                addrs: vec![ip(&format!("10.0.{i}.2"))],
+                mac: MacAddr([2, 0, 0, 0, i, 2]),
+                gateways: vec![],
+            },
+        };
+        let fabric = PortConfig {
+            name: "fabric".into(),
+            mac: MacAddr([2, 0xa, 0, 0, 0, 3]),
+            mtu: 1500,
+            addrs: vec![ip("192.0.2.1")],
+            role: PortRole::Fabric { vrf: 0 },
+        };
+        let node = NodeConfig {
+            ports: vec![workload("w1", 1), workload("w2", 2), fabric],
+            tunnel_endpoints: vec![ip("192.0.2.1")],
+        };
+        let mut b = FibBuilder::new();
+        for vrf in [0, 1, 2] {
+            b.add_vrf(vrf).unwrap();
+        }
+        let nexthops = [
+            (1, Nexthop::Interface { port: 0, gateway: None }),
+            (2, Nexthop::Interface { port: 1, gateway: None }),
+            (
+                3,
+                Nexthop::Interface {
+                    port: 2,
+                    gateway: Some(ip("192.0.2.9")),
+                },
+            ),
+            (
+                10,
+                Nexthop::Tunnel {
+                    encap: Encap::Vxlan { vni: 42 },
+                    src: ip("192.0.2.1"),
+                    dst: ip("192.0.2.2"),
+                    underlay_vrf: 0,
+                },
+            ),
+            (
+                13,
+                Nexthop::Ecmp {
+                    members: vec![(1, 1), (2, 1)],
+                },
+            ),
+            (20, Nexthop::VrfTranslate { vrf: 1 }),
+        ];
+        for (id, nh) in nexthops {
+            b.set_nexthop(id, nh).unwrap();
+        }
+        let routes = [
+            (1, "10.0.2.2", 32, 2),
+            (1, "10.9.0.0", 16, 10),
+            (1, "10.96.0.0", 24, 13),
+            (1, "10.5.0.0", 16, 9),
+            (0, "192.0.2.0", 24, 3),
+            (2, "0.0.0.0", 0, 20),
+        ];
+        for (vrf, prefix, len, nh) in routes {
+            b.add_route(vrf, ip(prefix), len, nh).unwrap();
+        }
+        let fib = std::sync::Arc::new(Fib::new());
+        b.publish(&fib).unwrap();
+        let router = Router::new(node.clone(), fib.clone(), 1000).unwrap();
+        let state = State {
+            ports: Arc::new(Mutex::new(Ports {
+                node,
+                devices: vec![],
+                changes: Default::default(),
+            })),
+            tables: router.tables().clone(),
+            counters: vec![],
+            listing: Default::default(),
+            routing: Arc::new(Mutex::new(Routing::new(b))),
+        };
+        let get = |what: &str| answer(&format!("route get {what}"), &state);
+        assert_eq!(
+            get("vrf 1 10.0.2.2"),
+            "vrf 1 10.0.2.2: route 10.0.2.2/32 -> nexthop 2\nresolves to nexthop 2: out of w2 to 10.0.2.2, MAC 02:00:00:00:02:02\n"
+        );
+        assert_eq!(
+            get("vrf 1 10.9.7.7"),
+            "vrf 1 10.9.7.7: route 10.9.0.0/16 -> nexthop 10\nresolves to nexthop 10: Vxlan { vni: 42 } 192.0.2.1 -> 192.0.2.2, out of fabric to 192.0.2.9, MAC unresolved (asked for by the first packet)\n"
+        );
+        let ecmp = get("vrf 1 10.96.0.10");
+        assert!(
+            ecmp.starts_with("vrf 1 10.96.0.10: route 10.96.0.0/24 -> nexthop 13\nresolves to nexthop "),
+            "{ecmp}"
+        );
+        assert!(
+            ecmp.ends_with(" (ECMP: each flow picks a member by its hash; this is hash 0's)\n"),
+            "{ecmp}"
+        );
+        assert_eq!(
+            get("vrf 2 10.0.2.2"),
+            "vrf 2 10.0.2.2: route 0.0.0.0/0 -> nexthop 20\nresolves to nexthop 2: out of w2 to 10.0.2.2, MAC 02:00:00:00:02:02\n",
+            "translated into VRF 1"
+        );
+        assert_eq!(
+            get("vrf 1 10.5.1.1"),
+            "vrf 1 10.5.1.1: route 10.5.0.0/16 -> nexthop 9\ndoes not resolve: UnresolvedNexthop(9)\n"
+        );
+        assert_eq!(get("vrf 1 10.4.0.1"), "vrf 1 10.4.0.1: no route\n");
+        assert_eq!(get("vrf 7 10.4.0.1"), "vrf 7 10.4.0.1: no route\n");
+        assert!(get("vrf 1 nonsense").starts_with("error: "));
+        assert_eq!(fib.stats().get(), (0, 0, 0), "diagnostics count no misses");
     }
 
     #[test]

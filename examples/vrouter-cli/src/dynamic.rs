@@ -181,6 +181,14 @@ impl Routing {
         dropped
     }
 
+    /// The route `dst` takes in `vrf` (`route get`): the longest prefix holding it, its
+    /// nexthop, and whether it was added by command.
+    pub fn route_for(&self, vrf: VrfId, dst: IpAddr) -> Option<(RouteKey, NexthopId, bool)> {
+        let (prefix, len, nexthop) = self.builder.longest_match(vrf, dst)?;
+        let key = (vrf, prefix, len);
+        Some((key, nexthop, self.dynamic.contains_key(&key)))
+    }
+
     /// `show routes` lines for the dynamic routes.
     pub fn listing(&self) -> impl Iterator<Item = String> + '_ {
         self.dynamic
@@ -271,6 +279,16 @@ mod tests {
                 "vrf 1 2001:db8::/32 -> nexthop 1 dynamic"
             ]
         );
+        assert_eq!(
+            r.route_for(1, "10.9.3.4".parse().unwrap()),
+            Some(((1, "10.9.0.0".parse().unwrap(), 16), 1, true))
+        );
+        assert_eq!(
+            r.route_for(1, "10.0.1.9".parse().unwrap()),
+            Some(((1, "10.0.1.0".parse().unwrap(), 24), 1, false)),
+            "the file's route"
+        );
+        assert_eq!(r.route_for(0, "10.9.3.4".parse().unwrap()), None);
         run(&mut r, &fib, "route del vrf 1 10.9.0.0/16").unwrap();
         assert_eq!(lookup(&fib, 1, "10.9.1.1"), None);
         assert_eq!(lookup(&fib, 1, "10.0.1.1"), Some(1), "the file's route stays");

@@ -484,6 +484,16 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     assert!(routes.contains("vrf 1 10.0.2.2/32 -> nexthop 2 dynamic"), "{routes}");
     let (_, stats) = ctl(&["show", "stats"]);
     assert!(stats.contains("routes 2 (1 dynamic)"), "{stats}");
+    let (ok, get) = ctl(&["route", "get", "vrf", "1", "10.0.2.2"]);
+    assert!(ok, "{get}");
+    assert!(
+        get.starts_with("vrf 1 10.0.2.2: route 10.0.2.2/32 -> nexthop 2 dynamic\nresolves to nexthop 2: out of w2 to 10.0.2.2, MAC 02:00:00:00:02:02"),
+        "w2's MAC, learned from its traffic: {get}"
+    );
+    let (ok, get) = ctl(&["route", "get", "vrf", "1", "10.0.3.3"]);
+    assert!(ok && get == "vrf 1 10.0.3.3: no route\n", "{get}");
+    let (ok, get) = ctl(&["route", "get", "vrf", "1", "10.0.3"]);
+    assert!(!ok && get.contains("takes a VRF id and an IP address"), "{get}");
 
     // The file's routes are the file's; a bad line changes nothing.
     let (ok, out) = ctl(&["route", "del", "vrf", "1", "10.0.1.2/32"]);

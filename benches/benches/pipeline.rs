@@ -11,6 +11,7 @@
 use std::hint::black_box;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
@@ -480,6 +481,60 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    // The same churn beside the flows, published by a thread on the other CPU, as a
+    // control plane does, while this one (pinned) forwards: what a publish costs the
+    // worker without the publish's own work on its core.
+    if dataplane::online_cpus().len() >= 2 {
+        let (t, mut b) = tables_and_routes(1000);
+        let mut rig = Rig::new(&t);
+        let flows = install(&mut rig, 0, 1000, |i| l3(i, "10.0.2.2"));
+        let fib = t.fib.clone();
+        // Publishes asked for and made; both sides spin (a worker polls, it does not
+        // sleep), u64::MAX asks the publisher to stop.
+        let (asked, made) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let publisher = {
+            let (asked, made) = (asked.clone(), made.clone());
+            std::thread::spawn(move || {
+                let _ = dataplane::pin_current_thread(dataplane::online_cpus()[1]);
+                let mut nexthop = 2;
+                loop {
+                    let n = asked.load(Ordering::Acquire);
+                    if n == u64::MAX {
+                        break;
+                    }
+                    if n == made.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    nexthop = 5 - nexthop;
+                    b.add_route(1, ip("10.0.3.0"), 24, nexthop).unwrap();
+                    b.publish(&fib).unwrap();
+                    made.store(n, Ordering::Release);
+                }
+            })
+        };
+        let affinity = Affinity::pin(dataplane::online_cpus()[0]);
+        let mut walk = Walk::default();
+        g.bench_function("l3_hit_after_publish_beside_other_cpu/1k", |bench| {
+            bench.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let n = asked.fetch_add(1, Ordering::AcqRel) + 1;
+                    while made.load(Ordering::Acquire) != n {
+                        std::hint::spin_loop();
+                    }
+                    let burst = walk.next(flows.flows);
+                    let t0 = Instant::now();
+                    black_box(rig.run(0, &flows, &burst));
+                    total += t0.elapsed();
+                }
+                total
+            })
+        });
+        drop(affinity);
+        asked.store(u64::MAX, Ordering::Release);
+        publisher.join().unwrap();
+    }
     // The miss path: every packet a new flow (policy, LPM, pair insert), back to back, into
     // tables that live across samples (as a router's do) and are refilled from empty
     // (untimed) after 1M flows.
@@ -509,6 +564,29 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     two_workers();
+}
+
+/// This thread pinned to one CPU until dropped, when it gets its former CPUs back (the
+/// benches after it run where they did).
+struct Affinity(libc::cpu_set_t);
+
+impl Affinity {
+    fn pin(cpu: usize) -> Affinity {
+        // SAFETY: a zeroed cpu_set_t is a valid (empty) set; sched_getaffinity fills it for
+        // this thread (pid 0) and writes at most its size.
+        let mut former: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut former) };
+        let _ = dataplane::pin_current_thread(cpu);
+        Affinity(former)
+    }
+}
+
+impl Drop for Affinity {
+    fn drop(&mut self) {
+        // SAFETY: restores the set sched_getaffinity gave, for this thread only.
+        unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &self.0) };
+    }
 }
 
 /// Hit rate with one and with two workers sharing the flow table (1K flows each), in

@@ -4,7 +4,6 @@
 //! slow path.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use crate::nexthop::VrfId;
 
@@ -14,7 +13,7 @@ const KEPT: usize = 32;
 const LISTED: usize = 64;
 
 /// A prefix as address bits (IPv4 in the low 32) and length.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Prefix {
     bits: u128,
     len: u8,
@@ -48,16 +47,6 @@ impl Prefix {
     }
 }
 
-/// What one publish changed.
-#[derive(Debug, Clone)]
-struct Record {
-    generation: u32,
-    /// The VRFs whose routes changed. `None`: anything may have changed (nexthops,
-    /// labels, VNIs, neighbours, the route to a tunnel's far end, or another builder's
-    /// publish).
-    vrfs: Option<Vec<VrfChange<Prefix>>>,
-}
-
 /// A change to one VRF's routes.
 #[derive(Debug, Clone)]
 pub(crate) struct VrfChange<P> {
@@ -68,52 +57,122 @@ pub(crate) struct VrfChange<P> {
     pub(crate) every_vrf: bool,
 }
 
-/// The records of the last publishes, oldest first (each shared by the snapshots that
-/// remember it: a publish copies pointers, not prefix lists).
+/// One changed prefix of a VRF, or the whole VRF, flattened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    /// `None`: the whole VRF.
+    prefix: Option<Prefix>,
+    vrf: VrfId,
+    every_vrf: bool,
+}
+
+impl Entry {
+    /// Whether this change may have moved `dst`'s route in `vrf`.
+    #[inline]
+    fn touches(&self, vrf: VrfId, dst: IpAddr) -> bool {
+        (self.vrf == vrf || self.every_vrf) && self.prefix.is_none_or(|p| p.contains(dst))
+    }
+}
+
+/// Most entries a check reads: past them a flow is decided again, which costs about
+/// what reading them would.
+const SCANNED: usize = 128;
+
+/// What the last publishes changed, newest first, in one flat array: a flow `n` publishes
+/// old reads the first entries, up to where the `n`th publish's end, in memory its
+/// snapshot's publish wrote. Each publish copies the previous list behind its own
+/// entries, without those it repeats, up to [`SCANNED`].
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Recent(Arc<[Arc<Record>]>);
+pub(crate) struct Recent {
+    /// The generation the list runs up to (its snapshot's).
+    now: u32,
+    /// `ends[k]`: `entries[..ends[k]]` lists the changes of the last `k + 1` publishes.
+    /// `None`: one of them may have changed anything (nexthops, labels, VNIs,
+    /// neighbours, the route to a tunnel's far end, another builder's publish), or they
+    /// list more than [`SCANNED`]; deeper levels then are `None` too.
+    ends: Box<[Option<u16>]>,
+    entries: Box<[Entry]>,
+}
 
 impl Recent {
-    /// These records and publish `generation`'s, which changed `vrfs` (`None`: anything).
+    /// This list and publish `generation`'s changes `vrfs` (`None`: anything).
     pub(crate) fn then(&self, generation: u32, vrfs: Option<Vec<VrfChange<Prefix>>>) -> Recent {
-        let vrfs = vrfs.map(|v| {
-            v.into_iter()
-                .map(|c| VrfChange {
-                    prefixes: c.prefixes.filter(|p| p.len() <= LISTED),
-                    ..c
-                })
-                .collect()
-        });
-        let skip = self.0.len().saturating_sub(KEPT - 1);
-        let records: Vec<Arc<Record>> = self.0[skip..]
-            .iter()
-            .cloned()
-            .chain([Arc::new(Record { generation, vrfs })])
+        let Some(mut entries) = vrfs.and_then(record).filter(|r| r.len() <= SCANNED) else {
+            return Recent {
+                now: generation,
+                ends: Box::new([None]),
+                entries: Box::default(),
+            };
+        };
+        // Older levels count only if this publish directly follows them.
+        let older = if generation == self.now.wrapping_add(1) {
+            &self.ends[..self.ends.len().min(KEPT - 1)]
+        } else {
+            &[]
+        };
+        let r = entries.len();
+        let used = older.iter().rev().find_map(|e| *e).map_or(0, usize::from);
+        // Behind this publish's entries, the older ones it does not repeat (a flapping
+        // route is listed once), and how many of the first `i` are kept.
+        let mut kept_before = Vec::with_capacity(used + 1);
+        kept_before.push(0);
+        for e in &self.entries[..used] {
+            if !entries[..r].contains(e) {
+                entries.push(*e);
+            }
+            kept_before.push(entries.len() - r);
+        }
+        let fits = |n: usize| (n <= SCANNED).then_some(n as u16);
+        let ends: Box<[Option<u16>]> = std::iter::once(fits(r))
+            .chain(older.iter().map(|e| e.and_then(|e| fits(r + kept_before[usize::from(e)]))))
             .collect();
-        Recent(records.into())
+        entries.truncate(ends.iter().rev().find_map(|e| *e).map_or(0, usize::from));
+        Recent {
+            now: generation,
+            ends,
+            entries: entries.into(),
+        }
     }
 
     /// Whether `dst`'s route in `vrf` is the same now (generation `now`) as under
     /// generation `since`: true only if every publish since is remembered and none can
     /// have changed it (none touched a prefix holding `dst` in `vrf`, nor anything a
     /// route depends on). `false` means "decide again", not "changed".
+    #[inline]
     pub(crate) fn unchanged_since(&self, now: u32, since: u32, vrf: VrfId, dst: IpAddr) -> bool {
         let n = now.wrapping_sub(since) as usize;
         if n == 0 {
             return true;
         }
-        // The records run up to `now`, one per publish.
-        if n > self.0.len() || self.0.last().map(|r| r.generation) != Some(now) {
+        if self.now != now {
             return false;
         }
-        self.0[self.0.len() - n..].iter().all(|r| {
-            let Some(vrfs) = &r.vrfs else { return false };
-            vrfs.iter().all(|c| {
-                (c.vrf != vrf && !c.every_vrf)
-                    || c.prefixes.as_ref().is_some_and(|p| !p.iter().any(|p| p.contains(dst)))
-            })
-        })
+        match self.ends.get(n - 1) {
+            Some(Some(end)) => !self.entries[..usize::from(*end)].iter().any(|e| e.touches(vrf, dst)),
+            _ => false,
+        }
     }
+}
+
+/// One publish's changes as entries: each VRF's prefixes, or the whole VRF past
+/// [`LISTED`] of them; `None` (anything) past [`LISTED`] VRFs.
+fn record(vrfs: Vec<VrfChange<Prefix>>) -> Option<Vec<Entry>> {
+    if vrfs.len() > LISTED {
+        return None;
+    }
+    let mut e = Vec::new();
+    for c in vrfs {
+        let whole = Entry {
+            prefix: None,
+            vrf: c.vrf,
+            every_vrf: c.every_vrf,
+        };
+        match c.prefixes.filter(|p| p.len() <= LISTED) {
+            Some(p) => e.extend(p.into_iter().map(|p| Entry { prefix: Some(p), ..whole })),
+            None => e.push(whole),
+        }
+    }
+    Some(e)
 }
 
 #[cfg(test)]
@@ -185,5 +244,48 @@ mod tests {
         r = r.then(now + 1, Some(vec![translated]));
         assert!(!r.unchanged_since(now + 1, now, 1, ip("192.0.2.1")));
         assert!(r.unchanged_since(now + 1, now, 1, ip("198.51.100.1")));
+        // A publish that does not follow the last one remembered starts afresh.
+        let r = r.then(now + 3, Some(vec![]));
+        assert!(r.unchanged_since(now + 3, now + 2, 1, ip("192.0.2.1")));
+        assert!(!r.unchanged_since(now + 3, now + 1, 1, ip("198.51.100.1")));
+    }
+
+    #[test]
+    fn a_flapping_route_is_listed_once() {
+        let mut r = Recent::default();
+        for g in 1..=100 {
+            let p = if g % 2 == 0 { "10.1.0.0" } else { "10.2.0.0" };
+            r = r.then(g, Some(vec![change(1, Some(&[(p, 16)]))]));
+        }
+        assert_eq!(r.entries.len(), 2);
+        assert_eq!(r.ends.len(), KEPT);
+        assert!(r.unchanged_since(100, 99, 1, ip("10.2.3.4")));
+        assert!(!r.unchanged_since(100, 98, 1, ip("10.2.3.4")));
+        assert!(!r.unchanged_since(100, 70, 1, ip("10.1.3.4")));
+        assert!(r.unchanged_since(100, 68, 1, ip("10.3.3.4")));
+        assert!(!r.unchanged_since(100, 67, 1, ip("10.3.3.4")), "not remembered");
+    }
+
+    #[test]
+    fn a_check_reads_a_bounded_list() {
+        // Distinct prefixes, five per publish: listed while the publishes since list at
+        // most SCANNED, and past that the flow is decided again.
+        let mut r = Recent::default();
+        for g in 1..=KEPT as u32 + 5 {
+            let a = IpAddr::from((0x0b00_0000u32 + (g << 8)).to_be_bytes());
+            let mut c = vec![change(1, None)];
+            c[0].prefixes = Some((0..5).map(|j| Prefix::new(a, 24 + j)).collect());
+            r = r.then(g, Some(c));
+        }
+        let now = KEPT as u32 + 5;
+        assert!(r.entries.len() <= SCANNED, "{} entries", r.entries.len());
+        assert!(r.unchanged_since(now, now - 25, 1, ip("12.0.0.1")), "125 listed: not it");
+        assert!(!r.unchanged_since(now, now - 25, 1, ip("11.0.30.1")), "listed");
+        assert!(!r.unchanged_since(now, now - 26, 1, ip("12.0.0.1")), "130: decided again");
+        assert!(!r.unchanged_since(now, now - 26, 2, ip("12.0.0.1")));
+        // Past LISTED VRFs in one publish, anything.
+        let many = (0..=LISTED as u32).map(|v| change(v + 10, None)).collect();
+        let r = r.then(now + 1, Some(many));
+        assert!(!r.unchanged_since(now + 1, now, 1, ip("12.0.0.1")));
     }
 }

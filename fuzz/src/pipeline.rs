@@ -203,7 +203,7 @@ thread_local! {
 
 /// Target `pipeline`: the first byte picks the ingress port (workload 1, workload 2,
 /// fabric; its low two bits) and, with its top bit set, a route change published before
-/// the frame ([`Harness::churn`]); the rest is the frame. The node lives across inputs,
+/// the frame (`Harness::churn`); the rest is the frame. The node lives across inputs,
 /// so flows, learned neighbours and parked packets carry over as they would in a running
 /// router.
 pub fn pipeline(data: &[u8]) {

@@ -124,7 +124,11 @@ impl Recent {
         }
         let fits = |n: usize| (n <= SCANNED).then_some(n as u16);
         let ends: Box<[Option<u16>]> = std::iter::once(fits(r))
-            .chain(older.iter().map(|e| e.and_then(|e| fits(r + kept_before[usize::from(e)]))))
+            .chain(
+                older
+                    .iter()
+                    .map(|e| e.and_then(|e| fits(r + kept_before[usize::from(e)]))),
+            )
             .collect();
         entries.truncate(ends.iter().rev().find_map(|e| *e).map_or(0, usize::from));
         Recent {
@@ -168,7 +172,10 @@ fn record(vrfs: Vec<VrfChange<Prefix>>) -> Option<Vec<Entry>> {
             every_vrf: c.every_vrf,
         };
         match c.prefixes.filter(|p| p.len() <= LISTED) {
-            Some(p) => e.extend(p.into_iter().map(|p| Entry { prefix: Some(p), ..whole })),
+            Some(p) => e.extend(p.into_iter().map(|p| Entry {
+                prefix: Some(p),
+                ..whole
+            })),
             None => e.push(whole),
         }
     }
@@ -279,9 +286,15 @@ mod tests {
         }
         let now = KEPT as u32 + 5;
         assert!(r.entries.len() <= SCANNED, "{} entries", r.entries.len());
-        assert!(r.unchanged_since(now, now - 25, 1, ip("12.0.0.1")), "125 listed: not it");
+        assert!(
+            r.unchanged_since(now, now - 25, 1, ip("12.0.0.1")),
+            "125 listed: not it"
+        );
         assert!(!r.unchanged_since(now, now - 25, 1, ip("11.0.30.1")), "listed");
-        assert!(!r.unchanged_since(now, now - 26, 1, ip("12.0.0.1")), "130: decided again");
+        assert!(
+            !r.unchanged_since(now, now - 26, 1, ip("12.0.0.1")),
+            "130: decided again"
+        );
         assert!(!r.unchanged_since(now, now - 26, 2, ip("12.0.0.1")));
         // Past LISTED VRFs in one publish, anything.
         let many = (0..=LISTED as u32).map(|v| change(v + 10, None)).collect();

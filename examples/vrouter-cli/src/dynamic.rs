@@ -74,6 +74,9 @@ fn parse_one(cmd: &str) -> Result<RouteCommand, String> {
     }
 }
 
+/// Dynamic routes put aside by [`Routing::saved`].
+pub struct Saved(BTreeMap<RouteKey, NexthopId>);
+
 /// The router's routing state: the builder all publishes go through (the file's routes
 /// and the dynamic ones), and which routes are dynamic.
 #[derive(Default)]
@@ -187,6 +190,17 @@ impl Routing {
         let (prefix, len, nexthop) = self.builder.longest_match(vrf, dst)?;
         let key = (vrf, prefix, len);
         Some((key, nexthop, self.dynamic.contains_key(&key)))
+    }
+
+    /// The dynamic routes as they are, for [`Routing::restore`].
+    pub fn saved(&self) -> Saved {
+        Saved(self.dynamic.clone())
+    }
+
+    /// Makes `saved` the dynamic routes again, for when the file that dropped some is
+    /// given up (its ports did not start): the next [`Routing::take_file`] routes them.
+    pub fn restore(&mut self, saved: Saved) {
+        self.dynamic = saved.0;
     }
 
     /// `show routes` lines for the dynamic routes.
@@ -383,6 +397,18 @@ mod tests {
         );
         // 10.8.0.0/16 is the file's now: commands may not touch it.
         assert!(run(&mut r, &fib, "route del vrf 1 10.8.0.0/16").is_err());
+        // A file given up: what it dropped comes back with the file before it.
+        let saved = r.saved();
+        let mut empty = FibBuilder::new();
+        empty.add_vrf(1).unwrap();
+        assert_eq!(r.take_file(empty).len(), 1);
+        r.restore(saved);
+        let mut f = FibBuilder::new();
+        f.add_vrf(1).unwrap();
+        f.set_nexthop(1, Nexthop::Discard).unwrap();
+        assert!(r.take_file(f).is_empty());
+        r.builder.publish(&fib).unwrap();
+        assert_eq!(lookup(&fib, 1, "10.6.0.1"), Some(1));
         // A file without VRF 1 takes the last one.
         let mut f = FibBuilder::new();
         f.add_vrf(0).unwrap();

@@ -192,11 +192,30 @@ impl Live {
     /// policy and the live flow options at once. Ports are added and removed while the
     /// workers run; only when the UMEMs must grow do the workers pause around the change. Returns the status line, or why nothing changed.
     fn reload(&mut self) -> Result<String, String> {
-        let (text, mut new) = read(&self.path)?;
+        let (text, new) = read(&self.path)?;
         // Held for the whole reload: a `route` command waits for it.
         let routing = self.routing.clone();
         let mut routing = routing.lock().map_err(|_| "the routing state is poisoned")?;
-        let r = &mut *routing;
+        let saved = routing.saved();
+        let reloaded = self.apply(&mut routing, text, new);
+        if reloaded.is_err() {
+            // The builder is what the next `route` command publishes: back to the running
+            // file's routes and the dynamic routes as they were, and published so (a port
+            // change undone may have published the old file without the dynamic routes the
+            // new one dropped; otherwise this publishes what runs).
+            routing.restore(saved);
+            if let Ok(mut old) = config::parse(&self.path, &self.text) {
+                routing.take_file(std::mem::take(&mut old.routes));
+                if let Err(e) = routing.builder.publish(&self.fib) {
+                    tracing::error!(error = %e, "the running routes could not be published again");
+                }
+            }
+        }
+        reloaded
+    }
+
+    /// [`Live::reload`] of `new` (read from `text`), with the routing state locked.
+    fn apply(&mut self, r: &mut Routing, text: String, mut new: Config) -> Result<String, String> {
         let ports_changed = new.node != self.cfg.node || new.devices != self.cfg.devices;
         if !ports_changed {
             let (g, notes) = self.publish(r, &mut new)?;
@@ -275,7 +294,8 @@ impl Live {
                 ))
             }
             Err((paused, e)) => {
-                // Back to the file as it was: its routes and policy for the old numbers.
+                // Back to the file as it was: its routes and policy for the old numbers
+                // (the dynamic routes the new file dropped come back after: `reload`).
                 let mut old = config::parse(&self.path, &self.text)?;
                 self.publish(r, &mut old)?;
                 self.resume_old(*paused)?;

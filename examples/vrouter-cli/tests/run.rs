@@ -510,6 +510,26 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     assert!(line.starts_with("reloaded") && !line.contains("dropped"), "{line}");
     assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 after the reload");
 
+    // A refused reload (a port on a missing device) changes no route: not now, and not
+    // when the next command publishes (the refused file had no route to w1).
+    let gone = ws[1]
+        .port
+        .replacen("name = \"w2\"", "name = \"w9\"", 1)
+        .replacen(&ws[1].dev, "vrt-missing0", 1);
+    let refused = format!(
+        "cpus = [0]\n\n[[vrf]]\nid = 1\n\n{}{}{gone}{without_route}",
+        ws[0].port, ws[1].port
+    );
+    std::fs::write(&path, refused).unwrap();
+    assert!(ctl(&["reload"]).0);
+    assert!(ctl(&["route", "add", "vrf", "1", "10.0.9.0/24", "nexthop", "2"]).0);
+    assert!(
+        ping(&ws[0].ns, "10.0.2.2"),
+        "w1 <-> w2 after a refused reload and a command"
+    );
+    assert!(ctl(&["route", "del", "vrf", "1", "10.0.9.0/24"]).0);
+    std::fs::write(&path, config(without_route)).unwrap();
+
     // Withdrawn: w2 is unreachable again, the flow of a running ping included.
     let (ok, out) = ctl(&["route", "del", "vrf", "1", "10.0.2.2/32"]);
     assert!(ok && out.contains("0 added, 1 removed; 0 dynamic routes"), "{out}");

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,8 +45,10 @@ pub(crate) struct State {
     pub(crate) tables: Tables,
     pub(crate) counters: Vec<SharedCounters>,
     pub(crate) listing: Arc<Mutex<Listing>>,
-    /// The routes, for `route add|del` and the dynamic ones' listing.
+    /// The routes, for `route add|del|get` and the dynamic ones' listing.
     pub(crate) routing: Arc<Mutex<Routing>>,
+    /// How many of them are dynamic ([`Routing::count`]).
+    pub(crate) dynamic_routes: Arc<AtomicUsize>,
 }
 
 const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, route get vrf V ADDRESS, reload";
@@ -76,13 +79,13 @@ pub(crate) struct RoutingStats {
 }
 
 impl RoutingStats {
-    pub(crate) fn of(tables: &Tables, routing: &Mutex<Routing>) -> Self {
+    pub(crate) fn of(tables: &Tables, dynamic: &AtomicUsize) -> Self {
         let s = tables.fib.snapshot();
         RoutingStats {
             generation: s.generation(),
             vrfs: s.vrf_ids().count(),
             routes: s.vrf_ids().map(|v| s.route_count(v)).sum(),
-            dynamic: routing.lock().map_or(0, |r| r.dynamic_count()),
+            dynamic: dynamic.load(Ordering::Relaxed),
             table_bytes: s.table_bytes(),
             spare_bytes: tables.fib.spare_bytes(),
             misses: tables.fib.stats().get(),
@@ -198,7 +201,7 @@ fn answer(cmd: &str, s: &State) -> String {
                 o.icmp,
                 o.other
             ));
-            let r = RoutingStats::of(&s.tables, &s.routing);
+            let r = RoutingStats::of(&s.tables, &s.dynamic_routes);
             v.push(format!(
                 "routing: generation {} vrfs {} routes {} ({} dynamic) tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
                 r.generation,
@@ -684,6 +687,7 @@ mod tests {
             tables: router.tables().clone(),
             counters: vec![],
             listing: Default::default(),
+            dynamic_routes: Arc::default(),
             routing: Arc::new(Mutex::new(Routing::new(b))),
         };
         let get = |what: &str| answer(&format!("route get {what}"), &state);

@@ -11,6 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use vrouter::fib::{Fib, FibBuilder, NexthopId, VrfId};
 
@@ -85,6 +87,8 @@ pub struct Routing {
     pub builder: FibBuilder,
     /// The routes added by command, with their nexthops.
     dynamic: BTreeMap<RouteKey, NexthopId>,
+    /// Their count, for readers that must not wait for a reload holding the state.
+    count: Arc<AtomicUsize>,
 }
 
 impl Routing {
@@ -93,12 +97,23 @@ impl Routing {
         Routing {
             builder,
             dynamic: BTreeMap::new(),
+            count: Arc::default(),
         }
     }
 
     /// How many routes are dynamic.
     pub fn dynamic_count(&self) -> usize {
         self.dynamic.len()
+    }
+
+    /// The count of dynamic routes, kept current without the state's lock (statistics
+    /// and metrics read it while a reload holds the lock).
+    pub fn count(&self) -> Arc<AtomicUsize> {
+        self.count.clone()
+    }
+
+    fn counted(&mut self) {
+        self.count.store(self.dynamic.len(), Ordering::Relaxed);
     }
 
     /// Checks every command against the state (and the commands before it), then applies
@@ -151,6 +166,7 @@ impl Routing {
             }
         }
         self.dynamic = dynamic;
+        self.counted();
         let g = self.builder.publish(fib).map_err(|e| e.to_string())?;
         Ok(format!(
             "routing generation {g}: {added} added, {removed} removed; {} dynamic routes",
@@ -181,6 +197,7 @@ impl Routing {
             why.is_none()
         });
         self.builder.replace_with(file);
+        self.counted();
         dropped
     }
 
@@ -201,6 +218,7 @@ impl Routing {
     /// given up (its ports did not start): the next [`Routing::take_file`] routes them.
     pub fn restore(&mut self, saved: Saved) {
         self.dynamic = saved.0;
+        self.counted();
     }
 
     /// `show routes` lines for the dynamic routes.
@@ -307,6 +325,7 @@ mod tests {
         assert_eq!(lookup(&fib, 1, "10.9.1.1"), None);
         assert_eq!(lookup(&fib, 1, "10.0.1.1"), Some(1), "the file's route stays");
         assert_eq!(r.dynamic_count(), 1);
+        assert_eq!(r.count().load(Ordering::Relaxed), 1);
     }
 
     #[test]
@@ -417,5 +436,6 @@ mod tests {
         assert_eq!(dropped.len(), 1);
         assert!(dropped[0].contains("VRF 1 does not exist"), "{dropped:?}");
         assert_eq!(r.dynamic_count(), 0);
+        assert_eq!(r.count().load(Ordering::Relaxed), 0);
     }
 }

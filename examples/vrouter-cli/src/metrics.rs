@@ -5,13 +5,13 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::{PortState, SharedCounters};
 use vrouter::{DropReason, Tables};
 
 use crate::ctl::Ports;
-use vrouter_cli::dynamic::Routing;
 
 /// Serves `GET /metrics` on `addr` from a thread.
 pub(crate) fn serve(
@@ -19,7 +19,7 @@ pub(crate) fn serve(
     tables: Tables,
     counters: Vec<SharedCounters>,
     ports: Arc<Mutex<Ports>>,
-    routing: Arc<Mutex<Routing>>,
+    dynamic_routes: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
@@ -27,7 +27,7 @@ pub(crate) fn serve(
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 let now = ports.lock().map(|p| p.clone()).unwrap_or_default();
-                let _ = answer(conn, &tables, &counters, &now, &routing);
+                let _ = answer(conn, &tables, &counters, &now, &dynamic_routes);
             }
         })?;
     Ok(())
@@ -38,14 +38,14 @@ fn answer(
     tables: &Tables,
     counters: &[SharedCounters],
     ports: &Ports,
-    routing: &Mutex<Routing>,
+    dynamic_routes: &AtomicUsize,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut req = [0u8; 1024];
     let n = conn.read(&mut req)?;
     let ok = req[..n].starts_with(b"GET /metrics");
     let body = if ok {
-        render(tables, counters, ports, routing)
+        render(tables, counters, ports, dynamic_routes)
     } else {
         "not found: try /metrics\n".into()
     };
@@ -57,7 +57,7 @@ fn answer(
     )
 }
 
-fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routing: &Mutex<Routing>) -> String {
+fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, dynamic_routes: &AtomicUsize) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
         out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -171,7 +171,7 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routing: 
             usage.iter().map(|(l, (_, r))| (l.clone(), *r)).collect(),
         );
     }
-    let r = crate::ctl::RoutingStats::of(tables, routing);
+    let r = crate::ctl::RoutingStats::of(tables, dynamic_routes);
     family(
         "vrouter_routing_generation",
         "Generation of the routing tables running (each publish, a reload say, adds one).",

@@ -95,7 +95,9 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         }
     };
     let listing = Arc::new(Mutex::new(cfg.listing.clone()));
-    let routing = Arc::new(Mutex::new(Routing::new(std::mem::take(&mut cfg.routes))));
+    let routing = Routing::new(std::mem::take(&mut cfg.routes));
+    let dynamic_routes = routing.count();
+    let routing = Arc::new(Mutex::new(routing));
     let ports = Arc::new(Mutex::new(ctl::Ports {
         node: cfg.node.clone(),
         devices: cfg.devices.clone(),
@@ -106,6 +108,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         tables: router.tables().clone(),
         counters: running.counters(),
         listing: listing.clone(),
+        dynamic_routes: dynamic_routes.clone(),
         routing: routing.clone(),
     };
     if let Err(e) = ctl::serve(socket, state) {
@@ -118,7 +121,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
             router.tables().clone(),
             running.counters(),
             ports.clone(),
-            routing.clone(),
+            dynamic_routes,
         )
     {
         eprintln!("metrics on {addr}: {e}");

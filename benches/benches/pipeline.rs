@@ -539,31 +539,69 @@ fn bench(c: &mut Criterion) {
     // tables that live across samples (as a router's do) and are refilled from empty
     // (untimed) after 1M flows.
     let fresh = FlowFrames::new(1 << 20, |i| l3(i, "10.0.2.2"));
-    let order: Vec<usize> = (0..fresh.flows).collect();
+    bench_setup(&mut g, "flow_setup_miss", || tables(1 << 20), &fresh);
+    // The same into a VRF of 1M /24 routes (a full table's size), each flow to another
+    // of them: the route lookups miss the cache as a router's do.
+    let spread = FlowFrames::new(1 << 20, |i| {
+        let a = 0x4000_0000u32 | ((i.wrapping_mul(0x9e37_79b1) >> 12) << 8) | 1;
+        l3(i, &std::net::Ipv4Addr::from(a).to_string())
+    });
+    bench_setup(&mut g, "flow_setup_miss_1m_routes", big_fib_tables, &spread);
+    g.finish();
+    two_workers();
+}
+
+/// Flow setup: bursts of `frames`' flows, each new, through a pipeline over `make()`'s
+/// tables, made afresh (untimed) once every flow was installed.
+fn bench_setup(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    make: impl Fn() -> Tables,
+    frames: &FlowFrames,
+) {
+    let order: Vec<usize> = (0..frames.flows).collect();
     let mut bursts = order.chunks(BURST).cycle();
-    let mut t = tables(1 << 20);
+    let mut t = make();
     let mut rig = Rig::new(&t);
     let mut installed = 0;
-    g.bench_function("flow_setup_miss", |b| {
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                if installed == fresh.flows {
-                    t = tables(1 << 20);
+                if installed == frames.flows {
+                    t = make();
                     rig = Rig::new(&t);
                     installed = 0;
                 }
                 let burst = bursts.next().expect("cycles");
                 installed += burst.len();
                 let s = Instant::now();
-                black_box(rig.run(0, &fresh, burst));
+                black_box(rig.run(0, frames, burst));
                 total += s.elapsed();
             }
             total
         })
     });
-    g.finish();
-    two_workers();
+}
+
+/// [`tables`] for 1M flows, with VRF 1 holding 1M more routes: the /24s of 64.0.0.0/4,
+/// through a gateway on w2.
+fn big_fib_tables() -> Tables {
+    let (t, mut b) = tables_and_routes(1 << 20);
+    b.set_nexthop(
+        6,
+        Nexthop::Interface {
+            port: 1,
+            gateway: Some(ip("10.0.2.5")),
+        },
+    )
+    .unwrap();
+    for i in 0..1u32 << 20 {
+        b.add_route(1, std::net::Ipv4Addr::from(0x4000_0000 | (i << 8)).into(), 24, 6)
+            .unwrap();
+    }
+    b.publish(&t.fib).unwrap();
+    t
 }
 
 /// This thread pinned to one CPU until dropped, when it gets its former CPUs back (the

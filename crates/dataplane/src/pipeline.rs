@@ -500,6 +500,15 @@ impl Pipeline {
             policy: policy.generation(),
         };
         let now = self.clock.now();
+        // New flows' first route lookups, started together (a big VRF's table is tens of
+        // MiB: each lookup would otherwise wait for its own miss).
+        for (k, hit) in hits[..n].iter().enumerate() {
+            if hit.is_none()
+                && let Some(dst) = keys[k].dst_ip()
+            {
+                fib.prefetch(keys[k].vrf, dst);
+            }
+        }
         // Stage 3: decide (slow path on a miss or a stale flow), then act.
         let (actions, how) = (&mut self.actions, &mut self.how);
         for (k, hit) in hits[..n].iter().enumerate() {

@@ -153,6 +153,11 @@ impl crate::lpm::BigTable<u32> for Dir248 {
         }
     }
 
+    #[inline]
+    fn prefetch(&self, addr: u32) {
+        wire::prefetch(&self.tbl24[(addr >> 8) as usize]);
+    }
+
     fn bytes(&self) -> usize {
         self.tbl24.len() * 4 + self.tbl8.len() * 4
     }

@@ -17,6 +17,8 @@ pub(crate) trait BigTable<A>: Sized {
     fn build(routes: &[Route<A>]) -> Self;
     fn lookup(&self, a: A) -> Option<u32>;
     fn lookup_burst(&self, addrs: &[A], out: &mut [Option<u32>]);
+    /// Starts loading the first line a lookup of `a` reads.
+    fn prefetch(&self, a: A);
     fn bytes(&self) -> usize;
 
     /// This table with everything under the `changed` prefixes recomputed from
@@ -105,6 +107,14 @@ impl<A: Addr, B: BigTable<A>> Lpm<A, B> {
         match self {
             Lpm::Small(t) => t.lookup_burst(addrs, out),
             Lpm::Big(t) => t.lookup_burst(addrs, out),
+        }
+    }
+
+    /// A small table is kilobytes, in cache when it is used at all.
+    #[inline]
+    pub(crate) fn prefetch(&self, a: A) {
+        if let Lpm::Big(t) = self {
+            t.prefetch(a);
         }
     }
 

@@ -182,6 +182,11 @@ impl crate::lpm::BigTable<u128> for Trie6 {
         e.checked_sub(1)
     }
 
+    #[inline]
+    fn prefetch(&self, addr: u128) {
+        wire::prefetch(&self.arena[chunk(addr, 0, ROOT_BITS)]);
+    }
+
     /// Level-synchronous burst walk: each round reads one level for every unfinished key
     /// after prefetching it for all of them.
     fn lookup_burst(&self, addrs: &[u128], out: &mut [Option<u32>]) {

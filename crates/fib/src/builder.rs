@@ -181,6 +181,14 @@ fn routes_of<A: Addr>(routes: &BTreeMap<(A, u8), NexthopId>) -> Vec<Route<A>> {
         .collect()
 }
 
+/// The longest of `routes`' prefixes holding `a`, by a walk over the prefix lengths.
+fn longest<A: Addr>(routes: &BTreeMap<(A, u8), NexthopId>, a: A) -> Option<(A, u8, NexthopId)> {
+    (0..=A::BITS).rev().find_map(|len| {
+        let p = a.network(len);
+        routes.get(&(p, len)).map(|&nh| (p, len, nh))
+    })
+}
+
 fn split(addr: IpAddr) -> Result<(Option<u32>, Option<u128>), FibError> {
     Ok(match addr {
         IpAddr::V4(a) => (Some(a.into()), None),
@@ -283,21 +291,9 @@ impl FibBuilder {
     pub fn longest_match(&self, vrf: VrfId, dst: IpAddr) -> Option<(IpAddr, u8, NexthopId)> {
         let r = self.vrfs.get(&vrf)?;
         match dst {
-            IpAddr::V4(a) => {
-                let a = u32::from(a);
-                (0..=32).rev().find_map(|len| {
-                    let p = a.network(len);
-                    r.v4.get(&(p, len))
-                        .map(|&nh| (IpAddr::from(std::net::Ipv4Addr::from(p)), len, nh))
-                })
-            }
+            IpAddr::V4(a) => longest(&r.v4, u32::from(a)).map(|(p, l, nh)| (std::net::Ipv4Addr::from(p).into(), l, nh)),
             IpAddr::V6(a) => {
-                let a = u128::from(a);
-                (0..=128).rev().find_map(|len| {
-                    let p = a.network(len);
-                    r.v6.get(&(p, len))
-                        .map(|&nh| (IpAddr::from(std::net::Ipv6Addr::from(p)), len, nh))
-                })
+                longest(&r.v6, u128::from(a)).map(|(p, l, nh)| (std::net::Ipv6Addr::from(p).into(), l, nh))
             }
         }
     }

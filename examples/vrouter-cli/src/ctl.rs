@@ -274,7 +274,10 @@ fn answer(cmd: &str, s: &State) -> String {
             Ok(c) if c > 0 && c <= crate::vrouter_taps_max() as usize => capture(s, &ports.node, port, file, c),
             _ => vec![format!("error: COUNT must be 1..={}", crate::vrouter_taps_max())],
         },
-        ["route", "get", "vrf", vrf, addr] => route_get(s, &ports.node, vrf, addr),
+        ["route", "get", rest @ ..] => match rest {
+            ["vrf", vrf, addr] => route_get(s, &ports.node, vrf, addr),
+            _ => vec!["error: expected `route get vrf V ADDRESS`".into()],
+        },
         ["route", ..] => match dynamic::parse(cmd) {
             Err(e) => vec![format!("error: {e}")],
             Ok(commands) => match s.routing.lock() {
@@ -720,6 +723,7 @@ mod tests {
         assert_eq!(get("vrf 1 10.4.0.1"), "vrf 1 10.4.0.1: no route\n");
         assert_eq!(get("vrf 7 10.4.0.1"), "vrf 7 10.4.0.1: no route\n");
         assert!(get("vrf 1 nonsense").starts_with("error: "));
+        assert_eq!(get("10.0.2.2"), "error: expected `route get vrf V ADDRESS`\n");
         assert_eq!(fib.stats().get(), (0, 0, 0), "diagnostics count no misses");
     }
 

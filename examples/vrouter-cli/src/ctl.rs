@@ -62,7 +62,6 @@ const TAP_WAIT: Duration = Duration::from_secs(5);
 /// Most flows `show flows` prints.
 const MAX_FLOWS: usize = 1000;
 
-/// Binds `path` (replacing a stale socket) with mode 0600 and serves it on a thread.
 /// The routing tables at a glance, for `show stats` and the metrics.
 pub(crate) struct RoutingStats {
     pub(crate) generation: u32,
@@ -93,6 +92,7 @@ impl RoutingStats {
     }
 }
 
+/// Binds `path` (replacing a stale socket) with mode 0600 and serves it on a thread.
 pub(crate) fn serve(path: &str, state: State) -> std::io::Result<()> {
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path)?;

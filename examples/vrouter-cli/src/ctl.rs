@@ -51,7 +51,7 @@ pub(crate) struct State {
     pub(crate) dynamic_routes: Arc<AtomicUsize>,
 }
 
-const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, route get vrf V ADDRESS, reload";
+const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, route get vrf V ADDRESS, reload";
 
 /// The longest command line read: room for a few thousand `route` commands.
 const MAX_LINE: u64 = 1 << 20;
@@ -146,13 +146,11 @@ fn answer(cmd: &str, s: &State) -> String {
                 .collect()
         }
         ["show", "vrfs"] => s.listing.lock().map(|l| l.vrfs.clone()).unwrap_or_default(),
-        ["show", "routes"] => {
-            let mut v = s.listing.lock().map(|l| l.routes.clone()).unwrap_or_default();
-            if let Ok(r) = s.routing.lock() {
-                v.extend(r.listing());
-            }
-            v
-        }
+        ["show", "routes"] => show_routes(s, None),
+        ["show", "routes", "vrf", vrf] => match vrf.parse::<u32>() {
+            Ok(vrf) => show_routes(s, Some(vrf)),
+            Err(_) => vec![format!("error: `{vrf}` is not a VRF id")],
+        },
         ["show", "nexthops"] => s.listing.lock().map(|l| l.nexthops.clone()).unwrap_or_default(),
         ["show", "neighbors"] => {
             let mut v: Vec<String> = s
@@ -303,6 +301,19 @@ fn answer(cmd: &str, s: &State) -> String {
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+/// `show routes [vrf V]`: the file's routes, then the dynamic ones, of every VRF or `vrf`.
+fn show_routes(s: &State, vrf: Option<u32>) -> Vec<String> {
+    let mut v = s.listing.lock().map(|l| l.routes.clone()).unwrap_or_default();
+    if let Ok(r) = s.routing.lock() {
+        v.extend(r.listing());
+    }
+    if let Some(vrf) = vrf {
+        let of = format!("vrf {vrf} ");
+        v.retain(|line| line.starts_with(&of));
+    }
+    v
 }
 
 /// `route get vrf V ADDRESS`: the route `addr` takes in `vrf`, and where a new flow to it

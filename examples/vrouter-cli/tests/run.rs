@@ -482,6 +482,14 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     let (_, routes) = ctl(&["show", "routes"]);
     assert!(routes.contains("vrf 1 10.0.1.2/32 -> nexthop 1\n"), "{routes}");
     assert!(routes.contains("vrf 1 10.0.2.2/32 -> nexthop 2 dynamic"), "{routes}");
+    assert_eq!(
+        ctl(&["show", "routes", "vrf", "1"]).1,
+        routes,
+        "every route is in VRF 1"
+    );
+    assert_eq!(ctl(&["show", "routes", "vrf", "2"]).1, "\n");
+    let (ok, bad) = ctl(&["show", "routes", "vrf", "x"]);
+    assert!(!ok && bad.contains("`x` is not a VRF id"), "{bad}");
     let (_, stats) = ctl(&["show", "stats"]);
     assert!(stats.contains("routes 2 (1 dynamic)"), "{stats}");
     let (ok, get) = ctl(&["route", "get", "vrf", "1", "10.0.2.2"]);

@@ -121,6 +121,15 @@ int main(void) {
     rc = vr_router_pull(router, p_fab, out, sizeof out, &len);
     printf("nothing more: %s\n", vr_result_message(rc));
 
+    /* Where an address goes, as `ip route get` says: the route, the way out, the MAC. */
+    vr_route route;
+    CHECK(vr_router_route_get(router, 1, "10.9.7.7", &route));
+    printf("route get 10.9.7.7: %s nexthop %u, resolved %u, out of port %d, mac known %u (%02x:%02x:%02x:%02x:%02x:%02x)\n",
+           route.prefix, route.nexthop, route.resolved_nexthop, route.port, route.mac_known, route.mac[0], route.mac[1],
+           route.mac[2], route.mac[3], route.mac[4], route.mac[5]);
+    rc = vr_router_route_get(router, 1, "172.16.0.1", &route);
+    printf("route get 172.16.0.1: %s: %s\n", vr_result_message(rc), vr_router_last_error(router));
+
     /* Port 5353 falls in the denied range. */
     printf("to w2 port 5353: %s\n", send_one(router, p_w1, w1, gw1, to_w2, 5353, p_w2));
 

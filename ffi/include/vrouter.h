@@ -242,6 +242,39 @@ typedef struct vr_rule {
 } vr_rule;
 
 /*
+ The route an address takes and where a new flow to it goes (`vr_router_route_get`).
+ */
+typedef struct vr_route {
+  /*
+   The route's prefix as text ("10.0.0.0/8"), NUL-terminated.
+   */
+  char prefix[64];
+  /*
+   The route's nexthop.
+   */
+  uint32_t nexthop;
+  /*
+   The nexthop a new flow ends at: through ECMP groups (the member flow hash 0 picks)
+   and VRF translations.
+   */
+  uint32_t resolved_nexthop;
+  /*
+   Its egress port (for a tunnel, the underlay's); -1 for a discard or a delivery to
+   this node.
+   */
+  int32_t port;
+  /*
+   1 when the next hop's MAC is known (then in `mac`), 0 while it is to be resolved
+   (the first packet asks for it).
+   */
+  uint8_t mac_known;
+  /*
+   The next hop's MAC.
+   */
+  uint8_t mac[6];
+} vr_route;
+
+/*
  Counters of a router.
  */
 typedef struct vr_stats {
@@ -532,6 +565,19 @@ vr_result vr_router_pull(struct vr_router *r,
                          uint8_t *buf,
                          uintptr_t cap,
                          uintptr_t *len);
+
+/*
+ The route `address` takes in `vrf` and where a new flow to it goes, into `*out`: the
+ longest prefix holding it among the routes as edited, and the way out through the
+ tables as last published (publish first for both to agree); the MAC as forwarding
+ finds it (configured, a workload's own, or learned once started). VR_INVALID_ARGUMENT
+ when no route holds the address or its nexthop does not resolve, naming which. Not
+ counted as a route miss.
+ */
+vr_result vr_router_route_get(struct vr_router *r,
+                              uint32_t vrf,
+                              const char *address,
+                              struct vr_route *out);
 
 /*
  Current counters.

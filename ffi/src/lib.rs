@@ -20,8 +20,10 @@ use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
+use vrouter::dataplane::neigh::Lookup;
+use vrouter::dataplane::pipeline::neighbor_mac;
 use vrouter::dataplane::{MemoryLink, Worker};
-use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, Prepared};
+use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, Prepared, Resolution};
 use vrouter::flow::{FlowTableConfig, FullPolicy};
 use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
@@ -54,6 +56,27 @@ pub enum VrResult {
     VrInternal = 8,
     /// A bug: a panic was caught at the boundary.
     VrPanic = 9,
+}
+
+/// The route an address takes and where a new flow to it goes (`vr_router_route_get`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct VrRoute {
+    /// The route's prefix as text ("10.0.0.0/8"), NUL-terminated.
+    pub prefix: [c_char; 64],
+    /// The route's nexthop.
+    pub nexthop: u32,
+    /// The nexthop a new flow ends at: through ECMP groups (the member flow hash 0 picks)
+    /// and VRF translations.
+    pub resolved_nexthop: u32,
+    /// Its egress port (for a tunnel, the underlay's); -1 for a discard or a delivery to
+    /// this node.
+    pub port: i32,
+    /// 1 when the next hop's MAC is known (then in `mac`), 0 while it is to be resolved
+    /// (the first packet asks for it).
+    pub mac_known: u8,
+    /// The next hop's MAC.
+    pub mac: [u8; 6],
 }
 
 /// Counters of a router.
@@ -1201,6 +1224,77 @@ pub extern "C" fn vr_router_pull(r: *mut VrRouter, port: u32, buf: *mut u8, cap:
         }
         // SAFETY: `cap >= frame.len()` writable bytes at `buf` (documented).
         unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), buf, frame.len()) };
+        Ok(())
+    })
+}
+
+/// The route `address` takes in `vrf` and where a new flow to it goes, into `*out`: the
+/// longest prefix holding it among the routes as edited, and the way out through the
+/// tables as last published (publish first for both to agree); the MAC as forwarding
+/// finds it (configured, a workload's own, or learned once started). VR_INVALID_ARGUMENT
+/// when no route holds the address or its nexthop does not resolve, naming which. Not
+/// counted as a route miss.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_route_get(
+    r: *mut VrRouter,
+    vrf: u32,
+    address: *const c_char,
+    out: *mut VrRoute,
+) -> VrResult {
+    with(r, |r| {
+        if out.is_null() {
+            return Err((VrResult::VrNullParameter, "out is NULL".into()));
+        }
+        let dst = self::addr(address, "address")?;
+        let (prefix, len, nexthop) = r
+            .routes
+            .longest_match(vrf, dst)
+            .ok_or_else(|| bad(format!("no route holds {dst} in VRF {vrf}")))?;
+        let fib = r.fib.snapshot();
+        let resolved = fib
+            .resolve_uncounted(vrf, dst, 0)
+            .map_err(|m| bad(format!("{prefix}/{len} in VRF {vrf} does not resolve: {m:?}")))?;
+        let (port, next_hop) = match resolved.resolution {
+            Resolution::Interface { port, next_hop, .. } | Resolution::Tunnel { port, next_hop, .. } => {
+                (port as i32, Some((port, next_hop)))
+            }
+            Resolution::Discard | Resolution::Receive => (-1, None),
+        };
+        let node = NodeConfig {
+            ports: r.ports.clone(),
+            tunnel_endpoints: r.endpoints.clone(),
+        };
+        let mac = next_hop.and_then(|(p, ip)| {
+            let (learned, config, now) = match r.running.as_ref() {
+                Some(st) => {
+                    let t = st.router.tables();
+                    (
+                        t.neighbors.snapshot(),
+                        *t.neighbors.config(),
+                        t.epoch.elapsed().as_secs() as u32,
+                    )
+                }
+                None => (Default::default(), Default::default(), 0),
+            };
+            match neighbor_mac(&node, &fib, &learned, &config, p, ip, now) {
+                Lookup::Known { mac, .. } | Lookup::Stale(mac) => Some(mac),
+                Lookup::Unknown => None,
+            }
+        });
+        let mut text = [0 as c_char; 64];
+        for (t, b) in text.iter_mut().zip(format!("{prefix}/{len}").bytes()) {
+            *t = b as c_char;
+        }
+        let route = VrRoute {
+            prefix: text,
+            nexthop,
+            resolved_nexthop: resolved.nexthop,
+            port,
+            mac_known: u8::from(mac.is_some()),
+            mac: mac.map_or([0; 6], |m| m.0),
+        };
+        // SAFETY: non-null, writable (documented).
+        unsafe { *out = route };
         Ok(())
     })
 }

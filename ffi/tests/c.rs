@@ -100,6 +100,9 @@ fn check(stdout: &str) {
         // The established flow, denied by the new policy on its second packet.
         "flow: vrf 1 10.0.1.2 40000 -> 10.0.2.2 53 proto 17 Deny packets 2",
         "flow: vrf 1 10.0.1.2 40000 -> 10.9.0.5 53 proto 17 Allow packets 1",
+        // Through the VXLAN tunnel: the underlay's port and the far end's MAC.
+        "route get 10.9.7.7: 10.9.0.0/16 nexthop 4, resolved 4, out of port 2, mac known 1 (02:00:00:00:09:09)",
+        "route get 172.16.0.1: invalid argument (see vr_router_last_error): no route holds 172.16.0.1 in VRF 1",
         "publish with ports pending: not allowed in the router's current state",
         "after the change: w3 on port 2 got 60 bytes, dst mac 02:00:00:00:03:02",
         "after the change: fabric on port 1 got 110 bytes, vni 42",

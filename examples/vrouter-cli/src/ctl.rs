@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
 use vrouter_cli::config::Listing;
-use vrouter_cli::dynamic::{self, Routing};
+use vrouter_cli::dynamic::{self, RouteCounters, Routing};
 
 /// The ports the workers run on, and their devices (replaced when a reload changes them).
 #[derive(Clone, Default)]
@@ -47,8 +47,8 @@ pub(crate) struct State {
     pub(crate) listing: Arc<Mutex<Listing>>,
     /// The routes, for `route add|del|get` and the dynamic ones' listing.
     pub(crate) routing: Arc<Mutex<Routing>>,
-    /// How many of them are dynamic ([`Routing::count`]).
-    pub(crate) dynamic_routes: Arc<AtomicUsize>,
+    /// How many of them are dynamic, and the `route` lines applied and refused.
+    pub(crate) route_counters: Arc<RouteCounters>,
 }
 
 const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, route get vrf V ADDRESS, reload";
@@ -78,13 +78,13 @@ pub(crate) struct RoutingStats {
 }
 
 impl RoutingStats {
-    pub(crate) fn of(tables: &Tables, dynamic: &AtomicUsize) -> Self {
+    pub(crate) fn of(tables: &Tables, routes: &RouteCounters) -> Self {
         let s = tables.fib.snapshot();
         RoutingStats {
             generation: s.generation(),
             vrfs: s.vrf_ids().count(),
             routes: s.vrf_ids().map(|v| s.route_count(v)).sum(),
-            dynamic: dynamic.load(Ordering::Relaxed),
+            dynamic: routes.routes.load(Ordering::Relaxed),
             table_bytes: s.table_bytes(),
             spare_bytes: tables.fib.spare_bytes(),
             misses: tables.fib.stats().get(),
@@ -199,7 +199,7 @@ fn answer(cmd: &str, s: &State) -> String {
                 o.icmp,
                 o.other
             ));
-            let r = RoutingStats::of(&s.tables, &s.dynamic_routes);
+            let r = RoutingStats::of(&s.tables, &s.route_counters);
             v.push(format!(
                 "routing: generation {} vrfs {} routes {} ({} dynamic) tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
                 r.generation,
@@ -277,7 +277,10 @@ fn answer(cmd: &str, s: &State) -> String {
             _ => vec!["error: expected `route get vrf V ADDRESS`".into()],
         },
         ["route", ..] => match dynamic::parse(cmd) {
-            Err(e) => vec![format!("error: {e}")],
+            Err(e) => {
+                s.route_counters.line(false);
+                vec![format!("error: {e}")]
+            }
             Ok(commands) => match s.routing.lock() {
                 Ok(mut r) => match r.apply(&commands, &s.tables.fib) {
                     Ok(line) => {
@@ -286,7 +289,10 @@ fn answer(cmd: &str, s: &State) -> String {
                     }
                     Err(e) => vec![format!("error: {e}; nothing changed")],
                 },
-                Err(_) => vec!["error: the routing state is poisoned".into()],
+                Err(_) => {
+                    s.route_counters.line(false);
+                    vec!["error: the routing state is poisoned".into()]
+                }
             },
         },
         ["reload"] => {
@@ -701,7 +707,7 @@ mod tests {
             tables: router.tables().clone(),
             counters: vec![],
             listing: Default::default(),
-            dynamic_routes: Arc::default(),
+            route_counters: Arc::default(),
             routing: Arc::new(Mutex::new(Routing::new(b))),
         };
         let get = |what: &str| answer(&format!("route get {what}"), &state);

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use vrouter::fib::{Fib, FibBuilder, NexthopId, VrfId};
 
@@ -76,6 +76,25 @@ fn parse_one(cmd: &str) -> Result<RouteCommand, String> {
     }
 }
 
+/// How many routes are dynamic, and how many `route` lines were applied and refused.
+#[derive(Debug, Default)]
+pub struct RouteCounters {
+    /// Dynamic routes now.
+    pub routes: AtomicUsize,
+    /// Lines applied.
+    pub applied: AtomicU64,
+    /// Lines refused: unreadable, or failing a check (nothing of them applied).
+    pub refused: AtomicU64,
+}
+
+impl RouteCounters {
+    /// Counts a line applied, or refused.
+    pub fn line(&self, applied: bool) {
+        let c = if applied { &self.applied } else { &self.refused };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Dynamic routes put aside by [`Routing::saved`].
 pub struct Saved(BTreeMap<RouteKey, NexthopId>);
 
@@ -87,8 +106,9 @@ pub struct Routing {
     pub builder: FibBuilder,
     /// The routes added by command, with their nexthops.
     dynamic: BTreeMap<RouteKey, NexthopId>,
-    /// Their count, for readers that must not wait for a reload holding the state.
-    count: Arc<AtomicUsize>,
+    /// Their count and the lines applied, for readers that must not wait for a reload
+    /// holding the state.
+    counters: Arc<RouteCounters>,
 }
 
 impl Routing {
@@ -97,7 +117,7 @@ impl Routing {
         Routing {
             builder,
             dynamic: BTreeMap::new(),
-            count: Arc::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -106,19 +126,26 @@ impl Routing {
         self.dynamic.len()
     }
 
-    /// The count of dynamic routes, kept current without the state's lock (statistics
-    /// and metrics read it while a reload holds the lock).
-    pub fn count(&self) -> Arc<AtomicUsize> {
-        self.count.clone()
+    /// The dynamic routes' counters, kept current without the state's lock (statistics
+    /// and metrics read them while a reload holds the lock).
+    pub fn counters(&self) -> Arc<RouteCounters> {
+        self.counters.clone()
     }
 
     fn counted(&mut self) {
-        self.count.store(self.dynamic.len(), Ordering::Relaxed);
+        self.counters.routes.store(self.dynamic.len(), Ordering::Relaxed);
     }
 
     /// Checks every command against the state (and the commands before it), then applies
     /// them all and publishes once; on any error nothing changes. Returns the status line.
+    /// Counted as a line applied or refused.
     pub fn apply(&mut self, commands: &[RouteCommand], fib: &Fib) -> Result<String, String> {
+        let applied = self.apply_checked(commands, fib);
+        self.counters.line(applied.is_ok());
+        applied
+    }
+
+    fn apply_checked(&mut self, commands: &[RouteCommand], fib: &Fib) -> Result<String, String> {
         let mut dynamic = self.dynamic.clone();
         let (mut added, mut removed) = (0, 0);
         for c in commands {
@@ -325,7 +352,10 @@ mod tests {
         assert_eq!(lookup(&fib, 1, "10.9.1.1"), None);
         assert_eq!(lookup(&fib, 1, "10.0.1.1"), Some(1), "the file's route stays");
         assert_eq!(r.dynamic_count(), 1);
-        assert_eq!(r.count().load(Ordering::Relaxed), 1);
+        let c = r.counters();
+        assert_eq!(c.routes.load(Ordering::Relaxed), 1);
+        assert_eq!(c.applied.load(Ordering::Relaxed), 3);
+        assert_eq!(c.refused.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -378,6 +408,11 @@ mod tests {
         .unwrap();
         assert!(line.ends_with("1 added, 1 removed; 0 dynamic routes"), "{line}");
         assert_eq!(lookup(&fib, 1, "10.9.0.1"), None);
+        let c = r.counters();
+        assert_eq!(
+            (c.applied.load(Ordering::Relaxed), c.refused.load(Ordering::Relaxed)),
+            (1, 8)
+        );
     }
 
     #[test]
@@ -436,6 +471,6 @@ mod tests {
         assert_eq!(dropped.len(), 1);
         assert!(dropped[0].contains("VRF 1 does not exist"), "{dropped:?}");
         assert_eq!(r.dynamic_count(), 0);
-        assert_eq!(r.count().load(Ordering::Relaxed), 0);
+        assert_eq!(r.counters().routes.load(Ordering::Relaxed), 0);
     }
 }

@@ -5,13 +5,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::{PortState, SharedCounters};
 use vrouter::{DropReason, Tables};
 
 use crate::ctl::Ports;
+use vrouter_cli::dynamic::RouteCounters;
 
 /// Serves `GET /metrics` on `addr` from a thread.
 pub(crate) fn serve(
@@ -19,7 +20,7 @@ pub(crate) fn serve(
     tables: Tables,
     counters: Vec<SharedCounters>,
     ports: Arc<Mutex<Ports>>,
-    dynamic_routes: Arc<AtomicUsize>,
+    routes: Arc<RouteCounters>,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
@@ -27,7 +28,7 @@ pub(crate) fn serve(
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 let now = ports.lock().map(|p| p.clone()).unwrap_or_default();
-                let _ = answer(conn, &tables, &counters, &now, &dynamic_routes);
+                let _ = answer(conn, &tables, &counters, &now, &routes);
             }
         })?;
     Ok(())
@@ -38,14 +39,14 @@ fn answer(
     tables: &Tables,
     counters: &[SharedCounters],
     ports: &Ports,
-    dynamic_routes: &AtomicUsize,
+    routes: &RouteCounters,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut req = [0u8; 1024];
     let n = conn.read(&mut req)?;
     let ok = req[..n].starts_with(b"GET /metrics");
     let body = if ok {
-        render(tables, counters, ports, dynamic_routes)
+        render(tables, counters, ports, routes)
     } else {
         "not found: try /metrics\n".into()
     };
@@ -57,7 +58,7 @@ fn answer(
     )
 }
 
-fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, dynamic_routes: &AtomicUsize) -> String {
+fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routes: &RouteCounters) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
         out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -171,7 +172,7 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, dynamic_r
             usage.iter().map(|(l, (_, r))| (l.clone(), *r)).collect(),
         );
     }
-    let r = crate::ctl::RoutingStats::of(tables, dynamic_routes);
+    let r = crate::ctl::RoutingStats::of(tables, routes);
     family(
         "vrouter_routing_generation",
         "Generation of the routing tables running (each publish, a reload say, adds one).",
@@ -189,6 +190,15 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, dynamic_r
         "Of those, the routes added over the control socket (`route add`).",
         "gauge",
         vec![(String::new(), r.dynamic as u64)],
+    );
+    family(
+        "vrouter_route_command_lines_total",
+        "`route` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
+        "counter",
+        vec![
+            ("{result=\"applied\"}".into(), routes.applied.load(Ordering::Relaxed)),
+            ("{result=\"refused\"}".into(), routes.refused.load(Ordering::Relaxed)),
+        ],
     );
     family(
         "vrouter_routing_table_bytes",

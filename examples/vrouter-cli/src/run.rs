@@ -96,7 +96,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
     };
     let listing = Arc::new(Mutex::new(cfg.listing.clone()));
     let routing = Routing::new(std::mem::take(&mut cfg.routes));
-    let dynamic_routes = routing.count();
+    let route_counters = routing.counters();
     let routing = Arc::new(Mutex::new(routing));
     let ports = Arc::new(Mutex::new(ctl::Ports {
         node: cfg.node.clone(),
@@ -108,7 +108,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         tables: router.tables().clone(),
         counters: running.counters(),
         listing: listing.clone(),
-        dynamic_routes: dynamic_routes.clone(),
+        route_counters: route_counters.clone(),
         routing: routing.clone(),
     };
     if let Err(e) = ctl::serve(socket, state) {
@@ -121,7 +121,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
             router.tables().clone(),
             running.counters(),
             ports.clone(),
-            dynamic_routes,
+            route_counters,
         )
     {
         eprintln!("metrics on {addr}: {e}");

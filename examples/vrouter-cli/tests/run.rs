@@ -323,7 +323,9 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(metrics.contains("\nvrouter_ports_device_down 0\n"), "{metrics}");
     assert_eq!(value("vrouter_port_changes_total", "how=\"live\""), 0, "{metrics}");
     assert!(
-        metrics.contains("\nvrouter_routes 2\n") && metrics.contains("\nvrouter_dynamic_routes 0\n"),
+        metrics.contains("\nvrouter_routes 2\n")
+            && metrics.contains("\nvrouter_dynamic_routes 0\n")
+            && metrics.contains("\nvrouter_route_command_lines_total{result=\"refused\"} 0\n"),
         "the workloads' two, none of them added by command: {metrics}"
     );
     assert!(

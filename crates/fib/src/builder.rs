@@ -303,6 +303,16 @@ impl FibBuilder {
         self.nexthops.contains_key(&id)
     }
 
+    /// Nexthop `id` as defined, if it is.
+    pub fn nexthop(&self, id: NexthopId) -> Option<&Nexthop> {
+        self.nexthops.get(&id)
+    }
+
+    /// Whether VRF `vrf` exists.
+    pub fn has_vrf(&self, vrf: VrfId) -> bool {
+        self.vrfs.contains_key(&vrf)
+    }
+
     /// Removes a route; `false` if it was not there.
     pub fn remove_route(&mut self, vrf: VrfId, prefix: IpAddr, len: u8) -> bool {
         let Ok(r) = self.routes(vrf) else { return false };
@@ -325,8 +335,16 @@ impl FibBuilder {
     }
 
     /// Defines or replaces a nexthop. ECMP groups may not contain ECMP groups and have
-    /// 1 to 255 members.
+    /// 1 to 255 members. A tunnel's VNI must fit 24 bits and its label 20 (the headers
+    /// would carry another), and its two ends be of one family.
     pub fn set_nexthop(&mut self, id: NexthopId, nh: Nexthop) -> Result<(), FibError> {
+        if let Nexthop::Tunnel { encap, src, dst, .. } = &nh {
+            let bad = |detail: String| FibError::new("nexthop", format!("tunnel {id}: {detail}"));
+            encap.check().map_err(bad)?;
+            if src.is_ipv4() != dst.is_ipv4() {
+                return Err(bad(format!("{src} -> {dst}: the ends are of two families")));
+            }
+        }
         if let Nexthop::Ecmp { members } = &nh {
             if members.is_empty() || members.len() > 255 {
                 return Err(FibError::new(
@@ -669,6 +687,7 @@ pub struct Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nexthop::Encap;
     use std::net::Ipv4Addr;
 
     fn v4(a: u32) -> IpAddr {
@@ -695,6 +714,41 @@ mod tests {
             b.add_route(1, v4(a), len, nh).unwrap();
         }
         b
+    }
+
+    #[test]
+    fn tunnels_whose_headers_cannot_carry_them_are_refused() {
+        let mut b = FibBuilder::new();
+        let tunnel = |encap, dst: &str| Nexthop::Tunnel {
+            encap,
+            src: v4(0xc000_0201),
+            dst: dst.parse().unwrap(),
+            underlay_vrf: 0,
+        };
+        for (nh, says) in [
+            (
+                tunnel(Encap::Vxlan { vni: 1 << 24 }, "192.0.2.2"),
+                "VNI 16777216 exceeds 24 bits",
+            ),
+            (
+                tunnel(Encap::MplsOverUdp { label: 1 << 20 }, "192.0.2.2"),
+                "label 1048576 exceeds 20 bits",
+            ),
+            (
+                tunnel(Encap::MplsOverGre { label: 1 << 20 }, "192.0.2.2"),
+                "label 1048576 exceeds 20 bits",
+            ),
+            (tunnel(Encap::Vxlan { vni: 7 }, "2001:db8::2"), "two families"),
+        ] {
+            let e = b.set_nexthop(4, nh).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("tunnel 4"), "{e}");
+            assert!(!b.has_nexthop(4));
+        }
+        let widest = tunnel(Encap::Vxlan { vni: (1 << 24) - 1 }, "192.0.2.2");
+        b.set_nexthop(4, widest.clone()).unwrap();
+        assert_eq!(b.nexthop(4), Some(&widest));
+        b.set_nexthop(5, tunnel(Encap::MplsOverGre { label: (1 << 20) - 1 }, "192.0.2.2"))
+            .unwrap();
     }
 
     proptest::proptest! {

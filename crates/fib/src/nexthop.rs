@@ -29,6 +29,19 @@ pub enum Encap {
     },
 }
 
+impl Encap {
+    /// Whether the VNI or label fits its header (24 and 20 bits); if not, why.
+    pub fn check(&self) -> Result<(), String> {
+        match *self {
+            Encap::Vxlan { vni } if vni >= 1 << 24 => Err(format!("VNI {vni} exceeds 24 bits")),
+            Encap::MplsOverUdp { label } | Encap::MplsOverGre { label } if label >= 1 << 20 => {
+                Err(format!("label {label} exceeds 20 bits"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Where a route sends packets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Nexthop {

@@ -278,6 +278,34 @@ impl Ctx<'_> {
     }
 }
 
+/// A tunnel nexthop, as the file's `tunnel` tables and the `nexthop add` command give it:
+/// `kind` is vxlan, mpls-udp or mpls-gre, `key` its VNI or label. On error, the field at
+/// fault and why.
+pub fn tunnel(
+    kind: &str,
+    key: u32,
+    src: IpAddr,
+    dst: IpAddr,
+    underlay_vrf: u32,
+) -> Result<Nexthop, (&'static str, String)> {
+    let encap = match kind {
+        "vxlan" => Encap::Vxlan { vni: key },
+        "mpls-udp" => Encap::MplsOverUdp { label: key },
+        "mpls-gre" => Encap::MplsOverGre { label: key },
+        other => return Err(("tunnel", format!("`{other}` is not vxlan, mpls-udp or mpls-gre"))),
+    };
+    encap.check().map_err(|r| ("key", r))?;
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Err(("dst", format!("{dst} is not of the family of src {src}")));
+    }
+    Ok(Nexthop::Tunnel {
+        encap,
+        src,
+        dst,
+        underlay_vrf,
+    })
+}
+
 fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.parse().map_err(|_| format!("`{s}` is not an IP address"))
 }
@@ -415,30 +443,21 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             let key = n
                 .key
                 .ok_or_else(|| e("key", "a tunnel needs `key` (VNI or MPLS label)".into()))?;
-            let encap = match t.as_str() {
-                "vxlan" => Encap::Vxlan { vni: key },
-                "mpls-udp" => Encap::MplsOverUdp { label: key },
-                "mpls-gre" => Encap::MplsOverGre { label: key },
-                other => return Err(e("tunnel", format!("`{other}` is not vxlan, mpls-udp or mpls-gre"))),
+            let end = |field: &'static str, v: &Option<String>| {
+                parse_ip(
+                    v.as_deref()
+                        .ok_or_else(|| e(field, format!("a tunnel needs `{field}`")))?,
+                )
+                .map_err(|r| e(field, r))
             };
-            let src = parse_ip(
-                n.src
-                    .as_deref()
-                    .ok_or_else(|| e("src", "a tunnel needs `src`".into()))?,
-            )
-            .map_err(|r| e("src", r))?;
-            let dst = parse_ip(
-                n.dst
-                    .as_deref()
-                    .ok_or_else(|| e("dst", "a tunnel needs `dst`".into()))?,
-            )
-            .map_err(|r| e("dst", r))?;
-            Nexthop::Tunnel {
-                encap,
-                src,
-                dst,
-                underlay_vrf: n.underlay_vrf,
+            let (src, dst) = (end("src", &n.src)?, end("dst", &n.dst)?);
+            if !b.has_vrf(n.underlay_vrf) {
+                return Err(e(
+                    "underlay_vrf",
+                    format!("VRF {} is not defined in a [[vrf]] table", n.underlay_vrf),
+                ));
             }
+            tunnel(t, key, src, dst, n.underlay_vrf).map_err(|(field, r)| e(field, r))?
         } else if let Some(m) = &n.ecmp {
             Nexthop::Ecmp {
                 members: m.iter().map(|&x| (x, 1)).collect(),
@@ -1161,6 +1180,21 @@ src = ["10.0.0.0/8"]
                 "tunnel = \"vxlan\"",
                 "tunnel = \"geneve\"",
                 "good.toml:33: nexthop 3: field `tunnel`: `geneve` is not vxlan, mpls-udp or mpls-gre",
+            ),
+            (
+                "key = 42",
+                "key = 16777216",
+                "good.toml:33: nexthop 3: field `key`: VNI 16777216 exceeds 24 bits",
+            ),
+            (
+                "dst = \"192.0.2.2\"",
+                "dst = \"2001:db8::2\"",
+                "good.toml:33: nexthop 3: field `dst`: 2001:db8::2 is not of the family of src 192.0.2.1",
+            ),
+            (
+                "key = 42",
+                "key = 42\nunderlay_vrf = 5",
+                "good.toml:33: nexthop 3: field `underlay_vrf`: VRF 5 is not defined in a [[vrf]] table",
             ),
             (
                 "name = \"pod1\"",

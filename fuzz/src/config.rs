@@ -30,9 +30,10 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// A `route` command line against a router with VRFs 0 and 1, nexthops 1 and 2 and one
-/// route of its file: refused with nothing published, or applied and published, each
-/// dynamic route then held and routed.
+/// A `route` and `nexthop` command line against a router with VRFs 0 and 1, ports `a` and
+/// `b`, nexthops 1 and 2 and one route of its file: refused with nothing published, or
+/// applied and published, each dynamic route then held and routed, each dynamic nexthop
+/// defined.
 pub fn route_commands(data: &[u8]) {
     use vrouter_cli::dynamic::{self, Routing};
     let Ok(line) = std::str::from_utf8(data) else {
@@ -51,15 +52,20 @@ pub fn route_commands(data: &[u8]) {
     }
     b.add_route(1, IpAddr::from([10, 0, 1, 0]), 24, 1)
         .expect("a clean prefix");
-    let mut r = Routing::new(b);
+    let mut r = Routing::new(b, vec!["a".into(), "b".into()]);
     r.builder.publish(&fib).expect("a small FIB publishes");
     let before = fib.snapshot().generation();
     match r.apply(&commands, &fib) {
         Ok(_) => assert_eq!(fib.snapshot().generation(), before + 1),
         Err(_) => {
             assert_eq!(fib.snapshot().generation(), before, "a refused line published");
-            assert_eq!(r.dynamic_count(), 0);
+            assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (0, 0));
         }
+    }
+    for line in r.nexthop_listing() {
+        // "N: ... dynamic"
+        let id = line.split(':').next().unwrap().parse().unwrap();
+        assert!(r.builder.has_nexthop(id), "{line}");
     }
     let s = fib.snapshot();
     for line in r.listing() {

@@ -250,6 +250,13 @@ pub struct Config {
     pub spare_tables: Option<usize>,
 }
 
+impl Config {
+    /// The ports' names by number, for the nexthops commands add ([`crate::dynamic`]).
+    pub fn port_names(&self) -> Vec<String> {
+        self.node.ports.iter().map(|p| p.name.clone()).collect()
+    }
+}
+
 /// `show vrfs|routes|nexthops|neighbors` text, one line per item.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
@@ -275,6 +282,70 @@ impl Ctx<'_> {
 
     fn err(&self, at: usize, what: &str, field: &str, reason: impl std::fmt::Display) -> String {
         format!("{}:{}: {what}: field `{field}`: {reason}", self.path, self.line(at))
+    }
+}
+
+/// A nexthop as the file or a `nexthop add` command gives it: an interface by its port's
+/// name, which a reload that renumbers the ports keeps it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NexthopSpec {
+    /// Out of the port named, to `gateway` or (without) straight to the destination.
+    Port {
+        /// The port's name.
+        name: String,
+        /// The next-hop router, if not on-link.
+        gateway: Option<IpAddr>,
+    },
+    /// A tunnel, checked when read ([`tunnel`]).
+    Tunnel(Nexthop),
+    /// ECMP over these nexthops.
+    Ecmp(Vec<u32>),
+    /// Drop.
+    Discard,
+}
+
+impl NexthopSpec {
+    /// The nexthop, its port found by `port_index`; `no port named ...` if not.
+    pub fn build(&self, port_index: impl Fn(&str) -> Option<u32>) -> Result<Nexthop, String> {
+        Ok(match self {
+            NexthopSpec::Port { name, gateway } => Nexthop::Interface {
+                port: port_index(name).ok_or_else(|| format!("no port named `{name}`"))?,
+                gateway: *gateway,
+            },
+            NexthopSpec::Tunnel(t) => t.clone(),
+            NexthopSpec::Ecmp(m) => Nexthop::Ecmp {
+                members: m.iter().map(|&x| (x, 1)).collect(),
+            },
+            NexthopSpec::Discard => Nexthop::Discard,
+        })
+    }
+
+    /// `show nexthops`' line for nexthop `id`.
+    pub fn describe(&self, id: u32) -> String {
+        match self {
+            NexthopSpec::Port { name, gateway } => {
+                format!(
+                    "{id}: port {name}{}",
+                    gateway.map_or(String::new(), |g| format!(" via {g}"))
+                )
+            }
+            NexthopSpec::Tunnel(Nexthop::Tunnel {
+                encap,
+                src,
+                dst,
+                underlay_vrf,
+            }) => {
+                let (kind, key) = match *encap {
+                    Encap::Vxlan { vni } => ("vxlan", vni),
+                    Encap::MplsOverUdp { label } => ("mpls-udp", label),
+                    Encap::MplsOverGre { label } => ("mpls-gre", label),
+                };
+                format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf})")
+            }
+            NexthopSpec::Tunnel(other) => format!("{id}: {other:?}"),
+            NexthopSpec::Ecmp(m) => format!("{id}: ecmp {m:?}"),
+            NexthopSpec::Discard => format!("{id}: discard"),
+        }
     }
 }
 
@@ -411,6 +482,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             .ok_or_else(|| cx.err(at, what, "port", format!("no port named `{name}`")))
     };
     let mut ids = HashMap::new();
+    let mut described = Vec::with_capacity(f.nexthop.len());
     for sp in &f.nexthop {
         let (n, at) = (sp.get_ref(), sp.span().start);
         let what = format!("nexthop {}", n.id);
@@ -428,15 +500,15 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
                 "exactly one of `port`, `tunnel`, `ecmp`, `discard` must be given".into(),
             ));
         }
-        let nh = if let Some(port) = &n.port {
+        let spec = if let Some(port) = &n.port {
             let gateway = n
                 .gateway
                 .as_deref()
                 .map(parse_ip)
                 .transpose()
                 .map_err(|r| e("gateway", r))?;
-            Nexthop::Interface {
-                port: port_of(port, at, &what)?,
+            NexthopSpec::Port {
+                name: port.clone(),
                 gateway,
             }
         } else if let Some(t) = &n.tunnel {
@@ -457,15 +529,15 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
                     format!("VRF {} is not defined in a [[vrf]] table", n.underlay_vrf),
                 ));
             }
-            tunnel(t, key, src, dst, n.underlay_vrf).map_err(|(field, r)| e(field, r))?
+            NexthopSpec::Tunnel(tunnel(t, key, src, dst, n.underlay_vrf).map_err(|(field, r)| e(field, r))?)
         } else if let Some(m) = &n.ecmp {
-            Nexthop::Ecmp {
-                members: m.iter().map(|&x| (x, 1)).collect(),
-            }
+            NexthopSpec::Ecmp(m.clone())
         } else {
-            Nexthop::Discard
+            NexthopSpec::Discard
         };
+        let nh = spec.build(|name| index.get(name).copied()).map_err(|r| e("port", r))?;
         b.set_nexthop(n.id, nh).map_err(|r| e("id", r.to_string()))?;
+        described.push(spec.describe(n.id));
     }
     for sp in &f.nexthop {
         if let Some(m) = &sp.get_ref().ecmp
@@ -541,7 +613,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             .map(|r| r.get_ref())
             .map(|r| format!("vrf {} {} -> nexthop {}", r.vrf, r.prefix, r.nexthop))
             .collect(),
-        nexthops: f.nexthop.iter().map(|n| describe(n.get_ref())).collect(),
+        nexthops: described,
         neighbors: f
             .neighbor
             .iter()
@@ -897,27 +969,6 @@ fn network_policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<Poli
         .map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
     Policy::compile(&set, 0).map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
     Ok(set)
-}
-
-fn describe(n: &NexthopDef) -> String {
-    match (&n.port, &n.tunnel, &n.ecmp) {
-        (Some(p), _, _) => format!(
-            "{}: port {p}{}",
-            n.id,
-            n.gateway.as_ref().map_or(String::new(), |g| format!(" via {g}"))
-        ),
-        (_, Some(t), _) => {
-            let (src, dst) = (n.src.as_deref().unwrap_or("?"), n.dst.as_deref().unwrap_or("?"));
-            format!(
-                "{}: {t} key {} {src} -> {dst} (underlay vrf {})",
-                n.id,
-                n.key.unwrap_or(0),
-                n.underlay_vrf
-            )
-        }
-        (_, _, Some(m)) => format!("{}: ecmp {m:?}", n.id),
-        _ => format!("{}: discard", n.id),
-    }
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ pub(crate) struct State {
     pub(crate) route_counters: Arc<RouteCounters>,
 }
 
-const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, route get vrf V ADDRESS, reload";
+const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, route get vrf V ADDRESS, nexthop add N port NAME [gateway ADDR] | tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | ecmp M,M,... | discard, nexthop del N, reload";
 
 /// The longest command line read: room for a few thousand `route` commands.
 const MAX_LINE: u64 = 1 << 20;
@@ -69,6 +69,8 @@ pub(crate) struct RoutingStats {
     pub(crate) routes: usize,
     /// Of those, the routes added by `route add`.
     pub(crate) dynamic: usize,
+    /// The nexthops added by `nexthop add`.
+    pub(crate) dynamic_nexthops: usize,
     /// The running snapshot's route tables.
     pub(crate) table_bytes: usize,
     /// Tables kept for the next patches (`Fib::spare_bytes`).
@@ -85,6 +87,7 @@ impl RoutingStats {
             vrfs: s.vrf_ids().count(),
             routes: s.vrf_ids().map(|v| s.route_count(v)).sum(),
             dynamic: routes.routes.load(Ordering::Relaxed),
+            dynamic_nexthops: routes.nexthops.load(Ordering::Relaxed),
             table_bytes: s.table_bytes(),
             spare_bytes: tables.fib.spare_bytes(),
             misses: tables.fib.stats().get(),
@@ -151,7 +154,13 @@ fn answer(cmd: &str, s: &State) -> String {
             Ok(vrf) => show_routes(s, Some(vrf)),
             Err(_) => vec![format!("error: `{vrf}` is not a VRF id")],
         },
-        ["show", "nexthops"] => s.listing.lock().map(|l| l.nexthops.clone()).unwrap_or_default(),
+        ["show", "nexthops"] => {
+            let mut v = s.listing.lock().map(|l| l.nexthops.clone()).unwrap_or_default();
+            if let Ok(r) = s.routing.lock() {
+                v.extend(r.nexthop_listing());
+            }
+            v
+        }
         ["show", "neighbors"] => {
             let mut v: Vec<String> = s
                 .listing
@@ -201,11 +210,12 @@ fn answer(cmd: &str, s: &State) -> String {
             ));
             let r = RoutingStats::of(&s.tables, &s.route_counters);
             v.push(format!(
-                "routing: generation {} vrfs {} routes {} ({} dynamic) tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
+                "routing: generation {} vrfs {} routes {} ({} dynamic) dynamic nexthops {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
                 r.generation,
                 r.vrfs,
                 r.routes,
                 r.dynamic,
+                r.dynamic_nexthops,
                 r.table_bytes.div_ceil(1024),
                 r.spare_bytes.div_ceil(1024),
                 r.misses.0,
@@ -276,7 +286,7 @@ fn answer(cmd: &str, s: &State) -> String {
             ["vrf", vrf, addr] => route_get(s, &ports.node, vrf, addr),
             _ => vec!["error: expected `route get vrf V ADDRESS`".into()],
         },
-        ["route", ..] => match dynamic::parse(cmd) {
+        ["route" | "nexthop", ..] => match dynamic::parse(cmd) {
             Err(e) => {
                 s.route_counters.line(false);
                 vec![format!("error: {e}")]
@@ -284,7 +294,12 @@ fn answer(cmd: &str, s: &State) -> String {
             Ok(commands) => match s.routing.lock() {
                 Ok(mut r) => match r.apply(&commands, &s.tables.fib) {
                     Ok(line) => {
-                        tracing::info!(commands = commands.len(), dynamic = r.dynamic_count(), "routes changed");
+                        tracing::info!(
+                            commands = commands.len(),
+                            dynamic = r.dynamic_count(),
+                            dynamic_nexthops = r.dynamic_nexthops(),
+                            "routes changed"
+                        );
                         vec![line]
                     }
                     Err(e) => vec![format!("error: {e}; nothing changed")],
@@ -708,7 +723,10 @@ mod tests {
             counters: vec![],
             listing: Default::default(),
             route_counters: Arc::default(),
-            routing: Arc::new(Mutex::new(Routing::new(b))),
+            routing: Arc::new(Mutex::new(Routing::new(
+                b,
+                vec!["w1".into(), "w2".into(), "fabric".into()],
+            ))),
         };
         let get = |what: &str| answer(&format!("route get {what}"), &state);
         assert_eq!(
@@ -742,6 +760,29 @@ mod tests {
         assert!(get("vrf 1 nonsense").starts_with("error: "));
         assert_eq!(get("10.0.2.2"), "error: expected `route get vrf V ADDRESS`\n");
         assert_eq!(fib.stats().get(), (0, 0, 0), "diagnostics count no misses");
+
+        // Nexthop 9 defined by command, its port named: the route to it resolves.
+        let out = answer(
+            "nexthop add 9 port fabric gateway 192.0.2.9; nexthop add 31 ecmp 9,2",
+            &state,
+        );
+        assert!(
+            out.ends_with("nexthops 2 set, 0 removed; 2 dynamic nexthops\n"),
+            "{out}"
+        );
+        assert_eq!(
+            get("vrf 1 10.5.1.1"),
+            "vrf 1 10.5.1.1: route 10.5.0.0/16 -> nexthop 9\nresolves to nexthop 9: out of fabric to 192.0.2.9, MAC unresolved (asked for by the first packet)\n"
+        );
+        let listed = answer("show nexthops", &state);
+        assert_eq!(
+            listed,
+            "9: port fabric via 192.0.2.9 dynamic\n31: ecmp [9, 2] dynamic\n"
+        );
+        let out = answer("nexthop del 9", &state);
+        assert_eq!(out, "error: nexthop del 9: ECMP group 31 holds it; nothing changed\n");
+        let out = answer("nexthop add 2 discard", &state);
+        assert!(out.contains("the config file defines this nexthop"), "{out}");
     }
 
     #[test]

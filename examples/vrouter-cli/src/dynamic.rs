@@ -1,86 +1,141 @@
-//! Routes a running router takes over its control socket (`route add|del`), for route
-//! daemons and operators that change a few routes without editing and re-reading a file
-//! of thousands. A command line is checked whole, then published at once: only the
-//! changed prefixes are patched (microseconds in a big VRF: docs/fib.md).
+//! Routes and nexthops a running router takes over its control socket (`route add|del`,
+//! `nexthop add|del`), for route daemons, service controllers and operators that change a
+//! few without editing and re-reading a file of thousands. A command line is checked
+//! whole, then published at once: only the changed prefixes are patched (microseconds in
+//! a big VRF: docs/fib.md); a changed nexthop has every flow decided again.
 //!
-//! These routes live beside the file's. The file stays authoritative: a command may not
-//! add or remove a route the file has, and a reload keeps the dynamic routes except those
-//! the new file routes itself or whose VRF or nexthop it no longer defines; the reload
-//! names each one it drops. They are not written anywhere: a restarted router has the
-//! file's routes only (a route daemon announces its own again).
+//! These live beside the file's. The file stays authoritative: a command may not add or
+//! remove a route the file has, nor define a nexthop id the file uses; a reload keeps the
+//! dynamic ones except those the new file takes over or leaves without a VRF, port or
+//! nexthop they need, and names each one it drops. They are not written anywhere: a
+//! restarted router has the file's only (a route daemon announces its own again).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use vrouter::fib::{Fib, FibBuilder, NexthopId, VrfId};
+use crate::config::{self, NexthopSpec};
+use vrouter::fib::{Fib, FibBuilder, Nexthop, NexthopId, VrfId};
 
-/// One `route` command.
+/// One command of a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteCommand {
+pub enum Command {
     /// `route add vrf V PREFIX/LEN nexthop N`: adds the route, or changes its nexthop.
-    Add {
+    RouteAdd {
         /// VRF, prefix and length.
         route: RouteKey,
         /// Where it goes.
         nexthop: NexthopId,
     },
     /// `route del vrf V PREFIX/LEN`.
-    Del(RouteKey),
+    RouteDel(RouteKey),
+    /// `nexthop add N ...`: defines the nexthop, or changes it.
+    NexthopAdd {
+        /// Its id, one the file does not use.
+        id: NexthopId,
+        /// What it is.
+        nexthop: NexthopSpec,
+    },
+    /// `nexthop del N`, once no dynamic route or group uses it.
+    NexthopDel(NexthopId),
 }
 
 /// A route's VRF, prefix and prefix length.
 pub type RouteKey = (VrfId, IpAddr, u8);
 
 /// The syntax, for error messages and the control socket's help.
-pub const SYNTAX: &str =
-    "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN (several joined by `;` apply together)";
+pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | nexthop add N ecmp M,M,... | nexthop add N discard | nexthop del N (several joined by `;` apply together, in order)";
 
-/// Reads `route add ...; route del ...`: each command's words, in order.
-pub fn parse(line: &str) -> Result<Vec<RouteCommand>, String> {
-    let commands: Vec<RouteCommand> = line
+/// Reads `route add ...; nexthop del ...`: each command's words, in order.
+pub fn parse(line: &str) -> Result<Vec<Command>, String> {
+    let commands: Vec<Command> = line
         .split(';')
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .map(parse_one)
         .collect::<Result<_, _>>()?;
     if commands.is_empty() {
-        return Err(format!("no route command; {SYNTAX}"));
+        return Err(format!("no route or nexthop command; {SYNTAX}"));
     }
     Ok(commands)
 }
 
-fn parse_one(cmd: &str) -> Result<RouteCommand, String> {
+fn parse_one(cmd: &str) -> Result<Command, String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
+    let number = |word: &str, what: &str| -> Result<u32, String> {
+        word.parse().map_err(|_| format!("`{cmd}`: `{word}` is not {what}"))
+    };
+    let ip = |word: &str| -> Result<IpAddr, String> {
+        word.parse()
+            .map_err(|_| format!("`{cmd}`: `{word}` is not an IP address"))
+    };
     let key = |vrf: &str, prefix: &str| -> Result<RouteKey, String> {
-        let vrf = vrf.parse().map_err(|_| format!("`{cmd}`: `{vrf}` is not a VRF id"))?;
         let (addr, len) = prefix
             .split_once('/')
             .ok_or_else(|| format!("`{cmd}`: `{prefix}` is not ADDRESS/LENGTH"))?;
-        let addr = addr
-            .parse()
-            .map_err(|_| format!("`{cmd}`: `{addr}` is not an IP address"))?;
         let len = len
             .parse()
             .map_err(|_| format!("`{cmd}`: `{len}` is not a prefix length"))?;
-        Ok((vrf, addr, len))
+        Ok((number(vrf, "a VRF id")?, ip(addr)?, len))
     };
+    let expected = || format!("`{cmd}`: expected {SYNTAX}");
     match words.as_slice() {
-        ["route", "add", "vrf", vrf, prefix, "nexthop", nh] => Ok(RouteCommand::Add {
+        ["route", "add", "vrf", vrf, prefix, "nexthop", nh] => Ok(Command::RouteAdd {
             route: key(vrf, prefix)?,
-            nexthop: nh.parse().map_err(|_| format!("`{cmd}`: `{nh}` is not a nexthop id"))?,
+            nexthop: number(nh, "a nexthop id")?,
         }),
-        ["route", "del", "vrf", vrf, prefix] => Ok(RouteCommand::Del(key(vrf, prefix)?)),
-        _ => Err(format!("`{cmd}`: expected {SYNTAX}")),
+        ["route", "del", "vrf", vrf, prefix] => Ok(Command::RouteDel(key(vrf, prefix)?)),
+        ["nexthop", "del", id] => Ok(Command::NexthopDel(number(id, "a nexthop id")?)),
+        ["nexthop", "add", id, spec @ ..] => {
+            let id = number(id, "a nexthop id")?;
+            let nexthop = match *spec {
+                ["port", name] => NexthopSpec::Port {
+                    name: name.into(),
+                    gateway: None,
+                },
+                ["port", name, "gateway", gw] => NexthopSpec::Port {
+                    name: name.into(),
+                    gateway: Some(ip(gw)?),
+                },
+                ["tunnel", kind, "key", k, "src", src, "dst", dst, ref rest @ ..] => {
+                    let underlay = match rest {
+                        [] => 0,
+                        ["underlay_vrf", vrf] => number(vrf, "a VRF id")?,
+                        _ => return Err(expected()),
+                    };
+                    let k = number(k, "a VNI or label")?;
+                    let t = config::tunnel(kind, k, ip(src)?, ip(dst)?, underlay)
+                        .map_err(|(field, why)| format!("`{cmd}`: {field}: {why}"))?;
+                    NexthopSpec::Tunnel(t)
+                }
+                ["ecmp", members] => {
+                    let m = members
+                        .split(',')
+                        .map(|m| number(m, "a nexthop id"))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    if m.len() > 255 {
+                        return Err(format!("`{cmd}`: {} members (1-255 allowed)", m.len()));
+                    }
+                    NexthopSpec::Ecmp(m)
+                }
+                ["discard"] => NexthopSpec::Discard,
+                _ => return Err(expected()),
+            };
+            Ok(Command::NexthopAdd { id, nexthop })
+        }
+        _ => Err(expected()),
     }
 }
 
-/// How many routes are dynamic, and how many `route` lines were applied and refused.
+/// How many routes and nexthops are dynamic, and how many command lines were applied and
+/// refused.
 #[derive(Debug, Default)]
 pub struct RouteCounters {
     /// Dynamic routes now.
     pub routes: AtomicUsize,
+    /// Dynamic nexthops now.
+    pub nexthops: AtomicUsize,
     /// Lines applied.
     pub applied: AtomicU64,
     /// Lines refused: unreadable, or failing a check (nothing of them applied).
@@ -95,29 +150,47 @@ impl RouteCounters {
     }
 }
 
-/// Dynamic routes put aside by [`Routing::saved`].
-pub struct Saved(BTreeMap<RouteKey, NexthopId>);
+/// Dynamic routes and nexthops put aside by [`Routing::saved`].
+pub struct Saved(BTreeMap<RouteKey, NexthopId>, BTreeMap<NexthopId, NexthopSpec>);
 
 /// The router's routing state: the builder all publishes go through (the file's routes
-/// and the dynamic ones), and which routes are dynamic.
+/// and nexthops and the dynamic ones), and which are dynamic.
 #[derive(Default)]
 pub struct Routing {
     /// What is published.
     pub builder: FibBuilder,
     /// The routes added by command, with their nexthops.
     dynamic: BTreeMap<RouteKey, NexthopId>,
-    /// Their count and the lines applied, for readers that must not wait for a reload
+    /// The nexthops added by command.
+    nexthops: BTreeMap<NexthopId, NexthopSpec>,
+    /// The ports' names by number, for nexthops that name theirs.
+    ports: Vec<String>,
+    /// Their counts and the lines applied, for readers that must not wait for a reload
     /// holding the state.
     counters: Arc<RouteCounters>,
 }
 
+/// What one line changed.
+#[derive(Default)]
+struct Tally {
+    routes_added: usize,
+    routes_removed: usize,
+    nexthops_set: usize,
+    nexthops_removed: usize,
+}
+
+fn is_group(n: &Nexthop) -> bool {
+    matches!(n, Nexthop::Ecmp { .. })
+}
+
 impl Routing {
-    /// Starts from a file's routes, with no dynamic ones.
-    pub fn new(builder: FibBuilder) -> Self {
+    /// Starts from a file's routes and nexthops (`ports`: its ports' names by number),
+    /// with no dynamic ones.
+    pub fn new(builder: FibBuilder, ports: Vec<String>) -> Self {
         Routing {
             builder,
-            dynamic: BTreeMap::new(),
-            counters: Arc::default(),
+            ports,
+            ..Routing::default()
         }
     }
 
@@ -126,31 +199,42 @@ impl Routing {
         self.dynamic.len()
     }
 
-    /// The dynamic routes' counters, kept current without the state's lock (statistics
-    /// and metrics read them while a reload holds the lock).
+    /// How many nexthops are dynamic.
+    pub fn dynamic_nexthops(&self) -> usize {
+        self.nexthops.len()
+    }
+
+    /// The counters, kept current without the state's lock (statistics and metrics read
+    /// them while a reload holds the lock).
     pub fn counters(&self) -> Arc<RouteCounters> {
         self.counters.clone()
     }
 
     fn counted(&mut self) {
         self.counters.routes.store(self.dynamic.len(), Ordering::Relaxed);
+        self.counters.nexthops.store(self.nexthops.len(), Ordering::Relaxed);
+    }
+
+    fn port_index(&self, name: &str) -> Option<u32> {
+        self.ports.iter().position(|p| p == name).map(|i| i as u32)
     }
 
     /// Checks every command against the state (and the commands before it), then applies
     /// them all and publishes once; on any error nothing changes. Returns the status line.
     /// Counted as a line applied or refused.
-    pub fn apply(&mut self, commands: &[RouteCommand], fib: &Fib) -> Result<String, String> {
+    pub fn apply(&mut self, commands: &[Command], fib: &Fib) -> Result<String, String> {
         let applied = self.apply_checked(commands, fib);
         self.counters.line(applied.is_ok());
         applied
     }
 
-    fn apply_checked(&mut self, commands: &[RouteCommand], fib: &Fib) -> Result<String, String> {
-        let mut dynamic = self.dynamic.clone();
-        let (mut added, mut removed) = (0, 0);
+    fn apply_checked(&mut self, commands: &[Command], fib: &Fib) -> Result<String, String> {
+        let mut routes = self.dynamic.clone();
+        let mut nexthops = self.nexthops.clone();
+        let mut n = Tally::default();
         for c in commands {
-            match *c {
-                RouteCommand::Add {
+            match c {
+                &Command::RouteAdd {
                     route: (vrf, prefix, len),
                     nexthop,
                 } => {
@@ -158,47 +242,149 @@ impl Routing {
                     self.builder
                         .check_route(vrf, prefix, len)
                         .map_err(|e| format!("{what}: {e}"))?;
-                    if !self.builder.has_nexthop(nexthop) {
+                    if self.kind(&nexthops, nexthop).is_none() {
                         return Err(format!("{what}: nexthop {nexthop} is not defined"));
                     }
                     if self.file_routes((vrf, prefix, len)) {
                         return Err(format!("{what}: the config file routes this prefix; change it there"));
                     }
-                    dynamic.insert((vrf, prefix, len), nexthop);
-                    added += 1;
+                    routes.insert((vrf, prefix, len), nexthop);
+                    n.routes_added += 1;
                 }
-                RouteCommand::Del(key @ (vrf, prefix, len)) => {
+                &Command::RouteDel(key @ (vrf, prefix, len)) => {
                     let what = format!("route del vrf {vrf} {prefix}/{len}");
-                    if dynamic.remove(&key).is_none() {
+                    if routes.remove(&key).is_none() {
                         return Err(if self.file_routes(key) {
                             format!("{what}: the config file routes this prefix; change it there")
                         } else {
                             format!("{what}: no such dynamic route")
                         });
                     }
-                    removed += 1;
+                    n.routes_removed += 1;
+                }
+                Command::NexthopAdd { id, nexthop } => {
+                    let what = format!("nexthop add {id}");
+                    if self.file_defines(*id) {
+                        return Err(format!("{what}: the config file defines this nexthop; change it there"));
+                    }
+                    self.check(&nexthops, *id, nexthop)
+                        .map_err(|e| format!("{what}: {e}"))?;
+                    nexthops.insert(*id, nexthop.clone());
+                    n.nexthops_set += 1;
+                }
+                &Command::NexthopDel(id) => {
+                    let what = format!("nexthop del {id}");
+                    if nexthops.remove(&id).is_none() {
+                        return Err(if self.file_defines(id) {
+                            format!("{what}: the config file defines this nexthop; change it there")
+                        } else {
+                            format!("{what}: no such dynamic nexthop")
+                        });
+                    }
+                    if let Some((vrf, prefix, len)) = routes.iter().find(|(_, nh)| **nh == id).map(|(k, _)| k) {
+                        return Err(format!("{what}: route vrf {vrf} {prefix}/{len} goes to it"));
+                    }
+                    if let Some(g) = nexthops
+                        .iter()
+                        .find(|(_, s)| matches!(s, NexthopSpec::Ecmp(m) if m.contains(&id)))
+                    {
+                        return Err(format!("{what}: ECMP group {} holds it", g.0));
+                    }
+                    n.nexthops_removed += 1;
                 }
             }
         }
         for key @ &(vrf, prefix, len) in self.dynamic.keys() {
-            if !dynamic.contains_key(key) {
+            if !routes.contains_key(key) {
                 self.builder.remove_route(vrf, prefix, len);
             }
         }
-        for (&(vrf, prefix, len), &nexthop) in &dynamic {
+        // Members before the groups that hold them.
+        for groups in [false, true] {
+            for (&id, spec) in &nexthops {
+                if matches!(spec, NexthopSpec::Ecmp(_)) == groups && self.nexthops.get(&id) != Some(spec) {
+                    let nh = spec.build(|name| self.port_index(name))?;
+                    self.builder
+                        .set_nexthop(id, nh)
+                        .map_err(|e| format!("nexthop add {id}: {e}"))?;
+                }
+            }
+        }
+        for (&(vrf, prefix, len), &nexthop) in &routes {
             if self.dynamic.get(&(vrf, prefix, len)) != Some(&nexthop) {
                 self.builder
                     .add_route(vrf, prefix, len, nexthop)
                     .map_err(|e| format!("route add: {e}"))?;
             }
         }
-        self.dynamic = dynamic;
+        for id in self.nexthops.keys() {
+            if !nexthops.contains_key(id) {
+                self.builder.remove_nexthop(*id);
+            }
+        }
+        self.dynamic = routes;
+        self.nexthops = nexthops;
         self.counted();
         let g = self.builder.publish(fib).map_err(|e| e.to_string())?;
         Ok(format!(
-            "routing generation {g}: {added} added, {removed} removed; {} dynamic routes",
-            self.dynamic.len()
+            "routing generation {g}: {} added, {} removed; {} dynamic routes; nexthops {} set, {} removed; {} dynamic nexthops",
+            n.routes_added,
+            n.routes_removed,
+            self.dynamic.len(),
+            n.nexthops_set,
+            n.nexthops_removed,
+            self.nexthops.len()
         ))
+    }
+
+    /// Whether nexthop `id` is one of the file's (in the builder, not dynamic).
+    fn file_defines(&self, id: NexthopId) -> bool {
+        !self.nexthops.contains_key(&id) && self.builder.has_nexthop(id)
+    }
+
+    /// Whether `id` is defined with the dynamic nexthops `dynamic` (`Some(true)`: an ECMP
+    /// group), or not (`None`).
+    fn kind(&self, dynamic: &BTreeMap<NexthopId, NexthopSpec>, id: NexthopId) -> Option<bool> {
+        match dynamic.get(&id) {
+            Some(spec) => Some(matches!(spec, NexthopSpec::Ecmp(_))),
+            None if self.file_defines(id) => self.builder.nexthop(id).map(is_group),
+            None => None,
+        }
+    }
+
+    /// Why `spec` may not be nexthop `id` beside the dynamic nexthops `dynamic`, if not.
+    fn check(
+        &self,
+        dynamic: &BTreeMap<NexthopId, NexthopSpec>,
+        id: NexthopId,
+        spec: &NexthopSpec,
+    ) -> Result<(), String> {
+        match spec {
+            NexthopSpec::Port { .. } => {
+                spec.build(|name| self.port_index(name))?;
+            }
+            NexthopSpec::Tunnel(Nexthop::Tunnel { underlay_vrf, .. }) if !self.builder.has_vrf(*underlay_vrf) => {
+                return Err(format!("underlay VRF {underlay_vrf} does not exist"));
+            }
+            NexthopSpec::Ecmp(members) => {
+                for &m in members {
+                    match self.kind(dynamic, m) {
+                        _ if m == id => return Err("a group may not hold itself".into()),
+                        None => return Err(format!("member {m} is not defined")),
+                        Some(true) => return Err(format!("member {m} is itself an ECMP group")),
+                        Some(false) => {}
+                    }
+                }
+                if let Some((g, _)) = dynamic
+                    .iter()
+                    .find(|(_, s)| matches!(s, NexthopSpec::Ecmp(m) if m.contains(&id)))
+                {
+                    return Err(format!("ECMP group {g} holds it, and a group may not hold a group"));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Whether the route for `key` is one of the file's (in the builder, not dynamic).
@@ -206,10 +392,34 @@ impl Routing {
         !self.dynamic.contains_key(&(vrf, prefix, len)) && self.builder.route(vrf, prefix, len).is_some()
     }
 
-    /// Takes a reloaded file's routes, with the dynamic routes the file leaves room for,
-    /// into the builder (nothing is published). Returns why each dropped route went.
-    pub fn take_file(&mut self, mut file: FibBuilder) -> Vec<String> {
+    /// Takes a reloaded file's routes and nexthops (`ports`: its ports' names by number),
+    /// with the dynamic ones the file leaves room for, into the builder (nothing is
+    /// published). Returns why each dropped one went.
+    pub fn take_file(&mut self, mut file: FibBuilder, ports: Vec<String>) -> Vec<String> {
+        self.ports = ports;
         let mut dropped = Vec::new();
+        let mut kept = BTreeMap::new();
+        // Members before the groups that hold them.
+        for groups in [false, true] {
+            for (&id, spec) in &self.nexthops {
+                if matches!(spec, NexthopSpec::Ecmp(_)) != groups {
+                    continue;
+                }
+                let set = if file.has_nexthop(id) {
+                    Err("the file defines it now".to_string())
+                } else {
+                    self.reloaded(&file, spec)
+                        .and_then(|nh| file.set_nexthop(id, nh).map_err(|e| e.to_string()))
+                };
+                match set {
+                    Ok(()) => {
+                        kept.insert(id, spec.clone());
+                    }
+                    Err(why) => dropped.push(format!("dynamic nexthop {id} dropped: {why}")),
+                }
+            }
+        }
+        self.nexthops = kept;
         self.dynamic.retain(|&(vrf, prefix, len), &mut nexthop| {
             let why = if file.route(vrf, prefix, len).is_some() {
                 Some("the file routes it now".to_string())
@@ -228,6 +438,25 @@ impl Routing {
         dropped
     }
 
+    /// `spec` as a reloaded `file` has room for it: its port, underlay VRF and members
+    /// there.
+    fn reloaded(&self, file: &FibBuilder, spec: &NexthopSpec) -> Result<Nexthop, String> {
+        match spec {
+            NexthopSpec::Tunnel(Nexthop::Tunnel { underlay_vrf, .. }) if !file.has_vrf(*underlay_vrf) => {
+                Err(format!("underlay VRF {underlay_vrf} is gone"))
+            }
+            NexthopSpec::Ecmp(members) if members.iter().any(|&m| !file.has_nexthop(m)) => {
+                let m = members
+                    .iter()
+                    .find(|&&m| !file.has_nexthop(m))
+                    .copied()
+                    .unwrap_or_default();
+                Err(format!("member {m} is gone"))
+            }
+            _ => spec.build(|name| self.port_index(name)),
+        }
+    }
+
     /// The route `dst` takes in `vrf` (`route get`): the longest prefix holding it, its
     /// nexthop, and whether it was added by command.
     pub fn route_for(&self, vrf: VrfId, dst: IpAddr) -> Option<(RouteKey, NexthopId, bool)> {
@@ -236,15 +465,16 @@ impl Routing {
         Some((key, nexthop, self.dynamic.contains_key(&key)))
     }
 
-    /// The dynamic routes as they are, for [`Routing::restore`].
+    /// The dynamic routes and nexthops as they are, for [`Routing::restore`].
     pub fn saved(&self) -> Saved {
-        Saved(self.dynamic.clone())
+        Saved(self.dynamic.clone(), self.nexthops.clone())
     }
 
-    /// Makes `saved` the dynamic routes again, for when the file that dropped some is
-    /// given up (its ports did not start): the next [`Routing::take_file`] routes them.
+    /// Makes `saved` the dynamic routes and nexthops again, for when the file that dropped
+    /// some is given up (its ports did not start): the next [`Routing::take_file`] takes
+    /// them.
     pub fn restore(&mut self, saved: Saved) {
-        self.dynamic = saved.0;
+        (self.dynamic, self.nexthops) = (saved.0, saved.1);
         self.counted();
     }
 
@@ -253,6 +483,13 @@ impl Routing {
         self.dynamic
             .iter()
             .map(|((vrf, prefix, len), nh)| format!("vrf {vrf} {prefix}/{len} -> nexthop {nh} dynamic"))
+    }
+
+    /// `show nexthops` lines for the dynamic nexthops.
+    pub fn nexthop_listing(&self) -> impl Iterator<Item = String> + '_ {
+        self.nexthops
+            .iter()
+            .map(|(&id, spec)| format!("{} dynamic", spec.describe(id)))
     }
 }
 
@@ -273,9 +510,14 @@ mod tests {
         b
     }
 
+    /// The ports `a` and `b`.
+    fn ports() -> Vec<String> {
+        vec!["a".into(), "b".into()]
+    }
+
     fn started() -> (Routing, Fib) {
         let fib = Fib::new();
-        let mut r = Routing::new(file());
+        let mut r = Routing::new(file(), ports());
         r.builder.publish(&fib).unwrap();
         (r, fib)
     }
@@ -293,11 +535,11 @@ mod tests {
         assert_eq!(
             parse("route add vrf 1 10.9.0.0/16 nexthop 2 ; route del vrf 0 2001:db8::/32;").unwrap(),
             vec![
-                RouteCommand::Add {
+                Command::RouteAdd {
                     route: (1, "10.9.0.0".parse().unwrap(), 16),
                     nexthop: 2
                 },
-                RouteCommand::Del((0, "2001:db8::".parse().unwrap(), 32)),
+                Command::RouteDel((0, "2001:db8::".parse().unwrap(), 32)),
             ]
         );
         for (line, says) in [
@@ -308,7 +550,7 @@ mod tests {
             ("route add vrf 1 10.0.0.0/8 nexthop -1", "`-1` is not a nexthop id"),
             ("route add vrf 1 10.0.0.0/8", "expected route add"),
             ("route flap", "expected route add"),
-            (" ; ", "no route command"),
+            (" ; ", "no route or nexthop command"),
         ] {
             let e = parse(line).unwrap_err();
             assert!(e.contains(says), "{line}: {e}");
@@ -325,7 +567,7 @@ mod tests {
             "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 1 2001:db8::/32 nexthop 1",
         )
         .unwrap();
-        assert!(line.ends_with("2 added, 0 removed; 2 dynamic routes"), "{line}");
+        assert!(line.contains("2 added, 0 removed; 2 dynamic routes;"), "{line}");
         assert_eq!(lookup(&fib, 1, "10.9.1.1"), Some(2));
         assert_eq!(lookup(&fib, 1, "2001:db8::1"), Some(1));
         // A second add changes the nexthop.
@@ -406,7 +648,7 @@ mod tests {
             "route add vrf 1 10.9.0.0/16 nexthop 2; route del vrf 1 10.9.0.0/16",
         )
         .unwrap();
-        assert!(line.ends_with("1 added, 1 removed; 0 dynamic routes"), "{line}");
+        assert!(line.contains("1 added, 1 removed; 0 dynamic routes;"), "{line}");
         assert_eq!(lookup(&fib, 1, "10.9.0.1"), None);
         let c = r.counters();
         assert_eq!(
@@ -431,7 +673,7 @@ mod tests {
         f.set_nexthop(1, Nexthop::Discard).unwrap();
         f.set_nexthop(3, Nexthop::Discard).unwrap();
         f.add_route(1, "10.8.0.0".parse().unwrap(), 16, 3).unwrap();
-        let mut dropped = r.take_file(f);
+        let mut dropped = r.take_file(f, ports());
         dropped.sort();
         assert_eq!(
             dropped,
@@ -455,22 +697,237 @@ mod tests {
         let saved = r.saved();
         let mut empty = FibBuilder::new();
         empty.add_vrf(1).unwrap();
-        assert_eq!(r.take_file(empty).len(), 1);
+        assert_eq!(r.take_file(empty, ports()).len(), 1);
         r.restore(saved);
         let mut f = FibBuilder::new();
         f.add_vrf(1).unwrap();
         f.set_nexthop(1, Nexthop::Discard).unwrap();
-        assert!(r.take_file(f).is_empty());
+        assert!(r.take_file(f, ports()).is_empty());
         r.builder.publish(&fib).unwrap();
         assert_eq!(lookup(&fib, 1, "10.6.0.1"), Some(1));
         // A file without VRF 1 takes the last one.
         let mut f = FibBuilder::new();
         f.add_vrf(0).unwrap();
         f.set_nexthop(1, Nexthop::Discard).unwrap();
-        let dropped = r.take_file(f);
+        let dropped = r.take_file(f, ports());
         assert_eq!(dropped.len(), 1);
         assert!(dropped[0].contains("VRF 1 does not exist"), "{dropped:?}");
         assert_eq!(r.dynamic_count(), 0);
         assert_eq!(r.counters().routes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn parses_nexthop_commands_and_names_what_is_wrong() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 7 ecmp 5,6; nexthop add 8 discard; nexthop del 9")
+                .unwrap(),
+            vec![
+                Command::NexthopAdd {
+                    id: 5,
+                    nexthop: NexthopSpec::Port {
+                        name: "a".into(),
+                        gateway: Some(ip("10.0.0.1"))
+                    }
+                },
+                Command::NexthopAdd {
+                    id: 6,
+                    nexthop: NexthopSpec::Tunnel(Nexthop::Tunnel {
+                        encap: vrouter::fib::Encap::MplsOverGre { label: 17 },
+                        src: ip("192.0.2.1"),
+                        dst: ip("192.0.2.2"),
+                        underlay_vrf: 1
+                    })
+                },
+                Command::NexthopAdd {
+                    id: 7,
+                    nexthop: NexthopSpec::Ecmp(vec![5, 6])
+                },
+                Command::NexthopAdd {
+                    id: 8,
+                    nexthop: NexthopSpec::Discard
+                },
+                Command::NexthopDel(9),
+            ]
+        );
+        let many = (0..256).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        for (line, says) in [
+            ("nexthop add x discard", "`x` is not a nexthop id"),
+            ("nexthop add 5 port", "expected route add"),
+            ("nexthop add 5 port a gateway nowhere", "`nowhere` is not an IP address"),
+            (
+                "nexthop add 5 tunnel geneve key 1 src 192.0.2.1 dst 192.0.2.2",
+                "tunnel: `geneve` is not vxlan, mpls-udp or mpls-gre",
+            ),
+            (
+                "nexthop add 5 tunnel vxlan key 16777216 src 192.0.2.1 dst 192.0.2.2",
+                "key: VNI 16777216 exceeds 24 bits",
+            ),
+            (
+                "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 2001:db8::2",
+                "dst: 2001:db8::2 is not of the family of src 192.0.2.1",
+            ),
+            (
+                "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 underlay 1",
+                "expected route add",
+            ),
+            ("nexthop add 5 ecmp 1,,2", "`` is not a nexthop id"),
+            (&format!("nexthop add 5 ecmp {many}"), "256 members (1-255 allowed)"),
+            ("nexthop del", "expected route add"),
+        ] {
+            let e = parse(line).unwrap_err();
+            assert!(e.contains(says), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn nexthops_by_command_carry_routes_and_are_refused_whole() {
+        let (mut r, fib) = started();
+        let line = run(
+            &mut r,
+            &fib,
+            "nexthop add 5 port b; nexthop add 6 tunnel vxlan key 9 src 192.0.2.1 dst 192.0.2.2; nexthop add 7 ecmp 5,1; route add vrf 1 10.9.0.0/16 nexthop 7; route add vrf 1 10.8.0.0/16 nexthop 6",
+        )
+        .unwrap();
+        assert!(
+            line.ends_with("2 added, 0 removed; 2 dynamic routes; nexthops 3 set, 0 removed; 3 dynamic nexthops"),
+            "{line}"
+        );
+        assert_eq!(
+            r.builder.nexthop(5),
+            Some(&Nexthop::Interface { port: 1, gateway: None })
+        );
+        assert_eq!(lookup(&fib, 1, "10.9.1.1"), Some(7));
+        let s = fib.snapshot();
+        let members: std::collections::BTreeSet<_> = (0..64)
+            .map(|h| {
+                s.resolve_uncounted(1, "10.9.1.1".parse().unwrap(), h << 40)
+                    .unwrap()
+                    .nexthop
+            })
+            .collect();
+        assert_eq!(members, [1, 5].into(), "flows spread over both members");
+        assert_eq!(
+            r.nexthop_listing().collect::<Vec<_>>(),
+            [
+                "5: port b dynamic",
+                "6: vxlan key 9 192.0.2.1 -> 192.0.2.2 (underlay vrf 0) dynamic",
+                "7: ecmp [5, 1] dynamic"
+            ]
+        );
+        let g = fib.snapshot().generation();
+        for (line, says) in [
+            (
+                "nexthop add 1 discard",
+                "nexthop add 1: the config file defines this nexthop",
+            ),
+            ("nexthop del 2", "nexthop del 2: the config file defines this nexthop"),
+            ("nexthop del 8", "no such dynamic nexthop"),
+            ("nexthop add 8 port c", "nexthop add 8: no port named `c`"),
+            (
+                "nexthop add 8 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 4",
+                "underlay VRF 4 does not exist",
+            ),
+            ("nexthop add 8 ecmp 5,9", "member 9 is not defined"),
+            ("nexthop add 8 ecmp 5,7", "member 7 is itself an ECMP group"),
+            ("nexthop add 8 ecmp 5,8", "a group may not hold itself"),
+            ("nexthop add 5 ecmp 1,2", "ECMP group 7 holds it"),
+            ("nexthop del 6", "route vrf 1 10.8.0.0/16 goes to it"),
+            ("nexthop del 5", "ECMP group 7 holds it"),
+            (
+                "nexthop add 8 discard; nexthop del 8; route add vrf 1 10.7.0.0/16 nexthop 8",
+                "nexthop 8 is not defined",
+            ),
+        ] {
+            let e = run(&mut r, &fib, line).unwrap_err();
+            assert!(e.contains(says), "{line}: {e}");
+            assert_eq!(fib.snapshot().generation(), g, "{line}: nothing published");
+            assert_eq!(r.dynamic_nexthops(), 3, "{line}");
+        }
+        // Re-pointed, then withdrawn in order: routes first, groups, members.
+        run(&mut r, &fib, "nexthop add 7 ecmp 5,2").unwrap();
+        let s = fib.snapshot();
+        assert!((0..64).all(|h| {
+            s.resolve_uncounted(1, "10.9.1.1".parse().unwrap(), h << 40)
+                .unwrap()
+                .nexthop
+                != 1
+        }));
+        let line = run(
+            &mut r,
+            &fib,
+            "route del vrf 1 10.9.0.0/16; route del vrf 1 10.8.0.0/16; nexthop del 7; nexthop del 6; nexthop del 5",
+        )
+        .unwrap();
+        assert!(
+            line.ends_with("nexthops 0 set, 3 removed; 0 dynamic nexthops"),
+            "{line}"
+        );
+        assert!(!r.builder.has_nexthop(5) && !r.builder.has_nexthop(7));
+        assert_eq!(r.counters().nexthops.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn reloads_keep_dynamic_nexthops_on_their_ports_by_name() {
+        let (mut r, fib) = started();
+        run(
+            &mut r,
+            &fib,
+            "nexthop add 5 port b; nexthop add 6 port a; nexthop add 7 ecmp 5,1; nexthop add 8 tunnel vxlan key 9 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 9 discard; route add vrf 1 10.9.0.0/16 nexthop 7; route add vrf 1 10.6.0.0/16 nexthop 6",
+        )
+        .unwrap();
+        let saved = r.saved();
+        // Ports renumbered (b first), `a` gone; nexthop 9 the file's now; VRF 1 kept, with
+        // nexthop 1.
+        let mut f = FibBuilder::new();
+        f.add_vrf(1).unwrap();
+        f.set_nexthop(1, Nexthop::Discard).unwrap();
+        f.set_nexthop(9, Nexthop::Discard).unwrap();
+        let mut dropped = r.take_file(f, vec!["b".into(), "c".into()]);
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "dynamic nexthop 6 dropped: no port named `a`",
+                "dynamic nexthop 9 dropped: the file defines it now",
+                "dynamic route vrf 1 10.6.0.0/16 dropped: nexthop 6 is gone",
+            ]
+        );
+        assert_eq!(
+            r.builder.nexthop(5),
+            Some(&Nexthop::Interface { port: 0, gateway: None })
+        );
+        r.builder.publish(&fib).unwrap();
+        assert_eq!(lookup(&fib, 1, "10.9.0.1"), Some(7));
+        assert_eq!(r.dynamic_nexthops(), 3);
+        // A file without port `b` and VRF 1's underlay: the group loses its member and
+        // goes, and its route with it.
+        let mut f = FibBuilder::new();
+        f.add_vrf(1).unwrap();
+        f.set_nexthop(1, Nexthop::Discard).unwrap();
+        let mut dropped = r.take_file(f, vec!["c".into()]);
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "dynamic nexthop 5 dropped: no port named `b`",
+                "dynamic nexthop 7 dropped: member 5 is gone",
+                "dynamic route vrf 1 10.9.0.0/16 dropped: nexthop 7 is gone",
+            ]
+        );
+        let mut f = FibBuilder::new();
+        f.add_vrf(0).unwrap();
+        let dropped = r.take_file(f, vec![]);
+        assert_eq!(dropped, ["dynamic nexthop 8 dropped: underlay VRF 1 is gone"]);
+        // The first file given up: everything comes back with the file before it.
+        r.restore(saved);
+        assert!(r.take_file(file(), ports()).is_empty());
+        r.builder.publish(&fib).unwrap();
+        assert_eq!(lookup(&fib, 1, "10.6.0.1"), Some(6));
+        assert_eq!(
+            r.builder.nexthop(6),
+            Some(&Nexthop::Interface { port: 0, gateway: None })
+        );
+        assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (2, 5));
     }
 }

@@ -192,8 +192,14 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routes: &
         vec![(String::new(), r.dynamic as u64)],
     );
     family(
+        "vrouter_dynamic_nexthops",
+        "Nexthops added over the control socket (`nexthop add`).",
+        "gauge",
+        vec![(String::new(), r.dynamic_nexthops as u64)],
+    );
+    family(
         "vrouter_route_command_lines_total",
-        "`route` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
+        "`route` and `nexthop` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
         "counter",
         vec![
             ("{result=\"applied\"}".into(), routes.applied.load(Ordering::Relaxed)),

@@ -95,7 +95,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         }
     };
     let listing = Arc::new(Mutex::new(cfg.listing.clone()));
-    let routing = Routing::new(std::mem::take(&mut cfg.routes));
+    let routing = Routing::new(std::mem::take(&mut cfg.routes), cfg.port_names());
     let route_counters = routing.counters();
     let routing = Arc::new(Mutex::new(routing));
     let ports = Arc::new(Mutex::new(ctl::Ports {
@@ -208,7 +208,7 @@ impl Live {
             // new one dropped; otherwise this publishes what runs).
             routing.restore(saved);
             if let Ok(mut old) = config::parse(&self.path, &self.text) {
-                routing.take_file(std::mem::take(&mut old.routes));
+                routing.take_file(std::mem::take(&mut old.routes), old.port_names());
                 if let Err(e) = routing.builder.publish(&self.fib) {
                     tracing::error!(error = %e, "the running routes could not be published again");
                 }
@@ -234,7 +234,7 @@ impl Live {
         let mut running = self.running.take().ok_or("the workers are not running")?;
         let devices = new.devices.clone();
         // Compiled while the workers run: only the swap happens while they are parked.
-        let dropped = r.take_file(std::mem::take(&mut new.routes));
+        let dropped = r.take_file(std::mem::take(&mut new.routes), new.port_names());
         let staged = self.restage(r, &new, dropped.clone());
         let live = running.change_ports(&router, &devices, || self.install(r, staged, &new));
         self.running = Some(running);
@@ -347,7 +347,7 @@ impl Live {
     /// Takes `new`'s routes into the builder (with the dynamic routes it leaves room
     /// for), and compiles them and `new`'s policy ([`Live::restage`]).
     fn stage(&mut self, r: &mut Routing, new: &mut Config) -> Staged {
-        let dropped = r.take_file(std::mem::take(&mut new.routes));
+        let dropped = r.take_file(std::mem::take(&mut new.routes), new.port_names());
         self.restage(r, new, dropped)
     }
 

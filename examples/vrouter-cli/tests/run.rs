@@ -545,6 +545,43 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     assert!(ok && out.contains("0 added, 1 removed; 0 dynamic routes"), "{out}");
     assert!(!ping(&ws[0].ns, "10.0.2.2"), "w2's route withdrawn");
 
+    // Nexthops by command: w2 by its port's name, in an ECMP group with the file's
+    // nexthop 2. A reload that swaps the ports' order (a live port change) keeps nexthop
+    // 12 on w2, now port 0.
+    let (ok, out) = ctl(&["nexthop add 12 port w2; nexthop add 13 ecmp 12,2; route add vrf 1 10.0.2.2/32 nexthop 13"]);
+    assert!(
+        ok && out.contains("nexthops 2 set, 0 removed; 2 dynamic nexthops"),
+        "{out}"
+    );
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 through the dynamic nexthops");
+    let (_, listed) = ctl(&["show", "nexthops"]);
+    assert!(
+        listed.contains("12: port w2 dynamic\n13: ecmp [12, 2] dynamic"),
+        "{listed}"
+    );
+    let (_, stats) = ctl(&["show", "stats"]);
+    assert!(stats.contains("dynamic nexthops 2"), "{stats}");
+    let (ok, out) = ctl(&["nexthop", "del", "12"]);
+    assert!(!ok && out.contains("ECMP group 13 holds it"), "{out}");
+    let swapped = format!(
+        "cpus = [0]\n\n[[vrf]]\nid = 1\n\n{}{}{}{without_route}",
+        ws[1].port, ws[0].port, ws[0].route
+    );
+    std::fs::write(&path, swapped).unwrap();
+    assert!(ctl(&["reload"]).0);
+    let line = next_line();
+    assert!(line.starts_with("reloaded") && !line.contains("dropped"), "{line}");
+    let (_, get) = ctl(&["route", "get", "vrf", "1", "10.0.2.2"]);
+    assert!(get.contains("out of w2 to 10.0.2.2"), "{get}");
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 with the ports renumbered");
+    let (ok, out) = ctl(&["route del vrf 1 10.0.2.2/32; nexthop del 13; nexthop del 12"]);
+    assert!(
+        ok && out.contains("nexthops 0 set, 2 removed; 0 dynamic nexthops"),
+        "{out}"
+    );
+    assert!(!ping(&ws[0].ns, "10.0.2.2"), "w2's route and nexthops withdrawn");
+    std::fs::write(&path, config(without_route)).unwrap();
+
     // Added again, then the file routes the prefix itself: the reload drops the dynamic
     // route, says so, and the file's route carries the traffic.
     assert!(ctl(&["route", "add", "vrf", "1", "10.0.2.2/32", "nexthop", "2"]).0);

@@ -186,6 +186,8 @@ struct NexthopDef {
     #[serde(default)]
     underlay_vrf: u32,
     ecmp: Option<Vec<u32>>,
+    weights: Option<Vec<u32>>,
+    lookup_vrf: Option<u32>,
     #[serde(default)]
     discard: bool,
 }
@@ -298,10 +300,26 @@ pub enum NexthopSpec {
     },
     /// A tunnel, checked when read ([`tunnel`]).
     Tunnel(Nexthop),
-    /// ECMP over these nexthops.
-    Ecmp(Vec<u32>),
+    /// ECMP over these nexthops, with their weights.
+    Ecmp(Vec<(u32, u32)>),
+    /// Look the destination up again in this VRF (route leaking: a tenant's route into
+    /// a shared services VRF, say).
+    LookupVrf(u32),
     /// Drop.
     Discard,
+}
+
+/// The largest ECMP weight, as `ip route`'s: shares finer than the 4,096 buckets of a
+/// group would round to nothing.
+pub const MAX_WEIGHT: u32 = 256;
+
+/// Checks an ECMP member's weight: 1 to [`MAX_WEIGHT`].
+pub fn weight(w: u32) -> Result<u32, String> {
+    if (1..=MAX_WEIGHT).contains(&w) {
+        Ok(w)
+    } else {
+        Err(format!("weight {w} is outside 1..={MAX_WEIGHT}"))
+    }
 }
 
 impl NexthopSpec {
@@ -313,9 +331,8 @@ impl NexthopSpec {
                 gateway: *gateway,
             },
             NexthopSpec::Tunnel(t) => t.clone(),
-            NexthopSpec::Ecmp(m) => Nexthop::Ecmp {
-                members: m.iter().map(|&x| (x, 1)).collect(),
-            },
+            NexthopSpec::Ecmp(m) => Nexthop::Ecmp { members: m.clone() },
+            NexthopSpec::LookupVrf(vrf) => Nexthop::VrfTranslate { vrf: *vrf },
             NexthopSpec::Discard => Nexthop::Discard,
         })
     }
@@ -343,7 +360,16 @@ impl NexthopSpec {
                 format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf})")
             }
             NexthopSpec::Tunnel(other) => format!("{id}: {other:?}"),
-            NexthopSpec::Ecmp(m) => format!("{id}: ecmp {m:?}"),
+            NexthopSpec::Ecmp(m) => {
+                let ids: Vec<u32> = m.iter().map(|x| x.0).collect();
+                if m.iter().all(|x| x.1 == 1) {
+                    format!("{id}: ecmp {ids:?}")
+                } else {
+                    let weights: Vec<u32> = m.iter().map(|x| x.1).collect();
+                    format!("{id}: ecmp {ids:?} weights {weights:?}")
+                }
+            }
+            NexthopSpec::LookupVrf(vrf) => format!("{id}: lookup in vrf {vrf}"),
             NexthopSpec::Discard => format!("{id}: discard"),
         }
     }
@@ -490,15 +516,24 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         if ids.insert(n.id, ()).is_some() {
             return Err(e("id", "defined twice".into()));
         }
-        let kinds = [n.port.is_some(), n.tunnel.is_some(), n.ecmp.is_some(), n.discard]
-            .iter()
-            .filter(|&&k| k)
-            .count();
+        let kinds = [
+            n.port.is_some(),
+            n.tunnel.is_some(),
+            n.ecmp.is_some(),
+            n.lookup_vrf.is_some(),
+            n.discard,
+        ]
+        .iter()
+        .filter(|&&k| k)
+        .count();
         if kinds != 1 {
             return Err(e(
                 "port",
-                "exactly one of `port`, `tunnel`, `ecmp`, `discard` must be given".into(),
+                "exactly one of `port`, `tunnel`, `ecmp`, `lookup_vrf`, `discard` must be given".into(),
             ));
+        }
+        if n.weights.is_some() && n.ecmp.is_none() {
+            return Err(e("weights", "only an `ecmp` group has weights".into()));
         }
         let spec = if let Some(port) = &n.port {
             let gateway = n
@@ -531,7 +566,21 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             }
             NexthopSpec::Tunnel(tunnel(t, key, src, dst, n.underlay_vrf).map_err(|(field, r)| e(field, r))?)
         } else if let Some(m) = &n.ecmp {
-            NexthopSpec::Ecmp(m.clone())
+            let weights = match &n.weights {
+                None => vec![1; m.len()],
+                Some(w) if w.len() == m.len() => w
+                    .iter()
+                    .map(|&w| weight(w))
+                    .collect::<Result<_, _>>()
+                    .map_err(|r| e("weights", r))?,
+                Some(w) => return Err(e("weights", format!("{} weights for {} members", w.len(), m.len()))),
+            };
+            NexthopSpec::Ecmp(m.iter().copied().zip(weights).collect())
+        } else if let Some(vrf) = n.lookup_vrf {
+            if !b.has_vrf(vrf) {
+                return Err(e("lookup_vrf", format!("VRF {vrf} is not defined in a [[vrf]] table")));
+            }
+            NexthopSpec::LookupVrf(vrf)
         } else {
             NexthopSpec::Discard
         };
@@ -539,16 +588,21 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         b.set_nexthop(n.id, nh).map_err(|r| e("id", r.to_string()))?;
         described.push(spec.describe(n.id));
     }
+    // Checked once all are defined: a group may come before its members.
+    let groups: HashMap<u32, ()> = f
+        .nexthop
+        .iter()
+        .filter(|n| n.get_ref().ecmp.is_some())
+        .map(|n| (n.get_ref().id, ()))
+        .collect();
     for sp in &f.nexthop {
-        if let Some(m) = &sp.get_ref().ecmp
-            && let Some(missing) = m.iter().find(|x| !ids.contains_key(x))
-        {
-            return Err(cx.err(
-                sp.span().start,
-                &format!("nexthop {}", sp.get_ref().id),
-                "ecmp",
-                format!("member {missing} is not defined"),
-            ));
+        let Some(m) = &sp.get_ref().ecmp else { continue };
+        let bad = |reason: String| cx.err(sp.span().start, &format!("nexthop {}", sp.get_ref().id), "ecmp", reason);
+        if let Some(missing) = m.iter().find(|x| !ids.contains_key(x)) {
+            return Err(bad(format!("member {missing} is not defined")));
+        }
+        if let Some(group) = m.iter().find(|x| groups.contains_key(x)) {
+            return Err(bad(format!("member {group} is itself an ECMP group")));
         }
     }
     for sp in &f.route {
@@ -1108,6 +1162,26 @@ src = ["10.0.0.0/8"]
 "#;
 
     #[test]
+    fn weighted_groups_and_vrf_lookups_are_read() {
+        let text = GOOD.replacen("port = \"fabric\"", "ecmp = [1, 3]\nweights = [3, 1]", 1)
+            + "\n[[nexthop]]\nid = 5\nlookup_vrf = 1\n";
+        let c = parse("good.toml", &text).unwrap();
+        assert_eq!(
+            c.routes.nexthop(2),
+            Some(&Nexthop::Ecmp {
+                members: vec![(1, 3), (3, 1)]
+            })
+        );
+        assert_eq!(c.routes.nexthop(5), Some(&Nexthop::VrfTranslate { vrf: 1 }));
+        assert!(
+            c.listing
+                .nexthops
+                .contains(&"2: ecmp [1, 3] weights [3, 1]".to_string())
+        );
+        assert!(c.listing.nexthops.contains(&"5: lookup in vrf 1".to_string()));
+    }
+
+    #[test]
     fn a_reload_changes_what_a_running_flow_table_can_change() {
         let flows = |extra: &str| parse("good.toml", &format!("{GOOD}[flows]\n{extra}")).unwrap().flows;
         let started = flows("entries = 3000\n");
@@ -1231,6 +1305,31 @@ src = ["10.0.0.0/8"]
                 "tunnel = \"vxlan\"",
                 "tunnel = \"geneve\"",
                 "good.toml:33: nexthop 3: field `tunnel`: `geneve` is not vxlan, mpls-udp or mpls-gre",
+            ),
+            (
+                "port = \"fabric\"",
+                "ecmp = [1, 3]\nweights = [1]",
+                "good.toml:29: nexthop 2: field `weights`: 1 weights for 2 members",
+            ),
+            (
+                "port = \"fabric\"",
+                "ecmp = [1, 3]\nweights = [0, 1]",
+                "good.toml:29: nexthop 2: field `weights`: weight 0 is outside 1..=256",
+            ),
+            (
+                "port = \"pod1\"",
+                "port = \"pod1\"\nweights = [2]",
+                "good.toml:25: nexthop 1: field `weights`: only an `ecmp` group has weights",
+            ),
+            (
+                "port = \"fabric\"",
+                "ecmp = [1, 4]\n\n[[nexthop]]\nid = 4\necmp = [1, 3]",
+                "good.toml:29: nexthop 2: field `ecmp`: member 4 is itself an ECMP group",
+            ),
+            (
+                "port = \"fabric\"",
+                "lookup_vrf = 3",
+                "good.toml:29: nexthop 2: field `lookup_vrf`: VRF 3 is not defined in a [[vrf]] table",
             ),
             (
                 "key = 42",

@@ -45,7 +45,7 @@ pub enum Command {
 pub type RouteKey = (VrfId, IpAddr, u8);
 
 /// The syntax, for error messages and the control socket's help.
-pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | nexthop add N ecmp M,M,... | nexthop add N discard | nexthop del N (several joined by `;` apply together, in order)";
+pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N (several joined by `;` apply together, in order)";
 
 /// Reads `route add ...; nexthop del ...`: each command's words, in order.
 pub fn parse(line: &str) -> Result<Vec<Command>, String> {
@@ -112,13 +112,18 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
                 ["ecmp", members] => {
                     let m = members
                         .split(',')
-                        .map(|m| number(m, "a nexthop id"))
-                        .collect::<Result<Vec<_>, _>>()?;
+                        .map(|m| {
+                            let (id, w) = m.split_once(':').unwrap_or((m, "1"));
+                            let w = config::weight(number(w, "a weight")?).map_err(|why| format!("`{cmd}`: {why}"))?;
+                            Ok((number(id, "a nexthop id")?, w))
+                        })
+                        .collect::<Result<Vec<_>, String>>()?;
                     if m.len() > 255 {
                         return Err(format!("`{cmd}`: {} members (1-255 allowed)", m.len()));
                     }
                     NexthopSpec::Ecmp(m)
                 }
+                ["lookup_vrf", vrf] => NexthopSpec::LookupVrf(number(vrf, "a VRF id")?),
                 ["discard"] => NexthopSpec::Discard,
                 _ => return Err(expected()),
             };
@@ -181,6 +186,14 @@ struct Tally {
 
 fn is_group(n: &Nexthop) -> bool {
     matches!(n, Nexthop::Ecmp { .. })
+}
+
+/// A dynamic ECMP group among `dynamic` that holds nexthop `id`, if one does.
+fn holder(dynamic: &BTreeMap<NexthopId, NexthopSpec>, id: NexthopId) -> Option<NexthopId> {
+    dynamic
+        .iter()
+        .find(|(_, s)| matches!(s, NexthopSpec::Ecmp(m) if m.iter().any(|x| x.0 == id)))
+        .map(|(&g, _)| g)
 }
 
 impl Routing {
@@ -284,11 +297,8 @@ impl Routing {
                     if let Some((vrf, prefix, len)) = routes.iter().find(|(_, nh)| **nh == id).map(|(k, _)| k) {
                         return Err(format!("{what}: route vrf {vrf} {prefix}/{len} goes to it"));
                     }
-                    if let Some(g) = nexthops
-                        .iter()
-                        .find(|(_, s)| matches!(s, NexthopSpec::Ecmp(m) if m.contains(&id)))
-                    {
-                        return Err(format!("{what}: ECMP group {} holds it", g.0));
+                    if let Some(g) = holder(&nexthops, id) {
+                        return Err(format!("{what}: ECMP group {g} holds it"));
                     }
                     n.nexthops_removed += 1;
                 }
@@ -366,8 +376,11 @@ impl Routing {
             NexthopSpec::Tunnel(Nexthop::Tunnel { underlay_vrf, .. }) if !self.builder.has_vrf(*underlay_vrf) => {
                 return Err(format!("underlay VRF {underlay_vrf} does not exist"));
             }
+            NexthopSpec::LookupVrf(vrf) if !self.builder.has_vrf(*vrf) => {
+                return Err(format!("VRF {vrf} does not exist"));
+            }
             NexthopSpec::Ecmp(members) => {
-                for &m in members {
+                for &(m, _) in members {
                     match self.kind(dynamic, m) {
                         _ if m == id => return Err("a group may not hold itself".into()),
                         None => return Err(format!("member {m} is not defined")),
@@ -375,10 +388,7 @@ impl Routing {
                         Some(false) => {}
                     }
                 }
-                if let Some((g, _)) = dynamic
-                    .iter()
-                    .find(|(_, s)| matches!(s, NexthopSpec::Ecmp(m) if m.contains(&id)))
-                {
+                if let Some(g) = holder(dynamic, id) {
                     return Err(format!("ECMP group {g} holds it, and a group may not hold a group"));
                 }
             }
@@ -445,12 +455,9 @@ impl Routing {
             NexthopSpec::Tunnel(Nexthop::Tunnel { underlay_vrf, .. }) if !file.has_vrf(*underlay_vrf) => {
                 Err(format!("underlay VRF {underlay_vrf} is gone"))
             }
-            NexthopSpec::Ecmp(members) if members.iter().any(|&m| !file.has_nexthop(m)) => {
-                let m = members
-                    .iter()
-                    .find(|&&m| !file.has_nexthop(m))
-                    .copied()
-                    .unwrap_or_default();
+            NexthopSpec::LookupVrf(vrf) if !file.has_vrf(*vrf) => Err(format!("VRF {vrf} is gone")),
+            NexthopSpec::Ecmp(members) if members.iter().any(|&(m, _)| !file.has_nexthop(m)) => {
+                let m = members.iter().find(|&&(m, _)| !file.has_nexthop(m)).map_or(0, |m| m.0);
                 Err(format!("member {m} is gone"))
             }
             _ => spec.build(|name| self.port_index(name)),
@@ -720,7 +727,7 @@ mod tests {
     fn parses_nexthop_commands_and_names_what_is_wrong() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 7 ecmp 5,6; nexthop add 8 discard; nexthop del 9")
+            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 7 ecmp 5,6:3; nexthop add 8 discard; nexthop del 9; nexthop add 10 lookup_vrf 2")
                 .unwrap(),
             vec![
                 Command::NexthopAdd {
@@ -741,13 +748,17 @@ mod tests {
                 },
                 Command::NexthopAdd {
                     id: 7,
-                    nexthop: NexthopSpec::Ecmp(vec![5, 6])
+                    nexthop: NexthopSpec::Ecmp(vec![(5, 1), (6, 3)])
                 },
                 Command::NexthopAdd {
                     id: 8,
                     nexthop: NexthopSpec::Discard
                 },
                 Command::NexthopDel(9),
+                Command::NexthopAdd {
+                    id: 10,
+                    nexthop: NexthopSpec::LookupVrf(2)
+                },
             ]
         );
         let many = (0..256).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
@@ -772,6 +783,10 @@ mod tests {
                 "expected route add",
             ),
             ("nexthop add 5 ecmp 1,,2", "`` is not a nexthop id"),
+            ("nexthop add 5 ecmp 1:0,2", "weight 0 is outside 1..=256"),
+            ("nexthop add 5 ecmp 1:257", "weight 257 is outside 1..=256"),
+            ("nexthop add 5 ecmp 1:x", "`x` is not a weight"),
+            ("nexthop add 5 lookup_vrf", "expected route add"),
             (&format!("nexthop add 5 ecmp {many}"), "256 members (1-255 allowed)"),
             ("nexthop del", "expected route add"),
         ] {
@@ -844,7 +859,18 @@ mod tests {
             assert_eq!(fib.snapshot().generation(), g, "{line}: nothing published");
             assert_eq!(r.dynamic_nexthops(), 3, "{line}");
         }
-        // Re-pointed, then withdrawn in order: routes first, groups, members.
+        // Re-weighted: three flows in four to 5. Then 1 leaves the group.
+        run(&mut r, &fib, "nexthop add 7 ecmp 5:3,1").unwrap();
+        let s = fib.snapshot();
+        let to_5 = (0..4096)
+            .filter(|&h| {
+                s.resolve_uncounted(1, "10.9.1.1".parse().unwrap(), h << 40)
+                    .unwrap()
+                    .nexthop
+                    == 5
+            })
+            .count();
+        assert_eq!(to_5, 3072, "buckets in proportion to the weights");
         run(&mut r, &fib, "nexthop add 7 ecmp 5,2").unwrap();
         let s = fib.snapshot();
         assert!((0..64).all(|h| {
@@ -853,6 +879,20 @@ mod tests {
                 .nexthop
                 != 1
         }));
+        // VRF 0 leaks into VRF 1 for 10.0.1.0/24 (the file's route there, to nexthop 1).
+        run(
+            &mut r,
+            &fib,
+            "nexthop add 20 lookup_vrf 1; route add vrf 0 10.0.0.0/8 nexthop 20",
+        )
+        .unwrap();
+        let s = fib.snapshot();
+        assert_eq!(
+            s.resolve_uncounted(0, "10.0.1.7".parse().unwrap(), 0).unwrap().nexthop,
+            1
+        );
+        run(&mut r, &fib, "route del vrf 0 10.0.0.0/8; nexthop del 20").unwrap();
+        // Withdrawn in order: routes first, groups, members.
         let line = run(
             &mut r,
             &fib,
@@ -873,7 +913,7 @@ mod tests {
         run(
             &mut r,
             &fib,
-            "nexthop add 5 port b; nexthop add 6 port a; nexthop add 7 ecmp 5,1; nexthop add 8 tunnel vxlan key 9 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 9 discard; route add vrf 1 10.9.0.0/16 nexthop 7; route add vrf 1 10.6.0.0/16 nexthop 6",
+            "nexthop add 5 port b; nexthop add 6 port a; nexthop add 7 ecmp 5,1; nexthop add 8 tunnel vxlan key 9 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 9 discard; nexthop add 10 lookup_vrf 1; route add vrf 1 10.9.0.0/16 nexthop 7; route add vrf 1 10.6.0.0/16 nexthop 6",
         )
         .unwrap();
         let saved = r.saved();
@@ -899,7 +939,7 @@ mod tests {
         );
         r.builder.publish(&fib).unwrap();
         assert_eq!(lookup(&fib, 1, "10.9.0.1"), Some(7));
-        assert_eq!(r.dynamic_nexthops(), 3);
+        assert_eq!(r.dynamic_nexthops(), 4);
         // A file without port `b` and VRF 1's underlay: the group loses its member and
         // goes, and its route with it.
         let mut f = FibBuilder::new();
@@ -918,7 +958,13 @@ mod tests {
         let mut f = FibBuilder::new();
         f.add_vrf(0).unwrap();
         let dropped = r.take_file(f, vec![]);
-        assert_eq!(dropped, ["dynamic nexthop 8 dropped: underlay VRF 1 is gone"]);
+        assert_eq!(
+            dropped,
+            [
+                "dynamic nexthop 8 dropped: underlay VRF 1 is gone",
+                "dynamic nexthop 10 dropped: VRF 1 is gone"
+            ]
+        );
         // The first file given up: everything comes back with the file before it.
         r.restore(saved);
         assert!(r.take_file(file(), ports()).is_empty());
@@ -928,6 +974,6 @@ mod tests {
             r.builder.nexthop(6),
             Some(&Nexthop::Interface { port: 0, gateway: None })
         );
-        assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (2, 5));
+        assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (2, 6));
     }
 }

@@ -82,6 +82,14 @@ int main(void) {
     CHECK(vr_router_add_route(router, 1, "10.9.0.0/16", 4));
     CHECK(vr_router_add_route(router, 0, "192.0.2.0/24", 3));
     CHECK(vr_router_set_vni(router, 42, 1));
+    /* VRF 2 leaks into VRF 1 for 10/8; nexthop 21 sends three flows in four to w1. */
+    CHECK(vr_router_add_vrf(router, 2));
+    CHECK(vr_router_set_nexthop_lookup_vrf(router, 20, 1));
+    CHECK(vr_router_add_route(router, 2, "10.0.0.0/8", 20));
+    const uint32_t members[2] = {1, 2}, weights[2] = {3, 1}, zero[2] = {0, 1};
+    CHECK(vr_router_set_nexthop_ecmp_weighted(router, 21, members, weights, 2));
+    vr_result zero_rc = vr_router_set_nexthop_ecmp_weighted(router, 22, members, zero, 2);
+    printf("zero weight: %s: %s\n", vr_result_message(zero_rc), vr_router_last_error(router));
     CHECK(vr_router_set_neighbor(router, p_w1, "10.0.1.2", w1));
     CHECK(vr_router_set_neighbor(router, p_w2, "10.0.2.2", w2));
     CHECK(vr_router_set_neighbor(router, p_fab, "192.0.2.2", peer));
@@ -130,6 +138,9 @@ int main(void) {
     printf("route get 10.9.7.7: %s nexthop %u, resolved %u, out of port %d, mac known %u (%02x:%02x:%02x:%02x:%02x:%02x)\n",
            route.prefix, route.nexthop, route.resolved_nexthop, route.port, route.mac_known, route.mac[0], route.mac[1],
            route.mac[2], route.mac[3], route.mac[4], route.mac[5]);
+    CHECK(vr_router_route_get(router, 2, "10.0.2.2", &route));
+    printf("route get vrf 2 10.0.2.2: %s nexthop %u, resolved %u, out of port %d\n", route.prefix, route.nexthop,
+           route.resolved_nexthop, route.port);
     rc = vr_router_route_get(router, 1, "172.16.0.1", &route);
     printf("route get 172.16.0.1: %s: %s\n", vr_result_message(rc), vr_router_last_error(router));
 

@@ -435,6 +435,23 @@ vr_result vr_router_set_nexthop_ecmp(struct vr_router *r,
                                      uint32_t count);
 
 /*
+ Defines nexthop `id` as weighted multipath: member `members[i]` takes a share of the
+ flows in proportion to `weights[i]` (1 to 256), `count` of each; flows stick to their
+ member.
+ */
+vr_result vr_router_set_nexthop_ecmp_weighted(struct vr_router *r,
+                                              uint32_t id,
+                                              const uint32_t *members,
+                                              const uint32_t *weights,
+                                              uint32_t count);
+
+/*
+ Defines nexthop `id` as a second lookup of the destination in `vrf` (route leaking: a
+ tenant's route into a shared services VRF, say).
+ */
+vr_result vr_router_set_nexthop_lookup_vrf(struct vr_router *r, uint32_t id, uint32_t vrf);
+
+/*
  Maps an incoming VXLAN `vni` to `vrf`.
  */
 vr_result vr_router_set_vni(struct vr_router *r, uint32_t vni, uint32_t vrf);

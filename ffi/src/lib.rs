@@ -685,16 +685,64 @@ pub extern "C" fn vr_router_set_nexthop_tunnel(
 /// each; flows stick to their member).
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_set_nexthop_ecmp(r: *mut VrRouter, id: u32, members: *const u32, count: u32) -> VrResult {
+    with(r, |r| set_ecmp(r, id, members, None, count))
+}
+
+/// Defines nexthop `id` as weighted multipath: member `members[i]` takes a share of the
+/// flows in proportion to `weights[i]` (1 to 256), `count` of each; flows stick to their
+/// member.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_nexthop_ecmp_weighted(
+    r: *mut VrRouter,
+    id: u32,
+    members: *const u32,
+    weights: *const u32,
+    count: u32,
+) -> VrResult {
     with(r, |r| {
-        if members.is_null() {
-            return Err((VrResult::VrNullParameter, "members is NULL".into()));
+        if weights.is_null() {
+            return Err((VrResult::VrNullParameter, "weights is NULL".into()));
         }
-        // SAFETY: `count` readable u32s at `members` (documented).
-        let m = unsafe { std::slice::from_raw_parts(members, count as usize) };
-        let nh = Nexthop::Ecmp {
-            members: m.iter().map(|&x| (x, 1)).collect(),
-        };
-        r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
+        set_ecmp(r, id, members, Some(weights), count)
+    })
+}
+
+/// [`vr_router_set_nexthop_ecmp`], with weights if given (non-NULL).
+fn set_ecmp(
+    r: &mut VrRouter,
+    id: u32,
+    members: *const u32,
+    weights: Option<*const u32>,
+    count: u32,
+) -> Result<(), (VrResult, String)> {
+    if members.is_null() {
+        return Err((VrResult::VrNullParameter, "members is NULL".into()));
+    }
+    // SAFETY: `count` readable u32s at `members`, and at `weights` when given (documented).
+    let m = unsafe { std::slice::from_raw_parts(members, count as usize) };
+    let w = match weights {
+        // SAFETY: as above.
+        Some(w) => unsafe { std::slice::from_raw_parts(w, count as usize) },
+        None => &[],
+    };
+    let nh = Nexthop::Ecmp {
+        members: m
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (x, w.get(i).copied().unwrap_or(1)))
+            .collect(),
+    };
+    r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
+}
+
+/// Defines nexthop `id` as a second lookup of the destination in `vrf` (route leaking: a
+/// tenant's route into a shared services VRF, say).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_nexthop_lookup_vrf(r: *mut VrRouter, id: u32, vrf: u32) -> VrResult {
+    with(r, |r| {
+        r.routes
+            .set_nexthop(id, Nexthop::VrfTranslate { vrf })
+            .map_err(|e| bad(e.to_string()))
     })
 }
 

@@ -103,6 +103,8 @@ fn check(stdout: &str) {
         "flow: vrf 1 10.0.1.2 40000 -> 10.9.0.5 53 proto 17 Allow packets 1",
         // Through the VXLAN tunnel: the underlay's port and the far end's MAC.
         "route get 10.9.7.7: 10.9.0.0/16 nexthop 4, resolved 4, out of port 2, mac known 1 (02:00:00:00:09:09)",
+        "zero weight: invalid argument (see vr_router_last_error): nexthop: ECMP group 22: member 1 weight 0 is outside 1..=256",
+        "route get vrf 2 10.0.2.2: 10.0.0.0/8 nexthop 20, resolved 2, out of port 1",
         "route get 172.16.0.1: invalid argument (see vr_router_last_error): no route holds 172.16.0.1 in VRF 1",
         "publish with ports pending: not allowed in the router's current state",
         "after the change: w3 on port 2 got 60 bytes, dst mac 02:00:00:00:03:02",

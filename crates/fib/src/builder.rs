@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::FibError;
-use crate::ecmp::EcmpGroup;
+use crate::ecmp::{EcmpGroup, MAX_ECMP_WEIGHT};
 use crate::lpm::{BigTable, Lpm, SMALL_TABLE_ROUTES};
 use crate::nexthop::{Neighbor, Nexthop, NexthopId, VrfId};
 use crate::prefix::{Addr, Route};
@@ -335,7 +335,7 @@ impl FibBuilder {
     }
 
     /// Defines or replaces a nexthop. ECMP groups may not contain ECMP groups and have
-    /// 1 to 255 members. A tunnel's VNI must fit 24 bits and its label 20 (the headers
+    /// 1 to 255 members, weighted 1 to [`MAX_ECMP_WEIGHT`]. A tunnel's VNI must fit 24 bits and its label 20 (the headers
     /// would carry another), and its two ends be of one family.
     pub fn set_nexthop(&mut self, id: NexthopId, nh: Nexthop) -> Result<(), FibError> {
         if let Nexthop::Tunnel { encap, src, dst, .. } = &nh {
@@ -350,6 +350,12 @@ impl FibBuilder {
                 return Err(FibError::new(
                     "nexthop",
                     format!("ECMP group {id}: {} members (1-255 allowed)", members.len()),
+                ));
+            }
+            if let Some((m, w)) = members.iter().find(|(_, w)| !(1..=MAX_ECMP_WEIGHT).contains(w)) {
+                return Err(FibError::new(
+                    "nexthop",
+                    format!("ECMP group {id}: member {m} weight {w} is outside 1..={MAX_ECMP_WEIGHT}"),
                 ));
             }
             if let Some((m, _)) = members
@@ -749,6 +755,32 @@ mod tests {
         assert_eq!(b.nexthop(4), Some(&widest));
         b.set_nexthop(5, tunnel(Encap::MplsOverGre { label: (1 << 20) - 1 }, "192.0.2.2"))
             .unwrap();
+    }
+
+    #[test]
+    fn ecmp_weights_outside_their_range_are_refused() {
+        let mut b = FibBuilder::new();
+        b.set_nexthop(1, Nexthop::Discard).unwrap();
+        b.set_nexthop(2, Nexthop::Discard).unwrap();
+        for w in [0, MAX_ECMP_WEIGHT + 1] {
+            let e = b
+                .set_nexthop(
+                    3,
+                    Nexthop::Ecmp {
+                        members: vec![(1, 1), (2, w)],
+                    },
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("member 2 weight {w} is outside 1..=256")), "{e}");
+        }
+        b.set_nexthop(
+            3,
+            Nexthop::Ecmp {
+                members: vec![(1, MAX_ECMP_WEIGHT), (2, 1)],
+            },
+        )
+        .unwrap();
     }
 
     proptest::proptest! {

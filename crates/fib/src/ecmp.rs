@@ -8,6 +8,10 @@ use wire::flow::FlowKey;
 /// Buckets per group: enough for 64 members at 64 buckets each.
 pub const ECMP_BUCKETS: usize = 4096;
 
+/// The largest member weight, as `ip route`'s: finer shares would round to nothing in
+/// [`ECMP_BUCKETS`] buckets.
+pub const MAX_ECMP_WEIGHT: u32 = 256;
+
 /// Which flow fields feed the ECMP hash, and whether both directions hash alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HashFields {

@@ -48,7 +48,7 @@ mod trie6;
 use core::fmt;
 
 pub use builder::{FibBuilder, MAX_VRF, Prepared};
-pub use ecmp::{ECMP_BUCKETS, HashFields};
+pub use ecmp::{ECMP_BUCKETS, HashFields, MAX_ECMP_WEIGHT};
 pub use lpm::SMALL_TABLE_ROUTES;
 pub use nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
 pub use snapshot::{Fib, FibStats, MAX_TRANSLATE_DEPTH, Miss, Resolution, Resolved, Route, Snapshot};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use crate::k8s;
-use vrouter::fib::{Encap, FibBuilder, Neighbor, NeighborState, Nexthop};
+use vrouter::fib::{Encap, FibBuilder, MAX_ECMP_WEIGHT, Neighbor, NeighborState, Nexthop};
 use vrouter::flow::{FlowTable, FlowTableConfig, FullPolicy, LiveOptions};
 use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, PROTO_SCTP, Policy, PolicySet, PortRange, Rule, RuleId,
@@ -309,16 +309,13 @@ pub enum NexthopSpec {
     Discard,
 }
 
-/// The largest ECMP weight, as `ip route`'s: shares finer than the 4,096 buckets of a
-/// group would round to nothing.
-pub const MAX_WEIGHT: u32 = 256;
-
-/// Checks an ECMP member's weight: 1 to [`MAX_WEIGHT`].
+/// Checks an ECMP member's weight: 1 to [`MAX_ECMP_WEIGHT`] (the builder refuses others;
+/// this names the field).
 pub fn weight(w: u32) -> Result<u32, String> {
-    if (1..=MAX_WEIGHT).contains(&w) {
+    if (1..=MAX_ECMP_WEIGHT).contains(&w) {
         Ok(w)
     } else {
-        Err(format!("weight {w} is outside 1..={MAX_WEIGHT}"))
+        Err(format!("weight {w} is outside 1..={MAX_ECMP_WEIGHT}"))
     }
 }
 

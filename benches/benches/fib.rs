@@ -192,13 +192,15 @@ fn of_length<A: Copy>(prefixes: &[(A, u8, u32)], len: u8, ip: impl Fn(A) -> IpAd
         .collect()
 }
 
-/// Small batches into a built table, as a routing daemon sends them: existing prefixes of
-/// the commonest length given another nexthop, five publishes per batch size. A big VRF's
+/// Batches into a built table, as a routing daemon sends them (and, the biggest, as a
+/// peer's session reset does): existing prefixes of the commonest length given another
+/// nexthop, five publishes per batch size. A big VRF's
 /// table is patched under them; a shorter prefix's change repaints all it spans. The
 /// first publishes write fresh memory (the caller holds the first table), later ones
 /// write into the table two publishes back, which nothing holds any more.
 fn time_publishes(b: &mut FibBuilder, fib: &Fib, what: &str, commonest: &[(IpAddr, u8, u32)]) {
-    for batch in [1usize, 100] {
+    for batch in [1usize, 100, 4096, 16384, 65536] {
+        let batch = batch.min(commonest.len());
         let mut times = Vec::new();
         for round in 1..=5 {
             let t0 = Instant::now();
@@ -210,7 +212,13 @@ fn time_publishes(b: &mut FibBuilder, fib: &Fib, what: &str, commonest: &[(IpAdd
         }
         eprintln!("{what}: {batch} changed, publishes {} ms", times.join(" "));
     }
-    // A routing daemon's stream of single updates, each published on its own.
+    // A routing daemon's stream of single updates, each published on its own, timed in
+    // the steady state: after the two publishes that find no predecessor to patch (the
+    // last batch may have compiled its table whole).
+    for &(net, len, nh) in &commonest[..2] {
+        b.add_route(0, net, len, nh + 8).unwrap();
+        b.publish(fib).unwrap();
+    }
     let n = 2000.min(commonest.len());
     let t0 = Instant::now();
     for &(net, len, nh) in commonest.iter().step_by(commonest.len() / n).take(n) {

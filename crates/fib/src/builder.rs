@@ -90,30 +90,46 @@ impl LookedUpIn {
     }
 }
 
-/// Most prefixes changed in one publish for which a big table is patched rather than
-/// built again (each change repaints all it spans; a copy of the table costs about what a
-/// few thousand of them do).
-const PATCH_MAX: usize = 4096;
+/// Changed prefixes (weighted by [`weight`]) for which a big table is patched whatever
+/// its size.
+const PATCH_MIN: usize = 4096;
+
+/// Most changed prefixes (weighted) a big table of `routes` routes is patched under: past
+/// them a compile is quicker. Measured on this VM (docs/PERFORMANCE.md, sixteenth
+/// session): patching a 1M-route IPv4 table under a sixteenth of its routes' /24s cost
+/// what compiling it whole does (DIR-24-8 compiles at about 100 ns a route), a 100K-prefix
+/// IPv6 trie under half of its /48s (the trie compiles at about 1.5 us a prefix).
+fn patch_bound<A: Addr>(routes: usize) -> usize {
+    PATCH_MIN.max(routes / if A::BITS == 32 { 16 } else { 2 })
+}
+
+/// What patching under a prefix of length `len` costs, in prefixes of the commonest
+/// length (/24, /48): a shorter one repaints all it spans and every route inside.
+fn weight<A: Addr>(len: u8) -> usize {
+    let leaf = if A::BITS == 32 { 24 } else { 48 };
+    1 + (1usize << (leaf - len.min(leaf))) / 256
+}
 
 /// The prefixes of one family added, changed or removed per VRF since the last publish:
 /// a big table is patched under them instead of built again.
 #[derive(Default)]
 struct Changes<A> {
-    prefixes: BTreeMap<VrfId, Vec<(A, u8)>>,
-    /// VRFs removed, or changed in more than [`PATCH_MAX`] prefixes: built afresh.
+    prefixes: BTreeMap<VrfId, (Vec<(A, u8)>, usize)>,
+    /// VRFs removed, or changed in too many prefixes to patch: built afresh.
     whole: BTreeSet<VrfId>,
 }
 
 impl<A: Addr> Changes<A> {
-    /// Notes a prefix to patch under; past [`PATCH_MAX`] the VRF is built afresh
-    /// instead, and its list dropped.
-    fn note(&mut self, vrf: VrfId, prefix: (A, u8)) {
+    /// Notes a prefix to patch under in a VRF of `routes` routes; past the patch's
+    /// bound ([`patch_bound`]) the VRF is built afresh instead, and its list dropped.
+    fn note(&mut self, vrf: VrfId, prefix: (A, u8), routes: usize) {
         if self.whole.contains(&vrf) {
             return;
         }
-        let list = self.prefixes.entry(vrf).or_default();
+        let (list, cost) = self.prefixes.entry(vrf).or_default();
         list.push(prefix);
-        if list.len() > PATCH_MAX {
+        *cost += weight::<A>(prefix.1);
+        if *cost > patch_bound::<A>(routes) {
             self.rebuild(vrf);
         }
     }
@@ -128,7 +144,7 @@ impl<A: Addr> Changes<A> {
         if self.whole.contains(&vrf) {
             return None;
         }
-        let mut list = self.prefixes.get(&vrf).cloned().unwrap_or_default();
+        let mut list = self.prefixes.get(&vrf).map(|p| p.0.clone()).unwrap_or_default();
         list.sort_unstable();
         list.dedup();
         Some(list)
@@ -264,12 +280,16 @@ impl FibBuilder {
         self.check_route(vrf, prefix, len)?;
         match split(prefix)? {
             (Some(a), _) => {
-                self.routes(vrf)?.v4.insert((a, len), nexthop);
-                self.v4_changes.note(vrf, (a, len));
+                let r = &mut self.routes(vrf)?.v4;
+                r.insert((a, len), nexthop);
+                let n = r.len();
+                self.v4_changes.note(vrf, (a, len), n);
             }
             (_, Some(a)) => {
-                self.routes(vrf)?.v6.insert((a, len), nexthop);
-                self.v6_changes.note(vrf, (a, len));
+                let r = &mut self.routes(vrf)?.v6;
+                r.insert((a, len), nexthop);
+                let n = r.len();
+                self.v6_changes.note(vrf, (a, len), n);
             }
             _ => unreachable!("split returns one family"),
         }
@@ -319,15 +339,17 @@ impl FibBuilder {
         match prefix {
             IpAddr::V4(a) => {
                 let removed = r.v4.remove(&(a.into(), len)).is_some();
+                let n = r.v4.len();
                 if removed {
-                    self.v4_changes.note(vrf, (a.into(), len));
+                    self.v4_changes.note(vrf, (a.into(), len), n);
                 }
                 removed
             }
             IpAddr::V6(a) => {
                 let removed = r.v6.remove(&(a.into(), len)).is_some();
+                let n = r.v6.len();
                 if removed {
-                    self.v6_changes.note(vrf, (a.into(), len));
+                    self.v6_changes.note(vrf, (a.into(), len), n);
                 }
                 removed
             }
@@ -493,10 +515,10 @@ impl FibBuilder {
                 self.edits += 1;
             }
             for prefix in v4 {
-                self.v4_changes.note(id, prefix);
+                self.v4_changes.note(id, prefix, routes.v4.len());
             }
             for prefix in v6 {
-                self.v6_changes.note(id, prefix);
+                self.v6_changes.note(id, prefix, routes.v6.len());
             }
             self.vrfs.insert(id, routes);
         }
@@ -720,6 +742,36 @@ mod tests {
             b.add_route(1, v4(a), len, nh).unwrap();
         }
         b
+    }
+
+    #[test]
+    fn big_tables_take_bigger_patches_and_short_prefixes_weigh_more() {
+        assert_eq!(
+            [24, 28, 16, 8].map(weight::<u32>),
+            [1, 1, 2, 257],
+            "in /24s spanned, and one for the change"
+        );
+        assert_eq!([48, 64, 40, 32].map(weight::<u128>), [1, 1, 2, 257]);
+        let patched_after = |routes: usize, len: u8, n: u32| {
+            let mut c = Changes::<u32>::default();
+            for i in 0..n {
+                c.note(1, (i << 8, len), routes);
+            }
+            c.patch(1).map(|p| p.len())
+        };
+        assert_eq!(patched_after(10_000, 24, 4096), Some(4096));
+        assert_eq!(patched_after(10_000, 24, 4097), None, "past the minimum");
+        assert_eq!(patched_after(1_000_000, 24, 62_500), Some(62_500), "a sixteenth");
+        assert_eq!(patched_after(1_000_000, 24, 62_501), None);
+        assert_eq!(patched_after(10_000, 8, 15), Some(15));
+        assert_eq!(patched_after(10_000, 8, 16), None, "sixteen /8s span 4,112 /24s");
+        let mut c = Changes::<u128>::default();
+        for i in 0..50_000u128 {
+            c.note(1, (i << 80, 48), 100_000);
+        }
+        assert!(c.patch(1).is_some(), "an IPv6 trie takes half its routes");
+        c.note(1, (1 << 80, 48), 100_000);
+        assert!(c.patch(1).is_none());
     }
 
     #[test]

@@ -215,6 +215,18 @@ enum IcmpError {
     TooBig { mtu: u16 },
 }
 
+/// Whether the pipeline can carry a tunnel from `src` to `dst`: its underlay is IPv4, so
+/// a tunnel with IPv6 ends would have every packet dropped as `Unsupported`. For control
+/// planes, to refuse such a nexthop when it is given.
+pub fn check_tunnel_ends(src: IpAddr, dst: IpAddr) -> Result<(), String> {
+    if src.is_ipv6() || dst.is_ipv6() {
+        return Err(format!(
+            "{src} -> {dst}: tunnel ends must be IPv4 (an IPv6 underlay is not implemented)"
+        ));
+    }
+    Ok(())
+}
+
 /// The MAC of `ip` on `port` as forwarding finds it at `now` (seconds on the tables'
 /// clock): the control plane's neighbours first, then a workload port's own MAC for the
 /// workload's addresses (both [`Lookup::Known`] for good), then what was learned.
@@ -300,6 +312,7 @@ impl Ctx<'_> {
                 dst: tdst,
                 underlay_vrf,
             } => {
+                // IPv6 ends are refused where nexthops are given (`check_tunnel_ends`).
                 let (IpAddr::V4(src), IpAddr::V4(tdst)) = (*src, *tdst) else {
                     return Err(DropReason::Unsupported.into());
                 };

@@ -223,7 +223,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
             && stats.contains("refused: full 0 quota 0")
             && stats.contains("\nvrf 1 flows ")
             && stats.contains(" of quota 1000, refused 0")
-            && stats.contains(" vrfs 2 routes 2 (0 dynamic) tables ")
+            && stats.contains(" vrfs 2 routes 2 (0 dynamic) dynamic nexthops 0 tables ")
             && stats.contains(" spares 0 KiB misses: no route "),
         "{stats}"
     );

@@ -188,6 +188,15 @@ fn is_group(n: &Nexthop) -> bool {
     matches!(n, Nexthop::Ecmp { .. })
 }
 
+/// Why `del` command `what` found no dynamic `kind` to remove: the file `files` (says what
+/// it does with it), or nothing at all.
+fn not_dynamic(what: &str, files: Option<&str>, kind: &str) -> String {
+    match files {
+        Some(does) => format!("{what}: the config file {does}; change it there"),
+        None => format!("{what}: no such dynamic {kind}"),
+    }
+}
+
 /// A dynamic ECMP group among `dynamic` that holds nexthop `id`, if one does.
 fn holder(dynamic: &BTreeMap<NexthopId, NexthopSpec>, id: NexthopId) -> Option<NexthopId> {
     dynamic
@@ -267,11 +276,8 @@ impl Routing {
                 &Command::RouteDel(key @ (vrf, prefix, len)) => {
                     let what = format!("route del vrf {vrf} {prefix}/{len}");
                     if routes.remove(&key).is_none() {
-                        return Err(if self.file_routes(key) {
-                            format!("{what}: the config file routes this prefix; change it there")
-                        } else {
-                            format!("{what}: no such dynamic route")
-                        });
+                        let files = self.file_routes(key).then_some("routes this prefix");
+                        return Err(not_dynamic(&what, files, "route"));
                     }
                     n.routes_removed += 1;
                 }
@@ -288,11 +294,8 @@ impl Routing {
                 &Command::NexthopDel(id) => {
                     let what = format!("nexthop del {id}");
                     if nexthops.remove(&id).is_none() {
-                        return Err(if self.file_defines(id) {
-                            format!("{what}: the config file defines this nexthop; change it there")
-                        } else {
-                            format!("{what}: no such dynamic nexthop")
-                        });
+                        let files = self.file_defines(id).then_some("defines this nexthop");
+                        return Err(not_dynamic(&what, files, "nexthop"));
                     }
                     if let Some((vrf, prefix, len)) = routes.iter().find(|(_, nh)| **nh == id).map(|(k, _)| k) {
                         return Err(format!("{what}: route vrf {vrf} {prefix}/{len} goes to it"));
@@ -533,6 +536,26 @@ mod tests {
         r.apply(&parse(line)?, fib)
     }
 
+    /// Each line is refused by `apply` with a message holding its text, and changes
+    /// nothing: no publish, the same dynamic routes and nexthops.
+    fn refused_whole(r: &mut Routing, fib: &Fib, cases: &[(&str, &str)]) {
+        let (g, before) = (fib.snapshot().generation(), (r.dynamic_count(), r.dynamic_nexthops()));
+        for &(line, says) in cases {
+            let e = run(r, fib, line).unwrap_err();
+            assert!(e.contains(says), "{line}: {e}");
+            assert_eq!(fib.snapshot().generation(), g, "{line}: nothing published");
+            assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), before, "{line}");
+        }
+    }
+
+    /// Each line is refused by `parse`, with a message holding its text.
+    fn refused(cases: &[(&str, &str)]) {
+        for &(line, says) in cases {
+            let e = parse(line).unwrap_err();
+            assert!(e.contains(says), "{line}: {e}");
+        }
+    }
+
     fn lookup(fib: &Fib, vrf: VrfId, ip: &str) -> Option<NexthopId> {
         fib.snapshot().lookup(vrf, ip.parse().unwrap()).ok()
     }
@@ -549,7 +572,7 @@ mod tests {
                 Command::RouteDel((0, "2001:db8::".parse().unwrap(), 32)),
             ]
         );
-        for (line, says) in [
+        refused(&[
             ("route add vrf x 10.0.0.0/8 nexthop 1", "`x` is not a VRF id"),
             ("route add vrf 1 10.0.0.0 nexthop 1", "is not ADDRESS/LENGTH"),
             ("route add vrf 1 10.0.0.256/8 nexthop 1", "is not an IP address"),
@@ -558,10 +581,7 @@ mod tests {
             ("route add vrf 1 10.0.0.0/8", "expected route add"),
             ("route flap", "expected route add"),
             (" ; ", "no route or nexthop command"),
-        ] {
-            let e = parse(line).unwrap_err();
-            assert!(e.contains(says), "{line}: {e}");
-        }
+        ]);
     }
 
     #[test]
@@ -610,44 +630,42 @@ mod tests {
     #[test]
     fn a_batch_with_one_bad_command_changes_nothing() {
         let (mut r, fib) = started();
-        let g = fib.snapshot().generation();
-        for (line, says) in [
-            (
-                "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 7 10.8.0.0/16 nexthop 2",
-                "VRF 7 does not exist",
-            ),
-            (
-                "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 1 10.8.0.0/16 nexthop 9",
-                "nexthop 9 is not defined",
-            ),
-            (
-                "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 1 10.8.0.1/16 nexthop 2",
-                "host bits set",
-            ),
-            (
-                "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 1 10.0.0.0/33 nexthop 2",
-                "length above 32",
-            ),
-            (
-                "route add vrf 1 10.0.1.0/24 nexthop 2",
-                "the config file routes this prefix",
-            ),
-            ("route del vrf 1 10.0.1.0/24", "the config file routes this prefix"),
-            (
-                "route add vrf 1 10.9.0.0/16 nexthop 2; route del vrf 1 10.7.0.0/16",
-                "no such dynamic route",
-            ),
-            (
-                "route add vrf 1 10.9.0.0/16 nexthop 2; route del vrf 1 10.9.0.0/16; route del vrf 1 10.9.0.0/16",
-                "no such dynamic route",
-            ),
-        ] {
-            let e = run(&mut r, &fib, line).unwrap_err();
-            assert!(e.contains(says), "{line}: {e}");
-            assert_eq!(fib.snapshot().generation(), g, "{line}: nothing published");
-            assert_eq!(r.dynamic_count(), 0, "{line}");
-            assert_eq!(lookup(&fib, 1, "10.9.0.1"), None, "{line}");
-        }
+        refused_whole(
+            &mut r,
+            &fib,
+            &[
+                (
+                    "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 7 10.8.0.0/16 nexthop 2",
+                    "VRF 7 does not exist",
+                ),
+                (
+                    "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 1 10.8.0.0/16 nexthop 9",
+                    "nexthop 9 is not defined",
+                ),
+                (
+                    "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 1 10.8.0.1/16 nexthop 2",
+                    "host bits set",
+                ),
+                (
+                    "route add vrf 1 10.9.0.0/16 nexthop 2; route add vrf 1 10.0.0.0/33 nexthop 2",
+                    "length above 32",
+                ),
+                (
+                    "route add vrf 1 10.0.1.0/24 nexthop 2",
+                    "the config file routes this prefix",
+                ),
+                ("route del vrf 1 10.0.1.0/24", "the config file routes this prefix"),
+                (
+                    "route add vrf 1 10.9.0.0/16 nexthop 2; route del vrf 1 10.7.0.0/16",
+                    "no such dynamic route",
+                ),
+                (
+                    "route add vrf 1 10.9.0.0/16 nexthop 2; route del vrf 1 10.9.0.0/16; route del vrf 1 10.9.0.0/16",
+                    "no such dynamic route",
+                ),
+            ],
+        );
+        assert_eq!(lookup(&fib, 1, "10.9.0.1"), None);
         // Added and removed in one line: published, and gone.
         let line = run(
             &mut r,
@@ -762,7 +780,7 @@ mod tests {
             ]
         );
         let many = (0..256).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-        for (line, says) in [
+        refused(&[
             ("nexthop add x discard", "`x` is not a nexthop id"),
             ("nexthop add 5 port", "expected route add"),
             ("nexthop add 5 port a gateway nowhere", "`nowhere` is not an IP address"),
@@ -787,12 +805,9 @@ mod tests {
             ("nexthop add 5 ecmp 1:257", "weight 257 is outside 1..=256"),
             ("nexthop add 5 ecmp 1:x", "`x` is not a weight"),
             ("nexthop add 5 lookup_vrf", "expected route add"),
-            (&format!("nexthop add 5 ecmp {many}"), "256 members (1-255 allowed)"),
+            (&*format!("nexthop add 5 ecmp {many}"), "256 members (1-255 allowed)"),
             ("nexthop del", "expected route add"),
-        ] {
-            let e = parse(line).unwrap_err();
-            assert!(e.contains(says), "{line}: {e}");
-        }
+        ]);
     }
 
     #[test]
@@ -830,35 +845,34 @@ mod tests {
                 "7: ecmp [5, 1] dynamic"
             ]
         );
-        let g = fib.snapshot().generation();
-        for (line, says) in [
-            (
-                "nexthop add 1 discard",
-                "nexthop add 1: the config file defines this nexthop",
-            ),
-            ("nexthop del 2", "nexthop del 2: the config file defines this nexthop"),
-            ("nexthop del 8", "no such dynamic nexthop"),
-            ("nexthop add 8 port c", "nexthop add 8: no port named `c`"),
-            (
-                "nexthop add 8 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 4",
-                "underlay VRF 4 does not exist",
-            ),
-            ("nexthop add 8 ecmp 5,9", "member 9 is not defined"),
-            ("nexthop add 8 ecmp 5,7", "member 7 is itself an ECMP group"),
-            ("nexthop add 8 ecmp 5,8", "a group may not hold itself"),
-            ("nexthop add 5 ecmp 1,2", "ECMP group 7 holds it"),
-            ("nexthop del 6", "route vrf 1 10.8.0.0/16 goes to it"),
-            ("nexthop del 5", "ECMP group 7 holds it"),
-            (
-                "nexthop add 8 discard; nexthop del 8; route add vrf 1 10.7.0.0/16 nexthop 8",
-                "nexthop 8 is not defined",
-            ),
-        ] {
-            let e = run(&mut r, &fib, line).unwrap_err();
-            assert!(e.contains(says), "{line}: {e}");
-            assert_eq!(fib.snapshot().generation(), g, "{line}: nothing published");
-            assert_eq!(r.dynamic_nexthops(), 3, "{line}");
-        }
+        refused_whole(
+            &mut r,
+            &fib,
+            &[
+                (
+                    "nexthop add 1 discard",
+                    "nexthop add 1: the config file defines this nexthop",
+                ),
+                ("nexthop del 2", "nexthop del 2: the config file defines this nexthop"),
+                ("nexthop del 8", "no such dynamic nexthop"),
+                ("nexthop add 8 port c", "nexthop add 8: no port named `c`"),
+                (
+                    "nexthop add 8 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 4",
+                    "underlay VRF 4 does not exist",
+                ),
+                ("nexthop add 8 ecmp 5,9", "member 9 is not defined"),
+                ("nexthop add 8 ecmp 5,7", "member 7 is itself an ECMP group"),
+                ("nexthop add 8 ecmp 5,8", "a group may not hold itself"),
+                ("nexthop add 5 ecmp 1,2", "ECMP group 7 holds it"),
+                ("nexthop del 6", "route vrf 1 10.8.0.0/16 goes to it"),
+                ("nexthop del 5", "ECMP group 7 holds it"),
+                (
+                    "nexthop add 8 discard; nexthop del 8; route add vrf 1 10.7.0.0/16 nexthop 8",
+                    "nexthop 8 is not defined",
+                ),
+            ],
+        );
+        assert_eq!(r.dynamic_nexthops(), 3);
         // Re-weighted: three flows in four to 5. Then 1 leaves the group.
         run(&mut r, &fib, "nexthop add 7 ecmp 5:3,1").unwrap();
         let s = fib.snapshot();

@@ -41,6 +41,9 @@ fn tables(flows: usize) -> Tables {
 }
 
 /// [`tables`] and the builder of their routes, to publish changes.
+/// A change made before each burst of a churn case, given a nexthop id to use.
+type Change = dyn Fn(&mut FibBuilder, u32);
+
 fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
     let fib = Arc::new(Fib::new());
     let mut b = FibBuilder::new();
@@ -453,15 +456,23 @@ fn bench(c: &mut Criterion) {
     }
     // Route churn: a route published before every burst (untimed), beside the flows'
     // destination (each flow finds its decision still current) or holding it (each flow
-    // is decided again).
+    // is decided again); or a nexthop no flow's way passes redefined (a service's group
+    // changing its backends, say: each flow finds its decision still current).
     {
         let (t, mut b) = tables_and_routes(1000);
         let mut rig = Rig::new(&t);
         let flows = install(&mut rig, 0, 1000, |i| l3(i, "10.0.2.2"));
-        for (name, prefix) in [
-            ("l3_hit_after_publish_beside/1k", "10.0.3.0"),
-            ("l3_hit_after_publish_holding/1k", "10.0.2.0"),
-        ] {
+        let route = |prefix: &'static str| {
+            move |b: &mut FibBuilder, nexthop: u32| b.add_route(1, ip(prefix), 24, nexthop).unwrap()
+        };
+        let unused_nexthop =
+            |b: &mut FibBuilder, port: u32| b.set_nexthop(40, Nexthop::Interface { port, gateway: None }).unwrap();
+        let changes: [(&str, &Change); 3] = [
+            ("l3_hit_after_publish_beside/1k", &route("10.0.3.0")),
+            ("l3_hit_after_publish_holding/1k", &route("10.0.2.0")),
+            ("l3_hit_after_nexthop_change_beside/1k", &unused_nexthop),
+        ];
+        for (name, change) in changes {
             let mut walk = Walk::default();
             let mut nexthop = 2;
             g.bench_function(name, |bench| {
@@ -469,7 +480,7 @@ fn bench(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         nexthop = 5 - nexthop;
-                        b.add_route(1, ip(prefix), 24, nexthop).unwrap();
+                        change(&mut b, nexthop);
                         b.publish(&t.fib).unwrap();
                         let burst = walk.next(flows.flows);
                         let t0 = Instant::now();

@@ -540,7 +540,7 @@ impl Pipeline {
                     } else if had.policy == gens.policy
                         && keys[k]
                             .dst_ip()
-                            .is_some_and(|dst| fib.route_unchanged_since(had.route, keys[k].vrf, dst))
+                            .is_some_and(|dst| fib.route_unchanged_since(had.route, keys[k].vrf, dst, a.nexthop))
                     {
                         // Only routes elsewhere changed: the same decision, now current.
                         f.set_action(a, gens);

@@ -483,10 +483,18 @@ fn a_route_change_elsewhere_leaves_established_flows_decided() {
     let (sent, line) = how(&mut n);
     assert_eq!(sent, Some(1));
     assert!(line.contains("flow stale: re-decided"), "{line}");
-    // A nexthop redefined: every flow decided again.
+    // A nexthop the flow's way does not pass (a service's group, say): no new decision.
     n.routes.set_nexthop(7, Nexthop::Discard).unwrap();
     n.routes.publish(&n.fib).unwrap();
-    assert!(how(&mut n).1.contains("flow stale: re-decided"));
+    let (sent, line) = how(&mut n);
+    assert_eq!(sent, Some(1));
+    assert!(line.contains("flow hit: route changes elsewhere"), "{line}");
+    // Its own nexthop redefined, a discard now: decided again, and dropped.
+    n.routes.set_nexthop(2, Nexthop::Discard).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    let (sent, line) = how(&mut n);
+    assert_eq!(sent, None);
+    assert!(line.contains("flow stale: re-decided"), "{line}");
 }
 
 #[test]

@@ -12,7 +12,7 @@ use crate::ecmp::{EcmpGroup, MAX_ECMP_WEIGHT};
 use crate::lpm::{BigTable, Lpm, SMALL_TABLE_ROUTES};
 use crate::nexthop::{Neighbor, Nexthop, NexthopId, VrfId};
 use crate::prefix::{Addr, Route};
-use crate::recent::{Prefix, VrfChange};
+use crate::recent::{Changed, Prefix, VrfChange};
 use crate::snapshot::{Compiled, Fib, Snapshot, VrfTables};
 
 /// Highest VRF id accepted (VRF tables are indexed by id).
@@ -47,6 +47,9 @@ pub struct FibBuilder {
     neighbors: Map<(u32, IpAddr), Neighbor>,
     dirty_vrfs: BTreeSet<VrfId>,
     dirty_nexthops: bool,
+    /// The nexthops defined, redefined or removed since the last publish; `None`: too
+    /// many, or not known one by one (ports renumbered).
+    changed_nexthops: Option<BTreeSet<NexthopId>>,
     dirty_labels: bool,
     dirty_vnis: bool,
     dirty_neighbors: bool,
@@ -178,8 +181,9 @@ fn pick<K: Clone, V: Clone>(dirty: bool, mine: &Map<K, V>, theirs: &Arc<Map<K, V
     if dirty { Arc::new(mine.clone()) } else { theirs.clone() }
 }
 
-/// The keys whose entries differ between two route maps (added, removed or renumbered).
-fn changed_keys<K: Ord + Copy>(old: &BTreeMap<K, NexthopId>, new: &BTreeMap<K, NexthopId>) -> Vec<K> {
+/// The keys whose entries differ between two maps (added, removed or changed): routes
+/// renumbered, nexthops redefined.
+fn changed_keys<K: Ord + Copy, V: PartialEq>(old: &BTreeMap<K, V>, new: &BTreeMap<K, V>) -> Vec<K> {
     let mut keys: Vec<K> = old
         .iter()
         .filter(|(k, v)| new.get(k) != Some(v))
@@ -392,6 +396,7 @@ impl FibBuilder {
         }
         self.nexthops.insert(id, nh);
         self.dirty_nexthops = true;
+        self.nexthop_changed(id);
         self.edits += 1;
         Ok(())
     }
@@ -400,7 +405,10 @@ impl FibBuilder {
     /// `Miss::UnresolvedNexthop`; `false` if there was none.
     pub fn remove_nexthop(&mut self, id: NexthopId) -> bool {
         let removed = self.nexthops.remove(&id).is_some();
-        self.dirty_nexthops |= removed;
+        if removed {
+            self.dirty_nexthops = true;
+            self.nexthop_changed(id);
+        }
         self.edits += 1;
         removed
     }
@@ -473,6 +481,7 @@ impl FibBuilder {
                     None => *nh = Nexthop::Discard,
                 }
                 self.dirty_nexthops = true;
+                self.changed_nexthops = None;
                 self.edits += 1;
             }
         }
@@ -522,7 +531,11 @@ impl FibBuilder {
             }
             self.vrfs.insert(id, routes);
         }
-        self.dirty_nexthops |= self.nexthops != new.nexthops;
+        let changed: Vec<NexthopId> = changed_keys(&self.nexthops, &new.nexthops);
+        for &id in &changed {
+            self.nexthop_changed(id);
+        }
+        self.dirty_nexthops |= !changed.is_empty();
         self.edits += 1;
         self.nexthops = new.nexthops;
         self.dirty_labels |= self.labels != new.labels;
@@ -603,7 +616,8 @@ impl FibBuilder {
             (prev.nexthops.clone(), None)
         };
         let changes = self.changes(&prev);
-        let egress_generation = if changes.is_some() {
+        // Nexthops' egress is cached apart from flows: any nexthop change redoes it.
+        let egress_generation = if changes.is_some() && !self.dirty_nexthops {
             prev.egress_generation
         } else {
             prev.generation.wrapping_add(1)
@@ -627,17 +641,18 @@ impl FibBuilder {
     }
 
     /// What this publish changes over `prev` for cached routes: the VRFs whose routes
-    /// changed and the prefixes, or `None` if anything may have (nexthops, labels, VNIs
-    /// or neighbours changed, a VRF a nexthop looks up in changed, or `prev` is not this
-    /// builder's last snapshot, which the change lists are relative to).
-    fn changes(&self, prev: &Snapshot) -> Option<Vec<VrfChange<Prefix>>> {
-        if self.published != Some(prev.generation)
-            || self.dirty_nexthops
-            || self.dirty_labels
-            || self.dirty_vnis
-            || self.dirty_neighbors
-        {
+    /// changed and the prefixes, and the nexthops changed, or `None` if anything may have
+    /// (labels, VNIs or neighbours changed, routes and nexthops both, too many nexthops,
+    /// a VRF a nexthop looks up in changed, or `prev` is not this builder's last
+    /// snapshot, which the change lists are relative to).
+    fn changes(&self, prev: &Snapshot) -> Option<Changed> {
+        if self.published != Some(prev.generation) || self.dirty_labels || self.dirty_vnis || self.dirty_neighbors {
             return None;
+        }
+        if self.dirty_nexthops {
+            // Alone, so that the looked-up-in VRFs below are the last publish's.
+            let ids = self.changed_nexthops.as_ref().filter(|_| self.dirty_vrfs.is_empty())?;
+            return Some((Vec::new(), ids.iter().copied().collect()));
         }
         // The nexthops are those of the last publish (else `dirty_nexthops`).
         let LookedUpIn { far_ends, translated } = &self.looked_up_in;
@@ -657,19 +672,32 @@ impl FibBuilder {
                 ),
                 _ => None,
             };
-            // The route to a tunnel's far end moves every flow through it.
+            // The route to a tunnel's far end moves every flow through it: in its underlay
+            // VRF, or in any VRF a translation leads into (the underlay's route may).
             let moved = |far: &IpAddr| prefixes.as_ref().is_none_or(|p| p.iter().any(|p| p.contains(*far)));
-            if far_ends.get(&id).is_some_and(|f| f.iter().any(moved)) {
+            let every_vrf = translated.contains(&id);
+            let mut ends = far_ends.get(&id).into_iter().flatten();
+            if ends.any(moved) || every_vrf && far_ends.values().flatten().any(moved) {
                 return None;
             }
-            let every_vrf = translated.contains(&id);
             changes.push(VrfChange {
                 vrf: id,
                 prefixes,
                 every_vrf,
             });
         }
-        Some(changes)
+        Some((changes, Vec::new()))
+    }
+
+    /// Notes nexthop `id` changed; past [`crate::recent::LISTED`] of them, they are no
+    /// longer told apart.
+    fn nexthop_changed(&mut self, id: NexthopId) {
+        if let Some(ids) = &mut self.changed_nexthops {
+            ids.insert(id);
+            if ids.len() > crate::recent::LISTED {
+                self.changed_nexthops = None;
+            }
+        }
     }
 
     /// Swaps in what [`prepare`](Self::prepare) compiled: quick, whatever the tables'
@@ -694,6 +722,7 @@ impl FibBuilder {
         self.v6_changes.clear();
         self.published = Some(generation);
         self.dirty_nexthops = false;
+        self.changed_nexthops = Some(BTreeSet::new());
         self.dirty_labels = false;
         self.dirty_vnis = false;
         self.dirty_neighbors = false;
@@ -1008,6 +1037,97 @@ mod tests {
     }
 
     #[test]
+    fn a_nexthop_change_moves_only_the_flows_whose_way_it_is_on() {
+        let fib = Fib::new();
+        let mut b = FibBuilder::new();
+        for vrf in 0..3 {
+            b.add_vrf(vrf).unwrap();
+        }
+        let port = |port| Nexthop::Interface { port, gateway: None };
+        b.set_nexthop(4, port(0)).unwrap();
+        b.set_nexthop(6, port(1)).unwrap();
+        b.set_nexthop(
+            5,
+            Nexthop::Ecmp {
+                members: vec![(4, 1), (6, 1)],
+            },
+        )
+        .unwrap();
+        b.set_nexthop(7, Nexthop::VrfTranslate { vrf: 2 }).unwrap();
+        b.set_nexthop(
+            1,
+            Nexthop::Tunnel {
+                encap: crate::nexthop::Encap::Vxlan { vni: 5 },
+                src: v4(0xc000_0201),
+                dst: v4(0xc000_0209),
+                underlay_vrf: 0,
+            },
+        )
+        .unwrap();
+        b.add_route(0, v4(0xc000_0200), 24, 4).unwrap();
+        for (net, nh) in [(0x0a01_0000, 4), (0x0a02_0000, 5), (0x0a03_0000, 7), (0x0a04_0000, 1)] {
+            b.add_route(1, v4(net), 16, nh).unwrap();
+        }
+        b.add_route(2, v4(0x0a03_0000), 16, 4).unwrap();
+        b.publish(&fib).unwrap();
+        // Flows of VRF 1: (destination, the final nexthop they were given).
+        let flows = [
+            (v4(0x0a01_0001), 4), // plain
+            (v4(0x0a02_0001), 4), // ECMP group 5, member 4
+            (v4(0x0a02_0002), 6), // ECMP group 5, member 6
+            (v4(0x0a03_0001), 4), // through VRF 2
+            (v4(0x0a04_0001), 1), // a tunnel
+        ];
+        let unchanged = |b: &mut FibBuilder, change: &dyn Fn(&mut FibBuilder)| {
+            let (since, egress) = (fib.generation(), fib.snapshot().egress_generation());
+            change(b);
+            b.publish(&fib).unwrap();
+            let s = fib.snapshot();
+            assert_ne!(s.egress_generation(), egress, "the nexthops' egress is redone");
+            flows.map(|(dst, decided)| s.route_unchanged_since(since, 1, dst, decided))
+        };
+        // Member 6 moves to another port: its flows, and those whose way cannot be told.
+        assert_eq!(
+            unchanged(&mut b, &|b| b.set_nexthop(6, port(2)).unwrap()),
+            [true, true, false, false, false]
+        );
+        // The group gains a member: every flow of its route.
+        assert_eq!(
+            unchanged(&mut b, &|b| b
+                .set_nexthop(
+                    5,
+                    Nexthop::Ecmp {
+                        members: vec![(4, 1), (6, 1), (8, 1)]
+                    }
+                )
+                .unwrap()),
+            [true, false, false, false, false]
+        );
+        // A nexthop nothing uses.
+        assert_eq!(
+            unchanged(&mut b, &|b| b.set_nexthop(9, port(3)).unwrap()),
+            [true, true, true, false, false]
+        );
+        // Nexthops and routes in one publish: everything.
+        assert_eq!(
+            unchanged(&mut b, &|b| {
+                b.set_nexthop(9, port(4)).unwrap();
+                b.add_route(1, v4(0x0a09_0000), 16, 9).unwrap();
+            }),
+            [false; 5]
+        );
+        // Two publishes back, through a nexthop change and a route change elsewhere.
+        let since = fib.generation();
+        b.set_nexthop(9, port(5)).unwrap();
+        b.publish(&fib).unwrap();
+        b.add_route(1, v4(0x0a08_0000), 16, 9).unwrap();
+        b.publish(&fib).unwrap();
+        let s = fib.snapshot();
+        assert!(s.route_unchanged_since(since, 1, v4(0x0a01_0001), 4));
+        assert!(!s.route_unchanged_since(since, 1, v4(0x0a08_0001), 9));
+    }
+
+    #[test]
     fn routes_through_tunnels_and_translations_follow_the_vrfs_they_look_up_in() {
         let fib = Fib::new();
         let mut b = FibBuilder::new();
@@ -1044,8 +1164,8 @@ mod tests {
             let s = fib.snapshot();
             assert_eq!(
                 (
-                    s.route_unchanged_since(since, 1, via_tunnel),
-                    s.route_unchanged_since(since, 1, translated)
+                    s.route_unchanged_since(since, 1, via_tunnel, 1),
+                    s.route_unchanged_since(since, 1, translated, 3)
                 ),
                 (tunnel_same, translated_same),
                 "{net:#x}/{len} in VRF {vrf}"

@@ -5,12 +5,13 @@
 
 use std::net::IpAddr;
 
-use crate::nexthop::VrfId;
+use crate::nexthop::{NexthopId, VrfId};
 
 /// Publishes a snapshot remembers.
 const KEPT: usize = 32;
-/// Most prefixes a record lists per VRF; past it, the record says the whole VRF.
-const LISTED: usize = 64;
+/// Most prefixes a record lists per VRF, and most nexthops; past it, the record says the
+/// whole VRF, or anything.
+pub(crate) const LISTED: usize = 64;
 
 /// A prefix as address bits (IPv4 in the low 32) and length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,9 @@ impl Prefix {
     }
 }
 
+/// What one publish changed: VRFs' routes, and nexthops (defined, redefined or removed).
+pub(crate) type Changed = (Vec<VrfChange<Prefix>>, Vec<NexthopId>);
+
 /// A change to one VRF's routes.
 #[derive(Debug, Clone)]
 pub(crate) struct VrfChange<P> {
@@ -57,20 +61,26 @@ pub(crate) struct VrfChange<P> {
     pub(crate) every_vrf: bool,
 }
 
-/// One changed prefix of a VRF, or the whole VRF, flattened.
+/// One changed prefix of a VRF, or the whole VRF, or a changed nexthop, flattened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     /// `None`: the whole VRF.
     prefix: Option<Prefix>,
     vrf: VrfId,
     every_vrf: bool,
+    /// A nexthop changed (the other fields unused).
+    nexthop: Option<NexthopId>,
 }
 
 impl Entry {
-    /// Whether this change may have moved `dst`'s route in `vrf`.
+    /// Whether this change may have moved `dst`'s route in `vrf`; for a changed nexthop,
+    /// `uses` says.
     #[inline]
-    fn touches(&self, vrf: VrfId, dst: IpAddr) -> bool {
-        (self.vrf == vrf || self.every_vrf) && self.prefix.is_none_or(|p| p.contains(dst))
+    fn touches(&self, vrf: VrfId, dst: IpAddr, uses: &mut impl FnMut(NexthopId) -> bool) -> bool {
+        match self.nexthop {
+            Some(id) => uses(id),
+            None => (self.vrf == vrf || self.every_vrf) && self.prefix.is_none_or(|p| p.contains(dst)),
+        }
     }
 }
 
@@ -95,9 +105,9 @@ pub(crate) struct Recent {
 }
 
 impl Recent {
-    /// This list and publish `generation`'s changes `vrfs` (`None`: anything).
-    pub(crate) fn then(&self, generation: u32, vrfs: Option<Vec<VrfChange<Prefix>>>) -> Recent {
-        let Some(mut entries) = vrfs.and_then(record).filter(|r| r.len() <= SCANNED) else {
+    /// This list and publish `generation`'s changes (`None`: anything).
+    pub(crate) fn then(&self, generation: u32, changed: Option<Changed>) -> Recent {
+        let Some(mut entries) = changed.and_then(record).filter(|r| r.len() <= SCANNED) else {
             return Recent {
                 now: generation,
                 ends: Box::new([None]),
@@ -141,9 +151,17 @@ impl Recent {
     /// Whether `dst`'s route in `vrf` is the same now (generation `now`) as under
     /// generation `since`: true only if every publish since is remembered and none can
     /// have changed it (none touched a prefix holding `dst` in `vrf`, nor anything a
-    /// route depends on). `false` means "decide again", not "changed".
+    /// route depends on, nor a nexthop for which `uses` answers true). `false` means
+    /// "decide again", not "changed".
     #[inline]
-    pub(crate) fn unchanged_since(&self, now: u32, since: u32, vrf: VrfId, dst: IpAddr) -> bool {
+    pub(crate) fn unchanged_since(
+        &self,
+        now: u32,
+        since: u32,
+        vrf: VrfId,
+        dst: IpAddr,
+        mut uses: impl FnMut(NexthopId) -> bool,
+    ) -> bool {
         let n = now.wrapping_sub(since) as usize;
         if n == 0 {
             return true;
@@ -152,24 +170,36 @@ impl Recent {
             return false;
         }
         match self.ends.get(n - 1) {
-            Some(Some(end)) => !self.entries[..usize::from(*end)].iter().any(|e| e.touches(vrf, dst)),
+            Some(Some(end)) => !self.entries[..usize::from(*end)]
+                .iter()
+                .any(|e| e.touches(vrf, dst, &mut uses)),
             _ => false,
         }
     }
 }
 
 /// One publish's changes as entries: each VRF's prefixes, or the whole VRF past
-/// [`LISTED`] of them; `None` (anything) past [`LISTED`] VRFs.
-fn record(vrfs: Vec<VrfChange<Prefix>>) -> Option<Vec<Entry>> {
-    if vrfs.len() > LISTED {
+/// [`LISTED`] of them, and the nexthops; `None` (anything) past [`LISTED`] VRFs or
+/// nexthops.
+fn record((vrfs, nexthops): Changed) -> Option<Vec<Entry>> {
+    if vrfs.len() > LISTED || nexthops.len() > LISTED {
         return None;
     }
-    let mut e = Vec::new();
+    let mut e: Vec<Entry> = nexthops
+        .into_iter()
+        .map(|id| Entry {
+            prefix: None,
+            vrf: 0,
+            every_vrf: false,
+            nexthop: Some(id),
+        })
+        .collect();
     for c in vrfs {
         let whole = Entry {
             prefix: None,
             vrf: c.vrf,
             every_vrf: c.every_vrf,
+            nexthop: None,
         };
         match c.prefixes.filter(|p| p.len() <= LISTED) {
             Some(p) => e.extend(p.into_iter().map(|p| Entry {
@@ -185,6 +215,11 @@ fn record(vrfs: Vec<VrfChange<Prefix>>) -> Option<Vec<Entry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Routes changed, no nexthop.
+    fn routes(v: Vec<VrfChange<Prefix>>) -> Option<Changed> {
+        Some((v, Vec::new()))
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -203,58 +238,64 @@ mod tests {
     fn a_flow_decides_again_only_when_a_publish_since_may_have_changed_its_route() {
         let mut r = Recent::default();
         // Generation 1: 10.1.0.0/16 in VRF 1; 2: VRF 2 whole; 3: 2001:db8::/32 in VRF 1.
-        r = r.then(1, Some(vec![change(1, Some(&[("10.1.0.0", 16)]))]));
-        r = r.then(2, Some(vec![change(2, None)]));
-        r = r.then(3, Some(vec![change(1, Some(&[("2001:db8::", 32)]))]));
-        assert!(r.unchanged_since(3, 3, 1, ip("10.1.2.3")), "nothing since");
-        assert!(!r.unchanged_since(3, 0, 1, ip("10.1.2.3")), "its prefix changed in 1");
-        assert!(r.unchanged_since(3, 1, 1, ip("10.1.2.3")));
-        assert!(r.unchanged_since(3, 0, 1, ip("10.2.0.1")), "another prefix");
-        assert!(!r.unchanged_since(3, 1, 2, ip("10.2.0.1")), "VRF 2 changed whole");
-        assert!(!r.unchanged_since(3, 2, 1, ip("2001:db8::1")));
-        assert!(r.unchanged_since(3, 2, 1, ip("2001:db9::1")));
+        r = r.then(1, routes(vec![change(1, Some(&[("10.1.0.0", 16)]))]));
+        r = r.then(2, routes(vec![change(2, None)]));
+        r = r.then(3, routes(vec![change(1, Some(&[("2001:db8::", 32)]))]));
+        assert!(r.unchanged_since(3, 3, 1, ip("10.1.2.3"), |_| true), "nothing since");
+        assert!(
+            !r.unchanged_since(3, 0, 1, ip("10.1.2.3"), |_| true),
+            "its prefix changed in 1"
+        );
+        assert!(r.unchanged_since(3, 1, 1, ip("10.1.2.3"), |_| true));
+        assert!(r.unchanged_since(3, 0, 1, ip("10.2.0.1"), |_| true), "another prefix");
+        assert!(
+            !r.unchanged_since(3, 1, 2, ip("10.2.0.1"), |_| true),
+            "VRF 2 changed whole"
+        );
+        assert!(!r.unchanged_since(3, 2, 1, ip("2001:db8::1"), |_| true));
+        assert!(r.unchanged_since(3, 2, 1, ip("2001:db9::1"), |_| true));
         // 10.0.0.0/16's bits as an IPv6 address do not match it.
-        assert!(r.unchanged_since(3, 0, 1, ip("::a01:203")));
+        assert!(r.unchanged_since(3, 0, 1, ip("::a01:203"), |_| true));
         // Generation 4 changed anything: nothing before it is known unchanged.
         r = r.then(4, None);
-        assert!(!r.unchanged_since(4, 3, 1, ip("10.9.9.9")));
-        assert!(r.unchanged_since(4, 4, 1, ip("10.9.9.9")));
+        assert!(!r.unchanged_since(4, 3, 1, ip("10.9.9.9"), |_| true));
+        assert!(r.unchanged_since(4, 4, 1, ip("10.9.9.9"), |_| true));
         // A default route's change holds every address; too many prefixes, the whole VRF.
-        r = r.then(5, Some(vec![change(1, Some(&[("0.0.0.0", 0)]))]));
-        assert!(!r.unchanged_since(5, 4, 1, ip("192.0.2.1")));
+        r = r.then(5, routes(vec![change(1, Some(&[("0.0.0.0", 0)]))]));
+        assert!(!r.unchanged_since(5, 4, 1, ip("192.0.2.1"), |_| true));
         let many = (0..=LISTED as u32)
             .map(|i| Prefix::new(IpAddr::from((0x0b00_0000 + (i << 8)).to_be_bytes()), 24))
             .collect();
         r = r.then(
             6,
-            Some(vec![VrfChange {
+            routes(vec![VrfChange {
                 prefixes: Some(many),
                 ..change(1, None)
             }]),
         );
         assert!(
-            !r.unchanged_since(6, 5, 1, ip("192.0.2.1")),
+            !r.unchanged_since(6, 5, 1, ip("192.0.2.1"), |_| true),
             "listed no more: the whole VRF"
         );
         // Only the last KEPT publishes are remembered.
         for g in 7..7 + KEPT as u32 {
-            r = r.then(g, Some(vec![]));
+            r = r.then(g, routes(vec![]));
         }
         let now = 6 + KEPT as u32;
-        assert!(r.unchanged_since(now, now - KEPT as u32, 1, ip("192.0.2.1")));
-        assert!(!r.unchanged_since(now, now - KEPT as u32 - 1, 1, ip("192.0.2.1")));
+        assert!(r.unchanged_since(now, now - KEPT as u32, 1, ip("192.0.2.1"), |_| true));
+        assert!(!r.unchanged_since(now, now - KEPT as u32 - 1, 1, ip("192.0.2.1"), |_| true));
         // A VRF others translate into: its change holds for flows of every VRF.
         let translated = VrfChange {
             every_vrf: true,
             ..change(3, Some(&[("192.0.2.0", 24)]))
         };
-        r = r.then(now + 1, Some(vec![translated]));
-        assert!(!r.unchanged_since(now + 1, now, 1, ip("192.0.2.1")));
-        assert!(r.unchanged_since(now + 1, now, 1, ip("198.51.100.1")));
+        r = r.then(now + 1, routes(vec![translated]));
+        assert!(!r.unchanged_since(now + 1, now, 1, ip("192.0.2.1"), |_| true));
+        assert!(r.unchanged_since(now + 1, now, 1, ip("198.51.100.1"), |_| true));
         // A publish that does not follow the last one remembered starts afresh.
-        let r = r.then(now + 3, Some(vec![]));
-        assert!(r.unchanged_since(now + 3, now + 2, 1, ip("192.0.2.1")));
-        assert!(!r.unchanged_since(now + 3, now + 1, 1, ip("198.51.100.1")));
+        let r = r.then(now + 3, routes(vec![]));
+        assert!(r.unchanged_since(now + 3, now + 2, 1, ip("192.0.2.1"), |_| true));
+        assert!(!r.unchanged_since(now + 3, now + 1, 1, ip("198.51.100.1"), |_| true));
     }
 
     #[test]
@@ -262,15 +303,18 @@ mod tests {
         let mut r = Recent::default();
         for g in 1..=100 {
             let p = if g % 2 == 0 { "10.1.0.0" } else { "10.2.0.0" };
-            r = r.then(g, Some(vec![change(1, Some(&[(p, 16)]))]));
+            r = r.then(g, routes(vec![change(1, Some(&[(p, 16)]))]));
         }
         assert_eq!(r.entries.len(), 2);
         assert_eq!(r.ends.len(), KEPT);
-        assert!(r.unchanged_since(100, 99, 1, ip("10.2.3.4")));
-        assert!(!r.unchanged_since(100, 98, 1, ip("10.2.3.4")));
-        assert!(!r.unchanged_since(100, 70, 1, ip("10.1.3.4")));
-        assert!(r.unchanged_since(100, 68, 1, ip("10.3.3.4")));
-        assert!(!r.unchanged_since(100, 67, 1, ip("10.3.3.4")), "not remembered");
+        assert!(r.unchanged_since(100, 99, 1, ip("10.2.3.4"), |_| true));
+        assert!(!r.unchanged_since(100, 98, 1, ip("10.2.3.4"), |_| true));
+        assert!(!r.unchanged_since(100, 70, 1, ip("10.1.3.4"), |_| true));
+        assert!(r.unchanged_since(100, 68, 1, ip("10.3.3.4"), |_| true));
+        assert!(
+            !r.unchanged_since(100, 67, 1, ip("10.3.3.4"), |_| true),
+            "not remembered"
+        );
     }
 
     #[test]
@@ -282,23 +326,26 @@ mod tests {
             let a = IpAddr::from((0x0b00_0000u32 + (g << 8)).to_be_bytes());
             let mut c = vec![change(1, None)];
             c[0].prefixes = Some((0..5).map(|j| Prefix::new(a, 24 + j)).collect());
-            r = r.then(g, Some(c));
+            r = r.then(g, routes(c));
         }
         let now = KEPT as u32 + 5;
         assert!(r.entries.len() <= SCANNED, "{} entries", r.entries.len());
         assert!(
-            r.unchanged_since(now, now - 25, 1, ip("12.0.0.1")),
+            r.unchanged_since(now, now - 25, 1, ip("12.0.0.1"), |_| true),
             "125 listed: not it"
         );
-        assert!(!r.unchanged_since(now, now - 25, 1, ip("11.0.30.1")), "listed");
         assert!(
-            !r.unchanged_since(now, now - 26, 1, ip("12.0.0.1")),
+            !r.unchanged_since(now, now - 25, 1, ip("11.0.30.1"), |_| true),
+            "listed"
+        );
+        assert!(
+            !r.unchanged_since(now, now - 26, 1, ip("12.0.0.1"), |_| true),
             "130: decided again"
         );
-        assert!(!r.unchanged_since(now, now - 26, 2, ip("12.0.0.1")));
+        assert!(!r.unchanged_since(now, now - 26, 2, ip("12.0.0.1"), |_| true));
         // Past LISTED VRFs in one publish, anything.
         let many = (0..=LISTED as u32).map(|v| change(v + 10, None)).collect();
-        let r = r.then(now + 1, Some(many));
-        assert!(!r.unchanged_since(now + 1, now, 1, ip("12.0.0.1")));
+        let r = r.then(now + 1, routes(many));
+        assert!(!r.unchanged_since(now + 1, now, 1, ip("12.0.0.1"), |_| true));
     }
 }

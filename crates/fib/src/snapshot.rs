@@ -161,13 +161,42 @@ impl Snapshot {
     }
 
     /// Whether [`route`](Self::route) for `dst` in `vrf` answers now what it answered in
-    /// generation `since`'s snapshot, known without looking: true only if this snapshot
-    /// remembers every publish since (the last 32) and none of them changed a prefix
-    /// holding `dst` in `vrf`, nor nexthops, labels, VNIs, neighbours or a VRF a nexthop
-    /// looks up in. A flow cached under `since` then needs no new decision. `false`
-    /// means "decide again", not "changed".
-    pub fn route_unchanged_since(&self, since: u32, vrf: VrfId, dst: IpAddr) -> bool {
-        self.recent.unchanged_since(self.generation, since, vrf, dst)
+    /// generation `since`'s snapshot, where it gave final nexthop `decided`, known with
+    /// little looking: true only if this snapshot remembers every publish since (the last
+    /// 32) and none of them changed a prefix holding `dst` in `vrf`, labels, VNIs,
+    /// neighbours or a VRF a nexthop looks up in, nor a nexthop on the way: the route's
+    /// (looked up again only when nexthops changed) or `decided`. A way through a VRF
+    /// translation or a tunnel counts any nexthop change as on it. A flow cached under
+    /// `since` then needs no new decision: a service's ECMP group changing its backends
+    /// leaves the flows of other routes alone. `false` means "decide again", not
+    /// "changed".
+    pub fn route_unchanged_since(&self, since: u32, vrf: VrfId, dst: IpAddr, decided: NexthopId) -> bool {
+        // (the route's nexthop, whether the way is plain), found at the first changed
+        // nexthop.
+        let mut way: Option<(Option<NexthopId>, bool)> = None;
+        self.recent
+            .unchanged_since(self.generation, since, vrf, dst, |changed| {
+                let (route, plain) = *way.get_or_insert_with(|| {
+                    let plain_end = matches!(
+                        self.nexthops.get(&decided),
+                        Some(Compiled::Plain(
+                            Nexthop::Interface { .. } | Nexthop::Discard | Nexthop::Receive
+                        ))
+                    );
+                    match self.lookup(vrf, dst) {
+                        Ok(r) => (
+                            Some(r),
+                            plain_end
+                                && !matches!(
+                                    self.nexthops.get(&r),
+                                    Some(Compiled::Plain(Nexthop::VrfTranslate { .. }))
+                                ),
+                        ),
+                        Err(_) => (None, plain_end),
+                    }
+                });
+                !plain || changed == decided || Some(changed) == route
+            })
     }
 
     fn vrf(&self, vrf: VrfId) -> Option<&VrfTables> {

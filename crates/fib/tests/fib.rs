@@ -663,14 +663,15 @@ fn replaced_snapshots_are_freed_by_reap_not_by_their_last_reader() {
 #[derive(Debug, Clone)]
 enum Edit {
     Route(Op),
-    Nexthop(u32, u8),
+    /// Nexthop `id` redefined as kind `k`; with `true`, alone in its publish.
+    Nexthop(u32, u8, bool),
     Foreign,
 }
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         8 => op().prop_map(Edit::Route),
-        2 => (0u32..8, 0u8..5).prop_map(|(id, kind)| Edit::Nexthop(id, kind)),
+        3 => (0u32..8, 0u8..7, any::<bool>()).prop_map(|(id, kind, alone)| Edit::Nexthop(id, kind, alone)),
         1 => Just(Edit::Foreign),
     ]
 }
@@ -707,7 +708,11 @@ proptest! {
                     let (net, len) = prefix(six, a, l);
                     b.remove_route(vrf, net, len);
                 }
-                Edit::Nexthop(id, kind) => {
+                Edit::Nexthop(id, kind, alone) => {
+                    if alone {
+                        b.publish(&fib).unwrap();
+                        snapshots.push(fib.snapshot());
+                    }
                     let nh = match kind {
                         0 => Nexthop::Interface { port: id + 1, gateway: None },
                         1 => Nexthop::Tunnel {
@@ -718,10 +723,17 @@ proptest! {
                         },
                         2 => Nexthop::VrfTranslate { vrf: 2 },
                         3 => Nexthop::Ecmp { members: vec![(id + 10, 1), (id + 11, 2)] },
+                        // Groups that change members and weights under their routes.
+                        4 => Nexthop::Ecmp { members: vec![(id + 10, 1), (id + 12, 1), (id + 9, 3)] },
+                        5 => Nexthop::Interface { port: id + 7, gateway: None },
                         _ => Nexthop::Discard,
                     };
                     // An ECMP member that is itself ECMP is refused: nothing changes.
                     let _ = b.set_nexthop(id, nh);
+                    if alone {
+                        b.publish(&fib).unwrap();
+                        snapshots.push(fib.snapshot());
+                    }
                 }
                 Edit::Foreign => {
                     let mut other = FibBuilder::new();
@@ -753,7 +765,8 @@ proptest! {
                 }
                 for &(vrf, six, a, hash) in &probes {
                     let (dst, _) = prefix(six, a, 255);
-                    if new.route_unchanged_since(old.generation(), vrf, dst) {
+                    let decided = old.route(vrf, dst, hash).map_or(u32::MAX, |r| r.nexthop);
+                    if new.route_unchanged_since(old.generation(), vrf, dst, decided) {
                         prop_assert_eq!(
                             old.route(vrf, dst, hash),
                             new.route(vrf, dst, hash),

@@ -2,7 +2,8 @@
 //! `nexthop add|del`), for route daemons, service controllers and operators that change a
 //! few without editing and re-reading a file of thousands. A command line is checked
 //! whole, then published at once: only the changed prefixes are patched (microseconds in
-//! a big VRF: docs/fib.md); a changed nexthop has every flow decided again.
+//! a big VRF: docs/fib.md); a changed nexthop has the flows whose way passes it decided
+//! again.
 //!
 //! These live beside the file's. The file stays authoritative: a command may not add or
 //! remove a route the file has, nor define a nexthop id the file uses; a reload keeps the

@@ -40,10 +40,10 @@ fn tables(flows: usize) -> Tables {
     tables_and_routes(flows).0
 }
 
-/// [`tables`] and the builder of their routes, to publish changes.
 /// A change made before each burst of a churn case, given a nexthop id to use.
 type Change = dyn Fn(&mut FibBuilder, u32);
 
+/// [`tables`] and the builder of their routes, to publish changes.
 fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
     let fib = Arc::new(Fib::new());
     let mut b = FibBuilder::new();

@@ -1036,13 +1036,18 @@ mod tests {
         assert_eq!(fib.snapshot().lookup(1, v4(0x0a00_0301)), Ok(103));
     }
 
-    #[test]
-    fn a_nexthop_change_moves_only_the_flows_whose_way_it_is_on() {
-        let fib = Fib::new();
+    /// A FIB and a builder with VRFs 0, 1 and 2.
+    fn three_vrfs() -> (Fib, FibBuilder) {
         let mut b = FibBuilder::new();
         for vrf in 0..3 {
             b.add_vrf(vrf).unwrap();
         }
+        (Fib::new(), b)
+    }
+
+    #[test]
+    fn a_nexthop_change_moves_only_the_flows_whose_way_it_is_on() {
+        let (fib, mut b) = three_vrfs();
         let port = |port| Nexthop::Interface { port, gateway: None };
         b.set_nexthop(4, port(0)).unwrap();
         b.set_nexthop(6, port(1)).unwrap();
@@ -1129,11 +1134,7 @@ mod tests {
 
     #[test]
     fn routes_through_tunnels_and_translations_follow_the_vrfs_they_look_up_in() {
-        let fib = Fib::new();
-        let mut b = FibBuilder::new();
-        for vrf in 0..3 {
-            b.add_vrf(vrf).unwrap();
-        }
+        let (fib, mut b) = three_vrfs();
         let tunnel = Nexthop::Tunnel {
             encap: crate::nexthop::Encap::Vxlan { vni: 5 },
             src: v4(0xc000_0201),

@@ -165,38 +165,46 @@ impl Snapshot {
     /// little looking: true only if this snapshot remembers every publish since (the last
     /// 32) and none of them changed a prefix holding `dst` in `vrf`, labels, VNIs,
     /// neighbours or a VRF a nexthop looks up in, nor a nexthop on the way: the route's
-    /// (looked up again only when nexthops changed) or `decided`. A way through a VRF
-    /// translation or a tunnel counts any nexthop change as on it. A flow cached under
+    /// (looked up again only when nexthops changed) or `decided`. A way through a VRF translation or a tunnel counts any nexthop
+    /// change as on it. A flow cached under
     /// `since` then needs no new decision: a service's ECMP group changing its backends
     /// leaves the flows of other routes alone. `false` means "decide again", not
     /// "changed".
     pub fn route_unchanged_since(&self, since: u32, vrf: VrfId, dst: IpAddr, decided: NexthopId) -> bool {
-        // (the route's nexthop, whether the way is plain), found at the first changed
-        // nexthop.
-        let mut way: Option<(Option<NexthopId>, bool)> = None;
+        // The route's nexthop, found at the first changed nexthop: `None` when the way
+        // cannot be told (a translation, a tunnel, a route not ending at `decided`).
+        let mut route: Option<Option<NexthopId>> = None;
         self.recent
             .unchanged_since(self.generation, since, vrf, dst, |changed| {
-                let (route, plain) = *way.get_or_insert_with(|| {
-                    let plain_end = matches!(
-                        self.nexthops.get(&decided),
-                        Some(Compiled::Plain(
-                            Nexthop::Interface { .. } | Nexthop::Discard | Nexthop::Receive
-                        ))
-                    );
-                    match self.lookup(vrf, dst) {
-                        Ok(r) => (
-                            Some(r),
-                            plain_end
-                                && !matches!(
-                                    self.nexthops.get(&r),
-                                    Some(Compiled::Plain(Nexthop::VrfTranslate { .. }))
-                                ),
-                        ),
-                        Err(_) => (None, plain_end),
-                    }
-                });
-                !plain || changed == decided || Some(changed) == route
+                match route.get_or_insert_with(|| self.plain_way(vrf, dst, decided)) {
+                    Some(r) => changed == decided || changed == *r,
+                    None => true,
+                }
             })
+    }
+
+    /// The nexthop of the route to `dst` in `vrf` if the way ends at plain nexthop
+    /// `decided` through it alone, or through its ECMP group of plain members (whose
+    /// other members' changes leave the group's buckets as they were); `None` if the way
+    /// passes a translation or a tunnel, or does not end at `decided`.
+    fn plain_way(&self, vrf: VrfId, dst: IpAddr, decided: NexthopId) -> Option<NexthopId> {
+        let plain = |id: &NexthopId| {
+            matches!(
+                self.nexthops.get(id),
+                Some(Compiled::Plain(
+                    Nexthop::Interface { .. } | Nexthop::Discard | Nexthop::Receive
+                ))
+            )
+        };
+        if !plain(&decided) {
+            return None;
+        }
+        let route = self.lookup(vrf, dst).ok()?;
+        let through = match self.nexthops.get(&route)? {
+            Compiled::Plain(_) => route == decided,
+            Compiled::Ecmp(g) => g.members.iter().all(|m| plain(&m.0)) && g.members.iter().any(|m| m.0 == decided),
+        };
+        through.then_some(route)
     }
 
     fn vrf(&self, vrf: VrfId) -> Option<&VrfTables> {

@@ -671,7 +671,7 @@ enum Edit {
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         8 => op().prop_map(Edit::Route),
-        3 => (0u32..8, 0u8..7, any::<bool>()).prop_map(|(id, kind, alone)| Edit::Nexthop(id, kind, alone)),
+        3 => (0u32..8, 0u8..8, any::<bool>()).prop_map(|(id, kind, alone)| Edit::Nexthop(id, kind, alone)),
         1 => Just(Edit::Foreign),
     ]
 }
@@ -726,6 +726,8 @@ proptest! {
                         // Groups that change members and weights under their routes.
                         4 => Nexthop::Ecmp { members: vec![(id + 10, 1), (id + 12, 1), (id + 9, 3)] },
                         5 => Nexthop::Interface { port: id + 7, gateway: None },
+                        // A member that may be a translation (or is refused if a group).
+                        6 => Nexthop::Ecmp { members: vec![(id + 10, 1), ((id + 1) % 8, 1)] },
                         _ => Nexthop::Discard,
                     };
                     // An ECMP member that is itself ECMP is refused: nothing changes.

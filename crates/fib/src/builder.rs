@@ -360,8 +360,9 @@ impl FibBuilder {
         }
     }
 
-    /// Defines or replaces a nexthop. ECMP groups may not contain ECMP groups and have
-    /// 1 to 255 members, weighted 1 to [`MAX_ECMP_WEIGHT`]. A tunnel's VNI must fit 24 bits and its label 20 (the headers
+    /// Defines or replaces a nexthop. ECMP groups may not contain ECMP groups (nor a
+    /// group's member become one) and have 1 to 255 members, weighted 1 to
+    /// [`MAX_ECMP_WEIGHT`]. A tunnel's VNI must fit 24 bits and its label 20 (the headers
     /// would carry another), and its two ends be of one family.
     pub fn set_nexthop(&mut self, id: NexthopId, nh: Nexthop) -> Result<(), FibError> {
         if let Nexthop::Tunnel { encap, src, dst, .. } = &nh {
@@ -391,6 +392,15 @@ impl FibBuilder {
                 return Err(FibError::new(
                     "nexthop",
                     format!("ECMP group {id}: member {m} is itself an ECMP group"),
+                ));
+            }
+            if let Some(g) = self.nexthops.iter().find_map(|(&g, nh)| match nh {
+                Nexthop::Ecmp { members } if g != id && members.iter().any(|m| m.0 == id) => Some(g),
+                _ => None,
+            }) {
+                return Err(FibError::new(
+                    "nexthop",
+                    format!("ECMP group {id}: it is a member of ECMP group {g}, which may not hold a group"),
                 ));
             }
         }
@@ -862,6 +872,13 @@ mod tests {
             },
         )
         .unwrap();
+        // A member may not become a group afterwards either.
+        let e = b
+            .set_nexthop(2, Nexthop::Ecmp { members: vec![(1, 1)] })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ECMP group 2: it is a member of ECMP group 3"), "{e}");
+        assert_eq!(b.nexthop(2), Some(&Nexthop::Discard));
     }
 
     proptest::proptest! {

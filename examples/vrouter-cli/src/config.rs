@@ -583,24 +583,21 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             NexthopSpec::Discard
         };
         let nh = spec.build(|name| index.get(name).copied()).map_err(|r| e("port", r))?;
-        b.set_nexthop(n.id, nh).map_err(|r| e("id", r.to_string()))?;
+        let field = if n.ecmp.is_some() { "ecmp" } else { "id" };
+        b.set_nexthop(n.id, nh).map_err(|r| e(field, r.to_string()))?;
         described.push(spec.describe(n.id));
     }
-    // Checked once all are defined: a group may come before its members.
-    let groups: HashMap<u32, ()> = f
-        .nexthop
-        .iter()
-        .filter(|n| n.get_ref().ecmp.is_some())
-        .map(|n| (n.get_ref().id, ()))
-        .collect();
+    // Checked once all are defined: a group may come before its members (the builder
+    // refuses groups in groups, whichever comes first).
     for sp in &f.nexthop {
         let Some(m) = &sp.get_ref().ecmp else { continue };
-        let bad = |reason: String| cx.err(sp.span().start, &format!("nexthop {}", sp.get_ref().id), "ecmp", reason);
         if let Some(missing) = m.iter().find(|x| !ids.contains_key(x)) {
-            return Err(bad(format!("member {missing} is not defined")));
-        }
-        if let Some(group) = m.iter().find(|x| groups.contains_key(x)) {
-            return Err(bad(format!("member {group} is itself an ECMP group")));
+            return Err(cx.err(
+                sp.span().start,
+                &format!("nexthop {}", sp.get_ref().id),
+                "ecmp",
+                format!("member {missing} is not defined"),
+            ));
         }
     }
     for sp in &f.route {
@@ -1322,7 +1319,7 @@ src = ["10.0.0.0/8"]
             (
                 "port = \"fabric\"",
                 "ecmp = [1, 4]\n\n[[nexthop]]\nid = 4\necmp = [1, 3]",
-                "good.toml:29: nexthop 2: field `ecmp`: member 4 is itself an ECMP group",
+                "good.toml:33: nexthop 4: field `ecmp`: nexthop: ECMP group 4: it is a member of ECMP group 2, which may not hold a group",
             ),
             (
                 "port = \"fabric\"",

@@ -261,13 +261,18 @@ fn with(r: *mut VrRouter, f: impl FnOnce(&mut VrRouter) -> Result<(), (VrResult,
     }
 }
 
+/// `VR_NULL_PARAMETER`, naming the pointer argument(s) that were NULL.
+fn null(what: &str) -> (VrResult, String) {
+    (VrResult::VrNullParameter, format!("{what} is NULL"))
+}
+
 fn bad(msg: impl Into<String>) -> (VrResult, String) {
     (VrResult::VrInvalidArgument, msg.into())
 }
 
 fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str, (VrResult, String)> {
     if p.is_null() {
-        return Err((VrResult::VrNullParameter, format!("{what} is NULL")));
+        return Err(null(what));
     }
     // SAFETY: the caller passes a NUL-terminated string (documented), valid for the call.
     unsafe { CStr::from_ptr(p) }
@@ -282,7 +287,7 @@ fn addr(p: *const c_char, what: &str) -> Result<IpAddr, (VrResult, String)> {
 
 fn mac(p: *const u8) -> Result<MacAddr, (VrResult, String)> {
     if p.is_null() {
-        return Err((VrResult::VrNullParameter, "mac is NULL".into()));
+        return Err(null("mac"));
     }
     // SAFETY: the caller passes 6 readable bytes (documented).
     Ok(MacAddr(
@@ -412,7 +417,7 @@ pub extern "C" fn vr_router_add_port(
 ) -> VrResult {
     with(r, |r| {
         if index_out.is_null() {
-            return Err((VrResult::VrNullParameter, "index_out is NULL".into()));
+            return Err(null("index_out"));
         }
         let own = mac(mac_)?;
         let role = match kind {
@@ -496,7 +501,7 @@ pub extern "C" fn vr_router_add_tunnel_endpoint(r: *mut VrRouter, endpoint: *con
 pub extern "C" fn vr_router_set_flow_options(r: *mut VrRouter, options: *const VrFlowOptions) -> VrResult {
     with(r, |r| {
         if options.is_null() {
-            return Err((VrResult::VrNullParameter, "options is NULL".into()));
+            return Err(null("options"));
         }
         // SAFETY: non-null (checked), a readable vr_flow_options (documented).
         let mut o = unsafe { *options };
@@ -703,7 +708,7 @@ pub extern "C" fn vr_router_set_nexthop_ecmp_weighted(
 ) -> VrResult {
     with(r, |r| {
         if weights.is_null() {
-            return Err((VrResult::VrNullParameter, "weights is NULL".into()));
+            return Err(null("weights"));
         }
         set_ecmp(r, id, members, Some(weights), count)
     })
@@ -718,7 +723,7 @@ fn set_ecmp(
     count: u32,
 ) -> Result<(), (VrResult, String)> {
     if members.is_null() {
-        return Err((VrResult::VrNullParameter, "members is NULL".into()));
+        return Err(null("members"));
     }
     // SAFETY: `count` readable u32s at `members`, and at `weights` when given (documented).
     let m = unsafe { std::slice::from_raw_parts(members, count as usize) };
@@ -885,7 +890,7 @@ pub extern "C" fn vr_router_set_policy(
             d => return Err(bad(format!("direction {d} is not VR_INGRESS or VR_EGRESS"))),
         };
         if rules.is_null() && count > 0 {
-            return Err((VrResult::VrNullParameter, "rules is NULL".into()));
+            return Err(null("rules"));
         }
         let given: &[VrRule] = if count == 0 {
             &[]
@@ -1000,7 +1005,7 @@ fn link(r: &mut VrRouter, port: u32) -> Result<Arc<MemoryLink>, (VrResult, Strin
 /// The `n` device names at `devices`.
 fn device_names(devices: *const *const c_char, n: u32) -> Result<Vec<String>, (VrResult, String)> {
     if devices.is_null() {
-        return Err((VrResult::VrNullParameter, "devices is NULL".into()));
+        return Err(null("devices"));
     }
     // SAFETY: non-null (checked), `n` readable pointers (documented by the callers).
     let devs = unsafe { std::slice::from_raw_parts(devices, n as usize) };
@@ -1023,7 +1028,7 @@ pub extern "C" fn vr_router_start_workers(
     with(r, |r| {
         not_started(r)?;
         if cpus.is_null() && n_cpus > 0 {
-            return Err((VrResult::VrNullParameter, "cpus is NULL".into()));
+            return Err(null("cpus"));
         }
         let devs = device_names(devices, n_devices)?;
         let cpus = if n_cpus == 0 {
@@ -1219,7 +1224,7 @@ pub extern "C" fn vr_router_stop(r: *mut VrRouter) -> VrResult {
 pub extern "C" fn vr_router_push(r: *mut VrRouter, port: u32, data: *const u8, len: usize) -> VrResult {
     with(r, |r| {
         if data.is_null() {
-            return Err((VrResult::VrNullParameter, "data is NULL".into()));
+            return Err(null("data"));
         }
         // SAFETY: `len` readable bytes at `data` (documented).
         let frame = unsafe { std::slice::from_raw_parts(data, len) };
@@ -1259,7 +1264,7 @@ pub extern "C" fn vr_router_poll(r: *mut VrRouter, processed: *mut u64) -> VrRes
 pub extern "C" fn vr_router_pull(r: *mut VrRouter, port: u32, buf: *mut u8, cap: usize, len: *mut usize) -> VrResult {
     with(r, |r| {
         if buf.is_null() || len.is_null() {
-            return Err((VrResult::VrNullParameter, "buf or len is NULL".into()));
+            return Err(null("buf or len"));
         }
         let l = link(r, port)?;
         let Some(frame) = r.held[port as usize].take().or_else(|| l.take()) else {
@@ -1293,7 +1298,7 @@ pub extern "C" fn vr_router_route_get(
 ) -> VrResult {
     with(r, |r| {
         if out.is_null() {
-            return Err((VrResult::VrNullParameter, "out is NULL".into()));
+            return Err(null("out"));
         }
         let dst = self::addr(address, "address")?;
         let (prefix, len, nexthop) = r
@@ -1354,7 +1359,7 @@ pub extern "C" fn vr_router_route_get(
 pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResult {
     with(r, |r| {
         if out.is_null() {
-            return Err((VrResult::VrNullParameter, "out is NULL".into()));
+            return Err(null("out"));
         }
         let st = started(r)?;
         let router = &st.router;
@@ -1383,7 +1388,7 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
 pub extern "C" fn vr_router_vrf_flows(r: *mut VrRouter, vrf: u32, flows: *mut u64, refused: *mut u64) -> VrResult {
     with(r, |r| {
         if flows.is_null() || refused.is_null() {
-            return Err((VrResult::VrNullParameter, "flows or refused is NULL".into()));
+            return Err(null("flows or refused"));
         }
         let (n, q) = started(r)?.router.tables().flows.vrf_usage(vrf);
         // SAFETY: both non-null (checked), writable (documented).
@@ -1401,7 +1406,7 @@ pub extern "C" fn vr_router_vrf_flows(r: *mut VrRouter, vrf: u32, flows: *mut u6
 pub extern "C" fn vr_router_get_flow_options(r: *mut VrRouter, options: *mut VrFlowOptions) -> VrResult {
     with(r, |r| {
         if options.is_null() {
-            return Err((VrResult::VrNullParameter, "options is NULL".into()));
+            return Err(null("options"));
         }
         let table = &started(r)?.router.tables().flows;
         let cfg = table.config();
@@ -1435,7 +1440,7 @@ pub const VR_ALL_VRFS: u32 = u32::MAX;
 pub extern "C" fn vr_router_clear_flows(r: *mut VrRouter, vrf: u32, cleared: *mut u64) -> VrResult {
     with(r, |r| {
         if cleared.is_null() {
-            return Err((VrResult::VrNullParameter, "cleared is NULL".into()));
+            return Err(null("cleared"));
         }
         let mut reader = started(r)?
             .router
@@ -1459,7 +1464,7 @@ pub extern "C" fn vr_router_dump_flows(
     ctx: *mut std::ffi::c_void,
 ) -> VrResult {
     with(r, |r| {
-        let cb = cb.ok_or((VrResult::VrNullParameter, "cb is NULL".into()))?;
+        let cb = cb.ok_or(null("cb"))?;
         let router = &started(r)?.router;
         let reader = router
             .tables()

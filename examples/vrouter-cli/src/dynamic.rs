@@ -455,15 +455,13 @@ impl Routing {
     /// `spec` as a reloaded `file` has room for it: its port, underlay VRF and members
     /// there.
     fn reloaded(&self, file: &FibBuilder, spec: &NexthopSpec) -> Result<Nexthop, String> {
+        let gone = |members: &[(NexthopId, u32)]| members.iter().find(|&&(m, _)| !file.has_nexthop(m)).map(|m| m.0);
         match spec {
             NexthopSpec::Tunnel(Nexthop::Tunnel { underlay_vrf, .. }) if !file.has_vrf(*underlay_vrf) => {
                 Err(format!("underlay VRF {underlay_vrf} is gone"))
             }
             NexthopSpec::LookupVrf(vrf) if !file.has_vrf(*vrf) => Err(format!("VRF {vrf} is gone")),
-            NexthopSpec::Ecmp(members) if members.iter().any(|&(m, _)| !file.has_nexthop(m)) => {
-                let m = members.iter().find(|&&(m, _)| !file.has_nexthop(m)).map_or(0, |m| m.0);
-                Err(format!("member {m} is gone"))
-            }
+            NexthopSpec::Ecmp(members) if let Some(m) = gone(members) => Err(format!("member {m} is gone")),
             _ => spec.build(|name| self.port_index(name)),
         }
     }

@@ -415,7 +415,7 @@ vr_result vr_router_set_nexthop_port(struct vr_router *r,
 
 /*
  Defines nexthop `id`: encapsulate (`kind` VR_TUNNEL_*, `key` = VNI or MPLS label) from
- `src` to `dst` (IPv4: the underlay is IPv4), the outer packet routed in `underlay_vrf`.
+ `src` to `dst` (both IPv4 or both IPv6), the outer packet routed in `underlay_vrf`.
  */
 vr_result vr_router_set_nexthop_tunnel(struct vr_router *r,
                                        uint32_t id,

@@ -21,7 +21,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::neigh::Lookup;
-use vrouter::dataplane::pipeline::{check_tunnel_ends, neighbor_mac};
+use vrouter::dataplane::pipeline::neighbor_mac;
 use vrouter::dataplane::{MemoryLink, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, Prepared, Resolution};
 use vrouter::flow::{FlowTableConfig, FullPolicy};
@@ -658,7 +658,7 @@ pub const VR_TUNNEL_MPLS_UDP: u32 = 1;
 pub const VR_TUNNEL_MPLS_GRE: u32 = 2;
 
 /// Defines nexthop `id`: encapsulate (`kind` VR_TUNNEL_*, `key` = VNI or MPLS label) from
-/// `src` to `dst` (IPv4: the underlay is IPv4), the outer packet routed in `underlay_vrf`.
+/// `src` to `dst` (both IPv4 or both IPv6), the outer packet routed in `underlay_vrf`.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_set_nexthop_tunnel(
     r: *mut VrRouter,
@@ -677,7 +677,6 @@ pub extern "C" fn vr_router_set_nexthop_tunnel(
             k => return Err(bad(format!("tunnel kind {k} is not a VR_TUNNEL_* value"))),
         };
         let (src, dst) = (addr(src, "src")?, addr(dst, "dst")?);
-        check_tunnel_ends(src, dst).map_err(bad)?;
         let nh = Nexthop::Tunnel {
             encap,
             src,

@@ -86,7 +86,7 @@ fn check(stdout: &str) {
         "bad route: invalid argument",
         "host bits set",
         "wide vni: invalid argument (see vr_router_last_error): nexthop: tunnel 9: VNI 16777216 exceeds 24 bits",
-        "ipv6 ends: invalid argument (see vr_router_last_error): 2001:db8::1 -> 2001:db8::2: tunnel ends must be IPv4 (an IPv6 underlay is not implemented)",
+        "mixed ends: invalid argument (see vr_router_last_error): nexthop: tunnel 9: 192.0.2.1 -> 2001:db8::2: the ends are of two families",
         "processed 2 frames",
         "w2 got 60 bytes, ttl 63, dst mac 02:00:00:00:02:02",
         "VXLAN udp port 4789 vni 42, inner dst 10.9.0.5",

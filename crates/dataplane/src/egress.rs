@@ -8,7 +8,7 @@
 //! and drops them all when either does. A learned MAC is kept only until it is due for
 //! confirmation, so the refresh request still goes out on time.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use fib::Resolution;
@@ -138,7 +138,7 @@ const UNDERLAY_CACHE: usize = 16;
 pub(crate) struct UnderlayCache {
     generation: u32,
     /// (underlay VRF, tunnel destination) -> where its packets go.
-    entries: Vec<((u32, Ipv4Addr), Underlay)>,
+    entries: Vec<((u32, IpAddr), Underlay)>,
     /// The entry the next insert replaces once full.
     next: usize,
 }
@@ -150,7 +150,7 @@ impl UnderlayCache {
         &mut self,
         fib: &fib::Snapshot,
         vrf: u32,
-        dst: Ipv4Addr,
+        dst: IpAddr,
         hash: u64,
     ) -> Result<(Underlay, bool), DropReason> {
         if self.generation != fib.egress_generation() {
@@ -160,9 +160,7 @@ impl UnderlayCache {
         if let Some((_, hit)) = self.entries.iter().find(|(k, _)| *k == (vrf, dst)) {
             return Ok((*hit, true));
         }
-        let r = fib
-            .resolve(vrf, IpAddr::V4(dst), hash)
-            .map_err(|_| DropReason::NoRoute)?;
+        let r = fib.resolve(vrf, dst, hash).map_err(|_| DropReason::NoRoute)?;
         let Resolution::Interface { port, next_hop, mac } = r.resolution else {
             return Err(DropReason::Unsupported);
         };
@@ -190,7 +188,7 @@ mod tests {
     /// A flow to `dst`.
     fn to(dst: &str) -> FlowKey {
         match ip(dst) {
-            IpAddr::V4(d) => FlowKey::v4(Ipv4Addr::UNSPECIFIED, d, 17, 1, 2),
+            IpAddr::V4(d) => FlowKey::v4(std::net::Ipv4Addr::UNSPECIFIED, d, 17, 1, 2),
             IpAddr::V6(d) => FlowKey::v6(std::net::Ipv6Addr::UNSPECIFIED, d, 17, 1, 2),
         }
     }

@@ -2,18 +2,24 @@
 //!
 //! Everything in a tunnel's outer headers is fixed by the plan (MACs, addresses, ports,
 //! VNI or label, and for VXLAN the inner Ethernet addresses) except a few fields: the
-//! lengths, the IPv4 checksum, the UDP source port (the inner flow's hash, for underlay
-//! ECMP) and the MPLS TTL. So the plan keeps the headers as bytes with the IPv4 header's
-//! checksum sum, and a packet costs one copy and a few stores (the "rewrite string" of
-//! VPP and the OpenContrail vRouter), not a header-by-header build.
+//! lengths, the IPv4 checksum or the UDP checksum over IPv6, the UDP source port (the
+//! inner flow's hash, for underlay ECMP) and the MPLS TTL. So the plan keeps the headers
+//! as bytes with the sum of their fixed part, and a packet costs one copy and a few stores
+//! (the "rewrite string" of VPP and the OpenContrail vRouter), not a header-by-header
+//! build.
+//!
+//! The underlay is IPv4 or IPv6. Over IPv6 the UDP checksum is computed (RFC 8200): a
+//! zero one is allowed for tunnels (RFC 6935) but receivers must opt in to it, and the
+//! Linux kernel's VXLAN device drops such packets unless configured to accept them.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use fib::Encap;
 use wire::checksum;
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use wire::ip::IpProtocol;
 use wire::ipv4::{Ipv4Packet, Ipv4Repr};
+use wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use wire::mpls::{MplsEntry, MplsRepr};
 use wire::parse::PacketMeta;
 use wire::udp::{UdpPacket, UdpRepr};
@@ -23,28 +29,28 @@ use crate::frames::FramePool;
 use crate::port::Pkt;
 use crate::stats::DropReason;
 
-/// VXLAN outer headers: Ethernet, IPv4, UDP, VXLAN.
-pub(crate) const VXLAN_OVERHEAD: usize = 14 + 20 + 8 + 8;
-/// MPLSoUDP outer headers replacing the inner Ethernet: Ethernet, IPv4, UDP, one label.
-pub(crate) const MPLS_UDP_OVERHEAD: usize = 14 + 20 + 8 + 4;
-/// MPLSoGRE outer headers replacing the inner Ethernet: Ethernet, IPv4, GRE, one label.
-pub(crate) const MPLS_GRE_OVERHEAD: usize = 14 + 20 + 4 + 4;
-/// The longest prebuilt header: VXLAN's, and the inner Ethernet addresses after it.
-const OUTER_MAX: usize = VXLAN_OVERHEAD + 12;
+/// The outer Ethernet header.
+const ETH: usize = 14;
+/// The outer IP header, by family.
+const IPV4: usize = 20;
+const IPV6: usize = 40;
+/// The longest prebuilt header: VXLAN's over IPv6, and the inner Ethernet addresses
+/// after it.
+const OUTER_MAX: usize = ETH + IPV6 + 16 + 12;
 
-/// Offsets of the per-packet fields.
-const IP_TOTAL_LEN: usize = 16;
-const IP_CHECKSUM: usize = 24;
-const UDP_SRC_PORT: usize = 34;
-const UDP_LEN: usize = 38;
+/// Offsets of the IPv4 header's per-packet fields.
+const IPV4_TOTAL_LEN: usize = ETH + 2;
+const IPV4_CHECKSUM: usize = ETH + 10;
+/// Offset of the IPv6 payload length.
+const IPV6_PAYLOAD_LEN: usize = ETH + 4;
 
-/// Bytes an encapsulation adds in front of the inner IP packet (the inner Ethernet header
-/// for VXLAN counts, as it is carried).
-pub(crate) fn overhead_for(encap: Encap) -> usize {
+/// The tunnel's own headers after the outer IP header: UDP and VXLAN, UDP and one label,
+/// or GRE and one label.
+fn tunnel_len(encap: Encap) -> usize {
     match encap {
-        Encap::Vxlan { .. } => VXLAN_OVERHEAD,
-        Encap::MplsOverUdp { .. } => MPLS_UDP_OVERHEAD,
-        Encap::MplsOverGre { .. } => MPLS_GRE_OVERHEAD,
+        Encap::Vxlan { .. } => 8 + 8,
+        Encap::MplsOverUdp { .. } => 8 + 4,
+        Encap::MplsOverGre { .. } => 4 + 4,
     }
 }
 
@@ -57,15 +63,18 @@ pub(crate) struct Outer {
     bytes: [u8; OUTER_MAX],
     /// How many of `bytes` a packet gets.
     len: u8,
-    /// Ones-complement sum of the IPv4 header with total length and checksum zero.
-    ip_sum: u32,
+    /// Where the tunnel's headers start: after an IPv4 header (34) or an IPv6 one (54).
+    l4: u8,
+    /// Over IPv4, the ones-complement sum of the IPv4 header with total length and
+    /// checksum zero; over IPv6, that of the UDP pseudo-header without its length.
+    sum: u32,
 }
 
 /// Who the outer headers come from and go to.
 pub(crate) struct Ends {
-    /// Underlay source and destination (the tunnel endpoints).
-    pub(crate) src: Ipv4Addr,
-    pub(crate) dst: Ipv4Addr,
+    /// Underlay source and destination (the tunnel endpoints), of one family.
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
     /// The egress port's MAC and the underlay next hop's (zero until resolved).
     pub(crate) src_mac: MacAddr,
     pub(crate) dst_mac: MacAddr,
@@ -75,27 +84,39 @@ pub(crate) struct Ends {
 }
 
 impl Outer {
-    /// Builds the headers of `encap` between `ends`.
-    pub(crate) fn new(encap: Encap, ends: &Ends) -> Self {
-        let overhead = overhead_for(encap);
+    /// Builds the headers of `encap` between `ends`; `None` if the ends are of two
+    /// families.
+    pub(crate) fn new(encap: Encap, ends: &Ends) -> Option<Self> {
         let mut b = [0u8; OUTER_MAX];
-        // Each emitter below writes a fixed-size header into a slice of exactly its size,
-        // so none of them can fail.
-        EthernetRepr {
-            src: ends.src_mac,
-            dst: ends.dst_mac,
-            ethertype: EtherType::Ipv4,
-        }
-        .emit(&mut EthernetFrame::new_unchecked(&mut b[..14]));
         let proto = match encap {
             Encap::Vxlan { .. } | Encap::MplsOverUdp { .. } => IpProtocol::Udp,
             Encap::MplsOverGre { .. } => IpProtocol::Gre,
         };
-        let emitted = Ipv4Repr::new(ends.src, ends.dst, proto).emit(&mut Ipv4Packet::new_unchecked(&mut b[14..34]));
-        debug_assert!(emitted.is_ok());
-        b[IP_TOTAL_LEN..IP_TOTAL_LEN + 2].fill(0);
-        b[IP_CHECKSUM..IP_CHECKSUM + 2].fill(0);
-        let ip_sum = checksum::sum(&b[14..34]);
+        // Each emitter below writes a fixed-size header into a slice of exactly its size,
+        // so none of them can fail.
+        let (ethertype, l4, sum) = match (ends.src, ends.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let at = &mut b[ETH..ETH + IPV4];
+                let emitted = Ipv4Repr::new(src, dst, proto).emit(&mut Ipv4Packet::new_unchecked(&mut *at));
+                debug_assert!(emitted.is_ok());
+                // Length and checksum go in per packet.
+                at[2..4].fill(0);
+                at[10..12].fill(0);
+                (EtherType::Ipv4, ETH + IPV4, checksum::sum(at))
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                Ipv6Repr::new(src, dst, proto).emit(&mut Ipv6Packet::new_unchecked(&mut b[ETH..ETH + IPV6]));
+                let pseudo = checksum::pseudo_header_v6(src, dst, proto.into(), 0);
+                (EtherType::Ipv6, ETH + IPV6, pseudo)
+            }
+            _ => return None,
+        };
+        EthernetRepr {
+            src: ends.src_mac,
+            dst: ends.dst_mac,
+            ethertype,
+        }
+        .emit(&mut EthernetFrame::new_unchecked(&mut b[..ETH]));
         let label = |label, at: &mut [u8]| {
             let e = MplsRepr {
                 label,
@@ -109,42 +130,58 @@ impl Outer {
         let udp = |dst_port, at: &mut [u8]| {
             let e = UdpRepr { src_port: 0, dst_port }.emit(&mut UdpPacket::new_unchecked(&mut *at), 0);
             debug_assert!(e.is_ok());
-            // The length goes in per packet; the checksum stays zero (RFC 7348, RFC 7510).
+            // Length and checksum go in per packet (the checksum stays zero over IPv4:
+            // RFC 7348, RFC 7510).
             at[4..8].fill(0);
         };
-        let mut len = overhead;
+        let end = l4 + tunnel_len(encap);
+        let mut len = end;
         match encap {
             Encap::Vxlan { vni } => {
-                udp(wire::udp::PORT_VXLAN, &mut b[34..42]);
-                let e = VxlanRepr { vni }.emit(&mut b[42..50]);
+                udp(wire::udp::PORT_VXLAN, &mut b[l4..l4 + 8]);
+                let e = VxlanRepr { vni }.emit(&mut b[l4 + 8..end]);
                 debug_assert!(e.is_ok());
                 if let Some(inner) = ends.inner_mac {
-                    let mut eth = EthernetFrame::new_unchecked(&mut b[VXLAN_OVERHEAD..OUTER_MAX]);
+                    let mut eth = EthernetFrame::new_unchecked(&mut b[end..end + 12]);
                     eth.set_dst_addr(inner);
                     eth.set_src_addr(ends.src_mac);
-                    len = OUTER_MAX;
+                    len = end + 12;
                 }
             }
             Encap::MplsOverUdp { label: l } => {
-                udp(wire::udp::PORT_MPLS, &mut b[34..42]);
-                label(l, &mut b[42..46]);
+                udp(wire::udp::PORT_MPLS, &mut b[l4..l4 + 8]);
+                label(l, &mut b[l4 + 8..end]);
             }
             Encap::MplsOverGre { label: l } => {
-                b[36..38].copy_from_slice(&u16::from(EtherType::MplsUnicast).to_be_bytes());
-                label(l, &mut b[38..42]);
+                b[l4 + 2..l4 + 4].copy_from_slice(&u16::from(EtherType::MplsUnicast).to_be_bytes());
+                label(l, &mut b[l4 + 4..end]);
             }
         }
-        Outer {
+        Some(Outer {
             encap,
             bytes: b,
             len: len as u8,
-            ip_sum,
-        }
+            l4: l4 as u8,
+            sum,
+        })
     }
 
-    /// Bytes these headers add in front of the inner IP packet.
+    /// Bytes these headers add in front of the inner IP packet (the inner Ethernet header
+    /// for VXLAN counts, as it is carried).
     pub(crate) fn overhead(&self) -> usize {
-        overhead_for(self.encap)
+        usize::from(self.l4) + tunnel_len(self.encap)
+    }
+
+    /// The longest inner IP packet these headers carry within an underlay MTU of `mtu`.
+    pub(crate) fn inner_mtu(&self, mtu: u16) -> u16 {
+        // The outer IP packet holds the inner one after the outer IP and tunnel headers,
+        // and for VXLAN after the inner Ethernet header too.
+        let inner_eth = if matches!(self.encap, Encap::Vxlan { .. }) {
+            14
+        } else {
+            0
+        };
+        mtu.saturating_sub((self.overhead() - ETH + inner_eth) as u16)
     }
 }
 
@@ -175,7 +212,7 @@ pub(crate) fn encapsulate(
         return Err(DropReason::NoHeadroom);
     }
     let total = overhead as u32 + inner_len;
-    let ip_len = total - 14;
+    let ip_len = total - ETH as u32;
     if ip_len > u32::from(mtu) {
         return Err(DropReason::TooBig);
     }
@@ -184,25 +221,43 @@ pub(crate) fn encapsulate(
     pkt.addr = new_addr;
     pkt.len = total;
     let len = usize::from(outer.len);
-    let f = pool.bytes_mut(pkt.addr, len);
-    f.copy_from_slice(&outer.bytes[..len]);
-    f[IP_TOTAL_LEN..IP_TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());
-    let c = checksum::finish(outer.ip_sum + u32::from(ip_len));
-    f[IP_CHECKSUM..IP_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    let l4 = usize::from(outer.l4);
+    let v6 = l4 == ETH + IPV6;
+    let f = pool.bytes_mut(pkt.addr, total as usize);
+    f[..len].copy_from_slice(&outer.bytes[..len]);
+    if v6 {
+        f[IPV6_PAYLOAD_LEN..IPV6_PAYLOAD_LEN + 2].copy_from_slice(&(ip_len - IPV6 as u16).to_be_bytes());
+    } else {
+        f[IPV4_TOTAL_LEN..IPV4_TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());
+        let c = checksum::finish(outer.sum + u32::from(ip_len));
+        f[IPV4_CHECKSUM..IPV4_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    let udp_len = ip_len - (l4 - ETH) as u16;
     let udp = |f: &mut [u8]| {
         // Underlay ECMP entropy: the source port follows the inner flow.
         let sport = 49152 | (hash as u16 & 0x3fff);
-        f[UDP_SRC_PORT..UDP_SRC_PORT + 2].copy_from_slice(&sport.to_be_bytes());
-        f[UDP_LEN..UDP_LEN + 2].copy_from_slice(&(ip_len - 20).to_be_bytes());
+        f[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+        f[l4 + 4..l4 + 6].copy_from_slice(&udp_len.to_be_bytes());
     };
     let inner_ttl = h.ttl.saturating_sub(1).max(1);
     match outer.encap {
         Encap::Vxlan { .. } => udp(f),
         Encap::MplsOverUdp { .. } => {
             udp(f);
-            f[MPLS_UDP_OVERHEAD - 1] = inner_ttl;
+            f[overhead - 1] = inner_ttl;
         }
-        Encap::MplsOverGre { .. } => f[MPLS_GRE_OVERHEAD - 1] = inner_ttl,
+        Encap::MplsOverGre { .. } => f[overhead - 1] = inner_ttl,
+    }
+    if v6 && !matches!(outer.encap, Encap::MplsOverGre { .. }) {
+        // The pseudo-header's length, then the segment with the checksum field still zero.
+        let c = checksum::finish(checksum::combine(&[
+            outer.sum,
+            u32::from(udp_len),
+            checksum::sum(&f[l4..]),
+        ]));
+        // A computed zero is sent as all ones (RFC 768): zero means "no checksum".
+        let c = if c == 0 { 0xffff } else { c };
+        f[l4 + 6..l4 + 8].copy_from_slice(&c.to_be_bytes());
     }
     Ok(())
 }
@@ -213,8 +268,8 @@ mod tests {
 
     fn ends(inner_mac: Option<MacAddr>) -> Ends {
         Ends {
-            src: Ipv4Addr::new(192, 0, 2, 1),
-            dst: Ipv4Addr::new(192, 0, 2, 2),
+            src: "192.0.2.1".parse().unwrap(),
+            dst: "192.0.2.2".parse().unwrap(),
             src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
             inner_mac,
@@ -230,7 +285,7 @@ mod tests {
             Encap::MplsOverUdp { label: 1000 },
             Encap::MplsOverGre { label: 1000 },
         ] {
-            let o = Outer::new(encap, &ends(None));
+            let o = Outer::new(encap, &ends(None)).unwrap();
             for ip_len in (20..=u16::MAX).step_by(7) {
                 let mut want = [0u8; 20];
                 let proto = if matches!(encap, Encap::MplsOverGre { .. }) {
@@ -238,13 +293,13 @@ mod tests {
                 } else {
                     IpProtocol::Udp
                 };
-                let mut repr = Ipv4Repr::new(ends(None).src, ends(None).dst, proto);
+                let mut repr = Ipv4Repr::new([192, 0, 2, 1].into(), [192, 0, 2, 2].into(), proto);
                 repr.payload_len = ip_len - 20;
                 repr.emit(&mut Ipv4Packet::new_unchecked(&mut want[..])).unwrap();
                 let mut got = [0u8; 20];
                 got.copy_from_slice(&o.bytes[14..34]);
                 got[2..4].copy_from_slice(&ip_len.to_be_bytes());
-                got[10..12].copy_from_slice(&checksum::finish(o.ip_sum + u32::from(ip_len)).to_be_bytes());
+                got[10..12].copy_from_slice(&checksum::finish(o.sum + u32::from(ip_len)).to_be_bytes());
                 assert_eq!(got, want, "{encap:?} length {ip_len}");
             }
         }
@@ -252,11 +307,44 @@ mod tests {
 
     #[test]
     fn vxlan_carries_the_inner_addresses_only_when_known() {
-        let known = Outer::new(Encap::Vxlan { vni: 7 }, &ends(Some(MacAddr([2, 0, 0, 0, 9, 9]))));
-        assert_eq!(usize::from(known.len), VXLAN_OVERHEAD + 12);
-        assert_eq!(known.bytes[VXLAN_OVERHEAD..VXLAN_OVERHEAD + 6], [2, 0, 0, 0, 9, 9]);
-        assert_eq!(known.bytes[VXLAN_OVERHEAD + 6..], [2, 0, 0, 0, 0, 1]);
-        let unknown = Outer::new(Encap::Vxlan { vni: 7 }, &ends(None));
-        assert_eq!(usize::from(unknown.len), VXLAN_OVERHEAD);
+        let known = Outer::new(Encap::Vxlan { vni: 7 }, &ends(Some(MacAddr([2, 0, 0, 0, 9, 9])))).unwrap();
+        assert_eq!(usize::from(known.len), 50 + 12);
+        assert_eq!(known.bytes[50..56], [2, 0, 0, 0, 9, 9]);
+        assert_eq!(known.bytes[56..62], [2, 0, 0, 0, 0, 1]);
+        let unknown = Outer::new(Encap::Vxlan { vni: 7 }, &ends(None)).unwrap();
+        assert_eq!(usize::from(unknown.len), 50);
+    }
+
+    /// Header sizes by RFC 7348 (VXLAN), RFC 7510 (MPLS over UDP) and RFC 4023 (MPLS over
+    /// GRE), over each underlay family; what an MTU leaves the inner packet.
+    #[test]
+    fn overheads_and_inner_mtus_per_underlay_family() {
+        let v6 = |mut e: Ends| {
+            e.src = "2001:db8::1".parse().unwrap();
+            e.dst = "2001:db8::2".parse().unwrap();
+            e
+        };
+        for (encap, v4_overhead, v4_inner) in [
+            (Encap::Vxlan { vni: 1 }, 50, 1450),
+            (Encap::MplsOverUdp { label: 16 }, 46, 1468),
+            (Encap::MplsOverGre { label: 16 }, 42, 1472),
+        ] {
+            let o4 = Outer::new(encap, &ends(None)).unwrap();
+            let o6 = Outer::new(encap, &v6(ends(None))).unwrap();
+            assert_eq!(
+                (o4.overhead(), o4.inner_mtu(1500)),
+                (v4_overhead, v4_inner),
+                "{encap:?}"
+            );
+            assert_eq!(
+                (o6.overhead(), o6.inner_mtu(1500)),
+                (v4_overhead + 20, v4_inner - 20),
+                "{encap:?}"
+            );
+            assert_eq!(o6.bytes[12..14], [0x86, 0xdd], "{encap:?}");
+        }
+        let mut mixed = ends(None);
+        mixed.dst = "2001:db8::2".parse().unwrap();
+        assert!(Outer::new(Encap::Vxlan { vni: 1 }, &mixed).is_none());
     }
 }

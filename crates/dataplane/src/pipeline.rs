@@ -215,18 +215,6 @@ enum IcmpError {
     TooBig { mtu: u16 },
 }
 
-/// Whether the pipeline can carry a tunnel from `src` to `dst`: its underlay is IPv4, so
-/// a tunnel with IPv6 ends would have every packet dropped as `Unsupported`. For control
-/// planes, to refuse such a nexthop when it is given.
-pub fn check_tunnel_ends(src: IpAddr, dst: IpAddr) -> Result<(), String> {
-    if src.is_ipv6() || dst.is_ipv6() {
-        return Err(format!(
-            "{src} -> {dst}: tunnel ends must be IPv4 (an IPv6 underlay is not implemented)"
-        ));
-    }
-    Ok(())
-}
-
 /// The MAC of `ip` on `port` as forwarding finds it at `now` (seconds on the tables'
 /// clock): the control plane's neighbours first, then a workload port's own MAC for the
 /// workload's addresses (both [`Lookup::Known`] for good), then what was learned.
@@ -312,11 +300,7 @@ impl Ctx<'_> {
                 dst: tdst,
                 underlay_vrf,
             } => {
-                // IPv6 ends are refused where nexthops are given (`check_tunnel_ends`).
-                let (IpAddr::V4(src), IpAddr::V4(tdst)) = (*src, *tdst) else {
-                    return Err(DropReason::Unsupported.into());
-                };
-                let ((port, next, mac), shared) = egress.underlay.resolve(self.fib, *underlay_vrf, tdst, hash)?;
+                let ((port, next, mac), shared) = egress.underlay.resolve(self.fib, *underlay_vrf, *tdst, hash)?;
                 let (mac, until) = match mac {
                     Some(m) => (Some(m), FOREVER),
                     None => split(self.mac(&mut egress.resolver, port, next)),
@@ -328,16 +312,18 @@ impl Ctx<'_> {
                 };
                 let pc = self.port(port)?;
                 let ends = Ends {
-                    src,
-                    dst: tdst,
+                    src: *src,
+                    dst: *tdst,
                     src_mac: pc.mac,
                     // Without the next hop's MAC the packet is finished but for its first
                     // six bytes.
                     dst_mac: mac.unwrap_or(MacAddr([0; 6])),
                     inner_mac,
                 };
+                // The FIB refuses ends of two families.
+                let outer = Outer::new(*encap, &ends).ok_or(DropReason::Unsupported)?;
                 let plan = Plan::Encap {
-                    outer: Outer::new(*encap, &ends),
+                    outer,
                     port: port as u16,
                     next,
                     mac,
@@ -1031,7 +1017,7 @@ fn act(
                 return Err(Refused::Icmp {
                     why: DropReason::TooBig,
                     err: IcmpError::TooBig {
-                        mtu: mtu.saturating_sub(outer.overhead() as u16),
+                        mtu: outer.inner_mtu(mtu),
                     },
                 });
             }

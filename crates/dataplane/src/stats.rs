@@ -59,7 +59,8 @@ drop_reasons! {
     TooBig = "encapsulated packet exceeds the egress MTU",
     /// Not enough headroom in the frame to encapsulate.
     NoHeadroom = "no headroom to encapsulate",
-    /// A header combination the pipeline does not handle (VLAN-tagged, IPv6 underlay).
+    /// A header combination the pipeline does not handle (VLAN-tagged, plain GRE, tunnel
+    /// ends of two families).
     Unsupported = "unsupported packet or tunnel",
     /// An ARP or neighbour packet the router does not answer.
     ArpIgnored = "ARP not for a router address",

@@ -69,6 +69,20 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
     b.set_nexthop(10, tunnel(Encap::Vxlan { vni: 42 })).unwrap();
     b.set_nexthop(11, tunnel(Encap::MplsOverUdp { label: 200 })).unwrap();
     b.set_nexthop(12, tunnel(Encap::MplsOverGre { label: 300 })).unwrap();
+    // The same tunnels over an IPv6 underlay.
+    let tunnel6 = |encap| Nexthop::Tunnel {
+        encap,
+        src: ip("fd00:f::1"),
+        dst: ip("fd00:f::2"),
+        underlay_vrf: 0,
+    };
+    b.set_nexthop(13, tunnel6(Encap::Vxlan { vni: 42 })).unwrap();
+    b.set_nexthop(14, tunnel6(Encap::MplsOverUdp { label: 200 })).unwrap();
+    b.set_nexthop(15, tunnel6(Encap::MplsOverGre { label: 300 })).unwrap();
+    b.add_route(1, ip("10.5.0.0"), 16, 13).unwrap();
+    b.add_route(1, ip("10.4.0.0"), 16, 14).unwrap();
+    b.add_route(1, ip("10.3.0.0"), 16, 15).unwrap();
+    b.add_route(0, ip("fd00:f::"), 64, 4).unwrap();
     b.set_nexthop(20, Nexthop::VrfTranslate { vrf: 1 }).unwrap();
     b.add_route(1, ip("10.0.1.2"), 32, 1).unwrap();
     b.add_route(1, ip("10.0.2.2"), 32, 2).unwrap();
@@ -106,10 +120,16 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
     b.set_neighbor(0, ip("10.0.1.2"), n(M1));
     b.set_neighbor(1, ip("10.0.2.2"), n(M2));
     b.set_neighbor(2, ip("192.0.2.2"), n(MR));
+    b.set_neighbor(2, ip("fd00:f::2"), n(MR));
     // The VXLAN peer's inner MAC for 10.9.0.5.
     b.set_neighbor(
         dataplane::pipeline::OVERLAY_NEIGHBOR_PORT,
         ip("10.9.0.5"),
+        n(MacAddr([2, 0, 0, 0, 9, 5])),
+    );
+    b.set_neighbor(
+        dataplane::pipeline::OVERLAY_NEIGHBOR_PORT,
+        ip("10.5.0.5"),
         n(MacAddr([2, 0, 0, 0, 9, 5])),
     );
     b.publish(&fib).unwrap();
@@ -153,7 +173,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
                 role: PortRole::Fabric { vrf: 0 },
             },
         ],
-        tunnel_endpoints: vec![ip("192.0.2.1")],
+        tunnel_endpoints: vec![ip("192.0.2.1"), ip("fd00:f::1")],
     };
     let policy = Arc::new(PolicyStore::new());
     let flows = Arc::new(FlowTable::new(FlowTableConfig::with_capacity(4096)).unwrap());
@@ -455,6 +475,61 @@ fn an_oversized_packet_for_a_tunnel_gets_fragmentation_needed() {
     tshark_decodes(&[err], &["eth:ethertype:ip:icmp:ip:udp"]);
 }
 
+/// The MTU an error reports is the largest inner packet that fits: that size goes
+/// through, one byte more is refused. MPLS drops the inner Ethernet header (the whole
+/// 1500 minus IP, UDP and label: 1468), VXLAN carries it, and an IPv6 underlay takes 20
+/// bytes more.
+#[test]
+fn the_reported_mtu_is_the_largest_packet_the_tunnel_carries() {
+    let mut n = node();
+    for (dst, fits) in [
+        ("10.9.0.5", 1450),
+        ("10.8.0.5", 1468),
+        ("10.7.0.5", 1472),
+        ("10.5.0.5", 1430),
+        ("10.4.0.5", 1448),
+        ("10.3.0.5", 1452),
+    ] {
+        let sized = |ip_len: usize| {
+            let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4(dst), IpProtocol::Udp);
+            ipr.dont_frag = true;
+            frame(
+                &[
+                    Header::Ethernet(EthernetRepr {
+                        src: M1,
+                        dst: P0,
+                        ethertype: EtherType::Ipv4,
+                    }),
+                    Header::Ipv4(ipr),
+                    Header::Udp(UdpRepr {
+                        src_port: 1,
+                        dst_port: 2,
+                    }),
+                ],
+                &vec![0u8; ip_len - 28],
+            )
+            .unwrap()
+        };
+        let (port, out) = n.send(0, &sized(fits)).unwrap();
+        assert_eq!(
+            (port, out.len()),
+            (2, 1514),
+            "{dst}: {fits} bytes fit the 1500-byte underlay"
+        );
+        let (port, err) = n.send(0, &sized(fits + 1)).unwrap();
+        assert_eq!(port, 0, "{dst}: one byte more is refused");
+        let icmp = usize::from(parse(&err).unwrap().outer.l4);
+        assert_eq!(
+            (
+                (err[icmp], err[icmp + 1]),
+                u16::from_be_bytes([err[icmp + 6], err[icmp + 7]])
+            ),
+            ((3, 4), fits as u16),
+            "{dst}"
+        );
+    }
+}
+
 #[test]
 fn a_route_change_elsewhere_leaves_established_flows_decided() {
     let mut n = node();
@@ -565,22 +640,19 @@ fn policy_denies_and_a_new_deny_cuts_an_established_flow() {
     assert!(n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64)).is_some());
 }
 
-#[test]
-fn encapsulates_into_each_tunnel_type() {
+/// Sends a packet from w1 to each of `dsts` (routed into VXLAN, MPLSoUDP and MPLSoGRE
+/// tunnels from `src` to `dst`) and checks what comes out on the fabric, tshark included.
+fn encapsulates_into_each_tunnel_type_between(dsts: [&str; 3], (src, dst): (&str, &str)) {
     let mut n = node();
     let mut frames = Vec::new();
-    for (dst, want) in [
-        ("10.9.0.5", "vxlan"),
-        ("10.8.0.5", "mpls-udp"),
-        ("10.7.0.5", "mpls-gre"),
-    ] {
-        let (port, out) = n.send(0, &udp(M1, P0, "10.0.1.2", dst, 40000, 7777, 64)).unwrap();
+    for (inner_dst, want) in dsts.into_iter().zip(["vxlan", "mpls-udp", "mpls-gre"]) {
+        let (port, out) = n.send(0, &udp(M1, P0, "10.0.1.2", inner_dst, 40000, 7777, 64)).unwrap();
         assert_eq!(port, 2, "{want}");
         let m = parse(&out).unwrap();
         assert_eq!(&out[..12], &[MR.0, P2.0].concat()[..]);
         assert_eq!(
             (m.outer.key.src_ip(), m.outer.key.dst_ip()),
-            (Some(ip("192.0.2.1")), Some(ip("192.0.2.2")))
+            (Some(ip(src)), Some(ip(dst)))
         );
         match (want, m.tunnel) {
             ("vxlan", Tunnel::Vxlan { vni: 42 }) => {}
@@ -588,7 +660,7 @@ fn encapsulates_into_each_tunnel_type() {
             ("mpls-gre", Tunnel::MplsOverGre { top, .. }) => assert_eq!(top.label, 300),
             (w, t) => panic!("{w}: {t:?}"),
         }
-        assert_eq!(m.inner.key.dst_ip(), Some(ip(dst)));
+        assert_eq!(m.inner.key.dst_ip(), Some(ip(inner_dst)));
         if want == "vxlan" {
             let inner = usize::from(m.inner.l2);
             assert_eq!(
@@ -603,10 +675,32 @@ fn encapsulates_into_each_tunnel_type() {
         }
         frames.push(out);
     }
-    tshark_decodes(
+    let v6 = ip(src).is_ipv6();
+    let outer = if v6 { "ipv6" } else { "ip" };
+    let lines = tshark_decodes(
         &frames,
-        &["vxlan:eth:ethertype:ip:udp", "mpls:ip:udp", "gre:mpls:ip:udp"],
+        &[
+            &format!("{outer}:udp:vxlan:eth:ethertype:ip:udp"),
+            &format!("{outer}:udp:mpls:ip:udp"),
+            &format!("{outer}:gre:mpls:ip:udp"),
+        ],
     );
+    // The outer UDP checksum, first of the UDP statuses: none over IPv4, good over IPv6.
+    for line in &lines[..2] {
+        let outer_udp = line.split('\t').nth(4).and_then(|s| s.split(',').next());
+        assert_eq!(outer_udp, Some(if v6 { "1" } else { "3" }), "{line}");
+    }
+}
+
+#[test]
+fn encapsulates_into_each_tunnel_type() {
+    encapsulates_into_each_tunnel_type_between(["10.9.0.5", "10.8.0.5", "10.7.0.5"], ("192.0.2.1", "192.0.2.2"));
+}
+
+/// Over IPv6 the UDP tunnels carry a computed checksum, which tshark verifies.
+#[test]
+fn encapsulates_into_each_tunnel_type_over_an_ipv6_underlay() {
+    encapsulates_into_each_tunnel_type_between(["10.5.0.5", "10.4.0.5", "10.3.0.5"], ("fd00:f::1", "fd00:f::2"));
 }
 
 #[test]
@@ -646,13 +740,28 @@ fn a_changed_underlay_takes_effect_on_the_next_tunnelled_packet() {
 }
 
 fn outer(headers_after_udp: Vec<Header<'static>>, proto_udp: bool) -> Vec<Header<'static>> {
+    outer_from(("192.0.2.2", "192.0.2.1"), headers_after_udp, proto_udp)
+}
+
+/// A tunnel packet from `src` to `dst` (both IPv4 or both IPv6) on the fabric.
+fn outer_from(
+    (src, dst): (&str, &str),
+    headers_after_udp: Vec<Header<'static>>,
+    proto_udp: bool,
+) -> Vec<Header<'static>> {
+    let proto = if proto_udp { IpProtocol::Udp } else { IpProtocol::Gre };
+    let (ethertype, ip_header) = match (ip(src), ip(dst)) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (EtherType::Ipv4, Header::Ipv4(Ipv4Repr::new(s, d, proto))),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (EtherType::Ipv6, Header::Ipv6(wire::ipv6::Ipv6Repr::new(s, d, proto))),
+        _ => panic!("ends of two families"),
+    };
     let mut h = vec![
         Header::Ethernet(EthernetRepr {
             src: MR,
             dst: P2,
-            ethertype: EtherType::Ipv4,
+            ethertype,
         }),
-        Header::Ipv4(Ipv4Repr::new(ip4("192.0.2.2"), ip4("192.0.2.1"), IpProtocol::Udp)),
+        ip_header,
     ];
     if proto_udp {
         h.push(Header::Udp(UdpRepr {
@@ -668,8 +777,9 @@ fn outer(headers_after_udp: Vec<Header<'static>>, proto_udp: bool) -> Vec<Header
     h
 }
 
-#[test]
-fn decapsulates_each_tunnel_type_into_its_vrf() {
+/// Tunnel packets from `ends` (remote, local) to this node, one of each type, arrive on
+/// the fabric and come out of w2 decapsulated.
+fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
     let mut n = node();
     let inner_ip = Header::Ipv4(Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp));
     let inner_udp = Header::Udp(UdpRepr {
@@ -685,7 +795,8 @@ fn decapsulates_each_tunnel_type_into_its_vrf() {
     let cases = [
         (
             "vxlan",
-            outer(
+            outer_from(
+                ends,
                 vec![
                     Header::Vxlan(VxlanRepr { vni: 42 }),
                     Header::Ethernet(EthernetRepr {
@@ -699,10 +810,11 @@ fn decapsulates_each_tunnel_type_into_its_vrf() {
                 true,
             ),
         ),
-        ("mpls-udp", outer(vec![mpls, inner_ip, inner_udp], true)),
+        ("mpls-udp", outer_from(ends, vec![mpls, inner_ip, inner_udp], true)),
         (
             "mpls-gre",
-            outer(
+            outer_from(
+                ends,
                 vec![
                     Header::Gre(wire::gre::GreRepr {
                         protocol: EtherType::MplsUnicast,
@@ -730,11 +842,22 @@ fn decapsulates_each_tunnel_type_into_its_vrf() {
         assert_eq!(m.outer.key.dst_ip(), Some(ip("10.0.2.2")));
         assert_eq!(&out[out.len() - 5..], b"inner");
     }
+}
+
+#[test]
+fn decapsulates_each_tunnel_type_into_its_vrf() {
+    decapsulates_each_tunnel_type_into_its_vrf_between(("192.0.2.2", "192.0.2.1"));
+    let mut n = node();
     // An unknown VNI is dropped and counted, every time.
     let bad = frame(&cases_vni(43), b"x").unwrap();
     assert!(n.send(2, &bad).is_none());
     assert!(n.send(2, &bad).is_none());
     assert_eq!(n.drops(DropReason::UnknownVni), 2);
+}
+
+#[test]
+fn decapsulates_each_tunnel_type_over_an_ipv6_underlay() {
+    decapsulates_each_tunnel_type_into_its_vrf_between(("fd00:f::2", "fd00:f::1"));
 }
 
 /// Workers remember which VRF a label or VNI names; a republished FIB that moves them is
@@ -799,8 +922,10 @@ fn cases_vni(vni: u32) -> Vec<Header<'static>> {
     )
 }
 
-/// Writes the frames to a pcap and checks tshark decodes every layer without complaint.
-fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) {
+/// Writes the frames to a pcap and checks tshark decodes every layer without complaint;
+/// returns tshark's line per frame (protocols, expert messages, then the IP, ICMPv6 and
+/// UDP checksum statuses).
+fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) -> Vec<String> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("vr-pipeline-{}-{n}.pcap", std::process::id()));
@@ -834,8 +959,10 @@ fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) {
             "ip.checksum.status",
             "-e",
             "icmpv6.checksum.status",
+            "-e",
+            "udp.checksum.status",
         ])
-        .args(["-o", "ip.check_checksum:TRUE"])
+        .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"])
         .output()
         .expect("tshark installed (scripts/test installs it)");
     let _ = std::fs::remove_file(&path);
@@ -851,11 +978,14 @@ fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) {
         assert!(line.contains(want), "{line} lacks {want}");
         assert!(!line.to_lowercase().contains("malformed"), "{line}");
         let statuses = line.split('\t').skip(2).flat_map(|c| c.split(','));
+        // UDP checksums may be left zero over IPv4 (3: none; over IPv6 it is flagged)
+        // and cannot be checked in the part of a packet an ICMP error quotes (2).
         assert!(
-            statuses.filter(|s| !s.is_empty()).all(|s| s == "1"),
-            "checksums (1 = good): {line}"
+            statuses.filter(|s| !s.is_empty()).all(|s| ["1", "2", "3"].contains(&s)),
+            "checksums (1 = good, 2 = unchecked, 3 = none): {line}"
         );
     }
+    lines.iter().map(|l| l.to_string()).collect()
 }
 
 /// An IPv4 fragment of a UDP datagram from w1 to w2: the first carries the UDP header.

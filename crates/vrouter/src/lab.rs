@@ -46,6 +46,18 @@ pub fn neighbor(mac: MacAddr) -> Neighbor {
     }
 }
 
+/// Gives `dev` in `ns` the address `addr/len`; an IPv6 one turns IPv6 on for the device
+/// ([`Netns::new`] turns it off) and skips duplicate address detection, so it is usable at
+/// once.
+pub fn add_address(ns: &Netns, dev: &str, addr: &str, len: u8) {
+    if ip(addr).is_ipv6() {
+        ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=0")])
+            .expect("ipv6 on");
+    }
+    ns.exec(&["ip", "addr", "add", &format!("{addr}/{len}"), "dev", dev, "nodad"])
+        .expect("address");
+}
+
 /// `ping -c 3` succeeds.
 pub fn ping(ns: &Netns, dst: &str) -> bool {
     ping_rtt(ns, dst, 3).is_some()
@@ -135,9 +147,9 @@ impl Capture {
         Ok(cap)
     }
 
-    /// Stops the capture and decodes it with tshark (MPLS recognised on UDP 6635): one
-    /// line per frame, its protocol stack, then any expert message (a malformed packet
-    /// says so there).
+    /// Stops the capture and decodes it with tshark (MPLS recognised on UDP 6635, UDP
+    /// checksums verified): one line per frame, its protocol stack, then any expert
+    /// message (a malformed packet or a bad checksum says so there).
     pub fn decode(mut self) -> Result<Vec<String>, String> {
         // Immediate mode hands each packet to tcpdump as it arrives; a moment lets the last
         // ones reach the file before tcpdump is asked to stop.
@@ -148,7 +160,14 @@ impl Capture {
         let out = Command::new("tshark")
             .arg("-r")
             .arg(&self.path)
-            .args(["-d", "udp.port==6635,mpls", "-T", "fields"])
+            .args([
+                "-d",
+                "udp.port==6635,mpls",
+                "-o",
+                "udp.check_checksum:TRUE",
+                "-T",
+                "fields",
+            ])
             .args(["-e", "frame.protocols", "-e", "_ws.expert.message"])
             .output()
             .map_err(|e| format!("tshark: {e}"))?;
@@ -317,12 +336,9 @@ pub fn workload(
     ns.exec(&["ip", "addr", "add", &format!("{addr}/24"), "dev", &v.a])
         .expect("address");
     ns.exec(&["ip", "route", "add", "default", "via", gw]).expect("route");
-    // IPv6 too, mirroring the IPv4 plan (see `v6_of`); no DAD, so it is usable at once.
+    // IPv6 too, mirroring the IPv4 plan (see `v6_of`).
     let (addr6, gw6) = (v6_of(addr), v6_of(gw));
-    ns.exec(&["sysctl", "-qw", &format!("net.ipv6.conf.{}.disable_ipv6=0", v.a)])
-        .expect("ipv6 on");
-    ns.exec(&["ip", "-6", "addr", "add", &format!("{addr6}/64"), "dev", &v.a, "nodad"])
-        .expect("address");
+    add_address(&ns, &v.a, &addr6, 64);
     ns.exec(&["ip", "-6", "route", "add", "default", "via", &gw6, "dev", &v.a])
         .expect("route");
     fib.add_route(vrf, ip(&addr6), 128, 1000 + port).expect("route");
@@ -559,7 +575,8 @@ impl Default for L3Lab {
     }
 }
 
-/// MTU of overlay workloads: 1500 minus the largest encapsulation (VXLAN, 50 bytes).
+/// MTU of overlay workloads: 1500 minus the largest encapsulation (VXLAN, 50 bytes over
+/// IPv4; 20 more over IPv6).
 pub const OVERLAY_WORKLOAD_MTU: u16 = 1450;
 
 /// Which tunnel an overlay lab uses.
@@ -612,8 +629,18 @@ pub struct OverlayLab {
 }
 
 impl OverlayLab {
-    /// Builds and starts it with `tenants` (1 or 2) tenants.
+    /// Builds and starts it with `tenants` (1 or 2) tenants, over an IPv4 underlay
+    /// (192.0.2.N).
     pub fn new(overlay: Overlay, tenants: u32) -> OverlayLab {
+        Self::build(overlay, tenants, false)
+    }
+
+    /// The same over an IPv6 underlay (fd00:f::N).
+    pub fn over_ipv6(overlay: Overlay, tenants: u32) -> OverlayLab {
+        Self::build(overlay, tenants, true)
+    }
+
+    fn build(overlay: Overlay, tenants: u32, v6: bool) -> OverlayLab {
         let (na, nb) = (
             Netns::new("na").expect("namespace"),
             Netns::new("nb").expect("namespace"),
@@ -630,8 +657,8 @@ impl OverlayLab {
                 .expect("bridge port");
         }
         wire.exec(&["ip", "link", "set", "br0", "up"]).expect("bridge up");
-        let a = Self::node(na, 1, 2, &la.a, overlay, tenants);
-        let b = Self::node(nb, 2, 1, &lb.a, overlay, tenants);
+        let a = Self::node(na, 1, 2, &la.a, overlay, tenants, v6);
+        let b = Self::node(nb, 2, 1, &lb.a, overlay, tenants, v6);
         OverlayLab {
             a,
             b,
@@ -640,8 +667,20 @@ impl OverlayLab {
         }
     }
 
-    fn node(ns: Netns, n: u8, peer: u8, fabric_dev: &str, overlay: Overlay, tenants: u32) -> (Node, Vec<Workload>) {
-        let underlay = |x: u8| ip(&format!("192.0.2.{x}"));
+    fn node(
+        ns: Netns,
+        n: u8,
+        peer: u8,
+        fabric_dev: &str,
+        overlay: Overlay,
+        tenants: u32,
+        v6: bool,
+    ) -> (Node, Vec<Workload>) {
+        let underlay = |x: u8| match v6 {
+            false => ip(&format!("192.0.2.{x}")),
+            true => ip(&format!("fd00:f::{x}")),
+        };
+        let workload_mtu = OVERLAY_WORKLOAD_MTU - if v6 { 20 } else { 0 };
         let fab_mac = |x: u8| MacAddr([2, 0xf, 0, 0, 0, x]);
         let mut b = FibBuilder::new();
         b.add_vrf(0).expect("vrf");
@@ -663,16 +702,8 @@ impl OverlayLab {
             );
             // Room for the tunnel headers inside the underlay's 1500 bytes, as overlay
             // CNIs configure their workloads.
-            w.ns.exec(&[
-                "ip",
-                "link",
-                "set",
-                "dev",
-                &w.dev,
-                "mtu",
-                &OVERLAY_WORKLOAD_MTU.to_string(),
-            ])
-            .expect("mtu");
+            w.ns.exec(&["ip", "link", "set", "dev", &w.dev, "mtu", &workload_mtu.to_string()])
+                .expect("mtu");
             let remote = 20 + vrf;
             b.set_nexthop(
                 remote,
@@ -700,7 +731,11 @@ impl OverlayLab {
             },
         )
         .expect("nexthop");
-        b.add_route(0, ip("192.0.2.0"), 24, 1).expect("route");
+        match v6 {
+            false => b.add_route(0, ip("192.0.2.0"), 24, 1),
+            true => b.add_route(0, ip("fd00:f::"), 64, 1),
+        }
+        .expect("route");
         set_mac(&ns, fabric_dev, fab_mac(n));
         ports.push(PortConfig {
             name: "fabric".into(),

@@ -71,10 +71,14 @@ fn pure_l3_iperf3_both_ways() {
     lab.node.stop().unwrap();
 }
 
-/// Two nodes, two tenants with the same workload addresses, over `overlay`: each tenant
-/// reaches its own peer and nothing leaks to the other tenant.
-fn two_nodes(overlay: Overlay) {
-    let mut lab = OverlayLab::new(overlay, 2);
+/// Two nodes, two tenants with the same workload addresses, over `overlay` on an IPv4
+/// or IPv6 underlay: each tenant reaches its own peer and nothing leaks to the other
+/// tenant.
+fn two_nodes(overlay: Overlay, v6: bool) {
+    let mut lab = match v6 {
+        false => OverlayLab::new(overlay, 2),
+        true => OverlayLab::over_ipv6(overlay, 2),
+    };
     let capture = Capture::start(&lab.wire, &lab.wire_a).unwrap();
     // Pings first, while nothing else moves: the other tenant's workload, which has the
     // same address on the other node, must receive nothing.
@@ -113,6 +117,7 @@ fn two_nodes(overlay: Overlay) {
         Overlay::MplsUdp => "udp:mpls:ip:",
         Overlay::MplsGre => "gre:mpls:ip:",
     };
+    let tunnel = format!("{}:{tunnel}", if v6 { "ipv6" } else { "ip" });
     let lines = capture.decode().unwrap();
     for line in &lines {
         let l = line.to_lowercase();
@@ -133,25 +138,44 @@ fn two_nodes(overlay: Overlay) {
 
 #[test]
 fn overlay_two_nodes_two_tenants_vxlan() {
-    two_nodes(Overlay::Vxlan);
+    two_nodes(Overlay::Vxlan, false);
 }
 
 #[test]
 fn overlay_two_nodes_two_tenants_mpls_over_udp() {
-    two_nodes(Overlay::MplsUdp);
+    two_nodes(Overlay::MplsUdp, false);
 }
 
 #[test]
 fn overlay_two_nodes_two_tenants_mpls_over_gre() {
-    two_nodes(Overlay::MplsGre);
+    two_nodes(Overlay::MplsGre, false);
 }
 
-/// vrouter's VXLAN against a Linux kernel `vxlan` device in another namespace.
 #[test]
-fn vxlan_interoperates_with_the_linux_kernel() {
+fn overlay_two_nodes_two_tenants_vxlan_over_ipv6() {
+    two_nodes(Overlay::Vxlan, true);
+}
+
+#[test]
+fn overlay_two_nodes_two_tenants_mpls_over_udp_over_ipv6() {
+    two_nodes(Overlay::MplsUdp, true);
+}
+
+#[test]
+fn overlay_two_nodes_two_tenants_mpls_over_gre_over_ipv6() {
+    two_nodes(Overlay::MplsGre, true);
+}
+
+/// vrouter's VXLAN against a Linux kernel `vxlan` device in another namespace, over an
+/// IPv4 or an IPv6 underlay (where the kernel drops packets without a UDP checksum).
+fn kernel_vxlan(v6: bool) {
     const LX: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
     const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
     const VX: MacAddr = MacAddr([2, 0, 0, 0, 9, 2]);
+    let (here, there, net, len) = match v6 {
+        false => ("192.0.2.1", "192.0.2.2", "192.0.2.0", 24),
+        true => ("fd00:f::1", "fd00:f::2", "fd00:f::", 64),
+    };
     let (node, linux) = (Netns::new("n").unwrap(), Netns::new("lx").unwrap());
     let mut b = FibBuilder::new();
     b.add_vrf(0).unwrap();
@@ -161,25 +185,11 @@ fn vxlan_interoperates_with_the_linux_kernel() {
     set_mac(&node, &u.b, FAB);
     set_mac(&linux, &u.a, LX);
     no_offloads(&linux, &u.a);
-    linux.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", &u.a]).unwrap();
+    add_address(&linux, &u.a, there, len);
     linux
         .exec(&[
-            "ip",
-            "link",
-            "add",
-            "vxlan0",
-            "type",
-            "vxlan",
-            "id",
-            "42",
-            "local",
-            "192.0.2.2",
-            "remote",
-            "192.0.2.1",
-            "dstport",
-            "4789",
-            "dev",
-            &u.a,
+            "ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "local", there, "remote", here, "dstport",
+            "4789", "dev", &u.a,
         ])
         .unwrap();
     set_mac(&linux, "vxlan0", VX);
@@ -209,14 +219,14 @@ fn vxlan_interoperates_with_the_linux_kernel() {
         3,
         Nexthop::Tunnel {
             encap: Encap::Vxlan { vni: 42 },
-            src: ip("192.0.2.1"),
-            dst: ip("192.0.2.2"),
+            src: ip(here),
+            dst: ip(there),
             underlay_vrf: 0,
         },
     )
     .unwrap();
     b.add_route(1, ip("10.9.0.0"), 24, 3).unwrap();
-    b.add_route(0, ip("192.0.2.0"), 24, 2).unwrap();
+    b.add_route(0, ip(net), len, 2).unwrap();
     b.set_vni(42, 1).unwrap();
     b.set_neighbor(
         vrouter::dataplane::pipeline::OVERLAY_NEIGHBOR_PORT,
@@ -227,27 +237,38 @@ fn vxlan_interoperates_with_the_linux_kernel() {
         name: "fabric".into(),
         mac: FAB,
         mtu: 1500,
-        addrs: vec![ip("192.0.2.1")],
+        addrs: vec![ip(here)],
         role: PortRole::Fabric { vrf: 0 },
     };
     let mut n = Node::start(
         node,
         vec![p0, fabric],
         &[w1.port_dev.clone(), u.b.clone()],
-        vec![ip("192.0.2.1")],
+        vec![ip(here)],
         b,
         0,
     );
     assert!(ping(&w1.ns, "10.9.0.2"), "workload -> Linux VXLAN: {:?}", n.stats());
-    // The Linux VTEP's underlay MAC was not configured: vrouter asked for it by ARP.
+    // The Linux VTEP's underlay MAC was not configured: vrouter asked for it by ARP or
+    // neighbour solicitation.
     let learned = n.router.tables().neighbors.snapshot();
-    assert_eq!(learned.get(&(1, ip("192.0.2.2"))).map(|l| l.mac), Some(LX));
+    assert_eq!(learned.get(&(1, ip(there))).map(|l| l.mac), Some(LX));
     assert!(ping(&linux, "10.0.1.2"), "Linux VXLAN -> workload");
     let _echo = Echo::start(&linux, 6000);
     assert_eq!(tcp_rounds(&w1.ns, "10.9.0.2", 6000, 5, &|| ()), 5, "TCP through VXLAN");
     let _echo2 = Echo::start(&w1.ns, 6001);
     assert_eq!(tcp_rounds(&linux, "10.0.1.2", 6001, 5, &|| ()), 5, "TCP the other way");
     n.stop().unwrap();
+}
+
+#[test]
+fn vxlan_interoperates_with_the_linux_kernel() {
+    kernel_vxlan(false);
+}
+
+#[test]
+fn vxlan_over_ipv6_interoperates_with_the_linux_kernel() {
+    kernel_vxlan(true);
 }
 
 /// A service address routed to an ECMP group of three backends: connections spread over

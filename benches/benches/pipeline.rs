@@ -2,10 +2,10 @@
 
 //! The forwarding pipeline in memory, one core, bursts of 64 handed straight to the
 //! handler (no port copies): L3 forward on a flow hit with 1K and 1M active flows, VXLAN
-//! encapsulation on a hit, MPLSoUDP decapsulation on a hit, and the flow-miss path (flow
-//! setup: policy, LPM, ECMP, a forward/reverse pair installed). Each burst first rewrites
-//! the 64 frames (the pipeline edits packets in place), which is included: one cached
-//! template per case with each flow's ports and checksums written in.
+//! encapsulation on a hit (over IPv4 and over IPv6), MPLSoUDP decapsulation on a hit, and
+//! the flow-miss path (flow setup: policy, LPM, ECMP, a forward/reverse pair installed).
+//! Each burst first rewrites the 64 frames (the pipeline edits packets in place), which is
+//! included: one cached template per case with each flow's ports and checksums written in.
 //! The setup rate and the 1- vs 2-worker hit rate are printed to stderr.
 
 use std::hint::black_box;
@@ -63,10 +63,23 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
     )
     .unwrap();
     b.set_nexthop(5, Nexthop::VrfTranslate { vrf: 1 }).unwrap();
+    // The same VXLAN tunnel over an IPv6 underlay.
+    b.set_nexthop(
+        6,
+        Nexthop::Tunnel {
+            encap: Encap::Vxlan { vni: 42 },
+            src: ip("fd00:f::1"),
+            dst: ip("fd00:f::2"),
+            underlay_vrf: 0,
+        },
+    )
+    .unwrap();
     b.add_route(1, ip("10.0.1.0"), 24, 1).unwrap();
     b.add_route(1, ip("10.0.2.0"), 24, 2).unwrap();
     b.add_route(1, ip("10.9.0.0"), 16, 4).unwrap();
+    b.add_route(1, ip("10.8.0.0"), 16, 6).unwrap();
     b.add_route(0, ip("192.0.2.0"), 24, 3).unwrap();
+    b.add_route(0, ip("fd00:f::"), 64, 3).unwrap();
     b.set_label(100, 5).unwrap();
     let n = |mac| Neighbor {
         mac,
@@ -77,6 +90,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
         b.set_neighbor(1, ip(&format!("10.0.2.{i}")), n(W1));
     }
     b.set_neighbor(2, ip("192.0.2.2"), n(PEER));
+    b.set_neighbor(2, ip("fd00:f::2"), n(PEER));
     b.publish(&fib).unwrap();
     let wl = |name: &str, mac| PortConfig {
         name: name.into(),
@@ -449,6 +463,10 @@ fn bench(c: &mut Criterion) {
         let mut rig = Rig::new(&t);
         let flows = install(&mut rig, 0, 1000, |i| l3(i, "10.9.0.5"));
         bench_hits(&mut g, "vxlan_encap_hit/1k", &mut rig, 0, &flows, false);
+        let t = tables(1000);
+        let mut rig = Rig::new(&t);
+        let flows = install(&mut rig, 0, 1000, |i| l3(i, "10.8.0.5"));
+        bench_hits(&mut g, "vxlan_over_ipv6_encap_hit/1k", &mut rig, 0, &flows, false);
         let t = tables(1000);
         let mut rig = Rig::new(&t);
         let flows = install(&mut rig, 2, 1000, mpls_udp);

@@ -60,25 +60,24 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
     b.set_nexthop(1, Nexthop::Interface { port: 0, gateway: None }).unwrap();
     b.set_nexthop(2, Nexthop::Interface { port: 1, gateway: None }).unwrap();
     b.set_nexthop(4, Nexthop::Interface { port: 2, gateway: None }).unwrap();
-    let tunnel = |encap| Nexthop::Tunnel {
-        encap,
-        src: ip("192.0.2.1"),
-        dst: ip("192.0.2.2"),
-        underlay_vrf: 0,
-    };
-    b.set_nexthop(10, tunnel(Encap::Vxlan { vni: 42 })).unwrap();
-    b.set_nexthop(11, tunnel(Encap::MplsOverUdp { label: 200 })).unwrap();
-    b.set_nexthop(12, tunnel(Encap::MplsOverGre { label: 300 })).unwrap();
-    // The same tunnels over an IPv6 underlay.
-    let tunnel6 = |encap| Nexthop::Tunnel {
-        encap,
-        src: ip("fd00:f::1"),
-        dst: ip("fd00:f::2"),
-        underlay_vrf: 0,
-    };
-    b.set_nexthop(13, tunnel6(Encap::Vxlan { vni: 42 })).unwrap();
-    b.set_nexthop(14, tunnel6(Encap::MplsOverUdp { label: 200 })).unwrap();
-    b.set_nexthop(15, tunnel6(Encap::MplsOverGre { label: 300 })).unwrap();
+    // Each tunnel type over an IPv4 underlay (nexthops 10-12) and an IPv6 one (13-15).
+    for (first, src, dst) in [(10, "192.0.2.1", "192.0.2.2"), (13, "fd00:f::1", "fd00:f::2")] {
+        let encaps = [
+            Encap::Vxlan { vni: 42 },
+            Encap::MplsOverUdp { label: 200 },
+            Encap::MplsOverGre { label: 300 },
+        ];
+        for (id, encap) in (first..).zip(encaps) {
+            let (src, dst) = (ip(src), ip(dst));
+            let nh = Nexthop::Tunnel {
+                encap,
+                src,
+                dst,
+                underlay_vrf: 0,
+            };
+            b.set_nexthop(id, nh).unwrap();
+        }
+    }
     b.add_route(1, ip("10.5.0.0"), 16, 13).unwrap();
     b.add_route(1, ip("10.4.0.0"), 16, 14).unwrap();
     b.add_route(1, ip("10.3.0.0"), 16, 15).unwrap();

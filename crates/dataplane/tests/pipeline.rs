@@ -436,24 +436,7 @@ fn routes_between_workloads_with_l3_rewrite_and_a_flow_pair() {
 fn an_oversized_packet_for_a_tunnel_gets_fragmentation_needed() {
     let mut n = node();
     // 1500-byte IP packet with DF into VXLAN over a 1500-byte underlay.
-    let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.9.0.5"), IpProtocol::Udp);
-    ipr.ttl = 64;
-    let big = frame(
-        &[
-            Header::Ethernet(EthernetRepr {
-                src: M1,
-                dst: P0,
-                ethertype: EtherType::Ipv4,
-            }),
-            Header::Ipv4(ipr),
-            Header::Udp(UdpRepr {
-                src_port: 1,
-                dst_port: 2,
-            }),
-        ],
-        &[0u8; 1472],
-    )
-    .unwrap();
+    let big = udp_of_len("10.9.0.5", 1500);
     let (port, err) = n.send(0, &big).unwrap();
     assert_eq!(port, 0);
     let m = parse(&err).unwrap();
@@ -474,6 +457,29 @@ fn an_oversized_packet_for_a_tunnel_gets_fragmentation_needed() {
     tshark_decodes(&[err], &["eth:ethertype:ip:icmp:ip:udp"]);
 }
 
+/// A UDP packet from w1 to `dst`, don't-fragment set, `ip_len` bytes long from its IP
+/// header on.
+fn udp_of_len(dst: &str, ip_len: usize) -> Vec<u8> {
+    let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4(dst), IpProtocol::Udp);
+    ipr.dont_frag = true;
+    frame(
+        &[
+            Header::Ethernet(EthernetRepr {
+                src: M1,
+                dst: P0,
+                ethertype: EtherType::Ipv4,
+            }),
+            Header::Ipv4(ipr),
+            Header::Udp(UdpRepr {
+                src_port: 1,
+                dst_port: 2,
+            }),
+        ],
+        &vec![0u8; ip_len - 28],
+    )
+    .unwrap()
+}
+
 /// The MTU an error reports is the largest inner packet that fits: that size goes
 /// through, one byte more is refused. MPLS drops the inner Ethernet header (the whole
 /// 1500 minus IP, UDP and label: 1468), VXLAN carries it, and an IPv6 underlay takes 20
@@ -489,33 +495,13 @@ fn the_reported_mtu_is_the_largest_packet_the_tunnel_carries() {
         ("10.4.0.5", 1448),
         ("10.3.0.5", 1452),
     ] {
-        let sized = |ip_len: usize| {
-            let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4(dst), IpProtocol::Udp);
-            ipr.dont_frag = true;
-            frame(
-                &[
-                    Header::Ethernet(EthernetRepr {
-                        src: M1,
-                        dst: P0,
-                        ethertype: EtherType::Ipv4,
-                    }),
-                    Header::Ipv4(ipr),
-                    Header::Udp(UdpRepr {
-                        src_port: 1,
-                        dst_port: 2,
-                    }),
-                ],
-                &vec![0u8; ip_len - 28],
-            )
-            .unwrap()
-        };
-        let (port, out) = n.send(0, &sized(fits)).unwrap();
+        let (port, out) = n.send(0, &udp_of_len(dst, fits)).unwrap();
         assert_eq!(
             (port, out.len()),
             (2, 1514),
             "{dst}: {fits} bytes fit the 1500-byte underlay"
         );
-        let (port, err) = n.send(0, &sized(fits + 1)).unwrap();
+        let (port, err) = n.send(0, &udp_of_len(dst, fits + 1)).unwrap();
         assert_eq!(port, 0, "{dst}: one byte more is refused");
         let icmp = usize::from(parse(&err).unwrap().outer.l4);
         assert_eq!(

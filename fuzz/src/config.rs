@@ -30,10 +30,11 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// A `route` and `nexthop` command line against a router with VRFs 0 and 1, ports `a` and
-/// `b`, nexthops 1 and 2 and one route of its file: refused with nothing published, or
-/// applied and published, each dynamic route then held and routed, each dynamic nexthop
-/// defined.
+/// A `route`, `nexthop`, `label` and `vni` command line against a router with VRFs 0 and
+/// 1, ports `a` and `b`, nexthops 1 and 2, one route, label 100 and VNI 42 of its file:
+/// refused with nothing published, or applied and published, each dynamic route then held
+/// and routed, each dynamic nexthop defined, each dynamic label and VNI mapped to a
+/// defined nexthop or an existing VRF.
 pub fn route_commands(data: &[u8]) {
     use vrouter_cli::dynamic::{self, Routing};
     let Ok(line) = std::str::from_utf8(data) else {
@@ -52,6 +53,8 @@ pub fn route_commands(data: &[u8]) {
     }
     b.add_route(1, IpAddr::from([10, 0, 1, 0]), 24, 1)
         .expect("a clean prefix");
+    b.set_label(100, 1).expect("a narrow label");
+    b.set_vni(42, 1).expect("a narrow VNI");
     let mut r = Routing::new(b, vec!["a".into(), "b".into()]);
     r.builder.publish(&fib).expect("a small FIB publishes");
     let before = fib.snapshot().generation();
@@ -60,6 +63,7 @@ pub fn route_commands(data: &[u8]) {
         Err(_) => {
             assert_eq!(fib.snapshot().generation(), before, "a refused line published");
             assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (0, 0));
+            assert_eq!(r.dynamic_tunnel_ids(), (0, 0));
         }
     }
     for line in r.nexthop_listing() {
@@ -81,6 +85,21 @@ pub fn route_commands(data: &[u8]) {
         );
         assert!(s.lookup(vrf, addr).is_ok(), "{line}");
     }
+    for line in r.label_listing().chain(r.vni_listing()) {
+        // "label L -> nexthop N dynamic" or "vni V -> vrf R dynamic": published so, to a
+        // nexthop or VRF that exists.
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let (key, to): (u32, u32) = (w[1].parse().unwrap(), w[4].parse().unwrap());
+        if w[0] == "label" {
+            assert_eq!(s.label(key), Some(to), "{line}");
+            assert!(r.builder.has_nexthop(to), "{line}");
+        } else {
+            assert_eq!(s.vni(key), Some(to), "{line}");
+            assert!(r.builder.has_vrf(to), "{line}");
+        }
+    }
+    // The file's own stay as they were.
+    assert_eq!((s.label(100), s.vni(42)), (Some(1), Some(1)));
 }
 
 /// NetworkPolicy YAML against a small cluster: refused with a message naming the file,

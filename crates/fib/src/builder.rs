@@ -443,6 +443,16 @@ impl FibBuilder {
         removed
     }
 
+    /// The nexthop incoming MPLS label `label` maps to, if it is mapped.
+    pub fn label(&self, label: u32) -> Option<NexthopId> {
+        self.labels.get(&label).copied()
+    }
+
+    /// The VRF VXLAN VNI `vni` maps to, if it is mapped.
+    pub fn vni(&self, vni: u32) -> Option<VrfId> {
+        self.vnis.get(&vni).copied()
+    }
+
     /// Maps a VXLAN VNI to a VRF.
     pub fn set_vni(&mut self, vni: u32, vrf: VrfId) -> Result<(), FibError> {
         if vni >= 1 << 24 {

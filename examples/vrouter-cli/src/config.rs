@@ -259,7 +259,7 @@ impl Config {
     }
 }
 
-/// `show vrfs|routes|nexthops|neighbors` text, one line per item.
+/// `show vrfs|routes|nexthops|neighbors|labels|vnis` text, one line per item.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
     /// One line per VRF.
@@ -270,6 +270,10 @@ pub struct Listing {
     pub nexthops: Vec<String>,
     /// One line per configured neighbour.
     pub neighbors: Vec<String>,
+    /// One line per MPLS label.
+    pub labels: Vec<String>,
+    /// One line per VXLAN VNI.
+    pub vnis: Vec<String>,
 }
 
 struct Ctx<'a> {
@@ -667,6 +671,18 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             .iter()
             .map(|n| n.get_ref())
             .map(|n| format!("{} {} on {}", n.ip, n.mac, n.port))
+            .collect(),
+        labels: f
+            .label
+            .iter()
+            .map(|l| l.get_ref())
+            .map(|l| format!("label {} -> nexthop {}", l.label, l.nexthop))
+            .collect(),
+        vnis: f
+            .vni
+            .iter()
+            .map(|v| v.get_ref())
+            .map(|v| format!("vni {} -> vrf {}", v.vni, v.vrf))
             .collect(),
     };
     let policy = policies(&cx, &f, &ports)?;

@@ -51,7 +51,13 @@ pub(crate) struct State {
     pub(crate) route_counters: Arc<RouteCounters>,
 }
 
-const HELP: &str = "commands: show ports|vrfs|routes|nexthops|neighbors|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route add vrf V PREFIX/LEN nexthop N, route del vrf V PREFIX/LEN, route get vrf V ADDRESS, nexthop add N port NAME [gateway ADDR] | tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | ecmp M,M,... | discard, nexthop del N, reload";
+/// The commands, for an unknown or empty one.
+fn help() -> String {
+    format!(
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        dynamic::SYNTAX
+    )
+}
 
 /// The longest command line read: room for a few thousand `route` commands.
 const MAX_LINE: u64 = 1 << 20;
@@ -71,6 +77,9 @@ pub(crate) struct RoutingStats {
     pub(crate) dynamic: usize,
     /// The nexthops added by `nexthop add`.
     pub(crate) dynamic_nexthops: usize,
+    /// The labels and VNIs added by `label add` and `vni add`.
+    pub(crate) dynamic_labels: usize,
+    pub(crate) dynamic_vnis: usize,
     /// The running snapshot's route tables.
     pub(crate) table_bytes: usize,
     /// Tables kept for the next patches (`Fib::spare_bytes`).
@@ -88,6 +97,8 @@ impl RoutingStats {
             routes: s.vrf_ids().map(|v| s.route_count(v)).sum(),
             dynamic: routes.routes.load(Ordering::Relaxed),
             dynamic_nexthops: routes.nexthops.load(Ordering::Relaxed),
+            dynamic_labels: routes.labels.load(Ordering::Relaxed),
+            dynamic_vnis: routes.vnis.load(Ordering::Relaxed),
             table_bytes: s.table_bytes(),
             spare_bytes: tables.fib.spare_bytes(),
             misses: tables.fib.stats().get(),
@@ -154,13 +165,9 @@ fn answer(cmd: &str, s: &State) -> String {
             Ok(vrf) => show_routes(s, Some(vrf)),
             Err(_) => vec![format!("error: `{vrf}` is not a VRF id")],
         },
-        ["show", "nexthops"] => {
-            let mut v = s.listing.lock().map(|l| l.nexthops.clone()).unwrap_or_default();
-            if let Ok(r) = s.routing.lock() {
-                v.extend(r.nexthop_listing());
-            }
-            v
-        }
+        ["show", "nexthops"] => listed(s, |l| &l.nexthops, |r| r.nexthop_listing().collect()),
+        ["show", "labels"] => listed(s, |l| &l.labels, |r| r.label_listing().collect()),
+        ["show", "vnis"] => listed(s, |l| &l.vnis, |r| r.vni_listing().collect()),
         ["show", "neighbors"] => {
             let mut v: Vec<String> = s
                 .listing
@@ -210,12 +217,14 @@ fn answer(cmd: &str, s: &State) -> String {
             ));
             let r = RoutingStats::of(&s.tables, &s.route_counters);
             v.push(format!(
-                "routing: generation {} vrfs {} routes {} ({} dynamic) dynamic nexthops {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
+                "routing: generation {} vrfs {} routes {} ({} dynamic) dynamic nexthops {} labels {} vnis {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
                 r.generation,
                 r.vrfs,
                 r.routes,
                 r.dynamic,
                 r.dynamic_nexthops,
+                r.dynamic_labels,
+                r.dynamic_vnis,
                 r.table_bytes.div_ceil(1024),
                 r.spare_bytes.div_ceil(1024),
                 r.misses.0,
@@ -286,7 +295,7 @@ fn answer(cmd: &str, s: &State) -> String {
             ["vrf", vrf, addr] => route_get(s, &ports.node, vrf, addr),
             _ => vec!["error: expected `route get vrf V ADDRESS`".into()],
         },
-        ["route" | "nexthop", ..] => match dynamic::parse(cmd) {
+        ["route" | "nexthop" | "label" | "vni", ..] => match dynamic::parse(cmd) {
             Err(e) => {
                 s.route_counters.line(false);
                 vec![format!("error: {e}")]
@@ -298,6 +307,8 @@ fn answer(cmd: &str, s: &State) -> String {
                             commands = commands.len(),
                             dynamic = r.dynamic_count(),
                             dynamic_nexthops = r.dynamic_nexthops(),
+                            dynamic_labels = r.dynamic_tunnel_ids().0,
+                            dynamic_vnis = r.dynamic_tunnel_ids().1,
                             "routes changed"
                         );
                         vec![line]
@@ -316,12 +327,25 @@ fn answer(cmd: &str, s: &State) -> String {
             unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
             vec!["reload requested (see the router's output)".into()]
         }
-        [] => vec![format!("error: empty command; {HELP}")],
-        _ => vec![format!("error: unknown command `{cmd}`; {HELP}")],
+        [] => vec![format!("error: empty command; {}", help())],
+        _ => vec![format!("error: unknown command `{cmd}`; {}", help())],
     };
     let mut out = lines.join("\n");
     out.push('\n');
     out
+}
+
+/// The file's lines of a listing (`file`), then the dynamic ones (`dynamic`).
+fn listed(
+    s: &State,
+    file: impl Fn(&Listing) -> &Vec<String>,
+    dynamic: impl Fn(&Routing) -> Vec<String>,
+) -> Vec<String> {
+    let mut v = s.listing.lock().map(|l| file(&l).clone()).unwrap_or_default();
+    if let Ok(r) = s.routing.lock() {
+        v.extend(dynamic(&r));
+    }
+    v
 }
 
 /// `show routes [vrf V]`: the file's routes, then the dynamic ones, of every VRF or `vrf`.

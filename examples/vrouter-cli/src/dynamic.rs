@@ -1,15 +1,17 @@
-//! Routes and nexthops a running router takes over its control socket (`route add|del`,
-//! `nexthop add|del`), for route daemons, service controllers and operators that change a
-//! few without editing and re-reading a file of thousands. A command line is checked
-//! whole, then published at once: only the changed prefixes are patched (microseconds in
-//! a big VRF: docs/fib.md); a changed nexthop has the flows whose way passes it decided
-//! again.
+//! Routes, nexthops, MPLS labels and VXLAN VNIs a running router takes over its control
+//! socket (`route add|del`, `nexthop add|del`, `label add|del`, `vni add|del`), for route
+//! daemons, service controllers, overlay agents (which hand out labels as workloads come
+//! and go) and operators that change a few without editing and re-reading a file of
+//! thousands. A command line is checked whole, then published at once: only the changed
+//! prefixes are patched (microseconds in a big VRF: docs/fib.md); a changed nexthop has
+//! the flows whose way passes it decided again.
 //!
 //! These live beside the file's. The file stays authoritative: a command may not add or
-//! remove a route the file has, nor define a nexthop id the file uses; a reload keeps the
-//! dynamic ones except those the new file takes over or leaves without a VRF, port or
-//! nexthop they need, and names each one it drops. They are not written anywhere: a
-//! restarted router has the file's only (a route daemon announces its own again).
+//! remove a route, label or VNI the file has, nor define a nexthop id the file uses; a
+//! reload keeps the dynamic ones except those the new file takes over or leaves without a
+//! VRF, port or nexthop they need, and names each one it drops. They are not written
+//! anywhere: a restarted router has the file's only (a route daemon announces its own
+//! again).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -38,17 +40,36 @@ pub enum Command {
         /// What it is.
         nexthop: NexthopSpec,
     },
-    /// `nexthop del N`, once no dynamic route or group uses it.
+    /// `nexthop del N`, once no dynamic route, group or label uses it.
     NexthopDel(NexthopId),
+    /// `label add L nexthop N`: packets arriving with MPLS label `L` go to nexthop `N`
+    /// (a `lookup_vrf` nexthop: routed in that VRF; a port nexthop: out of that port).
+    LabelAdd {
+        /// The label, one the file does not map.
+        label: u32,
+        /// Where its packets go.
+        nexthop: NexthopId,
+    },
+    /// `label del L`.
+    LabelDel(u32),
+    /// `vni add V vrf R`: VXLAN packets of VNI `V` are routed in VRF `R`.
+    VniAdd {
+        /// The VNI, one the file does not map.
+        vni: u32,
+        /// Its VRF.
+        vrf: VrfId,
+    },
+    /// `vni del V`.
+    VniDel(u32),
 }
 
 /// A route's VRF, prefix and prefix length.
 pub type RouteKey = (VrfId, IpAddr, u8);
 
 /// The syntax, for error messages and the control socket's help.
-pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N (several joined by `;` apply together, in order)";
+pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V (several joined by `;` apply together, in order)";
 
-/// Reads `route add ...; nexthop del ...`: each command's words, in order.
+/// Reads `route add ...; nexthop del ...; label add ...`: each command's words, in order.
 pub fn parse(line: &str) -> Result<Vec<Command>, String> {
     let commands: Vec<Command> = line
         .split(';')
@@ -57,7 +78,7 @@ pub fn parse(line: &str) -> Result<Vec<Command>, String> {
         .map(parse_one)
         .collect::<Result<_, _>>()?;
     if commands.is_empty() {
-        return Err(format!("no route or nexthop command; {SYNTAX}"));
+        return Err(format!("no command; {SYNTAX}"));
     }
     Ok(commands)
 }
@@ -81,7 +102,25 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
         Ok((number(vrf, "a VRF id")?, ip(addr)?, len))
     };
     let expected = || format!("`{cmd}`: expected {SYNTAX}");
+    // Widths the headers carry, checked before anything is applied.
+    let fits = |word: &str, what: &str, bits: u32| -> Result<u32, String> {
+        let v = number(word, &format!("a {what}"))?;
+        if v >= 1 << bits {
+            return Err(format!("`{cmd}`: {what} {v} exceeds {bits} bits"));
+        }
+        Ok(v)
+    };
     match words.as_slice() {
+        ["label", "add", l, "nexthop", nh] => Ok(Command::LabelAdd {
+            label: fits(l, "label", 20)?,
+            nexthop: number(nh, "a nexthop id")?,
+        }),
+        ["label", "del", l] => Ok(Command::LabelDel(fits(l, "label", 20)?)),
+        ["vni", "add", v, "vrf", vrf] => Ok(Command::VniAdd {
+            vni: fits(v, "VNI", 24)?,
+            vrf: number(vrf, "a VRF id")?,
+        }),
+        ["vni", "del", v] => Ok(Command::VniDel(fits(v, "VNI", 24)?)),
         ["route", "add", "vrf", vrf, prefix, "nexthop", nh] => Ok(Command::RouteAdd {
             route: key(vrf, prefix)?,
             nexthop: number(nh, "a nexthop id")?,
@@ -134,14 +173,18 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
     }
 }
 
-/// How many routes and nexthops are dynamic, and how many command lines were applied and
-/// refused.
+/// How many routes, nexthops, labels and VNIs are dynamic, and how many command lines were
+/// applied and refused.
 #[derive(Debug, Default)]
 pub struct RouteCounters {
     /// Dynamic routes now.
     pub routes: AtomicUsize,
     /// Dynamic nexthops now.
     pub nexthops: AtomicUsize,
+    /// Dynamic labels now.
+    pub labels: AtomicUsize,
+    /// Dynamic VNIs now.
+    pub vnis: AtomicUsize,
     /// Lines applied.
     pub applied: AtomicU64,
     /// Lines refused: unreadable, or failing a check (nothing of them applied).
@@ -156,19 +199,29 @@ impl RouteCounters {
     }
 }
 
-/// Dynamic routes and nexthops put aside by [`Routing::saved`].
-pub struct Saved(BTreeMap<RouteKey, NexthopId>, BTreeMap<NexthopId, NexthopSpec>);
+/// What was added by command.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Dynamic {
+    /// Routes, with their nexthops.
+    routes: BTreeMap<RouteKey, NexthopId>,
+    nexthops: BTreeMap<NexthopId, NexthopSpec>,
+    /// Labels, with their nexthops.
+    labels: BTreeMap<u32, NexthopId>,
+    /// VNIs, with their VRFs.
+    vnis: BTreeMap<u32, VrfId>,
+}
 
-/// The router's routing state: the builder all publishes go through (the file's routes
-/// and nexthops and the dynamic ones), and which are dynamic.
+/// Dynamic routes, nexthops, labels and VNIs put aside by [`Routing::saved`].
+pub struct Saved(Dynamic);
+
+/// The router's routing state: the builder all publishes go through (the file's routes,
+/// nexthops, labels and VNIs and the dynamic ones), and which are dynamic.
 #[derive(Default)]
 pub struct Routing {
     /// What is published.
     pub builder: FibBuilder,
-    /// The routes added by command, with their nexthops.
-    dynamic: BTreeMap<RouteKey, NexthopId>,
-    /// The nexthops added by command.
-    nexthops: BTreeMap<NexthopId, NexthopSpec>,
+    /// What of it was added by command.
+    dynamic: Dynamic,
     /// The ports' names by number, for nexthops that name theirs.
     ports: Vec<String>,
     /// Their counts and the lines applied, for readers that must not wait for a reload
@@ -183,6 +236,10 @@ struct Tally {
     routes_removed: usize,
     nexthops_set: usize,
     nexthops_removed: usize,
+    labels_set: usize,
+    labels_removed: usize,
+    vnis_set: usize,
+    vnis_removed: usize,
 }
 
 fn is_group(n: &Nexthop) -> bool {
@@ -219,12 +276,17 @@ impl Routing {
 
     /// How many routes are dynamic.
     pub fn dynamic_count(&self) -> usize {
-        self.dynamic.len()
+        self.dynamic.routes.len()
     }
 
     /// How many nexthops are dynamic.
     pub fn dynamic_nexthops(&self) -> usize {
-        self.nexthops.len()
+        self.dynamic.nexthops.len()
+    }
+
+    /// How many labels and VNIs are dynamic.
+    pub fn dynamic_tunnel_ids(&self) -> (usize, usize) {
+        (self.dynamic.labels.len(), self.dynamic.vnis.len())
     }
 
     /// The counters, kept current without the state's lock (statistics and metrics read
@@ -234,8 +296,11 @@ impl Routing {
     }
 
     fn counted(&mut self) {
-        self.counters.routes.store(self.dynamic.len(), Ordering::Relaxed);
-        self.counters.nexthops.store(self.nexthops.len(), Ordering::Relaxed);
+        let (d, c) = (&self.dynamic, &self.counters);
+        c.routes.store(d.routes.len(), Ordering::Relaxed);
+        c.nexthops.store(d.nexthops.len(), Ordering::Relaxed);
+        c.labels.store(d.labels.len(), Ordering::Relaxed);
+        c.vnis.store(d.vnis.len(), Ordering::Relaxed);
     }
 
     fn port_index(&self, name: &str) -> Option<u32> {
@@ -252,8 +317,7 @@ impl Routing {
     }
 
     fn apply_checked(&mut self, commands: &[Command], fib: &Fib) -> Result<String, String> {
-        let mut routes = self.dynamic.clone();
-        let mut nexthops = self.nexthops.clone();
+        let mut d = self.dynamic.clone();
         let mut n = Tally::default();
         for c in commands {
             match c {
@@ -265,18 +329,18 @@ impl Routing {
                     self.builder
                         .check_route(vrf, prefix, len)
                         .map_err(|e| format!("{what}: {e}"))?;
-                    if self.kind(&nexthops, nexthop).is_none() {
+                    if self.kind(&d.nexthops, nexthop).is_none() {
                         return Err(format!("{what}: nexthop {nexthop} is not defined"));
                     }
                     if self.file_routes((vrf, prefix, len)) {
                         return Err(format!("{what}: the config file routes this prefix; change it there"));
                     }
-                    routes.insert((vrf, prefix, len), nexthop);
+                    d.routes.insert((vrf, prefix, len), nexthop);
                     n.routes_added += 1;
                 }
                 &Command::RouteDel(key @ (vrf, prefix, len)) => {
                     let what = format!("route del vrf {vrf} {prefix}/{len}");
-                    if routes.remove(&key).is_none() {
+                    if d.routes.remove(&key).is_none() {
                         let files = self.file_routes(key).then_some("routes this prefix");
                         return Err(not_dynamic(&what, files, "route"));
                     }
@@ -287,36 +351,82 @@ impl Routing {
                     if self.file_defines(*id) {
                         return Err(format!("{what}: the config file defines this nexthop; change it there"));
                     }
-                    self.check(&nexthops, *id, nexthop)
+                    self.check(&d.nexthops, *id, nexthop)
                         .map_err(|e| format!("{what}: {e}"))?;
-                    nexthops.insert(*id, nexthop.clone());
+                    d.nexthops.insert(*id, nexthop.clone());
                     n.nexthops_set += 1;
                 }
                 &Command::NexthopDel(id) => {
                     let what = format!("nexthop del {id}");
-                    if nexthops.remove(&id).is_none() {
+                    if d.nexthops.remove(&id).is_none() {
                         let files = self.file_defines(id).then_some("defines this nexthop");
                         return Err(not_dynamic(&what, files, "nexthop"));
                     }
-                    if let Some((vrf, prefix, len)) = routes.iter().find(|(_, nh)| **nh == id).map(|(k, _)| k) {
+                    if let Some((vrf, prefix, len)) = d.routes.iter().find(|(_, nh)| **nh == id).map(|(k, _)| k) {
                         return Err(format!("{what}: route vrf {vrf} {prefix}/{len} goes to it"));
                     }
-                    if let Some(g) = holder(&nexthops, id) {
+                    if let Some(g) = holder(&d.nexthops, id) {
                         return Err(format!("{what}: ECMP group {g} holds it"));
+                    }
+                    if let Some(l) = d.labels.iter().find(|(_, nh)| **nh == id).map(|(l, _)| l) {
+                        return Err(format!("{what}: label {l} goes to it"));
                     }
                     n.nexthops_removed += 1;
                 }
+                &Command::LabelAdd { label, nexthop } => {
+                    let what = format!("label add {label}");
+                    if self.file_labels(label) {
+                        return Err(format!("{what}: the config file maps this label; change it there"));
+                    }
+                    if self.kind(&d.nexthops, nexthop).is_none() {
+                        return Err(format!("{what}: nexthop {nexthop} is not defined"));
+                    }
+                    d.labels.insert(label, nexthop);
+                    n.labels_set += 1;
+                }
+                &Command::LabelDel(label) => {
+                    if d.labels.remove(&label).is_none() {
+                        let files = self.file_labels(label).then_some("maps this label");
+                        return Err(not_dynamic(&format!("label del {label}"), files, "label"));
+                    }
+                    n.labels_removed += 1;
+                }
+                &Command::VniAdd { vni, vrf } => {
+                    let what = format!("vni add {vni}");
+                    if self.file_vnis(vni) {
+                        return Err(format!("{what}: the config file maps this VNI; change it there"));
+                    }
+                    if !self.builder.has_vrf(vrf) {
+                        return Err(format!("{what}: VRF {vrf} does not exist"));
+                    }
+                    d.vnis.insert(vni, vrf);
+                    n.vnis_set += 1;
+                }
+                &Command::VniDel(vni) => {
+                    if d.vnis.remove(&vni).is_none() {
+                        let files = self.file_vnis(vni).then_some("maps this VNI");
+                        return Err(not_dynamic(&format!("vni del {vni}"), files, "VNI"));
+                    }
+                    n.vnis_removed += 1;
+                }
             }
         }
-        for key @ &(vrf, prefix, len) in self.dynamic.keys() {
-            if !routes.contains_key(key) {
+        let old = &self.dynamic;
+        for key @ &(vrf, prefix, len) in old.routes.keys() {
+            if !d.routes.contains_key(key) {
                 self.builder.remove_route(vrf, prefix, len);
             }
         }
+        for label in old.labels.keys().filter(|l| !d.labels.contains_key(l)) {
+            self.builder.remove_label(*label);
+        }
+        for vni in old.vnis.keys().filter(|v| !d.vnis.contains_key(v)) {
+            self.builder.remove_vni(*vni);
+        }
         // Members before the groups that hold them.
         for groups in [false, true] {
-            for (&id, spec) in &nexthops {
-                if matches!(spec, NexthopSpec::Ecmp(_)) == groups && self.nexthops.get(&id) != Some(spec) {
+            for (&id, spec) in &d.nexthops {
+                if matches!(spec, NexthopSpec::Ecmp(_)) == groups && old.nexthops.get(&id) != Some(spec) {
                     let nh = spec.build(|name| self.port_index(name))?;
                     self.builder
                         .set_nexthop(id, nh)
@@ -324,36 +434,69 @@ impl Routing {
                 }
             }
         }
-        for (&(vrf, prefix, len), &nexthop) in &routes {
-            if self.dynamic.get(&(vrf, prefix, len)) != Some(&nexthop) {
+        for (&(vrf, prefix, len), &nexthop) in &d.routes {
+            if old.routes.get(&(vrf, prefix, len)) != Some(&nexthop) {
                 self.builder
                     .add_route(vrf, prefix, len, nexthop)
                     .map_err(|e| format!("route add: {e}"))?;
             }
         }
-        for id in self.nexthops.keys() {
-            if !nexthops.contains_key(id) {
+        // Widths were checked when the line was read.
+        for (&label, &nexthop) in &d.labels {
+            if old.labels.get(&label) != Some(&nexthop) {
+                self.builder.set_label(label, nexthop).map_err(|e| e.to_string())?;
+            }
+        }
+        for (&vni, &vrf) in &d.vnis {
+            if old.vnis.get(&vni) != Some(&vrf) {
+                self.builder.set_vni(vni, vrf).map_err(|e| e.to_string())?;
+            }
+        }
+        for id in old.nexthops.keys() {
+            if !d.nexthops.contains_key(id) {
                 self.builder.remove_nexthop(*id);
             }
         }
-        self.dynamic = routes;
-        self.nexthops = nexthops;
+        self.dynamic = d;
         self.counted();
         let g = self.builder.publish(fib).map_err(|e| e.to_string())?;
-        Ok(format!(
+        let d = &self.dynamic;
+        let mut status = format!(
             "routing generation {g}: {} added, {} removed; {} dynamic routes; nexthops {} set, {} removed; {} dynamic nexthops",
             n.routes_added,
             n.routes_removed,
-            self.dynamic.len(),
+            d.routes.len(),
             n.nexthops_set,
             n.nexthops_removed,
-            self.nexthops.len()
-        ))
+            d.nexthops.len()
+        );
+        if n.labels_set + n.labels_removed + n.vnis_set + n.vnis_removed > 0 {
+            status += &format!(
+                "; labels {} set, {} removed; {} dynamic labels; vnis {} set, {} removed; {} dynamic vnis",
+                n.labels_set,
+                n.labels_removed,
+                d.labels.len(),
+                n.vnis_set,
+                n.vnis_removed,
+                d.vnis.len()
+            );
+        }
+        Ok(status)
+    }
+
+    /// Whether `label` is one of the file's (in the builder, not dynamic).
+    fn file_labels(&self, label: u32) -> bool {
+        !self.dynamic.labels.contains_key(&label) && self.builder.label(label).is_some()
+    }
+
+    /// Whether `vni` is one of the file's (in the builder, not dynamic).
+    fn file_vnis(&self, vni: u32) -> bool {
+        !self.dynamic.vnis.contains_key(&vni) && self.builder.vni(vni).is_some()
     }
 
     /// Whether nexthop `id` is one of the file's (in the builder, not dynamic).
     fn file_defines(&self, id: NexthopId) -> bool {
-        !self.nexthops.contains_key(&id) && self.builder.has_nexthop(id)
+        !self.dynamic.nexthops.contains_key(&id) && self.builder.has_nexthop(id)
     }
 
     /// Whether `id` is defined with the dynamic nexthops `dynamic` (`Some(true)`: an ECMP
@@ -403,19 +546,19 @@ impl Routing {
 
     /// Whether the route for `key` is one of the file's (in the builder, not dynamic).
     fn file_routes(&self, (vrf, prefix, len): RouteKey) -> bool {
-        !self.dynamic.contains_key(&(vrf, prefix, len)) && self.builder.route(vrf, prefix, len).is_some()
+        !self.dynamic.routes.contains_key(&(vrf, prefix, len)) && self.builder.route(vrf, prefix, len).is_some()
     }
 
-    /// Takes a reloaded file's routes and nexthops (`ports`: its ports' names by number),
-    /// with the dynamic ones the file leaves room for, into the builder (nothing is
-    /// published). Returns why each dropped one went.
+    /// Takes a reloaded file's routes, nexthops, labels and VNIs (`ports`: its ports' names
+    /// by number), with the dynamic ones the file leaves room for, into the builder
+    /// (nothing is published). Returns why each dropped one went.
     pub fn take_file(&mut self, mut file: FibBuilder, ports: Vec<String>) -> Vec<String> {
         self.ports = ports;
         let mut dropped = Vec::new();
         let mut kept = BTreeMap::new();
         // Members before the groups that hold them.
         for groups in [false, true] {
-            for (&id, spec) in &self.nexthops {
+            for (&id, spec) in &self.dynamic.nexthops {
                 if matches!(spec, NexthopSpec::Ecmp(_)) != groups {
                     continue;
                 }
@@ -433,8 +576,8 @@ impl Routing {
                 }
             }
         }
-        self.nexthops = kept;
-        self.dynamic.retain(|&(vrf, prefix, len), &mut nexthop| {
+        self.dynamic.nexthops = kept;
+        self.dynamic.routes.retain(|&(vrf, prefix, len), &mut nexthop| {
             let why = if file.route(vrf, prefix, len).is_some() {
                 Some("the file routes it now".to_string())
             } else if !file.has_nexthop(nexthop) {
@@ -444,6 +587,32 @@ impl Routing {
             };
             if let Some(why) = &why {
                 dropped.push(format!("dynamic route vrf {vrf} {prefix}/{len} dropped: {why}"));
+            }
+            why.is_none()
+        });
+        self.dynamic.labels.retain(|&label, &mut nexthop| {
+            let why = if file.label(label).is_some() {
+                Some("the file maps it now".to_string())
+            } else if !file.has_nexthop(nexthop) {
+                Some(format!("nexthop {nexthop} is gone"))
+            } else {
+                file.set_label(label, nexthop).err().map(|e| e.to_string())
+            };
+            if let Some(why) = &why {
+                dropped.push(format!("dynamic label {label} dropped: {why}"));
+            }
+            why.is_none()
+        });
+        self.dynamic.vnis.retain(|&vni, &mut vrf| {
+            let why = if file.vni(vni).is_some() {
+                Some("the file maps it now".to_string())
+            } else if !file.has_vrf(vrf) {
+                Some(format!("VRF {vrf} is gone"))
+            } else {
+                file.set_vni(vni, vrf).err().map(|e| e.to_string())
+            };
+            if let Some(why) = &why {
+                dropped.push(format!("dynamic VNI {vni} dropped: {why}"));
             }
             why.is_none()
         });
@@ -471,34 +640,52 @@ impl Routing {
     pub fn route_for(&self, vrf: VrfId, dst: IpAddr) -> Option<(RouteKey, NexthopId, bool)> {
         let (prefix, len, nexthop) = self.builder.longest_match(vrf, dst)?;
         let key = (vrf, prefix, len);
-        Some((key, nexthop, self.dynamic.contains_key(&key)))
+        Some((key, nexthop, self.dynamic.routes.contains_key(&key)))
     }
 
-    /// The dynamic routes and nexthops as they are, for [`Routing::restore`].
+    /// The dynamic routes, nexthops, labels and VNIs as they are, for [`Routing::restore`].
     pub fn saved(&self) -> Saved {
-        Saved(self.dynamic.clone(), self.nexthops.clone())
+        Saved(self.dynamic.clone())
     }
 
-    /// Makes `saved` the dynamic routes and nexthops again, for when the file that dropped
-    /// some is given up (its ports did not start): the next [`Routing::take_file`] takes
-    /// them.
+    /// Makes `saved` the dynamic routes, nexthops, labels and VNIs again, for when the file
+    /// that dropped some is given up (its ports did not start): the next
+    /// [`Routing::take_file`] takes them.
     pub fn restore(&mut self, saved: Saved) {
-        (self.dynamic, self.nexthops) = (saved.0, saved.1);
+        self.dynamic = saved.0;
         self.counted();
     }
 
     /// `show routes` lines for the dynamic routes.
     pub fn listing(&self) -> impl Iterator<Item = String> + '_ {
         self.dynamic
+            .routes
             .iter()
             .map(|((vrf, prefix, len), nh)| format!("vrf {vrf} {prefix}/{len} -> nexthop {nh} dynamic"))
     }
 
     /// `show nexthops` lines for the dynamic nexthops.
     pub fn nexthop_listing(&self) -> impl Iterator<Item = String> + '_ {
-        self.nexthops
+        self.dynamic
+            .nexthops
             .iter()
             .map(|(&id, spec)| format!("{} dynamic", spec.describe(id)))
+    }
+
+    /// `show labels` lines for the dynamic labels.
+    pub fn label_listing(&self) -> impl Iterator<Item = String> + '_ {
+        self.dynamic
+            .labels
+            .iter()
+            .map(|(l, nh)| format!("label {l} -> nexthop {nh} dynamic"))
+    }
+
+    /// `show vnis` lines for the dynamic VNIs.
+    pub fn vni_listing(&self) -> impl Iterator<Item = String> + '_ {
+        self.dynamic
+            .vnis
+            .iter()
+            .map(|(v, vrf)| format!("vni {v} -> vrf {vrf} dynamic"))
     }
 }
 
@@ -536,14 +723,14 @@ mod tests {
     }
 
     /// Each line is refused by `apply` with a message holding its text, and changes
-    /// nothing: no publish, the same dynamic routes and nexthops.
+    /// nothing: no publish, the same dynamic routes, nexthops, labels and VNIs.
     fn refused_whole(r: &mut Routing, fib: &Fib, cases: &[(&str, &str)]) {
-        let (g, before) = (fib.snapshot().generation(), (r.dynamic_count(), r.dynamic_nexthops()));
+        let (g, before) = (fib.snapshot().generation(), r.dynamic.clone());
         for &(line, says) in cases {
             let e = run(r, fib, line).unwrap_err();
             assert!(e.contains(says), "{line}: {e}");
             assert_eq!(fib.snapshot().generation(), g, "{line}: nothing published");
-            assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), before, "{line}");
+            assert_eq!(r.dynamic, before, "{line}");
         }
     }
 
@@ -579,7 +766,7 @@ mod tests {
             ("route add vrf 1 10.0.0.0/8 nexthop -1", "`-1` is not a nexthop id"),
             ("route add vrf 1 10.0.0.0/8", "expected route add"),
             ("route flap", "expected route add"),
-            (" ; ", "no route or nexthop command"),
+            (" ; ", "no command"),
         ]);
     }
 
@@ -988,5 +1175,164 @@ mod tests {
             Some(&Nexthop::Interface { port: 0, gateway: None })
         );
         assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (2, 6));
+    }
+
+    #[test]
+    fn parses_label_and_vni_commands_and_names_what_is_wrong() {
+        assert_eq!(
+            parse("label add 1048575 nexthop 2; label del 16; vni add 16777215 vrf 1; vni del 7").unwrap(),
+            vec![
+                Command::LabelAdd {
+                    label: 1048575,
+                    nexthop: 2
+                },
+                Command::LabelDel(16),
+                Command::VniAdd { vni: 16777215, vrf: 1 },
+                Command::VniDel(7),
+            ]
+        );
+        refused(&[
+            ("label add 1048576 nexthop 2", "label 1048576 exceeds 20 bits"),
+            ("label del 1048576", "label 1048576 exceeds 20 bits"),
+            ("vni add 16777216 vrf 1", "VNI 16777216 exceeds 24 bits"),
+            ("label add x nexthop 2", "`x` is not a label"),
+            ("vni add 5 vrf y", "`y` is not a VRF id"),
+            ("label add 5", "expected route add"),
+            ("vni add 5 nexthop 1", "expected route add"),
+        ]);
+    }
+
+    /// The file's labels and VNIs: label 100 -> nexthop 1, VNI 42 -> VRF 1.
+    fn started_with_tunnel_ids() -> (Routing, Fib) {
+        let fib = Fib::new();
+        let mut f = file();
+        f.set_label(100, 1).unwrap();
+        f.set_vni(42, 1).unwrap();
+        let mut r = Routing::new(f, ports());
+        r.builder.publish(&fib).unwrap();
+        (r, fib)
+    }
+
+    #[test]
+    fn labels_and_vnis_by_command_map_at_once_and_are_refused_whole() {
+        let (mut r, fib) = started_with_tunnel_ids();
+        let line = run(
+            &mut r,
+            &fib,
+            "nexthop add 9 lookup_vrf 1; label add 200 nexthop 9; vni add 43 vrf 0; label add 201 nexthop 2",
+        )
+        .unwrap();
+        assert!(
+            line.ends_with("labels 2 set, 0 removed; 2 dynamic labels; vnis 1 set, 0 removed; 1 dynamic vnis"),
+            "{line}"
+        );
+        let s = fib.snapshot();
+        assert_eq!((s.label(200), s.label(201), s.label(100)), (Some(9), Some(2), Some(1)));
+        assert_eq!((s.vni(43), s.vni(42)), (Some(0), Some(1)));
+        assert_eq!(r.dynamic_tunnel_ids(), (2, 1));
+        assert_eq!(
+            r.label_listing().chain(r.vni_listing()).collect::<Vec<_>>(),
+            [
+                "label 200 -> nexthop 9 dynamic",
+                "label 201 -> nexthop 2 dynamic",
+                "vni 43 -> vrf 0 dynamic"
+            ]
+        );
+        refused_whole(
+            &mut r,
+            &fib,
+            &[
+                (
+                    "label add 100 nexthop 2",
+                    "label add 100: the config file maps this label; change it there",
+                ),
+                (
+                    "label del 100",
+                    "label del 100: the config file maps this label; change it there",
+                ),
+                ("label add 300 nexthop 77", "label add 300: nexthop 77 is not defined"),
+                ("label del 300", "label del 300: no such dynamic label"),
+                (
+                    "vni add 42 vrf 0",
+                    "vni add 42: the config file maps this VNI; change it there",
+                ),
+                (
+                    "vni del 42",
+                    "vni del 42: the config file maps this VNI; change it there",
+                ),
+                ("vni add 44 vrf 5", "vni add 44: VRF 5 does not exist"),
+                ("vni del 44", "vni del 44: no such dynamic VNI"),
+                ("nexthop del 9", "nexthop del 9: label 200 goes to it"),
+                // The label is remapped first, but the last command fails: nothing changes.
+                (
+                    "label add 200 nexthop 1; nexthop del 9; vni del 43; vni del 43",
+                    "vni del 43: no such dynamic VNI",
+                ),
+            ],
+        );
+        // Remapped and removed in one line, in order.
+        let line = run(
+            &mut r,
+            &fib,
+            "label add 200 nexthop 1; nexthop del 9; label del 201; vni add 43 vrf 1; vni del 43",
+        )
+        .unwrap();
+        assert!(
+            line.contains(
+                "0 dynamic nexthops; labels 1 set, 1 removed; 1 dynamic labels; vnis 1 set, 1 removed; 0 dynamic vnis"
+            ),
+            "{line}"
+        );
+        let s = fib.snapshot();
+        assert_eq!((s.label(200), s.label(201), s.vni(43)), (Some(1), None, None));
+        assert_eq!(r.counters().labels.load(Ordering::Relaxed), 1);
+        assert_eq!(r.counters().vnis.load(Ordering::Relaxed), 0);
+        // Route and nexthop lines say nothing of labels.
+        let line = run(&mut r, &fib, "route add vrf 1 10.9.0.0/16 nexthop 2").unwrap();
+        assert!(!line.contains("labels"), "{line}");
+    }
+
+    #[test]
+    fn reloads_keep_dynamic_labels_and_vnis_the_file_leaves_room_for() {
+        let (mut r, fib) = started_with_tunnel_ids();
+        run(
+            &mut r,
+            &fib,
+            "label add 200 nexthop 2; label add 201 nexthop 1; label add 202 nexthop 1; vni add 43 vrf 0; vni add 44 vrf 1; vni add 45 vrf 1",
+        )
+        .unwrap();
+        // The new file maps label 202 and VNI 45 itself, has no nexthop 2 and no VRF 0.
+        let mut f = FibBuilder::new();
+        f.add_vrf(1).unwrap();
+        f.set_nexthop(1, Nexthop::Discard).unwrap();
+        f.set_label(202, 1).unwrap();
+        f.set_vni(45, 1).unwrap();
+        let mut dropped = r.take_file(f, ports());
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "dynamic VNI 43 dropped: VRF 0 is gone",
+                "dynamic VNI 45 dropped: the file maps it now",
+                "dynamic label 200 dropped: nexthop 2 is gone",
+                "dynamic label 202 dropped: the file maps it now",
+            ]
+        );
+        r.builder.publish(&fib).unwrap();
+        let s = fib.snapshot();
+        assert_eq!((s.label(200), s.label(201), s.label(202)), (None, Some(1), Some(1)));
+        assert_eq!((s.vni(43), s.vni(44), s.vni(45)), (None, Some(1), Some(1)));
+        assert_eq!(r.dynamic_tunnel_ids(), (1, 1));
+        assert!(
+            run(&mut r, &fib, "label del 202")
+                .unwrap_err()
+                .contains("the config file maps this label")
+        );
+        // A file given up: what it dropped comes back with the file before it.
+        let saved = r.saved();
+        assert_eq!(r.take_file(FibBuilder::new(), ports()).len(), 2);
+        r.restore(saved);
+        assert_eq!(r.dynamic_tunnel_ids(), (1, 1));
+        assert_eq!(r.counters().labels.load(Ordering::Relaxed), 1);
     }
 }

@@ -198,8 +198,20 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routes: &
         vec![(String::new(), r.dynamic_nexthops as u64)],
     );
     family(
+        "vrouter_dynamic_labels",
+        "MPLS labels mapped over the control socket (`label add`).",
+        "gauge",
+        vec![(String::new(), r.dynamic_labels as u64)],
+    );
+    family(
+        "vrouter_dynamic_vnis",
+        "VXLAN VNIs mapped over the control socket (`vni add`).",
+        "gauge",
+        vec![(String::new(), r.dynamic_vnis as u64)],
+    );
+    family(
         "vrouter_route_command_lines_total",
-        "`route` and `nexthop` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
+        "`route`, `nexthop`, `label` and `vni` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
         "counter",
         vec![
             ("{result=\"applied\"}".into(), routes.applied.load(Ordering::Relaxed)),

@@ -337,7 +337,7 @@ impl Live {
         Ok(installed)
     }
 
-    /// What `show vrfs|routes|nexthops|neighbors` lists from now on.
+    /// What `show vrfs|routes|nexthops|neighbors|labels|vnis` lists from now on.
     fn show(&self, listing: Listing) {
         if let Ok(mut l) = self.listing.lock() {
             *l = listing;

@@ -223,7 +223,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
             && stats.contains("refused: full 0 quota 0")
             && stats.contains("\nvrf 1 flows ")
             && stats.contains(" of quota 1000, refused 0")
-            && stats.contains(" vrfs 2 routes 2 (0 dynamic) dynamic nexthops 0 tables ")
+            && stats.contains(" vrfs 2 routes 2 (0 dynamic) dynamic nexthops 0 labels 0 vnis 0 tables ")
             && stats.contains(" spares 0 KiB misses: no route "),
         "{stats}"
     );
@@ -561,6 +561,23 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     );
     let (_, stats) = ctl(&["show", "stats"]);
     assert!(stats.contains("dynamic nexthops 2"), "{stats}");
+    // Tunnel ids by command: a label to the dynamic group, a VNI into VRF 1.
+    let (ok, out) = ctl(&["label add 3000 nexthop 13; vni add 5001 vrf 1"]);
+    assert!(
+        ok && out.ends_with("1 dynamic labels; vnis 1 set, 0 removed; 1 dynamic vnis\n"),
+        "{out}"
+    );
+    let (_, labels) = ctl(&["show", "labels"]);
+    let (_, vnis) = ctl(&["show", "vnis"]);
+    assert_eq!(
+        (labels.as_str(), vnis.as_str()),
+        ("label 3000 -> nexthop 13 dynamic\n", "vni 5001 -> vrf 1 dynamic\n")
+    );
+    let (_, stats) = ctl(&["show", "stats"]);
+    assert!(stats.contains("dynamic nexthops 2 labels 1 vnis 1 "), "{stats}");
+    let (ok, out) = ctl(&["route del vrf 1 10.0.2.2/32; nexthop del 13"]);
+    assert!(!ok && out.contains("nexthop del 13: label 3000 goes to it"), "{out}");
+    assert!(ctl(&["label del 3000; vni del 5001"]).0);
     let (ok, out) = ctl(&["nexthop", "del", "12"]);
     assert!(!ok && out.contains("ECMP group 13 holds it"), "{out}");
     let swapped = format!(

@@ -47,6 +47,12 @@ impl Harness {
             dst: ip("192.0.2.2"),
             underlay_vrf: 0,
         };
+        let tunnel6 = |encap| Nexthop::Tunnel {
+            encap,
+            src: ip("fd00:f::1"),
+            dst: ip("fd00:f::2"),
+            underlay_vrf: 0,
+        };
         let nexthops = [
             (1, interface(0, None)),
             (2, interface(1, None)),
@@ -56,6 +62,9 @@ impl Harness {
             (10, tunnel(Encap::Vxlan { vni: 42 })),
             (11, tunnel(Encap::MplsOverUdp { label: 200 })),
             (12, tunnel(Encap::MplsOverGre { label: 300 })),
+            (14, tunnel6(Encap::Vxlan { vni: 42 })),
+            (15, tunnel6(Encap::MplsOverUdp { label: 200 })),
+            (16, tunnel6(Encap::MplsOverGre { label: 300 })),
             (20, Nexthop::VrfTranslate { vrf: 1 }),
         ];
         for (id, nh) in nexthops {
@@ -80,7 +89,12 @@ impl Harness {
             (1, "10.6.0.0", 16, 4),
             (1, "fd00:6::", 32, 5),
             (1, "10.96.0.0", 24, 13),
+            (1, "10.5.0.0", 16, 14),
+            (1, "fd00:5::", 32, 14),
+            (1, "10.4.0.0", 16, 15),
+            (1, "10.3.0.0", 16, 16),
             (0, "192.0.2.0", 24, 3),
+            (0, "fd00:f::", 64, 3),
             (0, "0.0.0.0", 0, 4),
         ];
         for (vrf, prefix, len, nh) in routes {
@@ -114,7 +128,7 @@ impl Harness {
                     role: PortRole::Fabric { vrf: 0 },
                 },
             ],
-            tunnel_endpoints: vec![ip("192.0.2.1")],
+            tunnel_endpoints: vec![ip("192.0.2.1"), ip("fd00:f::1")],
         };
         let policy = Arc::new(PolicyStore::new());
         let deny = PolicySet::ingress_for(

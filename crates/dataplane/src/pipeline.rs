@@ -22,6 +22,7 @@ use wire::flow::FlowKey;
 use wire::ip::{Fragment, IpProtocol};
 use wire::ipv4::{Ipv4Packet, Ipv4Repr};
 use wire::parse::{L3, PacketMeta, Tunnel, parse_into};
+use wire::udp::UdpPacket;
 
 use crate::clock::FlowClock;
 use crate::decap::{TunnelId, TunnelVrfs};
@@ -744,6 +745,9 @@ impl Pipeline {
                     .key
                     .dst_ip()
                     .is_some_and(|d| self.t.node.tunnel_endpoints.contains(&d));
+                if to_us && matches!(meta.tunnel, Tunnel::Vxlan { .. } | Tunnel::MplsOverUdp { .. }) {
+                    check_outer_udp(frame, &meta.outer)?;
+                }
                 match (meta.tunnel, to_us) {
                     (Tunnel::None, _) if meta.outer.key.dst_ip().is_some_and(|d| pc.addrs.contains(&d)) => {
                         return to_host(host, pool, pkt).map(Some);
@@ -813,6 +817,22 @@ impl Pipeline {
         }
         Ok(None)
     }
+}
+
+/// A UDP tunnel packet's outer checksum, where the sender gave one, verified: a wrong one
+/// is `BadChecksum`. A zero one (none) is taken over IPv6 too, as RFC 6935 lets tunnel
+/// endpoints do (and the Linux kernel's VXLAN device does when told to): UDP tunnels over
+/// IPv6 are often sent without, and the inner packet carries its own checksums.
+fn check_outer_udp(frame: &[u8], outer: &wire::parse::Headers) -> Result<(), DropReason> {
+    let (Some(src), Some(dst)) = (outer.key.src_ip(), outer.key.dst_ip()) else {
+        return Ok(());
+    };
+    // The parser checked that the UDP header and its length fit the IP packet.
+    let udp = UdpPacket::new_unchecked(&frame[usize::from(outer.l4)..usize::from(outer.l3_end)]);
+    if udp.checksum() != 0 && !udp.verify_checksum(src, dst) {
+        return Err(DropReason::BadChecksum);
+    }
+    Ok(())
 }
 
 /// Decides a new flow and its reverse (installed for the whole burst at once).

@@ -86,6 +86,9 @@ drop_reasons! {
     /// Handed to the egress device, which dropped it: it has no carrier (a veth whose
     /// peer is down), or its queue was full (a veth whose peer cannot keep up).
     DeviceDropped = "egress device dropped it (no carrier, or its queue full)",
+    /// A tunnel packet to this node whose outer UDP checksum is there and wrong (corrupted
+    /// on the way: its VNI or label cannot be trusted).
+    BadChecksum = "tunnel packet's outer UDP checksum is wrong",
 }
 
 /// Whether a port's device can carry packets.

@@ -845,6 +845,35 @@ fn decapsulates_each_tunnel_type_over_an_ipv6_underlay() {
     decapsulates_each_tunnel_type_into_its_vrf_between(("fd00:f::2", "fd00:f::1"));
 }
 
+/// A UDP tunnel packet whose outer checksum is there and wrong was corrupted on the way
+/// (its VNI with it, perhaps): dropped and counted, over either family. Without a checksum
+/// (zero) it is taken, over IPv6 too (RFC 6935).
+#[test]
+fn a_wrong_outer_udp_checksum_is_dropped_and_none_is_taken() {
+    let mut n = node();
+    for ends in [("192.0.2.2", "192.0.2.1"), ("fd00:f::2", "fd00:f::1")] {
+        // The VXLAN header on, from `ends`.
+        let good = frame(&outer_from(ends, cases_vni(42)[3..].to_vec(), true), b"inner").unwrap();
+        let m = parse(&good).unwrap();
+        let sum_at = usize::from(m.outer.l4) + 6;
+        assert_ne!(
+            &good[sum_at..sum_at + 2],
+            &[0, 0],
+            "{ends:?}: the builder gave a checksum"
+        );
+        // The last payload byte changed, the checksum left: wrong.
+        let mut bad = good.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(n.send(2, &bad).is_none(), "{ends:?}");
+        // Then no checksum at all: taken.
+        let mut none = bad.clone();
+        none[sum_at..sum_at + 2].fill(0);
+        assert_eq!(n.send(2, &none).map(|(port, _)| port), Some(1), "{ends:?}");
+        assert_eq!(n.send(2, &good).map(|(port, _)| port), Some(1), "{ends:?}");
+    }
+    assert_eq!(n.drops(DropReason::BadChecksum), 2);
+}
+
 /// Workers remember which VRF a label or VNI names; a republished FIB that moves them is
 /// followed from the next packet.
 #[test]

@@ -30,11 +30,11 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// A `route`, `nexthop`, `label` and `vni` command line against a router with VRFs 0 and
-/// 1, ports `a` and `b`, nexthops 1 and 2, one route, label 100 and VNI 42 of its file:
-/// refused with nothing published, or applied and published, each dynamic route then held
-/// and routed, each dynamic nexthop defined, each dynamic label and VNI mapped to a
-/// defined nexthop or an existing VRF.
+/// A `vrf`, `route`, `nexthop`, `label` and `vni` command line against a router with VRFs
+/// 0 and 1, ports `a` and `b`, nexthops 1 and 2, one route, label 100 and VNI 42 of its
+/// file: refused with nothing published, or applied and published, each dynamic route
+/// then held and routed, each dynamic nexthop defined, each dynamic label and VNI mapped
+/// to a defined nexthop or an existing VRF, each dynamic VRF published.
 pub fn route_commands(data: &[u8]) {
     use vrouter_cli::dynamic::{self, Routing};
     let Ok(line) = std::str::from_utf8(data) else {
@@ -64,6 +64,7 @@ pub fn route_commands(data: &[u8]) {
             assert_eq!(fib.snapshot().generation(), before, "a refused line published");
             assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (0, 0));
             assert_eq!(r.dynamic_tunnel_ids(), (0, 0));
+            assert_eq!(r.dynamic_vrfs(), 0);
         }
     }
     for line in r.nexthop_listing() {
@@ -98,8 +99,14 @@ pub fn route_commands(data: &[u8]) {
             assert!(r.builder.has_vrf(to), "{line}");
         }
     }
+    for line in r.vrf_listing() {
+        // "V dynamic": published.
+        let vrf: u32 = line.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(s.vrf_ids().any(|v| v == vrf), "{line}");
+    }
     // The file's own stay as they were.
     assert_eq!((s.label(100), s.vni(42)), (Some(1), Some(1)));
+    assert!(s.vrf_ids().any(|v| v == 0) && s.vrf_ids().any(|v| v == 1));
 }
 
 /// NetworkPolicy YAML against a small cluster: refused with a message naming the file,

@@ -258,6 +258,16 @@ impl FibBuilder {
     /// in a prefix should not silently route something else). For a control plane that
     /// checks a batch before it edits anything.
     pub fn check_route(&self, vrf: VrfId, prefix: IpAddr, len: u8) -> Result<(), FibError> {
+        Self::check_prefix(vrf, prefix, len)?;
+        if !self.vrfs.contains_key(&vrf) {
+            return Err(FibError::new("vrf", format!("VRF {vrf} does not exist")));
+        }
+        Ok(())
+    }
+
+    /// The part of [`check_route`](Self::check_route) that does not ask whether `vrf`
+    /// exists: for a control plane whose batch may add the VRF first.
+    pub fn check_prefix(vrf: VrfId, prefix: IpAddr, len: u8) -> Result<(), FibError> {
         let bad = |what: &str| FibError::new("route", format!("{prefix}/{len} in VRF {vrf}: {what}"));
         let host_bits_clear = match split(prefix)? {
             (Some(a), _) if len <= 32 => a.network(len) == a,
@@ -272,9 +282,6 @@ impl FibBuilder {
         };
         if !host_bits_clear {
             return Err(bad("host bits set"));
-        }
-        if !self.vrfs.contains_key(&vrf) {
-            return Err(FibError::new("vrf", format!("VRF {vrf} does not exist")));
         }
         Ok(())
     }

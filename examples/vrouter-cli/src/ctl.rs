@@ -80,6 +80,8 @@ pub(crate) struct RoutingStats {
     /// The labels and VNIs added by `label add` and `vni add`.
     pub(crate) dynamic_labels: usize,
     pub(crate) dynamic_vnis: usize,
+    /// The VRFs added by `vrf add`.
+    pub(crate) dynamic_vrfs: usize,
     /// The running snapshot's route tables.
     pub(crate) table_bytes: usize,
     /// Tables kept for the next patches (`Fib::spare_bytes`).
@@ -99,6 +101,7 @@ impl RoutingStats {
             dynamic_nexthops: routes.nexthops.load(Ordering::Relaxed),
             dynamic_labels: routes.labels.load(Ordering::Relaxed),
             dynamic_vnis: routes.vnis.load(Ordering::Relaxed),
+            dynamic_vrfs: routes.vrfs.load(Ordering::Relaxed),
             table_bytes: s.table_bytes(),
             spare_bytes: tables.fib.spare_bytes(),
             misses: tables.fib.stats().get(),
@@ -159,7 +162,7 @@ fn answer(cmd: &str, s: &State) -> String {
                 })
                 .collect()
         }
-        ["show", "vrfs"] => s.listing.lock().map(|l| l.vrfs.clone()).unwrap_or_default(),
+        ["show", "vrfs"] => listed(s, |l| &l.vrfs, |r| r.vrf_listing().collect()),
         ["show", "routes"] => show_routes(s, None),
         ["show", "routes", "vrf", vrf] => match vrf.parse::<u32>() {
             Ok(vrf) => show_routes(s, Some(vrf)),
@@ -217,9 +220,10 @@ fn answer(cmd: &str, s: &State) -> String {
             ));
             let r = RoutingStats::of(&s.tables, &s.route_counters);
             v.push(format!(
-                "routing: generation {} vrfs {} routes {} ({} dynamic) dynamic nexthops {} labels {} vnis {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
+                "routing: generation {} vrfs {} ({} dynamic) routes {} ({} dynamic) dynamic nexthops {} labels {} vnis {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
                 r.generation,
                 r.vrfs,
+                r.dynamic_vrfs,
                 r.routes,
                 r.dynamic,
                 r.dynamic_nexthops,
@@ -295,7 +299,7 @@ fn answer(cmd: &str, s: &State) -> String {
             ["vrf", vrf, addr] => route_get(s, &ports.node, vrf, addr),
             _ => vec!["error: expected `route get vrf V ADDRESS`".into()],
         },
-        ["route" | "nexthop" | "label" | "vni", ..] => match dynamic::parse(cmd) {
+        ["route" | "nexthop" | "label" | "vni" | "vrf", ..] => match dynamic::parse(cmd) {
             Err(e) => {
                 s.route_counters.line(false);
                 vec![format!("error: {e}")]
@@ -309,6 +313,7 @@ fn answer(cmd: &str, s: &State) -> String {
                             dynamic_nexthops = r.dynamic_nexthops(),
                             dynamic_labels = r.dynamic_tunnel_ids().0,
                             dynamic_vnis = r.dynamic_tunnel_ids().1,
+                            dynamic_vrfs = r.dynamic_vrfs(),
                             "routes changed"
                         );
                         vec![line]

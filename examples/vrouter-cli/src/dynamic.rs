@@ -1,25 +1,26 @@
-//! Routes, nexthops, MPLS labels and VXLAN VNIs a running router takes over its control
-//! socket (`route add|del`, `nexthop add|del`, `label add|del`, `vni add|del`), for route
-//! daemons, service controllers, overlay agents (which hand out labels as workloads come
-//! and go) and operators that change a few without editing and re-reading a file of
+//! VRFs, routes, nexthops, MPLS labels and VXLAN VNIs a running router takes over its
+//! control socket (`vrf add|del`, `route add|del`, `nexthop add|del`, `label add|del`,
+//! `vni add|del`), for route daemons, service controllers, overlay agents (which hand out
+//! labels as workloads come and go, and bring tenants whose workloads live on other
+//! nodes) and operators that change a few without editing and re-reading a file of
 //! thousands. A command line is checked whole, then published at once: only the changed
 //! prefixes are patched (microseconds in a big VRF: docs/fib.md); a changed nexthop has
 //! the flows whose way passes it decided again.
 //!
 //! These live beside the file's. The file stays authoritative: a command may not add or
-//! remove a route, label or VNI the file has, nor define a nexthop id the file uses; a
+//! remove a VRF, route, label or VNI the file has, nor define a nexthop id the file uses; a
 //! reload keeps the dynamic ones except those the new file takes over or leaves without a
 //! VRF, port or nexthop they need, and names each one it drops. They are not written
 //! anywhere: a restarted router has the file's only (a route daemon announces its own
 //! again).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::{self, NexthopSpec};
-use vrouter::fib::{Fib, FibBuilder, Nexthop, NexthopId, VrfId};
+use vrouter::fib::{Fib, FibBuilder, MAX_VRF, Nexthop, NexthopId, VrfId};
 
 /// One command of a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,13 +62,17 @@ pub enum Command {
     },
     /// `vni del V`.
     VniDel(u32),
+    /// `vrf add V`: a VRF with no routes yet, for routes, VNIs and nexthops to use.
+    VrfAdd(VrfId),
+    /// `vrf del V`, once nothing dynamic uses it.
+    VrfDel(VrfId),
 }
 
 /// A route's VRF, prefix and prefix length.
 pub type RouteKey = (VrfId, IpAddr, u8);
 
 /// The syntax, for error messages and the control socket's help.
-pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V (several joined by `;` apply together, in order)";
+pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V (several joined by `;` apply together, in order)";
 
 /// Reads `route add ...; nexthop del ...; label add ...`: each command's words, in order.
 pub fn parse(line: &str) -> Result<Vec<Command>, String> {
@@ -121,6 +126,11 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
             vrf: number(vrf, "a VRF id")?,
         }),
         ["vni", "del", v] => Ok(Command::VniDel(fits(v, "VNI", 24)?)),
+        ["vrf", "add", v] => match number(v, "a VRF id")? {
+            v if v > MAX_VRF => Err(format!("`{cmd}`: VRF {v} exceeds the maximum {MAX_VRF}")),
+            v => Ok(Command::VrfAdd(v)),
+        },
+        ["vrf", "del", v] => Ok(Command::VrfDel(number(v, "a VRF id")?)),
         ["route", "add", "vrf", vrf, prefix, "nexthop", nh] => Ok(Command::RouteAdd {
             route: key(vrf, prefix)?,
             nexthop: number(nh, "a nexthop id")?,
@@ -185,6 +195,8 @@ pub struct RouteCounters {
     pub labels: AtomicUsize,
     /// Dynamic VNIs now.
     pub vnis: AtomicUsize,
+    /// Dynamic VRFs now.
+    pub vrfs: AtomicUsize,
     /// Lines applied.
     pub applied: AtomicU64,
     /// Lines refused: unreadable, or failing a check (nothing of them applied).
@@ -209,6 +221,7 @@ struct Dynamic {
     labels: BTreeMap<u32, NexthopId>,
     /// VNIs, with their VRFs.
     vnis: BTreeMap<u32, VrfId>,
+    vrfs: BTreeSet<VrfId>,
 }
 
 /// Dynamic routes, nexthops, labels and VNIs put aside by [`Routing::saved`].
@@ -240,6 +253,8 @@ struct Tally {
     labels_removed: usize,
     vnis_set: usize,
     vnis_removed: usize,
+    vrfs_added: usize,
+    vrfs_removed: usize,
 }
 
 fn is_group(n: &Nexthop) -> bool {
@@ -261,6 +276,24 @@ fn holder(dynamic: &BTreeMap<NexthopId, NexthopSpec>, id: NexthopId) -> Option<N
         .iter()
         .find(|(_, s)| matches!(s, NexthopSpec::Ecmp(m) if m.iter().any(|x| x.0 == id)))
         .map(|(&g, _)| g)
+}
+
+/// Something dynamic in `d` that needs VRF `vrf`, named, if anything does.
+fn user_of(d: &Dynamic, vrf: VrfId) -> Option<String> {
+    if let Some((_, prefix, len)) = d.routes.keys().find(|k| k.0 == vrf) {
+        return Some(format!("route vrf {vrf} {prefix}/{len}"));
+    }
+    if let Some(v) = d.vnis.iter().find(|(_, r)| **r == vrf).map(|(v, _)| v) {
+        return Some(format!("VNI {v}"));
+    }
+    d.nexthops
+        .iter()
+        .find(|(_, spec)| match spec {
+            NexthopSpec::LookupVrf(v) => *v == vrf,
+            NexthopSpec::Tunnel(Nexthop::Tunnel { underlay_vrf, .. }) => *underlay_vrf == vrf,
+            _ => false,
+        })
+        .map(|(id, _)| format!("nexthop {id}"))
 }
 
 impl Routing {
@@ -289,6 +322,11 @@ impl Routing {
         (self.dynamic.labels.len(), self.dynamic.vnis.len())
     }
 
+    /// How many VRFs are dynamic.
+    pub fn dynamic_vrfs(&self) -> usize {
+        self.dynamic.vrfs.len()
+    }
+
     /// The counters, kept current without the state's lock (statistics and metrics read
     /// them while a reload holds the lock).
     pub fn counters(&self) -> Arc<RouteCounters> {
@@ -301,6 +339,7 @@ impl Routing {
         c.nexthops.store(d.nexthops.len(), Ordering::Relaxed);
         c.labels.store(d.labels.len(), Ordering::Relaxed);
         c.vnis.store(d.vnis.len(), Ordering::Relaxed);
+        c.vrfs.store(d.vrfs.len(), Ordering::Relaxed);
     }
 
     fn port_index(&self, name: &str) -> Option<u32> {
@@ -326,9 +365,10 @@ impl Routing {
                     nexthop,
                 } => {
                     let what = format!("route add vrf {vrf} {prefix}/{len}");
-                    self.builder
-                        .check_route(vrf, prefix, len)
-                        .map_err(|e| format!("{what}: {e}"))?;
+                    FibBuilder::check_prefix(vrf, prefix, len).map_err(|e| format!("{what}: {e}"))?;
+                    if !self.vrf_exists(&d, vrf) {
+                        return Err(format!("{what}: vrf: VRF {vrf} does not exist"));
+                    }
                     if self.kind(&d.nexthops, nexthop).is_none() {
                         return Err(format!("{what}: nexthop {nexthop} is not defined"));
                     }
@@ -351,8 +391,7 @@ impl Routing {
                     if self.file_defines(*id) {
                         return Err(format!("{what}: the config file defines this nexthop; change it there"));
                     }
-                    self.check(&d.nexthops, *id, nexthop)
-                        .map_err(|e| format!("{what}: {e}"))?;
+                    self.check(&d, *id, nexthop).map_err(|e| format!("{what}: {e}"))?;
                     d.nexthops.insert(*id, nexthop.clone());
                     n.nexthops_set += 1;
                 }
@@ -396,7 +435,7 @@ impl Routing {
                     if self.file_vnis(vni) {
                         return Err(format!("{what}: the config file maps this VNI; change it there"));
                     }
-                    if !self.builder.has_vrf(vrf) {
+                    if !self.vrf_exists(&d, vrf) {
                         return Err(format!("{what}: VRF {vrf} does not exist"));
                     }
                     d.vnis.insert(vni, vrf);
@@ -409,9 +448,32 @@ impl Routing {
                     }
                     n.vnis_removed += 1;
                 }
+                &Command::VrfAdd(vrf) => {
+                    if self.file_vrfs(vrf) {
+                        return Err(format!(
+                            "vrf add {vrf}: the config file defines this VRF; change it there"
+                        ));
+                    }
+                    d.vrfs.insert(vrf);
+                    n.vrfs_added += 1;
+                }
+                &Command::VrfDel(vrf) => {
+                    let what = format!("vrf del {vrf}");
+                    if !d.vrfs.remove(&vrf) {
+                        let files = self.file_vrfs(vrf).then_some("defines this VRF");
+                        return Err(not_dynamic(&what, files, "VRF"));
+                    }
+                    if let Some(user) = user_of(&d, vrf) {
+                        return Err(format!("{what}: {user} uses it"));
+                    }
+                    n.vrfs_removed += 1;
+                }
             }
         }
         let old = &self.dynamic;
+        for &vrf in d.vrfs.difference(&old.vrfs) {
+            self.builder.add_vrf(vrf).map_err(|e| e.to_string())?;
+        }
         for key @ &(vrf, prefix, len) in old.routes.keys() {
             if !d.routes.contains_key(key) {
                 self.builder.remove_route(vrf, prefix, len);
@@ -457,6 +519,10 @@ impl Routing {
                 self.builder.remove_nexthop(*id);
             }
         }
+        // Last: nothing dynamic is left in them (checked above).
+        for &vrf in old.vrfs.difference(&d.vrfs) {
+            self.builder.remove_vrf(vrf);
+        }
         self.dynamic = d;
         self.counted();
         let g = self.builder.publish(fib).map_err(|e| e.to_string())?;
@@ -481,7 +547,26 @@ impl Routing {
                 d.vnis.len()
             );
         }
+        if n.vrfs_added + n.vrfs_removed > 0 {
+            status += &format!(
+                "; vrfs {} added, {} removed; {} dynamic vrfs",
+                n.vrfs_added,
+                n.vrfs_removed,
+                d.vrfs.len()
+            );
+        }
         Ok(status)
+    }
+
+    /// Whether VRF `vrf` exists with the dynamic state `d`: the file's, or added by
+    /// command (and not removed).
+    fn vrf_exists(&self, d: &Dynamic, vrf: VrfId) -> bool {
+        d.vrfs.contains(&vrf) || self.file_vrfs(vrf)
+    }
+
+    /// Whether `vrf` is one of the file's (in the builder, not dynamic).
+    fn file_vrfs(&self, vrf: VrfId) -> bool {
+        !self.dynamic.vrfs.contains(&vrf) && self.builder.has_vrf(vrf)
     }
 
     /// Whether `label` is one of the file's (in the builder, not dynamic).
@@ -509,21 +594,17 @@ impl Routing {
         }
     }
 
-    /// Why `spec` may not be nexthop `id` beside the dynamic nexthops `dynamic`, if not.
-    fn check(
-        &self,
-        dynamic: &BTreeMap<NexthopId, NexthopSpec>,
-        id: NexthopId,
-        spec: &NexthopSpec,
-    ) -> Result<(), String> {
+    /// Why `spec` may not be nexthop `id` with the dynamic state `d`, if not.
+    fn check(&self, d: &Dynamic, id: NexthopId, spec: &NexthopSpec) -> Result<(), String> {
+        let dynamic = &d.nexthops;
         match spec {
             NexthopSpec::Port { .. } => {
                 spec.build(|name| self.port_index(name))?;
             }
-            NexthopSpec::Tunnel(Nexthop::Tunnel { underlay_vrf, .. }) if !self.builder.has_vrf(*underlay_vrf) => {
+            NexthopSpec::Tunnel(Nexthop::Tunnel { underlay_vrf, .. }) if !self.vrf_exists(d, *underlay_vrf) => {
                 return Err(format!("underlay VRF {underlay_vrf} does not exist"));
             }
-            NexthopSpec::LookupVrf(vrf) if !self.builder.has_vrf(*vrf) => {
+            NexthopSpec::LookupVrf(vrf) if !self.vrf_exists(d, *vrf) => {
                 return Err(format!("VRF {vrf} does not exist"));
             }
             NexthopSpec::Ecmp(members) => {
@@ -555,6 +636,14 @@ impl Routing {
     pub fn take_file(&mut self, mut file: FibBuilder, ports: Vec<String>) -> Vec<String> {
         self.ports = ports;
         let mut dropped = Vec::new();
+        // VRFs first: what else is dynamic may be in them.
+        self.dynamic.vrfs.retain(|&vrf| {
+            if file.has_vrf(vrf) {
+                dropped.push(format!("dynamic VRF {vrf} dropped: the file defines it now"));
+                return false;
+            }
+            file.add_vrf(vrf).is_ok()
+        });
         let mut kept = BTreeMap::new();
         // Members before the groups that hold them.
         for groups in [false, true] {
@@ -678,6 +767,11 @@ impl Routing {
             .labels
             .iter()
             .map(|(l, nh)| format!("label {l} -> nexthop {nh} dynamic"))
+    }
+
+    /// `show vrfs` lines for the dynamic VRFs.
+    pub fn vrf_listing(&self) -> impl Iterator<Item = String> + '_ {
+        self.dynamic.vrfs.iter().map(|v| format!("{v} dynamic"))
     }
 
     /// `show vnis` lines for the dynamic VNIs.
@@ -1334,5 +1428,97 @@ mod tests {
         r.restore(saved);
         assert_eq!(r.dynamic_tunnel_ids(), (1, 1));
         assert_eq!(r.counters().labels.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_tenant_by_command_vrf_first_and_withdrawn_in_reverse() {
+        let (mut r, fib) = started();
+        refused(&[
+            ("vrf add 1048576", "VRF 1048576 exceeds the maximum 1048575"),
+            ("vrf add x", "`x` is not a VRF id"),
+            ("vrf del", "expected route add"),
+        ]);
+        // A VRF, a route in it, a VNI and a label into it, in one line.
+        let line = run(
+            &mut r,
+            &fib,
+            "vrf add 7; nexthop add 70 lookup_vrf 7; route add vrf 7 10.7.0.0/16 nexthop 1; vni add 7007 vrf 7; label add 7007 nexthop 70",
+        )
+        .unwrap();
+        assert!(line.ends_with("; vrfs 1 added, 0 removed; 1 dynamic vrfs"), "{line}");
+        assert_eq!(lookup(&fib, 7, "10.7.1.1"), Some(1));
+        assert_eq!(fib.snapshot().vni(7007), Some(7));
+        assert_eq!(r.vrf_listing().collect::<Vec<_>>(), ["7 dynamic"]);
+        assert_eq!(r.counters().vrfs.load(Ordering::Relaxed), 1);
+        refused_whole(
+            &mut r,
+            &fib,
+            &[
+                (
+                    "vrf add 1",
+                    "vrf add 1: the config file defines this VRF; change it there",
+                ),
+                (
+                    "vrf del 1",
+                    "vrf del 1: the config file defines this VRF; change it there",
+                ),
+                ("vrf del 8", "vrf del 8: no such dynamic VRF"),
+                ("vrf del 7", "vrf del 7: route vrf 7 10.7.0.0/16 uses it"),
+                ("route del vrf 7 10.7.0.0/16; vrf del 7", "vrf del 7: VNI 7007 uses it"),
+                (
+                    "route del vrf 7 10.7.0.0/16; vni del 7007; vrf del 7",
+                    "vrf del 7: nexthop 70 uses it",
+                ),
+                // Gone earlier in the line: nothing may use it after.
+                (
+                    "vrf add 8; vrf del 8; route add vrf 8 10.8.0.0/16 nexthop 1",
+                    "VRF 8 does not exist",
+                ),
+                ("vrf add 8; vrf del 8; vni add 8008 vrf 8", "VRF 8 does not exist"),
+                (
+                    "vrf add 8; vrf del 8; nexthop add 80 lookup_vrf 8",
+                    "VRF 8 does not exist",
+                ),
+                ("route add vrf 9 10.9.0.0/16 nexthop 1", "VRF 9 does not exist"),
+            ],
+        );
+        // Withdrawn in reverse, in one line.
+        let line = run(
+            &mut r,
+            &fib,
+            "label del 7007; nexthop del 70; vni del 7007; route del vrf 7 10.7.0.0/16; vrf del 7",
+        )
+        .unwrap();
+        assert!(line.ends_with("; vrfs 0 added, 1 removed; 0 dynamic vrfs"), "{line}");
+        assert!(!fib.snapshot().vrf_ids().any(|v| v == 7));
+        assert_eq!(r.dynamic_vrfs(), 0);
+    }
+
+    #[test]
+    fn reloads_keep_dynamic_vrfs_and_what_is_in_them() {
+        let (mut r, fib) = started();
+        run(
+            &mut r,
+            &fib,
+            "vrf add 7; vrf add 8; route add vrf 7 10.7.0.0/16 nexthop 1; route add vrf 8 10.8.0.0/16 nexthop 1",
+        )
+        .unwrap();
+        // The new file defines VRF 8 itself (empty): its dynamic route stays, the VRF
+        // is the file's now.
+        let mut f = file();
+        f.add_vrf(8).unwrap();
+        assert_eq!(
+            r.take_file(f, ports()),
+            ["dynamic VRF 8 dropped: the file defines it now"]
+        );
+        r.builder.publish(&fib).unwrap();
+        assert_eq!(lookup(&fib, 7, "10.7.1.1"), Some(1));
+        assert_eq!(lookup(&fib, 8, "10.8.1.1"), Some(1));
+        assert_eq!(r.vrf_listing().collect::<Vec<_>>(), ["7 dynamic"]);
+        assert!(
+            run(&mut r, &fib, "vrf del 8")
+                .unwrap_err()
+                .contains("the config file defines this VRF")
+        );
     }
 }

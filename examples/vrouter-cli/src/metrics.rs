@@ -198,6 +198,12 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routes: &
         vec![(String::new(), r.dynamic_nexthops as u64)],
     );
     family(
+        "vrouter_dynamic_vrfs",
+        "VRFs added over the control socket (`vrf add`).",
+        "gauge",
+        vec![(String::new(), r.dynamic_vrfs as u64)],
+    );
+    family(
         "vrouter_dynamic_labels",
         "MPLS labels mapped over the control socket (`label add`).",
         "gauge",
@@ -211,7 +217,7 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routes: &
     );
     family(
         "vrouter_route_command_lines_total",
-        "`route`, `nexthop`, `label` and `vni` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
+        "`vrf`, `route`, `nexthop`, `label` and `vni` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
         "counter",
         vec![
             ("{result=\"applied\"}".into(), routes.applied.load(Ordering::Relaxed)),

@@ -223,7 +223,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
             && stats.contains("refused: full 0 quota 0")
             && stats.contains("\nvrf 1 flows ")
             && stats.contains(" of quota 1000, refused 0")
-            && stats.contains(" vrfs 2 routes 2 (0 dynamic) dynamic nexthops 0 labels 0 vnis 0 tables ")
+            && stats.contains(" vrfs 2 (0 dynamic) routes 2 (0 dynamic) dynamic nexthops 0 labels 0 vnis 0 tables ")
             && stats.contains(" spares 0 KiB misses: no route "),
         "{stats}"
     );
@@ -578,6 +578,19 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     let (ok, out) = ctl(&["route del vrf 1 10.0.2.2/32; nexthop del 13"]);
     assert!(!ok && out.contains("nexthop del 13: label 3000 goes to it"), "{out}");
     assert!(ctl(&["label del 3000; vni del 5001"]).0);
+    // A tenant VRF by command, reached by VNI, then withdrawn.
+    assert!(ctl(&["vrf add 7; vni add 7007 vrf 7; route add vrf 7 10.7.0.0/16 nexthop 13"]).0);
+    let (_, vrfs) = ctl(&["show", "vrfs"]);
+    assert!(vrfs.ends_with("\n7 dynamic\n"), "{vrfs}");
+    let (_, stats) = ctl(&["show", "stats"]);
+    assert!(stats.contains(" vrfs 3 (1 dynamic) "), "{stats}");
+    let (ok, out) = ctl(&["vrf del 7"]);
+    assert!(!ok && out.contains("route vrf 7 10.7.0.0/16 uses it"), "{out}");
+    let (ok, out) = ctl(&["route del vrf 7 10.7.0.0/16; vni del 7007; vrf del 7"]);
+    assert!(
+        ok && out.ends_with("vrfs 0 added, 1 removed; 0 dynamic vrfs\n"),
+        "{out}"
+    );
     let (ok, out) = ctl(&["nexthop", "del", "12"]);
     assert!(!ok && out.contains("ECMP group 13 holds it"), "{out}");
     let swapped = format!(

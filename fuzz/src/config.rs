@@ -31,11 +31,13 @@ pub fn config(data: &[u8]) {
 }
 
 /// A `vrf`, `route`, `nexthop`, `label` and `vni` command line against a router with VRFs
-/// 0 and 1, ports `a` and `b`, nexthops 1 and 2, one route, label 100 and VNI 42 of its
-/// file: refused with nothing published, or applied and published, each dynamic route
-/// then held and routed, each dynamic nexthop defined, each dynamic label and VNI mapped
-/// to a defined nexthop or an existing VRF, each dynamic VRF published.
+/// 0 and 1, ports `a` and `b`, nexthops 1 and 2 (discards) and 3 (a lookup in VRF 1), one
+/// route, label 100 and VNI 42 of its file: refused with nothing published, or applied
+/// and published, each dynamic route then held and routed, each dynamic nexthop defined,
+/// each dynamic label mapped to a nexthop that delivers into a VRF and each VNI to an
+/// existing VRF, each dynamic VRF published.
 pub fn route_commands(data: &[u8]) {
+    use dataplane::pipeline::check_label_nexthop;
     use vrouter_cli::dynamic::{self, Routing};
     let Ok(line) = std::str::from_utf8(data) else {
         return;
@@ -51,9 +53,11 @@ pub fn route_commands(data: &[u8]) {
     for id in [1, 2] {
         b.set_nexthop(id, fib::Nexthop::Discard).expect("a plain nexthop");
     }
+    b.set_nexthop(3, fib::Nexthop::VrfTranslate { vrf: 1 })
+        .expect("a lookup nexthop");
     b.add_route(1, IpAddr::from([10, 0, 1, 0]), 24, 1)
         .expect("a clean prefix");
-    b.set_label(100, 1).expect("a narrow label");
+    b.set_label(100, 3).expect("a narrow label");
     b.set_vni(42, 1).expect("a narrow VNI");
     let mut r = Routing::new(b, vec!["a".into(), "b".into()]);
     r.builder.publish(&fib).expect("a small FIB publishes");
@@ -93,7 +97,8 @@ pub fn route_commands(data: &[u8]) {
         let (key, to): (u32, u32) = (w[1].parse().unwrap(), w[4].parse().unwrap());
         if w[0] == "label" {
             assert_eq!(s.label(key), Some(to), "{line}");
-            assert!(r.builder.has_nexthop(to), "{line}");
+            let nh = r.builder.nexthop(to).expect("the label's nexthop");
+            assert!(check_label_nexthop(nh).is_ok(), "{line}: {nh:?}");
         } else {
             assert_eq!(s.vni(key), Some(to), "{line}");
             assert!(r.builder.has_vrf(to), "{line}");
@@ -105,7 +110,7 @@ pub fn route_commands(data: &[u8]) {
         assert!(s.vrf_ids().any(|v| v == vrf), "{line}");
     }
     // The file's own stay as they were.
-    assert_eq!((s.label(100), s.vni(42)), (Some(1), Some(1)));
+    assert_eq!((s.label(100), s.vni(42)), (Some(3), Some(1)));
     assert!(s.vrf_ids().any(|v| v == 0) && s.vrf_ids().any(|v| v == 1));
 }
 

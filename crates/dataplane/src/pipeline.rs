@@ -862,6 +862,23 @@ fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp
     (pair, rev_hash)
 }
 
+/// Whether an MPLS label may map to `nh`: a label's packets are delivered into a VRF, which
+/// only a VRF-translate (`lookup_vrf`) or an interface (`port`) nexthop names (see
+/// `label_vrf`); any other kind would have them all dropped as `UnknownLabel`. For control
+/// planes, to refuse such a mapping when it is given.
+pub fn check_label_nexthop(nh: &Nexthop) -> Result<(), String> {
+    let kind = match nh {
+        Nexthop::VrfTranslate { .. } | Nexthop::Interface { .. } => return Ok(()),
+        Nexthop::Tunnel { .. } => "a tunnel",
+        Nexthop::Ecmp { .. } => "an ECMP group",
+        Nexthop::Discard => "a discard",
+        Nexthop::Receive => "a receive",
+    };
+    Err(format!(
+        "a label delivers into a VRF, named by a `lookup_vrf` or `port` nexthop, not by {kind} one"
+    ))
+}
+
 /// The VRF an MPLS label delivers into: a VRF-translate nexthop names it; an interface
 /// nexthop to a workload port means that port's VRF.
 fn label_vrf(fib: &fib::Snapshot, node: &NodeConfig, label: u32) -> Option<u32> {

@@ -647,6 +647,10 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
                 format!("nexthop {} is not defined", l.nexthop),
             ));
         }
+        if let Some(nh) = b.nexthop(l.nexthop) {
+            vrouter::dataplane::pipeline::check_label_nexthop(nh)
+                .map_err(|x| cx.err(sp.span().start, &format!("label {}", l.label), "nexthop", x))?;
+        }
         b.set_label(l.label, l.nexthop)
             .map_err(|x| cx.err(sp.span().start, &format!("label {}", l.label), "label", x))?;
     }
@@ -1350,6 +1354,11 @@ src = ["10.0.0.0/8"]
                 "dst = \"192.0.2.2\"",
                 "dst = \"2001:db8::2\"",
                 "good.toml:33: nexthop 3: field `dst`: 2001:db8::2 is not of the family of src 192.0.2.1",
+            ),
+            (
+                "[[vni]]",
+                "[[label]]\nlabel = 100\nnexthop = 3\n\n[[vni]]",
+                "good.toml:60: label 100: field `nexthop`: a label delivers into a VRF, named by a `lookup_vrf` or `port` nexthop, not by a tunnel one",
             ),
             (
                 "key = 42",

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::{self, NexthopSpec};
+use vrouter::dataplane::pipeline::check_label_nexthop;
 use vrouter::fib::{Fib, FibBuilder, MAX_VRF, Nexthop, NexthopId, VrfId};
 
 /// One command of a line.
@@ -392,6 +393,10 @@ impl Routing {
                         return Err(format!("{what}: the config file defines this nexthop; change it there"));
                     }
                     self.check(&d, *id, nexthop).map_err(|e| format!("{what}: {e}"))?;
+                    if let Some(l) = d.labels.iter().find(|(_, nh)| **nh == *id).map(|(l, _)| l) {
+                        let built = nexthop.build(|name| self.port_index(name))?;
+                        check_label_nexthop(&built).map_err(|e| format!("{what}: label {l} goes to it, and {e}"))?;
+                    }
                     d.nexthops.insert(*id, nexthop.clone());
                     n.nexthops_set += 1;
                 }
@@ -417,9 +422,13 @@ impl Routing {
                     if self.file_labels(label) {
                         return Err(format!("{what}: the config file maps this label; change it there"));
                     }
-                    if self.kind(&d.nexthops, nexthop).is_none() {
-                        return Err(format!("{what}: nexthop {nexthop} is not defined"));
-                    }
+                    let target = match d.nexthops.get(&nexthop) {
+                        Some(spec) => Some(spec.build(|name| self.port_index(name))?),
+                        None if self.file_defines(nexthop) => self.builder.nexthop(nexthop).cloned(),
+                        None => None,
+                    };
+                    let target = target.ok_or_else(|| format!("{what}: nexthop {nexthop} is not defined"))?;
+                    check_label_nexthop(&target).map_err(|e| format!("{what}: {e}"))?;
                     d.labels.insert(label, nexthop);
                     n.labels_set += 1;
                 }
@@ -682,10 +691,13 @@ impl Routing {
         self.dynamic.labels.retain(|&label, &mut nexthop| {
             let why = if file.label(label).is_some() {
                 Some("the file maps it now".to_string())
-            } else if !file.has_nexthop(nexthop) {
-                Some(format!("nexthop {nexthop} is gone"))
+            } else if let Some(nh) = file.nexthop(nexthop) {
+                check_label_nexthop(nh)
+                    .map_err(|e| format!("nexthop {nexthop}: {e}"))
+                    .and_then(|()| file.set_label(label, nexthop).map_err(|e| e.to_string()))
+                    .err()
             } else {
-                file.set_label(label, nexthop).err().map(|e| e.to_string())
+                Some(format!("nexthop {nexthop} is gone"))
             };
             if let Some(why) = &why {
                 dropped.push(format!("dynamic label {label} dropped: {why}"));
@@ -1296,11 +1308,14 @@ mod tests {
         ]);
     }
 
-    /// The file's labels and VNIs: label 100 -> nexthop 1, VNI 42 -> VRF 1.
+    /// The file's nexthops 3 (a lookup in VRF 1) and 4 (port `a`), label 100 -> nexthop 3
+    /// and VNI 42 -> VRF 1.
     fn started_with_tunnel_ids() -> (Routing, Fib) {
         let fib = Fib::new();
         let mut f = file();
-        f.set_label(100, 1).unwrap();
+        f.set_nexthop(3, Nexthop::VrfTranslate { vrf: 1 }).unwrap();
+        f.set_nexthop(4, Nexthop::Interface { port: 0, gateway: None }).unwrap();
+        f.set_label(100, 3).unwrap();
         f.set_vni(42, 1).unwrap();
         let mut r = Routing::new(f, ports());
         r.builder.publish(&fib).unwrap();
@@ -1313,7 +1328,7 @@ mod tests {
         let line = run(
             &mut r,
             &fib,
-            "nexthop add 9 lookup_vrf 1; label add 200 nexthop 9; vni add 43 vrf 0; label add 201 nexthop 2",
+            "nexthop add 9 lookup_vrf 1; label add 200 nexthop 9; vni add 43 vrf 0; label add 201 nexthop 4",
         )
         .unwrap();
         assert!(
@@ -1321,23 +1336,24 @@ mod tests {
             "{line}"
         );
         let s = fib.snapshot();
-        assert_eq!((s.label(200), s.label(201), s.label(100)), (Some(9), Some(2), Some(1)));
+        assert_eq!((s.label(200), s.label(201), s.label(100)), (Some(9), Some(4), Some(3)));
         assert_eq!((s.vni(43), s.vni(42)), (Some(0), Some(1)));
         assert_eq!(r.dynamic_tunnel_ids(), (2, 1));
         assert_eq!(
             r.label_listing().chain(r.vni_listing()).collect::<Vec<_>>(),
             [
                 "label 200 -> nexthop 9 dynamic",
-                "label 201 -> nexthop 2 dynamic",
+                "label 201 -> nexthop 4 dynamic",
                 "vni 43 -> vrf 0 dynamic"
             ]
         );
+        let undeliverable = "a label delivers into a VRF, named by a `lookup_vrf` or `port` nexthop, not by";
         refused_whole(
             &mut r,
             &fib,
             &[
                 (
-                    "label add 100 nexthop 2",
+                    "label add 100 nexthop 4",
                     "label add 100: the config file maps this label; change it there",
                 ),
                 (
@@ -1345,6 +1361,18 @@ mod tests {
                     "label del 100: the config file maps this label; change it there",
                 ),
                 ("label add 300 nexthop 77", "label add 300: nexthop 77 is not defined"),
+                (
+                    "label add 300 nexthop 2",
+                    &format!("label add 300: {undeliverable} a discard one"),
+                ),
+                (
+                    "nexthop add 10 ecmp 4,9; label add 300 nexthop 10",
+                    &format!("label add 300: {undeliverable} an ECMP group one"),
+                ),
+                (
+                    "nexthop add 9 discard",
+                    &format!("nexthop add 9: label 200 goes to it, and {undeliverable}"),
+                ),
                 ("label del 300", "label del 300: no such dynamic label"),
                 (
                     "vni add 42 vrf 0",
@@ -1359,7 +1387,7 @@ mod tests {
                 ("nexthop del 9", "nexthop del 9: label 200 goes to it"),
                 // The label is remapped first, but the last command fails: nothing changes.
                 (
-                    "label add 200 nexthop 1; nexthop del 9; vni del 43; vni del 43",
+                    "label add 200 nexthop 3; nexthop del 9; vni del 43; vni del 43",
                     "vni del 43: no such dynamic VNI",
                 ),
             ],
@@ -1368,7 +1396,7 @@ mod tests {
         let line = run(
             &mut r,
             &fib,
-            "label add 200 nexthop 1; nexthop del 9; label del 201; vni add 43 vrf 1; vni del 43",
+            "label add 200 nexthop 3; nexthop del 9; label del 201; vni add 43 vrf 1; vni del 43",
         )
         .unwrap();
         assert!(
@@ -1378,7 +1406,7 @@ mod tests {
             "{line}"
         );
         let s = fib.snapshot();
-        assert_eq!((s.label(200), s.label(201), s.vni(43)), (Some(1), None, None));
+        assert_eq!((s.label(200), s.label(201), s.vni(43)), (Some(3), None, None));
         assert_eq!(r.counters().labels.load(Ordering::Relaxed), 1);
         assert_eq!(r.counters().vnis.load(Ordering::Relaxed), 0);
         // Route and nexthop lines say nothing of labels.
@@ -1392,14 +1420,16 @@ mod tests {
         run(
             &mut r,
             &fib,
-            "label add 200 nexthop 2; label add 201 nexthop 1; label add 202 nexthop 1; vni add 43 vrf 0; vni add 44 vrf 1; vni add 45 vrf 1",
+            "nexthop add 9 lookup_vrf 0; label add 200 nexthop 4; label add 201 nexthop 3; label add 202 nexthop 3; label add 203 nexthop 9; vni add 43 vrf 0; vni add 44 vrf 1; vni add 45 vrf 1",
         )
         .unwrap();
-        // The new file maps label 202 and VNI 45 itself, has no nexthop 2 and no VRF 0.
+        // The new file maps label 202 and VNI 45 itself, has nexthop 4 as a discard, and
+        // no VRF 0 (so no dynamic nexthop 9 either).
         let mut f = FibBuilder::new();
         f.add_vrf(1).unwrap();
-        f.set_nexthop(1, Nexthop::Discard).unwrap();
-        f.set_label(202, 1).unwrap();
+        f.set_nexthop(3, Nexthop::VrfTranslate { vrf: 1 }).unwrap();
+        f.set_nexthop(4, Nexthop::Discard).unwrap();
+        f.set_label(202, 3).unwrap();
         f.set_vni(45, 1).unwrap();
         let mut dropped = r.take_file(f, ports());
         dropped.sort();
@@ -1408,13 +1438,18 @@ mod tests {
             [
                 "dynamic VNI 43 dropped: VRF 0 is gone",
                 "dynamic VNI 45 dropped: the file maps it now",
-                "dynamic label 200 dropped: nexthop 2 is gone",
+                "dynamic label 200 dropped: nexthop 4: a label delivers into a VRF, named by a `lookup_vrf` or `port` nexthop, not by a discard one",
                 "dynamic label 202 dropped: the file maps it now",
+                "dynamic label 203 dropped: nexthop 9 is gone",
+                "dynamic nexthop 9 dropped: VRF 0 is gone",
             ]
         );
         r.builder.publish(&fib).unwrap();
         let s = fib.snapshot();
-        assert_eq!((s.label(200), s.label(201), s.label(202)), (None, Some(1), Some(1)));
+        assert_eq!(
+            (s.label(200), s.label(201), s.label(202), s.label(203)),
+            (None, Some(3), Some(3), None)
+        );
         assert_eq!((s.vni(43), s.vni(44), s.vni(45)), (None, Some(1), Some(1)));
         assert_eq!(r.dynamic_tunnel_ids(), (1, 1));
         assert!(

@@ -561,8 +561,11 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     );
     let (_, stats) = ctl(&["show", "stats"]);
     assert!(stats.contains("dynamic nexthops 2"), "{stats}");
-    // Tunnel ids by command: a label to the dynamic group, a VNI into VRF 1.
-    let (ok, out) = ctl(&["label add 3000 nexthop 13; vni add 5001 vrf 1"]);
+    // Tunnel ids by command: a label to w2's port (its VRF), a VNI into VRF 1; a label
+    // to a group would deliver nowhere.
+    let (ok, out) = ctl(&["label add 3000 nexthop 13"]);
+    assert!(!ok && out.contains("not by an ECMP group one"), "{out}");
+    let (ok, out) = ctl(&["label add 3000 nexthop 12; vni add 5001 vrf 1"]);
     assert!(
         ok && out.ends_with("1 dynamic labels; vnis 1 set, 0 removed; 1 dynamic vnis\n"),
         "{out}"
@@ -571,12 +574,12 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     let (_, vnis) = ctl(&["show", "vnis"]);
     assert_eq!(
         (labels.as_str(), vnis.as_str()),
-        ("label 3000 -> nexthop 13 dynamic\n", "vni 5001 -> vrf 1 dynamic\n")
+        ("label 3000 -> nexthop 12 dynamic\n", "vni 5001 -> vrf 1 dynamic\n")
     );
     let (_, stats) = ctl(&["show", "stats"]);
     assert!(stats.contains("dynamic nexthops 2 labels 1 vnis 1 "), "{stats}");
-    let (ok, out) = ctl(&["route del vrf 1 10.0.2.2/32; nexthop del 13"]);
-    assert!(!ok && out.contains("nexthop del 13: label 3000 goes to it"), "{out}");
+    let (ok, out) = ctl(&["route del vrf 1 10.0.2.2/32; nexthop del 13; nexthop del 12"]);
+    assert!(!ok && out.contains("nexthop del 12: label 3000 goes to it"), "{out}");
     assert!(ctl(&["label del 3000; vni del 5001"]).0);
     // A tenant VRF by command, reached by VNI, then withdrawn.
     assert!(ctl(&["vrf add 7; vni add 7007 vrf 7; route add vrf 7 10.7.0.0/16 nexthop 13"]).0);

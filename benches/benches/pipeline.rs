@@ -59,6 +59,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
             src: ip("192.0.2.1"),
             dst: ip("192.0.2.2"),
             underlay_vrf: 0,
+            router_mac: None,
         },
     )
     .unwrap();
@@ -71,6 +72,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
             src: ip("fd00:f::1"),
             dst: ip("fd00:f::2"),
             underlay_vrf: 0,
+            router_mac: None,
         },
     )
     .unwrap();

@@ -77,6 +77,11 @@ int main(void) {
     CHECK(vr_router_set_nexthop_port(router, 2, p_w2, NULL));
     CHECK(vr_router_set_nexthop_port(router, 3, p_fab, NULL));
     CHECK(vr_router_set_nexthop_tunnel(router, 4, VR_TUNNEL_VXLAN, 42, "192.0.2.1", "192.0.2.2", 0));
+    /* The remote VTEP's MAC for the inner header (a Linux VXLAN device wants its own). */
+    const uint8_t vtep[6] = {2, 0, 0, 0, 7, 7};
+    CHECK(vr_router_set_nexthop_router_mac(router, 4, vtep));
+    vr_result not_tunnel = vr_router_set_nexthop_router_mac(router, 3, vtep);
+    printf("router mac on a port: %s: %s\n", vr_result_message(not_tunnel), vr_router_last_error(router));
     CHECK(vr_router_add_route(router, 1, "10.0.1.2/32", 1));
     CHECK(vr_router_add_route(router, 1, "10.0.2.2/32", 2));
     CHECK(vr_router_add_route(router, 1, "10.9.0.0/16", 4));
@@ -130,8 +135,9 @@ int main(void) {
     printf("w2 got %zu bytes, ttl %u, dst mac %02x:%02x:%02x:%02x:%02x:%02x\n", len, out[22], out[0], out[1], out[2], out[3], out[4], out[5]);
     CHECK(vr_router_pull(router, p_fab, out, sizeof out, &len));
     unsigned vni = (unsigned)(out[46] << 16 | out[47] << 8 | out[48]);
-    printf("fabric got %zu bytes: VXLAN udp port %u vni %u, inner dst %u.%u.%u.%u\n", len, (unsigned)(out[36] << 8 | out[37]), vni,
-           out[80], out[81], out[82], out[83]);
+    printf("fabric got %zu bytes: VXLAN udp port %u vni %u, inner dst %u.%u.%u.%u mac %02x:%02x:%02x:%02x:%02x:%02x\n", len,
+           (unsigned)(out[36] << 8 | out[37]), vni, out[80], out[81], out[82], out[83], out[50], out[51], out[52], out[53],
+           out[54], out[55]);
     rc = vr_router_pull(router, p_fab, out, sizeof out, &len);
     printf("nothing more: %s\n", vr_result_message(rc));
 

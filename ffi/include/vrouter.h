@@ -426,6 +426,14 @@ vr_result vr_router_set_nexthop_tunnel(struct vr_router *r,
                                        uint32_t underlay_vrf);
 
 /*
+ Gives VXLAN tunnel nexthop `id` (defined before) the remote VTEP's router MAC (6
+ bytes): the inner destination MAC of its packets where no overlay neighbour names the
+ inner destination's, as a Linux VXLAN device needs (EVPN's router MAC, RFC 9135).
+ NULL clears it. VR_INVALID_ARGUMENT if `id` is not a VXLAN tunnel.
+ */
+vr_result vr_router_set_nexthop_router_mac(struct vr_router *r, uint32_t id, const uint8_t *mac_);
+
+/*
  Defines nexthop `id` as equal-cost multipath over `count` member nexthops (weight 1
  each; flows stick to their member).
  */

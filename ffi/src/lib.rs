@@ -682,6 +682,35 @@ pub extern "C" fn vr_router_set_nexthop_tunnel(
             src,
             dst,
             underlay_vrf,
+            router_mac: None,
+        };
+        r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
+    })
+}
+
+/// Gives VXLAN tunnel nexthop `id` (defined before) the remote VTEP's router MAC (6
+/// bytes): the inner destination MAC of its packets where no overlay neighbour names the
+/// inner destination's, as a Linux VXLAN device needs (EVPN's router MAC, RFC 9135).
+/// NULL clears it. VR_INVALID_ARGUMENT if `id` is not a VXLAN tunnel.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_nexthop_router_mac(r: *mut VrRouter, id: u32, mac_: *const u8) -> VrResult {
+    with(r, |r| {
+        let router_mac = if mac_.is_null() { None } else { Some(mac(mac_)?) };
+        let nh = match r.routes.nexthop(id) {
+            Some(Nexthop::Tunnel {
+                encap,
+                src,
+                dst,
+                underlay_vrf,
+                ..
+            }) => Nexthop::Tunnel {
+                encap: *encap,
+                src: *src,
+                dst: *dst,
+                underlay_vrf: *underlay_vrf,
+                router_mac,
+            },
+            _ => return Err(bad(format!("nexthop {id} is not a tunnel"))),
         };
         r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
     })

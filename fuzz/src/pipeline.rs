@@ -46,12 +46,14 @@ impl Harness {
             src: ip("192.0.2.1"),
             dst: ip("192.0.2.2"),
             underlay_vrf: 0,
+            router_mac: None,
         };
         let tunnel6 = |encap| Nexthop::Tunnel {
             encap,
             src: ip("fd00:f::1"),
             dst: ip("fd00:f::2"),
             underlay_vrf: 0,
+            router_mac: None,
         };
         let nexthops = [
             (1, interface(0, None)),

@@ -343,6 +343,7 @@ fn pipeline_tables(vxlan: bool) -> Tables {
             src: ip("192.0.2.1"),
             dst: ip("192.0.2.2"),
             underlay_vrf: 0,
+            router_mac: None,
         },
     )
     .unwrap();

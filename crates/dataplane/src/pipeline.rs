@@ -300,15 +300,17 @@ impl Ctx<'_> {
                 src,
                 dst: tdst,
                 underlay_vrf,
+                router_mac,
             } => {
                 let ((port, next, mac), shared) = egress.underlay.resolve(self.fib, *underlay_vrf, *tdst, hash)?;
                 let (mac, until) = match mac {
                     Some(m) => (Some(m), FOREVER),
                     None => split(self.mac(&mut egress.resolver, port, next)),
                 };
-                // VXLAN carries the inner Ethernet header: addressed to the inner destination.
+                // VXLAN carries the inner Ethernet header: addressed to the inner destination
+                // (its overlay neighbour entry), else to the remote VTEP's router MAC.
                 let inner_mac = match encap {
-                    Encap::Vxlan { .. } => self.fib.mac(OVERLAY_NEIGHBOR_PORT, dst),
+                    Encap::Vxlan { .. } => self.fib.mac(OVERLAY_NEIGHBOR_PORT, dst).or(*router_mac),
                     _ => None,
                 };
                 let pc = self.port(port)?;

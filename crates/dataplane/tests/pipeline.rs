@@ -74,6 +74,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
                 src,
                 dst,
                 underlay_vrf: 0,
+                router_mac: None,
             };
             b.set_nexthop(id, nh).unwrap();
         }
@@ -686,6 +687,39 @@ fn encapsulates_into_each_tunnel_type() {
 #[test]
 fn encapsulates_into_each_tunnel_type_over_an_ipv6_underlay() {
     encapsulates_into_each_tunnel_type_between(["10.5.0.5", "10.4.0.5", "10.3.0.5"], ("fd00:f::1", "fd00:f::2"));
+}
+
+/// VXLAN's inner destination MAC: the inner destination's overlay neighbour entry where
+/// there is one, else the tunnel's router MAC (a Linux VTEP's device), else as it came.
+#[test]
+fn vxlan_addresses_the_inner_frame_to_the_overlay_neighbour_or_the_router_mac() {
+    const VTEP: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
+    let mut n = node();
+    let inner_dst = |n: &mut Node, dst: &str| {
+        let (_, out) = n.send(0, &udp(M1, P0, "10.0.1.2", dst, 40000, 7777, 64)).unwrap();
+        let inner = usize::from(parse(&out).unwrap().inner.l2);
+        MacAddr(out[inner..inner + 6].try_into().unwrap())
+    };
+    assert_eq!(inner_dst(&mut n, "10.9.0.6"), P0, "as it came: no entry, no router MAC");
+    n.routes
+        .set_nexthop(
+            10,
+            Nexthop::Tunnel {
+                encap: Encap::Vxlan { vni: 42 },
+                src: ip("192.0.2.1"),
+                dst: ip("192.0.2.2"),
+                underlay_vrf: 0,
+                router_mac: Some(VTEP),
+            },
+        )
+        .unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    assert_eq!(inner_dst(&mut n, "10.9.0.6"), VTEP);
+    assert_eq!(
+        inner_dst(&mut n, "10.9.0.5"),
+        MacAddr([2, 0, 0, 0, 9, 5]),
+        "the neighbour entry first"
+    );
 }
 
 #[test]

@@ -372,11 +372,23 @@ impl FibBuilder {
     /// [`MAX_ECMP_WEIGHT`]. A tunnel's VNI must fit 24 bits and its label 20 (the headers
     /// would carry another), and its two ends be of one family.
     pub fn set_nexthop(&mut self, id: NexthopId, nh: Nexthop) -> Result<(), FibError> {
-        if let Nexthop::Tunnel { encap, src, dst, .. } = &nh {
+        if let Nexthop::Tunnel {
+            encap,
+            src,
+            dst,
+            router_mac,
+            ..
+        } = &nh
+        {
             let bad = |detail: String| FibError::new("nexthop", format!("tunnel {id}: {detail}"));
             encap.check().map_err(bad)?;
             if src.is_ipv4() != dst.is_ipv4() {
                 return Err(bad(format!("{src} -> {dst}: the ends are of two families")));
+            }
+            if router_mac.is_some() && !matches!(encap, crate::Encap::Vxlan { .. }) {
+                return Err(bad(
+                    "a router MAC is for VXLAN: MPLS carries no inner Ethernet header".into()
+                ));
             }
         }
         if let Nexthop::Ecmp { members } = &nh {
@@ -838,6 +850,14 @@ mod tests {
             src: v4(0xc000_0201),
             dst: dst.parse().unwrap(),
             underlay_vrf: 0,
+            router_mac: None,
+        };
+        let routed = |encap| Nexthop::Tunnel {
+            encap,
+            src: v4(0xc000_0201),
+            dst: v4(0xc000_0202),
+            underlay_vrf: 0,
+            router_mac: Some(wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1])),
         };
         for (nh, says) in [
             (
@@ -853,6 +873,8 @@ mod tests {
                 "label 1048576 exceeds 20 bits",
             ),
             (tunnel(Encap::Vxlan { vni: 7 }, "2001:db8::2"), "two families"),
+            (routed(Encap::MplsOverUdp { label: 7 }), "a router MAC is for VXLAN"),
+            (routed(Encap::MplsOverGre { label: 7 }), "a router MAC is for VXLAN"),
         ] {
             let e = b.set_nexthop(4, nh).unwrap_err().to_string();
             assert!(e.contains(says) && e.contains("tunnel 4"), "{e}");
@@ -863,6 +885,7 @@ mod tests {
         assert_eq!(b.nexthop(4), Some(&widest));
         b.set_nexthop(5, tunnel(Encap::MplsOverGre { label: (1 << 20) - 1 }, "192.0.2.2"))
             .unwrap();
+        b.set_nexthop(6, routed(Encap::Vxlan { vni: 7 })).unwrap();
     }
 
     #[test]
@@ -1100,6 +1123,7 @@ mod tests {
                 src: v4(0xc000_0201),
                 dst: v4(0xc000_0209),
                 underlay_vrf: 0,
+                router_mac: None,
             },
         )
         .unwrap();
@@ -1170,6 +1194,7 @@ mod tests {
             src: v4(0xc000_0201),
             dst: v4(0xc000_0209),
             underlay_vrf: 0,
+            router_mac: None,
         };
         b.set_nexthop(1, tunnel).unwrap();
         b.set_nexthop(2, Nexthop::VrfTranslate { vrf: 2 }).unwrap();

@@ -67,6 +67,11 @@ pub enum Nexthop {
         dst: IpAddr,
         /// VRF in which the outer destination is routed (the underlay).
         underlay_vrf: VrfId,
+        /// VXLAN: the inner destination MAC of packets into this tunnel, the remote VTEP's
+        /// router MAC (EVPN's, RFC 9135), where no overlay neighbour entry gives the inner
+        /// destination's own. `None`: the inner Ethernet addresses stay as they came,
+        /// which a peer vrouter accepts and a Linux VXLAN device does not.
+        router_mac: Option<MacAddr>,
     },
     /// Equal-cost (weighted) multipath over other nexthops (not ECMP themselves).
     Ecmp {

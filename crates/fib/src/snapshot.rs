@@ -351,6 +351,7 @@ impl Snapshot {
                 src,
                 dst: outer,
                 underlay_vrf,
+                ..
             } => {
                 let under = self.resolve_inner(underlay_vrf, outer, flow_hash)?;
                 by_hash |= under.by_hash;

@@ -125,6 +125,7 @@ fn resolution_of_every_nexthop_kind() {
             src: v4("192.0.2.10"),
             dst: v4("198.51.100.7"),
             underlay_vrf: 0,
+            router_mac: None,
         },
     )
     .unwrap();
@@ -144,6 +145,7 @@ fn resolution_of_every_nexthop_kind() {
             src: v4("192.0.2.10"),
             dst: v4(outer),
             underlay_vrf: 1,
+            router_mac: None,
         };
         b.set_nexthop(id, t).unwrap();
     }
@@ -720,6 +722,7 @@ proptest! {
                             src: v4("192.0.2.1"),
                             dst: v4("10.0.0.9"),
                             underlay_vrf: 0,
+                            router_mac: None,
                         },
                         2 => Nexthop::VrfTranslate { vrf: 2 },
                         3 => Nexthop::Ecmp { members: vec![(id + 10, 1), (id + 11, 2)] },

@@ -712,6 +712,7 @@ impl OverlayLab {
                     src: underlay(n),
                     dst: underlay(peer),
                     underlay_vrf: 0,
+                    router_mac: None,
                 },
             )
             .expect("nexthop");

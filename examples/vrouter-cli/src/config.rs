@@ -185,6 +185,7 @@ struct NexthopDef {
     dst: Option<String>,
     #[serde(default)]
     underlay_vrf: u32,
+    router_mac: Option<String>,
     ecmp: Option<Vec<u32>>,
     weights: Option<Vec<u32>>,
     lookup_vrf: Option<u32>,
@@ -352,13 +353,15 @@ impl NexthopSpec {
                 src,
                 dst,
                 underlay_vrf,
+                router_mac,
             }) => {
                 let (kind, key) = match *encap {
                     Encap::Vxlan { vni } => ("vxlan", vni),
                     Encap::MplsOverUdp { label } => ("mpls-udp", label),
                     Encap::MplsOverGre { label } => ("mpls-gre", label),
                 };
-                format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf})")
+                let mac = router_mac.map_or(String::new(), |m| format!(" router mac {m}"));
+                format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf}){mac}")
             }
             NexthopSpec::Tunnel(other) => format!("{id}: {other:?}"),
             NexthopSpec::Ecmp(m) => {
@@ -377,14 +380,15 @@ impl NexthopSpec {
 }
 
 /// A tunnel nexthop, as the file's `tunnel` tables and the `nexthop add` command give it:
-/// `kind` is vxlan, mpls-udp or mpls-gre, `key` its VNI or label. On error, the field at
-/// fault and why.
+/// `kind` is vxlan, mpls-udp or mpls-gre, `key` its VNI or label, `router_mac` (VXLAN) the
+/// remote VTEP's MAC for the inner header. On error, the field at fault and why.
 pub fn tunnel(
     kind: &str,
     key: u32,
     src: IpAddr,
     dst: IpAddr,
     underlay_vrf: u32,
+    router_mac: Option<MacAddr>,
 ) -> Result<Nexthop, (&'static str, String)> {
     let encap = match kind {
         "vxlan" => Encap::Vxlan { vni: key },
@@ -396,11 +400,18 @@ pub fn tunnel(
     if src.is_ipv4() != dst.is_ipv4() {
         return Err(("dst", format!("{dst} is not of the family of src {src}")));
     }
+    if router_mac.is_some() && kind != "vxlan" {
+        return Err((
+            "router_mac",
+            format!("only a vxlan tunnel carries an inner Ethernet header, not {kind}"),
+        ));
+    }
     Ok(Nexthop::Tunnel {
         encap,
         src,
         dst,
         underlay_vrf,
+        router_mac,
     })
 }
 
@@ -408,7 +419,7 @@ fn parse_ip(s: &str) -> Result<IpAddr, String> {
     s.parse().map_err(|_| format!("`{s}` is not an IP address"))
 }
 
-fn parse_mac(s: &str) -> Result<MacAddr, String> {
+pub(crate) fn parse_mac(s: &str) -> Result<MacAddr, String> {
     let parts: Vec<u8> = s
         .split(':')
         .map(|p| u8::from_str_radix(p, 16))
@@ -536,6 +547,9 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         if n.weights.is_some() && n.ecmp.is_none() {
             return Err(e("weights", "only an `ecmp` group has weights".into()));
         }
+        if n.router_mac.is_some() && n.tunnel.is_none() {
+            return Err(e("router_mac", "only a vxlan `tunnel` has a router MAC".into()));
+        }
         let spec = if let Some(port) = &n.port {
             let gateway = n
                 .gateway
@@ -565,7 +579,13 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
                     format!("VRF {} is not defined in a [[vrf]] table", n.underlay_vrf),
                 ));
             }
-            NexthopSpec::Tunnel(tunnel(t, key, src, dst, n.underlay_vrf).map_err(|(field, r)| e(field, r))?)
+            let router_mac = n
+                .router_mac
+                .as_deref()
+                .map(parse_mac)
+                .transpose()
+                .map_err(|r| e("router_mac", r))?;
+            NexthopSpec::Tunnel(tunnel(t, key, src, dst, n.underlay_vrf, router_mac).map_err(|(field, r)| e(field, r))?)
         } else if let Some(m) = &n.ecmp {
             let weights = match &n.weights {
                 None => vec![1; m.len()],
@@ -1253,6 +1273,14 @@ src = ["10.0.0.0/8"]
         let snap = fib.snapshot();
         assert!(snap.resolve(1, "10.9.1.1".parse().unwrap(), 0).is_ok());
         assert_eq!(snap.vni(42), Some(1));
+        // A VXLAN tunnel to a Linux VTEP names the VTEP's MAC for the inner header.
+        let routed = GOOD.replacen("key = 42", "key = 42\nrouter_mac = \"02:00:00:00:07:07\"", 1);
+        let r = parse("good.toml", &routed).unwrap().routes;
+        assert!(
+            matches!(r.nexthop(3), Some(Nexthop::Tunnel { router_mac: Some(m), .. }) if m.0 == [2, 0, 0, 0, 7, 7]),
+            "{:?}",
+            r.nexthop(3)
+        );
         // The workload is an endpoint with the ingress list.
         let (p, _) = vrouter::policy::Policy::compile(&c.policy, 1).unwrap();
         let key =
@@ -1359,6 +1387,21 @@ src = ["10.0.0.0/8"]
                 "[[vni]]",
                 "[[label]]\nlabel = 100\nnexthop = 3\n\n[[vni]]",
                 "good.toml:60: label 100: field `nexthop`: a label delivers into a VRF, named by a `lookup_vrf` or `port` nexthop, not by a tunnel one",
+            ),
+            (
+                "key = 42",
+                "key = 42\nrouter_mac = \"02:00:00:00:07\"",
+                "good.toml:33: nexthop 3: field `router_mac`: `02:00:00:00:07` is not a MAC address (six hex bytes)",
+            ),
+            (
+                "tunnel = \"vxlan\"",
+                "tunnel = \"mpls-gre\"\nrouter_mac = \"02:00:00:00:07:07\"",
+                "good.toml:33: nexthop 3: field `router_mac`: only a vxlan tunnel carries an inner Ethernet header, not mpls-gre",
+            ),
+            (
+                "port = \"fabric\"",
+                "port = \"fabric\"\nrouter_mac = \"02:00:00:00:07:07\"",
+                "good.toml:29: nexthop 2: field `router_mac`: only a vxlan `tunnel` has a router MAC",
             ),
             (
                 "key = 42",

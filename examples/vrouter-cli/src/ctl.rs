@@ -715,6 +715,7 @@ mod tests {
                     src: ip("192.0.2.1"),
                     dst: ip("192.0.2.2"),
                     underlay_vrf: 0,
+                    router_mac: None,
                 },
             ),
             (

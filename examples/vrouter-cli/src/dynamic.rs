@@ -73,7 +73,7 @@ pub enum Command {
 pub type RouteKey = (VrfId, IpAddr, u8);
 
 /// The syntax, for error messages and the control socket's help.
-pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V (several joined by `;` apply together, in order)";
+pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] [router_mac MAC] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V (several joined by `;` apply together, in order)";
 
 /// Reads `route add ...; nexthop del ...; label add ...`: each command's words, in order.
 pub fn parse(line: &str) -> Result<Vec<Command>, String> {
@@ -150,13 +150,18 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
                     gateway: Some(ip(gw)?),
                 },
                 ["tunnel", kind, "key", k, "src", src, "dst", dst, ref rest @ ..] => {
-                    let underlay = match rest {
-                        [] => 0,
-                        ["underlay_vrf", vrf] => number(vrf, "a VRF id")?,
-                        _ => return Err(expected()),
-                    };
+                    let (mut underlay, mut router_mac) = (0, None);
+                    for option in rest.chunks(2) {
+                        match *option {
+                            ["underlay_vrf", vrf] => underlay = number(vrf, "a VRF id")?,
+                            ["router_mac", mac] => {
+                                router_mac = Some(config::parse_mac(mac).map_err(|why| format!("`{cmd}`: {why}"))?);
+                            }
+                            _ => return Err(expected()),
+                        }
+                    }
                     let k = number(k, "a VNI or label")?;
-                    let t = config::tunnel(kind, k, ip(src)?, ip(dst)?, underlay)
+                    let t = config::tunnel(kind, k, ip(src)?, ip(dst)?, underlay, router_mac)
                         .map_err(|(field, why)| format!("`{cmd}`: {field}: {why}"))?;
                     NexthopSpec::Tunnel(t)
                 }
@@ -1037,7 +1042,7 @@ mod tests {
     fn parses_nexthop_commands_and_names_what_is_wrong() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 7 ecmp 5,6:3; nexthop add 8 discard; nexthop del 9; nexthop add 10 lookup_vrf 2")
+            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 7 ecmp 5,6:3; nexthop add 8 discard; nexthop del 9; nexthop add 10 lookup_vrf 2; nexthop add 11 tunnel vxlan key 5 src fd00::1 dst fd00::2 router_mac 02:00:00:00:07:07 underlay_vrf 1")
                 .unwrap(),
             vec![
                 Command::NexthopAdd {
@@ -1053,7 +1058,8 @@ mod tests {
                         encap: vrouter::fib::Encap::MplsOverGre { label: 17 },
                         src: ip("192.0.2.1"),
                         dst: ip("192.0.2.2"),
-                        underlay_vrf: 1
+                        underlay_vrf: 1,
+                        router_mac: None,
                     })
                 },
                 Command::NexthopAdd {
@@ -1068,6 +1074,16 @@ mod tests {
                 Command::NexthopAdd {
                     id: 10,
                     nexthop: NexthopSpec::LookupVrf(2)
+                },
+                Command::NexthopAdd {
+                    id: 11,
+                    nexthop: NexthopSpec::Tunnel(Nexthop::Tunnel {
+                        encap: vrouter::fib::Encap::Vxlan { vni: 5 },
+                        src: ip("fd00::1"),
+                        dst: ip("fd00::2"),
+                        underlay_vrf: 1,
+                        router_mac: Some(vrouter::wire::ethernet::MacAddr([2, 0, 0, 0, 7, 7])),
+                    })
                 },
             ]
         );
@@ -1090,6 +1106,18 @@ mod tests {
             ),
             (
                 "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 underlay 1",
+                "expected route add",
+            ),
+            (
+                "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 router_mac 02:00",
+                "`02:00` is not a MAC address",
+            ),
+            (
+                "nexthop add 5 tunnel mpls-udp key 1 src 192.0.2.1 dst 192.0.2.2 router_mac 02:00:00:00:07:07",
+                "router_mac: only a vxlan tunnel carries an inner Ethernet header, not mpls-udp",
+            ),
+            (
+                "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 router_mac",
                 "expected route add",
             ),
             ("nexthop add 5 ecmp 1,,2", "`` is not a nexthop id"),

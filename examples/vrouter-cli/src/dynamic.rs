@@ -44,8 +44,8 @@ pub enum Command {
     },
     /// `nexthop del N`, once no dynamic route, group or label uses it.
     NexthopDel(NexthopId),
-    /// `label add L nexthop N`: packets arriving with MPLS label `L` go to nexthop `N`
-    /// (a `lookup_vrf` nexthop: routed in that VRF; a port nexthop: out of that port).
+    /// `label add L nexthop N`: packets arriving with MPLS label `L` are routed in the VRF
+    /// nexthop `N` names (a `lookup_vrf` nexthop's, or a port nexthop's port's).
     LabelAdd {
         /// The label, one the file does not map.
         label: u32,
@@ -189,8 +189,8 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
     }
 }
 
-/// How many routes, nexthops, labels and VNIs are dynamic, and how many command lines were
-/// applied and refused.
+/// How many VRFs, routes, nexthops, labels and VNIs are dynamic, and how many command lines
+/// were applied and refused.
 #[derive(Debug, Default)]
 pub struct RouteCounters {
     /// Dynamic routes now.
@@ -230,11 +230,11 @@ struct Dynamic {
     vrfs: BTreeSet<VrfId>,
 }
 
-/// Dynamic routes, nexthops, labels and VNIs put aside by [`Routing::saved`].
+/// Dynamic VRFs, routes, nexthops, labels and VNIs put aside by [`Routing::saved`].
 pub struct Saved(Dynamic);
 
-/// The router's routing state: the builder all publishes go through (the file's routes,
-/// nexthops, labels and VNIs and the dynamic ones), and which are dynamic.
+/// The router's routing state: the builder all publishes go through (the file's VRFs,
+/// routes, nexthops, labels and VNIs and the dynamic ones), and which are dynamic.
 #[derive(Default)]
 pub struct Routing {
     /// What is published.
@@ -644,8 +644,8 @@ impl Routing {
         !self.dynamic.routes.contains_key(&(vrf, prefix, len)) && self.builder.route(vrf, prefix, len).is_some()
     }
 
-    /// Takes a reloaded file's routes, nexthops, labels and VNIs (`ports`: its ports' names
-    /// by number), with the dynamic ones the file leaves room for, into the builder
+    /// Takes a reloaded file's VRFs, routes, nexthops, labels and VNIs (`ports`: its ports'
+    /// names by number), with the dynamic ones the file leaves room for, into the builder
     /// (nothing is published). Returns why each dropped one went.
     pub fn take_file(&mut self, mut file: FibBuilder, ports: Vec<String>) -> Vec<String> {
         self.ports = ports;
@@ -749,12 +749,13 @@ impl Routing {
         Some((key, nexthop, self.dynamic.routes.contains_key(&key)))
     }
 
-    /// The dynamic routes, nexthops, labels and VNIs as they are, for [`Routing::restore`].
+    /// The dynamic VRFs, routes, nexthops, labels and VNIs as they are, for
+    /// [`Routing::restore`].
     pub fn saved(&self) -> Saved {
         Saved(self.dynamic.clone())
     }
 
-    /// Makes `saved` the dynamic routes, nexthops, labels and VNIs again, for when the file
+    /// Makes `saved` the dynamic VRFs, routes, nexthops, labels and VNIs again, for when the file
     /// that dropped some is given up (its ports did not start): the next
     /// [`Routing::take_file`] takes them.
     pub fn restore(&mut self, saved: Saved) {

@@ -1,6 +1,6 @@
 //! `vrouter run --config FILE` as a real process in a namespace lab: it forwards between
 //! two workloads, reloads on SIGHUP, stops on SIGTERM leaving no XDP program attached; a
-//! bad config starts nothing.
+//! bad config starts nothing; a VXLAN tunnel from the file talks to a Linux VXLAN device.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -883,4 +883,66 @@ fn reload_adds_and_removes_ports_while_running() {
     for w in &ws {
         assert!(detached_soon(&node, &w.dev), "no program left on {}", w.dev);
     }
+}
+
+/// The bundled router, from its file alone, talks VXLAN to a Linux kernel `vxlan` device:
+/// the tunnel's `router_mac` addresses the inner frames to the device, which takes no
+/// others.
+#[test]
+fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
+    const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
+    const LX: MacAddr = MacAddr([2, 0, 0, 0, 7, 1]);
+    const VX: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
+    let (node, linux) = (Netns::new("n").unwrap(), Netns::new("lx").unwrap());
+    let w = Workload::new(&node, 1);
+    let u = Veth::new(&linux, &node, 1).unwrap();
+    set_mac(&node, &u.b, FAB);
+    set_mac(&linux, &u.a, LX);
+    no_offloads(&linux, &u.a);
+    let sh = |args: &str| {
+        let out = linux.exec(&args.split_whitespace().collect::<Vec<_>>()).unwrap();
+        assert!(out.status.success(), "{args}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    sh(&format!("ip addr add 192.0.2.2/24 dev {}", u.a));
+    sh(&format!(
+        "ip link add vxlan0 type vxlan id 42 local 192.0.2.2 remote 192.0.2.1 dstport 4789 dev {}",
+        u.a
+    ));
+    sh(&format!("ip link set vxlan0 address {}", mac(VX)));
+    sh("ip addr add 10.9.0.2/24 dev vxlan0");
+    sh("ip link set vxlan0 up");
+    sh("ip route add 10.0.1.0/24 dev vxlan0");
+    sh(&format!(
+        "ip neigh add 10.0.1.2 lladdr {} dev vxlan0 nud permanent",
+        mac(FAB)
+    ));
+    let config = format!(
+        "cpus = [0]\ntunnel_endpoints = [\"192.0.2.1\"]\n\n[[vrf]]\nid = 1\n\n{}\
+         [[port]]\nname = \"fabric\"\ndevice = \"{}\"\nkind = \"fabric\"\nvrf = 0\nmac = \"{}\"\naddresses = [\"192.0.2.1\"]\n\n{}\
+         [[nexthop]]\nid = 20\nport = \"fabric\"\n\n[[route]]\nvrf = 0\nprefix = \"192.0.2.0/24\"\nnexthop = 20\n\n\
+         [[nexthop]]\nid = 21\ntunnel = \"vxlan\"\nkey = 42\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nrouter_mac = \"{}\"\n\n\
+         [[route]]\nvrf = 1\nprefix = \"10.9.0.0/24\"\nnexthop = 21\n\n[[vni]]\nvni = 42\nvrf = 1\n",
+        w.port,
+        u.b,
+        mac(FAB),
+        w.route,
+        mac(VX)
+    );
+    let path = std::env::temp_dir().join(format!("vrouter-vxlan-{}.toml", std::process::id()));
+    std::fs::write(&path, config).unwrap();
+    let sock = std::env::temp_dir().join(format!("vrouter-vxlan-{}.sock", std::process::id()));
+    let mut child = start_router(&node, &path, sock.to_str().unwrap(), Stdio::inherit());
+    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
+    let first = status
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a status line");
+    let _ = std::fs::remove_file(&path);
+    assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
+    assert!(ping(&w.ns, "10.9.0.2"), "workload -> Linux VXLAN");
+    assert!(ping(&linux, "10.0.1.2"), "Linux VXLAN -> workload");
+    let (_, hops) = ctl(sock.to_str().unwrap(), &["show", "nexthops"]);
+    assert!(
+        hops.contains("21: vxlan key 42 192.0.2.1 -> 192.0.2.2 (underlay vrf 0) router mac 02:00:00:00:07:07"),
+        "{hops}"
+    );
 }

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vrouter::dataplane::neigh::Lookup;
-use vrouter::dataplane::pipeline::neighbor_mac;
+use vrouter::dataplane::pipeline::{OVERLAY_NEIGHBOR_PORT, neighbor_mac};
 use vrouter::dataplane::{PortState, SharedCounters};
-use vrouter::fib::Resolution;
+use vrouter::fib::{Encap, Nexthop, Resolution};
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
@@ -401,15 +401,32 @@ fn route_get(s: &State, node: &NodeConfig, vrf: &str, addr: &str) -> Vec<String>
                 Resolution::Tunnel {
                     encap,
                     src,
-                    dst,
+                    dst: outer,
                     port: p,
                     next_hop,
                     ..
-                } => format!(
-                    "{encap:?} {src} -> {dst}, out of {} to {next_hop}, MAC {}",
-                    port(p),
-                    mac(p, next_hop)
-                ),
+                } => {
+                    // VXLAN's inner destination MAC, as the pipeline picks it.
+                    let inner = match encap {
+                        Encap::Vxlan { .. } => {
+                            let router_mac = match fib.nexthop(r.nexthop) {
+                                Some(Nexthop::Tunnel { router_mac, .. }) => *router_mac,
+                                _ => None,
+                            };
+                            match (fib.mac(OVERLAY_NEIGHBOR_PORT, dst), router_mac) {
+                                (Some(m), _) => format!(", inner MAC {m} (overlay neighbour)"),
+                                (None, Some(m)) => format!(", inner MAC {m} (router MAC)"),
+                                (None, None) => ", inner MACs as they came".to_string(),
+                            }
+                        }
+                        _ => String::new(),
+                    };
+                    format!(
+                        "{encap:?} {src} -> {outer}, out of {} to {next_hop}, MAC {}{inner}",
+                        port(p),
+                        mac(p, next_hop)
+                    )
+                }
             };
             let ecmp = if r.by_hash {
                 " (ECMP: each flow picks a member by its hash; this is hash 0's)"
@@ -667,7 +684,7 @@ mod tests {
     /// and a route that does not resolve; none counted as a miss.
     #[test]
     fn route_get_names_the_route_and_the_way_out() {
-        use vrouter::fib::{Encap, Fib, FibBuilder, Nexthop};
+        use vrouter::fib::{Fib, FibBuilder};
         use vrouter::wire::ethernet::MacAddr;
         use vrouter::{PortConfig, PortRole, Router};
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
@@ -765,7 +782,7 @@ mod tests {
         );
         assert_eq!(
             get("vrf 1 10.9.7.7"),
-            "vrf 1 10.9.7.7: route 10.9.0.0/16 -> nexthop 10\nresolves to nexthop 10: Vxlan { vni: 42 } 192.0.2.1 -> 192.0.2.2, out of fabric to 192.0.2.9, MAC unresolved (asked for by the first packet)\n"
+            "vrf 1 10.9.7.7: route 10.9.0.0/16 -> nexthop 10\nresolves to nexthop 10: Vxlan { vni: 42 } 192.0.2.1 -> 192.0.2.2, out of fabric to 192.0.2.9, MAC unresolved (asked for by the first packet), inner MACs as they came\n"
         );
         let ecmp = get("vrf 1 10.96.0.10");
         assert!(

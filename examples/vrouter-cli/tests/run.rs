@@ -940,6 +940,8 @@ fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
     assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
     assert!(ping(&w.ns, "10.9.0.2"), "workload -> Linux VXLAN");
     assert!(ping(&linux, "10.0.1.2"), "Linux VXLAN -> workload");
+    let (_, get) = ctl(sock.to_str().unwrap(), &["route", "get", "vrf", "1", "10.9.0.2"]);
+    assert!(get.contains(", inner MAC 02:00:00:00:07:07 (router MAC)\n"), "{get}");
     let (_, hops) = ctl(sock.to_str().unwrap(), &["show", "nexthops"]);
     assert!(
         hops.contains("21: vxlan key 42 192.0.2.1 -> 192.0.2.2 (underlay vrf 0) router mac 02:00:00:00:07:07"),

@@ -146,15 +146,25 @@ fn demo() -> ExitCode {
             "10.0.2.2",
         ));
         drop(l3);
-        for o in Overlay::ALL {
+        // Each tunnel on an IPv4 underlay, and VXLAN on an IPv6 one too.
+        let overlays = Overlay::ALL
+            .map(|o| (o, false))
+            .into_iter()
+            .chain([(Overlay::Vxlan, true)]);
+        for (o, v6) in overlays {
+            let underlay = if v6 { ", IPv6 underlay" } else { "" };
             eprintln!(
-                "overlay over {} (OpenContrail model): two nodes, tenant VRF ...",
+                "overlay over {}{underlay} (OpenContrail model): two nodes, tenant VRF ...",
                 o.name()
             );
-            let mut lab = OverlayLab::new(o, 1);
+            let mut lab = if v6 {
+                OverlayLab::over_ipv6(o, 1)
+            } else {
+                OverlayLab::new(o, 1)
+            };
             let ((na, wa), (nb, wb)) = (&mut lab.a, &mut lab.b);
             rows.push(measure(
-                &format!("overlay {}", o.name()),
+                &format!("overlay {}{underlay}", o.name()),
                 &mut [na, nb],
                 &wa[0].ns,
                 &wb[0].ns,

@@ -10,7 +10,8 @@
 //!
 //! The underlay is IPv4 or IPv6. Over IPv6 the UDP checksum is computed (RFC 8200): a
 //! zero one is allowed for tunnels (RFC 6935) but receivers must opt in to it, and the
-//! Linux kernel's VXLAN device drops such packets unless configured to accept them.
+//! Linux kernel's VXLAN device drops such packets unless configured to accept them. The
+//! flow label carries the inner flow's hash, as the UDP source port does.
 
 use std::net::IpAddr;
 
@@ -226,6 +227,10 @@ pub(crate) fn encapsulate(
     let f = pool.bytes_mut(pkt.addr, total as usize);
     f[..len].copy_from_slice(&outer.bytes[..len]);
     if v6 {
+        // Underlay ECMP entropy in the flow label too (RFC 6438): the one field a GRE
+        // tunnel has for it, and one IPv6 routers hash on. Version 6, traffic class 0.
+        let label = 6 << 28 | (hash >> 20) as u32 & 0xf_ffff;
+        f[ETH..ETH + 4].copy_from_slice(&label.to_be_bytes());
         f[IPV6_PAYLOAD_LEN..IPV6_PAYLOAD_LEN + 2].copy_from_slice(&(ip_len - IPV6 as u16).to_be_bytes());
     } else {
         f[IPV4_TOTAL_LEN..IPV4_TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());

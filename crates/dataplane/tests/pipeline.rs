@@ -689,6 +689,26 @@ fn encapsulates_into_each_tunnel_type_over_an_ipv6_underlay() {
     encapsulates_into_each_tunnel_type_between(["10.5.0.5", "10.4.0.5", "10.3.0.5"], ("fd00:f::1", "fd00:f::2"));
 }
 
+/// Over IPv6 the flow label carries the inner flow's hash (RFC 6438): the same for every
+/// packet of a flow, another for another flow, so IPv6 routers spread tunnels over their
+/// ECMP paths, GRE ones (no UDP ports) included.
+#[test]
+fn the_ipv6_flow_label_follows_the_inner_flow() {
+    let mut n = node();
+    let mut label = |sport| {
+        let (_, out) = n
+            .send(0, &udp(M1, P0, "10.0.1.2", "10.3.0.5", sport, 7777, 64))
+            .unwrap();
+        let word = u32::from_be_bytes(out[14..18].try_into().unwrap());
+        assert_eq!(word >> 20, 0x600, "version 6, traffic class 0");
+        word & 0xf_ffff
+    };
+    let (a, b) = (label(40000), label(40001));
+    assert_eq!(label(40000), a, "the same flow, the same label");
+    assert_ne!(a, b, "another flow, another label");
+    assert_ne!(a, 0);
+}
+
 /// VXLAN's inner destination MAC: the inner destination's overlay neighbour entry where
 /// there is one, else the tunnel's router MAC (a Linux VTEP's device), else as it came.
 #[test]

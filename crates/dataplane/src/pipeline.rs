@@ -829,8 +829,12 @@ fn check_outer_udp(frame: &[u8], outer: &wire::parse::Headers) -> Result<(), Dro
     let (Some(src), Some(dst)) = (outer.key.src_ip(), outer.key.dst_ip()) else {
         return Ok(());
     };
-    // The parser checked that the UDP header and its length fit the IP packet.
-    let udp = UdpPacket::new_unchecked(&frame[usize::from(outer.l4)..usize::from(outer.l3_end)]);
+    // The parser found the UDP header and its length within the IP packet; checked again
+    // here, as fuzzing builds skip the verification that would read past a bad length.
+    let udp = frame
+        .get(usize::from(outer.l4)..usize::from(outer.l3_end))
+        .and_then(|seg| UdpPacket::new_checked(seg).ok())
+        .ok_or(DropReason::Malformed)?;
     if udp.checksum() != 0 && !udp.verify_checksum(src, dst) {
         return Err(DropReason::BadChecksum);
     }

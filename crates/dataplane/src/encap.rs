@@ -12,6 +12,10 @@
 //! zero one is allowed for tunnels (RFC 6935) but receivers must opt in to it, and the
 //! Linux kernel's VXLAN device drops such packets unless configured to accept them. The
 //! flow label carries the inner flow's hash, as the UDP source port does.
+//!
+//! The inner packet's ECN field is copied to the outer header (RFC 6040, normal mode), so
+//! that congestion the underlay marks reaches the inner packet when it is decapsulated
+//! (`pipeline`), as ECN-driven transports (DCTCP in a data centre) need.
 
 use std::net::IpAddr;
 
@@ -22,7 +26,7 @@ use wire::ip::IpProtocol;
 use wire::ipv4::{Ipv4Packet, Ipv4Repr};
 use wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use wire::mpls::{MplsEntry, MplsRepr};
-use wire::parse::PacketMeta;
+use wire::parse::{L3, PacketMeta};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vxlan::VxlanRepr;
 
@@ -186,6 +190,16 @@ impl Outer {
     }
 }
 
+/// The ECN field of the IP header at `l3` of `f` (`kind`: its family), 0 (not
+/// ECN-capable) for anything else.
+pub(crate) fn ecn_at(f: &[u8], l3: usize, kind: L3) -> u8 {
+    match kind {
+        L3::Ipv4 => f.get(l3 + 1).map_or(0, |tos| tos & 3),
+        L3::Ipv6 => f.get(l3 + 1).map_or(0, |b| b >> 4 & 3),
+        _ => 0,
+    }
+}
+
 /// Puts `outer` in front of the packet, in the frame's headroom (no payload copy). For
 /// MPLS the inner Ethernet header is dropped; the label's TTL is the inner one, less one.
 /// `hash` (the inner flow's) becomes the UDP source port. A result longer than `mtu` (IP
@@ -225,16 +239,21 @@ pub(crate) fn encapsulate(
     let l4 = usize::from(outer.l4);
     let v6 = l4 == ETH + IPV6;
     let f = pool.bytes_mut(pkt.addr, total as usize);
+    // Read before the headers go on: for MPLS they overwrite the inner Ethernet header,
+    // never the inner IP header.
+    let ecn = ecn_at(f, overhead + usize::from(h.l3) - keep_from as usize, h.l3_kind);
     f[..len].copy_from_slice(&outer.bytes[..len]);
     if v6 {
         // Underlay ECMP entropy in the flow label too (RFC 6438): the one field a GRE
-        // tunnel has for it, and one IPv6 routers hash on. Version 6, traffic class 0.
-        let label = 6 << 28 | (hash >> 20) as u32 & 0xf_ffff;
+        // tunnel has for it, and one IPv6 routers hash on. Version 6, DSCP 0, the inner ECN.
+        let label = 6 << 28 | u32::from(ecn) << 20 | (hash >> 20) as u32 & 0xf_ffff;
         f[ETH..ETH + 4].copy_from_slice(&label.to_be_bytes());
         f[IPV6_PAYLOAD_LEN..IPV6_PAYLOAD_LEN + 2].copy_from_slice(&(ip_len - IPV6 as u16).to_be_bytes());
     } else {
+        // DSCP 0, the inner ECN: the TOS byte is the low half of the header's first word.
+        f[ETH + 1] = ecn;
         f[IPV4_TOTAL_LEN..IPV4_TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());
-        let c = checksum::finish(outer.sum + u32::from(ip_len));
+        let c = checksum::finish(outer.sum + u32::from(ip_len) + u32::from(ecn));
         f[IPV4_CHECKSUM..IPV4_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
     }
     let udp_len = ip_len - (l4 - ETH) as u16;

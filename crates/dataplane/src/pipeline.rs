@@ -27,7 +27,7 @@ use wire::udp::UdpPacket;
 use crate::clock::FlowClock;
 use crate::decap::{TunnelId, TunnelVrfs};
 use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
-use crate::encap::{Ends, Outer, encapsulate};
+use crate::encap::{Ends, Outer, ecn_at, encapsulate};
 use crate::frag::{FragTable, Key as FragKey};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, NeighborConfig, Parked, Resolver, Step};
@@ -750,6 +750,9 @@ impl Pipeline {
                 if to_us && matches!(meta.tunnel, Tunnel::Vxlan { .. } | Tunnel::MplsOverUdp { .. }) {
                     check_outer_udp(frame, &meta.outer)?;
                 }
+                if to_us && meta.tunnel != Tunnel::None {
+                    propagate_ecn(frame, &meta.outer, &meta.inner)?;
+                }
                 match (meta.tunnel, to_us) {
                     (Tunnel::None, _) if meta.outer.key.dst_ip().is_some_and(|d| pc.addrs.contains(&d)) => {
                         return to_host(host, pool, pkt).map(Some);
@@ -837,6 +840,51 @@ fn check_outer_udp(frame: &[u8], outer: &wire::parse::Headers) -> Result<(), Dro
         .ok_or(DropReason::Malformed)?;
     if udp.checksum() != 0 && !udp.verify_checksum(src, dst) {
         return Err(DropReason::BadChecksum);
+    }
+    Ok(())
+}
+
+/// The congestion the underlay marked on a tunnel packet, carried into the inner packet on
+/// decapsulation (RFC 6040): outer CE makes an ECN-capable inner packet CE, and ECT(1)
+/// outside an ECT(0) inner one makes it ECT(1). Outer CE on an inner packet that is not
+/// ECN-capable cannot be passed on, so it is dropped (`EcnNotCapable`), as the RFC asks:
+/// the drop is the congestion signal such a packet's sender understands.
+fn propagate_ecn(
+    frame: &mut [u8],
+    outer: &wire::parse::Headers,
+    inner: &wire::parse::Headers,
+) -> Result<(), DropReason> {
+    const NOT_ECT: u8 = 0;
+    const ECT1: u8 = 1;
+    const ECT0: u8 = 2;
+    const CE: u8 = 3;
+    let (l3, kind) = (usize::from(inner.l3), inner.l3_kind);
+    let was = ecn_at(frame, l3, kind);
+    let now = match (was, ecn_at(frame, usize::from(outer.l3), outer.l3_kind)) {
+        (NOT_ECT, CE) => return Err(DropReason::EcnNotCapable),
+        (NOT_ECT, _) | (CE, _) => return Ok(()),
+        (_, CE) => CE,
+        (ECT0, ECT1) => ECT1,
+        _ => return Ok(()),
+    };
+    match kind {
+        L3::Ipv4 => {
+            let ip = frame.get_mut(l3..l3 + 12).ok_or(DropReason::Malformed)?;
+            let old = u16::from_be_bytes([ip[0], ip[1]]);
+            ip[1] = ip[1] & !3 | now;
+            let c = checksum::update_u16(
+                u16::from_be_bytes([ip[10], ip[11]]),
+                old,
+                u16::from_be_bytes([ip[0], ip[1]]),
+            );
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        L3::Ipv6 => {
+            let b = frame.get_mut(l3 + 1).ok_or(DropReason::Malformed)?;
+            *b = *b & !0x30 | now << 4;
+        }
+        // `ecn_at` saw an ECN-capable packet: IPv4 or IPv6.
+        _ => {}
     }
     Ok(())
 }

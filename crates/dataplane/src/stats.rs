@@ -89,6 +89,9 @@ drop_reasons! {
     /// A tunnel packet to this node whose outer UDP checksum is there and wrong (corrupted
     /// on the way: its VNI or label cannot be trusted).
     BadChecksum = "tunnel packet's outer UDP checksum is wrong",
+    /// A tunnel packet the underlay marked congested (CE) whose inner packet is not
+    /// ECN-capable: the mark cannot be passed on, so it is a drop (RFC 6040).
+    EcnNotCapable = "congestion marked on a tunnel packet whose inner packet is not ECN-capable",
 }
 
 /// Whether a port's device can carry packets.

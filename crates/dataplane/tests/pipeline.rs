@@ -689,6 +689,91 @@ fn encapsulates_into_each_tunnel_type_over_an_ipv6_underlay() {
     encapsulates_into_each_tunnel_type_between(["10.5.0.5", "10.4.0.5", "10.3.0.5"], ("fd00:f::1", "fd00:f::2"));
 }
 
+/// ECN crosses the tunnel (RFC 6040): the inner field is copied to the outer header on
+/// encapsulation, over either family, checksums kept right.
+#[test]
+fn encapsulation_copies_the_inner_ecn_to_the_outer_header() {
+    let mut n = node();
+    let mut frames = Vec::new();
+    for (dst, v6) in [
+        ("10.9.0.5", false),
+        ("10.7.0.5", false),
+        ("10.5.0.5", true),
+        ("10.3.0.5", true),
+    ] {
+        let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4(dst), IpProtocol::Udp);
+        ipr.ecn = 2;
+        let headers = [
+            Header::Ethernet(EthernetRepr {
+                src: M1,
+                dst: P0,
+                ethertype: EtherType::Ipv4,
+            }),
+            Header::Ipv4(ipr),
+            Header::Udp(UdpRepr {
+                src_port: 1,
+                dst_port: 2,
+            }),
+        ];
+        let (_, out) = n.send(0, &frame(&headers, b"ect0").unwrap()).unwrap();
+        let outer_ecn = if v6 { out[15] >> 4 & 3 } else { out[15] & 3 };
+        assert_eq!(outer_ecn, 2, "{dst}: ECT(0) outside too");
+        assert_eq!(out[14] & 0xfc, if v6 { 0x60 } else { 0x44 }, "{dst}: DSCP 0");
+        frames.push(out);
+    }
+    tshark_decodes(&frames, &["vxlan", "gre:mpls", "vxlan", "gre:mpls"]);
+}
+
+fn vxlan_with_ecn(ends: (&str, &str), outer: u8, inner: u8) -> Vec<u8> {
+    let mut headers = outer_from(ends, cases_vni(42)[3..].to_vec(), true);
+    for h in &mut headers {
+        if let Header::Ipv4(r) = h {
+            r.ecn = if r.dst == ip4("10.0.2.2") { inner } else { outer };
+        }
+        if let Header::Ipv6(r) = h {
+            r.traffic_class = outer;
+        }
+    }
+    frame(&headers, b"inner").unwrap()
+}
+
+/// ECN crosses back on decapsulation (RFC 6040): outer CE marks an ECN-capable inner
+/// packet CE (its checksum kept right) and drops one that is not ECN-capable, as its
+/// sender understands only a drop; outer ECT(1) over inner ECT(0) gives ECT(1); the rest
+/// leave the inner field as it was.
+#[test]
+fn decapsulation_carries_congestion_marks_into_the_inner_packet() {
+    let mut n = node();
+    let mut frames = Vec::new();
+    for ends in [("192.0.2.2", "192.0.2.1"), ("fd00:f::2", "fd00:f::1")] {
+        for (outer, inner, now) in [
+            (3, 2, Some(3)),
+            (3, 1, Some(3)),
+            (3, 3, Some(3)),
+            (3, 0, None),
+            (1, 2, Some(1)),
+            (2, 1, Some(1)),
+            (2, 0, Some(0)),
+            (0, 2, Some(2)),
+        ] {
+            let out = n.send(2, &vxlan_with_ecn(ends, outer, inner)).map(|(_, f)| f);
+            match now {
+                None => assert!(out.is_none(), "{ends:?} outer {outer} inner {inner}: dropped"),
+                Some(ecn) => {
+                    let out = out.unwrap_or_else(|| panic!("{ends:?} outer {outer} inner {inner}"));
+                    // Parsing verifies the IPv4 header checksum.
+                    assert!(parse(&out).is_ok(), "{ends:?} outer {outer} inner {inner}: checksum");
+                    assert_eq!(out[15] & 3, ecn, "{ends:?} outer {outer} inner {inner}");
+                    frames.push(out);
+                }
+            }
+        }
+    }
+    assert_eq!(n.drops(DropReason::EcnNotCapable), 2);
+    let want = vec!["eth:ethertype:ip:udp"; frames.len()];
+    tshark_decodes(&frames, &want);
+}
+
 /// Over IPv6 the flow label carries the inner flow's hash (RFC 6438): the same for every
 /// packet of a flow, another for another flow, so IPv6 routers spread tunnels over their
 /// ECMP paths, GRE ones (no UDP ports) included.

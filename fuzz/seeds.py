@@ -102,6 +102,9 @@ def pipeline_seeds():
         (2, out / IPv6(src="fd00:f::2", dst="fd00:f::1") / GRE(proto=0x8847) / MPLS(label=101, s=1)
             / IPv6(src="fd00:5::5", dst="fd00:2::2") / TCP(sport=1, dport=2)),
         (2, out / IP(src="192.0.2.2", dst="203.0.113.9") / UDP(sport=1, dport=2)),
+        # ECN across the tunnel: congestion marked outside, an ECN-capable packet inside.
+        (2, out / IPv6(src="fd00:f::2", dst="fd00:f::1", tc=3) / UDP(sport=49152, dport=4789) / VXLAN(vni=42)
+            / Ether(src=peer, dst=g1) / IP(src="10.5.0.5", dst="10.0.1.2", tos=2) / UDP(sport=1, dport=2)),
         # Route churn: a flow beside the changed /24, one under it, and w2's route moved.
         (0x80 | 3 << 2, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),
         (0x80, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),

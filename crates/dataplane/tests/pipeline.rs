@@ -463,22 +463,24 @@ fn an_oversized_packet_for_a_tunnel_gets_fragmentation_needed() {
 fn udp_of_len(dst: &str, ip_len: usize) -> Vec<u8> {
     let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4(dst), IpProtocol::Udp);
     ipr.dont_frag = true;
-    frame(
-        &[
-            Header::Ethernet(EthernetRepr {
-                src: M1,
-                dst: P0,
-                ethertype: EtherType::Ipv4,
-            }),
-            Header::Ipv4(ipr),
-            Header::Udp(UdpRepr {
-                src_port: 1,
-                dst_port: 2,
-            }),
-        ],
-        &vec![0u8; ip_len - 28],
-    )
-    .unwrap()
+    udp_from_w1(ipr, &vec![0u8; ip_len - 28])
+}
+
+/// A UDP packet (ports 1 -> 2) from w1 to its gateway, with the IPv4 header `ipr`.
+fn udp_from_w1(ipr: Ipv4Repr, payload: &[u8]) -> Vec<u8> {
+    let headers = [
+        Header::Ethernet(EthernetRepr {
+            src: M1,
+            dst: P0,
+            ethertype: EtherType::Ipv4,
+        }),
+        Header::Ipv4(ipr),
+        Header::Udp(UdpRepr {
+            src_port: 1,
+            dst_port: 2,
+        }),
+    ];
+    frame(&headers, payload).unwrap()
 }
 
 /// The MTU an error reports is the largest inner packet that fits: that size goes
@@ -703,19 +705,7 @@ fn encapsulation_copies_the_inner_ecn_to_the_outer_header() {
     ] {
         let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4(dst), IpProtocol::Udp);
         ipr.ecn = 2;
-        let headers = [
-            Header::Ethernet(EthernetRepr {
-                src: M1,
-                dst: P0,
-                ethertype: EtherType::Ipv4,
-            }),
-            Header::Ipv4(ipr),
-            Header::Udp(UdpRepr {
-                src_port: 1,
-                dst_port: 2,
-            }),
-        ];
-        let (_, out) = n.send(0, &frame(&headers, b"ect0").unwrap()).unwrap();
+        let (_, out) = n.send(0, &udp_from_w1(ipr, b"ect0")).unwrap();
         let outer_ecn = if v6 { out[15] >> 4 & 3 } else { out[15] & 3 };
         assert_eq!(outer_ecn, 2, "{dst}: ECT(0) outside too");
         assert_eq!(out[14] & 0xfc, if v6 { 0x60 } else { 0x44 }, "{dst}: DSCP 0");

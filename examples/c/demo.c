@@ -98,6 +98,11 @@ int main(void) {
     CHECK(vr_router_set_neighbor(router, p_w1, "10.0.1.2", w1));
     CHECK(vr_router_set_neighbor(router, p_w2, "10.0.2.2", w2));
     CHECK(vr_router_set_neighbor(router, p_fab, "192.0.2.2", peer));
+    /* Another tenant's 10.9.0.5, in VNI 43: not the inner MAC of VNI 42's 10.9.0.5. */
+    const uint8_t other[6] = {2, 0, 0, 0, 0x43, 5};
+    CHECK(vr_router_set_overlay_neighbor(router, 43, "10.9.0.5", other));
+    vr_result no_entry = vr_router_remove_overlay_neighbor(router, 42, "10.9.0.5");
+    printf("overlay neighbour: %s: %s\n", vr_result_message(no_entry), vr_router_last_error(router));
     /* w2 accepts nothing on UDP 5000-5999 from 10/8 (logged); everything else is allowed. */
     vr_rule deny_range = {.priority = 10, .action = VR_DENY_LOG, .proto = 17, .src = "10.0.0.0/8",
                          .dst_port_min = 5000, .dst_port_max = 5999};

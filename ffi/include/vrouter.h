@@ -496,6 +496,22 @@ vr_result vr_router_set_neighbor(struct vr_router *r,
 vr_result vr_router_remove_neighbor(struct vr_router *r, uint32_t port, const char *ip);
 
 /*
+ The MAC (6 bytes) VXLAN packets of VNI `vni` to inner address `ip` are addressed to
+ (an overlay neighbour, per VNI as EVPN's MAC/IP routes are: tenants may share inner
+ addresses). It comes before the tunnel nexthop's router MAC. VR_INVALID_ARGUMENT if
+ `vni` exceeds 24 bits.
+ */
+vr_result vr_router_set_overlay_neighbor(struct vr_router *r,
+                                         uint32_t vni,
+                                         const char *ip,
+                                         const uint8_t *mac_);
+
+/*
+ Forgets VNI `vni`'s overlay neighbour `ip`; VR_INVALID_ARGUMENT if there was none.
+ */
+vr_result vr_router_remove_overlay_neighbor(struct vr_router *r, uint32_t vni, const char *ip);
+
+/*
  Makes the routes, nexthops, labels, VNIs and neighbours set so far live (atomically;
  flows computed before are re-decided on their next packet). VR_INVALID_STATE while
  ports added or removed wait for `vr_router_apply_ports`, which publishes them.

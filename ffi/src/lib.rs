@@ -465,7 +465,7 @@ pub extern "C" fn vr_router_remove_port(r: *mut VrRouter, port: u32) -> VrResult
         let new_port = |p: u32| match p.cmp(&port) {
             std::cmp::Ordering::Less => Some(p),
             std::cmp::Ordering::Equal => None,
-            // Ports past the end (the overlay neighbours' pseudo-port) keep theirs.
+            // Ports past the end (the overlay neighbours' pseudo-ports) keep theirs.
             std::cmp::Ordering::Greater if p as usize > r.ports.len() => Some(p),
             std::cmp::Ordering::Greater => Some(p - 1),
         };
@@ -836,6 +836,46 @@ pub extern "C" fn vr_router_remove_neighbor(r: *mut VrRouter, port: u32, ip: *co
             format!("no neighbour {ip} on port {port}")
         })
     })
+}
+
+/// The MAC (6 bytes) VXLAN packets of VNI `vni` to inner address `ip` are addressed to
+/// (an overlay neighbour, per VNI as EVPN's MAC/IP routes are: tenants may share inner
+/// addresses). It comes before the tunnel nexthop's router MAC. VR_INVALID_ARGUMENT if
+/// `vni` exceeds 24 bits.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_overlay_neighbor(
+    r: *mut VrRouter,
+    vni: u32,
+    ip: *const c_char,
+    mac_: *const u8,
+) -> VrResult {
+    with(r, |r| {
+        let n = Neighbor {
+            mac: mac(mac_)?,
+            state: NeighborState::Reachable,
+        };
+        r.routes.set_neighbor(overlay_port(vni)?, addr(ip, "ip")?, n);
+        Ok(())
+    })
+}
+
+/// Forgets VNI `vni`'s overlay neighbour `ip`; VR_INVALID_ARGUMENT if there was none.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_overlay_neighbor(r: *mut VrRouter, vni: u32, ip: *const c_char) -> VrResult {
+    with(r, |r| {
+        let ip = addr(ip, "ip")?;
+        present(r.routes.remove_neighbor(overlay_port(vni)?, ip), || {
+            format!("no overlay neighbour {ip} in VNI {vni}")
+        })
+    })
+}
+
+/// VNI `vni`'s overlay neighbour pseudo-port.
+fn overlay_port(vni: u32) -> Result<u32, (VrResult, String)> {
+    if vni >= 1 << 24 {
+        return Err(bad(format!("VNI {vni} exceeds 24 bits")));
+    }
+    Ok(vrouter::dataplane::pipeline::overlay_neighbor_port(vni))
 }
 
 /// Makes the routes, nexthops, labels, VNIs and neighbours set so far live (atomically;

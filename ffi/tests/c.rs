@@ -91,6 +91,7 @@ fn check(stdout: &str) {
         "w2 got 60 bytes, ttl 63, dst mac 02:00:00:00:02:02",
         "VXLAN udp port 4789 vni 42, inner dst 10.9.0.5 mac 02:00:00:00:07:07",
         "router mac on a port: invalid argument (see vr_router_last_error): nexthop 3 is not a tunnel",
+        "overlay neighbour: invalid argument (see vr_router_last_error): no overlay neighbour 10.9.0.5 in VNI 42",
         "nothing more: nothing to pull",
         "bad rule: invalid argument (see vr_router_last_error): rules[0].dst_ports: range low 9000 is above high 8000",
         "to w2 port 5353: nothing to pull",

@@ -109,10 +109,19 @@ pub struct Tables {
     pub neighbors: Arc<NeighborCache>,
 }
 
-/// Neighbour entries under this port number are overlay MACs: the inner destination MAC
-/// to use when VXLAN-encapsulating to that inner address (a VTEP's forwarding entries).
-/// Without one the inner frame keeps the MACs it arrived with.
-pub const OVERLAY_NEIGHBOR_PORT: u32 = u32::MAX;
+/// The pseudo-port whose neighbour entries are VNI `vni`'s overlay MACs: the inner
+/// destination MAC for a VXLAN packet of that VNI to that inner address (a VTEP's
+/// forwarding entries, per VNI as EVPN's MAC/IP routes are, so tenants may share
+/// addresses). Above every real port: VNIs have 24 bits.
+///
+/// ```
+/// use dataplane::pipeline::overlay_neighbor_port;
+/// assert_ne!(overlay_neighbor_port(42), overlay_neighbor_port(43));
+/// assert!(overlay_neighbor_port(0) > u32::from(u16::MAX));
+/// ```
+pub const fn overlay_neighbor_port(vni: u32) -> u32 {
+    0xff00_0000 | (vni & 0xff_ffff)
+}
 
 /// `Action::flags` bit: this entry is the reverse of the flow's first packet.
 const FLAG_REVERSE: u8 = 1;
@@ -310,7 +319,7 @@ impl Ctx<'_> {
                 // VXLAN carries the inner Ethernet header: addressed to the inner destination
                 // (its overlay neighbour entry), else to the remote VTEP's router MAC.
                 let inner_mac = match encap {
-                    Encap::Vxlan { .. } => self.fib.mac(OVERLAY_NEIGHBOR_PORT, dst).or(*router_mac),
+                    Encap::Vxlan { vni } => self.fib.mac(overlay_neighbor_port(*vni), dst).or(*router_mac),
                     _ => None,
                 };
                 let pc = self.port(port)?;

@@ -121,14 +121,14 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
     b.set_neighbor(1, ip("10.0.2.2"), n(M2));
     b.set_neighbor(2, ip("192.0.2.2"), n(MR));
     b.set_neighbor(2, ip("fd00:f::2"), n(MR));
-    // The VXLAN peer's inner MAC for 10.9.0.5.
+    // The VXLAN peer's inner MAC for 10.9.0.5 in VNI 42.
     b.set_neighbor(
-        dataplane::pipeline::OVERLAY_NEIGHBOR_PORT,
+        dataplane::pipeline::overlay_neighbor_port(42),
         ip("10.9.0.5"),
         n(MacAddr([2, 0, 0, 0, 9, 5])),
     );
     b.set_neighbor(
-        dataplane::pipeline::OVERLAY_NEIGHBOR_PORT,
+        dataplane::pipeline::overlay_neighbor_port(42),
         ip("10.5.0.5"),
         n(MacAddr([2, 0, 0, 0, 9, 5])),
     );
@@ -784,11 +784,13 @@ fn the_ipv6_flow_label_follows_the_inner_flow() {
     assert_ne!(a, 0);
 }
 
-/// VXLAN's inner destination MAC: the inner destination's overlay neighbour entry where
-/// there is one, else the tunnel's router MAC (a Linux VTEP's device), else as it came.
+/// VXLAN's inner destination MAC: the inner destination's overlay neighbour entry in the
+/// tunnel's VNI where there is one, else the tunnel's router MAC (a Linux VTEP's device),
+/// else as it came.
 #[test]
 fn vxlan_addresses_the_inner_frame_to_the_overlay_neighbour_or_the_router_mac() {
     const VTEP: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
+    const OTHER: MacAddr = MacAddr([2, 0, 0, 0, 9, 0x43]);
     let mut n = node();
     let inner_dst = |n: &mut Node, dst: &str| {
         let (_, out) = n.send(0, &udp(M1, P0, "10.0.1.2", dst, 40000, 7777, 64)).unwrap();
@@ -796,18 +798,14 @@ fn vxlan_addresses_the_inner_frame_to_the_overlay_neighbour_or_the_router_mac() 
         MacAddr(out[inner..inner + 6].try_into().unwrap())
     };
     assert_eq!(inner_dst(&mut n, "10.9.0.6"), P0, "as it came: no entry, no router MAC");
-    n.routes
-        .set_nexthop(
-            10,
-            Nexthop::Tunnel {
-                encap: Encap::Vxlan { vni: 42 },
-                src: ip("192.0.2.1"),
-                dst: ip("192.0.2.2"),
-                underlay_vrf: 0,
-                router_mac: Some(VTEP),
-            },
-        )
-        .unwrap();
+    let tunnel = |vni| Nexthop::Tunnel {
+        encap: Encap::Vxlan { vni },
+        src: ip("192.0.2.1"),
+        dst: ip("192.0.2.2"),
+        underlay_vrf: 0,
+        router_mac: Some(VTEP),
+    };
+    n.routes.set_nexthop(10, tunnel(42)).unwrap();
     n.routes.publish(&n.fib).unwrap();
     assert_eq!(inner_dst(&mut n, "10.9.0.6"), VTEP);
     assert_eq!(
@@ -815,6 +813,21 @@ fn vxlan_addresses_the_inner_frame_to_the_overlay_neighbour_or_the_router_mac() 
         MacAddr([2, 0, 0, 0, 9, 5]),
         "the neighbour entry first"
     );
+    // Another tenant's VNI: the same inner address is another workload, and VNI 42's
+    // entry is not its.
+    n.routes.set_nexthop(10, tunnel(43)).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    assert_eq!(inner_dst(&mut n, "10.9.0.5"), VTEP, "not VNI 42's entry");
+    n.routes.set_neighbor(
+        dataplane::pipeline::overlay_neighbor_port(43),
+        ip("10.9.0.5"),
+        Neighbor {
+            mac: OTHER,
+            state: NeighborState::Reachable,
+        },
+    );
+    n.routes.publish(&n.fib).unwrap();
+    assert_eq!(inner_dst(&mut n, "10.9.0.5"), OTHER);
 }
 
 #[test]

@@ -234,7 +234,7 @@ fn kernel_vxlan(v6: bool) {
     b.set_vni(42, 1).unwrap();
     if !v6 {
         b.set_neighbor(
-            vrouter::dataplane::pipeline::OVERLAY_NEIGHBOR_PORT,
+            vrouter::dataplane::pipeline::overlay_neighbor_port(42),
             ip("10.9.0.2"),
             neighbor(VX),
         );

@@ -204,7 +204,10 @@ struct RouteDef {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NeighborDef {
-    port: String,
+    /// The port the neighbour is on, or (exactly one of the two) the VNI it is an overlay
+    /// entry of: VXLAN's inner destination MAC for `ip` in that VNI.
+    port: Option<String>,
+    vni: Option<u32>,
     ip: String,
     mac: String,
 }
@@ -643,8 +646,14 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         let what = format!("neighbor {}", n.ip);
         let mac = parse_mac(&n.mac).map_err(|x| cx.err(at, &what, "mac", x))?;
         let ip = parse_ip(&n.ip).map_err(|x| cx.err(at, &what, "ip", x))?;
+        let port = match (&n.port, n.vni) {
+            (Some(p), None) => port_of(p, at, &what)?,
+            (None, Some(vni)) if vni < 1 << 24 => vrouter::dataplane::pipeline::overlay_neighbor_port(vni),
+            (None, Some(vni)) => return Err(cx.err(at, &what, "vni", format!("{vni} exceeds 24 bits"))),
+            _ => return Err(cx.err(at, &what, "port", "give exactly one of `port` and `vni`")),
+        };
         b.set_neighbor(
-            port_of(&n.port, at, &what)?,
+            port,
             ip,
             Neighbor {
                 mac,
@@ -694,7 +703,10 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             .neighbor
             .iter()
             .map(|n| n.get_ref())
-            .map(|n| format!("{} {} on {}", n.ip, n.mac, n.port))
+            .map(|n| match (&n.port, n.vni) {
+                (Some(p), _) => format!("{} {} on {p}", n.ip, n.mac),
+                (_, vni) => format!("{} {} in vni {}", n.ip, n.mac, vni.unwrap_or_default()),
+            })
             .collect(),
         labels: f
             .label
@@ -1215,6 +1227,38 @@ src = ["10.0.0.0/8"]
         assert!(c.listing.nexthops.contains(&"5: lookup in vrf 1".to_string()));
     }
 
+    /// A `[[neighbor]]` with a VNI is an overlay entry of that VNI: two tenants' entries
+    /// for one inner address stay apart.
+    #[test]
+    fn overlay_neighbors_are_read_per_vni() {
+        let entry = |vni: u32, mac: &str| format!("\n[[neighbor]]\nvni = {vni}\nip = \"10.9.0.5\"\nmac = \"{mac}\"\n");
+        let text = format!(
+            "{GOOD}{}{}",
+            entry(42, "02:00:00:00:42:05"),
+            entry(43, "02:00:00:00:43:05")
+        );
+        let mut c = parse("good.toml", &text).unwrap();
+        let fib = vrouter::fib::Fib::new();
+        c.routes.publish(&fib).unwrap();
+        let fib = fib.snapshot();
+        let at = |vni| {
+            fib.mac(
+                vrouter::dataplane::pipeline::overlay_neighbor_port(vni),
+                "10.9.0.5".parse().unwrap(),
+            )
+        };
+        assert_eq!(at(42), Some(parse_mac("02:00:00:00:42:05").unwrap()));
+        assert_eq!(at(43), Some(parse_mac("02:00:00:00:43:05").unwrap()));
+        assert_eq!(at(44), None);
+        assert!(
+            c.listing
+                .neighbors
+                .contains(&"10.9.0.5 02:00:00:00:43:05 in vni 43".to_string()),
+            "{:?}",
+            c.listing.neighbors
+        );
+    }
+
     #[test]
     fn a_reload_changes_what_a_running_flow_table_can_change() {
         let flows = |extra: &str| parse("good.toml", &format!("{GOOD}[flows]\n{extra}")).unwrap().flows;
@@ -1342,6 +1386,16 @@ src = ["10.0.0.0/8"]
                 "mac = \"02:00:00:00:09:09\"",
                 "mac = \"02:00:00:00:09\"",
                 "good.toml:55: neighbor 192.0.2.2: field `mac`: `02:00:00:00:09` is not a MAC address (six hex bytes)",
+            ),
+            (
+                "port = \"fabric\"\nip = \"192.0.2.2\"",
+                "port = \"fabric\"\nvni = 42\nip = \"192.0.2.2\"",
+                "good.toml:55: neighbor 192.0.2.2: field `port`: give exactly one of `port` and `vni`",
+            ),
+            (
+                "port = \"fabric\"\nip = \"192.0.2.2\"",
+                "vni = 16777216\nip = \"192.0.2.2\"",
+                "good.toml:55: neighbor 192.0.2.2: field `vni`: 16777216 exceeds 24 bits",
             ),
             (
                 "tunnel = \"vxlan\"",

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vrouter::dataplane::neigh::Lookup;
-use vrouter::dataplane::pipeline::{OVERLAY_NEIGHBOR_PORT, neighbor_mac};
+use vrouter::dataplane::pipeline::{neighbor_mac, overlay_neighbor_port};
 use vrouter::dataplane::{PortState, SharedCounters};
 use vrouter::fib::{Encap, Nexthop, Resolution};
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
@@ -408,12 +408,12 @@ fn route_get(s: &State, node: &NodeConfig, vrf: &str, addr: &str) -> Vec<String>
                 } => {
                     // VXLAN's inner destination MAC, as the pipeline picks it.
                     let inner = match encap {
-                        Encap::Vxlan { .. } => {
+                        Encap::Vxlan { vni } => {
                             let router_mac = match fib.nexthop(r.nexthop) {
                                 Some(Nexthop::Tunnel { router_mac, .. }) => *router_mac,
                                 _ => None,
                             };
-                            match (fib.mac(OVERLAY_NEIGHBOR_PORT, dst), router_mac) {
+                            match (fib.mac(overlay_neighbor_port(vni), dst), router_mac) {
                                 (Some(m), _) => format!(", inner MAC {m} (overlay neighbour)"),
                                 (None, Some(m)) => format!(", inner MAC {m} (router MAC)"),
                                 (None, None) => ", inner MACs as they came".to_string(),

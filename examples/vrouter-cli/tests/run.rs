@@ -887,7 +887,7 @@ fn reload_adds_and_removes_ports_while_running() {
 
 /// The bundled router, from its file alone, talks VXLAN to a Linux kernel `vxlan` device:
 /// the tunnel's `router_mac` addresses the inner frames to the device, which takes no
-/// others.
+/// others; overlay neighbour entries of the file come first, within their own VNI.
 #[test]
 fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
     const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
@@ -921,7 +921,9 @@ fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
          [[port]]\nname = \"fabric\"\ndevice = \"{}\"\nkind = \"fabric\"\nvrf = 0\nmac = \"{}\"\naddresses = [\"192.0.2.1\"]\n\n{}\
          [[nexthop]]\nid = 20\nport = \"fabric\"\n\n[[route]]\nvrf = 0\nprefix = \"192.0.2.0/24\"\nnexthop = 20\n\n\
          [[nexthop]]\nid = 21\ntunnel = \"vxlan\"\nkey = 42\nsrc = \"192.0.2.1\"\ndst = \"192.0.2.2\"\nrouter_mac = \"{}\"\n\n\
-         [[route]]\nvrf = 1\nprefix = \"10.9.0.0/24\"\nnexthop = 21\n\n[[vni]]\nvni = 42\nvrf = 1\n",
+         [[route]]\nvrf = 1\nprefix = \"10.9.0.0/24\"\nnexthop = 21\n\n[[vni]]\nvni = 42\nvrf = 1\n\n\
+         [[neighbor]]\nvni = 42\nip = \"10.9.0.3\"\nmac = \"02:00:00:00:42:03\"\n\n\
+         [[neighbor]]\nvni = 43\nip = \"10.9.0.2\"\nmac = \"02:00:00:00:43:02\"\n",
         w.port,
         u.b,
         mac(FAB),
@@ -941,7 +943,20 @@ fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
     assert!(ping(&w.ns, "10.9.0.2"), "workload -> Linux VXLAN");
     assert!(ping(&linux, "10.0.1.2"), "Linux VXLAN -> workload");
     let (_, get) = ctl(sock.to_str().unwrap(), &["route", "get", "vrf", "1", "10.9.0.2"]);
-    assert!(get.contains(", inner MAC 02:00:00:00:07:07 (router MAC)\n"), "{get}");
+    assert!(
+        get.contains(", inner MAC 02:00:00:00:07:07 (router MAC)\n"),
+        "VNI 43's 10.9.0.2 is another tenant's: {get}"
+    );
+    let (_, get) = ctl(sock.to_str().unwrap(), &["route", "get", "vrf", "1", "10.9.0.3"]);
+    assert!(
+        get.contains(", inner MAC 02:00:00:00:42:03 (overlay neighbour)\n"),
+        "{get}"
+    );
+    let (_, neighbors) = ctl(sock.to_str().unwrap(), &["show", "neighbors"]);
+    assert!(
+        neighbors.contains("10.9.0.3 02:00:00:00:42:03 in vni 42 static"),
+        "{neighbors}"
+    );
     let (_, hops) = ctl(sock.to_str().unwrap(), &["show", "nexthops"]);
     assert!(
         hops.contains("21: vxlan key 42 192.0.2.1 -> 192.0.2.2 (underlay vrf 0) router mac 02:00:00:00:07:07"),

@@ -60,6 +60,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
             dst: ip("192.0.2.2"),
             underlay_vrf: 0,
             router_mac: None,
+            dscp: Default::default(),
         },
     )
     .unwrap();
@@ -73,6 +74,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
             dst: ip("fd00:f::2"),
             underlay_vrf: 0,
             router_mac: None,
+            dscp: Default::default(),
         },
     )
     .unwrap();

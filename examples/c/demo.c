@@ -20,14 +20,15 @@
         }                                                                                \
     } while (0)
 
-/* A UDP/IPv4 frame from 10.0.1.2 port 40000 to dst:dport, Ethernet to the router's port MAC. */
+/* A UDP/IPv4 frame from 10.0.1.2 port 40000 to dst:dport, Ethernet to the router's port MAC,
+   marked expedited forwarding (DSCP 46). */
 static size_t udp_frame(uint8_t *f, const uint8_t src_mac[6], const uint8_t dst_mac[6], const uint8_t dst[4], uint16_t dport) {
     memset(f, 0, 64);
     memcpy(f, dst_mac, 6);
     memcpy(f + 6, src_mac, 6);
     f[12] = 0x08; f[13] = 0x00;
     uint8_t *ip = f + 14;
-    ip[0] = 0x45; ip[3] = 46; ip[8] = 64; ip[9] = 17;
+    ip[0] = 0x45; ip[1] = 46 << 2; ip[3] = 46; ip[8] = 64; ip[9] = 17;
     ip[12] = 10; ip[13] = 0; ip[14] = 1; ip[15] = 2;
     memcpy(ip + 16, dst, 4);
     uint32_t sum = 0;
@@ -82,6 +83,10 @@ int main(void) {
     CHECK(vr_router_set_nexthop_router_mac(router, 4, vtep));
     vr_result not_tunnel = vr_router_set_nexthop_router_mac(router, 3, vtep);
     printf("router mac on a port: %s: %s\n", vr_result_message(not_tunnel), vr_router_last_error(router));
+    /* The inner packet's DSCP on the outer header too; a code point must fit 6 bits. */
+    CHECK(vr_router_set_nexthop_dscp(router, 4, VR_DSCP_INHERIT));
+    vr_result wide_dscp = vr_router_set_nexthop_dscp(router, 4, 64);
+    printf("dscp 64: %s: %s\n", vr_result_message(wide_dscp), vr_router_last_error(router));
     CHECK(vr_router_add_route(router, 1, "10.0.1.2/32", 1));
     CHECK(vr_router_add_route(router, 1, "10.0.2.2/32", 2));
     CHECK(vr_router_add_route(router, 1, "10.9.0.0/16", 4));
@@ -140,9 +145,10 @@ int main(void) {
     printf("w2 got %zu bytes, ttl %u, dst mac %02x:%02x:%02x:%02x:%02x:%02x\n", len, out[22], out[0], out[1], out[2], out[3], out[4], out[5]);
     CHECK(vr_router_pull(router, p_fab, out, sizeof out, &len));
     unsigned vni = (unsigned)(out[46] << 16 | out[47] << 8 | out[48]);
-    printf("fabric got %zu bytes: VXLAN udp port %u vni %u, inner dst %u.%u.%u.%u mac %02x:%02x:%02x:%02x:%02x:%02x\n", len,
-           (unsigned)(out[36] << 8 | out[37]), vni, out[80], out[81], out[82], out[83], out[50], out[51], out[52], out[53],
-           out[54], out[55]);
+    printf("fabric got %zu bytes: VXLAN udp port %u vni %u, inner dst %u.%u.%u.%u mac %02x:%02x:%02x:%02x:%02x:%02x, "
+           "outer tos %#x inner tos %#x\n",
+           len, (unsigned)(out[36] << 8 | out[37]), vni, out[80], out[81], out[82], out[83], out[50], out[51], out[52],
+           out[53], out[54], out[55], out[15], out[65]);
     rc = vr_router_pull(router, p_fab, out, sizeof out, &len);
     printf("nothing more: %s\n", vr_result_message(rc));
 

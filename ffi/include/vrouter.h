@@ -89,6 +89,11 @@
 #define VR_TUNNEL_MPLS_GRE 2
 
 /*
+ `vr_router_set_nexthop_dscp`: the outer DSCP is the inner packet's.
+ */
+#define VR_DSCP_INHERIT -1
+
+/*
  `vr_router_clear_flows`: every VRF.
  */
 #define VR_ALL_VRFS UINT32_MAX
@@ -432,6 +437,14 @@ vr_result vr_router_set_nexthop_tunnel(struct vr_router *r,
  NULL clears it. VR_INVALID_ARGUMENT if `id` is not a VXLAN tunnel.
  */
 vr_result vr_router_set_nexthop_router_mac(struct vr_router *r, uint32_t id, const uint8_t *mac_);
+
+/*
+ Sets the DSCP of tunnel nexthop `id`'s outer header (defined before; 0 until set): a
+ code point 0-63 on every packet, which keeps tenants' marks out of the underlay, or
+ VR_DSCP_INHERIT, the inner packet's. MPLS labels carry its top three bits as their
+ traffic class. VR_INVALID_ARGUMENT if `id` is not a tunnel or `dscp` is neither.
+ */
+vr_result vr_router_set_nexthop_dscp(struct vr_router *r, uint32_t id, int32_t dscp);
 
 /*
  Defines nexthop `id` as equal-cost multipath over `count` member nexthops (weight 1

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use vrouter::dataplane::neigh::Lookup;
 use vrouter::dataplane::pipeline::neighbor_mac;
 use vrouter::dataplane::{MemoryLink, Worker};
-use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, Prepared, Resolution};
+use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, OuterDscp, Prepared, Resolution};
 use vrouter::flow::{FlowTableConfig, FullPolicy};
 use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
@@ -683,6 +683,7 @@ pub extern "C" fn vr_router_set_nexthop_tunnel(
             dst,
             underlay_vrf,
             router_mac: None,
+            dscp: OuterDscp::default(),
         };
         r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
     })
@@ -695,25 +696,46 @@ pub extern "C" fn vr_router_set_nexthop_tunnel(
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_set_nexthop_router_mac(r: *mut VrRouter, id: u32, mac_: *const u8) -> VrResult {
     with(r, |r| {
-        let router_mac = if mac_.is_null() { None } else { Some(mac(mac_)?) };
-        let nh = match r.routes.nexthop(id) {
-            Some(Nexthop::Tunnel {
-                encap,
-                src,
-                dst,
-                underlay_vrf,
-                ..
-            }) => Nexthop::Tunnel {
-                encap: *encap,
-                src: *src,
-                dst: *dst,
-                underlay_vrf: *underlay_vrf,
-                router_mac,
-            },
-            _ => return Err(bad(format!("nexthop {id} is not a tunnel"))),
-        };
-        r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
+        let mac = if mac_.is_null() { None } else { Some(mac(mac_)?) };
+        edit_tunnel(r, id, |nh| {
+            if let Nexthop::Tunnel { router_mac, .. } = nh {
+                *router_mac = mac;
+            }
+        })
     })
+}
+
+/// `vr_router_set_nexthop_dscp`: the outer DSCP is the inner packet's.
+pub const VR_DSCP_INHERIT: i32 = -1;
+
+/// Sets the DSCP of tunnel nexthop `id`'s outer header (defined before; 0 until set): a
+/// code point 0-63 on every packet, which keeps tenants' marks out of the underlay, or
+/// VR_DSCP_INHERIT, the inner packet's. MPLS labels carry its top three bits as their
+/// traffic class. VR_INVALID_ARGUMENT if `id` is not a tunnel or `dscp` is neither.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_nexthop_dscp(r: *mut VrRouter, id: u32, dscp: i32) -> VrResult {
+    with(r, |r| {
+        let d = match dscp {
+            VR_DSCP_INHERIT => OuterDscp::Inherit,
+            0..=63 => OuterDscp::Fixed(dscp as u8),
+            _ => return Err(bad(format!("DSCP {dscp} is not 0-63 or VR_DSCP_INHERIT"))),
+        };
+        edit_tunnel(r, id, |nh| {
+            if let Nexthop::Tunnel { dscp, .. } = nh {
+                *dscp = d;
+            }
+        })
+    })
+}
+
+/// Changes tunnel nexthop `id` by `edit`, checked as a new definition.
+fn edit_tunnel(r: &mut VrRouter, id: u32, edit: impl FnOnce(&mut Nexthop)) -> Result<(), (VrResult, String)> {
+    let mut nh = match r.routes.nexthop(id) {
+        Some(nh @ Nexthop::Tunnel { .. }) => nh.clone(),
+        _ => return Err(bad(format!("nexthop {id} is not a tunnel"))),
+    };
+    edit(&mut nh);
+    r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
 }
 
 /// Defines nexthop `id` as equal-cost multipath over `count` member nexthops (weight 1

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use dataplane::neigh::{NeighborCache, NeighborConfig};
 use dataplane::pipeline::{NodeConfig, Pipeline, PortConfig, PortRole, Tables};
 use dataplane::{FramePool, MemoryLink, MemoryPort, Port, Worker};
-use fib::{Encap, Fib, FibBuilder, Nexthop};
+use fib::{Encap, Fib, FibBuilder, Nexthop, OuterDscp};
 use flow::{FlowTable, FlowTableConfig};
 use policy::{EndpointId, PolicySet, PolicyStore, RuleList};
 use wire::ethernet::MacAddr;
@@ -47,6 +47,7 @@ impl Harness {
             dst: ip("192.0.2.2"),
             underlay_vrf: 0,
             router_mac: None,
+            dscp: OuterDscp::Fixed(10),
         };
         let tunnel6 = |encap| Nexthop::Tunnel {
             encap,
@@ -54,6 +55,7 @@ impl Harness {
             dst: ip("fd00:f::2"),
             underlay_vrf: 0,
             router_mac: None,
+            dscp: OuterDscp::Inherit,
         };
         let nexthops = [
             (1, interface(0, None)),

@@ -344,6 +344,7 @@ fn pipeline_tables(vxlan: bool) -> Tables {
             dst: ip("192.0.2.2"),
             underlay_vrf: 0,
             router_mac: None,
+            dscp: Default::default(),
         },
     )
     .unwrap();

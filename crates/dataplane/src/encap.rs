@@ -15,11 +15,13 @@
 //!
 //! The inner packet's ECN field is copied to the outer header (RFC 6040, normal mode), so
 //! that congestion the underlay marks reaches the inner packet when it is decapsulated
-//! (`pipeline`), as ECN-driven transports (DCTCP in a data centre) need.
+//! (`pipeline`), as ECN-driven transports (DCTCP in a data centre) need. The outer DSCP is
+//! the tunnel's (`OuterDscp`): fixed, or the inner packet's; MPLS labels carry its class
+//! selector as their traffic class.
 
 use std::net::IpAddr;
 
-use fib::Encap;
+use fib::{Encap, OuterDscp};
 use wire::checksum;
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
 use wire::ip::IpProtocol;
@@ -73,6 +75,10 @@ pub(crate) struct Outer {
     /// Over IPv4, the ones-complement sum of the IPv4 header with total length and
     /// checksum zero; over IPv6, that of the UDP pseudo-header without its length.
     sum: u32,
+    /// The outer traffic class (DSCP and ECN) is the inner one's bits under `tc_keep`
+    /// (the ECN field, and the DSCP when inherited) with `tc_set` (a fixed DSCP).
+    tc_keep: u8,
+    tc_set: u8,
 }
 
 /// Who the outer headers come from and go to.
@@ -86,6 +92,8 @@ pub(crate) struct Ends {
     /// VXLAN: the inner destination's MAC, written with the egress port's MAC as the
     /// inner source. `None` leaves the inner Ethernet addresses as they came.
     pub(crate) inner_mac: Option<MacAddr>,
+    /// The outer DSCP.
+    pub(crate) dscp: OuterDscp,
 }
 
 impl Outer {
@@ -162,12 +170,18 @@ impl Outer {
                 label(l, &mut b[l4 + 4..end]);
             }
         }
+        let (tc_keep, tc_set) = match ends.dscp {
+            OuterDscp::Fixed(d) => (3, d << 2),
+            OuterDscp::Inherit => (0xff, 0),
+        };
         Some(Outer {
             encap,
             bytes: b,
             len: len as u8,
             l4: l4 as u8,
             sum,
+            tc_keep,
+            tc_set,
         })
     }
 
@@ -190,14 +204,20 @@ impl Outer {
     }
 }
 
+/// The traffic class (IPv4's TOS: DSCP and ECN) of the IP header at `l3` of `f` (`kind`:
+/// its family), 0 for anything else.
+fn traffic_class_at(f: &[u8], l3: usize, kind: L3) -> u8 {
+    match kind {
+        L3::Ipv4 => f.get(l3 + 1).copied().unwrap_or(0),
+        L3::Ipv6 => f.get(l3..l3 + 2).map_or(0, |b| b[0] << 4 | b[1] >> 4),
+        _ => 0,
+    }
+}
+
 /// The ECN field of the IP header at `l3` of `f` (`kind`: its family), 0 (not
 /// ECN-capable) for anything else.
 pub(crate) fn ecn_at(f: &[u8], l3: usize, kind: L3) -> u8 {
-    match kind {
-        L3::Ipv4 => f.get(l3 + 1).map_or(0, |tos| tos & 3),
-        L3::Ipv6 => f.get(l3 + 1).map_or(0, |b| b >> 4 & 3),
-        _ => 0,
-    }
+    traffic_class_at(f, l3, kind) & 3
 }
 
 /// Puts `outer` in front of the packet, in the frame's headroom (no payload copy). For
@@ -241,19 +261,20 @@ pub(crate) fn encapsulate(
     let f = pool.bytes_mut(pkt.addr, total as usize);
     // Read before the headers go on: for MPLS they overwrite the inner Ethernet header,
     // never the inner IP header.
-    let ecn = ecn_at(f, overhead + usize::from(h.l3) - keep_from as usize, h.l3_kind);
+    let inner_tc = traffic_class_at(f, overhead + usize::from(h.l3) - keep_from as usize, h.l3_kind);
+    let tc = inner_tc & outer.tc_keep | outer.tc_set;
     f[..len].copy_from_slice(&outer.bytes[..len]);
     if v6 {
         // Underlay ECMP entropy in the flow label too (RFC 6438): the one field a GRE
-        // tunnel has for it, and one IPv6 routers hash on. Version 6, DSCP 0, the inner ECN.
-        let label = 6 << 28 | u32::from(ecn) << 20 | (hash >> 20) as u32 & 0xf_ffff;
+        // tunnel has for it, and one IPv6 routers hash on.
+        let label = 6 << 28 | u32::from(tc) << 20 | (hash >> 20) as u32 & 0xf_ffff;
         f[ETH..ETH + 4].copy_from_slice(&label.to_be_bytes());
         f[IPV6_PAYLOAD_LEN..IPV6_PAYLOAD_LEN + 2].copy_from_slice(&(ip_len - IPV6 as u16).to_be_bytes());
     } else {
-        // DSCP 0, the inner ECN: the TOS byte is the low half of the header's first word.
-        f[ETH + 1] = ecn;
+        // The TOS byte is the low half of the header's first word.
+        f[ETH + 1] = tc;
         f[IPV4_TOTAL_LEN..IPV4_TOTAL_LEN + 2].copy_from_slice(&ip_len.to_be_bytes());
-        let c = checksum::finish(outer.sum + u32::from(ip_len) + u32::from(ecn));
+        let c = checksum::finish(outer.sum + u32::from(ip_len) + u32::from(tc));
         f[IPV4_CHECKSUM..IPV4_CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
     }
     let udp_len = ip_len - (l4 - ETH) as u16;
@@ -263,14 +284,14 @@ pub(crate) fn encapsulate(
         f[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
         f[l4 + 4..l4 + 6].copy_from_slice(&udp_len.to_be_bytes());
     };
-    let inner_ttl = h.ttl.saturating_sub(1).max(1);
-    match outer.encap {
-        Encap::Vxlan { .. } => udp(f),
-        Encap::MplsOverUdp { .. } => {
-            udp(f);
-            f[overhead - 1] = inner_ttl;
-        }
-        Encap::MplsOverGre { .. } => f[overhead - 1] = inner_ttl,
+    if !matches!(outer.encap, Encap::MplsOverGre { .. }) {
+        udp(f);
+    }
+    if !matches!(outer.encap, Encap::Vxlan { .. }) {
+        // The label's traffic class (bits 3-1 of its third byte, zero in the prebuilt
+        // one) is the outer DSCP's class selector; its TTL the inner one, less one.
+        f[overhead - 2] |= (tc >> 5) << 1;
+        f[overhead - 1] = h.ttl.saturating_sub(1).max(1);
     }
     if v6 && !matches!(outer.encap, Encap::MplsOverGre { .. }) {
         // The pseudo-header's length, then the segment with the checksum field still zero.
@@ -297,6 +318,7 @@ mod tests {
             src_mac: MacAddr([2, 0, 0, 0, 0, 1]),
             dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
             inner_mac,
+            dscp: OuterDscp::default(),
         }
     }
 

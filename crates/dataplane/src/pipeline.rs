@@ -310,6 +310,7 @@ impl Ctx<'_> {
                 dst: tdst,
                 underlay_vrf,
                 router_mac,
+                dscp,
             } => {
                 let ((port, next, mac), shared) = egress.underlay.resolve(self.fib, *underlay_vrf, *tdst, hash)?;
                 let (mac, until) = match mac {
@@ -331,6 +332,7 @@ impl Ctx<'_> {
                     // six bytes.
                     dst_mac: mac.unwrap_or(MacAddr([0; 6])),
                     inner_mac,
+                    dscp: *dscp,
                 };
                 // The FIB refuses ends of two families.
                 let outer = Outer::new(*encap, &ends).ok_or(DropReason::Unsupported)?;

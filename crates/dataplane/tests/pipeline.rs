@@ -10,7 +10,7 @@ use std::time::Instant;
 use dataplane::neigh::{NeighborCache, NeighborConfig};
 use dataplane::pipeline::{NodeConfig, Pipeline, PortConfig, PortRole, Tables};
 use dataplane::*;
-use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
+use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, OuterDscp};
 use flow::{FlowTable, FlowTableConfig};
 use policy::{EndpointId, PolicySet, PolicyStore, RuleList};
 use wire::arp::{ArpOperation, ArpRepr};
@@ -75,6 +75,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
                 dst,
                 underlay_vrf: 0,
                 router_mac: None,
+                dscp: Default::default(),
             };
             b.set_nexthop(id, nh).unwrap();
         }
@@ -714,6 +715,76 @@ fn encapsulation_copies_the_inner_ecn_to_the_outer_header() {
     tshark_decodes(&frames, &["vxlan", "gre:mpls", "vxlan", "gre:mpls"]);
 }
 
+/// The outer DSCP is the tunnel's: 0 by default, a fixed code point, or the inner one;
+/// MPLS labels carry its class selector as their traffic class. The inner DSCP and the
+/// ECN copy are kept, the IPv4 checksum right (tshark reads and checks each).
+#[test]
+fn encapsulation_sets_the_tunnels_outer_dscp() {
+    let mut n = node();
+    // Expedited forwarding (46), ECT(0), to each tunnel type over each family.
+    let dsts = ["10.9.0.5", "10.8.0.5", "10.7.0.5", "10.5.0.5", "10.4.0.5", "10.3.0.5"];
+    for (dscp, outer) in [
+        (OuterDscp::default(), 0),
+        (OuterDscp::Inherit, 46),
+        (OuterDscp::Fixed(10), 10),
+    ] {
+        for id in 10..16 {
+            let mut nh = n.routes.nexthop(id).unwrap().clone();
+            if let Nexthop::Tunnel { dscp: d, .. } = &mut nh {
+                *d = dscp;
+            }
+            n.routes.set_nexthop(id, nh).unwrap();
+        }
+        n.routes.publish(&n.fib).unwrap();
+        let frames: Vec<_> = dsts
+            .iter()
+            .map(|dst| {
+                let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4(dst), IpProtocol::Udp);
+                (ipr.dscp, ipr.ecn) = (46, 2);
+                n.send(0, &udp_from_w1(ipr, b"ef")).unwrap().1
+            })
+            .collect();
+        let lines = tshark_decodes_with(
+            &frames,
+            &[
+                "ip:udp:vxlan",
+                "ip:udp:mpls",
+                "ip:gre:mpls",
+                "ipv6:udp:vxlan",
+                "ipv6:udp:mpls",
+                "ipv6:gre:mpls",
+            ],
+            &[
+                "ip.dsfield.dscp",
+                "ipv6.tclass.dscp",
+                "ip.dsfield.ecn",
+                "ipv6.tclass.ecn",
+                "mpls.exp",
+            ],
+        );
+        for (line, dst) in lines.iter().zip(dsts) {
+            let v: Vec<&str> = line.split('\t').skip(5).collect();
+            let (v4_dscp, v6_dscp, v4_ecn, v6_ecn) = (v[0], v[1], v[2], v[3]);
+            let v6 = !v6_dscp.is_empty();
+            // IPv4 fields list the outer header's value, then the inner one's.
+            let want_dscp = if v6 { "46".to_string() } else { format!("{outer},46") };
+            assert_eq!(v4_dscp, want_dscp, "{dscp:?} to {dst}: {line}");
+            let want_ecn = if v6 { "2" } else { "2,2" };
+            assert_eq!(v4_ecn, want_ecn, "{dscp:?} to {dst}: {line}");
+            if v6 {
+                assert_eq!(
+                    (v6_dscp, v6_ecn),
+                    (outer.to_string().as_str(), "2"),
+                    "{dscp:?} to {dst}: {line}"
+                );
+            }
+            let mpls = line.contains("mpls");
+            let want_tc = if mpls { (outer >> 3).to_string() } else { String::new() };
+            assert_eq!(v[4], want_tc, "{dscp:?} to {dst}: the label's traffic class: {line}");
+        }
+    }
+}
+
 fn vxlan_with_ecn(ends: (&str, &str), outer: u8, inner: u8) -> Vec<u8> {
     let mut headers = outer_from(ends, cases_vni(42)[3..].to_vec(), true);
     for h in &mut headers {
@@ -804,6 +875,7 @@ fn vxlan_addresses_the_inner_frame_to_the_overlay_neighbour_or_the_router_mac() 
         dst: ip("192.0.2.2"),
         underlay_vrf: 0,
         router_mac: Some(VTEP),
+        dscp: Default::default(),
     };
     n.routes.set_nexthop(10, tunnel(42)).unwrap();
     n.routes.publish(&n.fib).unwrap();
@@ -1082,6 +1154,11 @@ fn cases_vni(vni: u32) -> Vec<Header<'static>> {
 /// returns tshark's line per frame (protocols, expert messages, then the IP, ICMPv6 and
 /// UDP checksum statuses).
 fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) -> Vec<String> {
+    tshark_decodes_with(frames, want, &[])
+}
+
+/// As [`tshark_decodes`], with tshark's values of `fields` at the end of each line.
+fn tshark_decodes_with(frames: &[Vec<u8>], want: &[&str], fields: &[&str]) -> Vec<String> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("vr-pipeline-{}-{n}.pcap", std::process::id()));
@@ -1118,6 +1195,7 @@ fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) -> Vec<String> {
             "-e",
             "udp.checksum.status",
         ])
+        .args(fields.iter().flat_map(|f| ["-e", f]))
         .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"])
         .output()
         .expect("tshark installed (scripts/test installs it)");
@@ -1133,7 +1211,7 @@ fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) -> Vec<String> {
     for (line, want) in lines.iter().zip(want) {
         assert!(line.contains(want), "{line} lacks {want}");
         assert!(!line.to_lowercase().contains("malformed"), "{line}");
-        let statuses = line.split('\t').skip(2).flat_map(|c| c.split(','));
+        let statuses = line.split('\t').skip(2).take(3).flat_map(|c| c.split(','));
         // UDP checksums may be left zero over IPv4 (3: none; over IPv6 it is flagged)
         // and cannot be checked in the part of a packet an ICMP error quotes (2).
         assert!(

@@ -377,6 +377,7 @@ impl FibBuilder {
             src,
             dst,
             router_mac,
+            dscp,
             ..
         } = &nh
         {
@@ -389,6 +390,9 @@ impl FibBuilder {
                 return Err(bad(
                     "a router MAC is for VXLAN: MPLS carries no inner Ethernet header".into()
                 ));
+            }
+            if let crate::OuterDscp::Fixed(d @ 64..) = dscp {
+                return Err(bad(format!("DSCP {d} exceeds 6 bits")));
             }
         }
         if let Nexthop::Ecmp { members } = &nh {
@@ -851,6 +855,7 @@ mod tests {
             dst: dst.parse().unwrap(),
             underlay_vrf: 0,
             router_mac: None,
+            dscp: Default::default(),
         };
         let routed = |encap| Nexthop::Tunnel {
             encap,
@@ -858,6 +863,7 @@ mod tests {
             dst: v4(0xc000_0202),
             underlay_vrf: 0,
             router_mac: Some(wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1])),
+            dscp: Default::default(),
         };
         for (nh, says) in [
             (
@@ -875,6 +881,17 @@ mod tests {
             (tunnel(Encap::Vxlan { vni: 7 }, "2001:db8::2"), "two families"),
             (routed(Encap::MplsOverUdp { label: 7 }), "a router MAC is for VXLAN"),
             (routed(Encap::MplsOverGre { label: 7 }), "a router MAC is for VXLAN"),
+            (
+                Nexthop::Tunnel {
+                    encap: Encap::Vxlan { vni: 7 },
+                    src: v4(0xc000_0201),
+                    dst: v4(0xc000_0202),
+                    underlay_vrf: 0,
+                    router_mac: None,
+                    dscp: crate::OuterDscp::Fixed(64),
+                },
+                "DSCP 64 exceeds 6 bits",
+            ),
         ] {
             let e = b.set_nexthop(4, nh).unwrap_err().to_string();
             assert!(e.contains(says) && e.contains("tunnel 4"), "{e}");
@@ -1124,6 +1141,7 @@ mod tests {
                 dst: v4(0xc000_0209),
                 underlay_vrf: 0,
                 router_mac: None,
+                dscp: Default::default(),
             },
         )
         .unwrap();
@@ -1195,6 +1213,7 @@ mod tests {
             dst: v4(0xc000_0209),
             underlay_vrf: 0,
             router_mac: None,
+            dscp: Default::default(),
         };
         b.set_nexthop(1, tunnel).unwrap();
         b.set_nexthop(2, Nexthop::VrfTranslate { vrf: 2 }).unwrap();

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use std::net::IpAddr;
-//! use fib::{Encap, Fib, FibBuilder, Nexthop, Resolution};
+//! use fib::{Encap, Fib, FibBuilder, Nexthop, OuterDscp, Resolution};
 //!
 //! let fib = Fib::new();
 //! let mut b = FibBuilder::new();
@@ -24,7 +24,7 @@
 //! let remote: IpAddr = "192.0.2.20".parse().unwrap();
 //! b.set_nexthop(1, Nexthop::Interface { port: 0, gateway: None }).unwrap();
 //! b.add_route(0, "192.0.2.0".parse().unwrap(), 24, 1).unwrap();
-//! let tunnel = Nexthop::Tunnel { encap: Encap::Vxlan { vni: 5001 }, src: "192.0.2.10".parse().unwrap(), dst: remote, underlay_vrf: 0, router_mac: None };
+//! let tunnel = Nexthop::Tunnel { encap: Encap::Vxlan { vni: 5001 }, src: "192.0.2.10".parse().unwrap(), dst: remote, underlay_vrf: 0, router_mac: None, dscp: OuterDscp::default() };
 //! b.set_nexthop(2, tunnel).unwrap();
 //! b.add_route(7, "10.2.0.0".parse().unwrap(), 16, 2).unwrap();
 //! b.publish(&fib).unwrap();
@@ -50,7 +50,7 @@ use core::fmt;
 pub use builder::{FibBuilder, MAX_VRF, Prepared};
 pub use ecmp::{ECMP_BUCKETS, HashFields, MAX_ECMP_WEIGHT};
 pub use lpm::SMALL_TABLE_ROUTES;
-pub use nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
+pub use nexthop::{Encap, Neighbor, NeighborState, Nexthop, NexthopId, OuterDscp, VrfId};
 pub use snapshot::{Fib, FibStats, MAX_TRANSLATE_DEPTH, Miss, Resolution, Resolved, Route, Snapshot};
 
 /// Most addresses one burst lookup handles.

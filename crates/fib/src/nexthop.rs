@@ -42,6 +42,58 @@ impl Encap {
     }
 }
 
+/// The DSCP of a tunnel's outer IP header (RFC 2983's two models). The ECN field is the
+/// inner packet's either way (RFC 6040), and MPLS tunnels put the DSCP's top three bits
+/// (its class selector) in the label's traffic class.
+///
+/// ```
+/// use fib::OuterDscp;
+/// assert_eq!("inherit".parse(), Ok(OuterDscp::Inherit));
+/// assert_eq!("46".parse(), Ok(OuterDscp::Fixed(46)));
+/// assert!("64".parse::<OuterDscp>().is_err());
+/// assert_eq!(OuterDscp::Fixed(46).to_string(), "46");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OuterDscp {
+    /// This code point (0-63) on every packet: the pipe model, where the underlay's
+    /// marking is the operator's and tenants' marks stay inside. 0 by default.
+    Fixed(u8),
+    /// The inner packet's: the uniform model, where tenants' marks reach the underlay's
+    /// queues.
+    Inherit,
+}
+
+impl Default for OuterDscp {
+    fn default() -> Self {
+        OuterDscp::Fixed(0)
+    }
+}
+
+impl std::fmt::Display for OuterDscp {
+    /// `inherit` or the code point, as the configuration file and commands write it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OuterDscp::Fixed(d) => write!(f, "{d}"),
+            OuterDscp::Inherit => f.write_str("inherit"),
+        }
+    }
+}
+
+impl std::str::FromStr for OuterDscp {
+    type Err = String;
+
+    /// `inherit`, or a code point 0-63.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "inherit" => Ok(OuterDscp::Inherit),
+            _ => match s.parse::<u8>() {
+                Ok(d) if d < 64 => Ok(OuterDscp::Fixed(d)),
+                _ => Err(format!("`{s}` is not `inherit` or a DSCP 0-63")),
+            },
+        }
+    }
+}
+
 /// Where a route sends packets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Nexthop {
@@ -72,6 +124,8 @@ pub enum Nexthop {
         /// destination's own. `None`: the inner Ethernet addresses stay as they came,
         /// which a peer vrouter accepts and a Linux VXLAN device does not.
         router_mac: Option<MacAddr>,
+        /// The outer header's DSCP.
+        dscp: OuterDscp,
     },
     /// Equal-cost (weighted) multipath over other nexthops (not ECMP themselves).
     Ecmp {

@@ -126,6 +126,7 @@ fn resolution_of_every_nexthop_kind() {
             dst: v4("198.51.100.7"),
             underlay_vrf: 0,
             router_mac: None,
+            dscp: Default::default(),
         },
     )
     .unwrap();
@@ -146,6 +147,7 @@ fn resolution_of_every_nexthop_kind() {
             dst: v4(outer),
             underlay_vrf: 1,
             router_mac: None,
+            dscp: Default::default(),
         };
         b.set_nexthop(id, t).unwrap();
     }
@@ -723,6 +725,7 @@ proptest! {
                             dst: v4("10.0.0.9"),
                             underlay_vrf: 0,
                             router_mac: None,
+                            dscp: Default::default(),
                         },
                         2 => Nexthop::VrfTranslate { vrf: 2 },
                         3 => Nexthop::Ecmp { members: vec![(id + 10, 1), (id + 11, 2)] },

@@ -713,6 +713,7 @@ impl OverlayLab {
                     dst: underlay(peer),
                     underlay_vrf: 0,
                     router_mac: None,
+                    dscp: Default::default(),
                 },
             )
             .expect("nexthop");

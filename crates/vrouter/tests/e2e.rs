@@ -226,6 +226,7 @@ fn kernel_vxlan(v6: bool) {
             dst: ip(there),
             underlay_vrf: 0,
             router_mac: v6.then_some(VX),
+            dscp: Default::default(),
         },
     )
     .unwrap();

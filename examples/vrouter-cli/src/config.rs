@@ -10,7 +10,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use crate::k8s;
-use vrouter::fib::{Encap, FibBuilder, MAX_ECMP_WEIGHT, Neighbor, NeighborState, Nexthop};
+use vrouter::fib::{Encap, FibBuilder, MAX_ECMP_WEIGHT, Neighbor, NeighborState, Nexthop, OuterDscp};
 use vrouter::flow::{FlowTable, FlowTableConfig, FullPolicy, LiveOptions};
 use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, PROTO_SCTP, Policy, PolicySet, PortRange, Rule, RuleId,
@@ -186,6 +186,8 @@ struct NexthopDef {
     #[serde(default)]
     underlay_vrf: u32,
     router_mac: Option<String>,
+    /// `inherit` or a code point 0-63.
+    dscp: Option<toml::Value>,
     ecmp: Option<Vec<u32>>,
     weights: Option<Vec<u32>>,
     lookup_vrf: Option<u32>,
@@ -357,6 +359,7 @@ impl NexthopSpec {
                 dst,
                 underlay_vrf,
                 router_mac,
+                dscp,
             }) => {
                 let (kind, key) = match *encap {
                     Encap::Vxlan { vni } => ("vxlan", vni),
@@ -364,7 +367,11 @@ impl NexthopSpec {
                     Encap::MplsOverGre { label } => ("mpls-gre", label),
                 };
                 let mac = router_mac.map_or(String::new(), |m| format!(" router mac {m}"));
-                format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf}){mac}")
+                let dscp = match dscp {
+                    OuterDscp::Fixed(0) => String::new(),
+                    d => format!(" dscp {d}"),
+                };
+                format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf}){mac}{dscp}")
             }
             NexthopSpec::Tunnel(other) => format!("{id}: {other:?}"),
             NexthopSpec::Ecmp(m) => {
@@ -384,7 +391,8 @@ impl NexthopSpec {
 
 /// A tunnel nexthop, as the file's `tunnel` tables and the `nexthop add` command give it:
 /// `kind` is vxlan, mpls-udp or mpls-gre, `key` its VNI or label, `router_mac` (VXLAN) the
-/// remote VTEP's MAC for the inner header. On error, the field at fault and why.
+/// remote VTEP's MAC for the inner header, `dscp` the outer header's. On error, the field
+/// at fault and why.
 pub fn tunnel(
     kind: &str,
     key: u32,
@@ -392,6 +400,7 @@ pub fn tunnel(
     dst: IpAddr,
     underlay_vrf: u32,
     router_mac: Option<MacAddr>,
+    dscp: OuterDscp,
 ) -> Result<Nexthop, (&'static str, String)> {
     let encap = match kind {
         "vxlan" => Encap::Vxlan { vni: key },
@@ -415,6 +424,7 @@ pub fn tunnel(
         dst,
         underlay_vrf,
         router_mac,
+        dscp,
     })
 }
 
@@ -553,6 +563,9 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         if n.router_mac.is_some() && n.tunnel.is_none() {
             return Err(e("router_mac", "only a vxlan `tunnel` has a router MAC".into()));
         }
+        if n.dscp.is_some() && n.tunnel.is_none() {
+            return Err(e("dscp", "only a `tunnel` has an outer DSCP".into()));
+        }
         let spec = if let Some(port) = &n.port {
             let gateway = n
                 .gateway
@@ -588,7 +601,15 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
                 .map(parse_mac)
                 .transpose()
                 .map_err(|r| e("router_mac", r))?;
-            NexthopSpec::Tunnel(tunnel(t, key, src, dst, n.underlay_vrf, router_mac).map_err(|(field, r)| e(field, r))?)
+            let dscp = match &n.dscp {
+                None => OuterDscp::default(),
+                Some(toml::Value::String(s)) => s.parse().map_err(|r| e("dscp", r))?,
+                Some(toml::Value::Integer(i)) => i.to_string().parse().map_err(|r| e("dscp", r))?,
+                Some(other) => return Err(e("dscp", format!("`{other}` is not `inherit` or a DSCP 0-63"))),
+            };
+            NexthopSpec::Tunnel(
+                tunnel(t, key, src, dst, n.underlay_vrf, router_mac, dscp).map_err(|(field, r)| e(field, r))?,
+            )
         } else if let Some(m) = &n.ecmp {
             let weights = match &n.weights {
                 None => vec![1; m.len()],
@@ -1325,6 +1346,24 @@ src = ["10.0.0.0/8"]
             "{:?}",
             r.nexthop(3)
         );
+        // A tunnel's outer DSCP: the inner packet's, or fixed.
+        for (line, want) in [
+            ("dscp = \"inherit\"", OuterDscp::Inherit),
+            ("dscp = 46", OuterDscp::Fixed(46)),
+        ] {
+            let c = parse("good.toml", &GOOD.replacen("key = 42", &format!("key = 42\n{line}"), 1)).unwrap();
+            assert!(
+                matches!(c.routes.nexthop(3), Some(Nexthop::Tunnel { dscp, .. }) if *dscp == want),
+                "{line}: {:?}",
+                c.routes.nexthop(3)
+            );
+            let shown = format!(" dscp {want}");
+            assert!(
+                c.listing.nexthops.iter().any(|l| l.ends_with(&shown)),
+                "{:?}",
+                c.listing.nexthops
+            );
+        }
         // The workload is an endpoint with the ingress list.
         let (p, _) = vrouter::policy::Policy::compile(&c.policy, 1).unwrap();
         let key =
@@ -1456,6 +1495,21 @@ src = ["10.0.0.0/8"]
                 "port = \"fabric\"",
                 "port = \"fabric\"\nrouter_mac = \"02:00:00:00:07:07\"",
                 "good.toml:29: nexthop 2: field `router_mac`: only a vxlan `tunnel` has a router MAC",
+            ),
+            (
+                "key = 42",
+                "key = 42\ndscp = 64",
+                "good.toml:33: nexthop 3: field `dscp`: `64` is not `inherit` or a DSCP 0-63",
+            ),
+            (
+                "key = 42",
+                "key = 42\ndscp = \"copy\"",
+                "good.toml:33: nexthop 3: field `dscp`: `copy` is not `inherit` or a DSCP 0-63",
+            ),
+            (
+                "port = \"fabric\"",
+                "port = \"fabric\"\ndscp = 46",
+                "good.toml:29: nexthop 2: field `dscp`: only a `tunnel` has an outer DSCP",
             ),
             (
                 "key = 42",

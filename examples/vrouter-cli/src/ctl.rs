@@ -733,6 +733,7 @@ mod tests {
                     dst: ip("192.0.2.2"),
                     underlay_vrf: 0,
                     router_mac: None,
+                    dscp: Default::default(),
                 },
             ),
             (

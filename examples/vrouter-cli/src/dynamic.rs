@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::{self, NexthopSpec};
 use vrouter::dataplane::pipeline::check_label_nexthop;
-use vrouter::fib::{Fib, FibBuilder, MAX_VRF, Nexthop, NexthopId, VrfId};
+use vrouter::fib::{Fib, FibBuilder, MAX_VRF, Nexthop, NexthopId, OuterDscp, VrfId};
 
 /// One command of a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,7 @@ pub enum Command {
 pub type RouteKey = (VrfId, IpAddr, u8);
 
 /// The syntax, for error messages and the control socket's help.
-pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] [router_mac MAC] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V (several joined by `;` apply together, in order)";
+pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] [router_mac MAC] [dscp D|inherit] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V (several joined by `;` apply together, in order)";
 
 /// Reads `route add ...; nexthop del ...; label add ...`: each command's words, in order.
 pub fn parse(line: &str) -> Result<Vec<Command>, String> {
@@ -150,18 +150,19 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
                     gateway: Some(ip(gw)?),
                 },
                 ["tunnel", kind, "key", k, "src", src, "dst", dst, ref rest @ ..] => {
-                    let (mut underlay, mut router_mac) = (0, None);
+                    let (mut underlay, mut router_mac, mut dscp) = (0, None, OuterDscp::default());
                     for option in rest.chunks(2) {
                         match *option {
                             ["underlay_vrf", vrf] => underlay = number(vrf, "a VRF id")?,
                             ["router_mac", mac] => {
                                 router_mac = Some(config::parse_mac(mac).map_err(|why| format!("`{cmd}`: {why}"))?);
                             }
+                            ["dscp", d] => dscp = d.parse().map_err(|why| format!("`{cmd}`: dscp: {why}"))?,
                             _ => return Err(expected()),
                         }
                     }
                     let k = number(k, "a VNI or label")?;
-                    let t = config::tunnel(kind, k, ip(src)?, ip(dst)?, underlay, router_mac)
+                    let t = config::tunnel(kind, k, ip(src)?, ip(dst)?, underlay, router_mac, dscp)
                         .map_err(|(field, why)| format!("`{cmd}`: {field}: {why}"))?;
                     NexthopSpec::Tunnel(t)
                 }
@@ -1043,7 +1044,7 @@ mod tests {
     fn parses_nexthop_commands_and_names_what_is_wrong() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1; nexthop add 7 ecmp 5,6:3; nexthop add 8 discard; nexthop del 9; nexthop add 10 lookup_vrf 2; nexthop add 11 tunnel vxlan key 5 src fd00::1 dst fd00::2 router_mac 02:00:00:00:07:07 underlay_vrf 1")
+            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1 dscp 46; nexthop add 7 ecmp 5,6:3; nexthop add 8 discard; nexthop del 9; nexthop add 10 lookup_vrf 2; nexthop add 11 tunnel vxlan key 5 src fd00::1 dst fd00::2 router_mac 02:00:00:00:07:07 dscp inherit underlay_vrf 1")
                 .unwrap(),
             vec![
                 Command::NexthopAdd {
@@ -1061,6 +1062,7 @@ mod tests {
                         dst: ip("192.0.2.2"),
                         underlay_vrf: 1,
                         router_mac: None,
+                        dscp: OuterDscp::Fixed(46),
                     })
                 },
                 Command::NexthopAdd {
@@ -1084,6 +1086,7 @@ mod tests {
                         dst: ip("fd00::2"),
                         underlay_vrf: 1,
                         router_mac: Some(vrouter::wire::ethernet::MacAddr([2, 0, 0, 0, 7, 7])),
+                        dscp: OuterDscp::Inherit,
                     })
                 },
             ]
@@ -1120,6 +1123,10 @@ mod tests {
             (
                 "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 router_mac",
                 "expected route add",
+            ),
+            (
+                "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 dscp 64",
+                "dscp: `64` is not `inherit` or a DSCP 0-63",
             ),
             ("nexthop add 5 ecmp 1,,2", "`` is not a nexthop id"),
             ("nexthop add 5 ecmp 1:0,2", "weight 0 is outside 1..=256"),

@@ -59,6 +59,14 @@ pub fn route_commands(data: &[u8]) {
         .expect("a clean prefix");
     b.set_label(100, 3).expect("a narrow label");
     b.set_vni(42, 1).expect("a narrow VNI");
+    let file_mac = wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]);
+    let overlay = dataplane::pipeline::overlay_neighbor_port(42);
+    let file_neighbor = fib::Neighbor {
+        mac: file_mac,
+        state: fib::NeighborState::Reachable,
+    };
+    b.set_neighbor(0, IpAddr::from([192, 0, 2, 1]), file_neighbor);
+    b.set_neighbor(overlay, IpAddr::from([10, 9, 0, 5]), file_neighbor);
     let mut r = Routing::new(b, vec!["a".into(), "b".into()]);
     r.builder.publish(&fib).expect("a small FIB publishes");
     let before = fib.snapshot().generation();
@@ -69,6 +77,7 @@ pub fn route_commands(data: &[u8]) {
             assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (0, 0));
             assert_eq!(r.dynamic_tunnel_ids(), (0, 0));
             assert_eq!(r.dynamic_vrfs(), 0);
+            assert_eq!(r.dynamic_neighbors(), 0);
         }
     }
     for line in r.nexthop_listing() {
@@ -109,8 +118,22 @@ pub fn route_commands(data: &[u8]) {
         let vrf: u32 = line.split_whitespace().next().unwrap().parse().unwrap();
         assert!(s.vrf_ids().any(|v| v == vrf), "{line}");
     }
+    for line in r.neighbor_listing() {
+        // "ADDR MAC on PORT dynamic" or "ADDR MAC in vni V dynamic": published so.
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let port = match (w[2], w[3]) {
+            ("on", "a") => 0,
+            ("on", "b") => 1,
+            ("in", _) => dataplane::pipeline::overlay_neighbor_port(w[4].parse().unwrap()),
+            _ => panic!("{line}"),
+        };
+        let mac = s.mac(port, w[0].parse().unwrap()).map(|m| m.to_string());
+        assert_eq!(mac.as_deref(), Some(w[1]), "{line}");
+    }
     // The file's own stay as they were.
     assert_eq!((s.label(100), s.vni(42)), (Some(3), Some(1)));
+    assert_eq!(s.mac(0, IpAddr::from([192, 0, 2, 1])), Some(file_mac));
+    assert_eq!(s.mac(overlay, IpAddr::from([10, 9, 0, 5])), Some(file_mac));
     assert!(s.vrf_ids().any(|v| v == 0) && s.vrf_ids().any(|v| v == 1));
 }
 

@@ -503,6 +503,11 @@ impl FibBuilder {
         self.edits += 1;
     }
 
+    /// The neighbour entry of `ip` on `port`, if one was set.
+    pub fn neighbor(&self, port: u32, ip: IpAddr) -> Option<Neighbor> {
+        self.neighbors.get(&(port, ip)).copied()
+    }
+
     /// Removes a neighbour; `false` if there was none.
     pub fn remove_neighbor(&mut self, port: u32, ip: IpAddr) -> bool {
         let removed = self.neighbors.remove(&(port, ip)).is_some();

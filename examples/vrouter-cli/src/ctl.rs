@@ -82,6 +82,8 @@ pub(crate) struct RoutingStats {
     pub(crate) dynamic_vnis: usize,
     /// The VRFs added by `vrf add`.
     pub(crate) dynamic_vrfs: usize,
+    /// The neighbour entries set by `neighbor add`.
+    pub(crate) dynamic_neighbors: usize,
     /// The running snapshot's route tables.
     pub(crate) table_bytes: usize,
     /// Tables kept for the next patches (`Fib::spare_bytes`).
@@ -102,6 +104,7 @@ impl RoutingStats {
             dynamic_labels: routes.labels.load(Ordering::Relaxed),
             dynamic_vnis: routes.vnis.load(Ordering::Relaxed),
             dynamic_vrfs: routes.vrfs.load(Ordering::Relaxed),
+            dynamic_neighbors: routes.neighbors.load(Ordering::Relaxed),
             table_bytes: s.table_bytes(),
             spare_bytes: tables.fib.spare_bytes(),
             misses: tables.fib.stats().get(),
@@ -177,6 +180,9 @@ fn answer(cmd: &str, s: &State) -> String {
                 .lock()
                 .map(|l| l.neighbors.iter().map(|n| format!("{n} static")).collect())
                 .unwrap_or_default();
+            if let Ok(r) = s.routing.lock() {
+                v.extend(r.neighbor_listing());
+            }
             let now = s.tables.epoch.elapsed().as_secs() as u32;
             let learned = s.tables.neighbors.snapshot();
             let mut learned: Vec<_> = learned.iter().collect();
@@ -220,7 +226,7 @@ fn answer(cmd: &str, s: &State) -> String {
             ));
             let r = RoutingStats::of(&s.tables, &s.route_counters);
             v.push(format!(
-                "routing: generation {} vrfs {} ({} dynamic) routes {} ({} dynamic) dynamic nexthops {} labels {} vnis {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
+                "routing: generation {} vrfs {} ({} dynamic) routes {} ({} dynamic) dynamic nexthops {} labels {} vnis {} neighbors {} tables {} KiB spares {} KiB misses: no route {} unresolved nexthop {} translate loop {}",
                 r.generation,
                 r.vrfs,
                 r.dynamic_vrfs,
@@ -229,6 +235,7 @@ fn answer(cmd: &str, s: &State) -> String {
                 r.dynamic_nexthops,
                 r.dynamic_labels,
                 r.dynamic_vnis,
+                r.dynamic_neighbors,
                 r.table_bytes.div_ceil(1024),
                 r.spare_bytes.div_ceil(1024),
                 r.misses.0,
@@ -299,7 +306,7 @@ fn answer(cmd: &str, s: &State) -> String {
             ["vrf", vrf, addr] => route_get(s, &ports.node, vrf, addr),
             _ => vec!["error: expected `route get vrf V ADDRESS`".into()],
         },
-        ["route" | "nexthop" | "label" | "vni" | "vrf", ..] => match dynamic::parse(cmd) {
+        ["route" | "nexthop" | "label" | "vni" | "vrf" | "neighbor", ..] => match dynamic::parse(cmd) {
             Err(e) => {
                 s.route_counters.line(false);
                 vec![format!("error: {e}")]
@@ -314,6 +321,7 @@ fn answer(cmd: &str, s: &State) -> String {
                             dynamic_labels = r.dynamic_tunnel_ids().0,
                             dynamic_vnis = r.dynamic_tunnel_ids().1,
                             dynamic_vrfs = r.dynamic_vrfs(),
+                            dynamic_neighbors = r.dynamic_neighbors(),
                             "routes changed"
                         );
                         vec![line]

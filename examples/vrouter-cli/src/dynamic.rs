@@ -20,8 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::config::{self, NexthopSpec};
-use vrouter::dataplane::pipeline::check_label_nexthop;
-use vrouter::fib::{Fib, FibBuilder, MAX_VRF, Nexthop, NexthopId, OuterDscp, VrfId};
+use vrouter::dataplane::pipeline::{check_label_nexthop, overlay_neighbor_port};
+use vrouter::fib::{Fib, FibBuilder, MAX_VRF, Neighbor, NeighborState, Nexthop, NexthopId, OuterDscp, VrfId};
+use vrouter::wire::ethernet::MacAddr;
 
 /// One command of a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,13 +68,71 @@ pub enum Command {
     VrfAdd(VrfId),
     /// `vrf del V`, once nothing dynamic uses it.
     VrfDel(VrfId),
+    /// `neighbor add port NAME ADDR MAC` (a next hop's MAC, without ARP or neighbour
+    /// discovery) or `neighbor add vni V ADDR MAC` (an overlay entry: VXLAN's inner
+    /// destination MAC for `ADDR` in VNI `V`, as an EVPN agent learns it from a MAC/IP
+    /// route).
+    NeighborAdd {
+        /// Its port or VNI.
+        on: NeighborOn,
+        /// The address.
+        ip: IpAddr,
+        /// Its MAC.
+        mac: MacAddr,
+    },
+    /// `neighbor del port NAME ADDR` or `neighbor del vni V ADDR`.
+    NeighborDel {
+        /// Its port or VNI.
+        on: NeighborOn,
+        /// The address.
+        ip: IpAddr,
+    },
+}
+
+/// Where a neighbour entry is: on a port (by name, so that reloads that renumber ports
+/// keep it), or in a VNI (an overlay entry).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NeighborOn {
+    /// On this port.
+    Port(String),
+    /// In this VNI.
+    Vni(u32),
+}
+
+impl NeighborOn {
+    /// The FIB's port number of its entries, with the ports `ports` (by number): a VNI's
+    /// overlay pseudo-port, or the named port if it exists.
+    fn port(&self, ports: &[String]) -> Option<u32> {
+        match self {
+            NeighborOn::Port(name) => port_named(ports, name),
+            NeighborOn::Vni(vni) => Some(overlay_neighbor_port(*vni)),
+        }
+    }
+
+    /// As the commands write it: `port NAME` or `vni V`.
+    fn words(&self) -> String {
+        match self {
+            NeighborOn::Port(name) => format!("port {name}"),
+            NeighborOn::Vni(vni) => format!("vni {vni}"),
+        }
+    }
+}
+
+impl std::fmt::Display for NeighborOn {
+    /// As `show neighbors` writes it, after the address and MAC.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NeighborOn::Port(name) => write!(f, "on {name}"),
+            NeighborOn::Vni(vni) => write!(f, "in vni {vni}"),
+        }
+    }
 }
 
 /// A route's VRF, prefix and prefix length.
 pub type RouteKey = (VrfId, IpAddr, u8);
 
 /// The syntax, for error messages and the control socket's help.
-pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] [router_mac MAC] [dscp D|inherit] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V (several joined by `;` apply together, in order)";
+pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] [router_mac MAC] [dscp D|inherit] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V | neighbor add port NAME|vni V ADDR MAC | neighbor del port NAME|vni V ADDR (several joined by `;` apply together, in order)";
 
 /// Reads `route add ...; nexthop del ...; label add ...`: each command's words, in order.
 pub fn parse(line: &str) -> Result<Vec<Command>, String> {
@@ -132,6 +191,22 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
             v => Ok(Command::VrfAdd(v)),
         },
         ["vrf", "del", v] => Ok(Command::VrfDel(number(v, "a VRF id")?)),
+        ["neighbor", verb @ ("add" | "del"), kind, at, addr, mac @ ..] => {
+            let on = match *kind {
+                "port" => NeighborOn::Port(at.to_string()),
+                "vni" => NeighborOn::Vni(fits(at, "VNI", 24)?),
+                _ => return Err(expected()),
+            };
+            let ip = ip(addr)?;
+            match (*verb, mac) {
+                ("add", [mac]) => {
+                    let mac = config::parse_mac(mac).map_err(|why| format!("`{cmd}`: {why}"))?;
+                    Ok(Command::NeighborAdd { on, ip, mac })
+                }
+                ("del", []) => Ok(Command::NeighborDel { on, ip }),
+                _ => Err(expected()),
+            }
+        }
         ["route", "add", "vrf", vrf, prefix, "nexthop", nh] => Ok(Command::RouteAdd {
             route: key(vrf, prefix)?,
             nexthop: number(nh, "a nexthop id")?,
@@ -204,6 +279,8 @@ pub struct RouteCounters {
     pub vnis: AtomicUsize,
     /// Dynamic VRFs now.
     pub vrfs: AtomicUsize,
+    /// Dynamic neighbour entries now.
+    pub neighbors: AtomicUsize,
     /// Lines applied.
     pub applied: AtomicU64,
     /// Lines refused: unreadable, or failing a check (nothing of them applied).
@@ -229,6 +306,8 @@ struct Dynamic {
     /// VNIs, with their VRFs.
     vnis: BTreeMap<u32, VrfId>,
     vrfs: BTreeSet<VrfId>,
+    /// Neighbour entries, with their MACs.
+    neighbors: BTreeMap<(NeighborOn, IpAddr), MacAddr>,
 }
 
 /// Dynamic VRFs, routes, nexthops, labels and VNIs put aside by [`Routing::saved`].
@@ -262,6 +341,21 @@ struct Tally {
     vnis_removed: usize,
     vrfs_added: usize,
     vrfs_removed: usize,
+    neighbors_set: usize,
+    neighbors_removed: usize,
+}
+
+/// The number of the port named `name` among `ports`.
+fn port_named(ports: &[String], name: &str) -> Option<u32> {
+    ports.iter().position(|p| p == name).map(|i| i as u32)
+}
+
+/// A neighbour entry the control plane vouches for.
+fn reachable(mac: MacAddr) -> Neighbor {
+    Neighbor {
+        mac,
+        state: NeighborState::Reachable,
+    }
 }
 
 fn is_group(n: &Nexthop) -> bool {
@@ -334,6 +428,11 @@ impl Routing {
         self.dynamic.vrfs.len()
     }
 
+    /// How many neighbour entries are dynamic.
+    pub fn dynamic_neighbors(&self) -> usize {
+        self.dynamic.neighbors.len()
+    }
+
     /// The counters, kept current without the state's lock (statistics and metrics read
     /// them while a reload holds the lock).
     pub fn counters(&self) -> Arc<RouteCounters> {
@@ -347,10 +446,17 @@ impl Routing {
         c.labels.store(d.labels.len(), Ordering::Relaxed);
         c.vnis.store(d.vnis.len(), Ordering::Relaxed);
         c.vrfs.store(d.vrfs.len(), Ordering::Relaxed);
+        c.neighbors.store(d.neighbors.len(), Ordering::Relaxed);
     }
 
     fn port_index(&self, name: &str) -> Option<u32> {
-        self.ports.iter().position(|p| p == name).map(|i| i as u32)
+        port_named(&self.ports, name)
+    }
+
+    /// The FIB's port number of neighbour entries `on` (a VNI's overlay pseudo-port), if
+    /// its port exists.
+    fn neighbor_port(&self, on: &NeighborOn) -> Option<u32> {
+        on.port(&self.ports)
     }
 
     /// Checks every command against the state (and the commands before it), then applies
@@ -483,6 +589,30 @@ impl Routing {
                     }
                     n.vrfs_removed += 1;
                 }
+                Command::NeighborAdd { on, ip, mac } => {
+                    let what = format!("neighbor add {} {ip}", on.words());
+                    if let NeighborOn::Port(name) = on
+                        && self.port_index(name).is_none()
+                    {
+                        return Err(format!("{what}: no port named `{name}`"));
+                    }
+                    if self.file_neighbors(on, *ip) {
+                        return Err(format!("{what}: the config file sets this neighbour; change it there"));
+                    }
+                    d.neighbors.insert((on.clone(), *ip), *mac);
+                    n.neighbors_set += 1;
+                }
+                Command::NeighborDel { on, ip } => {
+                    if d.neighbors.remove(&(on.clone(), *ip)).is_none() {
+                        let files = self.file_neighbors(on, *ip).then_some("sets this neighbour");
+                        return Err(not_dynamic(
+                            &format!("neighbor del {} {ip}", on.words()),
+                            files,
+                            "neighbour",
+                        ));
+                    }
+                    n.neighbors_removed += 1;
+                }
             }
         }
         let old = &self.dynamic;
@@ -499,6 +629,18 @@ impl Routing {
         }
         for vni in old.vnis.keys().filter(|v| !d.vnis.contains_key(v)) {
             self.builder.remove_vni(*vni);
+        }
+        for (on, ip) in old.neighbors.keys().filter(|k| !d.neighbors.contains_key(k)) {
+            if let Some(port) = self.neighbor_port(on) {
+                self.builder.remove_neighbor(port, *ip);
+            }
+        }
+        for (key @ (on, ip), &mac) in &d.neighbors {
+            if let Some(port) = self.neighbor_port(on)
+                && old.neighbors.get(key) != Some(&mac)
+            {
+                self.builder.set_neighbor(port, *ip, reachable(mac));
+            }
         }
         // Members before the groups that hold them.
         for groups in [false, true] {
@@ -570,6 +712,14 @@ impl Routing {
                 d.vrfs.len()
             );
         }
+        if n.neighbors_set + n.neighbors_removed > 0 {
+            status += &format!(
+                "; neighbors {} set, {} removed; {} dynamic neighbors",
+                n.neighbors_set,
+                n.neighbors_removed,
+                d.neighbors.len()
+            );
+        }
         Ok(status)
     }
 
@@ -587,6 +737,15 @@ impl Routing {
     /// Whether `label` is one of the file's (in the builder, not dynamic).
     fn file_labels(&self, label: u32) -> bool {
         !self.dynamic.labels.contains_key(&label) && self.builder.label(label).is_some()
+    }
+
+    /// Whether the neighbour entry of `ip` `on` a port or VNI is one of the file's (in the
+    /// builder, not dynamic).
+    fn file_neighbors(&self, on: &NeighborOn, ip: IpAddr) -> bool {
+        !self.dynamic.neighbors.contains_key(&(on.clone(), ip))
+            && self
+                .neighbor_port(on)
+                .is_some_and(|port| self.builder.neighbor(port, ip).is_some())
     }
 
     /// Whether `vni` is one of the file's (in the builder, not dynamic).
@@ -723,6 +882,21 @@ impl Routing {
             }
             why.is_none()
         });
+        let ports = &self.ports;
+        self.dynamic.neighbors.retain(|(on, ip), &mut mac| {
+            let why = match on.port(ports) {
+                None => Some(format!("{} is gone", on.words())),
+                Some(port) if file.neighbor(port, *ip).is_some() => Some("the file sets it now".to_string()),
+                Some(port) => {
+                    file.set_neighbor(port, *ip, reachable(mac));
+                    None
+                }
+            };
+            if let Some(why) = &why {
+                dropped.push(format!("dynamic neighbour {ip} {on} dropped: {why}"));
+            }
+            why.is_none()
+        });
         self.builder.replace_with(file);
         self.counted();
         dropped
@@ -791,6 +965,14 @@ impl Routing {
     /// `show vrfs` lines for the dynamic VRFs.
     pub fn vrf_listing(&self) -> impl Iterator<Item = String> + '_ {
         self.dynamic.vrfs.iter().map(|v| format!("{v} dynamic"))
+    }
+
+    /// `show neighbors` lines for the dynamic neighbour entries.
+    pub fn neighbor_listing(&self) -> impl Iterator<Item = String> + '_ {
+        self.dynamic
+            .neighbors
+            .iter()
+            .map(|((on, ip), mac)| format!("{ip} {mac} {on} dynamic"))
     }
 
     /// `show vnis` lines for the dynamic VNIs.
@@ -1317,6 +1499,165 @@ mod tests {
             Some(&Nexthop::Interface { port: 0, gateway: None })
         );
         assert_eq!((r.dynamic_count(), r.dynamic_nexthops()), (2, 6));
+    }
+
+    #[test]
+    fn parses_neighbor_commands_and_names_what_is_wrong() {
+        let (ip, mac) = (|s: &str| s.parse::<IpAddr>().unwrap(), MacAddr([2, 0, 0, 0, 7, 5]));
+        assert_eq!(
+            parse("neighbor add vni 42 10.7.0.5 02:00:00:00:07:05; neighbor add port a fd00::9 02:00:00:00:07:05; neighbor del vni 42 10.7.0.5; neighbor del port a fd00::9")
+                .unwrap(),
+            vec![
+                Command::NeighborAdd {
+                    on: NeighborOn::Vni(42),
+                    ip: ip("10.7.0.5"),
+                    mac
+                },
+                Command::NeighborAdd {
+                    on: NeighborOn::Port("a".into()),
+                    ip: ip("fd00::9"),
+                    mac
+                },
+                Command::NeighborDel {
+                    on: NeighborOn::Vni(42),
+                    ip: ip("10.7.0.5")
+                },
+                Command::NeighborDel {
+                    on: NeighborOn::Port("a".into()),
+                    ip: ip("fd00::9")
+                },
+            ]
+        );
+        refused(&[
+            (
+                "neighbor add vni 16777216 10.7.0.5 02:00:00:00:07:05",
+                "VNI 16777216 exceeds 24 bits",
+            ),
+            ("neighbor add vni 42 10.7.0.5 02:00", "`02:00` is not a MAC address"),
+            (
+                "neighbor add vni 42 10.7.0.x 02:00:00:00:07:05",
+                "`10.7.0.x` is not an IP address",
+            ),
+            ("neighbor add vni 42 10.7.0.5", "expected route add"),
+            ("neighbor add vrf 1 10.7.0.5 02:00:00:00:07:05", "expected route add"),
+            ("neighbor del vni 42 10.7.0.5 02:00:00:00:07:05", "expected route add"),
+        ]);
+    }
+
+    /// Overlay and port neighbours by command, published at once; the file's stay its own.
+    #[test]
+    fn neighbors_by_command_are_set_at_once_and_refused_whole() {
+        let (mut r, fib) = started();
+        let mac = |vni, ip: &str| {
+            fib.snapshot()
+                .mac(overlay_neighbor_port(vni), ip.parse().unwrap())
+                .map(|m| m.to_string())
+        };
+        let on_b = |ip: &str| fib.snapshot().mac(1, ip.parse().unwrap()).map(|m| m.to_string());
+        let line = run(
+            &mut r,
+            &fib,
+            "neighbor add vni 42 10.7.0.5 02:00:00:00:42:05; neighbor add vni 43 10.7.0.5 02:00:00:00:43:05; neighbor add port b 192.0.2.9 02:00:00:00:00:09",
+        )
+        .unwrap();
+        assert!(
+            line.ends_with("; neighbors 3 set, 0 removed; 3 dynamic neighbors"),
+            "{line}"
+        );
+        assert_eq!(mac(42, "10.7.0.5").as_deref(), Some("02:00:00:00:42:05"));
+        assert_eq!(mac(43, "10.7.0.5").as_deref(), Some("02:00:00:00:43:05"));
+        assert_eq!(on_b("192.0.2.9").as_deref(), Some("02:00:00:00:00:09"));
+        assert_eq!(r.counters().neighbors.load(Ordering::Relaxed), 3);
+        let mut listed: Vec<String> = r.neighbor_listing().collect();
+        listed.sort();
+        assert_eq!(listed[0], "10.7.0.5 02:00:00:00:42:05 in vni 42 dynamic");
+        assert_eq!(listed[2], "192.0.2.9 02:00:00:00:00:09 on b dynamic");
+        // The file's neighbour is its own.
+        let mut f = file();
+        f.set_neighbor(0, "192.0.2.1".parse().unwrap(), reachable(MacAddr([2, 0, 0, 0, 0, 1])));
+        assert!(r.take_file(f, ports()).is_empty());
+        r.builder.publish(&fib).unwrap();
+        refused_whole(
+            &mut r,
+            &fib,
+            &[
+                (
+                    "neighbor del vni 42 10.7.0.5; neighbor add port c 192.0.2.9 02:00:00:00:00:09",
+                    "neighbor add port c 192.0.2.9: no port named `c`",
+                ),
+                (
+                    "neighbor add port a 192.0.2.1 02:00:00:00:00:02",
+                    "the config file sets this neighbour; change it there",
+                ),
+                ("neighbor del port a 192.0.2.1", "the config file sets this neighbour"),
+                ("neighbor del vni 44 10.7.0.5", "no such dynamic neighbour"),
+            ],
+        );
+        // Moved: a new MAC, then gone.
+        run(&mut r, &fib, "neighbor add vni 42 10.7.0.5 02:00:00:00:42:06").unwrap();
+        assert_eq!(mac(42, "10.7.0.5").as_deref(), Some("02:00:00:00:42:06"));
+        let line = run(
+            &mut r,
+            &fib,
+            "neighbor del vni 42 10.7.0.5; neighbor del port b 192.0.2.9",
+        )
+        .unwrap();
+        assert!(
+            line.ends_with("; neighbors 0 set, 2 removed; 1 dynamic neighbors"),
+            "{line}"
+        );
+        assert_eq!(mac(42, "10.7.0.5"), None);
+        assert_eq!(on_b("192.0.2.9"), None);
+        assert_eq!(
+            mac(43, "10.7.0.5").as_deref(),
+            Some("02:00:00:00:43:05"),
+            "the other VNI's stays"
+        );
+    }
+
+    /// Reloads keep dynamic neighbours on their ports by name, and overlay ones, unless
+    /// the file sets them now or their port is gone.
+    #[test]
+    fn reloads_keep_dynamic_neighbors_by_port_name() {
+        let (mut r, fib) = started();
+        run(
+            &mut r,
+            &fib,
+            "neighbor add port b 192.0.2.9 02:00:00:00:00:09; neighbor add port a 192.0.2.8 02:00:00:00:00:08; neighbor add vni 42 10.7.0.5 02:00:00:00:42:05; neighbor add vni 43 10.7.0.6 02:00:00:00:43:06",
+        )
+        .unwrap();
+        // `b` is port 0 now, `a` gone; the file sets VNI 43's entry itself.
+        let mut f = file();
+        let vni43 = overlay_neighbor_port(43);
+        f.set_neighbor(
+            vni43,
+            "10.7.0.6".parse().unwrap(),
+            reachable(MacAddr([2, 0, 0, 0, 0x43, 0x60])),
+        );
+        let mut dropped = r.take_file(f, vec!["b".into(), "c".into()]);
+        dropped.sort();
+        assert_eq!(
+            dropped,
+            [
+                "dynamic neighbour 10.7.0.6 in vni 43 dropped: the file sets it now",
+                "dynamic neighbour 192.0.2.8 on a dropped: port a is gone",
+            ]
+        );
+        r.builder.publish(&fib).unwrap();
+        let snap = fib.snapshot();
+        let at = |port, ip: &str| snap.mac(port, ip.parse().unwrap()).map(|m| m.to_string());
+        assert_eq!(at(0, "192.0.2.9").as_deref(), Some("02:00:00:00:00:09"), "followed b");
+        assert_eq!(at(1, "192.0.2.9"), None);
+        assert_eq!(
+            at(overlay_neighbor_port(42), "10.7.0.5").as_deref(),
+            Some("02:00:00:00:42:05")
+        );
+        assert_eq!(
+            at(vni43, "10.7.0.6").as_deref(),
+            Some("02:00:00:00:43:60"),
+            "the file's"
+        );
+        assert_eq!(r.dynamic_neighbors(), 2);
     }
 
     #[test]

@@ -216,8 +216,14 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routes: &
         vec![(String::new(), r.dynamic_vnis as u64)],
     );
     family(
+        "vrouter_dynamic_neighbors",
+        "Neighbour entries (next hops' and overlay ones) set over the control socket (`neighbor add`).",
+        "gauge",
+        vec![(String::new(), r.dynamic_neighbors as u64)],
+    );
+    family(
         "vrouter_route_command_lines_total",
-        "`vrf`, `route`, `nexthop`, `label` and `vni` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
+        "`vrf`, `route`, `nexthop`, `label`, `vni` and `neighbor` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",
         "counter",
         vec![
             ("{result=\"applied\"}".into(), routes.applied.load(Ordering::Relaxed)),

@@ -223,7 +223,9 @@ fn run_forwards_reloads_and_stops_cleanly() {
             && stats.contains("refused: full 0 quota 0")
             && stats.contains("\nvrf 1 flows ")
             && stats.contains(" of quota 1000, refused 0")
-            && stats.contains(" vrfs 2 (0 dynamic) routes 2 (0 dynamic) dynamic nexthops 0 labels 0 vnis 0 tables ")
+            && stats.contains(
+                " vrfs 2 (0 dynamic) routes 2 (0 dynamic) dynamic nexthops 0 labels 0 vnis 0 neighbors 0 tables "
+            )
             && stats.contains(" spares 0 KiB misses: no route "),
         "{stats}"
     );
@@ -962,4 +964,23 @@ fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
         hops.contains("21: vxlan key 42 192.0.2.1 -> 192.0.2.2 (underlay vrf 0) router mac 02:00:00:00:07:07"),
         "{hops}"
     );
+    // An overlay agent's entry by command comes first: with a MAC the Linux device does
+    // not have, it drops the inner frames; withdrawn, the router MAC is used again.
+    let sock = sock.to_str().unwrap();
+    let (_, out) = ctl(sock, &["neighbor", "add", "vni", "42", "10.9.0.2", "02:00:00:00:de:ad"]);
+    assert!(out.ends_with("; 1 dynamic neighbors\n"), "{out}");
+    let (_, neighbors) = ctl(sock, &["show", "neighbors"]);
+    assert!(
+        neighbors.contains("10.9.0.2 02:00:00:00:de:ad in vni 42 dynamic"),
+        "{neighbors}"
+    );
+    let (_, stats) = ctl(sock, &["show", "stats"]);
+    assert!(stats.contains(" vnis 0 neighbors 1 "), "{stats}");
+    assert!(
+        !ping(&w.ns, "10.9.0.2"),
+        "inner frames to a MAC the device does not have"
+    );
+    let (_, out) = ctl(sock, &["neighbor", "del", "vni", "42", "10.9.0.2"]);
+    assert!(out.ends_with("; 0 dynamic neighbors\n"), "{out}");
+    assert!(ping(&w.ns, "10.9.0.2"), "the router MAC again");
 }

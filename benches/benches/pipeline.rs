@@ -61,6 +61,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
             underlay_vrf: 0,
             router_mac: None,
             dscp: Default::default(),
+            zero_udp_checksum: false,
         },
     )
     .unwrap();
@@ -75,6 +76,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
             underlay_vrf: 0,
             router_mac: None,
             dscp: Default::default(),
+            zero_udp_checksum: false,
         },
     )
     .unwrap();

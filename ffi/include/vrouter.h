@@ -447,6 +447,14 @@ vr_result vr_router_set_nexthop_router_mac(struct vr_router *r, uint32_t id, con
 vr_result vr_router_set_nexthop_dscp(struct vr_router *r, uint32_t id, int32_t dscp);
 
 /*
+ Makes IPv6 UDP tunnel nexthop `id` (defined before) send a zero UDP checksum (RFC
+ 6935) when `zero` is true, for receivers that accept one (vrouter does; a Linux VXLAN
+ device with `udp6zerocsumrx`), or compute it (the default). VR_INVALID_ARGUMENT if `id`
+ is not a tunnel, or is MPLSoGRE or over IPv4 (no checksum to leave out).
+ */
+vr_result vr_router_set_nexthop_zero_udp_checksum(struct vr_router *r, uint32_t id, bool zero);
+
+/*
  Defines nexthop `id` as equal-cost multipath over `count` member nexthops (weight 1
  each; flows stick to their member).
  */

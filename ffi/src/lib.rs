@@ -684,6 +684,7 @@ pub extern "C" fn vr_router_set_nexthop_tunnel(
             underlay_vrf,
             router_mac: None,
             dscp: OuterDscp::default(),
+            zero_udp_checksum: false,
         };
         r.routes.set_nexthop(id, nh).map_err(|e| bad(e.to_string()))
     })
@@ -723,6 +724,21 @@ pub extern "C" fn vr_router_set_nexthop_dscp(r: *mut VrRouter, id: u32, dscp: i3
         edit_tunnel(r, id, |nh| {
             if let Nexthop::Tunnel { dscp, .. } = nh {
                 *dscp = d;
+            }
+        })
+    })
+}
+
+/// Makes IPv6 UDP tunnel nexthop `id` (defined before) send a zero UDP checksum (RFC
+/// 6935) when `zero` is true, for receivers that accept one (vrouter does; a Linux VXLAN
+/// device with `udp6zerocsumrx`), or compute it (the default). VR_INVALID_ARGUMENT if `id`
+/// is not a tunnel, or is MPLSoGRE or over IPv4 (no checksum to leave out).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_nexthop_zero_udp_checksum(r: *mut VrRouter, id: u32, zero: bool) -> VrResult {
+    with(r, |r| {
+        edit_tunnel(r, id, |nh| {
+            if let Nexthop::Tunnel { zero_udp_checksum, .. } = nh {
+                *zero_udp_checksum = zero;
             }
         })
     })

@@ -48,6 +48,7 @@ impl Harness {
             underlay_vrf: 0,
             router_mac: None,
             dscp: OuterDscp::Fixed(10),
+            zero_udp_checksum: false,
         };
         let tunnel6 = |encap| Nexthop::Tunnel {
             encap,
@@ -56,6 +57,7 @@ impl Harness {
             underlay_vrf: 0,
             router_mac: None,
             dscp: OuterDscp::Inherit,
+            zero_udp_checksum: false,
         };
         let nexthops = [
             (1, interface(0, None)),

@@ -345,6 +345,7 @@ fn pipeline_tables(vxlan: bool) -> Tables {
             underlay_vrf: 0,
             router_mac: None,
             dscp: Default::default(),
+            zero_udp_checksum: false,
         },
     )
     .unwrap();

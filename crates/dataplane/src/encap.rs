@@ -10,8 +10,9 @@
 //!
 //! The underlay is IPv4 or IPv6. Over IPv6 the UDP checksum is computed (RFC 8200): a
 //! zero one is allowed for tunnels (RFC 6935) but receivers must opt in to it, and the
-//! Linux kernel's VXLAN device drops such packets unless configured to accept them. The
-//! flow label carries the inner flow's hash, as the UDP source port does.
+//! Linux kernel's VXLAN device drops such packets unless configured to accept them, so a
+//! tunnel sends zero only when told to (`zero_udp_checksum`). The flow label carries the
+//! inner flow's hash, as the UDP source port does.
 //!
 //! The inner packet's ECN field is copied to the outer header (RFC 6040, normal mode), so
 //! that congestion the underlay marks reaches the inner packet when it is decapsulated
@@ -79,6 +80,8 @@ pub(crate) struct Outer {
     /// (the ECN field, and the DSCP when inherited) with `tc_set` (a fixed DSCP).
     tc_keep: u8,
     tc_set: u8,
+    /// Whether packets get a UDP checksum: over IPv6, unless the tunnel sends zero.
+    udp_sum: bool,
 }
 
 /// Who the outer headers come from and go to.
@@ -94,6 +97,8 @@ pub(crate) struct Ends {
     pub(crate) inner_mac: Option<MacAddr>,
     /// The outer DSCP.
     pub(crate) dscp: OuterDscp,
+    /// Over IPv6, a zero UDP checksum instead of a computed one.
+    pub(crate) zero_udp_checksum: bool,
 }
 
 impl Outer {
@@ -182,6 +187,7 @@ impl Outer {
             sum,
             tc_keep,
             tc_set,
+            udp_sum: l4 == ETH + IPV6 && !matches!(encap, Encap::MplsOverGre { .. }) && !ends.zero_udp_checksum,
         })
     }
 
@@ -293,7 +299,7 @@ pub(crate) fn encapsulate(
         f[overhead - 2] |= (tc >> 5) << 1;
         f[overhead - 1] = h.ttl.saturating_sub(1).max(1);
     }
-    if v6 && !matches!(outer.encap, Encap::MplsOverGre { .. }) {
+    if outer.udp_sum {
         // The pseudo-header's length, then the segment with the checksum field still zero.
         let c = checksum::finish(checksum::combine(&[
             outer.sum,
@@ -319,6 +325,7 @@ mod tests {
             dst_mac: MacAddr([2, 0, 0, 0, 0, 2]),
             inner_mac,
             dscp: OuterDscp::default(),
+            zero_udp_checksum: false,
         }
     }
 

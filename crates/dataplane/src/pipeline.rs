@@ -311,6 +311,7 @@ impl Ctx<'_> {
                 underlay_vrf,
                 router_mac,
                 dscp,
+                zero_udp_checksum,
             } => {
                 let ((port, next, mac), shared) = egress.underlay.resolve(self.fib, *underlay_vrf, *tdst, hash)?;
                 let (mac, until) = match mac {
@@ -333,6 +334,7 @@ impl Ctx<'_> {
                     dst_mac: mac.unwrap_or(MacAddr([0; 6])),
                     inner_mac,
                     dscp: *dscp,
+                    zero_udp_checksum: *zero_udp_checksum,
                 };
                 // The FIB refuses ends of two families.
                 let outer = Outer::new(*encap, &ends).ok_or(DropReason::Unsupported)?;

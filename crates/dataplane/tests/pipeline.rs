@@ -76,6 +76,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
                 underlay_vrf: 0,
                 router_mac: None,
                 dscp: Default::default(),
+                zero_udp_checksum: false,
             };
             b.set_nexthop(id, nh).unwrap();
         }
@@ -692,6 +693,34 @@ fn encapsulates_into_each_tunnel_type_over_an_ipv6_underlay() {
     encapsulates_into_each_tunnel_type_between(["10.5.0.5", "10.4.0.5", "10.3.0.5"], ("fd00:f::1", "fd00:f::2"));
 }
 
+/// Told to, UDP tunnels over IPv6 send a zero checksum (RFC 6935) and sum nothing.
+#[test]
+fn ipv6_udp_tunnels_send_a_zero_checksum_when_told_to() {
+    let mut n = node();
+    for id in [13, 14] {
+        let mut nh = n.routes.nexthop(id).unwrap().clone();
+        if let Nexthop::Tunnel { zero_udp_checksum, .. } = &mut nh {
+            *zero_udp_checksum = true;
+        }
+        n.routes.set_nexthop(id, nh).unwrap();
+    }
+    n.routes.publish(&n.fib).unwrap();
+    let frames: Vec<_> = ["10.5.0.5", "10.4.0.5"]
+        .iter()
+        .map(|dst| {
+            let (_, out) = n.send(0, &udp(M1, P0, "10.0.1.2", dst, 40000, 7777, 64)).unwrap();
+            // The outer UDP header follows 14 bytes of Ethernet and 40 of IPv6.
+            assert_eq!(&out[54 + 6..54 + 8], &[0, 0], "{dst}: zero UDP checksum");
+            out
+        })
+        .collect();
+    let lines = tshark_decodes_with(&frames, &["ipv6:udp:vxlan", "ipv6:udp:mpls"], &["udp.checksum"], true);
+    for line in &lines {
+        let outer = line.rsplit('\t').next().and_then(|c| c.split(',').next());
+        assert_eq!(outer, Some("0x0000"), "{line}");
+    }
+}
+
 /// ECN crosses the tunnel (RFC 6040): the inner field is copied to the outer header on
 /// encapsulation, over either family, checksums kept right.
 #[test]
@@ -761,6 +790,7 @@ fn encapsulation_sets_the_tunnels_outer_dscp() {
                 "ipv6.tclass.ecn",
                 "mpls.exp",
             ],
+            false,
         );
         for (line, dst) in lines.iter().zip(dsts) {
             let v: Vec<&str> = line.split('\t').skip(5).collect();
@@ -876,6 +906,7 @@ fn vxlan_addresses_the_inner_frame_to_the_overlay_neighbour_or_the_router_mac() 
         underlay_vrf: 0,
         router_mac: Some(VTEP),
         dscp: Default::default(),
+        zero_udp_checksum: false,
     };
     n.routes.set_nexthop(10, tunnel(42)).unwrap();
     n.routes.publish(&n.fib).unwrap();
@@ -1154,11 +1185,13 @@ fn cases_vni(vni: u32) -> Vec<Header<'static>> {
 /// returns tshark's line per frame (protocols, expert messages, then the IP, ICMPv6 and
 /// UDP checksum statuses).
 fn tshark_decodes(frames: &[Vec<u8>], want: &[&str]) -> Vec<String> {
-    tshark_decodes_with(frames, want, &[])
+    tshark_decodes_with(frames, want, &[], false)
 }
 
 /// As [`tshark_decodes`], with tshark's values of `fields` at the end of each line.
-fn tshark_decodes_with(frames: &[Vec<u8>], want: &[&str], fields: &[&str]) -> Vec<String> {
+/// `zero_v6_udp`: the outer UDP checksum is zero over IPv6 by choice (RFC 6935), which
+/// tshark, going by RFC 8200 alone, flags as illegal; it must, and nothing else.
+fn tshark_decodes_with(frames: &[Vec<u8>], want: &[&str], fields: &[&str], zero_v6_udp: bool) -> Vec<String> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!("vr-pipeline-{}-{n}.pcap", std::process::id()));
@@ -1211,7 +1244,13 @@ fn tshark_decodes_with(frames: &[Vec<u8>], want: &[&str], fields: &[&str]) -> Ve
     for (line, want) in lines.iter().zip(want) {
         assert!(line.contains(want), "{line} lacks {want}");
         assert!(!line.to_lowercase().contains("malformed"), "{line}");
-        let statuses = line.split('\t').skip(2).take(3).flat_map(|c| c.split(','));
+        let columns: Vec<&str> = line.split('\t').collect();
+        let mut udp = columns[4].split(',');
+        if zero_v6_udp {
+            assert_eq!(udp.next(), Some("4"), "the outer UDP checksum flagged: {line}");
+            assert_eq!(columns[1], "Illegal checksum value (0)", "{line}");
+        }
+        let statuses = columns[2].split(',').chain(columns[3].split(',')).chain(udp);
         // UDP checksums may be left zero over IPv4 (3: none; over IPv6 it is flagged)
         // and cannot be checked in the part of a packet an ICMP error quotes (2).
         assert!(

@@ -378,6 +378,7 @@ impl FibBuilder {
             dst,
             router_mac,
             dscp,
+            zero_udp_checksum,
             ..
         } = &nh
         {
@@ -393,6 +394,12 @@ impl FibBuilder {
             }
             if let crate::OuterDscp::Fixed(d @ 64..) = dscp {
                 return Err(bad(format!("DSCP {d} exceeds 6 bits")));
+            }
+            if *zero_udp_checksum && (src.is_ipv4() || matches!(encap, crate::Encap::MplsOverGre { .. })) {
+                return Err(bad(
+                    "a zero UDP checksum is for UDP tunnels over IPv6: over IPv4 it is zero anyway, and GRE has none"
+                        .into(),
+                ));
             }
         }
         if let Nexthop::Ecmp { members } = &nh {
@@ -861,6 +868,7 @@ mod tests {
             underlay_vrf: 0,
             router_mac: None,
             dscp: Default::default(),
+            zero_udp_checksum: false,
         };
         let routed = |encap| Nexthop::Tunnel {
             encap,
@@ -869,6 +877,16 @@ mod tests {
             underlay_vrf: 0,
             router_mac: Some(wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1])),
             dscp: Default::default(),
+            zero_udp_checksum: false,
+        };
+        let options = |dscp, zero_udp_checksum| Nexthop::Tunnel {
+            encap: Encap::Vxlan { vni: 7 },
+            src: v4(0xc000_0201),
+            dst: v4(0xc000_0202),
+            underlay_vrf: 0,
+            router_mac: None,
+            dscp,
+            zero_udp_checksum,
         };
         for (nh, says) in [
             (
@@ -886,16 +904,10 @@ mod tests {
             (tunnel(Encap::Vxlan { vni: 7 }, "2001:db8::2"), "two families"),
             (routed(Encap::MplsOverUdp { label: 7 }), "a router MAC is for VXLAN"),
             (routed(Encap::MplsOverGre { label: 7 }), "a router MAC is for VXLAN"),
+            (options(crate::OuterDscp::Fixed(64), false), "DSCP 64 exceeds 6 bits"),
             (
-                Nexthop::Tunnel {
-                    encap: Encap::Vxlan { vni: 7 },
-                    src: v4(0xc000_0201),
-                    dst: v4(0xc000_0202),
-                    underlay_vrf: 0,
-                    router_mac: None,
-                    dscp: crate::OuterDscp::Fixed(64),
-                },
-                "DSCP 64 exceeds 6 bits",
+                options(Default::default(), true),
+                "a zero UDP checksum is for UDP tunnels over IPv6",
             ),
         ] {
             let e = b.set_nexthop(4, nh).unwrap_err().to_string();
@@ -1147,6 +1159,7 @@ mod tests {
                 underlay_vrf: 0,
                 router_mac: None,
                 dscp: Default::default(),
+                zero_udp_checksum: false,
             },
         )
         .unwrap();
@@ -1219,6 +1232,7 @@ mod tests {
             underlay_vrf: 0,
             router_mac: None,
             dscp: Default::default(),
+            zero_udp_checksum: false,
         };
         b.set_nexthop(1, tunnel).unwrap();
         b.set_nexthop(2, Nexthop::VrfTranslate { vrf: 2 }).unwrap();

@@ -24,7 +24,7 @@
 //! let remote: IpAddr = "192.0.2.20".parse().unwrap();
 //! b.set_nexthop(1, Nexthop::Interface { port: 0, gateway: None }).unwrap();
 //! b.add_route(0, "192.0.2.0".parse().unwrap(), 24, 1).unwrap();
-//! let tunnel = Nexthop::Tunnel { encap: Encap::Vxlan { vni: 5001 }, src: "192.0.2.10".parse().unwrap(), dst: remote, underlay_vrf: 0, router_mac: None, dscp: OuterDscp::default() };
+//! let tunnel = Nexthop::Tunnel { encap: Encap::Vxlan { vni: 5001 }, src: "192.0.2.10".parse().unwrap(), dst: remote, underlay_vrf: 0, router_mac: None, dscp: OuterDscp::default(), zero_udp_checksum: false };
 //! b.set_nexthop(2, tunnel).unwrap();
 //! b.add_route(7, "10.2.0.0".parse().unwrap(), 16, 2).unwrap();
 //! b.publish(&fib).unwrap();

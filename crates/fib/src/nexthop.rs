@@ -126,6 +126,11 @@ pub enum Nexthop {
         router_mac: Option<MacAddr>,
         /// The outer header's DSCP.
         dscp: OuterDscp,
+        /// Over an IPv6 underlay, send the UDP tunnels' checksum as zero (RFC 6935)
+        /// instead of summing every packet: for receivers that opt in to it, as vrouter
+        /// does and a Linux VXLAN device with `udp6zerocsumrx`. Over IPv4 it is zero
+        /// anyway; MPLSoGRE has none.
+        zero_udp_checksum: bool,
     },
     /// Equal-cost (weighted) multipath over other nexthops (not ECMP themselves).
     Ecmp {

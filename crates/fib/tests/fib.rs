@@ -127,6 +127,7 @@ fn resolution_of_every_nexthop_kind() {
             underlay_vrf: 0,
             router_mac: None,
             dscp: Default::default(),
+            zero_udp_checksum: false,
         },
     )
     .unwrap();
@@ -148,6 +149,7 @@ fn resolution_of_every_nexthop_kind() {
             underlay_vrf: 1,
             router_mac: None,
             dscp: Default::default(),
+            zero_udp_checksum: false,
         };
         b.set_nexthop(id, t).unwrap();
     }
@@ -726,6 +728,7 @@ proptest! {
                             underlay_vrf: 0,
                             router_mac: None,
                             dscp: Default::default(),
+                            zero_udp_checksum: false,
                         },
                         2 => Nexthop::VrfTranslate { vrf: 2 },
                         3 => Nexthop::Ecmp { members: vec![(id + 10, 1), (id + 11, 2)] },

@@ -714,6 +714,7 @@ impl OverlayLab {
                     underlay_vrf: 0,
                     router_mac: None,
                     dscp: Default::default(),
+                    zero_udp_checksum: false,
                 },
             )
             .expect("nexthop");

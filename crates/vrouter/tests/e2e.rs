@@ -170,8 +170,9 @@ fn overlay_two_nodes_two_tenants_mpls_over_gre_over_ipv6() {
 /// IPv4 or an IPv6 underlay (where the kernel drops packets without a UDP checksum). The
 /// device takes only inner frames to its own MAC: over IPv4 vrouter finds it in an
 /// overlay neighbour entry for the workload behind it, over IPv6 as the tunnel's router
-/// MAC.
-fn kernel_vxlan(v6: bool) {
+/// MAC. `zero`: over IPv6, both ends send a zero UDP checksum (RFC 6935; the device with
+/// `udp6zerocsumtx udp6zerocsumrx`).
+fn kernel_vxlan(v6: bool, zero: bool) {
     const LX: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
     const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
     const VX: MacAddr = MacAddr([2, 0, 0, 0, 9, 2]);
@@ -189,12 +190,15 @@ fn kernel_vxlan(v6: bool) {
     set_mac(&linux, &u.a, LX);
     no_offloads(&linux, &u.a);
     add_address(&linux, &u.a, there, len);
-    linux
-        .exec(&[
-            "ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "local", there, "remote", here, "dstport",
-            "4789", "dev", &u.a,
-        ])
-        .unwrap();
+    let mut add = vec![
+        "ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "local", there, "remote", here, "dstport", "4789",
+        "dev", &u.a,
+    ];
+    if zero {
+        add.extend(["udp6zerocsumtx", "udp6zerocsumrx"]);
+    }
+    let out = linux.exec(&add).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     set_mac(&linux, "vxlan0", VX);
     linux
         .exec(&["ip", "addr", "add", "10.9.0.2/24", "dev", "vxlan0"])
@@ -227,6 +231,7 @@ fn kernel_vxlan(v6: bool) {
             underlay_vrf: 0,
             router_mac: v6.then_some(VX),
             dscp: Default::default(),
+            zero_udp_checksum: zero,
         },
     )
     .unwrap();
@@ -270,12 +275,17 @@ fn kernel_vxlan(v6: bool) {
 
 #[test]
 fn vxlan_interoperates_with_the_linux_kernel() {
-    kernel_vxlan(false);
+    kernel_vxlan(false, false);
 }
 
 #[test]
 fn vxlan_over_ipv6_interoperates_with_the_linux_kernel() {
-    kernel_vxlan(true);
+    kernel_vxlan(true, false);
+}
+
+#[test]
+fn vxlan_over_ipv6_with_zero_udp_checksums_interoperates_with_the_linux_kernel() {
+    kernel_vxlan(true, true);
 }
 
 /// A service address routed to an ECMP group of three backends: connections spread over

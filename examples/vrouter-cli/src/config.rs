@@ -188,6 +188,8 @@ struct NexthopDef {
     router_mac: Option<String>,
     /// `inherit` or a code point 0-63.
     dscp: Option<toml::Value>,
+    /// `zero` or `computed` (the default).
+    udp_checksum: Option<String>,
     ecmp: Option<Vec<u32>>,
     weights: Option<Vec<u32>>,
     lookup_vrf: Option<u32>,
@@ -360,6 +362,7 @@ impl NexthopSpec {
                 underlay_vrf,
                 router_mac,
                 dscp,
+                zero_udp_checksum,
             }) => {
                 let (kind, key) = match *encap {
                     Encap::Vxlan { vni } => ("vxlan", vni),
@@ -371,7 +374,8 @@ impl NexthopSpec {
                     OuterDscp::Fixed(0) => String::new(),
                     d => format!(" dscp {d}"),
                 };
-                format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf}){mac}{dscp}")
+                let zero = if *zero_udp_checksum { " udp checksum zero" } else { "" };
+                format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf}){mac}{dscp}{zero}")
             }
             NexthopSpec::Tunnel(other) => format!("{id}: {other:?}"),
             NexthopSpec::Ecmp(m) => {
@@ -389,19 +393,45 @@ impl NexthopSpec {
     }
 }
 
+/// A tunnel nexthop's optional settings, as the file's fields and the command's words
+/// name them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TunnelOptions {
+    /// Where the outer destination is routed.
+    pub underlay_vrf: u32,
+    /// VXLAN: the remote VTEP's MAC for the inner header.
+    pub router_mac: Option<MacAddr>,
+    /// The outer header's DSCP.
+    pub dscp: OuterDscp,
+    /// Over IPv6, a zero UDP checksum (`udp_checksum zero`).
+    pub zero_udp_checksum: bool,
+}
+
+/// `udp_checksum`'s value: `zero` (true) or `computed`.
+pub(crate) fn parse_udp_checksum(s: &str) -> Result<bool, String> {
+    match s {
+        "zero" => Ok(true),
+        "computed" => Ok(false),
+        _ => Err(format!("`{s}` is not zero or computed")),
+    }
+}
+
 /// A tunnel nexthop, as the file's `tunnel` tables and the `nexthop add` command give it:
-/// `kind` is vxlan, mpls-udp or mpls-gre, `key` its VNI or label, `router_mac` (VXLAN) the
-/// remote VTEP's MAC for the inner header, `dscp` the outer header's. On error, the field
-/// at fault and why.
+/// `kind` is vxlan, mpls-udp or mpls-gre, `key` its VNI or label. On error, the field at
+/// fault and why.
 pub fn tunnel(
     kind: &str,
     key: u32,
     src: IpAddr,
     dst: IpAddr,
-    underlay_vrf: u32,
-    router_mac: Option<MacAddr>,
-    dscp: OuterDscp,
+    options: TunnelOptions,
 ) -> Result<Nexthop, (&'static str, String)> {
+    let TunnelOptions {
+        underlay_vrf,
+        router_mac,
+        dscp,
+        zero_udp_checksum,
+    } = options;
     let encap = match kind {
         "vxlan" => Encap::Vxlan { vni: key },
         "mpls-udp" => Encap::MplsOverUdp { label: key },
@@ -418,6 +448,15 @@ pub fn tunnel(
             format!("only a vxlan tunnel carries an inner Ethernet header, not {kind}"),
         ));
     }
+    if zero_udp_checksum && kind == "mpls-gre" {
+        return Err(("udp_checksum", "an mpls-gre tunnel has no UDP checksum".into()));
+    }
+    if zero_udp_checksum && src.is_ipv4() {
+        return Err((
+            "udp_checksum",
+            "over IPv4 a tunnel's UDP checksum is zero anyway".into(),
+        ));
+    }
     Ok(Nexthop::Tunnel {
         encap,
         src,
@@ -425,6 +464,7 @@ pub fn tunnel(
         underlay_vrf,
         router_mac,
         dscp,
+        zero_udp_checksum,
     })
 }
 
@@ -566,6 +606,9 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         if n.dscp.is_some() && n.tunnel.is_none() {
             return Err(e("dscp", "only a `tunnel` has an outer DSCP".into()));
         }
+        if n.udp_checksum.is_some() && n.tunnel.is_none() {
+            return Err(e("udp_checksum", "only a `tunnel` has a UDP checksum".into()));
+        }
         let spec = if let Some(port) = &n.port {
             let gateway = n
                 .gateway
@@ -607,9 +650,20 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
                 Some(toml::Value::Integer(i)) => i.to_string().parse().map_err(|r| e("dscp", r))?,
                 Some(other) => return Err(e("dscp", format!("`{other}` is not `inherit` or a DSCP 0-63"))),
             };
-            NexthopSpec::Tunnel(
-                tunnel(t, key, src, dst, n.underlay_vrf, router_mac, dscp).map_err(|(field, r)| e(field, r))?,
-            )
+            let zero_udp_checksum = n
+                .udp_checksum
+                .as_deref()
+                .map(parse_udp_checksum)
+                .transpose()
+                .map_err(|r| e("udp_checksum", r))?
+                .unwrap_or(false);
+            let options = TunnelOptions {
+                underlay_vrf: n.underlay_vrf,
+                router_mac,
+                dscp,
+                zero_udp_checksum,
+            };
+            NexthopSpec::Tunnel(tunnel(t, key, src, dst, options).map_err(|(field, r)| e(field, r))?)
         } else if let Some(m) = &n.ecmp {
             let weights = match &n.weights {
                 None => vec![1; m.len()],
@@ -1364,6 +1418,29 @@ src = ["10.0.0.0/8"]
                 c.listing.nexthops
             );
         }
+        // Over IPv6, a tunnel may send a zero UDP checksum.
+        let v6 = GOOD.replacen("src = \"192.0.2.1\"", "src = \"fd00::1\"", 1).replacen(
+            "dst = \"192.0.2.2\"",
+            "dst = \"fd00::2\"\nudp_checksum = \"zero\"",
+            1,
+        );
+        let c = parse("good.toml", &v6).unwrap();
+        assert!(
+            matches!(
+                c.routes.nexthop(3),
+                Some(Nexthop::Tunnel {
+                    zero_udp_checksum: true,
+                    ..
+                })
+            ),
+            "{:?}",
+            c.routes.nexthop(3)
+        );
+        assert!(
+            c.listing.nexthops.iter().any(|l| l.ends_with(" udp checksum zero")),
+            "{:?}",
+            c.listing.nexthops
+        );
         // The workload is an endpoint with the ingress list.
         let (p, _) = vrouter::policy::Policy::compile(&c.policy, 1).unwrap();
         let key =
@@ -1495,6 +1572,21 @@ src = ["10.0.0.0/8"]
                 "port = \"fabric\"",
                 "port = \"fabric\"\nrouter_mac = \"02:00:00:00:07:07\"",
                 "good.toml:29: nexthop 2: field `router_mac`: only a vxlan `tunnel` has a router MAC",
+            ),
+            (
+                "key = 42",
+                "key = 42\nudp_checksum = \"zero\"",
+                "good.toml:33: nexthop 3: field `udp_checksum`: over IPv4 a tunnel's UDP checksum is zero anyway",
+            ),
+            (
+                "key = 42",
+                "key = 42\nudp_checksum = \"off\"",
+                "good.toml:33: nexthop 3: field `udp_checksum`: `off` is not zero or computed",
+            ),
+            (
+                "port = \"fabric\"",
+                "port = \"fabric\"\nudp_checksum = \"zero\"",
+                "good.toml:29: nexthop 2: field `udp_checksum`: only a `tunnel` has a UDP checksum",
             ),
             (
                 "key = 42",

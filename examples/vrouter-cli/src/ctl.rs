@@ -742,6 +742,7 @@ mod tests {
                     underlay_vrf: 0,
                     router_mac: None,
                     dscp: Default::default(),
+                    zero_udp_checksum: false,
                 },
             ),
             (

@@ -19,9 +19,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::config::{self, NexthopSpec};
+use crate::config::{self, NexthopSpec, TunnelOptions};
 use vrouter::dataplane::pipeline::{check_label_nexthop, overlay_neighbor_port};
-use vrouter::fib::{Fib, FibBuilder, MAX_VRF, Neighbor, NeighborState, Nexthop, NexthopId, OuterDscp, VrfId};
+use vrouter::fib::{Fib, FibBuilder, MAX_VRF, Neighbor, NeighborState, Nexthop, NexthopId, VrfId};
 use vrouter::wire::ethernet::MacAddr;
 
 /// One command of a line.
@@ -132,7 +132,7 @@ impl std::fmt::Display for NeighborOn {
 pub type RouteKey = (VrfId, IpAddr, u8);
 
 /// The syntax, for error messages and the control socket's help.
-pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] [router_mac MAC] [dscp D|inherit] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V | neighbor add port NAME|vni V ADDR MAC | neighbor del port NAME|vni V ADDR (several joined by `;` apply together, in order)";
+pub const SYNTAX: &str = "route add vrf V PREFIX/LEN nexthop N | route del vrf V PREFIX/LEN | nexthop add N port NAME [gateway ADDR] | nexthop add N tunnel vxlan|mpls-udp|mpls-gre key K src ADDR dst ADDR [underlay_vrf V] [router_mac MAC] [dscp D|inherit] [udp_checksum zero|computed] | nexthop add N ecmp M[:WEIGHT],M[:WEIGHT],... | nexthop add N lookup_vrf V | nexthop add N discard | nexthop del N | label add L nexthop N | label del L | vni add V vrf R | vni del V | vrf add V | vrf del V | neighbor add port NAME|vni V ADDR MAC | neighbor del port NAME|vni V ADDR (several joined by `;` apply together, in order)";
 
 /// Reads `route add ...; nexthop del ...; label add ...`: each command's words, in order.
 pub fn parse(line: &str) -> Result<Vec<Command>, String> {
@@ -225,19 +225,24 @@ fn parse_one(cmd: &str) -> Result<Command, String> {
                     gateway: Some(ip(gw)?),
                 },
                 ["tunnel", kind, "key", k, "src", src, "dst", dst, ref rest @ ..] => {
-                    let (mut underlay, mut router_mac, mut dscp) = (0, None, OuterDscp::default());
+                    let mut o = TunnelOptions::default();
                     for option in rest.chunks(2) {
+                        let bad = |field: &str, why: String| format!("`{cmd}`: {field}: {why}");
                         match *option {
-                            ["underlay_vrf", vrf] => underlay = number(vrf, "a VRF id")?,
+                            ["underlay_vrf", vrf] => o.underlay_vrf = number(vrf, "a VRF id")?,
                             ["router_mac", mac] => {
-                                router_mac = Some(config::parse_mac(mac).map_err(|why| format!("`{cmd}`: {why}"))?);
+                                o.router_mac = Some(config::parse_mac(mac).map_err(|why| bad("router_mac", why))?);
                             }
-                            ["dscp", d] => dscp = d.parse().map_err(|why| format!("`{cmd}`: dscp: {why}"))?,
+                            ["dscp", d] => o.dscp = d.parse().map_err(|why| bad("dscp", why))?,
+                            ["udp_checksum", c] => {
+                                o.zero_udp_checksum =
+                                    config::parse_udp_checksum(c).map_err(|why| bad("udp_checksum", why))?;
+                            }
                             _ => return Err(expected()),
                         }
                     }
                     let k = number(k, "a VNI or label")?;
-                    let t = config::tunnel(kind, k, ip(src)?, ip(dst)?, underlay, router_mac, dscp)
+                    let t = config::tunnel(kind, k, ip(src)?, ip(dst)?, o)
                         .map_err(|(field, why)| format!("`{cmd}`: {field}: {why}"))?;
                     NexthopSpec::Tunnel(t)
                 }
@@ -987,7 +992,7 @@ impl Routing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vrouter::fib::Nexthop;
+    use vrouter::fib::{Nexthop, OuterDscp};
 
     /// VRFs 0 and 1, nexthops 1 and 2, and the file's route 10.0.1.0/24 -> 1 in VRF 1.
     fn file() -> FibBuilder {
@@ -1226,7 +1231,7 @@ mod tests {
     fn parses_nexthop_commands_and_names_what_is_wrong() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1 dscp 46; nexthop add 7 ecmp 5,6:3; nexthop add 8 discard; nexthop del 9; nexthop add 10 lookup_vrf 2; nexthop add 11 tunnel vxlan key 5 src fd00::1 dst fd00::2 router_mac 02:00:00:00:07:07 dscp inherit underlay_vrf 1")
+            parse("nexthop add 5 port a gateway 10.0.0.1; nexthop add 6 tunnel mpls-gre key 17 src 192.0.2.1 dst 192.0.2.2 underlay_vrf 1 dscp 46; nexthop add 7 ecmp 5,6:3; nexthop add 8 discard; nexthop del 9; nexthop add 10 lookup_vrf 2; nexthop add 11 tunnel vxlan key 5 src fd00::1 dst fd00::2 router_mac 02:00:00:00:07:07 dscp inherit underlay_vrf 1 udp_checksum zero")
                 .unwrap(),
             vec![
                 Command::NexthopAdd {
@@ -1245,6 +1250,7 @@ mod tests {
                         underlay_vrf: 1,
                         router_mac: None,
                         dscp: OuterDscp::Fixed(46),
+                        zero_udp_checksum: false,
                     })
                 },
                 Command::NexthopAdd {
@@ -1269,6 +1275,7 @@ mod tests {
                         underlay_vrf: 1,
                         router_mac: Some(vrouter::wire::ethernet::MacAddr([2, 0, 0, 0, 7, 7])),
                         dscp: OuterDscp::Inherit,
+                        zero_udp_checksum: true,
                     })
                 },
             ]
@@ -1305,6 +1312,18 @@ mod tests {
             (
                 "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 router_mac",
                 "expected route add",
+            ),
+            (
+                "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 udp_checksum zero",
+                "udp_checksum: over IPv4 a tunnel's UDP checksum is zero anyway",
+            ),
+            (
+                "nexthop add 5 tunnel mpls-gre key 1 src fd00::1 dst fd00::2 udp_checksum zero",
+                "udp_checksum: an mpls-gre tunnel has no UDP checksum",
+            ),
+            (
+                "nexthop add 5 tunnel vxlan key 1 src fd00::1 dst fd00::2 udp_checksum none",
+                "udp_checksum: `none` is not zero or computed",
             ),
             (
                 "nexthop add 5 tunnel vxlan key 1 src 192.0.2.1 dst 192.0.2.2 dscp 64",

@@ -2,7 +2,7 @@
 
 //! The forwarding pipeline in memory, one core, bursts of 64 handed straight to the
 //! handler (no port copies): L3 forward on a flow hit with 1K and 1M active flows, VXLAN
-//! encapsulation on a hit (over IPv4 and over IPv6), MPLSoUDP decapsulation on a hit, and
+//! encapsulation on a hit (over IPv4, and over IPv6 with and without a UDP checksum), MPLSoUDP decapsulation on a hit, and
 //! the flow-miss path (flow setup: policy, LPM, ECMP, a forward/reverse pair installed).
 //! Each burst first rewrites the 64 frames (the pipeline edits packets in place), which is
 //! included: one cached template per case with each flow's ports and checksums written in.
@@ -66,24 +66,25 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
     )
     .unwrap();
     b.set_nexthop(5, Nexthop::VrfTranslate { vrf: 1 }).unwrap();
-    // The same VXLAN tunnel over an IPv6 underlay.
-    b.set_nexthop(
-        6,
-        Nexthop::Tunnel {
+    // The same VXLAN tunnel over an IPv6 underlay, with a computed UDP checksum (6) and a
+    // zero one (7).
+    for (id, zero_udp_checksum) in [(6, false), (7, true)] {
+        let nh = Nexthop::Tunnel {
             encap: Encap::Vxlan { vni: 42 },
             src: ip("fd00:f::1"),
             dst: ip("fd00:f::2"),
             underlay_vrf: 0,
             router_mac: None,
             dscp: Default::default(),
-            zero_udp_checksum: false,
-        },
-    )
-    .unwrap();
+            zero_udp_checksum,
+        };
+        b.set_nexthop(id, nh).unwrap();
+    }
     b.add_route(1, ip("10.0.1.0"), 24, 1).unwrap();
     b.add_route(1, ip("10.0.2.0"), 24, 2).unwrap();
     b.add_route(1, ip("10.9.0.0"), 16, 4).unwrap();
     b.add_route(1, ip("10.8.0.0"), 16, 6).unwrap();
+    b.add_route(1, ip("10.7.0.0"), 16, 7).unwrap();
     b.add_route(0, ip("192.0.2.0"), 24, 3).unwrap();
     b.add_route(0, ip("fd00:f::"), 64, 3).unwrap();
     b.set_label(100, 5).unwrap();
@@ -371,7 +372,8 @@ impl Walk {
 }
 
 /// The hit cases without criterion: `VR_PIPELINE_COUNT=case,bursts[,size]` with case `l3`,
-/// `vxlan` or `mpls` (1K flows), `l3_1m` (1M flows), `load` (the L3 case's frame loading
+/// `vxlan`, `vxlan6` (over IPv6), `vxlan6_zero` (with a zero UDP checksum) or `mpls` (1K
+/// flows), `l3_1m` (1M flows), `load` (the L3 case's frame loading
 /// alone, the harness's share of every case) or `setup` (every packet a new flow, the miss
 /// path) sets up that case, runs that many bursts of `size` packets (default 64; the hit
 /// cases only: what a worker polling a lightly loaded port sees) and prints their wall time
@@ -395,8 +397,10 @@ fn count(spec: &str) {
         "l3" | "load" => (0, Some("10.0.2.2"), 1000),
         "l3_1m" => (0, Some("10.0.2.2"), 1_000_000),
         "vxlan" => (0, Some("10.9.0.5"), 1000),
+        "vxlan6" => (0, Some("10.8.0.5"), 1000),
+        "vxlan6_zero" => (0, Some("10.7.0.5"), 1000),
         "mpls" => (2, None, 1000),
-        _ => panic!("case l3, l3_1m, vxlan, mpls, load or setup, not {case}"),
+        _ => panic!("case l3, l3_1m, vxlan, vxlan6, vxlan6_zero, mpls, load or setup, not {case}"),
     };
     let t = tables(n as usize);
     let mut rig = Rig::new(&t);
@@ -473,6 +477,10 @@ fn bench(c: &mut Criterion) {
         let mut rig = Rig::new(&t);
         let flows = install(&mut rig, 0, 1000, |i| l3(i, "10.8.0.5"));
         bench_hits(&mut g, "vxlan_over_ipv6_encap_hit/1k", &mut rig, 0, &flows, false);
+        let t = tables(1000);
+        let mut rig = Rig::new(&t);
+        let flows = install(&mut rig, 0, 1000, |i| l3(i, "10.7.0.5"));
+        bench_hits(&mut g, "vxlan_over_ipv6_zero_checksum_encap_hit/1k", &mut rig, 0, &flows, false);
         let t = tables(1000);
         let mut rig = Rig::new(&t);
         let flows = install(&mut rig, 2, 1000, mpls_udp);

@@ -104,6 +104,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
         mac,
         mtu: 1500,
         addrs: vec![],
+        vlan: None,
         role: PortRole::Workload {
             vrf: 1,
             addrs: vec![],
@@ -120,6 +121,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
                 mac: P2,
                 mtu: 9000,
                 addrs: vec![ip("192.0.2.1")],
+                vlan: None,
                 role: PortRole::Fabric { vrf: 0 },
             },
         ],
@@ -480,7 +482,14 @@ fn bench(c: &mut Criterion) {
         let t = tables(1000);
         let mut rig = Rig::new(&t);
         let flows = install(&mut rig, 0, 1000, |i| l3(i, "10.7.0.5"));
-        bench_hits(&mut g, "vxlan_over_ipv6_zero_checksum_encap_hit/1k", &mut rig, 0, &flows, false);
+        bench_hits(
+            &mut g,
+            "vxlan_over_ipv6_zero_checksum_encap_hit/1k",
+            &mut rig,
+            0,
+            &flows,
+            false,
+        );
         let t = tables(1000);
         let mut rig = Rig::new(&t);
         let flows = install(&mut rig, 2, 1000, mpls_udp);

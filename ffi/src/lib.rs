@@ -441,6 +441,7 @@ pub extern "C" fn vr_router_add_port(
             mac: own,
             mtu: 1500,
             addrs,
+            vlan: None,
             role,
         });
         r.ports_added += 1;

@@ -115,6 +115,7 @@ impl Harness {
             mac: MacAddr([2, 0xa, 0, 0, 0, mac]),
             mtu: 1500,
             addrs: vec![],
+            vlan: None,
             role: PortRole::Workload {
                 vrf: 1,
                 addrs: vec![ip(v4), ip(v6)],
@@ -131,6 +132,7 @@ impl Harness {
                     mac: MacAddr([2, 0xa, 0, 0, 0, 3]),
                     mtu: 1400,
                     addrs: vec![ip("192.0.2.1"), ip("fd00:f::1")],
+                    vlan: None,
                     role: PortRole::Fabric { vrf: 0 },
                 },
             ],

@@ -363,6 +363,7 @@ fn pipeline_tables(vxlan: bool) -> Tables {
         mac: wire::ethernet::MacAddr(m),
         mtu: 1500,
         addrs,
+        vlan: None,
         role: PortRole::Fabric { vrf: 0 },
     };
     Tables {

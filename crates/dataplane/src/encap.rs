@@ -246,12 +246,9 @@ pub(crate) fn encapsulate(
         Encap::MplsOverUdp { .. } | Encap::MplsOverGre { .. } => u32::from(h.l3),
     };
     let inner_len = pkt.len - keep_from;
-    let new_addr = (pkt.addr + u64::from(keep_from))
-        .checked_sub(overhead as u64)
+    let new_addr = pool
+        .before(pkt.addr + u64::from(keep_from), overhead as u64)
         .ok_or(DropReason::NoHeadroom)?;
-    if pool.frame_base(new_addr) != pool.frame_base(pkt.addr) || new_addr < pool.frame_base(pkt.addr) {
-        return Err(DropReason::NoHeadroom);
-    }
     let total = overhead as u32 + inner_len;
     let ip_len = total - ETH as u32;
     if ip_len > u32::from(mtu) {

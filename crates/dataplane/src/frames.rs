@@ -100,6 +100,13 @@ impl FramePool {
         addr & !(self.frame_size - 1)
     }
 
+    /// The address `n` bytes before `addr`, if that is still in `addr`'s frame: where a
+    /// header pushed in front of a packet starting at `addr` starts.
+    pub fn before(&self, addr: u64, n: u64) -> Option<u64> {
+        addr.checked_sub(n)
+            .filter(|&a| self.frame_base(a) == self.frame_base(addr))
+    }
+
     /// Bytes of headroom a packet placed by [`FramePool::alloc`] gets in front of it.
     pub fn headroom(&self) -> u32 {
         self.headroom

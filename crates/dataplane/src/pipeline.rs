@@ -79,6 +79,10 @@ pub struct PortConfig {
     pub addrs: Vec<IpAddr>,
     /// What it connects to.
     pub role: PortRole,
+    /// The 802.1Q VLAN (1-4094) of the port's frames, for a port on a trunk: received
+    /// frames must carry its tag, which is taken off before anything else (others are
+    /// `WrongVlan` drops), and every frame sent gets it. `None`: untagged.
+    pub vlan: Option<u16>,
 }
 
 /// The node: its ports and the underlay addresses tunnels to it arrive at.
@@ -409,21 +413,28 @@ impl Handler for Pipeline {
             return;
         }
         let node = &self.t.node;
+        // Out of `port`, with its VLAN's tag.
+        let tagged = |pool: &mut FramePool, mut pkt: Pkt, port: u16| match tag(node, pool, &mut pkt, port) {
+            Ok(()) => (pkt, Verdict::Tx(port)),
+            Err(why) => (pkt, Verdict::Drop(why)),
+        };
         self.egress.resolver.poll(stopping, |step| match step {
             Step::Request { port, ip } => {
                 if let Some(pkt) = request(node, pool, port, ip) {
+                    let (pkt, verdict) = tagged(pool, pkt, port);
                     out.push(Emitted {
                         pkt,
-                        verdict: Verdict::Tx(port),
+                        verdict,
                         originated: true,
                     });
                 }
             }
             Step::Release(mac, parked) => out.extend(parked.into_iter().map(|p| {
                 pool.bytes_mut(p.pkt.addr, 6).copy_from_slice(&mac.0);
+                let (pkt, verdict) = tagged(pool, p.pkt, p.port);
                 Emitted {
-                    pkt: p.pkt,
-                    verdict: Verdict::Tx(p.port),
+                    pkt,
+                    verdict,
                     originated: false,
                 }
             })),
@@ -443,6 +454,15 @@ impl Handler for Pipeline {
         let mut held = self.held.take().expect("the snapshots are put back after every burst");
         held.refresh(&self.t);
         self.burst(&held, port, pkts, pool, verdicts);
+        if held.node.ports.iter().any(|p| p.vlan.is_some()) {
+            for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
+                if let Verdict::Tx(out) = *v
+                    && let Err(why) = tag(&held.node, pool, pkt, out)
+                {
+                    *v = Verdict::Drop(why);
+                }
+            }
+        }
         self.held = Some(held);
     }
 }
@@ -720,11 +740,14 @@ impl Pipeline {
         pool: &mut FramePool,
         i: usize,
     ) -> Result<Option<Verdict>, DropReason> {
+        if let Some(vid) = pc.vlan {
+            untag(pool, pkt, vid)?;
+        }
         let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
         let meta = &mut self.metas[i];
         parse_into(frame, meta).map_err(|_| DropReason::Malformed)?;
         if meta.outer.vlans > 0 {
-            return Err(DropReason::Unsupported);
+            return Err(DropReason::WrongVlan);
         }
         let eth = EthernetFrame::new_unchecked(&frame[..]);
         if meta.outer.ethertype == EtherType::Arp {
@@ -841,6 +864,38 @@ impl Pipeline {
 /// is `BadChecksum`. A zero one (none) is taken over IPv6 too, as RFC 6935 lets tunnel
 /// endpoints do (and the Linux kernel's VXLAN device does when told to): UDP tunnels over
 /// IPv6 are often sent without, and the inner packet carries its own checksums.
+/// The 802.1Q tag's Ethernet type.
+const TPID: [u8; 2] = [0x81, 0x00];
+
+/// Takes VLAN `vid`'s tag off `pkt` (the MACs move up four bytes); `WrongVlan` if the
+/// frame does not carry it.
+fn untag(pool: &mut FramePool, pkt: &mut Pkt, vid: u16) -> Result<(), DropReason> {
+    let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
+    if f.len() < 18 || f[12..14] != TPID || u16::from_be_bytes([f[14], f[15]]) & 0xfff != vid {
+        return Err(DropReason::WrongVlan);
+    }
+    f.copy_within(..12, 4);
+    pkt.addr += 4;
+    pkt.len -= 4;
+    Ok(())
+}
+
+/// Puts port `port`'s 802.1Q tag on `pkt` (in its headroom: the MACs move down four
+/// bytes), if the port has a VLAN.
+fn tag(node: &NodeConfig, pool: &mut FramePool, pkt: &mut Pkt, port: u16) -> Result<(), DropReason> {
+    let Some(vid) = node.ports.get(usize::from(port)).and_then(|p| p.vlan) else {
+        return Ok(());
+    };
+    let addr = pool.before(pkt.addr, 4).ok_or(DropReason::NoHeadroom)?;
+    let f = pool.bytes_mut(addr, pkt.len as usize + 4);
+    f.copy_within(4..16, 0);
+    f[12..14].copy_from_slice(&TPID);
+    f[14..16].copy_from_slice(&vid.to_be_bytes());
+    pkt.addr = addr;
+    pkt.len += 4;
+    Ok(())
+}
+
 fn check_outer_udp(frame: &[u8], outer: &wire::parse::Headers) -> Result<(), DropReason> {
     let (Some(src), Some(dst)) = (outer.key.src_ip(), outer.key.dst_ip()) else {
         return Ok(());

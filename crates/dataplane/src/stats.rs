@@ -92,6 +92,9 @@ drop_reasons! {
     /// A tunnel packet the underlay marked congested (CE) whose inner packet is not
     /// ECN-capable: the mark cannot be passed on, so it is a drop (RFC 6040).
     EcnNotCapable = "congestion marked on a tunnel packet whose inner packet is not ECN-capable",
+    /// A frame whose 802.1Q tag is not its port's VLAN: tagged on an untagged port,
+    /// untagged or of another VLAN on a tagged one, or tagged twice.
+    WrongVlan = "802.1Q tag is not the port's VLAN",
 }
 
 /// Whether a port's device can carry packets.

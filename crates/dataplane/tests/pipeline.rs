@@ -49,10 +49,11 @@ struct Node {
 }
 
 fn node() -> Node {
-    node_with(NeighborConfig::default())
+    node_with(NeighborConfig::default(), None)
 }
 
-fn node_with(neighbor_config: NeighborConfig) -> Node {
+/// [`node`] with these neighbour settings, its fabric port on VLAN `fabric_vlan`.
+fn node_with(neighbor_config: NeighborConfig, fabric_vlan: Option<u16>) -> Node {
     let fib = Arc::new(Fib::new());
     let mut b = FibBuilder::new();
     b.add_vrf(0).unwrap();
@@ -140,6 +141,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
         mac,
         mtu: 1500,
         addrs: vec![],
+        vlan: None,
         role: PortRole::Workload {
             vrf: 1,
             addrs: vec![ip(addr)],
@@ -172,6 +174,7 @@ fn node_with(neighbor_config: NeighborConfig) -> Node {
                 mac: P2,
                 mtu: 1500,
                 addrs: vec![ip("192.0.2.1"), ip("fd00:f::1")],
+                vlan: fabric_vlan,
                 role: PortRole::Fabric { vrf: 0 },
             },
         ],
@@ -719,6 +722,63 @@ fn ipv6_udp_tunnels_send_a_zero_checksum_when_told_to() {
         let outer = line.rsplit('\t').next().and_then(|c| c.split(',').next());
         assert_eq!(outer, Some("0x0000"), "{line}");
     }
+}
+
+/// `f` with an 802.1Q tag for VLAN `vid` after its MACs.
+fn tagged(f: &[u8], vid: u16) -> Vec<u8> {
+    [&f[..12], &[0x81, 0x00], &vid.to_be_bytes(), &f[12..]].concat()
+}
+
+/// A fabric port on VLAN 100 of a trunk: what it receives must carry the tag, which comes
+/// off before anything else; everything it sends (tunnel packets, ARP answers and
+/// requests, packets released once their next hop answers) carries it. tshark reads them.
+#[test]
+fn a_port_on_a_vlan_takes_its_tag_off_and_puts_it_on() {
+    const GW: MacAddr = MacAddr([2, 0, 0, 0, 0x99, 9]);
+    const TAG: [u8; 4] = [0x81, 0, 0, 100];
+    let mut n = node_with(NeighborConfig::default(), Some(100));
+    let (port, tunnelled) = n
+        .send(0, &udp(M1, P0, "10.0.1.2", "10.9.0.5", 40000, 7777, 64))
+        .unwrap();
+    assert_eq!((port, &tunnelled[12..16]), (2, &TAG[..]));
+    let vxlan = frame(&cases_vni(42), b"x").unwrap();
+    let (port, inner) = n.send(2, &tagged(&vxlan, 100)).unwrap();
+    assert_eq!(
+        (port, &inner[12..14]),
+        (1, &[0x08, 0x00][..]),
+        "untagged to the workload"
+    );
+    // Untagged, of another VLAN, tagged twice; tagged on an untagged port.
+    assert!(n.send(2, &vxlan).is_none());
+    assert!(n.send(2, &tagged(&vxlan, 200)).is_none());
+    assert!(n.send(2, &tagged(&tagged(&vxlan, 100), 100)).is_none());
+    let to_w2 = udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 7777, 64);
+    assert!(n.send(0, &tagged(&to_w2, 100)).is_none());
+    assert_eq!(n.drops(DropReason::WrongVlan), 4);
+    let ask = arp(ArpOperation::Request, MR, "192.0.2.2", MacAddr([0; 6]), "192.0.2.1");
+    let (port, answer) = n.send(2, &tagged(&ask, 100)).unwrap();
+    assert_eq!((port, &answer[12..16]), (2, &TAG[..]));
+    // An unknown next hop: the request goes out tagged, and so does the packet it held.
+    let (port, request) = n.send(0, &udp(M1, P0, "10.0.1.2", "10.6.0.1", 1000, 5000, 64)).unwrap();
+    assert_eq!((port, &request[12..16]), (2, &TAG[..]));
+    let reply = arp(ArpOperation::Reply, GW, "192.0.2.9", P2, "192.0.2.1");
+    let (port, released) = n.send(2, &tagged(&reply, 100)).unwrap();
+    assert_eq!((port, &released[..6], &released[12..16]), (2, &GW.0[..], &TAG[..]));
+    let lines = tshark_decodes_with(
+        &[tunnelled, answer, request, released],
+        &[
+            "eth:ethertype:vlan:ethertype:ip:udp:vxlan",
+            "eth:ethertype:vlan:ethertype:arp",
+            "eth:ethertype:vlan:ethertype:arp",
+            "eth:ethertype:vlan:ethertype:ip:udp",
+        ],
+        &["vlan.id"],
+        false,
+    );
+    assert!(lines.iter().all(|l| l.ends_with("\t100")), "{lines:?}");
+    let r = n.worker.finish();
+    r.frames_ok.unwrap();
+    assert!(r.stats.conserved(), "{:?}", r.stats);
 }
 
 /// ECN crosses the tunnel (RFC 6040): the inner field is copied to the outer header on
@@ -1515,11 +1575,14 @@ fn an_unknown_ipv6_next_hop_is_resolved_by_neighbour_solicitation() {
 
 #[test]
 fn a_next_hop_that_never_answers_costs_its_parked_packets_after_the_last_try() {
-    let mut n = node_with(NeighborConfig {
-        retry: std::time::Duration::from_millis(20),
-        tries: 2,
-        ..Default::default()
-    });
+    let mut n = node_with(
+        NeighborConfig {
+            retry: std::time::Duration::from_millis(20),
+            tries: 2,
+            ..Default::default()
+        },
+        None,
+    );
     assert!(n.links[0].inject(&udp(M1, P0, "10.0.1.2", "10.6.0.1", 1, 2, 64)));
     let start = Instant::now();
     let mut requests = 0;
@@ -1577,10 +1640,13 @@ fn learning_is_guarded_per_port_role() {
 
 #[test]
 fn a_flood_of_arp_requests_is_answered_but_learned_only_within_the_budget() {
-    let mut n = node_with(NeighborConfig {
-        learn_per_sec: 8,
-        ..Default::default()
-    });
+    let mut n = node_with(
+        NeighborConfig {
+            learn_per_sec: 8,
+            ..Default::default()
+        },
+        None,
+    );
     let hosts = 200u32;
     for h in 0..hosts {
         let sender = format!("192.0.2.{}", 10 + h % 240);

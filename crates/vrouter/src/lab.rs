@@ -357,6 +357,7 @@ pub fn workload(
         mac: gmac,
         mtu: 1500,
         addrs: vec![],
+        vlan: None,
         role: PortRole::Workload {
             vrf,
             addrs: owned,
@@ -745,6 +746,7 @@ impl OverlayLab {
             mac: fab_mac(n),
             mtu: 1500,
             addrs: vec![underlay(n)],
+            vlan: None,
             role: PortRole::Fabric { vrf: 0 },
         });
         let mut devs: Vec<String> = loads.iter().map(|w| w.port_dev.clone()).collect();

@@ -250,6 +250,7 @@ fn kernel_vxlan(v6: bool, zero: bool) {
         mac: FAB,
         mtu: 1500,
         addrs: vec![ip(here)],
+        vlan: None,
         role: PortRole::Fabric { vrf: 0 },
     };
     let mut n = Node::start(
@@ -358,6 +359,7 @@ fn the_host_stack_is_reached_through_the_tap() {
             mac: FAB,
             mtu: 1500,
             addrs: vec![ip("192.0.2.1")],
+            vlan: None,
             role: PortRole::Fabric { vrf: 0 },
         },
         PortConfig {
@@ -365,6 +367,7 @@ fn the_host_stack_is_reached_through_the_tap() {
             mac: TAPSIDE,
             mtu: 1500,
             addrs: vec![],
+            vlan: None,
             role: PortRole::Host { vrf: 0, mac: HOST },
         },
     ];

@@ -167,6 +167,8 @@ struct PortDef {
     #[serde(default)]
     gateways: Vec<String>,
     host_mac: Option<String>,
+    /// The 802.1Q VLAN of the port's frames (1-4094), for a port on a trunk.
+    vlan: Option<u16>,
 }
 
 fn mtu() -> u16 {
@@ -554,11 +556,17 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         if p.mtu < 576 || p.mtu > 9000 {
             return Err(e("mtu", format!("{} is outside 576..=9000", p.mtu)));
         }
+        if let Some(v) = p.vlan
+            && !(1..=4094).contains(&v)
+        {
+            return Err(e("vlan", format!("{v} is outside 1..=4094")));
+        }
         ports.push(PortConfig {
             name: p.name.clone(),
             mac: parse_mac(&p.mac).map_err(|r| e("mac", r))?,
             mtu: p.mtu,
             addrs: ips("addresses", &p.addresses)?,
+            vlan: p.vlan,
             role,
         });
         devices.push(p.device.clone());

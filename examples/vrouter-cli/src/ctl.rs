@@ -154,8 +154,9 @@ fn answer(cmd: &str, s: &State) -> String {
                     };
                     let count = |v: &[u64]| v.get(i).map_or("-".into(), u64::to_string);
                     format!(
-                        "{i} {} dev {d} mac {} mtu {} rx {} tx {} {:?}{state}",
+                        "{i} {} dev {d}{} mac {} mtu {} rx {} tx {} {:?}{state}",
                         p.name,
+                        p.vlan.map_or(String::new(), |v| format!(" vlan {v}")),
                         p.mac,
                         p.mtu,
                         count(&t.port_rx),
@@ -701,6 +702,7 @@ mod tests {
             mac: MacAddr([2, 0xa, 0, 0, 0, i]),
             mtu: 1500,
             addrs: vec![],
+            vlan: None,
             role: PortRole::Workload {
                 vrf: 1,
                 addrs: vec![ip(&format!("10.0.{i}.2"))],
@@ -713,6 +715,7 @@ mod tests {
             mac: MacAddr([2, 0xa, 0, 0, 0, 3]),
             mtu: 1500,
             addrs: vec![ip("192.0.2.1")],
+            vlan: None,
             role: PortRole::Fabric { vrf: 0 },
         };
         let node = NodeConfig {

@@ -53,7 +53,8 @@ def main():
 
 def pipeline_seeds():
     """Frames the fuzzed node (fuzz/src/pipeline.rs) acts on, each after the byte that picks
-    its ingress port: 0 workload 1, 1 workload 2, 2 fabric; with its top bit set, a route
+    its ingress port: 0 workload 1, 1 workload 2, 2 fabric, 3 the trunk port on VLAN 100;
+    with its top bit set, a route
     change is published first (0x80 | n << 2: 10.9.n.0/24 toggled, 0xc0: w2's host route
     moved)."""
     w1, g1 = "02:00:00:00:01:02", "02:0a:00:00:00:01"
@@ -105,6 +106,17 @@ def pipeline_seeds():
         # ECN across the tunnel: congestion marked outside, an ECN-capable packet inside.
         (2, out / IPv6(src="fd00:f::2", dst="fd00:f::1", tc=3) / UDP(sport=49152, dport=4789) / VXLAN(vni=42)
             / Ether(src=peer, dst=g1) / IP(src="10.5.0.5", dst="10.0.1.2", tos=2) / UDP(sport=1, dport=2)),
+        # The trunk port on VLAN 100: out (its next hop asked for, tagged), the answer, in;
+        # another VLAN, untagged, tagged on a workload port.
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="198.51.100.9") / UDP(sport=1, dport=2)),
+        (3, Ether(src=peer, dst="02:0a:00:00:00:04") / Dot1Q(vlan=100)
+            / ARP(op=2, hwsrc=peer, psrc="198.51.100.9", pdst="198.51.100.1")),
+        (3, Ether(src=peer, dst="02:0a:00:00:00:04") / Dot1Q(vlan=100) / IP(src="198.51.100.9", dst="10.0.1.2")
+            / UDP(sport=2, dport=1)),
+        (3, Ether(src=peer, dst="02:0a:00:00:00:04") / Dot1Q(vlan=200) / IP(src="198.51.100.9", dst="10.0.1.2")
+            / UDP(sport=2, dport=1)),
+        (3, Ether(src=peer, dst="02:0a:00:00:00:04") / IP(src="198.51.100.9", dst="10.0.1.2") / UDP(sport=2, dport=1)),
+        (0, Ether(src=w1, dst=g1) / Dot1Q(vlan=100) / IP(src="10.0.1.2", dst="10.0.2.2") / UDP(sport=1, dport=2)),
         # Route churn: a flow beside the changed /24, one under it, and w2's route moved.
         (0x80 | 3 << 2, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),
         (0x80, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),

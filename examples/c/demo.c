@@ -72,6 +72,9 @@ int main(void) {
     CHECK(vr_router_add_port(router, VR_PORT_WORKLOAD, 1, gw1, "10.0.1.2", w1, "10.0.1.1", &p_w1));
     CHECK(vr_router_add_port(router, VR_PORT_WORKLOAD, 1, gw2, "10.0.2.2", w2, "10.0.2.1", &p_w2));
     CHECK(vr_router_add_port(router, VR_PORT_FABRIC, 0, fab, "192.0.2.1", NULL, NULL, &p_fab));
+    /* A port on a trunk would take its VLAN's tag off and put it on; 4095 is reserved. */
+    vr_result vlan_rc = vr_router_set_port_vlan(router, p_fab, 4095);
+    printf("vlan 4095: %s: %s\n", vr_result_message(vlan_rc), vr_router_last_error(router));
     CHECK(vr_router_add_tunnel_endpoint(router, "192.0.2.1"));
     CHECK(vr_router_add_vrf(router, 1));
     CHECK(vr_router_set_nexthop_port(router, 1, p_w1, NULL));

@@ -354,6 +354,14 @@ vr_result vr_router_add_port(struct vr_router *r,
                              uint32_t *index_out);
 
 /*
+ Puts port `port` on 802.1Q VLAN `vlan` (1-4094; 0: untagged again), for a port on a
+ trunk: frames it receives must carry the tag (others are `WrongVlan` drops), which
+ comes off first, and frames it sends get it. Before a start, or on a started router,
+ where it is live from `vr_router_apply_ports`.
+ */
+vr_result vr_router_set_port_vlan(struct vr_router *r, uint32_t port, uint16_t vlan);
+
+/*
  Removes port `port` (a pod deleted); the ports after it move down one index. Its
  nexthops become discards (give their routes other nexthops), its neighbours and policy
  lists go; those of the ports after it move with them. Before a start, or on a started

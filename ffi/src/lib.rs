@@ -452,6 +452,28 @@ pub extern "C" fn vr_router_add_port(
     })
 }
 
+/// Puts port `port` on 802.1Q VLAN `vlan` (1-4094; 0: untagged again), for a port on a
+/// trunk: frames it receives must carry the tag (others are `WrongVlan` drops), which
+/// comes off first, and frames it sends get it. Before a start, or on a started router,
+/// where it is live from `vr_router_apply_ports`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_port_vlan(r: *mut VrRouter, port: u32, vlan: u16) -> VrResult {
+    with(r, |r| {
+        let n = r.ports.len();
+        let p = r
+            .ports
+            .get_mut(port as usize)
+            .ok_or_else(|| bad(format!("no port {port} (the router has {n})")))?;
+        p.vlan = match vlan {
+            0 => None,
+            1..=4094 => Some(vlan),
+            _ => return Err(bad(format!("VLAN {vlan} is outside 1..=4094"))),
+        };
+        r.ports_pending = r.running.is_some();
+        Ok(())
+    })
+}
+
 /// Removes port `port` (a pod deleted); the ports after it move down one index. Its
 /// nexthops become discards (give their routes other nexthops), its neighbours and policy
 /// lists go; those of the ports after it move with them. Before a start, or on a started

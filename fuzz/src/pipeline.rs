@@ -65,6 +65,7 @@ impl Harness {
             (3, interface(2, None)),
             (4, interface(2, Some("192.0.2.9"))),
             (5, interface(2, Some("fd00:f::9"))),
+            (6, interface(3, None)),
             (10, tunnel(Encap::Vxlan { vni: 42 })),
             (11, tunnel(Encap::MplsOverUdp { label: 200 })),
             (12, tunnel(Encap::MplsOverGre { label: 300 })),
@@ -102,6 +103,8 @@ impl Harness {
             (0, "192.0.2.0", 24, 3),
             (0, "fd00:f::", 64, 3),
             (0, "0.0.0.0", 0, 4),
+            (1, "198.51.100.0", 24, 6),
+            (0, "198.51.100.0", 24, 6),
         ];
         for (vrf, prefix, len, nh) in routes {
             b.add_route(vrf, ip(prefix), len, nh).expect("route");
@@ -135,6 +138,15 @@ impl Harness {
                     vlan: None,
                     role: PortRole::Fabric { vrf: 0 },
                 },
+                // A second fabric port, on VLAN 100 of a trunk.
+                PortConfig {
+                    name: "trunk".into(),
+                    mac: MacAddr([2, 0xa, 0, 0, 0, 4]),
+                    mtu: 1500,
+                    addrs: vec![ip("198.51.100.1")],
+                    vlan: Some(100),
+                    role: PortRole::Fabric { vrf: 0 },
+                },
             ],
             tunnel_endpoints: vec![ip("192.0.2.1"), ip("fd00:f::1")],
         };
@@ -160,7 +172,7 @@ impl Harness {
                 ..Default::default()
             })),
         };
-        let links: Vec<_> = (0..3).map(|_| MemoryLink::new(256)).collect();
+        let links: Vec<_> = (0..4).map(|_| MemoryLink::new(256)).collect();
         let ports = links
             .iter()
             .enumerate()
@@ -224,7 +236,7 @@ thread_local! {
 }
 
 /// Target `pipeline`: the first byte picks the ingress port (workload 1, workload 2,
-/// fabric; its low two bits) and, with its top bit set, a route change published before
+/// fabric, the trunk port on VLAN 100; its low two bits) and, with its top bit set, a route change published before
 /// the frame (`Harness::churn`); the rest is the frame. The node lives across inputs,
 /// so flows, learned neighbours and parked packets carry over as they would in a running
 /// router.
@@ -238,6 +250,6 @@ pub fn pipeline(data: &[u8]) {
         if which & 0x80 != 0 {
             h.churn(which);
         }
-        h.run(usize::from(which & 3) % 3, frame)
+        h.run(usize::from(which & 3), frame)
     });
 }

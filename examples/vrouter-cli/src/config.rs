@@ -1310,6 +1310,19 @@ src = ["10.0.0.0/8"]
         assert!(c.listing.nexthops.contains(&"5: lookup in vrf 1".to_string()));
     }
 
+    #[test]
+    fn a_port_on_a_vlan_is_read() {
+        let text = GOOD.replacen(
+            "kind = \"fabric\"\nvrf = 0\n",
+            "kind = \"fabric\"\nvrf = 0\nvlan = 100\n",
+            1,
+        );
+        let c = parse("good.toml", &text).unwrap();
+        let vlans: Vec<_> = c.node.ports.iter().map(|p| (p.name.as_str(), p.vlan)).collect();
+        assert_eq!(vlans[0], ("fabric", Some(100)));
+        assert!(vlans[1..].iter().all(|v| v.1.is_none()), "{vlans:?}");
+    }
+
     /// A `[[neighbor]]` with a VNI is an overlay entry of that VNI: two tenants' entries
     /// for one inner address stay apart.
     #[test]
@@ -1490,6 +1503,11 @@ src = ["10.0.0.0/8"]
                 "kind = \"fabric\"\nvrf = 0\nmac",
                 "kind = \"fabrik\"\nvrf = 0\nmac",
                 "good.toml:7: port `fabric`: field `kind`: `fabrik` is not fabric, workload or host",
+            ),
+            (
+                "kind = \"fabric\"\nvrf = 0\n",
+                "kind = \"fabric\"\nvrf = 0\nvlan = 4095\n",
+                "good.toml:7: port `fabric`: field `vlan`: 4095 is outside 1..=4094",
             ),
             (
                 "port = \"pod1\"",

@@ -1,6 +1,7 @@
 //! `vrouter run --config FILE` as a real process in a namespace lab: it forwards between
 //! two workloads, reloads on SIGHUP, stops on SIGTERM leaving no XDP program attached; a
-//! bad config starts nothing; a VXLAN tunnel from the file talks to a Linux VXLAN device.
+//! bad config starts nothing; a VXLAN tunnel from the file talks to a Linux VXLAN device;
+//! a fabric port on a VLAN talks to a tagged peer.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -983,4 +984,79 @@ fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
     let (_, out) = ctl(sock, &["neighbor", "del", "vni", "42", "10.9.0.2"]);
     assert!(out.ends_with("; 0 dynamic neighbors\n"), "{out}");
     assert!(ping(&w.ns, "10.9.0.2"), "the router MAC again");
+}
+
+/// What scapy, as the host at the other end of a trunk, sends and hears on `iface`
+/// (argv: iface, its MAC, the router's MAC), one line each: the VLAN of the answer to a
+/// tagged ARP request, of the echo reply from the workload behind the router, and whether
+/// an untagged ARP request got any answer.
+const VLAN_PEER: &str = r#"
+import sys
+from scapy.all import ARP, ICMP, IP, Dot1Q, Ether, conf, srp1
+conf.verb = 0
+iface, me, router = sys.argv[1:4]
+arp = ARP(op=1, hwsrc=me, psrc="192.0.2.2", pdst="192.0.2.1")
+a = srp1(Ether(src=me, dst="ff:ff:ff:ff:ff:ff") / Dot1Q(vlan=100) / arp, iface=iface, timeout=5)
+print("arp", a[Dot1Q].vlan if a and Dot1Q in a else None, a[ARP].hwsrc if a and ARP in a else None)
+echo = IP(src="192.0.2.2", dst="10.0.1.2") / ICMP(id=7, seq=1)
+e = srp1(Ether(src=me, dst=router) / Dot1Q(vlan=100) / echo, iface=iface, timeout=5)
+print("echo", e[Dot1Q].vlan if e and Dot1Q in e else None, e[ICMP].type if e and ICMP in e else None)
+u = srp1(Ether(src=me, dst="ff:ff:ff:ff:ff:ff") / arp, iface=iface, timeout=1)
+print("untagged", u is not None)
+"#;
+
+/// A fabric port on VLAN 100 of a trunk, from the file, against scapy as the host at the
+/// other end (this kernel has no 802.1Q devices): a tagged ARP request is answered
+/// tagged, a tagged echo request reaches the workload and its reply comes back tagged, an
+/// untagged frame is a counted drop.
+#[test]
+fn a_fabric_port_on_a_vlan_talks_to_a_tagged_peer() {
+    const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
+    const LX: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
+    let (node, peer) = (Netns::new("n").unwrap(), Netns::new("lx").unwrap());
+    let w = Workload::new(&node, 1);
+    let u = Veth::new(&peer, &node, 1).unwrap();
+    set_mac(&node, &u.b, FAB);
+    set_mac(&peer, &u.a, LX);
+    no_offloads(&peer, &u.a);
+    // The workload in VRF 0 with the fabric: plain routing between them.
+    let config = format!(
+        "cpus = [0]\n\n{}\
+         [[port]]\nname = \"fabric\"\ndevice = \"{}\"\nkind = \"fabric\"\nvrf = 0\nmac = \"{}\"\naddresses = [\"192.0.2.1\"]\nvlan = 100\n\n{}\
+         [[nexthop]]\nid = 20\nport = \"fabric\"\n\n[[route]]\nvrf = 0\nprefix = \"192.0.2.0/24\"\nnexthop = 20\n\n\
+         [[neighbor]]\nport = \"fabric\"\nip = \"192.0.2.2\"\nmac = \"{}\"\n",
+        w.port.replace("vrf = 1", "vrf = 0"),
+        u.b,
+        mac(FAB),
+        w.route.replace("vrf = 1", "vrf = 0"),
+        mac(LX),
+    );
+    let path = std::env::temp_dir().join(format!("vrouter-vlan-{}.toml", std::process::id()));
+    std::fs::write(&path, config).unwrap();
+    let sock = std::env::temp_dir().join(format!("vrouter-vlan-{}.sock", std::process::id()));
+    let mut child = start_router(&node, &path, sock.to_str().unwrap(), Stdio::inherit());
+    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
+    let first = status
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a status line");
+    let _ = std::fs::remove_file(&path);
+    assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
+    let out = peer
+        .exec(&["/usr/bin/python3", "-c", VLAN_PEER, &u.a, &mac(LX), &mac(FAB)])
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.lines().collect::<Vec<_>>(),
+        [format!("arp 100 {}", mac(FAB)).as_str(), "echo 100 0", "untagged False"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, drops) = ctl(sock.to_str().unwrap(), &["show", "drops"]);
+    let wrong_vlan = drops
+        .lines()
+        .find(|l| l.starts_with("WrongVlan "))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
+    assert!(wrong_vlan.is_some_and(|n| n >= 1), "the untagged request: {drops}");
+    let (_, ports) = ctl(sock.to_str().unwrap(), &["show", "ports"]);
+    assert!(ports.contains(&format!("fabric dev {} vlan 100 mac", u.b)), "{ports}");
 }

@@ -143,6 +143,8 @@ pub struct Pipeline {
     hashes: [u64; BURST],
     /// ICMP (type, code) of each packet that has them.
     icmp: [Option<(u8, u8)>; BURST],
+    /// Per packet of the burst: the tunnel it was decapsulated from, for `trace`.
+    decapped: [Tunnel; BURST],
     /// Per flow-stage index: the decision to act on, and how it was reached (for
     /// `vrouter ctl trace`). Kept here, not built per burst: a burst of a few packets
     /// would otherwise pay for filling all `BURST` of each.
@@ -377,6 +379,7 @@ impl Pipeline {
             keys: Box::new([FlowKey::default(); BURST]),
             hashes: [0; BURST],
             icmp: [None; BURST],
+            decapped: [Tunnel::None; BURST],
             actions: [Action::deny(); BURST],
             how: [""; BURST],
             pending: Vec::with_capacity(BURST),
@@ -662,7 +665,7 @@ impl Pipeline {
         for (i, (p, v)) in pkts.iter().zip(verdicts).enumerate() {
             let flow_stage = self.pending.get(k) == Some(&i);
             let what = if flow_stage {
-                let tunnel = match self.metas[i].tunnel {
+                let tunnel = match self.decapped[i] {
                     Tunnel::None => String::new(),
                     t => format!("decap {t:?}, "),
                 };
@@ -769,6 +772,7 @@ impl Pipeline {
         if dst_mac != pc.mac && !dst_mac.is_multicast() {
             return Err(DropReason::NotForUs);
         }
+        let seen = meta.tunnel;
         let vrf = match &pc.role {
             PortRole::Workload { vrf, addrs, .. } => {
                 if !addrs.is_empty() && !meta.outer.key.src_ip().is_some_and(|s| addrs.contains(&s)) {
@@ -840,6 +844,16 @@ impl Pipeline {
                 }
             }
         };
+        // Decapsulated or not, the packet is plain from here: one that only looks like a
+        // tunnel (from a workload, or through this node to another endpoint) is routed,
+        // policed and rewritten by its own headers, never by what it carries.
+        // (Decapsulation left none.)
+        self.decapped[i] = if meta.tunnel == Tunnel::None {
+            seen
+        } else {
+            Tunnel::None
+        };
+        meta.tunnel = Tunnel::None;
         let h = meta.innermost_mut();
         if h.l3_kind == L3::None {
             return Err(DropReason::Unsupported);
@@ -860,10 +874,6 @@ impl Pipeline {
     }
 }
 
-/// A UDP tunnel packet's outer checksum, where the sender gave one, verified: a wrong one
-/// is `BadChecksum`. A zero one (none) is taken over IPv6 too, as RFC 6935 lets tunnel
-/// endpoints do (and the Linux kernel's VXLAN device does when told to): UDP tunnels over
-/// IPv6 are often sent without, and the inner packet carries its own checksums.
 /// The 802.1Q tag's Ethernet type.
 const TPID: [u8; 2] = [0x81, 0x00];
 
@@ -896,6 +906,10 @@ fn tag(node: &NodeConfig, pool: &mut FramePool, pkt: &mut Pkt, port: u16) -> Res
     Ok(())
 }
 
+/// A UDP tunnel packet's outer checksum, where the sender gave one, verified: a wrong one
+/// is `BadChecksum`. A zero one (none) is taken over IPv6 too, as RFC 6935 lets tunnel
+/// endpoints do (and the Linux kernel's VXLAN device does when told to): UDP tunnels over
+/// IPv6 are often sent without, and the inner packet carries its own checksums.
 fn check_outer_udp(frame: &[u8], outer: &wire::parse::Headers) -> Result<(), DropReason> {
     let (Some(src), Some(dst)) = (outer.key.src_ip(), outer.key.dst_ip()) else {
         return Ok(());

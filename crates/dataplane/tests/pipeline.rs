@@ -387,6 +387,17 @@ fn trace_names_each_packet_of_a_mixed_burst() {
         lines.iter().all(|l| l.contains("flow hit") && !l.contains("flow miss")),
         "{lines:#?}"
     );
+    // A tunnel packet to this node is named with its tunnel; one that only looks like one
+    // (from a workload) is not.
+    n.taps.trace(2);
+    assert!(n.links[2].inject(&frame(&cases_vni(42), b"x").unwrap()));
+    n.worker.run_once();
+    assert!(n.links[0].inject(&looks_like_vxlan()));
+    n.worker.run_once();
+    let lines: Vec<String> = std::iter::from_fn(|| n.taps.next_trace()).collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[0].contains("decap Vxlan { vni: 42 }, "), "{lines:#?}");
+    assert!(lines[1].contains("flow ") && !lines[1].contains("decap"), "{lines:#?}");
 }
 
 #[test]
@@ -722,6 +733,51 @@ fn ipv6_udp_tunnels_send_a_zero_checksum_when_told_to() {
         let outer = line.rsplit('\t').next().and_then(|c| c.split(',').next());
         assert_eq!(outer, Some("0x0000"), "{line}");
     }
+}
+
+/// A workload's UDP packet to a tunnel port (VXLAN's 4789) whose payload is a well-formed
+/// tunnel packet to elsewhere is a plain packet: routed, policed and rewritten by its own
+/// headers, not by the packet it carries (which would let a workload pick its route and
+/// the policy that judges it).
+#[test]
+fn a_packet_that_only_looks_like_a_tunnel_goes_by_its_own_headers() {
+    let mut n = node();
+    let sent = looks_like_vxlan();
+    let (port, out) = n.send(0, &sent).unwrap();
+    assert_eq!(port, 1, "to w2, its own destination");
+    assert_eq!(out[14 + 8], 63, "its own TTL decremented");
+    assert_eq!(&out[34..], &sent[34..], "what it carries untouched");
+}
+
+/// w1's UDP packet to w2's VXLAN port, carrying a VXLAN packet to 10.9.0.5 (a tunnel
+/// route's destination).
+fn looks_like_vxlan() -> Vec<u8> {
+    let inner = [
+        Header::Vxlan(VxlanRepr { vni: 42 }),
+        Header::Ethernet(EthernetRepr {
+            src: M1,
+            dst: P2,
+            ethertype: EtherType::Ipv4,
+        }),
+        Header::Ipv4(Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.9.0.5"), IpProtocol::Udp)),
+        Header::Udp(UdpRepr {
+            src_port: 1,
+            dst_port: 2,
+        }),
+    ];
+    let outer = [
+        Header::Ethernet(EthernetRepr {
+            src: M1,
+            dst: P0,
+            ethertype: EtherType::Ipv4,
+        }),
+        Header::Ipv4(Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.0.2.2"), IpProtocol::Udp)),
+        Header::Udp(UdpRepr {
+            src_port: 40000,
+            dst_port: wire::udp::PORT_VXLAN,
+        }),
+    ];
+    frame(&[&outer[..], &inner[..]].concat(), b"x").unwrap()
 }
 
 /// `f` with an 802.1Q tag for VLAN `vid` after its MACs.

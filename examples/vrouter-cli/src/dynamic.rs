@@ -709,22 +709,19 @@ impl Routing {
                 d.vnis.len()
             );
         }
-        if n.vrfs_added + n.vrfs_removed > 0 {
-            status += &format!(
-                "; vrfs {} added, {} removed; {} dynamic vrfs",
-                n.vrfs_added,
-                n.vrfs_removed,
-                d.vrfs.len()
-            );
-        }
-        if n.neighbors_set + n.neighbors_removed > 0 {
-            status += &format!(
-                "; neighbors {} set, {} removed; {} dynamic neighbors",
-                n.neighbors_set,
-                n.neighbors_removed,
-                d.neighbors.len()
-            );
-        }
+        // What the line did to VRFs and to neighbours, where it touched them.
+        let mut tell = |what: &str, verb: &str, (done, removed): (usize, usize), now: usize| {
+            if done + removed > 0 {
+                status += &format!("; {what} {done} {verb}, {removed} removed; {now} dynamic {what}");
+            }
+        };
+        tell("vrfs", "added", (n.vrfs_added, n.vrfs_removed), d.vrfs.len());
+        tell(
+            "neighbors",
+            "set",
+            (n.neighbors_set, n.neighbors_removed),
+            d.neighbors.len(),
+        );
         Ok(status)
     }
 

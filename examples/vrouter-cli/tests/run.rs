@@ -27,6 +27,24 @@ fn detached_soon(ns: &Netns, dev: &str) -> bool {
     !xdp_attached(ns, dev)
 }
 
+/// Writes `config` (two ports) to a file named after `what`, runs the router on it in
+/// `node` with a control socket, and waits for its first status line. Returns the running
+/// router and its socket's path.
+fn run_file(node: &Netns, what: &str, config: &str) -> (Reaped, String) {
+    let path = std::env::temp_dir().join(format!("vrouter-{what}-{}.toml", std::process::id()));
+    std::fs::write(&path, config).unwrap();
+    let sock = std::env::temp_dir().join(format!("vrouter-{what}-{}.sock", std::process::id()));
+    let sock = sock.to_str().unwrap().to_string();
+    let mut child = start_router(node, &path, &sock, Stdio::inherit());
+    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
+    let first = status
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("a status line");
+    let _ = std::fs::remove_file(&path);
+    assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
+    (child, sock)
+}
+
 /// `vrouter run --config PATH` in `node`.
 fn run_command(node: &Netns, path: &std::path::Path) -> Command {
     let mut c = Command::new("ip");
@@ -933,55 +951,48 @@ fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
         w.route,
         mac(VX)
     );
-    let path = std::env::temp_dir().join(format!("vrouter-vxlan-{}.toml", std::process::id()));
-    std::fs::write(&path, config).unwrap();
-    let sock = std::env::temp_dir().join(format!("vrouter-vxlan-{}.sock", std::process::id()));
-    let mut child = start_router(&node, &path, sock.to_str().unwrap(), Stdio::inherit());
-    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
-    let first = status
-        .recv_timeout(std::time::Duration::from_secs(20))
-        .expect("a status line");
-    let _ = std::fs::remove_file(&path);
-    assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
+    let (_router, sock) = run_file(&node, "vxlan", &config);
     assert!(ping(&w.ns, "10.9.0.2"), "workload -> Linux VXLAN");
     assert!(ping(&linux, "10.0.1.2"), "Linux VXLAN -> workload");
-    let (_, get) = ctl(sock.to_str().unwrap(), &["route", "get", "vrf", "1", "10.9.0.2"]);
+    let (_, get) = ctl(&sock, &["route", "get", "vrf", "1", "10.9.0.2"]);
     assert!(
         get.contains(", inner MAC 02:00:00:00:07:07 (router MAC)\n"),
         "VNI 43's 10.9.0.2 is another tenant's: {get}"
     );
-    let (_, get) = ctl(sock.to_str().unwrap(), &["route", "get", "vrf", "1", "10.9.0.3"]);
+    let (_, get) = ctl(&sock, &["route", "get", "vrf", "1", "10.9.0.3"]);
     assert!(
         get.contains(", inner MAC 02:00:00:00:42:03 (overlay neighbour)\n"),
         "{get}"
     );
-    let (_, neighbors) = ctl(sock.to_str().unwrap(), &["show", "neighbors"]);
+    let (_, neighbors) = ctl(&sock, &["show", "neighbors"]);
     assert!(
         neighbors.contains("10.9.0.3 02:00:00:00:42:03 in vni 42 static"),
         "{neighbors}"
     );
-    let (_, hops) = ctl(sock.to_str().unwrap(), &["show", "nexthops"]);
+    let (_, hops) = ctl(&sock, &["show", "nexthops"]);
     assert!(
         hops.contains("21: vxlan key 42 192.0.2.1 -> 192.0.2.2 (underlay vrf 0) router mac 02:00:00:00:07:07"),
         "{hops}"
     );
     // An overlay agent's entry by command comes first: with a MAC the Linux device does
     // not have, it drops the inner frames; withdrawn, the router MAC is used again.
-    let sock = sock.to_str().unwrap();
-    let (_, out) = ctl(sock, &["neighbor", "add", "vni", "42", "10.9.0.2", "02:00:00:00:de:ad"]);
+    let (_, out) = ctl(
+        &sock,
+        &["neighbor", "add", "vni", "42", "10.9.0.2", "02:00:00:00:de:ad"],
+    );
     assert!(out.ends_with("; 1 dynamic neighbors\n"), "{out}");
-    let (_, neighbors) = ctl(sock, &["show", "neighbors"]);
+    let (_, neighbors) = ctl(&sock, &["show", "neighbors"]);
     assert!(
         neighbors.contains("10.9.0.2 02:00:00:00:de:ad in vni 42 dynamic"),
         "{neighbors}"
     );
-    let (_, stats) = ctl(sock, &["show", "stats"]);
+    let (_, stats) = ctl(&sock, &["show", "stats"]);
     assert!(stats.contains(" vnis 0 neighbors 1 "), "{stats}");
     assert!(
         !ping(&w.ns, "10.9.0.2"),
         "inner frames to a MAC the device does not have"
     );
-    let (_, out) = ctl(sock, &["neighbor", "del", "vni", "42", "10.9.0.2"]);
+    let (_, out) = ctl(&sock, &["neighbor", "del", "vni", "42", "10.9.0.2"]);
     assert!(out.ends_with("; 0 dynamic neighbors\n"), "{out}");
     assert!(ping(&w.ns, "10.9.0.2"), "the router MAC again");
 }
@@ -1031,16 +1042,7 @@ fn a_fabric_port_on_a_vlan_talks_to_a_tagged_peer() {
         w.route.replace("vrf = 1", "vrf = 0"),
         mac(LX),
     );
-    let path = std::env::temp_dir().join(format!("vrouter-vlan-{}.toml", std::process::id()));
-    std::fs::write(&path, config).unwrap();
-    let sock = std::env::temp_dir().join(format!("vrouter-vlan-{}.sock", std::process::id()));
-    let mut child = start_router(&node, &path, sock.to_str().unwrap(), Stdio::inherit());
-    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
-    let first = status
-        .recv_timeout(std::time::Duration::from_secs(20))
-        .expect("a status line");
-    let _ = std::fs::remove_file(&path);
-    assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
+    let (_router, sock) = run_file(&node, "vlan", &config);
     let out = peer
         .exec(&["/usr/bin/python3", "-c", VLAN_PEER, &u.a, &mac(LX), &mac(FAB)])
         .unwrap();
@@ -1051,12 +1053,12 @@ fn a_fabric_port_on_a_vlan_talks_to_a_tagged_peer() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (_, drops) = ctl(sock.to_str().unwrap(), &["show", "drops"]);
+    let (_, drops) = ctl(&sock, &["show", "drops"]);
     let wrong_vlan = drops
         .lines()
         .find(|l| l.starts_with("WrongVlan "))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok());
     assert!(wrong_vlan.is_some_and(|n| n >= 1), "the untagged request: {drops}");
-    let (_, ports) = ctl(sock.to_str().unwrap(), &["show", "ports"]);
+    let (_, ports) = ctl(&sock, &["show", "ports"]);
     assert!(ports.contains(&format!("fabric dev {} vlan 100 mac", u.b)), "{ports}");
 }

@@ -748,7 +748,11 @@ impl Pipeline {
         }
         let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
         let meta = &mut self.metas[i];
-        parse_into(frame, meta).map_err(|_| DropReason::Malformed)?;
+        if let Err(e) = parse_into(frame, meta)
+            && !plain_after_all(&e, meta, &self.t.node.tunnel_endpoints)
+        {
+            return Err(DropReason::Malformed);
+        }
         if meta.outer.vlans > 0 {
             return Err(DropReason::WrongVlan);
         }
@@ -872,6 +876,24 @@ impl Pipeline {
         }
         Ok(None)
     }
+}
+
+/// Whether a frame that did not parse is a plain UDP packet after all: one to a tunnel
+/// port whose own headers parsed but whose payload is no tunnel (an application of a
+/// workload's on that port), unless it came to this node's tunnel endpoint, where it is a
+/// broken tunnel packet. If so, `meta` is made to say so.
+fn plain_after_all(e: &wire::Error, meta: &mut PacketMeta, endpoints: &[IpAddr]) -> bool {
+    let o = &meta.outer;
+    let tunnel_port =
+        o.l4_proto == IpProtocol::Udp && matches!(o.key.dst_port, wire::udp::PORT_VXLAN | wire::udp::PORT_MPLS);
+    // Errors of the VXLAN header, the label stack or the packet inside come only after
+    // the outer headers are whole.
+    let in_payload = e.inner || matches!(e.layer, wire::Layer::Vxlan | wire::Layer::Mpls);
+    let plain = tunnel_port && in_payload && !o.key.dst_ip().is_some_and(|d| endpoints.contains(&d));
+    if plain {
+        meta.tunnel = Tunnel::None;
+    }
+    plain
 }
 
 /// The 802.1Q tag's Ethernet type.

@@ -749,6 +749,39 @@ fn a_packet_that_only_looks_like_a_tunnel_goes_by_its_own_headers() {
     assert_eq!(&out[34..], &sent[34..], "what it carries untouched");
 }
 
+/// A workload's UDP packet to a tunnel port whose payload is no tunnel at all is
+/// delivered as any other; the same to this node's tunnel endpoint is a broken tunnel
+/// packet, a counted drop.
+#[test]
+fn a_udp_packet_to_a_tunnel_port_that_carries_no_tunnel_is_plain() {
+    let mut n = node();
+    for dport in [wire::udp::PORT_VXLAN, wire::udp::PORT_MPLS] {
+        let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.0.2.2"), IpProtocol::Udp);
+        ipr.ttl = 64;
+        let app = frame(
+            &[
+                Header::Ethernet(EthernetRepr {
+                    src: M1,
+                    dst: P0,
+                    ethertype: EtherType::Ipv4,
+                }),
+                Header::Ipv4(ipr),
+                Header::Udp(UdpRepr {
+                    src_port: 40000,
+                    dst_port: dport,
+                }),
+            ],
+            b"hi",
+        )
+        .unwrap();
+        let (port, out) = n.send(0, &app).unwrap();
+        assert_eq!((port, &out[34..]), (1, &app[34..]), "to w2, as it came: port {dport}");
+    }
+    let broken = frame(&outer(vec![Header::Vxlan(VxlanRepr { vni: 42 })], true), b"hi").unwrap();
+    assert!(n.send(2, &broken).is_none());
+    assert_eq!(n.drops(DropReason::Malformed), 1);
+}
+
 /// w1's UDP packet to w2's VXLAN port, carrying a VXLAN packet to 10.9.0.5 (a tunnel
 /// route's destination).
 fn looks_like_vxlan() -> Vec<u8> {

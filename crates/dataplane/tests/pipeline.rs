@@ -756,24 +756,9 @@ fn a_packet_that_only_looks_like_a_tunnel_goes_by_its_own_headers() {
 fn a_udp_packet_to_a_tunnel_port_that_carries_no_tunnel_is_plain() {
     let mut n = node();
     for dport in [wire::udp::PORT_VXLAN, wire::udp::PORT_MPLS] {
-        let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.0.2.2"), IpProtocol::Udp);
-        ipr.ttl = 64;
-        let app = frame(
-            &[
-                Header::Ethernet(EthernetRepr {
-                    src: M1,
-                    dst: P0,
-                    ethertype: EtherType::Ipv4,
-                }),
-                Header::Ipv4(ipr),
-                Header::Udp(UdpRepr {
-                    src_port: 40000,
-                    dst_port: dport,
-                }),
-            ],
-            b"hi",
-        )
-        .unwrap();
+        // Its payload, `payload!`, is neither a VXLAN header (no I flag) nor a label stack
+        // (no bottom of stack).
+        let app = udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, dport, 64);
         let (port, out) = n.send(0, &app).unwrap();
         assert_eq!((port, &out[34..]), (1, &app[34..]), "to w2, as it came: port {dport}");
     }

@@ -19,6 +19,7 @@
 //!     mac: vrouter::wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
 //!     mtu: 1500,
 //!     addrs: vec![],
+//!     vlan: None,
 //!     role: PortRole::Fabric { vrf: 0 },
 //! };
 //! let node = NodeConfig { ports: vec![port("eth0"), port("eth1")], tunnel_endpoints: vec![] };

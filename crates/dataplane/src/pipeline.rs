@@ -913,7 +913,8 @@ fn untag(pool: &mut FramePool, pkt: &mut Pkt, vid: u16) -> Result<(), DropReason
 }
 
 /// Puts port `port`'s 802.1Q tag on `pkt` (in its headroom: the MACs move down four
-/// bytes), if the port has a VLAN.
+/// bytes), if the port has a VLAN. Its priority (802.1p) is the IP packet's class
+/// selector, the DSCP's top three bits, as switches on a trunk expect; 0 for the rest.
 fn tag(node: &NodeConfig, pool: &mut FramePool, pkt: &mut Pkt, port: u16) -> Result<(), DropReason> {
     let Some(vid) = node.ports.get(usize::from(port)).and_then(|p| p.vlan) else {
         return Ok(());
@@ -921,8 +922,15 @@ fn tag(node: &NodeConfig, pool: &mut FramePool, pkt: &mut Pkt, port: u16) -> Res
     let addr = pool.before(pkt.addr, 4).ok_or(DropReason::NoHeadroom)?;
     let f = pool.bytes_mut(addr, pkt.len as usize + 4);
     f.copy_within(4..16, 0);
+    // The IP header follows the tag: its first two bytes hold IPv6's traffic class, the
+    // second IPv4's TOS.
+    let class_selector = match (&f[16..18], f.get(18..20)) {
+        ([0x08, 0x00], Some(ip)) => ip[1] >> 5,
+        ([0x86, 0xdd], Some(ip)) => (ip[0] & 0xf) >> 1,
+        _ => 0,
+    };
     f[12..14].copy_from_slice(&TPID);
-    f[14..16].copy_from_slice(&vid.to_be_bytes());
+    f[14..16].copy_from_slice(&(u16::from(class_selector) << 13 | vid).to_be_bytes());
     pkt.addr = addr;
     pkt.len += 4;
     Ok(())

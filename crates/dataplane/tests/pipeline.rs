@@ -832,12 +832,18 @@ fn a_port_on_a_vlan_takes_its_tag_off_and_puts_it_on() {
     let ask = arp(ArpOperation::Request, MR, "192.0.2.2", MacAddr([0; 6]), "192.0.2.1");
     let (port, answer) = n.send(2, &tagged(&ask, 100)).unwrap();
     assert_eq!((port, &answer[12..16]), (2, &TAG[..]));
-    // An unknown next hop: the request goes out tagged, and so does the packet it held.
-    let (port, request) = n.send(0, &udp(M1, P0, "10.0.1.2", "10.6.0.1", 1000, 5000, 64)).unwrap();
+    // An unknown next hop: the request goes out tagged, and so does the packet it held,
+    // with its DSCP's class selector as the tag's priority (expedited forwarding: 5).
+    let mut ef = Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.6.0.1"), IpProtocol::Udp);
+    ef.dscp = 46;
+    let (port, request) = n.send(0, &udp_from_w1(ef, b"ef")).unwrap();
     assert_eq!((port, &request[12..16]), (2, &TAG[..]));
     let reply = arp(ArpOperation::Reply, GW, "192.0.2.9", P2, "192.0.2.1");
     let (port, released) = n.send(2, &tagged(&reply, 100)).unwrap();
-    assert_eq!((port, &released[..6], &released[12..16]), (2, &GW.0[..], &TAG[..]));
+    assert_eq!(
+        (port, &released[..6], &released[12..16]),
+        (2, &GW.0[..], &[0x81, 0, 0xa0, 100][..])
+    );
     let lines = tshark_decodes_with(
         &[tunnelled, answer, request, released],
         &[
@@ -846,10 +852,16 @@ fn a_port_on_a_vlan_takes_its_tag_off_and_puts_it_on() {
             "eth:ethertype:vlan:ethertype:arp",
             "eth:ethertype:vlan:ethertype:ip:udp",
         ],
-        &["vlan.id"],
+        &["vlan.id", "vlan.priority"],
         false,
     );
-    assert!(lines.iter().all(|l| l.ends_with("\t100")), "{lines:?}");
+    let tags: Vec<_> = lines.iter().map(|l| l.rsplitn(3, '\t').collect::<Vec<_>>()).collect();
+    let tags: Vec<_> = tags.iter().map(|t| (t[1], t[0])).collect();
+    assert_eq!(
+        tags,
+        [("100", "0"), ("100", "0"), ("100", "0"), ("100", "5")],
+        "{lines:?}"
+    );
     let r = n.worker.finish();
     r.frames_ok.unwrap();
     assert!(r.stats.conserved(), "{:?}", r.stats);

@@ -489,6 +489,12 @@ fn kernel_tx_dropped(ns: &Netns, ifname: &str) -> u64 {
     values.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
+/// Whether `ip link` in `ns` shows `ifname` up without carrier.
+fn shows_no_carrier(ns: &Netns, ifname: &str) -> bool {
+    let out = ns.exec(&["ip", "link", "show", ifname]).unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("NO-CARRIER")
+}
+
 /// A port whose veth peer goes down: the device is still up but has no carrier, and
 /// drops what the kernel hands it. Those frames are counted as `DeviceDropped` (as the
 /// device counts them), not as sent; the port is found down, drops the rest as
@@ -497,6 +503,12 @@ fn kernel_tx_dropped(ns: &Netns, ifname: &str) -> u64 {
 fn a_port_without_carrier_counts_what_its_device_drops_and_resumes() {
     ten_sent_on_a_veth(|nd, peer, veth, mut w, link, ps| {
         peer.exec(&["ip", "link", "set", &veth.b, "down"]).unwrap();
+        // The kernel shows the lost carrier a moment after it drops frames for it; the
+        // port asks the shown state, so it is waited for.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !shows_no_carrier(nd, &veth.a) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         send_each(&mut w, link, 10..110);
         assert_eq!(port_state(&w), PortState::Down, "no carrier found");
         let s = w.counters().snapshot();

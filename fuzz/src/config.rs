@@ -172,3 +172,52 @@ fn cluster() -> Cluster {
         namespaces: BTreeMap::from([("ops".into(), BTreeMap::from([("team".into(), "ops".into())]))]),
     }
 }
+
+/// A datagram of rtnetlink route messages (a dump or changes, as the kernel sends them):
+/// refused with a reason, or read; then each route is taken by a kernel routes follower
+/// of table 254 into VRF 1, against a router with ports `a` and `b` on interfaces 1 and
+/// 2: every route it counts as followed is a dynamic route of the router, and nothing
+/// else is.
+pub fn kernel_routes(data: &[u8]) {
+    use vrouter_cli::dynamic::Routing;
+    use vrouter_cli::kernel_routes::{Follower, KernelRoutes, PortDevice};
+    use vrouter_cli::netlink::{Message, parse};
+    let Ok(messages) = parse(data) else {
+        return;
+    };
+    let fib = fib::Fib::new();
+    let mut b = fib::FibBuilder::new();
+    b.add_vrf(1).expect("a small VRF id");
+    b.set_nexthop(1, fib::Nexthop::Discard).expect("a plain nexthop");
+    b.add_route(1, IpAddr::from([10, 0, 1, 0]), 24, 1)
+        .expect("a clean prefix");
+    let mut r = Routing::new(b, vec!["a".into(), "b".into()]);
+    r.builder.publish(&fib).expect("a small FIB publishes");
+    let ports = ["a", "b"]
+        .map(|p| PortDevice {
+            name: p.into(),
+            device: format!("dev-{p}"),
+            host: false,
+        })
+        .to_vec();
+    let cfg = KernelRoutes {
+        table: 254,
+        vrf: 1,
+        protocols: vec![],
+    };
+    let mut f = Follower::new(cfg, ports);
+    let keys: Vec<_> = messages
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::Route(route) => f.note(route),
+            _ => None,
+        })
+        .collect();
+    let dev_of = |i: u32| {
+        ["dev-a", "dev-b"]
+            .get(i.wrapping_sub(1) as usize)
+            .map(|d| d.to_string())
+    };
+    f.reconcile(&keys, &mut r, &fib, &dev_of);
+    assert_eq!(f.counts().0, r.dynamic_count(), "{:?}", f.listing());
+}

@@ -11,7 +11,7 @@ use wire::Layer;
 
 mod config;
 mod pipeline;
-pub use config::{config, netpol, route_commands};
+pub use config::{config, kernel_routes, netpol, route_commands};
 pub use pipeline::pipeline;
 use wire::arp::{ArpPacket, ArpRepr};
 use wire::ethernet::{EthernetFrame, EthernetRepr};
@@ -53,6 +53,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("netpol", netpol),
     ("route_commands", route_commands),
+    ("kernel_routes", kernel_routes),
 ];
 
 const V4: (IpAddr, IpAddr) = (

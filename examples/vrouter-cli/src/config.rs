@@ -1,6 +1,7 @@
 //! The router's TOML configuration: ports, VRFs, nexthops (interface, tunnel, ECMP),
-//! routes, neighbours, VNIs, labels, tunnel endpoints, CPUs. Checked as a whole before
-//! anything starts; every error names the line, the field and the reason.
+//! routes, neighbours, VNIs, labels, tunnel endpoints, CPUs, a kernel routing table to
+//! follow. Checked as a whole before anything starts; every error names the line, the
+//! field and the reason.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use crate::k8s;
+use crate::kernel_routes::{KernelRoutes, PROTOCOLS, PortDevice};
 use vrouter::fib::{Encap, FibBuilder, MAX_ECMP_WEIGHT, Neighbor, NeighborState, Nexthop, OuterDscp};
 use vrouter::flow::{FlowTable, FlowTableConfig, FullPolicy, LiveOptions};
 use vrouter::policy::{
@@ -52,6 +54,20 @@ struct File {
     namespace: Vec<Spanned<NamespaceDef>>,
     #[serde(default)]
     pod: Vec<Spanned<PodDef>>,
+    kernel_routes: Option<Spanned<KernelRoutesDef>>,
+}
+
+/// The `[kernel_routes]` table: a kernel routing table followed into a VRF.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KernelRoutesDef {
+    /// A table number, `main` or `default`.
+    table: Option<toml::Value>,
+    #[serde(default)]
+    vrf: u32,
+    /// Protocol numbers or names; all when absent.
+    #[serde(default)]
+    protocols: Vec<toml::Value>,
 }
 
 /// The `[routing]` table.
@@ -260,12 +276,28 @@ pub struct Config {
     /// Spare route tables kept per family, for route changes to patch into (`None`: one
     /// per big table running).
     pub spare_tables: Option<usize>,
+    /// A kernel routing table to follow into a VRF ([`crate::kernel_routes`]).
+    pub kernel_routes: Option<KernelRoutes>,
 }
 
 impl Config {
     /// The ports' names by number, for the nexthops commands add ([`crate::dynamic`]).
     pub fn port_names(&self) -> Vec<String> {
         self.node.ports.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The ports with their devices, for the kernel routes follower.
+    pub fn port_devices(&self) -> Vec<PortDevice> {
+        self.node
+            .ports
+            .iter()
+            .zip(&self.devices)
+            .map(|(p, d)| PortDevice {
+                name: p.name.clone(),
+                device: d.clone(),
+                host: matches!(p.role, PortRole::Host { .. }),
+            })
+            .collect()
     }
 }
 
@@ -822,6 +854,10 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         }
     };
     let flows = flow_table(&cx, f.flows.as_ref())?;
+    let kernel_routes = match &f.kernel_routes {
+        Some(k) => Some(kernel_routes(&cx, k, &f.vrf)?),
+        None => None,
+    };
     Ok(Config {
         node: NodeConfig {
             ports,
@@ -835,6 +871,61 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         flows,
         policy,
         spare_tables: f.routing.and_then(|r| r.spare_tables),
+        kernel_routes,
+    })
+}
+
+/// `[kernel_routes]`, each field checked.
+fn kernel_routes(
+    cx: &Ctx<'_>,
+    def: &Spanned<KernelRoutesDef>,
+    vrfs: &[Spanned<VrfDef>],
+) -> Result<KernelRoutes, String> {
+    let e = |field: &str, why: String| cx.err(def.span().start, "kernel_routes", field, why);
+    let k = def.get_ref();
+    let table = match &k.table {
+        None => 254,
+        Some(toml::Value::String(s)) if s == "main" => 254,
+        Some(toml::Value::String(s)) if s == "default" => 253,
+        Some(toml::Value::Integer(n)) if (1..=i64::from(u32::MAX)).contains(n) && *n != 255 => *n as u32,
+        Some(toml::Value::Integer(255)) => {
+            return Err(e(
+                "table",
+                "255 is the `local` table (the node's own addresses): not routes to follow".into(),
+            ));
+        }
+        Some(v) => {
+            return Err(e(
+                "table",
+                format!("{v} is not a table number (1 and up), `main` or `default`"),
+            ));
+        }
+    };
+    if k.vrf != 0 && !vrfs.iter().any(|v| v.get_ref().id == k.vrf) {
+        return Err(e("vrf", format!("VRF {} is not defined in a [[vrf]] table", k.vrf)));
+    }
+    let protocols = k
+        .protocols
+        .iter()
+        .map(|p| match p {
+            toml::Value::Integer(n) if (0..=255).contains(n) => Ok(*n as u8),
+            toml::Value::String(name) => PROTOCOLS
+                .iter()
+                .find(|(known, _)| known == name)
+                .map(|&(_, n)| n)
+                .ok_or_else(|| {
+                    e(
+                        "protocols",
+                        format!("`{name}` is not a protocol this knows (give its number)"),
+                    )
+                }),
+            v => Err(e("protocols", format!("{v} is not a protocol number (0-255) or name"))),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(KernelRoutes {
+        table,
+        vrf: k.vrf,
+        protocols,
     })
 }
 
@@ -1741,6 +1832,46 @@ spec:
     - from: [{ podSelector: { matchLabels: { app: web } } }]
       ports: [{ port: 5432 }]
 "#;
+
+    #[test]
+    fn kernel_routes_name_a_table_a_vrf_and_protocols() {
+        let with = |table: &str| format!("{GOOD}\n[kernel_routes]\n{table}");
+        let c = parse("good.toml", &with("vrf = 1\nprotocols = [\"bird\", 4, \"zebra\"]")).unwrap();
+        assert_eq!(
+            c.kernel_routes,
+            Some(KernelRoutes {
+                table: 254,
+                vrf: 1,
+                protocols: vec![12, 4, 11]
+            })
+        );
+        assert_eq!(
+            parse("good.toml", &with("table = 100"))
+                .unwrap()
+                .kernel_routes
+                .unwrap()
+                .table,
+            100
+        );
+        assert_eq!(parse("good.toml", GOOD).unwrap().kernel_routes, None);
+        let ports = parse("good.toml", GOOD).unwrap().port_devices();
+        assert!(ports.iter().all(|p| !p.host) && ports[0].device == "eth1", "{ports:?}");
+        for (table, says) in [
+            ("table = 255", "field `table`: 255 is the `local` table"),
+            ("table = 0", "field `table`: 0 is not a table number"),
+            ("table = \"mine\"", "field `table`: \"mine\" is not a table number"),
+            ("vrf = 7", "field `vrf`: VRF 7 is not defined in a [[vrf]] table"),
+            (
+                "protocols = [\"egp\"]",
+                "field `protocols`: `egp` is not a protocol this knows",
+            ),
+            ("protocols = [256]", "field `protocols`: 256 is not a protocol number"),
+            ("tables = 1", "unknown field `tables`"),
+        ] {
+            let e = parse("good.toml", &with(table)).err().unwrap();
+            assert!(e.contains(says) && e.starts_with("good.toml:"), "{table}: {e}");
+        }
+    }
 
     #[test]
     fn network_policy_yaml_resolves_against_the_pods_of_the_config() {

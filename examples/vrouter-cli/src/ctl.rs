@@ -20,6 +20,7 @@ use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
 use vrouter_cli::config::Listing;
 use vrouter_cli::dynamic::{self, RouteCounters, Routing};
+use vrouter_cli::kernel_routes::Follower;
 
 /// The ports the workers run on, and their devices (replaced when a reload changes them).
 #[derive(Clone, Default)]
@@ -49,12 +50,17 @@ pub(crate) struct State {
     pub(crate) routing: Arc<Mutex<Routing>>,
     /// How many of them are dynamic, and the `route` lines applied and refused.
     pub(crate) route_counters: Arc<RouteCounters>,
+    /// The kernel routes follower's state, while a `[kernel_routes]` table is followed.
+    pub(crate) kernel_routes: KernelRoutesSlot,
 }
+
+/// Where the kernel routes follower's state is, while there is one.
+pub(crate) type KernelRoutesSlot = Arc<Mutex<Option<Arc<Mutex<Follower>>>>>;
 
 /// The commands, for an unknown or empty one.
 fn help() -> String {
     format!(
-        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
         dynamic::SYNTAX
     )
 }
@@ -193,6 +199,14 @@ fn answer(cmd: &str, s: &State) -> String {
                 format!("{ip} {} on {port} learned {}s ago", l.mac, now.saturating_sub(l.at))
             }));
             v
+        }
+        ["show", "kernel-routes"] => {
+            let follower = s.kernel_routes.lock().ok().and_then(|f| f.clone());
+            match follower.as_ref().map(|f| f.lock()) {
+                Some(Ok(f)) => f.listing(),
+                Some(Err(_)) => vec!["error: the kernel routes state is poisoned".into()],
+                None => vec!["no kernel table is followed (the config has no [kernel_routes] table)".into()],
+            }
         }
         ["show", "stats"] => {
             let per: Vec<Stats> = s.counters.iter().map(|c| c.snapshot()).collect();
@@ -783,6 +797,7 @@ mod tests {
             counters: vec![],
             listing: Default::default(),
             route_counters: Arc::default(),
+            kernel_routes: Arc::default(),
             routing: Arc::new(Mutex::new(Routing::new(
                 b,
                 vec!["w1".into(), "w2".into(), "fabric".into()],

@@ -802,7 +802,7 @@ impl Routing {
     }
 
     /// Whether the route for `key` is one of the file's (in the builder, not dynamic).
-    fn file_routes(&self, (vrf, prefix, len): RouteKey) -> bool {
+    pub fn file_routes(&self, (vrf, prefix, len): RouteKey) -> bool {
         !self.dynamic.routes.contains_key(&(vrf, prefix, len)) && self.builder.route(vrf, prefix, len).is_some()
     }
 
@@ -924,6 +924,11 @@ impl Routing {
         let (prefix, len, nexthop) = self.builder.longest_match(vrf, dst)?;
         let key = (vrf, prefix, len);
         Some((key, nexthop, self.dynamic.routes.contains_key(&key)))
+    }
+
+    /// The nexthop of dynamic route `key`, if there is one.
+    pub fn dynamic_route(&self, key: RouteKey) -> Option<NexthopId> {
+        self.dynamic.routes.get(&key).copied()
     }
 
     /// The dynamic VRFs, routes, nexthops, labels and VNIs as they are, for

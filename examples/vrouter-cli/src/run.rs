@@ -10,6 +10,7 @@ use vrouter::{ChangeError, Paused, Router, Running, af_xdp::AttachMode, fib::Fib
 use crate::{ctl, metrics};
 use vrouter_cli::config::{self, Config, Listing};
 use vrouter_cli::dynamic::Routing;
+use vrouter_cli::kernel_routes::{self, KernelRoutes, PortDevice, Update};
 
 /// Blocks the stop and reload signals in this thread (and the threads it starts), so
 /// `sigwait` receives them.
@@ -42,6 +43,10 @@ struct Live {
     running: Option<Running>,
     listing: Arc<Mutex<Listing>>,
     ports: Arc<Mutex<ctl::Ports>>,
+    /// The kernel table followed, and its follower.
+    kernel: Option<(KernelRoutes, kernel_routes::Handle)>,
+    /// The follower's state, for `show kernel-routes`.
+    kernel_slot: ctl::KernelRoutesSlot,
 }
 
 fn read(path: &str) -> Result<(String, Config), String> {
@@ -103,6 +108,22 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         devices: cfg.devices.clone(),
         changes: Default::default(),
     }));
+    let kernel_slot = ctl::KernelRoutesSlot::default();
+    let kernel = match cfg.kernel_routes.clone() {
+        None => None,
+        Some(k) => match kernel_routes::spawn(k.clone(), cfg.port_devices(), routing.clone(), fib.clone()) {
+            Ok(h) => Some((k, h)),
+            Err(e) => {
+                eprintln!("{path}: kernel_routes: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if let (Some((k, h)), Ok(mut slot)) = (&kernel, kernel_slot.lock()) {
+        *slot = Some(h.state.clone());
+        let (followed, skipped) = h.state.lock().map(|f| f.counts()).unwrap_or_default();
+        tracing::info!(table = k.table, vrf = k.vrf, followed, skipped, "kernel routes read");
+    }
     let state = ctl::State {
         ports: ports.clone(),
         tables: router.tables().clone(),
@@ -110,6 +131,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         listing: listing.clone(),
         route_counters: route_counters.clone(),
         routing: routing.clone(),
+        kernel_routes: kernel_slot.clone(),
     };
     if let Err(e) = ctl::serve(socket, state) {
         eprintln!("control socket {socket}: {e}");
@@ -143,6 +165,8 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         running: Some(running),
         listing,
         ports,
+        kernel,
+        kernel_slot,
     };
     loop {
         let mut sig: libc::c_int = 0;
@@ -196,6 +220,42 @@ impl Live {
     /// workers run; only when the UMEMs must grow do the workers pause around the change. Returns the status line, or why nothing changed.
     fn reload(&mut self) -> Result<String, String> {
         let (text, new) = read(&self.path)?;
+        let kernel = (new.kernel_routes.clone(), new.port_devices());
+        let line = self.reload_routing(text, new)?;
+        // After the routing state's lock is let go: the follower takes it to apply.
+        Ok(match self.follow(kernel) {
+            Ok(()) => line,
+            Err(e) => format!("{line}; but {e}"),
+        })
+    }
+
+    /// Tells the kernel routes follower of a reload: the ports now, and the table to
+    /// follow (the follower starts, changes table or stops with the file).
+    fn follow(&mut self, (table, ports): (Option<KernelRoutes>, Vec<PortDevice>)) -> Result<(), String> {
+        match (self.kernel.take(), table) {
+            (Some((old, h)), Some(new)) => {
+                if old != new {
+                    h.update(Update::Config(new.clone()));
+                }
+                h.update(Update::Ports(ports));
+                self.kernel = Some((new, h));
+            }
+            (None, Some(new)) => {
+                let h = kernel_routes::spawn(new.clone(), ports, self.routing.clone(), self.fib.clone())
+                    .map_err(|e| format!("kernel_routes: {e}"))?;
+                self.kernel = Some((new, h));
+            }
+            // Dropping a follower withdraws what it installed.
+            (_, None) => {}
+        }
+        if let Ok(mut slot) = self.kernel_slot.lock() {
+            *slot = self.kernel.as_ref().map(|(_, h)| h.state.clone());
+        }
+        Ok(())
+    }
+
+    /// [`Live::reload`] of the file read as `text`, `new`, up to the kernel routes.
+    fn reload_routing(&mut self, text: String, new: Config) -> Result<String, String> {
         // Held for the whole reload: a `route` command waits for it.
         let routing = self.routing.clone();
         let mut routing = routing.lock().map_err(|_| "the routing state is poisoned")?;

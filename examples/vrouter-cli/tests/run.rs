@@ -1,7 +1,8 @@
 //! `vrouter run --config FILE` as a real process in a namespace lab: it forwards between
 //! two workloads, reloads on SIGHUP, stops on SIGTERM leaving no XDP program attached; a
 //! bad config starts nothing; a VXLAN tunnel from the file talks to a Linux VXLAN device;
-//! a fabric port on a VLAN talks to a tagged peer.
+//! a fabric port on a VLAN talks to a tagged peer; the node's kernel routing table is
+//! followed.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -649,6 +650,156 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     let (_, routes) = ctl(&["show", "routes"]);
     assert!(!routes.contains("dynamic"), "{routes}");
     assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 by the file's route");
+
+    // SAFETY: signalling the process this test started.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Polls `show kernel-routes` until `done` holds of it (2 s at most); returns it.
+fn kernel_routes_until(sock: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let (_, listing) = ctl(sock, &["show", "kernel-routes"]);
+        if done(&listing) || std::time::Instant::now() > deadline {
+            return listing;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The Calico model's route daemons write the node's kernel table; the router follows
+/// it: routes there before it starts and added, changed or removed while it runs, skipped
+/// with the reason where it cannot take them, taken up again when a reload brings their
+/// port back, and withdrawn when the file stops following the table.
+#[test]
+fn kernel_routes_are_followed_into_a_vrf() {
+    let node = Netns::new("n").unwrap();
+    let ws: Vec<Workload> = (1..=2).map(|i| Workload::new(&node, i)).collect();
+    // w2 answers for 10.0.9.1 too, reached through its address 10.0.2.2.
+    ws[1]
+        .ns
+        .exec(&["ip", "addr", "add", "10.0.9.1/32", "dev", "lo"])
+        .unwrap();
+    let w2_port = ws[1].port.replace(
+        "workload_addresses = [\"10.0.2.2\"]",
+        "workload_addresses = [\"10.0.2.2\", \"10.0.9.1\"]",
+    );
+    let config = |ports: &[&str], follow: &str| {
+        format!(
+            "cpus = [0]\n\n[[vrf]]\nid = 1\n\n{}{}{follow}",
+            ports.concat(),
+            ws[0].route
+        )
+    };
+    let both = [ws[0].port.as_str(), w2_port.as_str()];
+    let follow = "[kernel_routes]\nvrf = 1\n";
+    node.exec(&["ip", "link", "set", "lo", "up"]).unwrap();
+    node.exec(&["ip", "route", "add", "10.0.2.2/32", "dev", &ws[1].dev])
+        .unwrap();
+    let path = std::env::temp_dir().join(format!("vrouter-kernel-{}.toml", std::process::id()));
+    std::fs::write(&path, config(&both, follow)).unwrap();
+    let sock = std::env::temp_dir().join(format!("vrouter-kernel-{}.sock", std::process::id()));
+    let sock = sock.to_str().unwrap().to_string();
+    let mut child = start_router(&node, &path, &sock, Stdio::inherit());
+    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
+    let next_line = || {
+        status
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a status line")
+    };
+    assert!(next_line().starts_with("vrouter running"));
+    let ctl = |args: &[&str]| ctl(&sock, args);
+
+    assert!(
+        ping(&ws[0].ns, "10.0.2.2"),
+        "w1 -> w2 by the route in the kernel at the start"
+    );
+    let (_, get) = ctl(&["route", "get", "vrf", "1", "10.0.2.2"]);
+    assert!(get.contains("route 10.0.2.2/32 -> nexthop 2147483648 dynamic"), "{get}");
+
+    // Added while running: a route through w2's address, one to a device that is no
+    // port, one for the file's own prefix.
+    node.exec(&[
+        "ip",
+        "route",
+        "add",
+        "10.0.9.0/24",
+        "via",
+        "10.0.2.2",
+        "dev",
+        &ws[1].dev,
+    ])
+    .unwrap();
+    node.exec(&["ip", "route", "add", "10.0.7.0/24", "dev", "lo"]).unwrap();
+    node.exec(&["ip", "route", "add", "10.0.1.2/32", "dev", &ws[0].dev])
+        .unwrap();
+    let listing = kernel_routes_until(&sock, |l| l.contains("10.0.1.2/32"));
+    assert!(
+        listing.starts_with("kernel table 254 -> vrf 1: 2 routes followed, 2 skipped\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("10.0.9.0/24 metric 0: nexthop 2147483649: out of w2 via 10.0.2.2"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("10.0.7.0/24 metric 0: skipped: `lo` is not a port of the router"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("10.0.1.2/32 metric 0: skipped: the config file routes this prefix"),
+        "{listing}"
+    );
+    assert!(ping(&ws[0].ns, "10.0.9.1"), "w1 -> 10.0.9.1 via w2, by the route added");
+    node.exec(&["ip", "route", "del", "10.0.9.0/24"]).unwrap();
+    kernel_routes_until(&sock, |l| !l.contains("10.0.9.0/24"));
+    assert!(!ping(&ws[0].ns, "10.0.9.1"), "the route went with the kernel's");
+
+    // A reload without w2's port skips its route; with it again, the route is back.
+    let next_reload = || {
+        assert!(ctl(&["reload"]).0);
+        let line = next_line();
+        assert!(line.starts_with("reloaded"), "{line}");
+    };
+    std::fs::write(&path, config(&both[..1], follow)).unwrap();
+    next_reload();
+    let listing = kernel_routes_until(&sock, |l| l.contains("10.0.2.2/32 metric 0: skipped"));
+    assert!(
+        listing.contains(&format!(
+            "10.0.2.2/32 metric 0: skipped: `{}` is not a port of the router",
+            ws[1].dev
+        )),
+        "{listing}"
+    );
+    std::fs::write(&path, config(&both, follow)).unwrap();
+    next_reload();
+    kernel_routes_until(&sock, |l| l.contains("10.0.2.2/32 metric 0: nexthop"));
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 once its port is back");
+
+    // w2's device goes down: the kernel flushes its route without a word, and the
+    // router, told the link changed, reads the table again and withdraws it too.
+    node.exec(&["ip", "link", "set", &ws[1].dev, "down"]).unwrap();
+    let listing = kernel_routes_until(&sock, |l| !l.contains("10.0.2.2/32"));
+    assert!(!listing.contains("10.0.2.2/32"), "{listing}");
+    assert!(!ctl(&["show", "routes"]).1.contains("10.0.2.2/32"));
+    node.exec(&["ip", "link", "set", &ws[1].dev, "up"]).unwrap();
+    node.exec(&["ip", "route", "add", "10.0.2.2/32", "dev", &ws[1].dev])
+        .unwrap();
+    kernel_routes_until(&sock, |l| l.contains("10.0.2.2/32 metric 0: nexthop"));
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 by the route added again");
+
+    // The file stops following the table: its routes are withdrawn.
+    std::fs::write(&path, config(&both, "")).unwrap();
+    next_reload();
+    assert!(
+        ctl(&["show", "kernel-routes"])
+            .1
+            .starts_with("no kernel table is followed")
+    );
+    assert!(!ctl(&["show", "routes"]).1.contains("dynamic"));
+    assert!(!ping(&ws[0].ns, "10.0.2.2"), "withdrawn");
 
     // SAFETY: signalling the process this test started.
     unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };

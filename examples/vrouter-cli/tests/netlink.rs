@@ -1,0 +1,161 @@
+//! The route dump our netlink parser reads, cross-checked against iproute2's own reading
+//! of the same tables (`ip -j -d route show table all`), in a namespace of the test's
+//! making with routes of every kind the kernel routes follower meets.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use vrouter::lab::{Netns, Veth};
+use vrouter_cli::kernel_routes::{PROTOCOLS, device_name};
+use vrouter_cli::netlink::{Message, Received, RouteSocket, parse};
+
+const KINDS: [&str; 9] = [
+    "unspec",
+    "unicast",
+    "local",
+    "broadcast",
+    "anycast",
+    "multicast",
+    "blackhole",
+    "unreachable",
+    "prohibit",
+];
+
+fn table_name(t: u32) -> String {
+    match t {
+        253 => "default".into(),
+        254 => "main".into(),
+        255 => "local".into(),
+        t => t.to_string(),
+    }
+}
+
+fn protocol_name(p: u8) -> String {
+    PROTOCOLS
+        .iter()
+        .find(|(_, n)| *n == p)
+        .map(|(name, _)| name.to_string())
+        .unwrap_or_else(|| p.to_string())
+}
+
+/// Every route of both families as our parser reads the dump, one line each.
+fn ours() -> BTreeSet<String> {
+    let mut sock = RouteSocket::open(Duration::from_millis(200)).unwrap();
+    sock.request_dump().unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut out = BTreeSet::new();
+    loop {
+        let Received::Bytes(n) = sock.recv(&mut buf).unwrap() else {
+            panic!("the dump stopped short")
+        };
+        for m in parse(&buf[..n]).unwrap() {
+            match m {
+                Message::Done => return out,
+                Message::Route(r) => {
+                    let hops: Vec<String> = r
+                        .hops
+                        .iter()
+                        .map(|h| {
+                            let gw = h.gateway.map(|g| g.to_string()).unwrap_or_default();
+                            format!("{gw}@{}*{}", device_name(h.ifindex).unwrap_or_default(), h.weight)
+                        })
+                        .collect();
+                    out.insert(format!(
+                        "table {} {} {}/{} proto {} metric {} hops {}",
+                        table_name(r.table),
+                        KINDS[usize::from(r.kind).min(8)],
+                        r.dst,
+                        r.len,
+                        protocol_name(r.protocol),
+                        r.metric,
+                        hops.join(",")
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The same lines from iproute2's JSON.
+fn iproute2(ns: &Netns) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for family in ["-4", "-6"] {
+        let o = ns
+            .exec(&["ip", family, "-j", "-d", "route", "show", "table", "all"])
+            .unwrap();
+        let routes: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+        for r in routes {
+            let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+            let v6 = family == "-6";
+            let dst = match s("dst").unwrap() {
+                d if d == "default" => if v6 { "::/0" } else { "0.0.0.0/0" }.to_string(),
+                d if d.contains('/') => d,
+                d => format!("{d}/{}", if v6 { 128 } else { 32 }),
+            };
+            let hop = |h: &Value| {
+                let gw = h.get("gateway").and_then(Value::as_str).unwrap_or_default();
+                let dev = h.get("dev").and_then(Value::as_str).unwrap_or_default();
+                let weight = h.get("weight").and_then(Value::as_u64).unwrap_or(1);
+                format!("{gw}@{dev}*{weight}")
+            };
+            let hops: Vec<String> = match r.get("nexthops").and_then(Value::as_array) {
+                Some(hs) => hs.iter().map(hop).collect(),
+                None if r.get("dev").is_some() || r.get("gateway").is_some() => vec![hop(&r)],
+                None => vec![],
+            };
+            out.insert(format!(
+                "table {} {} {dst} proto {} metric {} hops {}",
+                s("table").unwrap_or_else(|| "main".into()),
+                s("type").unwrap_or_else(|| "unicast".into()),
+                s("protocol").unwrap_or_else(|| "boot".into()),
+                r.get("metric").and_then(Value::as_u64).unwrap_or(0),
+                hops.join(",")
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn our_dump_reads_as_iproute2_reads_it() {
+    let (ns, peer) = (Netns::new("nl").unwrap(), Netns::new("np").unwrap());
+    let veth = Veth::new(&ns, &peer, 1).unwrap();
+    let dev = veth.a.as_str();
+    ns.exec(&[
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.disable_ipv6=0",
+        &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+    ])
+    .unwrap();
+    for cmd in [
+        "link set lo up",
+        &format!("addr add 10.1.0.1/24 dev {dev}"),
+        &format!("-6 addr add fd00::1/64 dev {dev} nodad"),
+        "route add 10.2.0.0/16 via 10.1.0.2 metric 20",
+        "route add 10.3.0.0/16 nexthop via 10.1.0.2 weight 1 nexthop via 10.1.0.3 weight 3",
+        "route add blackhole 10.4.0.0/16",
+        "route add unreachable 10.5.0.0/16 table 100",
+        "route add prohibit 10.5.0.0/16 table 70000",
+        "route add 10.6.0.0/16 via 10.1.0.2 proto bird",
+        "route add default via 10.1.0.2 metric 100",
+        "-6 route add fd01::/48 via fd00::2 metric 1024",
+        "-6 route add fd02::/48 nexthop via fd00::2 weight 2 nexthop via fd00::3 weight 5",
+        "-6 route add blackhole fd03::/48",
+    ] {
+        let args: Vec<&str> = cmd.split(' ').collect();
+        ns.exec(&[&["ip"], args.as_slice()].concat()).unwrap();
+    }
+    let (got, want) = ns.run(|| (ours(), iproute2(&ns)));
+    assert_eq!(got, want);
+    for line in [
+        "table main unicast 10.3.0.0/16 proto boot metric 0 hops 10.1.0.2@",
+        "table 70000 prohibit 10.5.0.0/16 proto boot metric 0 hops ",
+        "table main unicast 10.6.0.0/16 proto bird metric 0 hops 10.1.0.2@",
+        "table main unicast fd02::/48 proto boot metric 1024 hops fd00::2@",
+    ] {
+        assert!(got.iter().any(|l| l.starts_with(line)), "{line}\n{got:#?}");
+    }
+}

@@ -257,6 +257,9 @@ fn answer(cmd: &str, s: &State) -> String {
                 r.misses.1,
                 r.misses.2
             ));
+            if let Some((followed, skipped)) = crate::metrics::kernel_counts(&s.kernel_routes) {
+                v.push(format!("kernel routes: {followed} followed, {skipped} skipped"));
+            }
             if let Some(quota) = cfg.vrf_quota {
                 v.extend(s.tables.fib.snapshot().vrf_ids().map(|vrf| {
                     let (n, refused) = s.tables.flows.vrf_usage(vrf);

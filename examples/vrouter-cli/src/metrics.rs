@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use vrouter::dataplane::{PortState, SharedCounters};
 use vrouter::{DropReason, Tables};
 
-use crate::ctl::Ports;
+use crate::ctl::{KernelRoutesSlot, Ports};
 use vrouter_cli::dynamic::RouteCounters;
 
 /// Serves `GET /metrics` on `addr` from a thread.
@@ -21,6 +21,7 @@ pub(crate) fn serve(
     counters: Vec<SharedCounters>,
     ports: Arc<Mutex<Ports>>,
     routes: Arc<RouteCounters>,
+    kernel: KernelRoutesSlot,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr)?;
     std::thread::Builder::new()
@@ -28,7 +29,7 @@ pub(crate) fn serve(
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 let now = ports.lock().map(|p| p.clone()).unwrap_or_default();
-                let _ = answer(conn, &tables, &counters, &now, &routes);
+                let _ = answer(conn, &tables, &counters, &now, &routes, kernel_counts(&kernel));
             }
         })?;
     Ok(())
@@ -40,13 +41,14 @@ fn answer(
     counters: &[SharedCounters],
     ports: &Ports,
     routes: &RouteCounters,
+    kernel: Option<(usize, usize)>,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut req = [0u8; 1024];
     let n = conn.read(&mut req)?;
     let ok = req[..n].starts_with(b"GET /metrics");
     let body = if ok {
-        render(tables, counters, ports, routes)
+        render(tables, counters, ports, routes, kernel)
     } else {
         "not found: try /metrics\n".into()
     };
@@ -58,7 +60,20 @@ fn answer(
     )
 }
 
-fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routes: &RouteCounters) -> String {
+/// The kernel routes follower's followed and skipped prefixes, if there is one.
+pub(crate) fn kernel_counts(slot: &KernelRoutesSlot) -> Option<(usize, usize)> {
+    let follower = slot.lock().ok()?.clone()?;
+    let counts = follower.lock().ok()?.counts();
+    Some(counts)
+}
+
+fn render(
+    tables: &Tables,
+    counters: &[SharedCounters],
+    ports: &Ports,
+    routes: &RouteCounters,
+    kernel: Option<(usize, usize)>,
+) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
         out += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
@@ -221,6 +236,20 @@ fn render(tables: &Tables, counters: &[SharedCounters], ports: &Ports, routes: &
         "gauge",
         vec![(String::new(), r.dynamic_neighbors as u64)],
     );
+    if let Some((followed, skipped)) = kernel {
+        family(
+            "vrouter_kernel_routes_followed",
+            "Prefixes of the kernel table followed (`[kernel_routes]`) that are routes of the router.",
+            "gauge",
+            vec![(String::new(), followed as u64)],
+        );
+        family(
+            "vrouter_kernel_routes_skipped",
+            "Prefixes of the kernel table followed that the router could not take (`show kernel-routes` says why).",
+            "gauge",
+            vec![(String::new(), skipped as u64)],
+        );
+    }
     family(
         "vrouter_route_command_lines_total",
         "`vrf`, `route`, `nexthop`, `label`, `vni` and `neighbor` lines on the control socket, by result: applied, or refused whole (unreadable, or failing a check).",

@@ -144,6 +144,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
             running.counters(),
             ports.clone(),
             route_counters,
+            kernel_slot.clone(),
         )
     {
         eprintln!("metrics on {addr}: {e}");

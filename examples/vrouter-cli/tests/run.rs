@@ -688,7 +688,7 @@ fn kernel_routes_are_followed_into_a_vrf() {
     );
     let config = |ports: &[&str], follow: &str| {
         format!(
-            "cpus = [0]\n\n[[vrf]]\nid = 1\n\n{}{}{follow}",
+            "cpus = [0]\nmetrics = \"127.0.0.1:9469\"\n\n[[vrf]]\nid = 1\n\n{}{}{follow}",
             ports.concat(),
             ws[0].route
         )
@@ -753,6 +753,25 @@ fn kernel_routes_are_followed_into_a_vrf() {
         "{listing}"
     );
     assert!(ping(&ws[0].ns, "10.0.9.1"), "w1 -> 10.0.9.1 via w2, by the route added");
+    assert!(
+        ctl(&["show", "stats"])
+            .1
+            .contains("\nkernel routes: 2 followed, 2 skipped\n")
+    );
+    let metrics = node.run(|| {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect("127.0.0.1:9469").unwrap();
+        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        s
+    });
+    assert!(
+        metrics.contains("\nvrouter_kernel_routes_followed 2\n")
+            && metrics.contains("\nvrouter_kernel_routes_skipped 2\n")
+            && metrics.contains("\nvrouter_dynamic_routes 2\n"),
+        "{metrics}"
+    );
     node.exec(&["ip", "route", "del", "10.0.9.0/24"]).unwrap();
     kernel_routes_until(&sock, |l| !l.contains("10.0.9.0/24"));
     assert!(!ping(&ws[0].ns, "10.0.9.1"), "the route went with the kernel's");

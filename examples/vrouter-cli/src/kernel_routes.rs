@@ -569,7 +569,9 @@ pub fn spawn(
     routing: Arc<Mutex<Routing>>,
     fib: Arc<Fib>,
 ) -> io::Result<Handle> {
-    let mut sock = RouteSocket::open(POLL)?;
+    // Subscribed before the dump: changes during it wait on this socket, to be applied
+    // after it in the order they came.
+    let sock = RouteSocket::subscribed(POLL)?;
     let state = Arc::new(Mutex::new(Follower::new(cfg, ports)));
     let mut thread = Thread {
         state: state.clone(),
@@ -577,7 +579,7 @@ pub fn spawn(
         fib,
         buf: vec![0; 1 << 16],
     };
-    thread.dump(&mut sock)?;
+    thread.dump()?;
     let (tx, rx) = channel();
     let t = std::thread::Builder::new()
         .name("kernel-routes".into())
@@ -606,8 +608,12 @@ impl Thread {
         f.reconcile(&keys, &mut r, &self.fib, &device_name);
     }
 
-    /// Reads the kernel's routes anew, applying what changed since.
-    fn dump(&mut self, sock: &mut RouteSocket) -> io::Result<()> {
+    /// Reads the kernel's routes anew, applying what changed since. On a socket of its
+    /// own: a dump is sent as fast as it is read, so it cannot overrun, and changes
+    /// waiting on the subscribed socket are applied after it, in order, which leaves each
+    /// prefix as its last change (or the dump, if none) says.
+    fn dump(&mut self) -> io::Result<()> {
+        let mut sock = RouteSocket::for_dumps(POLL)?;
         sock.request_dump()?;
         if let Ok(mut f) = self.state.lock() {
             f.forget_kernel();
@@ -621,8 +627,7 @@ impl Thread {
                     continue;
                 }
                 Received::Nothing => return Err(io::Error::other("the kernel sent no end to its route dump")),
-                // Changes came faster than read: the dump is asked again.
-                Received::Overrun => return self.dump(sock),
+                Received::Overrun => return Err(io::Error::other("the route dump overran its socket")),
             };
             let messages = netlink::parse(&self.buf[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let mut done = false;
@@ -650,7 +655,7 @@ impl Thread {
         }
     }
 
-    fn run(mut self, mut sock: RouteSocket, rx: Receiver<Update>) {
+    fn run(mut self, sock: RouteSocket, rx: Receiver<Update>) {
         let (mut links_changed, mut quiet): (Option<Instant>, bool) = (None, false);
         loop {
             match rx.try_recv() {
@@ -666,7 +671,7 @@ impl Thread {
                     if let Ok(mut f) = self.state.lock() {
                         f.cfg = cfg;
                     }
-                    self.redump(&mut sock);
+                    self.redump();
                 }
                 Err(TryRecvError::Disconnected) => return self.withdraw(),
                 Err(TryRecvError::Empty) => {}
@@ -677,7 +682,7 @@ impl Thread {
                 && (quiet || since.elapsed() > LINKS_SETTLE)
             {
                 links_changed = None;
-                self.redump(&mut sock);
+                self.redump();
             }
             let n = match sock.recv(&mut self.buf) {
                 Ok(Received::Bytes(n)) => {
@@ -690,7 +695,7 @@ impl Thread {
                 }
                 Ok(Received::Overrun) => {
                     tracing::warn!("kernel route changes overran the socket: reading the table again");
-                    self.redump(&mut sock);
+                    self.redump();
                     continue;
                 }
                 Err(e) => {
@@ -702,7 +707,7 @@ impl Thread {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "a malformed route message: reading the table again");
-                    self.redump(&mut sock);
+                    self.redump();
                     continue;
                 }
             };
@@ -726,8 +731,8 @@ impl Thread {
         }
     }
 
-    fn redump(&mut self, sock: &mut RouteSocket) {
-        if let Err(e) = self.dump(sock) {
+    fn redump(&mut self) {
+        if let Err(e) = self.dump() {
             tracing::error!(error = %e, "kernel routes: reading the table again failed");
         }
     }

@@ -284,8 +284,8 @@ pub fn parse(mut b: &[u8]) -> Result<Vec<Message>, String> {
     Ok(out)
 }
 
-/// A route socket: subscribed to every IPv4 and IPv6 route change and every link change
-/// in the namespace it was opened in, and able to ask for a dump of every table.
+/// A route socket in the namespace it was opened in: subscribed to every IPv4 and IPv6
+/// route change and every link change, or asking for dumps of every table.
 pub struct RouteSocket {
     fd: OwnedFd,
     seq: u32,
@@ -308,9 +308,18 @@ fn last(what: &str) -> io::Error {
 }
 
 impl RouteSocket {
-    /// Opens the socket, subscribed to route changes, its receives waiting at most
+    /// A socket subscribed to route and link changes, its receives waiting at most
     /// `timeout` (so a thread reading it can look at other work between).
-    pub fn open(timeout: Duration) -> io::Result<RouteSocket> {
+    pub fn subscribed(timeout: Duration) -> io::Result<RouteSocket> {
+        Self::open(timeout, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+    }
+
+    /// A socket for dumps only ([`RouteSocket::request_dump`]), subscribed to nothing.
+    pub fn for_dumps(timeout: Duration) -> io::Result<RouteSocket> {
+        Self::open(timeout, 0)
+    }
+
+    fn open(timeout: Duration, groups: u32) -> io::Result<RouteSocket> {
         // SAFETY: socket(2) with constant arguments; the result is checked.
         let raw = unsafe {
             libc::socket(
@@ -327,7 +336,7 @@ impl RouteSocket {
         // SAFETY: an all-zero sockaddr_nl is valid; the fields that matter are set after.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as u16;
-        addr.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
+        addr.nl_groups = groups;
         let size = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
         // SAFETY: `addr` is a live sockaddr_nl of `size` bytes.
         if unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), size) } < 0 {

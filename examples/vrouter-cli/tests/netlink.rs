@@ -41,7 +41,7 @@ fn protocol_name(p: u8) -> String {
 
 /// Every route of both families as our parser reads the dump, one line each.
 fn ours() -> BTreeSet<String> {
-    let mut sock = RouteSocket::open(Duration::from_millis(200)).unwrap();
+    let mut sock = RouteSocket::for_dumps(Duration::from_millis(200)).unwrap();
     sock.request_dump().unwrap();
     let mut buf = vec![0u8; 1 << 16];
     let mut out = BTreeSet::new();

@@ -108,8 +108,9 @@ enum Undo {
     Nexthop(Via, Option<(NexthopId, usize)>),
 }
 
-/// Prefixes applied per line (one publish each).
-const LINE: usize = 256;
+/// Prefixes applied per line (one publish each): a line's checks and publish cost the
+/// size of the dynamic state, not only of the line, so lines are long.
+const LINE: usize = 4096;
 
 /// The follower's state: the kernel's routes for the table, what of them is installed,
 /// and the nexthops installed for them.
@@ -365,9 +366,9 @@ impl Follower {
     }
 
     /// Brings the prefixes `keys` to what the kernel has, `LINE` prefixes to a line; a
-    /// refused line is taken back and its prefixes applied one by one, so one route the
-    /// router cannot take does not hold back the others. Returns how many lines were
-    /// refused.
+    /// refused line is taken back and applied again in halves, down to single prefixes,
+    /// so one route the router cannot take does not hold back the others (k of them cost
+    /// about k log2(LINE) lines more). Returns how many prefixes were refused.
     pub fn reconcile(
         &mut self,
         keys: &[Prefix],
@@ -375,31 +376,47 @@ impl Follower {
         fib: &Fib,
         dev_of: &dyn Fn(u32) -> Option<String>,
     ) -> usize {
-        let mut refused = 0;
-        for chunk in keys.chunks(LINE) {
-            self.undo.clear();
-            let mut line = Vec::new();
-            for p in chunk {
-                let want = match self.want(p, dev_of) {
-                    // Known refused before it is tried: the line goes through.
-                    Some(_) if routing.file_routes((self.cfg.vrf, p.0, p.1)) => {
-                        self.skipped.insert(*p, "the config file routes this prefix".into());
-                        None
-                    }
-                    want => want,
-                };
-                self.plan(*p, want, routing, &mut line);
-            }
-            if line.is_empty() || routing.apply(&line, fib).is_ok() {
-                continue;
-            }
-            self.roll_back(0);
-            for p in chunk {
-                refused += usize::from(!self.one(*p, routing, fib, dev_of));
-            }
-        }
+        let refused = keys
+            .chunks(LINE)
+            .map(|chunk| self.line(chunk, routing, fib, dev_of))
+            .sum();
         self.undo.clear();
         refused
+    }
+
+    /// Applies `chunk` as one line, or in halves if refused (see [`Follower::reconcile`]).
+    fn line(
+        &mut self,
+        chunk: &[Prefix],
+        routing: &mut Routing,
+        fib: &Fib,
+        dev_of: &dyn Fn(u32) -> Option<String>,
+    ) -> usize {
+        if let [p] = chunk {
+            return usize::from(!self.one(*p, routing, fib, dev_of));
+        }
+        self.undo.clear();
+        let mut line = Vec::new();
+        for p in chunk {
+            let want = self.checked_want(p, routing, dev_of);
+            self.plan(*p, want, routing, &mut line);
+        }
+        if line.is_empty() || routing.apply(&line, fib).is_ok() {
+            return 0;
+        }
+        self.roll_back(0);
+        let (a, b) = chunk.split_at(chunk.len() / 2);
+        self.line(a, routing, fib, dev_of) + self.line(b, routing, fib, dev_of)
+    }
+
+    /// [`Follower::want`], but a prefix the file routes is skipped before it is tried.
+    fn checked_want(&mut self, p: &Prefix, routing: &Routing, dev_of: &dyn Fn(u32) -> Option<String>) -> Option<Via> {
+        let want = self.want(p, dev_of);
+        if want.is_some() && routing.file_routes((self.cfg.vrf, p.0, p.1)) {
+            self.skipped.insert(*p, "the config file routes this prefix".into());
+            return None;
+        }
+        want
     }
 
     /// What `p` should have installed, its skip reason noted.
@@ -421,7 +438,7 @@ impl Follower {
     /// nothing else uses them. Whether it was applied.
     fn one(&mut self, p: Prefix, routing: &mut Routing, fib: &Fib, dev_of: &dyn Fn(u32) -> Option<String>) -> bool {
         let mark = self.undo.len();
-        let want = self.want(&p, dev_of);
+        let want = self.checked_want(&p, routing, dev_of);
         let mut line = Vec::new();
         self.plan(p, want, routing, &mut line);
         let why = match routing.apply(&line, fib) {
@@ -591,6 +608,21 @@ pub fn spawn(
     })
 }
 
+/// What a round of receiving found.
+enum Round {
+    /// Changes, to these prefixes (maybe none: links, acknowledgements).
+    Changed(Vec<Prefix>),
+    /// Nothing within `POLL`.
+    Quiet,
+    /// Messages lost or unreadable: the table is to be read again.
+    Redump,
+    /// The socket failed: following ends.
+    Stop,
+}
+
+/// Most datagrams received before the changes they hold are applied.
+const DRAIN: usize = 1024;
+
 struct Thread {
     state: Arc<Mutex<Follower>>,
     routing: Arc<Mutex<Routing>>,
@@ -684,51 +716,64 @@ impl Thread {
                 links_changed = None;
                 self.redump();
             }
-            let n = match sock.recv(&mut self.buf) {
-                Ok(Received::Bytes(n)) => {
+            match self.receive(&sock, &mut links_changed) {
+                Round::Changed(keys) => {
                     quiet = false;
-                    n
+                    if !keys.is_empty() {
+                        self.reconcile(Some(keys));
+                    }
                 }
-                Ok(Received::Nothing) => {
-                    quiet = true;
-                    continue;
-                }
+                Round::Quiet => quiet = true,
+                Round::Redump => self.redump(),
+                Round::Stop => return,
+            }
+        }
+    }
+
+    /// Receives what waits on `sock` (the first receive waits up to `POLL`, the others
+    /// take only what is there, up to `DRAIN` datagrams), noting every route: a burst of
+    /// changes is applied in a few lines, not one line each.
+    fn receive(&mut self, sock: &RouteSocket, links_changed: &mut Option<Instant>) -> Round {
+        let mut keys = Vec::new();
+        for i in 0..DRAIN {
+            let got = if i == 0 {
+                sock.recv(&mut self.buf)
+            } else {
+                sock.try_recv(&mut self.buf)
+            };
+            let n = match got {
+                Ok(Received::Bytes(n)) => n,
+                Ok(Received::Nothing) if i == 0 => return Round::Quiet,
+                Ok(Received::Nothing) => break,
                 Ok(Received::Overrun) => {
                     tracing::warn!("kernel route changes overran the socket: reading the table again");
-                    self.redump();
-                    continue;
+                    return Round::Redump;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "kernel routes: no longer followed");
-                    return;
+                    return Round::Stop;
                 }
             };
             let messages = match netlink::parse(&self.buf[..n]) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "a malformed route message: reading the table again");
-                    self.redump();
-                    continue;
+                    return Round::Redump;
                 }
             };
             if messages.contains(&Message::Link) {
                 // Routes the kernel flushed with the link went without a message.
                 links_changed.get_or_insert_with(Instant::now);
             }
-            let keys: Vec<Prefix> = match self.state.lock() {
-                Ok(mut f) => messages
-                    .into_iter()
-                    .filter_map(|m| match m {
-                        Message::Route(r) => f.note(r),
-                        _ => None,
-                    })
-                    .collect(),
-                Err(_) => return,
+            let Ok(mut f) = self.state.lock() else {
+                return Round::Stop;
             };
-            if !keys.is_empty() {
-                self.reconcile(Some(keys));
-            }
+            keys.extend(messages.into_iter().filter_map(|m| match m {
+                Message::Route(r) => f.note(r),
+                _ => None,
+            }));
         }
+        Round::Changed(keys)
     }
 
     fn redump(&mut self) {
@@ -958,9 +1003,9 @@ mod tests {
     }
 
     /// A line the router refuses (here a port a reload took away before the follower was
-    /// told) is taken back whole, then its prefixes go one by one: the others apply.
+    /// told) is taken back whole, then applied in halves: the others apply.
     #[test]
-    fn a_refused_line_is_applied_prefix_by_prefix() {
+    fn a_refused_line_is_applied_in_halves() {
         let (mut f, mut r, fib) = started();
         r.take_file(file(), vec!["a".into()]);
         let routes = vec![

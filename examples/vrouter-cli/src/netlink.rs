@@ -410,10 +410,20 @@ impl RouteSocket {
         Ok(())
     }
 
-    /// Receives one datagram into `buf` (which must hold the largest: 64 KiB will do).
+    /// Receives one datagram into `buf` (which must hold the largest: 64 KiB will do),
+    /// waiting up to the socket's timeout.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        self.recv_flags(buf, 0)
+    }
+
+    /// Receives one datagram into `buf` if one is there, without waiting.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        self.recv_flags(buf, libc::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&self, buf: &mut [u8], flags: libc::c_int) -> io::Result<Received> {
         // SAFETY: `buf` is live and writable for its length.
-        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
         if n >= 0 {
             return Ok(Received::Bytes(n as usize));
         }

@@ -476,6 +476,9 @@ impl Routing {
     fn apply_checked(&mut self, commands: &[Command], fib: &Fib) -> Result<String, String> {
         let mut d = self.dynamic.clone();
         let mut n = Tally::default();
+        // The routes the line names: only they are compared below, so a line costs its
+        // own length in a big dynamic table, not the table's.
+        let mut touched = BTreeSet::new();
         for c in commands {
             match c {
                 &Command::RouteAdd {
@@ -494,6 +497,7 @@ impl Routing {
                         return Err(format!("{what}: the config file routes this prefix; change it there"));
                     }
                     d.routes.insert((vrf, prefix, len), nexthop);
+                    touched.insert((vrf, prefix, len));
                     n.routes_added += 1;
                 }
                 &Command::RouteDel(key @ (vrf, prefix, len)) => {
@@ -502,6 +506,7 @@ impl Routing {
                         let files = self.file_routes(key).then_some("routes this prefix");
                         return Err(not_dynamic(&what, files, "route"));
                     }
+                    touched.insert(key);
                     n.routes_removed += 1;
                 }
                 Command::NexthopAdd { id, nexthop } => {
@@ -624,8 +629,8 @@ impl Routing {
         for &vrf in d.vrfs.difference(&old.vrfs) {
             self.builder.add_vrf(vrf).map_err(|e| e.to_string())?;
         }
-        for key @ &(vrf, prefix, len) in old.routes.keys() {
-            if !d.routes.contains_key(key) {
+        for key @ &(vrf, prefix, len) in &touched {
+            if old.routes.contains_key(key) && !d.routes.contains_key(key) {
                 self.builder.remove_route(vrf, prefix, len);
             }
         }
@@ -658,8 +663,10 @@ impl Routing {
                 }
             }
         }
-        for (&(vrf, prefix, len), &nexthop) in &d.routes {
-            if old.routes.get(&(vrf, prefix, len)) != Some(&nexthop) {
+        for key @ &(vrf, prefix, len) in &touched {
+            if let Some(&nexthop) = d.routes.get(key)
+                && old.routes.get(key) != Some(&nexthop)
+            {
                 self.builder
                     .add_route(vrf, prefix, len, nexthop)
                     .map_err(|e| format!("route add: {e}"))?;

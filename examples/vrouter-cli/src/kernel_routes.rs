@@ -108,10 +108,6 @@ enum Undo {
     Nexthop(Via, Option<(NexthopId, usize)>),
 }
 
-/// Prefixes applied per line (one publish each): a line's checks and publish cost the
-/// size of the dynamic state, not only of the line, so lines are long.
-const LINE: usize = 4096;
-
 /// The follower's state: the kernel's routes for the table, what of them is installed,
 /// and the nexthops installed for them.
 pub struct Follower {
@@ -365,10 +361,12 @@ impl Follower {
         self.set_installed(p, want);
     }
 
-    /// Brings the prefixes `keys` to what the kernel has, `LINE` prefixes to a line; a
-    /// refused line is taken back and applied again in halves, down to single prefixes,
-    /// so one route the router cannot take does not hold back the others (k of them cost
-    /// about k log2(LINE) lines more). Returns how many prefixes were refused.
+    /// Brings the prefixes `keys` to what the kernel has, in one line (one publish: a
+    /// line's checks and publish cost the size of the dynamic state, not only its own,
+    /// so one long line is cheapest); a refused line is taken back and applied again in
+    /// halves, down to single prefixes, so one route the router cannot take does not
+    /// hold back the others (k of them cost about 2k log2(n) lines more). Returns how
+    /// many prefixes were refused.
     pub fn reconcile(
         &mut self,
         keys: &[Prefix],
@@ -376,10 +374,11 @@ impl Follower {
         fib: &Fib,
         dev_of: &dyn Fn(u32) -> Option<String>,
     ) -> usize {
-        let refused = keys
-            .chunks(LINE)
-            .map(|chunk| self.line(chunk, routing, fib, dev_of))
-            .sum();
+        let refused = if keys.is_empty() {
+            0
+        } else {
+            self.line(keys, routing, fib, dev_of)
+        };
         self.undo.clear();
         refused
     }

@@ -173,8 +173,9 @@ fn cluster() -> Cluster {
     }
 }
 
-/// A datagram of rtnetlink route messages (a dump or changes, as the kernel sends them):
-/// refused with a reason, or read; then each route is taken by a kernel routes follower
+/// A datagram of rtnetlink route, nexthop object and link messages (a dump or changes, as
+/// the kernel sends them): refused with a reason, or read; then each route and object is
+/// taken by a kernel routes follower
 /// of table 254 into VRF 1, against a router with ports `a` and `b` on interfaces 1 and
 /// 2: every route it counts as followed is a dynamic route of the router, and nothing
 /// else is.
@@ -206,13 +207,14 @@ pub fn kernel_routes(data: &[u8]) {
         protocols: vec![],
     };
     let mut f = Follower::new(cfg, ports);
-    let keys: Vec<_> = messages
-        .into_iter()
-        .filter_map(|m| match m {
-            Message::Route(route) => f.note(route),
-            _ => None,
-        })
-        .collect();
+    let mut keys = Vec::new();
+    for m in messages {
+        match m {
+            Message::Route(route) => keys.extend(f.note(route)),
+            Message::Nexthop(object) => keys.extend(f.note_object(object)),
+            _ => {}
+        }
+    }
     let dev_of = |i: u32| {
         ["dev-a", "dev-b"]
             .get(i.wrapping_sub(1) as usize)

@@ -12,12 +12,15 @@
 //! same checked path as the `route` commands ([`Routing::apply`]), many prefixes to a
 //! line and one publish per line, so a dump of thousands is a few publishes.
 //!
+//! Routes through kernel nexthop objects (`ip nexthop`, `nhid`: how FRR installs them)
+//! are resolved through the objects, which are followed too: a changed object moves the
+//! routes through it.
+//!
 //! A route the router cannot take is skipped and says why (`show kernel-routes`): its
 //! device is no port of the router, or the host's TAP; the config file routes the
-//! prefix; it is source- or TOS-specific; it uses a kernel nexthop object (`ip
-//! nexthop`, which FRR uses by default: `zebra nexthop-group` off, or BIRD, gives plain
-//! routes). Ports that come and go with reloads are applied again, so a skipped route is
-//! taken once its port exists. Nexthops it defines get ids from [`FIRST_NEXTHOP`] up
+//! prefix; it is source- or TOS-specific; its nexthop object is unknown. Ports that come
+//! and go with reloads are applied again, so a skipped route is taken once its port
+//! exists. Nexthops it defines get ids from [`FIRST_NEXTHOP`] up
 //! (skipping ids in use); they are dynamic nexthops like the others.
 
 use std::collections::BTreeMap;
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::NexthopSpec;
 use crate::dynamic::{Command, Routing};
-use crate::netlink::{self, Hop, Message, Received, Route, RouteSocket, kind};
+use crate::netlink::{self, Dump, Hop, Message, NexthopObject, ObjectVia, Received, Route, RouteSocket, kind};
 use vrouter::fib::{Fib, NexthopId, VrfId};
 
 /// The `[kernel_routes]` table, checked.
@@ -115,6 +118,8 @@ pub struct Follower {
     ports: Vec<PortDevice>,
     /// The table's routes, by prefix, then metric.
     kernel: BTreeMap<Prefix, BTreeMap<u32, Route>>,
+    /// The kernel's nexthop objects, by id.
+    objects: BTreeMap<u32, ObjectVia>,
     /// What is installed per prefix.
     installed: BTreeMap<Prefix, Via>,
     /// Nexthops installed: their ids and how many routes and groups use them.
@@ -136,6 +141,7 @@ impl Follower {
             cfg,
             ports,
             kernel: BTreeMap::new(),
+            objects: BTreeMap::new(),
             installed: BTreeMap::new(),
             nexthops: BTreeMap::new(),
             skipped: BTreeMap::new(),
@@ -176,9 +182,38 @@ impl Follower {
         Some(key)
     }
 
-    /// Forgets the kernel's routes (before a dump reads them again).
+    /// Takes a nexthop object message into the kernel's view; returns the prefixes whose
+    /// route uses the object, directly or in a group, to apply again.
+    pub fn note_object(&mut self, o: NexthopObject) -> Vec<Prefix> {
+        let id = o.id;
+        if o.deleted {
+            self.objects.remove(&id);
+        } else {
+            self.objects.insert(id, o.via);
+        }
+        let mut users = vec![id];
+        users.extend(
+            self.objects
+                .iter()
+                .filter(|(_, v)| matches!(v, ObjectVia::Group(m) if m.iter().any(|x| x.0 == id)))
+                .map(|(&g, _)| g),
+        );
+        self.kernel
+            .iter()
+            .filter(|(_, m)| {
+                m.values()
+                    .next()
+                    .and_then(|r| r.nexthop_object)
+                    .is_some_and(|n| users.contains(&n))
+            })
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// Forgets the kernel's routes and nexthop objects (before a dump reads them again).
     fn forget_kernel(&mut self) {
         self.kernel.clear();
+        self.objects.clear();
     }
 
     /// Where the kernel's route for `p` goes, in the router's terms: `Ok(None)` if the
@@ -193,19 +228,45 @@ impl Follower {
         if r.tos != 0 {
             return Err(format!("TOS-specific (tos {:#x}): not followed", r.tos));
         }
-        if let Some(id) = r.nexthop_object {
-            return Err(format!("uses kernel nexthop object {id} (`ip nexthop`): not followed"));
-        }
         if r.kind != kind::UNICAST {
             return Ok(Some(Via::Discard));
         }
-        let live: Vec<&Hop> = r
-            .hops
+        let hops = match r.nexthop_object {
+            None => r.hops.clone(),
+            Some(id) => match self.object_hops(id)? {
+                Some(hops) => hops,
+                None => return Ok(Some(Via::Discard)),
+            },
+        };
+        self.via(p, &hops, dev_of).map(Some)
+    }
+
+    /// The hops of kernel nexthop object `id` (`None`: a blackhole).
+    fn object_hops(&self, id: u32) -> Result<Option<Vec<Hop>>, String> {
+        let unknown = |id| format!("kernel nexthop object {id} is not known");
+        match self.objects.get(&id).ok_or_else(|| unknown(id))? {
+            ObjectVia::Blackhole => Ok(None),
+            ObjectVia::Hop(h) => Ok(Some(vec![h.clone()])),
+            ObjectVia::Group(members) => members
+                .iter()
+                .map(|&(m, weight)| match self.objects.get(&m) {
+                    Some(ObjectVia::Hop(h)) => Ok(Hop { weight, ..h.clone() }),
+                    Some(_) => Err(format!("kernel nexthop group {id} holds {m}, which is no single hop")),
+                    None => Err(unknown(m)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+        }
+    }
+
+    /// Where `hops` go from the router, for prefix `p`.
+    fn via(&self, p: &Prefix, hops: &[Hop], dev_of: &dyn Fn(u32) -> Option<String>) -> Result<Via, String> {
+        let live: Vec<&Hop> = hops
             .iter()
             .filter(|h| h.flags & (netlink::RTNH_F_DEAD | netlink::RTNH_F_LINKDOWN) == 0)
             .collect();
         if live.is_empty() {
-            return Err(if r.hops.is_empty() {
+            return Err(if hops.is_empty() {
                 "no next hop"
             } else {
                 "every next hop is down"
@@ -214,7 +275,7 @@ impl Follower {
         }
         let mut members: BTreeMap<(String, Option<IpAddr>), u32> = BTreeMap::new();
         for h in live {
-            if let (true, Some(gw)) = (h.via_other_family, h.gateway) {
+            if let Some(gw) = h.gateway.filter(|gw| gw.is_ipv4() != p.0.is_ipv4()) {
                 return Err(format!("gateway {gw} is of another family than the route"));
             }
             let dev = dev_of(h.ifindex).ok_or_else(|| format!("interface {} is gone", h.ifindex))?;
@@ -225,7 +286,7 @@ impl Follower {
             };
             *members.entry((port, h.gateway)).or_default() += h.weight;
         }
-        Ok(Some(if members.len() == 1 {
+        Ok(if members.len() == 1 {
             let ((port, gateway), _) = members.into_iter().next().unwrap_or_default();
             Via::Port { port, gateway }
         } else {
@@ -235,7 +296,7 @@ impl Follower {
                     .map(|((p, g), w)| (p, g, w.min(vrouter::fib::MAX_ECMP_WEIGHT)))
                     .collect(),
             )
-        }))
+        })
     }
 
     fn set_installed(&mut self, p: Prefix, v: Option<Via>) {
@@ -571,8 +632,9 @@ impl Drop for Handle {
 /// How long a receive waits before the thread looks for updates.
 const POLL: Duration = Duration::from_millis(100);
 
-/// How long after a link change the table is read again at the latest.
-const LINKS_SETTLE: Duration = Duration::from_secs(1);
+/// How long after a link change (or a nexthop object removed) the table is read again at
+/// the latest.
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// How long a dump may go without a message.
 const DUMP_WAIT: Duration = Duration::from_secs(5);
@@ -645,10 +707,23 @@ impl Thread {
     /// prefix as its last change (or the dump, if none) says.
     fn dump(&mut self) -> io::Result<()> {
         let mut sock = RouteSocket::for_dumps(POLL)?;
-        sock.request_dump()?;
         if let Ok(mut f) = self.state.lock() {
             f.forget_kernel();
         }
+        // Objects first, for the routes that name them. A kernel without nexthop
+        // objects (before 5.3) refuses their dump: there are none.
+        match self.read_dump(&mut sock, Dump::Nexthops) {
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
+            r => r?,
+        }
+        self.read_dump(&mut sock, Dump::Routes)?;
+        self.reconcile(None);
+        Ok(())
+    }
+
+    /// Asks for a dump of `what` on `sock` and notes all of it.
+    fn read_dump(&mut self, sock: &mut RouteSocket, what: Dump) -> io::Result<()> {
+        sock.request_dump(what)?;
         let mut waited = Duration::ZERO;
         loop {
             let n = match sock.recv(&mut self.buf)? {
@@ -657,37 +732,36 @@ impl Thread {
                     waited += POLL;
                     continue;
                 }
-                Received::Nothing => return Err(io::Error::other("the kernel sent no end to its route dump")),
-                Received::Overrun => return Err(io::Error::other("the route dump overran its socket")),
+                Received::Nothing => {
+                    return Err(io::Error::other(format!("the kernel sent no end to its {what:?} dump")));
+                }
+                Received::Overrun => return Err(io::Error::other(format!("the {what:?} dump overran its socket"))),
             };
             let messages = netlink::parse(&self.buf[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let mut done = false;
-            if let Ok(mut f) = self.state.lock() {
-                for m in messages {
-                    match m {
-                        Message::Route(r) => {
-                            f.note(r);
-                        }
-                        Message::Done => done = true,
-                        Message::Error(e) if e < 0 => {
-                            return Err(io::Error::other(format!(
-                                "the route dump was refused: {}",
-                                io::Error::from_raw_os_error(-e)
-                            )));
-                        }
-                        _ => {}
+            let Ok(mut f) = self.state.lock() else {
+                return Err(io::Error::other("the kernel routes state is poisoned"));
+            };
+            for m in messages {
+                match m {
+                    Message::Route(r) => {
+                        f.note(r);
                     }
+                    Message::Nexthop(o) => {
+                        f.note_object(o);
+                    }
+                    Message::Done => return Ok(()),
+                    Message::Error(e) if e < 0 => {
+                        let e = io::Error::from_raw_os_error(-e);
+                        return Err(io::Error::new(e.kind(), format!("the {what:?} dump was refused: {e}")));
+                    }
+                    _ => {}
                 }
-            }
-            if done {
-                self.reconcile(None);
-                return Ok(());
             }
         }
     }
 
     fn run(mut self, sock: RouteSocket, rx: Receiver<Update>) {
-        let (mut links_changed, mut quiet): (Option<Instant>, bool) = (None, false);
+        let (mut reread, mut quiet): (Option<Instant>, bool) = (None, false);
         loop {
             match rx.try_recv() {
                 Ok(Update::Ports(ports)) => {
@@ -707,15 +781,15 @@ impl Thread {
                 Err(TryRecvError::Disconnected) => return self.withdraw(),
                 Err(TryRecvError::Empty) => {}
             }
-            // Links changed: the table is read again once they settle (a receive found
-            // nothing), or a second after the first change at the latest.
-            if let Some(since) = links_changed
-                && (quiet || since.elapsed() > LINKS_SETTLE)
+            // Links changed, or objects went: the table is read again once changes settle
+            // (a receive found nothing), or a second after the first at the latest.
+            if let Some(since) = reread
+                && (quiet || since.elapsed() > SETTLE)
             {
-                links_changed = None;
+                reread = None;
                 self.redump();
             }
-            match self.receive(&sock, &mut links_changed) {
+            match self.receive(&sock, &mut reread) {
                 Round::Changed(keys) => {
                     quiet = false;
                     if !keys.is_empty() {
@@ -732,7 +806,7 @@ impl Thread {
     /// Receives what waits on `sock` (the first receive waits up to `POLL`, the others
     /// take only what is there, up to `DRAIN` datagrams), noting every route: a burst of
     /// changes is applied in a few lines, not one line each.
-    fn receive(&mut self, sock: &RouteSocket, links_changed: &mut Option<Instant>) -> Round {
+    fn receive(&mut self, sock: &RouteSocket, reread: &mut Option<Instant>) -> Round {
         let mut keys = Vec::new();
         for i in 0..DRAIN {
             let got = if i == 0 {
@@ -760,17 +834,26 @@ impl Thread {
                     return Round::Redump;
                 }
             };
-            if messages.contains(&Message::Link) {
-                // Routes the kernel flushed with the link went without a message.
-                links_changed.get_or_insert_with(Instant::now);
-            }
             let Ok(mut f) = self.state.lock() else {
                 return Round::Stop;
             };
-            keys.extend(messages.into_iter().filter_map(|m| match m {
-                Message::Route(r) => f.note(r),
-                _ => None,
-            }));
+            for m in messages {
+                match m {
+                    Message::Route(r) => keys.extend(f.note(r)),
+                    // Routes the kernel flushed with a link or an object that went away
+                    // went without a message each.
+                    Message::Link => {
+                        reread.get_or_insert_with(Instant::now);
+                    }
+                    Message::Nexthop(o) => {
+                        if o.deleted {
+                            reread.get_or_insert_with(Instant::now);
+                        }
+                        keys.extend(f.note_object(o));
+                    }
+                    _ => {}
+                }
+            }
         }
         Round::Changed(keys)
     }
@@ -859,7 +942,6 @@ mod tests {
                     gateway: gw.map(|g| g.parse().unwrap()),
                     weight,
                     flags: 0,
-                    via_other_family: false,
                 })
                 .collect(),
             nexthop_object: None,
@@ -993,12 +1075,66 @@ mod tests {
             "10.0.11.0/24 metric 0: skipped: `dh` is the host's TAP",
             "10.0.12.0/24 metric 0: skipped: interface 9 is gone",
             "10.0.5.0/24 metric 0: skipped: source-specific",
-            "10.0.4.0/24 metric 0: skipped: uses kernel nexthop object 7",
+            "10.0.4.0/24 metric 0: skipped: kernel nexthop object 7 is not known",
             "10.0.10.0/24 metric 0: skipped: every next hop is down",
         ] {
             assert!(listing.contains(says), "{says}\n{listing}");
         }
         assert!(!listing.contains("10.0.3.0"), "table 100 is not followed: {listing}");
+    }
+
+    #[test]
+    fn routes_through_kernel_nexthop_objects_follow_the_objects() {
+        let (mut f, mut r, fib) = started();
+        let hop = |id, ifindex, gw: &str| NexthopObject {
+            deleted: false,
+            id,
+            via: ObjectVia::Hop(Hop {
+                ifindex,
+                gateway: Some(gw.parse().unwrap()),
+                weight: 1,
+                flags: 0,
+            }),
+        };
+        let group = NexthopObject {
+            deleted: false,
+            id: 12,
+            via: ObjectVia::Group(vec![(10, 1), (11, 3)]),
+        };
+        for o in [hop(10, 1, "10.0.1.2"), hop(11, 2, "10.0.2.2"), group] {
+            assert!(f.note_object(o).is_empty(), "no route uses it yet");
+        }
+        let through = |dst: &str, id| {
+            let mut x = route(dst, 0, kind::UNICAST, &[]);
+            x.nexthop_object = Some(id);
+            x
+        };
+        let routes = vec![
+            through("10.0.8.0/24", 12),
+            through("10.0.9.0/24", 10),
+            through("10.0.7.0/24", 99),
+        ];
+        assert_eq!(feed(&mut f, &mut r, &fib, routes), 0);
+        let Some(Nexthop::Ecmp { members }) = goes(&r, "10.0.8.1") else {
+            panic!("{:?}", goes(&r, "10.0.8.1"))
+        };
+        assert_eq!(members.iter().map(|m| m.1).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(goes(&r, "10.0.9.1"), port(0, Some("10.0.1.2")));
+        let listing = f.listing().join("\n");
+        assert!(
+            listing.contains("10.0.7.0/24 metric 0: skipped: kernel nexthop object 99 is not known"),
+            "{listing}"
+        );
+        // Object 10 moves to b: the routes through it, alone or in the group, follow
+        // without a route message of their own.
+        let keys = f.note_object(hop(10, 2, "10.0.2.3"));
+        assert_eq!(keys.len(), 2, "{keys:?}");
+        f.reconcile(&keys, &mut r, &fib, &dev_of);
+        assert_eq!(goes(&r, "10.0.9.1"), port(1, Some("10.0.2.3")));
+        // Object 99 comes: its route is taken.
+        let keys = f.note_object(hop(99, 1, "10.0.1.9"));
+        f.reconcile(&keys, &mut r, &fib, &dev_of);
+        assert_eq!(goes(&r, "10.0.7.1"), port(0, Some("10.0.1.9")));
     }
 
     /// A line the router refuses (here a port a reload took away before the follower was

@@ -18,11 +18,16 @@ const RTM_DELLINK: u16 = 17;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_DELROUTE: u16 = 25;
 const RTM_GETROUTE: u16 = 26;
+const RTM_NEWNEXTHOP: u16 = 104;
+const RTM_DELNEXTHOP: u16 = 105;
+const RTM_GETNEXTHOP: u16 = 106;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_DUMP: u16 = 0x300;
 const RTMGRP_LINK: u32 = 1;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 const RTMGRP_IPV6_ROUTE: u32 = 0x400;
+/// `RTNLGRP_NEXTHOP` (32), as a bit of the groups mask.
+const RTMGRP_NEXTHOP: u32 = 1 << 31;
 
 const RTA_DST: u16 = 1;
 const RTA_OIF: u16 = 4;
@@ -32,6 +37,12 @@ const RTA_MULTIPATH: u16 = 9;
 const RTA_TABLE: u16 = 15;
 const RTA_VIA: u16 = 18;
 const RTA_NH_ID: u16 = 30;
+
+const NHA_ID: u16 = 1;
+const NHA_GROUP: u16 = 2;
+const NHA_BLACKHOLE: u16 = 4;
+const NHA_OIF: u16 = 5;
+const NHA_GATEWAY: u16 = 6;
 
 /// `rtm_flags`: a route the kernel cloned for a cache (a PMTU exception), not configured.
 pub const RTM_F_CLONED: u32 = 0x200;
@@ -63,8 +74,6 @@ pub struct Hop {
     pub weight: u32,
     /// `RTNH_F_*` flags.
     pub flags: u8,
-    /// Whether the gateway came as `RTA_VIA` (another family's gateway than the route's).
-    pub via_other_family: bool,
 }
 
 /// A route message: a route added, changed or removed, or one line of a dump.
@@ -96,11 +105,35 @@ pub struct Route {
     pub nexthop_object: Option<u32>,
 }
 
+/// Where a kernel nexthop object (`ip nexthop`) goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectVia {
+    /// Dropped.
+    Blackhole,
+    /// One hop (its weight 1).
+    Hop(Hop),
+    /// A group of other objects, by id, with their weights.
+    Group(Vec<(u32, u32)>),
+}
+
+/// A kernel nexthop object, which routes name by id (`nhid`; FRR uses them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NexthopObject {
+    /// `RTM_DELNEXTHOP` (else `RTM_NEWNEXTHOP`).
+    pub deleted: bool,
+    /// Its id.
+    pub id: u32,
+    /// Where it goes.
+    pub via: ObjectVia,
+}
+
 /// A message of a datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// A route (added, changed or removed, or dumped).
     Route(Route),
+    /// A nexthop object (added, changed or removed, or dumped).
+    Nexthop(NexthopObject),
     /// The end of a dump.
     Done,
     /// An error answer (a negative errno), or an acknowledgement (0).
@@ -167,10 +200,7 @@ fn via(v: &[u8]) -> Result<IpAddr, String> {
 fn gateway_into(hop: &mut Hop, ty: u16, v: &[u8], v6: bool) -> Result<(), String> {
     match ty {
         RTA_GATEWAY => hop.gateway = Some(address(v, v6)?),
-        RTA_VIA => {
-            hop.gateway = Some(via(v)?);
-            hop.via_other_family = true;
-        }
+        RTA_VIA => hop.gateway = Some(via(v)?),
         _ => {}
     }
     Ok(())
@@ -190,7 +220,6 @@ fn multipath(mut b: &[u8], v6: bool) -> Result<Vec<Hop>, String> {
             gateway: None,
             weight: u32::from(b[3]) + 1,
             flags: b[2],
-            via_other_family: false,
         };
         for (ty, v) in attributes(&b[8..len])? {
             gateway_into(&mut hop, ty, v, v6)?;
@@ -242,7 +271,6 @@ fn route(body: &[u8], deleted: bool) -> Result<Message, String> {
         gateway: None,
         weight: 1,
         flags: 0,
-        via_other_family: false,
     };
     for (ty, v) in attributes(&body[12..])? {
         match ty {
@@ -262,6 +290,58 @@ fn route(body: &[u8], deleted: bool) -> Result<Message, String> {
     Ok(Message::Route(r))
 }
 
+/// A nexthop object message's body (`struct nhmsg`: family, scope, protocol, reserved,
+/// flags; then attributes).
+fn nexthop(body: &[u8], deleted: bool) -> Result<Message, String> {
+    let h = body.get(..8).ok_or("a nexthop message shorter than its header")?;
+    let v6 = i32::from(h[0]) == libc::AF_INET6;
+    let mut id = None;
+    let mut hop = Hop {
+        ifindex: 0,
+        gateway: None,
+        weight: 1,
+        flags: u32_at(h, 4).unwrap_or(0) as u8,
+    };
+    let (mut blackhole, mut group) = (false, None);
+    for (ty, v) in attributes(&body[8..])? {
+        match ty {
+            NHA_ID => id = Some(word("NHA_ID", v)?),
+            NHA_BLACKHOLE => blackhole = true,
+            NHA_OIF => hop.ifindex = word("NHA_OIF", v)?,
+            NHA_GATEWAY => hop.gateway = Some(address(v, v6)?),
+            // `struct nexthop_grp`: id, weight - 1 (low 8 bits, then high 8), reserved.
+            NHA_GROUP if v.len() % 8 == 0 => {
+                group = Some(
+                    v.chunks(8)
+                        .map(|e| (u32_at(e, 0).unwrap_or(0), (u32::from(e[5]) << 8 | u32::from(e[4])) + 1))
+                        .collect(),
+                )
+            }
+            NHA_GROUP => return Err(format!("NHA_GROUP of {} bytes", v.len())),
+            _ => {}
+        }
+    }
+    let via = match (blackhole, group) {
+        (true, _) => ObjectVia::Blackhole,
+        (false, Some(g)) => ObjectVia::Group(g),
+        (false, None) => ObjectVia::Hop(hop),
+    };
+    Ok(Message::Nexthop(NexthopObject {
+        deleted,
+        id: id.ok_or("a nexthop message without NHA_ID")?,
+        via,
+    }))
+}
+
+/// What to dump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dump {
+    /// Every route of every table, both families.
+    Routes,
+    /// Every nexthop object.
+    Nexthops,
+}
+
 /// The messages of one datagram, in order; an error names the first malformed one (the
 /// messages before it are lost with it: a datagram is read whole or not at all).
 pub fn parse(mut b: &[u8]) -> Result<Vec<Message>, String> {
@@ -276,6 +356,7 @@ pub fn parse(mut b: &[u8]) -> Result<Vec<Message>, String> {
             NLMSG_DONE => Message::Done,
             NLMSG_ERROR => Message::Error(u32_at(body, 0).ok_or("an error message without its code")? as i32),
             t @ (RTM_NEWROUTE | RTM_DELROUTE) => route(body, t == RTM_DELROUTE)?,
+            t @ (RTM_NEWNEXTHOP | RTM_DELNEXTHOP) => nexthop(body, t == RTM_DELNEXTHOP)?,
             RTM_NEWLINK | RTM_DELLINK => Message::Link,
             _ => Message::Other,
         });
@@ -311,7 +392,10 @@ impl RouteSocket {
     /// A socket subscribed to route and link changes, its receives waiting at most
     /// `timeout` (so a thread reading it can look at other work between).
     pub fn subscribed(timeout: Duration) -> io::Result<RouteSocket> {
-        Self::open(timeout, RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE)
+        Self::open(
+            timeout,
+            RTMGRP_LINK | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE | RTMGRP_NEXTHOP,
+        )
     }
 
     /// A socket for dumps only ([`RouteSocket::request_dump`]), subscribed to nothing.
@@ -380,16 +464,21 @@ impl RouteSocket {
         Ok(RouteSocket { fd, seq: 0 })
     }
 
-    /// Asks for every route of every table, of both families; they come as route
-    /// messages, then [`Message::Done`].
-    pub fn request_dump(&mut self) -> io::Result<()> {
+    /// Asks for every route of every table, of both families, or every nexthop object;
+    /// they come as route or nexthop messages, then [`Message::Done`].
+    pub fn request_dump(&mut self, what: Dump) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let mut msg = [0u8; 28];
-        msg[0..4].copy_from_slice(&28u32.to_ne_bytes());
-        msg[4..6].copy_from_slice(&RTM_GETROUTE.to_ne_bytes());
+        // The header, then a zero rtmsg (12 bytes) or nhmsg (8): every family.
+        let (ty, len) = match what {
+            Dump::Routes => (RTM_GETROUTE, 28),
+            Dump::Nexthops => (RTM_GETNEXTHOP, 24),
+        };
+        let mut buf = [0u8; 28];
+        let msg = &mut buf[..len];
+        msg[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        msg[4..6].copy_from_slice(&ty.to_ne_bytes());
         msg[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
         msg[8..12].copy_from_slice(&self.seq.to_ne_bytes());
-        // The rtmsg after the header stays zero: family AF_UNSPEC, every table.
         // SAFETY: an all-zero sockaddr_nl is valid: pid 0 is the kernel.
         let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         to.nl_family = libc::AF_NETLINK as u16;
@@ -405,7 +494,7 @@ impl RouteSocket {
             )
         };
         if sent != msg.len() as isize {
-            return Err(last("asking for the routes (RTM_GETROUTE dump)"));
+            return Err(last("asking the kernel for a dump"));
         }
         Ok(())
     }
@@ -509,7 +598,6 @@ mod tests {
                 gateway: Some("10.0.2.2".parse().unwrap()),
                 weight: 1,
                 flags: 0,
-                via_other_family: false
             }]
         );
         let Message::Route(r) = &got[1] else { panic!("{got:?}") };
@@ -522,6 +610,89 @@ mod tests {
             [(3, 1, 0, Some(gw6.into())), (4, 3, RTNH_F_LINKDOWN, Some(gw6.into()))]
         );
         assert_eq!(got[2], Message::Done);
+    }
+
+    #[test]
+    fn nexthop_objects_a_hop_a_weighted_group_and_a_blackhole() {
+        let nhmsg = |family: i32| [family as u8, 0, 0, 0, 0, 0, 0, 0];
+        let body =
+            |family, attrs: &[Vec<u8>]| -> Vec<u8> { nhmsg(family).iter().copied().chain(attrs.concat()).collect() };
+        let framed = |ty: u16, body: Vec<u8>| {
+            let mut m = ((body.len() + 16) as u32).to_ne_bytes().to_vec();
+            m.extend(ty.to_ne_bytes());
+            m.extend([0u8; 10]);
+            m.extend(body);
+            m
+        };
+        let mut group = Vec::new();
+        for (id, weight_less_one) in [(10u32, 0u8), (11, 2)] {
+            group.extend(id.to_ne_bytes());
+            group.extend([weight_less_one, 0, 0, 0]);
+        }
+        let all = [
+            framed(
+                RTM_NEWNEXTHOP,
+                body(
+                    libc::AF_INET,
+                    &[
+                        attr(NHA_ID, &10u32.to_ne_bytes()),
+                        attr(NHA_OIF, &3u32.to_ne_bytes()),
+                        attr(NHA_GATEWAY, &[10, 0, 1, 2]),
+                    ],
+                ),
+            ),
+            framed(
+                RTM_NEWNEXTHOP,
+                body(
+                    libc::AF_UNSPEC,
+                    &[attr(NHA_ID, &12u32.to_ne_bytes()), attr(NHA_GROUP, &group)],
+                ),
+            ),
+            framed(
+                RTM_DELNEXTHOP,
+                body(
+                    libc::AF_UNSPEC,
+                    &[attr(NHA_ID, &13u32.to_ne_bytes()), attr(NHA_BLACKHOLE, &[])],
+                ),
+            ),
+        ]
+        .concat();
+        let got = parse(&all).unwrap();
+        assert_eq!(
+            got,
+            [
+                Message::Nexthop(NexthopObject {
+                    deleted: false,
+                    id: 10,
+                    via: ObjectVia::Hop(Hop {
+                        ifindex: 3,
+                        gateway: Some("10.0.1.2".parse().unwrap()),
+                        weight: 1,
+                        flags: 0
+                    })
+                }),
+                Message::Nexthop(NexthopObject {
+                    deleted: false,
+                    id: 12,
+                    via: ObjectVia::Group(vec![(10, 1), (11, 3)])
+                }),
+                Message::Nexthop(NexthopObject {
+                    deleted: true,
+                    id: 13,
+                    via: ObjectVia::Blackhole
+                }),
+            ]
+        );
+        let odd = framed(
+            RTM_NEWNEXTHOP,
+            body(
+                libc::AF_UNSPEC,
+                &[attr(NHA_ID, &12u32.to_ne_bytes()), attr(NHA_GROUP, &group[..12])],
+            ),
+        );
+        assert_eq!(parse(&odd).unwrap_err(), "NHA_GROUP of 12 bytes");
+        let without_id = framed(RTM_NEWNEXTHOP, body(libc::AF_INET, &[]));
+        assert_eq!(parse(&without_id).unwrap_err(), "a nexthop message without NHA_ID");
     }
 
     #[test]

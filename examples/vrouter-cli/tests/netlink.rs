@@ -1,6 +1,7 @@
-//! The route dump our netlink parser reads, cross-checked against iproute2's own reading
-//! of the same tables (`ip -j -d route show table all`), in a namespace of the test's
-//! making with routes of every kind the kernel routes follower meets.
+//! The route and nexthop object dumps our netlink parser reads, cross-checked against
+//! iproute2's own reading of the same tables (`ip -j -d route show table all`, `ip -j
+//! nexthop show`), in a namespace of the test's making with routes and objects of every
+//! kind the kernel routes follower meets.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use vrouter::lab::{Netns, Veth};
 use vrouter_cli::kernel_routes::{PROTOCOLS, device_name};
-use vrouter_cli::netlink::{Message, Received, RouteSocket, parse};
+use vrouter_cli::netlink::{Dump, Message, ObjectVia, Received, RouteSocket, parse};
 
 const KINDS: [&str; 9] = [
     "unspec",
@@ -39,10 +40,11 @@ fn protocol_name(p: u8) -> String {
         .unwrap_or_else(|| p.to_string())
 }
 
-/// Every route of both families as our parser reads the dump, one line each.
-fn ours() -> BTreeSet<String> {
+/// Every route of both families, or every nexthop object, as our parser reads the dump,
+/// one line each.
+fn ours(what: Dump) -> BTreeSet<String> {
     let mut sock = RouteSocket::for_dumps(Duration::from_millis(200)).unwrap();
-    sock.request_dump().unwrap();
+    sock.request_dump(what).unwrap();
     let mut buf = vec![0u8; 1 << 16];
     let mut out = BTreeSet::new();
     loop {
@@ -52,6 +54,21 @@ fn ours() -> BTreeSet<String> {
         for m in parse(&buf[..n]).unwrap() {
             match m {
                 Message::Done => return out,
+                Message::Nexthop(o) => {
+                    let via = match o.via {
+                        ObjectVia::Blackhole => "blackhole".to_string(),
+                        ObjectVia::Hop(h) => format!(
+                            "{}@{}",
+                            h.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                            device_name(h.ifindex).unwrap_or_default()
+                        ),
+                        ObjectVia::Group(m) => {
+                            let m: Vec<String> = m.iter().map(|(id, w)| format!("{id}*{w}")).collect();
+                            format!("group {}", m.join(","))
+                        }
+                    };
+                    out.insert(format!("object {} {via}", o.id));
+                }
                 Message::Route(r) => {
                     let hops: Vec<String> = r
                         .hops
@@ -61,8 +78,9 @@ fn ours() -> BTreeSet<String> {
                             format!("{gw}@{}*{}", device_name(h.ifindex).unwrap_or_default(), h.weight)
                         })
                         .collect();
+                    let nhid = r.nexthop_object.map(|n| format!(" nhid {n}")).unwrap_or_default();
                     out.insert(format!(
-                        "table {} {} {}/{} proto {} metric {} hops {}",
+                        "table {} {} {}/{} proto {} metric {}{nhid} hops {}",
                         table_name(r.table),
                         KINDS[usize::from(r.kind).min(8)],
                         r.dst,
@@ -105,8 +123,9 @@ fn iproute2(ns: &Netns) -> BTreeSet<String> {
                 None if r.get("dev").is_some() || r.get("gateway").is_some() => vec![hop(&r)],
                 None => vec![],
             };
+            let nhid = r.get("nhid").map(|n| format!(" nhid {n}")).unwrap_or_default();
             out.insert(format!(
-                "table {} {} {dst} proto {} metric {} hops {}",
+                "table {} {} {dst} proto {} metric {}{nhid} hops {}",
                 s("table").unwrap_or_else(|| "main".into()),
                 s("type").unwrap_or_else(|| "unicast".into()),
                 s("protocol").unwrap_or_else(|| "boot".into()),
@@ -116,6 +135,33 @@ fn iproute2(ns: &Netns) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// The nexthop objects' lines from iproute2's JSON.
+fn iproute2_objects(ns: &Netns) -> BTreeSet<String> {
+    let o = ns.exec(&["ip", "-j", "nexthop", "show"]).unwrap();
+    let objects: Vec<Value> = serde_json::from_slice(&o.stdout).unwrap();
+    objects
+        .iter()
+        .map(|n| {
+            let via = if n.get("blackhole").is_some() {
+                "blackhole".to_string()
+            } else if let Some(g) = n.get("group").and_then(Value::as_array) {
+                let m: Vec<String> = g
+                    .iter()
+                    .map(|m| format!("{}*{}", m["id"], m.get("weight").and_then(Value::as_u64).unwrap_or(1)))
+                    .collect();
+                format!("group {}", m.join(","))
+            } else {
+                format!(
+                    "{}@{}",
+                    n.get("gateway").and_then(Value::as_str).unwrap_or_default(),
+                    n.get("dev").and_then(Value::as_str).unwrap_or_default()
+                )
+            };
+            format!("object {} {via}", n["id"])
+        })
+        .collect()
 }
 
 #[test]
@@ -144,17 +190,32 @@ fn our_dump_reads_as_iproute2_reads_it() {
         "-6 route add fd01::/48 via fd00::2 metric 1024",
         "-6 route add fd02::/48 nexthop via fd00::2 weight 2 nexthop via fd00::3 weight 5",
         "-6 route add blackhole fd03::/48",
+        &format!("nexthop add id 10 via 10.1.0.2 dev {dev}"),
+        &format!("nexthop add id 11 via 10.1.0.3 dev {dev}"),
+        "nexthop add id 12 group 10/11,3",
+        "nexthop add id 13 blackhole",
+        &format!("-6 nexthop add id 14 via fd00::2 dev {dev}"),
+        &format!("nexthop add id 15 dev {dev}"),
+        "route add 10.7.0.0/16 nhid 12",
+        "route add 10.8.0.0/16 nhid 13",
+        "route add 10.9.0.0/16 nhid 15",
+        "-6 route add fd04::/48 nhid 14",
     ] {
         let args: Vec<&str> = cmd.split(' ').collect();
         ns.exec(&[&["ip"], args.as_slice()].concat()).unwrap();
     }
-    let (got, want) = ns.run(|| (ours(), iproute2(&ns)));
+    let (got, want) = ns.run(|| (ours(Dump::Routes), iproute2(&ns)));
     assert_eq!(got, want);
+    let (objects, want) = ns.run(|| (ours(Dump::Nexthops), iproute2_objects(&ns)));
+    assert_eq!(objects, want);
+    assert!(objects.contains("object 12 group 10*1,11*3"), "{objects:#?}");
+    assert_eq!(objects.len(), 6, "{objects:#?}");
     for line in [
         "table main unicast 10.3.0.0/16 proto boot metric 0 hops 10.1.0.2@",
         "table 70000 prohibit 10.5.0.0/16 proto boot metric 0 hops ",
         "table main unicast 10.6.0.0/16 proto bird metric 0 hops 10.1.0.2@",
         "table main unicast fd02::/48 proto boot metric 1024 hops fd00::2@",
+        "table main unicast 10.7.0.0/16 proto boot metric 0 nhid 12 hops 10.1.0.2@",
     ] {
         assert!(got.iter().any(|l| l.starts_with(line)), "{line}\n{got:#?}");
     }

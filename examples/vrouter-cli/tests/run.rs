@@ -776,6 +776,27 @@ fn kernel_routes_are_followed_into_a_vrf() {
     kernel_routes_until(&sock, |l| !l.contains("10.0.9.0/24"));
     assert!(!ping(&ws[0].ns, "10.0.9.1"), "the route went with the kernel's");
 
+    // Through a kernel nexthop object, as FRR installs routes; removing the object
+    // removes the route (the kernel says nothing of it), and the router's goes too.
+    node.exec(&["ip", "nexthop", "add", "id", "7", "via", "10.0.2.2", "dev", &ws[1].dev])
+        .unwrap();
+    node.exec(&["ip", "route", "add", "10.0.9.0/24", "nhid", "7"]).unwrap();
+    let listing = kernel_routes_until(&sock, |l| l.contains("10.0.9.0/24"));
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("10.0.9.0/24 metric 0: nexthop ") && l.ends_with(": out of w2 via 10.0.2.2")),
+        "{listing}"
+    );
+    assert!(
+        ping(&ws[0].ns, "10.0.9.1"),
+        "w1 -> 10.0.9.1 through the kernel's nexthop object"
+    );
+    node.exec(&["ip", "nexthop", "del", "id", "7"]).unwrap();
+    let listing = kernel_routes_until(&sock, |l| !l.contains("10.0.9.0/24"));
+    assert!(!listing.contains("10.0.9.0/24"), "{listing}");
+    assert!(!ping(&ws[0].ns, "10.0.9.1"), "gone with the object");
+
     // A reload without w2's port skips its route; with it again, the route is back.
     let next_reload = || {
         assert!(ctl(&["reload"]).0);

@@ -28,10 +28,22 @@ fn detached_soon(ns: &Netns, dev: &str) -> bool {
     !xdp_attached(ns, dev)
 }
 
-/// Writes `config` (two ports) to a file named after `what`, runs the router on it in
-/// `node` with a control socket, and waits for its first status line. Returns the running
+/// [`start_reloadable`], the file removed once the router runs. Returns the running
 /// router and its socket's path.
 fn run_file(node: &Netns, what: &str, config: &str) -> (Reaped, String) {
+    let (child, path, sock, _) = start_reloadable(node, what, config);
+    let _ = std::fs::remove_file(&path);
+    (child, sock)
+}
+
+/// Writes `config` to a file named after `what`, kept for reloads, and runs the router on
+/// it in `node` with a control socket, up to its first status line. Returns the running
+/// router, the file, the socket's path and the status lines to come.
+fn start_reloadable(
+    node: &Netns,
+    what: &str,
+    config: &str,
+) -> (Reaped, std::path::PathBuf, String, std::sync::mpsc::Receiver<String>) {
     let path = std::env::temp_dir().join(format!("vrouter-{what}-{}.toml", std::process::id()));
     std::fs::write(&path, config).unwrap();
     let sock = std::env::temp_dir().join(format!("vrouter-{what}-{}.sock", std::process::id()));
@@ -41,9 +53,8 @@ fn run_file(node: &Netns, what: &str, config: &str) -> (Reaped, String) {
     let first = status
         .recv_timeout(std::time::Duration::from_secs(20))
         .expect("a status line");
-    let _ = std::fs::remove_file(&path);
-    assert!(first.starts_with("vrouter running: 2 ports"), "{first}");
-    (child, sock)
+    assert!(first.starts_with("vrouter running"), "{first}");
+    (child, path, sock, status)
 }
 
 /// `vrouter run --config PATH` in `node`.
@@ -485,18 +496,12 @@ fn route_commands_steer_traffic_and_survive_reloads() {
             ws[0].port, ws[1].port, ws[0].route
         )
     };
-    let path = std::env::temp_dir().join(format!("vrouter-routes-{}.toml", std::process::id()));
-    std::fs::write(&path, config(without_route)).unwrap();
-    let sock = std::env::temp_dir().join(format!("vrouter-routes-{}.sock", std::process::id()));
-    let sock = sock.to_str().unwrap().to_string();
-    let mut child = start_router(&node, &path, &sock, Stdio::inherit());
-    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
+    let (mut child, path, sock, status) = start_reloadable(&node, "routes", &config(without_route));
     let next_line = || {
         status
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("a status line")
     };
-    assert!(next_line().starts_with("vrouter running"));
     let ctl = |args: &[&str]| ctl(&sock, args);
     assert!(!ping(&ws[0].ns, "10.0.2.2"), "no route to w2 yet");
 
@@ -698,18 +703,12 @@ fn kernel_routes_are_followed_into_a_vrf() {
     node.exec(&["ip", "link", "set", "lo", "up"]).unwrap();
     node.exec(&["ip", "route", "add", "10.0.2.2/32", "dev", &ws[1].dev])
         .unwrap();
-    let path = std::env::temp_dir().join(format!("vrouter-kernel-{}.toml", std::process::id()));
-    std::fs::write(&path, config(&both, follow)).unwrap();
-    let sock = std::env::temp_dir().join(format!("vrouter-kernel-{}.sock", std::process::id()));
-    let sock = sock.to_str().unwrap().to_string();
-    let mut child = start_router(&node, &path, &sock, Stdio::inherit());
-    let status = lines_of(Box::new(child.0.stdout.take().unwrap()));
+    let (mut child, path, sock, status) = start_reloadable(&node, "kernel", &config(&both, follow));
     let next_line = || {
         status
             .recv_timeout(std::time::Duration::from_secs(20))
             .expect("a status line")
     };
-    assert!(next_line().starts_with("vrouter running"));
     let ctl = |args: &[&str]| ctl(&sock, args);
 
     assert!(

@@ -172,7 +172,22 @@ impl Follower {
         let key = (r.dst, r.len);
         let by_metric = self.kernel.entry(key).or_default();
         if r.deleted {
-            by_metric.remove(&r.metric);
+            // IPv6 keeps the hops of a multipath route apart: deleting one (`ip -6 route
+            // del P via G`) announces that hop alone, and the others stay.
+            let stays = by_metric.get_mut(&r.metric).is_some_and(|kept| {
+                let one_of_more = r.nexthop_object.is_none()
+                    && kept.nexthop_object.is_none()
+                    && !r.hops.is_empty()
+                    && kept.hops.len() > r.hops.len();
+                one_of_more && {
+                    kept.hops
+                        .retain(|h| !r.hops.iter().any(|d| d.ifindex == h.ifindex && d.gateway == h.gateway));
+                    !kept.hops.is_empty()
+                }
+            });
+            if !stays {
+                by_metric.remove(&r.metric);
+            }
             if by_metric.is_empty() {
                 self.kernel.remove(&key);
             }

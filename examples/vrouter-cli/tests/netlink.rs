@@ -7,8 +7,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::Value;
+use vrouter::fib::{Fib, FibBuilder};
 use vrouter::lab::{Netns, Veth};
-use vrouter_cli::kernel_routes::{PROTOCOLS, device_name};
+use vrouter_cli::dynamic::Routing;
+use vrouter_cli::kernel_routes::{Follower, KernelRoutes, PROTOCOLS, PortDevice, device_name};
 use vrouter_cli::netlink::{Dump, Message, ObjectVia, Received, RouteSocket, parse};
 
 const KINDS: [&str; 9] = [
@@ -218,5 +220,140 @@ fn our_dump_reads_as_iproute2_reads_it() {
         "table main unicast 10.7.0.0/16 proto boot metric 0 nhid 12 hops 10.1.0.2@",
     ] {
         assert!(got.iter().any(|l| l.starts_with(line)), "{line}\n{got:#?}");
+    }
+}
+
+/// A follower of the main table into VRF 0 against a router whose one port `a` is on
+/// `dev`.
+fn follower(dev: &str) -> (Follower, Routing, Fib) {
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).unwrap();
+    let fib = Fib::new();
+    b.publish(&fib).unwrap();
+    let port = PortDevice {
+        name: "a".into(),
+        device: dev.into(),
+        host: false,
+    };
+    let cfg = KernelRoutes {
+        table: 254,
+        vrf: 0,
+        protocols: vec![],
+    };
+    (Follower::new(cfg, vec![port]), Routing::new(b, vec!["a".into()]), fib)
+}
+
+/// Notes the messages waiting on `sock` (with `dump`, every message up to the dump's end,
+/// waiting for them), and applies them.
+fn take(sock: &mut RouteSocket, f: &mut Follower, r: &mut Routing, fib: &Fib, dump: bool) {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut keys = Vec::new();
+    loop {
+        let got = if dump {
+            sock.recv(&mut buf)
+        } else {
+            sock.try_recv(&mut buf)
+        };
+        let Received::Bytes(n) = got.unwrap() else { break };
+        let mut done = false;
+        for m in parse(&buf[..n]).unwrap() {
+            match m {
+                Message::Route(x) => keys.extend(f.note(x)),
+                Message::Nexthop(o) => keys.extend(f.note_object(o)),
+                Message::Done => done = true,
+                _ => {}
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    f.reconcile(&keys, r, fib, &device_name);
+}
+
+/// `show kernel-routes` without the nexthop ids (two followers number them apart).
+fn without_ids(listing: Vec<String>) -> Vec<String> {
+    listing
+        .into_iter()
+        .map(|l| match l.split_once(": nexthop ") {
+            Some((p, rest)) => format!("{p}: {}", rest.split_once(": ").map_or(rest, |x| x.1)),
+            None => l,
+        })
+        .collect()
+}
+
+/// The kernel's own announcements, heard and applied one after another, leave a follower
+/// where a fresh dump of the table leaves another: for replaced, appended and deleted
+/// multipath hops of both families (IPv6 announces one deleted hop alone), metrics, and
+/// routes through a nexthop object that is then replaced.
+#[test]
+fn changes_heard_leave_the_follower_where_a_fresh_dump_does() {
+    let (ns, peer) = (Netns::new("nc").unwrap(), Netns::new("nq").unwrap());
+    let veth = Veth::new(&ns, &peer, 1).unwrap();
+    let dev = veth.a.clone();
+    ns.exec(&[
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.disable_ipv6=0",
+        &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+    ])
+    .unwrap();
+    for cmd in [
+        format!("addr add 10.1.0.1/24 dev {dev}"),
+        format!("-6 addr add fd00::1/64 dev {dev} nodad"),
+    ] {
+        ns.exec(&[&["ip"], cmd.split(' ').collect::<Vec<_>>().as_slice()].concat())
+            .unwrap();
+    }
+    let (heard, fresh) = ns.run(|| {
+        // As the router starts: subscribed, then the table read whole.
+        let mut sock = RouteSocket::subscribed(Duration::from_millis(200)).unwrap();
+        let dumped = |f: &mut Follower, r: &mut Routing, fib: &Fib| {
+            let mut dumps = RouteSocket::for_dumps(Duration::from_millis(200)).unwrap();
+            for what in [Dump::Nexthops, Dump::Routes] {
+                dumps.request_dump(what).unwrap();
+                take(&mut dumps, f, r, fib, true);
+            }
+        };
+        let (mut f, mut r, fib) = follower(&dev);
+        dumped(&mut f, &mut r, &fib);
+        for cmd in [
+            "route add 10.2.0.0/16 via 10.1.0.2".to_string(),
+            "route add 10.3.0.0/16 nexthop via 10.1.0.2 nexthop via 10.1.0.3 weight 2".into(),
+            "route replace 10.3.0.0/16 via 10.1.0.3".into(),
+            "route add 10.4.0.0/16 via 10.1.0.2 metric 10".into(),
+            "route add 10.4.0.0/16 via 10.1.0.3 metric 5".into(),
+            "route del 10.4.0.0/16 metric 5".into(),
+            "-6 route add fd09::/48 via fd00::2".into(),
+            "-6 route append fd09::/48 via fd00::3".into(),
+            "-6 route append fd09::/48 via fd00::4".into(),
+            "-6 route del fd09::/48 via fd00::2".into(),
+            "-6 route add fd0a::/48 nexthop via fd00::2 nexthop via fd00::3".into(),
+            "-6 route del fd0a::/48".into(),
+            format!("nexthop add id 10 via 10.1.0.2 dev {dev}"),
+            "route add 10.5.0.0/16 nhid 10".into(),
+            format!("nexthop replace id 10 via 10.1.0.3 dev {dev}"),
+            "route add blackhole 10.6.0.0/16".into(),
+            "route del 10.2.0.0/16".into(),
+        ] {
+            let args: Vec<&str> = cmd.split(' ').collect();
+            ns.exec(&[&["ip"], args.as_slice()].concat()).unwrap();
+            take(&mut sock, &mut f, &mut r, &fib, false);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        take(&mut sock, &mut f, &mut r, &fib, false);
+        let (mut g, mut q, fib2) = follower(&dev);
+        dumped(&mut g, &mut q, &fib2);
+        (f.listing(), g.listing())
+    });
+    assert_eq!(without_ids(heard.clone()), without_ids(fresh), "{heard:#?}");
+    let heard = without_ids(heard);
+    for line in [
+        "fd09::/48 metric 1024: out of a via fd00::3 weight 1, out of a via fd00::4 weight 1",
+        "10.5.0.0/16 metric 0: out of a via 10.1.0.3",
+        "10.4.0.0/16 metric 10: out of a via 10.1.0.2",
+        "10.6.0.0/16 metric 0: discard",
+    ] {
+        assert!(heard.iter().any(|l| l == line), "{line}\n{heard:#?}");
     }
 }

@@ -54,10 +54,11 @@ struct File {
     namespace: Vec<Spanned<NamespaceDef>>,
     #[serde(default)]
     pod: Vec<Spanned<PodDef>>,
-    kernel_routes: Option<Spanned<KernelRoutesDef>>,
+    #[serde(default)]
+    kernel_routes: Vec<Spanned<KernelRoutesDef>>,
 }
 
-/// The `[kernel_routes]` table: a kernel routing table followed into a VRF.
+/// A `[[kernel_routes]]` table: a kernel routing table followed into a VRF.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KernelRoutesDef {
@@ -276,8 +277,9 @@ pub struct Config {
     /// Spare route tables kept per family, for route changes to patch into (`None`: one
     /// per big table running).
     pub spare_tables: Option<usize>,
-    /// A kernel routing table to follow into a VRF ([`crate::kernel_routes`]).
-    pub kernel_routes: Option<KernelRoutes>,
+    /// Kernel routing tables to follow, each into a VRF of its own
+    /// ([`crate::kernel_routes`]).
+    pub kernel_routes: Vec<KernelRoutes>,
 }
 
 impl Config {
@@ -854,10 +856,21 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         }
     };
     let flows = flow_table(&cx, f.flows.as_ref())?;
-    let kernel_routes = match &f.kernel_routes {
-        Some(k) => Some(kernel_routes(&cx, k, &f.vrf)?),
-        None => None,
-    };
+    let mut kernel_routes: Vec<KernelRoutes> = Vec::new();
+    for def in &f.kernel_routes {
+        let k = kernel_routes_of(&cx, def, &f.vrf)?;
+        let e = |field: &str, why: String| cx.err(def.span().start, "kernel_routes", field, why);
+        if kernel_routes.iter().any(|o| o.table == k.table) {
+            return Err(e("table", format!("table {} is followed already", k.table)));
+        }
+        if let Some(o) = kernel_routes.iter().find(|o| o.vrf == k.vrf) {
+            return Err(e(
+                "vrf",
+                format!("VRF {} follows table {} already (one table a VRF)", k.vrf, o.table),
+            ));
+        }
+        kernel_routes.push(k);
+    }
     Ok(Config {
         node: NodeConfig {
             ports,
@@ -875,8 +888,8 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
     })
 }
 
-/// `[kernel_routes]`, each field checked.
-fn kernel_routes(
+/// A `[[kernel_routes]]` table, each field checked.
+fn kernel_routes_of(
     cx: &Ctx<'_>,
     def: &Spanned<KernelRoutesDef>,
     vrfs: &[Spanned<VrfDef>],
@@ -1835,41 +1848,58 @@ spec:
 
     #[test]
     fn kernel_routes_name_a_table_a_vrf_and_protocols() {
-        let with = |table: &str| format!("{GOOD}\n[kernel_routes]\n{table}");
-        let c = parse("good.toml", &with("vrf = 1\nprotocols = [\"bird\", 4, \"zebra\"]")).unwrap();
+        let with = |tables: &[&str]| {
+            let tables: String = tables.iter().map(|t| format!("\n[[kernel_routes]]\n{t}\n")).collect();
+            format!("{GOOD}{tables}")
+        };
+        let c = parse(
+            "good.toml",
+            &with(&["vrf = 1\nprotocols = [\"bird\", 4, \"zebra\"]", "table = 100"]),
+        )
+        .unwrap();
         assert_eq!(
             c.kernel_routes,
-            Some(KernelRoutes {
-                table: 254,
-                vrf: 1,
-                protocols: vec![12, 4, 11]
-            })
+            [
+                KernelRoutes {
+                    table: 254,
+                    vrf: 1,
+                    protocols: vec![12, 4, 11]
+                },
+                KernelRoutes {
+                    table: 100,
+                    vrf: 0,
+                    protocols: vec![]
+                }
+            ]
         );
-        assert_eq!(
-            parse("good.toml", &with("table = 100"))
-                .unwrap()
-                .kernel_routes
-                .unwrap()
-                .table,
-            100
-        );
-        assert_eq!(parse("good.toml", GOOD).unwrap().kernel_routes, None);
+        assert_eq!(parse("good.toml", GOOD).unwrap().kernel_routes, []);
         let ports = parse("good.toml", GOOD).unwrap().port_devices();
         assert!(ports.iter().all(|p| !p.host) && ports[0].device == "eth1", "{ports:?}");
-        for (table, says) in [
-            ("table = 255", "field `table`: 255 is the `local` table"),
-            ("table = 0", "field `table`: 0 is not a table number"),
-            ("table = \"mine\"", "field `table`: \"mine\" is not a table number"),
-            ("vrf = 7", "field `vrf`: VRF 7 is not defined in a [[vrf]] table"),
+        for (tables, says) in [
+            (&["table = 255"][..], "field `table`: 255 is the `local` table"),
+            (&["table = 0"], "field `table`: 0 is not a table number"),
+            (&["table = \"mine\""], "field `table`: \"mine\" is not a table number"),
+            (&["vrf = 7"], "field `vrf`: VRF 7 is not defined in a [[vrf]] table"),
             (
-                "protocols = [\"egp\"]",
+                &["protocols = [\"egp\"]"],
                 "field `protocols`: `egp` is not a protocol this knows",
             ),
-            ("protocols = [256]", "field `protocols`: 256 is not a protocol number"),
-            ("tables = 1", "unknown field `tables`"),
+            (
+                &["protocols = [256]"],
+                "field `protocols`: 256 is not a protocol number",
+            ),
+            (&["tables = 1"], "unknown field `tables`"),
+            (
+                &["vrf = 1", "table = \"main\""],
+                "field `table`: table 254 is followed already",
+            ),
+            (
+                &["vrf = 1", "table = 100\nvrf = 1"],
+                "field `vrf`: VRF 1 follows table 254 already",
+            ),
         ] {
-            let e = parse("good.toml", &with(table)).err().unwrap();
-            assert!(e.contains(says) && e.starts_with("good.toml:"), "{table}: {e}");
+            let e = parse("good.toml", &with(tables)).err().unwrap();
+            assert!(e.contains(says) && e.starts_with("good.toml:"), "{tables:?}: {e}");
         }
     }
 

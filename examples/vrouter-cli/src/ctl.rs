@@ -50,12 +50,12 @@ pub(crate) struct State {
     pub(crate) routing: Arc<Mutex<Routing>>,
     /// How many of them are dynamic, and the `route` lines applied and refused.
     pub(crate) route_counters: Arc<RouteCounters>,
-    /// The kernel routes follower's state, while a `[kernel_routes]` table is followed.
+    /// The kernel routes followers' states, one per `[[kernel_routes]]` table.
     pub(crate) kernel_routes: KernelRoutesSlot,
 }
 
-/// Where the kernel routes follower's state is, while there is one.
-pub(crate) type KernelRoutesSlot = Arc<Mutex<Option<Arc<Mutex<Follower>>>>>;
+/// Where the kernel routes followers' states are.
+pub(crate) type KernelRoutesSlot = Arc<Mutex<Vec<Arc<Mutex<Follower>>>>>;
 
 /// The commands, for an unknown or empty one.
 fn help() -> String {
@@ -201,12 +201,17 @@ fn answer(cmd: &str, s: &State) -> String {
             v
         }
         ["show", "kernel-routes"] => {
-            let follower = s.kernel_routes.lock().ok().and_then(|f| f.clone());
-            match follower.as_ref().map(|f| f.lock()) {
-                Some(Ok(f)) => f.listing(),
-                Some(Err(_)) => vec!["error: the kernel routes state is poisoned".into()],
-                None => vec!["no kernel table is followed (the config has no [kernel_routes] table)".into()],
+            let followers = s.kernel_routes.lock().map(|f| f.clone()).unwrap_or_default();
+            if followers.is_empty() {
+                return "no kernel table is followed (the config has no [[kernel_routes]] table)\n".into();
             }
+            followers
+                .iter()
+                .flat_map(|f| match f.lock() {
+                    Ok(f) => f.listing(),
+                    Err(_) => vec!["error: the kernel routes state is poisoned".into()],
+                })
+                .collect()
         }
         ["show", "stats"] => {
             let per: Vec<Stats> = s.counters.iter().map(|c| c.snapshot()).collect();
@@ -257,9 +262,11 @@ fn answer(cmd: &str, s: &State) -> String {
                 r.misses.1,
                 r.misses.2
             ));
-            if let Some((followed, skipped)) = crate::metrics::kernel_counts(&s.kernel_routes) {
-                v.push(format!("kernel routes: {followed} followed, {skipped} skipped"));
-            }
+            v.extend(crate::metrics::kernel_counts(&s.kernel_routes).into_iter().map(
+                |(table, vrf, followed, skipped)| {
+                    format!("kernel routes: table {table} -> vrf {vrf}: {followed} followed, {skipped} skipped")
+                },
+            ));
             if let Some(quota) = cfg.vrf_quota {
                 v.extend(s.tables.fib.snapshot().vrf_ids().map(|vrf| {
                     let (n, refused) = s.tables.flows.vrf_usage(vrf);

@@ -1,4 +1,4 @@
-//! A kernel routing table followed into a VRF (`[kernel_routes]`): what a route daemon
+//! A kernel routing table followed into a VRF (`[[kernel_routes]]`): what a route daemon
 //! (BIRD, FRR's zebra), a CNI or an operator with `ip route` puts into that table becomes
 //! a dynamic route of the router, changes with it and leaves with it. This is how the
 //! Calico model's route daemons keep programming the kernel, and the router follows.
@@ -35,7 +35,7 @@ use crate::dynamic::{Command, Routing};
 use crate::netlink::{self, Dump, Hop, Message, NexthopObject, ObjectVia, Received, Route, RouteSocket, kind};
 use vrouter::fib::{Fib, NexthopId, VrfId};
 
-/// The `[kernel_routes]` table, checked.
+/// A `[[kernel_routes]]` table, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelRoutes {
     /// The kernel table followed (254 is `main`).
@@ -46,7 +46,7 @@ pub struct KernelRoutes {
     pub protocols: Vec<u8>,
 }
 
-/// Protocol names `[kernel_routes] protocols` takes besides numbers
+/// Protocol names `[[kernel_routes]] protocols` takes besides numbers
 /// (`/etc/iproute2/rt_protos`).
 pub const PROTOCOLS: [(&str, u8); 12] = [
     ("redirect", 1),
@@ -150,6 +150,11 @@ impl Follower {
         }
     }
 
+    /// The kernel table followed, and the VRF it goes into.
+    pub fn table_and_vrf(&self) -> (u32, VrfId) {
+        (self.cfg.table, self.cfg.vrf)
+    }
+
     /// How many prefixes are installed, and how many skipped.
     pub fn counts(&self) -> (usize, usize) {
         (self.installed.len(), self.skipped.len())
@@ -175,7 +180,8 @@ impl Follower {
             // IPv6 keeps the hops of a multipath route apart: deleting one (`ip -6 route
             // del P via G`) announces that hop alone, and the others stay.
             let stays = by_metric.get_mut(&r.metric).is_some_and(|kept| {
-                let one_of_more = r.nexthop_object.is_none()
+                let one_of_more = r.dst.is_ipv6()
+                    && r.nexthop_object.is_none()
                     && kept.nexthop_object.is_none()
                     && !r.hops.is_empty()
                     && kept.hops.len() > r.hops.len();
@@ -609,28 +615,20 @@ pub fn device_name(ifindex: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
-/// What a running follower is told.
-pub enum Update {
-    /// The ports after a reload: every prefix is applied again.
-    Ports(Vec<PortDevice>),
-    /// Another `[kernel_routes]` table: what was followed is withdrawn, the new table read.
-    Config(KernelRoutes),
-}
-
 /// A follower running on its thread: its state for `show kernel-routes`, and a way to tell
 /// it of reloads. Dropping it withdraws what it installed and stops the thread.
 pub struct Handle {
     /// The state, for listings.
     pub state: Arc<Mutex<Follower>>,
-    tx: Option<Sender<Update>>,
+    tx: Option<Sender<Vec<PortDevice>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Handle {
-    /// Tells the follower of a reload.
-    pub fn update(&self, u: Update) {
+    /// Tells the follower the ports after a reload: every prefix is applied again.
+    pub fn set_ports(&self, ports: Vec<PortDevice>) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(u);
+            let _ = tx.send(ports);
         }
     }
 }
@@ -775,23 +773,16 @@ impl Thread {
         }
     }
 
-    fn run(mut self, sock: RouteSocket, rx: Receiver<Update>) {
+    fn run(mut self, sock: RouteSocket, rx: Receiver<Vec<PortDevice>>) {
         let (mut reread, mut quiet): (Option<Instant>, bool) = (None, false);
         loop {
             match rx.try_recv() {
-                Ok(Update::Ports(ports)) => {
+                Ok(ports) => {
                     if let (Ok(mut f), Ok(mut r)) = (self.state.lock(), self.routing.lock()) {
                         f.ports = ports;
                         f.forget_lost(&mut r, &self.fib);
                     }
                     self.reconcile(None);
-                }
-                Ok(Update::Config(cfg)) => {
-                    self.withdraw();
-                    if let Ok(mut f) = self.state.lock() {
-                        f.cfg = cfg;
-                    }
-                    self.redump();
                 }
                 Err(TryRecvError::Disconnected) => return self.withdraw(),
                 Err(TryRecvError::Empty) => {}

@@ -41,7 +41,7 @@ fn answer(
     counters: &[SharedCounters],
     ports: &Ports,
     routes: &RouteCounters,
-    kernel: Option<(usize, usize)>,
+    kernel: Vec<(u32, u32, usize, usize)>,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut req = [0u8; 1024];
@@ -60,11 +60,17 @@ fn answer(
     )
 }
 
-/// The kernel routes follower's followed and skipped prefixes, if there is one.
-pub(crate) fn kernel_counts(slot: &KernelRoutesSlot) -> Option<(usize, usize)> {
-    let follower = slot.lock().ok()?.clone()?;
-    let counts = follower.lock().ok()?.counts();
-    Some(counts)
+/// Each kernel routes follower's table, VRF, and followed and skipped prefixes.
+pub(crate) fn kernel_counts(slot: &KernelRoutesSlot) -> Vec<(u32, u32, usize, usize)> {
+    let followers = slot.lock().map(|f| f.clone()).unwrap_or_default();
+    followers
+        .iter()
+        .filter_map(|f| {
+            let f = f.lock().ok()?;
+            let ((table, vrf), (followed, skipped)) = (f.table_and_vrf(), f.counts());
+            Some((table, vrf, followed, skipped))
+        })
+        .collect()
 }
 
 fn render(
@@ -72,7 +78,7 @@ fn render(
     counters: &[SharedCounters],
     ports: &Ports,
     routes: &RouteCounters,
-    kernel: Option<(usize, usize)>,
+    kernel: Vec<(u32, u32, usize, usize)>,
 ) -> String {
     let mut out = String::new();
     let mut family = |name: &str, help: &str, kind: &str, rows: Vec<(String, u64)>| {
@@ -236,18 +242,24 @@ fn render(
         "gauge",
         vec![(String::new(), r.dynamic_neighbors as u64)],
     );
-    if let Some((followed, skipped)) = kernel {
+    if !kernel.is_empty() {
+        let by_table = |pick: fn(&(u32, u32, usize, usize)) -> usize| {
+            kernel
+                .iter()
+                .map(|k| (format!("{{table=\"{}\",vrf=\"{}\"}}", k.0, k.1), pick(k) as u64))
+                .collect()
+        };
         family(
             "vrouter_kernel_routes_followed",
-            "Prefixes of the kernel table followed (`[kernel_routes]`) that are routes of the router.",
+            "Prefixes of a kernel table followed (`[[kernel_routes]]`) that are routes of the router.",
             "gauge",
-            vec![(String::new(), followed as u64)],
+            by_table(|k| k.2),
         );
         family(
             "vrouter_kernel_routes_skipped",
-            "Prefixes of the kernel table followed that the router could not take (`show kernel-routes` says why).",
+            "Prefixes of a kernel table followed that the router could not take (`show kernel-routes` says why).",
             "gauge",
-            vec![(String::new(), skipped as u64)],
+            by_table(|k| k.3),
         );
     }
     family(

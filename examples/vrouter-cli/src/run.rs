@@ -10,7 +10,7 @@ use vrouter::{ChangeError, Paused, Router, Running, af_xdp::AttachMode, fib::Fib
 use crate::{ctl, metrics};
 use vrouter_cli::config::{self, Config, Listing};
 use vrouter_cli::dynamic::Routing;
-use vrouter_cli::kernel_routes::{self, KernelRoutes, PortDevice, Update};
+use vrouter_cli::kernel_routes::{self, KernelRoutes, PortDevice};
 
 /// Blocks the stop and reload signals in this thread (and the threads it starts), so
 /// `sigwait` receives them.
@@ -43,9 +43,9 @@ struct Live {
     running: Option<Running>,
     listing: Arc<Mutex<Listing>>,
     ports: Arc<Mutex<ctl::Ports>>,
-    /// The kernel table followed, and its follower.
-    kernel: Option<(KernelRoutes, kernel_routes::Handle)>,
-    /// The follower's state, for `show kernel-routes`.
+    /// The kernel tables followed, and their followers.
+    kernel: Vec<(KernelRoutes, kernel_routes::Handle)>,
+    /// The followers' states, for `show kernel-routes`.
     kernel_slot: ctl::KernelRoutesSlot,
 }
 
@@ -109,20 +109,22 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         changes: Default::default(),
     }));
     let kernel_slot = ctl::KernelRoutesSlot::default();
-    let kernel = match cfg.kernel_routes.clone() {
-        None => None,
-        Some(k) => match kernel_routes::spawn(k.clone(), cfg.port_devices(), routing.clone(), fib.clone()) {
-            Ok(h) => Some((k, h)),
+    let mut kernel = Vec::new();
+    for k in cfg.kernel_routes.clone() {
+        match kernel_routes::spawn(k.clone(), cfg.port_devices(), routing.clone(), fib.clone()) {
+            Ok(h) => {
+                let (followed, skipped) = h.state.lock().map(|f| f.counts()).unwrap_or_default();
+                tracing::info!(table = k.table, vrf = k.vrf, followed, skipped, "kernel routes read");
+                kernel.push((k, h));
+            }
             Err(e) => {
-                eprintln!("{path}: kernel_routes: {e}");
+                eprintln!("{path}: kernel_routes table {}: {e}", k.table);
                 return ExitCode::FAILURE;
             }
-        },
-    };
-    if let (Some((k, h)), Ok(mut slot)) = (&kernel, kernel_slot.lock()) {
-        *slot = Some(h.state.clone());
-        let (followed, skipped) = h.state.lock().map(|f| f.counts()).unwrap_or_default();
-        tracing::info!(table = k.table, vrf = k.vrf, followed, skipped, "kernel routes read");
+        }
+    }
+    if let Ok(mut slot) = kernel_slot.lock() {
+        *slot = kernel.iter().map(|(_, h)| h.state.clone()).collect();
     }
     let state = ctl::State {
         ports: ports.clone(),
@@ -230,29 +232,37 @@ impl Live {
         })
     }
 
-    /// Tells the kernel routes follower of a reload: the ports now, and the table to
-    /// follow (the follower starts, changes table or stops with the file).
-    fn follow(&mut self, (table, ports): (Option<KernelRoutes>, Vec<PortDevice>)) -> Result<(), String> {
-        match (self.kernel.take(), table) {
-            (Some((old, h)), Some(new)) => {
-                if old != new {
-                    h.update(Update::Config(new.clone()));
-                }
-                h.update(Update::Ports(ports));
-                self.kernel = Some((new, h));
+    /// Tells the kernel routes followers of a reload: those of tables the file no longer
+    /// follows as before stop first (withdrawing what they installed: a VRF a table
+    /// leaves is free before another takes it), the others are told the ports, and the
+    /// new ones start.
+    fn follow(&mut self, (tables, ports): (Vec<KernelRoutes>, Vec<PortDevice>)) -> Result<(), String> {
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut self.kernel)
+            .into_iter()
+            .partition(|(k, _)| tables.contains(k));
+        drop(gone);
+        for (_, h) in &kept {
+            h.set_ports(ports.clone());
+        }
+        self.kernel = kept;
+        let mut failed = Vec::new();
+        for k in tables {
+            if self.kernel.iter().any(|(o, _)| *o == k) {
+                continue;
             }
-            (None, Some(new)) => {
-                let h = kernel_routes::spawn(new.clone(), ports, self.routing.clone(), self.fib.clone())
-                    .map_err(|e| format!("kernel_routes: {e}"))?;
-                self.kernel = Some((new, h));
+            match kernel_routes::spawn(k.clone(), ports.clone(), self.routing.clone(), self.fib.clone()) {
+                Ok(h) => self.kernel.push((k, h)),
+                Err(e) => failed.push(format!("kernel_routes table {}: {e}", k.table)),
             }
-            // Dropping a follower withdraws what it installed.
-            (_, None) => {}
         }
         if let Ok(mut slot) = self.kernel_slot.lock() {
-            *slot = self.kernel.as_ref().map(|(_, h)| h.state.clone());
+            *slot = self.kernel.iter().map(|(_, h)| h.state.clone()).collect();
         }
-        Ok(())
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
     }
 
     /// [`Live::reload`] of the file read as `text`, `new`, up to the kernel routes.

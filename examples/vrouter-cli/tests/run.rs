@@ -662,6 +662,12 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// Whether `text` has a line that starts with `start` and ends with `end` (a nexthop id
+/// between, which the kernel routes followers give out in the order they need them).
+fn has_line(text: &str, start: &str, end: &str) -> bool {
+    text.lines().any(|l| l.starts_with(start) && l.ends_with(end))
+}
+
 /// Polls `show kernel-routes` until `done` holds of it (2 s at most); returns it.
 fn kernel_routes_until(sock: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
@@ -699,10 +705,22 @@ fn kernel_routes_are_followed_into_a_vrf() {
         )
     };
     let both = [ws[0].port.as_str(), w2_port.as_str()];
-    let follow = "[kernel_routes]\nvrf = 1\n";
+    // Main into the workloads' VRF 1; table 100 (a Linux VRF's, say) into VRF 0.
+    let follow = "[[kernel_routes]]\nvrf = 1\n\n[[kernel_routes]]\ntable = 100\n";
     node.exec(&["ip", "link", "set", "lo", "up"]).unwrap();
     node.exec(&["ip", "route", "add", "10.0.2.2/32", "dev", &ws[1].dev])
         .unwrap();
+    let table_100 = [
+        "10.0.5.0/24",
+        "via",
+        "10.0.2.2",
+        "dev",
+        &ws[1].dev,
+        "onlink",
+        "table",
+        "100",
+    ];
+    node.exec(&[&["ip", "route", "add"], &table_100[..]].concat()).unwrap();
     let (mut child, path, sock, status) = start_reloadable(&node, "kernel", &config(&both, follow));
     let next_line = || {
         status
@@ -740,8 +758,18 @@ fn kernel_routes_are_followed_into_a_vrf() {
         "{listing}"
     );
     assert!(
-        listing.contains("10.0.9.0/24 metric 0: nexthop 2147483649: out of w2 via 10.0.2.2"),
+        has_line(&listing, "10.0.9.0/24 metric 0: nexthop ", ": out of w2 via 10.0.2.2"),
         "{listing}"
+    );
+    assert!(
+        listing.contains("\nkernel table 100 -> vrf 0: 1 routes followed, 0 skipped\n")
+            && has_line(&listing, "10.0.5.0/24 metric 0: nexthop ", ": out of w2 via 10.0.2.2"),
+        "{listing}"
+    );
+    let (_, get) = ctl(&["route", "get", "vrf", "0", "10.0.5.1"]);
+    assert!(
+        get.starts_with("vrf 0 10.0.5.1: route 10.0.5.0/24 -> nexthop "),
+        "{get}"
     );
     assert!(
         listing.contains("10.0.7.0/24 metric 0: skipped: `lo` is not a port of the router"),
@@ -752,10 +780,11 @@ fn kernel_routes_are_followed_into_a_vrf() {
         "{listing}"
     );
     assert!(ping(&ws[0].ns, "10.0.9.1"), "w1 -> 10.0.9.1 via w2, by the route added");
+    let (_, stats) = ctl(&["show", "stats"]);
     assert!(
-        ctl(&["show", "stats"])
-            .1
-            .contains("\nkernel routes: 2 followed, 2 skipped\n")
+        stats.contains("\nkernel routes: table 254 -> vrf 1: 2 followed, 2 skipped\n")
+            && stats.contains("\nkernel routes: table 100 -> vrf 0: 1 followed, 0 skipped\n"),
+        "{stats}"
     );
     let metrics = node.run(|| {
         use std::io::{Read, Write};
@@ -766,9 +795,10 @@ fn kernel_routes_are_followed_into_a_vrf() {
         s
     });
     assert!(
-        metrics.contains("\nvrouter_kernel_routes_followed 2\n")
-            && metrics.contains("\nvrouter_kernel_routes_skipped 2\n")
-            && metrics.contains("\nvrouter_dynamic_routes 2\n"),
+        metrics.contains("\nvrouter_kernel_routes_followed{table=\"254\",vrf=\"1\"} 2\n")
+            && metrics.contains("\nvrouter_kernel_routes_skipped{table=\"254\",vrf=\"1\"} 2\n")
+            && metrics.contains("\nvrouter_kernel_routes_followed{table=\"100\",vrf=\"0\"} 1\n")
+            && metrics.contains("\nvrouter_dynamic_routes 3\n"),
         "{metrics}"
     );
     node.exec(&["ip", "route", "del", "10.0.9.0/24"]).unwrap();
@@ -782,9 +812,7 @@ fn kernel_routes_are_followed_into_a_vrf() {
     node.exec(&["ip", "route", "add", "10.0.9.0/24", "nhid", "7"]).unwrap();
     let listing = kernel_routes_until(&sock, |l| l.contains("10.0.9.0/24"));
     assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("10.0.9.0/24 metric 0: nexthop ") && l.ends_with(": out of w2 via 10.0.2.2")),
+        has_line(&listing, "10.0.9.0/24 metric 0: nexthop ", ": out of w2 via 10.0.2.2"),
         "{listing}"
     );
     assert!(

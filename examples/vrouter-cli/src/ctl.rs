@@ -60,7 +60,7 @@ pub(crate) type KernelRoutesSlot = Arc<Mutex<Vec<Arc<Mutex<Follower>>>>>;
 /// The commands, for an unknown or empty one.
 fn help() -> String {
     format!(
-        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|stats|drops, show routes vrf V, show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|stats|drops, show routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
         dynamic::SYNTAX
     )
 }
@@ -173,10 +173,9 @@ fn answer(cmd: &str, s: &State) -> String {
                 .collect()
         }
         ["show", "vrfs"] => listed(s, |l| &l.vrfs, |r| r.vrf_listing().collect()),
-        ["show", "routes"] => show_routes(s, None),
-        ["show", "routes", "vrf", vrf] => match vrf.parse::<u32>() {
-            Ok(vrf) => show_routes(s, Some(vrf)),
-            Err(_) => vec![format!("error: `{vrf}` is not a VRF id")],
+        ["show", "routes", filter @ ..] => match RouteFilter::parse(filter) {
+            Ok(f) => show_routes(s, &f),
+            Err(e) => vec![format!("error: {e}")],
         },
         ["show", "nexthops"] => listed(s, |l| &l.nexthops, |r| r.nexthop_listing().collect()),
         ["show", "labels"] => listed(s, |l| &l.labels, |r| r.label_listing().collect()),
@@ -386,17 +385,67 @@ fn listed(
     v
 }
 
-/// `show routes [vrf V]`: the file's routes, then the dynamic ones, of every VRF or `vrf`.
-fn show_routes(s: &State, vrf: Option<u32>) -> Vec<String> {
+/// `show routes [vrf V] [within PREFIX/LEN]`: the file's routes, then the dynamic ones,
+/// of every VRF or `vrf`, and of every prefix or those inside `within` (a big table's
+/// corner: what a route daemon announced for one site, say).
+fn show_routes(s: &State, f: &RouteFilter) -> Vec<String> {
     let mut v = s.listing.lock().map(|l| l.routes.clone()).unwrap_or_default();
     if let Ok(r) = s.routing.lock() {
         v.extend(r.listing());
     }
-    if let Some(vrf) = vrf {
-        let of = format!("vrf {vrf} ");
-        v.retain(|line| line.starts_with(&of));
-    }
+    v.retain(|line| f.matches(line));
     v
+}
+
+/// What `show routes` lists.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct RouteFilter {
+    vrf: Option<u32>,
+    within: Option<(IpAddr, u8)>,
+}
+
+/// `addr` with all but its first `len` bits cleared.
+fn masked(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => IpAddr::V4((u32::from(a) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)).into()),
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)).into()),
+    }
+}
+
+impl RouteFilter {
+    fn parse(words: &[&str]) -> Result<Self, String> {
+        let mut f = RouteFilter::default();
+        for pair in words.chunks(2) {
+            match pair {
+                ["vrf", v] => f.vrf = Some(v.parse().map_err(|_| format!("`{v}` is not a VRF id"))?),
+                ["within", p] => {
+                    let bad = || format!("`{p}` is not PREFIX/LEN");
+                    let (ip, len) = p.split_once('/').ok_or_else(bad)?;
+                    let (ip, len): (IpAddr, u8) = (ip.parse().map_err(|_| bad())?, len.parse().map_err(|_| bad())?);
+                    if len > if ip.is_ipv4() { 32 } else { 128 } {
+                        return Err(bad());
+                    }
+                    f.within = Some((masked(ip, len), len));
+                }
+                _ => return Err("expected `show routes [vrf V] [within PREFIX/LEN]`".into()),
+            }
+        }
+        Ok(f)
+    }
+
+    /// Whether a `show routes` line (`vrf V PREFIX/LEN -> ...`) is one to list.
+    fn matches(&self, line: &str) -> bool {
+        let mut words = line.split_whitespace().skip(1);
+        let vrf = words.next().and_then(|v| v.parse::<u32>().ok());
+        let prefix = words
+            .next()
+            .and_then(|p| p.split_once('/'))
+            .and_then(|(ip, len)| Some((ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?)));
+        self.vrf.is_none_or(|v| vrf == Some(v))
+            && self.within.is_none_or(|(net, n)| {
+                prefix.is_some_and(|(ip, len)| ip.is_ipv4() == net.is_ipv4() && len >= n && masked(ip, n) == net)
+            })
+    }
 }
 
 /// `route get vrf V ADDRESS`: the route `addr` takes in `vrf`, and where a new flow to it
@@ -868,6 +917,45 @@ mod tests {
         assert_eq!(out, "error: nexthop del 9: ECMP group 31 holds it; nothing changed\n");
         let out = answer("nexthop add 2 discard", &state);
         assert!(out.contains("the config file defines this nexthop"), "{out}");
+
+        // `show routes` filtered: by VRF, and to the prefixes inside one.
+        let out = answer(
+            "route add vrf 1 10.7.0.0/16 nexthop 9; route add vrf 1 10.7.3.0/24 nexthop 9; route add vrf 1 10.8.0.0/24 nexthop 9; route add vrf 2 10.7.1.0/24 nexthop 9; route add vrf 1 2001:db8:7::/48 nexthop 9",
+            &state,
+        );
+        assert!(out.contains("5 added"), "{out}");
+        let show = |what: &str| answer(&format!("show routes {what}"), &state);
+        assert_eq!(
+            show("vrf 1 within 10.7.0.0/16"),
+            "vrf 1 10.7.0.0/16 -> nexthop 9 dynamic\nvrf 1 10.7.3.0/24 -> nexthop 9 dynamic\n"
+        );
+        assert_eq!(
+            show("within 10.7.3.9/24"),
+            "vrf 1 10.7.3.0/24 -> nexthop 9 dynamic\n",
+            "host bits ignored"
+        );
+        assert_eq!(
+            show("within 10.7.0.0/17 vrf 2"),
+            "vrf 2 10.7.1.0/24 -> nexthop 9 dynamic\n"
+        );
+        assert_eq!(
+            show("within 2001:db8::/32"),
+            "vrf 1 2001:db8:7::/48 -> nexthop 9 dynamic\n"
+        );
+        assert_eq!(
+            show("within 0.0.0.0/0").lines().count(),
+            4,
+            "every IPv4 route, none of IPv6"
+        );
+        assert_eq!(show("vrf 2"), "vrf 2 10.7.1.0/24 -> nexthop 9 dynamic\n");
+        for (bad, says) in [
+            ("within 10.7.0.0", "`10.7.0.0` is not PREFIX/LEN"),
+            ("within 10.7.0.0/33", "`10.7.0.0/33` is not PREFIX/LEN"),
+            ("vrf x", "`x` is not a VRF id"),
+            ("vrf", "expected `show routes [vrf V] [within PREFIX/LEN]`"),
+        ] {
+            assert_eq!(show(bad), format!("error: {says}\n"), "{bad}");
+        }
     }
 
     #[test]

@@ -76,6 +76,8 @@ int main(void) {
     vr_result vlan_rc = vr_router_set_port_vlan(router, p_fab, 4095);
     printf("vlan 4095: %s: %s\n", vr_result_message(vlan_rc), vr_router_last_error(router));
     CHECK(vr_router_add_tunnel_endpoint(router, "192.0.2.1"));
+    /* Tunnel packets over IPv6 without a UDP checksum are taken (the default). */
+    CHECK(vr_router_set_ipv6_zero_udp_checksum(router, true));
     CHECK(vr_router_add_vrf(router, 1));
     CHECK(vr_router_set_nexthop_port(router, 1, p_w1, NULL));
     CHECK(vr_router_set_nexthop_port(router, 2, p_w2, NULL));
@@ -119,6 +121,8 @@ int main(void) {
                          .dst_port_min = 5000, .dst_port_max = 5999};
     CHECK(vr_router_set_policy(router, p_w2, VR_INGRESS, &deny_range, 1, VR_ALLOW));
     CHECK(vr_router_start(router));
+    vr_result late = vr_router_set_ipv6_zero_udp_checksum(router, false);
+    printf("zero checksums after start: %s\n", vr_result_message(late));
 
     /* A bad rule is refused with the rule and field named. */
     vr_rule backwards = {.action = VR_DENY, .proto = 6, .dst_port_min = 9000, .dst_port_max = 8000};

@@ -376,6 +376,14 @@ vr_result vr_router_remove_port(struct vr_router *r, uint32_t port);
 vr_result vr_router_add_tunnel_endpoint(struct vr_router *r, const char *endpoint);
 
 /*
+ Whether UDP tunnel packets to this node over IPv6 without a checksum (zero, RFC 6935)
+ are taken (`accept` true, the default: the Linux kernel sends them with
+ `udp6zerocsumtx`) or dropped as `BadChecksum` (false; RFC 6936 asks for the choice).
+ Only before `vr_router_start`.
+ */
+vr_result vr_router_set_ipv6_zero_udp_checksum(struct vr_router *r, bool accept);
+
+/*
  Sets the flow table's options (`vr_flow_options`; zero fields keep their defaults).
  Before `vr_router_start` or `vr_router_start_workers` every field applies. On a started
  router `when_full`, `vrf_quota` and the timeouts apply at once (new timeouts to flows

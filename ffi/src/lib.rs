@@ -179,6 +179,8 @@ pub const VR_PORT_WORKLOAD: u32 = 1;
 pub struct VrRouter {
     ports: Vec<PortConfig>,
     endpoints: Vec<IpAddr>,
+    /// `vr_router_set_ipv6_zero_udp_checksum(r, 0)`.
+    refuse_zero_udp_checksum6: bool,
     fib: Arc<Fib>,
     routes: FibBuilder,
     running: Option<Started>,
@@ -196,6 +198,17 @@ pub struct VrRouter {
 }
 
 /// A started router and how packets reach it.
+impl VrRouter {
+    /// The node its ports, endpoints and options make.
+    fn node(&self) -> NodeConfig {
+        NodeConfig {
+            ports: self.ports.clone(),
+            tunnel_endpoints: self.endpoints.clone(),
+            refuse_zero_udp_checksum6: self.refuse_zero_udp_checksum6,
+        }
+    }
+}
+
 struct Started {
     router: Router,
     mode: Mode,
@@ -348,6 +361,7 @@ pub extern "C" fn vr_router_new(out: *mut *mut VrRouter) -> VrResult {
         let r = Box::into_raw(Box::new(VrRouter {
             ports: Vec::new(),
             endpoints: Vec::new(),
+            refuse_zero_udp_checksum6: false,
             fib: Arc::new(Fib::new()),
             routes,
             running: None,
@@ -510,6 +524,19 @@ pub extern "C" fn vr_router_add_tunnel_endpoint(r: *mut VrRouter, endpoint: *con
         not_started(r)?;
         let a = addr(endpoint, "endpoint")?;
         r.endpoints.push(a);
+        Ok(())
+    })
+}
+
+/// Whether UDP tunnel packets to this node over IPv6 without a checksum (zero, RFC 6935)
+/// are taken (`accept` true, the default: the Linux kernel sends them with
+/// `udp6zerocsumtx`) or dropped as `BadChecksum` (false; RFC 6936 asks for the choice).
+/// Only before `vr_router_start`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_ipv6_zero_udp_checksum(r: *mut VrRouter, accept: bool) -> VrResult {
+    with(r, |r| {
+        not_started(r)?;
+        r.refuse_zero_udp_checksum6 = !accept;
         Ok(())
     })
 }
@@ -1095,10 +1122,7 @@ pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
             return Err((VrResult::VrInvalidState, "add ports first".into()));
         }
         r.routes.publish(&r.fib).map_err(|e| bad(e.to_string()))?;
-        let node = NodeConfig {
-            ports: r.ports.clone(),
-            tunnel_endpoints: r.endpoints.clone(),
-        };
+        let node = r.node();
         let router = Router::with_flow_table(
             node,
             r.fib.clone(),
@@ -1168,10 +1192,7 @@ pub extern "C" fn vr_router_start_workers(
         };
         let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
         r.routes.publish(&r.fib).map_err(|e| bad(e.to_string()))?;
-        let node = NodeConfig {
-            ports: r.ports.clone(),
-            tunnel_endpoints: r.endpoints.clone(),
-        };
+        let node = r.node();
         let router = Router::with_flow_table(
             node,
             r.fib.clone(),
@@ -1211,7 +1232,7 @@ pub extern "C" fn vr_router_start_workers(
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const c_char, n_devices: u32) -> VrResult {
     with(r, |r| {
-        let policy = policy_set(r);
+        let (policy, node) = (policy_set(r), r.node());
         if let Some(Started {
             router,
             mode: Mode::Memory { worker, links },
@@ -1220,10 +1241,7 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
             if n_devices != 0 {
                 return Err(bad("memory ports have no devices: pass NULL, 0"));
             }
-            let new = router.with_ports(NodeConfig {
-                ports: r.ports.clone(),
-                tunnel_endpoints: r.endpoints.clone(),
-            });
+            let new = router.with_ports(node);
             publish_tables(&mut r.routes, &r.fib, &new, &policy).map_err(bad)?;
             let ports = new
                 .change_memory_ports(worker, router, links)
@@ -1248,10 +1266,7 @@ pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const
         if devs.len() != r.ports.len() {
             return Err(bad(format!("{} devices for {} ports", devs.len(), r.ports.len())));
         }
-        let router = router.with_ports(NodeConfig {
-            ports: r.ports.clone(),
-            tunnel_endpoints: r.endpoints.clone(),
-        });
+        let router = router.with_ports(node);
         let (routes, fib) = (&mut r.routes, &r.fib);
         // Compiled while the workers run: only the swap happens while they are parked.
         let staged = stage_tables(routes, fib, &router, &policy).map_err(bad)?;
@@ -1444,10 +1459,7 @@ pub extern "C" fn vr_router_route_get(
             }
             Resolution::Discard | Resolution::Receive => (-1, None),
         };
-        let node = NodeConfig {
-            ports: r.ports.clone(),
-            tunnel_endpoints: r.endpoints.clone(),
-        };
+        let node = r.node();
         let mac = next_hop.and_then(|(p, ip)| {
             let (learned, config, now) = match r.running.as_ref() {
                 Some(st) => {

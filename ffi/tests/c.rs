@@ -93,6 +93,7 @@ fn check(stdout: &str) {
         "VXLAN udp port 4789 vni 42, inner dst 10.9.0.5 mac 02:00:00:00:07:07, outer tos 0xb8 inner tos 0xb8",
         "dscp 64: invalid argument (see vr_router_last_error): DSCP 64 is not 0-63 or VR_DSCP_INHERIT",
         "zero checksum over IPv4: invalid argument (see vr_router_last_error): nexthop: tunnel 4: a zero UDP checksum is for UDP tunnels over IPv6: over IPv4 it is zero anyway, and GRE has none",
+        "zero checksums after start: not allowed in the router's current state",
         "router mac on a port: invalid argument (see vr_router_last_error): nexthop 3 is not a tunnel",
         "overlay neighbour: invalid argument (see vr_router_last_error): no overlay neighbour 10.9.0.5 in VNI 42",
         "nothing more: nothing to pull",

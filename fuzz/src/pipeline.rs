@@ -150,6 +150,7 @@ impl Harness {
                 },
             ],
             tunnel_endpoints: vec![ip("192.0.2.1"), ip("fd00:f::1")],
+            refuse_zero_udp_checksum6: false,
         };
         let policy = Arc::new(PolicyStore::new());
         let deny = PolicySet::ingress_for(

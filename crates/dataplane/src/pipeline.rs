@@ -92,6 +92,11 @@ pub struct NodeConfig {
     pub ports: Vec<PortConfig>,
     /// Tunnel endpoint addresses of this node.
     pub tunnel_endpoints: Vec<IpAddr>,
+    /// Whether UDP tunnel packets to it over IPv6 without a checksum (zero, as RFC 6935
+    /// lets tunnels send) are refused, counted as `BadChecksum`. RFC 6936 asks that
+    /// taking them be a choice; they are taken by default, as peers send them (the Linux
+    /// kernel with `udp6zerocsumtx`, this router's tunnels with `zero_udp_checksum`).
+    pub refuse_zero_udp_checksum6: bool,
 }
 
 /// The state every worker shares.
@@ -792,7 +797,7 @@ impl Pipeline {
                     .dst_ip()
                     .is_some_and(|d| self.t.node.tunnel_endpoints.contains(&d));
                 if to_us && matches!(meta.tunnel, Tunnel::Vxlan { .. } | Tunnel::MplsOverUdp { .. }) {
-                    check_outer_udp(frame, &meta.outer)?;
+                    check_outer_udp(frame, &meta.outer, self.t.node.refuse_zero_udp_checksum6)?;
                 }
                 if to_us && meta.tunnel != Tunnel::None {
                     propagate_ecn(frame, &meta.outer, &meta.inner)?;
@@ -939,8 +944,9 @@ fn tag(node: &NodeConfig, pool: &mut FramePool, pkt: &mut Pkt, port: u16) -> Res
 /// A UDP tunnel packet's outer checksum, where the sender gave one, verified: a wrong one
 /// is `BadChecksum`. A zero one (none) is taken over IPv6 too, as RFC 6935 lets tunnel
 /// endpoints do (and the Linux kernel's VXLAN device does when told to): UDP tunnels over
-/// IPv6 are often sent without, and the inner packet carries its own checksums.
-fn check_outer_udp(frame: &[u8], outer: &wire::parse::Headers) -> Result<(), DropReason> {
+/// IPv6 are often sent without, and the inner packet carries its own checksums. With
+/// `refuse_zero6` a zero one over IPv6 is `BadChecksum` (RFC 6936).
+fn check_outer_udp(frame: &[u8], outer: &wire::parse::Headers, refuse_zero6: bool) -> Result<(), DropReason> {
     let (Some(src), Some(dst)) = (outer.key.src_ip(), outer.key.dst_ip()) else {
         return Ok(());
     };
@@ -950,10 +956,11 @@ fn check_outer_udp(frame: &[u8], outer: &wire::parse::Headers) -> Result<(), Dro
         .get(usize::from(outer.l4)..usize::from(outer.l3_end))
         .and_then(|seg| UdpPacket::new_checked(seg).ok())
         .ok_or(DropReason::Malformed)?;
-    if udp.checksum() != 0 && !udp.verify_checksum(src, dst) {
-        return Err(DropReason::BadChecksum);
-    }
-    Ok(())
+    let ok = match udp.checksum() {
+        0 => !(refuse_zero6 && src.is_ipv6()),
+        _ => udp.verify_checksum(src, dst),
+    };
+    if ok { Ok(()) } else { Err(DropReason::BadChecksum) }
 }
 
 /// The congestion the underlay marked on a tunnel packet, carried into the inner packet on

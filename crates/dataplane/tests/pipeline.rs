@@ -54,6 +54,12 @@ fn node() -> Node {
 
 /// [`node`] with these neighbour settings, its fabric port on VLAN `fabric_vlan`.
 fn node_with(neighbor_config: NeighborConfig, fabric_vlan: Option<u16>) -> Node {
+    node_of(neighbor_config, fabric_vlan, false)
+}
+
+/// [`node_with`], refusing UDP tunnel packets over IPv6 without a checksum if
+/// `refuse_zero_udp_checksum6`.
+fn node_of(neighbor_config: NeighborConfig, fabric_vlan: Option<u16>, refuse_zero_udp_checksum6: bool) -> Node {
     let fib = Arc::new(Fib::new());
     let mut b = FibBuilder::new();
     b.add_vrf(0).unwrap();
@@ -179,6 +185,7 @@ fn node_with(neighbor_config: NeighborConfig, fabric_vlan: Option<u16>) -> Node 
             },
         ],
         tunnel_endpoints: vec![ip("192.0.2.1"), ip("fd00:f::1")],
+        refuse_zero_udp_checksum6,
     };
     let policy = Arc::new(PolicyStore::new());
     let flows = Arc::new(FlowTable::new(FlowTableConfig::with_capacity(4096)).unwrap());
@@ -1269,6 +1276,26 @@ fn a_wrong_outer_udp_checksum_is_dropped_and_none_is_taken() {
         assert_eq!(n.send(2, &good).map(|(port, _)| port), Some(1), "{ends:?}");
     }
     assert_eq!(n.drops(DropReason::BadChecksum), 2);
+}
+
+/// Told to (RFC 6936), the node refuses UDP tunnel packets over IPv6 without a checksum,
+/// as `BadChecksum`; over IPv4 no checksum stays the sender's choice.
+#[test]
+fn a_node_can_refuse_ipv6_tunnel_packets_without_a_udp_checksum() {
+    let mut n = node_of(NeighborConfig::default(), None, true);
+    for (ends, taken) in [(("192.0.2.2", "192.0.2.1"), true), (("fd00:f::2", "fd00:f::1"), false)] {
+        let good = frame(&outer_from(ends, cases_vni(42)[3..].to_vec(), true), b"inner").unwrap();
+        let sum_at = usize::from(parse(&good).unwrap().outer.l4) + 6;
+        let mut none = good.clone();
+        none[sum_at..sum_at + 2].fill(0);
+        assert_eq!(n.send(2, &none).is_some(), taken, "{ends:?}");
+        assert_eq!(
+            n.send(2, &good).map(|(port, _)| port),
+            Some(1),
+            "{ends:?}: with a checksum"
+        );
+    }
+    assert_eq!(n.drops(DropReason::BadChecksum), 1);
 }
 
 /// Workers remember which VRF a label or VNI names; a republished FIB that moves them is

@@ -407,6 +407,7 @@ impl Node {
             NodeConfig {
                 ports,
                 tunnel_endpoints: endpoints,
+                refuse_zero_udp_checksum6: false,
             },
             fib.clone(),
             1 << 16,

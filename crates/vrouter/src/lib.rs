@@ -22,7 +22,11 @@
 //!     vlan: None,
 //!     role: PortRole::Fabric { vrf: 0 },
 //! };
-//! let node = NodeConfig { ports: vec![port("eth0"), port("eth1")], tunnel_endpoints: vec![] };
+//! let node = NodeConfig {
+//!     ports: vec![port("eth0"), port("eth1")],
+//!     tunnel_endpoints: vec![],
+//!     refuse_zero_udp_checksum6: false,
+//! };
 //! let router = Router::new(node, fib, 1 << 20).unwrap();
 //! let running = router.start_af_xdp(&["eth0".into(), "eth1".into()], &[], vrouter::af_xdp::AttachMode::Auto).unwrap();
 //! println!("{:?}", running.stats());

@@ -31,6 +31,8 @@ struct File {
     routing: Option<RoutingDef>,
     #[serde(default)]
     tunnel_endpoints: Vec<Spanned<String>>,
+    /// `accept` (the default) or `refuse` UDP tunnel packets over IPv6 without a checksum.
+    ipv6_zero_udp_checksum: Option<Spanned<String>>,
     #[serde(default)]
     vrf: Vec<Spanned<VrfDef>>,
     #[serde(default)]
@@ -856,6 +858,21 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         }
     };
     let flows = flow_table(&cx, f.flows.as_ref())?;
+    let refuse_zero_udp_checksum6 = match &f.ipv6_zero_udp_checksum {
+        None => false,
+        Some(v) => match v.get_ref().as_str() {
+            "accept" => false,
+            "refuse" => true,
+            other => {
+                return Err(cx.err(
+                    v.span().start,
+                    "ipv6_zero_udp_checksum",
+                    "ipv6_zero_udp_checksum",
+                    format!("`{other}` is not accept or refuse"),
+                ));
+            }
+        },
+    };
     let mut kernel_routes: Vec<KernelRoutes> = Vec::new();
     for def in &f.kernel_routes {
         let k = kernel_routes_of(&cx, def, &f.vrf)?;
@@ -875,6 +892,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         node: NodeConfig {
             ports,
             tunnel_endpoints,
+            refuse_zero_udp_checksum6,
         },
         devices,
         cpus: f.cpus,
@@ -1845,6 +1863,29 @@ spec:
     - from: [{ podSelector: { matchLabels: { app: web } } }]
       ports: [{ port: 5432 }]
 "#;
+
+    #[test]
+    fn zero_udp_checksums_over_ipv6_are_taken_unless_refused() {
+        assert!(!parse("good.toml", GOOD).unwrap().node.refuse_zero_udp_checksum6);
+        let with = |v: &str| format!("ipv6_zero_udp_checksum = \"{v}\"\n{GOOD}");
+        assert!(
+            !parse("good.toml", &with("accept"))
+                .unwrap()
+                .node
+                .refuse_zero_udp_checksum6
+        );
+        assert!(
+            parse("good.toml", &with("refuse"))
+                .unwrap()
+                .node
+                .refuse_zero_udp_checksum6
+        );
+        let e = parse("good.toml", &with("maybe")).err().unwrap();
+        assert_eq!(
+            e,
+            "good.toml:1: ipv6_zero_udp_checksum: field `ipv6_zero_udp_checksum`: `maybe` is not accept or refuse"
+        );
+    }
 
     #[test]
     fn kernel_routes_name_a_table_a_vrf_and_protocols() {

@@ -5,12 +5,12 @@
 //!
 //! The follower reads the table once whole (an rtnetlink dump), then hears every change
 //! ([`crate::netlink`]); a link change has it read the table whole again, as the kernel
-//! flushes the IPv4 routes of a link that goes down without announcing them. For each prefix it takes the route the kernel would use (the
-//! lowest metric) and turns it into a port nexthop (out of the router port on that
-//! device, to its gateway or on-link), an ECMP group of them (a multipath route, its
-//! weights kept), or a discard (blackhole, unreachable, prohibit). It goes through the
-//! same checked path as the `route` commands ([`Routing::apply`]), many prefixes to a
-//! line and one publish per line, so a dump of thousands is a few publishes.
+//! flushes the IPv4 routes of a link that goes down without announcing them. For each
+//! prefix it takes the route the kernel would use (the lowest metric) and turns it into
+//! a port nexthop (out of the router port on that device, to its gateway or on-link), an
+//! ECMP group of them (a multipath route, its weights kept), or a discard (blackhole,
+//! unreachable, prohibit). It goes through the same checked path as the `route` commands
+//! ([`Routing::apply`]): a dump, or a burst of changes, in one line and one publish.
 //!
 //! Routes through kernel nexthop objects (`ip nexthop`, `nhid`: how FRR installs them)
 //! are resolved through the objects, which are followed too: a changed object moves the
@@ -103,7 +103,8 @@ impl Via {
     }
 }
 
-type Prefix = (IpAddr, u8);
+/// A destination prefix: its address and length.
+pub type Prefix = (IpAddr, u8);
 
 /// A change to undo when a line is refused.
 enum Undo {

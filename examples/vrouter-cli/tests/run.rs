@@ -1,8 +1,8 @@
 //! `vrouter run --config FILE` as a real process in a namespace lab: it forwards between
 //! two workloads, reloads on SIGHUP, stops on SIGTERM leaving no XDP program attached; a
 //! bad config starts nothing; a VXLAN tunnel from the file talks to a Linux VXLAN device;
-//! a fabric port on a VLAN talks to a tagged peer; the node's kernel routing table is
-//! followed.
+//! a fabric port on a VLAN talks to a tagged peer; the node's kernel routing tables are
+//! followed, as `ip` and a real route daemon (BIRD 2) change them.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -872,6 +872,110 @@ fn kernel_routes_are_followed_into_a_vrf() {
     unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
     assert!(child.0.wait().unwrap().success());
     let _ = std::fs::remove_file(&path);
+}
+
+/// A real route daemon drives the router through the kernel, as in the Calico model:
+/// BIRD 2 exports static routes (a host route to w2 on-link, a route through w2's
+/// address, a blackhole) into the node's main table, and the router, following the
+/// table's `bird` routes, forwards by them; BIRD's reconfiguration withdraws one, and
+/// BIRD stopping withdraws its others, from the kernel and so from the router.
+#[test]
+fn routes_bird_exports_into_the_kernel_are_followed() {
+    let node = Netns::new("n").unwrap();
+    let ws: Vec<Workload> = (1..=2).map(|i| Workload::new(&node, i)).collect();
+    ws[1]
+        .ns
+        .exec(&["ip", "addr", "add", "10.0.9.1/32", "dev", "lo"])
+        .unwrap();
+    let w2_port = ws[1].port.replace(
+        "workload_addresses = [\"10.0.2.2\"]",
+        "workload_addresses = [\"10.0.2.2\", \"10.0.9.1\"]",
+    );
+    // BIRD takes 10.0.2.2 for a neighbour on w2's link by the node's address there.
+    node.exec(&["ip", "addr", "add", "10.0.2.1/24", "dev", &ws[1].dev])
+        .unwrap();
+    let config = format!(
+        "cpus = [0]\n\n[[vrf]]\nid = 1\n\n{}{w2_port}{}[[kernel_routes]]\nvrf = 1\nprotocols = [\"bird\"]\n",
+        ws[0].port, ws[0].route
+    );
+    let (mut child, path, sock, _) = start_reloadable(&node, "bird", &config);
+    let tmp = std::env::temp_dir();
+    let (conf, ctl_sock) = (
+        tmp.join(format!("vrouter-bird-{}.conf", std::process::id())),
+        tmp.join(format!("vrouter-bird-{}.ctl", std::process::id())),
+    );
+    let bird_conf = |with_9: bool| {
+        let route_9 = if with_9 {
+            "  route 10.0.9.0/24 via 10.0.2.2;\n"
+        } else {
+            ""
+        };
+        format!(
+            "router id 10.0.2.1;\nprotocol device {{ scan time 1; }}\nprotocol kernel {{ ipv4 {{ export all; }}; }}\nprotocol static {{\n  ipv4;\n  route 10.0.2.2/32 via \"{}\";\n{route_9}  route 10.0.8.0/24 blackhole;\n}}\n",
+            ws[1].dev
+        )
+    };
+    std::fs::write(&conf, bird_conf(true)).unwrap();
+    let mut bird = Reaped(
+        Command::new("ip")
+            .args(["netns", "exec", node.name(), "bird", "-f", "-c"])
+            .arg(&conf)
+            .arg("-s")
+            .arg(&ctl_sock)
+            .spawn()
+            .expect("bird (BIRD 2: apt-get install bird2)"),
+    );
+    let listing = kernel_routes_until(&sock, |l| l.contains("10.0.9.0/24") && l.contains("10.0.8.0/24"));
+    for want in [
+        "kernel table 254 -> vrf 1: 3 routes followed, 0 skipped",
+        "10.0.2.2/32 metric 32: nexthop ",
+        "10.0.8.0/24 metric 32: nexthop ",
+    ] {
+        assert!(listing.contains(want), "{want}\n{listing}");
+    }
+    assert!(
+        has_line(&listing, "10.0.9.0/24 metric 32: nexthop ", ": out of w2 via 10.0.2.2"),
+        "{listing}"
+    );
+    assert!(
+        has_line(&listing, "10.0.8.0/24 metric 32: nexthop ", ": discard"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("10.0.2.0/24"),
+        "the kernel's own connected route is not BIRD's"
+    );
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 by BIRD's route");
+    assert!(ping(&ws[0].ns, "10.0.9.1"), "w1 -> 10.0.9.1 via w2, by BIRD's route");
+
+    // BIRD reconfigured without 10.0.9.0/24: withdrawn from the kernel, then the router.
+    std::fs::write(&conf, bird_conf(false)).unwrap();
+    let out = node
+        .exec(&["birdc", "-s", ctl_sock.to_str().unwrap(), "configure"])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Reconfigured"), "{out:?}");
+    let listing = kernel_routes_until(&sock, |l| !l.contains("10.0.9.0/24"));
+    assert!(!listing.contains("10.0.9.0/24"), "{listing}");
+    assert!(!ping(&ws[0].ns, "10.0.9.1"), "withdrawn with BIRD's route");
+    assert!(ping(&ws[0].ns, "10.0.2.2"), "the others stay");
+
+    // BIRD stops: it takes its routes out of the kernel, and the router follows.
+    // SAFETY: signalling the process this test started.
+    unsafe { libc::kill(bird.0.id() as libc::pid_t, libc::SIGTERM) };
+    let _ = bird.0.wait();
+    let listing = kernel_routes_until(&sock, |l| !l.contains("10.0.2.2/32"));
+    assert!(
+        listing.starts_with("kernel table 254 -> vrf 1: 0 routes followed"),
+        "{listing}"
+    );
+    assert!(!ping(&ws[0].ns, "10.0.2.2"), "no route to w2 once BIRD is gone");
+
+    // SAFETY: signalling the process this test started.
+    unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(child.0.wait().unwrap().success());
+    for f in [path, conf, ctl_sock] {
+        let _ = std::fs::remove_file(f);
+    }
 }
 
 #[test]

@@ -60,7 +60,7 @@ pub(crate) type KernelRoutesSlot = Arc<Mutex<Vec<Arc<Mutex<Follower>>>>>;
 /// The commands, for an unknown or empty one.
 fn help() -> String {
     format!(
-        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|stats|drops, show routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|stats|drops, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
         dynamic::SYNTAX
     )
 }
@@ -199,19 +199,10 @@ fn answer(cmd: &str, s: &State) -> String {
             }));
             v
         }
-        ["show", "kernel-routes"] => {
-            let followers = s.kernel_routes.lock().map(|f| f.clone()).unwrap_or_default();
-            if followers.is_empty() {
-                return "no kernel table is followed (the config has no [[kernel_routes]] table)\n".into();
-            }
-            followers
-                .iter()
-                .flat_map(|f| match f.lock() {
-                    Ok(f) => f.listing(),
-                    Err(_) => vec!["error: the kernel routes state is poisoned".into()],
-                })
-                .collect()
-        }
+        ["show", "kernel-routes", filter @ ..] => match RouteFilter::parse(filter) {
+            Ok(f) => show_kernel_routes(s, &f),
+            Err(e) => vec![format!("error: {}", e.replace("show routes", "show kernel-routes"))],
+        },
         ["show", "stats"] => {
             let per: Vec<Stats> = s.counters.iter().map(|c| c.snapshot()).collect();
             let t = Stats::sum(&per);
@@ -397,6 +388,29 @@ fn show_routes(s: &State, f: &RouteFilter) -> Vec<String> {
     v
 }
 
+/// `show kernel-routes [vrf V] [within PREFIX/LEN]`: per table followed (into `vrf`),
+/// its summary, then its prefixes (inside `within`).
+fn show_kernel_routes(s: &State, f: &RouteFilter) -> Vec<String> {
+    let followers = s.kernel_routes.lock().map(|f| f.clone()).unwrap_or_default();
+    if followers.is_empty() {
+        return vec!["no kernel table is followed (the config has no [[kernel_routes]] table)".into()];
+    }
+    let mut out = Vec::new();
+    for follower in followers {
+        let Ok(follower) = follower.lock() else {
+            out.push("error: the kernel routes state is poisoned".into());
+            continue;
+        };
+        if f.vrf.is_some_and(|v| v != follower.table_and_vrf().1) {
+            continue;
+        }
+        let mut lines = follower.listing().into_iter();
+        out.extend(lines.next());
+        out.extend(lines.filter(|l| f.holds(l.split_whitespace().next().unwrap_or_default())));
+    }
+    out
+}
+
 /// What `show routes` lists.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct RouteFilter {
@@ -437,14 +451,17 @@ impl RouteFilter {
     fn matches(&self, line: &str) -> bool {
         let mut words = line.split_whitespace().skip(1);
         let vrf = words.next().and_then(|v| v.parse::<u32>().ok());
-        let prefix = words
-            .next()
-            .and_then(|p| p.split_once('/'))
+        self.vrf.is_none_or(|v| vrf == Some(v)) && self.holds(words.next().unwrap_or_default())
+    }
+
+    /// Whether `prefix` (`ADDRESS/LEN`) lies inside `within`, if that is given.
+    fn holds(&self, prefix: &str) -> bool {
+        let parsed = prefix
+            .split_once('/')
             .and_then(|(ip, len)| Some((ip.parse::<IpAddr>().ok()?, len.parse::<u8>().ok()?)));
-        self.vrf.is_none_or(|v| vrf == Some(v))
-            && self.within.is_none_or(|(net, n)| {
-                prefix.is_some_and(|(ip, len)| ip.is_ipv4() == net.is_ipv4() && len >= n && masked(ip, n) == net)
-            })
+        self.within.is_none_or(|(net, n)| {
+            parsed.is_some_and(|(ip, len)| ip.is_ipv4() == net.is_ipv4() && len >= n && masked(ip, n) == net)
+        })
     }
 }
 

@@ -30,7 +30,8 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// A `vrf`, `route`, `nexthop`, `label` and `vni` command line against a router with VRFs
+/// A `vrf`, `route`, `nexthop`, `label` and `vni` command line, written out again as
+/// `show commands` does and read back as itself, against a router with VRFs
 /// 0 and 1, ports `a` and `b`, nexthops 1 and 2 (discards) and 3 (a lookup in VRF 1), one
 /// route, label 100 and VNI 42 of its file: refused with nothing published, or applied
 /// and published, each dynamic route then held and routed, each dynamic nexthop defined,
@@ -45,6 +46,13 @@ pub fn route_commands(data: &[u8]) {
     let Ok(commands) = dynamic::parse(line) else {
         return;
     };
+    // `show commands` writes commands out to be read back: each reads as itself.
+    let written: Vec<String> = commands.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        dynamic::parse(&written.join("; ")).as_ref(),
+        Ok(&commands),
+        "{written:?}"
+    );
     let fib = fib::Fib::new();
     let mut b = fib::FibBuilder::new();
     for vrf in [0, 1] {

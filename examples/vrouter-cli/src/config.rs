@@ -384,13 +384,18 @@ impl NexthopSpec {
         })
     }
 
-    /// `show nexthops`' line for nexthop `id`.
+    /// `show nexthops`' line for nexthop `id`: the id, then [`NexthopSpec::words`].
     pub fn describe(&self, id: u32) -> String {
+        format!("{id}: {}", self.words())
+    }
+
+    /// As a `nexthop add N ...` command writes it (what `dynamic::parse` reads back).
+    pub fn words(&self) -> String {
         match self {
             NexthopSpec::Port { name, gateway } => {
                 format!(
-                    "{id}: port {name}{}",
-                    gateway.map_or(String::new(), |g| format!(" via {g}"))
+                    "port {name}{}",
+                    gateway.map_or(String::new(), |g| format!(" gateway {g}"))
                 )
             }
             NexthopSpec::Tunnel(Nexthop::Tunnel {
@@ -407,26 +412,31 @@ impl NexthopSpec {
                     Encap::MplsOverUdp { label } => ("mpls-udp", label),
                     Encap::MplsOverGre { label } => ("mpls-gre", label),
                 };
-                let mac = router_mac.map_or(String::new(), |m| format!(" router mac {m}"));
-                let dscp = match dscp {
-                    OuterDscp::Fixed(0) => String::new(),
-                    d => format!(" dscp {d}"),
-                };
-                let zero = if *zero_udp_checksum { " udp checksum zero" } else { "" };
-                format!("{id}: {kind} key {key} {src} -> {dst} (underlay vrf {underlay_vrf}){mac}{dscp}{zero}")
-            }
-            NexthopSpec::Tunnel(other) => format!("{id}: {other:?}"),
-            NexthopSpec::Ecmp(m) => {
-                let ids: Vec<u32> = m.iter().map(|x| x.0).collect();
-                if m.iter().all(|x| x.1 == 1) {
-                    format!("{id}: ecmp {ids:?}")
-                } else {
-                    let weights: Vec<u32> = m.iter().map(|x| x.1).collect();
-                    format!("{id}: ecmp {ids:?} weights {weights:?}")
+                let mut words = format!("tunnel {kind} key {key} src {src} dst {dst}");
+                if *underlay_vrf != 0 {
+                    words += &format!(" underlay_vrf {underlay_vrf}");
                 }
+                if let Some(m) = router_mac {
+                    words += &format!(" router_mac {m}");
+                }
+                if *dscp != OuterDscp::Fixed(0) {
+                    words += &format!(" dscp {dscp}");
+                }
+                if *zero_udp_checksum {
+                    words += " udp_checksum zero";
+                }
+                words
             }
-            NexthopSpec::LookupVrf(vrf) => format!("{id}: lookup in vrf {vrf}"),
-            NexthopSpec::Discard => format!("{id}: discard"),
+            NexthopSpec::Tunnel(other) => format!("{other:?}"),
+            NexthopSpec::Ecmp(m) => {
+                let members: Vec<String> = m
+                    .iter()
+                    .map(|&(id, w)| if w == 1 { id.to_string() } else { format!("{id}:{w}") })
+                    .collect();
+                format!("ecmp {}", members.join(","))
+            }
+            NexthopSpec::LookupVrf(vrf) => format!("lookup_vrf {vrf}"),
+            NexthopSpec::Discard => "discard".into(),
         }
     }
 }
@@ -1424,12 +1434,8 @@ src = ["10.0.0.0/8"]
             })
         );
         assert_eq!(c.routes.nexthop(5), Some(&Nexthop::VrfTranslate { vrf: 1 }));
-        assert!(
-            c.listing
-                .nexthops
-                .contains(&"2: ecmp [1, 3] weights [3, 1]".to_string())
-        );
-        assert!(c.listing.nexthops.contains(&"5: lookup in vrf 1".to_string()));
+        assert!(c.listing.nexthops.contains(&"2: ecmp 1:3,3".to_string()));
+        assert!(c.listing.nexthops.contains(&"5: lookup_vrf 1".to_string()));
     }
 
     #[test]
@@ -1580,7 +1586,7 @@ src = ["10.0.0.0/8"]
             c.routes.nexthop(3)
         );
         assert!(
-            c.listing.nexthops.iter().any(|l| l.ends_with(" udp checksum zero")),
+            c.listing.nexthops.iter().any(|l| l.ends_with(" udp_checksum zero")),
             "{:?}",
             c.listing.nexthops
         );

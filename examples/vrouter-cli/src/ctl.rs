@@ -20,7 +20,7 @@ use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
 use vrouter_cli::config::Listing;
 use vrouter_cli::dynamic::{self, RouteCounters, Routing};
-use vrouter_cli::kernel_routes::Follower;
+use vrouter_cli::kernel_routes::{FIRST_NEXTHOP, Follower};
 
 /// The ports the workers run on, and their devices (replaced when a reload changes them).
 #[derive(Clone, Default)]
@@ -60,7 +60,7 @@ pub(crate) type KernelRoutesSlot = Arc<Mutex<Vec<Arc<Mutex<Follower>>>>>;
 /// The commands, for an unknown or empty one.
 fn help() -> String {
     format!(
-        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|stats|drops, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
         dynamic::SYNTAX
     )
 }
@@ -199,6 +199,14 @@ fn answer(cmd: &str, s: &State) -> String {
             }));
             v
         }
+        ["show", "commands"] => match s.routing.lock() {
+            Ok(r) => r
+                .commands(|id| id < FIRST_NEXTHOP)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            Err(_) => vec!["error: the routing state is poisoned".into()],
+        },
         ["show", "kernel-routes", filter @ ..] => match RouteFilter::parse(filter) {
             Ok(f) => show_kernel_routes(s, &f),
             Err(e) => vec![format!("error: {}", e.replace("show routes", "show kernel-routes"))],
@@ -929,7 +937,7 @@ mod tests {
         let listed = answer("show nexthops", &state);
         assert_eq!(
             listed,
-            "9: port fabric via 192.0.2.9 dynamic\n31: ecmp [9, 2] dynamic\n"
+            "9: port fabric gateway 192.0.2.9 dynamic\n31: ecmp 9,2 dynamic\n"
         );
         let out = answer("nexthop del 9", &state);
         assert_eq!(out, "error: nexthop del 9: ECMP group 31 holds it; nothing changed\n");

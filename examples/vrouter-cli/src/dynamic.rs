@@ -128,6 +128,29 @@ impl std::fmt::Display for NeighborOn {
     }
 }
 
+impl std::fmt::Display for Command {
+    /// As a command line writes it: [`parse`] reads it back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::RouteAdd {
+                route: (vrf, prefix, len),
+                nexthop,
+            } => write!(f, "route add vrf {vrf} {prefix}/{len} nexthop {nexthop}"),
+            Command::RouteDel((vrf, prefix, len)) => write!(f, "route del vrf {vrf} {prefix}/{len}"),
+            Command::NexthopAdd { id, nexthop } => write!(f, "nexthop add {id} {}", nexthop.words()),
+            Command::NexthopDel(id) => write!(f, "nexthop del {id}"),
+            Command::LabelAdd { label, nexthop } => write!(f, "label add {label} nexthop {nexthop}"),
+            Command::LabelDel(label) => write!(f, "label del {label}"),
+            Command::VniAdd { vni, vrf } => write!(f, "vni add {vni} vrf {vrf}"),
+            Command::VniDel(vni) => write!(f, "vni del {vni}"),
+            Command::VrfAdd(vrf) => write!(f, "vrf add {vrf}"),
+            Command::VrfDel(vrf) => write!(f, "vrf del {vrf}"),
+            Command::NeighborAdd { on, ip, mac } => write!(f, "neighbor add {} {ip} {mac}", on.words()),
+            Command::NeighborDel { on, ip } => write!(f, "neighbor del {} {ip}", on.words()),
+        }
+    }
+}
+
 /// A route's VRF, prefix and prefix length.
 pub type RouteKey = (VrfId, IpAddr, u8);
 
@@ -933,6 +956,49 @@ impl Routing {
         Some((key, nexthop, self.dynamic.routes.contains_key(&key)))
     }
 
+    /// The dynamic state as the commands that make it again, in an order one line of
+    /// them applies in (VRFs, nexthops with members before groups, routes, labels, VNIs,
+    /// neighbours): `show commands`, to save it and replay it into a restarted router.
+    /// Nexthops `keep` refuses are left out, with the routes, groups and labels that use
+    /// them (the kernel routes follower's, which it makes again itself).
+    pub fn commands(&self, keep: impl Fn(NexthopId) -> bool) -> Vec<Command> {
+        let d = &self.dynamic;
+        let kept = |id: &NexthopId| {
+            keep(*id) && !matches!(d.nexthops.get(id), Some(NexthopSpec::Ecmp(m)) if m.iter().any(|x| !keep(x.0)))
+        };
+        let mut out: Vec<Command> = d.vrfs.iter().map(|&v| Command::VrfAdd(v)).collect();
+        for groups in [false, true] {
+            out.extend(
+                d.nexthops
+                    .iter()
+                    .filter(|(id, spec)| matches!(spec, NexthopSpec::Ecmp(_)) == groups && kept(id))
+                    .map(|(&id, spec)| Command::NexthopAdd {
+                        id,
+                        nexthop: spec.clone(),
+                    }),
+            );
+        }
+        out.extend(
+            d.routes
+                .iter()
+                .filter(|(_, nh)| kept(nh))
+                .map(|(&route, &nexthop)| Command::RouteAdd { route, nexthop }),
+        );
+        out.extend(
+            d.labels
+                .iter()
+                .filter(|(_, nh)| kept(nh))
+                .map(|(&label, &nexthop)| Command::LabelAdd { label, nexthop }),
+        );
+        out.extend(d.vnis.iter().map(|(&vni, &vrf)| Command::VniAdd { vni, vrf }));
+        out.extend(d.neighbors.iter().map(|((on, ip), &mac)| Command::NeighborAdd {
+            on: on.clone(),
+            ip: *ip,
+            mac,
+        }));
+        out
+    }
+
     /// The nexthop of dynamic route `key`, if there is one.
     pub fn dynamic_route(&self, key: RouteKey) -> Option<NexthopId> {
         self.dynamic.routes.get(&key).copied()
@@ -1379,8 +1445,8 @@ mod tests {
             r.nexthop_listing().collect::<Vec<_>>(),
             [
                 "5: port b dynamic",
-                "6: vxlan key 9 192.0.2.1 -> 192.0.2.2 (underlay vrf 0) dynamic",
-                "7: ecmp [5, 1] dynamic"
+                "6: tunnel vxlan key 9 src 192.0.2.1 dst 192.0.2.2 dynamic",
+                "7: ecmp 5,1 dynamic"
             ]
         );
         refused_whole(
@@ -1960,5 +2026,46 @@ mod tests {
                 .unwrap_err()
                 .contains("the config file defines this VRF")
         );
+    }
+
+    /// `show commands` makes the dynamic state again: written out, read back and applied
+    /// to a router started from the same file, every kind of command gives the same
+    /// dynamic VRFs, routes, nexthops, labels, VNIs and neighbours. Nexthops left out
+    /// take what uses them along.
+    #[test]
+    fn the_commands_written_out_make_the_same_state_again() {
+        let (mut r, fib) = started();
+        let line = "vrf add 5; \
+            nexthop add 10 port a; nexthop add 11 port b gateway fd00::9; \
+            nexthop add 12 tunnel vxlan key 42 src 192.0.2.1 dst 192.0.2.2 router_mac 02:00:00:00:07:07 dscp inherit; \
+            nexthop add 13 tunnel mpls-udp key 300 src fd00::1 dst fd00::2 underlay_vrf 5 dscp 46 udp_checksum zero; \
+            nexthop add 14 tunnel mpls-gre key 301 src 192.0.2.1 dst 192.0.2.3; \
+            nexthop add 15 ecmp 10:3,12; nexthop add 16 lookup_vrf 5; nexthop add 17 discard; \
+            nexthop add 2147483648 port a; nexthop add 18 ecmp 10,2147483648; \
+            route add vrf 1 10.9.0.0/16 nexthop 15; route add vrf 5 2001:db8::/32 nexthop 13; \
+            route add vrf 1 10.8.0.0/16 nexthop 2147483648; route add vrf 1 10.7.0.0/16 nexthop 18; \
+            label add 3000 nexthop 16; vni add 5005 vrf 5; \
+            neighbor add port b 10.0.2.9 02:00:00:00:02:09; neighbor add vni 42 10.9.0.5 02:00:00:00:09:05";
+        run(&mut r, &fib, line).unwrap();
+        let all: Vec<String> = r.commands(|_| true).iter().map(ToString::to_string).collect();
+        assert!(all.contains(&"nexthop add 15 ecmp 10:3,12".to_string()), "{all:#?}");
+        assert!(
+            all.contains(&"nexthop add 13 tunnel mpls-udp key 300 src fd00::1 dst fd00::2 underlay_vrf 5 dscp 46 udp_checksum zero".to_string()),
+            "{all:#?}"
+        );
+        let (mut again, fib2) = started();
+        run(&mut again, &fib2, &all.join("; ")).unwrap();
+        assert!(again.dynamic == r.dynamic, "the same state again");
+        // Without the follower's ids: its nexthop, the group holding it and the routes
+        // through them stay out; the rest is there.
+        let own: Vec<String> = r.commands(|id| id < 1 << 31).iter().map(ToString::to_string).collect();
+        assert_eq!(own.len(), all.len() - 4, "{own:#?}");
+        assert!(
+            own.iter()
+                .all(|c| !c.contains("2147483648") && !c.contains("nexthop add 18") && !c.contains("10.7.0.0"))
+        );
+        let (mut partly, fib3) = started();
+        run(&mut partly, &fib3, &own.join("; ")).unwrap();
+        assert_eq!(partly.dynamic_count(), r.dynamic_count() - 2);
     }
 }

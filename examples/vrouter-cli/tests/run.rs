@@ -583,8 +583,13 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     assert!(ping(&ws[0].ns, "10.0.2.2"), "w1 -> w2 through the dynamic nexthops");
     let (_, listed) = ctl(&["show", "nexthops"]);
     assert!(
-        listed.contains("12: port w2 dynamic\n13: ecmp [12, 2] dynamic"),
+        listed.contains("12: port w2 dynamic\n13: ecmp 12,2 dynamic"),
         "{listed}"
+    );
+    let (_, saved) = ctl(&["show", "commands"]);
+    assert_eq!(
+        saved, "nexthop add 12 port w2\nnexthop add 13 ecmp 12,2\nroute add vrf 1 10.0.2.2/32 nexthop 13\n",
+        "what makes the dynamic state again"
     );
     let (_, stats) = ctl(&["show", "stats"]);
     assert!(stats.contains("dynamic nexthops 2"), "{stats}");
@@ -1293,7 +1298,7 @@ fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
     );
     let (_, hops) = ctl(&sock, &["show", "nexthops"]);
     assert!(
-        hops.contains("21: vxlan key 42 192.0.2.1 -> 192.0.2.2 (underlay vrf 0) router mac 02:00:00:00:07:07"),
+        hops.contains("21: tunnel vxlan key 42 src 192.0.2.1 dst 192.0.2.2 router_mac 02:00:00:00:07:07"),
         "{hops}"
     );
     // An overlay agent's entry by command comes first: with a MAC the Linux device does

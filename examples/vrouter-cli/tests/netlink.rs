@@ -166,11 +166,18 @@ fn iproute2_objects(ns: &Netns) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn our_dump_reads_as_iproute2_reads_it() {
-    let (ns, peer) = (Netns::new("nl").unwrap(), Netns::new("np").unwrap());
+/// `ip` with the words of `cmd`, in `ns`.
+fn ip(ns: &Netns, cmd: &str) {
+    let args: Vec<&str> = cmd.split(' ').collect();
+    ns.exec(&[&["ip"], args.as_slice()].concat()).unwrap();
+}
+
+/// A namespace tagged `tag` with a veth (to a peer namespace) holding 10.1.0.1/24 and
+/// fd00::1/64: the namespaces, the veth, and the device's name.
+fn lab(tag: &str) -> (Netns, Netns, Veth, String) {
+    let (ns, peer) = (Netns::new(tag).unwrap(), Netns::new("np").unwrap());
     let veth = Veth::new(&ns, &peer, 1).unwrap();
-    let dev = veth.a.as_str();
+    let dev = veth.a.clone();
     ns.exec(&[
         "sysctl",
         "-qw",
@@ -178,10 +185,15 @@ fn our_dump_reads_as_iproute2_reads_it() {
         &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
     ])
     .unwrap();
+    ip(&ns, &format!("addr add 10.1.0.1/24 dev {dev}"));
+    ip(&ns, &format!("-6 addr add fd00::1/64 dev {dev} nodad"));
+    (ns, peer, veth, dev)
+}
+
+#[test]
+fn our_dump_reads_as_iproute2_reads_it() {
+    let (ns, _peer, _veth, dev) = lab("nl");
     for cmd in [
-        "link set lo up",
-        &format!("addr add 10.1.0.1/24 dev {dev}"),
-        &format!("-6 addr add fd00::1/64 dev {dev} nodad"),
         "route add 10.2.0.0/16 via 10.1.0.2 metric 20",
         "route add 10.3.0.0/16 nexthop via 10.1.0.2 weight 1 nexthop via 10.1.0.3 weight 3",
         "route add blackhole 10.4.0.0/16",
@@ -203,8 +215,7 @@ fn our_dump_reads_as_iproute2_reads_it() {
         "route add 10.9.0.0/16 nhid 15",
         "-6 route add fd04::/48 nhid 14",
     ] {
-        let args: Vec<&str> = cmd.split(' ').collect();
-        ns.exec(&[&["ip"], args.as_slice()].concat()).unwrap();
+        ip(&ns, cmd);
     }
     let (got, want) = ns.run(|| (ours(Dump::Routes), iproute2(&ns)));
     assert_eq!(got, want);
@@ -288,23 +299,7 @@ fn without_ids(listing: Vec<String>) -> Vec<String> {
 /// routes through a nexthop object that is then replaced.
 #[test]
 fn changes_heard_leave_the_follower_where_a_fresh_dump_does() {
-    let (ns, peer) = (Netns::new("nc").unwrap(), Netns::new("nq").unwrap());
-    let veth = Veth::new(&ns, &peer, 1).unwrap();
-    let dev = veth.a.clone();
-    ns.exec(&[
-        "sysctl",
-        "-qw",
-        "net.ipv6.conf.all.disable_ipv6=0",
-        &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
-    ])
-    .unwrap();
-    for cmd in [
-        format!("addr add 10.1.0.1/24 dev {dev}"),
-        format!("-6 addr add fd00::1/64 dev {dev} nodad"),
-    ] {
-        ns.exec(&[&["ip"], cmd.split(' ').collect::<Vec<_>>().as_slice()].concat())
-            .unwrap();
-    }
+    let (ns, _peer, _veth, dev) = lab("nc");
     let (heard, fresh) = ns.run(|| {
         // As the router starts: subscribed, then the table read whole.
         let mut sock = RouteSocket::subscribed(Duration::from_millis(200)).unwrap();
@@ -336,8 +331,7 @@ fn changes_heard_leave_the_follower_where_a_fresh_dump_does() {
             "route add blackhole 10.6.0.0/16".into(),
             "route del 10.2.0.0/16".into(),
         ] {
-            let args: Vec<&str> = cmd.split(' ').collect();
-            ns.exec(&[&["ip"], args.as_slice()].concat()).unwrap();
+            ip(&ns, &cmd);
             take(&mut sock, &mut f, &mut r, &fib, false);
         }
         std::thread::sleep(Duration::from_millis(100));

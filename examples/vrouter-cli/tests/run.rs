@@ -667,6 +667,21 @@ fn route_commands_steer_traffic_and_survive_reloads() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// Workloads w1 and w2 behind `node`, w2 answering for 10.0.9.1 too (reached through its
+/// address 10.0.2.2), and w2's `[[port]]` table that allows it that source.
+fn workloads_behind_w2(node: &Netns) -> (Vec<Workload>, String) {
+    let ws: Vec<Workload> = (1..=2).map(|i| Workload::new(node, i)).collect();
+    ws[1]
+        .ns
+        .exec(&["ip", "addr", "add", "10.0.9.1/32", "dev", "lo"])
+        .unwrap();
+    let w2_port = ws[1].port.replace(
+        "workload_addresses = [\"10.0.2.2\"]",
+        "workload_addresses = [\"10.0.2.2\", \"10.0.9.1\"]",
+    );
+    (ws, w2_port)
+}
+
 /// Whether `text` has a line that starts with `start` and ends with `end` (a nexthop id
 /// between, which the kernel routes followers give out in the order they need them).
 fn has_line(text: &str, start: &str, end: &str) -> bool {
@@ -692,16 +707,7 @@ fn kernel_routes_until(sock: &str, done: impl Fn(&str) -> bool) -> String {
 #[test]
 fn kernel_routes_are_followed_into_a_vrf() {
     let node = Netns::new("n").unwrap();
-    let ws: Vec<Workload> = (1..=2).map(|i| Workload::new(&node, i)).collect();
-    // w2 answers for 10.0.9.1 too, reached through its address 10.0.2.2.
-    ws[1]
-        .ns
-        .exec(&["ip", "addr", "add", "10.0.9.1/32", "dev", "lo"])
-        .unwrap();
-    let w2_port = ws[1].port.replace(
-        "workload_addresses = [\"10.0.2.2\"]",
-        "workload_addresses = [\"10.0.2.2\", \"10.0.9.1\"]",
-    );
+    let (ws, w2_port) = workloads_behind_w2(&node);
     let config = |ports: &[&str], follow: &str| {
         format!(
             "cpus = [0]\nmetrics = \"127.0.0.1:9469\"\n\n[[vrf]]\nid = 1\n\n{}{}{follow}",
@@ -887,15 +893,7 @@ fn kernel_routes_are_followed_into_a_vrf() {
 #[test]
 fn routes_bird_exports_into_the_kernel_are_followed() {
     let node = Netns::new("n").unwrap();
-    let ws: Vec<Workload> = (1..=2).map(|i| Workload::new(&node, i)).collect();
-    ws[1]
-        .ns
-        .exec(&["ip", "addr", "add", "10.0.9.1/32", "dev", "lo"])
-        .unwrap();
-    let w2_port = ws[1].port.replace(
-        "workload_addresses = [\"10.0.2.2\"]",
-        "workload_addresses = [\"10.0.2.2\", \"10.0.9.1\"]",
-    );
+    let (ws, w2_port) = workloads_behind_w2(&node);
     // BIRD takes 10.0.2.2 for a neighbour on w2's link by the node's address there.
     node.exec(&["ip", "addr", "add", "10.0.2.1/24", "dev", &ws[1].dev])
         .unwrap();

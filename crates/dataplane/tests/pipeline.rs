@@ -1817,3 +1817,55 @@ fn ipv6_errors_time_exceeded_and_packet_too_big() {
         &["eth:ethertype:ipv6:icmpv6:ipv6:udp", "eth:ethertype:ipv6:icmpv6:ipv6"],
     );
 }
+
+/// An IPv4 route through an IPv6 next hop (RFC 5549/8950, as BGP unnumbered fabrics
+/// announce them: a link-local address on the port): forwarded to that neighbour's MAC,
+/// and with the neighbour unknown, resolved by neighbour discovery (not ARP).
+#[test]
+fn an_ipv4_route_through_an_ipv6_next_hop_goes_to_its_mac() {
+    let mut n = node();
+    let gw = ip("fe80::2");
+    n.routes
+        .set_nexthop(
+            40,
+            Nexthop::Interface {
+                port: 1,
+                gateway: Some(gw),
+            },
+        )
+        .unwrap();
+    n.routes.add_route(1, ip("10.20.0.0"), 16, 40).unwrap();
+    n.routes.set_neighbor(
+        1,
+        gw,
+        Neighbor {
+            mac: M2,
+            state: NeighborState::Reachable,
+        },
+    );
+    n.routes.publish(&n.fib).unwrap();
+    let (port, out) = n.send(0, &udp(M1, P0, "10.0.1.2", "10.20.0.5", 40000, 53, 64)).unwrap();
+    assert_eq!(port, 1);
+    assert_eq!(&out[0..6], &M2.0, "to the IPv6 next hop's MAC");
+    assert_eq!(&out[12..14], &[0x08, 0x00], "still IPv4");
+    // Another IPv6 next hop, not known yet: a neighbour solicitation for it goes out.
+    let unknown = ip("fe80::3");
+    n.routes
+        .set_nexthop(
+            40,
+            Nexthop::Interface {
+                port: 1,
+                gateway: Some(unknown),
+            },
+        )
+        .unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    let (port, ns) = n.send(0, &udp(M1, P0, "10.0.1.2", "10.20.0.5", 40001, 53, 64)).unwrap();
+    assert_eq!((port, &ns[12..14]), (1, &[0x86, 0xdd][..]), "IPv6 out of w2's port");
+    assert_eq!((ns[20], ns[54]), (58, 135), "ICMPv6 neighbour solicitation");
+    assert_eq!(
+        &ns[62..78],
+        &"fe80::3".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        "for the next hop"
+    );
+}

@@ -260,7 +260,7 @@ impl Follower {
                 None => return Ok(Some(Via::Discard)),
             },
         };
-        self.via(p, &hops, dev_of).map(Some)
+        self.via(&hops, dev_of).map(Some)
     }
 
     /// The hops of kernel nexthop object `id` (`None`: a blackhole).
@@ -281,8 +281,8 @@ impl Follower {
         }
     }
 
-    /// Where `hops` go from the router, for prefix `p`.
-    fn via(&self, p: &Prefix, hops: &[Hop], dev_of: &dyn Fn(u32) -> Option<String>) -> Result<Via, String> {
+    /// Where `hops` go from the router.
+    fn via(&self, hops: &[Hop], dev_of: &dyn Fn(u32) -> Option<String>) -> Result<Via, String> {
         let live: Vec<&Hop> = hops
             .iter()
             .filter(|h| h.flags & (netlink::RTNH_F_DEAD | netlink::RTNH_F_LINKDOWN) == 0)
@@ -296,10 +296,9 @@ impl Follower {
             .into());
         }
         let mut members: BTreeMap<(String, Option<IpAddr>), u32> = BTreeMap::new();
+        // A gateway may be of the other family (an IPv4 route via an IPv6 next hop, RFC
+        // 8950: BGP unnumbered); forwarding resolves it by its own family.
         for h in live {
-            if let Some(gw) = h.gateway.filter(|gw| gw.is_ipv4() != p.0.is_ipv4()) {
-                return Err(format!("gateway {gw} is of another family than the route"));
-            }
             let dev = dev_of(h.ifindex).ok_or_else(|| format!("interface {} is gone", h.ifindex))?;
             let port = match self.ports.iter().find(|p| p.device == dev) {
                 Some(p) if p.host => return Err(format!("`{dev}` is the host's TAP: the host's own route")),
@@ -1006,8 +1005,14 @@ mod tests {
             route("10.0.6.0/24", 0, kind::BLACKHOLE, &[]),
             route("fd00:9::/64", 1024, kind::UNREACHABLE, &[]),
             route("10.0.2.2/32", 0, kind::UNICAST, &[(2, None, 1)]),
+            route("10.0.5.0/24", 0, kind::UNICAST, &[(2, Some("fe80::2"), 1)]),
         ];
         assert_eq!(feed(&mut f, &mut r, &fib, routes), 0);
+        assert_eq!(
+            goes(&r, "10.0.5.1"),
+            port(1, Some("fe80::2")),
+            "via an IPv6 next hop (RFC 8950)"
+        );
         let Some(Nexthop::Ecmp { members }) = goes(&r, "10.0.8.1") else {
             panic!("{:?}", goes(&r, "10.0.8.1"))
         };
@@ -1023,8 +1028,8 @@ mod tests {
         assert_eq!(goes(&r, "10.0.6.1"), Some(Nexthop::Discard));
         assert_eq!(goes(&r, "fd00:9::1"), Some(Nexthop::Discard));
         assert_eq!(goes(&r, "10.0.2.2"), port(1, None), "on-link");
-        // Group, two members, discard, on-link b.
-        assert_eq!(r.dynamic_nexthops(), 5);
+        // Group, two members, discard, on-link b, b via fe80::2.
+        assert_eq!(r.dynamic_nexthops(), 6);
         let listing = f.listing();
         assert!(
             listing.contains(&format!(
@@ -1040,7 +1045,7 @@ mod tests {
             &fib,
             vec![deleted(route("10.0.8.0/24", 0, kind::UNICAST, &two))],
         );
-        assert_eq!(r.dynamic_nexthops(), 3);
+        assert_eq!(r.dynamic_nexthops(), 4);
         assert!(r.builder.has_nexthop(ids[1]) && !r.builder.has_nexthop(ids[0]));
     }
 

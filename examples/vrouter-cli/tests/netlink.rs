@@ -115,7 +115,12 @@ fn iproute2(ns: &Netns) -> BTreeSet<String> {
                 d => format!("{d}/{}", if v6 { 128 } else { 32 }),
             };
             let hop = |h: &Value| {
-                let gw = h.get("gateway").and_then(Value::as_str).unwrap_or_default();
+                // Another family's gateway comes as `via` (RTA_VIA).
+                let gw = h
+                    .get("gateway")
+                    .or_else(|| h.get("via").and_then(|v| v.get("host")))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let dev = h.get("dev").and_then(Value::as_str).unwrap_or_default();
                 let weight = h.get("weight").and_then(Value::as_u64).unwrap_or(1);
                 format!("{gw}@{dev}*{weight}")
@@ -201,6 +206,7 @@ fn our_dump_reads_as_iproute2_reads_it() {
         "route add prohibit 10.5.0.0/16 table 70000",
         "route add 10.6.0.0/16 via 10.1.0.2 proto bird",
         "route add default via 10.1.0.2 metric 100",
+        &format!("route add 10.10.0.0/16 via inet6 fe80::2 dev {dev}"),
         "-6 route add fd01::/48 via fd00::2 metric 1024",
         "-6 route add fd02::/48 nexthop via fd00::2 weight 2 nexthop via fd00::3 weight 5",
         "-6 route add blackhole fd03::/48",
@@ -229,6 +235,7 @@ fn our_dump_reads_as_iproute2_reads_it() {
         "table main unicast 10.6.0.0/16 proto bird metric 0 hops 10.1.0.2@",
         "table main unicast fd02::/48 proto boot metric 1024 hops fd00::2@",
         "table main unicast 10.7.0.0/16 proto boot metric 0 nhid 12 hops 10.1.0.2@",
+        "table main unicast 10.10.0.0/16 proto boot metric 0 hops fe80::2@",
     ] {
         assert!(got.iter().any(|l| l.starts_with(line)), "{line}\n{got:#?}");
     }

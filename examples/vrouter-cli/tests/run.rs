@@ -1231,6 +1231,18 @@ fn reload_adds_and_removes_ports_while_running() {
     }
 }
 
+/// A node with workload w1, and a peer namespace on the far end of a veth whose node end
+/// (MAC `fabric`) is to be the fabric port, its own end MAC `peer`, offloads off.
+fn fabric_peer(fabric: MacAddr, peer: MacAddr) -> (Netns, Netns, Workload, Veth) {
+    let (node, other) = (Netns::new("n").unwrap(), Netns::new("lx").unwrap());
+    let w = Workload::new(&node, 1);
+    let u = Veth::new(&other, &node, 1).unwrap();
+    set_mac(&node, &u.b, fabric);
+    set_mac(&other, &u.a, peer);
+    no_offloads(&other, &u.a);
+    (node, other, w, u)
+}
+
 /// The bundled router, from its file alone, talks VXLAN to a Linux kernel `vxlan` device:
 /// the tunnel's `router_mac` addresses the inner frames to the device, which takes no
 /// others; overlay neighbour entries of the file come first, within their own VNI.
@@ -1239,12 +1251,7 @@ fn a_vxlan_tunnel_in_the_file_talks_to_the_linux_kernel() {
     const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
     const LX: MacAddr = MacAddr([2, 0, 0, 0, 7, 1]);
     const VX: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
-    let (node, linux) = (Netns::new("n").unwrap(), Netns::new("lx").unwrap());
-    let w = Workload::new(&node, 1);
-    let u = Veth::new(&linux, &node, 1).unwrap();
-    set_mac(&node, &u.b, FAB);
-    set_mac(&linux, &u.a, LX);
-    no_offloads(&linux, &u.a);
+    let (node, linux, w, u) = fabric_peer(FAB, LX);
     let sh = |args: &str| {
         let out = linux.exec(&args.split_whitespace().collect::<Vec<_>>()).unwrap();
         assert!(out.status.success(), "{args}: {}", String::from_utf8_lossy(&out.stderr));
@@ -1349,12 +1356,7 @@ print("untagged", u is not None)
 fn a_fabric_port_on_a_vlan_talks_to_a_tagged_peer() {
     const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
     const LX: MacAddr = MacAddr([2, 0, 0, 0, 7, 7]);
-    let (node, peer) = (Netns::new("n").unwrap(), Netns::new("lx").unwrap());
-    let w = Workload::new(&node, 1);
-    let u = Veth::new(&peer, &node, 1).unwrap();
-    set_mac(&node, &u.b, FAB);
-    set_mac(&peer, &u.a, LX);
-    no_offloads(&peer, &u.a);
+    let (node, peer, w, u) = fabric_peer(FAB, LX);
     // The workload in VRF 0 with the fabric: plain routing between them.
     let config = format!(
         "cpus = [0]\n\n{}\

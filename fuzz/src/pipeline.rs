@@ -114,10 +114,10 @@ impl Harness {
         b.set_label(100, 20).expect("label");
         b.set_label(101, 2).expect("label");
         b.publish(&fib).expect("publish");
-        let workload = |name: &str, mac: u8, v4: &str, v6: &str, gw4: &str, gw6: &str| PortConfig {
+        let workload = |name: &str, mac: u8, v4: &str, v6: &str, gw4: &str, gw6: &str, mtu| PortConfig {
             name: name.into(),
             mac: MacAddr([2, 0xa, 0, 0, 0, mac]),
-            mtu: 1500,
+            mtu,
             addrs: vec![],
             vlan: None,
             role: PortRole::Workload {
@@ -129,8 +129,9 @@ impl Harness {
         };
         let node = NodeConfig {
             ports: vec![
-                workload("w1", 1, "10.0.1.2", "fd00:1::2", "10.0.1.1", "fd00:1::1"),
-                workload("w2", 2, "10.0.2.2", "fd00:2::2", "10.0.2.1", "fd00:2::1"),
+                workload("w1", 1, "10.0.1.2", "fd00:1::2", "10.0.1.1", "fd00:1::1", 1500),
+                // Smaller than w1's, so packets to it are split or refused.
+                workload("w2", 2, "10.0.2.2", "fd00:2::2", "10.0.2.1", "fd00:2::1", 1280),
                 PortConfig {
                     name: "fabric".into(),
                     mac: MacAddr([2, 0xa, 0, 0, 0, 3]),

@@ -25,12 +25,14 @@ use crate::stats::DropReason;
 pub(crate) enum Plan {
     /// To the host's own stack (the exception path).
     Host,
-    /// Out of `port` (whose MAC is `src_mac`) to `mac`, as is (L3 rewritten).
+    /// Out of `port` (whose MAC is `src_mac` and MTU `mtu`) to `mac`, as is (L3
+    /// rewritten).
     Direct {
         port: u16,
         next: IpAddr,
         mac: Option<MacAddr>,
         src_mac: MacAddr,
+        mtu: u16,
     },
     /// Encapsulated in `outer` (which holds `mac`, or zeros until it is known), then out
     /// of `port`, whose MTU is `mtu`.
@@ -199,6 +201,7 @@ mod tests {
             next: ip("10.0.0.1"),
             mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             src_mac: MacAddr([2, 0, 0, 0, 0, 2]),
+            mtu: 1500,
         }
     }
 

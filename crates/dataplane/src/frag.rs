@@ -1,12 +1,22 @@
-//! Following IP fragments (IPv4 and IPv6): only the first fragment carries the ports, so the first one
+//! IP fragments, followed and made.
+//!
+//! Following (IPv4 and IPv6): only the first fragment carries the ports, so the first one
 //! is classified like any packet and leaves its ports here; later fragments of the same
 //! datagram borrow them and so hit the first one's flow and its decision.
-//!
 //! Per worker, fixed size, open addressing over a small table; entries age out after
 //! [`FRAG_TIMEOUT_SECS`] and are dropped when the last fragment passes. A later fragment
 //! with no entry (it overtook its first, or the entry aged out) is a counted drop.
+//!
+//! Making ([`split_ipv4`]): an IPv4 packet that may be fragmented (no don't-fragment)
+//! and is too big for its egress is split, as RFC 791 and RFC 1812 ask of a router.
+//! Tunnels split the inner packet, so that every fragment is a whole tunnel packet that
+//! the far end decapsulates without reassembling anything.
 
 use std::time::Instant;
+
+use crate::frames::{FramePool, Place};
+use crate::port::Pkt;
+use crate::stats::DropReason;
 
 /// Datagrams being followed at once, per worker.
 pub const FRAG_SLOTS: usize = 1024;
@@ -29,6 +39,12 @@ struct Entry {
     key: Key,
     ports: (u16, u16),
     born: u64,
+    /// Bytes of the datagram's fragmentable part seen so far, and its length once the
+    /// last fragment told it (0 until then). The entry ends when all have passed, in
+    /// whatever order they came: a fragment split again on the way may arrive after the
+    /// datagram's last one.
+    seen: u32,
+    end: u32,
 }
 
 /// One worker's fragment table.
@@ -73,32 +89,267 @@ impl FragTable {
         (0..PROBE).map(|p| (h + p) % FRAG_SLOTS).find(|&i| fits(&self.slots[i]))
     }
 
-    /// The first fragment of datagram `key` passed with these ports. `false` if the
-    /// table is full around its slot (its later fragments will then be dropped).
-    pub(crate) fn first(&mut self, key: Key, ports: (u16, u16)) -> bool {
+    /// The first fragment of datagram `key` passed with these ports, carrying `len`
+    /// bytes of the datagram. `false` if the table is full around its slot (its later
+    /// fragments will then be dropped).
+    pub(crate) fn first(&mut self, key: Key, ports: (u16, u16), len: u32) -> bool {
         let now = self.now();
         let Some(i) = self.probe(&key, |s| !self.live(s, now) || s.is_some_and(|e| e.key == key)) else {
             return false;
         };
-        self.slots[i] = Some(Entry { key, ports, born: now });
+        self.slots[i] = Some(Entry {
+            key,
+            ports,
+            born: now,
+            seen: len,
+            end: 0,
+        });
         true
     }
 
-    /// The ports of a later fragment's datagram; `last` (no more fragments) ends the entry.
-    pub(crate) fn later(&mut self, key: Key, last: bool) -> Option<(u16, u16)> {
+    /// The ports of a later fragment's datagram; the fragment holds `len` bytes from
+    /// byte `at`, and is the last one unless `more`. The entry ends once every byte up
+    /// to the last fragment's end has passed.
+    pub(crate) fn later(&mut self, key: Key, at: u32, len: u32, more: bool) -> Option<(u16, u16)> {
         let now = self.now();
         let i = self.probe(&key, |s| self.live(s, now) && s.is_some_and(|e| e.key == key))?;
-        let ports = self.slots[i]?.ports;
-        if last {
-            self.slots[i] = None;
+        let slot = &mut self.slots[i];
+        let e = slot.as_mut()?;
+        let ports = e.ports;
+        e.seen = e.seen.saturating_add(len);
+        if !more {
+            e.end = at + len;
+        }
+        if e.end != 0 && e.seen >= e.end {
+            *slot = None;
         }
         Some(ports)
     }
 }
 
+/// Splits the IPv4 packet at `l3` of `pkt` (behind `l3` bytes of link header) into
+/// fragments of at most `mtu` IP bytes each: `pkt` becomes the first, and the others are
+/// written into fresh frames of `pool`, each behind a copy of the link header, and pushed
+/// onto `out` in order. Later fragments carry only the options whose copy flag is set.
+/// A packet that already is a fragment keeps its offset and its more-fragments flag on
+/// the last piece. `scratch` holds the original meanwhile (kept by the caller, so
+/// splitting allocates nothing once it has grown).
+///
+/// Changes nothing and fails with `TooBig` when `mtu` leaves no room for eight bytes of
+/// payload beside a header, `NoFreeFrame` when the pool cannot give every frame needed,
+/// `Malformed` for a header that does not hold together.
+pub(crate) fn split_ipv4(
+    pool: &mut FramePool,
+    pkt: &mut Pkt,
+    l3: usize,
+    mtu: u16,
+    scratch: &mut Vec<u8>,
+    out: &mut Vec<Pkt>,
+) -> Result<(), DropReason> {
+    let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
+    let ip = frame.get(l3..l3 + 20).ok_or(DropReason::Malformed)?;
+    let hl = usize::from(ip[0] & 0xf) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || hl < 20 || total < hl || l3 + total > frame.len() {
+        return Err(DropReason::Malformed);
+    }
+    scratch.clear();
+    scratch.extend_from_slice(&frame[..l3 + total]);
+    let orig = &scratch[..];
+    let header = &orig[l3..l3 + hl];
+    let field = u16::from_be_bytes([header[6], header[7]]);
+    let (offset, more) = (usize::from(field & 0x1fff) * 8, field & 0x2000 != 0);
+    // Later fragments' header: the fixed part, then the options marked copied (the high
+    // bit of their type), padded with end-of-options to a multiple of four bytes.
+    let mut later_header = [0u8; 60];
+    later_header[..20].copy_from_slice(&header[..20]);
+    let mut n = 20;
+    let mut at = 20;
+    while at < hl {
+        match header[at] {
+            0 => break,
+            1 => at += 1,
+            kind => {
+                let len = usize::from(*header.get(at + 1).ok_or(DropReason::Malformed)?);
+                if len < 2 || at + len > hl {
+                    return Err(DropReason::Malformed);
+                }
+                if kind & 0x80 != 0 {
+                    later_header[n..n + len].copy_from_slice(&header[at..at + len]);
+                    n += len;
+                }
+                at += len;
+            }
+        }
+    }
+    let later_hl = n.div_ceil(4) * 4;
+    // Payload bytes per fragment: multiples of eight, as offsets count in eights.
+    let room = |hl: usize| usize::from(mtu).saturating_sub(hl) & !7;
+    let (first_room, later_room) = (room(hl), room(later_hl));
+    if first_room == 0 || later_room == 0 {
+        return Err(DropReason::TooBig);
+    }
+    let payload = &orig[l3 + hl..];
+    if payload.len() <= first_room {
+        return Ok(());
+    }
+    // Every frame first, so that a dry pool changes nothing. Each piece is shorter than
+    // the original, which fit its frame behind at least the pool's headroom, so each
+    // fits a fresh frame.
+    let pieces = (payload.len() - first_room).div_ceil(later_room);
+    let from = out.len();
+    for _ in 0..pieces {
+        match pool.alloc() {
+            Some(base) => out.push(Pkt {
+                addr: base + u64::from(pool.headroom()),
+                len: 0,
+            }),
+            None => {
+                for p in out.drain(from..) {
+                    pool.free(p.addr, Place::Worker);
+                }
+                return Err(DropReason::NoFreeFrame);
+            }
+        }
+    }
+    let write = |f: &mut [u8], head: &[u8], at: usize, data: &[u8], last: bool| {
+        f[..l3].copy_from_slice(&orig[..l3]);
+        let len = head.len() + data.len();
+        let ip = &mut f[l3..l3 + len];
+        ip[..head.len()].copy_from_slice(head);
+        ip[head.len()..].copy_from_slice(data);
+        ip[0] = 0x40 | (head.len() / 4) as u8;
+        ip[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        let mf = if last && !more { 0 } else { 0x2000 };
+        let field = field & 0x4000 | mf | ((offset + at) / 8) as u16;
+        ip[6..8].copy_from_slice(&field.to_be_bytes());
+        ip[10..12].fill(0);
+        let c = wire::checksum::checksum(&ip[..head.len()]);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        l3 + len
+    };
+    for (k, chunk) in payload[first_room..].chunks(later_room).enumerate() {
+        let p = &mut out[from + k];
+        let f = pool.bytes_mut(p.addr, l3 + later_hl + chunk.len());
+        let last = k + 1 == pieces;
+        p.len = write(f, &later_header[..later_hl], first_room + k * later_room, chunk, last) as u32;
+    }
+    let f = pool.bytes_mut(pkt.addr, l3 + total);
+    pkt.len = write(f, header, 0, &payload[..first_room], false) as u32;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use af_xdp::{Umem, UmemConfig};
+
     use super::*;
+
+    fn pool(frames: u32) -> FramePool {
+        let umem = Umem::new(UmemConfig {
+            frame_count: frames,
+            ..UmemConfig::default()
+        })
+        .unwrap();
+        FramePool::new(Arc::new(umem), 1)
+    }
+
+    /// An Ethernet frame holding an IPv4 packet with `options` and `payload` bytes of
+    /// payload (0, 1, 2, ...), fragment field `field`, header checksum right.
+    fn packet(pool: &mut FramePool, options: &[u8], payload: usize, field: u16) -> Pkt {
+        let hl = 20 + options.len();
+        let mut f = vec![0xee; 14];
+        f.extend_from_slice(&[0x40 | (hl / 4) as u8, 0, 0, 0, 0x12, 0x34, 0, 0, 64, 17, 0, 0]);
+        f[16..18].copy_from_slice(&((hl + payload) as u16).to_be_bytes());
+        f[20..22].copy_from_slice(&field.to_be_bytes());
+        f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(options);
+        let c = wire::checksum::checksum(&f[14..14 + hl]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f.extend((0..payload).map(|i| i as u8));
+        let addr = pool.alloc().unwrap() + u64::from(pool.headroom());
+        pool.bytes_mut(addr, f.len()).copy_from_slice(&f);
+        Pkt {
+            addr,
+            len: f.len() as u32,
+        }
+    }
+
+    /// Each piece: (header length, offset in bytes, more-fragments, payload), its header
+    /// checksum and link header checked.
+    fn pieces(pool: &mut FramePool, pkts: &[Pkt]) -> Vec<(usize, usize, bool, Vec<u8>)> {
+        pkts.iter()
+            .map(|p| {
+                let f = pool.bytes_mut(p.addr, p.len as usize);
+                assert_eq!(&f[..14], &[0xee; 14]);
+                let ip = &f[14..];
+                let hl = usize::from(ip[0] & 0xf) * 4;
+                assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), ip.len());
+                assert_eq!(wire::checksum::checksum(&ip[..hl]), 0, "header checksum");
+                let field = u16::from_be_bytes([ip[6], ip[7]]);
+                (
+                    hl,
+                    usize::from(field & 0x1fff) * 8,
+                    field & 0x2000 != 0,
+                    ip[hl..].to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn later_pieces_carry_only_the_options_marked_copied() {
+        let mut pool = pool(8);
+        // Record route (7: not copied), a NOP, a copied option (0x94, router alert), end.
+        let options = [7, 7, 4, 0, 0, 0, 0, 1, 0x94, 4, 0, 0];
+        let mut pkt = packet(&mut pool, &options, 100, 0);
+        let mut out = Vec::new();
+        split_ipv4(&mut pool, &mut pkt, 14, 64, &mut Vec::new(), &mut out).unwrap();
+        let all = pieces(&mut pool, &[&[pkt][..], &out].concat());
+        // 64 - 32 leaves 32 bytes in the first; 64 - 24 leaves 40 in each later one.
+        let shape: Vec<_> = all
+            .iter()
+            .map(|(hl, at, more, data)| (*hl, *at, *more, data.len()))
+            .collect();
+        assert_eq!(shape, [(32, 0, true, 32), (24, 32, true, 40), (24, 72, false, 28)]);
+        let f = pool.bytes_mut(out[0].addr, 38);
+        assert_eq!(&f[34..38], &[0x94, 4, 0, 0], "only the copied option");
+        let joined: Vec<u8> = all.iter().flat_map(|p| p.3.clone()).collect();
+        assert_eq!(joined, (0..100).map(|i| i as u8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_fragment_split_again_keeps_its_place_and_its_more_flag() {
+        let mut pool = pool(8);
+        // A middle fragment at byte 800 of its datagram, more to come.
+        let mut pkt = packet(&mut pool, &[], 60, 0x2000 | 100);
+        let mut out = Vec::new();
+        split_ipv4(&mut pool, &mut pkt, 14, 52, &mut Vec::new(), &mut out).unwrap();
+        let all = pieces(&mut pool, &[&[pkt][..], &out].concat());
+        let shape: Vec<_> = all.iter().map(|(_, at, more, data)| (*at, *more, data.len())).collect();
+        assert_eq!(shape, [(800, true, 32), (832, true, 28)]);
+    }
+
+    #[test]
+    fn a_dry_pool_or_a_tiny_mtu_changes_nothing() {
+        // The packet's frame and three free ones, where five pieces beyond the first
+        // would be needed.
+        let mut pool = pool(4);
+        let mut pkt = packet(&mut pool, &[], 1000, 0);
+        let before = pool.bytes_mut(pkt.addr, pkt.len as usize).to_vec();
+        let mut out = Vec::new();
+        let free = pool.available();
+        let split = |pool: &mut FramePool, pkt: &mut Pkt, out: &mut Vec<Pkt>, mtu| {
+            split_ipv4(pool, pkt, 14, mtu, &mut Vec::new(), out)
+        };
+        assert_eq!(split(&mut pool, &mut pkt, &mut out, 200), Err(DropReason::NoFreeFrame));
+        assert_eq!(split(&mut pool, &mut pkt, &mut out, 27), Err(DropReason::TooBig));
+        assert!(out.is_empty());
+        assert_eq!(pool.available(), free, "frames taken were given back");
+        assert_eq!(pool.bytes_mut(pkt.addr, pkt.len as usize), &before[..]);
+    }
 
     fn key(vrf: u32, ident: u32) -> Key {
         let addr = |last| {
@@ -116,15 +367,27 @@ mod tests {
     }
 
     #[test]
-    fn later_fragments_find_their_first_and_the_last_ends_it() {
+    fn later_fragments_find_their_first_and_the_last_byte_ends_it() {
         let mut t = FragTable::new();
         let k = key(1, 77);
-        assert!(t.first(k, (4000, 53)));
-        assert_eq!(t.later(k, false), Some((4000, 53)));
-        assert_eq!(t.later(key(2, 77), false), None, "another VRF");
-        assert_eq!(t.later(key(1, 78), false), None, "another datagram");
-        assert_eq!(t.later(k, true), Some((4000, 53)));
-        assert_eq!(t.later(k, false), None, "ended by the last fragment");
+        assert!(t.first(k, (4000, 53), 800));
+        assert_eq!(t.later(k, 800, 400, true), Some((4000, 53)));
+        assert_eq!(t.later(key(2, 77), 800, 400, true), None, "another VRF");
+        assert_eq!(t.later(key(1, 78), 800, 400, true), None, "another datagram");
+        assert_eq!(t.later(k, 1200, 100, false), Some((4000, 53)));
+        assert_eq!(t.later(k, 1300, 8, true), None, "ended with the last byte");
+    }
+
+    #[test]
+    fn a_fragment_after_the_last_still_finds_its_datagram() {
+        let mut t = FragTable::new();
+        let k = key(1, 9);
+        // 0..1424 and 1424..1480 were one fragment, split again on the way; the
+        // datagram's last fragment (1480..2008) overtook the second piece.
+        assert!(t.first(k, (1, 2), 1424));
+        assert_eq!(t.later(k, 1480, 528, false), Some((1, 2)));
+        assert_eq!(t.later(k, 1424, 56, true), Some((1, 2)));
+        assert_eq!(t.later(k, 1424, 56, true), None, "every byte passed: ended");
     }
 
     #[test]
@@ -132,14 +395,14 @@ mod tests {
         let mut t = FragTable::new();
         let mut stored = 0;
         for id in 0..(FRAG_SLOTS as u32 * 2) {
-            if t.first(key(1, id), (id as u16, id as u16)) {
+            if t.first(key(1, id), (id as u16, id as u16), 8) {
                 stored += 1;
             }
         }
         assert!(stored <= FRAG_SLOTS);
         // Everything stored is still found with its own ports.
         let found = (0..(FRAG_SLOTS as u32 * 2))
-            .filter(|&id| t.later(key(1, id), false) == Some((id as u16, id as u16)))
+            .filter(|&id| t.later(key(1, id), 8, 8, true) == Some((id as u16, id as u16)))
             .count();
         assert_eq!(found, stored);
     }

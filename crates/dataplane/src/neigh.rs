@@ -285,6 +285,9 @@ pub struct Parked {
     pub pkt: Pkt,
     /// Its egress port.
     pub port: u16,
+    /// Made by the pipeline (a fragment of a received packet), not received: counted as
+    /// originated when it leaves.
+    pub originated: bool,
 }
 
 /// One next hop a worker is resolving.
@@ -478,6 +481,7 @@ mod tests {
         Parked {
             pkt: Pkt { addr: n, len: 60 },
             port: 1,
+            originated: false,
         }
     }
 

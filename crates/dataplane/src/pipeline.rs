@@ -28,7 +28,7 @@ use crate::clock::FlowClock;
 use crate::decap::{TunnelId, TunnelVrfs};
 use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
 use crate::encap::{Ends, Outer, ecn_at, encapsulate};
-use crate::frag::{FragTable, Key as FragKey};
+use crate::frag::{FragTable, Key as FragKey, split_ipv4};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, NeighborConfig, Parked, Resolver, Step};
 use crate::port::Pkt;
@@ -170,6 +170,9 @@ pub struct Pipeline {
     icmp_limit: TokenBucket,
     /// Next hops being resolved (packets parked on them) and tunnel underlays resolved.
     egress: Egress,
+    /// Fragments made in the last burst beyond each packet's first: they follow it out
+    /// between bursts.
+    fragments: Vec<Emitted>,
     /// Which VRF each recent tunnel's packets belong to.
     tunnel_vrfs: TunnelVrfs,
     /// When learned neighbours were last aged (seconds on the tables' clock).
@@ -220,11 +223,18 @@ enum Refused {
     },
 }
 
-/// What `act` updates per worker: next hops being resolved, tunnel underlays, and plans.
+/// What `act` updates per worker: next hops being resolved, tunnel underlays, and plans;
+/// and where it splits a packet too big for its egress.
 struct Egress {
     resolver: Resolver,
     underlay: UnderlayCache,
     plans: PlanCache,
+    /// The packet being split, copied out of its frame, and its pieces beyond the first.
+    scratch: Vec<u8>,
+    pieces: Vec<Pkt>,
+    /// The fragments of the packet `act` last split, beyond the first (the packet itself):
+    /// ready to go out of its port, or dropped with a reason.
+    fragments: Vec<Emitted>,
 }
 
 /// The ICMP errors the router sends, for IPv4 and IPv6 alike.
@@ -232,7 +242,8 @@ struct Egress {
 enum IcmpError {
     /// TTL / hop limit expired in transit.
     TimeExceeded,
-    /// Too big for the egress (after encapsulation): fragmentation needed / packet too big.
+    /// Too big for the egress (after any encapsulation) and not to be fragmented:
+    /// fragmentation needed / packet too big.
     TooBig { mtu: u16 },
 }
 
@@ -303,7 +314,8 @@ impl Ctx<'_> {
             Nexthop::Interface { port, gateway } => {
                 let next = gateway.unwrap_or(dst);
                 let (mac, until) = split(self.mac(&mut egress.resolver, *port, next));
-                let src_mac = self.port(*port)?.mac;
+                let pc = self.port(*port)?;
+                let (src_mac, mtu) = (pc.mac, pc.mtu);
                 let port = *port as u16;
                 (
                     Plan::Direct {
@@ -311,6 +323,7 @@ impl Ctx<'_> {
                         next,
                         mac,
                         src_mac,
+                        mtu,
                     },
                     until,
                 )
@@ -400,7 +413,11 @@ impl Pipeline {
                 resolver: Resolver::new(tables.neighbors.clone()),
                 underlay: UnderlayCache::default(),
                 plans: PlanCache::new(),
+                scratch: Vec::new(),
+                pieces: Vec::new(),
+                fragments: Vec::new(),
             },
+            fragments: Vec::new(),
             aged: 0,
             clock: FlowClock::new(tables.epoch),
             held: Some(Held::new(&tables)),
@@ -417,15 +434,21 @@ impl Handler for Pipeline {
         if let Some(held) = self.held.as_mut() {
             held.refresh(&self.t);
         }
-        if self.egress.resolver.is_idle() {
-            return;
-        }
         let node = &self.t.node;
         // Out of `port`, with its VLAN's tag.
         let tagged = |pool: &mut FramePool, mut pkt: Pkt, port: u16| match tag(node, pool, &mut pkt, port) {
             Ok(()) => (pkt, Verdict::Tx(port)),
             Err(why) => (pkt, Verdict::Drop(why)),
         };
+        for mut e in self.fragments.drain(..) {
+            if let Verdict::Tx(port) = e.verdict {
+                (e.pkt, e.verdict) = tagged(pool, e.pkt, port);
+            }
+            out.push(e);
+        }
+        if self.egress.resolver.is_idle() {
+            return;
+        }
         self.egress.resolver.poll(stopping, |step| match step {
             Step::Request { port, ip } => {
                 if let Some(pkt) = request(node, pool, port, ip) {
@@ -443,13 +466,13 @@ impl Handler for Pipeline {
                 Emitted {
                     pkt,
                     verdict,
-                    originated: false,
+                    originated: p.originated,
                 }
             })),
             Step::GiveUp(parked) => out.extend(parked.into_iter().map(|p| Emitted {
                 pkt: p.pkt,
                 verdict: Verdict::Drop(DropReason::NeighborUnresolved),
-                originated: false,
+                originated: p.originated,
             })),
         });
     }
@@ -633,18 +656,46 @@ impl Pipeline {
         };
         for (k, &i) in self.pending.iter().enumerate() {
             let meta = &self.metas[i];
-            verdicts[i] = match act(&cx, &mut self.egress, actions[k], &mut pkts[i], pool, meta, hashes[k]) {
+            let done = act(&cx, &mut self.egress, actions[k], &mut pkts[i], pool, meta, hashes[k]);
+            // Fragments beyond the first go where it goes: out (after the burst), parked
+            // with it; dropped only when it is.
+            for mut e in self.egress.fragments.drain(..) {
+                match (&done, e.verdict) {
+                    (_, Verdict::Drop(_)) | (Ok(_), _) => {}
+                    (Err(Refused::Park { port, next }), _) => {
+                        let p = Parked {
+                            pkt: e.pkt,
+                            port: *port,
+                            originated: true,
+                        };
+                        match self.egress.resolver.park(*next, p, now) {
+                            Ok(()) => continue,
+                            Err(_) => e.verdict = Verdict::Drop(DropReason::ParkFull),
+                        }
+                    }
+                    (Err(Refused::Drop(why) | Refused::Icmp { why, .. }), _) => e.verdict = Verdict::Drop(*why),
+                }
+                self.fragments.push(e);
+            }
+            verdicts[i] = match done {
                 Ok(v) => v,
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
                 Err(Refused::Icmp { why, err }) => {
-                    if meta.tunnel == Tunnel::None && self.icmp_limit.take() {
+                    // Never for a packet that came out of a tunnel: its source is behind
+                    // another node, and an error sent back out of the fabric port as it
+                    // is would carry a tenant's addresses into the underlay.
+                    if self.decapped[i] == Tunnel::None && self.icmp_limit.take() {
                         icmp_error(pool, &mut pkts[i], meta, pc, port, err).unwrap_or(Verdict::Drop(why))
                     } else {
                         Verdict::Drop(why)
                     }
                 }
                 Err(Refused::Park { port, next }) => {
-                    let p = Parked { pkt: pkts[i], port };
+                    let p = Parked {
+                        pkt: pkts[i],
+                        port,
+                        originated: false,
+                    };
                     match self.egress.resolver.park(next, p, now) {
                         Ok(()) => Verdict::Keep,
                         Err(_) => Verdict::Drop(DropReason::ParkFull),
@@ -704,18 +755,26 @@ impl Pipeline {
     ) -> Result<(), DropReason> {
         let l3 = usize::from(h.l3);
         let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
-        let (ident, more) = match h.l3_kind {
-            L3::Ipv4 => (
-                u32::from(u16::from_be_bytes([f[l3 + 4], f[l3 + 5]])),
-                f[l3 + 6] & 0x20 != 0,
-            ),
+        let end = usize::from(h.l3_end);
+        // The identification, then where the fragment's bytes sit in the datagram's
+        // fragmentable part (offset, length, more to come).
+        let (ident, (at, len, more)) = match h.l3_kind {
+            L3::Ipv4 => {
+                let ip = f.get(l3..l3 + 20).ok_or(DropReason::Malformed)?;
+                let field = u16::from_be_bytes([ip[6], ip[7]]);
+                let data = end.saturating_sub(l3 + usize::from(ip[0] & 0xf) * 4);
+                let place = (u32::from(field & 0x1fff) * 8, data as u32, field & 0x2000 != 0);
+                (u32::from(u16::from_be_bytes([ip[4], ip[5]])), place)
+            }
             L3::Ipv6 => {
-                let payload = f.get(l3 + 40..usize::from(h.l3_end)).ok_or(DropReason::Malformed)?;
+                let payload = f.get(l3 + 40..end).ok_or(DropReason::Malformed)?;
                 let walk = wire::ipv6ext::walk(payload, f[l3 + 6].into()).map_err(|_| DropReason::Malformed)?;
-                // The fragment header is the last one walked for a later fragment; for the
-                // first, "more" is implied.
-                let more = walk.fragment != Fragment::Later || payload[walk.offset - 8 + 3] & 1 != 0;
-                (walk.ident, more)
+                let header = payload
+                    .get(walk.fragment_end.wrapping_sub(8)..walk.fragment_end)
+                    .ok_or(DropReason::Malformed)?;
+                let field = u16::from_be_bytes([header[2], header[3]]);
+                let data = payload.len() - walk.fragment_end;
+                (walk.ident, (u32::from(field & !7), data as u32, field & 1 != 0))
             }
             _ => return Err(DropReason::Unsupported),
         };
@@ -728,10 +787,10 @@ impl Pipeline {
             ident,
         };
         if h.fragment == Fragment::First {
-            self.frags.first(key, (k.src_port, k.dst_port));
+            self.frags.first(key, (k.src_port, k.dst_port), len);
             return Ok(());
         }
-        let (sp, dp) = self.frags.later(key, !more).ok_or(DropReason::FragmentOrphan)?;
+        let (sp, dp) = self.frags.later(key, at, len, more).ok_or(DropReason::FragmentOrphan)?;
         k.src_port = sp;
         k.dst_port = dp;
         Ok(())
@@ -1136,11 +1195,46 @@ fn routed(fib: &fib::Snapshot, key: &FlowKey, hash: u64, reverse: bool, verdict:
 /// The rewrite that finishes a packet on its way out: its MACs (the egress port's as the
 /// source), or an encapsulation within the egress port's MTU.
 enum Finish<'p> {
-    Macs(MacAddr),
+    /// Out of a port of this MTU, MACs rewritten.
+    Macs(MacAddr, u16),
+    /// Encapsulated, then out of a port of this MTU.
     Encap(&'p Outer, u16),
 }
 
-/// Stage 4 for one packet.
+impl Finish<'_> {
+    /// The longest IP packet that goes out this way whole.
+    fn mtu(&self) -> u16 {
+        match self {
+            Finish::Macs(_, mtu) => *mtu,
+            Finish::Encap(outer, mtu) => outer.inner_mtu(*mtu),
+        }
+    }
+
+    /// Puts the link header (and tunnel) on `pkt`, L3 rewritten, to go to `mac`: without
+    /// it, the packet is finished but for its first six bytes.
+    fn apply(
+        &self,
+        pool: &mut FramePool,
+        pkt: &mut Pkt,
+        mac: Option<MacAddr>,
+        hash: u64,
+        meta: &PacketMeta,
+    ) -> Result<(), DropReason> {
+        match self {
+            Finish::Macs(src_mac, _) => {
+                let f = pool.bytes_mut(pkt.addr, 12);
+                let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+                eth.set_dst_addr(mac.unwrap_or(MacAddr([0; 6])));
+                eth.set_src_addr(*src_mac);
+                Ok(())
+            }
+            Finish::Encap(outer, mtu) => encapsulate(pool, pkt, outer, *mtu, hash, meta),
+        }
+    }
+}
+
+/// Stage 4 for one packet. A packet split into fragments leaves all but the first in
+/// `egress.fragments`, each to go where the first goes.
 fn act(
     cx: &Ctx<'_>,
     egress: &mut Egress,
@@ -1175,14 +1269,15 @@ fn act(
             next,
             mac,
             src_mac,
-        } => (*port, next, *mac, Finish::Macs(*src_mac)),
+            mtu,
+        } => (*port, *next, *mac, Finish::Macs(*src_mac, *mtu)),
         Plan::Encap {
             outer,
             port,
             next,
             mac,
             mtu,
-        } => (*port, next, *mac, Finish::Encap(outer, *mtu)),
+        } => (*port, *next, *mac, Finish::Encap(outer, *mtu)),
     };
     // L3 rewrite of the (inner) packet: TTL and checksum.
     let l3 = usize::from(h.l3);
@@ -1191,8 +1286,9 @@ fn act(
         why: DropReason::TtlExpired,
         err: IcmpError::TimeExceeded,
     };
-    // Whether an oversized encapsulation is answered with "fragmentation needed" / "packet
-    // too big": IPv4 with don't-fragment, and all IPv6 (routers never fragment it).
+    // Whether a packet too big for the egress is answered with "fragmentation needed" /
+    // "packet too big": IPv4 with don't-fragment, and all IPv6 (routers never fragment
+    // it). Other IPv4 is split.
     let dont_frag = match h.l3_kind {
         L3::Ipv4 => {
             let ip = frame.get_mut(l3..l3 + 20).ok_or(DropReason::Malformed)?;
@@ -1214,29 +1310,31 @@ fn act(
         }
         _ => return Err(DropReason::Unsupported.into()),
     };
-    // Without the next hop's MAC the packet is finished but for its first six bytes.
-    match finish {
-        Finish::Macs(src_mac) => {
-            let mut eth = EthernetFrame::new_unchecked(&mut frame[..]);
-            eth.set_dst_addr(mac.unwrap_or(MacAddr([0; 6])));
-            eth.set_src_addr(src_mac);
+    let mtu = finish.mtu();
+    if pkt.len as usize - l3 > usize::from(mtu) {
+        if dont_frag {
+            return Err(Refused::Icmp {
+                why: DropReason::TooBig,
+                err: IcmpError::TooBig { mtu },
+            });
         }
-        Finish::Encap(outer, mtu) => match encapsulate(pool, pkt, outer, mtu, hash, meta) {
-            Ok(()) => {}
-            Err(DropReason::TooBig) if dont_frag => {
-                return Err(Refused::Icmp {
-                    why: DropReason::TooBig,
-                    err: IcmpError::TooBig {
-                        mtu: outer.inner_mtu(mtu),
-                    },
-                });
-            }
-            Err(why) => return Err(why.into()),
-        },
+        split_ipv4(pool, pkt, l3, mtu, &mut egress.scratch, &mut egress.pieces)?;
+        for mut p in egress.pieces.drain(..) {
+            let verdict = match finish.apply(pool, &mut p, mac, hash, meta) {
+                Ok(()) => Verdict::Tx(port),
+                Err(why) => Verdict::Drop(why),
+            };
+            egress.fragments.push(Emitted {
+                pkt: p,
+                verdict,
+                originated: true,
+            });
+        }
     }
+    finish.apply(pool, pkt, mac, hash, meta)?;
     match mac {
         Some(_) => Ok(Verdict::Tx(port)),
-        None => Err(Refused::Park { port, next: *next }),
+        None => Err(Refused::Park { port, next }),
     }
 }
 

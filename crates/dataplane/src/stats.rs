@@ -55,8 +55,10 @@ drop_reasons! {
     NotForUs = "not addressed to this router",
     /// For the host's own stack, and no exception path is configured.
     ToHost = "for the host, no exception path",
-    /// After encapsulation the packet would exceed the egress MTU.
-    TooBig = "encapsulated packet exceeds the egress MTU",
+    /// The packet (after any encapsulation) would exceed the egress MTU, and may not be
+    /// fragmented (IPv4 with don't-fragment, all IPv6), or is an IPv4 packet whose
+    /// header leaves no room to fragment it.
+    TooBig = "packet exceeds the egress MTU and may not be fragmented",
     /// Not enough headroom in the frame to encapsulate.
     NoHeadroom = "no headroom to encapsulate",
     /// A header combination the pipeline does not handle (VLAN-tagged, plain GRE, tunnel
@@ -127,7 +129,8 @@ pub struct WorkerCounters {
     /// Packets sent: handed to the kernel and completed (AF_XDP: taken off the
     /// completion ring), or handed to a queue or write (other ports).
     pub tx: AtomicU64,
-    /// Packets the worker made itself (ARP requests, neighbour solicitations).
+    /// Packets the worker made itself (ARP requests, neighbour solicitations, the
+    /// fragments of a packet split for its egress beyond the first).
     pub originated: AtomicU64,
     /// Polls of all ports that found nothing.
     pub empty_polls: AtomicU64,

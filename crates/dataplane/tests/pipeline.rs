@@ -54,12 +54,11 @@ fn node() -> Node {
 
 /// [`node`] with these neighbour settings, its fabric port on VLAN `fabric_vlan`.
 fn node_with(neighbor_config: NeighborConfig, fabric_vlan: Option<u16>) -> Node {
-    node_of(neighbor_config, fabric_vlan, false)
+    node_of(neighbor_config, |cfg| cfg.ports[2].vlan = fabric_vlan)
 }
 
-/// [`node_with`], refusing UDP tunnel packets over IPv6 without a checksum if
-/// `refuse_zero_udp_checksum6`.
-fn node_of(neighbor_config: NeighborConfig, fabric_vlan: Option<u16>, refuse_zero_udp_checksum6: bool) -> Node {
+/// [`node`] with these neighbour settings and its configuration changed by `tune`.
+fn node_of(neighbor_config: NeighborConfig, tune: impl FnOnce(&mut NodeConfig)) -> Node {
     let fib = Arc::new(Fib::new());
     let mut b = FibBuilder::new();
     b.add_vrf(0).unwrap();
@@ -155,7 +154,7 @@ fn node_of(neighbor_config: NeighborConfig, fabric_vlan: Option<u16>, refuse_zer
             gateways: vec![ip(gw)],
         },
     };
-    let cfg = NodeConfig {
+    let mut cfg = NodeConfig {
         ports: vec![
             PortConfig {
                 role: PortRole::Workload {
@@ -180,13 +179,14 @@ fn node_of(neighbor_config: NeighborConfig, fabric_vlan: Option<u16>, refuse_zer
                 mac: P2,
                 mtu: 1500,
                 addrs: vec![ip("192.0.2.1"), ip("fd00:f::1")],
-                vlan: fabric_vlan,
+                vlan: None,
                 role: PortRole::Fabric { vrf: 0 },
             },
         ],
         tunnel_endpoints: vec![ip("192.0.2.1"), ip("fd00:f::1")],
-        refuse_zero_udp_checksum6,
+        refuse_zero_udp_checksum6: false,
     };
+    tune(&mut cfg);
     let policy = Arc::new(PolicyStore::new());
     let flows = Arc::new(FlowTable::new(FlowTableConfig::with_capacity(4096)).unwrap());
     let tables = Tables {
@@ -471,14 +471,102 @@ fn an_oversized_packet_for_a_tunnel_gets_fragmentation_needed() {
         1450,
         "next-hop MTU leaves room for VXLAN"
     );
-    // Without DF it is a counted drop.
-    let mut no_df = big.clone();
-    no_df[20] = 0;
-    let c = u16::from_be_bytes([no_df[24], no_df[25]]);
-    no_df[24..26].copy_from_slice(&wire::checksum::update_u16(c, 0x4000, 0).to_be_bytes());
-    assert!(n.send(0, &no_df).is_none());
-    assert_eq!(n.drops(DropReason::TooBig), 1);
+    assert_eq!(n.drops(DropReason::TooBig), 0, "answered, not dropped");
     tshark_decodes(&[err], &["eth:ethertype:ip:icmp:ip:udp"]);
+}
+
+/// A packet too big for its egress that may be fragmented (IPv4 without don't-fragment)
+/// is split as RFC 791 says: for a tunnel, the inner packet, so that each fragment is a
+/// whole tunnel packet; out of a port of a smaller MTU, the packet itself. tshark
+/// reassembles the fragments and finds the UDP checksum of the whole datagram good.
+#[test]
+fn packets_that_may_be_fragmented_are_split_to_fit_the_egress() {
+    let mut n = node_of(NeighborConfig::default(), |cfg| cfg.ports[1].mtu = 1000);
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    for (dst, port, mtu, inner) in [
+        ("10.9.0.5", 2, 1450, "eth:ethertype:ip:udp:vxlan:eth:ethertype:ip"),
+        ("10.8.0.5", 2, 1468, "eth:ethertype:ip:udp:mpls:ip"),
+        ("10.7.0.5", 2, 1472, "eth:ethertype:ip:gre:mpls:ip"),
+        ("10.5.0.5", 2, 1430, "eth:ethertype:ipv6:udp:vxlan:eth:ethertype:ip"),
+        ("10.0.2.2", 1, 1000, "eth:ethertype:ip"),
+    ] {
+        let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4(dst), IpProtocol::Udp);
+        (ipr.ident, ipr.dont_frag) = (0x4242, false);
+        let before = n.worker.counters().snapshot();
+        assert!(n.links[0].inject(&udp_from_w1(ipr, &payload)));
+        n.worker.run_once();
+        let frames = take_all(&n, port);
+        // 3028 IP bytes: the first fragment has (mtu - 20) & !7 of the 3008 payload bytes,
+        // and so on.
+        let per = (mtu - 20) & !7;
+        assert_eq!(frames.len(), 3008usize.div_ceil(per), "{dst}");
+        let mut offset = 0;
+        for (k, f) in frames.iter().enumerate() {
+            let m = parse(f).unwrap();
+            let h = if port == 2 { &m.inner } else { &m.outer };
+            let ip = &f[usize::from(h.l3)..];
+            let len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            let field = u16::from_be_bytes([ip[6], ip[7]]);
+            let last = k + 1 == frames.len();
+            assert!(len <= mtu, "{dst}: fragment {k} is {len} bytes");
+            assert_eq!(usize::from(field & 0x1fff) * 8, offset, "{dst}: fragment {k}'s offset");
+            assert_eq!(field & 0x2000 == 0, last, "{dst}: more fragments on all but the last");
+            assert_eq!(
+                (ip[4], ip[5], ip[8]),
+                (0x42, 0x42, 63),
+                "{dst}: ident kept, TTL less one"
+            );
+            offset += len - 20;
+        }
+        assert_eq!(offset, 3008, "{dst}: every payload byte once");
+        let after = n.worker.counters().snapshot();
+        assert_eq!(
+            (after.originated - before.originated, after.tx - before.tx),
+            (frames.len() as u64 - 1, frames.len() as u64),
+            "{dst}: the fragments beyond the first are counted as made here"
+        );
+        let want: Vec<String> = (0..frames.len())
+            .map(|k| {
+                if k + 1 == frames.len() {
+                    format!("{inner}:udp:data")
+                } else {
+                    format!("{inner}:data")
+                }
+            })
+            .collect();
+        let want: Vec<&str> = want.iter().map(String::as_str).collect();
+        let lines = tshark_decodes_with(&frames, &want, &["ip.reassembled.length"], false);
+        assert!(
+            lines.last().unwrap().ends_with("\t3008"),
+            "{dst}: tshark reassembles the datagram: {lines:?}"
+        );
+    }
+    assert_eq!(n.drops(DropReason::TooBig), 0);
+}
+
+/// Out of a port of a smaller MTU, a packet that may not be fragmented gets
+/// "fragmentation needed" (IPv4 with don't-fragment) or "packet too big" (IPv6) with
+/// that MTU, and the largest packet that fits goes through whole.
+#[test]
+fn a_port_of_a_smaller_mtu_answers_what_does_not_fit() {
+    let mut n = node_of(NeighborConfig::default(), |cfg| cfg.ports[1].mtu = 1280);
+    let (port, out) = n.send(0, &udp_of_len("10.0.2.2", 1280)).unwrap();
+    assert_eq!((port, out.len()), (1, 1294));
+    let (port, err) = n.send(0, &udp_of_len("10.0.2.2", 1281)).unwrap();
+    assert_eq!(port, 0);
+    let icmp = usize::from(parse(&err).unwrap().outer.l4);
+    assert_eq!((err[icmp], err[icmp + 1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([err[icmp + 6], err[icmp + 7]]), 1280);
+    let big6 = udp6("fd00:1::2", "fd00:2::2", 5, 64, &[0; 1300]);
+    let (port, err6) = n.send(0, &big6).unwrap();
+    assert_eq!(port, 0);
+    let icmp = usize::from(parse(&err6).unwrap().outer.l4);
+    assert_eq!(err6[icmp], 2, "packet too big");
+    assert_eq!(u32::from_be_bytes(err6[icmp + 4..icmp + 8].try_into().unwrap()), 1280);
+    tshark_decodes(
+        &[err, err6],
+        &["eth:ethertype:ip:icmp:ip:udp", "eth:ethertype:ipv6:icmpv6:ipv6:udp"],
+    );
 }
 
 /// A UDP packet from w1 to `dst`, don't-fragment set, `ip_len` bytes long from its IP
@@ -1167,59 +1255,64 @@ fn outer_from(
 }
 
 /// Tunnel packets from `ends` (remote, local) to this node, one of each type, arrive on
-/// the fabric and come out of w2 decapsulated.
+/// the fabric and come out of w2 decapsulated. With their inner TTL run out they are
+/// dropped and counted, and no ICMP error goes back out of the fabric port as it is (it
+/// would carry a tenant's addresses into the underlay).
 fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
     let mut n = node();
-    let inner_ip = Header::Ipv4(Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp));
-    let inner_udp = Header::Udp(UdpRepr {
-        src_port: 1000,
-        dst_port: 2000,
-    });
-    let mpls = Header::Mpls(MplsRepr {
-        label: 100,
-        tc: 0,
-        bottom: true,
-        ttl: 64,
-    });
-    let cases = [
-        (
-            "vxlan",
-            outer_from(
-                ends,
-                vec![
-                    Header::Vxlan(VxlanRepr { vni: 42 }),
-                    Header::Ethernet(EthernetRepr {
-                        src: MR,
-                        dst: P2,
-                        ethertype: EtherType::Ipv4,
-                    }),
-                    inner_ip,
-                    inner_udp,
-                ],
-                true,
+    let inner = Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp);
+    let cases = |ttl| {
+        let inner_ip = Header::Ipv4(Ipv4Repr { ttl, ..inner });
+        let inner_udp = Header::Udp(UdpRepr {
+            src_port: 1000,
+            dst_port: 2000,
+        });
+        let mpls = Header::Mpls(MplsRepr {
+            label: 100,
+            tc: 0,
+            bottom: true,
+            ttl: 64,
+        });
+        [
+            (
+                "vxlan",
+                outer_from(
+                    ends,
+                    vec![
+                        Header::Vxlan(VxlanRepr { vni: 42 }),
+                        Header::Ethernet(EthernetRepr {
+                            src: MR,
+                            dst: P2,
+                            ethertype: EtherType::Ipv4,
+                        }),
+                        inner_ip,
+                        inner_udp,
+                    ],
+                    true,
+                ),
             ),
-        ),
-        ("mpls-udp", outer_from(ends, vec![mpls, inner_ip, inner_udp], true)),
-        (
-            "mpls-gre",
-            outer_from(
-                ends,
-                vec![
-                    Header::Gre(wire::gre::GreRepr {
-                        protocol: EtherType::MplsUnicast,
-                        checksum: false,
-                        key: None,
-                        sequence: None,
-                    }),
-                    mpls,
-                    inner_ip,
-                    inner_udp,
-                ],
-                false,
+            ("mpls-udp", outer_from(ends, vec![mpls, inner_ip, inner_udp], true)),
+            (
+                "mpls-gre",
+                outer_from(
+                    ends,
+                    vec![
+                        Header::Gre(wire::gre::GreRepr {
+                            protocol: EtherType::MplsUnicast,
+                            checksum: false,
+                            key: None,
+                            sequence: None,
+                        }),
+                        mpls,
+                        inner_ip,
+                        inner_udp,
+                    ],
+                    false,
+                ),
             ),
-        ),
-    ];
-    for (name, headers) in cases {
+        ]
+    };
+    for (name, headers) in cases(64) {
         let f = frame(&headers, b"inner").unwrap();
         let (port, out) = n
             .send(2, &f)
@@ -1230,6 +1323,11 @@ fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
         assert_eq!(&out[..12], &[M2.0, P1.0].concat()[..], "{name}");
         assert_eq!(m.outer.key.dst_ip(), Some(ip("10.0.2.2")));
         assert_eq!(&out[out.len() - 5..], b"inner");
+    }
+    for (k, (name, headers)) in cases(1).into_iter().enumerate() {
+        let f = frame(&headers, b"inner").unwrap();
+        assert_eq!(n.send(2, &f), None, "{name}");
+        assert_eq!(n.drops(DropReason::TtlExpired), k as u64 + 1, "{name}");
     }
 }
 
@@ -1282,7 +1380,7 @@ fn a_wrong_outer_udp_checksum_is_dropped_and_none_is_taken() {
 /// as `BadChecksum`; over IPv4 no checksum stays the sender's choice.
 #[test]
 fn a_node_can_refuse_ipv6_tunnel_packets_without_a_udp_checksum() {
-    let mut n = node_of(NeighborConfig::default(), None, true);
+    let mut n = node_of(NeighborConfig::default(), |cfg| cfg.refuse_zero_udp_checksum6 = true);
     for (ends, taken) in [(("192.0.2.2", "192.0.2.1"), true), (("fd00:f::2", "fd00:f::1"), false)] {
         let good = frame(&outer_from(ends, cases_vni(42)[3..].to_vec(), true), b"inner").unwrap();
         let sum_at = usize::from(parse(&good).unwrap().outer.l4) + 6;
@@ -1641,6 +1739,36 @@ fn an_unknown_next_hop_is_resolved_by_arp_while_its_packets_wait() {
     r.frames_ok.unwrap();
     assert!(r.stats.conserved(), "{:?}", r.stats);
     assert_eq!(r.stats.originated, 1);
+}
+
+/// The fragments of a packet whose next hop is being resolved wait with it, and go out
+/// together when the answer comes, counted as made here: every packet accounted for.
+#[test]
+fn fragments_wait_for_their_next_hop_together() {
+    const GW: MacAddr = MacAddr([2, 0, 0, 0, 0x99, 9]);
+    let mut n = node();
+    let mut ipr = Ipv4Repr::new(ip4("10.0.1.2"), ip4("10.6.0.1"), IpProtocol::Udp);
+    ipr.dont_frag = false;
+    let (port, req) = n.send(0, &udp_from_w1(ipr, &[5; 2000])).unwrap();
+    assert_eq!((port, &req[12..14]), (2, &[8, 6][..]), "an ARP request, nothing else");
+    assert!(take_all(&n, 2).is_empty());
+    assert!(n.links[2].inject(&arp(ArpOperation::Reply, GW, "192.0.2.9", P2, "192.0.2.1")));
+    n.worker.run_once();
+    let out = take_all(&n, 2);
+    assert_eq!(out.len(), 2, "2008 bytes of UDP in two fragments");
+    for f in &out {
+        assert_eq!(&f[..12], &[GW.0, P2.0].concat()[..]);
+    }
+    tshark_decodes_with(
+        &out,
+        &["eth:ethertype:ip:data", "eth:ethertype:ip:udp:data"],
+        &[],
+        false,
+    );
+    let r = n.worker.finish();
+    r.frames_ok.unwrap();
+    assert!(r.stats.conserved(), "{:?}", r.stats);
+    assert_eq!(r.stats.originated, 2, "the request and the second fragment");
 }
 
 #[test]

@@ -706,6 +706,12 @@ impl OverlayLab {
             // CNIs configure their workloads.
             w.ns.exec(&["ip", "link", "set", "dev", &w.dev, "mtu", &workload_mtu.to_string()])
                 .expect("mtu");
+            // The router sends the workload nothing longer (a veth drops what exceeds its
+            // MTU), splitting what may be split.
+            let pc = PortConfig {
+                mtu: workload_mtu,
+                ..pc
+            };
             let remote = 20 + vrf;
             b.set_nexthop(
                 remote,

@@ -208,6 +208,9 @@ pub struct ExtWalk {
     pub count: u8,
     /// The fragment header's identification (0 without one).
     pub ident: u32,
+    /// Where the fragment header ends, from the start of the IPv6 payload: the start of
+    /// the part of the datagram that was split (0 without one).
+    pub fragment_end: usize,
 }
 
 /// Walks the extension headers of an IPv6 payload to the upper layer.
@@ -221,6 +224,7 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
     let mut fragment = Fragment::Whole;
     let mut count = 0u8;
     let mut ident = 0;
+    let mut fragment_end = 0;
     while is_extension(protocol) {
         if usize::from(count) == MAX_EXT_HEADERS {
             return Err(Error::new(Layer::Ipv6Ext, "next_header", Reason::TooDeep));
@@ -233,6 +237,7 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
         if protocol == IpProtocol::Ipv6Frag {
             let f = Ipv6FragHeader::new_checked(rest)?;
             offset += FRAG_HEADER_LEN;
+            fragment_end = offset;
             protocol = f.next_header();
             fragment = Fragment::from_fields(f.frag_offset(), f.more_frags());
             ident = f.ident();
@@ -251,6 +256,7 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
         fragment,
         count,
         ident,
+        fragment_end,
     })
 }
 

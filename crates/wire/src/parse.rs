@@ -610,6 +610,12 @@ fn parse_l4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
     h.l4 = off16(at);
     h.payload_end = off16(buf.len());
     let (hl, sport, dport) = match (h.l4_proto, h.l3_kind) {
+        // A first fragment holds the start of the datagram only: its UDP length counts
+        // the bytes of the later fragments too.
+        (IpProtocol::Udp, _) if h.fragment == Fragment::First => {
+            let u = UdpPacket::new_checked_header(seg)?;
+            (udp::HEADER_LEN, u.src_port(), u.dst_port())
+        }
         (IpProtocol::Udp, _) => {
             let u = UdpPacket::new_checked(seg)?;
             h.payload_end = off16(at + usize::from(u.len()));
@@ -648,7 +654,8 @@ fn parse_l4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
 #[inline(never)]
 fn parse_tunnel(buf: &[u8], meta: &mut PacketMeta, fast: bool) -> Result<()> {
     let o = &meta.outer;
-    if o.l4 == ABSENT {
+    // A fragment of a tunnel packet is no tunnel until it is reassembled.
+    if o.l4 == ABSENT || o.fragment != Fragment::Whole {
         return Ok(());
     }
     let (l4, start, end) = (usize::from(o.l4), usize::from(o.payload), usize::from(o.payload_end));

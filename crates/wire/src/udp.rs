@@ -37,17 +37,22 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 
     /// Wraps after checking `8 <= length <= buffer length`.
     pub fn new_checked(buffer: T) -> Result<Self> {
+        let p = Self::new_checked_header(buffer)?;
+        if usize::from(p.len()) > p.buffer.as_ref().len() {
+            return Err(Error::truncated(Layer::Udp, "length"));
+        }
+        Ok(p)
+    }
+
+    /// Wraps after checking the header is there and `8 <= length`, for the start of a
+    /// datagram whose end is in later IP fragments.
+    pub fn new_checked_header(buffer: T) -> Result<Self> {
         let p = UdpPacket { buffer };
-        let len = p.buffer.as_ref().len();
-        if len < HEADER_LEN {
+        if p.buffer.as_ref().len() < HEADER_LEN {
             return Err(Error::truncated(Layer::Udp, "header"));
         }
-        let l = usize::from(p.len());
-        if l < HEADER_LEN {
+        if usize::from(p.len()) < HEADER_LEN {
             return Err(Error::invalid(Layer::Udp, "length"));
-        }
-        if l > len {
-            return Err(Error::truncated(Layer::Udp, "length"));
         }
         Ok(p)
     }

@@ -114,10 +114,25 @@ fn describe_level(frame: &[u8], h: &Headers, p: &str, f: &mut Fields) -> Result<
     }
     let seg = &frame[usize::from(h.l4)..usize::from(h.l3_end)];
     match h.l4_proto {
+        IpProtocol::Udp if h.fragment == Fragment::First => {
+            // Its checksum covers fragments not here.
+            let u = UdpPacket::new_checked_header(seg)?;
+            put(f, format!("{p}.l4.sport"), u.src_port());
+            put(f, format!("{p}.l4.dport"), u.dst_port());
+        }
         IpProtocol::Udp => {
             let r = UdpRepr::parse(&UdpPacket::new_checked(seg)?, src, dst)?;
             put(f, format!("{p}.l4.sport"), r.src_port);
             put(f, format!("{p}.l4.dport"), r.dst_port);
+        }
+        IpProtocol::Tcp if h.fragment == Fragment::First => {
+            let t = TcpPacket::new_checked(seg)?;
+            put(f, format!("{p}.l4.sport"), t.src_port());
+            put(f, format!("{p}.l4.dport"), t.dst_port());
+            put(f, format!("{p}.tcp.flags"), t.flags().0);
+            put(f, format!("{p}.tcp.seq"), t.seq_number());
+            put(f, format!("{p}.tcp.ack"), t.ack_number());
+            put(f, format!("{p}.tcp.window"), t.window());
         }
         IpProtocol::Tcp => {
             let r = TcpRepr::parse(&TcpPacket::new_checked(seg)?, src, dst)?;
@@ -281,7 +296,7 @@ fn agrees_with_scapy() {
     }
     assert!(good >= 2000, "only {good} well-formed frames");
     assert!(errors + fuzzed >= 500, "only {} malformed frames", errors + fuzzed);
-    assert_eq!(kinds.len(), 16, "kinds seen: {kinds:?}");
+    assert_eq!(kinds.len(), 17, "kinds seen: {kinds:?}");
     eprintln!(
         "scapy: {good} frames agree over {} kinds; {errors} truncated rejected; {fuzzed} fuzzed survived",
         kinds.len()

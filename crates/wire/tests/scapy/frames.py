@@ -19,7 +19,7 @@ from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, IPv6,
                        IPv6ExtHdrRouting, ICMPv6EchoReply, ICMPv6EchoRequest,
                        ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr,
                        ICMPv6NDOptSrcLLAddr, ICMPv6PacketTooBig, ICMPv6TimeExceeded,
-                       Raw, bind_layers, conf, fuzz)
+                       Raw, bind_layers, conf, fragment, fuzz)
 from scapy.contrib.mpls import MPLS
 from scapy.layers.vxlan import VXLAN
 
@@ -107,6 +107,10 @@ KINDS = {
     "ipv4": lambda: Ether(src=mac(), dst=mac()) / ip4() / l4(),
     "ipv4_options": lambda: Ether(src=mac(), dst=mac()) / ip4(options=b"\x94\x04\x00\x00" * R.randrange(1, 5)) / l4(),
     "ipv4_fragment": lambda: Ether(src=mac(), dst=mac()) / IP(src=v4(), dst=v4(), flags=R.choice(["MF", ""]), frag=R.randrange(1, 8000)) / payload(),
+    # The first fragment of a datagram: its UDP length counts the whole datagram.
+    "ipv4_first_fragment": lambda: Ether(src=mac(), dst=mac()) / fragment(
+        ip4() / R.choice([UDP(sport=port(), dport=port()), TCP(sport=port(), dport=port(), seq=R.randrange(2**32))])
+        / Raw(bytes(R.randrange(256) for _ in range(R.randrange(80, 400)))), fragsize=R.choice([32, 40, 64]))[0],
     "ipv4_icmp_error": lambda: Ether(src=mac(), dst=mac()) / ip4() / R.choice([
         ICMP(type=3, code=4, nexthopmtu=R.randrange(68, 9000)), ICMP(type=11, code=R.randrange(2)), ICMP(type=3, code=R.randrange(16))]) / ip4() / UDP(sport=port(), dport=port()),
     "ipv6": lambda: Ether(src=mac(), dst=mac()) / ip6() / l4(True),

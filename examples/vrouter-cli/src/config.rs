@@ -176,8 +176,7 @@ struct PortDef {
     kind: String,
     vrf: u32,
     mac: String,
-    #[serde(default = "mtu")]
-    mtu: u16,
+    mtu: Option<u16>,
     #[serde(default)]
     addresses: Vec<String>,
     workload_mac: Option<String>,
@@ -190,9 +189,10 @@ struct PortDef {
     vlan: Option<u16>,
 }
 
-fn mtu() -> u16 {
-    1500
-}
+/// A port's MTU when neither the file nor its device says.
+const DEFAULT_MTU: u16 = 1500;
+/// The MTUs a port may have.
+const MTUS: std::ops::RangeInclusive<u16> = 576..=9000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -282,9 +282,31 @@ pub struct Config {
     /// Kernel routing tables to follow, each into a VRF of its own
     /// ([`crate::kernel_routes`]).
     pub kernel_routes: Vec<KernelRoutes>,
+    /// Per port: whether the file gave its MTU (else it is its device's, once
+    /// [`Config::take_device_mtus`] has read them).
+    mtu_given: Vec<bool>,
 }
 
 impl Config {
+    /// Gives each port without an `mtu` in the file its device's (`mtu_of`), where the
+    /// device exists and its MTU is one a port may have. A port whose `mtu` is above its
+    /// device's would have the device drop what the router sends it between the two:
+    /// a warning for each, to log.
+    pub fn take_device_mtus(&mut self, mtu_of: impl Fn(&str) -> Option<u16>) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for ((p, device), given) in self.node.ports.iter_mut().zip(&self.devices).zip(&self.mtu_given) {
+            match mtu_of(device) {
+                Some(m) if !given && MTUS.contains(&m) => p.mtu = m,
+                Some(m) if *given && p.mtu > m => warnings.push(format!(
+                    "port {}: mtu {} is above its device {device}'s {m}: the device drops longer packets (lower `mtu`, or leave it out to take the device's)",
+                    p.name, p.mtu
+                )),
+                _ => {}
+            }
+        }
+        warnings
+    }
+
     /// The ports' names by number, for the nexthops commands add ([`crate::dynamic`]).
     pub fn port_names(&self) -> Vec<String> {
         self.node.ports.iter().map(|p| p.name.clone()).collect()
@@ -549,6 +571,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
     }
     let mut ports = Vec::new();
     let mut devices = Vec::new();
+    let mut mtu_given = Vec::new();
     let mut index: HashMap<String, u32> = HashMap::new();
     for (i, sp) in f.port.iter().enumerate() {
         let (p, at) = (sp.get_ref(), sp.span().start);
@@ -599,8 +622,10 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         if p.vrf != 0 && !f.vrf.iter().any(|v| v.get_ref().id == p.vrf) {
             return Err(e("vrf", format!("VRF {} is not defined in a [[vrf]] table", p.vrf)));
         }
-        if p.mtu < 576 || p.mtu > 9000 {
-            return Err(e("mtu", format!("{} is outside 576..=9000", p.mtu)));
+        if let Some(m) = p.mtu
+            && !MTUS.contains(&m)
+        {
+            return Err(e("mtu", format!("{m} is outside 576..=9000")));
         }
         if let Some(v) = p.vlan
             && !(1..=4094).contains(&v)
@@ -610,12 +635,13 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         ports.push(PortConfig {
             name: p.name.clone(),
             mac: parse_mac(&p.mac).map_err(|r| e("mac", r))?,
-            mtu: p.mtu,
+            mtu: p.mtu.unwrap_or(DEFAULT_MTU),
             addrs: ips("addresses", &p.addresses)?,
             vlan: p.vlan,
             role,
         });
         devices.push(p.device.clone());
+        mtu_given.push(p.mtu.is_some());
     }
     if ports.is_empty() {
         return Err(format!("{path}: no [[port]] defined"));
@@ -913,6 +939,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         policy,
         spare_tables: f.routing.and_then(|r| r.spare_tables),
         kernel_routes,
+        mtu_given,
     })
 }
 
@@ -1513,6 +1540,30 @@ src = ["10.0.0.0/8"]
         assert_eq!(table.config().vrf_quota, Some(10));
         assert!(reload_flows(&table, &started, &flows("entries = 3000\n")).is_empty());
         assert_eq!(table.config().vrf_quota, None);
+    }
+
+    #[test]
+    fn ports_without_an_mtu_take_their_devices_and_one_above_it_is_warned_of() {
+        let device = |d: &str| match d {
+            "eth1" => Some(9000),
+            "veth-pod1" => Some(1450),
+            _ => None,
+        };
+        let mut c = parse("good.toml", GOOD).unwrap();
+        assert_eq!(c.node.ports[1].mtu, 1500, "before the devices are read");
+        assert!(c.take_device_mtus(device).is_empty());
+        assert_eq!((c.node.ports[0].mtu, c.node.ports[1].mtu), (9000, 1450));
+        // Given: kept, and above the device's, warned of.
+        let text = GOOD.replace("name = \"pod1\"", "name = \"pod1\"\nmtu = 1500");
+        let mut c = parse("good.toml", &text).unwrap();
+        let warnings = c.take_device_mtus(device);
+        assert_eq!(c.node.ports[1].mtu, 1500);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("port pod1: mtu 1500 is above its device veth-pod1's 1450"));
+        // No device (a TAP made at start), or an MTU no port may have: the default.
+        let mut c = parse("good.toml", GOOD).unwrap();
+        c.take_device_mtus(|d| (d == "eth1").then_some(65535));
+        assert_eq!((c.node.ports[0].mtu, c.node.ports[1].mtu), (1500, 1500));
     }
 
     #[test]

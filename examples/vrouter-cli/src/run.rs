@@ -49,14 +49,28 @@ struct Live {
     kernel_slot: ctl::KernelRoutesSlot,
 }
 
-fn read(path: &str) -> Result<(String, Config), String> {
+/// The file at `path`, its text and what it configures, with the warnings about it.
+fn read(path: &str) -> Result<(String, Config, Vec<String>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    let cfg = config::parse(path, &text)?;
-    Ok((text, cfg))
+    let (cfg, warnings) = parse(path, &text)?;
+    Ok((text, cfg, warnings))
+}
+
+/// [`config::parse`], each port without an `mtu` given its device's.
+fn parse(path: &str, text: &str) -> Result<(Config, Vec<String>), String> {
+    let mut cfg = config::parse(path, text)?;
+    let warnings = cfg.take_device_mtus(device_mtu);
+    Ok((cfg, warnings))
+}
+
+/// The MTU of network device `dev`, if there is one by that name.
+fn device_mtu(dev: &str) -> Option<u16> {
+    let text = std::fs::read_to_string(format!("/sys/class/net/{dev}/mtu")).ok()?;
+    text.trim().parse().ok()
 }
 
 pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
-    let (text, mut cfg) = match read(path) {
+    let (text, mut cfg, warnings) = match read(path) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -64,6 +78,9 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         }
     };
     if check_only {
+        for w in &warnings {
+            eprintln!("{path}: {w}");
+        }
         println!("{path}: ok ({} ports)", cfg.node.ports.len());
         return ExitCode::SUCCESS;
     }
@@ -73,6 +90,9 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         .with_ansi(false)
         .with_target(false)
         .try_init();
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     let set = block_signals();
     let fib = Arc::new(Fib::new());
     fib.set_max_spares(cfg.spare_tables.unwrap_or(usize::MAX));
@@ -222,7 +242,10 @@ impl Live {
     /// policy and the live flow options at once. Ports are added and removed while the
     /// workers run; only when the UMEMs must grow do the workers pause around the change. Returns the status line, or why nothing changed.
     fn reload(&mut self) -> Result<String, String> {
-        let (text, new) = read(&self.path)?;
+        let (text, new, warnings) = read(&self.path)?;
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         let kernel = (new.kernel_routes.clone(), new.port_devices());
         let line = self.reload_routing(text, new)?;
         // After the routing state's lock is let go: the follower takes it to apply.
@@ -278,7 +301,7 @@ impl Live {
             // change undone may have published the old file without the dynamic routes the
             // new one dropped; otherwise this publishes what runs).
             routing.restore(saved);
-            if let Ok(mut old) = config::parse(&self.path, &self.text) {
+            if let Ok((mut old, _)) = parse(&self.path, &self.text) {
                 routing.take_file(std::mem::take(&mut old.routes), old.port_names());
                 if let Err(e) = routing.builder.publish(&self.fib) {
                     tracing::error!(error = %e, "the running routes could not be published again");
@@ -370,7 +393,7 @@ impl Live {
             Err((paused, e)) => {
                 // Back to the file as it was: its routes and policy for the old numbers
                 // (the dynamic routes the new file dropped come back after: `reload`).
-                let mut old = config::parse(&self.path, &self.text)?;
+                let (mut old, _) = parse(&self.path, &self.text)?;
                 self.publish(r, &mut old)?;
                 self.resume_old(*paused)?;
                 Err(format!("the new ports did not start ({e}); the old ports run again"))

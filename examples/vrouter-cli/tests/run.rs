@@ -210,6 +210,19 @@ fn run_forwards_reloads_and_stops_cleanly() {
         rest += &w.route;
         ws.push((w.ns, w.dev));
     }
+    // w2's link has an MTU of 1400 at both ends, which its port (no `mtu` in the file)
+    // takes from its device.
+    let w2_dev = String::from_utf8_lossy(&ws[1].0.exec(&["ls", "/sys/class/net"]).unwrap().stdout)
+        .split_whitespace()
+        .find(|d| *d != "lo")
+        .unwrap()
+        .to_string();
+    ws[1]
+        .0
+        .exec(&["ip", "link", "set", "dev", &w2_dev, "mtu", "1400"])
+        .unwrap();
+    node.exec(&["ip", "link", "set", "dev", &ws[1].1, "mtu", "1400"])
+        .unwrap();
     let config = format!(
         "cpus = [0]\nmetrics = \"127.0.0.1:9469\"\n\n[flows]\nentries = 30000\nvrf_quota = 1000\n\n[[vrf]]\nid = 1\n\n{ports}{rest}"
     );
@@ -238,6 +251,26 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(first.starts_with("vrouter running: 2 ports, 1 workers"), "{first}");
     assert!(xdp_attached(&node, &ws[0].1));
     assert!(ping(&ws[0].0, "10.0.2.2"), "w1 -> w2 through `vrouter run`");
+    // Echoes w1's kernel sends in 1500-byte fragments: split again for w2's 1400; with
+    // don't-fragment, "fragmentation needed" with w2's MTU.
+    let echo = |how: &str, size: &str| {
+        let args = [
+            "ping", "-c", "2", "-i", "0.2", "-W", "1", "-M", how, "-s", size, "10.0.2.2",
+        ];
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", ws[0].0.name()])
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (ok, out) = echo("dont", "2000");
+    assert!(ok, "2028-byte echoes to w2: {out}");
+    let (ok, out) = echo("do", "1400");
+    assert!(
+        !ok && out.contains("mtu = 1400"),
+        "fragmentation needed, with w2's MTU: {out}"
+    );
 
     // The control socket: root only, commands answered, garbage refused, the router
     // unharmed by a client that hangs up without a word.

@@ -126,7 +126,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
             },
         ],
         tunnel_endpoints: vec![ip("192.0.2.1")],
-        refuse_zero_udp_checksum6: false,
+        ..Default::default()
     };
     // 8 slots per flow (4 per entry: each flow is a forward and a reverse entry), a quarter
     // load, the table size earlier runs measured (a power of two of buckets then); fuller

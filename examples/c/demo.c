@@ -78,6 +78,10 @@ int main(void) {
     CHECK(vr_router_add_tunnel_endpoint(router, "192.0.2.1"));
     /* Tunnel packets over IPv6 without a UDP checksum are taken (the default). */
     CHECK(vr_router_set_ipv6_zero_udp_checksum(router, true));
+    /* TCP SYNs announce no larger segments than each path carries. */
+    CHECK(vr_router_set_tcp_mss_clamp(router, VR_MSS_CLAMP_PATH));
+    vr_result tiny_mss = vr_router_set_tcp_mss_clamp(router, 100);
+    printf("mss 100: %s: %s\n", vr_result_message(tiny_mss), vr_router_last_error(router));
     CHECK(vr_router_add_vrf(router, 1));
     CHECK(vr_router_set_nexthop_port(router, 1, p_w1, NULL));
     CHECK(vr_router_set_nexthop_port(router, 2, p_w2, NULL));

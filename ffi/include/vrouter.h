@@ -74,6 +74,13 @@
 #define VR_PORT_WORKLOAD 1
 
 /*
+ `vr_router_set_tcp_mss_clamp`'s `mss` for: lower each TCP SYN's MSS to what its path
+ through the router carries (egress MTU, less the tunnel's headers, and for a SYN
+ out of a tunnel that tunnel's).
+ */
+#define VR_MSS_CLAMP_PATH UINT16_MAX
+
+/*
  Tunnel kinds for `vr_router_set_nexthop_tunnel`.
  */
 #define VR_TUNNEL_VXLAN 0
@@ -382,6 +389,15 @@ vr_result vr_router_add_tunnel_endpoint(struct vr_router *r, const char *endpoin
  Only before `vr_router_start`.
  */
 vr_result vr_router_set_ipv6_zero_udp_checksum(struct vr_router *r, bool accept);
+
+/*
+ Lowers the MSS option of the TCP SYNs (and SYN-ACKs) the router forwards, so that
+ neither end of a connection sends segments its path cannot carry where the ICMP
+ errors of path MTU discovery are lost: `VR_MSS_CLAMP_PATH` to what each path
+ carries, 536 to 8960 to at most that, 0 (the default) not at all. Other values are
+ VR_INVALID_ARGUMENT. Only before `vr_router_start`.
+ */
+vr_result vr_router_set_tcp_mss_clamp(struct vr_router *r, uint16_t mss);
 
 /*
  Sets the flow table's options (`vr_flow_options`; zero fields keep their defaults).

@@ -29,7 +29,7 @@ use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
 };
 use vrouter::wire::ethernet::MacAddr;
-use vrouter::{NodeConfig, PortConfig, PortRole, Router};
+use vrouter::{MssClamp, NodeConfig, PortConfig, PortRole, Router};
 
 /// Result of every call.
 #[repr(u32)]
@@ -181,6 +181,8 @@ pub struct VrRouter {
     endpoints: Vec<IpAddr>,
     /// `vr_router_set_ipv6_zero_udp_checksum(r, 0)`.
     refuse_zero_udp_checksum6: bool,
+    /// `vr_router_set_tcp_mss_clamp`.
+    tcp_mss_clamp: MssClamp,
     fib: Arc<Fib>,
     routes: FibBuilder,
     running: Option<Started>,
@@ -205,6 +207,7 @@ impl VrRouter {
             ports: self.ports.clone(),
             tunnel_endpoints: self.endpoints.clone(),
             refuse_zero_udp_checksum6: self.refuse_zero_udp_checksum6,
+            tcp_mss_clamp: self.tcp_mss_clamp,
         }
     }
 }
@@ -362,6 +365,7 @@ pub extern "C" fn vr_router_new(out: *mut *mut VrRouter) -> VrResult {
             ports: Vec::new(),
             endpoints: Vec::new(),
             refuse_zero_udp_checksum6: false,
+            tcp_mss_clamp: MssClamp::Off,
             fib: Arc::new(Fib::new()),
             routes,
             running: None,
@@ -537,6 +541,30 @@ pub extern "C" fn vr_router_set_ipv6_zero_udp_checksum(r: *mut VrRouter, accept:
     with(r, |r| {
         not_started(r)?;
         r.refuse_zero_udp_checksum6 = !accept;
+        Ok(())
+    })
+}
+
+/// `vr_router_set_tcp_mss_clamp`'s `mss` for: lower each TCP SYN's MSS to what its path
+/// through the router carries (egress MTU, less the tunnel's headers, and for a SYN
+/// out of a tunnel that tunnel's).
+pub const VR_MSS_CLAMP_PATH: u16 = u16::MAX;
+
+/// Lowers the MSS option of the TCP SYNs (and SYN-ACKs) the router forwards, so that
+/// neither end of a connection sends segments its path cannot carry where the ICMP
+/// errors of path MTU discovery are lost: `VR_MSS_CLAMP_PATH` to what each path
+/// carries, 536 to 8960 to at most that, 0 (the default) not at all. Other values are
+/// VR_INVALID_ARGUMENT. Only before `vr_router_start`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_tcp_mss_clamp(r: *mut VrRouter, mss: u16) -> VrResult {
+    with(r, |r| {
+        not_started(r)?;
+        r.tcp_mss_clamp = match mss {
+            0 => MssClamp::Off,
+            VR_MSS_CLAMP_PATH => MssClamp::Path,
+            536..=8960 => MssClamp::Fixed(mss),
+            _ => return Err(bad(format!("mss {mss} is not 0, VR_MSS_CLAMP_PATH or 536..=8960"))),
+        };
         Ok(())
     })
 }

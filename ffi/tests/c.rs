@@ -88,6 +88,7 @@ fn check(stdout: &str) {
         "wide vni: invalid argument (see vr_router_last_error): nexthop: tunnel 9: VNI 16777216 exceeds 24 bits",
         "mixed ends: invalid argument (see vr_router_last_error): nexthop: tunnel 9: 192.0.2.1 -> 2001:db8::2: the ends are of two families",
         "vlan 4095: invalid argument (see vr_router_last_error): VLAN 4095 is outside 1..=4094",
+        "mss 100: invalid argument (see vr_router_last_error): mss 100 is not 0, VR_MSS_CLAMP_PATH or 536..=8960",
         "processed 2 frames",
         "w2 got 60 bytes, ttl 63, dst mac 02:00:00:00:02:02",
         "VXLAN udp port 4789 vni 42, inner dst 10.9.0.5 mac 02:00:00:00:07:07, outer tos 0xb8 inner tos 0xb8",

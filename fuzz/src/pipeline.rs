@@ -1,6 +1,7 @@
 //! The whole forwarding pipeline as a fuzz target: arbitrary frames into a node with
-//! workloads, a fabric, every tunnel type, an ECMP group, a next hop to resolve by ARP / ND
-//! and a policy, on memory ports, with routes changing between frames. Nothing may panic,
+//! workloads (one of a smaller MTU, so packets are split), a fabric, every tunnel type, an
+//! ECMP group, a next hop to resolve by ARP / ND, TCP MSS clamping and a policy, on
+//! memory ports, with routes changing between frames. Nothing may panic,
 //! every frame the router sends must parse, and no frame may leak.
 
 use std::cell::RefCell;
@@ -151,7 +152,9 @@ impl Harness {
                 },
             ],
             tunnel_endpoints: vec![ip("192.0.2.1"), ip("fd00:f::1")],
-            refuse_zero_udp_checksum6: false,
+            // Every SYN's options walked.
+            tcp_mss_clamp: dataplane::pipeline::MssClamp::Path,
+            ..Default::default()
         };
         let policy = Arc::new(PolicyStore::new());
         let deny = PolicySet::ingress_for(

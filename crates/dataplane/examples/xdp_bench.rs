@@ -376,7 +376,7 @@ fn pipeline_tables(vxlan: bool) -> Tables {
                 port("out", DUT2_MAC, vec![ip("192.0.2.1")]),
             ],
             tunnel_endpoints: vec![ip("192.0.2.1")],
-            refuse_zero_udp_checksum6: false,
+            ..Default::default()
         }),
         epoch: Instant::now(),
         taps: Default::default(),

@@ -97,6 +97,37 @@ pub struct NodeConfig {
     /// taking them be a choice; they are taken by default, as peers send them (the Linux
     /// kernel with `udp6zerocsumtx`, this router's tunnels with `zero_udp_checksum`).
     pub refuse_zero_udp_checksum6: bool,
+    /// Whether the MSS option of the TCP SYNs forwarded is lowered, and to what.
+    pub tcp_mss_clamp: MssClamp,
+}
+
+/// Lowering the MSS option of TCP SYNs (and SYN-ACKs): the largest segment each end of a
+/// connection says it takes, which the other then sends. Lowered to what the path
+/// through this node carries, neither end sends segments the path must refuse, which
+/// matters where the ICMP errors of path MTU discovery are filtered on the way (the role
+/// of OpenContrail's MSS adjustment and VPP's `tcp-mss-clamp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MssClamp {
+    /// Left as sent.
+    #[default]
+    Off,
+    /// To fit the path: the egress MTU, less the tunnel's headers for a packet going
+    /// into one; for a SYN that came out of a tunnel, also that tunnel's (the segments
+    /// it asks for come back through it); less the IP and TCP headers.
+    Path,
+    /// To at most this many bytes.
+    Fixed(u16),
+}
+
+impl MssClamp {
+    /// The MSS a SYN of this family (`v6`) leaving by a path of `mtu` bytes may announce.
+    fn limit(self, mtu: u16, v6: bool) -> Option<u16> {
+        match self {
+            MssClamp::Off => None,
+            MssClamp::Path => Some(mtu.saturating_sub(if v6 { 60 } else { 40 })),
+            MssClamp::Fixed(mss) => Some(mss),
+        }
+    }
 }
 
 /// The state every worker shares.
@@ -841,6 +872,8 @@ impl Pipeline {
             return Err(DropReason::NotForUs);
         }
         let seen = meta.tunnel;
+        // The longest inner packet the tunnel it came in carries, if it came in one.
+        let mut tunnel_mtu = None;
         let vrf = match &pc.role {
             PortRole::Workload { vrf, addrs, .. } => {
                 if !addrs.is_empty() && !meta.outer.key.src_ip().is_some_and(|s| addrs.contains(&s)) {
@@ -860,6 +893,7 @@ impl Pipeline {
                 }
                 if to_us && meta.tunnel != Tunnel::None {
                     propagate_ecn(frame, &meta.outer, &meta.inner)?;
+                    tunnel_mtu = Some(pc.mtu.saturating_sub(meta.inner.l3 - meta.outer.l3));
                 }
                 match (meta.tunnel, to_us) {
                     (Tunnel::None, _) if meta.outer.key.dst_ip().is_some_and(|d| pc.addrs.contains(&d)) => {
@@ -927,6 +961,12 @@ impl Pipeline {
             return Err(DropReason::Unsupported);
         }
         h.key.vrf = vrf;
+        if let Some(mtu) = tunnel_mtu
+            && h.tcp_flags & TCP_SYN != 0
+            && self.t.node.tcp_mss_clamp == MssClamp::Path
+        {
+            clamp_mss(MssClamp::Path, pool.bytes_mut(pkt.addr, pkt.len as usize), h, mtu);
+        }
         let (l4_proto, l4) = (h.l4_proto, h.l4);
         if h.fragment != Fragment::Whole {
             let h = *h;
@@ -1070,6 +1110,54 @@ fn propagate_ecn(
 /// Decides a new flow and its reverse (installed for the whole burst at once).
 /// Policy is evaluated once, on this first direction: the reply's evaluation would judge
 /// the same original direction. Also returns the reverse key's hash.
+/// The SYN flag of TCP's flags byte.
+const TCP_SYN: u8 = 0x02;
+
+/// Lowers the MSS option of the TCP SYN whose headers are `h` in `frame` to what `clamp`
+/// allows on a path of `mtu` bytes, if it announces more; the checksum follows.
+/// `tcp_flags` is only set for TCP, but a fragment's is not looked at.
+fn clamp_mss(clamp: MssClamp, frame: &mut [u8], h: &wire::parse::Headers, mtu: u16) {
+    let Some(mss) = clamp.limit(mtu, h.l3_kind == L3::Ipv6) else {
+        return;
+    };
+    if h.fragment != Fragment::Whole || h.l4_proto != IpProtocol::Tcp {
+        return;
+    }
+    let Some(tcp) = frame.get_mut(usize::from(h.l4)..usize::from(h.payload)) else {
+        return;
+    };
+    let mut at = 20;
+    while let Some(&kind) = tcp.get(at) {
+        match kind {
+            0 => return,
+            1 => at += 1,
+            _ => {
+                let len = usize::from(*tcp.get(at + 1).unwrap_or(&0));
+                let Some(option) = tcp.get(at..at + len).filter(|_| len >= 2) else {
+                    return;
+                };
+                if kind == 2 && len == 4 {
+                    let old = u16::from_be_bytes([option[2], option[3]]);
+                    if old > mss {
+                        tcp[at + 2..at + 4].copy_from_slice(&mss.to_be_bytes());
+                        // The checksum sums 16-bit words from the header's start: a value
+                        // at an odd offset straddles two, its bytes in swapped places.
+                        let (was, now) = if at % 2 == 0 {
+                            (old, mss)
+                        } else {
+                            (old.swap_bytes(), mss.swap_bytes())
+                        };
+                        let c = u16::from_be_bytes([tcp[16], tcp[17]]);
+                        tcp[16..18].copy_from_slice(&checksum::update_u16(c, was, now).to_be_bytes());
+                    }
+                    return;
+                }
+                at += len;
+            }
+        }
+    }
+}
+
 fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp: Option<(u8, u8)>) -> (NewPair, u64) {
     let verdict = policy.evaluate(&Fields::from_key(key, icmp));
     let fwd = routed(fib, key, hash, false, &verdict);
@@ -1311,6 +1399,9 @@ fn act(
         _ => return Err(DropReason::Unsupported.into()),
     };
     let mtu = finish.mtu();
+    if h.tcp_flags & TCP_SYN != 0 {
+        clamp_mss(cx.t.node.tcp_mss_clamp, frame, h, mtu);
+    }
     if pkt.len as usize - l3 > usize::from(mtu) {
         if dont_frag {
             return Err(Refused::Icmp {

@@ -184,7 +184,7 @@ fn node_of(neighbor_config: NeighborConfig, tune: impl FnOnce(&mut NodeConfig)) 
             },
         ],
         tunnel_endpoints: vec![ip("192.0.2.1"), ip("fd00:f::1")],
-        refuse_zero_udp_checksum6: false,
+        ..Default::default()
     };
     tune(&mut cfg);
     let policy = Arc::new(PolicyStore::new());
@@ -567,6 +567,111 @@ fn a_port_of_a_smaller_mtu_answers_what_does_not_fit() {
         &[err, err6],
         &["eth:ethertype:ip:icmp:ip:udp", "eth:ethertype:ipv6:icmpv6:ipv6:udp"],
     );
+}
+
+/// A TCP SYN, or with `ack` a SYN-ACK, from `src` to `dst` (both IPv4 or both IPv6)
+/// with these options, as the headers after `link`.
+fn syn(link: EthernetRepr, (src, dst): (&str, &str), ack: bool, options: &[u8]) -> Vec<Header<'static>> {
+    let ip_header = match (ip(src), ip(dst)) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Header::Ipv4(Ipv4Repr::new(s, d, IpProtocol::Tcp)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Header::Ipv6(wire::ipv6::Ipv6Repr::new(s, d, IpProtocol::Tcp)),
+        _ => panic!("ends of two families"),
+    };
+    let flags = wire::tcp::TcpFlags(wire::tcp::TcpFlags::SYN | if ack { wire::tcp::TcpFlags::ACK } else { 0 });
+    let tcp = wire::tcp::TcpRepr {
+        src_port: 40000,
+        dst_port: 80,
+        seq_number: 1,
+        ack_number: u32::from(ack),
+        flags,
+        window: 64240,
+        urgent: 0,
+        options: wire::options::HeaderOptions::new(options).unwrap(),
+    };
+    vec![Header::Ethernet(link), ip_header, Header::Tcp(tcp)]
+}
+
+/// The MSS option of a SYN, wherever it sits, and its options as sent.
+const MSS_1460: [u8; 8] = [2, 4, 0x05, 0xb4, 1, 3, 3, 7];
+/// The same after a NOP: the value at an odd offset of the header.
+const MSS_1460_ODD: [u8; 8] = [1, 2, 4, 0x05, 0xb4, 3, 3, 7];
+
+/// The MSS a frame's SYN announces, as tshark reads it, with its TCP checksum checked.
+fn mss_seen(frames: &[Vec<u8>], protocols: &[&str]) -> Vec<u16> {
+    let lines = tshark_decodes_with(
+        frames,
+        protocols,
+        &["tcp.checksum.status", "tcp.options.mss_val"],
+        false,
+    );
+    lines
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f[f.len() - 2], "1", "TCP checksum good: {l}");
+            f[f.len() - 1].parse().unwrap()
+        })
+        .collect()
+}
+
+/// With `MssClamp::Path`, a SYN's MSS is lowered to what the path carries: into VXLAN
+/// (1450 inner bytes, less 40 of IPv4 and TCP), out of a port of a smaller MTU (1280,
+/// less 60 for IPv6), and for a SYN-ACK that came out of a tunnel, that tunnel's. With
+/// the option at an odd offset too. An MSS already lower stays, and so does every SYN
+/// without clamping.
+#[test]
+fn syns_announce_no_more_than_the_path_carries() {
+    let from_w1 = |v6: bool| EthernetRepr {
+        src: M1,
+        dst: P0,
+        ethertype: if v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
+    };
+    let small = |cfg: &mut NodeConfig| cfg.ports[1].mtu = 1280;
+    let mut n = node_of(NeighborConfig::default(), |cfg| {
+        small(cfg);
+        cfg.tcp_mss_clamp = dataplane::pipeline::MssClamp::Path;
+    });
+    let mut out = Vec::new();
+    for options in [MSS_1460, MSS_1460_ODD] {
+        let f = frame(&syn(from_w1(false), ("10.0.1.2", "10.9.0.5"), false, &options), b"").unwrap();
+        out.push(n.send(0, &f).unwrap().1);
+        let f = frame(&syn(from_w1(true), ("fd00:1::2", "fd00:2::2"), false, &options), b"").unwrap();
+        out.push(n.send(0, &f).unwrap().1);
+    }
+    let low = [2, 4, 0x02, 0x18, 1, 1, 1, 0];
+    let f = frame(&syn(from_w1(false), ("10.0.1.2", "10.9.0.5"), false, &low), b"").unwrap();
+    out.push(n.send(0, &f).unwrap().1);
+    let vxlan = "eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:tcp";
+    let plain6 = "eth:ethertype:ipv6:tcp";
+    assert_eq!(
+        mss_seen(&out, &[vxlan, plain6, vxlan, plain6, vxlan]),
+        [1410, 1220, 1410, 1220, 536]
+    );
+    // A SYN-ACK out of VXLAN (over IPv4) to w2, whose port carries 1280: the tunnel's
+    // 1450 is not the least, the port's is; then with w2's port at 1500, the tunnel's.
+    let inner_link = EthernetRepr {
+        src: MR,
+        dst: P2,
+        ethertype: EtherType::Ipv4,
+    };
+    let mut headers = vec![Header::Vxlan(VxlanRepr { vni: 42 })];
+    headers.extend(syn(inner_link, ("10.9.0.5", "10.0.2.2"), true, &MSS_1460));
+    let synack = frame(&outer(headers, true), b"").unwrap();
+    let (port, a) = n.send(2, &synack).unwrap();
+    assert_eq!(port, 1);
+    let mut wide = node_of(NeighborConfig::default(), |cfg| {
+        cfg.tcp_mss_clamp = dataplane::pipeline::MssClamp::Path
+    });
+    let (_, b) = wide.send(2, &synack).unwrap();
+    assert_eq!(mss_seen(&[a, b], &["eth:ethertype:ip:tcp"; 2]), [1240, 1410]);
+    // Fixed: at most that, whatever the path; off: as sent.
+    let mut fixed = node_of(NeighborConfig::default(), |cfg| {
+        cfg.tcp_mss_clamp = dataplane::pipeline::MssClamp::Fixed(1200)
+    });
+    let mut off = node_of(NeighborConfig::default(), small);
+    let f = frame(&syn(from_w1(false), ("10.0.1.2", "10.0.2.2"), false, &MSS_1460), b"").unwrap();
+    let outs = [fixed.send(0, &f).unwrap().1, off.send(0, &f).unwrap().1];
+    assert_eq!(mss_seen(&outs, &["eth:ethertype:ip:tcp"; 2]), [1200, 1460]);
 }
 
 /// A UDP packet from w1 to `dst`, don't-fragment set, `ip_len` bytes long from its IP
@@ -1507,6 +1612,7 @@ fn tshark_decodes_with(frames: &[Vec<u8>], want: &[&str], fields: &[&str], zero_
         ])
         .args(fields.iter().flat_map(|f| ["-e", f]))
         .args(["-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE"])
+        .args(["-o", "tcp.check_checksum:TRUE"])
         .output()
         .expect("tshark installed (scripts/test installs it)");
     let _ = std::fs::remove_file(&path);

@@ -407,7 +407,7 @@ impl Node {
             NodeConfig {
                 ports,
                 tunnel_endpoints: endpoints,
-                refuse_zero_udp_checksum6: false,
+                ..Default::default()
             },
             fib.clone(),
             1 << 16,

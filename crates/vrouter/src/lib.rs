@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use vrouter::{Router, NodeConfig, PortConfig, PortRole};
+//! use vrouter::{MssClamp, Router, NodeConfig, PortConfig, PortRole};
 //! use vrouter::fib::{Fib, FibBuilder, Nexthop};
 //!
 //! let fib = Arc::new(Fib::new());
@@ -25,7 +25,9 @@
 //! let node = NodeConfig {
 //!     ports: vec![port("eth0"), port("eth1")],
 //!     tunnel_endpoints: vec![],
-//!     refuse_zero_udp_checksum6: false,
+//!     // TCP SYNs announce no larger segments than each path carries.
+//!     tcp_mss_clamp: MssClamp::Path,
+//!     ..Default::default()
 //! };
 //! let router = Router::new(node, fib, 1 << 20).unwrap();
 //! let running = router.start_af_xdp(&["eth0".into(), "eth1".into()], &[], vrouter::af_xdp::AttachMode::Auto).unwrap();
@@ -37,7 +39,7 @@ use std::time::{Duration, Instant};
 
 pub use af_xdp;
 pub use dataplane;
-pub use dataplane::pipeline::{NodeConfig, PortConfig, PortRole, Tables};
+pub use dataplane::pipeline::{MssClamp, NodeConfig, PortConfig, PortRole, Tables};
 pub use dataplane::{DropReason, Stats, WorkerReport};
 pub use fib;
 pub use flow;

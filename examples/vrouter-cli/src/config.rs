@@ -19,7 +19,7 @@ use vrouter::policy::{
     RuleList,
 };
 use vrouter::wire::ethernet::MacAddr;
-use vrouter::{NodeConfig, PortConfig, PortRole};
+use vrouter::{MssClamp, NodeConfig, PortConfig, PortRole};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +33,8 @@ struct File {
     tunnel_endpoints: Vec<Spanned<String>>,
     /// `accept` (the default) or `refuse` UDP tunnel packets over IPv6 without a checksum.
     ipv6_zero_udp_checksum: Option<Spanned<String>>,
+    /// `path` (the default), `off`, or a number: the MSS TCP SYNs may announce.
+    tcp_mss_clamp: Option<Spanned<MssSetting>>,
     #[serde(default)]
     vrf: Vec<Spanned<VrfDef>>,
     #[serde(default)]
@@ -161,6 +163,17 @@ struct RuleDef {
     icmp_type: Option<u8>,
     icmp_code: Option<u8>,
 }
+
+/// `tcp_mss_clamp`: a word or a number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MssSetting {
+    Word(String),
+    Bytes(i64),
+}
+
+/// The MSS values `tcp_mss_clamp` may fix: from IPv4's default (RFC 879) to a jumbo frame's.
+const MSS_VALUES: std::ops::RangeInclusive<i64> = 536..=8960;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -909,6 +922,26 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             }
         },
     };
+    let tcp_mss_clamp = match &f.tcp_mss_clamp {
+        None => MssClamp::Path,
+        Some(v) => match v.get_ref() {
+            MssSetting::Word(w) if w == "path" => MssClamp::Path,
+            MssSetting::Word(w) if w == "off" => MssClamp::Off,
+            MssSetting::Bytes(n) if MSS_VALUES.contains(n) => MssClamp::Fixed(*n as u16),
+            other => {
+                let what = match other {
+                    MssSetting::Word(w) => format!("`{w}`"),
+                    MssSetting::Bytes(n) => n.to_string(),
+                };
+                return Err(cx.err(
+                    v.span().start,
+                    "tcp_mss_clamp",
+                    "tcp_mss_clamp",
+                    format!("{what} is not path, off or an MSS in 536..=8960"),
+                ));
+            }
+        },
+    };
     let mut kernel_routes: Vec<KernelRoutes> = Vec::new();
     for def in &f.kernel_routes {
         let k = kernel_routes_of(&cx, def, &f.vrf)?;
@@ -929,6 +962,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             ports,
             tunnel_endpoints,
             refuse_zero_udp_checksum6,
+            tcp_mss_clamp,
         },
         devices,
         cpus: f.cpus,
@@ -1920,6 +1954,31 @@ spec:
     - from: [{ podSelector: { matchLabels: { app: web } } }]
       ports: [{ port: 5432 }]
 "#;
+
+    #[test]
+    fn tcp_mss_clamp_is_path_off_or_a_number() {
+        let clamp = |line: &str| parse("good.toml", &format!("{line}\n{GOOD}")).map(|c| c.node.tcp_mss_clamp);
+        assert_eq!(clamp(""), Ok(MssClamp::Path), "the default");
+        assert_eq!(clamp("tcp_mss_clamp = \"off\""), Ok(MssClamp::Off));
+        assert_eq!(clamp("tcp_mss_clamp = \"path\""), Ok(MssClamp::Path));
+        assert_eq!(clamp("tcp_mss_clamp = 1360"), Ok(MssClamp::Fixed(1360)));
+        for (line, says) in [
+            (
+                "tcp_mss_clamp = \"auto\"",
+                "`auto` is not path, off or an MSS in 536..=8960",
+            ),
+            ("tcp_mss_clamp = 100", "100 is not path, off or an MSS in 536..=8960"),
+            (
+                "tcp_mss_clamp = 70000",
+                "70000 is not path, off or an MSS in 536..=8960",
+            ),
+        ] {
+            assert_eq!(
+                clamp(line).unwrap_err(),
+                format!("good.toml:1: tcp_mss_clamp: field `tcp_mss_clamp`: {says}")
+            );
+        }
+    }
 
     #[test]
     fn zero_udp_checksums_over_ipv6_are_taken_unless_refused() {

@@ -819,7 +819,7 @@ mod tests {
         let node = NodeConfig {
             ports: vec![workload("w1", 1), workload("w2", 2), fabric],
             tunnel_endpoints: vec![ip("192.0.2.1")],
-            refuse_zero_udp_checksum6: false,
+            ..Default::default()
         };
         let mut b = FibBuilder::new();
         for vrf in [0, 1, 2] {

@@ -117,6 +117,19 @@ def pipeline_seeds():
             / UDP(sport=2, dport=1)),
         (3, Ether(src=peer, dst="02:0a:00:00:00:04") / IP(src="198.51.100.9", dst="10.0.1.2") / UDP(sport=2, dport=1)),
         (0, Ether(src=w1, dst=g1) / Dot1Q(vlan=100) / IP(src="10.0.1.2", dst="10.0.2.2") / UDP(sport=1, dport=2)),
+        # Too big for w2's 1280 bytes or the tunnel: split (no DF, options copied or not),
+        # refused (DF, IPv6); SYNs whose MSS is lowered, one after a NOP, one out of VXLAN.
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", options=b"\x94\x04\x00\x00\x07\x07\x04\x00\x00\x00\x00\x00")
+            / UDP(sport=1, dport=2) / (b"s" * 1400)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / UDP(sport=1, dport=2) / (b"v" * 1420)),
+        (0, Ether(src=w1, dst=g1) / IPv6(src="fd00:1::2", dst="fd00:2::2") / UDP(sport=1, dport=2) / (b"6" * 1300)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2") / TCP(sport=4000, dport=80, flags="S",
+            options=[("MSS", 1460), ("SAckOK", b"")])),
+        (0, Ether(src=w1, dst=g1) / IPv6(src="fd00:1::2", dst="fd00:5::5") / TCP(sport=4000, dport=80, flags="S",
+            options=[("NOP", None), ("MSS", 1440), ("WScale", 7)])),
+        (2, out / IP(src="192.0.2.2", dst="192.0.2.1") / UDP(sport=49152, dport=4789) / VXLAN(vni=42)
+            / Ether(src=peer, dst=g1) / IP(src="10.9.0.5", dst="10.0.1.2")
+            / TCP(sport=80, dport=4000, flags="SA", options=[("MSS", 1460)])),
         # Route churn: a flow beside the changed /24, one under it, and w2's route moved.
         (0x80 | 3 << 2, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),
         (0x80, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),

@@ -686,8 +686,27 @@ impl Pipeline {
             now,
         };
         for (k, &i) in self.pending.iter().enumerate() {
+            let mut done = act(
+                &cx,
+                &mut self.egress,
+                actions[k],
+                &mut pkts[i],
+                pool,
+                &self.metas[i],
+                hashes[k],
+            );
+            // An error about a packet that came out of a tunnel goes back through one.
+            if let Err(Refused::Icmp { why, err }) = done
+                && self.decapped[i] != Tunnel::None
+            {
+                let meta = &mut self.metas[i];
+                done = match self.icmp_limit.take() {
+                    true => icmp_error_routed(&cx, &mut self.egress, pool, &mut pkts[i], meta, err)
+                        .unwrap_or(Err(Refused::Drop(why))),
+                    false => Err(Refused::Drop(why)),
+                };
+            }
             let meta = &self.metas[i];
-            let done = act(&cx, &mut self.egress, actions[k], &mut pkts[i], pool, meta, hashes[k]);
             // Fragments beyond the first go where it goes: out (after the burst), parked
             // with it; dropped only when it is.
             for mut e in self.egress.fragments.drain(..) {
@@ -712,9 +731,8 @@ impl Pipeline {
                 Ok(v) => v,
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
                 Err(Refused::Icmp { why, err }) => {
-                    // Never for a packet that came out of a tunnel: its source is behind
-                    // another node, and an error sent back out of the fabric port as it
-                    // is would carry a tenant's addresses into the underlay.
+                    // Out of the port it came in on (one out of a tunnel was routed back
+                    // above, or refused: its routed error needs an ICMP error no more).
                     if self.decapped[i] == Tunnel::None && self.icmp_limit.take() {
                         icmp_error(pool, &mut pkts[i], meta, pc, port, err).unwrap_or(Verdict::Drop(why))
                     } else {
@@ -1429,11 +1447,19 @@ fn act(
     }
 }
 
+/// The router's address of the family `v6` on port `pc`: its own, or a gateway a
+/// workload uses.
+fn own_address(pc: &PortConfig, v6: bool) -> Option<IpAddr> {
+    let gateways = match &pc.role {
+        PortRole::Workload { gateways, .. } => &gateways[..],
+        PortRole::Fabric { .. } | PortRole::Host { .. } => &[],
+    };
+    pc.addrs.iter().chain(gateways).copied().find(|a| a.is_ipv6() == v6)
+}
+
 /// Turns the packet, in place, into an ICMP error to its source, sent back out of the port
-/// it came in on: Ethernet, IP from the router's address on that port (of the packet's
-/// family), the ICMP header, then the quoted original packet — its IP header and 8 bytes
-/// for IPv4 (RFC 792), as much as fits in 1280 bytes for IPv6 (RFC 4443). `None` when it
-/// cannot be built (no router address of that family on the port, no headroom).
+/// it came in on, from the router's address on that port ([`write_icmp_error`]). `None`
+/// when it cannot be built (no router address of that family on the port, no headroom).
 fn icmp_error(
     pool: &mut FramePool,
     pkt: &mut Pkt,
@@ -1442,18 +1468,63 @@ fn icmp_error(
     port: u16,
     err: IcmpError,
 ) -> Option<Verdict> {
+    let own = own_address(pc, meta.outer.l3_kind == L3::Ipv6)?;
+    write_icmp_error(pool, pkt, meta, own, pc.mac, err)?;
+    Some(Verdict::Tx(port))
+}
+
+/// Turns a packet that came out of a tunnel, in place, into an ICMP error to its source,
+/// and routes that back like any packet of its VRF (through the tunnel it came by, as a
+/// rule): from the router's address in that VRF (a gateway of one of its workloads, for
+/// traceroute to name). `None` when the VRF has no such address or no route back.
+fn icmp_error_routed(
+    cx: &Ctx<'_>,
+    egress: &mut Egress,
+    pool: &mut FramePool,
+    pkt: &mut Pkt,
+    meta: &mut PacketMeta,
+    err: IcmpError,
+) -> Option<Result<Verdict, Refused>> {
+    let vrf = meta.outer.key.vrf;
+    let v6 = meta.outer.l3_kind == L3::Ipv6;
+    let own = cx.t.node.ports.iter().find_map(|pc| match pc.role {
+        PortRole::Workload { vrf: v, .. } | PortRole::Host { vrf: v, .. } if v == vrf => own_address(pc, v6),
+        _ => None,
+    })?;
+    write_icmp_error(pool, pkt, meta, own, MacAddr([0; 6]), err)?;
+    parse_into(pool.bytes_mut(pkt.addr, pkt.len as usize), meta).ok()?;
+    let key = &mut meta.outer.key;
+    key.vrf = vrf;
+    let hash = key.hash();
+    let route = cx.fib.route(vrf, key.dst_ip()?, hash).ok()?;
+    let a = Action {
+        verdict: FlowVerdict::Allow,
+        nexthop: route.nexthop,
+        ecmp_member: route.ecmp_member,
+        flags: 0,
+    };
+    Some(act(cx, egress, a, pkt, pool, meta, hash))
+}
+
+/// Writes the ICMP error `err` about the packet in place of it, to its source: Ethernet
+/// (from `src_mac`, to the packet's source MAC), IP from `own`, the ICMP header, then the
+/// quoted original packet — its IP header and 8 bytes for IPv4 (RFC 792), as much as fits
+/// in 1280 bytes for IPv6 (RFC 4443). `None` when it cannot be built (`own` of the other
+/// family, no headroom).
+fn write_icmp_error(
+    pool: &mut FramePool,
+    pkt: &mut Pkt,
+    meta: &PacketMeta,
+    own: IpAddr,
+    src_mac: MacAddr,
+    err: IcmpError,
+) -> Option<()> {
     let h = &meta.outer;
     let v6 = match h.l3_kind {
         L3::Ipv4 => false,
         L3::Ipv6 => true,
         _ => return None,
     };
-    let own = match &pc.role {
-        PortRole::Workload { gateways, .. } => pc.addrs.iter().chain(gateways),
-        PortRole::Fabric { .. } | PortRole::Host { .. } => pc.addrs.iter().chain([].iter()),
-    }
-    .copied()
-    .find(|a| a.is_ipv6() == v6)?;
     let l3 = usize::from(h.l3);
     let ip_len = if v6 { 40 } else { 20 };
     let head = 14 + ip_len + 8;
@@ -1480,7 +1551,7 @@ fn icmp_error(
     pkt.len = (head + quote) as u32;
     let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
     EthernetRepr {
-        src: pc.mac,
+        src: src_mac,
         dst: dst_mac,
         ethertype: if v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
     }
@@ -1516,7 +1587,7 @@ fn icmp_error(
         }
         _ => return None,
     }
-    Some(Verdict::Tx(port))
+    Some(())
 }
 
 /// Builds the ARP request or neighbour solicitation for `ip` out of `port` in a fresh

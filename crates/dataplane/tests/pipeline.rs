@@ -1360,9 +1360,10 @@ fn outer_from(
 }
 
 /// Tunnel packets from `ends` (remote, local) to this node, one of each type, arrive on
-/// the fabric and come out of w2 decapsulated. With their inner TTL run out they are
-/// dropped and counted, and no ICMP error goes back out of the fabric port as it is (it
-/// would carry a tenant's addresses into the underlay).
+/// the fabric and come out of w2 decapsulated. With their inner TTL run out, the time
+/// exceeded error goes back to the source through the tunnel its route takes, from the
+/// VRF's gateway address, never out of the fabric port as it is (it would carry a
+/// tenant's addresses into the underlay).
 fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
     let mut n = node();
     let inner = Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp);
@@ -1429,11 +1430,25 @@ fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
         assert_eq!(m.outer.key.dst_ip(), Some(ip("10.0.2.2")));
         assert_eq!(&out[out.len() - 5..], b"inner");
     }
-    for (k, (name, headers)) in cases(1).into_iter().enumerate() {
+    let mut errors = Vec::new();
+    for (name, headers) in cases(1) {
         let f = frame(&headers, b"inner").unwrap();
-        assert_eq!(n.send(2, &f), None, "{name}");
-        assert_eq!(n.drops(DropReason::TtlExpired), k as u64 + 1, "{name}");
+        let (port, out) = n.send(2, &f).unwrap_or_else(|| panic!("{name}: no error sent"));
+        assert_eq!(port, 2, "{name}");
+        let m = parse(&out).unwrap();
+        // 10.9.0.5's route in VRF 1 is VXLAN over IPv4, whichever way it came.
+        assert_eq!(m.tunnel, Tunnel::Vxlan { vni: 42 }, "{name}");
+        assert_eq!(m.outer.key.dst_ip(), Some(ip("192.0.2.2")), "{name}");
+        assert_eq!(
+            (m.inner.key.src_ip(), m.inner.key.dst_ip()),
+            (Some(ip("10.0.1.1")), Some(ip("10.9.0.5"))),
+            "{name}: from the VRF's gateway address to the source"
+        );
+        assert_eq!(out[usize::from(m.inner.l4)], 11, "{name}: time exceeded");
+        errors.push(out);
     }
+    assert_eq!(n.drops(DropReason::TtlExpired), 0);
+    tshark_decodes(&errors, &["eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:icmp:ip:udp"; 3]);
 }
 
 #[test]

@@ -103,6 +103,20 @@ fn two_nodes(overlay: Overlay, v6: bool) {
             "nothing of tenant {t} reached the other tenant"
         );
     }
+    // A TTL that runs out at node 2, after the tunnel: the time exceeded comes back
+    // through the tunnel, from node 2's gateway address in the tenant's VRF.
+    for t in 0..2 {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", lab.a.1[t].ns.name()])
+            .args(["ping", "-c", "1", "-t", "2", "-W", "1", "10.2.0.2"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("From 10.2.0.1") && text.contains("Time to live exceeded"),
+            "tenant {t}: {text}"
+        );
+    }
     // Echoes larger than the tunnel carries, without don't-fragment, from workloads whose
     // link MTU (1500 here) does not leave room for the tunnel: the sender's kernel splits
     // them for its link, node 1 splits the first fragment again to fit the tunnel, node 2

@@ -35,13 +35,14 @@ pub(crate) enum Plan {
         mtu: u16,
     },
     /// Encapsulated in `outer` (which holds `mac`, or zeros until it is known), then out
-    /// of `port`, whose MTU is `mtu`.
+    /// of `port`, whose MTU is `mtu`, which leaves `inner_mtu` bytes for the packet.
     Encap {
         outer: Outer,
         port: u16,
         next: IpAddr,
         mac: Option<MacAddr>,
         mtu: u16,
+        inner_mtu: u16,
     },
 }
 

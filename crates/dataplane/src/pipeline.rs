@@ -260,12 +260,19 @@ struct Egress {
     resolver: Resolver,
     underlay: UnderlayCache,
     plans: PlanCache,
+    splits: Splits,
+}
+
+/// Where `act` splits a packet too big for its egress.
+#[derive(Default)]
+struct Splits {
     /// The packet being split, copied out of its frame, and its pieces beyond the first.
     scratch: Vec<u8>,
     pieces: Vec<Pkt>,
-    /// The fragments of the packet `act` last split, beyond the first (the packet itself):
-    /// ready to go out of its port, or dropped with a reason.
-    fragments: Vec<Emitted>,
+    /// The fragments `act` made in this burst beyond each packet's first (the packet
+    /// itself), by the frame of that first and its next hop: ready to go out of its port,
+    /// or dropped with a reason. They follow the first once its verdict is known.
+    made: Vec<(u64, IpAddr, Emitted)>,
 }
 
 /// The ICMP errors the router sends, for IPv4 and IPv6 alike.
@@ -394,11 +401,12 @@ impl Ctx<'_> {
                 // The FIB refuses ends of two families.
                 let outer = Outer::new(*encap, &ends).ok_or(DropReason::Unsupported)?;
                 let plan = Plan::Encap {
-                    outer,
                     port: port as u16,
                     next,
                     mac,
                     mtu: pc.mtu,
+                    inner_mtu: outer.inner_mtu(pc.mtu),
+                    outer,
                 };
                 (plan, if shared { until } else { 0 })
             }
@@ -444,9 +452,7 @@ impl Pipeline {
                 resolver: Resolver::new(tables.neighbors.clone()),
                 underlay: UnderlayCache::default(),
                 plans: PlanCache::new(),
-                scratch: Vec::new(),
-                pieces: Vec::new(),
-                fragments: Vec::new(),
+                splits: Splits::default(),
             },
             fragments: Vec::new(),
             aged: 0,
@@ -686,71 +692,30 @@ impl Pipeline {
             now,
         };
         for (k, &i) in self.pending.iter().enumerate() {
-            let mut done = act(
-                &cx,
-                &mut self.egress,
-                actions[k],
-                &mut pkts[i],
-                pool,
-                &self.metas[i],
-                hashes[k],
-            );
-            // An error about a packet that came out of a tunnel goes back through one.
-            if let Err(Refused::Icmp { why, err }) = done
-                && self.decapped[i] != Tunnel::None
-            {
-                let meta = &mut self.metas[i];
-                done = match self.icmp_limit.take() {
-                    true => icmp_error_routed(&cx, &mut self.egress, pool, &mut pkts[i], meta, err)
-                        .unwrap_or(Err(Refused::Drop(why))),
-                    false => Err(Refused::Drop(why)),
-                };
-            }
             let meta = &self.metas[i];
-            // Fragments beyond the first go where it goes: out (after the burst), parked
-            // with it; dropped only when it is.
-            for mut e in self.egress.fragments.drain(..) {
-                match (&done, e.verdict) {
-                    (_, Verdict::Drop(_)) | (Ok(_), _) => {}
-                    (Err(Refused::Park { port, next }), _) => {
-                        let p = Parked {
-                            pkt: e.pkt,
-                            port: *port,
-                            originated: true,
-                        };
-                        match self.egress.resolver.park(*next, p, now) {
-                            Ok(()) => continue,
-                            Err(_) => e.verdict = Verdict::Drop(DropReason::ParkFull),
-                        }
-                    }
-                    (Err(Refused::Drop(why) | Refused::Icmp { why, .. }), _) => e.verdict = Verdict::Drop(*why),
-                }
-                self.fragments.push(e);
-            }
-            verdicts[i] = match done {
+            verdicts[i] = match act(&cx, &mut self.egress, actions[k], &mut pkts[i], pool, meta, hashes[k]) {
                 Ok(v) => v,
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
+                Err(Refused::Icmp { why, .. }) if !self.icmp_limit.take() => Verdict::Drop(why),
+                Err(Refused::Icmp { why, err }) if self.decapped[i] == Tunnel::None => {
+                    icmp_error(pool, &mut pkts[i], meta, pc, port, err).unwrap_or(Verdict::Drop(why))
+                }
+                // About a packet that came out of a tunnel: back through one.
                 Err(Refused::Icmp { why, err }) => {
-                    // Out of the port it came in on (one out of a tunnel was routed back
-                    // above, or refused: its routed error needs an ICMP error no more).
-                    if self.decapped[i] == Tunnel::None && self.icmp_limit.take() {
-                        icmp_error(pool, &mut pkts[i], meta, pc, port, err).unwrap_or(Verdict::Drop(why))
-                    } else {
-                        Verdict::Drop(why)
+                    let meta = &mut self.metas[i];
+                    match icmp_error_routed(&cx, &mut self.egress, pool, &mut pkts[i], meta, err) {
+                        Some(Ok(v)) => v,
+                        Some(Err(Refused::Park { port, next })) => {
+                            park(&mut self.egress.resolver, pkts[i], port, next, now)
+                        }
+                        _ => Verdict::Drop(why),
                     }
                 }
-                Err(Refused::Park { port, next }) => {
-                    let p = Parked {
-                        pkt: pkts[i],
-                        port,
-                        originated: false,
-                    };
-                    match self.egress.resolver.park(next, p, now) {
-                        Ok(()) => Verdict::Keep,
-                        Err(_) => Verdict::Drop(DropReason::ParkFull),
-                    }
-                }
+                Err(Refused::Park { port, next }) => park(&mut self.egress.resolver, pkts[i], port, next, now),
             };
+        }
+        if !self.egress.splits.made.is_empty() {
+            fragments_follow(&mut self.egress, &mut self.fragments, pool, pkts, verdicts, now);
         }
         if now != self.aged {
             self.aged = now;
@@ -1134,6 +1099,8 @@ const TCP_SYN: u8 = 0x02;
 /// Lowers the MSS option of the TCP SYN whose headers are `h` in `frame` to what `clamp`
 /// allows on a path of `mtu` bytes, if it announces more; the checksum follows.
 /// `tcp_flags` is only set for TCP, but a fragment's is not looked at.
+#[cold]
+#[inline(never)]
 fn clamp_mss(clamp: MssClamp, frame: &mut [u8], h: &wire::parse::Headers, mtu: u16) {
     let Some(mss) = clamp.limit(mtu, h.l3_kind == L3::Ipv6) else {
         return;
@@ -1301,21 +1268,13 @@ fn routed(fib: &fib::Snapshot, key: &FlowKey, hash: u64, reverse: bool, verdict:
 /// The rewrite that finishes a packet on its way out: its MACs (the egress port's as the
 /// source), or an encapsulation within the egress port's MTU.
 enum Finish<'p> {
-    /// Out of a port of this MTU, MACs rewritten.
-    Macs(MacAddr, u16),
+    /// MACs rewritten, from this one.
+    Macs(MacAddr),
     /// Encapsulated, then out of a port of this MTU.
     Encap(&'p Outer, u16),
 }
 
 impl Finish<'_> {
-    /// The longest IP packet that goes out this way whole.
-    fn mtu(&self) -> u16 {
-        match self {
-            Finish::Macs(_, mtu) => *mtu,
-            Finish::Encap(outer, mtu) => outer.inner_mtu(*mtu),
-        }
-    }
-
     /// Puts the link header (and tunnel) on `pkt`, L3 rewritten, to go to `mac`: without
     /// it, the packet is finished but for its first six bytes.
     fn apply(
@@ -1327,11 +1286,8 @@ impl Finish<'_> {
         meta: &PacketMeta,
     ) -> Result<(), DropReason> {
         match self {
-            Finish::Macs(src_mac, _) => {
-                let f = pool.bytes_mut(pkt.addr, 12);
-                let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
-                eth.set_dst_addr(mac.unwrap_or(MacAddr([0; 6])));
-                eth.set_src_addr(*src_mac);
+            Finish::Macs(src_mac) => {
+                set_macs(pool.bytes_mut(pkt.addr, 12), mac, *src_mac);
                 Ok(())
             }
             Finish::Encap(outer, mtu) => encapsulate(pool, pkt, outer, *mtu, hash, meta),
@@ -1339,8 +1295,19 @@ impl Finish<'_> {
     }
 }
 
+/// Addresses the Ethernet frame `f` from `src` to `dst`, or leaves its destination zero
+/// until the next hop's MAC is known.
+#[inline(always)]
+fn set_macs(f: &mut [u8], dst: Option<MacAddr>, src: MacAddr) {
+    let mut eth = EthernetFrame::new_unchecked(f);
+    eth.set_dst_addr(dst.unwrap_or(MacAddr([0; 6])));
+    eth.set_src_addr(src);
+}
+
 /// Stage 4 for one packet. A packet split into fragments leaves all but the first in
-/// `egress.fragments`, each to go where the first goes.
+/// `egress.splits.made`, each to go where the first goes. Inlined into the burst's loop,
+/// as it is most of it (called as a function it cost some 100 instructions a packet).
+#[inline(always)]
 fn act(
     cx: &Ctx<'_>,
     egress: &mut Egress,
@@ -1368,7 +1335,8 @@ fn act(
         }
     };
     // Read through the reference: copying the whole plan out cost a few instructions.
-    let (port, next, mac, finish) = match plan {
+    // `limit`: the longest IP packet that goes out whole.
+    let (port, next, mac, limit, finish) = match plan {
         Plan::Host => return to_host(cx.host, pool, pkt).map_err(Refused::Drop),
         Plan::Direct {
             port,
@@ -1376,14 +1344,15 @@ fn act(
             mac,
             src_mac,
             mtu,
-        } => (*port, *next, *mac, Finish::Macs(*src_mac, *mtu)),
+        } => (*port, next, *mac, *mtu, Finish::Macs(*src_mac)),
         Plan::Encap {
             outer,
             port,
             next,
             mac,
             mtu,
-        } => (*port, *next, *mac, Finish::Encap(outer, *mtu)),
+            inner_mtu,
+        } => (*port, next, *mac, *inner_mtu, Finish::Encap(outer, *mtu)),
     };
     // L3 rewrite of the (inner) packet: TTL and checksum.
     let l3 = usize::from(h.l3);
@@ -1392,10 +1361,7 @@ fn act(
         why: DropReason::TtlExpired,
         err: IcmpError::TimeExceeded,
     };
-    // Whether a packet too big for the egress is answered with "fragmentation needed" /
-    // "packet too big": IPv4 with don't-fragment, and all IPv6 (routers never fragment
-    // it). Other IPv4 is split.
-    let dont_frag = match h.l3_kind {
+    match h.l3_kind {
         L3::Ipv4 => {
             let ip = frame.get_mut(l3..l3 + 20).ok_or(DropReason::Malformed)?;
             if ip[8] <= 1 {
@@ -1404,7 +1370,6 @@ fn act(
             ip[8] -= 1;
             let c = checksum::ttl_decremented(u16::from_be_bytes([ip[10], ip[11]]));
             ip[10..12].copy_from_slice(&c.to_be_bytes());
-            ip[6] & 0x40 != 0
         }
         L3::Ipv6 => {
             let hop_limit = frame.get_mut(l3 + 7).ok_or(DropReason::Malformed)?;
@@ -1412,38 +1377,42 @@ fn act(
                 return Err(expired);
             }
             *hop_limit -= 1;
-            true
         }
         _ => return Err(DropReason::Unsupported.into()),
-    };
-    let mtu = finish.mtu();
-    if h.tcp_flags & TCP_SYN != 0 {
-        clamp_mss(cx.t.node.tcp_mss_clamp, frame, h, mtu);
     }
-    if pkt.len as usize - l3 > usize::from(mtu) {
-        if dont_frag {
+    if h.tcp_flags & TCP_SYN != 0 {
+        clamp_mss(cx.t.node.tcp_mss_clamp, frame, h, limit);
+    }
+    let frame = if pkt.len as usize - l3 > usize::from(limit) {
+        // "Fragmentation needed" / "packet too big" for IPv4 with don't-fragment and all
+        // IPv6 (routers never fragment it); other IPv4 is split.
+        if h.l3_kind == L3::Ipv6 || frame[l3 + 6] & 0x40 != 0 {
             return Err(Refused::Icmp {
                 why: DropReason::TooBig,
-                err: IcmpError::TooBig { mtu },
+                err: IcmpError::TooBig { mtu: limit },
             });
         }
-        split_ipv4(pool, pkt, l3, mtu, &mut egress.scratch, &mut egress.pieces)?;
-        for mut p in egress.pieces.drain(..) {
-            let verdict = match finish.apply(pool, &mut p, mac, hash, meta) {
-                Ok(()) => Verdict::Tx(port),
-                Err(why) => Verdict::Drop(why),
-            };
-            egress.fragments.push(Emitted {
-                pkt: p,
-                verdict,
-                originated: true,
-            });
-        }
+        split(
+            &mut egress.splits,
+            pool,
+            pkt,
+            meta,
+            (&finish, mac, port, *next),
+            limit,
+            hash,
+        )?;
+        pool.bytes_mut(pkt.addr, pkt.len as usize)
+    } else {
+        // As borrowed above: a second borrow of the pool costs its checks again.
+        frame
+    };
+    match finish {
+        Finish::Macs(src_mac) => set_macs(frame, mac, src_mac),
+        Finish::Encap(outer, mtu) => encapsulate(pool, pkt, outer, mtu, hash, meta)?,
     }
-    finish.apply(pool, pkt, mac, hash, meta)?;
     match mac {
         Some(_) => Ok(Verdict::Tx(port)),
-        None => Err(Refused::Park { port, next }),
+        None => Err(Refused::Park { port, next: *next }),
     }
 }
 
@@ -1455,6 +1424,90 @@ fn own_address(pc: &PortConfig, v6: bool) -> Option<IpAddr> {
         PortRole::Fabric { .. } | PortRole::Host { .. } => &[],
     };
     pc.addrs.iter().chain(gateways).copied().find(|a| a.is_ipv6() == v6)
+}
+
+/// Parks `pkt`, received and ready but for the MAC of `next`, on `port`'s resolution of
+/// it: kept, or dropped when there is no room.
+fn park(resolver: &mut Resolver, pkt: Pkt, port: u16, next: IpAddr, now: u32) -> Verdict {
+    let p = Parked {
+        pkt,
+        port,
+        originated: false,
+    };
+    match resolver.park(next, p, now) {
+        Ok(()) => Verdict::Keep,
+        Err(_) => Verdict::Drop(DropReason::ParkFull),
+    }
+}
+
+/// The fragments `act` made beyond each packet's first go where the first goes (its
+/// verdict among `verdicts`): out of its port (into `out`, sent after the burst), parked
+/// with it, or dropped with it.
+#[cold]
+#[inline(never)]
+fn fragments_follow(
+    egress: &mut Egress,
+    out: &mut Vec<Emitted>,
+    pool: &FramePool,
+    pkts: &[Pkt],
+    verdicts: &[Verdict],
+    now: u32,
+) {
+    for (first, next, mut e) in egress.splits.made.drain(..) {
+        let of_first = pkts
+            .iter()
+            .position(|p| pool.frame_base(p.addr) == first)
+            .map(|i| verdicts[i]);
+        match (of_first, e.verdict) {
+            (_, Verdict::Drop(_)) | (Some(Verdict::Tx(_)), _) => {}
+            (Some(Verdict::Keep), Verdict::Tx(port)) => {
+                let p = Parked {
+                    pkt: e.pkt,
+                    port,
+                    originated: true,
+                };
+                match egress.resolver.park(next, p, now) {
+                    Ok(()) => continue,
+                    Err(_) => e.verdict = Verdict::Drop(DropReason::ParkFull),
+                }
+            }
+            (Some(Verdict::Drop(why)), _) => e.verdict = Verdict::Drop(why),
+            _ => e.verdict = Verdict::Drop(DropReason::Filtered),
+        }
+        out.push(e);
+    }
+}
+
+/// [`split_ipv4`] for `act`, out of its line, into pieces of `mtu` bytes: those beyond
+/// the first finished (the finish, the next hop's MAC, the egress port, the next hop),
+/// into `splits.made`.
+#[cold]
+#[inline(never)]
+fn split(
+    splits: &mut Splits,
+    pool: &mut FramePool,
+    pkt: &mut Pkt,
+    meta: &PacketMeta,
+    (finish, mac, port, next): (&Finish<'_>, Option<MacAddr>, u16, IpAddr),
+    mtu: u16,
+    hash: u64,
+) -> Result<(), DropReason> {
+    let l3 = usize::from(meta.innermost().l3);
+    split_ipv4(pool, pkt, l3, mtu, &mut splits.scratch, &mut splits.pieces)?;
+    let first = pool.frame_base(pkt.addr);
+    for mut p in splits.pieces.drain(..) {
+        let verdict = match finish.apply(pool, &mut p, mac, hash, meta) {
+            Ok(()) => Verdict::Tx(port),
+            Err(why) => Verdict::Drop(why),
+        };
+        let e = Emitted {
+            pkt: p,
+            verdict,
+            originated: true,
+        };
+        splits.made.push((first, next, e));
+    }
+    Ok(())
 }
 
 /// Turns the packet, in place, into an ICMP error to its source, sent back out of the port

@@ -14,7 +14,7 @@ use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop};
 pub use testnet::{Netns, Reaped, Veth, is_root};
 use wire::ethernet::MacAddr;
 
-use crate::{NodeConfig, PortConfig, PortRole, Router, Running, Stats};
+use crate::{MssClamp, NodeConfig, PortConfig, PortRole, Router, Running, Stats};
 
 /// Parses an address literal.
 pub fn ip(s: &str) -> IpAddr {
@@ -391,28 +391,12 @@ pub struct Node {
 }
 
 impl Node {
-    /// Publishes `routes` and starts one worker in `ns` over `devs` (one per port, in
-    /// order), on the `cpu`-th online CPU counted from the last (wrapping).
-    pub fn start(
-        ns: Netns,
-        ports: Vec<PortConfig>,
-        devs: &[String],
-        endpoints: Vec<IpAddr>,
-        mut routes: FibBuilder,
-        cpu: usize,
-    ) -> Node {
+    /// Publishes `routes` and starts one worker in `ns` for `node` over `devs` (one per
+    /// port, in order), on the `cpu`-th online CPU counted from the last (wrapping).
+    pub fn start(ns: Netns, node: NodeConfig, devs: &[String], mut routes: FibBuilder, cpu: usize) -> Node {
         let fib = Arc::new(Fib::new());
         routes.publish(&fib).expect("publish");
-        let router = Router::new(
-            NodeConfig {
-                ports,
-                tunnel_endpoints: endpoints,
-                ..Default::default()
-            },
-            fib.clone(),
-            1 << 16,
-        )
-        .expect("router");
+        let router = Router::new(node, fib.clone(), 1 << 16).expect("router");
         let cpus = dataplane::online_cpus();
         let cpu = cpus[cpus.len() - 1 - cpu % cpus.len()];
         let running = ns
@@ -566,7 +550,16 @@ impl L3Lab {
         let (w1, p1) = workload(&ns, "w", 1, 1, "10.0.1.2", "10.0.1.1", 0, &mut b, &[]);
         let (w2, p2) = workload(&ns, "w", 2, 1, "10.0.2.2", "10.0.2.1", 1, &mut b, &[]);
         let devs = [w1.port_dev.clone(), w2.port_dev.clone()];
-        let node = Node::start(ns, vec![p1, p2], &devs, vec![], b, 0);
+        let node = Node::start(
+            ns,
+            NodeConfig {
+                ports: vec![p1, p2],
+                ..Default::default()
+            },
+            &devs,
+            b,
+            0,
+        );
         L3Lab { w1, w2, node }
     }
 }
@@ -632,17 +625,23 @@ pub struct OverlayLab {
 
 impl OverlayLab {
     /// Builds and starts it with `tenants` (1 or 2) tenants, over an IPv4 underlay
-    /// (192.0.2.N).
+    /// (192.0.2.N), the nodes lowering TCP SYNs' MSS to fit the tunnel (as `vrouter run`
+    /// does by default).
     pub fn new(overlay: Overlay, tenants: u32) -> OverlayLab {
-        Self::build(overlay, tenants, false)
+        Self::build(overlay, tenants, false, MssClamp::Path)
     }
 
     /// The same over an IPv6 underlay (fd00:f::N).
     pub fn over_ipv6(overlay: Overlay, tenants: u32) -> OverlayLab {
-        Self::build(overlay, tenants, true)
+        Self::build(overlay, tenants, true, MssClamp::Path)
     }
 
-    fn build(overlay: Overlay, tenants: u32, v6: bool) -> OverlayLab {
+    /// [`OverlayLab::new`] with the nodes' MSS clamping as given.
+    pub fn clamping(overlay: Overlay, tenants: u32, tcp_mss_clamp: MssClamp) -> OverlayLab {
+        Self::build(overlay, tenants, false, tcp_mss_clamp)
+    }
+
+    fn build(overlay: Overlay, tenants: u32, v6: bool, tcp_mss_clamp: MssClamp) -> OverlayLab {
         let (na, nb) = (
             Netns::new("na").expect("namespace"),
             Netns::new("nb").expect("namespace"),
@@ -659,8 +658,8 @@ impl OverlayLab {
                 .expect("bridge port");
         }
         wire.exec(&["ip", "link", "set", "br0", "up"]).expect("bridge up");
-        let a = Self::node(na, 1, 2, &la.a, overlay, tenants, v6);
-        let b = Self::node(nb, 2, 1, &lb.a, overlay, tenants, v6);
+        let a = Self::node(na, (1, 2), &la.a, overlay, tenants, (v6, tcp_mss_clamp));
+        let b = Self::node(nb, (2, 1), &lb.a, overlay, tenants, (v6, tcp_mss_clamp));
         OverlayLab {
             a,
             b,
@@ -669,14 +668,15 @@ impl OverlayLab {
         }
     }
 
+    /// Node `n` of the two, the other being `peer`, with its options: an IPv6 underlay,
+    /// the MSS clamping.
     fn node(
         ns: Netns,
-        n: u8,
-        peer: u8,
+        (n, peer): (u8, u8),
         fabric_dev: &str,
         overlay: Overlay,
         tenants: u32,
-        v6: bool,
+        (v6, tcp_mss_clamp): (bool, MssClamp),
     ) -> (Node, Vec<Workload>) {
         let underlay = |x: u8| match v6 {
             false => ip(&format!("192.0.2.{x}")),
@@ -760,7 +760,18 @@ impl OverlayLab {
         devs.push(fabric_dev.to_string());
         // Each node on its own CPU where there are two.
         (
-            Node::start(ns, ports, &devs, vec![underlay(n)], b, usize::from(n - 1)),
+            Node::start(
+                ns,
+                NodeConfig {
+                    ports,
+                    tunnel_endpoints: vec![underlay(n)],
+                    tcp_mss_clamp,
+                    ..Default::default()
+                },
+                &devs,
+                b,
+                usize::from(n - 1),
+            ),
             loads,
         )
     }
@@ -815,7 +826,16 @@ impl ServiceLab {
             .chain(&backends)
             .map(|w| w.port_dev.clone())
             .collect();
-        let node = Node::start(ns, ports, &devs, vec![], b, 0);
+        let node = Node::start(
+            ns,
+            NodeConfig {
+                ports,
+                ..Default::default()
+            },
+            &devs,
+            b,
+            0,
+        );
         let servers = backends
             .iter()
             .enumerate()

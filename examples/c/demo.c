@@ -20,6 +20,16 @@
         }                                                                                \
     } while (0)
 
+/* Writes the IPv4 header checksum of the 20-byte header at ip. */
+static void ip_checksum(uint8_t *ip) {
+    ip[10] = ip[11] = 0;
+    uint32_t sum = 0;
+    for (int i = 0; i < 20; i += 2) sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    sum = ~sum & 0xffff;
+    ip[10] = (uint8_t)(sum >> 8); ip[11] = (uint8_t)sum;
+}
+
 /* A UDP/IPv4 frame from 10.0.1.2 port 40000 to dst:dport, Ethernet to the router's port MAC,
    marked expedited forwarding (DSCP 46). */
 static size_t udp_frame(uint8_t *f, const uint8_t src_mac[6], const uint8_t dst_mac[6], const uint8_t dst[4], uint16_t dport) {
@@ -31,11 +41,7 @@ static size_t udp_frame(uint8_t *f, const uint8_t src_mac[6], const uint8_t dst_
     ip[0] = 0x45; ip[1] = 46 << 2; ip[3] = 46; ip[8] = 64; ip[9] = 17;
     ip[12] = 10; ip[13] = 0; ip[14] = 1; ip[15] = 2;
     memcpy(ip + 16, dst, 4);
-    uint32_t sum = 0;
-    for (int i = 0; i < 20; i += 2) sum += (uint32_t)(ip[i] << 8 | ip[i + 1]);
-    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-    sum = ~sum & 0xffff;
-    ip[10] = (uint8_t)(sum >> 8); ip[11] = (uint8_t)sum;
+    ip_checksum(ip);
     uint8_t *udp = ip + 20;
     udp[0] = 0x9c; udp[1] = 0x40; udp[2] = (uint8_t)(dport >> 8); udp[3] = (uint8_t)dport; udp[5] = 26;
     return 60;
@@ -165,6 +171,27 @@ int main(void) {
            out[53], out[54], out[55], out[15], out[65]);
     rc = vr_router_pull(router, p_fab, out, sizeof out, &len);
     printf("nothing more: %s\n", vr_result_message(rc));
+
+    /* 1600 bytes of the same flow, without don't-fragment: split to fit the tunnel. */
+    uint8_t big[1600];
+    udp_frame(big, w1, gw1, to_remote, 53);
+    memset(big + 42, 0x5a, sizeof big - 42);
+    big[16] = (1586 >> 8); big[17] = (uint8_t)1586;
+    big[38] = (1566 >> 8); big[39] = (uint8_t)1566;
+    ip_checksum(big + 14);
+    CHECK(vr_router_push(router, p_w1, big, sizeof big));
+    CHECK(vr_router_poll(router, &processed));
+    size_t pieces = 0, longest = 0;
+    while (vr_router_pull(router, p_fab, out, sizeof out, &len) == VR_OK) {
+        pieces++;
+        if (len > longest) longest = len;
+    }
+    vr_stats split;
+    CHECK(vr_router_stats(router, &split));
+    printf("1600 bytes to the tunnel: %zu frames, the longest %zu bytes; fragmented %llu, icmp errors %llu, "
+           "mss lowered %llu\n",
+           pieces, longest, (unsigned long long)split.fragmented, (unsigned long long)split.icmp_errors,
+           (unsigned long long)split.mss_clamped);
 
     /* Where an address goes, as `ip route get` says: the route, the way out, the MAC. */
     vr_route route;

@@ -316,6 +316,18 @@ typedef struct vr_stats {
    (inserts may be refused from about 0.8).
    */
   uint64_t flow_capacity;
+  /*
+   ICMP errors sent (time exceeded, fragmentation needed / packet too big).
+   */
+  uint64_t icmp_errors;
+  /*
+   IPv4 packets split into fragments to fit their egress MTU.
+   */
+  uint64_t fragmented;
+  /*
+   TCP SYN MSS options lowered (`vr_router_set_tcp_mss_clamp`).
+   */
+  uint64_t mss_clamped;
 } vr_stats;
 
 #ifdef __cplusplus

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::neigh::Lookup;
 use vrouter::dataplane::pipeline::neighbor_mac;
-use vrouter::dataplane::{MemoryLink, Worker};
+use vrouter::dataplane::{Event, MemoryLink, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, OuterDscp, Prepared, Resolution};
 use vrouter::flow::{FlowTableConfig, FullPolicy};
 use vrouter::policy::{
@@ -97,6 +97,12 @@ pub struct VrStats {
     /// Flow table slots: `flows / flow_capacity` is the table pressure to alert on
     /// (inserts may be refused from about 0.8).
     pub flow_capacity: u64,
+    /// ICMP errors sent (time exceeded, fragmentation needed / packet too big).
+    pub icmp_errors: u64,
+    /// IPv4 packets split into fragments to fit their egress MTU.
+    pub fragmented: u64,
+    /// TCP SYN MSS options lowered (`vr_router_set_tcp_mss_clamp`).
+    pub mss_clamped: u64,
 }
 
 /// One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
@@ -1544,6 +1550,9 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
             flows: flows.entries,
             originated: s.originated,
             flow_capacity: flows.capacity,
+            icmp_errors: s.count_of(Event::IcmpErrors),
+            fragmented: s.count_of(Event::Fragmented),
+            mss_clamped: s.count_of(Event::MssClamped),
         };
         // SAFETY: non-null, writable (documented).
         unsafe { *out = st };

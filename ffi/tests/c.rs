@@ -98,17 +98,21 @@ fn check(stdout: &str) {
         "router mac on a port: invalid argument (see vr_router_last_error): nexthop 3 is not a tunnel",
         "overlay neighbour: invalid argument (see vr_router_last_error): no overlay neighbour 10.9.0.5 in VNI 42",
         "nothing more: nothing to pull",
+        // 1586 IP bytes in a 1500-byte underlay: two inner fragments, each a whole VXLAN
+        // packet; the first carries 1424 payload bytes (the most in eight-byte steps
+        // within VXLAN's 1450), 1444 with its IP header, 1508 in its frame.
+        "1600 bytes to the tunnel: 2 frames, the longest 1508 bytes; fragmented 1, icmp errors 0, mss lowered 0",
         "bad rule: invalid argument (see vr_router_last_error): rules[0].dst_ports: range low 9000 is above high 8000",
         "to w2 port 5353: nothing to pull",
         "to w2 port 53 after the new policy: nothing to pull",
-        "stats: rx 4 tx 2 dropped 2 flows 6",
+        "stats: rx 5 tx 4 dropped 2 flows 6",
         "vrf 1: flows 6 of quota 1000, refused 0",
         "flow options now: 4110 slots, udp timeout 60 s, quota 2000",
         "cleared 6 flow entries in vrf 1, 0 left",
         "flow: vrf 1 10.0.1.2 40000 -> 10.0.2.2 5353 proto 17 Deny packets 1",
         // The established flow, denied by the new policy on its second packet.
         "flow: vrf 1 10.0.1.2 40000 -> 10.0.2.2 53 proto 17 Deny packets 2",
-        "flow: vrf 1 10.0.1.2 40000 -> 10.9.0.5 53 proto 17 Allow packets 1",
+        "flow: vrf 1 10.0.1.2 40000 -> 10.9.0.5 53 proto 17 Allow packets 2",
         // Through the VXLAN tunnel: the underlay's port and the far end's MAC.
         "route get 10.9.7.7: 10.9.0.0/16 nexthop 4, resolved 4, out of port 2, mac known 1 (02:00:00:00:09:09)",
         "zero weight: invalid argument (see vr_router_last_error): nexthop: ECMP group 22: member 1 weight 0 is outside 1..=256",
@@ -119,10 +123,10 @@ fn check(stdout: &str) {
         "after the change: fabric on port 1 got 110 bytes, vni 42",
         // The counters carried on: three more received, two sent, the one to the removed
         // w2 dropped (its route's nexthop is now a discard).
-        "after the change: rx 7 tx 4 dropped 3",
+        "after the change: rx 8 tx 6 dropped 3",
         "after withdrawing 10.9.0.0/16: nothing to pull",
         "withdrawn twice: invalid argument (see vr_router_last_error): no route 10.9.0.0/16 in VRF 1",
-        "after the withdrawal: rx 8 tx 4 dropped 4",
+        "after the withdrawal: rx 9 tx 6 dropped 4",
         "after free: not a live router handle",
         "null handle: a pointer argument was NULL",
     ] {

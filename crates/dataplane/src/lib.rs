@@ -49,7 +49,7 @@ pub use afxdp::AfXdpPort;
 pub use frag::{FRAG_SLOTS, FRAG_TIMEOUT_SECS};
 pub use frames::{Census, FramePool, Place};
 pub use port::{MemoryLink, MemoryPort, Pkt, Port};
-pub use stats::{COUNTED_PORTS, DropReason, PortState, SharedCounters, Stats, WorkerCounters};
+pub use stats::{COUNTED_PORTS, DropReason, Event, PortState, SharedCounters, Stats, WorkerCounters};
 pub use tap::TapPort;
 pub use taps::{TAP_QUEUE, Taps};
 pub use worker::{

@@ -32,7 +32,7 @@ use crate::frag::{FragTable, Key as FragKey, split_ipv4};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, NeighborConfig, Parked, Resolver, Step};
 use crate::port::Pkt;
-use crate::stats::DropReason;
+use crate::stats::{DropReason, Event, SharedCounters, WorkerCounters};
 use crate::worker::{BURST, Emitted, Handler, Verdict};
 
 /// What a port connects to.
@@ -211,6 +211,8 @@ pub struct Pipeline {
     clock: FlowClock,
     /// Taken out for each burst and put back after it.
     held: Option<Held>,
+    /// The worker's counters, for the [`Event`]s.
+    counters: Option<SharedCounters>,
 }
 
 /// ICMP errors (time exceeded, fragmentation needed) per second per worker, and burst:
@@ -315,6 +317,7 @@ pub fn neighbor_mac(
 /// learned-neighbour snapshots, the clock.
 struct Ctx<'a> {
     t: &'a Tables,
+    counters: Option<&'a WorkerCounters>,
     host: Option<(u16, MacAddr, MacAddr)>,
     fib: &'a fib::Snapshot,
     learned: &'a LearnedMap,
@@ -322,6 +325,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Counts `n` of `event` in the worker's counters.
+    fn count(&self, event: Event, n: u64) {
+        if let Some(c) = self.counters {
+            c.event(event, n);
+        }
+    }
+
     /// The MAC of `ip` on `port` and until when it may be reused: the control plane's
     /// neighbours first, then a workload port's own MAC for the workload's addresses, then
     /// what was learned (a stale entry is used once, while `resolver` confirms it). `None`:
@@ -458,12 +468,17 @@ impl Pipeline {
             aged: 0,
             clock: FlowClock::new(tables.epoch),
             held: Some(Held::new(&tables)),
+            counters: None,
             t: tables,
         })
     }
 }
 
 impl Handler for Pipeline {
+    fn count_into(&mut self, counters: SharedCounters) {
+        self.counters = Some(counters);
+    }
+
     /// Between bursts: newer snapshots taken, so that an idle worker lets go of replaced
     /// tables (for the FIB to reuse a big one's memory); requests (re)sent, parked
     /// packets released with the learned MAC or dropped when the next hop never answered.
@@ -686,6 +701,7 @@ impl Pipeline {
         self.egress.plans.sync(fib.egress_generation(), &learned);
         let cx = Ctx {
             t: &self.t,
+            counters: self.counters.as_ref().map(|c| &***c),
             host: self.host,
             fib,
             learned: &learned,
@@ -698,18 +714,29 @@ impl Pipeline {
                 Err(Refused::Drop(why)) => Verdict::Drop(why),
                 Err(Refused::Icmp { why, .. }) if !self.icmp_limit.take() => Verdict::Drop(why),
                 Err(Refused::Icmp { why, err }) if self.decapped[i] == Tunnel::None => {
-                    icmp_error(pool, &mut pkts[i], meta, pc, port, err).unwrap_or(Verdict::Drop(why))
+                    match icmp_error(pool, &mut pkts[i], meta, pc, port, err) {
+                        Some(v) => {
+                            cx.count(Event::IcmpErrors, 1);
+                            v
+                        }
+                        None => Verdict::Drop(why),
+                    }
                 }
                 // About a packet that came out of a tunnel: back through one.
                 Err(Refused::Icmp { why, err }) => {
                     let meta = &mut self.metas[i];
-                    match icmp_error_routed(&cx, &mut self.egress, pool, &mut pkts[i], meta, err) {
+                    let sent = match icmp_error_routed(&cx, &mut self.egress, pool, &mut pkts[i], meta, err) {
                         Some(Ok(v)) => v,
                         Some(Err(Refused::Park { port, next })) => {
                             park(&mut self.egress.resolver, pkts[i], port, next, now)
                         }
                         _ => Verdict::Drop(why),
+                    };
+                    if !matches!(sent, Verdict::Drop(_)) {
+                        cx.count(Event::IcmpErrors, 1);
+                        cx.count(Event::IcmpRouted, 1);
                     }
+                    sent
                 }
                 Err(Refused::Park { port, next }) => park(&mut self.egress.resolver, pkts[i], port, next, now),
             };
@@ -947,8 +974,10 @@ impl Pipeline {
         if let Some(mtu) = tunnel_mtu
             && h.tcp_flags & TCP_SYN != 0
             && self.t.node.tcp_mss_clamp == MssClamp::Path
+            && clamp_mss(MssClamp::Path, pool.bytes_mut(pkt.addr, pkt.len as usize), h, mtu)
+            && let Some(c) = &self.counters
         {
-            clamp_mss(MssClamp::Path, pool.bytes_mut(pkt.addr, pkt.len as usize), h, mtu);
+            c.event(Event::MssClamped, 1);
         }
         let (l4_proto, l4) = (h.l4_proto, h.l4);
         if h.fragment != Fragment::Whole {
@@ -1097,50 +1126,52 @@ fn propagate_ecn(
 const TCP_SYN: u8 = 0x02;
 
 /// Lowers the MSS option of the TCP SYN whose headers are `h` in `frame` to what `clamp`
-/// allows on a path of `mtu` bytes, if it announces more; the checksum follows.
-/// `tcp_flags` is only set for TCP, but a fragment's is not looked at.
+/// allows on a path of `mtu` bytes, if it announces more; the checksum follows. Whether
+/// it did. `tcp_flags` is only set for TCP, but a fragment's is not looked at.
 #[cold]
 #[inline(never)]
-fn clamp_mss(clamp: MssClamp, frame: &mut [u8], h: &wire::parse::Headers, mtu: u16) {
+fn clamp_mss(clamp: MssClamp, frame: &mut [u8], h: &wire::parse::Headers, mtu: u16) -> bool {
     let Some(mss) = clamp.limit(mtu, h.l3_kind == L3::Ipv6) else {
-        return;
+        return false;
     };
     if h.fragment != Fragment::Whole || h.l4_proto != IpProtocol::Tcp {
-        return;
+        return false;
     }
     let Some(tcp) = frame.get_mut(usize::from(h.l4)..usize::from(h.payload)) else {
-        return;
+        return false;
     };
     let mut at = 20;
     while let Some(&kind) = tcp.get(at) {
         match kind {
-            0 => return,
+            0 => return false,
             1 => at += 1,
             _ => {
                 let len = usize::from(*tcp.get(at + 1).unwrap_or(&0));
                 let Some(option) = tcp.get(at..at + len).filter(|_| len >= 2) else {
-                    return;
+                    return false;
                 };
                 if kind == 2 && len == 4 {
                     let old = u16::from_be_bytes([option[2], option[3]]);
-                    if old > mss {
-                        tcp[at + 2..at + 4].copy_from_slice(&mss.to_be_bytes());
-                        // The checksum sums 16-bit words from the header's start: a value
-                        // at an odd offset straddles two, its bytes in swapped places.
-                        let (was, now) = if at % 2 == 0 {
-                            (old, mss)
-                        } else {
-                            (old.swap_bytes(), mss.swap_bytes())
-                        };
-                        let c = u16::from_be_bytes([tcp[16], tcp[17]]);
-                        tcp[16..18].copy_from_slice(&checksum::update_u16(c, was, now).to_be_bytes());
+                    if old <= mss {
+                        return false;
                     }
-                    return;
+                    tcp[at + 2..at + 4].copy_from_slice(&mss.to_be_bytes());
+                    // The checksum sums 16-bit words from the header's start: a value at an
+                    // odd offset straddles two, its bytes in swapped places.
+                    let (was, now) = if at % 2 == 0 {
+                        (old, mss)
+                    } else {
+                        (old.swap_bytes(), mss.swap_bytes())
+                    };
+                    let c = u16::from_be_bytes([tcp[16], tcp[17]]);
+                    tcp[16..18].copy_from_slice(&checksum::update_u16(c, was, now).to_be_bytes());
+                    return true;
                 }
                 at += len;
             }
         }
     }
+    false
 }
 
 fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp: Option<(u8, u8)>) -> (NewPair, u64) {
@@ -1380,8 +1411,8 @@ fn act(
         }
         _ => return Err(DropReason::Unsupported.into()),
     }
-    if h.tcp_flags & TCP_SYN != 0 {
-        clamp_mss(cx.t.node.tcp_mss_clamp, frame, h, limit);
+    if h.tcp_flags & TCP_SYN != 0 && clamp_mss(cx.t.node.tcp_mss_clamp, frame, h, limit) {
+        cx.count(Event::MssClamped, 1);
     }
     let frame = if pkt.len as usize - l3 > usize::from(limit) {
         // "Fragmentation needed" / "packet too big" for IPv4 with don't-fragment and all
@@ -1392,15 +1423,10 @@ fn act(
                 err: IcmpError::TooBig { mtu: limit },
             });
         }
-        split(
-            &mut egress.splits,
-            pool,
-            pkt,
-            meta,
-            (&finish, mac, port, *next),
-            limit,
-            hash,
-        )?;
+        let how = (&finish, mac, port, *next);
+        let made = split(&mut egress.splits, pool, pkt, meta, how, limit, hash)?;
+        cx.count(Event::Fragmented, 1);
+        cx.count(Event::FragmentsMade, made);
         pool.bytes_mut(pkt.addr, pkt.len as usize)
     } else {
         // As borrowed above: a second borrow of the pool costs its checks again.
@@ -1480,7 +1506,7 @@ fn fragments_follow(
 
 /// [`split_ipv4`] for `act`, out of its line, into pieces of `mtu` bytes: those beyond
 /// the first finished (the finish, the next hop's MAC, the egress port, the next hop),
-/// into `splits.made`.
+/// into `splits.made`. Returns how many those are.
 #[cold]
 #[inline(never)]
 fn split(
@@ -1491,10 +1517,11 @@ fn split(
     (finish, mac, port, next): (&Finish<'_>, Option<MacAddr>, u16, IpAddr),
     mtu: u16,
     hash: u64,
-) -> Result<(), DropReason> {
+) -> Result<u64, DropReason> {
     let l3 = usize::from(meta.innermost().l3);
     split_ipv4(pool, pkt, l3, mtu, &mut splits.scratch, &mut splits.pieces)?;
     let first = pool.frame_base(pkt.addr);
+    let made = splits.pieces.len() as u64;
     for mut p in splits.pieces.drain(..) {
         let verdict = match finish.apply(pool, &mut p, mac, hash, meta) {
             Ok(()) => Verdict::Tx(port),
@@ -1507,7 +1534,7 @@ fn split(
         };
         splits.made.push((first, next, e));
     }
-    Ok(())
+    Ok(made)
 }
 
 /// Turns the packet, in place, into an ICMP error to its source, sent back out of the port

@@ -5,26 +5,47 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-macro_rules! drop_reasons {
-    ($($(#[$doc:meta])* $name:ident = $text:literal,)*) => {
-        /// Why a packet was dropped. Each reason has a counter and a description.
+/// An enum of counted things, each with a description for operators.
+macro_rules! counted {
+    ($(#[$what:meta])* $enum:ident { $($(#[$doc:meta])* $name:ident = $text:literal,)* }) => {
+        $(#[$what])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[repr(u8)]
-        pub enum DropReason { $($(#[$doc])* $name,)* }
+        pub enum $enum { $($(#[$doc])* $name,)* }
 
-        impl DropReason {
-            /// Every reason, in counter order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+        impl $enum {
+            /// Every one, in counter order.
+            pub const ALL: &'static [$enum] = &[$($enum::$name,)*];
 
-            /// What the drop means, for operators.
+            /// What it means, for operators.
             pub const fn description(self) -> &'static str {
-                match self { $(DropReason::$name => $text,)* }
+                match self { $($enum::$name => $text,)* }
             }
         }
     };
 }
 
-drop_reasons! {
+counted! {
+/// What the pipeline did besides forwarding or dropping a packet, counted as it happens.
+Event {
+    /// ICMP errors sent (time exceeded, fragmentation needed / packet too big), out of the
+    /// port the packet came in on or back through a tunnel.
+    IcmpErrors = "ICMP errors sent (time exceeded, fragmentation needed / packet too big)",
+    /// Of those, errors about packets that came out of a tunnel, routed back through one.
+    IcmpRouted = "of them, about tunnelled packets, routed back through the overlay",
+    /// IPv4 packets split to fit their egress.
+    Fragmented = "IPv4 packets split into fragments to fit their egress MTU",
+    /// The fragments made beyond each split packet's first (counted as originated too).
+    FragmentsMade = "fragments made beyond each split packet's first",
+    /// MSS options of TCP SYNs lowered: once for the path out, and for a SYN out of a
+    /// tunnel once more if that tunnel carries less.
+    MssClamped = "TCP SYN MSS options lowered to what the path carries",
+}
+}
+
+counted! {
+/// Why a packet was dropped. Each reason has a counter and a description.
+DropReason {
     /// The egress port's TX ring was full.
     TxRingFull = "egress TX ring full",
     /// No free frame to copy a received packet into (memory ports).
@@ -98,6 +119,7 @@ drop_reasons! {
     /// untagged or of another VLAN on a tagged one, or tagged twice.
     WrongVlan = "802.1Q tag is not the port's VLAN",
 }
+}
 
 /// Whether a port's device can carry packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -145,6 +167,7 @@ pub struct WorkerCounters {
     /// Packets sent per port, as [`WorkerCounters::tx`] (the first [`COUNTED_PORTS`]).
     pub port_tx: [AtomicU64; COUNTED_PORTS],
     drops: [AtomicU64; 32],
+    events: [AtomicU64; 8],
 }
 
 /// Ports with counters of their own in each worker: more than the 110 pods Kubernetes
@@ -167,6 +190,7 @@ impl Default for WorkerCounters {
             port_rx: zeros(),
             port_tx: zeros(),
             drops: zeros(),
+            events: zeros(),
         }
     }
 }
@@ -256,6 +280,12 @@ impl WorkerCounters {
         Self::add(&self.drops[why as usize], n);
     }
 
+    /// Counts `n` of `event`; only the owning worker calls this.
+    #[inline]
+    pub fn event(&self, event: Event, n: u64) {
+        Self::add(&self.events[event as usize], n);
+    }
+
     /// A consistent-enough copy for reporting.
     pub fn snapshot(&self) -> Stats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -277,6 +307,7 @@ impl WorkerCounters {
                 .iter()
                 .map(|&r| (r, get(&self.drops[r as usize])))
                 .collect(),
+            events: Event::ALL.iter().map(|&e| (e, get(&self.events[e as usize]))).collect(),
         }
     }
 }
@@ -301,7 +332,7 @@ pub struct Stats {
     pub rx: u64,
     /// Packets transmitted.
     pub tx: u64,
-    /// Packets the router made itself (ARP requests, neighbour solicitations).
+    /// Packets the router made itself (ARP requests, neighbour solicitations, fragments).
     pub originated: u64,
     /// Empty polls.
     pub empty_polls: u64,
@@ -318,6 +349,8 @@ pub struct Stats {
     pub port_tx: Vec<u64>,
     /// Drops per reason.
     pub drops: Vec<(DropReason, u64)>,
+    /// Counts per event.
+    pub events: Vec<(Event, u64)>,
 }
 
 impl Stats {
@@ -337,10 +370,16 @@ impl Stats {
         self.drops.iter().find(|d| d.0 == why).map_or(0, |d| d.1)
     }
 
+    /// How many of one event.
+    pub fn count_of(&self, event: Event) -> u64 {
+        self.events.iter().find(|e| e.0 == event).map_or(0, |e| e.1)
+    }
+
     /// Sum over workers.
     pub fn sum<'a>(all: impl IntoIterator<Item = &'a Stats>) -> Stats {
         let mut t = Stats {
             drops: DropReason::ALL.iter().map(|&r| (r, 0)).collect(),
+            events: Event::ALL.iter().map(|&e| (e, 0)).collect(),
             ..Stats::default()
         };
         for s in all {
@@ -359,6 +398,9 @@ impl Stats {
             add_each(&mut t.port_rx, &s.port_rx);
             add_each(&mut t.port_tx, &s.port_tx);
             for (a, b) in t.drops.iter_mut().zip(&s.drops) {
+                a.1 += b.1;
+            }
+            for (a, b) in t.events.iter_mut().zip(&s.events) {
                 a.1 += b.1;
             }
         }
@@ -403,6 +445,20 @@ mod tests {
         let s = c.snapshot();
         assert_eq!((s.port_rx[199], s.port_state[199]), (5, Gone));
         assert_eq!(s.port_rx.len(), COUNTED_PORTS);
+    }
+
+    #[test]
+    fn every_event_has_a_counter_and_a_description_and_sums_over_workers() {
+        assert!(Event::ALL.len() <= 8);
+        let c = WorkerCounters::default();
+        for (i, &e) in Event::ALL.iter().enumerate() {
+            assert_eq!(e as usize, i);
+            assert!(!e.description().is_empty());
+            c.event(e, i as u64 + 1);
+        }
+        let s = c.snapshot();
+        assert_eq!(s.count_of(Event::MssClamped), Event::ALL.len() as u64);
+        assert_eq!(Stats::sum([&s, &s]).count_of(Event::IcmpErrors), 2);
     }
 
     #[test]

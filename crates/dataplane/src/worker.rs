@@ -52,6 +52,10 @@ pub trait Handler: Send {
     /// dropped. `stopping`: the worker is stopping, so everything kept must come back now.
     /// Handlers that never keep or originate packets leave this out.
     fn pending(&mut self, _pool: &mut FramePool, _stopping: bool, _out: &mut Vec<Emitted>) {}
+
+    /// The worker's counters, for a handler that counts [`Event`](crate::Event)s: given
+    /// when the worker is made and whenever it counts into others.
+    fn count_into(&mut self, _counters: SharedCounters) {}
 }
 
 /// One worker: its ports, pool, handler and counters.
@@ -86,13 +90,15 @@ pub struct WorkerReport {
 
 impl Worker {
     /// A worker over `ports` (at most 65535) with frames from `pool`.
-    pub fn new(pool: FramePool, ports: Vec<Box<dyn Port>>, handler: Box<dyn Handler>) -> Self {
+    pub fn new(pool: FramePool, ports: Vec<Box<dyn Port>>, mut handler: Box<dyn Handler>) -> Self {
         let n = ports.len();
+        let counters = Arc::new(CachePadded::new(WorkerCounters::default()));
+        handler.count_into(Arc::clone(&counters));
         Worker {
             pool,
             ports,
             handler,
-            counters: Arc::new(CachePadded::new(WorkerCounters::default())),
+            counters,
             pkts: [Pkt::default(); BURST],
             verdicts: [Verdict::Drop(DropReason::Filtered); BURST],
             out: (0..n).map(|_| Vec::with_capacity(BURST)).collect(),
@@ -112,6 +118,7 @@ impl Worker {
     /// the per-port counts start afresh, as the ports may be others).
     pub fn with_counters(mut self, counters: SharedCounters) -> Self {
         counters.reset_ports();
+        self.handler.count_into(Arc::clone(&counters));
         self.counters = counters;
         self
     }

@@ -472,6 +472,7 @@ fn an_oversized_packet_for_a_tunnel_gets_fragmentation_needed() {
         "next-hop MTU leaves room for VXLAN"
     );
     assert_eq!(n.drops(DropReason::TooBig), 0, "answered, not dropped");
+    assert_eq!(n.worker.counters().snapshot().count_of(Event::IcmpErrors), 1);
     tshark_decodes(&[err], &["eth:ethertype:ip:icmp:ip:udp"]);
 }
 
@@ -524,6 +525,12 @@ fn packets_that_may_be_fragmented_are_split_to_fit_the_egress() {
             (after.originated - before.originated, after.tx - before.tx),
             (frames.len() as u64 - 1, frames.len() as u64),
             "{dst}: the fragments beyond the first are counted as made here"
+        );
+        let made = |s: &dataplane::Stats| (s.count_of(Event::Fragmented), s.count_of(Event::FragmentsMade));
+        assert_eq!(
+            (made(&after).0 - made(&before).0, made(&after).1 - made(&before).1),
+            (1, frames.len() as u64 - 1),
+            "{dst}: counted as split"
         );
         let want: Vec<String> = (0..frames.len())
             .map(|k| {
@@ -647,6 +654,8 @@ fn syns_announce_no_more_than_the_path_carries() {
         mss_seen(&out, &[vxlan, plain6, vxlan, plain6, vxlan]),
         [1410, 1220, 1410, 1220, 536]
     );
+    let clamped = |n: &Node| n.worker.counters().snapshot().count_of(Event::MssClamped);
+    assert_eq!(clamped(&n), 4, "the MSS already low left alone, and not counted");
     // A SYN-ACK out of VXLAN (over IPv4) to w2, whose port carries 1280: the tunnel's
     // 1450 is not the least, the port's is; then with w2's port at 1500, the tunnel's.
     let inner_link = EthernetRepr {
@@ -664,6 +673,8 @@ fn syns_announce_no_more_than_the_path_carries() {
     });
     let (_, b) = wide.send(2, &synack).unwrap();
     assert_eq!(mss_seen(&[a, b], &["eth:ethertype:ip:tcp"; 2]), [1240, 1410]);
+    // Lowered twice on `n`: for the tunnel it came in, then for w2's port.
+    assert_eq!((clamped(&n), clamped(&wide)), (6, 1), "out of the tunnel too");
     // Fixed: at most that, whatever the path; off: as sent.
     let mut fixed = node_of(NeighborConfig::default(), |cfg| {
         cfg.tcp_mss_clamp = dataplane::pipeline::MssClamp::Fixed(1200)
@@ -1448,6 +1459,8 @@ fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
         errors.push(out);
     }
     assert_eq!(n.drops(DropReason::TtlExpired), 0);
+    let s = n.worker.counters().snapshot();
+    assert_eq!((s.count_of(Event::IcmpErrors), s.count_of(Event::IcmpRouted)), (3, 3));
     tshark_decodes(&errors, &["eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:icmp:ip:udp"; 3]);
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use vrouter::dataplane::neigh::Lookup;
 use vrouter::dataplane::pipeline::{neighbor_mac, overlay_neighbor_port};
-use vrouter::dataplane::{PortState, SharedCounters};
+use vrouter::dataplane::{Event, PortState, SharedCounters};
 use vrouter::fib::{Encap, Nexthop, Resolution};
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
 use vrouter::wire::flow::FlowKey;
@@ -60,7 +60,7 @@ pub(crate) type KernelRoutesSlot = Arc<Mutex<Vec<Arc<Mutex<Follower>>>>>;
 /// The commands, for an unknown or empty one.
 fn help() -> String {
     format!(
-        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops|events, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
         dynamic::SYNTAX
     )
 }
@@ -224,6 +224,14 @@ fn answer(cmd: &str, s: &State) -> String {
                 f.capacity
             )];
             v.push(format!(
+                "events: icmp errors {} (routed back through a tunnel {}) split {} (fragments made {}) mss lowered {}",
+                t.count_of(Event::IcmpErrors),
+                t.count_of(Event::IcmpRouted),
+                t.count_of(Event::Fragmented),
+                t.count_of(Event::FragmentsMade),
+                t.count_of(Event::MssClamped)
+            ));
+            v.push(format!(
                 "flow table: inserts {} aged {} evicted {} refused: full {} quota {} hold {}",
                 f.inserts, f.aged, f.evictions, f.full_refusals, f.quota_refusals, f.hold_refusals
             ));
@@ -298,6 +306,13 @@ fn answer(cmd: &str, s: &State) -> String {
             DropReason::ALL
                 .iter()
                 .map(|&r| format!("{:<16} {:>12}  {}", format!("{r:?}"), t.dropped_for(r), r.description()))
+                .collect()
+        }
+        ["show", "events"] => {
+            let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
+            Event::ALL
+                .iter()
+                .map(|&e| format!("{:<16} {:>12}  {}", format!("{e:?}"), t.count_of(e), e.description()))
                 .collect()
         }
         ["show", "flows", filter @ .., "top", n] => match (FlowFilter::parse(filter), n.parse::<usize>()) {

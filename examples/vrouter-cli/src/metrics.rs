@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use vrouter::dataplane::{PortState, SharedCounters};
+use vrouter::dataplane::{Event, PortState, SharedCounters};
 use vrouter::{DropReason, Tables};
 
 use crate::ctl::{KernelRoutesSlot, Ports};
@@ -132,6 +132,15 @@ fn render(
         DropReason::ALL
             .iter()
             .map(|&r| (format!("{{reason=\"{r:?}\"}}"), total.dropped_for(r)))
+            .collect(),
+    );
+    family(
+        "vrouter_events_total",
+        "What the pipeline did besides forwarding or dropping: ICMP errors sent, packets split, MSS lowered.",
+        "counter",
+        Event::ALL
+            .iter()
+            .map(|&e| (format!("{{event=\"{e:?}\"}}"), total.count_of(e)))
             .collect(),
     );
     let f = tables.flows.stats();

@@ -271,6 +271,13 @@ fn run_forwards_reloads_and_stops_cleanly() {
         !ok && out.contains("mtu = 1400"),
         "fragmentation needed, with w2's MTU: {out}"
     );
+    let (_, events) = ctl(&sock, &["show", "events"]);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.starts_with("Fragmented") && l.split_whitespace().nth(1) == Some("2")),
+        "{events}"
+    );
 
     // The control socket: root only, commands answered, garbage refused, the router
     // unharmed by a client that hangs up without a word.
@@ -377,6 +384,11 @@ fn run_forwards_reloads_and_stops_cleanly() {
         let at = metrics.find(&row).unwrap_or_else(|| panic!("no {row}: {metrics}"));
         metrics[at + row.len()..].lines().next().unwrap().parse().unwrap()
     };
+    // The echoes above: two split (each request's first 1500-byte fragment in two), and
+    // "fragmentation needed" sent at least once.
+    let event = |e: &str| value("vrouter_events_total", &format!("event=\"{e}\""));
+    assert_eq!((event("Fragmented"), event("FragmentsMade")), (2, 2));
+    assert!(event("IcmpErrors") >= 1, "{metrics}");
     let flow_event = |event: &str| value("vrouter_flow_events_total", &format!("event=\"{event}\""));
     assert!(flow_event("inserts") >= 2, "the pings installed a flow pair: {metrics}");
     assert_eq!(flow_event("full_refusals"), 0, "{metrics}");

@@ -1119,15 +1119,12 @@ fn propagate_ecn(
     Ok(())
 }
 
-/// Decides a new flow and its reverse (installed for the whole burst at once).
-/// Policy is evaluated once, on this first direction: the reply's evaluation would judge
-/// the same original direction. Also returns the reverse key's hash.
 /// The SYN flag of TCP's flags byte.
 const TCP_SYN: u8 = 0x02;
 
 /// Lowers the MSS option of the TCP SYN whose headers are `h` in `frame` to what `clamp`
 /// allows on a path of `mtu` bytes, if it announces more; the checksum follows. Whether
-/// it did. `tcp_flags` is only set for TCP, but a fragment's is not looked at.
+/// it did. Fragments are left alone (a later one has no TCP header).
 #[cold]
 #[inline(never)]
 fn clamp_mss(clamp: MssClamp, frame: &mut [u8], h: &wire::parse::Headers, mtu: u16) -> bool {
@@ -1174,6 +1171,9 @@ fn clamp_mss(clamp: MssClamp, frame: &mut [u8], h: &wire::parse::Headers, mtu: u
     false
 }
 
+/// Decides a new flow and its reverse (installed for the whole burst at once).
+/// Policy is evaluated once, on this first direction: the reply's evaluation would judge
+/// the same original direction. Also returns the reverse key's hash.
 fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp: Option<(u8, u8)>) -> (NewPair, u64) {
     let verdict = policy.evaluate(&Fields::from_key(key, icmp));
     let fwd = routed(fib, key, hash, false, &verdict);

@@ -303,17 +303,11 @@ fn answer(cmd: &str, s: &State) -> String {
         }
         ["show", "drops"] => {
             let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
-            DropReason::ALL
-                .iter()
-                .map(|&r| format!("{:<16} {:>12}  {}", format!("{r:?}"), t.dropped_for(r), r.description()))
-                .collect()
+            counted(DropReason::ALL, |r| (t.dropped_for(r), r.description()))
         }
         ["show", "events"] => {
             let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
-            Event::ALL
-                .iter()
-                .map(|&e| format!("{:<16} {:>12}  {}", format!("{e:?}"), t.count_of(e), e.description()))
-                .collect()
+            counted(Event::ALL, |e| (t.count_of(e), e.description()))
         }
         ["show", "flows", filter @ .., "top", n] => match (FlowFilter::parse(filter), n.parse::<usize>()) {
             (Err(e), _) => vec![format!("error: {e}")],
@@ -565,6 +559,16 @@ fn route_get(s: &State, node: &NodeConfig, vrf: &str, addr: &str) -> Vec<String>
         ),
         resolved,
     ]
+}
+
+/// One line per counted thing: its name, its count and what it means (`of`).
+fn counted<T: Copy + std::fmt::Debug>(all: &[T], of: impl Fn(T) -> (u64, &'static str)) -> Vec<String> {
+    all.iter()
+        .map(|&x| {
+            let (n, what) = of(x);
+            format!("{:<16} {n:>12}  {what}", format!("{x:?}"))
+        })
+        .collect()
 }
 
 /// The live flows that match `filter`, a line each: the first `max` found, or with

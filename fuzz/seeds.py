@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "crates", "wire", "tests", "scapy"))
 import frames  # noqa: E402
 from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPv6,  # noqa: E402
-                       ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
+                       ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6PacketTooBig, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt)
 from scapy.contrib.mpls import MPLS  # noqa: E402
 from scapy.layers.inet6 import _ICMPv6  # noqa: E402
@@ -130,6 +130,12 @@ def pipeline_seeds():
         (2, out / IP(src="192.0.2.2", dst="192.0.2.1") / UDP(sport=49152, dport=4789) / VXLAN(vni=42)
             / Ether(src=peer, dst=g1) / IP(src="10.9.0.5", dst="10.0.1.2")
             / TCP(sport=80, dport=4000, flags="SA", options=[("MSS", 1460)])),
+        # The underlay says a tunnel's path is narrower (about our VXLAN packet to
+        # 192.0.2.2, and over IPv6 to fd00:f::2).
+        (2, out / IP(src="192.0.2.254", dst="192.0.2.1") / ICMP(type=3, code=4, nexthopmtu=1400)
+            / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=50000, dport=4789)),
+        (2, out / IPv6(src="fd00:f::fe", dst="fd00:f::1") / ICMPv6PacketTooBig(mtu=1300)
+            / IPv6(src="fd00:f::1", dst="fd00:f::2") / UDP(sport=50000, dport=4789)),
         # Route churn: a flow beside the changed /24, one under it, and w2's route moved.
         (0x80 | 3 << 2, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),
         (0x80, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),

@@ -141,6 +141,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
         epoch: Instant::now(),
         taps: Default::default(),
         neighbors: Default::default(),
+        path_mtus: Default::default(),
     };
     (t, b)
 }

@@ -177,6 +177,7 @@ impl Harness {
                 tries: 2,
                 ..Default::default()
             })),
+            path_mtus: Default::default(),
         };
         let links: Vec<_> = (0..4).map(|_| MemoryLink::new(256)).collect();
         let ports = links

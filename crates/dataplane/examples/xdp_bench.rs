@@ -381,6 +381,7 @@ fn pipeline_tables(vxlan: bool) -> Tables {
         epoch: Instant::now(),
         taps: Default::default(),
         neighbors: Default::default(),
+        path_mtus: Default::default(),
     }
 }
 

@@ -52,7 +52,8 @@ pub(crate) const FOREVER: u32 = u32::MAX;
 
 /// Plans by (nexthop, destination); direct-mapped, a collision replaces.
 pub(crate) struct PlanCache {
-    egress_generation: u32,
+    /// The FIB's egress generation and the path MTUs' the plans were made with.
+    generations: (u32, u32),
     /// The learned table the plans were made with (held, so its address cannot be reused
     /// by a newer table while it is compared against).
     learned: Option<Arc<LearnedMap>>,
@@ -76,20 +77,21 @@ const PLAN_BITS: u32 = 8;
 impl PlanCache {
     pub(crate) fn new() -> Self {
         PlanCache {
-            egress_generation: 0,
+            generations: (0, 0),
             learned: None,
             slots: vec![None; 1 << PLAN_BITS].into(),
         }
     }
 
     /// Once per burst: forgets everything if what nexthops resolve to may have changed (the
-    /// FIB's egress generation) or the learned table did.
+    /// FIB's egress generation, with the path MTUs' generation in `generations`) or the
+    /// learned table did.
     #[inline]
-    pub(crate) fn sync(&mut self, egress_generation: u32, learned: &Arc<LearnedMap>) {
+    pub(crate) fn sync(&mut self, generations: (u32, u32), learned: &Arc<LearnedMap>) {
         let same = self.learned.as_ref().is_some_and(|l| Arc::ptr_eq(l, learned));
-        if !same || self.egress_generation != egress_generation {
+        if !same || self.generations != generations {
             self.slots.fill(None);
-            self.egress_generation = egress_generation;
+            self.generations = generations;
             self.learned = Some(Arc::clone(learned));
         }
     }
@@ -210,7 +212,7 @@ mod tests {
     fn plans_are_kept_until_their_age_or_a_table_change() {
         let learned = Arc::new(LearnedMap::default());
         let mut c = PlanCache::new();
-        c.sync(1, &learned);
+        c.sync((1, 0), &learned);
         c.put(7, &to("10.0.0.1"), direct(1), 60, 10);
         c.put(7, &to("fd00::1"), direct(2), FOREVER, 10);
         assert_eq!(c.get(7, &to("10.0.0.1"), 59), Some(&direct(1)));
@@ -222,13 +224,13 @@ mod tests {
         c.put(9, &to("10.0.0.9"), direct(3), 10, 10);
         assert_eq!(c.get(9, &to("10.0.0.9"), 10), None);
 
-        c.sync(1, &learned);
+        c.sync((1, 0), &learned);
         assert_eq!(c.get(7, &to("fd00::1"), 10), Some(&direct(2)), "nothing changed");
-        c.sync(2, &learned);
+        c.sync((2, 0), &learned);
         assert_eq!(c.get(7, &to("fd00::1"), 10), None, "FIB republished");
         c.put(7, &to("fd00::1"), direct(2), FOREVER, 10);
         // An equal but different table (a neighbour was learned and expired again).
-        c.sync(2, &Arc::new(LearnedMap::default()));
+        c.sync((2, 0), &Arc::new(LearnedMap::default()));
         assert_eq!(c.get(7, &to("fd00::1"), 10), None, "learned table replaced");
     }
 }

@@ -39,6 +39,7 @@ mod frag;
 mod frames;
 pub mod neigh;
 pub mod pipeline;
+pub mod pmtu;
 mod port;
 mod stats;
 mod tap;

@@ -31,6 +31,7 @@ use crate::encap::{Ends, Outer, ecn_at, encapsulate};
 use crate::frag::{FragTable, Key as FragKey, split_ipv4};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, NeighborConfig, Parked, Resolver, Step};
+use crate::pmtu::PathMtus;
 use crate::port::Pkt;
 use crate::stats::{DropReason, Event, SharedCounters, WorkerCounters};
 use crate::worker::{BURST, Emitted, Handler, Verdict};
@@ -147,6 +148,8 @@ pub struct Tables {
     pub taps: Arc<crate::taps::Taps>,
     /// Learned next-hop MACs.
     pub neighbors: Arc<NeighborCache>,
+    /// Path MTUs toward tunnel ends, learned from the underlay.
+    pub path_mtus: Arc<PathMtus>,
 }
 
 /// The pseudo-port whose neighbour entries are VNI `vni`'s overlay MACs: the inner
@@ -410,12 +413,17 @@ impl Ctx<'_> {
                 };
                 // The FIB refuses ends of two families.
                 let outer = Outer::new(*encap, &ends).ok_or(DropReason::Unsupported)?;
+                // Narrower where the underlay said so, while that holds.
+                let (mtu, until) = match self.t.path_mtus.get(*tdst, self.now) {
+                    Some((path, expires)) if path < pc.mtu => (path, until.min(expires)),
+                    _ => (pc.mtu, until),
+                };
                 let plan = Plan::Encap {
                     port: port as u16,
                     next,
                     mac,
-                    mtu: pc.mtu,
-                    inner_mtu: outer.inner_mtu(pc.mtu),
+                    mtu,
+                    inner_mtu: outer.inner_mtu(mtu),
                     outer,
                 };
                 (plan, if shared { until } else { 0 })
@@ -698,7 +706,9 @@ impl Pipeline {
             self.new_at.clear();
         }
         let learned = self.t.neighbors.current();
-        self.egress.plans.sync(fib.egress_generation(), &learned);
+        self.egress
+            .plans
+            .sync((fib.egress_generation(), self.t.path_mtus.generation()), &learned);
         let cx = Ctx {
             t: &self.t,
             counters: self.counters.as_ref().map(|c| &***c),
@@ -780,6 +790,30 @@ impl Pipeline {
                 .taps
                 .record_trace(|| format!("port {port} len {}: {what} => {v:?}", p.len));
         }
+    }
+}
+
+/// Reads an ICMP error to this node's tunnel endpoint (headers `h` in `frame`, from a
+/// fabric port of MTU `port_mtu`, at `now`): one about a tunnel packet of ours that the
+/// underlay found too big lowers the path MTU toward its far end ([`crate::pmtu`]).
+#[cold]
+#[inline(never)]
+fn learn_path_mtu(
+    t: &Tables,
+    counters: Option<&WorkerCounters>,
+    frame: &[u8],
+    h: &wire::parse::Headers,
+    (port_mtu, now): (u16, u32),
+) {
+    let Some(icmp) = frame.get(usize::from(h.l4)..usize::from(h.l3_end)) else {
+        return;
+    };
+    if let Some((far, mtu)) = crate::pmtu::reported(icmp, h.l3_kind == L3::Ipv6, &t.node.tunnel_endpoints)
+        && mtu < port_mtu
+        && t.path_mtus.learn(far, mtu, now)
+        && let Some(c) = counters
+    {
+        c.event(Event::PathMtuLearned, 1);
     }
 }
 
@@ -900,6 +934,13 @@ impl Pipeline {
                     .is_some_and(|d| self.t.node.tunnel_endpoints.contains(&d));
                 if to_us && matches!(meta.tunnel, Tunnel::Vxlan { .. } | Tunnel::MplsOverUdp { .. }) {
                     check_outer_udp(frame, &meta.outer, self.t.node.refuse_zero_udp_checksum6)?;
+                }
+                if to_us
+                    && meta.tunnel == Tunnel::None
+                    && matches!(meta.outer.l4_proto, IpProtocol::Icmp | IpProtocol::Icmpv6)
+                {
+                    let counters = self.counters.as_ref().map(|c| &***c);
+                    learn_path_mtu(&self.t, counters, frame, &meta.outer, (pc.mtu, self.clock.now()));
                 }
                 if to_us && meta.tunnel != Tunnel::None {
                     propagate_ecn(frame, &meta.outer, &meta.inner)?;

@@ -40,6 +40,9 @@ Event {
     /// MSS options of TCP SYNs lowered: once for the path out, and for a SYN out of a
     /// tunnel once more if that tunnel carries less.
     MssClamped = "TCP SYN MSS options lowered to what the path carries",
+    /// Path MTUs toward a tunnel's far end learned from the underlay's ICMP errors
+    /// ([`crate::pmtu`]).
+    PathMtuLearned = "path MTUs toward tunnel ends lowered by the underlay's ICMP errors",
 }
 }
 
@@ -457,7 +460,8 @@ mod tests {
             c.event(e, i as u64 + 1);
         }
         let s = c.snapshot();
-        assert_eq!(s.count_of(Event::MssClamped), Event::ALL.len() as u64);
+        let last = *Event::ALL.last().unwrap();
+        assert_eq!(s.count_of(last), Event::ALL.len() as u64);
         assert_eq!(Stats::sum([&s, &s]).count_of(Event::IcmpErrors), 2);
     }
 

@@ -197,6 +197,7 @@ fn node_of(neighbor_config: NeighborConfig, tune: impl FnOnce(&mut NodeConfig)) 
         epoch: Instant::now(),
         taps: Default::default(),
         neighbors: Arc::new(NeighborCache::new(neighbor_config)),
+        path_mtus: Default::default(),
     };
     let (neighbors, taps) = (tables.neighbors.clone(), tables.taps.clone());
     let links: Vec<_> = (0..3).map(|_| MemoryLink::new(256)).collect();
@@ -683,6 +684,98 @@ fn syns_announce_no_more_than_the_path_carries() {
     let f = frame(&syn(from_w1(false), ("10.0.1.2", "10.0.2.2"), false, &MSS_1460), b"").unwrap();
     let outs = [fixed.send(0, &f).unwrap().1, off.send(0, &f).unwrap().1];
     assert_eq!(mss_seen(&outs, &["eth:ethertype:ip:tcp"; 2]), [1200, 1460]);
+}
+
+/// An underlay router's ICMP error to this node's tunnel endpoint about a tunnel packet
+/// from `src` to the far end (VXLAN over IPv4 to 192.0.2.2, over IPv6 to fd00:f::2): too
+/// big for a link of `mtu` bytes.
+fn too_big_for_the_underlay(src: &str, mtu: u16) -> Vec<u8> {
+    let v6 = src.contains(':');
+    let (router, far) = if v6 {
+        ("fd00:f::fe", "fd00:f::2")
+    } else {
+        ("192.0.2.254", "192.0.2.2")
+    };
+    let proto = if v6 { IpProtocol::Icmpv6 } else { IpProtocol::Icmp };
+    let link = EthernetRepr {
+        src: MR,
+        dst: P2,
+        ethertype: if v6 { EtherType::Ipv6 } else { EtherType::Ipv4 },
+    };
+    // The quoted tunnel packet: its outer IP header and the start of its UDP header.
+    let quoted = frame(
+        &[
+            Header::Ethernet(link),
+            match (ip(src), ip(far)) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => Header::Ipv4(Ipv4Repr::new(s, d, IpProtocol::Udp)),
+                (IpAddr::V6(s), IpAddr::V6(d)) => Header::Ipv6(wire::ipv6::Ipv6Repr::new(s, d, IpProtocol::Udp)),
+                _ => unreachable!(),
+            },
+            Header::Udp(UdpRepr {
+                src_port: 50000,
+                dst_port: 4789,
+            }),
+        ],
+        &[0; 64],
+    )
+    .unwrap()[14..]
+        .to_vec();
+    let mut icmp = vec![0u8; 8];
+    icmp.extend_from_slice(&quoted[..if v6 { 1232 } else { 28 }.min(quoted.len())]);
+    let (ours, theirs) = (ip(if v6 { "fd00:f::1" } else { "192.0.2.1" }), ip(router));
+    match (theirs, ours) {
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let msg = wire::icmpv6::Icmpv6Repr::PacketTooBig { mtu: u32::from(mtu) };
+            msg.emit(&mut wire::icmp::IcmpPacket::new_unchecked(&mut icmp[..]), s, d);
+        }
+        _ => {
+            icmp[..2].copy_from_slice(&[3, 4]);
+            icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+            let c = wire::checksum::checksum(&icmp);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    let ip_header = match (theirs, ours) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Header::Ipv4(Ipv4Repr::new(s, d, proto)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Header::Ipv6(wire::ipv6::Ipv6Repr::new(s, d, proto)),
+        _ => unreachable!(),
+    };
+    frame(&[Header::Ethernet(link), ip_header], &icmp).unwrap()
+}
+
+/// The underlay says a tunnel's path is narrower than the fabric port: from then on
+/// tunnels to that far end carry less, and packets for it are refused with the smaller
+/// MTU (or split). Errors about packets that are not this node's, or reporting less than
+/// the family's minimum, change nothing.
+#[test]
+fn the_underlay_lowers_a_tunnels_path_mtu() {
+    let mut n = node();
+    let learned = |n: &Node| n.worker.counters().snapshot().count_of(Event::PathMtuLearned);
+    let fits = |n: &mut Node, dst: &str, len: usize| n.send(0, &udp_of_len(dst, len)).unwrap().0 == 2;
+    assert!(fits(&mut n, "10.9.0.5", 1400));
+    for (src, mtu) in [("192.0.2.77", 1400), ("192.0.2.1", 500), ("fd00:f::1", 1200)] {
+        assert_eq!(n.send(2, &too_big_for_the_underlay(src, mtu)), None, "to the host");
+    }
+    assert_eq!(learned(&n), 0);
+    assert!(fits(&mut n, "10.9.0.5", 1400), "nothing learned");
+    n.send(2, &too_big_for_the_underlay("192.0.2.1", 1400));
+    n.send(2, &too_big_for_the_underlay("fd00:f::1", 1400));
+    assert_eq!(learned(&n), 2);
+    let mut errors = Vec::new();
+    // VXLAN over IPv4 leaves 1350 of 1400, over IPv6 1330; MPLSoUDP over IPv4 1368.
+    for (dst, inner) in [("10.9.0.5", 1350), ("10.5.0.5", 1330), ("10.8.0.5", 1368)] {
+        assert!(fits(&mut n, dst, inner), "{dst}: {inner} bytes still fit");
+        let (port, err) = n.send(0, &udp_of_len(dst, inner + 1)).unwrap();
+        assert_eq!(port, 0, "{dst}: one byte more is refused");
+        let icmp = usize::from(parse(&err).unwrap().outer.l4);
+        assert_eq!(
+            u16::from_be_bytes([err[icmp + 6], err[icmp + 7]]),
+            inner as u16,
+            "{dst}"
+        );
+        errors.push(err);
+    }
+    tshark_decodes(&errors, &["eth:ethertype:ip:icmp:ip:udp"; 3]);
 }
 
 /// A UDP packet from w1 to `dst`, don't-fragment set, `ip_len` bytes long from its IP

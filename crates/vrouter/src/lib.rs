@@ -81,6 +81,7 @@ impl Router {
                 epoch: Instant::now(),
                 taps: Default::default(),
                 neighbors: Default::default(),
+                path_mtus: Default::default(),
             },
         })
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use vrouter::dataplane::neigh::Lookup;
 use vrouter::dataplane::pipeline::{neighbor_mac, overlay_neighbor_port};
+use vrouter::dataplane::pmtu::PathMtus;
 use vrouter::dataplane::{Event, PortState, SharedCounters};
 use vrouter::fib::{Encap, Nexthop, Resolution};
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
@@ -60,7 +61,7 @@ pub(crate) type KernelRoutesSlot = Arc<Mutex<Vec<Arc<Mutex<Follower>>>>>;
 /// The commands, for an unknown or empty one.
 fn help() -> String {
     format!(
-        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops|events, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops|events|path-mtus, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
         dynamic::SYNTAX
     )
 }
@@ -224,12 +225,13 @@ fn answer(cmd: &str, s: &State) -> String {
                 f.capacity
             )];
             v.push(format!(
-                "events: icmp errors {} (routed back through a tunnel {}) split {} (fragments made {}) mss lowered {}",
+                "events: icmp errors {} (routed back through a tunnel {}) split {} (fragments made {}) mss lowered {} path mtus learned {}",
                 t.count_of(Event::IcmpErrors),
                 t.count_of(Event::IcmpRouted),
                 t.count_of(Event::Fragmented),
                 t.count_of(Event::FragmentsMade),
-                t.count_of(Event::MssClamped)
+                t.count_of(Event::MssClamped),
+                t.count_of(Event::PathMtuLearned)
             ));
             v.push(format!(
                 "flow table: inserts {} aged {} evicted {} refused: full {} quota {} hold {}",
@@ -305,6 +307,7 @@ fn answer(cmd: &str, s: &State) -> String {
             let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
             counted(DropReason::ALL, |r| (t.dropped_for(r), r.description()))
         }
+        ["show", "path-mtus"] => path_mtu_lines(&s.tables.path_mtus, s.tables.epoch.elapsed().as_secs() as u32),
         ["show", "events"] => {
             let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
             counted(Event::ALL, |e| (t.count_of(e), e.description()))
@@ -561,6 +564,19 @@ fn route_get(s: &State, node: &NodeConfig, vrf: &str, addr: &str) -> Vec<String>
     ]
 }
 
+/// `show path-mtus`: a line per tunnel far end whose path MTU the underlay lowered, then
+/// how many there are.
+fn path_mtu_lines(path_mtus: &PathMtus, now: u32) -> Vec<String> {
+    let mut v: Vec<String> = (path_mtus.list(now).iter())
+        .map(|(far, mtu, left)| format!("{far} mtu {mtu} for {left} s more"))
+        .collect();
+    v.push(format!(
+        "{} tunnel far ends with a path MTU learned from the underlay",
+        v.len()
+    ));
+    v
+}
+
 /// One line per counted thing: its name, its count and what it means (`of`).
 fn counted<T: Copy + std::fmt::Debug>(all: &[T], of: impl Fn(T) -> (u64, &'static str)) -> Vec<String> {
     all.iter()
@@ -804,6 +820,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn show_path_mtus_lists_what_holds() {
+        let p = PathMtus::default();
+        assert_eq!(
+            path_mtu_lines(&p, 5),
+            ["0 tunnel far ends with a path MTU learned from the underlay"]
+        );
+        assert!(p.learn(IpAddr::from([192, 0, 2, 9]), 1400, 5));
+        assert!(p.learn("fd00:f::2".parse().unwrap(), 1300, 100));
+        assert_eq!(
+            path_mtu_lines(&p, 200),
+            [
+                "192.0.2.9 mtu 1400 for 405 s more",
+                "fd00:f::2 mtu 1300 for 500 s more",
+                "2 tunnel far ends with a path MTU learned from the underlay"
+            ]
+        );
+        assert_eq!(path_mtu_lines(&p, 605).len(), 2, "the first expired");
     }
 
     /// `route get` through an interface, a VXLAN tunnel, an ECMP group, a VRF translation,

@@ -349,6 +349,142 @@ fn kernel_vxlan(v6: bool, zero: bool) {
     n.stop().unwrap();
 }
 
+/// A narrower link in the underlay: vrouter's VXLAN tunnel to a Linux VTEP crosses a
+/// Linux router whose far link carries 1400 bytes. The router answers a tunnel packet too
+/// big for it with "fragmentation needed" to vrouter's tunnel endpoint; vrouter lowers the
+/// tunnel's path MTU and from then on answers the workload's don't-fragment packets with
+/// the MTU the tunnel has left (1350), and the workload's smaller ones get through.
+#[test]
+fn an_underlay_router_lowers_a_tunnels_path_mtu() {
+    const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
+    const VX: MacAddr = MacAddr([2, 0, 0, 0, 9, 2]);
+    let (node, router, linux) = (
+        Netns::new("n").unwrap(),
+        Netns::new("rt").unwrap(),
+        Netns::new("lx").unwrap(),
+    );
+    let mut b = FibBuilder::new();
+    b.add_vrf(0).unwrap();
+    b.add_vrf(1).unwrap();
+    let (w1, p0) = workload(&node, "w", 1, 1, "10.0.1.2", "10.0.1.1", 0, &mut b, &[]);
+    let (near, far) = (
+        Veth::new(&router, &node, 1).unwrap(),
+        Veth::new(&linux, &router, 1).unwrap(),
+    );
+    set_mac(&node, &near.b, FAB);
+    for (ns, dev) in [(&router, &near.a), (&router, &far.b), (&linux, &far.a)] {
+        no_offloads(ns, dev);
+    }
+    add_address(&router, &near.a, "192.0.2.254", 24);
+    add_address(&router, &far.b, "198.51.100.254", 24);
+    add_address(&linux, &far.a, "198.51.100.2", 24);
+    for (ns, dev) in [(&router, &far.b), (&linux, &far.a)] {
+        ns.exec(&["ip", "link", "set", "dev", dev, "mtu", "1400"]).unwrap();
+    }
+    router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+    linux
+        .exec(&["ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.254"])
+        .unwrap();
+    let vxlan = [
+        "ip",
+        "link",
+        "add",
+        "vxlan0",
+        "type",
+        "vxlan",
+        "id",
+        "42",
+        "local",
+        "198.51.100.2",
+        "remote",
+        "192.0.2.1",
+        "dstport",
+        "4789",
+        "dev",
+        &far.a,
+    ];
+    linux.exec(&vxlan).unwrap();
+    set_mac(&linux, "vxlan0", VX);
+    for cmd in [
+        &["ip", "addr", "add", "10.9.0.2/24", "dev", "vxlan0"][..],
+        &["ip", "link", "set", "vxlan0", "up"],
+        &["ip", "route", "add", "10.0.1.0/24", "dev", "vxlan0"],
+        &[
+            "ip",
+            "neigh",
+            "add",
+            "10.0.1.2",
+            "lladdr",
+            "02:0a:00:00:09:01",
+            "dev",
+            "vxlan0",
+            "nud",
+            "permanent",
+        ],
+    ] {
+        linux.exec(cmd).unwrap();
+    }
+    let via_router = Nexthop::Interface {
+        port: 1,
+        gateway: Some(ip("192.0.2.254")),
+    };
+    b.set_nexthop(2, via_router).unwrap();
+    b.add_route(0, ip("198.51.100.0"), 24, 2).unwrap();
+    let tunnel = Nexthop::Tunnel {
+        encap: Encap::Vxlan { vni: 42 },
+        src: ip("192.0.2.1"),
+        dst: ip("198.51.100.2"),
+        underlay_vrf: 0,
+        router_mac: None,
+        dscp: Default::default(),
+        zero_udp_checksum: false,
+    };
+    b.set_nexthop(3, tunnel).unwrap();
+    b.add_route(1, ip("10.9.0.0"), 24, 3).unwrap();
+    b.set_vni(42, 1).unwrap();
+    let overlay = vrouter::dataplane::pipeline::overlay_neighbor_port(42);
+    b.set_neighbor(overlay, ip("10.9.0.2"), neighbor(VX));
+    let fabric = PortConfig {
+        name: "fabric".into(),
+        mac: FAB,
+        mtu: 1500,
+        addrs: vec![ip("192.0.2.1")],
+        vlan: None,
+        role: PortRole::Fabric { vrf: 0 },
+    };
+    let config = NodeConfig {
+        ports: vec![p0, fabric],
+        tunnel_endpoints: vec![ip("192.0.2.1")],
+        ..Default::default()
+    };
+    let mut n = Node::start(node, config, &[w1.port_dev.clone(), near.b.clone()], b, 0);
+    assert!(
+        ping(&w1.ns, "10.9.0.2"),
+        "workload -> Linux VXLAN through the router: {:?}",
+        n.stats()
+    );
+    let echo = |size: &str| {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", w1.ns.name()])
+            .args([
+                "ping", "-c", "3", "-i", "0.3", "-W", "1", "-M", "do", "-s", size, "10.9.0.2",
+            ])
+            .output()
+            .unwrap();
+        let text = [out.stdout, out.stderr].concat();
+        (out.status.success(), String::from_utf8_lossy(&text).to_string())
+    };
+    // 1428 bytes fit the tunnel as vrouter first sees it (1450 inner), not the router's
+    // far link: the first is lost, and the router's error teaches vrouter, whose own
+    // error reaches the workload for the next.
+    let (ok, big) = echo("1400");
+    assert!(!ok && big.contains("mtu = 1350"), "{big}\n{:?}", n.stats());
+    let (ok, small) = echo("1300");
+    assert!(ok, "1328 bytes fit the narrower path: {small}");
+    assert_eq!(n.stats().count_of(vrouter::dataplane::Event::PathMtuLearned), 1);
+    n.stop().unwrap();
+}
+
 #[test]
 fn vxlan_interoperates_with_the_linux_kernel() {
     kernel_vxlan(false, false);

@@ -235,6 +235,39 @@ fn overlay_two_nodes_two_tenants_mpls_over_gre_over_ipv6() {
     two_nodes(Overlay::MplsGre, true);
 }
 
+/// A Linux kernel VXLAN device (VNI 42, MAC `02:00:00:00:09:02`) in `linux`, between the
+/// underlay addresses `(local, remote)` over `dev`, with `options` added: 10.9.0.2/24 on
+/// it, and vrouter's workload 10.0.1.2 behind it at vrouter's fabric MAC.
+fn linux_vtep(linux: &Netns, (local, remote): (&str, &str), dev: &str, options: &[&str]) {
+    let mut add = vec![
+        "ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "local", local, "remote", remote, "dstport",
+        "4789", "dev", dev,
+    ];
+    add.extend(options);
+    let out = linux.exec(&add).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    set_mac(linux, "vxlan0", MacAddr([2, 0, 0, 0, 9, 2]));
+    for cmd in [
+        &["ip", "addr", "add", "10.9.0.2/24", "dev", "vxlan0"][..],
+        &["ip", "link", "set", "vxlan0", "up"],
+        &["ip", "route", "add", "10.0.1.0/24", "dev", "vxlan0"],
+        &[
+            "ip",
+            "neigh",
+            "add",
+            "10.0.1.2",
+            "lladdr",
+            "02:0a:00:00:09:01",
+            "dev",
+            "vxlan0",
+            "nud",
+            "permanent",
+        ],
+    ] {
+        linux.exec(cmd).unwrap();
+    }
+}
+
 /// vrouter's VXLAN against a Linux kernel `vxlan` device in another namespace, over an
 /// IPv4 or an IPv6 underlay (where the kernel drops packets without a UDP checksum). The
 /// device takes only inner frames to its own MAC: over IPv4 vrouter finds it in an
@@ -259,37 +292,12 @@ fn kernel_vxlan(v6: bool, zero: bool) {
     set_mac(&linux, &u.a, LX);
     no_offloads(&linux, &u.a);
     add_address(&linux, &u.a, there, len);
-    let mut add = vec![
-        "ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "local", there, "remote", here, "dstport", "4789",
-        "dev", &u.a,
-    ];
-    if zero {
-        add.extend(["udp6zerocsumtx", "udp6zerocsumrx"]);
-    }
-    let out = linux.exec(&add).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    set_mac(&linux, "vxlan0", VX);
-    linux
-        .exec(&["ip", "addr", "add", "10.9.0.2/24", "dev", "vxlan0"])
-        .unwrap();
-    linux.exec(&["ip", "link", "set", "vxlan0", "up"]).unwrap();
-    linux
-        .exec(&["ip", "route", "add", "10.0.1.0/24", "dev", "vxlan0"])
-        .unwrap();
-    linux
-        .exec(&[
-            "ip",
-            "neigh",
-            "add",
-            "10.0.1.2",
-            "lladdr",
-            "02:0a:00:00:09:01",
-            "dev",
-            "vxlan0",
-            "nud",
-            "permanent",
-        ])
-        .unwrap();
+    let zero_checksums: &[&str] = if zero {
+        &["udp6zerocsumtx", "udp6zerocsumrx"]
+    } else {
+        &[]
+    };
+    linux_vtep(&linux, (there, here), &u.a, zero_checksums);
     b.set_nexthop(2, Nexthop::Interface { port: 1, gateway: None }).unwrap();
     b.set_nexthop(
         3,
@@ -385,45 +393,7 @@ fn an_underlay_router_lowers_a_tunnels_path_mtu() {
     linux
         .exec(&["ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.254"])
         .unwrap();
-    let vxlan = [
-        "ip",
-        "link",
-        "add",
-        "vxlan0",
-        "type",
-        "vxlan",
-        "id",
-        "42",
-        "local",
-        "198.51.100.2",
-        "remote",
-        "192.0.2.1",
-        "dstport",
-        "4789",
-        "dev",
-        &far.a,
-    ];
-    linux.exec(&vxlan).unwrap();
-    set_mac(&linux, "vxlan0", VX);
-    for cmd in [
-        &["ip", "addr", "add", "10.9.0.2/24", "dev", "vxlan0"][..],
-        &["ip", "link", "set", "vxlan0", "up"],
-        &["ip", "route", "add", "10.0.1.0/24", "dev", "vxlan0"],
-        &[
-            "ip",
-            "neigh",
-            "add",
-            "10.0.1.2",
-            "lladdr",
-            "02:0a:00:00:09:01",
-            "dev",
-            "vxlan0",
-            "nud",
-            "permanent",
-        ],
-    ] {
-        linux.exec(cmd).unwrap();
-    }
+    linux_vtep(&linux, ("198.51.100.2", "192.0.2.1"), &far.a, &[]);
     let via_router = Nexthop::Interface {
         port: 1,
         gateway: Some(ip("192.0.2.254")),

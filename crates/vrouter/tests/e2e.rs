@@ -12,6 +12,18 @@ fn deny_tcp(port: u16) -> PolicySet {
     PolicySet::ingress_for(EndpointId(2), 1, vec![ip("10.0.2.2")], RuleList::deny_port(6, port))
 }
 
+/// `ping` with `args` in `ns`: whether it succeeded, and what it printed (both streams:
+/// a local error goes to the second).
+fn ping_with(ns: &Netns, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns.name(), "ping"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = [out.stdout, out.stderr].concat();
+    (out.status.success(), String::from_utf8_lossy(&text).to_string())
+}
+
 #[test]
 fn pure_l3_ping_tcp_and_policy() {
     let mut lab = L3Lab::new();
@@ -25,23 +37,7 @@ fn pure_l3_ping_tcp_and_policy() {
     );
     assert!(ping(&lab.w2.ns, &v6_of("10.0.1.2")), "w2 -> w1 over IPv6");
     // TTL 1: the gateway answers "time exceeded" (what traceroute relies on).
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            lab.w1.ns.name(),
-            "ping",
-            "-c",
-            "1",
-            "-t",
-            "1",
-            "-W",
-            "1",
-            "10.0.2.2",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = ping_with(&lab.w1.ns, &["-c", "1", "-t", "1", "-W", "1", "10.0.2.2"]);
     assert!(
         text.contains("From 10.0.1.1") && text.contains("Time to live exceeded"),
         "{text}"
@@ -106,12 +102,7 @@ fn two_nodes(overlay: Overlay, v6: bool) {
     // A TTL that runs out at node 2, after the tunnel: the time exceeded comes back
     // through the tunnel, from node 2's gateway address in the tenant's VRF.
     for t in 0..2 {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", lab.a.1[t].ns.name()])
-            .args(["ping", "-c", "1", "-t", "2", "-W", "1", "10.2.0.2"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let (_, text) = ping_with(&lab.a.1[t].ns, &["-c", "1", "-t", "2", "-W", "1", "10.2.0.2"]);
         assert!(
             text.contains("From 10.2.0.1") && text.contains("Time to live exceeded"),
             "tenant {t}: {text}"
@@ -434,15 +425,8 @@ fn an_underlay_router_lowers_a_tunnels_path_mtu() {
         n.stats()
     );
     let echo = |size: &str| {
-        let out = std::process::Command::new("ip")
-            .args(["netns", "exec", w1.ns.name()])
-            .args([
-                "ping", "-c", "3", "-i", "0.3", "-W", "1", "-M", "do", "-s", size, "10.9.0.2",
-            ])
-            .output()
-            .unwrap();
-        let text = [out.stdout, out.stderr].concat();
-        (out.status.success(), String::from_utf8_lossy(&text).to_string())
+        let args = ["-c", "3", "-i", "0.3", "-W", "1", "-M", "do", "-s", size, "10.9.0.2"];
+        ping_with(&w1.ns, &args)
     };
     // 1428 bytes fit the tunnel as vrouter first sees it (1450 inner), not the router's
     // far link: the first is lost, and the router's error teaches vrouter, whose own

@@ -24,6 +24,18 @@ fn ping_with(ns: &Netns, args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&text).to_string())
 }
 
+/// A fabric port (underlay VRF 0) with the router's MAC `mac` and address `addr`.
+fn fabric_port(mac: MacAddr, addr: &str) -> PortConfig {
+    PortConfig {
+        name: "fabric".into(),
+        mac,
+        mtu: 1500,
+        addrs: vec![ip(addr)],
+        vlan: None,
+        role: PortRole::Fabric { vrf: 0 },
+    }
+}
+
 #[test]
 fn pure_l3_ping_tcp_and_policy() {
     let mut lab = L3Lab::new();
@@ -313,14 +325,7 @@ fn kernel_vxlan(v6: bool, zero: bool) {
             neighbor(VX),
         );
     }
-    let fabric = PortConfig {
-        name: "fabric".into(),
-        mac: FAB,
-        mtu: 1500,
-        addrs: vec![ip(here)],
-        vlan: None,
-        role: PortRole::Fabric { vrf: 0 },
-    };
+    let fabric = fabric_port(FAB, here);
     let config = NodeConfig {
         ports: vec![p0, fabric],
         tunnel_endpoints: vec![ip(here)],
@@ -405,14 +410,7 @@ fn an_underlay_router_lowers_a_tunnels_path_mtu() {
     b.set_vni(42, 1).unwrap();
     let overlay = vrouter::dataplane::pipeline::overlay_neighbor_port(42);
     b.set_neighbor(overlay, ip("10.9.0.2"), neighbor(VX));
-    let fabric = PortConfig {
-        name: "fabric".into(),
-        mac: FAB,
-        mtu: 1500,
-        addrs: vec![ip("192.0.2.1")],
-        vlan: None,
-        role: PortRole::Fabric { vrf: 0 },
-    };
+    let fabric = fabric_port(FAB, "192.0.2.1");
     let config = NodeConfig {
         ports: vec![p0, fabric],
         tunnel_endpoints: vec![ip("192.0.2.1")],
@@ -519,14 +517,7 @@ fn the_host_stack_is_reached_through_the_tap() {
     b.add_route(0, ip("192.0.2.0"), 24, 1).unwrap();
     let tap = testnet::unique("vh");
     let ports = vec![
-        PortConfig {
-            name: "fabric".into(),
-            mac: FAB,
-            mtu: 1500,
-            addrs: vec![ip("192.0.2.1")],
-            vlan: None,
-            role: PortRole::Fabric { vrf: 0 },
-        },
+        fabric_port(FAB, "192.0.2.1"),
         PortConfig {
             name: tap.clone(),
             mac: TAPSIDE,

@@ -188,10 +188,11 @@ int main(void) {
     }
     vr_stats split;
     CHECK(vr_router_stats(router, &split));
-    printf("1600 bytes to the tunnel: %zu frames, the longest %zu bytes; fragmented %llu, icmp errors %llu, "
-           "mss lowered %llu\n",
-           pieces, longest, (unsigned long long)split.fragmented, (unsigned long long)split.icmp_errors,
-           (unsigned long long)split.mss_clamped);
+    printf("1600 bytes to the tunnel: %zu frames, the longest %zu bytes; fragmented %llu (fragments made %llu), "
+           "icmp errors %llu, mss lowered %llu, path mtus learned %llu\n",
+           pieces, longest, (unsigned long long)split.fragmented, (unsigned long long)split.fragments_made,
+           (unsigned long long)split.icmp_errors, (unsigned long long)split.mss_clamped,
+           (unsigned long long)split.path_mtus_learned);
 
     /* Where an address goes, as `ip route get` says: the route, the way out, the MAC. */
     vr_route route;

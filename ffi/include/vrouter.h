@@ -307,8 +307,8 @@ typedef struct vr_stats {
    */
   uint64_t flows;
   /*
-   Frames the router made itself (ARP requests, neighbour solicitations): rx +
-   originated = tx + dropped once nothing is parked.
+   Frames the router made itself (ARP requests, neighbour solicitations, fragments):
+   rx + originated = tx + dropped once nothing is parked.
    */
   uint64_t originated;
   /*
@@ -325,9 +325,17 @@ typedef struct vr_stats {
    */
   uint64_t fragmented;
   /*
+   The fragments made beyond each split packet's first (counted in `originated` too).
+   */
+  uint64_t fragments_made;
+  /*
    TCP SYN MSS options lowered (`vr_router_set_tcp_mss_clamp`).
    */
   uint64_t mss_clamped;
+  /*
+   Path MTUs toward tunnel ends lowered by the underlay's ICMP errors.
+   */
+  uint64_t path_mtus_learned;
 } vr_stats;
 
 #ifdef __cplusplus

@@ -91,8 +91,8 @@ pub struct VrStats {
     pub dropped: u64,
     /// Live flow entries (each direction counts).
     pub flows: u64,
-    /// Frames the router made itself (ARP requests, neighbour solicitations): rx +
-    /// originated = tx + dropped once nothing is parked.
+    /// Frames the router made itself (ARP requests, neighbour solicitations, fragments):
+    /// rx + originated = tx + dropped once nothing is parked.
     pub originated: u64,
     /// Flow table slots: `flows / flow_capacity` is the table pressure to alert on
     /// (inserts may be refused from about 0.8).
@@ -101,8 +101,12 @@ pub struct VrStats {
     pub icmp_errors: u64,
     /// IPv4 packets split into fragments to fit their egress MTU.
     pub fragmented: u64,
+    /// The fragments made beyond each split packet's first (counted in `originated` too).
+    pub fragments_made: u64,
     /// TCP SYN MSS options lowered (`vr_router_set_tcp_mss_clamp`).
     pub mss_clamped: u64,
+    /// Path MTUs toward tunnel ends lowered by the underlay's ICMP errors.
+    pub path_mtus_learned: u64,
 }
 
 /// One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
@@ -1552,7 +1556,9 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
             flow_capacity: flows.capacity,
             icmp_errors: s.count_of(Event::IcmpErrors),
             fragmented: s.count_of(Event::Fragmented),
+            fragments_made: s.count_of(Event::FragmentsMade),
             mss_clamped: s.count_of(Event::MssClamped),
+            path_mtus_learned: s.count_of(Event::PathMtuLearned),
         };
         // SAFETY: non-null, writable (documented).
         unsafe { *out = st };

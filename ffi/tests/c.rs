@@ -101,7 +101,7 @@ fn check(stdout: &str) {
         // 1586 IP bytes in a 1500-byte underlay: two inner fragments, each a whole VXLAN
         // packet; the first carries 1424 payload bytes (the most in eight-byte steps
         // within VXLAN's 1450), 1444 with its IP header, 1508 in its frame.
-        "1600 bytes to the tunnel: 2 frames, the longest 1508 bytes; fragmented 1, icmp errors 0, mss lowered 0",
+        "1600 bytes to the tunnel: 2 frames, the longest 1508 bytes; fragmented 1 (fragments made 1), icmp errors 0, mss lowered 0, path mtus learned 0",
         "bad rule: invalid argument (see vr_router_last_error): rules[0].dst_ports: range low 9000 is above high 8000",
         "to w2 port 5353: nothing to pull",
         "to w2 port 53 after the new policy: nothing to pull",

@@ -12,7 +12,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "crates", "wire
 import frames  # noqa: E402
 from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPv6,  # noqa: E402
                        ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6PacketTooBig, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
-                       IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt)
+                       IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt,
+                       fragment, fragment6)
 from scapy.contrib.mpls import MPLS  # noqa: E402
 from scapy.layers.inet6 import _ICMPv6  # noqa: E402
 from scapy.layers.vxlan import VXLAN  # noqa: E402
@@ -141,6 +142,15 @@ def pipeline_seeds():
         (0x80, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.9.0.5") / TCP(sport=4000, dport=80)),
         (0xc0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2") / UDP(sport=4000, dport=80) / (b"x" * 20)),
     ]
+    # Tunnel packets the underlay fragmented, over either family: held until whole, then
+    # rebuilt and decapsulated.
+    vx4 = (out / IP(src="192.0.2.2", dst="192.0.2.1", id=77) / UDP(sport=49152, dport=4789) / VXLAN(vni=42)
+           / Ether(src=peer, dst=g1) / IP(src="10.9.0.5", dst="10.0.1.2") / UDP(sport=1, dport=2) / (b"r" * 600))
+    frames_ += [(2, f) for f in reversed(fragment(vx4, fragsize=256))]
+    vx6 = (IPv6(src="fd00:f::2", dst="fd00:f::1") / IPv6ExtHdrFragment(id=78) / UDP(sport=49152, dport=4789)
+           / VXLAN(vni=42) / Ether(src=peer, dst=g1) / IP(src="10.5.0.5", dst="10.0.1.2") / UDP(sport=1, dport=2)
+           / (b"r" * 600))
+    frames_ += [(2, out / f) for f in fragment6(vx6, 320)]
     for port, frame in frames_:
         save("pipeline", bytes([port]) + bytes(frame))
 

@@ -336,6 +336,10 @@ typedef struct vr_stats {
    Path MTUs toward tunnel ends lowered by the underlay's ICMP errors.
    */
   uint64_t path_mtus_learned;
+  /*
+   Tunnel packets the underlay fragmented, rebuilt from their fragments.
+   */
+  uint64_t reassembled;
 } vr_stats;
 
 #ifdef __cplusplus

@@ -107,6 +107,8 @@ pub struct VrStats {
     pub mss_clamped: u64,
     /// Path MTUs toward tunnel ends lowered by the underlay's ICMP errors.
     pub path_mtus_learned: u64,
+    /// Tunnel packets the underlay fragmented, rebuilt from their fragments.
+    pub reassembled: u64,
 }
 
 /// One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
@@ -1559,6 +1561,7 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
             fragments_made: s.count_of(Event::FragmentsMade),
             mss_clamped: s.count_of(Event::MssClamped),
             path_mtus_learned: s.count_of(Event::PathMtuLearned),
+            reassembled: s.count_of(Event::Reassembled),
         };
         // SAFETY: non-null, writable (documented).
         unsafe { *out = st };

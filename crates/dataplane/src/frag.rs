@@ -127,6 +127,61 @@ impl FragTable {
     }
 }
 
+/// Where one fragment's bytes sit: in its frame and in its datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Piece {
+    /// The datagram's identification (16 bits in IPv4, 32 in the IPv6 fragment header).
+    pub(crate) ident: u32,
+    /// Offset in the frame where the header that is not fragmented ends: the IPv4
+    /// header's end, or where the IPv6 fragment header starts.
+    pub(crate) head: usize,
+    /// Offset in the frame of the fragment's first byte of the fragmentable part.
+    pub(crate) data: usize,
+    /// Where those bytes go in the fragmentable part, and how many there are.
+    pub(crate) at: u32,
+    pub(crate) len: u32,
+    /// More fragments follow (not the last one).
+    pub(crate) more: bool,
+}
+
+/// Reads the fragment at `h.l3` of `frame` (parsed into `h`), whose IP bytes end at
+/// `h.l3_end`.
+pub(crate) fn piece(frame: &[u8], h: &wire::parse::Headers) -> Result<Piece, DropReason> {
+    let (l3, end) = (usize::from(h.l3), usize::from(h.l3_end));
+    match h.l3_kind {
+        wire::parse::L3::Ipv4 => {
+            let ip = frame.get(l3..l3 + 20).ok_or(DropReason::Malformed)?;
+            let field = u16::from_be_bytes([ip[6], ip[7]]);
+            let data = l3 + usize::from(ip[0] & 0xf) * 4;
+            Ok(Piece {
+                ident: u32::from(u16::from_be_bytes([ip[4], ip[5]])),
+                head: data,
+                data,
+                at: u32::from(field & 0x1fff) * 8,
+                len: end.saturating_sub(data) as u32,
+                more: field & 0x2000 != 0,
+            })
+        }
+        wire::parse::L3::Ipv6 => {
+            let payload = frame.get(l3 + 40..end).ok_or(DropReason::Malformed)?;
+            let walk = wire::ipv6ext::walk(payload, frame[l3 + 6].into()).map_err(|_| DropReason::Malformed)?;
+            let header = payload
+                .get(walk.fragment_end.wrapping_sub(8)..walk.fragment_end)
+                .ok_or(DropReason::Malformed)?;
+            let field = u16::from_be_bytes([header[2], header[3]]);
+            Ok(Piece {
+                ident: walk.ident,
+                head: l3 + 40 + walk.fragment_end - 8,
+                data: l3 + 40 + walk.fragment_end,
+                at: u32::from(field & !7),
+                len: (payload.len() - walk.fragment_end) as u32,
+                more: field & 1 != 0,
+            })
+        }
+        _ => Err(DropReason::Unsupported),
+    }
+}
+
 /// Splits the IPv4 packet at `l3` of `pkt` (behind `l3` bytes of link header) into
 /// fragments of at most `mtu` IP bytes each: `pkt` becomes the first, and the others are
 /// written into fresh frames of `pool`, each behind a copy of the link header, and pushed
@@ -241,19 +296,10 @@ pub(crate) fn split_ipv4(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use af_xdp::{Umem, UmemConfig};
-
     use super::*;
 
     fn pool(frames: u32) -> FramePool {
-        let umem = Umem::new(UmemConfig {
-            frame_count: frames,
-            ..UmemConfig::default()
-        })
-        .unwrap();
-        FramePool::new(Arc::new(umem), 1)
+        FramePool::for_tests(frames, 4096, 1)
     }
 
     /// An Ethernet frame holding an IPv4 packet with `options` and `payload` bytes of

@@ -112,6 +112,12 @@ impl FramePool {
         self.headroom
     }
 
+    /// Bytes a packet placed by [`FramePool::alloc`] may hold: the frame behind the
+    /// headroom.
+    pub fn room(&self) -> usize {
+        (self.frame_size - u64::from(self.headroom)) as usize
+    }
+
     /// Free frames.
     pub fn available(&self) -> usize {
         self.free.len()
@@ -318,19 +324,25 @@ impl FramePool {
 }
 
 #[cfg(test)]
+impl FramePool {
+    /// A pool of `frames` frames of `frame_size` bytes for `ports` ports, for unit tests.
+    pub(crate) fn for_tests(frames: u32, frame_size: u32, ports: usize) -> Self {
+        let umem = Umem::new(af_xdp::UmemConfig {
+            frame_count: frames,
+            frame_size,
+            ..af_xdp::UmemConfig::default()
+        })
+        .unwrap();
+        FramePool::new(Arc::new(umem), ports)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use af_xdp::UmemConfig;
 
     fn pool() -> FramePool {
-        let umem = Arc::new(
-            Umem::new(UmemConfig {
-                frame_count: 64,
-                ..UmemConfig::default()
-            })
-            .unwrap(),
-        );
-        FramePool::new(umem, 2)
+        FramePool::for_tests(64, 4096, 2)
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod neigh;
 pub mod pipeline;
 pub mod pmtu;
 mod port;
+pub mod reassembly;
 mod stats;
 mod tap;
 mod taps;

@@ -28,11 +28,12 @@ use crate::clock::FlowClock;
 use crate::decap::{TunnelId, TunnelVrfs};
 use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
 use crate::encap::{Ends, Outer, ecn_at, encapsulate};
-use crate::frag::{FragTable, Key as FragKey, split_ipv4};
+use crate::frag::{FragTable, Key as FragKey, Piece, piece, split_ipv4};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, NeighborConfig, Parked, Resolver, Step};
 use crate::pmtu::PathMtus;
 use crate::port::Pkt;
+use crate::reassembly::{Added, Reassembly, Release};
 use crate::stats::{DropReason, Event, SharedCounters, WorkerCounters};
 use crate::worker::{BURST, Emitted, Handler, Verdict};
 
@@ -198,6 +199,8 @@ pub struct Pipeline {
     new_at: Vec<usize>,
     /// IPv4 fragments being followed.
     frags: FragTable,
+    /// Fragments of tunnel packets to this node, held until they are whole.
+    reassembly: Reassembly,
     /// The exception-path port, if the node has one: (index, host-side MAC, our MAC).
     host: Option<(u16, MacAddr, MacAddr)>,
     /// ICMP errors this worker may still send.
@@ -449,6 +452,7 @@ impl Pipeline {
         Some(Pipeline {
             host,
             frags: FragTable::new(),
+            reassembly: Reassembly::new(),
             reader: tables.flows.shared_reader()?,
             metas: Box::new([PacketMeta::default(); BURST]),
             keys: Box::new([FlowKey::default(); BURST]),
@@ -505,6 +509,26 @@ impl Handler for Pipeline {
                 (e.pkt, e.verdict) = tagged(pool, e.pkt, port);
             }
             out.push(e);
+        }
+        if !self.reassembly.is_idle() {
+            let host = self.host;
+            self.reassembly.release(self.clock.now(), stopping, |pkt, why| {
+                let (pkt, verdict) = match why {
+                    Release::Merged => (pkt, Verdict::Drop(DropReason::FragmentMerged)),
+                    Release::Late => (pkt, Verdict::Drop(DropReason::ReassemblyTimeout)),
+                    // As it would have gone unheld: to the host's stack.
+                    Release::Pass => match to_host(host, pool, &pkt) {
+                        Ok(Verdict::Tx(port)) => tagged(pool, pkt, port),
+                        Ok(v) => (pkt, v),
+                        Err(why) => (pkt, Verdict::Drop(why)),
+                    },
+                };
+                out.push(Emitted {
+                    pkt,
+                    verdict,
+                    originated: false,
+                });
+            });
         }
         if self.egress.resolver.is_idle() {
             return;
@@ -828,31 +852,9 @@ impl Pipeline {
         pool: &mut FramePool,
         pkt: &Pkt,
     ) -> Result<(), DropReason> {
-        let l3 = usize::from(h.l3);
-        let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
-        let end = usize::from(h.l3_end);
-        // The identification, then where the fragment's bytes sit in the datagram's
-        // fragmentable part (offset, length, more to come).
-        let (ident, (at, len, more)) = match h.l3_kind {
-            L3::Ipv4 => {
-                let ip = f.get(l3..l3 + 20).ok_or(DropReason::Malformed)?;
-                let field = u16::from_be_bytes([ip[6], ip[7]]);
-                let data = end.saturating_sub(l3 + usize::from(ip[0] & 0xf) * 4);
-                let place = (u32::from(field & 0x1fff) * 8, data as u32, field & 0x2000 != 0);
-                (u32::from(u16::from_be_bytes([ip[4], ip[5]])), place)
-            }
-            L3::Ipv6 => {
-                let payload = f.get(l3 + 40..end).ok_or(DropReason::Malformed)?;
-                let walk = wire::ipv6ext::walk(payload, f[l3 + 6].into()).map_err(|_| DropReason::Malformed)?;
-                let header = payload
-                    .get(walk.fragment_end.wrapping_sub(8)..walk.fragment_end)
-                    .ok_or(DropReason::Malformed)?;
-                let field = u16::from_be_bytes([header[2], header[3]]);
-                let data = payload.len() - walk.fragment_end;
-                (walk.ident, (u32::from(field & !7), data as u32, field & 1 != 0))
-            }
-            _ => return Err(DropReason::Unsupported),
-        };
+        let Piece {
+            ident, at, len, more, ..
+        } = piece(pool.bytes_mut(pkt.addr, pkt.len as usize), h)?;
         let k = &mut self.metas[i].innermost_mut().key;
         let key = FragKey {
             vrf: k.vrf,
@@ -885,6 +887,20 @@ impl Pipeline {
         if let Some(vid) = pc.vlan {
             untag(pool, pkt, vid)?;
         }
+        self.classify_untagged(pc, port, fib, pkt, pool, i)
+    }
+
+    /// [`Pipeline::classify`] for a packet without its port's tag: the one received, or
+    /// the tunnel packet its fragments were rebuilt into.
+    fn classify_untagged(
+        &mut self,
+        pc: &PortConfig,
+        port: u16,
+        fib: &fib::Snapshot,
+        pkt: &mut Pkt,
+        pool: &mut FramePool,
+        i: usize,
+    ) -> Result<Option<Verdict>, DropReason> {
         let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
         let meta = &mut self.metas[i];
         if let Err(e) = parse_into(frame, meta)
@@ -895,6 +911,30 @@ impl Pipeline {
         if meta.outer.vlans > 0 {
             return Err(DropReason::WrongVlan);
         }
+        // A fragment of what may be a tunnel packet to this node: held until its datagram
+        // is whole ([`crate::reassembly`]).
+        let o = &meta.outer;
+        if matches!(pc.role, PortRole::Fabric { .. })
+            && o.fragment != Fragment::Whole
+            && matches!(o.l4_proto, IpProtocol::Udp | IpProtocol::Gre)
+            && o.key
+                .dst_ip()
+                .is_some_and(|d| self.t.node.tunnel_endpoints.contains(&d))
+        {
+            let h = *o;
+            match self.reassembly.add(pool, pkt, &h, self.clock.now()) {
+                Added::Held => return Ok(Some(Verdict::Keep)),
+                Added::Whole => {
+                    if let Some(c) = &self.counters {
+                        c.event(Event::Reassembled, 1);
+                    }
+                    return self.classify_untagged(pc, port, fib, pkt, pool, i);
+                }
+                Added::Pass => {}
+            }
+        }
+        let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
+        let meta = &mut self.metas[i];
         let eth = EthernetFrame::new_unchecked(&frame[..]);
         if meta.outer.ethertype == EtherType::Arp {
             let now = self.clock.now();

@@ -1463,6 +1463,61 @@ fn outer_from(
     h
 }
 
+/// One tunnel packet of each type from `ends` (remote, local) to this node, carrying
+/// UDP from 10.9.0.5 to w2 (10.0.2.2) with `ttl`.
+fn tunnel_packets(ends: (&str, &str), ttl: u8) -> [(&'static str, Vec<Header<'static>>); 3] {
+    let inner = Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp);
+    let inner_ip = Header::Ipv4(Ipv4Repr { ttl, ..inner });
+    let inner_udp = Header::Udp(UdpRepr {
+        src_port: 1000,
+        dst_port: 2000,
+    });
+    let mpls = Header::Mpls(MplsRepr {
+        label: 100,
+        tc: 0,
+        bottom: true,
+        ttl: 64,
+    });
+    [
+        (
+            "vxlan",
+            outer_from(
+                ends,
+                vec![
+                    Header::Vxlan(VxlanRepr { vni: 42 }),
+                    Header::Ethernet(EthernetRepr {
+                        src: MR,
+                        dst: P2,
+                        ethertype: EtherType::Ipv4,
+                    }),
+                    inner_ip,
+                    inner_udp,
+                ],
+                true,
+            ),
+        ),
+        ("mpls-udp", outer_from(ends, vec![mpls, inner_ip, inner_udp], true)),
+        (
+            "mpls-gre",
+            outer_from(
+                ends,
+                vec![
+                    Header::Gre(wire::gre::GreRepr {
+                        protocol: EtherType::MplsUnicast,
+                        checksum: false,
+                        key: None,
+                        sequence: None,
+                    }),
+                    mpls,
+                    inner_ip,
+                    inner_udp,
+                ],
+                false,
+            ),
+        ),
+    ]
+}
+
 /// Tunnel packets from `ends` (remote, local) to this node, one of each type, arrive on
 /// the fabric and come out of w2 decapsulated. With their inner TTL run out, the time
 /// exceeded error goes back to the source through the tunnel its route takes, from the
@@ -1470,58 +1525,7 @@ fn outer_from(
 /// tenant's addresses into the underlay).
 fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
     let mut n = node();
-    let inner = Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp);
-    let cases = |ttl| {
-        let inner_ip = Header::Ipv4(Ipv4Repr { ttl, ..inner });
-        let inner_udp = Header::Udp(UdpRepr {
-            src_port: 1000,
-            dst_port: 2000,
-        });
-        let mpls = Header::Mpls(MplsRepr {
-            label: 100,
-            tc: 0,
-            bottom: true,
-            ttl: 64,
-        });
-        [
-            (
-                "vxlan",
-                outer_from(
-                    ends,
-                    vec![
-                        Header::Vxlan(VxlanRepr { vni: 42 }),
-                        Header::Ethernet(EthernetRepr {
-                            src: MR,
-                            dst: P2,
-                            ethertype: EtherType::Ipv4,
-                        }),
-                        inner_ip,
-                        inner_udp,
-                    ],
-                    true,
-                ),
-            ),
-            ("mpls-udp", outer_from(ends, vec![mpls, inner_ip, inner_udp], true)),
-            (
-                "mpls-gre",
-                outer_from(
-                    ends,
-                    vec![
-                        Header::Gre(wire::gre::GreRepr {
-                            protocol: EtherType::MplsUnicast,
-                            checksum: false,
-                            key: None,
-                            sequence: None,
-                        }),
-                        mpls,
-                        inner_ip,
-                        inner_udp,
-                    ],
-                    false,
-                ),
-            ),
-        ]
-    };
+    let cases = |ttl| tunnel_packets(ends, ttl);
     for (name, headers) in cases(64) {
         let f = frame(&headers, b"inner").unwrap();
         let (port, out) = n
@@ -1555,6 +1559,85 @@ fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
     let s = n.worker.counters().snapshot();
     assert_eq!((s.count_of(Event::IcmpErrors), s.count_of(Event::IcmpRouted)), (3, 3));
     tshark_decodes(&errors, &["eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:icmp:ip:udp"; 3]);
+}
+
+/// `frame` split by scapy (an implementation not ours) into fragments of at most `size`
+/// bytes of IP payload; an IPv6 packet gets a fragment header behind its fixed one.
+fn scapy_fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+    const SCRIPT: &str = r#"
+import sys
+from scapy.all import Ether, IPv6, IPv6ExtHdrFragment, fragment, fragment6, raw
+p = Ether(bytes.fromhex(sys.argv[1]))
+size = int(sys.argv[2])
+if IPv6 in p:
+    ip = p[IPv6].copy()
+    rest = ip.payload.copy()
+    ip.remove_payload()
+    ip.nh = 44
+    frags = [Ether(src=p.src, dst=p.dst) / f for f in fragment6(ip / IPv6ExtHdrFragment(id=0x5678) / rest, size + 48)]
+else:
+    frags = fragment(p, fragsize=size)
+for f in frags:
+    print(raw(f).hex())
+"#;
+    let python = std::env::var("SCAPY_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+    let out = std::process::Command::new(python)
+        .args(["-c", SCRIPT, &hex, &size.to_string()])
+        .output()
+        .expect("python3 with scapy (scripts/test installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            (0..l.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// Tunnel packets that a peer's stack or an underlay router fragmented come out of w2
+/// whole, every type over either underlay, their fragments arriving last first in
+/// bursts of their own. Each fragment taken in is counted, and each packet rebuilt. A
+/// fragment whose datagram never comes whole is let go, counted, when the worker stops.
+#[test]
+fn tunnel_packets_fragmented_in_the_underlay_are_put_back_together() {
+    let mut n = node();
+    let payload: Vec<u8> = (0..1200).map(|i| i as u8).collect();
+    let (mut packets, mut fragments) = (0, 0);
+    for ends in [("192.0.2.2", "192.0.2.1"), ("fd00:f::2", "fd00:f::1")] {
+        for (name, headers) in tunnel_packets(ends, 64) {
+            let mut frags = scapy_fragments(&frame(&headers, &payload).unwrap(), 512);
+            assert_eq!(frags.len(), 3, "{name} over {}", ends.0);
+            frags.reverse();
+            for f in &frags[..2] {
+                assert!(n.send(2, f).is_none(), "{name} over {}: held", ends.0);
+            }
+            let (port, out) = n
+                .send(2, &frags[2])
+                .unwrap_or_else(|| panic!("{name} over {}: {:?}", ends.0, n.worker.counters().snapshot()));
+            assert_eq!(port, 1, "{name}");
+            let m = parse(&out).unwrap();
+            assert_eq!((m.tunnel, m.outer.key.dst_ip()), (Tunnel::None, Some(ip("10.0.2.2"))));
+            assert_eq!(&out[out.len() - payload.len()..], &payload[..], "{name}");
+            packets += 1;
+            fragments += frags.len() as u64;
+        }
+    }
+    let s = n.worker.counters().snapshot();
+    assert_eq!(s.count_of(Event::Reassembled), packets);
+    assert_eq!(s.dropped_for(DropReason::FragmentMerged), fragments - packets);
+    assert_eq!(s.dropped(), fragments - packets, "{s:?}");
+    let (_, headers) = &tunnel_packets(("192.0.2.2", "192.0.2.1"), 64)[0];
+    let lone = &scapy_fragments(&frame(headers, &payload).unwrap(), 512)[0];
+    assert!(n.send(2, lone).is_none());
+    let report = n.worker.finish();
+    assert_eq!(report.stats.dropped_for(DropReason::ReassemblyTimeout), 1);
+    assert!(report.stats.conserved(), "{:?}", report.stats);
+    report.frames_ok.unwrap();
 }
 
 #[test]

@@ -239,12 +239,12 @@ fn overlay_two_nodes_two_tenants_mpls_over_gre_over_ipv6() {
 }
 
 /// A Linux kernel VXLAN device (VNI 42, MAC `02:00:00:00:09:02`) in `linux`, between the
-/// underlay addresses `(local, remote)` over `dev`, with `options` added: 10.9.0.2/24 on
-/// it, and vrouter's workload 10.0.1.2 behind it at vrouter's fabric MAC.
-fn linux_vtep(linux: &Netns, (local, remote): (&str, &str), dev: &str, options: &[&str]) {
+/// underlay addresses `(local, remote)`, with `options` added: 10.9.0.2/24 on it, and
+/// vrouter's workload 10.0.1.2 behind it at vrouter's fabric MAC. Not bound to an
+/// underlay device, so its MTU may be set above what the underlay carries.
+fn linux_vtep(linux: &Netns, (local, remote): (&str, &str), options: &[&str]) {
     let mut add = vec![
-        "ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "local", local, "remote", remote, "dstport",
-        "4789", "dev", dev,
+        "ip", "link", "add", "vxlan0", "type", "vxlan", "id", "42", "local", local, "remote", remote, "dstport", "4789",
     ];
     add.extend(options);
     let out = linux.exec(&add).unwrap();
@@ -300,7 +300,7 @@ fn kernel_vxlan(v6: bool, zero: bool) {
     } else {
         &[]
     };
-    linux_vtep(&linux, (there, here), &u.a, zero_checksums);
+    linux_vtep(&linux, (there, here), zero_checksums);
     b.set_nexthop(2, Nexthop::Interface { port: 1, gateway: None }).unwrap();
     b.set_nexthop(
         3,
@@ -353,13 +353,19 @@ fn kernel_vxlan(v6: bool, zero: bool) {
     n.stop().unwrap();
 }
 
-/// A narrower link in the underlay: vrouter's VXLAN tunnel to a Linux VTEP crosses a
-/// Linux router whose far link carries 1400 bytes. The router answers a tunnel packet too
-/// big for it with "fragmentation needed" to vrouter's tunnel endpoint; vrouter lowers the
-/// tunnel's path MTU and from then on answers the workload's don't-fragment packets with
-/// the MTU the tunnel has left (1350), and the workload's smaller ones get through.
-#[test]
-fn an_underlay_router_lowers_a_tunnels_path_mtu() {
+/// vrouter's VXLAN tunnel to a Linux VTEP across a Linux router: vrouter, its link to the
+/// router (whose side of it carries `near` bytes, as vrouter's fabric port is told), the
+/// router, and its link to the VTEP (both ends carrying `far`). vrouter's workload
+/// 10.0.1.2 is `w`; the VTEP's address in the overlay is 10.9.0.2.
+struct Routed {
+    n: Node,
+    w: Workload,
+    _links: [Veth; 2],
+    _router: Netns,
+    linux: Netns,
+}
+
+fn routed_linux_vtep(near: u16, far: u16) -> Routed {
     const FAB: MacAddr = MacAddr([2, 0xa, 0, 0, 9, 1]);
     const VX: MacAddr = MacAddr([2, 0, 0, 0, 9, 2]);
     let (node, router, linux) = (
@@ -370,26 +376,31 @@ fn an_underlay_router_lowers_a_tunnels_path_mtu() {
     let mut b = FibBuilder::new();
     b.add_vrf(0).unwrap();
     b.add_vrf(1).unwrap();
-    let (w1, p0) = workload(&node, "w", 1, 1, "10.0.1.2", "10.0.1.1", 0, &mut b, &[]);
-    let (near, far) = (
+    let (w, p0) = workload(&node, "w", 1, 1, "10.0.1.2", "10.0.1.1", 0, &mut b, &[]);
+    let (near_link, far_link) = (
         Veth::new(&router, &node, 1).unwrap(),
         Veth::new(&linux, &router, 1).unwrap(),
     );
-    set_mac(&node, &near.b, FAB);
-    for (ns, dev) in [(&router, &near.a), (&router, &far.b), (&linux, &far.a)] {
+    set_mac(&node, &near_link.b, FAB);
+    for (ns, dev) in [(&router, &near_link.a), (&router, &far_link.b), (&linux, &far_link.a)] {
         no_offloads(ns, dev);
     }
-    add_address(&router, &near.a, "192.0.2.254", 24);
-    add_address(&router, &far.b, "198.51.100.254", 24);
-    add_address(&linux, &far.a, "198.51.100.2", 24);
-    for (ns, dev) in [(&router, &far.b), (&linux, &far.a)] {
-        ns.exec(&["ip", "link", "set", "dev", dev, "mtu", "1400"]).unwrap();
+    add_address(&router, &near_link.a, "192.0.2.254", 24);
+    add_address(&router, &far_link.b, "198.51.100.254", 24);
+    add_address(&linux, &far_link.a, "198.51.100.2", 24);
+    for (ns, dev, mtu) in [
+        (&router, &near_link.a, near),
+        (&router, &far_link.b, far),
+        (&linux, &far_link.a, far),
+    ] {
+        ns.exec(&["ip", "link", "set", "dev", dev, "mtu", &mtu.to_string()])
+            .unwrap();
     }
     router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
     linux
         .exec(&["ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.254"])
         .unwrap();
-    linux_vtep(&linux, ("198.51.100.2", "192.0.2.1"), &far.a, &[]);
+    linux_vtep(&linux, ("198.51.100.2", "192.0.2.1"), &[]);
     let via_router = Nexthop::Interface {
         port: 1,
         gateway: Some(ip("192.0.2.254")),
@@ -410,21 +421,43 @@ fn an_underlay_router_lowers_a_tunnels_path_mtu() {
     b.set_vni(42, 1).unwrap();
     let overlay = vrouter::dataplane::pipeline::overlay_neighbor_port(42);
     b.set_neighbor(overlay, ip("10.9.0.2"), neighbor(VX));
-    let fabric = fabric_port(FAB, "192.0.2.1");
+    let fabric = PortConfig {
+        mtu: near,
+        ..fabric_port(FAB, "192.0.2.1")
+    };
     let config = NodeConfig {
         ports: vec![p0, fabric],
         tunnel_endpoints: vec![ip("192.0.2.1")],
         ..Default::default()
     };
-    let mut n = Node::start(node, config, &[w1.port_dev.clone(), near.b.clone()], b, 0);
+    let n = Node::start(node, config, &[w.port_dev.clone(), near_link.b.clone()], b, 0);
     assert!(
-        ping(&w1.ns, "10.9.0.2"),
+        ping(&w.ns, "10.9.0.2"),
         "workload -> Linux VXLAN through the router: {:?}",
         n.stats()
     );
+    Routed {
+        n,
+        w,
+        _links: [near_link, far_link],
+        _router: router,
+        linux,
+    }
+}
+
+/// A narrower link in the underlay: vrouter's VXLAN tunnel to a Linux VTEP crosses a
+/// Linux router whose far link carries 1400 bytes. The router answers a tunnel packet too
+/// big for it with "fragmentation needed" to vrouter's tunnel endpoint; vrouter lowers the
+/// tunnel's path MTU and from then on answers the workload's don't-fragment packets with
+/// the MTU the tunnel has left (1350), and the workload's smaller ones get through.
+#[test]
+fn an_underlay_router_lowers_a_tunnels_path_mtu() {
+    // Bound whole: its namespaces and links live as long as it does.
+    let mut r = routed_linux_vtep(1500, 1400);
+    let (n, w) = (&mut r.n, &r.w);
     let echo = |size: &str| {
         let args = ["-c", "3", "-i", "0.3", "-W", "1", "-M", "do", "-s", size, "10.9.0.2"];
-        ping_with(&w1.ns, &args)
+        ping_with(&w.ns, &args)
     };
     // 1428 bytes fit the tunnel as vrouter first sees it (1450 inner), not the router's
     // far link: the first is lost, and the router's error teaches vrouter, whose own
@@ -434,6 +467,25 @@ fn an_underlay_router_lowers_a_tunnels_path_mtu() {
     let (ok, small) = echo("1300");
     assert!(ok, "1328 bytes fit the narrower path: {small}");
     assert_eq!(n.stats().count_of(vrouter::dataplane::Event::PathMtuLearned), 1);
+    n.stop().unwrap();
+}
+
+/// The other way, through the same kind of router, whose link to vrouter is now the
+/// narrower one: the Linux VTEP's tunnel packets leave it whole and without
+/// don't-fragment (its default), and the router fragments them. vrouter puts each one
+/// back together before it decapsulates it; its replies it splits to fit that link.
+#[test]
+fn tunnel_packets_an_underlay_router_fragmented_are_put_back_together() {
+    let mut r = routed_linux_vtep(1400, 1500);
+    let n = &mut r.n;
+    let big = ["-c", "3", "-i", "0.3", "-W", "1", "-M", "do", "-s", "1400", "10.0.1.2"];
+    let (ok, text) = ping_with(&r.linux, &big);
+    assert!(ok, "1428-byte echoes from the Linux VTEP: {text}\n{:?}", n.stats());
+    let s = n.stats();
+    let rebuilt = s.count_of(vrouter::dataplane::Event::Reassembled);
+    assert!(rebuilt >= 3, "{rebuilt} tunnel packets rebuilt: {s:?}");
+    assert!(s.dropped_for(DropReason::FragmentMerged) >= rebuilt);
+    assert_eq!(s.dropped_for(DropReason::ReassemblyTimeout), 0);
     n.stop().unwrap();
 }
 

@@ -225,13 +225,14 @@ fn answer(cmd: &str, s: &State) -> String {
                 f.capacity
             )];
             v.push(format!(
-                "events: icmp errors {} (routed back through a tunnel {}) split {} (fragments made {}) mss lowered {} path mtus learned {}",
+                "events: icmp errors {} (routed back through a tunnel {}) split {} (fragments made {}) mss lowered {} path mtus learned {} tunnel packets reassembled {}",
                 t.count_of(Event::IcmpErrors),
                 t.count_of(Event::IcmpRouted),
                 t.count_of(Event::Fragmented),
                 t.count_of(Event::FragmentsMade),
                 t.count_of(Event::MssClamped),
-                t.count_of(Event::PathMtuLearned)
+                t.count_of(Event::PathMtuLearned),
+                t.count_of(Event::Reassembled)
             ));
             v.push(format!(
                 "flow table: inserts {} aged {} evicted {} refused: full {} quota {} hold {}",

@@ -916,6 +916,7 @@ impl Pipeline {
         let o = &meta.outer;
         if matches!(pc.role, PortRole::Fabric { .. })
             && o.fragment != Fragment::Whole
+            && frame[..6] == pc.mac.0
             && matches!(o.l4_proto, IpProtocol::Udp | IpProtocol::Gre)
             && o.key
                 .dst_ip()

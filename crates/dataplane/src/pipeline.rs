@@ -873,6 +873,30 @@ impl Pipeline {
         Ok(())
     }
 
+    /// A fragment that came in on a fabric port, parsed into `self.metas[i]`: held if it
+    /// may belong to a tunnel packet to this node, until its datagram is whole
+    /// ([`crate::reassembly`]); `Pass` if not.
+    #[cold]
+    #[inline(never)]
+    fn reassemble(&mut self, pc: &PortConfig, pkt: &mut Pkt, pool: &mut FramePool, i: usize) -> Added {
+        let o = self.metas[i].outer;
+        let to_us = o
+            .key
+            .dst_ip()
+            .is_some_and(|d| self.t.node.tunnel_endpoints.contains(&d));
+        if !to_us || !matches!(o.l4_proto, IpProtocol::Udp | IpProtocol::Gre) || pool.bytes_mut(pkt.addr, 6) != pc.mac.0
+        {
+            return Added::Pass;
+        }
+        let added = self.reassembly.add(pool, pkt, &o, self.clock.now());
+        if added == Added::Whole
+            && let Some(c) = &self.counters
+        {
+            c.event(Event::Reassembled, 1);
+        }
+        added
+    }
+
     /// Stage 1 for one packet. `Ok(None)`: it goes on to the flow stage, its key (VRF
     /// set) in its innermost headers.
     fn classify(
@@ -887,55 +911,27 @@ impl Pipeline {
         if let Some(vid) = pc.vlan {
             untag(pool, pkt, vid)?;
         }
-        self.classify_untagged(pc, port, fib, pkt, pool, i)
-    }
-
-    /// [`Pipeline::classify`] for a packet without its port's tag: the one received, or
-    /// the tunnel packet its fragments were rebuilt into.
-    fn classify_untagged(
-        &mut self,
-        pc: &PortConfig,
-        port: u16,
-        fib: &fib::Snapshot,
-        pkt: &mut Pkt,
-        pool: &mut FramePool,
-        i: usize,
-    ) -> Result<Option<Verdict>, DropReason> {
-        let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
-        let meta = &mut self.metas[i];
-        if let Err(e) = parse_into(frame, meta)
-            && !plain_after_all(&e, meta, &self.t.node.tunnel_endpoints)
-        {
-            return Err(DropReason::Malformed);
-        }
-        if meta.outer.vlans > 0 {
-            return Err(DropReason::WrongVlan);
-        }
-        // A fragment of what may be a tunnel packet to this node: held until its datagram
-        // is whole ([`crate::reassembly`]).
-        let o = &meta.outer;
-        if matches!(pc.role, PortRole::Fabric { .. })
-            && o.fragment != Fragment::Whole
-            && frame[..6] == pc.mac.0
-            && matches!(o.l4_proto, IpProtocol::Udp | IpProtocol::Gre)
-            && o.key
-                .dst_ip()
-                .is_some_and(|d| self.t.node.tunnel_endpoints.contains(&d))
-        {
-            let h = *o;
-            match self.reassembly.add(pool, pkt, &h, self.clock.now()) {
-                Added::Held => return Ok(Some(Verdict::Keep)),
-                Added::Whole => {
-                    if let Some(c) = &self.counters {
-                        c.event(Event::Reassembled, 1);
-                    }
-                    return self.classify_untagged(pc, port, fib, pkt, pool, i);
-                }
-                Added::Pass => {}
+        // Parsed once, or twice for the tunnel packet a fragment completes.
+        let (frame, meta) = loop {
+            let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
+            let meta = &mut self.metas[i];
+            if let Err(e) = parse_into(frame, meta)
+                && !plain_after_all(&e, meta, &self.t.node.tunnel_endpoints)
+            {
+                return Err(DropReason::Malformed);
             }
-        }
-        let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
-        let meta = &mut self.metas[i];
+            if meta.outer.vlans > 0 {
+                return Err(DropReason::WrongVlan);
+            }
+            if meta.outer.fragment == Fragment::Whole || !matches!(pc.role, PortRole::Fabric { .. }) {
+                break (frame, meta);
+            }
+            match self.reassemble(pc, pkt, pool, i) {
+                Added::Held => return Ok(Some(Verdict::Keep)),
+                Added::Whole => continue,
+                Added::Pass => break (pool.bytes_mut(pkt.addr, pkt.len as usize), &mut self.metas[i]),
+            }
+        };
         let eth = EthernetFrame::new_unchecked(&frame[..]);
         if meta.outer.ethertype == EtherType::Arp {
             let now = self.clock.now();

@@ -232,10 +232,21 @@ impl Follower {
             .collect()
     }
 
-    /// Forgets the kernel's routes and nexthop objects (before a dump reads them again).
+    /// Forgets the kernel's routes and nexthop objects.
     fn forget_kernel(&mut self) {
         self.kernel.clear();
         self.objects.clear();
+    }
+
+    /// A follower of the same table that has read nothing, for a dump to read into.
+    fn empty_view(&self) -> Follower {
+        Follower::new(self.cfg.clone(), Vec::new())
+    }
+
+    /// Takes the kernel's routes and nexthop objects as `dumped` read them, whole.
+    fn take_view(&mut self, dumped: Follower) {
+        self.kernel = dumped.kernel;
+        self.objects = dumped.objects;
     }
 
     /// Where the kernel's route for `p` goes, in the router's terms: `Ok(None)` if the
@@ -652,6 +663,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 /// How long a dump may go without a message.
 const DUMP_WAIT: Duration = Duration::from_secs(5);
 
+/// How long after a failed dump the table is read again (until a dump works).
+const RETRY: Duration = Duration::from_secs(5);
+
 /// Reads the table whole and installs it, then follows it on a thread of its own.
 /// Returns once the table is installed (`show kernel-routes` says what was skipped).
 pub fn spawn(
@@ -717,25 +731,33 @@ impl Thread {
     /// Reads the kernel's routes anew, applying what changed since. On a socket of its
     /// own: a dump is sent as fast as it is read, so it cannot overrun, and changes
     /// waiting on the subscribed socket are applied after it, in order, which leaves each
-    /// prefix as its last change (or the dump, if none) says.
+    /// prefix as its last change (or the dump, if none) says. The dump is read aside and
+    /// taken only once whole: one that fails half way leaves the last whole view, where
+    /// a half view would have had the next full reconcile (a port change) withdraw every
+    /// route the dump had not reached yet.
     fn dump(&mut self) -> io::Result<()> {
         let mut sock = RouteSocket::for_dumps(POLL)?;
-        if let Ok(mut f) = self.state.lock() {
-            f.forget_kernel();
-        }
+        let mut view = self
+            .state
+            .lock()
+            .map_err(|_| io::Error::other("the kernel routes state is poisoned"))?
+            .empty_view();
         // Objects first, for the routes that name them. A kernel without nexthop
         // objects (before 5.3) refuses their dump: there are none.
-        match self.read_dump(&mut sock, Dump::Nexthops) {
+        match self.read_dump(&mut sock, Dump::Nexthops, &mut view) {
             Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
             r => r?,
         }
-        self.read_dump(&mut sock, Dump::Routes)?;
+        self.read_dump(&mut sock, Dump::Routes, &mut view)?;
+        if let Ok(mut f) = self.state.lock() {
+            f.take_view(view);
+        }
         self.reconcile(None);
         Ok(())
     }
 
-    /// Asks for a dump of `what` on `sock` and notes all of it.
-    fn read_dump(&mut self, sock: &mut RouteSocket, what: Dump) -> io::Result<()> {
+    /// Asks for a dump of `what` on `sock` and notes all of it in `view`.
+    fn read_dump(&mut self, sock: &mut RouteSocket, what: Dump, view: &mut Follower) -> io::Result<()> {
         sock.request_dump(what)?;
         let mut waited = Duration::ZERO;
         loop {
@@ -751,16 +773,13 @@ impl Thread {
                 Received::Overrun => return Err(io::Error::other(format!("the {what:?} dump overran its socket"))),
             };
             let messages = netlink::parse(&self.buf[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let Ok(mut f) = self.state.lock() else {
-                return Err(io::Error::other("the kernel routes state is poisoned"));
-            };
             for m in messages {
                 match m {
                     Message::Route(r) => {
-                        f.note(r);
+                        view.note(r);
                     }
                     Message::Nexthop(o) => {
-                        f.note_object(o);
+                        view.note_object(o);
                     }
                     Message::Done => return Ok(()),
                     Message::Error(e) if e < 0 => {
@@ -775,6 +794,7 @@ impl Thread {
 
     fn run(mut self, sock: RouteSocket, rx: Receiver<Vec<PortDevice>>) {
         let (mut reread, mut quiet): (Option<Instant>, bool) = (None, false);
+        let mut retry: Option<Instant> = None;
         loop {
             match rx.try_recv() {
                 Ok(ports) => {
@@ -789,11 +809,10 @@ impl Thread {
             }
             // Links changed, or objects went: the table is read again once changes settle
             // (a receive found nothing), or a second after the first at the latest.
-            if let Some(since) = reread
-                && (quiet || since.elapsed() > SETTLE)
-            {
+            let settled = reread.is_some_and(|since| quiet || since.elapsed() > SETTLE);
+            if settled || retry.is_some_and(|at| Instant::now() >= at) {
                 reread = None;
-                self.redump();
+                self.redump(&mut retry);
             }
             match self.receive(&sock, &mut reread) {
                 Round::Changed(keys) => {
@@ -803,7 +822,7 @@ impl Thread {
                     }
                 }
                 Round::Quiet => quiet = true,
-                Round::Redump => self.redump(),
+                Round::Redump => self.redump(&mut retry),
                 Round::Stop => return,
             }
         }
@@ -864,10 +883,15 @@ impl Thread {
         Round::Changed(keys)
     }
 
-    fn redump(&mut self) {
-        if let Err(e) = self.dump() {
-            tracing::error!(error = %e, "kernel routes: reading the table again failed");
-        }
+    /// Reads the table again; if that fails, `retry` says when to try once more.
+    fn redump(&mut self, retry: &mut Option<Instant>) {
+        *retry = match self.dump() {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?RETRY, "kernel routes: reading the table again failed");
+                Some(Instant::now() + RETRY)
+            }
+        };
     }
 
     /// Removes every route and nexthop the follower installed.

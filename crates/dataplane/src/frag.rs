@@ -5,7 +5,8 @@
 //! datagram borrow them and so hit the first one's flow and its decision.
 //! Per worker, fixed size, open addressing over a small table; entries age out after
 //! [`FRAG_TIMEOUT_SECS`] and are dropped when the last fragment passes. A later fragment
-//! with no entry (it overtook its first, or the entry aged out) is a counted drop.
+//! with no entry (it overtook its first) waits for it in [`Orphans`], briefly; one whose
+//! first never comes (or aged out) is a counted drop.
 //!
 //! Making ([`split_ipv4`]): an IPv4 packet that may be fragmented (no don't-fragment)
 //! and is too big for its egress is split, as RFC 791 and RFC 1812 ask of a router.
@@ -124,6 +125,76 @@ impl FragTable {
             *slot = None;
         }
         Some(ports)
+    }
+}
+
+/// Later fragments parked at once, per worker, waiting for their first.
+pub const ORPHANS: usize = 64;
+/// Seconds (on the whole-second flow clock) a later fragment waits for its first: 1 to 2.
+pub const ORPHAN_SECS: u32 = 2;
+
+/// Later fragments that came before their datagram's first (an underlay that hashes
+/// fragments without their ports onto another path than the first can reorder them):
+/// parked until the first passes, then handed back to follow it, or dropped when it does
+/// not come in time. `T` is what the pipeline keeps of each.
+pub(crate) struct Orphans<T> {
+    parked: Vec<(Key, u32, T)>,
+    ready: Vec<T>,
+}
+
+impl<T> Orphans<T> {
+    pub(crate) fn new() -> Self {
+        Orphans {
+            parked: Vec::with_capacity(ORPHANS),
+            ready: Vec::new(),
+        }
+    }
+
+    /// Nothing parked and nothing ready.
+    #[inline]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.parked.is_empty() && self.ready.is_empty()
+    }
+
+    /// Parks `item`, a later fragment of datagram `key`, at `now`; gives it back if
+    /// [`ORPHANS`] are parked already.
+    pub(crate) fn park(&mut self, key: Key, now: u32, item: T) -> Result<(), T> {
+        if self.parked.len() == ORPHANS {
+            return Err(item);
+        }
+        self.parked.push((key, now, item));
+        Ok(())
+    }
+
+    /// The first fragment of `key` passed: its parked fragments are ready, in the order
+    /// they came.
+    pub(crate) fn wake(&mut self, key: &Key) {
+        let mut i = 0;
+        while i < self.parked.len() {
+            if self.parked[i].0 == *key {
+                self.ready.push(self.parked.remove(i).2);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Takes the ready fragments into `into` (emptied first).
+    pub(crate) fn take_ready(&mut self, into: &mut Vec<T>) {
+        into.clear();
+        std::mem::swap(into, &mut self.ready);
+    }
+
+    /// Hands `each` the fragments parked [`ORPHAN_SECS`] by `now` (all when `stopping`).
+    pub(crate) fn expire(&mut self, now: u32, stopping: bool, mut each: impl FnMut(T)) {
+        let mut i = 0;
+        while i < self.parked.len() {
+            if stopping || now.saturating_sub(self.parked[i].1) >= ORPHAN_SECS {
+                each(self.parked.remove(i).2);
+            } else {
+                i += 1;
+            }
+        }
     }
 }
 
@@ -395,6 +466,33 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(pool.available(), free, "frames taken were given back");
         assert_eq!(pool.bytes_mut(pkt.addr, pkt.len as usize), &before[..]);
+    }
+
+    #[test]
+    fn orphans_wait_for_their_first_in_order_and_no_longer_than_their_time() {
+        let mut o = Orphans::new();
+        for (i, ident) in [(0, 7), (1, 8), (2, 7)] {
+            assert!(o.park(key(1, ident), 10, i).is_ok());
+        }
+        o.wake(&key(2, 7));
+        let mut ready = Vec::new();
+        o.take_ready(&mut ready);
+        assert!(ready.is_empty(), "another VRF's datagram");
+        o.wake(&key(1, 7));
+        o.take_ready(&mut ready);
+        assert_eq!(ready, [0, 2]);
+        let mut gone = Vec::new();
+        o.expire(10 + ORPHAN_SECS - 1, false, |i| gone.push(i));
+        assert!(gone.is_empty());
+        o.expire(10 + ORPHAN_SECS, false, |i| gone.push(i));
+        assert_eq!(gone, [1]);
+        assert!(o.is_idle());
+        for i in 0..ORPHANS {
+            assert!(o.park(key(1, 9), 20, i).is_ok());
+        }
+        assert_eq!(o.park(key(1, 9), 20, ORPHANS), Err(ORPHANS), "full");
+        o.expire(20, true, |i| gone.push(i));
+        assert_eq!(gone.len(), 1 + ORPHANS, "all of them when stopping");
     }
 
     fn key(vrf: u32, ident: u32) -> Key {

@@ -48,7 +48,7 @@ mod taps;
 mod worker;
 
 pub use afxdp::AfXdpPort;
-pub use frag::{FRAG_SLOTS, FRAG_TIMEOUT_SECS};
+pub use frag::{FRAG_SLOTS, FRAG_TIMEOUT_SECS, ORPHAN_SECS, ORPHANS};
 pub use frames::{Census, FramePool, Place};
 pub use port::{MemoryLink, MemoryPort, Pkt, Port};
 pub use stats::{COUNTED_PORTS, DropReason, Event, PortState, SharedCounters, Stats, WorkerCounters};

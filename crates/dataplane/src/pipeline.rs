@@ -28,7 +28,7 @@ use crate::clock::FlowClock;
 use crate::decap::{TunnelId, TunnelVrfs};
 use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
 use crate::encap::{Ends, Outer, ecn_at, encapsulate};
-use crate::frag::{FragTable, Key as FragKey, Piece, piece, split_ipv4};
+use crate::frag::{FragTable, Key as FragKey, Orphans, Piece, piece, split_ipv4};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, NeighborConfig, Parked, Resolver, Step};
 use crate::pmtu::PathMtus;
@@ -201,6 +201,10 @@ pub struct Pipeline {
     frags: FragTable,
     /// Fragments of tunnel packets to this node, held until they are whole.
     reassembly: Reassembly,
+    /// Later fragments that came before their first, and (kept for its room) the list
+    /// of those ready to follow it.
+    orphans: Orphans<Orphan>,
+    orphans_ready: Vec<Orphan>,
     /// The exception-path port, if the node has one: (index, host-side MAC, our MAC).
     host: Option<(u16, MacAddr, MacAddr)>,
     /// ICMP errors this worker may still send.
@@ -453,6 +457,8 @@ impl Pipeline {
             host,
             frags: FragTable::new(),
             reassembly: Reassembly::new(),
+            orphans: Orphans::new(),
+            orphans_ready: Vec::new(),
             reader: tables.flows.shared_reader()?,
             metas: Box::new([PacketMeta::default(); BURST]),
             keys: Box::new([FlowKey::default(); BURST]),
@@ -497,6 +503,17 @@ impl Handler for Pipeline {
     fn pending(&mut self, pool: &mut FramePool, stopping: bool, out: &mut Vec<Emitted>) {
         if let Some(held) = self.held.as_mut() {
             held.refresh(&self.t);
+        }
+        if !self.orphans.is_idle() {
+            self.replay_orphans(pool);
+            let fragments = &mut self.fragments;
+            self.orphans.expire(self.clock.now(), stopping, |o| {
+                fragments.push(Emitted {
+                    pkt: o.pkt,
+                    verdict: Verdict::Drop(DropReason::FragmentOrphan),
+                    originated: false,
+                })
+            });
         }
         let node = &self.t.node;
         // Out of `port`, with its VLAN's tag.
@@ -582,6 +599,14 @@ impl Handler for Pipeline {
     }
 }
 
+/// A later fragment parked until its first passes: what stage 1 made of it.
+struct Orphan {
+    pkt: Pkt,
+    port: u16,
+    meta: PacketMeta,
+    decapped: Tunnel,
+}
+
 /// The node configuration and the FIB and policy snapshots the bursts work with, kept
 /// across bursts, so a burst changes no reference counts. The node configuration never
 /// changes; for the snapshots each burst compares the published generations with the kept
@@ -617,7 +642,7 @@ impl Held {
 impl Pipeline {
     /// [`Handler::process`] with the burst's snapshots.
     fn burst(&mut self, held: &Held, port: u16, pkts: &mut [Pkt], pool: &mut FramePool, verdicts: &mut [Verdict]) {
-        let (node, fib, policy) = (&*held.node, &*held.fib, &*held.policy);
+        let (node, fib) = (&*held.node, &*held.fib);
         let Some(pc) = node.ports.get(usize::from(port)) else {
             verdicts.fill(Verdict::Drop(DropReason::NoSuchPort));
             return;
@@ -631,6 +656,22 @@ impl Pipeline {
                 Err(why) => verdicts[i] = Verdict::Drop(why),
             }
         }
+        self.decide_and_act(held, pc, port, pkts, pool, verdicts);
+    }
+
+    /// Stages 2 and 3 for the packets of `pkts` that stage 1 left in `self.pending`
+    /// (received on `port`, whose configuration is `pc`), their headers in `self.metas`.
+    #[inline(always)]
+    fn decide_and_act(
+        &mut self,
+        held: &Held,
+        pc: &PortConfig,
+        port: u16,
+        pkts: &mut [Pkt],
+        pool: &mut FramePool,
+        verdicts: &mut [Verdict],
+    ) {
+        let (fib, policy) = (&*held.fib, &*held.policy);
         // Stage 2: flow lookup for the burst, keys and hashes gathered from the pending
         // packets' headers. Gathered here rather than as each packet is classified: by
         // now the parser's narrow stores into a key have reached the cache, so reading the
@@ -844,14 +885,14 @@ fn learn_path_mtu(
 impl Pipeline {
     /// IP fragments: the first leaves its ports, later ones take them (so they hit the
     /// first one's flow). The datagram is named by the IPv4 identification or the IPv6
-    /// fragment header's.
+    /// fragment header's. `Ok(Some(key))`: a later fragment whose first has not passed.
     fn follow_fragment(
         &mut self,
         i: usize,
         h: &wire::parse::Headers,
         pool: &mut FramePool,
         pkt: &Pkt,
-    ) -> Result<(), DropReason> {
+    ) -> Result<Option<FragKey>, DropReason> {
         let Piece {
             ident, at, len, more, ..
         } = piece(pool.bytes_mut(pkt.addr, pkt.len as usize), h)?;
@@ -865,12 +906,85 @@ impl Pipeline {
         };
         if h.fragment == Fragment::First {
             self.frags.first(key, (k.src_port, k.dst_port), len);
-            return Ok(());
+            if !self.orphans.is_idle() {
+                self.orphans.wake(&key);
+            }
+            return Ok(None);
         }
-        let (sp, dp) = self.frags.later(key, at, len, more).ok_or(DropReason::FragmentOrphan)?;
+        let Some((sp, dp)) = self.frags.later(key, at, len, more) else {
+            return Ok(Some(key));
+        };
         k.src_port = sp;
         k.dst_port = dp;
-        Ok(())
+        Ok(None)
+    }
+
+    /// Parks packet `i` of the burst, received on `port`: a later fragment whose first
+    /// has not passed (datagram `key`). `FragmentOrphan` if no room is left.
+    #[cold]
+    #[inline(never)]
+    fn park_orphan(&mut self, i: usize, port: u16, pkt: &Pkt, key: FragKey) -> Result<Option<Verdict>, DropReason> {
+        let orphan = Orphan {
+            pkt: *pkt,
+            port,
+            meta: self.metas[i],
+            decapped: self.decapped[i],
+        };
+        match self.orphans.park(key, self.clock.now(), orphan) {
+            Ok(()) => Ok(Some(Verdict::Keep)),
+            Err(_) => Err(DropReason::FragmentOrphan),
+        }
+    }
+
+    /// Between bursts: the parked later fragments whose first has passed go through the
+    /// flow stage as that first did, in bursts by the port they came in on, and follow
+    /// the last burst out (`self.fragments`).
+    #[cold]
+    #[inline(never)]
+    fn replay_orphans(&mut self, pool: &mut FramePool) {
+        let mut ready = std::mem::take(&mut self.orphans_ready);
+        self.orphans.take_ready(&mut ready);
+        if ready.is_empty() {
+            self.orphans_ready = ready;
+            return;
+        }
+        let mut held = self.held.take().expect("the snapshots are put back after every burst");
+        held.refresh(&self.t);
+        ready.sort_by_key(|o| o.port);
+        let mut pkts = [Pkt::default(); BURST];
+        let mut verdicts = [Verdict::Drop(DropReason::FragmentOrphan); BURST];
+        for same_port in ready.chunk_by(|a, b| a.port == b.port) {
+            for chunk in same_port.chunks(BURST) {
+                let port = chunk[0].port;
+                let n = chunk.len();
+                self.pending.clear();
+                for (k, o) in chunk.iter().enumerate() {
+                    (pkts[k], self.metas[k], self.decapped[k], self.icmp[k]) = (o.pkt, o.meta, o.decapped, None);
+                    verdicts[k] = Verdict::Drop(DropReason::FragmentOrphan);
+                    let h = *self.metas[k].innermost();
+                    if let Ok(None) = self.follow_fragment(k, &h, pool, &pkts[k]) {
+                        self.pending.push(k);
+                    }
+                }
+                match held.node.ports.get(usize::from(port)) {
+                    Some(pc) => self.decide_and_act(&held, pc, port, &mut pkts[..n], pool, &mut verdicts[..n]),
+                    None => verdicts[..n].fill(Verdict::Drop(DropReason::NoSuchPort)),
+                }
+                for k in 0..n {
+                    // Kept: parked again, on its next hop.
+                    if verdicts[k] != Verdict::Keep {
+                        self.fragments.push(Emitted {
+                            pkt: pkts[k],
+                            verdict: verdicts[k],
+                            originated: false,
+                        });
+                    }
+                }
+            }
+        }
+        self.held = Some(held);
+        ready.clear();
+        self.orphans_ready = ready;
     }
 
     /// A fragment that came in on a fabric port, parsed into `self.metas[i]`: held if it
@@ -1060,7 +1174,9 @@ impl Pipeline {
         let (l4_proto, l4) = (h.l4_proto, h.l4);
         if h.fragment != Fragment::Whole {
             let h = *h;
-            self.follow_fragment(i, &h, pool, pkt)?;
+            if let Some(key) = self.follow_fragment(i, &h, pool, pkt)? {
+                return self.park_orphan(i, port, pkt, key);
+            }
         }
         self.icmp[i] = None;
         if matches!(l4_proto, IpProtocol::Icmp | IpProtocol::Icmpv6) && l4 != wire::parse::ABSENT {

@@ -93,8 +93,9 @@ DropReason {
     Unsupported = "unsupported packet or tunnel",
     /// An ARP or neighbour packet the router does not answer.
     ArpIgnored = "ARP not for a router address",
-    /// A later IP fragment whose first fragment was not seen (or aged out).
-    FragmentOrphan = "fragment without its first fragment",
+    /// A later IP fragment whose first fragment did not pass within
+    /// [`ORPHAN_SECS`](crate::ORPHAN_SECS) (or aged out, or no room was left to wait).
+    FragmentOrphan = "fragment whose first fragment did not come in time",
     /// Parked while its next hop was resolved, and the next hop never answered.
     NeighborUnresolved = "next hop did not answer ARP / neighbour solicitation",
     /// Its next hop is being resolved and no room was left to park it.

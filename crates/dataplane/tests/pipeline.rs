@@ -237,6 +237,20 @@ impl Node {
             .find_map(|(i, l)| l.take().map(|f| (i, f)))
     }
 
+    /// Injects `frame` on `port`, runs the worker, returns every (egress port, frame)
+    /// sent, in order.
+    fn send_all(&mut self, port: usize, frame: &[u8]) -> Vec<(usize, Vec<u8>)> {
+        assert!(self.links[port].inject(frame));
+        self.worker.run_once();
+        let mut out = Vec::new();
+        for (i, l) in self.links.iter().enumerate() {
+            while let Some(f) = l.take() {
+                out.push((i, f));
+            }
+        }
+        out
+    }
+
     fn drops(&self, why: DropReason) -> u64 {
         self.worker.counters().snapshot().dropped_for(why)
     }
@@ -1891,12 +1905,69 @@ fn later_fragments_follow_their_first_fragments_decision() {
     assert!(n.send(0, &fragment(2, true, 53)).is_none());
     assert!(n.send(0, &fragment(2, false, 53)).is_none());
     assert_eq!(n.drops(DropReason::PolicyDenied), 2);
-    // A later fragment whose first was never seen.
+    // A later fragment before its first: parked, and sent right after the first, on
+    // its decision.
     assert!(n.send(0, &fragment(3, false, 5353)).is_none());
-    assert_eq!(n.drops(DropReason::FragmentOrphan), 1);
-    // The last fragment ended datagram 1: a repeat is an orphan.
+    let out = n.send_all(0, &fragment(3, true, 5353));
+    assert_eq!(out.len(), 2, "the first and the fragment that waited for it");
+    assert!(out.iter().all(|(port, _)| *port == 1));
+    assert_eq!(&out[1].1[out[1].1.len() - 40..], &[9u8; 40]);
+    // The same, denied: the parked fragment is denied with its first.
+    assert!(n.send(0, &fragment(4, false, 53)).is_none());
+    assert!(n.send_all(0, &fragment(4, true, 53)).is_empty());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 4);
+    // A later fragment whose first never comes; and a repeat of datagram 1's last
+    // fragment, which ended its datagram: both wait, then go as orphans.
+    assert!(n.send(0, &fragment(5, false, 5353)).is_none());
     assert!(n.send(0, &fragment(1, false, 5353)).is_none());
-    assert_eq!(n.drops(DropReason::FragmentOrphan), 2);
+    assert_eq!(n.drops(DropReason::FragmentOrphan), 0);
+    let report = n.worker.finish();
+    assert_eq!(report.stats.dropped_for(DropReason::FragmentOrphan), 2);
+    assert!(report.stats.conserved(), "{:?}", report.stats);
+}
+
+/// A later fragment that comes out of a VXLAN tunnel before its first waits for it in the
+/// tunnel's VRF (where 10.0.2.2 is w2; the fabric's VRF has no route there), and follows
+/// it to w2.
+#[test]
+fn a_fragment_out_of_a_tunnel_waits_for_its_first_in_the_tunnels_vrf() {
+    let mut n = node();
+    let in_vxlan = |first: bool| {
+        let mut inner = Ipv4Repr::new(ip4("10.9.0.5"), ip4("10.0.2.2"), IpProtocol::Udp);
+        (inner.ident, inner.dont_frag, inner.more_frags) = (77, false, first);
+        inner.frag_offset = if first { 0 } else { 64 };
+        let mut headers = vec![
+            Header::Vxlan(VxlanRepr { vni: 42 }),
+            Header::Ethernet(EthernetRepr {
+                src: MR,
+                dst: P2,
+                ethertype: EtherType::Ipv4,
+            }),
+            Header::Ipv4(inner),
+        ];
+        let payload: &[u8] = if first {
+            headers.push(Header::Udp(UdpRepr {
+                src_port: 1000,
+                dst_port: 2000,
+            }));
+            &[7; 56]
+        } else {
+            &[9; 40]
+        };
+        frame(&outer(headers, true), payload).unwrap()
+    };
+    assert!(n.send(2, &in_vxlan(false)).is_none(), "waits");
+    let out = n.send_all(2, &in_vxlan(true));
+    assert_eq!(out.len(), 2, "{:?}", n.worker.counters().snapshot());
+    for (port, f) in &out {
+        assert_eq!(*port, 1);
+        let m = parse(f).unwrap();
+        assert_eq!(m.outer.key.dst_ip(), Some(ip("10.0.2.2")));
+    }
+    assert_eq!(&out[1].1[out[1].1.len() - 40..], &[9u8; 40]);
+    let report = n.worker.finish();
+    assert_eq!(report.stats.dropped(), 0, "{:?}", report.stats);
+    assert!(report.stats.conserved());
 }
 
 /// An IPv6 fragment of a UDP datagram from w1 to w2: the first carries the UDP header.
@@ -1941,7 +2012,6 @@ fn later_ipv6_fragments_follow_their_first_fragments_decision() {
     assert_eq!(&later[later.len() - 40..], &[9u8; 40]);
     // Same low 16 bits, another datagram: not confused with the first.
     assert!(n.send(0, &fragment6(1, false, 5353)).is_none());
-    assert_eq!(n.drops(DropReason::FragmentOrphan), 1);
     assert!(n.send(0, &fragment6(2, true, 53)).is_none());
     assert!(n.send(0, &fragment6(2, false, 53)).is_none());
     assert_eq!(n.drops(DropReason::PolicyDenied), 2);
@@ -1949,7 +2019,12 @@ fn later_ipv6_fragments_follow_their_first_fragments_decision() {
         n.send(0, &fragment6(big, false, 5353)).is_none(),
         "ended by the last fragment"
     );
-    assert_eq!(n.drops(DropReason::FragmentOrphan), 2);
+    // Before its first, a later fragment waits for it.
+    assert!(n.send(0, &fragment6(3, false, 5353)).is_none());
+    assert_eq!(n.send_all(0, &fragment6(3, true, 5353)).len(), 2);
+    let report = n.worker.finish();
+    assert_eq!(report.stats.dropped_for(DropReason::FragmentOrphan), 2);
+    assert!(report.stats.conserved(), "{:?}", report.stats);
 }
 
 fn udp6(src: &str, dst: &str, sport: u16, hop_limit: u8, payload: &[u8]) -> Vec<u8> {

@@ -151,6 +151,12 @@ def pipeline_seeds():
            / VXLAN(vni=42) / Ether(src=peer, dst=g1) / IP(src="10.5.0.5", dst="10.0.1.2") / UDP(sport=1, dport=2)
            / (b"r" * 600))
     frames_ += [(2, out / f) for f in fragment6(vx6, 320)]
+    # A later fragment before its first: parked, then sent after it.
+    frames_ += [
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", frag=8, id=11, proto=17) / (b"o" * 16)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", flags="MF", id=11) / UDP(sport=1, dport=9)
+            / (b"o" * 56)),
+    ]
     for port, frame in frames_:
         save("pipeline", bytes([port]) + bytes(frame))
 

@@ -201,6 +201,10 @@ pub struct Pipeline {
     frags: FragTable,
     /// Fragments of tunnel packets to this node, held until they are whole.
     reassembly: Reassembly,
+    /// Whether this burst has an ICMP error (see [`related`]), and those of its ICMP
+    /// errors that belong to allowed flows: (index in the burst, action, key hash).
+    icmp_errors: bool,
+    related: Vec<(usize, Action, u64)>,
     /// Later fragments that came before their first, and (kept for its room) the list
     /// of those ready to follow it.
     orphans: Orphans<Orphan>,
@@ -458,6 +462,8 @@ impl Pipeline {
             frags: FragTable::new(),
             reassembly: Reassembly::new(),
             orphans: Orphans::new(),
+            icmp_errors: false,
+            related: Vec::with_capacity(BURST),
             orphans_ready: Vec::new(),
             reader: tables.flows.shared_reader()?,
             metas: Box::new([PacketMeta::default(); BURST]),
@@ -672,6 +678,10 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         let (fib, policy) = (&*held.fib, &*held.policy);
+        if self.icmp_errors {
+            self.icmp_errors = false;
+            self.take_related(fib, pkts, pool);
+        }
         // Stage 2: flow lookup for the burst, keys and hashes gathered from the pending
         // packets' headers. Gathered here rather than as each packet is classified: by
         // now the parser's narrow stores into a key have reached the cache, so reading the
@@ -681,6 +691,9 @@ impl Pipeline {
             let key = &self.metas[i].innermost().key;
             self.hashes[k] = key.hash();
             self.keys[k] = *key;
+        }
+        for (j, r) in self.related.iter().enumerate() {
+            self.hashes[n + j] = r.2;
         }
         let (keys, hashes) = (&*self.keys, &self.hashes);
         let mut hits = [None; BURST];
@@ -770,6 +783,11 @@ impl Pipeline {
             self.new_hashes.clear();
             self.new_at.clear();
         }
+        // ICMP errors about allowed flows, decided apart: act on them with the rest.
+        for (j, (i, action, _)) in self.related.drain(..).enumerate() {
+            self.pending.push(i);
+            (actions[n + j], how[n + j]) = (action, "ICMP error about an allowed flow");
+        }
         let learned = self.t.neighbors.current();
         self.egress
             .plans
@@ -824,7 +842,7 @@ impl Pipeline {
             self.t.neighbors.expire(now);
         }
         if self.t.taps.tracing() {
-            self.trace(port, pkts, verdicts, &self.how[..n]);
+            self.trace(port, pkts, verdicts, &self.how[..self.pending.len()]);
         }
     }
 }
@@ -933,6 +951,35 @@ impl Pipeline {
         match self.orphans.park(key, self.clock.now(), orphan) {
             Ok(()) => Ok(Some(Verdict::Keep)),
             Err(_) => Err(DropReason::FragmentOrphan),
+        }
+    }
+
+    /// Takes out of `self.pending` the ICMP errors about packets of flows allowed in the
+    /// direction quoted, into `self.related` with their actions ([`related`]); stage 3
+    /// acts on them after the others are decided.
+    #[cold]
+    #[inline(never)]
+    fn take_related(&mut self, fib: &fib::Snapshot, pkts: &[Pkt], pool: &mut FramePool) {
+        let mut k = 0;
+        while k < self.pending.len() {
+            let i = self.pending[k];
+            let key = self.metas[i].innermost().key;
+            let hash = key.hash();
+            match related(
+                &self.reader,
+                fib,
+                (&key, hash),
+                self.icmp[i],
+                &pkts[i],
+                pool,
+                &self.metas[i],
+            ) {
+                Some(action) => {
+                    self.related.push((i, action, hash));
+                    self.pending.remove(k);
+                }
+                None => k += 1,
+            }
         }
     }
 
@@ -1183,6 +1230,7 @@ impl Pipeline {
             let f = pool.bytes_mut(pkt.addr, pkt.len as usize);
             let l4 = usize::from(l4);
             self.icmp[i] = f.get(l4..l4 + 2).map(|b| (b[0], b[1]));
+            self.icmp_errors |= self.icmp[i].is_some_and(|(t, _)| icmp_error_type(t, l4_proto == IpProtocol::Icmpv6));
         }
         Ok(None)
     }
@@ -1451,6 +1499,94 @@ fn decide(
     };
     let verdict = policy.evaluate(&Fields::from_key(&original, icmp));
     routed(fib, key, hash, reverse, &verdict)
+}
+
+/// An ICMP error (`icmp`: its type and code) whose quoted packet belongs to a flow
+/// allowed in the direction quoted passes as part of that flow, whatever the policy says
+/// of ICMP (conntrack's RELATED): the action for `key` (hashing to the given value),
+/// routed by its own destination and installing no flow. `None` for any other packet,
+/// which the flow stage decides as usual. Without it, a workload whose policy admits no
+/// ICMP would never hear "fragmentation needed" (path MTU discovery) or "port
+/// unreachable" about its own connections.
+#[cold]
+#[inline(never)]
+fn related(
+    reader: &Reader<'static>,
+    fib: &fib::Snapshot,
+    (key, hash): (&FlowKey, u64),
+    icmp: Option<(u8, u8)>,
+    pkt: &Pkt,
+    pool: &mut FramePool,
+    meta: &PacketMeta,
+) -> Option<Action> {
+    let (t, _) = icmp?;
+    let v6 = key.proto == 58;
+    if !icmp_error_type(t, v6) {
+        return None;
+    }
+    let h = meta.innermost();
+    let frame = pool.bytes_mut(pkt.addr, pkt.len as usize);
+    let quoted = quoted_key(frame.get(usize::from(h.l4)..usize::from(h.l3_end))?, v6, key.vrf)?;
+    // The quoted packet was sent by the one the error goes to.
+    if quoted.src != key.dst {
+        return None;
+    }
+    let id = reader.lookup(&quoted, quoted.hash())?;
+    if reader.flow(id).action().verdict != FlowVerdict::Allow {
+        return None;
+    }
+    let allowed = FlowDecision {
+        allow: true,
+        log: false,
+        egress: None,
+        ingress: None,
+        generation: 0,
+    };
+    Some(routed(fib, key, hash, false, &allowed))
+}
+
+/// Whether ICMP (ICMPv6 if `v6`) type `t` is an error about a packet that it quotes.
+fn icmp_error_type(t: u8, v6: bool) -> bool {
+    if v6 {
+        matches!(t, 1..=4)
+    } else {
+        matches!(t, 3 | 4 | 11 | 12)
+    }
+}
+
+/// The flow key, in `vrf`, of the packet an ICMP error message `icmp` (ICMPv6 if `v6`)
+/// quotes: TCP and UDP by their ports, ICMP echoes by their identifier, anything else
+/// without ports. `None` if the quote is too short for that, or is of a later fragment
+/// (which has no ports).
+fn quoted_key(icmp: &[u8], v6: bool, vrf: u32) -> Option<FlowKey> {
+    let ip = icmp.get(8..)?;
+    let (mut key, l4) = if v6 {
+        let h = ip.get(..40)?;
+        let walk = wire::ipv6ext::walk(&ip[40..], h[6].into()).ok()?;
+        if walk.fragment == Fragment::Later {
+            return None;
+        }
+        let addr = |at: usize| Ipv6Addr::from(<[u8; 16]>::try_from(&h[at..at + 16]).expect("16 bytes"));
+        let key = FlowKey::v6(addr(8), addr(24), walk.protocol.into(), 0, 0);
+        (key, ip.get(40 + walk.offset..)?)
+    } else {
+        let h = ip.get(..20)?;
+        if u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
+            return None;
+        }
+        let addr = |at: usize| Ipv4Addr::new(h[at], h[at + 1], h[at + 2], h[at + 3]);
+        let key = FlowKey::v4(addr(12), addr(16), h[9], 0, 0);
+        (key, ip.get(usize::from(h[0] & 0xf) * 4..)?)
+    };
+    let word = |at: usize| Some(u16::from_be_bytes(l4.get(at..at + 2)?.try_into().ok()?));
+    let echo = if v6 { [128, 129] } else { [8, 0] };
+    (key.src_port, key.dst_port) = match key.proto {
+        6 | 17 => (word(0)?, word(2)?),
+        1 | 58 if echo.contains(l4.first()?) => (word(4)?, word(4)?),
+        _ => (0, 0),
+    };
+    key.vrf = vrf;
+    Some(key)
 }
 
 /// The action for one direction of a flow (`reverse`: the reply direction) under a

@@ -932,6 +932,75 @@ fn deny_udp_port(port: u16) -> PolicySet {
     )
 }
 
+/// An ICMP error from w2 to w1 quoting the packet `quoted` (an IPv4 packet from w1).
+fn icmp_error_to_w1(kind: (u8, u8), quoted: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![kind.0, kind.1, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..28]);
+    let c = wire::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let eth = Header::Ethernet(EthernetRepr {
+        src: M2,
+        dst: P1,
+        ethertype: EtherType::Ipv4,
+    });
+    let ip = Header::Ipv4(Ipv4Repr::new(ip4("10.0.2.2"), ip4("10.0.1.2"), IpProtocol::Icmp));
+    frame(&[eth, ip], &icmp).unwrap()
+}
+
+/// w1 admits UDP only: no ICMP. An ICMP error about one of its own allowed flows still
+/// reaches it (conntrack's RELATED), and one about a packet of no flow does not.
+#[test]
+fn icmp_errors_about_an_allowed_flow_pass_where_icmp_is_denied() {
+    use policy::{Action, Rule, RuleId};
+    let mut n = node();
+    let udp_only = RuleList {
+        rules: vec![Rule {
+            proto: Some(17),
+            ..Rule::any(RuleId(1), Action::Allow)
+        }],
+        default: Action::Deny,
+    };
+    n.policy
+        .publish(&PolicySet::ingress_for(
+            EndpointId(1),
+            1,
+            vec![ip("10.0.1.2")],
+            udp_only,
+        ))
+        .unwrap();
+    let sent = udp(M1, P0, "10.0.1.2", "10.0.2.2", 1000, 5353, 64);
+    assert_eq!(n.send(0, &sent).map(|o| o.0), Some(1));
+    // The datagram as w2 got it (TTL one less, checksum changed): what w2 quotes.
+    let unreachable = (3, 3);
+    let got = n.send(
+        1,
+        &icmp_error_to_w1(unreachable, &udp(M2, P1, "10.0.1.2", "10.0.2.2", 1000, 5353, 63)[14..]),
+    );
+    let (port, err) = got.unwrap_or_else(|| panic!("{:?}", n.worker.counters().snapshot()));
+    assert_eq!(port, 0);
+    assert_eq!(&err[..6], &M1.0);
+    assert_eq!(err[34], 3, "the port unreachable, as sent");
+    // About a datagram w1 never sent (another port): policy decides, and denies.
+    let never = udp(M1, P0, "10.0.1.2", "10.0.2.2", 1000, 7777, 63);
+    assert!(n.send(1, &icmp_error_to_w1(unreachable, &never[14..])).is_none());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 1);
+    // And ICMP that is no error (an echo request) stays denied.
+    let ping = frame(
+        &[
+            Header::Ethernet(EthernetRepr {
+                src: M2,
+                dst: P1,
+                ethertype: EtherType::Ipv4,
+            }),
+            Header::Ipv4(Ipv4Repr::new(ip4("10.0.2.2"), ip4("10.0.1.2"), IpProtocol::Icmp)),
+        ],
+        &[8, 0, 0xf7, 0xfe, 0, 1, 0, 0],
+    )
+    .unwrap();
+    assert!(n.send(1, &ping).is_none());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 2);
+}
+
 #[test]
 fn policy_denies_and_a_new_deny_cuts_an_established_flow() {
     let mut n = node();

@@ -69,6 +69,38 @@ fn pure_l3_ping_tcp_and_policy() {
     lab.node.stop().unwrap();
 }
 
+/// w1's policy admits TCP only, so no ICMP. Its UDP to a port w2 does not serve still
+/// hears w2's kernel answer "port unreachable" (the connected socket's recv is refused),
+/// as conntrack's RELATED would let it: the error is about w1's own allowed flow.
+#[test]
+fn icmp_errors_about_its_own_flows_reach_a_workload_that_admits_no_icmp() {
+    use vrouter::policy::{Action, Rule, RuleId};
+    let mut lab = L3Lab::new();
+    let tcp_only = RuleList {
+        rules: vec![Rule {
+            proto: Some(6),
+            ..Rule::any(RuleId(1), Action::Allow)
+        }],
+        default: Action::Deny,
+    };
+    let w1 = PolicySet::ingress_for(EndpointId(1), 1, vec![ip("10.0.1.2")], tcp_only);
+    lab.node.router.tables().policy.publish(&w1).unwrap();
+    let script = "import socket\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.settimeout(2)\n\
+        s.connect(('10.0.2.2', 9))\n\
+        s.send(b'x')\n\
+        try:\n    s.recv(10)\n    print('answered')\n\
+        except ConnectionRefusedError:\n    print('refused')\n\
+        except socket.timeout:\n    print('timeout')\n";
+    let out = lab.w1.ns.exec(&["python3", "-c", script]).unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(said, "refused", "{:?}", lab.node.stats());
+    // A ping, which is no error, stays denied.
+    assert!(!ping(&lab.w2.ns, "10.0.1.2"));
+    lab.node.stop().unwrap();
+}
+
 #[test]
 fn pure_l3_iperf3_both_ways() {
     let mut lab = L3Lab::new();

@@ -13,7 +13,7 @@ import frames  # noqa: E402
 from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPv6,  # noqa: E402
                        ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6PacketTooBig, ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt,
-                       fragment, fragment6)
+                       ICMPv6DestUnreach, fragment, fragment6)
 from scapy.contrib.mpls import MPLS  # noqa: E402
 from scapy.layers.inet6 import _ICMPv6  # noqa: E402
 from scapy.layers.vxlan import VXLAN  # noqa: E402
@@ -151,6 +151,14 @@ def pipeline_seeds():
            / VXLAN(vni=42) / Ether(src=peer, dst=g1) / IP(src="10.5.0.5", dst="10.0.1.2") / UDP(sport=1, dport=2)
            / (b"r" * 600))
     frames_ += [(2, out / f) for f in fragment6(vx6, 320)]
+    # ICMP errors from w2 about w1's packets: of an allowed flow (RELATED), over either family.
+    w2, g2 = "02:00:00:00:02:02", "02:0a:00:00:00:02"
+    frames_ += [
+        (1, Ether(src=w2, dst=g2) / IP(src="10.0.2.2", dst="10.0.1.2") / ICMP(type=3, code=3)
+            / IP(src="10.0.1.2", dst="10.0.2.2") / UDP(sport=4000, dport=80)),
+        (1, Ether(src=w2, dst=g2) / IPv6(src="fd00:2::2", dst="fd00:1::2") / ICMPv6DestUnreach(code=4)
+            / IPv6(src="fd00:1::2", dst="fd00:2::2") / UDP(sport=1, dport=2)),
+    ]
     # A later fragment before its first: parked, then sent after it.
     frames_ += [
         (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", frag=8, id=11, proto=17) / (b"o" * 16)),

@@ -1,7 +1,8 @@
 //! The forwarding pipeline: what a vRouter does to every burst.
 //!
 //! Stages, each over the whole burst: parse (once) and classify (ARP answered, tunnels to
-//! this node decapsulated into their VRF, workload sources checked against spoofing) ->
+//! this node decapsulated into their VRF, after reassembly if the underlay fragmented them
+//! ([`crate::reassembly`]), workload sources checked against spoofing) ->
 //! flow lookup for the burst -> on a miss (or a flow computed from an older routing or
 //! policy generation) the slow path: policy, LPM in the VRF, ECMP member by flow hash, and
 //! the forward and reverse flows installed -> act: L3 rewrite (MACs, TTL, incremental

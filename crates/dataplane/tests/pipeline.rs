@@ -1001,6 +1001,52 @@ fn icmp_errors_about_an_allowed_flow_pass_where_icmp_is_denied() {
     assert_eq!(n.drops(DropReason::PolicyDenied), 2);
 }
 
+/// The same over IPv6: w1 admits UDP only, and hears w2's "destination unreachable"
+/// (port unreachable) about its own allowed datagram, whose quote is read past the IPv6
+/// header.
+#[test]
+fn icmpv6_errors_about_an_allowed_flow_pass_where_icmp_is_denied() {
+    use policy::{Action, Rule, RuleId};
+    let mut n = node();
+    let udp_only = RuleList {
+        rules: vec![Rule {
+            proto: Some(17),
+            ..Rule::any(RuleId(1), Action::Allow)
+        }],
+        default: Action::Deny,
+    };
+    let w1 = PolicySet::ingress_for(EndpointId(1), 1, vec![ip("10.0.1.2"), ip("fd00:1::2")], udp_only);
+    n.policy.publish(&w1).unwrap();
+    // The node routes w1's IPv4 address only; its IPv6 one too, here.
+    n.routes.add_route(1, ip("fd00:1::2"), 128, 1).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    let sent = udp6("fd00:1::2", "fd00:2::2", 1000, 64, b"question");
+    assert_eq!(n.send(0, &sent).map(|o| o.0), Some(1));
+    let error = |quoted: &[u8]| {
+        let (src, dst) = ("fd00:2::2".parse().unwrap(), "fd00:1::2".parse().unwrap());
+        let mut icmp = vec![1, 4, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(quoted);
+        let pseudo = wire::checksum::pseudo_header_v6(src, dst, 58, icmp.len() as u32);
+        let c = wire::checksum::finish(wire::checksum::combine(&[pseudo, wire::checksum::sum(&icmp)]));
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let eth = Header::Ethernet(EthernetRepr {
+            src: M2,
+            dst: P1,
+            ethertype: EtherType::Ipv6,
+        });
+        let ip = Header::Ipv6(wire::ipv6::Ipv6Repr::new(src, dst, IpProtocol::Icmpv6));
+        frame(&[eth, ip], &icmp).unwrap()
+    };
+    let (port, _) = n
+        .send(1, &error(&sent[14..]))
+        .unwrap_or_else(|| panic!("{:?}", n.worker.counters().snapshot()));
+    assert_eq!(port, 0);
+    // About a datagram from another source port: none of w1's flows.
+    let other = udp6("fd00:1::2", "fd00:2::2", 1001, 64, b"question");
+    assert!(n.send(1, &error(&other[14..])).is_none());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 1);
+}
+
 #[test]
 fn policy_denies_and_a_new_deny_cuts_an_established_flow() {
     let mut n = node();

@@ -951,15 +951,8 @@ fn icmp_error_to_w1(kind: (u8, u8), quoted: &[u8]) -> Vec<u8> {
 /// reaches it (conntrack's RELATED), and one about a packet of no flow does not.
 #[test]
 fn icmp_errors_about_an_allowed_flow_pass_where_icmp_is_denied() {
-    use policy::{Action, Rule, RuleId};
     let mut n = node();
-    let udp_only = RuleList {
-        rules: vec![Rule {
-            proto: Some(17),
-            ..Rule::any(RuleId(1), Action::Allow)
-        }],
-        default: Action::Deny,
-    };
+    let udp_only = RuleList::allow_only(17);
     n.policy
         .publish(&PolicySet::ingress_for(
             EndpointId(1),
@@ -1006,15 +999,8 @@ fn icmp_errors_about_an_allowed_flow_pass_where_icmp_is_denied() {
 /// header.
 #[test]
 fn icmpv6_errors_about_an_allowed_flow_pass_where_icmp_is_denied() {
-    use policy::{Action, Rule, RuleId};
     let mut n = node();
-    let udp_only = RuleList {
-        rules: vec![Rule {
-            proto: Some(17),
-            ..Rule::any(RuleId(1), Action::Allow)
-        }],
-        default: Action::Deny,
-    };
+    let udp_only = RuleList::allow_only(17);
     let w1 = PolicySet::ingress_for(EndpointId(1), 1, vec![ip("10.0.1.2"), ip("fd00:1::2")], udp_only);
     n.policy.publish(&w1).unwrap();
     // The node routes w1's IPv4 address only; its IPv6 one too, here.

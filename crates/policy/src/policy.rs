@@ -85,6 +85,22 @@ impl RuleList {
         }
     }
 
+    /// Allows `proto` traffic (rule id 1), denies the rest.
+    ///
+    /// ```
+    /// let l = policy::RuleList::allow_only(17);
+    /// assert_eq!((l.rules[0].proto, l.default), (Some(17), policy::Action::Deny));
+    /// ```
+    pub fn allow_only(proto: u8) -> Self {
+        RuleList {
+            rules: vec![Rule {
+                proto: Some(proto),
+                ..Rule::any(RuleId(1), Action::Allow)
+            }],
+            default: Action::Deny,
+        }
+    }
+
     /// Checks the list as the compiler will (port ranges, ports without a port protocol,
     /// ICMP fields without ICMP, ...), alone: for front ends that want to report a bad list
     /// where it is written rather than when a whole set is published.

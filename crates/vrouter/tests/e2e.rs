@@ -74,15 +74,8 @@ fn pure_l3_ping_tcp_and_policy() {
 /// as conntrack's RELATED would let it: the error is about w1's own allowed flow.
 #[test]
 fn icmp_errors_about_its_own_flows_reach_a_workload_that_admits_no_icmp() {
-    use vrouter::policy::{Action, Rule, RuleId};
     let mut lab = L3Lab::new();
-    let tcp_only = RuleList {
-        rules: vec![Rule {
-            proto: Some(6),
-            ..Rule::any(RuleId(1), Action::Allow)
-        }],
-        default: Action::Deny,
-    };
+    let tcp_only = RuleList::allow_only(6);
     let w1 = PolicySet::ingress_for(EndpointId(1), 1, vec![ip("10.0.1.2")], tcp_only);
     lab.node.router.tables().policy.publish(&w1).unwrap();
     let script = "import socket\n\

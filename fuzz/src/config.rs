@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use policy::k8s::ContainerPort;
 use policy::{EndpointId, Policy};
 use vrouter_cli::k8s::{Cluster, Pod};
 
@@ -155,7 +156,7 @@ pub fn netpol(data: &[u8]) {
     let c = cluster();
     match vrouter_cli::k8s::read("fuzz.yaml", text, &c) {
         Ok(policies) => {
-            if let Ok(set) = policy::k8s::compile(&c.local_endpoints(1), &policies) {
+            if let Ok(set) = policy::k8s::compile(&c.local_endpoints(1), &policies, &c.named_ports()) {
                 let _ = Policy::compile(&set, 1);
             }
         }
@@ -163,19 +164,25 @@ pub fn netpol(data: &[u8]) {
     }
 }
 
-/// Pods in three namespaces, two of them on this node.
+/// Pods in three namespaces, two of them on this node, with named ports (`http` on a
+/// different number in each).
 fn cluster() -> Cluster {
-    let pod = |ns: &str, labels: &[(&str, &str)], addr: &str, endpoint: Option<u32>| Pod {
+    let pod = |ns: &str, labels: &[(&str, &str)], addr: &str, endpoint: Option<u32>, http: u16| Pod {
         namespace: ns.into(),
         labels: labels.iter().map(|&(k, v)| (k.into(), v.into())).collect(),
         addrs: vec![addr.parse::<IpAddr>().expect("a test address")],
         endpoint: endpoint.map(EndpointId),
+        named_ports: vec![ContainerPort {
+            name: "http".into(),
+            protocol: 6,
+            port: http,
+        }],
     };
     Cluster {
         pods: vec![
-            pod("prod", &[("app", "db")], "10.0.1.2", Some(1)),
-            pod("prod", &[("app", "web")], "10.0.2.2", Some(2)),
-            pod("ops", &[("app", "prometheus")], "fd00::3", None),
+            pod("prod", &[("app", "db")], "10.0.1.2", Some(1), 8080),
+            pod("prod", &[("app", "web")], "10.0.2.2", Some(2), 80),
+            pod("ops", &[("app", "prometheus")], "fd00::3", None, 9090),
         ],
         namespaces: BTreeMap::from([("ops".into(), BTreeMap::from([("team".into(), "ops".into())]))]),
     }

@@ -10,9 +10,15 @@
 //!   port matches any of its ports (none = all ports and protocols);
 //! * `ipBlock` is `cidr` minus every `except`; a pod/namespace selector peer is the address
 //!   set the caller resolved it to;
-//! * a port without `port` matches the whole protocol; `endPort` makes a range.
+//! * a port without `port` matches the whole protocol; `endPort` makes a range;
+//! * a named port is the number of the container port of that name and protocol: on an
+//!   ingress rule that of the selected endpoint itself (so endpoints of one policy may
+//!   differ), on an egress rule that of each destination pod (one rule per number, to the
+//!   pods that have it); a pod without the name is not matched by the entry, and an
+//!   address that is no known pod never is.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::addrset::{AddrSet, Cidr};
@@ -66,15 +72,24 @@ pub enum Peer {
     },
 }
 
-/// A `ports` entry. Named ports must be resolved to numbers by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A `ports` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkPolicyPort {
     /// `protocol` (TCP when absent): 6, 17 or 132.
     pub protocol: u8,
     /// `port`; `None` = every port of the protocol.
-    pub port: Option<u16>,
-    /// `endPort`: the range `port..=end_port`.
+    pub port: Option<PortRef>,
+    /// `endPort`: the range `port..=end_port` (a numeric `port` only).
     pub end_port: Option<u16>,
+}
+
+/// A `port` value: a number, or the name of a container port ([`PodPorts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortRef {
+    /// A port number.
+    Number(u16),
+    /// A container port's name, resolved against the pods' [`ContainerPort`]s.
+    Name(String),
 }
 
 impl NetworkPolicyPort {
@@ -82,10 +97,76 @@ impl NetworkPolicyPort {
     pub const fn tcp(port: u16) -> Self {
         NetworkPolicyPort {
             protocol: 6,
-            port: Some(port),
+            port: Some(PortRef::Number(port)),
             end_port: None,
         }
     }
+
+    /// A TCP port by its container port name.
+    pub fn tcp_named(name: &str) -> Self {
+        NetworkPolicyPort {
+            protocol: 6,
+            port: Some(PortRef::Name(name.into())),
+            end_port: None,
+        }
+    }
+}
+
+/// A named container port (`containers[].ports[]` with a `name`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ContainerPort {
+    /// `name`: an IANA service name ([`check_port_name`]), unique in its pod.
+    pub name: String,
+    /// `protocol`: 6, 17 or 132.
+    pub protocol: u8,
+    /// `containerPort`.
+    pub port: u16,
+}
+
+/// A pod's named ports, for the named `ports` entries of policies: of the endpoints
+/// here for ingress rules, of any pod a policy may send to for egress rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodPorts {
+    /// The endpoint, for a pod on this node.
+    pub endpoint: Option<EndpointId>,
+    /// Its addresses.
+    pub addrs: Vec<IpAddr>,
+    /// Its named container ports.
+    pub ports: Vec<ContainerPort>,
+}
+
+impl PodPorts {
+    fn number(&self, name: &str, protocol: u8) -> Option<u16> {
+        self.ports
+            .iter()
+            .find(|c| c.name == name && c.protocol == protocol)
+            .map(|c| c.port)
+    }
+}
+
+/// Checks a port name as Kubernetes does (`IANA_SVC_NAME`): 1-15 characters of `a-z`,
+/// `0-9` and `-`, at least one letter, no `-` at either end or twice in a row.
+///
+/// ```
+/// assert!(policy::k8s::check_port_name("http-alt").is_ok());
+/// assert!(policy::k8s::check_port_name("HTTP").is_err());
+/// ```
+pub fn check_port_name(name: &str) -> Result<(), String> {
+    let why = if name.is_empty() || name.len() > 15 {
+        "needs 1-15 characters"
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        "takes only a-z, 0-9 and -"
+    } else if !name.bytes().any(|b| b.is_ascii_lowercase()) {
+        "needs a letter"
+    } else if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
+        "has a - at an end or two in a row"
+    } else {
+        return Ok(());
+    };
+    Err(format!("`{name}` is not a port name: it {why}"))
 }
 
 /// Parses a `protocol` value.
@@ -98,13 +179,15 @@ pub fn protocol(name: &str) -> Option<u8> {
     }
 }
 
-/// Builds the per-endpoint rule lists for `endpoints` (id, VRF, addresses) under `policies`.
+/// Builds the per-endpoint rule lists for `endpoints` (id, VRF, addresses) under `policies`,
+/// with the named ports of `pods` (none needed when no policy names a port).
 ///
 /// Rule ids count up from 1 in the order policies and their rules are given. Errors name
 /// the policy, the rule and the field.
 pub fn compile(
-    endpoints: &[(EndpointId, u32, Vec<std::net::IpAddr>)],
+    endpoints: &[(EndpointId, u32, Vec<IpAddr>)],
     policies: &[NetworkPolicy],
+    pods: &[PodPorts],
 ) -> Result<PolicySet, PolicyError> {
     // Per policy: its ingress and egress allow rules (or None when it does not isolate).
     let mut next_id = 1u32;
@@ -123,7 +206,7 @@ pub fn compile(
             }
             let mut out = Vec::new();
             for (i, r) in rules.iter().enumerate() {
-                out.extend(lower_rule(p, field, i, r, dir, &mut next_id)?);
+                out.extend(lower_rule(p, field, i, r, dir, pods, &mut next_id)?);
             }
             Ok::<_, PolicyError>(Some(out))
         };
@@ -132,8 +215,10 @@ pub fn compile(
             lower(PolicyType::Egress, &p.egress, "egress")?,
         ));
     }
-    // Endpoints selected by the same policies share one list (compiled once).
-    let mut shared: BTreeMap<(Vec<usize>, bool), Arc<RuleList>> = BTreeMap::new();
+    // Endpoints selected by the same policies share one list (compiled once); where
+    // those name ports in ingress rules, only endpoints whose named ports are alike.
+    type Sharers<'a> = (Vec<usize>, bool, &'a [ContainerPort]);
+    let mut shared: BTreeMap<Sharers<'_>, Arc<RuleList>> = BTreeMap::new();
     let mut list_for = |ep: EndpointId, egress: bool| {
         let mine: Vec<usize> = policies
             .iter()
@@ -149,12 +234,28 @@ pub fn compile(
         if mine.is_empty() {
             return None;
         }
-        let list = shared.entry((mine.clone(), egress)).or_insert_with(|| {
+        let own = pods.iter().find(|p| p.endpoint == Some(ep));
+        let names = !egress
+            && mine
+                .iter()
+                .any(|&i| per_policy[i].0.iter().flatten().any(|l| l.named.is_some()));
+        let named: &[ContainerPort] = match own {
+            Some(p) if names => &p.ports,
+            _ => &[],
+        };
+        let list = shared.entry((mine.clone(), egress, named)).or_insert_with(|| {
             let rules = mine
                 .iter()
                 .flat_map(|&i| {
                     let (ing, eg) = &per_policy[i];
-                    if egress { eg } else { ing }.iter().flatten().cloned()
+                    if egress { eg } else { ing }.iter().flatten()
+                })
+                .filter_map(|l| match &l.named {
+                    None => Some(l.rule.clone()),
+                    Some(name) => own.and_then(|p| p.number(name, l.rule.proto?)).map(|n| Rule {
+                        dst_ports: Some(PortRange::single(n)),
+                        ..l.rule.clone()
+                    }),
                 })
                 .collect();
             Arc::new(RuleList {
@@ -177,14 +278,22 @@ pub fn compile(
     Ok(PolicySet { endpoints })
 }
 
+/// A lowered rule. One with a named port (only on ingress rules) is finished per endpoint,
+/// with that endpoint's number for the name; without it, the endpoint has no such rule.
+struct Lowered {
+    rule: Rule,
+    named: Option<String>,
+}
+
 fn lower_rule(
     p: &NetworkPolicy,
     field: &'static str,
     index: usize,
     r: &NetworkPolicyRule,
     dir: PolicyType,
+    pods: &[PodPorts],
     next_id: &mut u32,
-) -> Result<Vec<Rule>, PolicyError> {
+) -> Result<Vec<Lowered>, PolicyError> {
     let err = |sub: &'static str, reason: String| PolicyError {
         rule: None,
         field: sub,
@@ -210,7 +319,24 @@ fn lower_rule(
         }
         Some(Arc::new(set))
     };
-    let mut ports: Vec<(Option<u8>, Option<PortRange>)> = Vec::new();
+    let mut out = Vec::new();
+    let mut push =
+        |proto: Option<u8>, dst_ports: Option<PortRange>, to: &Option<Arc<AddrSet>>, named: Option<String>| {
+            let id = RuleId(*next_id);
+            *next_id += 1;
+            let (src, dst) = match dir {
+                PolicyType::Ingress => (peers.clone(), None),
+                PolicyType::Egress => (None, to.clone()),
+            };
+            let rule = Rule {
+                src,
+                dst,
+                proto,
+                dst_ports,
+                ..Rule::any(id, Action::Allow)
+            };
+            out.push(Lowered { rule, named });
+        };
     for (j, port) in r.ports.iter().enumerate() {
         if !matches!(port.protocol, 6 | 17 | PROTO_SCTP) {
             return Err(err(
@@ -218,36 +344,46 @@ fn lower_rule(
                 format!("port {j}: protocol {} is not TCP, UDP or SCTP", port.protocol),
             ));
         }
-        let range = match (port.port, port.end_port) {
+        let proto = Some(port.protocol);
+        let range = match (&port.port, port.end_port) {
             (None, None) => None,
             (None, Some(_)) => return Err(err("ports.endPort", format!("port {j}: endPort needs port"))),
-            (Some(a), None) => Some(PortRange::single(a)),
-            (Some(a), Some(b)) if b < a => {
+            (Some(PortRef::Name(_)), Some(_)) => {
+                return Err(err("ports.endPort", format!("port {j}: endPort needs a numeric port")));
+            }
+            (Some(PortRef::Number(a)), None) => Some(PortRange::single(*a)),
+            (Some(PortRef::Number(a)), Some(b)) if b < *a => {
                 return Err(err("ports.endPort", format!("port {j}: endPort {b} is below port {a}")));
             }
-            (Some(a), Some(b)) => Some(PortRange::new(a, b)),
-        };
-        ports.push((Some(port.protocol), range));
-    }
-    if ports.is_empty() {
-        ports.push((None, None));
-    }
-    Ok(ports
-        .into_iter()
-        .map(|(proto, dst_ports)| {
-            let id = RuleId(*next_id);
-            *next_id += 1;
-            let (src, dst) = match dir {
-                PolicyType::Ingress => (peers.clone(), None),
-                PolicyType::Egress => (None, peers.clone()),
-            };
-            Rule {
-                src,
-                dst,
-                proto,
-                dst_ports,
-                ..Rule::any(id, Action::Allow)
+            (Some(PortRef::Number(a)), Some(b)) => Some(PortRange::new(*a, b)),
+            (Some(PortRef::Name(name)), None) => {
+                check_port_name(name).map_err(|why| err("ports.port", format!("port {j}: {why}")))?;
+                if dir == PolicyType::Ingress {
+                    push(proto, None, &None, Some(name.clone()));
+                } else {
+                    // One rule per number the destination pods give the name.
+                    let mut by_number: BTreeMap<u16, Vec<IpAddr>> = BTreeMap::new();
+                    for pod in pods {
+                        if let Some(n) = pod.number(name, port.protocol) {
+                            let to = pod
+                                .addrs
+                                .iter()
+                                .filter(|a| peers.as_ref().is_none_or(|s| s.contains(**a)));
+                            by_number.entry(n).or_default().extend(to);
+                        }
+                    }
+                    for (n, addrs) in by_number.into_iter().filter(|(_, a)| !a.is_empty()) {
+                        let to = Some(Arc::new(AddrSet::from_addrs(addrs)));
+                        push(proto, Some(PortRange::single(n)), &to, None);
+                    }
+                }
+                continue;
             }
-        })
-        .collect())
+        };
+        push(proto, range, &peers, None);
+    }
+    if r.ports.is_empty() {
+        push(None, None, &peers, None);
+    }
+    Ok(out)
 }

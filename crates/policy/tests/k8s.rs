@@ -4,7 +4,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use policy::k8s::{self, NetworkPolicy, NetworkPolicyPort, NetworkPolicyRule, Peer, PolicyType};
+use policy::k8s::{
+    self, ContainerPort, NetworkPolicy, NetworkPolicyPort, NetworkPolicyRule, Peer, PodPorts, PolicyType, PortRef,
+};
 use policy::*;
 use wire::flow::FlowKey;
 
@@ -35,7 +37,7 @@ fn policy(name: &str, selected: &[EndpointId]) -> NetworkPolicy {
 }
 
 fn compile(policies: &[NetworkPolicy]) -> Policy {
-    let set = k8s::compile(&endpoints(), policies).unwrap();
+    let set = k8s::compile(&endpoints(), policies, &[]).unwrap();
     Policy::compile(&set, 1).unwrap().0
 }
 
@@ -145,7 +147,7 @@ fn end_port_makes_a_range() {
             }],
             ports: vec![NetworkPolicyPort {
                 protocol: 6,
-                port: Some(32000),
+                port: Some(PortRef::Number(32000)),
                 end_port: Some(32768),
             }],
         }],
@@ -202,7 +204,7 @@ fn absent_policy_types_follow_the_rules_given() {
             peers: vec![],
             ports: vec![NetworkPolicyPort {
                 protocol: 17,
-                port: Some(53),
+                port: Some(PortRef::Number(53)),
                 end_port: None,
             }],
         }],
@@ -250,13 +252,13 @@ fn bad_policies_are_rejected_with_the_field() {
             peers: vec![],
             ports: vec![NetworkPolicyPort {
                 protocol: 6,
-                port: Some(90),
+                port: Some(PortRef::Number(90)),
                 end_port: Some(80),
             }],
         }],
         ..policy("p1", &[DB])
     };
-    let e = k8s::compile(&endpoints(), &[bad_end]).unwrap_err();
+    let e = k8s::compile(&endpoints(), &[bad_end], &[]).unwrap_err();
     assert_eq!(e.field, "ports.endPort");
     assert_eq!(
         e.to_string(),
@@ -273,7 +275,7 @@ fn bad_policies_are_rejected_with_the_field() {
         }],
         ..policy("p2", &[DB])
     };
-    let e = k8s::compile(&endpoints(), &[outside]).unwrap_err();
+    let e = k8s::compile(&endpoints(), &[outside], &[]).unwrap_err();
     assert!(
         e.to_string()
             .contains("policy `p2` egress[0]: peer 0: 10.0.1.0/24 is not inside 10.0.0.0/24"),
@@ -292,7 +294,7 @@ fn bad_policies_are_rejected_with_the_field() {
         ..policy("p3", &[DB])
     };
     assert_eq!(
-        k8s::compile(&endpoints(), &[proto]).unwrap_err().field,
+        k8s::compile(&endpoints(), &[proto], &[]).unwrap_err().field,
         "ports.protocol"
     );
     assert_eq!(k8s::protocol("SCTP"), Some(132));
@@ -311,8 +313,200 @@ fn except_covering_the_block_leaves_a_rule_that_never_matches() {
         }],
         ..policy("nothing", &[DB])
     };
-    let set = k8s::compile(&endpoints(), &[np]).unwrap();
+    let set = k8s::compile(&endpoints(), &[np], &[]).unwrap();
     let (p, warnings) = Policy::compile(&set, 1).unwrap();
     assert_eq!(warnings.len(), 1);
     assert!(!allowed(&p, "10.9.1.1", "10.1.0.10", 6, 80));
+}
+
+/// Named ports of the pods in the named-port tests: db serves `http` on 8080 and `dns` on
+/// UDP 53, frontend `http` on 80, other names nothing; two remote pods serve `http` on
+/// 8443 and 80.
+fn named_pods() -> Vec<PodPorts> {
+    let pod = |endpoint: Option<EndpointId>, addr: &str, ports: &[(&str, u8, u16)]| PodPorts {
+        endpoint,
+        addrs: vec![ip(addr)],
+        ports: ports
+            .iter()
+            .map(|&(name, protocol, port)| ContainerPort {
+                name: name.into(),
+                protocol,
+                port,
+            })
+            .collect(),
+    };
+    vec![
+        pod(Some(DB), "10.1.0.10", &[("http", 6, 8080), ("dns", 17, 53)]),
+        pod(Some(FRONTEND), "10.1.0.20", &[("http", 6, 80)]),
+        pod(Some(OTHER), "10.1.0.30", &[]),
+        pod(None, "10.9.0.5", &[("http", 6, 8443)]),
+        pod(None, "10.9.0.6", &[("http", 6, 80)]),
+    ]
+}
+
+fn compile_named(policies: &[NetworkPolicy]) -> Policy {
+    let set = k8s::compile(&endpoints(), policies, &named_pods()).unwrap();
+    Policy::compile(&set, 1).unwrap().0
+}
+
+#[test]
+fn an_ingress_named_port_is_each_selected_pods_own_number() {
+    let np = NetworkPolicy {
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![
+                NetworkPolicyPort::tcp_named("http"),
+                NetworkPolicyPort {
+                    protocol: 17,
+                    ..NetworkPolicyPort::tcp_named("dns")
+                },
+            ],
+        }],
+        ..policy("web", &[DB, FRONTEND, OTHER])
+    };
+    let p = compile_named(&[np]);
+    let client = "192.0.2.1";
+    assert!(allowed(&p, client, "10.1.0.10", 6, 8080), "db's http");
+    assert!(
+        !allowed(&p, client, "10.1.0.10", 6, 80),
+        "frontend's number is not db's"
+    );
+    assert!(allowed(&p, client, "10.1.0.20", 6, 80), "frontend's http");
+    assert!(
+        !allowed(&p, client, "10.1.0.20", 6, 8080),
+        "db's number is not frontend's"
+    );
+    assert!(allowed(&p, client, "10.1.0.10", 17, 53), "db's dns, over UDP");
+    assert!(!allowed(&p, client, "10.1.0.10", 6, 53), "dns is a UDP port");
+    assert!(!allowed(&p, client, "10.1.0.20", 17, 53), "frontend has no dns");
+    for port in [53, 80, 8080] {
+        assert!(
+            !allowed(&p, client, "10.1.0.30", 6, port),
+            "other names no port: isolated"
+        );
+    }
+}
+
+#[test]
+fn an_egress_named_port_is_each_destination_pods_own_number() {
+    let to_some = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Egress]),
+        egress: vec![NetworkPolicyRule {
+            peers: vec![Peer::Selected(Arc::new(AddrSet::from_addrs([
+                ip("10.1.0.10"),
+                ip("10.9.0.5"),
+            ])))],
+            ports: vec![NetworkPolicyPort::tcp_named("http")],
+        }],
+        ..policy("to-some", &[FRONTEND])
+    };
+    let p = compile_named(&[to_some]);
+    let me = "10.1.0.20";
+    assert!(allowed(&p, me, "10.1.0.10", 6, 8080));
+    assert!(!allowed(&p, me, "10.1.0.10", 6, 80), "the number of another pod");
+    assert!(allowed(&p, me, "10.9.0.5", 6, 8443));
+    assert!(!allowed(&p, me, "10.9.0.6", 6, 80), "a pod with the name, not a peer");
+    let to_any = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Egress]),
+        egress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![NetworkPolicyPort::tcp_named("http")],
+        }],
+        ..policy("to-any", &[FRONTEND])
+    };
+    let p = compile_named(&[to_any]);
+    assert!(allowed(&p, me, "10.9.0.6", 6, 80));
+    assert!(allowed(&p, me, "10.9.0.5", 6, 8443));
+    assert!(!allowed(&p, me, "10.9.0.5", 6, 80), "10.9.0.6's number, not 10.9.0.5's");
+    assert!(!allowed(&p, me, "192.0.2.1", 6, 80), "no pod, so no named port");
+    assert!(!allowed(&p, me, "10.1.0.30", 6, 80), "a pod without the name");
+}
+
+#[test]
+fn a_named_port_nobody_has_allows_nothing() {
+    let np = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Ingress, PolicyType::Egress]),
+        ingress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![NetworkPolicyPort::tcp_named("metrics")],
+        }],
+        egress: vec![NetworkPolicyRule {
+            peers: vec![],
+            ports: vec![NetworkPolicyPort::tcp_named("metrics")],
+        }],
+        ..policy("metrics", &[DB])
+    };
+    let set = k8s::compile(&endpoints(), &[np], &named_pods()).unwrap();
+    let (p, warnings) = Policy::compile(&set, 1).unwrap();
+    assert!(
+        warnings.is_empty(),
+        "no rule that can never match is made: {warnings:?}"
+    );
+    assert!(!allowed(&p, "192.0.2.1", "10.1.0.10", 6, 8080));
+    assert!(!allowed(&p, "10.1.0.10", "10.9.0.5", 6, 8443));
+}
+
+#[test]
+fn named_ports_with_an_end_port_or_a_bad_name_are_refused() {
+    let cases = [
+        (
+            NetworkPolicyPort {
+                end_port: Some(90),
+                ..NetworkPolicyPort::tcp_named("http")
+            },
+            "ports.endPort",
+            "endPort needs a numeric port",
+        ),
+        (
+            NetworkPolicyPort::tcp_named("HTTP"),
+            "ports.port",
+            "`HTTP` is not a port name",
+        ),
+        (
+            NetworkPolicyPort::tcp_named("web--ui"),
+            "ports.port",
+            "`web--ui` is not a port name",
+        ),
+        (
+            NetworkPolicyPort::tcp_named("8080x8080x8080x8"),
+            "ports.port",
+            "needs 1-15",
+        ),
+    ];
+    for (port, field, reason) in cases {
+        let np = NetworkPolicy {
+            ingress: vec![NetworkPolicyRule {
+                peers: vec![],
+                ports: vec![port],
+            }],
+            ..policy("bad", &[DB])
+        };
+        let e = k8s::compile(&endpoints(), &[np], &named_pods()).unwrap_err();
+        assert_eq!(e.field, field);
+        assert!(
+            e.reason.contains("policy `bad` ingress[0]") && e.reason.contains(reason),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn endpoints_share_a_list_unless_a_named_port_sets_them_apart() {
+    let rule = |port| NetworkPolicyRule {
+        peers: vec![],
+        ports: vec![port],
+    };
+    let lists = |port| {
+        let np = NetworkPolicy {
+            ingress: vec![rule(port)],
+            ..policy("p", &[DB, FRONTEND])
+        };
+        let set = k8s::compile(&endpoints(), &[np], &named_pods()).unwrap();
+        let of = |id| set.endpoints.iter().find(|e| e.id == id).unwrap().ingress.clone().unwrap();
+        (of(DB), of(FRONTEND))
+    };
+    let (db, frontend) = lists(NetworkPolicyPort::tcp(443));
+    assert!(Arc::ptr_eq(&db, &frontend), "numbers only: one list for both");
+    let (db, frontend) = lists(NetworkPolicyPort::tcp_named("http"));
+    assert!(!Arc::ptr_eq(&db, &frontend), "http is 8080 at db, 80 at frontend");
 }

@@ -14,6 +14,7 @@ use crate::k8s;
 use crate::kernel_routes::{KernelRoutes, PROTOCOLS, PortDevice};
 use vrouter::fib::{Encap, FibBuilder, MAX_ECMP_WEIGHT, Neighbor, NeighborState, Nexthop, OuterDscp};
 use vrouter::flow::{FlowTable, FlowTableConfig, FullPolicy, LiveOptions};
+use vrouter::policy::k8s::{ContainerPort, check_port_name, protocol};
 use vrouter::policy::{
     Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, PROTO_SCTP, Policy, PolicySet, PortRange, Rule, RuleId,
     RuleList,
@@ -126,6 +127,18 @@ struct PodDef {
     #[serde(default)]
     addresses: Vec<String>,
     port: Option<String>,
+    /// Its named container ports, which NetworkPolicy `ports` may name.
+    #[serde(default)]
+    container_ports: Vec<ContainerPortDef>,
+}
+
+/// A named container port (`containers[].ports[]` of the pod spec).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContainerPortDef {
+    name: String,
+    port: i64,
+    protocol: Option<String>,
 }
 
 fn default_namespace() -> String {
@@ -1306,11 +1319,29 @@ fn network_policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<Poli
         if addrs.is_empty() {
             return Err(e("addresses", "a pod without a `port` needs its addresses".into()));
         }
+        let mut named: Vec<ContainerPort> = Vec::new();
+        for (i, c) in p.container_ports.iter().enumerate() {
+            let e = |field: &str, why: String| e(&format!("container_ports[{i}].{field}"), why);
+            check_port_name(&c.name).map_err(|w| e("name", w))?;
+            if named.iter().any(|n| n.name == c.name) {
+                return Err(e("name", format!("`{}` is named twice", c.name)));
+            }
+            let name = c.protocol.as_deref().unwrap_or("TCP");
+            named.push(ContainerPort {
+                name: c.name.clone(),
+                protocol: protocol(name).ok_or_else(|| e("protocol", format!("`{name}` is not TCP, UDP or SCTP")))?,
+                port: u16::try_from(c.port)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| e("port", format!("{} is not a port (1-65535)", c.port)))?,
+            });
+        }
         cluster.pods.push(k8s::Pod {
             namespace: p.namespace.clone(),
             labels: p.labels.clone(),
             addrs,
             endpoint,
+            named_ports: named,
         });
     }
     let dir = std::path::Path::new(cx.path)
@@ -1341,7 +1372,7 @@ fn network_policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<Poli
         })
         .collect();
     let at = f.network_policies[0].span().start;
-    let set = vrouter::policy::k8s::compile(&endpoints, &policies)
+    let set = vrouter::policy::k8s::compile(&endpoints, &policies, &cluster.named_ports())
         .map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
     Policy::compile(&set, 0).map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
     Ok(set)
@@ -2076,6 +2107,24 @@ spec:
     }
 
     #[test]
+    fn a_named_port_in_the_yaml_is_the_pods_container_port() {
+        let pods = PODS.replace(
+            "port = \"pod1\"",
+            "port = \"pod1\"\ncontainer_ports = [{ name = \"postgres\", port = 6432 }, { name = \"dns\", port = 53, protocol = \"UDP\" }]",
+        );
+        let c = with_yaml(&pods, &NETPOL.replace("5432", "postgres")).unwrap();
+        let (p, _) = vrouter::policy::Policy::compile(&c.policy, 1).unwrap();
+        let verdict = |proto, port| {
+            let (src, dst) = ("10.9.0.7".parse().unwrap(), "10.0.1.2".parse().unwrap());
+            let key = vrouter::wire::flow::FlowKey::v4(src, dst, proto, 40000, port).with_vrf(1);
+            p.evaluate(&vrouter::policy::Fields::from_key(&key, None)).allow
+        };
+        assert!(verdict(6, 6432), "db-0's postgres");
+        assert!(!verdict(6, 5432), "the usual number is not db-0's");
+        assert!(!verdict(17, 6432), "postgres is TCP");
+    }
+
+    #[test]
     fn bad_pods_and_yaml_name_their_place() {
         let cases = [
             (
@@ -2105,8 +2154,40 @@ spec:
             ),
             (
                 PODS.to_string(),
-                NETPOL.replace("5432", "postgres"),
-                "netpol.yaml: NetworkPolicy `db`: field `spec.ingress[0].ports[0].port`: named port `postgres`",
+                NETPOL.replace("5432", "Postgres"),
+                "netpol.yaml: NetworkPolicy `db`: field `spec.ingress[0].ports[0].port`: `Postgres` is not a port name",
+            ),
+            (
+                PODS.replace(
+                    "port = \"pod1\"",
+                    "port = \"pod1\"\ncontainer_ports = [{ name = \"pg_1\", port = 1 }]",
+                ),
+                NETPOL.to_string(),
+                "pod `db-0`: field `container_ports[0].name`: `pg_1` is not a port name: it takes only a-z, 0-9 and -",
+            ),
+            (
+                PODS.replace(
+                    "port = \"pod1\"",
+                    "port = \"pod1\"\ncontainer_ports = [{ name = \"pg\", port = 1 }, { name = \"pg\", port = 2 }]",
+                ),
+                NETPOL.to_string(),
+                "pod `db-0`: field `container_ports[1].name`: `pg` is named twice",
+            ),
+            (
+                PODS.replace(
+                    "port = \"pod1\"",
+                    "port = \"pod1\"\ncontainer_ports = [{ name = \"pg\", port = 0 }]",
+                ),
+                NETPOL.to_string(),
+                "pod `db-0`: field `container_ports[0].port`: 0 is not a port (1-65535)",
+            ),
+            (
+                PODS.replace(
+                    "port = \"pod1\"",
+                    "port = \"pod1\"\ncontainer_ports = [{ name = \"pg\", port = 1, protocol = \"udp\" }]",
+                ),
+                NETPOL.to_string(),
+                "pod `db-0`: field `container_ports[0].protocol`: `udp` is not TCP, UDP or SCTP",
             ),
             (
                 PODS.to_string(),

@@ -11,15 +11,18 @@
 //! node). A peer's `podSelector` alone means pods of the policy's namespace;
 //! `namespaceSelector` alone, every pod of the matching namespaces; both, the matching pods
 //! of the matching namespaces. Every namespace carries the label
-//! `kubernetes.io/metadata.name`, as in Kubernetes. Named ports are not resolved (the
-//! router does not know container ports): give numbers.
+//! `kubernetes.io/metadata.name`, as in Kubernetes. Named ports resolve against the
+//! pods' `container_ports` (in `policy::k8s`, as their number depends on the pod).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use vrouter::policy::k8s::{NetworkPolicy, NetworkPolicyPort, NetworkPolicyRule, Peer, PolicyType, protocol};
+use vrouter::policy::k8s::{
+    ContainerPort, NetworkPolicy, NetworkPolicyPort, NetworkPolicyRule, Peer, PodPorts, PolicyType, PortRef,
+    check_port_name, protocol,
+};
 use vrouter::policy::{AddrSet, Cidr, EndpointId};
 
 /// A pod as the config describes it.
@@ -33,6 +36,8 @@ pub struct Pod {
     pub addrs: Vec<IpAddr>,
     /// The endpoint (workload port) when the pod is on this node.
     pub endpoint: Option<EndpointId>,
+    /// Its named container ports.
+    pub named_ports: Vec<ContainerPort>,
 }
 
 /// The pods and namespace labels selectors are resolved against.
@@ -50,6 +55,19 @@ impl Cluster {
         self.pods
             .iter()
             .filter_map(|p| p.endpoint.map(|e| (e, vrf, p.addrs.clone())))
+            .collect()
+    }
+
+    /// The pods' named ports as `policy::k8s::compile` takes them.
+    pub fn named_ports(&self) -> Vec<PodPorts> {
+        self.pods
+            .iter()
+            .filter(|p| !p.named_ports.is_empty())
+            .map(|p| PodPorts {
+                endpoint: p.endpoint,
+                addrs: p.addrs.clone(),
+                ports: p.named_ports.clone(),
+            })
             .collect()
     }
 }
@@ -328,20 +346,20 @@ fn port(p: PortYaml) -> Result<NetworkPolicyPort, (String, String)> {
     };
     let port = match p.port {
         None => None,
-        Some(IntOrString::Int(v)) => Some(number(v, ".port")?),
+        Some(IntOrString::Int(v)) => Some(PortRef::Number(number(v, ".port")?)),
         Some(IntOrString::Str(s)) => match s.parse::<i64>() {
-            Ok(v) => Some(number(v, ".port")?),
+            Ok(v) => Some(PortRef::Number(number(v, ".port")?)),
             Err(_) => {
-                return Err((
-                    ".port".into(),
-                    format!("named port `{s}`: give the number (named ports are not resolved here)"),
-                ));
+                check_port_name(&s).map_err(|w| (".port".to_string(), w))?;
+                Some(PortRef::Name(s))
             }
         },
     };
     let end_port = p.end_port.map(|v| number(v, ".endPort")).transpose()?;
-    if end_port.is_some() && port.is_none() {
-        return Err((".endPort".into(), "needs `port`".into()));
+    match (&port, end_port) {
+        (None, Some(_)) => return Err((".endPort".into(), "needs `port`".into())),
+        (Some(PortRef::Name(_)), Some(_)) => return Err((".endPort".into(), "needs a numeric `port`".into())),
+        _ => {}
     }
     Ok(NetworkPolicyPort {
         protocol,
@@ -360,25 +378,35 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn pod(ns: &str, labels: &[(&str, &str)], addr: &str, endpoint: Option<u32>) -> Pod {
+    fn pod(ns: &str, labels: &[(&str, &str)], addr: &str, endpoint: Option<u32>, named: &[(&str, u16)]) -> Pod {
         Pod {
             namespace: ns.into(),
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             addrs: vec![ip(addr)],
             endpoint: endpoint.map(EndpointId),
+            named_ports: named
+                .iter()
+                .map(|&(name, port)| ContainerPort {
+                    name: name.into(),
+                    protocol: 6,
+                    port,
+                })
+                .collect(),
         }
     }
 
-    /// db (local, endpoint 1) and web (local, endpoint 2) in `prod`; a remote web pod in
-    /// `prod`; a monitoring pod in `ops` (namespace labelled team=ops); a pod in `dev`.
+    /// db (local, endpoint 1, `postgres` on 5432) and web (local, endpoint 2, `http` on
+    /// 8080) in `prod`; a remote web pod in `prod` (`http` on 80); a monitoring pod in
+    /// `ops` (namespace labelled team=ops); a pod in `dev`.
     fn cluster() -> Cluster {
+        let front = [("app", "web"), ("tier", "front")];
         Cluster {
             pods: vec![
-                pod("prod", &[("app", "db")], "10.0.1.2", Some(1)),
-                pod("prod", &[("app", "web"), ("tier", "front")], "10.0.2.2", Some(2)),
-                pod("prod", &[("app", "web"), ("tier", "front")], "10.9.0.5", None),
-                pod("ops", &[("app", "prometheus")], "10.0.3.2", None),
-                pod("dev", &[("app", "web")], "10.0.4.2", None),
+                pod("prod", &[("app", "db")], "10.0.1.2", Some(1), &[("postgres", 5432)]),
+                pod("prod", &front, "10.0.2.2", Some(2), &[("http", 8080)]),
+                pod("prod", &front, "10.9.0.5", None, &[("http", 80)]),
+                pod("ops", &[("app", "prometheus")], "10.0.3.2", None, &[]),
+                pod("dev", &[("app", "web")], "10.0.4.2", None, &[]),
             ],
             namespaces: [("ops".to_string(), [("team".to_string(), "ops".to_string())].into())].into(),
         }
@@ -388,7 +416,7 @@ mod tests {
     fn allowed(yaml: &str, src: &str, dst: &str, port: u16) -> bool {
         let c = cluster();
         let policies = read("test.yaml", yaml, &c).unwrap();
-        let set = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies).unwrap();
+        let set = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies, &c.named_ports()).unwrap();
         let (p, _) = Policy::compile(&set, 1).unwrap();
         let (IpAddr::V4(s), IpAddr::V4(d)) = (ip(src), ip(dst)) else {
             unreachable!("IPv4 test addresses")
@@ -471,6 +499,38 @@ spec:
     }
 
     #[test]
+    fn named_ports_are_each_pods_own_number() {
+        let named = r#"
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: by-name, namespace: prod }
+spec:
+  podSelector: {}
+  policyTypes: [Ingress, Egress]
+  ingress:
+    - ports: [{ port: postgres }, { port: http }]
+  egress:
+    - to: [{ podSelector: { matchLabels: { app: web } } }]
+      ports: [{ protocol: TCP, port: http }]
+"#;
+        // Ingress: the selected pod's own number for each name.
+        assert!(allowed(named, "10.0.4.2", "10.0.1.2", 5432), "db's postgres");
+        assert!(!allowed(named, "10.0.4.2", "10.0.1.2", 8080), "web's http, not db's");
+        assert!(allowed(named, "10.0.4.2", "10.0.2.2", 8080), "web's http");
+        assert!(
+            !allowed(named, "10.0.4.2", "10.0.2.2", 5432),
+            "db's postgres, not web's"
+        );
+        // Egress: the destination pod's number.
+        assert!(allowed(named, "10.0.1.2", "10.9.0.5", 80), "the remote web pod's http");
+        assert!(
+            !allowed(named, "10.0.1.2", "10.9.0.5", 8080),
+            "the local web pod's number"
+        );
+        assert!(!allowed(named, "10.0.1.2", "10.0.4.2", 80), "a web pod of dev: no peer");
+    }
+
+    #[test]
     fn bad_yaml_names_file_policy_field_and_reason() {
         let head =
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: { name: p }\nspec:\n  podSelector: {}\n";
@@ -481,8 +541,12 @@ spec:
                 "`v1` `Pod` is not a networking.k8s.io NetworkPolicy",
             ),
             (
-                &format!("{head}  ingress:\n    - ports: [{{ port: http }}]\n"),
-                "NetworkPolicy `p`: field `spec.ingress[0].ports[0].port`: named port `http`",
+                &format!("{head}  ingress:\n    - ports: [{{ port: Http }}]\n"),
+                "NetworkPolicy `p`: field `spec.ingress[0].ports[0].port`: `Http` is not a port name",
+            ),
+            (
+                &format!("{head}  ingress:\n    - ports: [{{ port: http, endPort: 90 }}]\n"),
+                "field `spec.ingress[0].ports[0].endPort`: needs a numeric `port`",
             ),
             (
                 &format!("{head}  ingress:\n    - ports: [{{ protocol: ICMP, port: 1 }}]\n"),
@@ -571,7 +635,7 @@ spec:
             let c = cluster();
             match read("odd.yaml", &lines.join("\n"), &c) {
                 Ok(policies) => {
-                    if let Ok(set) = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies) {
+                    if let Ok(set) = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies, &c.named_ports()) {
                         let _ = Policy::compile(&set, 1);
                     }
                 }

@@ -2,12 +2,13 @@
 //! two workloads, reloads on SIGHUP, stops on SIGTERM leaving no XDP program attached; a
 //! bad config starts nothing; a VXLAN tunnel from the file talks to a Linux VXLAN device;
 //! a fabric port on a VLAN talks to a tagged peer; the node's kernel routing tables are
-//! followed, as `ip` and a real route daemon (BIRD 2) change them.
+//! followed, as `ip` and a real route daemon (BIRD 2) change them; Kubernetes
+//! NetworkPolicy YAML with named ports admits and refuses real connections.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use vrouter::lab::{Netns, Reaped, Veth, no_offloads, ping, set_mac};
+use vrouter::lab::{Conn, Echo, Netns, Reaped, Veth, no_offloads, ping, set_mac};
 use vrouter::wire::ethernet::MacAddr;
 
 fn mac(m: MacAddr) -> String {
@@ -1433,4 +1434,71 @@ fn a_fabric_port_on_a_vlan_talks_to_a_tagged_peer() {
     assert!(wrong_vlan.is_some_and(|n| n >= 1), "the untagged request: {drops}");
     let (_, ports) = ctl(&sock, &["show", "ports"]);
     assert!(ports.contains(&format!("fabric dev {} vlan 100 mac", u.b)), "{ports}");
+}
+
+/// A file of the test's own, removed when the test ends, also when it fails.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A NetworkPolicy naming its port `http` admits connections to the server pod's own
+/// `http` container port and no other; when a reload gives `http` another number, the
+/// policy follows it, and a connection to the old number is cut on its next packet.
+#[test]
+fn network_policy_yaml_with_a_named_port_admits_only_that_port() {
+    let node = Netns::new("n").unwrap();
+    let ws: Vec<Workload> = (1..=2).map(|i| Workload::new(&node, i)).collect();
+    let (client, server) = (&ws[0].ns, &ws[1].ns);
+    let _servers = (Echo::start(server, 8080), Echo::start(server, 9090));
+    let yaml = TempFile(std::env::temp_dir().join(format!("vrouter-netpol-{}.yaml", std::process::id())));
+    std::fs::write(
+        &yaml.0,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: { name: server }\nspec:\n  \
+         podSelector: { matchLabels: { app: server } }\n  ingress:\n    \
+         - from: [{ podSelector: { matchLabels: { app: client } } }]\n      ports: [{ port: http }]\n",
+    )
+    .unwrap();
+    let config = |http: u16| {
+        let pods = format!(
+            "[[pod]]\nname = \"client\"\nlabels = {{ app = \"client\" }}\nport = \"w1\"\n\n\
+             [[pod]]\nname = \"server\"\nlabels = {{ app = \"server\" }}\nport = \"w2\"\n\
+             container_ports = [{{ name = \"http\", port = {http} }}]\n"
+        );
+        let file = yaml.0.file_name().unwrap().to_str().unwrap();
+        config_of(ws.iter()).replace(
+            "cpus = [0]\n",
+            &format!("cpus = [0]\nnetwork_policies = [\"{file}\"]\n"),
+        ) + &pods
+    };
+    let (_router, path, sock, status) = start_reloadable(&node, "netpol", &config(8080));
+    let _config = TempFile(path.clone());
+    let answers = |port| Conn::open(client, "10.0.2.2", port).and_then(|mut c| c.ask()).is_some();
+    assert!(answers(8080), "the server's http port admits the client");
+    assert!(!answers(9090), "another port of the server does not");
+    assert!(!ping(client, "10.0.2.2"), "nor does ICMP");
+    assert!(
+        ping(server, "10.0.1.2"),
+        "the client is not isolated: the server's pings pass"
+    );
+
+    let mut old = Conn::open(client, "10.0.2.2", 8080).expect("a connection to http on 8080");
+    assert!(old.ask().is_some());
+    std::fs::write(&path, config(9090)).unwrap();
+    assert!(ctl(&sock, &["reload"]).0);
+    let line = status.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(line.starts_with("reloaded"), "{line}");
+    assert!(old.ask().is_none(), "the connection to the old number is cut");
+    assert!(answers(9090), "http is 9090 now");
+    assert!(!answers(8080), "and 8080 no longer");
+    let (_, drops) = ctl(&sock, &["show", "drops"]);
+    assert!(
+        drops
+            .lines()
+            .any(|l| l.starts_with("PolicyDenied") && !l.contains(" 0  ")),
+        "{drops}"
+    );
 }

@@ -15,6 +15,7 @@ from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1Q, Ether, IPv6,  # noqa
                        IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting, IPv6ExtHdrDestOpt,
                        ICMPv6DestUnreach, fragment, fragment6)
 from scapy.contrib.mpls import MPLS  # noqa: E402
+from scapy.layers.sctp import SCTP, SCTPChunkInit  # noqa: E402
 from scapy.layers.inet6 import _ICMPv6  # noqa: E402
 from scapy.layers.vxlan import VXLAN  # noqa: E402
 
@@ -164,6 +165,13 @@ def pipeline_seeds():
         (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", frag=8, id=11, proto=17) / (b"o" * 16)),
         (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2", flags="MF", id=11) / UDP(sport=1, dport=9)
             / (b"o" * 56)),
+    ]
+    # An SCTP association (a flow by its ports), and an ICMP error quoting it.
+    frames_ += [
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.0.2.2") / SCTP(sport=5000, dport=38412)
+            / SCTPChunkInit(init_tag=7)),
+        (1, Ether(src=w2, dst=g2) / IP(src="10.0.2.2", dst="10.0.1.2") / ICMP(type=3, code=3)
+            / IP(src="10.0.1.2", dst="10.0.2.2") / SCTP(sport=5000, dport=38412)),
     ]
     for port, frame in frames_:
         save("pipeline", bytes([port]) + bytes(frame))

@@ -190,7 +190,8 @@ typedef struct vr_flow_options {
   uint32_t vrf_quota;
   /*
    Idle timeouts in seconds, at most 2^31 - 1: TCP without FIN or RST (default 7200),
-   TCP closing (10), UDP (30), ICMP (10), other protocols (30).
+   TCP closing (10), UDP (30), ICMP (10), other protocols (30), SCTP (210).
+   0: the default.
    */
   uint32_t tcp_established;
   /*
@@ -209,6 +210,10 @@ typedef struct vr_flow_options {
    See `tcp_established`.
    */
   uint32_t other;
+  /*
+   See `tcp_established`.
+   */
+  uint32_t sctp;
 } vr_flow_options;
 
 /*

@@ -169,7 +169,8 @@ pub struct VrFlowOptions {
     /// Most flow entries per VRF, so one tenant cannot fill the table (0: no quota).
     pub vrf_quota: u32,
     /// Idle timeouts in seconds, at most 2^31 - 1: TCP without FIN or RST (default 7200),
-    /// TCP closing (10), UDP (30), ICMP (10), other protocols (30).
+    /// TCP closing (10), UDP (30), ICMP (10), other protocols (30), SCTP (210).
+    /// 0: the default.
     pub tcp_established: u32,
     /// See `tcp_established`.
     pub tcp_closing: u32,
@@ -179,6 +180,8 @@ pub struct VrFlowOptions {
     pub icmp: u32,
     /// See `tcp_established`.
     pub other: u32,
+    /// See `tcp_established`.
+    pub sctp: u32,
 }
 
 /// Port kinds for `vr_router_add_port`.
@@ -610,6 +613,7 @@ pub extern "C" fn vr_router_set_flow_options(r: *mut VrRouter, options: *const V
             ("udp", o.udp),
             ("icmp", o.icmp),
             ("other", o.other),
+            ("sctp", o.sctp),
         ] {
             if t > i32::MAX as u32 {
                 return Err(bad(format!("flow options: `{name}` {t} is above 2^31 - 1 seconds")));
@@ -661,6 +665,7 @@ fn flow_table(o: &VrFlowOptions, entries: usize) -> FlowTableConfig {
     t.udp = or(o.udp, t.udp);
     t.icmp = or(o.icmp, t.icmp);
     t.other = or(o.other, t.other);
+    t.sctp = or(o.sctp, t.sctp);
     cfg
 }
 
@@ -1610,6 +1615,7 @@ pub extern "C" fn vr_router_get_flow_options(r: *mut VrRouter, options: *mut VrF
             udp: t.udp,
             icmp: t.icmp,
             other: t.other,
+            sctp: t.sctp,
         };
         // SAFETY: non-null (checked), writable (documented).
         unsafe { *options = o };

@@ -1556,7 +1556,7 @@ fn icmp_error_type(t: u8, v6: bool) -> bool {
 }
 
 /// The flow key, in `vrf`, of the packet an ICMP error message `icmp` (ICMPv6 if `v6`)
-/// quotes: TCP and UDP by their ports, ICMP echoes by their identifier, anything else
+/// quotes: TCP, UDP and SCTP by their ports, ICMP echoes by their identifier, anything else
 /// without ports. `None` if the quote is too short for that, or is of a later fragment
 /// (which has no ports).
 fn quoted_key(icmp: &[u8], v6: bool, vrf: u32) -> Option<FlowKey> {
@@ -1582,7 +1582,7 @@ fn quoted_key(icmp: &[u8], v6: bool, vrf: u32) -> Option<FlowKey> {
     let word = |at: usize| Some(u16::from_be_bytes(l4.get(at..at + 2)?.try_into().ok()?));
     let echo = if v6 { [128, 129] } else { [8, 0] };
     (key.src_port, key.dst_port) = match key.proto {
-        6 | 17 => (word(0)?, word(2)?),
+        6 | 17 | 132 => (word(0)?, word(2)?),
         1 | 58 if echo.contains(l4.first()?) => (word(4)?, word(4)?),
         _ => (0, 0),
     };

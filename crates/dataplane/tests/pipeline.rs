@@ -1033,6 +1033,65 @@ fn icmpv6_errors_about_an_allowed_flow_pass_where_icmp_is_denied() {
     assert_eq!(n.drops(DropReason::PolicyDenied), 1);
 }
 
+/// An SCTP packet: common header (verification tag and checksum zero: the router reads
+/// neither) and an INIT chunk.
+fn sctp(src_mac: MacAddr, dst_mac: MacAddr, (src, dst): (&str, &str), sport: u16, dport: u16) -> Vec<u8> {
+    let mut s = [sport.to_be_bytes(), dport.to_be_bytes()].concat();
+    s.extend([0; 8]);
+    s.extend([
+        1, 0, 0, 20, 0x12, 0x34, 0x56, 0x78, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1,
+    ]);
+    let eth = Header::Ethernet(EthernetRepr {
+        src: src_mac,
+        dst: dst_mac,
+        ethertype: EtherType::Ipv4,
+    });
+    frame(
+        &[eth, Header::Ipv4(Ipv4Repr::new(ip4(src), ip4(dst), IpProtocol::Sctp))],
+        &s,
+    )
+    .unwrap()
+}
+
+/// SCTP associations are flows by their ports: w2 denies SCTP to port 38413 only, w1
+/// admits SCTP only. An association to 38412 passes and its replies ride the flow back;
+/// one to 38413 is denied; a second association between the same hosts is a flow of its
+/// own; and an ICMP error quoting an association's packet reaches w1 (RELATED), while
+/// one quoting no association does not.
+#[test]
+fn sctp_associations_are_flows_by_their_ports() {
+    let mut n = node();
+    let mut set = PolicySet::ingress_for(EndpointId(2), 1, vec![ip("10.0.2.2")], RuleList::deny_port(132, 38413));
+    let w1 = PolicySet::ingress_for(EndpointId(1), 1, vec![ip("10.0.1.2")], RuleList::allow_only(132));
+    set.endpoints.extend(w1.endpoints);
+    n.policy.publish(&set).unwrap();
+    let (there, back) = (("10.0.1.2", "10.0.2.2"), ("10.0.2.2", "10.0.1.2"));
+    let (port, got) = n.send(0, &sctp(M1, P0, there, 5000, 38412)).expect("to 38412");
+    assert_eq!(port, 1);
+    assert_eq!(
+        n.send(1, &sctp(M2, P1, back, 38412, 5000)).map(|o| o.0),
+        Some(0),
+        "the reply"
+    );
+    assert!(n.send(0, &sctp(M1, P0, there, 5000, 38413)).is_none());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 1);
+    let before = n.flows.stats().entries;
+    assert_eq!(n.send(0, &sctp(M1, P0, there, 5001, 38412)).map(|o| o.0), Some(1));
+    assert_eq!(
+        n.flows.stats().entries,
+        before + 2,
+        "another association, another flow pair"
+    );
+    let unreachable = (3, 3);
+    let (port, _) = n
+        .send(1, &icmp_error_to_w1(unreachable, &got[14..]))
+        .unwrap_or_else(|| panic!("{:?}", n.worker.counters().snapshot()));
+    assert_eq!(port, 0);
+    let stray = sctp(M1, P0, there, 5002, 38412);
+    assert!(n.send(1, &icmp_error_to_w1(unreachable, &stray[14..])).is_none());
+    assert_eq!(n.drops(DropReason::PolicyDenied), 2);
+}
+
 #[test]
 fn policy_denies_and_a_new_deny_cuts_an_established_flow() {
     let mut n = node();

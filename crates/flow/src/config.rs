@@ -15,6 +15,9 @@ pub struct Timeouts {
     pub tcp_closing: u32,
     /// UDP.
     pub udp: u32,
+    /// SCTP: longer than its heartbeat interval (30 s by default, RFC 9260), so an idle
+    /// association keeps its flow.
+    pub sctp: u32,
     /// ICMP and ICMPv6.
     pub icmp: u32,
     /// Any other protocol.
@@ -30,6 +33,7 @@ impl Default for Timeouts {
             tcp_established: 7200,
             tcp_closing: 10,
             udp: 30,
+            sctp: 210,
             icmp: 10,
             other: 30,
             hold: 2,
@@ -140,7 +144,7 @@ pub(crate) struct LiveCell {
     /// `NO_QUOTA` or the quota.
     quota: AtomicU64,
     /// In [`Timeouts`]' field order.
-    timeouts: [AtomicU32; 6],
+    timeouts: [AtomicU32; 7],
 }
 
 const NO_QUOTA: u64 = u64::MAX;
@@ -161,10 +165,10 @@ impl LiveCell {
             .store(u32::from(o.full_policy == FullPolicy::Refuse), Relaxed);
         self.quota.store(o.vrf_quota.map_or(NO_QUOTA, u64::from), Relaxed);
         let t = o.timeouts;
-        for (cell, v) in self
-            .timeouts
-            .iter()
-            .zip([t.tcp_established, t.tcp_closing, t.udp, t.icmp, t.other, t.hold])
+        for (cell, v) in
+            self.timeouts
+                .iter()
+                .zip([t.tcp_established, t.tcp_closing, t.udp, t.sctp, t.icmp, t.other, t.hold])
         {
             cell.store(v, Relaxed);
         }
@@ -191,11 +195,13 @@ impl LiveCell {
     }
 
     pub(crate) fn timeouts(&self) -> Timeouts {
-        let [tcp_established, tcp_closing, udp, icmp, other, hold] = self.timeouts.each_ref().map(|t| t.load(Relaxed));
+        let [tcp_established, tcp_closing, udp, sctp, icmp, other, hold] =
+            self.timeouts.each_ref().map(|t| t.load(Relaxed));
         Timeouts {
             tcp_established,
             tcp_closing,
             udp,
+            sctp,
             icmp,
             other,
             hold,

@@ -979,6 +979,7 @@ impl FlowTable {
             6 if closing => t.tcp_closing,
             6 => t.tcp_established,
             17 => t.udp,
+            132 => t.sctp,
             1 | 58 => t.icmp,
             _ => t.other,
         }

@@ -370,6 +370,7 @@ fn ageing_by_protocol_and_tcp_state() {
         tcp_established: 100,
         tcp_closing: 5,
         udp: 20,
+        sctp: 70,
         icmp: 10,
         other: 30,
         hold: 2,
@@ -381,6 +382,8 @@ fn ageing_by_protocol_and_tcp_state() {
     let tcp_fin = install(key(2, 6));
     let udp = install(key(3, 17));
     let icmp = install(key(4, 1));
+    let sctp = install(key(6, 132));
+    let gre = install(key(7, 47));
     let held = r.insert_held(&key(5, 17), 0).unwrap();
     assert_eq!(r.park(held, 77), ParkResult::Parked);
     // FIN seen on the reverse direction closes the pair.
@@ -399,10 +402,14 @@ fn ageing_by_protocol_and_tcp_state() {
     assert!(!r.flow(tcp_fin).is_live() && !r.flow(icmp).is_live() && !r.flow(held).is_live());
     r.sweep(40, usize::MAX, |_| {});
     assert!(r.flow(tcp).is_live() && !r.flow(udp).is_live());
+    assert!(
+        r.flow(sctp).is_live() && !r.flow(gre).is_live(),
+        "SCTP outlives other protocols"
+    );
     r.sweep(101, usize::MAX, |_| {});
-    assert!(!r.flow(tcp).is_live());
+    assert!(!r.flow(tcp).is_live() && !r.flow(sctp).is_live());
     assert_eq!(t.stats().entries, 0);
-    assert_eq!(t.stats().aged, 9);
+    assert_eq!(t.stats().aged, 13);
 }
 
 #[test]

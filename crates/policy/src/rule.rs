@@ -215,7 +215,10 @@ impl Rule {
 }
 
 fn has_ports(proto: u8) -> bool {
-    matches!(IpProtocol::from(proto), IpProtocol::Tcp | IpProtocol::Udp) || proto == PROTO_SCTP
+    matches!(
+        IpProtocol::from(proto),
+        IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Sctp
+    )
 }
 
 fn is_icmp(proto: u8) -> bool {

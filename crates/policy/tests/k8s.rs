@@ -502,7 +502,15 @@ fn endpoints_share_a_list_unless_a_named_port_sets_them_apart() {
             ..policy("p", &[DB, FRONTEND])
         };
         let set = k8s::compile(&endpoints(), &[np], &named_pods()).unwrap();
-        let of = |id| set.endpoints.iter().find(|e| e.id == id).unwrap().ingress.clone().unwrap();
+        let of = |id| {
+            set.endpoints
+                .iter()
+                .find(|e| e.id == id)
+                .unwrap()
+                .ingress
+                .clone()
+                .unwrap()
+        };
         (of(DB), of(FRONTEND))
     };
     let (db, frontend) = lists(NetworkPolicyPort::tcp(443));

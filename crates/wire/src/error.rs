@@ -31,6 +31,8 @@ pub enum Layer {
     Gre,
     /// VXLAN header.
     Vxlan,
+    /// SCTP common header.
+    Sctp,
 }
 
 impl Layer {
@@ -50,6 +52,7 @@ impl Layer {
             Layer::Mpls => "mpls",
             Layer::Gre => "gre",
             Layer::Vxlan => "vxlan",
+            Layer::Sctp => "sctp",
         }
     }
 }

@@ -31,6 +31,8 @@ enum_with_unknown! {
         Ipv6NoNxt = 59,
         /// IPv6 destination options.
         Ipv6Opts = 60,
+        /// SCTP.
+        Sctp = 132,
     }
 }
 

@@ -46,6 +46,7 @@ pub mod mpls;
 pub mod options;
 pub mod parse;
 pub mod rss;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 pub mod vlan;

@@ -29,6 +29,7 @@ use crate::ip::{Fragment, IpProtocol};
 use crate::ipv4::Ipv4Packet;
 use crate::ipv6::{self, Ipv6Packet};
 use crate::mpls::{self, MplsRepr};
+use crate::sctp::{self, SctpPacket};
 use crate::tcp::TcpPacket;
 use crate::udp::{self, UdpPacket};
 use crate::vlan::{self, VlanTag};
@@ -642,6 +643,10 @@ fn parse_l4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
             let g = GrePacket::new_checked(seg)?;
             g.check_reserved()?;
             (g.header_len(), 0, 0)
+        }
+        (IpProtocol::Sctp, _) => {
+            let s = SctpPacket::new_checked(seg)?;
+            (sctp::HEADER_LEN, s.src_port(), s.dst_port())
         }
         _ => (0, 0, 0),
     };

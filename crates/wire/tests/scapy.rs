@@ -21,6 +21,7 @@ use wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use wire::ipv6ext::{Ipv6ExtHeader, Ipv6FragHeader, is_extension};
 use wire::mpls::MplsEntry;
 use wire::parse::{ABSENT, Headers, L3, Tunnel, parse};
+use wire::sctp::SctpPacket;
 use wire::tcp::{TcpPacket, TcpRepr};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vlan::VlanTag;
@@ -142,6 +143,16 @@ fn describe_level(frame: &[u8], h: &Headers, p: &str, f: &mut Fields) -> Result<
             put(f, format!("{p}.tcp.seq"), r.seq_number);
             put(f, format!("{p}.tcp.ack"), r.ack_number);
             put(f, format!("{p}.tcp.window"), r.window);
+        }
+        IpProtocol::Sctp => {
+            // The ports as the flow key has them: they are what SCTP is parsed for.
+            put(f, format!("{p}.l4.sport"), h.key.src_port);
+            put(f, format!("{p}.l4.dport"), h.key.dst_port);
+            put(
+                f,
+                format!("{p}.sctp.tag"),
+                SctpPacket::new_checked(seg)?.verification_tag(),
+            );
         }
         IpProtocol::Icmp => {
             let r = Icmpv4Repr::parse(&IcmpPacket::new_checked(seg, Layer::Icmpv4)?)?;

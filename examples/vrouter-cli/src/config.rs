@@ -102,6 +102,7 @@ struct TimeoutsDef {
     tcp_established: Option<Spanned<u64>>,
     tcp_closing: Option<Spanned<u64>>,
     udp: Option<Spanned<u64>>,
+    sctp: Option<Spanned<u64>>,
     icmp: Option<Spanned<u64>>,
     other: Option<Spanned<u64>>,
 }
@@ -1092,6 +1093,7 @@ fn flow_table(cx: &Ctx<'_>, def: Option<&FlowsDef>) -> Result<FlowTableConfig, S
             ),
             (&t.tcp_closing, "timeouts.tcp_closing", &mut cfg.timeouts.tcp_closing),
             (&t.udp, "timeouts.udp", &mut cfg.timeouts.udp),
+            (&t.sctp, "timeouts.sctp", &mut cfg.timeouts.sctp),
             (&t.icmp, "timeouts.icmp", &mut cfg.timeouts.icmp),
             (&t.other, "timeouts.other", &mut cfg.timeouts.other),
         ] {
@@ -1138,7 +1140,8 @@ fn action(s: &str) -> Result<Action, String> {
     })
 }
 
-fn proto(s: &str) -> Result<u8, String> {
+/// A protocol by name (`tcp`, `udp`, `icmp`, `icmpv6`, `sctp`) or number.
+pub fn proto(s: &str) -> Result<u8, String> {
     Ok(match s {
         "tcp" => 6,
         "udp" => 17,

@@ -241,7 +241,7 @@ fn answer(cmd: &str, s: &State) -> String {
             let cfg = s.tables.flows.config();
             let o = cfg.timeouts;
             v.push(format!(
-                "flow settings: when full {} quota {} timeouts (s) tcp {} closing {} udp {} icmp {} other {}",
+                "flow settings: when full {} quota {} timeouts (s) tcp {} closing {} udp {} sctp {} icmp {} other {}",
                 match cfg.full_policy {
                     FullPolicy::Refuse => "refuse",
                     FullPolicy::EvictExpiredOrClosing => "evict",
@@ -250,6 +250,7 @@ fn answer(cmd: &str, s: &State) -> String {
                 o.tcp_established,
                 o.tcp_closing,
                 o.udp,
+                o.sctp,
                 o.icmp,
                 o.other
             ));
@@ -660,9 +661,9 @@ struct FlowFilter {
 }
 
 impl FlowFilter {
-    /// `[vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|N]`, in any order.
+    /// `[vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|sctp|N]`, in any order.
     fn parse(words: &[&str]) -> Result<FlowFilter, String> {
-        const USAGE: &str = "`show flows [vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|N]`";
+        const USAGE: &str = "`show flows [vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|sctp|N]`";
         let mut f = FlowFilter::default();
         for pair in words.chunks(2) {
             let [field, value] = pair else {
@@ -673,16 +674,10 @@ impl FlowFilter {
                 "vrf" => f.vrf.replace(value.parse().map_err(|_| bad())?).is_some(),
                 "ip" => f.ip.replace(value.parse().map_err(|_| bad())?).is_some(),
                 "port" => f.port.replace(value.parse().map_err(|_| bad())?).is_some(),
-                "proto" => {
-                    let p = match *value {
-                        "tcp" => 6,
-                        "udp" => 17,
-                        "icmp" => 1,
-                        "icmpv6" => 58,
-                        n => n.parse().map_err(|_| bad())?,
-                    };
-                    f.proto.replace(p).is_some()
-                }
+                "proto" => f
+                    .proto
+                    .replace(vrouter_cli::config::proto(value).map_err(|_| bad())?)
+                    .is_some(),
                 _ => return Err(format!("unknown filter `{field}`: {USAGE}")),
             };
             if taken {

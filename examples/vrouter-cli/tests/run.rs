@@ -501,7 +501,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
     let (_, stats) = ctl(&["show", "stats"]);
     assert!(
         stats.contains(
-            "flow settings: when full evict quota 500 timeouts (s) tcp 7200 closing 10 udp 90 icmp 10 other 30"
+            "flow settings: when full evict quota 500 timeouts (s) tcp 7200 closing 10 udp 90 sctp 210 icmp 10 other 30"
         ),
         "{stats}"
     );

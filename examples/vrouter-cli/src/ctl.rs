@@ -1067,12 +1067,13 @@ mod tests {
             matches("proto tcp vrf 3 ip 10.0.2.2 port 443"),
             "every field, any order"
         );
+        assert_eq!(f("proto sctp").map(|f| f.proto), Ok(Some(132)));
         for (bad, why) in [
             ("vrf", "`vrf` needs a value"),
             ("vrf x", "`vrf x`: not a valid vrf"),
             ("ip 10.0.0", "`ip 10.0.0`: not a valid ip"),
             ("port 70000", "`port 70000`: not a valid port"),
-            ("proto sctp", "`proto sctp`: not a valid proto"),
+            ("proto egp", "`proto egp`: not a valid proto"),
             ("host 1", "unknown filter `host`"),
             ("vrf 1 vrf 2", "`vrf` given twice"),
         ] {

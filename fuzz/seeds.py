@@ -21,7 +21,7 @@ from scapy.layers.vxlan import VXLAN  # noqa: E402
 
 TARGET_LAYERS = {
     "ethernet": [Ether], "vlan": [Dot1Q], "arp": [ARP], "ipv4": [IP], "ipv6": [IPv6],
-    "udp": [UDP], "tcp": [TCP], "icmpv4": [ICMP], "icmpv6": [_ICMPv6], "mpls": [MPLS],
+    "udp": [UDP], "tcp": [TCP], "sctp": [SCTP], "icmpv4": [ICMP], "icmpv6": [_ICMPv6], "mpls": [MPLS],
     "gre": [GRE], "vxlan": [VXLAN],
 }
 EXT = {IPv6ExtHdrHopByHop: 0, IPv6ExtHdrRouting: 43, IPv6ExtHdrFragment: 44, IPv6ExtHdrDestOpt: 60}

@@ -25,6 +25,7 @@ use wire::ipv6::{Ipv6Packet, Ipv6Repr};
 use wire::ipv6ext::{self, Ipv6ExtHeader, Ipv6ExtRepr, Ipv6FragHeader, Ipv6FragRepr};
 use wire::mpls::{self, MplsEntry, MplsRepr};
 use wire::parse::{ABSENT, Headers, parse, parse_general};
+use wire::sctp::SctpPacket;
 use wire::tcp::{TcpPacket, TcpRepr};
 use wire::udp::{UdpPacket, UdpRepr};
 use wire::vlan::{VlanRepr, VlanTag};
@@ -45,6 +46,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ipv6_ext", ipv6_ext),
     ("udp", udp),
     ("tcp", tcp),
+    ("sctp", sctp),
     ("icmpv4", icmpv4),
     ("icmpv6", icmpv6),
     ("mpls", mpls),
@@ -230,6 +232,36 @@ pub fn tcp(data: &[u8]) {
         t.fill_checksum(V4.0, V4.1);
     };
     reparse(r, r.buffer_len(), p.payload(), emit, parse);
+}
+
+/// SCTP's common header: the view takes any 12 bytes or more; carried in an IPv4 packet,
+/// the one-pass parse puts the view's ports in the flow key, and refuses what the view
+/// refuses.
+pub fn sctp(data: &[u8]) {
+    let data = &data[..data.len().min(1400)];
+    let ip = Ipv4Repr::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), IpProtocol::Sctp);
+    let eth = EthernetRepr {
+        src: wire::ethernet::MacAddr([2, 0, 0, 0, 0, 1]),
+        dst: wire::ethernet::MacAddr([2, 0, 0, 0, 0, 2]),
+        ethertype: wire::ethernet::EtherType::Ipv4,
+    };
+    let frame = wire::compose::frame(
+        &[wire::compose::Header::Ethernet(eth), wire::compose::Header::Ipv4(ip)],
+        data,
+    )
+    .expect("an IPv4 packet of at most 1420 bytes");
+    let parsed = parse(&frame);
+    match SctpPacket::new_checked(data) {
+        Ok(p) => {
+            let key = parsed.expect("a packet whose SCTP header the view reads").outer.key;
+            assert_eq!((key.src_port, key.dst_port), (p.src_port(), p.dst_port()));
+            assert!(data.len() >= wire::sctp::HEADER_LEN);
+        }
+        Err(e) => {
+            assert!(data.len() < wire::sctp::HEADER_LEN, "{e}");
+            assert!(parsed.is_err(), "a packet too short for SCTP's header parsed");
+        }
+    }
 }
 
 /// ICMPv4.

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use fib::{Encap, Fib, Nexthop};
 use flow::{Action, FlowTable, Generations, InsertError, NewPair, Reader, Verdict as FlowVerdict};
-use policy::{Fields, FlowDecision, Policy, PolicyStore};
+use policy::{EndpointId, Fields, FlowDecision, Owner, Policy, PolicyStore};
 use wire::arp::{ArpOperation, ArpPacket, ArpRepr};
 use wire::checksum;
 use wire::ethernet::{EtherType, EthernetFrame, EthernetRepr, MacAddr};
@@ -742,11 +742,10 @@ impl Pipeline {
                         // Computed from an older routing or policy: decide again, keeping
                         // which direction this entry is.
                         let fresh = decide(
-                            policy,
-                            fib,
+                            (policy, fib, &self.t.node),
                             &keys[k],
                             hashes[k],
-                            a.flags & FLAG_REVERSE != 0,
+                            (port, a.flags & FLAG_REVERSE != 0),
                             self.icmp[i],
                         );
                         f.set_action(fresh, gens);
@@ -756,7 +755,8 @@ impl Pipeline {
                 }
                 None => {
                     how[k] = "flow miss: policy + route, pair installed";
-                    let (mut pair, rev_hash) = new_pair(policy, fib, &keys[k], hashes[k], self.icmp[i]);
+                    let tables = (policy, fib, &*self.t.node);
+                    let (mut pair, rev_hash) = new_pair(tables, &keys[k], hashes[k], port, self.icmp[i]);
                     pair.first_packet = Some((bytes, tcp));
                     self.new_pairs.push(pair);
                     self.new_hashes.push([hashes[k], rev_hash]);
@@ -1414,11 +1414,25 @@ fn clamp_mss(clamp: MssClamp, frame: &mut [u8], h: &wire::parse::Headers, mtu: u
     false
 }
 
-/// Decides a new flow and its reverse (installed for the whole burst at once).
+/// What the slow path decides by: policy, routes, and the node's ports.
+type Deciders<'a> = (&'a Policy, &'a fib::Snapshot, &'a NodeConfig);
+
+/// Decides a new flow (its first packet came in by port `from`) and its reverse
+/// (installed for the whole burst at once).
 /// Policy is evaluated once, on this first direction: the reply's evaluation would judge
 /// the same original direction. Also returns the reverse key's hash.
-fn new_pair(policy: &Policy, fib: &fib::Snapshot, key: &FlowKey, hash: u64, icmp: Option<(u8, u8)>) -> (NewPair, u64) {
-    let verdict = policy.evaluate(&Fields::from_key(key, icmp));
+fn new_pair(
+    (policy, fib, node): Deciders,
+    key: &FlowKey,
+    hash: u64,
+    from: u16,
+    icmp: Option<(u8, u8)>,
+) -> (NewPair, u64) {
+    let f = Fields::from_key(key, icmp);
+    let (src, dst) = policy.owners(&f);
+    let src = endpoint(policy, node, key.vrf, src, || Some(from));
+    let dst = endpoint(policy, node, key.vrf, dst, || leaves_by(fib, key, hash));
+    let verdict = policy.evaluate_endpoints(src, dst, &f);
     let fwd = routed(fib, key, hash, false, &verdict);
     let rkey = key.reversed();
     let rev_hash = rkey.hash();
@@ -1482,15 +1496,15 @@ fn reply_of((t, c): (u8, u8)) -> (u8, u8) {
     }
 }
 
-/// Policy and route for one direction of a flow. `reverse`: `key` is the reply
-/// direction, so policy is evaluated on the original direction (`icmp` is this
-/// direction's ICMP type and code).
+/// Policy and route for one direction of a flow, whose packet came in by port `from`.
+/// `reverse`: `key` is the reply direction, so policy is evaluated on the original
+/// direction (`icmp` is this direction's ICMP type and code), whose source is where the
+/// reply leaves and whose destination is where it came in.
 fn decide(
-    policy: &Policy,
-    fib: &fib::Snapshot,
+    (policy, fib, node): Deciders,
     key: &FlowKey,
     hash: u64,
-    reverse: bool,
+    (from, reverse): (u16, bool),
     icmp: Option<(u8, u8)>,
 ) -> Action {
     let (original, icmp) = if reverse {
@@ -1498,8 +1512,50 @@ fn decide(
     } else {
         (*key, icmp)
     };
-    let verdict = policy.evaluate(&Fields::from_key(&original, icmp));
+    let f = Fields::from_key(&original, icmp);
+    let ((s, d), vrf) = (policy.owners(&f), key.vrf);
+    let (src, dst) = if reverse {
+        let src = endpoint(policy, node, vrf, s, || leaves_by(fib, key, hash));
+        (src, endpoint(policy, node, vrf, d, || Some(from)))
+    } else {
+        let dst = endpoint(policy, node, vrf, d, || leaves_by(fib, key, hash));
+        (endpoint(policy, node, vrf, s, || Some(from)), dst)
+    };
+    let verdict = policy.evaluate_endpoints(src, dst, &f);
     routed(fib, key, hash, reverse, &verdict)
+}
+
+/// The policy endpoint of a flow's source or destination address, of `owner`: the one
+/// owner; for an address several endpoints share (a service address its backends all
+/// own), the endpoint of the workload port the flow comes in by or leaves by (`port`,
+/// asked only then), found by that port's own addresses. `None`: no endpoint here (the
+/// far side's node polices its own).
+fn endpoint(
+    policy: &Policy,
+    node: &NodeConfig,
+    vrf: u32,
+    owner: Owner,
+    port: impl FnOnce() -> Option<u16>,
+) -> Option<EndpointId> {
+    match owner {
+        Owner::One(ep) => Some(ep),
+        Owner::Nobody => None,
+        Owner::Shared => {
+            let PortRole::Workload { addrs, .. } = &node.ports.get(usize::from(port()?))?.role else {
+                return None;
+            };
+            addrs.iter().find_map(|a| policy.endpoint_of(vrf, *a))
+        }
+    }
+}
+
+/// The port a flow's packets leave by, when its route ends at one of this node's ports.
+fn leaves_by(fib: &fib::Snapshot, key: &FlowKey, hash: u64) -> Option<u16> {
+    let r = fib.route(key.vrf, key.dst_ip()?, hash).ok()?;
+    match fib.nexthop(r.nexthop)? {
+        Nexthop::Interface { port, .. } => u16::try_from(*port).ok(),
+        _ => None,
+    }
 }
 
 /// An ICMP error (`icmp`: its type and code) whose quoted packet belongs to a flow

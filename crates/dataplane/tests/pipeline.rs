@@ -12,7 +12,7 @@ use dataplane::pipeline::{NodeConfig, Pipeline, PortConfig, PortRole, Tables};
 use dataplane::*;
 use fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, OuterDscp};
 use flow::{FlowTable, FlowTableConfig};
-use policy::{EndpointId, PolicySet, PolicyStore, RuleList};
+use policy::{Endpoint, EndpointId, PolicySet, PolicyStore, RuleList};
 use wire::arp::{ArpOperation, ArpRepr};
 use wire::compose::{Header, frame};
 use wire::ethernet::{EtherType, EthernetRepr, MacAddr};
@@ -1031,6 +1031,61 @@ fn icmpv6_errors_about_an_allowed_flow_pass_where_icmp_is_denied() {
     let other = udp6("fd00:1::2", "fd00:2::2", 1001, 64, b"question");
     assert!(n.send(1, &error(&other[14..])).is_none());
     assert_eq!(n.drops(DropReason::PolicyDenied), 1);
+}
+
+/// A service address (10.96.0.10) that w2 and a backend elsewhere both own, routed to w2.
+/// Its backends' policies apply to it as to their own addresses: w2's ingress list denies
+/// UDP 53 and its egress list UDP 9, judged by the port a flow leaves by or comes in by,
+/// as the address alone cannot tell the backends apart. A new policy cuts a service flow
+/// in both directions on its next packet.
+#[test]
+fn a_service_address_its_backends_share_is_policed_as_each_backends_own() {
+    const VIP: &str = "10.96.0.10";
+    let mut n = node_of(NeighborConfig::default(), |cfg| {
+        if let PortRole::Workload { addrs, .. } = &mut cfg.ports[1].role {
+            addrs.push(ip(VIP));
+        }
+    });
+    n.routes.add_route(1, ip(VIP), 32, 2).unwrap();
+    n.routes.publish(&n.fib).unwrap();
+    let w2 = |ingress_deny: u16| Endpoint {
+        id: EndpointId(2),
+        vrf: 1,
+        addrs: vec![ip("10.0.2.2"), ip(VIP)],
+        ingress: Some(Arc::new(RuleList::deny_port(17, ingress_deny))),
+        egress: Some(Arc::new(RuleList::deny_port(17, 9))),
+    };
+    let elsewhere = Endpoint {
+        id: EndpointId(3),
+        vrf: 1,
+        addrs: vec![ip("10.3.0.3"), ip(VIP)],
+        ingress: None,
+        egress: None,
+    };
+    let set = |deny| PolicySet {
+        endpoints: vec![w2(deny), elsewhere.clone()],
+    };
+    n.policy.publish(&set(53)).unwrap();
+    assert!(
+        n.send(0, &udp(M1, P0, "10.0.1.2", VIP, 40000, 53, 64)).is_none(),
+        "w2 denies 53"
+    );
+    assert_eq!(n.drops(DropReason::PolicyDenied), 1);
+    let to_vip = udp(M1, P0, "10.0.1.2", VIP, 40000, 5353, 64);
+    let from_vip = udp(M2, P1, VIP, "10.0.1.2", 5353, 40000, 64);
+    assert_eq!(n.send(0, &to_vip).map(|o| o.0), Some(1), "w2 admits 5353");
+    assert_eq!(n.send(1, &from_vip).map(|o| o.0), Some(0), "and its reply");
+    // From the shared address, w2's own egress list.
+    assert!(
+        n.send(1, &udp(M2, P1, VIP, "10.0.1.2", 5353, 9, 64)).is_none(),
+        "w2 may not send to 9"
+    );
+    assert_eq!(n.drops(DropReason::PolicyDenied), 2);
+    // w2 now denies 5353: the flow is decided again on its next packet, either way.
+    n.policy.publish(&set(5353)).unwrap();
+    assert!(n.send(1, &from_vip).is_none(), "the reply, re-decided");
+    assert!(n.send(0, &to_vip).is_none(), "the request, re-decided");
+    assert_eq!(n.drops(DropReason::PolicyDenied), 4);
 }
 
 /// An SCTP packet: common header (verification tag and checksum zero: the router reads

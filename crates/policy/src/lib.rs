@@ -46,5 +46,7 @@ mod policy;
 mod rule;
 
 pub use addrset::{AddrSet, Cidr, CidrError};
-pub use policy::{Decision, Endpoint, EndpointId, FlowDecision, Policy, PolicySet, PolicyStore, RuleList, RuleTable};
+pub use policy::{
+    Decision, Endpoint, EndpointId, FlowDecision, Owner, Policy, PolicySet, PolicyStore, RuleList, RuleTable,
+};
 pub use rule::{Action, Direction, Fields, IcmpMatch, PROTO_SCTP, PolicyError, PortRange, Rule, RuleId};

@@ -294,7 +294,20 @@ type Lists = HashMap<Arc<RuleList>, (Arc<RuleTable>, Vec<PolicyError>)>;
 pub struct Policy {
     generation: u32,
     endpoints: HashMap<EndpointId, EndpointTables>,
-    by_addr: HashMap<(u32, u128, bool), EndpointId>,
+    by_addr: HashMap<(u32, u128, bool), Owner>,
+}
+
+/// Who owns an address in a VRF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// No endpoint: outside the node's policy.
+    Nobody,
+    /// One endpoint.
+    One(EndpointId),
+    /// Several endpoints, as the backends of a service routed by ECMP all own its address:
+    /// which one a flow is of follows from the port it comes in by or leaves by, which the
+    /// dataplane knows and the address does not.
+    Shared,
 }
 
 impl Policy {
@@ -345,16 +358,14 @@ impl Policy {
                 });
             }
             for &a in &ep.addrs {
-                if let Some(other) = by_addr.insert((ep.vrf, addr_bits(a), a.is_ipv6()), ep.id) {
-                    return Err(PolicyError {
-                        rule: None,
-                        field: "addrs",
-                        reason: format!(
-                            "address {a} in VRF {} belongs to endpoints {} and {}",
-                            ep.vrf, other.0, ep.id.0
-                        ),
-                    });
-                }
+                by_addr
+                    .entry((ep.vrf, addr_bits(a), a.is_ipv6()))
+                    .and_modify(|o| {
+                        if *o != Owner::One(ep.id) {
+                            *o = Owner::Shared;
+                        }
+                    })
+                    .or_insert(Owner::One(ep.id));
             }
         }
         Ok((
@@ -382,18 +393,41 @@ impl Policy {
         }
     }
 
-    /// The endpoint owning `addr` in `vrf`.
+    /// Who owns `addr` in `vrf`.
+    pub fn owner(&self, vrf: u32, addr: IpAddr) -> Owner {
+        self.owner_bits(vrf, addr_bits(addr), addr.is_ipv6())
+    }
+
+    fn owner_bits(&self, vrf: u32, bits: u128, v6: bool) -> Owner {
+        self.by_addr.get(&(vrf, bits, v6)).copied().unwrap_or(Owner::Nobody)
+    }
+
+    /// Who owns the source and who the destination address of `f`.
+    pub fn owners(&self, f: &Fields) -> (Owner, Owner) {
+        (self.owner_bits(f.vrf, f.src, f.v6), self.owner_bits(f.vrf, f.dst, f.v6))
+    }
+
+    /// The endpoint owning `addr` in `vrf` alone.
     pub fn endpoint_of(&self, vrf: u32, addr: IpAddr) -> Option<EndpointId> {
-        self.by_addr.get(&(vrf, addr_bits(addr), addr.is_ipv6())).copied()
+        match self.owner(vrf, addr) {
+            Owner::One(ep) => Some(ep),
+            Owner::Nobody | Owner::Shared => None,
+        }
     }
 
     /// Decides a new flow: the egress list of the endpoint owning the source address, then
     /// the ingress list of the endpoint owning the destination; the flow passes only if
     /// both allow (an endpoint that is unknown or open in that direction allows). The
-    /// reverse direction of an allowed flow is allowed without evaluation.
+    /// reverse direction of an allowed flow is allowed without evaluation. A shared
+    /// address ([`Owner::Shared`]) names no endpoint here: a caller that knows which of
+    /// its owners the flow is of says so with [`Policy::evaluate_endpoints`].
     pub fn evaluate(&self, f: &Fields) -> FlowDecision {
-        let owner = |bits: u128| self.by_addr.get(&(f.vrf, bits, f.v6)).copied();
-        self.evaluate_endpoints(owner(f.src), owner(f.dst), f)
+        let one = |o: Owner| match o {
+            Owner::One(ep) => Some(ep),
+            Owner::Nobody | Owner::Shared => None,
+        };
+        let (src, dst) = self.owners(f);
+        self.evaluate_endpoints(one(src), one(dst), f)
     }
 
     /// [`Policy::evaluate`] with the endpoints already known (e.g. from the ingress port).

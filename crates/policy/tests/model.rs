@@ -347,16 +347,19 @@ fn errors_name_rule_and_field_and_nothing_is_published() {
         ingress: None,
         egress: None,
     };
-    let e = store
-        .publish(&PolicySet {
-            endpoints: vec![ep(1), ep(2)],
-        })
-        .err()
-        .unwrap();
-    assert!(
-        e.to_string().contains("10.0.0.1 in VRF 4 belongs to endpoints 1 and 2"),
-        "{e}"
+    // An address two endpoints own (a service's, on its backends) is shared, not refused.
+    let (p, _) = Policy::compile(
+        &PolicySet {
+            endpoints: vec![ep(1), ep(2), Endpoint { vrf: 5, ..ep(3) }],
+        },
+        1,
+    )
+    .unwrap();
+    assert_eq!(
+        (p.owner(4, a), p.owner(5, a)),
+        (Owner::Shared, Owner::One(EndpointId(3)))
     );
+    assert_eq!(p.endpoint_of(4, a), None);
     let e = store
         .publish(&PolicySet {
             endpoints: vec![ep(1), Endpoint { addrs: vec![], ..ep(1) }],

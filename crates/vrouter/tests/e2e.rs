@@ -4,7 +4,7 @@
 use vrouter::DropReason;
 use vrouter::fib::{Encap, FibBuilder, Nexthop};
 use vrouter::lab::*;
-use vrouter::policy::{EndpointId, PolicySet, RuleList};
+use vrouter::policy::{Endpoint, EndpointId, PolicySet, RuleList};
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{MssClamp, NodeConfig, PortConfig, PortRole};
 
@@ -571,6 +571,42 @@ fn services_by_ecmp_spread_and_stick() {
     drop(open);
     assert!(!lab.spread(6).unwrap().contains_key("b2"));
     lab.node.stop().unwrap();
+}
+
+/// A backend's policy holds for the connections its service's hash sends it: with b1
+/// denying the service port, connections to the service address reach b0 and b2 and
+/// never b1, whose share is refused, counted.
+#[test]
+fn a_backend_that_denies_the_service_port_gets_none_of_its_connections() {
+    let mut lab = ServiceLab::new();
+    let backend = |i: u32| Endpoint {
+        id: EndpointId(i + 1),
+        vrf: 1,
+        addrs: vec![ip(&format!("10.0.3.{}", i + 1)), ip(SERVICE_VIP)],
+        ingress: (i == 1).then(|| std::sync::Arc::new(RuleList::deny_port(6, SERVICE_PORT))),
+        egress: None,
+    };
+    let set = PolicySet {
+        endpoints: (0..3).map(backend).collect(),
+    };
+    lab.node.router.tables().policy.publish(&set).unwrap();
+    // Until each backend has had connections (bounded: a fair hash gets there in about
+    // a dozen).
+    let (mut served, mut refused) = (std::collections::HashMap::new(), 0);
+    for _ in 0..40 {
+        match Conn::open(&lab.client.ns, SERVICE_VIP, SERVICE_PORT).and_then(|mut c| c.ask()) {
+            Some(who) => *served.entry(who).or_insert(0) += 1,
+            None => refused += 1,
+        }
+        if refused >= 2 && served.len() >= 2 {
+            break;
+        }
+    }
+    assert!(!served.contains_key("b1"), "b1 denies the service port: {served:?}");
+    assert!(served.contains_key("b0") && served.contains_key("b2"), "{served:?}");
+    assert!(refused > 0, "the hash sends b1 its share, which is refused");
+    let stats = lab.node.stop().unwrap();
+    assert!(stats.dropped_for(DropReason::PolicyDenied) >= refused, "{stats:?}");
 }
 
 /// The exception path: the node's own address lives on a TAP device in the node's host

@@ -156,7 +156,12 @@ pub fn netpol(data: &[u8]) {
     let c = cluster();
     match vrouter_cli::k8s::read("fuzz.yaml", text, &c) {
         Ok(policies) => {
-            if let Ok(set) = policy::k8s::compile(&c.local_endpoints(1), &policies, &c.named_ports()) {
+            if let Ok(set) = policy::k8s::compile(
+                &c.local_endpoints(1),
+                &policies,
+                &c.named_ports(),
+                &[IpAddr::from([192, 0, 2, 1])],
+            ) {
                 let _ = Policy::compile(&set, 1);
             }
         }

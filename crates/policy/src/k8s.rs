@@ -11,6 +11,8 @@
 //! * `ipBlock` is `cidr` minus every `except`; a pod/namespace selector peer is the address
 //!   set the caller resolved it to;
 //! * a port without `port` matches the whole protocol; `endPort` makes a range;
+//! * traffic between an endpoint and its node (`node`: the addresses the node's own stack
+//!   sends from, as the kubelet's probes do) is always allowed, as Kubernetes requires;
 //! * a named port is the number of the container port of that name and protocol: on an
 //!   ingress rule that of the selected endpoint itself (so endpoints of one policy may
 //!   differ), on an egress rule that of each destination pod (one rule per number, to the
@@ -180,15 +182,19 @@ pub fn protocol(name: &str) -> Option<u8> {
 }
 
 /// Builds the per-endpoint rule lists for `endpoints` (id, VRF, addresses) under `policies`,
-/// with the named ports of `pods` (none needed when no policy names a port).
+/// with the named ports of `pods` (none needed when no policy names a port), on a node
+/// whose own stack sends from `node`.
 ///
-/// Rule ids count up from 1 in the order policies and their rules are given. Errors name
-/// the policy, the rule and the field.
+/// Rule ids count up from 1 in the order policies and their rules are given; rule 0 of an
+/// isolated list allows the node's traffic. Errors name the policy, the rule and the
+/// field.
 pub fn compile(
     endpoints: &[(EndpointId, u32, Vec<IpAddr>)],
     policies: &[NetworkPolicy],
     pods: &[PodPorts],
+    node: &[IpAddr],
 ) -> Result<PolicySet, PolicyError> {
+    let node = (!node.is_empty()).then(|| Arc::new(AddrSet::from_addrs(node.iter().copied())));
     // Per policy: its ingress and egress allow rules (or None when it does not isolate).
     let mut next_id = 1u32;
     let mut per_policy = Vec::with_capacity(policies.len());
@@ -244,19 +250,34 @@ pub fn compile(
             _ => &[],
         };
         let list = shared.entry((mine.clone(), egress, named)).or_insert_with(|| {
-            let rules = mine
-                .iter()
-                .flat_map(|&i| {
-                    let (ing, eg) = &per_policy[i];
-                    if egress { eg } else { ing }.iter().flatten()
-                })
-                .filter_map(|l| match &l.named {
-                    None => Some(l.rule.clone()),
-                    Some(name) => own.and_then(|p| p.number(name, l.rule.proto?)).map(|n| Rule {
-                        dst_ports: Some(PortRange::single(n)),
-                        ..l.rule.clone()
-                    }),
-                })
+            let from_node = node.as_ref().map(|n| {
+                let (src, dst) = if egress {
+                    (None, Some(n.clone()))
+                } else {
+                    (Some(n.clone()), None)
+                };
+                Rule {
+                    src,
+                    dst,
+                    ..Rule::any(RuleId(0), Action::Allow)
+                }
+            });
+            let rules = from_node
+                .into_iter()
+                .chain(
+                    mine.iter()
+                        .flat_map(|&i| {
+                            let (ing, eg) = &per_policy[i];
+                            if egress { eg } else { ing }.iter().flatten()
+                        })
+                        .filter_map(|l| match &l.named {
+                            None => Some(l.rule.clone()),
+                            Some(name) => own.and_then(|p| p.number(name, l.rule.proto?)).map(|n| Rule {
+                                dst_ports: Some(PortRange::single(n)),
+                                ..l.rule.clone()
+                            }),
+                        }),
+                )
                 .collect();
             Arc::new(RuleList {
                 rules,

@@ -37,7 +37,7 @@ fn policy(name: &str, selected: &[EndpointId]) -> NetworkPolicy {
 }
 
 fn compile(policies: &[NetworkPolicy]) -> Policy {
-    let set = k8s::compile(&endpoints(), policies, &[]).unwrap();
+    let set = k8s::compile(&endpoints(), policies, &[], &[]).unwrap();
     Policy::compile(&set, 1).unwrap().0
 }
 
@@ -258,7 +258,7 @@ fn bad_policies_are_rejected_with_the_field() {
         }],
         ..policy("p1", &[DB])
     };
-    let e = k8s::compile(&endpoints(), &[bad_end], &[]).unwrap_err();
+    let e = k8s::compile(&endpoints(), &[bad_end], &[], &[]).unwrap_err();
     assert_eq!(e.field, "ports.endPort");
     assert_eq!(
         e.to_string(),
@@ -275,7 +275,7 @@ fn bad_policies_are_rejected_with_the_field() {
         }],
         ..policy("p2", &[DB])
     };
-    let e = k8s::compile(&endpoints(), &[outside], &[]).unwrap_err();
+    let e = k8s::compile(&endpoints(), &[outside], &[], &[]).unwrap_err();
     assert!(
         e.to_string()
             .contains("policy `p2` egress[0]: peer 0: 10.0.1.0/24 is not inside 10.0.0.0/24"),
@@ -294,7 +294,7 @@ fn bad_policies_are_rejected_with_the_field() {
         ..policy("p3", &[DB])
     };
     assert_eq!(
-        k8s::compile(&endpoints(), &[proto], &[]).unwrap_err().field,
+        k8s::compile(&endpoints(), &[proto], &[], &[]).unwrap_err().field,
         "ports.protocol"
     );
     assert_eq!(k8s::protocol("SCTP"), Some(132));
@@ -313,7 +313,7 @@ fn except_covering_the_block_leaves_a_rule_that_never_matches() {
         }],
         ..policy("nothing", &[DB])
     };
-    let set = k8s::compile(&endpoints(), &[np], &[]).unwrap();
+    let set = k8s::compile(&endpoints(), &[np], &[], &[]).unwrap();
     let (p, warnings) = Policy::compile(&set, 1).unwrap();
     assert_eq!(warnings.len(), 1);
     assert!(!allowed(&p, "10.9.1.1", "10.1.0.10", 6, 80));
@@ -345,7 +345,7 @@ fn named_pods() -> Vec<PodPorts> {
 }
 
 fn compile_named(policies: &[NetworkPolicy]) -> Policy {
-    let set = k8s::compile(&endpoints(), policies, &named_pods()).unwrap();
+    let set = k8s::compile(&endpoints(), policies, &named_pods(), &[]).unwrap();
     Policy::compile(&set, 1).unwrap().0
 }
 
@@ -436,7 +436,7 @@ fn a_named_port_nobody_has_allows_nothing() {
         }],
         ..policy("metrics", &[DB])
     };
-    let set = k8s::compile(&endpoints(), &[np], &named_pods()).unwrap();
+    let set = k8s::compile(&endpoints(), &[np], &named_pods(), &[]).unwrap();
     let (p, warnings) = Policy::compile(&set, 1).unwrap();
     assert!(
         warnings.is_empty(),
@@ -481,7 +481,7 @@ fn named_ports_with_an_end_port_or_a_bad_name_are_refused() {
             }],
             ..policy("bad", &[DB])
         };
-        let e = k8s::compile(&endpoints(), &[np], &named_pods()).unwrap_err();
+        let e = k8s::compile(&endpoints(), &[np], &named_pods(), &[]).unwrap_err();
         assert_eq!(e.field, field);
         assert!(
             e.reason.contains("policy `bad` ingress[0]") && e.reason.contains(reason),
@@ -501,7 +501,7 @@ fn endpoints_share_a_list_unless_a_named_port_sets_them_apart() {
             ingress: vec![rule(port)],
             ..policy("p", &[DB, FRONTEND])
         };
-        let set = k8s::compile(&endpoints(), &[np], &named_pods()).unwrap();
+        let set = k8s::compile(&endpoints(), &[np], &named_pods(), &[]).unwrap();
         let of = |id| {
             set.endpoints
                 .iter()
@@ -517,4 +517,28 @@ fn endpoints_share_a_list_unless_a_named_port_sets_them_apart() {
     assert!(Arc::ptr_eq(&db, &frontend), "numbers only: one list for both");
     let (db, frontend) = lists(NetworkPolicyPort::tcp_named("http"));
     assert!(!Arc::ptr_eq(&db, &frontend), "http is 8080 at db, 80 at frontend");
+}
+
+#[test]
+fn the_node_always_reaches_its_pods_and_is_reached_by_them() {
+    let deny = NetworkPolicy {
+        policy_types: Some(vec![PolicyType::Ingress, PolicyType::Egress]),
+        ..policy("default-deny", &[DB])
+    };
+    let node = ip("192.0.2.1");
+    let set = k8s::compile(&endpoints(), &[deny], &[], &[node]).unwrap();
+    let p = Policy::compile(&set, 1).unwrap().0;
+    assert!(allowed(&p, "192.0.2.1", "10.1.0.10", 6, 10250), "the kubelet's probe");
+    assert!(
+        allowed(&p, "10.1.0.10", "192.0.2.1", 17, 53),
+        "to a service on the node"
+    );
+    assert!(!allowed(&p, "192.0.2.2", "10.1.0.10", 6, 10250), "another address");
+    assert!(!allowed(&p, "10.1.0.10", "192.0.2.2", 17, 53));
+    let db = set.endpoints.iter().find(|e| e.id == DB).unwrap();
+    assert_eq!(
+        db.ingress.as_ref().unwrap().rules[0].id,
+        RuleId(0),
+        "rule 0 is the node's"
+    );
 }

@@ -1,7 +1,7 @@
 //! NetworkPolicy lowered and compiled, against a direct reading of the Kubernetes
 //! semantics, on random pods (with random named ports) and random policies: every
-//! connection between the pods and an outside address, over TCP and UDP to a few ports,
-//! gets the verdict the semantics give.
+//! connection between the pods, the node and an outside address, over TCP and UDP to a
+//! few ports, gets the verdict the semantics give.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -14,8 +14,9 @@ use proptest::prelude::*;
 use wire::flow::FlowKey;
 
 /// Pods 0-3 are on this node (endpoints 1-4), 4-6 elsewhere; 7 stands for an address
-/// that is no pod.
+/// that is no pod, 8 for the node's own.
 const PODS: usize = 7;
+const NODE: usize = 8;
 const NAMES: [&str; 2] = ["web", "api"];
 const NUMBERS: [u16; 3] = [80, 81, 82];
 
@@ -170,6 +171,10 @@ fn direction_allows(
         return true;
     }
     let peer = if dir == PolicyType::Ingress { src } else { dst };
+    // Traffic with the pod's own node is always allowed.
+    if peer == NODE {
+        return true;
+    }
     mine.iter().any(|p| {
         let rules = if dir == PolicyType::Ingress {
             &p.ingress
@@ -189,10 +194,10 @@ proptest! {
         policies in prop::collection::vec(network_policy(), 0..4),
     ) {
         let endpoints: Vec<_> = (0..4).map(|i| (local(i).unwrap(), 0, vec![addr(i)])).collect();
-        let set = k8s::compile(&endpoints, &policies, &pods).unwrap();
+        let set = k8s::compile(&endpoints, &policies, &pods, &[addr(NODE)]).unwrap();
         let (compiled, _) = Policy::compile(&set, 1).unwrap();
-        for src in 0..=PODS {
-            for dst in (0..=PODS).filter(|&d| d != src) {
+        for src in 0..=NODE {
+            for dst in (0..=NODE).filter(|&d| d != src) {
                 for proto in [6u8, 17] {
                     for dport in NUMBERS {
                         let (IpAddr::V4(s), IpAddr::V4(d)) = (addr(src), addr(dst)) else { unreachable!() };

@@ -903,7 +903,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             .map(|v| format!("vni {} -> vrf {}", v.vni, v.vrf))
             .collect(),
     };
-    let policy = policies(&cx, &f, &ports)?;
+    let policy = policies(&cx, &f, &ports, &tunnel_endpoints)?;
     let metrics = match &f.metrics {
         None => None,
         Some(m) => {
@@ -1179,7 +1179,7 @@ fn cidrs(v: &[String]) -> Result<Option<Arc<AddrSet>>, String> {
 /// Builds the policy set: one endpoint per workload port (its addresses, in its VRF),
 /// with the `[[policy]]` lists that name it; rules are checked by the policy compiler
 /// and its errors are reported at the policy's line.
-fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, String> {
+fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig], tunnel_endpoints: &[IpAddr]) -> Result<PolicySet, String> {
     if !f.network_policies.is_empty() {
         if let Some(p) = f.policy.first() {
             return Err(cx.err(
@@ -1189,7 +1189,7 @@ fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, S
                 "`[[policy]]` and `network_policies` cannot be mixed: use one",
             ));
         }
-        return network_policies(cx, f, ports);
+        return network_policies(cx, f, ports, tunnel_endpoints);
     }
     let mut lists: HashMap<(String, bool), (usize, RuleList)> = HashMap::new();
     for sp in &f.policy {
@@ -1278,8 +1278,15 @@ fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, S
 
 /// Builds the policy set from Kubernetes NetworkPolicy YAML: the `[[pod]]` and
 /// `[[namespace]]` tables are what selectors resolve against; every workload port is an
-/// endpoint, as with `[[policy]]`.
-fn network_policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<PolicySet, String> {
+/// endpoint, as with `[[policy]]`. The node's own addresses (its fabric and host ports',
+/// its tunnel endpoints: what its stack sends from) always reach its pods and are reached
+/// by them, as Kubernetes requires (the kubelet's probes).
+fn network_policies(
+    cx: &Ctx<'_>,
+    f: &File,
+    ports: &[PortConfig],
+    tunnel_endpoints: &[IpAddr],
+) -> Result<PolicySet, String> {
     let mut cluster = k8s::Cluster::default();
     for sp in &f.namespace {
         let n = sp.get_ref();
@@ -1375,7 +1382,15 @@ fn network_policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig]) -> Result<Poli
         })
         .collect();
     let at = f.network_policies[0].span().start;
-    let set = vrouter::policy::k8s::compile(&endpoints, &policies, &cluster.named_ports())
+    let mut node: Vec<IpAddr> = ports
+        .iter()
+        .filter(|p| matches!(p.role, PortRole::Fabric { .. } | PortRole::Host { .. }))
+        .flat_map(|p| p.addrs.iter().copied())
+        .chain(tunnel_endpoints.iter().copied())
+        .collect();
+    node.sort_unstable();
+    node.dedup();
+    let set = vrouter::policy::k8s::compile(&endpoints, &policies, &cluster.named_ports(), &node)
         .map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
     Policy::compile(&set, 0).map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
     Ok(set)
@@ -2107,6 +2122,10 @@ spec:
         assert!(verdict("10.9.0.7", 5432), "the remote web pod reaches the database");
         assert!(!verdict("10.9.0.7", 22));
         assert!(!verdict("10.9.0.8", 5432), "an address that is no web pod");
+        assert!(
+            verdict("192.0.2.1", 22),
+            "the node itself (its tunnel endpoint), always"
+        );
     }
 
     #[test]

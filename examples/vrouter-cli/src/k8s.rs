@@ -416,7 +416,7 @@ mod tests {
     fn allowed(yaml: &str, src: &str, dst: &str, port: u16) -> bool {
         let c = cluster();
         let policies = read("test.yaml", yaml, &c).unwrap();
-        let set = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies, &c.named_ports()).unwrap();
+        let set = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies, &c.named_ports(), &[]).unwrap();
         let (p, _) = Policy::compile(&set, 1).unwrap();
         let (IpAddr::V4(s), IpAddr::V4(d)) = (ip(src), ip(dst)) else {
             unreachable!("IPv4 test addresses")
@@ -635,7 +635,7 @@ spec:
             let c = cluster();
             match read("odd.yaml", &lines.join("\n"), &c) {
                 Ok(policies) => {
-                    if let Ok(set) = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies, &c.named_ports()) {
+                    if let Ok(set) = vrouter::policy::k8s::compile(&c.local_endpoints(1), &policies, &c.named_ports(), &[]) {
                         let _ = Policy::compile(&set, 1);
                     }
                 }

@@ -173,6 +173,13 @@ def pipeline_seeds():
         (1, Ether(src=w2, dst=g2) / IP(src="10.0.2.2", dst="10.0.1.2") / ICMP(type=3, code=3)
             / IP(src="10.0.1.2", dst="10.0.2.2") / SCTP(sport=5000, dport=38412)),
     ]
+    # The service address both workloads own: to it (denied and allowed at w2, if the
+    # hash picks w2), and from it at w2 (w2's own egress list).
+    frames_ += [
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.96.0.10") / UDP(sport=4000, dport=53)),
+        (0, Ether(src=w1, dst=g1) / IP(src="10.0.1.2", dst="10.96.0.10") / UDP(sport=4001, dport=5353)),
+        (1, Ether(src=w2, dst=g2) / IP(src="10.96.0.10", dst="10.0.1.2") / UDP(sport=5353, dport=9)),
+    ]
     for port, frame in frames_:
         save("pipeline", bytes([port]) + bytes(frame))
 

@@ -128,7 +128,7 @@ impl Harness {
                 gateways: vec![ip(gw4), ip(gw6)],
             },
         };
-        let node = NodeConfig {
+        let mut node = NodeConfig {
             ports: vec![
                 workload("w1", 1, "10.0.1.2", "fd00:1::2", "10.0.1.1", "fd00:1::1", 1500),
                 // Smaller than w1's, so packets to it are split or refused.
@@ -156,14 +156,28 @@ impl Harness {
             tcp_mss_clamp: dataplane::pipeline::MssClamp::Path,
             ..Default::default()
         };
+        for w in &mut node.ports[..2] {
+            if let PortRole::Workload { addrs, .. } = &mut w.role {
+                addrs.push(ip("10.96.0.10"));
+            }
+        }
+        // Both workloads own the service address 10.96.0.10 (shared: a flow's endpoint
+        // for it is told by port); w2 denies UDP 53 in, w1 UDP 9 out.
         let policy = Arc::new(PolicyStore::new());
-        let deny = PolicySet::ingress_for(
+        let mut set = PolicySet::ingress_for(
             EndpointId(1),
             1,
-            vec![ip("10.0.2.2"), ip("fd00:2::2")],
+            vec![ip("10.0.2.2"), ip("fd00:2::2"), ip("10.96.0.10")],
             RuleList::deny_port(17, 53),
         );
-        policy.publish(&deny).expect("policy");
+        set.endpoints.push(policy::Endpoint {
+            id: EndpointId(2),
+            vrf: 1,
+            addrs: vec![ip("10.0.1.2"), ip("fd00:1::2"), ip("10.96.0.10")],
+            ingress: None,
+            egress: Some(Arc::new(RuleList::deny_port(17, 9))),
+        });
+        policy.publish(&set).expect("policy");
         let tables = Tables {
             fib: fib.clone(),
             policy,

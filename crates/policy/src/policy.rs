@@ -310,6 +310,16 @@ pub enum Owner {
     Shared,
 }
 
+impl Owner {
+    /// The endpoint, when there is exactly one.
+    pub fn single(self) -> Option<EndpointId> {
+        match self {
+            Owner::One(ep) => Some(ep),
+            Owner::Nobody | Owner::Shared => None,
+        }
+    }
+}
+
 impl Policy {
     /// Compiles `set`. Errors name the rule and field; rules that can never match are left
     /// out and reported in the returned warnings.
@@ -409,10 +419,7 @@ impl Policy {
 
     /// The endpoint owning `addr` in `vrf` alone.
     pub fn endpoint_of(&self, vrf: u32, addr: IpAddr) -> Option<EndpointId> {
-        match self.owner(vrf, addr) {
-            Owner::One(ep) => Some(ep),
-            Owner::Nobody | Owner::Shared => None,
-        }
+        self.owner(vrf, addr).single()
     }
 
     /// Decides a new flow: the egress list of the endpoint owning the source address, then
@@ -422,12 +429,8 @@ impl Policy {
     /// address ([`Owner::Shared`]) names no endpoint here: a caller that knows which of
     /// its owners the flow is of says so with [`Policy::evaluate_endpoints`].
     pub fn evaluate(&self, f: &Fields) -> FlowDecision {
-        let one = |o: Owner| match o {
-            Owner::One(ep) => Some(ep),
-            Owner::Nobody | Owner::Shared => None,
-        };
         let (src, dst) = self.owners(f);
-        self.evaluate_endpoints(one(src), one(dst), f)
+        self.evaluate_endpoints(src.single(), dst.single(), f)
     }
 
     /// [`Policy::evaluate`] with the endpoints already known (e.g. from the ingress port).

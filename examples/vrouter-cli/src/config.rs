@@ -904,6 +904,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             .collect(),
     };
     let policy = policies(&cx, &f, &ports, &tunnel_endpoints)?;
+    own_address_for_policy(&cx, &f, &policy)?;
     let metrics = match &f.metrics {
         None => None,
         Some(m) => {
@@ -1276,6 +1277,32 @@ fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig], tunnel_endpoints: &[Ip
     Ok(PolicySet { endpoints })
 }
 
+/// Refuses a workload port with policy lists whose every address another workload also
+/// owns (a service address alone): the dataplane tells a shared address's flows apart by
+/// the port's own addresses, so such a port's lists could never apply.
+fn own_address_for_policy(cx: &Ctx<'_>, f: &File, set: &PolicySet) -> Result<(), String> {
+    let shared = |ep: &vrouter::policy::Endpoint, a: &IpAddr| {
+        set.endpoints
+            .iter()
+            .any(|o| o.id != ep.id && o.vrf == ep.vrf && o.addrs.contains(a))
+    };
+    for ep in &set.endpoints {
+        let policed = ep.ingress.is_some() || ep.egress.is_some();
+        if policed && !ep.addrs.is_empty() && ep.addrs.iter().all(|a| shared(ep, a)) {
+            let Some(sp) = f.port.get(ep.id.0 as usize) else {
+                continue;
+            };
+            return Err(cx.err(
+                sp.span().start,
+                &format!("port `{}`", sp.get_ref().name),
+                "workload_addresses",
+                "every address is another workload's too (a service address): its policy needs an address of its own to tell its flows apart",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the policy set from Kubernetes NetworkPolicy YAML: the `[[pod]]` and
 /// `[[namespace]]` tables are what selectors resolve against; every workload port is an
 /// endpoint, as with `[[policy]]`. The node's own addresses (its fabric and host ports',
@@ -1531,6 +1558,33 @@ proto = "tcp"
 dst_ports = "22"
 src = ["10.0.0.0/8"]
 "#;
+
+    /// Two workloads owning one service address: policed, each by its own address; a
+    /// policed port with no address of its own is refused.
+    #[test]
+    fn a_policed_port_needs_an_address_of_its_own() {
+        let pod2 = "[[port]]\nname = \"pod2\"\ndevice = \"veth-pod2\"\nkind = \"workload\"\nvrf = 1\nmac = \"02:0a:00:00:02:01\"\nworkload_mac = \"02:00:00:00:02:02\"\nworkload_addresses = [\"10.0.2.2\", \"10.96.0.10\"]\n\n[[nexthop]]\nid = 1\n";
+        let both = GOOD.replacen("[[nexthop]]\nid = 1\n", pod2, 1).replace(
+            "workload_addresses = [\"10.0.1.2\"]",
+            "workload_addresses = [\"10.0.1.2\", \"10.96.0.10\"]",
+        );
+        let c = parse("good.toml", &both).unwrap();
+        let (p, _) = vrouter::policy::Policy::compile(&c.policy, 1).unwrap();
+        assert_eq!(
+            p.owner(1, "10.96.0.10".parse().unwrap()),
+            vrouter::policy::Owner::Shared
+        );
+        let alone = both.replace("[\"10.0.1.2\", \"10.96.0.10\"]", "[\"10.96.0.10\"]");
+        let e = parse("good.toml", &alone).err().expect("refused");
+        assert!(
+            e.starts_with("good.toml:")
+                && e.contains("port `pod1`: field `workload_addresses`: every address is another workload's too"),
+            "{e}"
+        );
+        // Without a policy of its own, such a port is only routed.
+        let unpoliced = alone.replace("endpoint = \"pod1\"", "endpoint = \"pod2\"");
+        assert!(parse("good.toml", &unpoliced).is_ok());
+    }
 
     #[test]
     fn weighted_groups_and_vrf_lookups_are_read() {

@@ -235,8 +235,8 @@ pub fn tcp(data: &[u8]) {
 }
 
 /// SCTP's common header: the view takes any 12 bytes or more; carried in an IPv4 packet,
-/// the one-pass parse puts the view's ports in the flow key, and refuses what the view
-/// refuses.
+/// the one-pass parse puts the view's ports in the flow key and its closing flags in the
+/// headers, and refuses what the view refuses.
 pub fn sctp(data: &[u8]) {
     let data = &data[..data.len().min(1400)];
     let ip = Ipv4Repr::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2), IpProtocol::Sctp);
@@ -253,8 +253,9 @@ pub fn sctp(data: &[u8]) {
     let parsed = parse(&frame);
     match SctpPacket::new_checked(data) {
         Ok(p) => {
-            let key = parsed.expect("a packet whose SCTP header the view reads").outer.key;
-            assert_eq!((key.src_port, key.dst_port), (p.src_port(), p.dst_port()));
+            let outer = parsed.expect("a packet whose SCTP header the view reads").outer;
+            assert_eq!((outer.key.src_port, outer.key.dst_port), (p.src_port(), p.dst_port()));
+            assert_eq!(outer.tcp_flags, p.closing_flags());
             assert!(data.len() >= wire::sctp::HEADER_LEN);
         }
         Err(e) => {

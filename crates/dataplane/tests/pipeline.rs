@@ -1088,14 +1088,25 @@ fn a_service_address_its_backends_share_is_policed_as_each_backends_own() {
     assert_eq!(n.drops(DropReason::PolicyDenied), 4);
 }
 
-/// An SCTP packet: common header (verification tag and checksum zero: the router reads
-/// neither) and an INIT chunk.
-fn sctp(src_mac: MacAddr, dst_mac: MacAddr, (src, dst): (&str, &str), sport: u16, dport: u16) -> Vec<u8> {
+/// An SCTP INIT packet: common header (verification tag and checksum zero: the router
+/// reads neither) and an INIT chunk.
+fn sctp(src_mac: MacAddr, dst_mac: MacAddr, ends: (&str, &str), sport: u16, dport: u16) -> Vec<u8> {
+    let init = [
+        1, 0, 0, 20, 0x12, 0x34, 0x56, 0x78, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1,
+    ];
+    sctp_chunk((src_mac, dst_mac), ends, (sport, dport), &init)
+}
+
+/// An SCTP packet carrying `chunk`.
+fn sctp_chunk(
+    (src_mac, dst_mac): (MacAddr, MacAddr),
+    (src, dst): (&str, &str),
+    (sport, dport): (u16, u16),
+    chunk: &[u8],
+) -> Vec<u8> {
     let mut s = [sport.to_be_bytes(), dport.to_be_bytes()].concat();
     s.extend([0; 8]);
-    s.extend([
-        1, 0, 0, 20, 0x12, 0x34, 0x56, 0x78, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1,
-    ]);
+    s.extend(chunk);
     let eth = Header::Ethernet(EthernetRepr {
         src: src_mac,
         dst: dst_mac,
@@ -1145,6 +1156,13 @@ fn sctp_associations_are_flows_by_their_ports() {
     let stray = sctp(M1, P0, there, 5002, 38412);
     assert!(n.send(1, &icmp_error_to_w1(unreachable, &stray[14..])).is_none());
     assert_eq!(n.drops(DropReason::PolicyDenied), 2);
+    // w2 aborts the association: its flow is closing, aged as a closed TCP connection.
+    let abort = sctp_chunk((M2, P1), back, (38412, 5000), &[6, 0, 0, 4]);
+    assert_eq!(n.send(1, &abort).map(|o| o.0), Some(0));
+    let r = n.flows.reader().unwrap();
+    let key = wire::flow::FlowKey::v4(ip4("10.0.2.2"), ip4("10.0.1.2"), 132, 38412, 5000).with_vrf(1);
+    let id = r.lookup(&key, key.hash()).expect("the association's reply flow");
+    assert_eq!(r.flow(id).tcp_flags() & 0x04, 0x04, "ABORT seen, as TCP's RST");
 }
 
 #[test]

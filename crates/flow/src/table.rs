@@ -976,7 +976,8 @@ impl FlowTable {
             return t.hold;
         }
         match (self.hot(idx).key[5].load(Ordering::Relaxed) & 0xff) as u8 {
-            6 if closing => t.tcp_closing,
+            // An SCTP association ended (ABORT, SHUTDOWN COMPLETE) closes as TCP does.
+            6 | 132 if closing => t.tcp_closing,
             6 => t.tcp_established,
             17 => t.udp,
             132 => t.sctp,

@@ -384,6 +384,7 @@ fn ageing_by_protocol_and_tcp_state() {
     let icmp = install(key(4, 1));
     let sctp = install(key(6, 132));
     let gre = install(key(7, 47));
+    let sctp_abort = install(key(8, 132));
     let held = r.insert_held(&key(5, 17), 0).unwrap();
     assert_eq!(r.park(held, 77), ParkResult::Parked);
     // FIN seen on the reverse direction closes the pair.
@@ -391,13 +392,20 @@ fn ageing_by_protocol_and_tcp_state() {
     let rev_id = r.lookup(&key(2, 6).reversed(), key(2, 6).reversed().hash()).unwrap();
     assert_eq!(rev_id.index(), rev_fin);
     r.flow(rev_id).record(40, 0, 0x11);
+    // An SCTP ABORT (the parser's RST) closes its association the same way.
+    r.flow(sctp_abort).record(40, 0, 0x04);
     // UDP activity on the reverse direction keeps the pair alive.
     let udp_rev = r.lookup(&key(3, 17).reversed(), key(3, 17).reversed().hash()).unwrap();
     r.flow(udp_rev).record(40, 10, 0);
     let mut dropped = Vec::new();
     let rep = r.sweep(12, usize::MAX, |t| dropped.push(t));
     assert_eq!(dropped, vec![77], "parked packet of the expired held flow handed back");
-    assert_eq!(rep.aged, 2 + 2 + 1, "closing TCP pair, ICMP pair, held flow");
+    assert_eq!(
+        rep.aged,
+        2 + 2 + 2 + 1,
+        "closing TCP and SCTP pairs, ICMP pair, held flow"
+    );
+    assert!(!r.flow(sctp_abort).is_live());
     assert!(r.flow(tcp).is_live() && r.flow(udp).is_live());
     assert!(!r.flow(tcp_fin).is_live() && !r.flow(icmp).is_live() && !r.flow(held).is_live());
     r.sweep(40, usize::MAX, |_| {});
@@ -409,7 +417,7 @@ fn ageing_by_protocol_and_tcp_state() {
     r.sweep(101, usize::MAX, |_| {});
     assert!(!r.flow(tcp).is_live() && !r.flow(sctp).is_live());
     assert_eq!(t.stats().entries, 0);
-    assert_eq!(t.stats().aged, 13);
+    assert_eq!(t.stats().aged, 15);
 }
 
 #[test]

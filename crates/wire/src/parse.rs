@@ -85,7 +85,9 @@ pub struct Headers {
     pub l3_kind: L3,
     /// Fragment state.
     pub fragment: Fragment,
-    /// TCP control bits FIN..CWR (0 for other protocols).
+    /// TCP control bits FIN..CWR; for SCTP, RST when the first chunk is an ABORT and FIN
+    /// when it is a SHUTDOWN COMPLETE, so that an association's end closes its flow as a
+    /// connection's does (0 for other protocols).
     pub tcp_flags: u8,
     /// Upper-layer protocol (after IPv6 extension headers).
     pub l4_proto: IpProtocol,
@@ -646,6 +648,7 @@ fn parse_l4(buf: &[u8], at: usize, h: &mut Headers) -> Result<()> {
         }
         (IpProtocol::Sctp, _) => {
             let s = SctpPacket::new_checked(seg)?;
+            h.tcp_flags = s.closing_flags();
             (sctp::HEADER_LEN, s.src_port(), s.dst_port())
         }
         _ => (0, 0, 0),

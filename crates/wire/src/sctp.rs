@@ -1,7 +1,8 @@
 //! SCTP's common header (RFC 9260 §3.1): the ports that make an association a flow.
 //!
 //! The chunks behind it are the endpoints' business; a router forwards them untouched,
-//! so neither they nor the CRC32c checksum are read here.
+//! so only the first chunk's type is read (to see an association end) and the CRC32c
+//! checksum not at all.
 
 use crate::bytes::{Field, get_u16, get_u32};
 use crate::{Error, Layer, Result};
@@ -12,7 +13,13 @@ mod field {
     pub(super) const DST_PORT: Field = 2..4;
     pub(super) const VERIFICATION_TAG: Field = 4..8;
     pub(super) const CHECKSUM: Field = 8..12;
+    pub(super) const FIRST_CHUNK_TYPE: usize = 12;
 }
+
+/// Chunk type ABORT (RFC 9260 §3.3.7).
+pub const CHUNK_ABORT: u8 = 6;
+/// Chunk type SHUTDOWN COMPLETE (RFC 9260 §3.3.13).
+pub const CHUNK_SHUTDOWN_COMPLETE: u8 = 14;
 
 /// Length of the common header.
 pub const HEADER_LEN: usize = field::CHECKSUM.end;
@@ -53,6 +60,23 @@ impl<T: AsRef<[u8]>> SctpPacket<T> {
     pub fn verification_tag(&self) -> u32 {
         get_u32(self.buffer.as_ref(), field::VERIFICATION_TAG.start)
     }
+
+    /// The first chunk's type, if a chunk follows the header.
+    #[inline]
+    pub fn first_chunk_type(&self) -> Option<u8> {
+        self.buffer.as_ref().get(field::FIRST_CHUNK_TYPE).copied()
+    }
+
+    /// The association's end in TCP's terms, for flow tables that age both alike: RST
+    /// (0x04) for an ABORT, FIN (0x01) for a SHUTDOWN COMPLETE, else 0.
+    #[inline]
+    pub fn closing_flags(&self) -> u8 {
+        match self.first_chunk_type() {
+            Some(CHUNK_ABORT) => 0x04,
+            Some(CHUNK_SHUTDOWN_COMPLETE) => 0x01,
+            _ => 0,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -64,5 +88,21 @@ mod tests {
         let e = SctpPacket::new_checked(&[0u8; 11][..]).unwrap_err();
         assert_eq!(e, Error::truncated(Layer::Sctp, "header"));
         assert!(SctpPacket::new_checked(&[0u8; 12][..]).is_ok());
+    }
+
+    #[test]
+    fn an_abort_or_shutdown_complete_ends_the_association() {
+        let with = |chunk: u8| {
+            let mut b = [0u8; 16];
+            b[12] = chunk;
+            SctpPacket::new_checked(b).unwrap().closing_flags()
+        };
+        assert_eq!((with(CHUNK_ABORT), with(CHUNK_SHUTDOWN_COMPLETE)), (0x04, 0x01));
+        assert_eq!((with(0), with(1), with(7)), (0, 0, 0), "DATA, INIT, SHUTDOWN");
+        assert_eq!(
+            SctpPacket::new_checked([0u8; 12]).unwrap().closing_flags(),
+            0,
+            "no chunk"
+        );
     }
 }

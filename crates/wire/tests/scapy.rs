@@ -153,6 +153,7 @@ fn describe_level(frame: &[u8], h: &Headers, p: &str, f: &mut Fields) -> Result<
                 format!("{p}.sctp.tag"),
                 SctpPacket::new_checked(seg)?.verification_tag(),
             );
+            put(f, format!("{p}.sctp.closing"), h.tcp_flags);
         }
         IpProtocol::Icmp => {
             let r = Icmpv4Repr::parse(&IcmpPacket::new_checked(seg, Layer::Icmpv4)?)?;

@@ -21,7 +21,7 @@ from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, IPv6,
                        ICMPv6NDOptSrcLLAddr, ICMPv6PacketTooBig, ICMPv6TimeExceeded,
                        Raw, bind_layers, conf, fragment, fuzz)
 from scapy.contrib.mpls import MPLS
-from scapy.layers.sctp import SCTP, SCTPChunkData, SCTPChunkInit
+from scapy.layers.sctp import SCTP, SCTPChunkAbort, SCTPChunkData, SCTPChunkInit, SCTPChunkShutdownComplete
 from scapy.layers.vxlan import VXLAN
 
 bind_layers(UDP, MPLS, dport=6635)
@@ -73,7 +73,8 @@ def l4(v6=False):
                    flags=R.randrange(256), window=R.randrange(65536)) / payload()
     if c == 2:
         chunk = R.choice([SCTPChunkInit(init_tag=R.randrange(1, 2**32)),
-                          SCTPChunkData(tsn=R.randrange(2**32), data=bytes(payload()))])
+                          SCTPChunkData(tsn=R.randrange(2**32), data=bytes(payload())),
+                          SCTPChunkAbort(), SCTPChunkShutdownComplete()])
         return SCTP(sport=port(), dport=port(), tag=R.randrange(2**32)) / chunk
     if v6:
         return R.choice([ICMPv6EchoRequest, ICMPv6EchoReply])(id=R.randrange(65536), seq=R.randrange(65536)) / payload()
@@ -179,7 +180,8 @@ def decode(frame):
                 f.update({p + ".tcp.flags": int(layer.flags), p + ".tcp.seq": layer.seq,
                           p + ".tcp.ack": layer.ack, p + ".tcp.window": layer.window})
         elif isinstance(layer, SCTP):
-            f.update({p + ".l4.sport": layer.sport, p + ".l4.dport": layer.dport, p + ".sctp.tag": layer.tag})
+            f.update({p + ".l4.sport": layer.sport, p + ".l4.dport": layer.dport, p + ".sctp.tag": layer.tag,
+                      p + ".sctp.closing": {6: 4, 14: 1}.get(layer.payload.type, 0)})
             break
         elif isinstance(layer, ICMP):
             f.update({p + ".icmp.type": layer.type, p + ".icmp.code": layer.code})

@@ -225,6 +225,7 @@ pub fn compile(
     // those name ports in ingress rules, only endpoints whose named ports are alike.
     type Sharers<'a> = (Vec<usize>, bool, &'a [ContainerPort]);
     let mut shared: BTreeMap<Sharers<'_>, Arc<RuleList>> = BTreeMap::new();
+    let by_endpoint: BTreeMap<EndpointId, &PodPorts> = pods.iter().filter_map(|p| Some((p.endpoint?, p))).collect();
     let mut list_for = |ep: EndpointId, egress: bool| {
         let mine: Vec<usize> = policies
             .iter()
@@ -240,7 +241,7 @@ pub fn compile(
         if mine.is_empty() {
             return None;
         }
-        let own = pods.iter().find(|p| p.endpoint == Some(ep));
+        let own = by_endpoint.get(&ep).copied();
         let names = !egress
             && mine
                 .iter()

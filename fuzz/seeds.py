@@ -152,6 +152,12 @@ def pipeline_seeds():
            / VXLAN(vni=42) / Ether(src=peer, dst=g1) / IP(src="10.5.0.5", dst="10.0.1.2") / UDP(sport=1, dport=2)
            / (b"r" * 600))
     frames_ += [(2, out / f) for f in fragment6(vx6, 320)]
+    # The same behind a hop-by-hop header, which every fragment carries and the rebuilt
+    # packet keeps.
+    vx6h = (IPv6(src="fd00:f::2", dst="fd00:f::1") / IPv6ExtHdrHopByHop() / IPv6ExtHdrFragment(id=79)
+            / UDP(sport=49152, dport=4789) / VXLAN(vni=42) / Ether(src=peer, dst=g1)
+            / IP(src="10.5.0.5", dst="10.0.1.2") / UDP(sport=1, dport=2) / (b"h" * 600))
+    frames_ += [(2, out / f) for f in reversed(fragment6(vx6h, 328))]
     # ICMP errors from w2 about w1's packets: of an allowed flow (RELATED), over either family.
     w2, g2 = "02:00:00:00:02:02", "02:0a:00:00:00:02"
     frames_ += [

@@ -188,6 +188,13 @@ pub fn ipv6_ext(data: &[u8]) {
     if let Ok(w) = ipv6ext::walk(rest, IpProtocol::from(first)) {
         assert!(w.offset <= rest.len());
         assert!(usize::from(w.count) <= ipv6ext::MAX_EXT_HEADERS);
+        // What names the fragment header: the first byte of the header before it, or
+        // the fixed header (here: `first`).
+        if w.fragment_end != 0 {
+            let names = w.fragment_after.map_or(first, |at| rest[at]);
+            assert_eq!(IpProtocol::from(names), IpProtocol::Ipv6Frag);
+            assert!(w.fragment_after.is_none_or(|at| at + 8 <= w.fragment_end - 8));
+        }
     }
     if let Ok(h) = Ipv6ExtHeader::new_checked(rest) {
         let r = Ipv6ExtRepr::parse(&h).unwrap();

@@ -208,6 +208,10 @@ pub(crate) struct Piece {
     pub(crate) head: usize,
     /// Offset in the frame of the fragment's first byte of the fragmentable part.
     pub(crate) data: usize,
+    /// IPv6: offset in the frame of the next-header field that names the fragment header
+    /// (the fixed header's, or that of the extension header before it). `None` for IPv4,
+    /// which has no fragment header.
+    pub(crate) names: Option<usize>,
     /// Where those bytes go in the fragmentable part, and how many there are.
     pub(crate) at: u32,
     pub(crate) len: u32,
@@ -228,6 +232,7 @@ pub(crate) fn piece(frame: &[u8], h: &wire::parse::Headers) -> Result<Piece, Dro
                 ident: u32::from(u16::from_be_bytes([ip[4], ip[5]])),
                 head: data,
                 data,
+                names: None,
                 at: u32::from(field & 0x1fff) * 8,
                 len: end.saturating_sub(data) as u32,
                 more: field & 0x2000 != 0,
@@ -244,6 +249,7 @@ pub(crate) fn piece(frame: &[u8], h: &wire::parse::Headers) -> Result<Piece, Dro
                 ident: walk.ident,
                 head: l3 + 40 + walk.fragment_end - 8,
                 data: l3 + 40 + walk.fragment_end,
+                names: Some(walk.fragment_after.map_or(l3 + 6, |at| l3 + 40 + at)),
                 at: u32::from(field & !7),
                 len: (payload.len() - walk.fragment_end) as u32,
                 more: field & 1 != 0,

@@ -16,7 +16,7 @@
 //! fragment, as it did before any reassembly; one whose fragments do not all come in time
 //! is dropped, counted.
 
-use wire::parse::{Headers, L3};
+use wire::parse::Headers;
 
 use crate::frag::{Piece, piece};
 use crate::frames::FramePool;
@@ -46,6 +46,7 @@ struct Part {
     pkt: Pkt,
     head: u16,
     data: u16,
+    names: Option<u16>,
     at: u32,
     len: u32,
 }
@@ -128,8 +129,8 @@ impl Reassembly {
         self.held.is_empty() && self.released.is_empty()
     }
 
-    /// Takes fragment `pkt` (an IPv4 fragment, or an IPv6 one whose fragment header
-    /// follows the fixed header: anything else passes), parsed into `h`, at `now`. On
+    /// Takes fragment `pkt` (IPv4, or IPv6 with its fragment header anywhere in the
+    /// chain), parsed into `h`, at `now`. On
     /// [`Added::Whole`] `pkt` is the rebuilt datagram, behind the first fragment's link
     /// header, where [`FramePool::alloc`] would place it in the completing fragment's
     /// frame.
@@ -137,9 +138,6 @@ impl Reassembly {
         let Ok(p) = piece(pool.bytes_mut(pkt.addr, pkt.len as usize), h) else {
             return Added::Pass;
         };
-        if h.l3_kind == L3::Ipv6 && p.head != usize::from(h.l3) + 40 {
-            return Added::Pass;
-        }
         let key = Key {
             src: h.key.src,
             dst: h.key.dst,
@@ -175,6 +173,7 @@ impl Reassembly {
             pkt: *pkt,
             head: p.head as u16,
             data: p.data as u16,
+            names: p.names.map(|n| n as u16),
             at: p.at,
             len: p.len,
         };
@@ -230,8 +229,9 @@ fn rebuild(pool: &mut FramePool, dg: &Datagram, h: &Headers, scratch: &mut Vec<u
     }
     scratch.clear();
     scratch.extend_from_slice(pool.bytes_mut(first.pkt.addr, data));
-    // IPv6: the fragment header's next header (IPv4 has no such header: `head` is `data`).
-    let next = scratch.get(head).copied();
+    // IPv6: the fragment header's next header, and what names it (IPv4 has no such
+    // header: `head` is `data`).
+    let ipv6 = first.names.map(|names| (usize::from(names), scratch[head]));
     scratch.resize(head, 0);
     scratch.resize(head + end, 0);
     for q in dg.parts() {
@@ -239,12 +239,14 @@ fn rebuild(pool: &mut FramePool, dg: &Datagram, h: &Headers, scratch: &mut Vec<u
         let bytes = &pool.bytes_mut(q.pkt.addr, from + len)[from..];
         scratch[head + q.at as usize..][..len].copy_from_slice(bytes);
     }
-    let ip = &mut scratch[l3..];
-    if let Some(next) = next {
-        // The fragment header goes; what it said came next comes next.
-        ip[4..6].copy_from_slice(&(end as u16).to_be_bytes());
-        ip[6] = next;
+    if let Some((names, next)) = ipv6 {
+        // The fragment header goes: the header that named it names what it said came
+        // next, and the payload is the headers before it and the rebuilt part.
+        scratch[names] = next;
+        let payload = (head - l3 - 40 + end) as u16;
+        scratch[l3 + 4..l3 + 6].copy_from_slice(&payload.to_be_bytes());
     } else {
+        let ip = &mut scratch[l3..];
         let hl = head - l3;
         ip[2..4].copy_from_slice(&((hl + end) as u16).to_be_bytes());
         let kept = u16::from_be_bytes([ip[6], ip[7]]) & 0x4000;
@@ -401,37 +403,53 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_ipv6_datagram_loses_its_fragment_header() {
-        let mut pool = FramePool::for_tests(8, 4096, 1);
-        // UDP from fd00:f::2 to fd00:f::1, 1000 bytes of payload.
-        let mut whole = vec![
-            2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 0, 17, 64,
+    /// An IPv6 datagram with the fixed header's payload `rest` (next header `first`)
+    /// from fd00:f::2 to fd00:f::1.
+    fn ipv6(first: u8, rest: &[u8]) -> Vec<u8> {
+        let mut f = vec![
+            2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 0, first, 64,
         ];
         let addr = |last: u8| [0xfd, 0, 0, 0xf, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, last];
-        whole.extend_from_slice(&addr(2));
-        whole.extend_from_slice(&addr(1));
+        f.extend_from_slice(&addr(2));
+        f.extend_from_slice(&addr(1));
+        f[18..20].copy_from_slice(&(rest.len() as u16).to_be_bytes());
+        f.extend_from_slice(rest);
+        f
+    }
+
+    /// Whole again, an IPv6 datagram has no fragment header, and what named it names what
+    /// it said came next: the fixed header, or a hop-by-hop header before it (RFC 8200
+    /// 4.5: the headers before the fragment header are the first fragment's).
+    #[test]
+    fn an_ipv6_datagram_loses_its_fragment_header() {
         let udp: Vec<u8> = [&[0xc3, 0x50, 0x12, 0xb5, 0x03, 0xf0, 0, 0][..], &[0xab; 1000]].concat();
-        whole[18..20].copy_from_slice(&(udp.len() as u16).to_be_bytes());
-        whole.extend_from_slice(&udp);
-        // Fragments of 512 and 496 bytes, the second first.
-        let piece = |at: usize, len: usize, more: bool| {
-            let mut f = whole[..54].to_vec();
-            f[18..20].copy_from_slice(&((8 + len) as u16).to_be_bytes());
-            f[20] = 44;
-            f.extend_from_slice(&[17, 0]);
-            f.extend_from_slice(&((at as u16) | u16::from(more)).to_be_bytes());
-            f.extend_from_slice(&0x0102_0304u32.to_be_bytes());
-            f.extend_from_slice(&udp[at..at + len]);
-            f
-        };
-        let mut r = Reassembly::new();
-        let mut second = put(&mut pool, &piece(512, 496, false));
-        let mut first = put(&mut pool, &piece(0, 512, true));
-        assert_eq!(add(&mut r, &mut pool, &mut second, 1), Added::Held);
-        assert_eq!(add(&mut r, &mut pool, &mut first, 1), Added::Whole);
-        assert_eq!(pool.bytes_mut(first.addr, first.len as usize), &whole[..]);
-        assert_eq!(released(&mut r, 1, false), [(second, Release::Merged)]);
+        // A hop-by-hop header: padding only (PadN, four bytes).
+        let hop_by_hop = |next: u8| [next, 0, 1, 4, 0, 0, 0, 0];
+        for before in [None, Some(hop_by_hop)] {
+            let mut pool = FramePool::for_tests(8, 4096, 1);
+            let (first, head) = match before {
+                None => (17, vec![]),
+                Some(h) => (0, h(17).to_vec()),
+            };
+            let whole = ipv6(first, &[&head[..], &udp].concat());
+            // Fragments of 512 and 496 bytes, the second first; a later fragment carries
+            // the headers before the fragment header too.
+            let piece = |at: usize, len: usize, more: bool| {
+                let mut frag = before.map_or(vec![], |h| h(44).to_vec());
+                frag.extend_from_slice(&[17, 0]);
+                frag.extend_from_slice(&((at as u16) | u16::from(more)).to_be_bytes());
+                frag.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+                frag.extend_from_slice(&udp[at..at + len]);
+                ipv6(if before.is_some() { 0 } else { 44 }, &frag)
+            };
+            let mut r = Reassembly::new();
+            let mut second = put(&mut pool, &piece(512, 496, false));
+            let mut first = put(&mut pool, &piece(0, 512, true));
+            assert_eq!(add(&mut r, &mut pool, &mut second, 1), Added::Held);
+            assert_eq!(add(&mut r, &mut pool, &mut first, 1), Added::Whole);
+            assert_eq!(pool.bytes_mut(first.addr, first.len as usize), &whole[..]);
+            assert_eq!(released(&mut r, 1, false), [(second, Release::Merged)]);
+        }
     }
 
     #[test]

@@ -1809,19 +1809,24 @@ fn decapsulates_each_tunnel_type_into_its_vrf_between(ends: (&str, &str)) {
 }
 
 /// `frame` split by scapy (an implementation not ours) into fragments of at most `size`
-/// bytes of IP payload; an IPv6 packet gets a fragment header behind its fixed one.
-fn scapy_fragments(frame: &[u8], size: usize) -> Vec<Vec<u8>> {
+/// bytes of IP payload; an IPv6 packet gets a fragment header behind its fixed one, or
+/// behind a hop-by-hop header with `hop_by_hop` (which every fragment then carries).
+fn scapy_fragments(frame: &[u8], size: usize, hop_by_hop: bool) -> Vec<Vec<u8>> {
     const SCRIPT: &str = r#"
 import sys
-from scapy.all import Ether, IPv6, IPv6ExtHdrFragment, fragment, fragment6, raw
+from scapy.all import Ether, IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, fragment, fragment6, raw
 p = Ether(bytes.fromhex(sys.argv[1]))
 size = int(sys.argv[2])
 if IPv6 in p:
     ip = p[IPv6].copy()
     rest = ip.payload.copy()
     ip.remove_payload()
+    head = IPv6ExtHdrFragment(id=0x5678)
     ip.nh = 44
-    frags = [Ether(src=p.src, dst=p.dst) / f for f in fragment6(ip / IPv6ExtHdrFragment(id=0x5678) / rest, size + 48)]
+    if sys.argv[3] == "1":
+        head = IPv6ExtHdrHopByHop() / head
+        ip.nh = 0
+    frags = [Ether(src=p.src, dst=p.dst) / f for f in fragment6(ip / head / rest, size + 48 + len(head) - 8)]
 else:
     frags = fragment(p, fragsize=size)
 for f in frags:
@@ -1830,7 +1835,13 @@ for f in frags:
     let python = std::env::var("SCAPY_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
     let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
     let out = std::process::Command::new(python)
-        .args(["-c", SCRIPT, &hex, &size.to_string()])
+        .args([
+            "-c",
+            SCRIPT,
+            &hex,
+            &size.to_string(),
+            if hop_by_hop { "1" } else { "0" },
+        ])
         .output()
         .expect("python3 with scapy (scripts/test installs it)");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -1847,25 +1858,28 @@ for f in frags:
 }
 
 /// Tunnel packets that a peer's stack or an underlay router fragmented come out of w2
-/// whole, every type over either underlay, their fragments arriving last first in
-/// bursts of their own. Each fragment taken in is counted, and each packet rebuilt. A
-/// fragment whose datagram never comes whole is let go, counted, when the worker stops.
+/// whole, every type over either underlay (IPv6 also with a hop-by-hop header before the
+/// fragment header), their fragments arriving last first in bursts of their own. Each
+/// fragment taken in is counted, and each packet rebuilt. A fragment whose datagram never
+/// comes whole is let go, counted, when the worker stops.
 #[test]
 fn tunnel_packets_fragmented_in_the_underlay_are_put_back_together() {
     let mut n = node();
     let payload: Vec<u8> = (0..1200).map(|i| i as u8).collect();
     let (mut packets, mut fragments) = (0, 0);
-    for ends in [("192.0.2.2", "192.0.2.1"), ("fd00:f::2", "fd00:f::1")] {
+    let (v4, v6) = (("192.0.2.2", "192.0.2.1"), ("fd00:f::2", "fd00:f::1"));
+    for (ends, hop_by_hop) in [(v4, false), (v6, false), (v6, true)] {
         for (name, headers) in tunnel_packets(ends, 64) {
-            let mut frags = scapy_fragments(&frame(&headers, &payload).unwrap(), 512);
-            assert_eq!(frags.len(), 3, "{name} over {}", ends.0);
+            let name = format!("{name} over {}{}", ends.0, if hop_by_hop { ", hop-by-hop" } else { "" });
+            let mut frags = scapy_fragments(&frame(&headers, &payload).unwrap(), 512, hop_by_hop);
+            assert_eq!(frags.len(), 3, "{name}");
             frags.reverse();
             for f in &frags[..2] {
-                assert!(n.send(2, f).is_none(), "{name} over {}: held", ends.0);
+                assert!(n.send(2, f).is_none(), "{name}: held");
             }
             let (port, out) = n
                 .send(2, &frags[2])
-                .unwrap_or_else(|| panic!("{name} over {}: {:?}", ends.0, n.worker.counters().snapshot()));
+                .unwrap_or_else(|| panic!("{name}: {:?}", n.worker.counters().snapshot()));
             assert_eq!(port, 1, "{name}");
             let m = parse(&out).unwrap();
             assert_eq!((m.tunnel, m.outer.key.dst_ip()), (Tunnel::None, Some(ip("10.0.2.2"))));
@@ -1879,7 +1893,7 @@ fn tunnel_packets_fragmented_in_the_underlay_are_put_back_together() {
     assert_eq!(s.dropped_for(DropReason::FragmentMerged), fragments - packets);
     assert_eq!(s.dropped(), fragments - packets, "{s:?}");
     let (_, headers) = &tunnel_packets(("192.0.2.2", "192.0.2.1"), 64)[0];
-    let lone = &scapy_fragments(&frame(headers, &payload).unwrap(), 512)[0];
+    let lone = &scapy_fragments(&frame(headers, &payload).unwrap(), 512, false)[0];
     assert!(n.send(2, lone).is_none());
     let report = n.worker.finish();
     assert_eq!(report.stats.dropped_for(DropReason::ReassemblyTimeout), 1);

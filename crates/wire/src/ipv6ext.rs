@@ -211,6 +211,10 @@ pub struct ExtWalk {
     /// Where the fragment header ends, from the start of the IPv6 payload: the start of
     /// the part of the datagram that was split (0 without one).
     pub fragment_end: usize,
+    /// Where the extension header whose next-header field names the fragment header
+    /// starts, from the start of the IPv6 payload: `None` when the fixed header names it
+    /// (or there is none). Reassembly writes the fragment header's next header there.
+    pub fragment_after: Option<usize>,
 }
 
 /// Walks the extension headers of an IPv6 payload to the upper layer.
@@ -225,6 +229,8 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
     let mut count = 0u8;
     let mut ident = 0;
     let mut fragment_end = 0;
+    let mut fragment_after = None;
+    let mut previous = None;
     while is_extension(protocol) {
         if usize::from(count) == MAX_EXT_HEADERS {
             return Err(Error::new(Layer::Ipv6Ext, "next_header", Reason::TooDeep));
@@ -232,12 +238,13 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
         if protocol == IpProtocol::HopByHop && count != 0 {
             return Err(Error::invalid(Layer::Ipv6Ext, "next_header"));
         }
-        let rest = &payload[offset..];
+        let (start, rest) = (offset, &payload[offset..]);
         count += 1;
         if protocol == IpProtocol::Ipv6Frag {
             let f = Ipv6FragHeader::new_checked(rest)?;
             offset += FRAG_HEADER_LEN;
             fragment_end = offset;
+            fragment_after = previous;
             protocol = f.next_header();
             fragment = Fragment::from_fields(f.frag_offset(), f.more_frags());
             ident = f.ident();
@@ -249,6 +256,7 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
             offset += h.header_len();
             protocol = h.next_header();
         }
+        previous = Some(start);
     }
     Ok(ExtWalk {
         protocol,
@@ -257,6 +265,7 @@ pub fn walk(payload: &[u8], first: IpProtocol) -> Result<ExtWalk> {
         count,
         ident,
         fragment_end,
+        fragment_after,
     })
 }
 
@@ -282,6 +291,8 @@ mod tests {
         assert_eq!(w.offset, 8 + 16 + 8 + 8);
         assert_eq!(w.fragment, Fragment::First);
         assert_eq!(w.count, 4);
+        // The routing header, after the hop-by-hop one, names the fragment header.
+        assert_eq!((w.fragment_after, w.fragment_end), (Some(8), 8 + 16 + 8));
     }
 
     #[test]
@@ -292,6 +303,7 @@ mod tests {
             (w.protocol, w.offset, w.fragment),
             (IpProtocol::Udp, 8, Fragment::Later)
         );
+        assert_eq!(w.fragment_after, None, "the fixed header names it");
     }
 
     #[test]

@@ -21,7 +21,8 @@ from scapy.all import (ARP, GRE, ICMP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, IPv6,
                        ICMPv6NDOptSrcLLAddr, ICMPv6PacketTooBig, ICMPv6TimeExceeded,
                        Raw, bind_layers, conf, fragment, fuzz)
 from scapy.contrib.mpls import MPLS
-from scapy.layers.sctp import SCTP, SCTPChunkAbort, SCTPChunkData, SCTPChunkInit, SCTPChunkShutdownComplete
+from scapy.layers.sctp import (SCTP, SCTPChunkAbort, SCTPChunkData, SCTPChunkError, SCTPChunkInit,
+                               SCTPChunkSACK, SCTPChunkShutdownComplete)
 from scapy.layers.vxlan import VXLAN
 
 bind_layers(UDP, MPLS, dport=6635)
@@ -74,11 +75,26 @@ def l4(v6=False):
     if c == 2:
         chunk = R.choice([SCTPChunkInit(init_tag=R.randrange(1, 2**32)),
                           SCTPChunkData(tsn=R.randrange(2**32), data=bytes(payload())),
-                          SCTPChunkAbort(), SCTPChunkShutdownComplete()])
+                          SCTPChunkAbort(), SCTPChunkShutdownComplete(),
+                          # An ABORT may come behind control chunks (RFC 9260 3.3.7).
+                          SCTPChunkSACK(cumul_tsn_ack=R.randrange(2**32)) / SCTPChunkAbort(),
+                          SCTPChunkSACK() / SCTPChunkError(error_causes=bytes(R.randrange(1, 9)))
+                          / SCTPChunkAbort()])
         return SCTP(sport=port(), dport=port(), tag=R.randrange(2**32)) / chunk
     if v6:
         return R.choice([ICMPv6EchoRequest, ICMPv6EchoReply])(id=R.randrange(65536), seq=R.randrange(65536)) / payload()
     return ICMP(type=R.choice([0, 8]), id=R.randrange(65536), seq=R.randrange(65536)) / payload()
+
+
+def sctp_closing(sctp):
+    """TCP's RST for the first ABORT among scapy's decoded chunks, FIN for a SHUTDOWN
+    COMPLETE, else 0."""
+    chunk = sctp.payload
+    while chunk and hasattr(chunk, "type"):
+        if chunk.type in (6, 14):
+            return {6: 4, 14: 1}[chunk.type]
+        chunk = chunk.payload
+    return 0
 
 
 def inner_ip():
@@ -181,7 +197,7 @@ def decode(frame):
                           p + ".tcp.ack": layer.ack, p + ".tcp.window": layer.window})
         elif isinstance(layer, SCTP):
             f.update({p + ".l4.sport": layer.sport, p + ".l4.dport": layer.dport, p + ".sctp.tag": layer.tag,
-                      p + ".sctp.closing": {6: 4, 14: 1}.get(layer.payload.type, 0)})
+                      p + ".sctp.closing": sctp_closing(layer)})
             break
         elif isinstance(layer, ICMP):
             f.update({p + ".icmp.type": layer.type, p + ".icmp.code": layer.code})

@@ -620,6 +620,10 @@ vr_result vr_router_set_policy(struct vr_router *r,
  Makes the policy lists set so far live, atomically: new flows are decided by them and
  established flows are re-decided on their next packet (a new deny cuts them).
  VR_INVALID_STATE while ports wait for `vr_router_apply_ports`, as for routes.
+ VR_INVALID_ARGUMENT, naming the port, for lists on a workload port whose address
+ another workload port has too (a service address alone: the pipeline tells a shared
+ address's flows apart by the port's own address, so they could never apply); the
+ starts and `vr_router_apply_ports` refuse them alike.
  */
 vr_result vr_router_publish_policy(struct vr_router *r);
 

@@ -1111,13 +1111,20 @@ pub extern "C" fn vr_router_set_policy(
             Some(id) => bad(format!("rules[{}].{}: {}", id.0 - 1, e.field, e.reason)),
             None => bad(e.to_string()),
         })?;
-        r.policies.insert((port, egress), list);
+        if list.rules.is_empty() && list.default == Action::Allow {
+            r.policies.remove(&(port, egress));
+        } else {
+            r.policies.insert((port, egress), list);
+        }
         Ok(())
     })
 }
 
-/// The policy set of the lists given so far: one endpoint per workload port.
-fn policy_set(r: &VrRouter) -> PolicySet {
+/// The policy set of the lists given so far: one endpoint per workload port. Refuses a
+/// port with lists whose every address another workload port has too (a service address
+/// alone): the pipeline tells a shared address's flows apart by the port's own addresses,
+/// so those lists could never apply.
+fn policy_set(r: &VrRouter) -> Result<PolicySet, (VrResult, String)> {
     let endpoints = r
         .ports
         .iter()
@@ -1136,17 +1143,28 @@ fn policy_set(r: &VrRouter) -> PolicySet {
             _ => None,
         })
         .collect();
-    PolicySet { endpoints }
+    let set = PolicySet { endpoints };
+    if let Some(ep) = set.policed_without_own_address() {
+        return Err(bad(format!(
+            "port {}: every address is another workload port's too (a service address): its policy lists need an address of its own to tell its flows apart",
+            ep.id.0
+        )));
+    }
+    Ok(set)
 }
 
 /// Makes the policy lists set so far live, atomically: new flows are decided by them and
 /// established flows are re-decided on their next packet (a new deny cuts them).
 /// VR_INVALID_STATE while ports wait for `vr_router_apply_ports`, as for routes.
+/// VR_INVALID_ARGUMENT, naming the port, for lists on a workload port whose address
+/// another workload port has too (a service address alone: the pipeline tells a shared
+/// address's flows apart by the port's own address, so they could never apply); the
+/// starts and `vr_router_apply_ports` refuse them alike.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_publish_policy(r: *mut VrRouter) -> VrResult {
     with(r, |r| {
         no_ports_pending(r)?;
-        let set = policy_set(r);
+        let set = policy_set(r)?;
         started(r)?
             .router
             .tables()
@@ -1166,6 +1184,7 @@ pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
         if r.ports.is_empty() {
             return Err((VrResult::VrInvalidState, "add ports first".into()));
         }
+        let policy = policy_set(r)?;
         r.routes.publish(&r.fib).map_err(|e| bad(e.to_string()))?;
         let node = r.node();
         let router = Router::with_flow_table(
@@ -1177,7 +1196,7 @@ pub extern "C" fn vr_router_start(r: *mut VrRouter) -> VrResult {
         router
             .tables()
             .policy
-            .publish(&policy_set(r))
+            .publish(&policy)
             .map_err(|e| bad(e.to_string()))?;
         let (worker, links) = router.memory_worker(1024).map_err(|e| (VrResult::VrInternal, e))?;
         r.held = vec![None; links.len()];
@@ -1236,6 +1255,7 @@ pub extern "C" fn vr_router_start_workers(
             unsafe { std::slice::from_raw_parts(cpus, n_cpus as usize) }
         };
         let cpus: Vec<usize> = cpus.iter().map(|&c| c as usize).collect();
+        let policy = policy_set(r)?;
         r.routes.publish(&r.fib).map_err(|e| bad(e.to_string()))?;
         let node = r.node();
         let router = Router::with_flow_table(
@@ -1247,7 +1267,7 @@ pub extern "C" fn vr_router_start_workers(
         router
             .tables()
             .policy
-            .publish(&policy_set(r))
+            .publish(&policy)
             .map_err(|e| bad(e.to_string()))?;
         let running = router
             .start_af_xdp(&devs, &cpus, vrouter::af_xdp::AttachMode::Auto)
@@ -1277,7 +1297,7 @@ pub extern "C" fn vr_router_start_workers(
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_apply_ports(r: *mut VrRouter, devices: *const *const c_char, n_devices: u32) -> VrResult {
     with(r, |r| {
-        let (policy, node) = (policy_set(r), r.node());
+        let (policy, node) = (policy_set(r)?, r.node());
         if let Some(Started {
             router,
             mode: Mode::Memory { worker, links },

@@ -280,3 +280,58 @@ fn flow_table_options_are_checked_and_applied() {
     assert_eq!(now.vrf_quota, 0, "nothing changed");
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }
+
+/// Two workload ports owning one address (a service address alone): policy lists on
+/// either could never apply, since the pipeline tells a shared address's flows apart by
+/// the port's own addresses, so starting or publishing with them is refused, naming the
+/// port, and nothing starts. Opened again (no rules, allow), the router starts.
+#[test]
+fn policy_on_a_port_with_no_address_of_its_own_is_refused() {
+    let mut r = ptr::null_mut();
+    assert_eq!(vr_router_new(&mut r), VrResult::VrOk);
+    let (mac, gw, vip) = (
+        [2u8, 0, 0, 0, 0, 1],
+        CString::new("10.0.1.1").unwrap(),
+        CString::new("10.96.0.10").unwrap(),
+    );
+    let mut ports = [0u32; 2];
+    for p in &mut ports {
+        let added = vr_router_add_port(
+            r,
+            VR_PORT_WORKLOAD,
+            1,
+            mac.as_ptr(),
+            vip.as_ptr(),
+            mac.as_ptr(),
+            gw.as_ptr(),
+            p,
+        );
+        assert_eq!(added, VrResult::VrOk);
+    }
+    let good = rule();
+    assert_eq!(
+        vr_router_set_policy(r, ports[1], VR_INGRESS, &good, 1, VR_ALLOW),
+        VrResult::VrOk
+    );
+    assert_eq!(vr_router_start(r), VrResult::VrInvalidArgument);
+    assert_eq!(
+        last_error(r),
+        "port 1: every address is another workload port's too (a service address): its policy lists need an address of its own to tell its flows apart"
+    );
+    let mut stats = VrStats::default();
+    assert_eq!(vr_router_stats(r, &mut stats), VrResult::VrInvalidState, "not started");
+    assert_eq!(
+        vr_router_set_policy(r, ports[1], VR_INGRESS, ptr::null(), 0, VR_ALLOW),
+        VrResult::VrOk
+    );
+    assert_eq!(vr_router_start(r), VrResult::VrOk);
+    // Started, the same list is refused when published.
+    assert_eq!(
+        vr_router_set_policy(r, ports[0], VR_EGRESS, &good, 1, VR_DENY),
+        VrResult::VrOk
+    );
+    assert_eq!(vr_router_publish_policy(r), VrResult::VrInvalidArgument);
+    assert!(last_error(r).starts_with("port 0: every address"), "{}", last_error(r));
+    assert_eq!(vr_router_stop(r), VrResult::VrOk);
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+}

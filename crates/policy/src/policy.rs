@@ -1,8 +1,8 @@
 //! Rule sets per endpoint, compiled into an immutable, generation-numbered [`Policy`]
 //! snapshot, and the [`PolicyStore`] workers load it from.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -64,6 +64,37 @@ impl PolicySet {
                 egress: None,
             }],
         }
+    }
+
+    /// The first endpoint with a rule list whose every address another endpoint of its
+    /// VRF owns too (a service address alone). [`Policy::evaluate`] names no endpoint for
+    /// a shared address, and a dataplane that tells a shared address's flows apart by the
+    /// workload port's own addresses (ours: docs/pipeline.md, Services) finds none for it,
+    /// so its lists could never apply: front ends refuse such a set (`vrouter run`, the C
+    /// API) rather than leave the endpoint open.
+    ///
+    /// ```
+    /// use policy::{EndpointId, PolicySet, RuleList};
+    /// let vip = "10.96.0.10".parse().unwrap();
+    /// let mut set = PolicySet::ingress_for(EndpointId(1), 0, vec![vip], RuleList::allow_only(6));
+    /// assert_eq!(set.policed_without_own_address(), None, "alone, the address is its own");
+    /// let mut other = set.endpoints[0].clone();
+    /// (other.id, other.ingress) = (EndpointId(2), None);
+    /// set.endpoints.push(other);
+    /// assert_eq!(set.policed_without_own_address().map(|e| e.id), Some(EndpointId(1)));
+    /// ```
+    pub fn policed_without_own_address(&self) -> Option<&Endpoint> {
+        let mut owners: HashMap<(u32, IpAddr), HashSet<EndpointId>> = HashMap::new();
+        for ep in &self.endpoints {
+            for &a in &ep.addrs {
+                owners.entry((ep.vrf, a)).or_default().insert(ep.id);
+            }
+        }
+        self.endpoints.iter().find(|ep| {
+            (ep.ingress.is_some() || ep.egress.is_some())
+                && !ep.addrs.is_empty()
+                && ep.addrs.iter().all(|&a| owners[&(ep.vrf, a)].len() > 1)
+        })
     }
 }
 

@@ -1281,26 +1281,18 @@ fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig], tunnel_endpoints: &[Ip
 /// owns (a service address alone): the dataplane tells a shared address's flows apart by
 /// the port's own addresses, so such a port's lists could never apply.
 fn own_address_for_policy(cx: &Ctx<'_>, f: &File, set: &PolicySet) -> Result<(), String> {
-    let shared = |ep: &vrouter::policy::Endpoint, a: &IpAddr| {
-        set.endpoints
-            .iter()
-            .any(|o| o.id != ep.id && o.vrf == ep.vrf && o.addrs.contains(a))
+    let Some(ep) = set.policed_without_own_address() else {
+        return Ok(());
     };
-    for ep in &set.endpoints {
-        let policed = ep.ingress.is_some() || ep.egress.is_some();
-        if policed && !ep.addrs.is_empty() && ep.addrs.iter().all(|a| shared(ep, a)) {
-            let Some(sp) = f.port.get(ep.id.0 as usize) else {
-                continue;
-            };
-            return Err(cx.err(
-                sp.span().start,
-                &format!("port `{}`", sp.get_ref().name),
-                "workload_addresses",
-                "every address is another workload's too (a service address): its policy needs an address of its own to tell its flows apart",
-            ));
-        }
-    }
-    Ok(())
+    let Some(sp) = f.port.get(ep.id.0 as usize) else {
+        return Ok(());
+    };
+    Err(cx.err(
+        sp.span().start,
+        &format!("port `{}`", sp.get_ref().name),
+        "workload_addresses",
+        "every address is another workload's too (a service address): its policy needs an address of its own to tell its flows apart",
+    ))
 }
 
 /// Builds the policy set from Kubernetes NetworkPolicy YAML: the `[[pod]]` and

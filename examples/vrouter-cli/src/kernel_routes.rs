@@ -3,9 +3,9 @@
 //! a dynamic route of the router, changes with it and leaves with it. This is how the
 //! Calico model's route daemons keep programming the kernel, and the router follows.
 //!
-//! The follower reads the table once whole (an rtnetlink dump), then hears every change
-//! ([`crate::netlink`]); a link change has it read the table whole again, as the kernel
-//! flushes the IPv4 routes of a link that goes down without announcing them. For each
+//! The follower reads the table once whole (an rtnetlink dump of that table alone), then
+//! hears every change ([`crate::netlink`]); a link change has it read the table whole
+//! again, as the kernel flushes the IPv4 routes of a link that goes down without announcing them. For each
 //! prefix it takes the route the kernel would use (the lowest metric) and turns it into
 //! a port nexthop (out of the router port on that device, to its gateway or on-link), an
 //! ECMP group of them (a multipath route, its weights kept), or a discard (blackhole,
@@ -737,18 +737,20 @@ impl Thread {
     /// route the dump had not reached yet.
     fn dump(&mut self) -> io::Result<()> {
         let mut sock = RouteSocket::for_dumps(POLL)?;
-        let mut view = self
-            .state
-            .lock()
-            .map_err(|_| io::Error::other("the kernel routes state is poisoned"))?
-            .empty_view();
+        let (mut view, (table, _)) = {
+            let f = self
+                .state
+                .lock()
+                .map_err(|_| io::Error::other("the kernel routes state is poisoned"))?;
+            (f.empty_view(), f.table_and_vrf())
+        };
         // Objects first, for the routes that name them. A kernel without nexthop
         // objects (before 5.3) refuses their dump: there are none.
         match self.read_dump(&mut sock, Dump::Nexthops, &mut view) {
             Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
             r => r?,
         }
-        self.read_dump(&mut sock, Dump::Routes, &mut view)?;
+        self.read_dump(&mut sock, Dump::Table(table), &mut view)?;
         if let Ok(mut f) = self.state.lock() {
             f.take_view(view);
         }

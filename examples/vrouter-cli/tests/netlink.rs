@@ -241,6 +241,34 @@ fn our_dump_reads_as_iproute2_reads_it() {
     }
 }
 
+/// A dump of one table (`Dump::Table`, what the follower asks for) holds that table's
+/// routes, of both families, and no other table's: the kernel filters, so a follower of
+/// a small table does not read a big main table on every link change. A table that does
+/// not exist dumps empty, without an error.
+#[test]
+fn a_dump_of_one_table_holds_its_routes_alone() {
+    let (ns, _peer, _veth, _dev) = lab("nt");
+    for cmd in [
+        "route add 10.2.0.0/16 via 10.1.0.2",
+        "route add 10.3.0.0/16 via 10.1.0.2 table 100",
+        "route add blackhole 10.4.0.0/16 table 100",
+        "-6 route add fd01::/48 via fd00::2 table 100",
+        "route add 10.5.0.0/16 via 10.1.0.3 table 70000",
+        "-6 route add fd02::/48 via fd00::3 table 70000",
+    ] {
+        ip(&ns, cmd);
+    }
+    let (all, listed) = ns.run(|| (ours(Dump::Routes), iproute2(&ns)));
+    for table in [100, 70000] {
+        let got = ns.run(|| ours(Dump::Table(table)));
+        let prefix = format!("table {table} ");
+        let want: BTreeSet<String> = listed.iter().filter(|l| l.starts_with(&prefix)).cloned().collect();
+        assert_eq!(got, want, "table {table}");
+        assert!(got.len() >= 2 && got.len() < all.len(), "table {table}: {got:#?}");
+    }
+    assert!(ns.run(|| ours(Dump::Table(555))).is_empty());
+}
+
 /// A follower of the main table into VRF 0 against a router whose one port `a` is on
 /// `dev`.
 fn follower(dev: &str) -> (Follower, Routing, Fib) {

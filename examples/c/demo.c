@@ -78,6 +78,10 @@ int main(void) {
     CHECK(vr_router_add_port(router, VR_PORT_WORKLOAD, 1, gw1, "10.0.1.2", w1, "10.0.1.1", &p_w1));
     CHECK(vr_router_add_port(router, VR_PORT_WORKLOAD, 1, gw2, "10.0.2.2", w2, "10.0.2.1", &p_w2));
     CHECK(vr_router_add_port(router, VR_PORT_FABRIC, 0, fab, "192.0.2.1", NULL, NULL, &p_fab));
+    /* Dual stack: w1's IPv6 address and gateway beside its IPv4 ones. Its link carries
+       1450 bytes (as behind an overlay); the fabric keeps the 1500 every port starts with. */
+    CHECK(vr_router_add_port_address(router, p_w1, "fd00:1::2", "fd00:1::1"));
+    CHECK(vr_router_set_port_mtu(router, p_w1, 1450));
     /* A port on a trunk would take its VLAN's tag off and put it on; 4095 is reserved. */
     vr_result vlan_rc = vr_router_set_port_vlan(router, p_fab, 4095);
     printf("vlan 4095: %s: %s\n", vr_result_message(vlan_rc), vr_router_last_error(router));

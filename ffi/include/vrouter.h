@@ -398,6 +398,29 @@ vr_result vr_router_add_port(struct vr_router *r,
 vr_result vr_router_set_port_vlan(struct vr_router *r, uint32_t port, uint16_t vlan);
 
 /*
+ Sets port `port`'s MTU (576-9000; a port starts at 1500): the longest IP packet it
+ sends. Longer ones are split (IPv4 that may be fragmented) or answered with
+ fragmentation needed / packet too big; give a workload port its interface's MTU (1450
+ behind a VXLAN overlay, say) and a fabric port its link's. Before a start, or on a
+ started router, where it is live from `vr_router_apply_ports`.
+ */
+vr_result vr_router_set_port_mtu(struct vr_router *r, uint32_t port, uint16_t mtu);
+
+/*
+ Gives port `port` another address, beside the one `vr_router_add_port` gave it: on a
+ workload port, an address the workload owns (its IPv6 address beside its IPv4 one,
+ or a service address its backends share), with `gateway` (may be NULL) another
+ address the router answers ARP / neighbour solicitation for there; on a fabric port,
+ another router address (`gateway` must be NULL). An address the port has already is
+ refused. Before a start, or on a started router, where it is live from
+ `vr_router_apply_ports`.
+ */
+vr_result vr_router_add_port_address(struct vr_router *r,
+                                     uint32_t port,
+                                     const char *address,
+                                     const char *gateway);
+
+/*
  Removes port `port` (a pod deleted); the ports after it move down one index. Its
  nexthops become discards (give their routes other nexthops), its neighbours and policy
  lists go; those of the ports after it move with them. Before a start, or on a started

@@ -492,16 +492,83 @@ pub extern "C" fn vr_router_add_port(
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_set_port_vlan(r: *mut VrRouter, port: u32, vlan: u16) -> VrResult {
     with(r, |r| {
-        let n = r.ports.len();
-        let p = r
-            .ports
-            .get_mut(port as usize)
-            .ok_or_else(|| bad(format!("no port {port} (the router has {n})")))?;
-        p.vlan = match vlan {
+        let vlan = match vlan {
             0 => None,
             1..=4094 => Some(vlan),
             _ => return Err(bad(format!("VLAN {vlan} is outside 1..=4094"))),
         };
+        port_mut(&mut r.ports, port)?.vlan = vlan;
+        r.ports_pending = r.running.is_some();
+        Ok(())
+    })
+}
+
+/// Port `port`, to change (a started router takes the change at the next
+/// `vr_router_apply_ports`: set `ports_pending`).
+fn port_mut(ports: &mut [PortConfig], port: u32) -> Result<&mut PortConfig, (VrResult, String)> {
+    let n = ports.len();
+    ports
+        .get_mut(port as usize)
+        .ok_or_else(|| bad(format!("no port {port} (the router has {n})")))
+}
+
+/// The MTUs a port may have.
+const MTUS: std::ops::RangeInclusive<u16> = 576..=9000;
+
+/// Sets port `port`'s MTU (576-9000; a port starts at 1500): the longest IP packet it
+/// sends. Longer ones are split (IPv4 that may be fragmented) or answered with
+/// fragmentation needed / packet too big; give a workload port its interface's MTU (1450
+/// behind a VXLAN overlay, say) and a fabric port its link's. Before a start, or on a
+/// started router, where it is live from `vr_router_apply_ports`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_port_mtu(r: *mut VrRouter, port: u32, mtu: u16) -> VrResult {
+    with(r, |r| {
+        if !MTUS.contains(&mtu) {
+            return Err(bad(format!("MTU {mtu} is outside 576..=9000")));
+        }
+        port_mut(&mut r.ports, port)?.mtu = mtu;
+        r.ports_pending = r.running.is_some();
+        Ok(())
+    })
+}
+
+/// Gives port `port` another address, beside the one `vr_router_add_port` gave it: on a
+/// workload port, an address the workload owns (its IPv6 address beside its IPv4 one,
+/// or a service address its backends share), with `gateway` (may be NULL) another
+/// address the router answers ARP / neighbour solicitation for there; on a fabric port,
+/// another router address (`gateway` must be NULL). An address the port has already is
+/// refused. Before a start, or on a started router, where it is live from
+/// `vr_router_apply_ports`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_add_port_address(
+    r: *mut VrRouter,
+    port: u32,
+    address: *const c_char,
+    gateway: *const c_char,
+) -> VrResult {
+    with(r, |r| {
+        let a = addr(address, "address")?;
+        let gw = if gateway.is_null() {
+            None
+        } else {
+            Some(addr(gateway, "gateway")?)
+        };
+        let p = port_mut(&mut r.ports, port)?;
+        let (addrs, gateways) = match &mut p.role {
+            PortRole::Workload { addrs, gateways, .. } => (addrs, Some(gateways)),
+            PortRole::Fabric { .. } => (&mut p.addrs, None),
+            PortRole::Host { .. } => return Err(bad(format!("port {port} is the host's"))),
+        };
+        if addrs.contains(&a) {
+            return Err(bad(format!("port {port} has {a} already")));
+        }
+        match (gw, gateways) {
+            (None, _) => {}
+            (Some(g), Some(gateways)) if !gateways.contains(&g) => gateways.push(g),
+            (Some(_), Some(_)) => {}
+            (Some(_), None) => return Err(bad(format!("port {port} is a fabric port: it has no gateway"))),
+        }
+        addrs.push(a);
         r.ports_pending = r.running.is_some();
         Ok(())
     })

@@ -1,0 +1,215 @@
+//! Ports set up through the C API beyond `vr_router_add_port`: a second address (a
+//! dual-stack workload) and an MTU, checked by traffic through in-memory ports, and the
+//! calls' bad input refused with a message.
+
+use std::ffi::{CStr, CString};
+use std::net::IpAddr;
+use std::ptr;
+
+use vrouter::wire::compose::{Header, frame, ip_header};
+use vrouter::wire::ethernet::{EtherType, EthernetRepr, MacAddr};
+use vrouter::wire::ip::IpProtocol;
+use vrouter::wire::ipv4::Ipv4Repr;
+use vrouter::wire::parse::parse;
+use vrouter::wire::udp::UdpRepr;
+use vrouter_c::*;
+
+const GW: [[u8; 6]; 2] = [[2, 0xa, 0, 0, 0, 1], [2, 0xa, 0, 0, 0, 2]];
+const WL: [[u8; 6]; 2] = [[2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 2, 2]];
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+fn last_error(r: *mut VrRouter) -> String {
+    // SAFETY: the router is live; the message is a NUL-terminated string it owns.
+    unsafe { CStr::from_ptr(vr_router_last_error(r)) }
+        .to_string_lossy()
+        .into()
+}
+
+/// A router with workloads 10.0.1.2 (port 0) and 10.0.2.2 (port 1) in VRF 1, each
+/// routed by a host route through a port nexthop (ids 1 and 2), not started.
+fn two_workloads() -> *mut VrRouter {
+    let mut r = ptr::null_mut();
+    assert_eq!(vr_router_new(&mut r), VrResult::VrOk);
+    assert_eq!(vr_router_add_vrf(r, 1), VrResult::VrOk);
+    for i in 0..2u32 {
+        let (me, gw) = (c(&format!("10.0.{}.2", i + 1)), c(&format!("10.0.{}.1", i + 1)));
+        let mut port = u32::MAX;
+        let (own, peer) = (GW[i as usize].as_ptr(), WL[i as usize].as_ptr());
+        let added = vr_router_add_port(r, VR_PORT_WORKLOAD, 1, own, me.as_ptr(), peer, gw.as_ptr(), &mut port);
+        assert_eq!((added, port), (VrResult::VrOk, i));
+        assert_eq!(vr_router_set_nexthop_port(r, i + 1, i, ptr::null()), VrResult::VrOk);
+        let host = c(&format!("10.0.{}.2/32", i + 1));
+        assert_eq!(vr_router_add_route(r, 1, host.as_ptr(), i + 1), VrResult::VrOk);
+    }
+    r
+}
+
+/// A UDP frame of `payload` bytes from workload `from` (its MAC, to its gateway's) with
+/// the IP header `ip`.
+fn udp(from: usize, ip: Header<'_>, payload: usize) -> Vec<u8> {
+    let eth = EthernetRepr {
+        src: MacAddr(WL[from]),
+        dst: MacAddr(GW[from]),
+        ethertype: if matches!(ip, Header::Ipv4(_)) {
+            EtherType::Ipv4
+        } else {
+            EtherType::Ipv6
+        },
+    };
+    let u = UdpRepr {
+        src_port: 40000,
+        dst_port: 53,
+    };
+    frame(&[Header::Ethernet(eth), ip, Header::Udp(u)], &vec![7; payload]).unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Pushes `f` on `port`, polls, and pulls every frame each port sent.
+fn through(r: *mut VrRouter, port: u32, f: &[u8]) -> [Vec<Vec<u8>>; 2] {
+    assert_eq!(vr_router_push(r, port, f.as_ptr(), f.len()), VrResult::VrOk);
+    assert_eq!(vr_router_poll(r, ptr::null_mut()), VrResult::VrOk);
+    [0, 1].map(|p| {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut len = 0;
+        while vr_router_pull(r, p, buf.as_mut_ptr(), buf.len(), &mut len) == VrResult::VrOk {
+            out.push(buf[..len].to_vec());
+        }
+        out
+    })
+}
+
+/// Each workload given an IPv6 address (and gateway) beside its IPv4 one: IPv6 flows
+/// between them, hop limit lowered, and a source the port was not given is spoofed.
+#[test]
+fn a_second_address_makes_a_workload_dual_stack() {
+    let r = two_workloads();
+    for i in 0..2u32 {
+        let (me, gw) = (c(&format!("fd00:{}::2", i + 1)), c(&format!("fd00:{}::1", i + 1)));
+        assert_eq!(
+            vr_router_add_port_address(r, i, me.as_ptr(), gw.as_ptr()),
+            VrResult::VrOk
+        );
+        let host = c(&format!("fd00:{}::2/128", i + 1));
+        assert_eq!(vr_router_add_route(r, 1, host.as_ptr(), i + 1), VrResult::VrOk);
+    }
+    assert_eq!(vr_router_start(r), VrResult::VrOk);
+    let v6 = |src: &str| ip_header(ip(src), ip("fd00:2::2"), IpProtocol::Udp).unwrap();
+    let [back, out] = through(r, 0, &udp(0, v6("fd00:1::2"), 20));
+    assert!(back.is_empty());
+    assert_eq!(out.len(), 1, "w1 -> w2 over IPv6");
+    let m = parse(&out[0]).unwrap();
+    assert_eq!((m.outer.key.src_ip(), m.outer.ttl), (Some(ip("fd00:1::2")), 63));
+    assert_eq!(&out[0][..6], &WL[1], "to w2's MAC");
+    // IPv4 still flows, and an IPv6 source that is not w1's is dropped.
+    let v4 = ip_header(ip("10.0.1.2"), ip("10.0.2.2"), IpProtocol::Udp).unwrap();
+    assert_eq!(through(r, 0, &udp(0, v4, 20))[1].len(), 1);
+    let mut st = VrStats::default();
+    assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
+    assert!(through(r, 0, &udp(0, v6("fd00:1::99"), 20)).iter().all(Vec::is_empty));
+    let dropped = st.dropped;
+    assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
+    assert_eq!(st.dropped, dropped + 1, "spoofed");
+    assert_eq!(vr_router_stop(r), VrResult::VrOk);
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+}
+
+/// A port's MTU is what it sends whole: a longer IPv4 packet that may be fragmented is
+/// split to it, one that may not is answered with fragmentation needed (naming the MTU).
+#[test]
+fn a_port_mtu_splits_or_refuses_what_it_cannot_carry() {
+    let r = two_workloads();
+    assert_eq!(vr_router_set_port_mtu(r, 1, 1280), VrResult::VrOk);
+    assert_eq!(vr_router_start(r), VrResult::VrOk);
+    let v4 = |dont_frag| {
+        Header::Ipv4(Ipv4Repr {
+            dont_frag,
+            ..Ipv4Repr::new(
+                "10.0.1.2".parse().unwrap(),
+                "10.0.2.2".parse().unwrap(),
+                IpProtocol::Udp,
+            )
+        })
+    };
+    let [back, out] = through(r, 0, &udp(0, v4(false), 1400));
+    assert!(back.is_empty());
+    assert_eq!(out.len(), 2, "split in two");
+    assert!(out.iter().all(|f| f.len() - 14 <= 1280), "each fits the MTU");
+    let [back, out] = through(r, 0, &udp(0, v4(true), 1400));
+    assert!(out.is_empty());
+    assert_eq!(back.len(), 1, "an ICMP error back to w1");
+    let m = parse(&back[0]).unwrap();
+    let icmp = &back[0][usize::from(m.outer.l4)..];
+    assert_eq!((icmp[0], icmp[1]), (3, 4), "fragmentation needed");
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1280, "the next hop's MTU");
+    assert_eq!(vr_router_stop(r), VrResult::VrOk);
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+}
+
+#[test]
+fn bad_port_changes_are_refused_and_change_nothing() {
+    let r = two_workloads();
+    let mut fabric = 0;
+    let me = c("192.0.2.1");
+    let added = vr_router_add_port(
+        r,
+        VR_PORT_FABRIC,
+        0,
+        GW[0].as_ptr(),
+        me.as_ptr(),
+        ptr::null(),
+        ptr::null(),
+        &mut fabric,
+    );
+    assert_eq!(added, VrResult::VrOk);
+    let (v6, gw, junk) = (c("fd00:9::1"), c("fd00:9::fe"), c("10.0.1.300"));
+    let have = c("10.0.1.2");
+    let cases: [(&dyn Fn() -> VrResult, &str); 7] = [
+        (&|| vr_router_set_port_mtu(r, 0, 575), "MTU 575 is outside 576..=9000"),
+        (&|| vr_router_set_port_mtu(r, 0, 9001), "MTU 9001 is outside 576..=9000"),
+        (&|| vr_router_set_port_mtu(r, 7, 1500), "no port 7 (the router has 3)"),
+        (
+            &|| vr_router_add_port_address(r, 0, have.as_ptr(), ptr::null()),
+            "port 0 has 10.0.1.2 already",
+        ),
+        (
+            &|| vr_router_add_port_address(r, 0, junk.as_ptr(), ptr::null()),
+            "address `10.0.1.300` is not an IP address",
+        ),
+        (
+            &|| vr_router_add_port_address(r, fabric, v6.as_ptr(), gw.as_ptr()),
+            "port 2 is a fabric port: it has no gateway",
+        ),
+        (
+            &|| vr_router_add_port_address(r, 9, v6.as_ptr(), ptr::null()),
+            "no port 9 (the router has 3)",
+        ),
+    ];
+    for (call, why) in cases {
+        assert_eq!(call(), VrResult::VrInvalidArgument, "{why}");
+        assert_eq!(last_error(r), why);
+    }
+    assert_eq!(
+        vr_router_add_port_address(r, 0, ptr::null(), ptr::null()),
+        VrResult::VrNullParameter
+    );
+    // A fabric port takes a second router address (its IPv6 underlay one, say).
+    assert_eq!(
+        vr_router_add_port_address(r, fabric, v6.as_ptr(), ptr::null()),
+        VrResult::VrOk
+    );
+    assert_eq!(vr_router_start(r), VrResult::VrOk);
+    // Port 0 kept its MTU of 1500: a 1,428-byte packet that may not be split goes whole.
+    let v4 = ip_header(ip("10.0.2.2"), ip("10.0.1.2"), IpProtocol::Udp).unwrap();
+    let [out, back] = through(r, 1, &udp(1, v4, 1400));
+    assert!(back.is_empty());
+    assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), [14 + 1428]);
+    assert_eq!(vr_router_stop(r), VrResult::VrOk);
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+}

@@ -74,6 +74,12 @@
 #define VR_PORT_WORKLOAD 1
 
 /*
+ Port kind: the node's own network stack, a TAP device (the exception path: traffic
+ for the node's addresses goes there, and what the host sends is routed).
+ */
+#define VR_PORT_HOST 2
+
+/*
  `vr_router_set_tcp_mss_clamp`'s `mss` for: lower each TCP SYN's MSS to what its path
  through the router carries (egress MTU, less the tunnel's headers, and for a SYN
  out of a tunnel that tunnel's).
@@ -375,10 +381,14 @@ const char *vr_router_last_error(const struct vr_router *r);
 /*
  Adds port `*index_out` (the next index: ports count from 0 in call order, less those
  removed). `kind` is VR_PORT_FABRIC (routing in `vrf`; `addr` is the router's address
- on it, may be NULL) or VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC
- `peer_mac`, whose gateway `gateway` the router answers for). `mac` is the router's MAC
- on the port (6 bytes). Before a start, or on a started router, where it is live from
- `vr_router_apply_ports` (a pod created).
+ on it, may be NULL), VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC
+ `peer_mac`, whose gateway `gateway` the router answers for) or VR_PORT_HOST (the
+ node's own stack, one a router: fabric packets to a fabric port's address go out of
+ it to MAC `peer_mac`, the host side's; what the host sends is routed in `vrf`, every
+ ARP request of it answered; `addr` may be NULL; its device in
+ `vr_router_start_workers` is a TAP, created if missing, read and written through
+ io_uring). `mac` is the router's MAC on the port (6 bytes). Before a start, or on a
+ started router, where it is live from `vr_router_apply_ports` (a pod created).
  */
 vr_result vr_router_add_port(struct vr_router *r,
                              uint32_t kind,
@@ -410,8 +420,8 @@ vr_result vr_router_set_port_mtu(struct vr_router *r, uint32_t port, uint16_t mt
  Gives port `port` another address, beside the one `vr_router_add_port` gave it: on a
  workload port, an address the workload owns (its IPv6 address beside its IPv4 one,
  or a service address its backends share), with `gateway` (may be NULL) another
- address the router answers ARP / neighbour solicitation for there; on a fabric port,
- another router address (`gateway` must be NULL). An address the port has already is
+ address the router answers ARP / neighbour solicitation for there; on a fabric or host
+ port, another router address (`gateway` must be NULL). An address the port has already is
  refused. Before a start, or on a started router, where it is live from
  `vr_router_apply_ports`.
  */

@@ -188,6 +188,9 @@ pub struct VrFlowOptions {
 pub const VR_PORT_FABRIC: u32 = 0;
 /// A workload port.
 pub const VR_PORT_WORKLOAD: u32 = 1;
+/// Port kind: the node's own network stack, a TAP device (the exception path: traffic
+/// for the node's addresses goes there, and what the host sends is routed).
+pub const VR_PORT_HOST: u32 = 2;
 
 /// An opaque router (a Rust `Box` inside): create with `vr_router_new`, release with
 /// `vr_router_free`.
@@ -432,10 +435,14 @@ pub extern "C" fn vr_router_last_error(r: *const VrRouter) -> *const c_char {
 
 /// Adds port `*index_out` (the next index: ports count from 0 in call order, less those
 /// removed). `kind` is VR_PORT_FABRIC (routing in `vrf`; `addr` is the router's address
-/// on it, may be NULL) or VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC
-/// `peer_mac`, whose gateway `gateway` the router answers for). `mac` is the router's MAC
-/// on the port (6 bytes). Before a start, or on a started router, where it is live from
-/// `vr_router_apply_ports` (a pod created).
+/// on it, may be NULL), VR_PORT_WORKLOAD (a workload in `vrf` owning `addr`, with MAC
+/// `peer_mac`, whose gateway `gateway` the router answers for) or VR_PORT_HOST (the
+/// node's own stack, one a router: fabric packets to a fabric port's address go out of
+/// it to MAC `peer_mac`, the host side's; what the host sends is routed in `vrf`, every
+/// ARP request of it answered; `addr` may be NULL; its device in
+/// `vr_router_start_workers` is a TAP, created if missing, read and written through
+/// io_uring). `mac` is the router's MAC on the port (6 bytes). Before a start, or on a
+/// started router, where it is live from `vr_router_apply_ports` (a pod created).
 #[unsafe(no_mangle)]
 #[allow(clippy::too_many_arguments)]
 pub extern "C" fn vr_router_add_port(
@@ -461,9 +468,22 @@ pub extern "C" fn vr_router_add_port(
                 mac: mac(peer_mac)?,
                 gateways: vec![addr(gateway, "gateway")?],
             },
-            k => return Err(bad(format!("kind {k} is neither VR_PORT_FABRIC nor VR_PORT_WORKLOAD"))),
+            VR_PORT_HOST => {
+                if r.ports.iter().any(|p| matches!(p.role, PortRole::Host { .. })) {
+                    return Err(bad("the router has a host port already"));
+                }
+                PortRole::Host {
+                    vrf,
+                    mac: mac(peer_mac)?,
+                }
+            }
+            k => {
+                return Err(bad(format!(
+                    "kind {k} is not VR_PORT_FABRIC, VR_PORT_WORKLOAD or VR_PORT_HOST"
+                )));
+            }
         };
-        let addrs = if kind == VR_PORT_FABRIC && !addr_.is_null() {
+        let addrs = if kind != VR_PORT_WORKLOAD && !addr_.is_null() {
             vec![addr(addr_, "addr")?]
         } else {
             vec![]
@@ -535,8 +555,8 @@ pub extern "C" fn vr_router_set_port_mtu(r: *mut VrRouter, port: u32, mtu: u16) 
 /// Gives port `port` another address, beside the one `vr_router_add_port` gave it: on a
 /// workload port, an address the workload owns (its IPv6 address beside its IPv4 one,
 /// or a service address its backends share), with `gateway` (may be NULL) another
-/// address the router answers ARP / neighbour solicitation for there; on a fabric port,
-/// another router address (`gateway` must be NULL). An address the port has already is
+/// address the router answers ARP / neighbour solicitation for there; on a fabric or host
+/// port, another router address (`gateway` must be NULL). An address the port has already is
 /// refused. Before a start, or on a started router, where it is live from
 /// `vr_router_apply_ports`.
 #[unsafe(no_mangle)]
@@ -556,8 +576,7 @@ pub extern "C" fn vr_router_add_port_address(
         let p = port_mut(&mut r.ports, port)?;
         let (addrs, gateways) = match &mut p.role {
             PortRole::Workload { addrs, gateways, .. } => (addrs, Some(gateways)),
-            PortRole::Fabric { .. } => (&mut p.addrs, None),
-            PortRole::Host { .. } => return Err(bad(format!("port {port} is the host's"))),
+            PortRole::Fabric { .. } | PortRole::Host { .. } => (&mut p.addrs, None),
         };
         if addrs.contains(&a) {
             return Err(bad(format!("port {port} has {a} already")));
@@ -566,7 +585,7 @@ pub extern "C" fn vr_router_add_port_address(
             (None, _) => {}
             (Some(g), Some(gateways)) if !gateways.contains(&g) => gateways.push(g),
             (Some(_), Some(_)) => {}
-            (Some(_), None) => return Err(bad(format!("port {port} is a fabric port: it has no gateway"))),
+            (Some(_), None) => return Err(bad(format!("port {port} is not a workload port: it has no gateway"))),
         }
         addrs.push(a);
         r.ports_pending = r.running.is_some();

@@ -70,11 +70,11 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// Pushes `f` on `port`, polls, and pulls every frame each port sent.
-fn through(r: *mut VrRouter, port: u32, f: &[u8]) -> [Vec<Vec<u8>>; 2] {
+/// Pushes `f` on `port`, polls, and pulls every frame each of the first four ports sent.
+fn through(r: *mut VrRouter, port: u32, f: &[u8]) -> [Vec<Vec<u8>>; 4] {
     assert_eq!(vr_router_push(r, port, f.as_ptr(), f.len()), VrResult::VrOk);
     assert_eq!(vr_router_poll(r, ptr::null_mut()), VrResult::VrOk);
-    [0, 1].map(|p| {
+    [0, 1, 2, 3].map(|p| {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
         let mut len = 0;
@@ -101,7 +101,7 @@ fn a_second_address_makes_a_workload_dual_stack() {
     }
     assert_eq!(vr_router_start(r), VrResult::VrOk);
     let v6 = |src: &str| ip_header(ip(src), ip("fd00:2::2"), IpProtocol::Udp).unwrap();
-    let [back, out] = through(r, 0, &udp(0, v6("fd00:1::2"), 20));
+    let [back, out, ..] = through(r, 0, &udp(0, v6("fd00:1::2"), 20));
     assert!(back.is_empty());
     assert_eq!(out.len(), 1, "w1 -> w2 over IPv6");
     let m = parse(&out[0]).unwrap();
@@ -137,11 +137,11 @@ fn a_port_mtu_splits_or_refuses_what_it_cannot_carry() {
             )
         })
     };
-    let [back, out] = through(r, 0, &udp(0, v4(false), 1400));
+    let [back, out, ..] = through(r, 0, &udp(0, v4(false), 1400));
     assert!(back.is_empty());
     assert_eq!(out.len(), 2, "split in two");
     assert!(out.iter().all(|f| f.len() - 14 <= 1280), "each fits the MTU");
-    let [back, out] = through(r, 0, &udp(0, v4(true), 1400));
+    let [back, out, ..] = through(r, 0, &udp(0, v4(true), 1400));
     assert!(out.is_empty());
     assert_eq!(back.len(), 1, "an ICMP error back to w1");
     let m = parse(&back[0]).unwrap();
@@ -184,7 +184,7 @@ fn bad_port_changes_are_refused_and_change_nothing() {
         ),
         (
             &|| vr_router_add_port_address(r, fabric, v6.as_ptr(), gw.as_ptr()),
-            "port 2 is a fabric port: it has no gateway",
+            "port 2 is not a workload port: it has no gateway",
         ),
         (
             &|| vr_router_add_port_address(r, 9, v6.as_ptr(), ptr::null()),
@@ -207,9 +207,94 @@ fn bad_port_changes_are_refused_and_change_nothing() {
     assert_eq!(vr_router_start(r), VrResult::VrOk);
     // Port 0 kept its MTU of 1500: a 1,428-byte packet that may not be split goes whole.
     let v4 = ip_header(ip("10.0.2.2"), ip("10.0.1.2"), IpProtocol::Udp).unwrap();
-    let [out, back] = through(r, 1, &udp(1, v4, 1400));
+    let [out, back, ..] = through(r, 1, &udp(1, v4, 1400));
     assert!(back.is_empty());
     assert_eq!(out.iter().map(Vec::len).collect::<Vec<_>>(), [14 + 1428]);
+    assert_eq!(vr_router_stop(r), VrResult::VrOk);
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+}
+
+/// A host port (the exception path): a fabric packet to the node's address goes out of
+/// it to the host side's MAC, what the host sends is routed in its VRF, and only one
+/// host port is taken.
+#[test]
+fn a_host_port_takes_the_nodes_traffic_and_routes_the_hosts() {
+    let r = two_workloads();
+    let (fab_mac, host_mac, tap_mac) = ([2, 0xa, 0, 0, 0, 3], [2, 0, 0, 0, 0, 0x55], [2, 0xa, 0, 0, 0, 4]);
+    let (mut fabric, mut host) = (0, 0);
+    let me = c("192.0.2.1");
+    let (no, none) = (ptr::null(), ptr::null());
+    assert_eq!(
+        vr_router_add_port(
+            r,
+            VR_PORT_FABRIC,
+            0,
+            fab_mac.as_ptr(),
+            me.as_ptr(),
+            none,
+            no,
+            &mut fabric
+        ),
+        VrResult::VrOk
+    );
+    let added = vr_router_add_port(
+        r,
+        VR_PORT_HOST,
+        1,
+        tap_mac.as_ptr(),
+        no,
+        host_mac.as_ptr(),
+        no,
+        &mut host,
+    );
+    assert_eq!((added, host), (VrResult::VrOk, 3));
+    let mut again = 0;
+    let second = vr_router_add_port(
+        r,
+        VR_PORT_HOST,
+        1,
+        tap_mac.as_ptr(),
+        no,
+        host_mac.as_ptr(),
+        no,
+        &mut again,
+    );
+    assert_eq!(second, VrResult::VrInvalidArgument);
+    assert_eq!(last_error(r), "the router has a host port already");
+    assert_eq!(vr_router_start(r), VrResult::VrOk);
+    let eth = |src: [u8; 6], dst: [u8; 6]| EthernetRepr {
+        src: MacAddr(src),
+        dst: MacAddr(dst),
+        ethertype: EtherType::Ipv4,
+    };
+    let u = Header::Udp(UdpRepr {
+        src_port: 40000,
+        dst_port: 22,
+    });
+    let to_node = frame(
+        &[
+            Header::Ethernet(eth([2, 0, 0, 0, 9, 9], fab_mac)),
+            ip_header(ip("192.0.2.9"), ip("192.0.2.1"), IpProtocol::Udp).unwrap(),
+            u,
+        ],
+        b"ssh?",
+    )
+    .unwrap();
+    let out = through(r, fabric, &to_node);
+    assert_eq!(out[3].len(), 1, "to the host: {out:?}");
+    assert_eq!((&out[3][0][..6], &out[3][0][14..]), (&host_mac[..], &to_node[14..]));
+    let from_host = frame(
+        &[
+            Header::Ethernet(eth(host_mac, tap_mac)),
+            ip_header(ip("10.0.99.1"), ip("10.0.2.2"), IpProtocol::Udp).unwrap(),
+            u,
+        ],
+        b"probe",
+    )
+    .unwrap();
+    let out = through(r, host, &from_host);
+    assert_eq!(out[1].len(), 1, "the host's packet routed to w2: {out:?}");
+    assert_eq!(&out[1][0][..6], &WL[1]);
     assert_eq!(vr_router_stop(r), VrResult::VrOk);
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }

@@ -148,3 +148,78 @@ fn workers_started_through_the_c_api_forward_and_stop_cleanly() {
     assert!(!xdp_attached(&node, &loads[0].1), "stop detaches XDP");
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }
+
+/// A host port started from C: its device is a TAP in the node's namespace (created by
+/// the workers), through which the node's own stack reaches a workload and hears back;
+/// the TAP goes with the workers.
+#[test]
+fn the_host_stack_reaches_a_workload_through_a_tap_started_from_c() {
+    let node = Netns::new("n").unwrap();
+    let (w1, w1_dev) = workload(&node, 1);
+    let mut r: *mut VrRouter = ptr::null_mut();
+    assert_eq!(vr_router_new(&mut r), VrResult::VrOk);
+    assert_eq!(vr_router_add_vrf(r, 1), VrResult::VrOk);
+    assert_eq!(add_workload_port(r, 1), 0);
+    let (tap_mac, host_mac) = ([2u8, 0xa, 0, 0, 0, 0x54], [2u8, 0, 0, 0, 0, 0x55]);
+    let mut host = 0;
+    let added = vr_router_add_port(
+        r,
+        VR_PORT_HOST,
+        1,
+        tap_mac.as_ptr(),
+        ptr::null(),
+        host_mac.as_ptr(),
+        ptr::null(),
+        &mut host,
+    );
+    assert_eq!((added, host), (VrResult::VrOk, 1));
+    // Replies to the host's address go back out of the TAP, to the host side's MAC.
+    assert_eq!(vr_router_set_nexthop_port(r, 9, host, ptr::null()), VrResult::VrOk);
+    let (net, me) = (c("10.0.99.0/24"), c("10.0.99.1"));
+    assert_eq!(vr_router_add_route(r, 1, net.as_ptr(), 9), VrResult::VrOk);
+    assert_eq!(
+        vr_router_set_neighbor(r, host, me.as_ptr(), host_mac.as_ptr()),
+        VrResult::VrOk
+    );
+    let names = [c(&w1_dev), c("vhost0")];
+    let cpu = [*vrouter::dataplane::online_cpus().last().unwrap() as u32];
+    let rr = r as usize;
+    let rc = node.run(|| {
+        let devs: Vec<*const std::ffi::c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        vr_router_start_workers(rr as *mut VrRouter, devs.as_ptr(), 2, cpu.as_ptr(), 1)
+    });
+    assert_eq!(rc, VrResult::VrOk, "{}", last_error(r));
+    let mac = "02:00:00:00:00:55";
+    for cmd in [
+        &["ip", "link", "set", "vhost0", "address", mac, "up"][..],
+        &["ip", "addr", "add", "10.0.99.1/24", "dev", "vhost0"],
+        &[
+            "ip",
+            "route",
+            "add",
+            "10.0.1.0/24",
+            "via",
+            "10.0.99.254",
+            "dev",
+            "vhost0",
+        ],
+    ] {
+        let out = node.exec(cmd).unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        ping(&node, "10.0.1.2"),
+        "the host stack -> w1 through the TAP, and back"
+    );
+    assert!(ping(&w1, "10.0.99.1"), "w1 -> the host stack");
+    assert_eq!(vr_router_stop(r), VrResult::VrOk);
+    assert!(
+        node.exec(&["ip", "link", "show", "vhost0"]).is_err(),
+        "the TAP went with the workers"
+    );
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+}

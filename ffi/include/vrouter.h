@@ -262,6 +262,23 @@ typedef struct vr_rule {
    Last destination port.
    */
   uint16_t dst_port_max;
+  /*
+   Match ICMP (`proto` 1) or ICMPv6 (58) messages of type `icmp_type` alone; false =
+   any type.
+   */
+  bool match_icmp_type;
+  /*
+   The ICMP type.
+   */
+  uint8_t icmp_type;
+  /*
+   With `match_icmp_type`: of code `icmp_code` alone; false = any code.
+   */
+  bool match_icmp_code;
+  /*
+   The ICMP code.
+   */
+  uint8_t icmp_code;
 } vr_rule;
 
 /*

@@ -26,7 +26,7 @@ use vrouter::dataplane::{Event, MemoryLink, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, OuterDscp, Prepared, Resolution};
 use vrouter::flow::{FlowTableConfig, FullPolicy};
 use vrouter::policy::{
-    Action, AddrSet, Cidr, Endpoint, EndpointId, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
+    Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
 };
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{MssClamp, NodeConfig, PortConfig, PortRole, Router};
@@ -133,6 +133,15 @@ pub struct VrRule {
     pub dst_port_min: u16,
     /// Last destination port.
     pub dst_port_max: u16,
+    /// Match ICMP (`proto` 1) or ICMPv6 (58) messages of type `icmp_type` alone; false =
+    /// any type.
+    pub match_icmp_type: bool,
+    /// The ICMP type.
+    pub icmp_type: u8,
+    /// With `match_icmp_type`: of code `icmp_code` alone; false = any code.
+    pub match_icmp_code: bool,
+    /// The ICMP code.
+    pub icmp_code: u8,
 }
 
 /// Rule action: allow.
@@ -1144,7 +1153,14 @@ fn rule(i: usize, c: &VrRule) -> Result<Rule, (VrResult, String)> {
         proto: (c.proto != 0).then_some(c.proto),
         src_ports: ports(c.src_port_min, c.src_port_max).then(|| PortRange::new(c.src_port_min, c.src_port_max)),
         dst_ports: ports(c.dst_port_min, c.dst_port_max).then(|| PortRange::new(c.dst_port_min, c.dst_port_max)),
-        icmp: None,
+        icmp: match (c.match_icmp_type, c.match_icmp_code) {
+            (false, false) => None,
+            (false, true) => return Err(bad(format!("rules[{i}].icmp_code: a code needs match_icmp_type"))),
+            (true, code) => Some(IcmpMatch {
+                kind: c.icmp_type,
+                code: code.then_some(c.icmp_code),
+            }),
+        },
     })
 }
 

@@ -1,17 +1,17 @@
 //! The C policy calls' bad input, called from Rust: each refusal has its code and a
 //! message naming the rule and field.
 
-use std::ffi::{CStr, CString};
+mod common;
+
+use std::ffi::CString;
 use std::ptr;
 
+use common::*;
+use vrouter::wire::compose::{Header, frame, ip_header};
+use vrouter::wire::ethernet::{EtherType, EthernetRepr, MacAddr};
+use vrouter::wire::icmpv4::Icmpv4Repr;
+use vrouter::wire::ip::IpProtocol;
 use vrouter_c::*;
-
-fn last_error(r: *mut VrRouter) -> String {
-    // SAFETY: the router is live; the message is a NUL-terminated string it owns.
-    unsafe { CStr::from_ptr(vr_router_last_error(r)) }
-        .to_string_lossy()
-        .into()
-}
 
 fn rule() -> VrRule {
     VrRule {
@@ -24,6 +24,10 @@ fn rule() -> VrRule {
         src_port_max: 0,
         dst_port_min: 22,
         dst_port_max: 22,
+        match_icmp_type: false,
+        icmp_type: 0,
+        match_icmp_code: false,
+        icmp_code: 0,
     }
 }
 
@@ -122,6 +126,34 @@ fn bad_rules_are_refused_with_rule_and_field_named() {
             VR_ALLOW,
             VrResult::VrInvalidArgument,
             "rules[0].dst_ports",
+        ),
+        (
+            pod,
+            VR_EGRESS,
+            VrRule {
+                match_icmp_type: true,
+                icmp_type: 8,
+                dst_port_min: 0,
+                dst_port_max: 0,
+                ..good
+            },
+            VR_ALLOW,
+            VrResult::VrInvalidArgument,
+            "rules[0].icmp",
+        ),
+        (
+            pod,
+            VR_EGRESS,
+            VrRule {
+                proto: 1,
+                match_icmp_code: true,
+                dst_port_min: 0,
+                dst_port_max: 0,
+                ..good
+            },
+            VR_ALLOW,
+            VrResult::VrInvalidArgument,
+            "rules[0].icmp_code: a code needs match_icmp_type",
         ),
     ];
     for (port, dir, rule, default, code, want) in cases {
@@ -332,6 +364,49 @@ fn policy_on_a_port_with_no_address_of_its_own_is_refused() {
     );
     assert_eq!(vr_router_publish_policy(r), VrResult::VrInvalidArgument);
     assert!(last_error(r).starts_with("port 0: every address"), "{}", last_error(r));
+    assert_eq!(vr_router_stop(r), VrResult::VrOk);
+    assert_eq!(vr_router_free(r), VrResult::VrOk);
+}
+
+/// A rule on an ICMP type: w2 denies echo requests (ping) and takes the rest of ICMP,
+/// here a port unreachable that is no reply to anything it sent.
+#[test]
+fn an_icmp_type_rule_denies_that_type_alone() {
+    let r = two_workloads();
+    let no_ping = VrRule {
+        proto: 1,
+        dst_port_min: 0,
+        dst_port_max: 0,
+        match_icmp_type: true,
+        icmp_type: 8,
+        ..rule()
+    };
+    assert_eq!(
+        vr_router_set_policy(r, 1, VR_INGRESS, &no_ping, 1, VR_ALLOW),
+        VrResult::VrOk
+    );
+    assert_eq!(vr_router_start(r), VrResult::VrOk);
+    let icmp = |msg: Icmpv4Repr| {
+        let eth = EthernetRepr {
+            src: MacAddr(WL[0]),
+            dst: MacAddr(GW[0]),
+            ethertype: EtherType::Ipv4,
+        };
+        let ip = ip_header(
+            "10.0.1.2".parse().unwrap(),
+            "10.0.2.2".parse().unwrap(),
+            IpProtocol::Icmp,
+        )
+        .unwrap();
+        frame(&[Header::Ethernet(eth), ip, Header::Icmpv4(msg)], &[0; 28]).unwrap()
+    };
+    let ping = icmp(Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1 });
+    assert!(through(r, 0, &ping)[1].is_empty(), "ping denied");
+    let unreachable = icmp(Icmpv4Repr::DstUnreachable {
+        code: 3,
+        next_hop_mtu: 0,
+    });
+    assert_eq!(through(r, 0, &unreachable)[1].len(), 1, "other ICMP taken");
     assert_eq!(vr_router_stop(r), VrResult::VrOk);
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }

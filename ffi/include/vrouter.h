@@ -437,15 +437,28 @@ vr_result vr_router_set_port_mtu(struct vr_router *r, uint32_t port, uint16_t mt
  Gives port `port` another address, beside the one `vr_router_add_port` gave it: on a
  workload port, an address the workload owns (its IPv6 address beside its IPv4 one,
  or a service address its backends share), with `gateway` (may be NULL) another
- address the router answers ARP / neighbour solicitation for there; on a fabric or host
- port, another router address (`gateway` must be NULL). An address the port has already is
- refused. Before a start, or on a started router, where it is live from
+ address the router answers ARP / neighbour solicitation for there; on a fabric or
+ host port, another router address (`gateway` must be NULL). An address the port has
+ already is refused. Before a start, or on a started router, where it is live from
  `vr_router_apply_ports`.
  */
 vr_result vr_router_add_port_address(struct vr_router *r,
                                      uint32_t port,
                                      const char *address,
                                      const char *gateway);
+
+/*
+ Takes `address` (and `gateway`, unless NULL) back from port `port`, as
+ `vr_router_add_port_address` gave them (a backend that leaves a service, say). A
+ workload port keeps at least one address (with none, any source would pass as its
+ own): taking its last is refused, as is an address or gateway the port does not
+ have. Before a start, or on a started router, where it is live from
+ `vr_router_apply_ports`.
+ */
+vr_result vr_router_remove_port_address(struct vr_router *r,
+                                        uint32_t port,
+                                        const char *address,
+                                        const char *gateway);
 
 /*
  Removes port `port` (a pod deleted); the ports after it move down one index. Its
@@ -670,10 +683,10 @@ vr_result vr_router_set_policy(struct vr_router *r,
  Makes the policy lists set so far live, atomically: new flows are decided by them and
  established flows are re-decided on their next packet (a new deny cuts them).
  VR_INVALID_STATE while ports wait for `vr_router_apply_ports`, as for routes.
- VR_INVALID_ARGUMENT, naming the port, for lists on a workload port whose address
- another workload port has too (a service address alone: the pipeline tells a shared
- address's flows apart by the port's own address, so they could never apply); the
- starts and `vr_router_apply_ports` refuse them alike.
+ VR_INVALID_ARGUMENT, naming the port, for lists on a workload port whose every
+ address another workload port has too (a service address alone: the pipeline tells a
+ shared address's flows apart by the port's own addresses, so they could never apply);
+ the starts and `vr_router_apply_ports` refuse them alike.
  */
 vr_result vr_router_publish_policy(struct vr_router *r);
 

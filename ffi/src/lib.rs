@@ -328,6 +328,11 @@ fn addr(p: *const c_char, what: &str) -> Result<IpAddr, (VrResult, String)> {
     s.parse().map_err(|_| bad(format!("{what} `{s}` is not an IP address")))
 }
 
+/// An address, or `None` for NULL.
+fn optional_addr(p: *const c_char, what: &str) -> Result<Option<IpAddr>, (VrResult, String)> {
+    if p.is_null() { Ok(None) } else { addr(p, what).map(Some) }
+}
+
 fn mac(p: *const u8) -> Result<MacAddr, (VrResult, String)> {
     if p.is_null() {
         return Err(null("mac"));
@@ -541,6 +546,15 @@ fn port_mut(ports: &mut [PortConfig], port: u32) -> Result<&mut PortConfig, (VrR
         .ok_or_else(|| bad(format!("no port {port} (the router has {n})")))
 }
 
+/// The addresses a port owns, and its gateways (a workload port's) or `None` (a fabric
+/// or host port's: router addresses, no gateway).
+fn addresses_of(p: &mut PortConfig) -> (&mut Vec<IpAddr>, Option<&mut Vec<IpAddr>>) {
+    match &mut p.role {
+        PortRole::Workload { addrs, gateways, .. } => (addrs, Some(gateways)),
+        PortRole::Fabric { .. } | PortRole::Host { .. } => (&mut p.addrs, None),
+    }
+}
+
 /// The MTUs a port may have.
 const MTUS: std::ops::RangeInclusive<u16> = 576..=9000;
 
@@ -564,9 +578,9 @@ pub extern "C" fn vr_router_set_port_mtu(r: *mut VrRouter, port: u32, mtu: u16) 
 /// Gives port `port` another address, beside the one `vr_router_add_port` gave it: on a
 /// workload port, an address the workload owns (its IPv6 address beside its IPv4 one,
 /// or a service address its backends share), with `gateway` (may be NULL) another
-/// address the router answers ARP / neighbour solicitation for there; on a fabric or host
-/// port, another router address (`gateway` must be NULL). An address the port has already is
-/// refused. Before a start, or on a started router, where it is live from
+/// address the router answers ARP / neighbour solicitation for there; on a fabric or
+/// host port, another router address (`gateway` must be NULL). An address the port has
+/// already is refused. Before a start, or on a started router, where it is live from
 /// `vr_router_apply_ports`.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_add_port_address(
@@ -576,17 +590,8 @@ pub extern "C" fn vr_router_add_port_address(
     gateway: *const c_char,
 ) -> VrResult {
     with(r, |r| {
-        let a = addr(address, "address")?;
-        let gw = if gateway.is_null() {
-            None
-        } else {
-            Some(addr(gateway, "gateway")?)
-        };
-        let p = port_mut(&mut r.ports, port)?;
-        let (addrs, gateways) = match &mut p.role {
-            PortRole::Workload { addrs, gateways, .. } => (addrs, Some(gateways)),
-            PortRole::Fabric { .. } | PortRole::Host { .. } => (&mut p.addrs, None),
-        };
+        let (a, gw) = (addr(address, "address")?, optional_addr(gateway, "gateway")?);
+        let (addrs, gateways) = addresses_of(port_mut(&mut r.ports, port)?);
         if addrs.contains(&a) {
             return Err(bad(format!("port {port} has {a} already")));
         }
@@ -597,6 +602,50 @@ pub extern "C" fn vr_router_add_port_address(
             (Some(_), None) => return Err(bad(format!("port {port} is not a workload port: it has no gateway"))),
         }
         addrs.push(a);
+        r.ports_pending = r.running.is_some();
+        Ok(())
+    })
+}
+
+/// Takes `address` (and `gateway`, unless NULL) back from port `port`, as
+/// `vr_router_add_port_address` gave them (a backend that leaves a service, say). A
+/// workload port keeps at least one address (with none, any source would pass as its
+/// own): taking its last is refused, as is an address or gateway the port does not
+/// have. Before a start, or on a started router, where it is live from
+/// `vr_router_apply_ports`.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_remove_port_address(
+    r: *mut VrRouter,
+    port: u32,
+    address: *const c_char,
+    gateway: *const c_char,
+) -> VrResult {
+    with(r, |r| {
+        let (a, gw) = (addr(address, "address")?, optional_addr(gateway, "gateway")?);
+        let (addrs, gateways) = addresses_of(port_mut(&mut r.ports, port)?);
+        let at = addrs
+            .iter()
+            .position(|&x| x == a)
+            .ok_or_else(|| bad(format!("port {port} has no address {a}")))?;
+        let gw_at = match (gw, &gateways) {
+            (None, _) => None,
+            (Some(g), Some(gateways)) => Some(
+                gateways
+                    .iter()
+                    .position(|&x| x == g)
+                    .ok_or_else(|| bad(format!("port {port} has no gateway {g}")))?,
+            ),
+            (Some(_), None) => return Err(bad(format!("port {port} is not a workload port: it has no gateway"))),
+        };
+        if gateways.is_some() && addrs.len() == 1 {
+            return Err(bad(format!(
+                "{a} is port {port}'s last address: a workload port keeps one (remove the port instead)"
+            )));
+        }
+        addrs.remove(at);
+        if let (Some(i), Some(gateways)) = (gw_at, gateways) {
+            gateways.remove(i);
+        }
         r.ports_pending = r.running.is_some();
         Ok(())
     })
@@ -829,11 +878,7 @@ pub extern "C" fn vr_router_remove_nexthop(r: *mut VrRouter, id: u32) -> VrResul
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_set_nexthop_port(r: *mut VrRouter, id: u32, port: u32, gateway: *const c_char) -> VrResult {
     with(r, |r| {
-        let gateway = if gateway.is_null() {
-            None
-        } else {
-            Some(addr(gateway, "gateway")?)
-        };
+        let gateway = optional_addr(gateway, "gateway")?;
         r.routes
             .set_nexthop(id, Nexthop::Interface { port, gateway })
             .map_err(|e| bad(e.to_string()))
@@ -1258,10 +1303,10 @@ fn policy_set(r: &VrRouter) -> Result<PolicySet, (VrResult, String)> {
 /// Makes the policy lists set so far live, atomically: new flows are decided by them and
 /// established flows are re-decided on their next packet (a new deny cuts them).
 /// VR_INVALID_STATE while ports wait for `vr_router_apply_ports`, as for routes.
-/// VR_INVALID_ARGUMENT, naming the port, for lists on a workload port whose address
-/// another workload port has too (a service address alone: the pipeline tells a shared
-/// address's flows apart by the port's own address, so they could never apply); the
-/// starts and `vr_router_apply_ports` refuse them alike.
+/// VR_INVALID_ARGUMENT, naming the port, for lists on a workload port whose every
+/// address another workload port has too (a service address alone: the pipeline tells a
+/// shared address's flows apart by the port's own addresses, so they could never apply);
+/// the starts and `vr_router_apply_ports` refuse them alike.
 #[unsafe(no_mangle)]
 pub extern "C" fn vr_router_publish_policy(r: *mut VrRouter) -> VrResult {
     with(r, |r| {

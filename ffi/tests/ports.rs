@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::ffi::CString;
 use std::ptr;
 
 use common::*;
@@ -46,6 +47,18 @@ fn a_second_address_makes_a_workload_dual_stack() {
     let dropped = st.dropped;
     assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
     assert_eq!(st.dropped, dropped + 1, "spoofed");
+    // Its IPv6 address taken back, w1's IPv6 packets are spoofed too.
+    let (mine, gw) = (c("fd00:1::2"), c("fd00:1::1"));
+    assert_eq!(
+        vr_router_remove_port_address(r, 0, mine.as_ptr(), gw.as_ptr()),
+        VrResult::VrOk
+    );
+    assert_eq!(vr_router_apply_ports(r, ptr::null(), 0), VrResult::VrOk);
+    assert!(through(r, 0, &udp(0, v6("fd00:1::2"), 20)).iter().all(Vec::is_empty));
+    assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
+    assert_eq!(st.dropped, dropped + 2, "spoofed now");
+    let v4 = ip_header(ip("10.0.1.2"), ip("10.0.2.2"), IpProtocol::Udp).unwrap();
+    assert_eq!(through(r, 0, &udp(0, v4, 20))[1].len(), 1, "IPv4 as before");
     assert_eq!(vr_router_stop(r), VrResult::VrOk);
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }
@@ -99,8 +112,8 @@ fn bad_port_changes_are_refused_and_change_nothing() {
     );
     assert_eq!(added, VrResult::VrOk);
     let (v6, gw, junk) = (c("fd00:9::1"), c("fd00:9::fe"), c("10.0.1.300"));
-    let have = c("10.0.1.2");
-    let cases: [(&dyn Fn() -> VrResult, &str); 7] = [
+    let (have, gw0) = (c("10.0.1.2"), c("10.0.1.1"));
+    let cases: [(&dyn Fn() -> VrResult, &str); 11] = [
         (&|| vr_router_set_port_mtu(r, 0, 575), "MTU 575 is outside 576..=9000"),
         (&|| vr_router_set_port_mtu(r, 0, 9001), "MTU 9001 is outside 576..=9000"),
         (&|| vr_router_set_port_mtu(r, 7, 1500), "no port 7 (the router has 3)"),
@@ -120,6 +133,22 @@ fn bad_port_changes_are_refused_and_change_nothing() {
             &|| vr_router_add_port_address(r, 9, v6.as_ptr(), ptr::null()),
             "no port 9 (the router has 3)",
         ),
+        (
+            &|| vr_router_remove_port_address(r, 0, have.as_ptr(), gw0.as_ptr()),
+            "10.0.1.2 is port 0's last address: a workload port keeps one (remove the port instead)",
+        ),
+        (
+            &|| vr_router_remove_port_address(r, 0, v6.as_ptr(), ptr::null()),
+            "port 0 has no address fd00:9::1",
+        ),
+        (
+            &|| vr_router_remove_port_address(r, 0, have.as_ptr(), gw.as_ptr()),
+            "port 0 has no gateway fd00:9::fe",
+        ),
+        (
+            &|| vr_router_remove_port_address(r, fabric, me.as_ptr(), gw0.as_ptr()),
+            "port 2 is not a workload port: it has no gateway",
+        ),
     ];
     for (call, why) in cases {
         assert_eq!(call(), VrResult::VrInvalidArgument, "{why}");
@@ -129,11 +158,19 @@ fn bad_port_changes_are_refused_and_change_nothing() {
         vr_router_add_port_address(r, 0, ptr::null(), ptr::null()),
         VrResult::VrNullParameter
     );
-    // A fabric port takes a second router address (its IPv6 underlay one, say).
-    assert_eq!(
-        vr_router_add_port_address(r, fabric, v6.as_ptr(), ptr::null()),
-        VrResult::VrOk
-    );
+    // A fabric port takes a second router address (its IPv6 underlay one, say), and
+    // gives either back.
+    let fabric_address = |add: bool, a: &CString| {
+        let f = if add {
+            vr_router_add_port_address
+        } else {
+            vr_router_remove_port_address
+        };
+        f(r, fabric, a.as_ptr(), ptr::null())
+    };
+    assert_eq!(fabric_address(true, &v6), VrResult::VrOk);
+    assert_eq!(fabric_address(false, &v6), VrResult::VrOk);
+    assert_eq!(fabric_address(false, &me), VrResult::VrOk);
     assert_eq!(vr_router_start(r), VrResult::VrOk);
     // Port 0 kept its MTU of 1500: a 1,428-byte packet that may not be split goes whole.
     let v4 = ip_header(ip("10.0.2.2"), ip("10.0.1.2"), IpProtocol::Udp).unwrap();

@@ -65,6 +65,11 @@ static void print_flow(void *ctx, const char *line) {
     printf("  flow: %s\n", line);
 }
 
+static void print_drop(void *ctx, const char *name, const char *description, uint64_t count) {
+    (void)ctx;
+    if (count > 0) printf("  dropped: %s %llu (%s)\n", name, (unsigned long long)count, description);
+}
+
 int main(void) {
     vr_router *router = NULL;
     const uint8_t gw1[6] = {2, 0xa, 0, 0, 0, 1}, gw2[6] = {2, 0xa, 0, 0, 0, 2}, fab[6] = {2, 0xa, 0, 0, 0, 3};
@@ -223,6 +228,8 @@ int main(void) {
     CHECK(vr_router_stats(router, &stats));
     printf("stats: rx %llu tx %llu dropped %llu flows %llu\n", (unsigned long long)stats.rx, (unsigned long long)stats.tx,
            (unsigned long long)stats.dropped, (unsigned long long)stats.flows);
+    /* Why: each drop reason with its count (the ones counted printed). */
+    CHECK(vr_router_drops(router, print_drop, NULL));
     uint64_t vrf_flows, vrf_refused;
     CHECK(vr_router_vrf_flows(router, 1, &vrf_flows, &vrf_refused));
     printf("vrf 1: flows %llu of quota %u, refused %llu\n", (unsigned long long)vrf_flows, flows.vrf_quota,

@@ -797,6 +797,16 @@ vr_result vr_router_get_flow_options(struct vr_router *r, struct vr_flow_options
 vr_result vr_router_clear_flows(struct vr_router *r, uint32_t vrf, uint64_t *cleared);
 
 /*
+ Calls `cb(ctx, name, description, count)` once per drop reason, in a fixed order,
+ with the packets dropped for it so far (all workers summed): `name` as `vrouter ctl
+ show drops` prints it ("Spoofed", "PolicyDenied", ...), `description` a sentence for
+ operators; both valid only during the call. Every reason comes, dropped for or not.
+ */
+vr_result vr_router_drops(struct vr_router *r,
+                          void (*cb)(void*, const char*, const char*, uint64_t),
+                          void *ctx);
+
+/*
  Calls `cb(ctx, line)` once per live flow with a one-line text description (valid only
  during the call).
  */

@@ -1715,12 +1715,8 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
             return Err(null("out"));
         }
         let st = started(r)?;
-        let router = &st.router;
-        let s = match &st.mode {
-            Mode::Memory { worker, .. } => worker.counters().snapshot(),
-            Mode::Workers(running) => vrouter::Stats::sum(&running.stats()),
-        };
-        let flows = router.tables().flows.stats();
+        let s = counters(st);
+        let flows = st.router.tables().flows.stats();
         let st = VrStats {
             rx: s.rx,
             tx: s.tx,
@@ -1739,6 +1735,14 @@ pub extern "C" fn vr_router_stats(r: *mut VrRouter, out: *mut VrStats) -> VrResu
         unsafe { *out = st };
         Ok(())
     })
+}
+
+/// The started router's counters, its workers' summed.
+fn counters(st: &Started) -> vrouter::Stats {
+    match &st.mode {
+        Mode::Memory { worker, .. } => worker.counters().snapshot(),
+        Mode::Workers(running) => vrouter::Stats::sum(&running.stats()),
+    }
 }
 
 /// A VRF's live flow entries (`*flows`) and the new flows its quota refused (`*refused`);
@@ -1811,6 +1815,29 @@ pub extern "C" fn vr_router_clear_flows(r: *mut VrRouter, vrf: u32, cleared: *mu
         let (n, _held) = reader.delete_where(|k| vrf == VR_ALL_VRFS || k.vrf == vrf);
         // SAFETY: non-null (checked), writable (documented).
         unsafe { *cleared = n as u64 };
+        Ok(())
+    })
+}
+
+/// Calls `cb(ctx, name, description, count)` once per drop reason, in a fixed order,
+/// with the packets dropped for it so far (all workers summed): `name` as `vrouter ctl
+/// show drops` prints it ("Spoofed", "PolicyDenied", ...), `description` a sentence for
+/// operators; both valid only during the call. Every reason comes, dropped for or not.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_drops(
+    r: *mut VrRouter,
+    cb: Option<extern "C" fn(*mut std::ffi::c_void, *const c_char, *const c_char, u64)>,
+    ctx: *mut std::ffi::c_void,
+) -> VrResult {
+    with(r, |r| {
+        let cb = cb.ok_or(null("cb"))?;
+        let s = counters(started(r)?);
+        for &reason in vrouter::DropReason::ALL {
+            let (name, what) = (CString::new(format!("{reason:?}")), CString::new(reason.description()));
+            if let (Ok(name), Ok(what)) = (name, what) {
+                cb(ctx, name.as_ptr(), what.as_ptr(), s.dropped_for(reason));
+            }
+        }
         Ok(())
     })
 }

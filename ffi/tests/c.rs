@@ -106,6 +106,7 @@ fn check(stdout: &str) {
         "to w2 port 5353: nothing to pull",
         "to w2 port 53 after the new policy: nothing to pull",
         "stats: rx 5 tx 4 dropped 2 flows 6",
+        "  dropped: PolicyDenied 2 (denied by policy)",
         "vrf 1: flows 6 of quota 1000, refused 0",
         "flow options now: 4110 slots, udp timeout 60 s, quota 2000",
         "cleared 6 flow entries in vrf 1, 0 left",

@@ -402,6 +402,7 @@ fn an_icmp_type_rule_denies_that_type_alone() {
     };
     let ping = icmp(Icmpv4Repr::EchoRequest { ident: 7, seq_no: 1 });
     assert!(through(r, 0, &ping)[1].is_empty(), "ping denied");
+    assert_eq!(dropped_for(r, "PolicyDenied"), 1);
     let unreachable = icmp(Icmpv4Repr::DstUnreachable {
         code: 3,
         next_hop_mtu: 0,

@@ -57,6 +57,13 @@ fn a_second_address_makes_a_workload_dual_stack() {
     assert!(through(r, 0, &udp(0, v6("fd00:1::2"), 20)).iter().all(Vec::is_empty));
     assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
     assert_eq!(st.dropped, dropped + 2, "spoofed now");
+    assert_eq!(dropped_for(r, "Spoofed"), 2);
+    assert_eq!(
+        drops(r).len(),
+        vrouter::DropReason::ALL.len(),
+        "every reason, counted or not"
+    );
+    assert_eq!(vr_router_drops(r, None, ptr::null_mut()), VrResult::VrNullParameter);
     let v4 = ip_header(ip("10.0.1.2"), ip("10.0.2.2"), IpProtocol::Udp).unwrap();
     assert_eq!(through(r, 0, &udp(0, v4, 20))[1].len(), 1, "IPv4 as before");
     assert_eq!(vr_router_stop(r), VrResult::VrOk);

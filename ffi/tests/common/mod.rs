@@ -2,7 +2,7 @@
 //! pushed through it, the last error.
 #![allow(dead_code)] // each test crate uses its own part
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, c_char, c_void};
 use std::net::IpAddr;
 use std::ptr;
 
@@ -80,4 +80,32 @@ pub(crate) fn through(r: *mut VrRouter, port: u32, f: &[u8]) -> [Vec<Vec<u8>>; 4
         }
         out
     })
+}
+
+/// Every drop reason's name and count, as `vr_router_drops` gives them.
+pub(crate) fn drops(r: *mut VrRouter) -> Vec<(String, u64)> {
+    extern "C" fn note(ctx: *mut c_void, name: *const c_char, what: *const c_char, n: u64) {
+        // SAFETY: `ctx` is the Vec passed below, alive and not otherwise borrowed during
+        // the call; `name` and `what` are NUL-terminated strings valid during it.
+        let (out, name, what) = unsafe {
+            (
+                &mut *ctx.cast::<Vec<(String, u64)>>(),
+                CStr::from_ptr(name),
+                CStr::from_ptr(what),
+            )
+        };
+        assert!(!what.is_empty(), "every reason is described");
+        out.push((name.to_string_lossy().into(), n));
+    }
+    let mut out: Vec<(String, u64)> = Vec::new();
+    assert_eq!(vr_router_drops(r, Some(note), (&raw mut out).cast()), VrResult::VrOk);
+    out
+}
+
+/// The count of drop reason `name`.
+pub(crate) fn dropped_for(r: *mut VrRouter, name: &str) -> u64 {
+    drops(r)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map_or_else(|| panic!("no reason {name}"), |(_, n)| n)
 }

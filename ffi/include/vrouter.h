@@ -22,6 +22,21 @@
 #include <stdlib.h>
 
 /*
+ `vr_port_stats.state`: the device carries packets (or is not known otherwise).
+ */
+#define VR_PORT_UP 0
+
+/*
+ `vr_port_stats.state`: the device is down or has no carrier.
+ */
+#define VR_PORT_DOWN 1
+
+/*
+ `vr_port_stats.state`: the device is gone (deleted, or moved to another namespace).
+ */
+#define VR_PORT_GONE 2
+
+/*
  Rule action: allow.
  */
 #define VR_ALLOW 0
@@ -370,6 +385,25 @@ typedef struct vr_stats {
   uint64_t reassembled;
 } vr_stats;
 
+/*
+ One port's counters (`vr_router_port_stats`).
+ */
+typedef struct VrPortStats {
+  /*
+   Frames received on it.
+   */
+  uint64_t rx;
+  /*
+   Frames sent out of it.
+   */
+  uint64_t tx;
+  /*
+   Its device's state: VR_PORT_UP, VR_PORT_DOWN (down, or no carrier: what is routed
+   to it is dropped until it is up) or VR_PORT_GONE (deleted: remove the port).
+   */
+  uint32_t state;
+} VrPortStats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -710,11 +744,11 @@ vr_result vr_router_start_workers(struct vr_router *r,
                                   uint32_t n_cpus);
 
 /*
- Applies the ports added and removed since the start. On memory ports pass NULL, 0: the
- routes and policy lists are published and the ports kept keep their queued frames; a
- new port starts empty. On a router started with workers, pass `devices` (`n_devices`
- names, one per port, in order); the change is made while the workers run: the
- new ports' sockets are opened, then the workers stand still between two bursts (a
+ Applies the ports added, changed and removed since the start. On memory ports pass
+ NULL, 0: the routes and policy lists are published and the ports kept (changed or
+ not) keep their queued frames and counters; a new port starts empty. On a router
+ started with workers, pass `devices` (`n_devices` names, one per port, in order); the
+ change is made while the workers run: the new ports' sockets are opened, then the workers stand still between two bursts (a
  millisecond or so; packets wait in their rings) while the routes and policy lists are
  published, and go on with the new ports, the same sockets for the ports kept, the same
  flow table and counters (flows are re-decided on their next packet; learned neighbours
@@ -773,6 +807,13 @@ vr_result vr_router_route_get(struct vr_router *r,
  Current counters.
  */
 vr_result vr_router_stats(struct vr_router *r, struct vr_stats *out);
+
+/*
+ Port `port`'s counters and its device's state into `*out` (all workers summed; the
+ first 256 ports are counted). A port added since the last `vr_router_apply_ports`
+ counts nothing yet.
+ */
+vr_result vr_router_port_stats(struct vr_router *r, uint32_t port, struct VrPortStats *out);
 
 /*
  A VRF's live flow entries (`*flows`) and the new flows its quota refused (`*refused`);

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use vrouter::dataplane::neigh::Lookup;
 use vrouter::dataplane::pipeline::neighbor_mac;
-use vrouter::dataplane::{Event, MemoryLink, Worker};
+use vrouter::dataplane::{Event, MemoryLink, PortState, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, OuterDscp, Prepared, Resolution};
 use vrouter::flow::{FlowTableConfig, FullPolicy};
 use vrouter::policy::{
@@ -110,6 +110,26 @@ pub struct VrStats {
     /// Tunnel packets the underlay fragmented, rebuilt from their fragments.
     pub reassembled: u64,
 }
+
+/// One port's counters (`vr_router_port_stats`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VrPortStats {
+    /// Frames received on it.
+    pub rx: u64,
+    /// Frames sent out of it.
+    pub tx: u64,
+    /// Its device's state: VR_PORT_UP, VR_PORT_DOWN (down, or no carrier: what is routed
+    /// to it is dropped until it is up) or VR_PORT_GONE (deleted: remove the port).
+    pub state: u32,
+}
+
+/// `vr_port_stats.state`: the device carries packets (or is not known otherwise).
+pub const VR_PORT_UP: u32 = 0;
+/// `vr_port_stats.state`: the device is down or has no carrier.
+pub const VR_PORT_DOWN: u32 = 1;
+/// `vr_port_stats.state`: the device is gone (deleted, or moved to another namespace).
+pub const VR_PORT_GONE: u32 = 2;
 
 /// One policy rule for `vr_router_set_policy`. Zero / NULL fields match anything.
 #[repr(C)]
@@ -1427,11 +1447,11 @@ pub extern "C" fn vr_router_start_workers(
     })
 }
 
-/// Applies the ports added and removed since the start. On memory ports pass NULL, 0: the
-/// routes and policy lists are published and the ports kept keep their queued frames; a
-/// new port starts empty. On a router started with workers, pass `devices` (`n_devices`
-/// names, one per port, in order); the change is made while the workers run: the
-/// new ports' sockets are opened, then the workers stand still between two bursts (a
+/// Applies the ports added, changed and removed since the start. On memory ports pass
+/// NULL, 0: the routes and policy lists are published and the ports kept (changed or
+/// not) keep their queued frames and counters; a new port starts empty. On a router
+/// started with workers, pass `devices` (`n_devices` names, one per port, in order); the
+/// change is made while the workers run: the new ports' sockets are opened, then the workers stand still between two bursts (a
 /// millisecond or so; packets wait in their rings) while the routes and policy lists are
 /// published, and go on with the new ports, the same sockets for the ports kept, the same
 /// flow table and counters (flows are re-decided on their next packet; learned neighbours
@@ -1743,6 +1763,38 @@ fn counters(st: &Started) -> vrouter::Stats {
         Mode::Memory { worker, .. } => worker.counters().snapshot(),
         Mode::Workers(running) => vrouter::Stats::sum(&running.stats()),
     }
+}
+
+/// Port `port`'s counters and its device's state into `*out` (all workers summed; the
+/// first 256 ports are counted). A port added since the last `vr_router_apply_ports`
+/// counts nothing yet.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_port_stats(r: *mut VrRouter, port: u32, out: *mut VrPortStats) -> VrResult {
+    with(r, |r| {
+        if out.is_null() {
+            return Err(null("out"));
+        }
+        let n = r.ports.len();
+        if port as usize >= n.min(vrouter::dataplane::COUNTED_PORTS) {
+            return Err(bad(format!(
+                "no counted port {port} (the router has {n}; the first 256 are counted)"
+            )));
+        }
+        let s = counters(started(r)?);
+        let i = port as usize;
+        let st = VrPortStats {
+            rx: s.port_rx.get(i).copied().unwrap_or(0),
+            tx: s.port_tx.get(i).copied().unwrap_or(0),
+            state: match s.port_state.get(i).copied().unwrap_or_default() {
+                PortState::Up => VR_PORT_UP,
+                PortState::Down => VR_PORT_DOWN,
+                PortState::Gone => VR_PORT_GONE,
+            },
+        };
+        // SAFETY: non-null (checked), writable (documented).
+        unsafe { *out = st };
+        Ok(())
+    })
 }
 
 /// A VRF's live flow entries (`*flows`) and the new flows its quota refused (`*refused`);

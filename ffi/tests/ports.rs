@@ -47,17 +47,36 @@ fn a_second_address_makes_a_workload_dual_stack() {
     let dropped = st.dropped;
     assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
     assert_eq!(st.dropped, dropped + 1, "spoofed");
-    // Its IPv6 address taken back, w1's IPv6 packets are spoofed too.
+    // Its IPv6 address taken back, w1's IPv6 packets are spoofed too. The port stays
+    // the same port: an IPv4 frame queued before the change goes through after it.
+    let queued = udp(0, v4, 20);
+    assert_eq!(vr_router_push(r, 0, queued.as_ptr(), queued.len()), VrResult::VrOk);
     let (mine, gw) = (c("fd00:1::2"), c("fd00:1::1"));
     assert_eq!(
         vr_router_remove_port_address(r, 0, mine.as_ptr(), gw.as_ptr()),
         VrResult::VrOk
     );
     assert_eq!(vr_router_apply_ports(r, ptr::null(), 0), VrResult::VrOk);
-    assert!(through(r, 0, &udp(0, v6("fd00:1::2"), 20)).iter().all(Vec::is_empty));
+    let out = through(r, 0, &udp(0, v6("fd00:1::2"), 20));
+    assert_eq!(out[1].len(), 1, "the queued IPv4 frame, and not the IPv6 one");
+    assert_eq!(parse(&out[1][0]).unwrap().outer.key.src_ip(), Some(ip("10.0.1.2")));
     assert_eq!(vr_router_stats(r, &mut st), VrResult::VrOk);
     assert_eq!(st.dropped, dropped + 2, "spoofed now");
     assert_eq!(dropped_for(r, "Spoofed"), 2);
+    // Per port, across the port change: w1's port took the five frames pushed, w2's
+    // sent the three that passed.
+    let port = |p| {
+        let mut ps = VrPortStats::default();
+        assert_eq!(vr_router_port_stats(r, p, &mut ps), VrResult::VrOk);
+        (ps.rx, ps.tx, ps.state)
+    };
+    assert_eq!((port(0), port(1)), ((5, 0, VR_PORT_UP), (0, 3, VR_PORT_UP)));
+    let mut ps = VrPortStats::default();
+    assert_eq!(vr_router_port_stats(r, 2, &mut ps), VrResult::VrInvalidArgument);
+    assert_eq!(
+        last_error(r),
+        "no counted port 2 (the router has 2; the first 256 are counted)"
+    );
     assert_eq!(
         drops(r).len(),
         vrouter::DropReason::ALL.len(),

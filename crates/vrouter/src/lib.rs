@@ -241,9 +241,10 @@ impl Router {
 impl Router {
     /// Moves `worker`, made by [`Router::memory_worker`] on `old`'s ports with `links`,
     /// onto this router's ports (made from `old` by [`Router::with_ports`]): a port kept
-    /// (the same configuration) keeps its link and its packets in flight, a new port gets
-    /// a new link. Returns each new port's link and, if it was kept, its old index.
-    /// Learned neighbours follow their port. Publish the routes and policy written for
+    /// (the same name and kind, whatever else of it changed) keeps its link, its packets
+    /// in flight and its counters, a new port gets a new link. Returns each new port's
+    /// link and, if it was kept, its old index. Learned neighbours follow their port if
+    /// its configuration did not change. Publish the routes and policy written for
     /// the new port numbers first.
     pub fn change_memory_ports(
         &self,
@@ -256,7 +257,11 @@ impl Router {
             return Err(format!("{} links for {} ports", links.len(), old_node.ports.len()));
         }
         let names = |n: &NodeConfig| n.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
-        let old_of = old_indices((old_node, &names(old_node)), (new, &names(new)), PartialEq::eq);
+        // A port that stays keeps its link, packets and counters, whatever else of it
+        // changed (as a worker's port keeps its socket); its learned neighbours stay only
+        // if nothing did.
+        let old_of = old_indices((old_node, &names(old_node)), (new, &names(new)), same_kind);
+        let neighbors_of = old_indices((old_node, &names(old_node)), (new, &names(new)), PartialEq::eq);
         let pipeline = Pipeline::new(self.tables.clone()).ok_or("the flow table has no reader slot left")?;
         let mut added: Vec<Box<dyn Port>> = Vec::new();
         let ports = old_of
@@ -271,7 +276,7 @@ impl Router {
                 }
             })
             .collect();
-        renumber_neighbors(self, &old_of, old_node.ports.len());
+        renumber_neighbors(self, &neighbors_of, old_node.ports.len());
         worker.change_ports(&old_of, added, Box::new(pipeline));
         Ok(ports)
     }

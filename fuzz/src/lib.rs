@@ -9,8 +9,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use wire::Layer;
 
+mod c_api;
 mod config;
 mod pipeline;
+pub use c_api::c_api;
 pub use config::{config, kernel_routes, netpol, route_commands};
 pub use pipeline::pipeline;
 use wire::arp::{ArpPacket, ArpRepr};
@@ -56,6 +58,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("netpol", netpol),
     ("route_commands", route_commands),
     ("kernel_routes", kernel_routes),
+    ("c_api", c_api),
 ];
 
 const V4: (IpAddr, IpAddr) = (

@@ -646,6 +646,20 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             },
             other => return Err(e("kind", format!("`{other}` is not fabric, workload or host"))),
         };
+        if let (PortRole::Host { .. }, Some(first)) = (
+            &role,
+            ports
+                .iter()
+                .find(|q: &&PortConfig| matches!(q.role, PortRole::Host { .. })),
+        ) {
+            return Err(e(
+                "kind",
+                format!(
+                    "a second host port: the router has one exception path (`{}`)",
+                    first.name
+                ),
+            ));
+        }
         if p.vrf != 0 && !f.vrf.iter().any(|v| v.get_ref().id == p.vrf) {
             return Err(e("vrf", format!("VRF {} is not defined in a [[vrf]] table", p.vrf)));
         }
@@ -1993,6 +2007,11 @@ src = ["10.0.0.0/8"]
                 "[[vni]]",
                 "[flows]\ntimeouts = { tcp = 5 }\n[[vni]]",
                 "good.toml:61: unknown field `tcp`",
+            ),
+            (
+                "[[port]]\nname = \"pod1\"",
+                "[[port]]\nname = \"vhost0\"\ndevice = \"vhost0\"\nkind = \"host\"\nvrf = 0\nmac = \"02:0a:00:00:00:02\"\nhost_mac = \"02:00:00:00:00:55\"\n\n[[port]]\nname = \"vhost1\"\ndevice = \"vhost1\"\nkind = \"host\"\nvrf = 0\nmac = \"02:0a:00:00:00:03\"\nhost_mac = \"02:00:00:00:00:56\"\n\n[[port]]\nname = \"pod1\"",
+                "good.toml:23: port `vhost1`: field `kind`: a second host port: the router has one exception path (`vhost0`)",
             ),
         ];
         for (from, to, want) in cases {

@@ -281,6 +281,23 @@ impl RuleTable {
         self.hits.get(self.len())
     }
 
+    /// Every decision in evaluation order, the default last (rule `None`), with its hit
+    /// count: what an operator reads to see which rule lets a flow through or stops it.
+    ///
+    /// ```
+    /// use policy::{Action, Decision, EndpointId, Policy, PolicySet, RuleId, RuleList};
+    /// let set = PolicySet::ingress_for(EndpointId(1), 0, vec![], RuleList::deny_port(6, 22));
+    /// let (p, _) = Policy::compile(&set, 1).unwrap();
+    /// let t = p.table(EndpointId(1), policy::Direction::Ingress).unwrap();
+    /// let listed: Vec<_> = t.counted().collect();
+    /// let deny = Decision { action: Action::Deny, rule: Some(RuleId(1)) };
+    /// let default = Decision { action: Action::Allow, rule: None };
+    /// assert_eq!(listed, [(deny, 0), (default, 0)]);
+    /// ```
+    pub fn counted(&self) -> impl Iterator<Item = (Decision, u64)> + '_ {
+        self.decisions.iter().enumerate().map(|(i, d)| (*d, self.hits.get(i)))
+    }
+
     /// Rules compiled in.
     pub fn len(&self) -> usize {
         self.decisions.len() - 1

@@ -16,6 +16,7 @@ use vrouter::dataplane::pmtu::PathMtus;
 use vrouter::dataplane::{Event, PortState, SharedCounters};
 use vrouter::fib::{Encap, Nexthop, Resolution};
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
+use vrouter::policy::{Action, Decision, Direction, EndpointId, Policy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
@@ -61,7 +62,7 @@ pub(crate) type KernelRoutesSlot = Arc<Mutex<Vec<Arc<Mutex<Follower>>>>>;
 /// The commands, for an unknown or empty one.
 fn help() -> String {
     format!(
-        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops|events|path-mtus, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops|events|policy|path-mtus, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
         dynamic::SYNTAX
     )
 }
@@ -309,6 +310,7 @@ fn answer(cmd: &str, s: &State) -> String {
             let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
             counted(DropReason::ALL, |r| (t.dropped_for(r), r.description()))
         }
+        ["show", "policy"] => policy_lines(&s.tables.policy.load(), &ports.node),
         ["show", "path-mtus"] => path_mtu_lines(&s.tables.path_mtus, s.tables.epoch.elapsed().as_secs() as u32),
         ["show", "events"] => {
             let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
@@ -564,6 +566,55 @@ fn route_get(s: &State, node: &NodeConfig, vrf: &str, addr: &str) -> Vec<String>
         ),
         resolved,
     ]
+}
+
+/// Each rule list's decisions (rules in evaluation order, then the default) with the
+/// flows each decided, by port name and direction, for the ports that have lists.
+pub(crate) fn policy_counts<'a>(policy: &Policy, node: &'a NodeConfig) -> Vec<(&'a str, &'static str, Decision, u64)> {
+    let mut out = Vec::new();
+    for (i, port) in node.ports.iter().enumerate() {
+        for (dir, name) in [(Direction::Ingress, "ingress"), (Direction::Egress, "egress")] {
+            if let Some(t) = policy.table(EndpointId(i as u32), dir) {
+                out.extend(t.counted().map(|(d, n)| (port.name.as_str(), name, d, n)));
+            }
+        }
+    }
+    out
+}
+
+/// An action as the config file writes it.
+pub(crate) fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Allow => "allow",
+        Action::Deny => "deny",
+        Action::AllowLog => "allow-log",
+        Action::DenyLog => "deny-log",
+    }
+}
+
+/// `show policy`: a line per workload port and direction with a rule list, each rule (in
+/// evaluation order) and the default with the flows it decided (a new flow, or one
+/// decided again after a change, counts once), or a line saying there is none.
+fn policy_lines(policy: &Policy, node: &NodeConfig) -> Vec<String> {
+    let mut lines: Vec<(String, Vec<String>)> = Vec::new();
+    for (port, dir, d, n) in policy_counts(policy, node) {
+        let head = format!("{port} {dir}");
+        if lines.last().is_none_or(|(h, _)| *h != head) {
+            lines.push((head, Vec::new()));
+        }
+        let item = match d.rule {
+            Some(r) => format!("rule {} {} {n}", r.0, action_name(d.action)),
+            None => format!("default {} {n}", action_name(d.action)),
+        };
+        lines.last_mut().expect("pushed above").1.push(item);
+    }
+    if lines.is_empty() {
+        return vec!["no policy: every workload port is open".into()];
+    }
+    lines
+        .into_iter()
+        .map(|(h, items)| format!("{h}: {}", items.join(", ")))
+        .collect()
 }
 
 /// `show path-mtus`: a line per tunnel far end whose path MTU the underlay lowered, then
@@ -838,6 +889,67 @@ mod tests {
         assert_eq!(path_mtu_lines(&p, 605).len(), 2, "the first expired");
     }
 
+    /// Workload port `name` of 10.0.I.2 in VRF 1.
+    fn workload(name: &str, i: u8) -> vrouter::PortConfig {
+        use vrouter::wire::ethernet::MacAddr;
+        vrouter::PortConfig {
+            name: name.into(),
+            mac: MacAddr([2, 0xa, 0, 0, 0, i]),
+            mtu: 1500,
+            addrs: vec![],
+            vlan: None,
+            role: vrouter::PortRole::Workload {
+                vrf: 1,
+                addrs: vec![IpAddr::from([10, 0, i, 2])],
+                mac: MacAddr([2, 0, 0, 0, i, 2]),
+                gateways: vec![],
+            },
+        }
+    }
+
+    /// `show policy`: each list's rules and default with the flows each decided, for the
+    /// ports that have lists; a line saying so when none has.
+    #[test]
+    fn show_policy_counts_what_each_rule_decided() {
+        use vrouter::policy::{Endpoint, Fields, PolicySet, RuleList};
+        let node = NodeConfig {
+            ports: vec![workload("w1", 1), workload("w2", 2)],
+            ..Default::default()
+        };
+        let (open, _) = Policy::compile(&PolicySet::default(), 1).unwrap();
+        assert_eq!(policy_lines(&open, &node), ["no policy: every workload port is open"]);
+        let set = PolicySet {
+            endpoints: vec![Endpoint {
+                id: EndpointId(1),
+                vrf: 1,
+                addrs: vec![IpAddr::from([10, 0, 2, 2])],
+                ingress: Some(std::sync::Arc::new(RuleList::deny_port(6, 22))),
+                egress: Some(std::sync::Arc::new(RuleList::allow_only(17))),
+            }],
+        };
+        let (p, _) = Policy::compile(&set, 2).unwrap();
+        let tcp = |dport| Fields {
+            vrf: 1,
+            src: 0x0a00_0102,
+            dst: 0x0a00_0202,
+            v6: false,
+            proto: 6,
+            a: 40000,
+            b: dport,
+        };
+        let ingress = p.table(EndpointId(1), Direction::Ingress).unwrap();
+        for dport in [22, 80, 443] {
+            ingress.classify(&tcp(dport));
+        }
+        assert_eq!(
+            policy_lines(&p, &node),
+            [
+                "w2 ingress: rule 1 deny 1, default allow 2",
+                "w2 egress: rule 1 allow 0, default deny 0"
+            ]
+        );
+    }
+
     /// `route get` through an interface, a VXLAN tunnel, an ECMP group, a VRF translation,
     /// and a route that does not resolve; none counted as a miss.
     #[test]
@@ -846,19 +958,6 @@ mod tests {
         use vrouter::wire::ethernet::MacAddr;
         use vrouter::{PortConfig, PortRole, Router};
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let workload = |name: &str, i: u8| PortConfig {
-            name: name.into(),
-            mac: MacAddr([2, 0xa, 0, 0, 0, i]),
-            mtu: 1500,
-            addrs: vec![],
-            vlan: None,
-            role: PortRole::Workload {
-                vrf: 1,
-                addrs: vec![ip(&format!("10.0.{i}.2"))],
-                mac: MacAddr([2, 0, 0, 0, i, 2]),
-                gateways: vec![],
-            },
-        };
         let fabric = PortConfig {
             name: "fabric".into(),
             mac: MacAddr([2, 0xa, 0, 0, 0, 3]),

@@ -352,6 +352,21 @@ fn render(
         "gauge",
         vec![(String::new(), count(PortState::Down))],
     );
+    let rules = crate::ctl::policy_counts(&tables.policy.load(), &ports.node)
+        .into_iter()
+        .map(|(port, dir, d, n)| {
+            let rule = d.rule.map_or("default".to_string(), |r| r.0.to_string());
+            let action = crate::ctl::action_name(d.action);
+            let labels = format!("{{port=\"{port}\",direction=\"{dir}\",rule=\"{rule}\",action=\"{action}\"}}");
+            (labels, n)
+        })
+        .collect();
+    family(
+        "vrouter_policy_flows_total",
+        "Flows each policy rule (or a list's default) decided: a new flow, or one decided again after a change.",
+        "counter",
+        rules,
+    );
     let c = ports.changes;
     family(
         "vrouter_port_changes_total",

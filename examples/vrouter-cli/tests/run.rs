@@ -352,14 +352,21 @@ fn run_forwards_reloads_and_stops_cleanly() {
         assert!(ok && !out.trim().is_empty(), "{cmd:?}: {out}");
     }
     // Prometheus text on loopback (inside the node's namespace).
-    let metrics = node.run(|| {
-        use std::io::{Read, Write};
-        let mut c = std::net::TcpStream::connect("127.0.0.1:9469").unwrap();
-        c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut s = String::new();
-        c.read_to_string(&mut s).unwrap();
-        s
-    });
+    let scrape = || {
+        node.run(|| {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect("127.0.0.1:9469").unwrap();
+            c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            let mut s = String::new();
+            c.read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let metrics = scrape();
+    assert!(
+        metrics.contains("# TYPE vrouter_policy_flows_total counter\n# HELP"),
+        "no policy yet, no rows: {metrics}"
+    );
     assert!(metrics.starts_with("HTTP/1.0 200 OK"), "{metrics}");
     assert!(metrics.contains("# TYPE vrouter_rx_packets_total counter"), "{metrics}");
     assert!(metrics.contains("vrouter_rx_packets_total{worker=\"0\"}"), "{metrics}");
@@ -515,6 +522,18 @@ fn run_forwards_reloads_and_stops_cleanly() {
             .any(|l| l.starts_with("PolicyDenied") && !l.contains(" 0  ")),
         "{drops}"
     );
+    // Which rule did it: w2's one ingress rule decided w1's echo flow.
+    let (_, policy) = ctl(&["show", "policy"]);
+    let denied = policy
+        .strip_prefix("w2 ingress: rule 1 deny ")
+        .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok());
+    assert!(denied.is_some_and(|n| n > 0), "{policy}");
+    let row = "vrouter_policy_flows_total{port=\"w2\",direction=\"ingress\",rule=\"1\",action=\"deny\"} ";
+    let metrics = scrape();
+    let counted = metrics
+        .find(row)
+        .and_then(|at| metrics[at + row.len()..].lines().next()?.parse::<u64>().ok());
+    assert_eq!(counted, denied, "the same count as a metric: {metrics}");
 
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };

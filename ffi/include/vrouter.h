@@ -127,6 +127,11 @@
 #define VR_ALL_VRFS UINT32_MAX
 
 /*
+ `rule` of `vr_router_policy_flows`'s callback for a list's default.
+ */
+#define VR_RULE_DEFAULT -1
+
+/*
  Result of every call.
  */
 enum vr_result
@@ -836,6 +841,21 @@ vr_result vr_router_get_flow_options(struct vr_router *r, struct vr_flow_options
  deleted (a pair is two). Flows still held for their first packet are left.
  */
 vr_result vr_router_clear_flows(struct vr_router *r, uint32_t vrf, uint64_t *cleared);
+
+/*
+ Calls `cb(ctx, port, direction, rule, action, flows)` for each decision of each
+ workload port's rule lists as last published: each rule in evaluation order (`rule`
+ is its index in the array given to `vr_router_set_policy`, plus one), then the
+ default (`VR_RULE_DEFAULT`), with its action (`VR_ALLOW`, ...) and the flows it
+ decided (a new flow, or one decided again after a change, counts once): which rule
+ stops a flow.
+ */
+vr_result vr_router_policy_flows(struct vr_router *r, void (*cb)(void*,
+                                                                 uint32_t,
+                                                                 uint8_t,
+                                                                 int64_t,
+                                                                 uint8_t,
+                                                                 uint64_t), void *ctx);
 
 /*
  Calls `cb(ctx, name, description, count)` once per drop reason, in a fixed order,

@@ -26,7 +26,8 @@ use vrouter::dataplane::{Event, MemoryLink, PortState, Worker};
 use vrouter::fib::{Encap, Fib, FibBuilder, Neighbor, NeighborState, Nexthop, OuterDscp, Prepared, Resolution};
 use vrouter::flow::{FlowTableConfig, FullPolicy};
 use vrouter::policy::{
-    Action, AddrSet, Cidr, Endpoint, EndpointId, IcmpMatch, Policy, PolicySet, PortRange, Rule, RuleId, RuleList,
+    Action, AddrSet, Cidr, Direction, Endpoint, EndpointId, IcmpMatch, Policy, PolicySet, PortRange, Rule, RuleId,
+    RuleList,
 };
 use vrouter::wire::ethernet::MacAddr;
 use vrouter::{MssClamp, NodeConfig, PortConfig, PortRole, Router};
@@ -1867,6 +1868,45 @@ pub extern "C" fn vr_router_clear_flows(r: *mut VrRouter, vrf: u32, cleared: *mu
         let (n, _held) = reader.delete_where(|k| vrf == VR_ALL_VRFS || k.vrf == vrf);
         // SAFETY: non-null (checked), writable (documented).
         unsafe { *cleared = n as u64 };
+        Ok(())
+    })
+}
+
+/// `rule` of `vr_router_policy_flows`'s callback for a list's default.
+pub const VR_RULE_DEFAULT: i64 = -1;
+
+/// Calls `cb(ctx, port, direction, rule, action, flows)` for each decision of each
+/// workload port's rule lists as last published: each rule in evaluation order (`rule`
+/// is its index in the array given to `vr_router_set_policy`, plus one), then the
+/// default (`VR_RULE_DEFAULT`), with its action (`VR_ALLOW`, ...) and the flows it
+/// decided (a new flow, or one decided again after a change, counts once): which rule
+/// stops a flow.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_policy_flows(
+    r: *mut VrRouter,
+    cb: Option<extern "C" fn(*mut std::ffi::c_void, u32, u8, i64, u8, u64)>,
+    ctx: *mut std::ffi::c_void,
+) -> VrResult {
+    with(r, |r| {
+        let cb = cb.ok_or(null("cb"))?;
+        let policy = started(r)?.router.tables().policy.load();
+        for port in 0..r.ports.len() as u32 {
+            for (dir, code) in [(Direction::Ingress, VR_INGRESS), (Direction::Egress, VR_EGRESS)] {
+                let Some(t) = policy.table(EndpointId(port), dir) else {
+                    continue;
+                };
+                for (d, n) in t.counted() {
+                    let rule = d.rule.map_or(VR_RULE_DEFAULT, |id| i64::from(id.0));
+                    let action = match d.action {
+                        Action::Allow => VR_ALLOW,
+                        Action::Deny => VR_DENY,
+                        Action::AllowLog => VR_ALLOW_LOG,
+                        Action::DenyLog => VR_DENY_LOG,
+                    };
+                    cb(ctx, port, code, rule, action, n);
+                }
+            }
+        }
         Ok(())
     })
 }

@@ -408,6 +408,14 @@ fn an_icmp_type_rule_denies_that_type_alone() {
         next_hop_mtu: 0,
     });
     assert_eq!(through(r, 0, &unreachable)[1].len(), 1, "other ICMP taken");
+    // Which decided what: the ping flow by rule 1, the other by the default.
+    assert_eq!(
+        policy_flows(r),
+        [
+            (1, VR_INGRESS, 1, VR_DENY, 1),
+            (1, VR_INGRESS, VR_RULE_DEFAULT, VR_ALLOW, 1)
+        ]
+    );
     assert_eq!(vr_router_stop(r), VrResult::VrOk);
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }

@@ -70,6 +70,7 @@ const PREFIXES: &[&str] = &[
 
 extern "C" fn on_drop(_: *mut c_void, _: *const c_char, _: *const c_char, _: u64) {}
 extern "C" fn on_flow(_: *mut c_void, _: *const c_char) {}
+extern "C" fn on_rule(_: *mut c_void, _: u32, _: u8, _: i64, _: u8, _: u64) {}
 
 /// Runs the program `data` against a new router; panics if a call answers `VR_PANIC`.
 pub fn c_api(data: &[u8]) {
@@ -189,7 +190,10 @@ fn step(p: &mut Program<'_>, r: *mut VrRouter, buf: &mut [u8]) -> VrResult {
             }
         }
         22 => match vr_router_drops(r, Some(on_drop), ptr::null_mut()) {
-            VrResult::VrOk => vr_router_dump_flows(r, Some(on_flow), ptr::null_mut()),
+            VrResult::VrOk => match vr_router_policy_flows(r, Some(on_rule), ptr::null_mut()) {
+                VrResult::VrOk => vr_router_dump_flows(r, Some(on_flow), ptr::null_mut()),
+                other => other,
+            },
             other => other,
         },
         _ => {

@@ -109,3 +109,19 @@ pub(crate) fn dropped_for(r: *mut VrRouter, name: &str) -> u64 {
         .find(|(n, _)| n == name)
         .map_or_else(|| panic!("no reason {name}"), |(_, n)| n)
 }
+
+/// Every decision of every rule list, as `vr_router_policy_flows` gives them: (port,
+/// direction, rule, action, flows).
+pub(crate) fn policy_flows(r: *mut VrRouter) -> Vec<(u32, u8, i64, u8, u64)> {
+    extern "C" fn note(ctx: *mut c_void, port: u32, dir: u8, rule: i64, action: u8, n: u64) {
+        // SAFETY: `ctx` is the Vec passed below, alive and not otherwise borrowed during
+        // the call.
+        unsafe { &mut *ctx.cast::<Vec<(u32, u8, i64, u8, u64)>>() }.push((port, dir, rule, action, n));
+    }
+    let mut out: Vec<(u32, u8, i64, u8, u64)> = Vec::new();
+    assert_eq!(
+        vr_router_policy_flows(r, Some(note), (&raw mut out).cast()),
+        VrResult::VrOk
+    );
+    out
+}

@@ -142,6 +142,7 @@ fn tables_and_routes(flows: usize) -> (Tables, FibBuilder) {
         taps: Default::default(),
         neighbors: Default::default(),
         path_mtus: Default::default(),
+        flow_log: Default::default(),
     };
     (t, b)
 }

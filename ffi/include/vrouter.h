@@ -843,6 +843,19 @@ vr_result vr_router_get_flow_options(struct vr_router *r, struct vr_flow_options
 vr_result vr_router_clear_flows(struct vr_router *r, uint32_t vrf, uint64_t *cleared);
 
 /*
+ Takes the flows that rules with a logging action (`VR_ALLOW_LOG`, `VR_DENY_LOG`)
+ decided since the last call, oldest first: `cb(ctx, line)` once each (the line valid
+ only during the call: the flow, `allowed` or `denied`, and each list's decision, as
+ in `vrf 1 10.0.1.2 40000 -> 10.0.2.2 53 proto 17 denied: ingress of port 1 rule 1
+ deny-log`). `*lost` (may be NULL) gets the records lost so far to a full log (4096
+ are kept): call it often enough.
+ */
+vr_result vr_router_flow_log(struct vr_router *r,
+                             void (*cb)(void*, const char*),
+                             void *ctx,
+                             uint64_t *lost);
+
+/*
  Calls `cb(ctx, port, direction, rule, action, flows)` for each decision of each
  workload port's rule lists as last published: each rule in evaluation order (`rule`
  is its index in the array given to `vr_router_set_policy`, plus one), then the

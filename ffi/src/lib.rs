@@ -1872,6 +1872,36 @@ pub extern "C" fn vr_router_clear_flows(r: *mut VrRouter, vrf: u32, cleared: *mu
     })
 }
 
+/// Takes the flows that rules with a logging action (`VR_ALLOW_LOG`, `VR_DENY_LOG`)
+/// decided since the last call, oldest first: `cb(ctx, line)` once each (the line valid
+/// only during the call: the flow, `allowed` or `denied`, and each list's decision, as
+/// in `vrf 1 10.0.1.2 40000 -> 10.0.2.2 53 proto 17 denied: ingress of port 1 rule 1
+/// deny-log`). `*lost` (may be NULL) gets the records lost so far to a full log (4096
+/// are kept): call it often enough.
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_flow_log(
+    r: *mut VrRouter,
+    cb: Option<extern "C" fn(*mut std::ffi::c_void, *const c_char)>,
+    ctx: *mut std::ffi::c_void,
+    lost: *mut u64,
+) -> VrResult {
+    with(r, |r| {
+        let cb = cb.ok_or(null("cb"))?;
+        let log = &started(r)?.router.tables().flow_log;
+        while let Some(record) = log.pop() {
+            let line = record.describe(|ep| format!("port {}", ep.0));
+            if let Ok(c) = CString::new(line) {
+                cb(ctx, c.as_ptr());
+            }
+        }
+        if !lost.is_null() {
+            // SAFETY: non-null, writable (documented).
+            unsafe { *lost = log.lost() };
+        }
+        Ok(())
+    })
+}
+
 /// `rule` of `vr_router_policy_flows`'s callback for a list's default.
 pub const VR_RULE_DEFAULT: i64 = -1;
 

@@ -368,8 +368,8 @@ fn policy_on_a_port_with_no_address_of_its_own_is_refused() {
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }
 
-/// A rule on an ICMP type: w2 denies echo requests (ping) and takes the rest of ICMP,
-/// here a port unreachable that is no reply to anything it sent.
+/// A rule on an ICMP type: w2 denies echo requests (ping), logging them, and takes the
+/// rest of ICMP, here a port unreachable that is no reply to anything it sent.
 #[test]
 fn an_icmp_type_rule_denies_that_type_alone() {
     let r = two_workloads();
@@ -379,6 +379,7 @@ fn an_icmp_type_rule_denies_that_type_alone() {
         dst_port_max: 0,
         match_icmp_type: true,
         icmp_type: 8,
+        action: VR_DENY_LOG,
         ..rule()
     };
     assert_eq!(
@@ -412,10 +413,20 @@ fn an_icmp_type_rule_denies_that_type_alone() {
     assert_eq!(
         policy_flows(r),
         [
-            (1, VR_INGRESS, 1, VR_DENY, 1),
+            (1, VR_INGRESS, 1, VR_DENY_LOG, 1),
             (1, VR_INGRESS, VR_RULE_DEFAULT, VR_ALLOW, 1)
         ]
     );
+    // The rule logs: the ping flow it refused is in the flow log, once; the other flow,
+    // decided by a default that does not log, is not.
+    let (lines, lost) = flow_log(r);
+    assert_eq!(lost, 0);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("vrf 1 10.0.1.2 7 -> 10.0.2.2 7 proto 1 denied: ingress of port 1 rule 1 deny-log"),
+        "{lines:?}"
+    );
+    assert_eq!(flow_log(r).0.len(), 0, "taken");
     assert_eq!(vr_router_stop(r), VrResult::VrOk);
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }

@@ -191,7 +191,10 @@ fn step(p: &mut Program<'_>, r: *mut VrRouter, buf: &mut [u8]) -> VrResult {
         }
         22 => match vr_router_drops(r, Some(on_drop), ptr::null_mut()) {
             VrResult::VrOk => match vr_router_policy_flows(r, Some(on_rule), ptr::null_mut()) {
-                VrResult::VrOk => vr_router_dump_flows(r, Some(on_flow), ptr::null_mut()),
+                VrResult::VrOk => match vr_router_dump_flows(r, Some(on_flow), ptr::null_mut()) {
+                    VrResult::VrOk => vr_router_flow_log(r, Some(on_flow), ptr::null_mut(), ptr::null_mut()),
+                    other => other,
+                },
                 other => other,
             },
             other => other,

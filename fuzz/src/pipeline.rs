@@ -192,6 +192,7 @@ impl Harness {
                 ..Default::default()
             })),
             path_mtus: Default::default(),
+            flow_log: Default::default(),
         };
         let links: Vec<_> = (0..4).map(|_| MemoryLink::new(256)).collect();
         let ports = links

@@ -390,6 +390,7 @@ fn pipeline_tables(vxlan: bool) -> Tables {
         taps: Default::default(),
         neighbors: Default::default(),
         path_mtus: Default::default(),
+        flow_log: Default::default(),
     }
 }
 

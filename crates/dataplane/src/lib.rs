@@ -35,6 +35,7 @@ mod clock;
 mod decap;
 mod egress;
 mod encap;
+pub mod flowlog;
 mod frag;
 mod frames;
 pub mod neigh;

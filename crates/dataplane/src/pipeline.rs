@@ -29,6 +29,7 @@ use crate::clock::FlowClock;
 use crate::decap::{TunnelId, TunnelVrfs};
 use crate::egress::{FOREVER, Plan, PlanCache, UnderlayCache};
 use crate::encap::{Ends, Outer, ecn_at, encapsulate};
+use crate::flowlog::{FlowLog, LoggedFlow};
 use crate::frag::{FragTable, Key as FragKey, Orphans, Piece, piece, split_ipv4};
 use crate::frames::FramePool;
 use crate::neigh::{self, LearnedMap, Lookup, NeighborCache, NeighborConfig, Parked, Resolver, Step};
@@ -152,6 +153,8 @@ pub struct Tables {
     pub neighbors: Arc<NeighborCache>,
     /// Path MTUs toward tunnel ends, learned from the underlay.
     pub path_mtus: Arc<PathMtus>,
+    /// Flows decided by rules that log ([`crate::flowlog`]), for the control plane.
+    pub flow_log: Arc<FlowLog>,
 }
 
 /// The pseudo-port whose neighbour entries are VNI `vni`'s overlay MACs: the inner
@@ -741,13 +744,16 @@ impl Pipeline {
                     } else {
                         // Computed from an older routing or policy: decide again, keeping
                         // which direction this entry is.
-                        let fresh = decide(
+                        let (fresh, logged) = decide(
                             (policy, fib, &self.t.node),
                             &keys[k],
                             hashes[k],
                             (port, a.flags & FLAG_REVERSE != 0),
                             self.icmp[i],
                         );
+                        if let Some(r) = logged {
+                            self.t.flow_log.push(LoggedFlow { at: now, ..r });
+                        }
                         f.set_action(fresh, gens);
                         how[k] = "flow stale: re-decided";
                         fresh
@@ -756,7 +762,10 @@ impl Pipeline {
                 None => {
                     how[k] = "flow miss: policy + route, pair installed";
                     let tables = (policy, fib, &*self.t.node);
-                    let (mut pair, rev_hash) = new_pair(tables, &keys[k], hashes[k], port, self.icmp[i]);
+                    let (mut pair, rev_hash, logged) = new_pair(tables, &keys[k], hashes[k], port, self.icmp[i]);
+                    if let Some(r) = logged {
+                        self.t.flow_log.push(LoggedFlow { at: now, ..r });
+                    }
                     pair.first_packet = Some((bytes, tcp));
                     self.new_pairs.push(pair);
                     self.new_hashes.push([hashes[k], rev_hash]);
@@ -1427,12 +1436,13 @@ fn new_pair(
     hash: u64,
     from: u16,
     icmp: Option<(u8, u8)>,
-) -> (NewPair, u64) {
+) -> (NewPair, u64, Option<LoggedFlow>) {
     let f = Fields::from_key(key, icmp);
     let (src, dst) = policy.owners(&f);
     let src = endpoint(policy, node, key.vrf, src, || Some(from));
     let dst = endpoint(policy, node, key.vrf, dst, || leaves_by(fib, key, hash));
     let verdict = policy.evaluate_endpoints(src, dst, &f);
+    let logged = log_record(key, (src, dst), &verdict);
     let fwd = routed(fib, key, hash, false, &verdict);
     let rkey = key.reversed();
     let rev_hash = rkey.hash();
@@ -1452,7 +1462,23 @@ fn new_pair(
         rev_action: rev,
         first_packet: None,
     };
-    (pair, rev_hash)
+    (pair, rev_hash, logged)
+}
+
+/// What the flow log gets (stamped by the caller) when a rule that logs decided the flow
+/// `key` (its first packet's direction) from endpoint `src` to `dst`.
+fn log_record(
+    key: &FlowKey,
+    (src, dst): (Option<EndpointId>, Option<EndpointId>),
+    verdict: &FlowDecision,
+) -> Option<LoggedFlow> {
+    verdict.log.then(|| LoggedFlow {
+        at: 0,
+        key: *key,
+        allowed: verdict.allow,
+        egress: src.zip(verdict.egress),
+        ingress: dst.zip(verdict.ingress),
+    })
 }
 
 /// Whether an MPLS label may map to `nh`: a label's packets are delivered into a VRF, which
@@ -1506,7 +1532,7 @@ fn decide(
     hash: u64,
     (from, reverse): (u16, bool),
     icmp: Option<(u8, u8)>,
-) -> Action {
+) -> (Action, Option<LoggedFlow>) {
     let (original, icmp) = if reverse {
         (key.reversed(), icmp.map(reply_of))
     } else {
@@ -1522,7 +1548,10 @@ fn decide(
         (endpoint(policy, node, vrf, s, || Some(from)), dst)
     };
     let verdict = policy.evaluate_endpoints(src, dst, &f);
-    routed(fib, key, hash, reverse, &verdict)
+    (
+        routed(fib, key, hash, reverse, &verdict),
+        log_record(&original, (src, dst), &verdict),
+    )
 }
 
 /// The policy endpoint of a flow's source or destination address, of `owner`: the one

@@ -46,6 +46,7 @@ struct Node {
     flows: Arc<FlowTable>,
     neighbors: Arc<NeighborCache>,
     taps: Arc<Taps>,
+    flow_log: Arc<dataplane::flowlog::FlowLog>,
 }
 
 fn node() -> Node {
@@ -198,8 +199,9 @@ fn node_of(neighbor_config: NeighborConfig, tune: impl FnOnce(&mut NodeConfig)) 
         taps: Default::default(),
         neighbors: Arc::new(NeighborCache::new(neighbor_config)),
         path_mtus: Default::default(),
+        flow_log: Default::default(),
     };
-    let (neighbors, taps) = (tables.neighbors.clone(), tables.taps.clone());
+    let (neighbors, taps, flow_log) = (tables.neighbors.clone(), tables.taps.clone(), tables.flow_log.clone());
     let links: Vec<_> = (0..3).map(|_| MemoryLink::new(256)).collect();
     let ports: Vec<Box<dyn Port>> = links
         .iter()
@@ -223,6 +225,7 @@ fn node_of(neighbor_config: NeighborConfig, tune: impl FnOnce(&mut NodeConfig)) 
         flows,
         neighbors,
         taps,
+        flow_log,
     }
 }
 
@@ -1193,6 +1196,54 @@ fn policy_denies_and_a_new_deny_cuts_an_established_flow() {
     assert_eq!(n.drops(DropReason::PolicyDenied), 3);
     // And port 53 is open again.
     assert!(n.send(0, &udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, 53, 64)).is_some());
+}
+
+/// Rules that log: each decision one makes (a new flow, or one decided again after a
+/// change) is one record in the flow log, with the flow, the verdict and the rule; never
+/// one per packet, and none for a decision of a rule or default that does not log.
+#[test]
+fn rules_that_log_put_each_of_their_decisions_in_the_flow_log() {
+    use policy::{Action, PortRange, Rule, RuleId};
+    let mut n = node();
+    let udp_to = |port, id, action| Rule {
+        proto: Some(17),
+        dst_ports: Some(PortRange::single(port)),
+        ..Rule::any(RuleId(id), action)
+    };
+    let list = RuleList {
+        rules: vec![udp_to(53, 4, Action::DenyLog), udp_to(5353, 5, Action::AllowLog)],
+        default: Action::Allow,
+    };
+    let set = PolicySet::ingress_for(EndpointId(2), 1, vec![ip("10.0.2.2")], list);
+    n.policy.publish(&set).unwrap();
+    let to_w2 = |dport| udp(M1, P0, "10.0.1.2", "10.0.2.2", 40000, dport, 64);
+    for dport in [53, 53, 5353, 5353, 80] {
+        n.send(0, &to_w2(dport));
+    }
+    let records: Vec<_> = std::iter::from_fn(|| n.flow_log.pop()).collect();
+    let line = |r: &dataplane::flowlog::LoggedFlow| r.to_string();
+    assert_eq!(records.len(), 2, "{:?}", records.iter().map(line).collect::<Vec<_>>());
+    let (denied, allowed) = (&records[0], &records[1]);
+    assert_eq!((denied.key.dst_port, denied.allowed), (53, false));
+    assert!(
+        line(denied).ends_with(" denied: ingress of endpoint 2 rule 4 deny-log"),
+        "{}",
+        line(denied)
+    );
+    assert_eq!((allowed.key.dst_port, allowed.allowed), (5353, true));
+    assert!(
+        line(allowed).ends_with(" allowed: ingress of endpoint 2 rule 5 allow-log"),
+        "{}",
+        line(allowed)
+    );
+    // Published again, the policy decides the 5353 flow again on its next packet: logged
+    // again, once.
+    n.policy.publish(&set).unwrap();
+    n.send(0, &to_w2(5353));
+    n.send(0, &to_w2(5353));
+    let again: Vec<_> = std::iter::from_fn(|| n.flow_log.pop()).collect();
+    assert_eq!(again.iter().map(|r| r.key.dst_port).collect::<Vec<_>>(), [5353]);
+    assert_eq!(n.flow_log.lost(), 0);
 }
 
 /// Sends a packet from w1 to each of `dsts` (routed into VXLAN, MPLSoUDP and MPLSoGRE

@@ -23,6 +23,18 @@ pub enum Action {
     DenyLog,
 }
 
+impl std::fmt::Display for Action {
+    /// As configurations write it: `allow`, `deny`, `allow-log`, `deny-log`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::AllowLog => "allow-log",
+            Action::DenyLog => "deny-log",
+        })
+    }
+}
+
 impl Action {
     /// Whether the flow is let through.
     pub const fn allows(self) -> bool {

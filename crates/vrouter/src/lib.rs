@@ -82,6 +82,7 @@ impl Router {
                 taps: Default::default(),
                 neighbors: Default::default(),
                 path_mtus: Default::default(),
+                flow_log: Default::default(),
             },
         })
     }

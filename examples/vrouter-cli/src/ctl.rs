@@ -16,7 +16,7 @@ use vrouter::dataplane::pmtu::PathMtus;
 use vrouter::dataplane::{Event, PortState, SharedCounters};
 use vrouter::fib::{Encap, Nexthop, Resolution};
 use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
-use vrouter::policy::{Action, Decision, Direction, EndpointId, Policy};
+use vrouter::policy::{Decision, Direction, EndpointId, Policy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
 
@@ -582,16 +582,6 @@ pub(crate) fn policy_counts<'a>(policy: &Policy, node: &'a NodeConfig) -> Vec<(&
     out
 }
 
-/// An action as the config file writes it.
-pub(crate) fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Allow => "allow",
-        Action::Deny => "deny",
-        Action::AllowLog => "allow-log",
-        Action::DenyLog => "deny-log",
-    }
-}
-
 /// `show policy`: a line per workload port and direction with a rule list, each rule (in
 /// evaluation order) and the default with the flows it decided (a new flow, or one
 /// decided again after a change, counts once), or a line saying there is none.
@@ -603,8 +593,8 @@ fn policy_lines(policy: &Policy, node: &NodeConfig) -> Vec<String> {
             lines.push((head, Vec::new()));
         }
         let item = match d.rule {
-            Some(r) => format!("rule {} {} {n}", r.0, action_name(d.action)),
-            None => format!("default {} {n}", action_name(d.action)),
+            Some(r) => format!("rule {} {} {n}", r.0, d.action),
+            None => format!("default {} {n}", d.action),
         };
         lines.last_mut().expect("pushed above").1.push(item);
     }

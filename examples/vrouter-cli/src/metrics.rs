@@ -356,11 +356,19 @@ fn render(
         .into_iter()
         .map(|(port, dir, d, n)| {
             let rule = d.rule.map_or("default".to_string(), |r| r.0.to_string());
-            let action = crate::ctl::action_name(d.action);
-            let labels = format!("{{port=\"{port}\",direction=\"{dir}\",rule=\"{rule}\",action=\"{action}\"}}");
+            let labels = format!(
+                "{{port=\"{port}\",direction=\"{dir}\",rule=\"{rule}\",action=\"{}\"}}",
+                d.action
+            );
             (labels, n)
         })
         .collect();
+    family(
+        "vrouter_flow_log_lost_total",
+        "Records of flows decided by logging rules (allow-log, deny-log) lost to a full flow log.",
+        "counter",
+        vec![(String::new(), tables.flow_log.lost())],
+    );
     family(
         "vrouter_policy_flows_total",
         "Flows each policy rule (or a list's default) decided: a new flow, or one decided again after a change.",

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use vrouter::dataplane::flowlog::FlowLog;
+use vrouter::policy::EndpointId;
 use vrouter::{ChangeError, Paused, Router, Running, af_xdp::AttachMode, fib::Fib};
 
 use crate::{ctl, metrics};
@@ -172,6 +174,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         eprintln!("metrics on {addr}: {e}");
         return ExitCode::FAILURE;
     }
+    spawn_flow_logger(router.tables().flow_log.clone(), ports.clone());
     tracing::info!(ports = cfg.devices.len(), workers = running.stats().len(), socket, metrics = ?cfg.metrics, "started");
     println!(
         "vrouter running: {} ports, {} workers, control socket {socket}",
@@ -227,6 +230,41 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
     );
     let _ = std::fs::remove_file(socket);
     ExitCode::SUCCESS
+}
+
+/// How often the flow log is written out.
+const FLOW_LOG_EVERY: Duration = Duration::from_millis(100);
+
+/// Writes the flows that rules with a logging action decided (`allow-log`, `deny-log`)
+/// to the log, a `flow` line each with the workload ports by name, and warns when a full
+/// flow log lost records; on a thread of its own, for the life of the process.
+fn spawn_flow_logger(log: Arc<FlowLog>, ports: Arc<Mutex<ctl::Ports>>) {
+    let each = move || {
+        let mut lost = 0;
+        loop {
+            std::thread::sleep(FLOW_LOG_EVERY);
+            let names: Vec<String> = ports
+                .lock()
+                .map(|p| p.node.ports.iter().map(|p| p.name.clone()).collect())
+                .unwrap_or_default();
+            let name = |ep: EndpointId| {
+                names
+                    .get(ep.0 as usize)
+                    .cloned()
+                    .unwrap_or_else(|| format!("endpoint {}", ep.0))
+            };
+            while let Some(r) = log.pop() {
+                tracing::info!(at = r.at, "flow {}", r.describe(name));
+            }
+            if log.lost() > lost {
+                tracing::warn!(lost = log.lost() - lost, "the flow log was full: records lost");
+                lost = log.lost();
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("vrouter-flowlog".into()).spawn(each) {
+        tracing::warn!(error = %e, "no flow log thread: rules' log actions write nothing");
+    }
 }
 
 fn check_frames(reports: &[vrouter::WorkerReport]) {

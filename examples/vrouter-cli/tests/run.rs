@@ -246,8 +246,9 @@ fn run_forwards_reloads_and_stops_cleanly() {
 
     let sock = std::env::temp_dir().join(format!("vrouter-ctl-{}.sock", std::process::id()));
     let sock = sock.to_str().unwrap().to_string();
-    let mut child = start_router(&node, &path, &sock, Stdio::inherit());
+    let mut child = start_router(&node, &path, &sock, Stdio::piped());
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let log = lines_of(Box::new(child.0.stderr.take().unwrap()));
     let first = lines.next().unwrap().unwrap();
     assert!(first.starts_with("vrouter running: 2 ports, 1 workers"), "{first}");
     assert!(xdp_attached(&node, &ws[0].1));
@@ -486,11 +487,12 @@ fn run_forwards_reloads_and_stops_cleanly() {
         assert!(text.contains("200 received, 0% packet loss"), "{text}");
     });
 
-    // A policy arrives by SIGHUP: w2 refuses echo requests; its own pings to w1 still
-    // work, their replies riding the allowed flow back (stateful). The same reload changes
+    // A policy arrives by SIGHUP: w2 refuses echo requests, and logs each refused flow;
+    // its own pings to w1 still work, their replies riding the allowed flow back
+    // (stateful). The same reload changes
     // the flow table's quota and a timeout, which apply at once, and its size, which needs
     // a restart.
-    let policy = "\n[[policy]]\nendpoint = \"w2\"\ndirection = \"ingress\"\n[[policy.rule]]\naction = \"deny\"\nproto = \"icmp\"\nicmp_type = 8\n";
+    let policy = "\n[[policy]]\nendpoint = \"w2\"\ndirection = \"ingress\"\n[[policy.rule]]\naction = \"deny-log\"\nproto = \"icmp\"\nicmp_type = 8\n";
     let flows = config.replace(
         "entries = 30000\nvrf_quota = 1000\n",
         "entries = 60000\nvrf_quota = 500\ntimeouts = { udp = 90 }\n",
@@ -522,13 +524,21 @@ fn run_forwards_reloads_and_stops_cleanly() {
             .any(|l| l.starts_with("PolicyDenied") && !l.contains(" 0  ")),
         "{drops}"
     );
-    // Which rule did it: w2's one ingress rule decided w1's echo flow.
+    // Which rule did it: w2's one ingress rule decided w1's echo flow, and the log says so.
+    let flow_line = std::iter::from_fn(|| log.recv_timeout(std::time::Duration::from_secs(5)).ok())
+        .find(|l| l.contains("flow vrf 1 10.0.1.2"));
+    assert!(
+        flow_line
+            .as_ref()
+            .is_some_and(|l| l.contains(" -> 10.0.2.2 ") && l.contains("denied: ingress of w2 rule 1 deny-log")),
+        "{flow_line:?}"
+    );
     let (_, policy) = ctl(&["show", "policy"]);
     let denied = policy
-        .strip_prefix("w2 ingress: rule 1 deny ")
+        .strip_prefix("w2 ingress: rule 1 deny-log ")
         .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok());
     assert!(denied.is_some_and(|n| n > 0), "{policy}");
-    let row = "vrouter_policy_flows_total{port=\"w2\",direction=\"ingress\",rule=\"1\",action=\"deny\"} ";
+    let row = "vrouter_policy_flows_total{port=\"w2\",direction=\"ingress\",rule=\"1\",action=\"deny-log\"} ";
     let metrics = scrape();
     let counted = metrics
         .find(row)

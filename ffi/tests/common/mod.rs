@@ -125,3 +125,19 @@ pub(crate) fn policy_flows(r: *mut VrRouter) -> Vec<(u32, u8, i64, u8, u64)> {
     );
     out
 }
+
+/// The flow log's lines, as `vr_router_flow_log` gives them, and the records lost.
+pub(crate) fn flow_log(r: *mut VrRouter) -> (Vec<String>, u64) {
+    extern "C" fn note(ctx: *mut c_void, line: *const c_char) {
+        // SAFETY: `ctx` is the Vec passed below, alive and not otherwise borrowed during
+        // the call; `line` is a NUL-terminated string valid during it.
+        let (out, line) = unsafe { (&mut *ctx.cast::<Vec<String>>(), CStr::from_ptr(line)) };
+        out.push(line.to_string_lossy().into());
+    }
+    let (mut out, mut lost): (Vec<String>, u64) = (Vec::new(), u64::MAX);
+    assert_eq!(
+        vr_router_flow_log(r, Some(note), (&raw mut out).cast(), &mut lost),
+        VrResult::VrOk
+    );
+    (out, lost)
+}

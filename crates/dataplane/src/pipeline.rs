@@ -744,16 +744,14 @@ impl Pipeline {
                     } else {
                         // Computed from an older routing or policy: decide again, keeping
                         // which direction this entry is.
-                        let (fresh, logged) = decide(
+                        let fresh = decide(
                             (policy, fib, &self.t.node),
                             &keys[k],
                             hashes[k],
                             (port, a.flags & FLAG_REVERSE != 0),
                             self.icmp[i],
+                            (&self.t.flow_log, now),
                         );
-                        if let Some(r) = logged {
-                            self.t.flow_log.push(LoggedFlow { at: now, ..r });
-                        }
                         f.set_action(fresh, gens);
                         how[k] = "flow stale: re-decided";
                         fresh
@@ -762,10 +760,8 @@ impl Pipeline {
                 None => {
                     how[k] = "flow miss: policy + route, pair installed";
                     let tables = (policy, fib, &*self.t.node);
-                    let (mut pair, rev_hash, logged) = new_pair(tables, &keys[k], hashes[k], port, self.icmp[i]);
-                    if let Some(r) = logged {
-                        self.t.flow_log.push(LoggedFlow { at: now, ..r });
-                    }
+                    let log = (&*self.t.flow_log, now);
+                    let (mut pair, rev_hash) = new_pair(tables, &keys[k], hashes[k], port, self.icmp[i], log);
                     pair.first_packet = Some((bytes, tcp));
                     self.new_pairs.push(pair);
                     self.new_hashes.push([hashes[k], rev_hash]);
@@ -1436,13 +1432,16 @@ fn new_pair(
     hash: u64,
     from: u16,
     icmp: Option<(u8, u8)>,
-) -> (NewPair, u64, Option<LoggedFlow>) {
+    log: (&FlowLog, u32),
+) -> (NewPair, u64) {
     let f = Fields::from_key(key, icmp);
     let (src, dst) = policy.owners(&f);
     let src = endpoint(policy, node, key.vrf, src, || Some(from));
     let dst = endpoint(policy, node, key.vrf, dst, || leaves_by(fib, key, hash));
     let verdict = policy.evaluate_endpoints(src, dst, &f);
-    let logged = log_record(key, (src, dst), &verdict);
+    if verdict.log {
+        log_decision(log, key, (src, dst), &verdict);
+    }
     let fwd = routed(fib, key, hash, false, &verdict);
     let rkey = key.reversed();
     let rev_hash = rkey.hash();
@@ -1462,23 +1461,26 @@ fn new_pair(
         rev_action: rev,
         first_packet: None,
     };
-    (pair, rev_hash, logged)
+    (pair, rev_hash)
 }
 
-/// What the flow log gets (stamped by the caller) when a rule that logs decided the flow
-/// `key` (its first packet's direction) from endpoint `src` to `dst`.
-fn log_record(
+/// Puts into `log`, at `now`, that a rule that logs decided the flow `key` (its first
+/// packet's direction) from endpoint `src` to `dst`.
+#[cold]
+#[inline(never)]
+fn log_decision(
+    (log, now): (&FlowLog, u32),
     key: &FlowKey,
     (src, dst): (Option<EndpointId>, Option<EndpointId>),
     verdict: &FlowDecision,
-) -> Option<LoggedFlow> {
-    verdict.log.then(|| LoggedFlow {
-        at: 0,
+) {
+    log.push(LoggedFlow {
+        at: now,
         key: *key,
         allowed: verdict.allow,
         egress: src.zip(verdict.egress),
         ingress: dst.zip(verdict.ingress),
-    })
+    });
 }
 
 /// Whether an MPLS label may map to `nh`: a label's packets are delivered into a VRF, which
@@ -1532,7 +1534,8 @@ fn decide(
     hash: u64,
     (from, reverse): (u16, bool),
     icmp: Option<(u8, u8)>,
-) -> (Action, Option<LoggedFlow>) {
+    log: (&FlowLog, u32),
+) -> Action {
     let (original, icmp) = if reverse {
         (key.reversed(), icmp.map(reply_of))
     } else {
@@ -1548,10 +1551,10 @@ fn decide(
         (endpoint(policy, node, vrf, s, || Some(from)), dst)
     };
     let verdict = policy.evaluate_endpoints(src, dst, &f);
-    (
-        routed(fib, key, hash, reverse, &verdict),
-        log_record(&original, (src, dst), &verdict),
-    )
+    if verdict.log {
+        log_decision(log, &original, (src, dst), &verdict);
+    }
+    routed(fib, key, hash, reverse, &verdict)
 }
 
 /// The policy endpoint of a flow's source or destination address, of `owner`: the one

@@ -194,6 +194,34 @@ pub fn compile(
     pods: &[PodPorts],
     node: &[IpAddr],
 ) -> Result<PolicySet, PolicyError> {
+    compile_with_origins(endpoints, policies, pods, node).map(|(set, _)| set)
+}
+
+/// [`compile`], and where each rule id came from, for operators reading rule counters:
+/// `db ingress[0]` (policy `db`, its first ingress rule; a rule with several ports or a
+/// named port may lower to several ids), `the node` for rule 0.
+///
+/// ```
+/// use policy::k8s::{NetworkPolicy, NetworkPolicyRule, PolicyType, compile_with_origins};
+/// use policy::{EndpointId, RuleId};
+/// let db = NetworkPolicy {
+///     name: "db".into(),
+///     selected: vec![EndpointId(1)],
+///     policy_types: Some(vec![PolicyType::Ingress]),
+///     ingress: vec![NetworkPolicyRule::default()],
+///     egress: vec![],
+/// };
+/// let endpoints = [(EndpointId(1), 0, vec!["10.0.0.2".parse().unwrap()])];
+/// let (_, origins) = compile_with_origins(&endpoints, &[db], &[], &["192.0.2.1".parse().unwrap()]).unwrap();
+/// assert_eq!(origins[&RuleId(0)], "the node");
+/// assert_eq!(origins[&RuleId(1)], "db ingress[0]");
+/// ```
+pub fn compile_with_origins(
+    endpoints: &[(EndpointId, u32, Vec<IpAddr>)],
+    policies: &[NetworkPolicy],
+    pods: &[PodPorts],
+    node: &[IpAddr],
+) -> Result<(PolicySet, BTreeMap<RuleId, String>), PolicyError> {
     let node = (!node.is_empty()).then(|| Arc::new(AddrSet::from_addrs(node.iter().copied())));
     // Per policy: its ingress and egress allow rules (or None when it does not isolate).
     let mut next_id = 1u32;
@@ -297,7 +325,15 @@ pub fn compile(
             egress: list_for(*id, true),
         })
         .collect();
-    Ok(PolicySet { endpoints })
+    let mut origins: BTreeMap<RuleId, String> = per_policy
+        .iter()
+        .flat_map(|(ing, eg)| ing.iter().chain(eg).flatten())
+        .map(|l| (l.rule.id, l.origin.clone()))
+        .collect();
+    if node.is_some() {
+        origins.insert(RuleId(0), "the node".into());
+    }
+    Ok((PolicySet { endpoints }, origins))
 }
 
 /// A lowered rule. One with a named port (only on ingress rules) is finished per endpoint,
@@ -305,6 +341,8 @@ pub fn compile(
 struct Lowered {
     rule: Rule,
     named: Option<String>,
+    /// The policy and rule it came from: `db ingress[0]`.
+    origin: String,
 }
 
 fn lower_rule(
@@ -357,7 +395,8 @@ fn lower_rule(
                 dst_ports,
                 ..Rule::any(id, Action::Allow)
             };
-            out.push(Lowered { rule, named });
+            let origin = format!("{} {field}[{index}]", p.name);
+            out.push(Lowered { rule, named, origin });
         };
     for (j, port) in r.ports.iter().enumerate() {
         if !matches!(port.protocol, 6 | 17 | PROTO_SCTP) {

@@ -369,6 +369,9 @@ pub struct Listing {
     pub labels: Vec<String>,
     /// One line per VXLAN VNI.
     pub vnis: Vec<String>,
+    /// Where each NetworkPolicy rule id came from (`db ingress[0]`, `the node`); empty
+    /// for `[[policy]]` lists, whose rules are numbered by their place in the list.
+    pub rule_origins: std::collections::BTreeMap<u32, String>,
 }
 
 struct Ctx<'a> {
@@ -884,7 +887,7 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         .iter()
         .map(|s| parse_ip(s.get_ref()).map_err(|x| cx.err(s.span().start, "tunnel_endpoints", "tunnel_endpoints", x)))
         .collect::<Result<Vec<_>, _>>()?;
-    let listing = Listing {
+    let mut listing = Listing {
         vrfs: std::iter::once("0".to_string())
             .chain(f.vrf.iter().map(|v| v.get_ref().id.to_string()))
             .collect(),
@@ -916,8 +919,10 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
             .map(|v| v.get_ref())
             .map(|v| format!("vni {} -> vrf {}", v.vni, v.vrf))
             .collect(),
+        rule_origins: Default::default(),
     };
-    let policy = policies(&cx, &f, &ports, &tunnel_endpoints)?;
+    let (policy, origins) = policies(&cx, &f, &ports, &tunnel_endpoints)?;
+    listing.rule_origins = origins.into_iter().map(|(id, o)| (id.0, o)).collect();
     own_address_for_policy(&cx, &f, &policy)?;
     let metrics = match &f.metrics {
         None => None,
@@ -1194,7 +1199,13 @@ fn cidrs(v: &[String]) -> Result<Option<Arc<AddrSet>>, String> {
 /// Builds the policy set: one endpoint per workload port (its addresses, in its VRF),
 /// with the `[[policy]]` lists that name it; rules are checked by the policy compiler
 /// and its errors are reported at the policy's line.
-fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig], tunnel_endpoints: &[IpAddr]) -> Result<PolicySet, String> {
+/// The policy set, and where each NetworkPolicy rule came from (none for `[[policy]]`).
+fn policies(
+    cx: &Ctx<'_>,
+    f: &File,
+    ports: &[PortConfig],
+    tunnel_endpoints: &[IpAddr],
+) -> Result<(PolicySet, BTreeMap<RuleId, String>), String> {
     if !f.network_policies.is_empty() {
         if let Some(p) = f.policy.first() {
             return Err(cx.err(
@@ -1288,7 +1299,7 @@ fn policies(cx: &Ctx<'_>, f: &File, ports: &[PortConfig], tunnel_endpoints: &[Ip
             });
         }
     }
-    Ok(PolicySet { endpoints })
+    Ok((PolicySet { endpoints }, BTreeMap::new()))
 }
 
 /// Refuses a workload port with policy lists whose every address another workload also
@@ -1319,7 +1330,7 @@ fn network_policies(
     f: &File,
     ports: &[PortConfig],
     tunnel_endpoints: &[IpAddr],
-) -> Result<PolicySet, String> {
+) -> Result<(PolicySet, BTreeMap<RuleId, String>), String> {
     let mut cluster = k8s::Cluster::default();
     for sp in &f.namespace {
         let n = sp.get_ref();
@@ -1423,10 +1434,11 @@ fn network_policies(
         .collect();
     node.sort_unstable();
     node.dedup();
-    let set = vrouter::policy::k8s::compile(&endpoints, &policies, &cluster.named_ports(), &node)
-        .map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
+    let (set, origins) =
+        vrouter::policy::k8s::compile_with_origins(&endpoints, &policies, &cluster.named_ports(), &node)
+            .map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
     Policy::compile(&set, 0).map_err(|err| format!("{}:{}: network_policies: {err}", cx.path, cx.line(at)))?;
-    Ok(set)
+    Ok((set, origins))
 }
 
 #[cfg(test)]
@@ -2191,6 +2203,10 @@ spec:
             verdict("192.0.2.1", 22),
             "the node itself (its tunnel endpoint), always"
         );
+        // Where each rule came from, for `show policy`; `[[policy]]` lists have none.
+        let origins = BTreeMap::from([(0, "the node".to_string()), (1, "db ingress[0]".to_string())]);
+        assert_eq!(c.listing.rule_origins, origins);
+        assert!(parse("good.toml", GOOD).unwrap().listing.rule_origins.is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! connect (the socket is created mode 0600). A client that sends garbage gets an error
 //! line; one that disconnects early is simply dropped; the router keeps forwarding.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -310,7 +311,10 @@ fn answer(cmd: &str, s: &State) -> String {
             let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
             counted(DropReason::ALL, |r| (t.dropped_for(r), r.description()))
         }
-        ["show", "policy"] => policy_lines(&s.tables.policy.load(), &ports.node),
+        ["show", "policy"] => {
+            let origins = s.listing.lock().map(|l| l.rule_origins.clone()).unwrap_or_default();
+            policy_lines(&s.tables.policy.load(), &ports.node, &origins)
+        }
         ["show", "path-mtus"] => path_mtu_lines(&s.tables.path_mtus, s.tables.epoch.elapsed().as_secs() as u32),
         ["show", "events"] => {
             let t = Stats::sum(&s.counters.iter().map(|c| c.snapshot()).collect::<Vec<_>>());
@@ -583,9 +587,10 @@ pub(crate) fn policy_counts<'a>(policy: &Policy, node: &'a NodeConfig) -> Vec<(&
 }
 
 /// `show policy`: a line per workload port and direction with a rule list, each rule (in
-/// evaluation order) and the default with the flows it decided (a new flow, or one
-/// decided again after a change, counts once), or a line saying there is none.
-fn policy_lines(policy: &Policy, node: &NodeConfig) -> Vec<String> {
+/// evaluation order, with where it came from when `origins` knows) and the default with
+/// the flows it decided (a new flow, or one decided again after a change, counts once),
+/// or a line saying there is none.
+fn policy_lines(policy: &Policy, node: &NodeConfig, origins: &BTreeMap<u32, String>) -> Vec<String> {
     let mut lines: Vec<(String, Vec<String>)> = Vec::new();
     for (port, dir, d, n) in policy_counts(policy, node) {
         let head = format!("{port} {dir}");
@@ -593,7 +598,10 @@ fn policy_lines(policy: &Policy, node: &NodeConfig) -> Vec<String> {
             lines.push((head, Vec::new()));
         }
         let item = match d.rule {
-            Some(r) => format!("rule {} {} {n}", r.0, d.action),
+            Some(r) => match origins.get(&r.0) {
+                Some(o) => format!("rule {} ({o}) {} {n}", r.0, d.action),
+                None => format!("rule {} {} {n}", r.0, d.action),
+            },
             None => format!("default {} {n}", d.action),
         };
         lines.last_mut().expect("pushed above").1.push(item);
@@ -907,7 +915,11 @@ mod tests {
             ..Default::default()
         };
         let (open, _) = Policy::compile(&PolicySet::default(), 1).unwrap();
-        assert_eq!(policy_lines(&open, &node), ["no policy: every workload port is open"]);
+        let none = BTreeMap::new();
+        assert_eq!(
+            policy_lines(&open, &node, &none),
+            ["no policy: every workload port is open"]
+        );
         let set = PolicySet {
             endpoints: vec![Endpoint {
                 id: EndpointId(1),
@@ -932,11 +944,17 @@ mod tests {
             ingress.classify(&tcp(dport));
         }
         assert_eq!(
-            policy_lines(&p, &node),
+            policy_lines(&p, &node, &none),
             [
                 "w2 ingress: rule 1 deny 1, default allow 2",
                 "w2 egress: rule 1 allow 0, default deny 0"
             ]
+        );
+        // A NetworkPolicy's rules say where they came from.
+        let origins = BTreeMap::from([(1, "db ingress[0]".to_string())]);
+        assert_eq!(
+            policy_lines(&p, &node, &origins)[0],
+            "w2 ingress: rule 1 (db ingress[0]) deny 1, default allow 2"
         );
     }
 

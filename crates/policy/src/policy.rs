@@ -66,6 +66,58 @@ impl PolicySet {
         }
     }
 
+    /// The same set with logging asked for: every decision that denies (rules and
+    /// defaults) with `denied`, every one that allows with `allowed`, becomes its logging
+    /// twin (`Deny` -> `DenyLog`, `Allow` -> `AllowLog`). Lists shared by endpoints stay
+    /// shared. For an operator who wants to see what a policy refuses (a tenant's
+    /// NetworkPolicy, whose rules cannot ask for logging themselves).
+    ///
+    /// ```
+    /// use policy::{Action, EndpointId, PolicySet, RuleList};
+    /// let set = PolicySet::ingress_for(EndpointId(1), 0, vec![], RuleList::allow_only(6));
+    /// let logged = set.with_logging(true, false);
+    /// let list = logged.endpoints[0].ingress.as_ref().unwrap();
+    /// assert_eq!((list.rules[0].action, list.default), (Action::Allow, Action::DenyLog));
+    /// ```
+    pub fn with_logging(&self, denied: bool, allowed: bool) -> PolicySet {
+        let log = |a: Action| match a {
+            Action::Deny if denied => Action::DenyLog,
+            Action::Allow if allowed => Action::AllowLog,
+            other => other,
+        };
+        let mut done: HashMap<*const RuleList, Arc<RuleList>> = HashMap::new();
+        let mut relist = |l: &Option<Arc<RuleList>>| {
+            l.as_ref().map(|l| {
+                done.entry(Arc::as_ptr(l))
+                    .or_insert_with(|| {
+                        Arc::new(RuleList {
+                            rules: l
+                                .rules
+                                .iter()
+                                .map(|r| Rule {
+                                    action: log(r.action),
+                                    ..r.clone()
+                                })
+                                .collect(),
+                            default: log(l.default),
+                        })
+                    })
+                    .clone()
+            })
+        };
+        PolicySet {
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|ep| Endpoint {
+                    ingress: relist(&ep.ingress),
+                    egress: relist(&ep.egress),
+                    ..ep.clone()
+                })
+                .collect(),
+        }
+    }
+
     /// The first endpoint with a rule list whose every address another endpoint of its
     /// VRF owns too (a service address alone). [`Policy::evaluate`] names no endpoint for
     /// a shared address, and a dataplane that tells a shared address's flows apart by the

@@ -36,6 +36,9 @@ struct File {
     ipv6_zero_udp_checksum: Option<Spanned<String>>,
     /// `path` (the default), `off`, or a number: the MSS TCP SYNs may announce.
     tcp_mss_clamp: Option<Spanned<MssSetting>>,
+    /// `none` (the default), `denied` or `all`: the flows policy decisions log, beside
+    /// those of `allow-log` / `deny-log` rules.
+    policy_log: Option<Spanned<String>>,
     #[serde(default)]
     vrf: Vec<Spanned<VrfDef>>,
     #[serde(default)]
@@ -922,6 +925,19 @@ pub fn parse(path: &str, text: &str) -> Result<Config, String> {
         rule_origins: Default::default(),
     };
     let (policy, origins) = policies(&cx, &f, &ports, &tunnel_endpoints)?;
+    let policy = match f.policy_log.as_ref().map(|l| (l.get_ref().as_str(), l.span().start)) {
+        None | Some(("none", _)) => policy,
+        Some(("denied", _)) => policy.with_logging(true, false),
+        Some(("all", _)) => policy.with_logging(true, true),
+        Some((other, at)) => {
+            return Err(cx.err(
+                at,
+                "policy_log",
+                "policy_log",
+                format!("`{other}` is not none, denied or all"),
+            ));
+        }
+    };
     listing.rule_origins = origins.into_iter().map(|(id, o)| (id.0, o)).collect();
     own_address_for_policy(&cx, &f, &policy)?;
     let metrics = match &f.metrics {
@@ -2080,6 +2096,38 @@ spec:
     - from: [{ podSelector: { matchLabels: { app: web } } }]
       ports: [{ port: 5432 }]
 "#;
+
+    /// `policy_log` turns the policy's decisions into logging ones: denials, or all.
+    #[test]
+    fn policy_log_logs_what_it_names() {
+        let lists = |line: &str| {
+            parse("good.toml", &format!("{line}\n{GOOD}")).map(|c| {
+                let l = c.policy.endpoints[0].ingress.clone().expect("pod1's ingress list");
+                (l.rules[0].action, l.default)
+            })
+        };
+        // GOOD's one list: a deny-log rule and an allowing default.
+        assert_eq!(lists(""), Ok((Action::DenyLog, Action::Allow)));
+        assert_eq!(lists("policy_log = \"none\""), Ok((Action::DenyLog, Action::Allow)));
+        assert_eq!(lists("policy_log = \"denied\""), Ok((Action::DenyLog, Action::Allow)));
+        assert_eq!(lists("policy_log = \"all\""), Ok((Action::DenyLog, Action::AllowLog)));
+        let e = lists("policy_log = \"some\"").unwrap_err();
+        assert_eq!(
+            e,
+            "good.toml:1: policy_log: field `policy_log`: `some` is not none, denied or all"
+        );
+        // A list's denying default logs too.
+        let c = parse(
+            "good.toml",
+            &format!("policy_log = \"denied\"\n{}", &GOOD[..GOOD.find("[[policy]]").unwrap()]).replace(
+                "[[vrf]]",
+                "[[policy]]\nendpoint = \"pod1\"\ndirection = \"egress\"\ndefault = \"deny\"\n\n[[vrf]]",
+            ),
+        )
+        .unwrap();
+        let egress = c.policy.endpoints[0].egress.clone().unwrap();
+        assert_eq!(egress.default, Action::DenyLog);
+    }
 
     #[test]
     fn tcp_mss_clamp_is_path_off_or_a_number() {

@@ -1889,7 +1889,7 @@ pub extern "C" fn vr_router_flow_log(
         let cb = cb.ok_or(null("cb"))?;
         let log = &started(r)?.router.tables().flow_log;
         while let Some(record) = log.pop() {
-            let line = record.describe(|ep| format!("port {}", ep.0));
+            let line = record.describe(|ep| format!("port {}", ep.0), vrouter::dataplane::flowlog::rule_number);
             if let Ok(c) = CString::new(line) {
                 cb(ctx, c.as_ptr());
             }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
-use policy::{Decision, EndpointId};
+use policy::{Decision, EndpointId, RuleId};
 use wire::flow::FlowKey;
 
 /// Records a [`FlowLog`] holds before it loses new ones, by default.
@@ -33,16 +33,16 @@ pub struct LoggedFlow {
 }
 
 impl LoggedFlow {
-    /// The record in one line, endpoints named by `name`: the flow key, then `allowed`
-    /// or `denied` and each list's decision, as in `denied: ingress of w2 rule 3
-    /// deny-log`.
-    pub fn describe(&self, name: impl Fn(EndpointId) -> String) -> String {
+    /// The record in one line, endpoints named by `name` and rules by `rule`: the flow
+    /// key, then `allowed` or `denied` and each list's decision, as in `denied: ingress
+    /// of w2 rule 3 deny-log`.
+    pub fn describe(&self, name: impl Fn(EndpointId) -> String, rule: impl Fn(RuleId) -> String) -> String {
         let mut line = format!("{} {}", self.key, if self.allowed { "allowed" } else { "denied" });
         let mut sep = ":";
         for (dir, decided) in [("egress", self.egress), ("ingress", self.ingress)] {
             let Some((ep, d)) = decided else { continue };
-            let rule = d.rule.map_or("default".to_string(), |r| format!("rule {}", r.0));
-            line += &format!("{sep} {dir} of {} {rule} {}", name(ep), d.action);
+            let by = d.rule.map_or("default".to_string(), &rule);
+            line += &format!("{sep} {dir} of {} {by} {}", name(ep), d.action);
             sep = ",";
         }
         line
@@ -50,10 +50,16 @@ impl LoggedFlow {
 }
 
 impl fmt::Display for LoggedFlow {
-    /// [`LoggedFlow::describe`] with endpoints by number (`endpoint 2`).
+    /// [`LoggedFlow::describe`] with endpoints and rules by number (`endpoint 2`,
+    /// `rule 3`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe(|ep| format!("endpoint {}", ep.0)))
+        f.write_str(&self.describe(|ep| format!("endpoint {}", ep.0), rule_number))
     }
+}
+
+/// A rule by its number: `rule 3`.
+pub fn rule_number(r: RuleId) -> String {
+    format!("rule {}", r.0)
 }
 
 /// The bounded queue of [`LoggedFlow`]s, shared by the workers and the control plane.
@@ -83,6 +89,11 @@ impl FlowLog {
         self.queue.pop()
     }
 
+    /// Whether no record waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Records lost to a full queue so far.
     pub fn lost(&self) -> u64 {
         self.lost.load(Ordering::Relaxed)
@@ -106,7 +117,7 @@ impl fmt::Debug for FlowLog {
 
 #[cfg(test)]
 mod tests {
-    use policy::{Action, RuleId};
+    use policy::Action;
 
     use super::*;
 

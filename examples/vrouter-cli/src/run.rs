@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vrouter::dataplane::flowlog::FlowLog;
-use vrouter::policy::EndpointId;
+use vrouter::dataplane::flowlog::{FlowLog, rule_number};
+use vrouter::policy::{EndpointId, RuleId};
 use vrouter::{ChangeError, Paused, Router, Running, af_xdp::AttachMode, fib::Fib};
 
 use crate::{ctl, metrics};
@@ -174,7 +174,7 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         eprintln!("metrics on {addr}: {e}");
         return ExitCode::FAILURE;
     }
-    spawn_flow_logger(router.tables().flow_log.clone(), ports.clone());
+    spawn_flow_logger(router.tables().flow_log.clone(), ports.clone(), listing.clone());
     tracing::info!(ports = cfg.devices.len(), workers = running.stats().len(), socket, metrics = ?cfg.metrics, "started");
     println!(
         "vrouter running: {} ports, {} workers, control socket {socket}",
@@ -236,13 +236,21 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
 const FLOW_LOG_EVERY: Duration = Duration::from_millis(100);
 
 /// Writes the flows that rules with a logging action decided (`allow-log`, `deny-log`)
-/// to the log, a `flow` line each with the workload ports by name, and warns when a full
-/// flow log lost records; on a thread of its own, for the life of the process.
-fn spawn_flow_logger(log: Arc<FlowLog>, ports: Arc<Mutex<ctl::Ports>>) {
+/// to the log, a `flow` line each with the workload ports by name and NetworkPolicy rules
+/// by origin, and warns when a full flow log lost records; on a thread of its own, for
+/// the life of the process.
+fn spawn_flow_logger(log: Arc<FlowLog>, ports: Arc<Mutex<ctl::Ports>>, listing: Arc<Mutex<Listing>>) {
     let each = move || {
         let mut lost = 0;
         loop {
             std::thread::sleep(FLOW_LOG_EVERY);
+            if log.lost() > lost {
+                tracing::warn!(lost = log.lost() - lost, "the flow log was full: records lost");
+                lost = log.lost();
+            }
+            if log.is_empty() {
+                continue;
+            }
             let names: Vec<String> = ports
                 .lock()
                 .map(|p| p.node.ports.iter().map(|p| p.name.clone()).collect())
@@ -253,12 +261,13 @@ fn spawn_flow_logger(log: Arc<FlowLog>, ports: Arc<Mutex<ctl::Ports>>) {
                     .cloned()
                     .unwrap_or_else(|| format!("endpoint {}", ep.0))
             };
+            let origins = listing.lock().map(|l| l.rule_origins.clone()).unwrap_or_default();
+            let rule = |r: RuleId| match origins.get(&r.0) {
+                Some(o) => format!("rule {} ({o})", r.0),
+                None => rule_number(r),
+            };
             while let Some(r) = log.pop() {
-                tracing::info!(at = r.at, "flow {}", r.describe(name));
-            }
-            if log.lost() > lost {
-                tracing::warn!(lost = log.lost() - lost, "the flow log was full: records lost");
-                lost = log.lost();
+                tracing::info!(at = r.at, "flow {}", r.describe(name, rule));
             }
         }
     };

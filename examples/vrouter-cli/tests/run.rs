@@ -1530,4 +1530,14 @@ fn network_policy_yaml_with_a_named_port_admits_only_that_port() {
             .any(|l| l.starts_with("PolicyDenied") && !l.contains(" 0  ")),
         "{drops}"
     );
+    // The counters say which NetworkPolicy rule let the connections in.
+    let (_, policy) = ctl(&sock, &["show", "policy"]);
+    let server = policy
+        .lines()
+        .find(|l| l.starts_with("w2 ingress: "))
+        .unwrap_or_default();
+    assert!(
+        server.starts_with("w2 ingress: rule 1 (server ingress[0]) allow ") && server.contains(", default deny "),
+        "{policy}"
+    );
 }

@@ -74,10 +74,14 @@ impl PolicySet {
     ///
     /// ```
     /// use policy::{Action, EndpointId, PolicySet, RuleList};
-    /// let set = PolicySet::ingress_for(EndpointId(1), 0, vec![], RuleList::allow_only(6));
+    /// let mut set = PolicySet::ingress_for(EndpointId(1), 0, vec![], RuleList::allow_only(6));
+    /// let mut twin = set.endpoints[0].clone();
+    /// twin.id = EndpointId(2);
+    /// set.endpoints.push(twin);
     /// let logged = set.with_logging(true, false);
-    /// let list = logged.endpoints[0].ingress.as_ref().unwrap();
-    /// assert_eq!((list.rules[0].action, list.default), (Action::Allow, Action::DenyLog));
+    /// let (one, two) = (logged.endpoints[0].ingress.as_ref().unwrap(), logged.endpoints[1].ingress.as_ref().unwrap());
+    /// assert_eq!((one.rules[0].action, one.default), (Action::Allow, Action::DenyLog));
+    /// assert!(std::sync::Arc::ptr_eq(one, two), "a shared list stays shared");
     /// ```
     pub fn with_logging(&self, denied: bool, allowed: bool) -> PolicySet {
         let log = |a: Action| match a {

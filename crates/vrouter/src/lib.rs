@@ -92,6 +92,35 @@ impl Router {
         &self.tables
     }
 
+    /// Publishes `set` as the policy (live on each flow's next packet), after the check a
+    /// raw `tables().policy.publish` skips: an endpoint with rule lists must own an
+    /// address no other endpoint owns, since the pipeline tells a shared (service)
+    /// address's flows apart by the workload port's own addresses. Returns the new
+    /// generation and the compiler's warnings (rules left out).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use vrouter::policy::{EndpointId, PolicySet, RuleList};
+    /// let r = vrouter::Router::new(Default::default(), Arc::new(vrouter::fib::Fib::new()), 1024).unwrap();
+    /// let vip = "10.96.0.10".parse().unwrap();
+    /// let mut set = PolicySet::ingress_for(EndpointId(1), 0, vec![vip], RuleList::allow_only(6));
+    /// let mut other = set.endpoints[0].clone();
+    /// (other.id, other.ingress) = (EndpointId(2), None);
+    /// set.endpoints.push(other);
+    /// assert!(r.publish_policy(&set).unwrap_err().starts_with("endpoint 1: every address"));
+    /// set.endpoints[0].addrs.push("10.0.1.2".parse().unwrap());
+    /// assert_eq!(r.publish_policy(&set).unwrap().0, 1, "the first generation");
+    /// ```
+    pub fn publish_policy(&self, set: &policy::PolicySet) -> Result<(u32, Vec<policy::PolicyError>), String> {
+        if let Some(ep) = set.policed_without_own_address() {
+            return Err(format!(
+                "endpoint {}: every address is another endpoint's too (a service address): its rule lists need an address of its own",
+                ep.id.0
+            ));
+        }
+        self.tables.policy.publish(set).map_err(|e| e.to_string())
+    }
+
     /// The same router with other ports: routing, policy, flows, neighbours and taps stay
     /// shared. Run it with [`Paused::resume`] once the running workers are paused and the
     /// routes and policy for the new port numbers are published.

@@ -403,6 +403,11 @@ typedef struct VrPortStats {
    */
   uint64_t tx;
   /*
+   Frames the kernel dropped before they reached it (with workers: its AF_XDP
+   socket's RX ring full or fill ring empty; read every few milliseconds).
+   */
+  uint64_t kernel_dropped;
+  /*
    Its device's state: VR_PORT_UP, VR_PORT_DOWN (down, or no carrier: what is routed
    to it is dropped until it is up) or VR_PORT_GONE (deleted: remove the port).
    */

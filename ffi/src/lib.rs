@@ -120,6 +120,9 @@ pub struct VrPortStats {
     pub rx: u64,
     /// Frames sent out of it.
     pub tx: u64,
+    /// Frames the kernel dropped before they reached it (with workers: its AF_XDP
+    /// socket's RX ring full or fill ring empty; read every few milliseconds).
+    pub kernel_dropped: u64,
     /// Its device's state: VR_PORT_UP, VR_PORT_DOWN (down, or no carrier: what is routed
     /// to it is dropped until it is up) or VR_PORT_GONE (deleted: remove the port).
     pub state: u32,
@@ -1786,6 +1789,7 @@ pub extern "C" fn vr_router_port_stats(r: *mut VrRouter, port: u32, out: *mut Vr
         let st = VrPortStats {
             rx: s.port_rx.get(i).copied().unwrap_or(0),
             tx: s.port_tx.get(i).copied().unwrap_or(0),
+            kernel_dropped: s.port_kernel_dropped.get(i).copied().unwrap_or(0),
             state: match s.port_state.get(i).copied().unwrap_or_default() {
                 PortState::Up => VR_PORT_UP,
                 PortState::Down => VR_PORT_DOWN,

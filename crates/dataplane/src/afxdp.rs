@@ -33,6 +33,8 @@ pub struct AfXdpPort {
     unsent: u64,
     /// Kicks in a row that said the device dropped a frame.
     drops_in_a_row: u32,
+    /// The socket's kernel drops already counted in the worker's per-port counters.
+    kernel_counted: u64,
 }
 
 /// Kicks in a row that drop a frame before the device is asked whether it has carrier
@@ -84,7 +86,18 @@ impl AfXdpPort {
             withdrawn: None,
             unsent: 0,
             drops_in_a_row: 0,
+            kernel_counted: 0,
         })
+    }
+
+    /// Adds what the kernel dropped for this socket since the last time to the worker's
+    /// per-port counter (a `getsockopt`: at liveness checks and at the drain).
+    fn count_kernel_drops(&mut self, counters: &WorkerCounters) {
+        let now = self.kernel_drops();
+        if now > self.kernel_counted {
+            counters.kernel_dropped(self.index, now - self.kernel_counted);
+            self.kernel_counted = now;
+        }
     }
 
     /// The socket (for its kernel statistics).
@@ -295,6 +308,7 @@ impl Port for AfXdpPort {
         self.reclaim(pool, counters);
         self.polls = self.polls.wrapping_add(1);
         if self.state != PortState::Gone && self.polls.is_multiple_of(LIVENESS_POLLS) {
+            self.count_kernel_drops(counters);
             let r = self.sock.wake_rx();
             self.check(r, pool, counters);
             // An idle port learns of a lost carrier too, not only from its next send.
@@ -389,6 +403,7 @@ impl Port for AfXdpPort {
                 );
             }
         }
+        self.count_kernel_drops(counters);
         let in_ring = u64::from(self.sock.fill.pending());
         // A receive that fails on a full RX ring leaves the frame the kernel took for it in
         // the kernel's own buffer pool, for its next packet: off the fill ring, but the

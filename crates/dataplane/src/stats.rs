@@ -179,6 +179,10 @@ pub struct WorkerCounters {
     pub port_rx: [AtomicU64; COUNTED_PORTS],
     /// Packets sent per port, as [`WorkerCounters::tx`] (the first [`COUNTED_PORTS`]).
     pub port_tx: [AtomicU64; COUNTED_PORTS],
+    /// Packets the kernel dropped before they reached each port (the first
+    /// [`COUNTED_PORTS`]): an AF_XDP socket's RX ring full or fill ring empty, invalid
+    /// descriptors; read from the socket now and then.
+    pub port_kernel_dropped: [AtomicU64; COUNTED_PORTS],
     drops: [AtomicU64; DropReason::ALL.len()],
     events: [AtomicU64; Event::ALL.len()],
 }
@@ -202,6 +206,7 @@ impl Default for WorkerCounters {
             port_state: std::array::from_fn(|_| AtomicU8::new(0)),
             port_rx: zeros(),
             port_tx: zeros(),
+            port_kernel_dropped: zeros(),
             drops: zeros(),
             events: zeros(),
         }
@@ -231,6 +236,12 @@ impl WorkerCounters {
         Self::add_port(&self.port_tx, usize::from(port), n);
     }
 
+    /// Counts `n` packets the kernel dropped before they reached port `port`; only the
+    /// owning worker calls this.
+    pub fn kernel_dropped(&self, port: u16, n: u64) {
+        Self::add_port(&self.port_kernel_dropped, usize::from(port), n);
+    }
+
     /// Counts `n` packets received on port `port` as it closed, and dropped for that.
     pub fn closing(&self, port: u16, n: u64) {
         if n > 0 {
@@ -246,7 +257,12 @@ impl WorkerCounters {
         for g in &self.port_state {
             g.store(0, Ordering::Relaxed);
         }
-        for c in self.port_rx.iter().chain(&self.port_tx) {
+        for c in self
+            .port_rx
+            .iter()
+            .chain(&self.port_tx)
+            .chain(&self.port_kernel_dropped)
+        {
             c.store(0, Ordering::Relaxed);
         }
     }
@@ -263,7 +279,7 @@ impl WorkerCounters {
                 })
                 .collect()
         };
-        for per_port in [&self.port_rx, &self.port_tx] {
+        for per_port in [&self.port_rx, &self.port_tx, &self.port_kernel_dropped] {
             let now = moved(&per_port.iter().map(|c| c.load(Ordering::Relaxed)).collect::<Vec<_>>());
             for (c, v) in per_port.iter().zip(now) {
                 c.store(v, Ordering::Relaxed);
@@ -316,6 +332,7 @@ impl WorkerCounters {
                 .collect(),
             port_rx: self.port_rx.iter().map(get).collect(),
             port_tx: self.port_tx.iter().map(get).collect(),
+            port_kernel_dropped: self.port_kernel_dropped.iter().map(get).collect(),
             drops: DropReason::ALL
                 .iter()
                 .map(|&r| (r, get(&self.drops[r as usize])))
@@ -360,6 +377,9 @@ pub struct Stats {
     pub port_rx: Vec<u64>,
     /// Packets transmitted per port, by port index (the first [`COUNTED_PORTS`]).
     pub port_tx: Vec<u64>,
+    /// Packets the kernel dropped before they reached each port, by port index (the
+    /// first [`COUNTED_PORTS`]; not in [`Stats::dropped`]: they never reached a worker).
+    pub port_kernel_dropped: Vec<u64>,
     /// Drops per reason.
     pub drops: Vec<(DropReason, u64)>,
     /// Counts per event.
@@ -410,6 +430,7 @@ impl Stats {
             }
             add_each(&mut t.port_rx, &s.port_rx);
             add_each(&mut t.port_tx, &s.port_tx);
+            add_each(&mut t.port_kernel_dropped, &s.port_kernel_dropped);
             for (a, b) in t.drops.iter_mut().zip(&s.drops) {
                 a.1 += b.1;
             }
@@ -431,6 +452,7 @@ mod tests {
         for (port, n) in [(0, 10), (1, 20), (2, 30)] {
             WorkerCounters::add_port(&c.port_rx, port, n);
             WorkerCounters::add_port(&c.port_tx, port, n + 1);
+            c.kernel_dropped(port as u16, n + 2);
         }
         c.set_state(2, PortState::Gone);
         c.set_state(0, PortState::Down);
@@ -439,6 +461,7 @@ mod tests {
         let s = c.snapshot();
         assert_eq!(&s.port_rx[..4], &[30, 10, 0, 0]);
         assert_eq!(&s.port_tx[..4], &[31, 11, 0, 0]);
+        assert_eq!(&s.port_kernel_dropped[..4], &[32, 12, 0, 0]);
         use PortState::*;
         assert_eq!(
             &s.port_state[..4],

@@ -267,6 +267,7 @@ fn full_rx_ring(mode: AttachMode) {
         assert_eq!(r.stats.rx, 64, "{:?}", r.stats);
         assert_eq!(r.stats.dropped_for(DropReason::PortClosing), 64);
         assert_eq!(r.stats.rx + kernel, N, "the ring took 64, the kernel dropped the rest");
+        assert_eq!(r.stats.port_kernel_dropped[0], kernel, "counted for the port too");
     });
 }
 

@@ -163,13 +163,14 @@ fn answer(cmd: &str, s: &State) -> String {
                     };
                     let count = |v: &[u64]| v.get(i).map_or("-".into(), u64::to_string);
                     format!(
-                        "{i} {} dev {d}{} mac {} mtu {} rx {} tx {} {:?}{state}",
+                        "{i} {} dev {d}{} mac {} mtu {} rx {} tx {} kernel-dropped {} {:?}{state}",
                         p.name,
                         p.vlan.map_or(String::new(), |v| format!(" vlan {v}")),
                         p.mac,
                         p.mtu,
                         count(&t.port_rx),
                         count(&t.port_tx),
+                        count(&t.port_kernel_dropped),
                         p.role
                     )
                 })

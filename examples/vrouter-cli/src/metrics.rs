@@ -339,6 +339,12 @@ fn render(
         "counter",
         by_port(&total.port_tx),
     );
+    family(
+        "vrouter_port_kernel_dropped_packets_total",
+        "Packets the kernel dropped before they reached a port (its AF_XDP socket's RX ring full or fill ring empty), read now and then.",
+        "counter",
+        by_port(&total.port_kernel_dropped),
+    );
     let count = |state: PortState| total.port_state.iter().filter(|&&s| s == state).count() as u64;
     family(
         "vrouter_ports_device_gone",

@@ -336,6 +336,7 @@ fn run_forwards_reloads_and_stops_cleanly() {
     assert!(routes.contains("vrf 1 10.0.2.2/32 -> nexthop 2"), "{routes}");
     let (_, ports) = ctl(&["show", "ports"]);
     assert!(ports.lines().count() == 2 && ports.contains("w1 dev"), "{ports}");
+    assert!(ports.lines().all(|l| l.contains(" kernel-dropped ")), "{ports}");
     let (_, drops) = ctl(&["show", "drops"]);
     assert!(
         drops.contains("PolicyDenied") && drops.contains("denied by policy"),
@@ -426,6 +427,8 @@ fn run_forwards_reloads_and_stops_cleanly() {
         "{metrics}"
     );
     for port in ["w1", "w2"] {
+        let row = format!("vrouter_port_kernel_dropped_packets_total{{port=\"{port}\"}} ");
+        assert!(metrics.contains(&row), "{row}: {metrics}");
         for family in ["vrouter_port_rx_packets_total", "vrouter_port_tx_packets_total"] {
             assert!(
                 value(family, &format!("port=\"{port}\"")) > 0,

@@ -587,6 +587,15 @@ pub(crate) fn policy_counts<'a>(policy: &Policy, node: &'a NodeConfig) -> Vec<(&
     out
 }
 
+/// Rule `id` as operators read it: `rule 3`, with where it came from when `origins`
+/// knows (a NetworkPolicy's: `rule 3 (db ingress[0])`).
+pub(crate) fn rule_name(id: u32, origins: &BTreeMap<u32, String>) -> String {
+    match origins.get(&id) {
+        Some(o) => format!("rule {id} ({o})"),
+        None => format!("rule {id}"),
+    }
+}
+
 /// `show policy`: a line per workload port and direction with a rule list, each rule (in
 /// evaluation order, with where it came from when `origins` knows) and the default with
 /// the flows it decided (a new flow, or one decided again after a change, counts once),
@@ -599,10 +608,7 @@ fn policy_lines(policy: &Policy, node: &NodeConfig, origins: &BTreeMap<u32, Stri
             lines.push((head, Vec::new()));
         }
         let item = match d.rule {
-            Some(r) => match origins.get(&r.0) {
-                Some(o) => format!("rule {} ({o}) {} {n}", r.0, d.action),
-                None => format!("rule {} {} {n}", r.0, d.action),
-            },
+            Some(r) => format!("{} {} {n}", rule_name(r.0, origins), d.action),
             None => format!("default {} {n}", d.action),
         };
         lines.last_mut().expect("pushed above").1.push(item);

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vrouter::dataplane::flowlog::{FlowLog, rule_number};
+use vrouter::dataplane::flowlog::FlowLog;
 use vrouter::policy::{EndpointId, RuleId};
 use vrouter::{ChangeError, Paused, Router, Running, af_xdp::AttachMode, fib::Fib};
 
@@ -262,10 +262,7 @@ fn spawn_flow_logger(log: Arc<FlowLog>, ports: Arc<Mutex<ctl::Ports>>, listing: 
                     .unwrap_or_else(|| format!("endpoint {}", ep.0))
             };
             let origins = listing.lock().map(|l| l.rule_origins.clone()).unwrap_or_default();
-            let rule = |r: RuleId| match origins.get(&r.0) {
-                Some(o) => format!("rule {} ({o})", r.0),
-                None => rule_number(r),
-            };
+            let rule = |r: RuleId| ctl::rule_name(r.0, &origins);
             while let Some(r) = log.pop() {
                 tracing::info!(at = r.at, "flow {}", r.describe(name, rule));
             }

@@ -174,7 +174,8 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         eprintln!("metrics on {addr}: {e}");
         return ExitCode::FAILURE;
     }
-    spawn_flow_logger(router.tables().flow_log.clone(), ports.clone(), listing.clone());
+    let flow_log = (router.tables().flow_log.clone(), ports.clone(), listing.clone());
+    spawn_flow_logger(flow_log.clone());
     tracing::info!(ports = cfg.devices.len(), workers = running.stats().len(), socket, metrics = ?cfg.metrics, "started");
     println!(
         "vrouter running: {} ports, {} workers, control socket {socket}",
@@ -214,6 +215,8 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
         }
     }
     let reports = live.running.take().map(Running::stop).unwrap_or_default();
+    // What the workers logged since the logger's last pass.
+    write_flow_log(&flow_log);
     check_frames(&reports);
     let stats = vrouter::Stats::sum(reports.iter().map(|r| &r.stats));
     tracing::info!(
@@ -235,41 +238,50 @@ pub(crate) fn run(path: &str, check_only: bool, socket: &str) -> ExitCode {
 /// How often the flow log is written out.
 const FLOW_LOG_EVERY: Duration = Duration::from_millis(100);
 
-/// Writes the flows that rules with a logging action decided (`allow-log`, `deny-log`)
-/// to the log, a `flow` line each with the workload ports by name and NetworkPolicy rules
-/// by origin, and warns when a full flow log lost records; on a thread of its own, for
-/// the life of the process.
-fn spawn_flow_logger(log: Arc<FlowLog>, ports: Arc<Mutex<ctl::Ports>>, listing: Arc<Mutex<Listing>>) {
+/// The flow log and what names its records: the ports, and the config's rule origins.
+type FlowLogged = (Arc<FlowLog>, Arc<Mutex<ctl::Ports>>, Arc<Mutex<Listing>>);
+
+/// Writes out the flows that rules with a logging action decided (`allow-log`,
+/// `deny-log`) every [`FLOW_LOG_EVERY`], and warns when a full flow log lost records; on
+/// a thread of its own, for the life of the process.
+fn spawn_flow_logger(logged: FlowLogged) {
     let each = move || {
         let mut lost = 0;
         loop {
             std::thread::sleep(FLOW_LOG_EVERY);
-            if log.lost() > lost {
-                tracing::warn!(lost = log.lost() - lost, "the flow log was full: records lost");
-                lost = log.lost();
+            let now = logged.0.lost();
+            if now > lost {
+                tracing::warn!(lost = now - lost, "the flow log was full: records lost");
+                lost = now;
             }
-            if log.is_empty() {
-                continue;
-            }
-            let names: Vec<String> = ports
-                .lock()
-                .map(|p| p.node.ports.iter().map(|p| p.name.clone()).collect())
-                .unwrap_or_default();
-            let name = |ep: EndpointId| {
-                names
-                    .get(ep.0 as usize)
-                    .cloned()
-                    .unwrap_or_else(|| format!("endpoint {}", ep.0))
-            };
-            let origins = listing.lock().map(|l| l.rule_origins.clone()).unwrap_or_default();
-            let rule = |r: RuleId| ctl::rule_name(r.0, &origins);
-            while let Some(r) = log.pop() {
-                tracing::info!(at = r.at, "flow {}", r.describe(name, rule));
-            }
+            write_flow_log(&logged);
         }
     };
     if let Err(e) = std::thread::Builder::new().name("vrouter-flowlog".into()).spawn(each) {
         tracing::warn!(error = %e, "no flow log thread: rules' log actions write nothing");
+    }
+}
+
+/// Writes the flow log's records, a `flow` line each with the workload ports by name and
+/// NetworkPolicy rules by origin.
+fn write_flow_log((log, ports, listing): &FlowLogged) {
+    if log.is_empty() {
+        return;
+    }
+    let names: Vec<String> = ports
+        .lock()
+        .map(|p| p.node.ports.iter().map(|p| p.name.clone()).collect())
+        .unwrap_or_default();
+    let name = |ep: EndpointId| {
+        names
+            .get(ep.0 as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("endpoint {}", ep.0))
+    };
+    let origins = listing.lock().map(|l| l.rule_origins.clone()).unwrap_or_default();
+    let rule = |r: RuleId| ctl::rule_name(r.0, &origins);
+    while let Some(r) = log.pop() {
+        tracing::info!(at = r.at, "flow {}", r.describe(name, rule));
     }
 }
 

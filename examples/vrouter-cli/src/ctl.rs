@@ -16,7 +16,7 @@ use vrouter::dataplane::pipeline::{neighbor_mac, overlay_neighbor_port};
 use vrouter::dataplane::pmtu::PathMtus;
 use vrouter::dataplane::{Event, PortState, SharedCounters};
 use vrouter::fib::{Encap, Nexthop, Resolution};
-use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy};
+use vrouter::flow::{FlowSnapshot, FlowTable, FullPolicy, Verdict as FlowVerdict};
 use vrouter::policy::{Decision, Direction, EndpointId, Policy};
 use vrouter::wire::flow::FlowKey;
 use vrouter::{DropReason, NodeConfig, Stats, Tables};
@@ -63,7 +63,7 @@ pub(crate) type KernelRoutesSlot = Arc<Mutex<Vec<Arc<Mutex<Follower>>>>>;
 /// The commands, for an unknown or empty one.
 fn help() -> String {
     format!(
-        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops|events|policy|path-mtus, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [top N], clear flows [same filters], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
+        "commands: show ports|vrfs|routes|nexthops|labels|vnis|neighbors|kernel-routes|commands|stats|drops|events|policy|path-mtus, show routes|kernel-routes [vrf V] [within PREFIX/LEN], show flows [vrf N] [ip ADDR] [port N] [proto P] [verdict allow|deny|hold] [top N], clear flows [the same but verdict], trace N, capture PORT FILE [COUNT], route get vrf V ADDRESS, reload, and the routing commands: {}",
         dynamic::SYNTAX
     )
 }
@@ -658,7 +658,7 @@ fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize, most_bytes: bo
         v.truncate(max);
     };
     reader.for_each(|f| {
-        if !filter.matches(&f.key) {
+        if !filter.matches_flow(&f) {
             return;
         }
         matching += 1;
@@ -686,7 +686,7 @@ fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize, most_bytes: bo
         .collect();
     if matching > v.len() {
         v.push(format!(
-            "({} of {matching} matching flows shown{}; narrow with vrf, ip, port, proto)",
+            "({} of {matching} matching flows shown{}; narrow with vrf, ip, port, proto, verdict)",
             v.len(),
             if most_bytes { ", the most bytes first" } else { "" }
         ));
@@ -697,6 +697,9 @@ fn show_flows(table: &FlowTable, filter: &FlowFilter, max: usize, most_bytes: bo
 /// Deletes the flows that match `filter`, each with its reverse, so their next packets are
 /// decided afresh; held flows are left ([`vrouter::flow::Reader::delete_where`]).
 fn clear_flows(table: &FlowTable, filter: &FlowFilter) -> Vec<String> {
+    if filter.verdict.is_some() {
+        return vec!["error: `clear flows` takes no verdict: it deletes by key (vrf, ip, port, proto)".into()];
+    }
     let Some(mut reader) = table.reader() else {
         return vec!["error: no flow reader slot free".into()];
     };
@@ -714,12 +717,17 @@ struct FlowFilter {
     ip: Option<IpAddr>,
     port: Option<u16>,
     proto: Option<u8>,
+    /// What the flow's cached decision is (`show flows` only: `clear flows` deletes by
+    /// key).
+    verdict: Option<FlowVerdict>,
 }
 
 impl FlowFilter {
-    /// `[vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|sctp|N]`, in any order.
+    /// `[vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|sctp|N] [verdict
+    /// allow|deny|hold]`, in any order.
     fn parse(words: &[&str]) -> Result<FlowFilter, String> {
-        const USAGE: &str = "`show flows [vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|sctp|N]`";
+        const USAGE: &str =
+            "`show flows [vrf N] [ip ADDR] [port N] [proto tcp|udp|icmp|icmpv6|sctp|N] [verdict allow|deny|hold]`";
         let mut f = FlowFilter::default();
         for pair in words.chunks(2) {
             let [field, value] = pair else {
@@ -734,6 +742,15 @@ impl FlowFilter {
                     .proto
                     .replace(vrouter_cli::config::proto(value).map_err(|_| bad())?)
                     .is_some(),
+                "verdict" => {
+                    let v = match *value {
+                        "allow" => FlowVerdict::Allow,
+                        "deny" => FlowVerdict::Deny,
+                        "hold" => FlowVerdict::Hold,
+                        _ => return Err(bad()),
+                    };
+                    f.verdict.replace(v).is_some()
+                }
                 _ => return Err(format!("unknown filter `{field}`: {USAGE}")),
             };
             if taken {
@@ -741,6 +758,11 @@ impl FlowFilter {
             }
         }
         Ok(f)
+    }
+
+    /// Whether a flow matches: its key, and its cached verdict when the filter names one.
+    fn matches_flow(&self, f: &FlowSnapshot) -> bool {
+        self.matches(&f.key) && self.verdict.is_none_or(|v| f.action.verdict == v)
     }
 
     fn matches(&self, k: &FlowKey) -> bool {
@@ -1228,8 +1250,16 @@ mod tests {
         assert_eq!(some.len(), 4);
         assert_eq!(
             some[3],
-            "(3 of 10 matching flows shown; narrow with vrf, ip, port, proto)"
+            "(3 of 10 matching flows shown; narrow with vrf, ip, port, proto, verdict)"
         );
+        // By verdict: the five pairs allow; none denies.
+        let verdict = |v| FlowFilter {
+            verdict: Some(v),
+            ..FlowFilter::default()
+        };
+        assert_eq!(show_flows(&table, &verdict(FlowVerdict::Allow), 100, false).len(), 10);
+        assert!(show_flows(&table, &verdict(FlowVerdict::Deny), 100, false).is_empty());
+        assert!(clear_flows(&table, &verdict(FlowVerdict::Deny))[0].starts_with("error: "));
         let one = FlowFilter {
             ip: Some("10.0.0.4".parse().unwrap()),
             ..FlowFilter::default()
@@ -1262,7 +1292,7 @@ mod tests {
         assert!(top[1].contains("10.0.0.4 ") && top[1].ends_with("bytes 500"), "{top:?}");
         assert_eq!(
             top[2],
-            "(2 of 10 matching flows shown, the most bytes first; narrow with vrf, ip, port, proto)"
+            "(2 of 10 matching flows shown, the most bytes first; narrow with vrf, ip, port, proto, verdict)"
         );
         // Past the cut-back point (twice the count kept), still the biggest.
         let one = show_flows(&table, &FlowFilter::default(), 1, true);

@@ -867,13 +867,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         /// Any words after `show flows` give a filter or an error naming the usage, never a
-        /// panic; a filter that parses matches a key exactly when each of its fields does.
+        /// panic; a filter that parses matches a flow exactly when each of its fields does.
         #[test]
         fn any_filter_words_parse_or_are_refused(
             words in proptest::collection::vec(
                 prop_oneof![
                     Just("vrf".to_string()), Just("ip".to_string()), Just("port".to_string()),
                     Just("proto".to_string()), Just("tcp".to_string()), Just("10.0.0.4".to_string()),
+                    Just("verdict".to_string()), Just("deny".to_string()), Just("allow".to_string()),
                     "[0-9]{1,6}", "\\PC{0,8}",
                 ],
                 0..7,
@@ -891,6 +892,19 @@ mod tests {
                         && f.port.is_none_or(|p| p == port || p == 53)
                         && f.proto.is_none_or(|p| p == 6);
                     prop_assert_eq!(f.matches(&k), want);
+                    // A denied flow of that key: the verdict filter too.
+                    let flow = FlowSnapshot {
+                        index: 0,
+                        key: k,
+                        action: vrouter::flow::Action::deny(),
+                        generations: Default::default(),
+                        packets: 0,
+                        bytes: 0,
+                        last_seen: 0,
+                        reverse: None,
+                        tcp_flags: 0,
+                    };
+                    prop_assert_eq!(f.matches_flow(&flow), want && f.verdict.is_none_or(|v| v == FlowVerdict::Deny));
                 }
             }
         }

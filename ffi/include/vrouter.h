@@ -122,6 +122,21 @@
 #define VR_DSCP_INHERIT -1
 
 /*
+ `vr_router_set_policy_log`: only what rules with a logging action decide is logged.
+ */
+#define VR_POLICY_LOG_NONE 0
+
+/*
+ `vr_router_set_policy_log`: every flow a list refuses is logged too.
+ */
+#define VR_POLICY_LOG_DENIED 1
+
+/*
+ `vr_router_set_policy_log`: every flow a list decides is logged.
+ */
+#define VR_POLICY_LOG_ALL 2
+
+/*
  `vr_router_clear_flows`: every VRF.
  */
 #define VR_ALL_VRFS UINT32_MAX
@@ -722,6 +737,14 @@ vr_result vr_router_set_policy(struct vr_router *r,
                                const struct vr_rule *rules,
                                uint32_t count,
                                uint8_t default_action);
+
+/*
+ Which policy decisions go to the flow log (`vr_router_flow_log`) beside those of
+ `VR_ALLOW_LOG` / `VR_DENY_LOG` rules: `VR_POLICY_LOG_NONE` (the default),
+ `VR_POLICY_LOG_DENIED` (every refused flow, as if each deny said `VR_DENY_LOG`) or
+ `VR_POLICY_LOG_ALL`. Live from the next `vr_router_publish_policy` (or start).
+ */
+vr_result vr_router_set_policy_log(struct vr_router *r, uint32_t what);
 
 /*
  Makes the policy lists set so far live, atomically: new flows are decided by them and

@@ -239,6 +239,8 @@ pub struct VrRouter {
     running: Option<Started>,
     /// Rule lists per (workload port, egress), published by `vr_router_publish_policy`.
     policies: HashMap<(u32, bool), RuleList>,
+    /// `vr_router_set_policy_log`: (denials, allowances) logged whatever the rules say.
+    policy_log: (bool, bool),
     /// A frame pulled into too small a buffer, per port: returned by the next pull.
     held: Vec<Option<Vec<u8>>>,
     /// Flow table options, if `vr_router_set_flow_options` set them.
@@ -431,6 +433,7 @@ pub extern "C" fn vr_router_new(out: *mut *mut VrRouter) -> VrResult {
             ports_added: 0,
             error: CString::default(),
             policies: HashMap::new(),
+            policy_log: (false, false),
         }));
         LIVE.lock()
             .expect("registry")
@@ -1291,6 +1294,34 @@ pub extern "C" fn vr_router_set_policy(
     })
 }
 
+/// `vr_router_set_policy_log`: only what rules with a logging action decide is logged.
+pub const VR_POLICY_LOG_NONE: u32 = 0;
+/// `vr_router_set_policy_log`: every flow a list refuses is logged too.
+pub const VR_POLICY_LOG_DENIED: u32 = 1;
+/// `vr_router_set_policy_log`: every flow a list decides is logged.
+pub const VR_POLICY_LOG_ALL: u32 = 2;
+
+/// Which policy decisions go to the flow log (`vr_router_flow_log`) beside those of
+/// `VR_ALLOW_LOG` / `VR_DENY_LOG` rules: `VR_POLICY_LOG_NONE` (the default),
+/// `VR_POLICY_LOG_DENIED` (every refused flow, as if each deny said `VR_DENY_LOG`) or
+/// `VR_POLICY_LOG_ALL`. Live from the next `vr_router_publish_policy` (or start).
+#[unsafe(no_mangle)]
+pub extern "C" fn vr_router_set_policy_log(r: *mut VrRouter, what: u32) -> VrResult {
+    with(r, |r| {
+        r.policy_log = match what {
+            VR_POLICY_LOG_NONE => (false, false),
+            VR_POLICY_LOG_DENIED => (true, false),
+            VR_POLICY_LOG_ALL => (true, true),
+            _ => {
+                return Err(bad(format!(
+                    "policy log {what} is not VR_POLICY_LOG_NONE, VR_POLICY_LOG_DENIED or VR_POLICY_LOG_ALL"
+                )));
+            }
+        };
+        Ok(())
+    })
+}
+
 /// The policy set of the lists given so far: one endpoint per workload port. Refuses a
 /// port with lists whose every address another workload port has too (a service address
 /// alone): the pipeline tells a shared address's flows apart by the port's own addresses,
@@ -1314,7 +1345,10 @@ fn policy_set(r: &VrRouter) -> Result<PolicySet, (VrResult, String)> {
             _ => None,
         })
         .collect();
-    let set = PolicySet { endpoints };
+    let set = match r.policy_log {
+        (false, false) => PolicySet { endpoints },
+        (denied, allowed) => PolicySet { endpoints }.with_logging(denied, allowed),
+    };
     if let Some(ep) = set.policed_without_own_address() {
         return Err(bad(format!(
             "port {}: every address is another workload port's too (a service address): its policy lists need an address of its own to tell its flows apart",

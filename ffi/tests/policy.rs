@@ -427,6 +427,18 @@ fn an_icmp_type_rule_denies_that_type_alone() {
         "{lines:?}"
     );
     assert_eq!(flow_log(r).0.len(), 0, "taken");
+    // Everything the lists decide logged: the other flow, re-decided on its next packet
+    // under the republished policy, by the default.
+    assert_eq!(vr_router_set_policy_log(r, 7), VrResult::VrInvalidArgument);
+    assert_eq!(vr_router_set_policy_log(r, VR_POLICY_LOG_ALL), VrResult::VrOk);
+    assert_eq!(vr_router_publish_policy(r), VrResult::VrOk);
+    assert_eq!(through(r, 0, &unreachable)[1].len(), 1);
+    let (lines, _) = flow_log(r);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].ends_with("allowed: ingress of port 1 default allow-log"),
+        "{lines:?}"
+    );
     assert_eq!(vr_router_stop(r), VrResult::VrOk);
     assert_eq!(vr_router_free(r), VrResult::VrOk);
 }

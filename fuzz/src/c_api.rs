@@ -160,7 +160,10 @@ fn step(p: &mut Program<'_>, r: *mut VrRouter, buf: &mut [u8]) -> VrResult {
             let count = u32::from(p.byte() % 2);
             vr_router_set_policy(r, port, dir, &rule, count, p.byte() % 3)
         }
-        13 => vr_router_publish(r),
+        13 => match vr_router_set_policy_log(r, u32::from(p.byte() % 4)) {
+            VrResult::VrOk | VrResult::VrInvalidArgument => vr_router_publish(r),
+            other => other,
+        },
         14 => vr_router_publish_policy(r),
         15 => vr_router_start(r),
         16 => vr_router_stop(r),
